@@ -1,0 +1,136 @@
+//! The mailstore contract: what an application implements to back a server.
+//!
+//! The server machine never sees a file. It asks, through
+//! `StoreRequest` actions, for what it cannot know itself, and the adapter
+//! answers by calling a [`Store`]. One store serves every runtime: the
+//! methods return `Send` futures and do no I/O of their own in this crate. A
+//! blocking store wraps its calls (e.g. with `spawn_blocking`) instead of
+//! being rewritten.
+//!
+//! A store answers each request once. Committing deletions ([`Maildrop::commit`])
+//! must run to completion once started, even if the connection is gone;
+//! dropping a [`Maildrop`] without committing releases its lock and deletes
+//! nothing.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::fmt;
+use core::future::Future;
+
+use crate::types::{Secret, Uid};
+
+/// Which credential checks a store can perform, so that CAPA offers only
+/// mechanisms that can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CredentialForms {
+    /// The store can verify a password ([`Store::verify_password`]):
+    /// USER/PASS, SASL PLAIN and LOGIN.
+    pub password: bool,
+    /// The store can hand out the shared secret in clear
+    /// ([`Store::shared_secret`]): APOP and CRAM-MD5.
+    pub shared_secret: bool,
+}
+
+impl CredentialForms {
+    /// Forms with the given flags.
+    pub const fn new(password: bool, shared_secret: bool) -> Self {
+        CredentialForms {
+            password,
+            shared_secret,
+        }
+    }
+}
+
+/// One message of an opened maildrop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Its size as RFC 1939 §11 counts it (every line end as CRLF, no
+    /// stuffing), which is what LIST and STAT report.
+    pub size: u64,
+    /// Its unique-id: stable across sessions, never reused.
+    pub uid: Uid,
+}
+
+/// Why a store could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The maildrop is locked by another session (`[IN-USE]`).
+    InUse,
+    /// The user logged in too recently (`[LOGIN-DELAY]`).
+    LoginDelay,
+    /// A temporary failure; trying again later may help (`[SYS/TEMP]`).
+    Temporary(String),
+    /// A permanent failure (`[SYS/PERM]`).
+    Permanent(String),
+    /// The message is gone from the store (removed behind the server's back).
+    MessageGone,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::InUse => f.write_str("maildrop in use"),
+            StoreError::LoginDelay => f.write_str("login delay not yet passed"),
+            StoreError::Temporary(m) => write!(f, "temporary store failure: {m}"),
+            StoreError::Permanent(m) => write!(f, "permanent store failure: {m}"),
+            StoreError::MessageGone => f.write_str("message no longer in the store"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for StoreError {}
+
+/// A source of users and maildrops.
+pub trait Store: Send + Sync {
+    /// An opened, locked maildrop.
+    type Maildrop: Maildrop;
+
+    /// The credential checks this store can perform.
+    fn credential_forms(&self) -> CredentialForms;
+
+    /// Whether `password` is `user`'s password. An unknown user is `Ok(false)`.
+    fn verify_password(
+        &self,
+        user: &str,
+        password: &Secret,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// `user`'s shared secret in clear, for APOP and CRAM-MD5; `None` when
+    /// the user is unknown or the store keeps only a hash.
+    fn shared_secret(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
+
+    /// Opens and exclusively locks `user`'s maildrop (an authenticated user).
+    /// A maildrop locked elsewhere is [`StoreError::InUse`].
+    fn open(&self, user: &str) -> impl Future<Output = Result<Self::Maildrop, StoreError>> + Send;
+}
+
+/// An opened, exclusively locked maildrop. Dropping it releases the lock and
+/// deletes nothing.
+pub trait Maildrop: Send {
+    /// A message being read.
+    type Reader: MessageReader;
+
+    /// The messages, in order: message number `n` is `messages()[n - 1]`.
+    fn messages(&self) -> &[MessageInfo];
+
+    /// Starts reading the message at zero-based `index`.
+    fn read(&mut self, index: usize)
+    -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
+
+    /// Removes the messages at these zero-based indexes (UPDATE state), then
+    /// releases the lock. Must run to completion once started.
+    fn commit(self, deleted: Vec<usize>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A message's content, pulled as chunks of any size.
+pub trait MessageReader: Send {
+    /// The next chunk of the raw message (line ends as stored), or `None` at the end.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+}

@@ -134,3 +134,46 @@ pub trait MessageReader: Send {
     /// The next chunk of the raw message (line ends as stored), or `None` at the end.
     fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
 }
+
+/// The blocking form of [`Store`], for stores built on blocking I/O (files,
+/// a synchronous database client). An adapter turns it into a [`Store`] by
+/// running each call where blocking is allowed (a blocking thread pool, or
+/// the calling thread in a blocking server), so a store is written once for
+/// every runtime.
+pub trait BlockingStore: Send + Sync + 'static {
+    /// An opened, locked maildrop.
+    type Maildrop: BlockingMaildrop;
+
+    /// The credential checks this store can perform.
+    fn credential_forms(&self) -> CredentialForms;
+
+    /// As [`Store::verify_password`].
+    fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError>;
+
+    /// As [`Store::shared_secret`].
+    fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError>;
+
+    /// As [`Store::open`].
+    fn open(&self, user: &str) -> Result<Self::Maildrop, StoreError>;
+}
+
+/// The blocking form of [`Maildrop`].
+pub trait BlockingMaildrop: Send + 'static {
+    /// A message being read.
+    type Reader: BlockingMessageReader;
+
+    /// As [`Maildrop::messages`].
+    fn messages(&self) -> &[MessageInfo];
+
+    /// As [`Maildrop::read`].
+    fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError>;
+
+    /// As [`Maildrop::commit`].
+    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError>;
+}
+
+/// The blocking form of [`MessageReader`].
+pub trait BlockingMessageReader: Send + 'static {
+    /// As [`MessageReader::next_chunk`].
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;
+}

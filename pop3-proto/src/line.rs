@@ -74,6 +74,35 @@ impl fmt::Display for LineError {
 #[cfg(feature = "std")]
 impl std::error::Error for LineError {}
 
+/// Finds the first line in `input` without consuming anything.
+///
+/// Returns `(line_len, consumed)`: the line is `input[..line_len]` (line end
+/// excluded) and `consumed` octets include its line end. `Ok(None)` when no LF
+/// has arrived yet and the limit is not yet passed; [`LineError::TooLong`] as
+/// soon as the line cannot fit in `max_len` octets, line end included.
+///
+/// ```
+/// use pop3_proto::line::find_line;
+/// assert_eq!(find_line(b"+OK\r\nrest", 512), Ok(Some((3, 5))));
+/// assert_eq!(find_line(b"+OK", 512), Ok(None));
+/// assert!(find_line(b"+OK too long", 4).is_err());
+/// ```
+pub fn find_line(input: &[u8], max_len: usize) -> Result<Option<(usize, usize)>, LineError> {
+    match memchr::memchr(b'\n', input) {
+        Some(lf) if lf < max_len => {
+            let end = if lf > 0 && input[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
+            Ok(Some((end, lf + 1)))
+        }
+        Some(_) => Err(LineError::TooLong { limit: max_len }),
+        None if input.len() >= max_len => Err(LineError::TooLong { limit: max_len }),
+        None => Ok(None),
+    }
+}
+
 /// A stateful line framer over a `BytesMut` input buffer.
 #[derive(Debug, Clone)]
 pub struct LineFramer {

@@ -5,11 +5,12 @@
 
 extern crate alloc;
 
+pub mod client;
 pub mod command;
 pub mod dot;
 pub mod line;
 pub mod response;
-pub mod time;
-pub mod types;
 pub mod session;
 pub mod store;
+pub mod time;
+pub mod types;

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pop3_proto::store::{
-    BlockingMaildrop, BlockingMessageReader, BlockingStore, CredentialForms, Maildrop,
-    MessageInfo, MessageReader, Store, StoreError,
+    BlockingMaildrop, BlockingMessageReader, BlockingStore, CredentialForms, Maildrop, MessageInfo,
+    MessageReader, Store, StoreError,
 };
 use pop3_proto::types::Secret;
 

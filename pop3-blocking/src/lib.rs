@@ -2,3 +2,6 @@
 //! the Maildir store and the passwd-file user database.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod maildir;
+pub mod passwd;

@@ -92,7 +92,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -720,45 +720,57 @@ impl BlockingMaildrop for MaildirMaildrop {
         Ok(MaildirReader { file })
     }
 
-    fn commit(self, mut deleted: Vec<usize>) -> Result<(), StoreError> {
-        deleted.sort_unstable();
-        deleted.dedup();
-        let mut located: Option<HashMap<Vec<u8>, PathBuf>> = None;
+    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let targets: HashSet<&[u8]> = deleted
+            .iter()
+            .filter_map(|&i| self.files.get(i))
+            .map(|f| f.base.as_slice())
+            .collect();
         let mut failed = 0usize;
         let mut first_error = None;
-        for index in deleted {
-            let Some(f) = self.files.get(index) else {
-                continue;
-            };
-            let result = match fs::remove_file(&f.path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let map = located.get_or_insert_with(|| self.locate_all());
-                    match map.get(&f.base) {
-                        Some(moved) => fs::remove_file(moved),
-                        None => Ok(()),
+        let mut note = |result: io::Result<()>| match result {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+            _ => {}
+        };
+        if !targets.is_empty() {
+            for f in self
+                .files
+                .iter()
+                .filter(|f| targets.contains(f.base.as_slice()))
+            {
+                note(fs::remove_file(&f.path));
+            }
+            // Another program may have moved or reflagged a message since it
+            // was listed, and a crash may have left a copy under the same base
+            // name in new/ and cur/: remove whatever still carries a deleted
+            // base name.
+            match scan(&self.dir) {
+                Ok(found) => {
+                    for f in found {
+                        if let (true, Some(path)) = (targets.contains(f.base.as_slice()), f.path) {
+                            note(fs::remove_file(path));
+                        }
                     }
                 }
-                other => other,
-            };
-            match result {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    failed += 1;
-                    first_error.get_or_insert(e);
+                Err(e) => note(Err(e)),
+            }
+            for sub in ["cur", "new"] {
+                if let Ok(d) = File::open(self.dir.join(sub)) {
+                    // The unlinks are done; a failed sync is no reason to
+                    // report them as not done.
+                    let _ = d.sync_all();
                 }
             }
         }
-        for sub in ["cur", "new"] {
-            if let Ok(d) = File::open(self.dir.join(sub)) {
-                let _ = d.sync_all();
-            }
-        }
+        drop(targets);
         drop(self);
         match first_error {
             None => Ok(()),
             Some(e) => Err(StoreError::Temporary(format!(
-                "{failed} message(s) could not be deleted: {e}"
+                "{failed} failure(s) deleting messages: {e}"
             ))),
         }
     }

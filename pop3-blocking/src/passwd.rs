@@ -195,6 +195,8 @@ pub struct PasswdFile {
     users: HashMap<String, Credential>,
     /// Users whose scheme cannot be checked, with their line numbers.
     unusable: Vec<(usize, String)>,
+    /// Whether every user has a usable plaintext password (and there is one).
+    all_plain: bool,
 }
 
 impl fmt::Debug for PasswdFile {
@@ -269,6 +271,11 @@ impl PasswdFile {
                 return Err(err(LineProblem::DuplicateUser));
             }
         }
+        file.all_plain = !file.users.is_empty()
+            && file
+                .users
+                .values()
+                .all(|c| matches!(c, Credential::Plain(_)));
         Ok(file)
     }
 
@@ -300,12 +307,7 @@ impl PasswdFile {
     /// before the user is known, so offering APOP or CRAM-MD5 when some user
     /// could not use it would send that user down a path that cannot succeed.
     pub fn credential_forms(&self) -> CredentialForms {
-        let all_plain = !self.users.is_empty()
-            && self
-                .users
-                .values()
-                .all(|c| matches!(c, Credential::Plain(_)));
-        CredentialForms::new(true, all_plain)
+        CredentialForms::new(true, self.all_plain)
     }
 
     /// Whether `user` is listed (whatever their credential).

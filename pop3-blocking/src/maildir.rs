@@ -14,9 +14,14 @@
 //!   [`StoreError::Temporary`]. With [`MaildirStore::create_missing`] off, a
 //!   missing Maildir is [`StoreError::Permanent`] and missing subdirectories
 //!   read as empty.
-//! - **Messages** are the files of `new/` and `cur/` whose names do not start
-//!   with `.`, ordered by the delivery time at the start of their names, then
-//!   by name. A file's *base name* is its name up to the first `:` (where
+//! - **Messages** are the plain files of `new/` and `cur/` whose names do
+//!   not start with `.`, ordered by the delivery time at the start of their
+//!   names (names without one last), then by name. Symbolic links are not
+//!   messages, and message, lock and cache files are opened without
+//!   following a link planted in their place (`O_NOFOLLOW`). The Maildir's
+//!   own directories are trusted: where users can write to their Maildirs,
+//!   run the server as a user who gains nothing from their tricks, not as
+//!   root. A file's *base name* is its name up to the first `:` (where
 //!   the Maildir flags `:2,...` start).
 //! - **new → cur.** By default, messages in `new/` are moved to `cur/` (with
 //!   empty flags, `:2,`) at open, under the lock: the POP3 session has now
@@ -270,10 +275,7 @@ impl MaildirStore {
     fn open_maildrop(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {
         let dir = self.maildir_of(user)?;
         self.prepare(&dir)?;
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
+        let lock = no_follow(OpenOptions::new().read(true).write(true).create(true))
             .truncate(false)
             .open(dir.join(LOCK_FILE))
             .map_err(|e| temporary("lock file", &e))?;
@@ -340,6 +342,30 @@ impl BlockingStore for MaildirStore {
     }
 }
 
+/// Adds `O_NOFOLLOW` where there is one: a symbolic link planted in a
+/// Maildir must not lead the server to read or write another file.
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options
+}
+
+/// Opens a message file for reading, refusing a symbolic link (which reads
+/// as [`io::ErrorKind::InvalidInput`] so as not to pass for a gone message).
+fn open_message(path: &Path) -> io::Result<File> {
+    match no_follow(OpenOptions::new().read(true)).open(path) {
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "message file is a symbolic link",
+        )),
+        other => other,
+    }
+}
+
 fn temporary(what: &str, e: &io::Error) -> StoreError {
     StoreError::Temporary(format!("{what}: {e}"))
 }
@@ -386,15 +412,12 @@ fn scan(dir: &Path) -> io::Result<Vec<Found>> {
             if bytes.first() == Some(&b'.') {
                 continue;
             }
-            let path = entry.path();
-            let is_file = match entry.file_type() {
-                Ok(t) if t.is_symlink() => path.is_file(),
-                Ok(t) => t.is_file(),
-                Err(_) => false,
-            };
-            if !is_file {
+            // Symbolic links and anything else that is not a plain file
+            // are not messages.
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
+            let path = entry.path();
             let base = base_of(bytes).to_vec();
             found.push(Found {
                 time: delivery_time(&base),
@@ -505,7 +528,13 @@ fn write_cache(dir: &Path, map: &HashMap<Vec<u8>, CacheEntry>) -> io::Result<()>
         text.push(b'\n');
     }
     let tmp = dir.join(format!("{SIZE_CACHE_FILE}.tmp"));
-    let mut file = File::create(&tmp)?;
+    // Never write through a planted link: remove whatever is there and
+    // create the file anew.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
     file.write_all(&text)?;
     file.sync_all()?;
     drop(file);
@@ -616,7 +645,7 @@ impl OctetCounter {
 }
 
 fn count_file(path: &Path) -> io::Result<u64> {
-    let mut file = File::open(path)?;
+    let mut file = open_message(path)?;
     let mut counter = OctetCounter::default();
     let mut buf = vec![0; CHUNK_SIZE];
     loop {
@@ -697,7 +726,7 @@ impl BlockingMaildrop for MaildirMaildrop {
         let Some(path) = self.files.get(index).map(|f| f.path.clone()) else {
             return Err(StoreError::Permanent("no such message".into()));
         };
-        let file = match File::open(&path) {
+        let file = match open_message(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Moved or reflagged by another program? Look again.
@@ -705,7 +734,7 @@ impl BlockingMaildrop for MaildirMaildrop {
                 let Some(moved) = self.locate_all().remove(base) else {
                     return Err(StoreError::MessageGone);
                 };
-                let file = match File::open(&moved) {
+                let file = match open_message(&moved) {
                     Ok(file) => file,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         return Err(StoreError::MessageGone);

@@ -712,3 +712,31 @@ fn lock_and_cache_files_are_not_messages() {
     top.sort();
     assert_eq!(top, ["cur", "new", LOCK_FILE, SIZE_CACHE_FILE, "tmp"]);
 }
+
+#[cfg(unix)]
+#[test]
+fn symbolic_links_are_not_followed() {
+    use std::os::unix::fs::symlink;
+    let f = Fixture::new();
+    let outside = f.root.path().join("outside");
+    fs::write(&outside, b"not yours\n").unwrap();
+    symlink(&outside, f.maildir().join("cur/1.link.h:2,")).unwrap();
+    symlink(&outside, f.maildir().join("new/2.link.h")).unwrap();
+    f.deliver("new", "3.real.h", b"real\n");
+    // A link planted where the cache is written is replaced, not written
+    // through.
+    symlink(&outside, f.maildir().join(format!("{SIZE_CACHE_FILE}.tmp"))).unwrap();
+    let mut drop = f.open();
+    assert_eq!(uids(&drop), ["3.real.h"]);
+    assert_eq!(fs::read(&outside).unwrap(), b"not yours\n");
+    assert!(cache(&f).contains("3.real.h"));
+
+    // A message swapped for a link after the listing is not read through it.
+    let real = f.maildir().join("cur/3.real.h:2,");
+    fs::remove_file(&real).unwrap();
+    symlink(&outside, &real).unwrap();
+    assert!(matches!(drop.read(0), Err(StoreError::Temporary(_))));
+    drop.commit(vec![0]).unwrap();
+    assert_eq!(fs::read(&outside).unwrap(), b"not yours\n");
+    assert!(!real.exists() && fs::symlink_metadata(&real).is_err());
+}

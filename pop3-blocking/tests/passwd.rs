@@ -61,6 +61,7 @@ fn unknown_user_never_matches() {
     assert!(!users.verify("Alice", &s("wonderland")));
     assert!(!users.contains("bob"));
     assert!(users.contains("alice"));
+    assert!(!PasswdFile::parse("").unwrap().verify("x", &s("")));
 }
 
 #[test]

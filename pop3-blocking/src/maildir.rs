@@ -24,8 +24,8 @@
 //!   root. A file's *base name* is its name up to the first `:` (where
 //!   the Maildir flags `:2,...` start).
 //! - **new → cur.** By default, messages in `new/` are moved to `cur/` (with
-//!   empty flags, `:2,`) at open, under the lock: the POP3 session has now
-//!   seen them, as an IMAP server would record. The move links the file under
+//!   empty flags, `:2,`) at open, under the lock, as IMAP servers do once a
+//!   client has seen the mailbox: they are no longer new. The move links the file under
 //!   its new name and then unlinks the old one, so it never replaces another
 //!   file; where that fails the message is simply left in `new/`. Turn this
 //!   off with [`MaildirStore::move_new_to_cur`]. Flags are never changed.
@@ -34,7 +34,10 @@
 //!   followed by the lower-case hex SHA-256 of the base name (65 octets). The
 //!   base name does not change when a message moves from `new/` to `cur/` or
 //!   when its flags change, and Maildir base names are unique by
-//!   construction, so unique-ids are stable and never reused.
+//!   construction, so unique-ids are stable and never reused. (They are not
+//!   the unique-ids another POP3 server kept for the same Maildir in its own
+//!   index: clients of a server being replaced will fetch again what they
+//!   left on it.)
 //! - **Sizes** are RFC 1939 §11 sizes: every line end counted as CRLF, plus
 //!   the CRLF the server appends to a message that does not end with a line
 //!   end, so that the LIST size equals what RETR sends before dot-stuffing.
@@ -52,13 +55,16 @@
 //!   ([`File::try_lock`]) on [`LOCK_FILE`] in the Maildir, so a second
 //!   session, in this process or another, gets [`StoreError::InUse`]. The
 //!   lock goes when the maildrop is dropped or committed, and the operating
-//!   system drops it when the process dies. The file names of the lock and
+//!   system drops it when the process dies. Other programs' Maildir locks
+//!   are neither taken nor honoured; a Maildir needs none for delivery.
+//!   The file names of the lock and
 //!   the cache do not start with `.`, so Maildir++ readers do not take them
 //!   for folders, and they are outside `cur/` and `new/`.
 //! - **Deletion** happens only in [`BlockingMaildrop::commit`]: each listed
-//!   message is unlinked, found again by its base name if another program
-//!   moved it or changed its flags meanwhile; one already gone is not an
-//!   error. Then `cur/` and `new/` are fsynced and the lock released.
+//!   message is unlinked, and so is any file in `cur/` or `new/` with the
+//!   same base name (the message moved or reflagged by another program
+//!   meanwhile, or a copy left by a crash in the middle of a move); one
+//!   already gone is not an error. Indexes out of range are ignored. Then `cur/` and `new/` are fsynced and the lock released.
 //!   Dropping a maildrop without committing deletes nothing.
 //!
 //! # Example

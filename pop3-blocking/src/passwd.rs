@@ -246,6 +246,45 @@ impl PasswdFile {
         Self::parse_bytes(&bytes)
     }
 
+    /// A database of one user with a plaintext password, for a demo or a
+    /// test. The password may hold any octets (`:` and line ends included);
+    /// an empty one never matches. A user name that is not a safe path
+    /// component is refused as if it were on line 1.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::types::Secret;
+    ///
+    /// let users = PasswdFile::single_plain("demo", Secret::new("pass:word"))?;
+    /// assert!(users.verify("demo", &Secret::new("pass:word")));
+    /// assert!(users.credential_forms().shared_secret);
+    /// assert!(PasswdFile::single_plain("../demo", Secret::new("x")).is_err());
+    /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+    /// ```
+    pub fn single_plain(user: &str, password: Secret) -> Result<Self, PasswdError> {
+        let err = |problem| PasswdError::Line { line: 1, problem };
+        if user.is_empty() {
+            return Err(err(LineProblem::EmptyUser));
+        }
+        if !is_safe_user(user) || user.contains(':') {
+            return Err(err(LineProblem::BadUser));
+        }
+        let credential = if password.is_empty() {
+            Credential::Unusable
+        } else {
+            Credential::Plain(password)
+        };
+        let usable = !matches!(credential, Credential::Unusable);
+        let mut users = HashMap::new();
+        users.insert(user.to_owned(), credential.clone());
+        Ok(PasswdFile {
+            users,
+            unusable: Vec::new(),
+            all_plain: usable,
+            stand_in: usable.then_some(credential),
+        })
+    }
+
     fn parse_bytes(bytes: &[u8]) -> Result<Self, PasswdError> {
         let mut file = PasswdFile::default();
         let mut stand_in = None;

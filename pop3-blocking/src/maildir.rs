@@ -14,13 +14,18 @@
 //!   [`StoreError::Temporary`]. With [`MaildirStore::create_missing`] off, a
 //!   missing Maildir is [`StoreError::Permanent`] and missing subdirectories
 //!   read as empty.
-//! - **Messages** are the files of `new/` and `cur/` whose names do not start
-//!   with `.`, ordered by the delivery time at the start of their names, then
-//!   by name. A file's *base name* is its name up to the first `:` (where
+//! - **Messages** are the plain files of `new/` and `cur/` whose names do
+//!   not start with `.`, ordered by the delivery time at the start of their
+//!   names (names without one last), then by name. Symbolic links are not
+//!   messages, and message, lock and cache files are opened without
+//!   following a link planted in their place (`O_NOFOLLOW`). The Maildir's
+//!   own directories are trusted: where users can write to their Maildirs,
+//!   run the server as a user who gains nothing from their tricks, not as
+//!   root. A file's *base name* is its name up to the first `:` (where
 //!   the Maildir flags `:2,...` start).
 //! - **new → cur.** By default, messages in `new/` are moved to `cur/` (with
-//!   empty flags, `:2,`) at open, under the lock: the POP3 session has now
-//!   seen them, as an IMAP server would record. The move links the file under
+//!   empty flags, `:2,`) at open, under the lock, as IMAP servers do once a
+//!   client has seen the mailbox: they are no longer new. The move links the file under
 //!   its new name and then unlinks the old one, so it never replaces another
 //!   file; where that fails the message is simply left in `new/`. Turn this
 //!   off with [`MaildirStore::move_new_to_cur`]. Flags are never changed.
@@ -29,7 +34,10 @@
 //!   followed by the lower-case hex SHA-256 of the base name (65 octets). The
 //!   base name does not change when a message moves from `new/` to `cur/` or
 //!   when its flags change, and Maildir base names are unique by
-//!   construction, so unique-ids are stable and never reused.
+//!   construction, so unique-ids are stable and never reused. (They are not
+//!   the unique-ids another POP3 server kept for the same Maildir in its own
+//!   index: clients of a server being replaced will fetch again what they
+//!   left on it.)
 //! - **Sizes** are RFC 1939 §11 sizes: every line end counted as CRLF, plus
 //!   the CRLF the server appends to a message that does not end with a line
 //!   end, so that the LIST size equals what RETR sends before dot-stuffing.
@@ -47,13 +55,16 @@
 //!   ([`File::try_lock`]) on [`LOCK_FILE`] in the Maildir, so a second
 //!   session, in this process or another, gets [`StoreError::InUse`]. The
 //!   lock goes when the maildrop is dropped or committed, and the operating
-//!   system drops it when the process dies. The file names of the lock and
+//!   system drops it when the process dies. Other programs' Maildir locks
+//!   are neither taken nor honoured; a Maildir needs none for delivery.
+//!   The file names of the lock and
 //!   the cache do not start with `.`, so Maildir++ readers do not take them
 //!   for folders, and they are outside `cur/` and `new/`.
 //! - **Deletion** happens only in [`BlockingMaildrop::commit`]: each listed
-//!   message is unlinked, found again by its base name if another program
-//!   moved it or changed its flags meanwhile; one already gone is not an
-//!   error. Then `cur/` and `new/` are fsynced and the lock released.
+//!   message is unlinked, and so is any file in `cur/` or `new/` with the
+//!   same base name (the message moved or reflagged by another program
+//!   meanwhile, or a copy left by a crash in the middle of a move); one
+//!   already gone is not an error. Indexes out of range are ignored. Then `cur/` and `new/` are fsynced and the lock released.
 //!   Dropping a maildrop without committing deletes nothing.
 //!
 //! # Example
@@ -92,7 +103,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -270,10 +281,7 @@ impl MaildirStore {
     fn open_maildrop(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {
         let dir = self.maildir_of(user)?;
         self.prepare(&dir)?;
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
+        let lock = no_follow(OpenOptions::new().read(true).write(true).create(true))
             .truncate(false)
             .open(dir.join(LOCK_FILE))
             .map_err(|e| temporary("lock file", &e))?;
@@ -340,6 +348,30 @@ impl BlockingStore for MaildirStore {
     }
 }
 
+/// Adds `O_NOFOLLOW` where there is one: a symbolic link planted in a
+/// Maildir must not lead the server to read or write another file.
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options
+}
+
+/// Opens a message file for reading, refusing a symbolic link (which reads
+/// as [`io::ErrorKind::InvalidInput`] so as not to pass for a gone message).
+fn open_message(path: &Path) -> io::Result<File> {
+    match no_follow(OpenOptions::new().read(true)).open(path) {
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "message file is a symbolic link",
+        )),
+        other => other,
+    }
+}
+
 fn temporary(what: &str, e: &io::Error) -> StoreError {
     StoreError::Temporary(format!("{what}: {e}"))
 }
@@ -386,15 +418,12 @@ fn scan(dir: &Path) -> io::Result<Vec<Found>> {
             if bytes.first() == Some(&b'.') {
                 continue;
             }
-            let path = entry.path();
-            let is_file = match entry.file_type() {
-                Ok(t) if t.is_symlink() => path.is_file(),
-                Ok(t) => t.is_file(),
-                Err(_) => false,
-            };
-            if !is_file {
+            // Symbolic links and anything else that is not a plain file
+            // are not messages.
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
+            let path = entry.path();
             let base = base_of(bytes).to_vec();
             found.push(Found {
                 time: delivery_time(&base),
@@ -505,7 +534,13 @@ fn write_cache(dir: &Path, map: &HashMap<Vec<u8>, CacheEntry>) -> io::Result<()>
         text.push(b'\n');
     }
     let tmp = dir.join(format!("{SIZE_CACHE_FILE}.tmp"));
-    let mut file = File::create(&tmp)?;
+    // Never write through a planted link: remove whatever is there and
+    // create the file anew.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
     file.write_all(&text)?;
     file.sync_all()?;
     drop(file);
@@ -616,7 +651,7 @@ impl OctetCounter {
 }
 
 fn count_file(path: &Path) -> io::Result<u64> {
-    let mut file = File::open(path)?;
+    let mut file = open_message(path)?;
     let mut counter = OctetCounter::default();
     let mut buf = vec![0; CHUNK_SIZE];
     loop {
@@ -697,7 +732,7 @@ impl BlockingMaildrop for MaildirMaildrop {
         let Some(path) = self.files.get(index).map(|f| f.path.clone()) else {
             return Err(StoreError::Permanent("no such message".into()));
         };
-        let file = match File::open(&path) {
+        let file = match open_message(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Moved or reflagged by another program? Look again.
@@ -705,7 +740,7 @@ impl BlockingMaildrop for MaildirMaildrop {
                 let Some(moved) = self.locate_all().remove(base) else {
                     return Err(StoreError::MessageGone);
                 };
-                let file = match File::open(&moved) {
+                let file = match open_message(&moved) {
                     Ok(file) => file,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         return Err(StoreError::MessageGone);
@@ -720,45 +755,57 @@ impl BlockingMaildrop for MaildirMaildrop {
         Ok(MaildirReader { file })
     }
 
-    fn commit(self, mut deleted: Vec<usize>) -> Result<(), StoreError> {
-        deleted.sort_unstable();
-        deleted.dedup();
-        let mut located: Option<HashMap<Vec<u8>, PathBuf>> = None;
+    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let targets: HashSet<&[u8]> = deleted
+            .iter()
+            .filter_map(|&i| self.files.get(i))
+            .map(|f| f.base.as_slice())
+            .collect();
         let mut failed = 0usize;
         let mut first_error = None;
-        for index in deleted {
-            let Some(f) = self.files.get(index) else {
-                continue;
-            };
-            let result = match fs::remove_file(&f.path) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let map = located.get_or_insert_with(|| self.locate_all());
-                    match map.get(&f.base) {
-                        Some(moved) => fs::remove_file(moved),
-                        None => Ok(()),
+        let mut note = |result: io::Result<()>| match result {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+            _ => {}
+        };
+        if !targets.is_empty() {
+            for f in self
+                .files
+                .iter()
+                .filter(|f| targets.contains(f.base.as_slice()))
+            {
+                note(fs::remove_file(&f.path));
+            }
+            // Another program may have moved or reflagged a message since it
+            // was listed, and a crash may have left a copy under the same base
+            // name in new/ and cur/: remove whatever still carries a deleted
+            // base name.
+            match scan(&self.dir) {
+                Ok(found) => {
+                    for f in found {
+                        if let (true, Some(path)) = (targets.contains(f.base.as_slice()), f.path) {
+                            note(fs::remove_file(path));
+                        }
                     }
                 }
-                other => other,
-            };
-            match result {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    failed += 1;
-                    first_error.get_or_insert(e);
+                Err(e) => note(Err(e)),
+            }
+            for sub in ["cur", "new"] {
+                if let Ok(d) = File::open(self.dir.join(sub)) {
+                    // The unlinks are done; a failed sync is no reason to
+                    // report them as not done.
+                    let _ = d.sync_all();
                 }
             }
         }
-        for sub in ["cur", "new"] {
-            if let Ok(d) = File::open(self.dir.join(sub)) {
-                let _ = d.sync_all();
-            }
-        }
+        drop(targets);
         drop(self);
         match first_error {
             None => Ok(()),
             Some(e) => Err(StoreError::Temporary(format!(
-                "{failed} message(s) could not be deleted: {e}"
+                "{failed} failure(s) deleting messages: {e}"
             ))),
         }
     }

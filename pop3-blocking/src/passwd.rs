@@ -34,8 +34,8 @@ use pop3_proto::types::Secret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A SHA512-CRYPT hash of a password nobody has, verified for unknown users
-/// so that they take about as long to refuse as known ones.
+/// A SHA512-CRYPT hash of a password nobody has, checked for unknown users
+/// when the file lists nobody whose credential could stand in.
 const DUMMY_HASH: &str = "$6$pop3rsdummysalt$SHFg5bvuE00kK/bVRZybpuSbFZ2QkoDPMVKoyRQfXfN5byy019JxeOKhqk3UoOX37Gvs0y8brOjiaUR/4aBDd/";
 
 /// How one user's password is kept.
@@ -195,6 +195,12 @@ pub struct PasswdFile {
     users: HashMap<String, Credential>,
     /// Users whose scheme cannot be checked, with their line numbers.
     unusable: Vec<(usize, String)>,
+    /// Whether every user has a usable plaintext password (and there is one).
+    all_plain: bool,
+    /// The credential checked (and its answer ignored) for unknown users, so
+    /// that they take as long to refuse as a listed one: the first listed
+    /// user's usable credential.
+    stand_in: Option<Credential>,
 }
 
 impl fmt::Debug for PasswdFile {
@@ -240,8 +246,48 @@ impl PasswdFile {
         Self::parse_bytes(&bytes)
     }
 
+    /// A database of one user with a plaintext password, for a demo or a
+    /// test. The password may hold any octets (`:` and line ends included);
+    /// an empty one never matches. A user name that is not a safe path
+    /// component is refused as if it were on line 1.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::types::Secret;
+    ///
+    /// let users = PasswdFile::single_plain("demo", Secret::new("pass:word"))?;
+    /// assert!(users.verify("demo", &Secret::new("pass:word")));
+    /// assert!(users.credential_forms().shared_secret);
+    /// assert!(PasswdFile::single_plain("../demo", Secret::new("x")).is_err());
+    /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+    /// ```
+    pub fn single_plain(user: &str, password: Secret) -> Result<Self, PasswdError> {
+        let err = |problem| PasswdError::Line { line: 1, problem };
+        if user.is_empty() {
+            return Err(err(LineProblem::EmptyUser));
+        }
+        if !is_safe_user(user) || user.contains(':') {
+            return Err(err(LineProblem::BadUser));
+        }
+        let credential = if password.is_empty() {
+            Credential::Unusable
+        } else {
+            Credential::Plain(password)
+        };
+        let usable = !matches!(credential, Credential::Unusable);
+        let mut users = HashMap::new();
+        users.insert(user.to_owned(), credential.clone());
+        Ok(PasswdFile {
+            users,
+            unusable: Vec::new(),
+            all_plain: usable,
+            stand_in: usable.then_some(credential),
+        })
+    }
+
     fn parse_bytes(bytes: &[u8]) -> Result<Self, PasswdError> {
         let mut file = PasswdFile::default();
+        let mut stand_in = None;
         for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = i + 1;
             let err = |problem| PasswdError::Line { line, problem };
@@ -262,23 +308,40 @@ impl PasswdFile {
             }
             let password = rest.split(':').next().unwrap_or_default();
             let credential = parse_credential(password).map_err(err)?;
-            if matches!(credential, Credential::Unusable) && !password.is_empty() {
-                file.unusable.push((line, user.to_owned()));
+            if matches!(credential, Credential::Unusable) {
+                if !password.is_empty() {
+                    file.unusable.push((line, user.to_owned()));
+                }
+            } else if stand_in.is_none() {
+                stand_in = Some(credential.clone());
             }
             if file.users.insert(user.to_owned(), credential).is_some() {
                 return Err(err(LineProblem::DuplicateUser));
             }
         }
+        file.stand_in = stand_in;
+        file.all_plain = !file.users.is_empty()
+            && file
+                .users
+                .values()
+                .all(|c| matches!(c, Credential::Plain(_)));
         Ok(file)
     }
 
     /// Whether `password` is `user`'s password. An unknown user is `false`,
-    /// after about as much work as checking a SHA512-CRYPT password.
+    /// after as much work as checking the first listed user's password (whose
+    /// answer is thrown away), so that timing does not tell which users
+    /// exist in a file of one scheme.
     pub fn verify(&self, user: &str, password: &Secret) -> bool {
         match self.users.get(user) {
             Some(credential) => credential.verify(password.expose()),
             None => {
-                let _ = Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(password.expose());
+                let answer = match &self.stand_in {
+                    Some(credential) => credential.verify(password.expose()),
+                    None => Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(password.expose()),
+                };
+                // Keep the work from being optimised away.
+                std::hint::black_box(answer);
                 false
             }
         }
@@ -300,12 +363,7 @@ impl PasswdFile {
     /// before the user is known, so offering APOP or CRAM-MD5 when some user
     /// could not use it would send that user down a path that cannot succeed.
     pub fn credential_forms(&self) -> CredentialForms {
-        let all_plain = !self.users.is_empty()
-            && self
-                .users
-                .values()
-                .all(|c| matches!(c, Credential::Plain(_)));
-        CredentialForms::new(true, all_plain)
+        CredentialForms::new(true, self.all_plain)
     }
 
     /// Whether `user` is listed (whatever their credential).
@@ -397,4 +455,25 @@ fn argon2(hash: &str) -> Result<Credential, LineProblem> {
     }
     argon2::Params::try_from(&parsed).map_err(|_| LineProblem::MalformedHash)?;
     Ok(Credential::Argon2(hash.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_hash_is_a_real_hash() {
+        assert!(matches!(sha_crypt(DUMMY_HASH), Ok(Credential::ShaCrypt(_))));
+        assert!(Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(b"no user here"));
+    }
+
+    #[test]
+    fn stand_in_is_the_first_usable_credential() {
+        let file = PasswdFile::parse("a:{SSHA}x\nb:{PLAIN}p\nc:{PLAIN}q\n").unwrap();
+        assert!(matches!(&file.stand_in, Some(Credential::Plain(s)) if s.expose() == b"p"));
+        assert!(!file.verify("d", &Secret::new("p")));
+        let empty = PasswdFile::parse("a:{SSHA}x\n").unwrap();
+        assert!(empty.stand_in.is_none());
+        assert!(!empty.verify("d", &Secret::new("no user here")));
+    }
 }

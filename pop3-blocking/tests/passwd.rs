@@ -61,6 +61,7 @@ fn unknown_user_never_matches() {
     assert!(!users.verify("Alice", &s("wonderland")));
     assert!(!users.contains("bob"));
     assert!(users.contains("alice"));
+    assert!(!PasswdFile::parse("").unwrap().verify("x", &s("")));
 }
 
 #[test]
@@ -307,4 +308,30 @@ fn debug_output_hides_secrets() {
     let debug = format!("{users:?}");
     assert!(debug.contains("alice"));
     assert!(!debug.contains("wonderland"));
+}
+
+#[test]
+fn single_plain_user() {
+    let users = PasswdFile::single_plain("demo", s("a:b\nc")).unwrap();
+    assert!(users.verify("demo", &s("a:b\nc")));
+    assert!(!users.verify("demo", &s("a:b")));
+    assert!(!users.verify("other", &s("a:b\nc")));
+    assert_eq!(users.shared_secret("demo").unwrap().expose(), b"a:b\nc");
+    assert!(users.credential_forms().shared_secret);
+
+    let locked = PasswdFile::single_plain("demo", s("")).unwrap();
+    assert!(!locked.verify("demo", &s("")));
+    assert!(!locked.credential_forms().shared_secret);
+
+    for (user, expected) in [
+        ("", LineProblem::EmptyUser),
+        ("a:b", LineProblem::BadUser),
+        ("..", LineProblem::BadUser),
+        ("a/b", LineProblem::BadUser),
+    ] {
+        match PasswdFile::single_plain(user, s("x")) {
+            Err(PasswdError::Line { line: 1, problem }) => assert_eq!(problem, expected),
+            other => panic!("{user:?}: {other:?}"),
+        }
+    }
 }

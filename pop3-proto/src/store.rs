@@ -121,8 +121,10 @@ pub trait Maildrop: Send {
     fn messages(&self) -> &[MessageInfo];
 
     /// Starts reading the message at zero-based `index`.
-    fn read(&mut self, index: usize)
-    -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
+    fn read(
+        &mut self,
+        index: usize,
+    ) -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
 
     /// Removes the messages at these zero-based indexes (UPDATE state), then
     /// releases the lock. Must run to completion once started.

@@ -8,6 +8,7 @@ extern crate alloc;
 pub mod command;
 pub mod dot;
 pub mod line;
+mod parse;
 pub mod response;
 pub mod session;
 pub mod store;

@@ -9,6 +9,7 @@ pub mod client;
 pub mod command;
 pub mod dot;
 pub mod line;
+mod parse;
 pub mod response;
 pub mod session;
 pub mod store;

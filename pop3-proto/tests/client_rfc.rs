@@ -119,8 +119,12 @@ fn rfc1939_example_pop3_session() {
         matches!(&ev[2], ClientEvent::Stat { reply, .. } if reply.count == 2 && reply.size == 320)
     );
     assert!(matches!(&ev[3], ClientEvent::ListingStart { .. }));
-    assert!(matches!(&ev[4], ClientEvent::Scan { entry, .. } if entry.msg == n(1) && entry.size == 120));
-    assert!(matches!(&ev[5], ClientEvent::Scan { entry, .. } if entry.msg == n(2) && entry.size == 200));
+    assert!(
+        matches!(&ev[4], ClientEvent::Scan { entry, .. } if entry.msg == n(1) && entry.size == 120)
+    );
+    assert!(
+        matches!(&ev[5], ClientEvent::Scan { entry, .. } if entry.msg == n(2) && entry.size == 200)
+    );
     assert!(matches!(&ev[6], ClientEvent::ListingEnd { .. }));
     let retr1 = match &ev[7] {
         ClientEvent::BodyStart { id, .. } => *id,

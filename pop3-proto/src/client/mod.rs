@@ -83,6 +83,7 @@
 pub mod sasl;
 mod wire;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -90,7 +91,7 @@ use bytes::{Bytes, BytesMut};
 use core::fmt;
 use core::time::Duration;
 
-use crate::command::{Command, LangRequest, SaslResponse, Username};
+use crate::command::{ApopDigest, Command, LangRequest, Password, SaslResponse, Username};
 use crate::dot::{BodyDecoder, BodyEvent};
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Response;
@@ -681,7 +682,7 @@ enum Rx {
     /// Inside a CAPA listing.
     Capa(Vec<Capability>),
     /// Inside a message body.
-    Body(BodyDecoder),
+    Body(Box<BodyDecoder>),
 }
 
 /// The sans-IO POP3 client session. See the [module docs](self).
@@ -695,6 +696,7 @@ pub struct Client {
     greeting: Option<Greeting>,
     capabilities: Option<Vec<Capability>>,
     message_count: Option<u32>,
+    deleted: u32,
     next_id: u64,
     pending: VecDeque<Queued>,
     in_flight: VecDeque<InFlight>,
@@ -730,6 +732,7 @@ impl Client {
             greeting: None,
             capabilities: None,
             message_count: None,
+            deleted: 0,
             next_id: 0,
             pending: VecDeque::new(),
             in_flight: VecDeque::new(),
@@ -902,8 +905,9 @@ impl Client {
         self.utf8
     }
 
-    /// The message count from the last STAT reply of this session, used to
-    /// check listing entries.
+    /// The highest message number of the maildrop, as learned from the last
+    /// STAT reply (its count plus the messages marked deleted by then, which
+    /// keep their numbers), used to check listing entries.
     pub fn message_count(&self) -> Option<u32> {
         self.message_count
     }
@@ -934,7 +938,8 @@ impl Client {
 
     /// `PASS password` (written with [`Transmit::secret`] set).
     pub fn pass(&mut self, password: Secret) -> Result<RequestId, ClientError> {
-        check_password(&password)?;
+        let password =
+            Password::new(password.expose_bytes()).map_err(ClientError::InvalidArgument)?;
         self.send(Command::Pass(password))
     }
 
@@ -945,7 +950,8 @@ impl Client {
         password: Secret,
     ) -> Result<(RequestId, RequestId), ClientError> {
         let name = Username::new(user).map_err(ClientError::InvalidArgument)?;
-        check_password(&password)?;
+        let password =
+            Password::new(password.expose_bytes()).map_err(ClientError::InvalidArgument)?;
         self.check(Op::User, false)?;
         let saved = self.projection;
         self.projection.apply(Op::User);
@@ -961,14 +967,9 @@ impl Client {
     /// timestamp and `secret`.
     pub fn apop(&mut self, user: &str, secret: &Secret) -> Result<RequestId, ClientError> {
         let name = Username::new(user).map_err(ClientError::InvalidArgument)?;
-        let digest = self
-            .apop_timestamp()
-            .ok_or(ClientError::NoApopTimestamp)?
-            .digest_hex(secret.expose());
-        self.send(Command::Apop {
-            name,
-            digest: Secret::new(digest),
-        })
+        let timestamp = self.apop_timestamp().ok_or(ClientError::NoApopTimestamp)?;
+        let digest = ApopDigest::compute(timestamp, secret.expose());
+        self.send(Command::Apop { name, digest })
     }
 
     /// `AUTH mechanism` (RFC 5034), run by `mechanism`. The initial response
@@ -1352,7 +1353,7 @@ impl Client {
             self.sasl_challenge(id, full, len);
             return true;
         }
-        let line = match wire::status(&full, &self.config.limits) {
+        let line = match wire::status(&full[..len]) {
             Ok(line) => line,
             Err(error) => {
                 self.fatal(ProtocolError::BadResponse {
@@ -1370,7 +1371,9 @@ impl Client {
             Op::Stat => {
                 match wire::first_line(Expected::Stat, &full, &self.config.limits) {
                     Ok(Response::Stat(reply)) => {
-                        self.message_count = Some(reply.count);
+                        // STAT does not count messages marked deleted, but
+                        // they keep their numbers.
+                        self.message_count = Some(reply.count.saturating_add(self.deleted));
                         self.emit(ClientEvent::Stat { id, reply });
                     }
                     other => self.malformed(id, full.slice(..len), other.err()),
@@ -1408,7 +1411,7 @@ impl Client {
             Op::Capa => self.rx_state = Rx::Capa(Vec::new()),
             Op::Retr | Op::Top => {
                 self.emit(ClientEvent::BodyStart { id, line });
-                self.rx_state = Rx::Body(BodyDecoder::new());
+                self.rx_state = Rx::Body(Box::default());
             }
             Op::Stls => {
                 if !self.rx.is_empty() {
@@ -1417,11 +1420,11 @@ impl Client {
                     return true;
                 }
                 self.emit(ClientEvent::Ok { id, line });
-                self.finish();
+                // Nothing more may be written before the handshake.
                 self.state = ClientState::TlsHandshake;
+                self.finish();
                 self.capabilities = None;
                 self.user_accepted = false;
-                self.timer_base = self.now;
                 self.actions.push_back(Action::StartTls);
             }
             Op::Pass | Op::Apop | Op::Auth => {
@@ -1447,6 +1450,11 @@ impl Client {
                 self.finish();
             }
             Op::Dele | Op::Rset | Op::Noop | Op::LangSet | Op::Other => {
+                match op {
+                    Op::Dele => self.deleted = self.deleted.saturating_add(1),
+                    Op::Rset => self.deleted = 0,
+                    _ => {}
+                }
                 self.emit(ClientEvent::Ok { id, line });
                 self.finish();
             }
@@ -1651,20 +1659,6 @@ fn encode(cmd: &Command) -> Bytes {
 fn check_line(line: &[u8]) -> Result<(), ClientError> {
     let body = line.strip_suffix(b"\r\n").unwrap_or(line);
     match body
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n' || b == 0)
-    {
-        Some(at) => Err(ClientError::InvalidArgument(InvalidValue::BadOctet { at })),
-        None => Ok(()),
-    }
-}
-
-fn check_password(password: &Secret) -> Result<(), ClientError> {
-    if password.is_empty() {
-        return Err(ClientError::InvalidArgument(InvalidValue::Empty));
-    }
-    match password
-        .expose()
         .iter()
         .position(|&b| b == b'\r' || b == b'\n' || b == 0)
     {

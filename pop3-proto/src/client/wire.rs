@@ -23,62 +23,24 @@ pub(super) fn first_line(
 }
 
 /// The status line of a first line, whatever follows it.
-pub(super) fn status(line: &[u8], limits: &Limits) -> Result<StatusLine, ResponseError> {
-    match first_line(Expected::Status, line, limits)? {
-        Response::Status(s) => Ok(s),
-        _ => Err(ResponseError::BadStatus),
-    }
-}
-
-/// Parses one listing entry by framing it as a one-entry listing. (Used
-/// until the codec's line-level parsers are available.)
-fn one_entry(expected: Expected, line: &[u8]) -> Result<Response, ResponseError> {
-    let mut buf = alloc::vec::Vec::with_capacity(line.len() + 12);
-    buf.extend_from_slice(b"+OK\r\n");
-    if line.first() == Some(&b'.') {
-        buf.push(b'.');
-    }
-    buf.extend_from_slice(line);
-    buf.extend_from_slice(b"\r\n.\r\n");
-    match Response::parse(expected, &buf, &Limits::lenient())? {
-        Parsed::Complete { value, .. } => Ok(value),
-        Parsed::Incomplete => Err(ResponseError::MissingField { field: "line end" }),
-    }
-}
-
-fn single<T>(items: alloc::vec::Vec<T>) -> Result<T, ResponseError> {
-    items
-        .into_iter()
-        .next()
-        .ok_or(ResponseError::MissingField { field: "entry" })
+pub(super) fn status(line: &[u8]) -> Result<StatusLine, ResponseError> {
+    StatusLine::parse(line)
 }
 
 pub(super) fn scan_entry(line: &[u8]) -> Result<ScanLine, ResponseError> {
-    match one_entry(Expected::ScanListing, line)? {
-        Response::ScanListing(l) => single(l.items),
-        _ => Err(ResponseError::BadStatus),
-    }
+    ScanLine::parse(line)
 }
 
 pub(super) fn uid_entry(line: &[u8]) -> Result<UidLine, ResponseError> {
-    match one_entry(Expected::UidListing, line)? {
-        Response::UidListing(l) => single(l.items),
-        _ => Err(ResponseError::BadStatus),
-    }
+    UidLine::parse(line)
 }
 
 pub(super) fn capability(line: &[u8]) -> Result<Capability, ResponseError> {
-    match one_entry(Expected::Capabilities, line)? {
-        Response::Capabilities(l) => single(l.items),
-        _ => Err(ResponseError::BadStatus),
-    }
+    Capability::parse(line)
 }
 
 pub(super) fn language(line: &[u8]) -> Result<LangLine, ResponseError> {
-    match one_entry(Expected::Languages, line)? {
-        Response::Languages(l) => single(l.items),
-        _ => Err(ResponseError::BadStatus),
-    }
+    LangLine::parse(line)
 }
 
 pub(super) fn mechanism(line: &[u8]) -> Result<Mechanism, ResponseError> {

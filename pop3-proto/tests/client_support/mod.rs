@@ -84,10 +84,11 @@ impl Driver {
         let mut stuck = 0;
         while !rest.is_empty() {
             let mut n = self.chunk.min(rest.len());
-            if let Some(p) = self.split_at {
-                if self.fed < p && self.fed + n > p {
-                    n = p - self.fed;
-                }
+            if let Some(p) = self.split_at
+                && self.fed < p
+                && self.fed + n > p
+            {
+                n = p - self.fed;
             }
             let used = self.client.handle_input(self.now, &rest[..n]);
             self.drain();
@@ -125,15 +126,17 @@ impl Driver {
 pub fn coalesce(events: &[ClientEvent]) -> Vec<ClientEvent> {
     let mut out: Vec<ClientEvent> = Vec::new();
     for e in events {
-        if let ClientEvent::BodyChunk { id, data } = e {
-            if let Some(ClientEvent::BodyChunk { id: last, data: acc }) = out.last_mut() {
-                if last == id {
-                    let mut v = acc.to_vec();
-                    v.extend_from_slice(data);
-                    *acc = Bytes::from(v);
-                    continue;
-                }
-            }
+        if let ClientEvent::BodyChunk { id, data } = e
+            && let Some(ClientEvent::BodyChunk {
+                id: last,
+                data: acc,
+            }) = out.last_mut()
+            && last == id
+        {
+            let mut v = acc.to_vec();
+            v.extend_from_slice(data);
+            *acc = Bytes::from(v);
+            continue;
         }
         out.push(e.clone());
     }
@@ -167,10 +170,10 @@ pub fn event_id(e: &ClientEvent) -> Option<RequestId> {
 pub fn body_of(events: &[ClientEvent], id: RequestId) -> Vec<u8> {
     let mut out = Vec::new();
     for e in events {
-        if let ClientEvent::BodyChunk { id: i, data } = e {
-            if *i == id {
-                out.extend_from_slice(data);
-            }
+        if let ClientEvent::BodyChunk { id: i, data } = e
+            && *i == id
+        {
+            out.extend_from_slice(data);
         }
     }
     out
@@ -255,8 +258,8 @@ pub fn load_session(profile: &str, file: &str) -> Session {
             .last()
             .is_some_and(|e| e.sasl_data || e.command.to_ascii_uppercase().starts_with("AUTH "));
         let sasl_data = after_auth && !KEYWORDS.contains(&keyword.as_str());
-        let response = std::fs::read(dir.join(&target))
-            .unwrap_or_else(|e| panic!("{profile}/{target}: {e}"));
+        let response =
+            std::fs::read(dir.join(&target)).unwrap_or_else(|e| panic!("{profile}/{target}: {e}"));
         entries.push(Entry {
             command,
             sasl_data,

@@ -1000,3 +1000,53 @@ fn every_split_of_a_small_session_gives_the_same_events() {
         assert_eq!(run(Some(p)), want, "split at {p}");
     }
 }
+
+#[test]
+fn body_ending_in_dot_cr_without_lf_completes_at_eof() {
+    let mut d = logged_in(ClientConfig::default(), &[]);
+    let id = d.client.retr(n(1)).unwrap();
+    d.drain();
+    d.feed(b"+OK\r\nhello\r\n.\r");
+    assert!(!d.events.contains(&ClientEvent::BodyEnd { id }));
+    d.client.handle_eof(d.now);
+    d.drain();
+    assert!(d.events.contains(&ClientEvent::BodyEnd { id }));
+    assert_eq!(body_of(&d.events, id), b"hello\r\n");
+    assert!(errors(&d).is_empty());
+    assert!(d.closed);
+}
+
+#[test]
+fn body_ending_in_dot_cr_without_lf_completes_at_the_timeout() {
+    let mut d = logged_in(ClientConfig::default(), &[]);
+    let id = d.client.retr(n(1)).unwrap();
+    let noop = d.client.noop().unwrap();
+    d.drain();
+    d.feed(b"+OK\r\nhello\r\n.\r");
+    let deadline = d.client.poll_timeout().unwrap();
+    d.client.handle_timeout(deadline);
+    d.drain();
+    assert!(d.events.contains(&ClientEvent::BodyEnd { id }));
+    assert!(errors(&d).is_empty());
+    // The session goes on.
+    assert_eq!(d.sent_lines().last().unwrap(), "NOOP");
+    d.feed(b"+OK\r\n");
+    assert!(matches!(d.events.last(), Some(ClientEvent::Ok { id, .. }) if *id == noop));
+}
+
+#[test]
+fn quit_err_still_ends_the_session() {
+    let mut d = logged_in(ClientConfig::default(), &[]);
+    let id = d.client.quit().unwrap();
+    d.drain();
+    d.feed(b"-ERR some deleted messages not removed\r\n");
+    assert!(matches!(&d.events[0], ClientEvent::Err { id: i, .. } if *i == id));
+    assert_eq!(d.events.last(), Some(&ClientEvent::Closed));
+    assert!(d.closed);
+}
+
+#[test]
+fn client_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<pop3_proto::client::Client>();
+}

@@ -10,11 +10,41 @@
 //! use pop3_proto::client::{Client, ClientConfig, ClientEvent};
 //! use pop3_proto::session::Action;
 //! use pop3_proto::time::Instant;
+//! use pop3_proto::types::{MessageNumber, Secret};
 //!
 //! let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
-//! let stat = client.stat(); // refused: not logged in yet
-//! assert!(stat.is_err());
-//! # let _ = client.poll_action();
+//! // Commands may be queued before the greeting: they are checked against
+//! // the state the session will be in, and written when their turn comes.
+//! client.login("alice", Secret::new("secret")).unwrap();
+//! let retr = client.retr(MessageNumber::new(1).unwrap()).unwrap();
+//! client.quit().unwrap();
+//!
+//! // Stands for the socket: what the server sends back.
+//! let mut from_server: &[u8] = b"+OK ready\r\n+OK\r\n+OK Logged in.\r\n\
+//!     +OK 25 octets\r\nSubject: hi\r\n\r\n..dot\r\n.\r\n+OK Bye\r\n";
+//! let mut to_server = Vec::new();
+//! let mut body = Vec::new();
+//! let mut closed = false;
+//! while !closed {
+//!     while let Some(action) = client.poll_action() {
+//!         match action {
+//!             Action::Send(transmit) => to_server.extend_from_slice(&transmit.bytes),
+//!             Action::StartTls => unreachable!("no STLS here"),
+//!             Action::Event(ClientEvent::BodyChunk { id, data }) if id == retr => {
+//!                 body.extend_from_slice(&data)
+//!             }
+//!             Action::Event(_) => {}
+//!             Action::Close => closed = true,
+//!             _ => {}
+//!         }
+//!     }
+//!     if !closed {
+//!         let used = client.handle_input(Instant::ZERO, from_server);
+//!         from_server = &from_server[used..];
+//!     }
+//! }
+//! assert_eq!(to_server, b"USER alice\r\nPASS secret\r\nRETR 1\r\nQUIT\r\n");
+//! assert_eq!(body, b"Subject: hi\r\n\r\n.dot\r\n");
 //! ```
 //!
 //! # Driving it
@@ -805,6 +835,15 @@ impl Client {
         if self.state == ClientState::Closed {
             return;
         }
+        // A body cut short right after `.` CR (a known server bug) is
+        // complete; anything else unfinished is lost.
+        if let (Rx::Body(decoder), true) = (&mut self.rx_state, self.rx.is_empty())
+            && decoder.decode_eof().is_ok()
+        {
+            let (id, _) = self.front();
+            self.emit(ClientEvent::BodyEnd { id });
+            self.finish();
+        }
         if self.state == ClientState::Greeting
             || self.state == ClientState::TlsHandshake
             || !self.in_flight.is_empty()
@@ -822,6 +861,17 @@ impl Client {
         if let Some(deadline) = self.poll_timeout()
             && now >= deadline
         {
+            // A body whose last line is `.` CR with no LF after it: the
+            // server is not going to send the LF (a known server bug).
+            if let Rx::Body(decoder) = &self.rx_state
+                && decoder.is_terminator_pending()
+                && self.rx.is_empty()
+            {
+                let (id, _) = self.front();
+                self.emit(ClientEvent::BodyEnd { id });
+                self.finish();
+                return;
+            }
             self.fatal(ProtocolError::Timeout);
         }
     }
@@ -1486,6 +1536,12 @@ impl Client {
         self.timer_base = self.now;
         if op.gates_queue() {
             self.cancel_pending(id);
+        }
+        if op == Op::Quit {
+            // "-ERR some deleted messages not removed": the server still
+            // ends the session.
+            self.close();
+            return;
         }
         self.flush();
     }

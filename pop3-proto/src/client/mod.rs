@@ -95,6 +95,9 @@
 //! [`ClientEvent::BodyEnd`]. Nothing is buffered whole. A body is complete
 //! only when `BodyEnd` arrives: if the session ends first, the command gets
 //! [`ClientEvent::Cancelled`] and the chunks seen so far must be discarded.
+//! POP3 has no way to stop a reply midway short of closing the connection:
+//! an application that loses interest in a body lets its chunks go (they are
+//! slices of the input buffer; dropping them costs nothing).
 //!
 //! The action queue is bounded ([`ClientConfig::max_queued_actions`]): while
 //! it is full, input is left unparsed and [`Client::handle_input`] takes
@@ -785,6 +788,7 @@ impl Client {
     /// Bytes read from the server. Returns how many were taken: fewer than
     /// offered when the action queue is full (drain it, then offer the rest
     /// again). After the session closed, everything is taken and ignored.
+    #[must_use = "octets not taken must be offered again"]
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
         self.now = now;
         match self.state {
@@ -889,6 +893,7 @@ impl Client {
     }
 
     /// The next thing to do. Drain after every `handle_*` and command call.
+    #[must_use = "every action must be performed"]
     pub fn poll_action(&mut self) -> Option<Action<ClientEvent>> {
         let action = self.actions.pop_front();
         if !self.rx.is_empty() && self.actions.len() < self.config.max_queued_actions {
@@ -899,6 +904,7 @@ impl Client {
 
     /// When [`Client::handle_timeout`] must be called next, if a reply (or
     /// the greeting, or the TLS handshake) is awaited.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.reply_timeout?;
         let waiting = match self.state {

@@ -4,6 +4,10 @@
 #![warn(missing_docs)]
 
 mod blocking;
+pub mod client;
+pub mod fetch;
+#[allow(dead_code)] // the server face uses the rest
+mod io;
 pub mod tls;
 
 pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader};

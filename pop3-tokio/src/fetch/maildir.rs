@@ -1,0 +1,340 @@
+//! A [`MessageSink`] delivering into a Maildir, with a durable UID journal.
+//!
+//! # Layout
+//!
+//! - Each message is stored as `new/<name>`, where `<name>` is derived from
+//!   the account and the message's UID: `<first 32 hex digits of
+//!   SHA-256(account NUL uid)>.pop3`. Any mail reader may later move it to
+//!   `cur/<name>:2,<flags>`.
+//! - The journal, `.pop3-uidl-<16 hex digits of SHA-256(account)>` at the
+//!   Maildir's top, lists (one per line) the UIDs of every message durably
+//!   stored and not yet seen gone from the server.
+//!
+//! # Commit order
+//!
+//! 1. the message is written to `tmp/<name>.<pid>.<n>.part` and fsynced;
+//! 2. it is renamed to `new/<name>` and the `new/` directory is fsynced;
+//! 3. the UID is appended to the journal, which is fsynced.
+//!
+//! Only then does [`MessageWriter::commit`] return. A message is *stored* as
+//! soon as step 2 is complete, and [`MessageSink::contains`] answers `true`
+//! for it from then on: its file is in `new/` (or, moved by a reader, in
+//! `cur/`), or its UID is in the journal (which also covers a message the
+//! user has since deleted or moved away locally while it stays on the
+//! server). An interruption before step 2 leaves at most a stale file in
+//! `tmp/`, removed when the Maildir is next opened.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use pop3_proto::types::Uid;
+use sha2::{Digest, Sha256};
+
+use super::{MessageSink, MessageWriter};
+
+const PART: &str = ".part";
+
+/// How line ends are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LineEnds {
+    /// CRLF becomes LF, the Unix mail convention (a lone CR is kept).
+    #[default]
+    Lf,
+    /// Stored as the server sent them (CRLF).
+    AsSent,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// A Maildir, with a journal for one POP3 account.
+///
+/// ```no_run
+/// use pop3_tokio::fetch::MaildirSink;
+/// let sink = MaildirSink::open("Mail/inbox", "alice@pop.example.com:995")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct MaildirSink {
+    root: PathBuf,
+    account: String,
+    journal_path: PathBuf,
+    journal: File,
+    saved: HashSet<Vec<u8>>,
+    /// Names found in `cur/` (without their `:2,` info), read once.
+    cur: Option<HashSet<String>>,
+    line_ends: LineEnds,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl MaildirSink {
+    /// Opens (creating if needed) the Maildir at `root` for `account` (any
+    /// string naming the POP3 maildrop, e.g. `user@host:port`: UIDs are
+    /// unique only within one maildrop). Reads the journal, drops a partly
+    /// written last entry, and removes files this sink left in `tmp/`.
+    pub fn open(root: impl AsRef<Path>, account: &str) -> io::Result<MaildirSink> {
+        let root = root.as_ref().to_path_buf();
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(root.join(sub))?;
+        }
+        let tag = &hex(&Sha256::digest(account.as_bytes()))[..16];
+        let journal_path = root.join(format!(".pop3-uidl-{tag}"));
+        let mut journal = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&journal_path)?;
+        let mut text = Vec::new();
+        journal.read_to_end(&mut text)?;
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < text.len() {
+            // Killed in the middle of an append: that entry was never
+            // acknowledged; drop it so the next append starts a clean line.
+            journal.set_len(complete as u64)?;
+            journal.sync_data()?;
+            journal.seek(SeekFrom::End(0))?;
+        }
+        let saved = text[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let sink = MaildirSink {
+            root,
+            account: account.to_owned(),
+            journal_path,
+            journal,
+            saved,
+            cur: None,
+            line_ends: LineEnds::default(),
+        };
+        sink.clean_tmp()?;
+        Ok(sink)
+    }
+
+    /// Chooses how line ends are stored (default [`LineEnds::Lf`]).
+    pub fn with_line_ends(mut self, line_ends: LineEnds) -> Self {
+        self.line_ends = line_ends;
+        self
+    }
+
+    /// The Maildir's top directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> &Path {
+        &self.journal_path
+    }
+
+    /// The file name a message with `uid` gets in `new/`.
+    pub fn file_name(&self, uid: &Uid) -> String {
+        let mut h = Sha256::new();
+        h.update(self.account.as_bytes());
+        h.update([0]);
+        h.update(uid.as_bytes());
+        format!("{}.pop3", &hex(&h.finalize())[..32])
+    }
+
+    fn clean_tmp(&self) -> io::Result<()> {
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(PART) && name.contains(".pop3.") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn in_cur(&mut self, name: &str) -> io::Result<bool> {
+        if self.cur.is_none() {
+            let mut set = HashSet::new();
+            for entry in fs::read_dir(self.root.join("cur"))? {
+                let entry = entry?;
+                let n = entry.file_name().to_string_lossy().into_owned();
+                let base = n.split([':', '!']).next().unwrap_or("").to_owned();
+                set.insert(base);
+            }
+            self.cur = Some(set);
+        }
+        Ok(self.cur.as_ref().is_some_and(|s| s.contains(name)))
+    }
+
+    fn record(&mut self, uid: &Uid) -> io::Result<()> {
+        let mut line = Vec::with_capacity(uid.as_bytes().len() + 1);
+        line.extend_from_slice(uid.as_bytes());
+        line.push(b'\n');
+        self.journal.write_all(&line)?;
+        self.journal.sync_data()?;
+        self.saved.insert(uid.as_bytes().to_vec());
+        Ok(())
+    }
+}
+
+impl MessageSink for MaildirSink {
+    type Writer<'a> = MaildirWriter<'a>;
+
+    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+        if self.saved.contains(uid.as_bytes()) {
+            return Ok(true);
+        }
+        let name = self.file_name(uid);
+        let found = self.root.join("new").join(&name).exists() || self.in_cur(&name)?;
+        if found {
+            // Stored by a run that stopped before its journal entry.
+            self.record(uid)?;
+        }
+        Ok(found)
+    }
+
+    async fn begin(&mut self, uid: &Uid) -> io::Result<MaildirWriter<'_>> {
+        let name = self.file_name(uid);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{name}.{}.{seq}{PART}", std::process::id()));
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        Ok(MaildirWriter {
+            sink: self,
+            uid: uid.clone(),
+            name,
+            tmp,
+            out: Some(BufWriter::with_capacity(256 * 1024, file)),
+            pending_cr: false,
+        })
+    }
+
+    fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        let keep: Vec<Vec<u8>> = self
+            .saved
+            .iter()
+            .filter(|u| Uid::new(Bytes::copy_from_slice(u)).is_ok_and(|uid| listed.contains(&uid)))
+            .cloned()
+            .collect();
+        if keep.len() == self.saved.len() {
+            return Ok(());
+        }
+        let tmp = self.journal_path.with_extension("rewrite");
+        {
+            let mut f = File::create(&tmp)?;
+            let mut text = Vec::new();
+            for u in &keep {
+                text.extend_from_slice(u);
+                text.push(b'\n');
+            }
+            f.write_all(&text)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.journal_path)?;
+        sync_dir(&self.root)?;
+        self.journal = OpenOptions::new().append(true).open(&self.journal_path)?;
+        self.saved = keep.into_iter().collect();
+        Ok(())
+    }
+}
+
+/// One message being written into a [`MaildirSink`].
+#[derive(Debug)]
+pub struct MaildirWriter<'a> {
+    sink: &'a mut MaildirSink,
+    uid: Uid,
+    name: String,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    pending_cr: bool,
+}
+
+impl MaildirWriter<'_> {
+    fn put(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("closed"))?;
+        if self.sink.line_ends == LineEnds::AsSent {
+            return out.write_all(chunk);
+        }
+        let mut rest = chunk;
+        if self.pending_cr {
+            self.pending_cr = false;
+            if rest.first() != Some(&b'\n') {
+                out.write_all(b"\r")?;
+            }
+        }
+        while let Some(i) = memchr_cr(rest) {
+            out.write_all(&rest[..i])?;
+            match rest.get(i + 1) {
+                Some(b'\n') => {}
+                Some(_) => out.write_all(b"\r")?,
+                None => {
+                    self.pending_cr = true;
+                    return Ok(());
+                }
+            }
+            rest = &rest[i + 1..];
+        }
+        out.write_all(rest)
+    }
+}
+
+fn memchr_cr(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&x| x == b'\r')
+}
+
+impl MessageWriter for MaildirWriter<'_> {
+    async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.put(&chunk)
+    }
+
+    async fn commit(mut self) -> io::Result<()> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            if let Some(out) = self.out.as_mut() {
+                out.write_all(b"\r")?;
+            }
+        }
+        let out = self.out.take().ok_or_else(|| io::Error::other("closed"))?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        let tmp = self.tmp.clone();
+        let dest = self.sink.root.join("new").join(&self.name);
+        let new_dir = self.sink.root.join("new");
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &dest)?;
+            sync_dir(&new_dir)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let uid = self.uid.clone();
+        self.sink.record(&uid)
+    }
+
+    async fn abort(mut self) {
+        self.out = None;
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+impl Drop for MaildirWriter<'_> {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            self.out = None;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}

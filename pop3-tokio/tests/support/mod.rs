@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod awkward;
 pub mod dovecot;
 
 use std::io::Read;

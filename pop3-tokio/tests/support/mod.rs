@@ -12,6 +12,7 @@
 
 pub mod awkward;
 pub mod dovecot;
+pub mod poplib;
 
 use std::io::Read;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};

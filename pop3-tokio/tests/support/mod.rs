@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod awkward;
+pub mod curl;
 pub mod dovecot;
 pub mod poplib;
 

@@ -13,6 +13,7 @@
 pub mod awkward;
 pub mod curl;
 pub mod dovecot;
+pub mod mpop;
 pub mod poplib;
 
 use std::io::Read;

@@ -277,3 +277,26 @@ fn dovecot_is_stopped_when_a_test_panics() {
     let pid = *pid.downcast::<u32>().unwrap();
     assert!(!group_alive(pid), "Dovecot process group {pid} survived");
 }
+
+#[test]
+fn a_hanging_process_is_killed_with_its_children() {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c").arg("sleep 300 & echo $!; wait");
+    let started = std::time::Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        support::run_with_timeout(cmd, std::time::Duration::from_millis(300))
+    }));
+    let message = *result.unwrap_err().downcast::<String>().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(message.contains("was killed"), "{message}");
+    let grandchild = message
+        .lines()
+        .find_map(|l| l.trim().parse::<u32>().ok())
+        .expect("the child printed its child's pid");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let state = std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z "),
+        "sleep survived: {state}"
+    );
+}

@@ -64,31 +64,67 @@ pub fn require_program(program: &str, package: &str) {
     }
 }
 
-/// A child process that is killed and reaped when dropped.
-pub struct ChildGuard(Option<Child>);
+/// A child process that is killed and reaped when dropped. When the child
+/// leads its own process group (see [`spawn_grouped`]), the whole group is
+/// killed, so helpers it started cannot outlive it.
+pub struct ChildGuard {
+    child: Option<Child>,
+    pid: u32,
+    grouped: bool,
+}
 
 impl ChildGuard {
-    /// Takes ownership of `child`.
-    pub fn new(child: Child) -> ChildGuard {
-        ChildGuard(Some(child))
+    /// Takes ownership of `child`; `grouped`: it leads its own process group.
+    pub fn new(child: Child, grouped: bool) -> ChildGuard {
+        ChildGuard {
+            pid: child.id(),
+            child: Some(child),
+            grouped,
+        }
     }
 
     /// The process.
     pub fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("child already reaped")
+        self.child.as_mut().expect("child already reaped")
     }
 
-    /// Kills the process (if still running) and reaps it.
+    /// Kills the process (and its group) if still running, and reaps it.
     pub fn kill(&mut self) -> Option<ExitStatus> {
-        let mut child = self.0.take()?;
+        let mut child = self.child.take()?;
+        // The leader is not reaped yet, so its id still names our group.
+        self.kill_group();
         let _ = child.kill();
         child.wait().ok()
+    }
+
+    /// Sends SIGKILL to the process group (when grouped). After the leader
+    /// has been reaped this is only safe while other members still live.
+    pub fn kill_group(&self) {
+        if self.grouped {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .arg(format!("-{}", self.pid))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// Returns the exit status if the process has exited (and reaps it).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        let status = self.child().try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
     }
 
     /// Waits for the process to exit by itself.
     pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
         let status = self.child().wait()?;
-        self.0 = None;
+        self.child = None;
         Ok(status)
     }
 }
@@ -99,56 +135,86 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Spawns `cmd` as the leader of a new process group, guarded.
+pub fn spawn_grouped(mut cmd: Command) -> std::io::Result<ChildGuard> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    Ok(ChildGuard::new(cmd.spawn()?, true))
+}
+
 /// Runs `cmd` to completion with stdin closed and stdout/stderr captured.
 ///
-/// If it has not exited after `timeout`, it is killed and reaped, and this
-/// panics with what it printed so far: a hanging peer fails the test instead
-/// of blocking the run. The exit status is returned, not checked.
+/// The command runs in a process group of its own. If it has not exited, or
+/// its output is still open, after `timeout`, the group is killed and the
+/// leader reaped, and this panics with what was printed so far: a hanging
+/// peer fails the test instead of blocking the run. The exit status is
+/// returned, not checked.
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let what = format!("{cmd:?}");
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let mut guard = ChildGuard::new(child);
-    let mut stdout = guard.child().stdout.take().expect("piped stdout");
-    let mut stderr = guard.child().stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
+    let mut guard = spawn_grouped(cmd).unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = guard.child().stdout.take().expect("piped stdout");
+    let stderr = guard.child().stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (index, mut pipe) in [
+        (0, Box::new(stdout) as Box<dyn Read + Send>),
+        (1, Box::new(stderr)),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            let _ = tx.send((index, buf));
+        });
+    }
+    drop(tx);
     let deadline = Instant::now() + timeout;
-    let status = loop {
-        match guard.child().try_wait() {
-            Ok(Some(status)) => {
-                guard.0 = None;
-                break Some(status);
+    let mut status = None;
+    while Instant::now() < deadline {
+        match guard.try_wait() {
+            Ok(Some(s)) => {
+                status = Some(s);
+                break;
             }
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                guard.kill();
-                break None;
-            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
             Err(e) => panic!("waiting for {what}: {e}"),
         }
-    };
-    let stdout = out_reader.join().expect("stdout reader");
-    let stderr = err_reader.join().expect("stderr reader");
+    }
+    let mut outputs = [Vec::new(), Vec::new()];
+    let mut open = 2;
+    if status.is_some() {
+        while open > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((index, buf)) => {
+                    outputs[index] = buf;
+                    open -= 1;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    let timed_out = status.is_none() || open > 0;
+    if timed_out {
+        if status.is_some() {
+            // The leader exited but something it started holds the output.
+            guard.kill_group();
+        }
+        guard.kill();
+        while let Ok((index, buf)) = rx.recv_timeout(Duration::from_secs(5)) {
+            outputs[index] = buf;
+        }
+    }
+    let [stdout, stderr] = outputs;
     match status {
-        Some(status) => Output {
+        Some(status) if !timed_out => Output {
             status,
             stdout,
             stderr,
         },
-        None => panic!(
+        _ => panic!(
             "{what} did not finish within {timeout:?} and was killed\n--- stdout\n{}\n--- stderr\n{}",
             String::from_utf8_lossy(&stdout),
             String::from_utf8_lossy(&stderr)

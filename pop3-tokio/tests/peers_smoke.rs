@@ -300,3 +300,42 @@ fn a_hanging_process_is_killed_with_its_children() {
         "sleep survived: {state}"
     );
 }
+
+/// Extra configuration, IPv6 loopback, and use from an async test. Dovecot
+/// counts a connection whose remote and local addresses are equal as
+/// secure, so plaintext logins stay allowed on 127.0.0.1 even with
+/// `disable_plaintext_auth = yes`; a client bound to 127.0.0.2 is not.
+#[tokio::test]
+async fn extra_config_ipv6_and_async_use() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let messages = awkward::small();
+    let dovecot = Dovecot::start_with_config(
+        &[(USER, PASSWORD, &messages)],
+        "disable_plaintext_auth = yes\nlogin_greeting = pop3-rs test ready\n",
+    );
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(dovecot.pop3_addr()).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    stream.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("+OK pop3-rs test ready"), "{line:?}");
+    stream.get_mut().write_all(b"USER alice\r\n").await.unwrap();
+    line.clear();
+    stream.read_line(&mut line).await.unwrap();
+    assert!(
+        line.starts_with("-ERR [AUTH] Plaintext authentication disallowed"),
+        "{line:?}"
+    );
+
+    // Same server through curl from a blocking task, over ::1 when present.
+    let addr = dovecot.pop3_addr_v6().unwrap_or(dovecot.pop3_addr());
+    let list = support::blocking(move || Curl::plain(addr, USER, PASSWORD).list()).await;
+    expect_success("curl LIST", &list);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).lines().count(),
+        messages.len()
+    );
+}

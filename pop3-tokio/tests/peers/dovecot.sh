@@ -10,6 +10,9 @@
 #   DIR/mail/USER/{cur,new,tmp}   one Maildir per user (messages in cur/)
 #   DIR/passwords                 optional, "user:password" lines; without it
 #                                 every Maildir under DIR/mail gets "secret"
+#   DIR/extra.conf                optional, appended to the generated config
+#                                 (later settings win), e.g.
+#                                 "disable_plaintext_auth = yes"
 #   DIR/tls/{ca.pem,server.pem,server.key}
 #                                 optional; made here with the openssl CLI
 #                                 (a private CA and a leaf for localhost,
@@ -23,7 +26,7 @@
 #                           process has exited (a test run killed before its
 #                           clean-up ran leaves nothing behind)
 #
-# Output of "start" (stdout): POP3_PORT, POP3S_PORT, CA, DOVECOT_PID,
+# Output of "start" (stdout): LISTEN, POP3_PORT, POP3S_PORT, CA, DOVECOT_PID,
 # DOVECOT_LOG, DOVECOT_CONF.
 # Exit status: 0 started; 2 usage; 3 Dovecot not installed; 75 a port was
 # already taken (pick other ports and retry); 1 any other failure.
@@ -242,6 +245,7 @@ service pop3-login {
 }
 $unprivileged
 EOF
+if [ -f "$dir/extra.conf" ]; then cat "$dir/extra.conf" >>"$conf"; fi
 
 : >"$log"
 # The master daemonises; its stdio must not be our stdout, or a caller that
@@ -286,6 +290,7 @@ if [ -n "${OWNER_PID:-}" ]; then
 fi
 
 cat <<EOF
+LISTEN=$LISTEN
 POP3_PORT=$POP3_PORT
 POP3S_PORT=$POP3S_PORT
 CA=$tls/ca.pem

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 /// 20 MiB.
 pub const BIG_ATTACHMENT_DECODED: usize = 15 * 1024 * 1024;
 
-/// Length of the single line in the `long-line` message.
+/// Length of the long line in the `long-line` and `long-last-line` messages.
 pub const LONG_LINE: usize = 100 * 1024;
 
 fn headers(subject: &str, n: u32) -> Vec<u8> {
@@ -61,6 +61,9 @@ pub fn small() -> Vec<(String, Vec<u8>)> {
     long.extend((0..LONG_LINE).map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36]));
     long.extend_from_slice(b"\nafter the long line\n");
 
+    let mut long_last = headers("ends with a 100 KiB line, no newline", 12);
+    long_last.extend((0..LONG_LINE).map(|i| b"0123456789.ABCDEF"[i % 17]));
+
     vec![
         (
             "plain".to_string(),
@@ -111,6 +114,7 @@ pub fn small() -> Vec<(String, Vec<u8>)> {
         ),
         ("long-line".to_string(), long),
         ("empty-file".to_string(), Vec::new()),
+        ("long-last-line".to_string(), long_last),
     ]
 }
 

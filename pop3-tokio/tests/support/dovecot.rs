@@ -27,6 +27,7 @@ pub struct Dovecot {
     pop3_port: u16,
     pop3s_port: u16,
     pid: u32,
+    ipv6: bool,
     users: Vec<(String, Vec<String>)>,
 }
 
@@ -36,8 +37,17 @@ impl Dovecot {
     /// on two free loopback ports (POP3 and POP3S), retrying with other ports
     /// if one was taken meanwhile.
     ///
+    /// User names must be plain (no `/`, `:`, leading `.`), passwords must
+    /// not contain `:` or line ends (passwd-file format).
+    ///
     /// Panics with an install hint when Dovecot is missing.
     pub fn start(users: &[UserSpec<'_>]) -> Dovecot {
+        Dovecot::start_with_config(users, "")
+    }
+
+    /// [`Dovecot::start`] with more configuration appended to the generated
+    /// one (later settings win), e.g. `"disable_plaintext_auth = yes\n"`.
+    pub fn start_with_config(users: &[UserSpec<'_>], extra_config: &str) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix("pop3-dovecot-")
             .tempdir()
@@ -45,6 +55,16 @@ impl Dovecot {
         let mut passwords = String::new();
         let mut names = Vec::new();
         for (user, password, messages) in users {
+            assert!(
+                !user.is_empty()
+                    && !user.starts_with('.')
+                    && !user.contains(['/', ':', '\n', '\r', ' ']),
+                "unusable user name {user:?}"
+            );
+            assert!(
+                !password.contains([':', '\n', '\r']),
+                "unusable password {password:?}"
+            );
             let maildir = dir.path().join("mail").join(user);
             for sub in ["cur", "new", "tmp"] {
                 std::fs::create_dir_all(maildir.join(sub)).expect("create Maildir");
@@ -60,6 +80,9 @@ impl Dovecot {
             names.push((user.to_string(), files));
         }
         std::fs::write(dir.path().join("passwords"), passwords).expect("write passwords");
+        if !extra_config.is_empty() {
+            std::fs::write(dir.path().join("extra.conf"), extra_config).expect("write extra.conf");
+        }
 
         for _attempt in 0..10 {
             let pop3_port = free_port();
@@ -85,11 +108,15 @@ impl Dovecot {
                         .find_map(|l| l.strip_prefix("DOVECOT_PID="))
                         .and_then(|p| p.trim().parse().ok())
                         .unwrap_or_else(|| panic!("dovecot.sh printed no pid:\n{text}"));
+                    let ipv6 = text
+                        .lines()
+                        .any(|l| l.starts_with("LISTEN=") && l.contains("::1"));
                     return Dovecot {
                         dir,
                         pop3_port,
                         pop3s_port,
                         pid,
+                        ipv6,
                         users: names,
                     };
                 }
@@ -118,6 +145,18 @@ impl Dovecot {
     /// The implicit-TLS (POP3S) listener, `127.0.0.1:port`.
     pub fn pop3s_addr(&self) -> SocketAddr {
         loopback(self.pop3s_port)
+    }
+
+    /// The plain POP3 listener on `[::1]`, when the host has IPv6 loopback.
+    pub fn pop3_addr_v6(&self) -> Option<SocketAddr> {
+        self.ipv6
+            .then(|| SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.pop3_port)))
+    }
+
+    /// The POP3S listener on `[::1]`, when the host has IPv6 loopback.
+    pub fn pop3s_addr_v6(&self) -> Option<SocketAddr> {
+        self.ipv6
+            .then(|| SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.pop3s_port)))
     }
 
     /// The PEM file of the CA that signed the server certificate (valid for

@@ -10,6 +10,19 @@
 //! work), `auth_failure_delay = 0`, `pop3_uidl_format = %f` (the UIDL is the
 //! Maildir file name without the `:2,` info), `pop3_no_flag_updates = yes`
 //! (files are never renamed by a session), plaintext login allowed.
+//!
+//! Dovecot behaviour worth knowing (2.3):
+//! - RETR sends a stored message with every bare LF turned into CRLF, lone
+//!   CRs and NUL bytes untouched, and CRLF appended when the file does not
+//!   end with a line end, even for an empty file ([`retr_form`]); LIST and
+//!   STAT count the CRLFs but not that appended one ([`list_size`]).
+//! - A connection whose remote address equals its local address counts as
+//!   secure: on 127.0.0.1 plaintext login works even with
+//!   `disable_plaintext_auth = yes`. A client bound to 127.0.0.2 is not
+//!   trusted that way.
+//! - After a failed login, the next login from the same address is delayed
+//!   by a few seconds (the auth penalty); keep wrong-password cases on a
+//!   server of their own, or last.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -241,7 +254,17 @@ impl Dovecot {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
-        self.stop();
+        // Never panic here (a second panic while unwinding aborts the run).
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).unwrap_or_default();
+        if comm.trim() == "dovecot" && group_alive(self.pid) {
+            // The script failed: end the process group ourselves.
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .arg(format!("-{}", self.pid))
+                .status();
+        }
     }
 }
 

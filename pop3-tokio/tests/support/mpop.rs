@@ -195,7 +195,7 @@ impl Mpop {
 
 /// The messages in a Maildir's `new/` and `cur/`, ordered by the delivery
 /// time and then by the sequence number in the file name (mpop names files
-/// `SECONDS.M<micro>P<pid>Q<n>.HOST`-like; the numbers are compared as
+/// `SECONDS.M<microseconds>P<pid>Q<n>.HOST`; the numbers are compared as
 /// numbers, so the order is the order of delivery).
 pub fn delivered_in(maildir: &Path) -> Vec<Vec<u8>> {
     let mut files = Vec::new();

@@ -3,7 +3,7 @@
 //! `tests/peers/dovecot.sh`; stopped (process group killed, waited for) when
 //! the [`Dovecot`] guard is dropped, also while a test panics. If the test
 //! process dies without unwinding, a watcher started with the server kills
-//! it within a second.
+//! it within a second and deletes its temporary directory.
 //!
 //! Configuration worth knowing: passwords are stored `{PLAIN}` (so USER/PASS,
 //! APOP, SASL PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 all
@@ -111,7 +111,8 @@ impl Dovecot {
                 .arg(dir.path())
                 .env("POP3_PORT", pop3_port.to_string())
                 .env("POP3S_PORT", pop3s_port.to_string())
-                .env("OWNER_PID", std::process::id().to_string());
+                .env("OWNER_PID", std::process::id().to_string())
+                .env("REMOVE_ON_OWNER_EXIT", "1");
             let out = run_with_timeout(cmd, Duration::from_secs(60));
             match out.status.code() {
                 Some(0) => {

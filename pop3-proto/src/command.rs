@@ -205,7 +205,11 @@ impl fmt::Display for CommandError {
             CommandError::ExtraArgument { command, at } => {
                 write!(f, "{command}: unexpected argument at offset {at}")
             }
-            CommandError::InvalidArgument { command, at, reason } => {
+            CommandError::InvalidArgument {
+                command,
+                at,
+                reason,
+            } => {
                 write!(f, "{command}: invalid argument at offset {at}: {reason:?}")
             }
         }

@@ -121,8 +121,10 @@ pub trait Maildrop: Send {
     fn messages(&self) -> &[MessageInfo];
 
     /// Starts reading the message at zero-based `index`.
-    fn read(&mut self, index: usize)
-    -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
+    fn read(
+        &mut self,
+        index: usize,
+    ) -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
 
     /// Removes the messages at these zero-based indexes (UPDATE state), then
     /// releases the lock. Must run to completion once started.
@@ -177,3 +179,11 @@ pub trait BlockingMessageReader: Send + 'static {
     /// As [`MessageReader::next_chunk`].
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;
 }
+
+mod driver;
+pub use driver::StoreDriver;
+
+#[cfg(feature = "std")]
+mod memory;
+#[cfg(feature = "std")]
+pub use memory::{MemoryMaildrop, MemoryReader, MemoryStore};

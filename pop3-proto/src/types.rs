@@ -40,7 +40,9 @@ impl MessageNumber {
 
     /// The message number of the zero-based `index`, if it fits.
     pub fn from_index(index: usize) -> Option<Self> {
-        u32::try_from(index.checked_add(1)?).ok().and_then(Self::new)
+        u32::try_from(index.checked_add(1)?)
+            .ok()
+            .and_then(Self::new)
     }
 }
 

@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod command;
 pub mod dot;
 pub mod line;
+mod parse;
 pub mod response;
 pub mod server;
 pub mod session;

@@ -6,7 +6,7 @@
 //! bounded), and the framer then discards input up to the next LF and carries
 //! on with the line after it.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use core::fmt;
 
 /// The line-length limits, in octets including the line end.
@@ -104,26 +104,140 @@ pub fn find_line(input: &[u8], max_len: usize) -> Result<Option<(usize, usize)>,
 }
 
 /// A stateful line framer over a `BytesMut` input buffer.
+///
+/// Each call to [`next_line`](LineFramer::next_line) removes at most one line
+/// from the front of the buffer and hands it out zero-copy (the buffer is
+/// split and frozen), without its line end: the LF and a CR right before it
+/// are dropped, a CR anywhere else stays in the line.
+///
+/// The framer remembers how far it has already looked for an LF, so feeding
+/// a line one octet at a time costs linear, not quadratic, time. An
+/// over-long line is reported once, as soon as the buffered part of it passes
+/// the limit; what was buffered of it is dropped at once (memory stays
+/// bounded), and the rest of it is dropped as it arrives, up to and including
+/// the next LF. The octets after that LF form the next line. Splitting the
+/// input anywhere never changes the sequence of lines and errors returned.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use pop3_proto::line::{LineError, LineFramer};
+///
+/// let mut framer = LineFramer::new(8);
+/// let mut buf = BytesMut::from(&b"+OK\r\nthis is too long\r\n-ERR"[..]);
+/// assert_eq!(framer.next_line(&mut buf).unwrap().unwrap(), &b"+OK"[..]);
+/// assert_eq!(framer.next_line(&mut buf), Err(LineError::TooLong { limit: 8 }));
+/// assert_eq!(framer.next_line(&mut buf), Ok(None));
+/// buf.extend_from_slice(b"\r\n");
+/// assert_eq!(framer.next_line(&mut buf).unwrap().unwrap(), &b"-ERR"[..]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct LineFramer {
     max_len: usize,
+    /// The front `scanned` octets of the buffer hold no LF.
+    scanned: usize,
+    /// Dropping the rest of an over-long line, up to the next LF.
+    discarding: bool,
 }
 
 impl LineFramer {
     /// A framer for lines of at most `max_len` octets, line end included.
     pub fn new(max_len: usize) -> Self {
-        LineFramer { max_len }
+        LineFramer {
+            max_len,
+            scanned: 0,
+            discarding: false,
+        }
     }
 
-    /// Changes the limit for the lines to come.
+    /// Changes the limit for the lines to come (and for the line being
+    /// buffered, if it is not complete yet).
     pub fn set_max_len(&mut self, max_len: usize) {
         self.max_len = max_len;
     }
 
+    /// The limit in force, in octets including the line end.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Whether the framer is dropping the rest of an over-long line.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
+    /// Forgets any partial scan and any over-long line being dropped, for a
+    /// buffer that starts afresh (after a TLS upgrade, for instance).
+    pub fn reset(&mut self) {
+        self.scanned = 0;
+        self.discarding = false;
+    }
+
     /// Removes the next complete line from the front of `buf` and returns it
     /// without its line end; `Ok(None)` when no complete line is buffered yet.
+    ///
+    /// [`LineError::TooLong`] is returned once per over-long line; the framer
+    /// has then already dropped the buffered part of that line and goes on
+    /// with the line after it on the next call.
+    ///
+    /// The framer assumes that `buf` only grows at its end between calls (and
+    /// shrinks only through this method); call [`reset`](LineFramer::reset)
+    /// when the buffer is replaced.
     pub fn next_line(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, LineError> {
-        let _ = buf;
-        todo!()
+        if self.discarding {
+            match memchr::memchr(b'\n', buf) {
+                Some(lf) => {
+                    buf.advance(lf + 1);
+                    self.discarding = false;
+                    self.scanned = 0;
+                }
+                None => {
+                    buf.clear();
+                    return Ok(None);
+                }
+            }
+        }
+        if buf.is_empty() {
+            self.scanned = 0;
+            return Ok(None);
+        }
+        // A line with its LF at index `lf` is `lf + 1` octets long; it fits
+        // when `lf < max_len`, so only that window needs to be searched.
+        let window = buf.len().min(self.max_len);
+        let from = self.scanned.min(window);
+        match memchr::memchr(b'\n', &buf[from..window]) {
+            Some(i) => {
+                let lf = from + i;
+                self.scanned = 0;
+                let mut line = buf.split_to(lf + 1);
+                let end = if lf > 0 && line[lf - 1] == b'\r' {
+                    lf - 1
+                } else {
+                    lf
+                };
+                line.truncate(end);
+                Ok(Some(line.freeze()))
+            }
+            None if buf.len() >= self.max_len => {
+                // Over-long: drop the part buffered so far, and, if its LF is
+                // already there, the rest of it too.
+                self.scanned = 0;
+                match memchr::memchr(b'\n', &buf[window..]) {
+                    Some(i) => {
+                        buf.advance(window + i + 1);
+                    }
+                    None => {
+                        buf.clear();
+                        self.discarding = true;
+                    }
+                }
+                Err(LineError::TooLong {
+                    limit: self.max_len,
+                })
+            }
+            None => {
+                self.scanned = window;
+                Ok(None)
+            }
+        }
     }
 }

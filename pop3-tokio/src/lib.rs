@@ -2,3 +2,8 @@
 //! tokio sockets, with TLS (STLS and implicit) through tokio-rustls.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod blocking;
+pub mod tls;
+
+pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader};

@@ -1,0 +1,872 @@
+//! A [`BlockingStore`] over Maildirs: one Maildir per user, at
+//! `<root>/<user>/{cur,new,tmp}`, users and passwords from a [`PasswdFile`].
+//!
+//! # Layout and policy
+//!
+//! - **Users.** Only users listed in the passwd-file are opened, and only if
+//!   the name is a safe path component (no `/`, `\`, NUL, control
+//!   characters or white space, no leading `.`): the name comes from the
+//!   network. Anything else is [`StoreError::Permanent`].
+//! - **Missing Maildir.** By default a user's Maildir (and any of `cur`,
+//!   `new`, `tmp` that is missing) is created at open, as for a user who has
+//!   simply never received mail. The root itself is never created: a missing
+//!   root is a configuration or mount problem and is
+//!   [`StoreError::Temporary`]. With [`MaildirStore::create_missing`] off, a
+//!   missing Maildir is [`StoreError::Permanent`] and missing subdirectories
+//!   read as empty.
+//! - **Messages** are the plain files of `new/` and `cur/` whose names do
+//!   not start with `.`, ordered by the delivery time at the start of their
+//!   names (names without one last), then by name. Symbolic links are not
+//!   messages, and message, lock and cache files are opened without
+//!   following a link planted in their place (`O_NOFOLLOW`). The Maildir's
+//!   own directories are trusted: where users can write to their Maildirs,
+//!   run the server as a user who gains nothing from their tricks, not as
+//!   root. A file's *base name* is its name up to the first `:` (where
+//!   the Maildir flags `:2,...` start).
+//! - **new → cur.** By default, messages in `new/` are moved to `cur/` (with
+//!   empty flags, `:2,`) at open, under the lock, as IMAP servers do once a
+//!   client has seen the mailbox: they are no longer new. The move links the file under
+//!   its new name and then unlinks the old one, so it never replaces another
+//!   file; where that fails the message is simply left in `new/`. Turn this
+//!   off with [`MaildirStore::move_new_to_cur`]. Flags are never changed.
+//! - **Unique-ids** are the base name when it is a valid unique-id (1–70
+//!   octets in `0x21..=0x7E`) and does not start with `~`; otherwise `~`
+//!   followed by the lower-case hex SHA-256 of the base name (65 octets). The
+//!   base name does not change when a message moves from `new/` to `cur/` or
+//!   when its flags change, and Maildir base names are unique by
+//!   construction, so unique-ids are stable and never reused. (They are not
+//!   the unique-ids another POP3 server kept for the same Maildir in its own
+//!   index: clients of a server being replaced will fetch again what they
+//!   left on it.)
+//! - **Sizes** are RFC 1939 §11 sizes: every line end counted as CRLF, plus
+//!   the CRLF the server appends to a message that does not end with a line
+//!   end, so that the LIST size equals what RETR sends before dot-stuffing.
+//!   When the base name carries `,W=<n>` (the size with CRLF line ends, as
+//!   Dovecot writes it), `n` is used without touching the file: mail
+//!   delivered over SMTP or LMTP always ends with a line end, so `W=` is
+//!   exact for it. `,S=<n>` alone is the raw file size: it says nothing about
+//!   how many bare LFs the file holds, so it is not used. Other messages are
+//!   read once and their size recorded in a cache file in the Maildir,
+//!   [`SIZE_CACHE_FILE`], keyed by base name and checked against the file's
+//!   length and modification time, so that later sessions read only new or
+//!   changed files. The cache is replaced atomically (write, fsync, rename);
+//!   a damaged cache is ignored and rebuilt.
+//! - **Locking.** Each open maildrop holds an exclusive, non-blocking lock
+//!   ([`File::try_lock`]) on [`LOCK_FILE`] in the Maildir, so a second
+//!   session, in this process or another, gets [`StoreError::InUse`]. The
+//!   lock goes when the maildrop is dropped or committed, and the operating
+//!   system drops it when the process dies. Other programs' Maildir locks
+//!   are neither taken nor honoured; a Maildir needs none for delivery.
+//!   The file names of the lock and
+//!   the cache do not start with `.`, so Maildir++ readers do not take them
+//!   for folders, and they are outside `cur/` and `new/`.
+//! - **Deletion** happens only in [`BlockingMaildrop::commit`]: each listed
+//!   message is unlinked, and so is any file in `cur/` or `new/` with the
+//!   same base name (the message moved or reflagged by another program
+//!   meanwhile, or a copy left by a crash in the middle of a move); one
+//!   already gone is not an error. Indexes out of range are ignored. Then `cur/` and `new/` are fsynced and the lock released.
+//!   Dropping a maildrop without committing deletes nothing.
+//!
+//! # Example
+//!
+//! ```
+//! use pop3_blocking::maildir::MaildirStore;
+//! use pop3_blocking::passwd::PasswdFile;
+//! use pop3_proto::store::{BlockingMaildrop, BlockingMessageReader, BlockingStore};
+//! use pop3_proto::types::Secret;
+//!
+//! let root = tempfile::tempdir()?;
+//! let users = PasswdFile::parse("alice:{PLAIN}wonderland\n")?;
+//! let store = MaildirStore::new(root.path(), users);
+//! assert!(store.verify_password("alice", &Secret::new("wonderland"))?);
+//!
+//! // Deliver one message the Maildir way: write in tmp/, rename into new/.
+//! let maildir = root.path().join("alice");
+//! for sub in ["tmp", "new", "cur"] {
+//!     std::fs::create_dir_all(maildir.join(sub))?;
+//! }
+//! std::fs::write(maildir.join("tmp/1700000000.M1P2.host"), "Subject: hi\n\nHello\n")?;
+//! std::fs::rename(maildir.join("tmp/1700000000.M1P2.host"), maildir.join("new/1700000000.M1P2.host"))?;
+//!
+//! let mut drop = store.open("alice")?;
+//! assert_eq!(drop.messages().len(), 1);
+//! assert_eq!(drop.messages()[0].uid.as_str(), "1700000000.M1P2.host");
+//! assert_eq!(drop.messages()[0].size, 22); // 19 octets, 3 bare LFs
+//! let mut reader = drop.read(0)?;
+//! let mut body = Vec::new();
+//! while let Some(chunk) = reader.next_chunk()? {
+//!     body.extend_from_slice(&chunk);
+//! }
+//! assert_eq!(body, b"Subject: hi\n\nHello\n");
+//! drop.commit(vec![0])?; // QUIT: delete message 1
+//! assert!(store.open("alice")?.messages().is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use pop3_proto::store::{
+    BlockingMaildrop, BlockingMessageReader, BlockingStore, CredentialForms, MessageInfo,
+    StoreError,
+};
+use pop3_proto::types::{Secret, Uid};
+use sha2::{Digest, Sha256};
+
+use crate::passwd::{PasswdFile, is_safe_user};
+
+/// The lock file each open maildrop holds, in the user's Maildir.
+pub const LOCK_FILE: &str = "pop3-rs.lock";
+
+/// The size cache, in the user's Maildir.
+pub const SIZE_CACHE_FILE: &str = "pop3-rs.sizes";
+
+/// The first line of the size cache; a file with another first line is
+/// ignored.
+const CACHE_HEADER: &[u8] = b"pop3-rs sizes 1";
+
+/// The largest chunk a [`MaildirReader`] yields.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+
+/// The first octet of a digest unique-id. Base names that start with it are
+/// digested too, so a digest can never equal a real base name.
+const DIGEST_MARK: u8 = b'~';
+
+/// Maildirs under one root, with users from a passwd-file.
+///
+/// See the [module documentation](self) for the layout and policies.
+#[derive(Debug, Clone)]
+pub struct MaildirStore {
+    root: PathBuf,
+    users: PasswdFile,
+    create_missing: bool,
+    move_new: bool,
+}
+
+impl MaildirStore {
+    /// A store whose users' Maildirs are `<root>/<user>`, with default
+    /// policies: create missing Maildirs, move `new/` to `cur/` at open.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::MaildirStore;
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingMaildrop, BlockingStore, StoreError};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let store = MaildirStore::new(root.path(), PasswdFile::parse("bob:{PLAIN}builder\n")?);
+    /// let drop = store.open("bob")?; // creates <root>/bob/{cur,new,tmp}
+    /// assert!(drop.messages().is_empty());
+    /// assert!(root.path().join("bob/new").is_dir());
+    /// // A second session cannot open the same maildrop.
+    /// assert_eq!(store.open("bob").unwrap_err(), StoreError::InUse);
+    /// // Names from the network never escape the root.
+    /// assert!(matches!(store.open("../etc"), Err(StoreError::Permanent(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(root: impl Into<PathBuf>, users: PasswdFile) -> Self {
+        MaildirStore {
+            root: root.into(),
+            users,
+            create_missing: true,
+            move_new: true,
+        }
+    }
+
+    /// Whether to create a user's missing Maildir (and missing `cur`, `new`,
+    /// `tmp`) at open. On by default.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::MaildirStore;
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingStore, StoreError};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let store = MaildirStore::new(root.path(), PasswdFile::parse("bob:{PLAIN}b\n")?)
+    ///     .create_missing(false);
+    /// assert!(matches!(store.open("bob"), Err(StoreError::Permanent(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn create_missing(mut self, create: bool) -> Self {
+        self.create_missing = create;
+        self
+    }
+
+    /// Whether to move messages from `new/` to `cur/` at open. On by default.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::MaildirStore;
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::BlockingStore;
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let store = MaildirStore::new(root.path(), PasswdFile::parse("bob:{PLAIN}b\n")?)
+    ///     .move_new_to_cur(false);
+    /// drop(store.open("bob")?);
+    /// std::fs::write(root.path().join("bob/new/1.a.host"), "x\n")?;
+    /// drop(store.open("bob")?);
+    /// assert!(root.path().join("bob/new/1.a.host").exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn move_new_to_cur(mut self, enabled: bool) -> Self {
+        self.move_new = enabled;
+        self
+    }
+
+    /// The directory holding the users' Maildirs.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The user database.
+    pub fn users(&self) -> &PasswdFile {
+        &self.users
+    }
+
+    /// The Maildir of `user`, if the name is a listed user and a safe path
+    /// component.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::MaildirStore;
+    /// use pop3_blocking::passwd::PasswdFile;
+    ///
+    /// let store = MaildirStore::new("/srv/mail", PasswdFile::parse("bob:{PLAIN}b\n")?);
+    /// assert_eq!(store.maildir_of("bob").unwrap(), std::path::Path::new("/srv/mail/bob"));
+    /// assert!(store.maildir_of("..").is_err());
+    /// assert!(store.maildir_of("carol").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn maildir_of(&self, user: &str) -> Result<PathBuf, StoreError> {
+        if !is_safe_user(user) {
+            return Err(StoreError::Permanent("user name not allowed".into()));
+        }
+        if !self.users.contains(user) {
+            return Err(StoreError::Permanent("no such user".into()));
+        }
+        Ok(self.root.join(user))
+    }
+
+    fn prepare(&self, dir: &Path) -> Result<(), StoreError> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(StoreError::Temporary(
+                    "maildir root is not a directory".into(),
+                ));
+            }
+            Err(e) => return Err(temporary("maildir root", &e)),
+        }
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(StoreError::Permanent("maildir is not a directory".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.create_missing => {
+                return Err(StoreError::Permanent("no maildir for this user".into()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(temporary("maildir", &e)),
+        }
+        if self.create_missing {
+            for sub in ["cur", "new", "tmp"] {
+                fs::create_dir_all(dir.join(sub)).map_err(|e| temporary("creating maildir", &e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_maildrop(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {
+        let dir = self.maildir_of(user)?;
+        self.prepare(&dir)?;
+        let lock = no_follow(OpenOptions::new().read(true).write(true).create(true))
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| temporary("lock file", &e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(StoreError::InUse),
+            Err(TryLockError::Error(e)) => return Err(temporary("locking", &e)),
+        }
+        let mut files = scan(&dir).map_err(|e| temporary("reading maildir", &e))?;
+        if self.move_new {
+            for f in &mut files {
+                move_to_cur(&dir, f);
+            }
+        }
+        files.retain(|f| f.path.is_some());
+        dedup_by_base(&mut files);
+        // Names without a delivery time go last.
+        files.sort_by(|a, b| {
+            (a.time.is_none(), a.time, &a.base).cmp(&(b.time.is_none(), b.time, &b.base))
+        });
+        let sizes = size_all(&dir, &mut files)?;
+        let messages = files
+            .iter()
+            .zip(sizes)
+            .map(|(f, size)| MessageInfo {
+                size,
+                uid: uid_for(&f.base),
+            })
+            .collect();
+        Ok(MaildirMaildrop {
+            dir,
+            files: files
+                .into_iter()
+                .filter_map(|f| {
+                    Some(MessageFile {
+                        base: f.base,
+                        path: f.path?,
+                    })
+                })
+                .collect(),
+            messages,
+            _lock: lock,
+        })
+    }
+}
+
+impl BlockingStore for MaildirStore {
+    type Maildrop = MaildirMaildrop;
+
+    fn credential_forms(&self) -> CredentialForms {
+        self.users.credential_forms()
+    }
+
+    fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
+        Ok(self.users.verify(user, password))
+    }
+
+    fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(self.users.shared_secret(user))
+    }
+
+    fn open(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {
+        self.open_maildrop(user)
+    }
+}
+
+/// Adds `O_NOFOLLOW` where there is one: a symbolic link planted in a
+/// Maildir must not lead the server to read or write another file.
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options
+}
+
+/// Opens a message file for reading, refusing a symbolic link (which reads
+/// as [`io::ErrorKind::InvalidInput`] so as not to pass for a gone message).
+fn open_message(path: &Path) -> io::Result<File> {
+    match no_follow(OpenOptions::new().read(true)).open(path) {
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "message file is a symbolic link",
+        )),
+        other => other,
+    }
+}
+
+fn temporary(what: &str, e: &io::Error) -> StoreError {
+    StoreError::Temporary(format!("{what}: {e}"))
+}
+
+/// A message file seen while scanning.
+struct Found {
+    /// The name up to the first `:`, as the platform encodes it.
+    base: Vec<u8>,
+    /// The delivery time at the start of the name, if any.
+    time: Option<u64>,
+    /// Where it is; `None` once it turned out to be gone.
+    path: Option<PathBuf>,
+    /// Whether it is in `new/`.
+    in_new: bool,
+}
+
+/// The base name of a Maildir file name: up to the first `:`, or the whole
+/// name when that would leave nothing.
+fn base_of(name: &[u8]) -> &[u8] {
+    match name.iter().position(|&b| b == b':') {
+        Some(0) | None => name,
+        Some(i) => &name[..i],
+    }
+}
+
+fn delivery_time(base: &[u8]) -> Option<u64> {
+    let digits = base.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&base[..digits]).ok()?.parse().ok()
+}
+
+/// The message files of `cur/` then `new/`.
+fn scan(dir: &Path) -> io::Result<Vec<Found>> {
+    let mut found = Vec::new();
+    for (sub, in_new) in [("cur", false), ("new", true)] {
+        let entries = match fs::read_dir(dir.join(sub)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let bytes = name.as_encoded_bytes();
+            if bytes.first() == Some(&b'.') {
+                continue;
+            }
+            // Symbolic links and anything else that is not a plain file
+            // are not messages.
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let path = entry.path();
+            let base = base_of(bytes).to_vec();
+            found.push(Found {
+                time: delivery_time(&base),
+                base,
+                path: Some(path),
+                in_new,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Moves a message from `new/` to `cur/` (adding empty flags) without ever
+/// replacing a file: link under the new name, then unlink the old one.
+fn move_to_cur(dir: &Path, f: &mut Found) {
+    let Some(from) = f.path.as_ref().filter(|_| f.in_new) else {
+        return;
+    };
+    let Some(name) = from.file_name() else {
+        return;
+    };
+    let mut to_name = name.to_os_string();
+    if !name.as_encoded_bytes().contains(&b':') {
+        to_name.push(":2,");
+    }
+    let to = dir.join("cur").join(to_name);
+    match fs::hard_link(from, &to) {
+        Ok(()) => {
+            let _ = fs::remove_file(from);
+            f.path = Some(to);
+            f.in_new = false;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => f.path = None,
+        // Leave it in new/: it is listed from there just the same.
+        Err(_) => {}
+    }
+}
+
+/// Keeps one file per base name (the one in `cur/` if both exist).
+fn dedup_by_base(files: &mut Vec<Found>) {
+    files.sort_by(|a, b| (&a.base, a.in_new).cmp(&(&b.base, b.in_new)));
+    files.dedup_by(|later, earlier| later.base == earlier.base);
+}
+
+/// The `,W=<n>` value in a base name.
+fn w_size(base: &[u8]) -> Option<u64> {
+    base.split(|&b| b == b',')
+        .skip(1)
+        .find_map(|field| field.strip_prefix(b"W="))
+        .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
+}
+
+/// What the cache knows about one message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct CacheEntry {
+    size: u64,
+    len: u64,
+    mtime_ns: u128,
+}
+
+fn read_cache(path: &Path) -> HashMap<Vec<u8>, CacheEntry> {
+    let mut map = HashMap::new();
+    let Ok(bytes) = fs::read(path) else {
+        return map;
+    };
+    let mut lines = bytes.split(|&b| b == b'\n');
+    if lines.next() != Some(CACHE_HEADER) {
+        return map;
+    }
+    for line in lines {
+        let mut parts = line.splitn(4, |&b| b == b' ');
+        let (Some(size), Some(len), Some(mtime), Some(base)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u128>().ok();
+        let (Some(size), Some(len), Some(mtime_ns)) = (num(size), num(len), num(mtime)) else {
+            continue;
+        };
+        let (Ok(size), Ok(len)) = (u64::try_from(size), u64::try_from(len)) else {
+            continue;
+        };
+        if !base.is_empty() {
+            map.insert(
+                base.to_vec(),
+                CacheEntry {
+                    size,
+                    len,
+                    mtime_ns,
+                },
+            );
+        }
+    }
+    map
+}
+
+/// Replaces the cache file atomically. Failure only costs a re-read later.
+fn write_cache(dir: &Path, map: &HashMap<Vec<u8>, CacheEntry>) -> io::Result<()> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut text = Vec::with_capacity(64 * (entries.len() + 1));
+    text.extend_from_slice(CACHE_HEADER);
+    text.push(b'\n');
+    for (base, e) in entries {
+        write!(text, "{} {} {} ", e.size, e.len, e.mtime_ns)?;
+        text.extend_from_slice(base);
+        text.push(b'\n');
+    }
+    let tmp = dir.join(format!("{SIZE_CACHE_FILE}.tmp"));
+    // Never write through a planted link: remove whatever is there and
+    // create the file anew.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
+    file.write_all(&text)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(SIZE_CACHE_FILE))
+}
+
+/// The RFC 1939 size of every file; files found gone are dropped from
+/// `files`. Reads only files that neither carry `,W=` nor have a valid cache
+/// entry, and rewrites the cache when it changed.
+fn size_all(dir: &Path, files: &mut Vec<Found>) -> Result<Vec<u64>, StoreError> {
+    let cache_path = dir.join(SIZE_CACHE_FILE);
+    let old = read_cache(&cache_path);
+    let mut new = HashMap::with_capacity(old.len());
+    let mut sizes = Vec::with_capacity(files.len());
+    for f in files.iter_mut() {
+        if let Some(w) = w_size(&f.base) {
+            sizes.push(Some(w));
+            continue;
+        }
+        let Some(path) = &f.path else {
+            sizes.push(None);
+            continue;
+        };
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                sizes.push(None);
+                continue;
+            }
+            Err(e) => return Err(temporary("message file", &e)),
+        };
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let len = meta.len();
+        let entry = match old.get(&f.base) {
+            Some(e) if e.len == len && e.mtime_ns == mtime_ns => *e,
+            _ => match count_file(path) {
+                Ok(size) => CacheEntry {
+                    size,
+                    len,
+                    mtime_ns,
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    sizes.push(None);
+                    continue;
+                }
+                Err(e) => return Err(temporary("message file", &e)),
+            },
+        };
+        sizes.push(Some(entry.size));
+        if !f.base.contains(&b'\n') {
+            new.insert(f.base.clone(), entry);
+        }
+    }
+    if new != old {
+        let _ = write_cache(dir, &new);
+    }
+    let mut sizes = sizes.into_iter();
+    let mut kept = Vec::with_capacity(files.len());
+    files.retain(|_| match sizes.next().flatten() {
+        Some(size) => {
+            kept.push(size);
+            true
+        }
+        None => false,
+    });
+    Ok(kept)
+}
+
+/// Counts a message's octets as RFC 1939 §11 does: each bare LF counts as
+/// CRLF, and a message that does not end with a line end gets the CRLF the
+/// server appends.
+#[derive(Debug, Default)]
+struct OctetCounter {
+    octets: u64,
+    bare_lfs: u64,
+    last: Option<u8>,
+}
+
+impl OctetCounter {
+    fn update(&mut self, chunk: &[u8]) {
+        for at in memchr::memchr_iter(b'\n', chunk) {
+            let before = if at == 0 {
+                self.last
+            } else {
+                Some(chunk[at - 1])
+            };
+            if before != Some(b'\r') {
+                self.bare_lfs += 1;
+            }
+        }
+        self.octets += chunk.len() as u64;
+        if let Some(&b) = chunk.last() {
+            self.last = Some(b);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        let missing_end = match self.last {
+            None | Some(b'\n') => 0,
+            Some(_) => 2,
+        };
+        self.octets + self.bare_lfs + missing_end
+    }
+}
+
+fn count_file(path: &Path) -> io::Result<u64> {
+    let mut file = open_message(path)?;
+    let mut counter = OctetCounter::default();
+    let mut buf = vec![0; CHUNK_SIZE];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(counter.finish()),
+            Ok(n) => counter.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The unique-id of a base name: itself when valid and not starting with
+/// `~`, else `~` and the hex SHA-256 of it.
+fn uid_for(base: &[u8]) -> Uid {
+    let plain = (1..=Uid::MAX_LEN).contains(&base.len())
+        && base[0] != DIGEST_MARK
+        && base.iter().all(|b| (0x21..=0x7e).contains(b));
+    if plain && let Ok(uid) = Uid::new(Bytes::copy_from_slice(base)) {
+        return uid;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = Vec::with_capacity(65);
+    id.push(DIGEST_MARK);
+    for b in Sha256::digest(base) {
+        id.push(HEX[usize::from(b >> 4)]);
+        id.push(HEX[usize::from(b & 15)]);
+    }
+    Uid::new(id).expect("a 65-octet printable digest is a valid unique-id")
+}
+
+/// A message of an open maildrop: its base name and where it was last seen.
+#[derive(Debug)]
+struct MessageFile {
+    base: Vec<u8>,
+    path: PathBuf,
+}
+
+/// An open, locked Maildir. Dropping it releases the lock and deletes
+/// nothing; [`BlockingMaildrop::commit`] deletes, then releases.
+#[derive(Debug)]
+pub struct MaildirMaildrop {
+    dir: PathBuf,
+    files: Vec<MessageFile>,
+    messages: Vec<MessageInfo>,
+    /// Held for the lock; closing it releases the lock.
+    _lock: File,
+}
+
+impl MaildirMaildrop {
+    /// The Maildir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Finds every message file by base name, wherever it is now.
+    fn locate_all(&self) -> HashMap<Vec<u8>, PathBuf> {
+        let mut map = HashMap::new();
+        if let Ok(found) = scan(&self.dir) {
+            for f in found {
+                if let Some(path) = f.path {
+                    map.entry(f.base).or_insert(path);
+                }
+            }
+        }
+        map
+    }
+}
+
+impl BlockingMaildrop for MaildirMaildrop {
+    type Reader = MaildirReader;
+
+    fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+
+    fn read(&mut self, index: usize) -> Result<MaildirReader, StoreError> {
+        let Some(path) = self.files.get(index).map(|f| f.path.clone()) else {
+            return Err(StoreError::Permanent("no such message".into()));
+        };
+        let file = match open_message(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Moved or reflagged by another program? Look again.
+                let base = &self.files[index].base;
+                let Some(moved) = self.locate_all().remove(base) else {
+                    return Err(StoreError::MessageGone);
+                };
+                let file = match open_message(&moved) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(StoreError::MessageGone);
+                    }
+                    Err(e) => return Err(temporary("message file", &e)),
+                };
+                self.files[index].path = moved;
+                file
+            }
+            Err(e) => return Err(temporary("message file", &e)),
+        };
+        Ok(MaildirReader { file })
+    }
+
+    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let targets: HashSet<&[u8]> = deleted
+            .iter()
+            .filter_map(|&i| self.files.get(i))
+            .map(|f| f.base.as_slice())
+            .collect();
+        let mut failed = 0usize;
+        let mut first_error = None;
+        let mut note = |result: io::Result<()>| match result {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+            _ => {}
+        };
+        if !targets.is_empty() {
+            for f in self
+                .files
+                .iter()
+                .filter(|f| targets.contains(f.base.as_slice()))
+            {
+                note(fs::remove_file(&f.path));
+            }
+            // Another program may have moved or reflagged a message since it
+            // was listed, and a crash may have left a copy under the same base
+            // name in new/ and cur/: remove whatever still carries a deleted
+            // base name.
+            match scan(&self.dir) {
+                Ok(found) => {
+                    for f in found {
+                        if let (true, Some(path)) = (targets.contains(f.base.as_slice()), f.path) {
+                            note(fs::remove_file(path));
+                        }
+                    }
+                }
+                Err(e) => note(Err(e)),
+            }
+            for sub in ["cur", "new"] {
+                if let Ok(d) = File::open(self.dir.join(sub)) {
+                    // The unlinks are done; a failed sync is no reason to
+                    // report them as not done.
+                    let _ = d.sync_all();
+                }
+            }
+        }
+        drop(targets);
+        drop(self);
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(StoreError::Temporary(format!(
+                "{failed} failure(s) deleting messages: {e}"
+            ))),
+        }
+    }
+}
+
+/// A message being read, in chunks of at most [`CHUNK_SIZE`] octets, line
+/// ends as stored.
+#[derive(Debug)]
+pub struct MaildirReader {
+    file: File,
+}
+
+impl BlockingMessageReader for MaildirReader {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+        let mut buf = vec![0; CHUNK_SIZE];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(Some(Bytes::from(buf)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(temporary("reading message", &e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(parts: &[&[u8]]) -> u64 {
+        let mut c = OctetCounter::default();
+        for p in parts {
+            c.update(p);
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn octet_counts() {
+        assert_eq!(count(&[]), 0);
+        assert_eq!(count(&[b"a\r\n"]), 3);
+        assert_eq!(count(&[b"a\n"]), 3);
+        assert_eq!(count(&[b"a"]), 3);
+        assert_eq!(count(&[b"a\r"]), 4);
+        assert_eq!(count(&[b"a\r", b"\nb\n"]), 6);
+        assert_eq!(count(&[b"a", b"\n", b"\n"]), 5);
+        assert_eq!(count(&[b"\n\n"]), 4);
+    }
+
+    #[test]
+    fn base_names_and_w() {
+        assert_eq!(base_of(b"1.2.h,S=5,W=7:2,S"), b"1.2.h,S=5,W=7");
+        assert_eq!(base_of(b":2,S"), b":2,S");
+        assert_eq!(w_size(b"1.2.h,S=5,W=7"), Some(7));
+        assert_eq!(w_size(b"1.2.h,S=5"), None);
+        assert_eq!(w_size(b"W=5"), None);
+        assert_eq!(delivery_time(b"1700000000.x"), Some(1_700_000_000));
+        assert_eq!(delivery_time(b"x.1"), None);
+    }
+}

@@ -1,0 +1,479 @@
+//! A user database read from a Dovecot-compatible passwd-file.
+//!
+//! Each line is `user:{SCHEME}secret`, optionally followed by
+//! `:uid:gid:gecos:home:shell:extra` fields, which are accepted and ignored.
+//! Blank lines and lines whose first non-blank character is `#` are comments.
+//!
+//! Schemes (names are case-insensitive):
+//!
+//! | scheme | stored as | verified by |
+//! | --- | --- | --- |
+//! | `{PLAIN}`, `{CLEARTEXT}` | the password itself | constant-time comparison |
+//! | `{SHA512-CRYPT}`, `{SHA256-CRYPT}` | `$6$...`, `$5$...` | SHA-crypt |
+//! | `{CRYPT}` or no prefix | a crypt(3) string | SHA-crypt when it is `$6$`/`$5$`; other crypt forms never match |
+//! | `{ARGON2ID}`, `{ARGON2I}` | `$argon2id$...`, `$argon2i$...` | Argon2 |
+//!
+//! A password with no `{SCHEME}` prefix is taken as `{CRYPT}`, as Dovecot
+//! does for passwd-files: it is **never** read as plaintext. Any other scheme
+//! is accepted when parsing but never matches; [`PasswdFile::unusable`] lists
+//! such users so that an operator can spot them. An empty password never
+//! matches either.
+//!
+//! A malformed hash under a known scheme, a malformed line, a duplicate user
+//! or a user name that is not a safe path component (it names the user's
+//! Maildir) is a [`PasswdError`] carrying the line number.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use argon2::password_hash::PasswordVerifier as _;
+use pop3_proto::store::CredentialForms;
+use pop3_proto::types::Secret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A SHA512-CRYPT hash of a password nobody has, checked for unknown users
+/// when the file lists nobody whose credential could stand in.
+const DUMMY_HASH: &str = "$6$pop3rsdummysalt$SHFg5bvuE00kK/bVRZybpuSbFZ2QkoDPMVKoyRQfXfN5byy019JxeOKhqk3UoOX37Gvs0y8brOjiaUR/4aBDd/";
+
+/// How one user's password is kept.
+#[derive(Clone)]
+enum Credential {
+    /// `{PLAIN}` / `{CLEARTEXT}`, non-empty.
+    Plain(Secret),
+    /// A `$5$` or `$6$` SHA-crypt string.
+    ShaCrypt(String),
+    /// An `$argon2id$` or `$argon2i$` PHC string.
+    Argon2(String),
+    /// A scheme this crate cannot check, or an empty password: never matches.
+    Unusable,
+}
+
+impl Credential {
+    fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Credential::Plain(secret) => plain_eq(secret.expose(), password),
+            Credential::ShaCrypt(hash) => sha_crypt::ShaCrypt::default()
+                .verify_password(password, hash.as_str())
+                .is_ok(),
+            Credential::Argon2(hash) => argon2::Argon2::default()
+                .verify_password(password, hash.as_str())
+                .is_ok(),
+            Credential::Unusable => false,
+        }
+    }
+}
+
+/// Compares two passwords in time independent of their contents and lengths:
+/// the SHA-256 digests of both are compared in constant time.
+fn plain_eq(stored: &[u8], given: &[u8]) -> bool {
+    let a = Sha256::digest(stored);
+    let b = Sha256::digest(given);
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
+}
+
+/// Why a passwd-file line was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineProblem {
+    /// The line has no `:` after the user name.
+    MissingPassword,
+    /// The user name is empty.
+    EmptyUser,
+    /// The user name is not a safe path component: it contains `/`, `\`,
+    /// NUL or another control character or white space, starts with `.`, or
+    /// is longer than 255 octets.
+    BadUser,
+    /// The user already appeared on an earlier line.
+    DuplicateUser,
+    /// A `{` opens a scheme name that is never closed by `}`.
+    UnterminatedScheme,
+    /// The secret does not have the form its scheme requires.
+    MalformedHash,
+    /// The line is not valid UTF-8.
+    NotUtf8,
+}
+
+impl fmt::Display for LineProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LineProblem::MissingPassword => "no password field",
+            LineProblem::EmptyUser => "empty user name",
+            LineProblem::BadUser => "user name is not a safe path component",
+            LineProblem::DuplicateUser => "user listed twice",
+            LineProblem::UnterminatedScheme => "scheme name not closed by '}'",
+            LineProblem::MalformedHash => "malformed password hash",
+            LineProblem::NotUtf8 => "not valid UTF-8",
+        })
+    }
+}
+
+/// Why a passwd-file could not be read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PasswdError {
+    /// The file could not be read.
+    Io(io::Error),
+    /// A line is malformed.
+    Line {
+        /// The line's number, counting from 1.
+        line: usize,
+        /// What is wrong with it.
+        problem: LineProblem,
+    },
+}
+
+impl PasswdError {
+    /// The number (from 1) of the offending line, if a line is to blame.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            PasswdError::Line { line, .. } => Some(*line),
+            PasswdError::Io(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for PasswdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswdError::Io(e) => write!(f, "cannot read passwd-file: {e}"),
+            PasswdError::Line { line, problem } => write!(f, "passwd-file line {line}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for PasswdError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PasswdError::Io(e) => Some(e),
+            PasswdError::Line { .. } => None,
+        }
+    }
+}
+
+impl From<io::Error> for PasswdError {
+    fn from(e: io::Error) -> Self {
+        PasswdError::Io(e)
+    }
+}
+
+/// Whether `user` may name a directory under a store's root: non-empty, at
+/// most 255 octets, no `/`, `\`, NUL, other control characters or white
+/// space, and not starting with `.` (which also rules out `.` and `..`).
+pub(crate) fn is_safe_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 255
+        && !user.starts_with('.')
+        && !user
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control() || c.is_whitespace())
+}
+
+/// A parsed passwd-file: users and their credentials.
+///
+/// ```
+/// use pop3_blocking::passwd::PasswdFile;
+/// use pop3_proto::types::Secret;
+///
+/// let users = PasswdFile::parse(
+///     "# name:{SCHEME}secret\n\
+///      alice:{PLAIN}wonderland\n\
+///      bob:{SHA512-CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1::::::\n",
+/// )?;
+/// assert!(users.verify("alice", &Secret::new("wonderland")));
+/// assert!(users.verify("bob", &Secret::new("secret")));
+/// assert!(!users.verify("bob", &Secret::new("wonderland")));
+/// assert!(!users.verify("carol", &Secret::new("anything")));
+/// // bob's password is only kept hashed: no APOP or CRAM-MD5 for anyone.
+/// assert!(!users.credential_forms().shared_secret);
+/// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct PasswdFile {
+    users: HashMap<String, Credential>,
+    /// Users whose scheme cannot be checked, with their line numbers.
+    unusable: Vec<(usize, String)>,
+    /// Whether every user has a usable plaintext password (and there is one).
+    all_plain: bool,
+    /// The credential checked (and its answer ignored) for unknown users, so
+    /// that they take as long to refuse as a listed one: the first listed
+    /// user's usable credential.
+    stand_in: Option<Credential>,
+}
+
+impl fmt::Debug for PasswdFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut users: Vec<&str> = self.users.keys().map(String::as_str).collect();
+        users.sort_unstable();
+        f.debug_struct("PasswdFile").field("users", &users).finish()
+    }
+}
+
+impl PasswdFile {
+    /// Parses the text of a passwd-file.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::{LineProblem, PasswdFile};
+    ///
+    /// let err = PasswdFile::parse("alice:{PLAIN}x\n\n# comment\nbob\n").unwrap_err();
+    /// assert_eq!(err.line(), Some(4));
+    /// assert!(matches!(
+    ///     err,
+    ///     pop3_blocking::passwd::PasswdError::Line { problem: LineProblem::MissingPassword, .. }
+    /// ));
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, PasswdError> {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Reads and parses the passwd-file at `path`.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::types::Secret;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("passwd");
+    /// std::fs::write(&path, "alice:{CLEARTEXT}wonderland:1000:1000::/home/alice::\n")?;
+    /// let users = PasswdFile::load(&path)?;
+    /// assert!(users.verify("alice", &Secret::new("wonderland")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, PasswdError> {
+        let bytes = std::fs::read(path)?;
+        Self::parse_bytes(&bytes)
+    }
+
+    /// A database of one user with a plaintext password, for a demo or a
+    /// test. The password may hold any octets (`:` and line ends included);
+    /// an empty one never matches. A user name that is not a safe path
+    /// component is refused as if it were on line 1.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::types::Secret;
+    ///
+    /// let users = PasswdFile::single_plain("demo", Secret::new("pass:word"))?;
+    /// assert!(users.verify("demo", &Secret::new("pass:word")));
+    /// assert!(users.credential_forms().shared_secret);
+    /// assert!(PasswdFile::single_plain("../demo", Secret::new("x")).is_err());
+    /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+    /// ```
+    pub fn single_plain(user: &str, password: Secret) -> Result<Self, PasswdError> {
+        let err = |problem| PasswdError::Line { line: 1, problem };
+        if user.is_empty() {
+            return Err(err(LineProblem::EmptyUser));
+        }
+        if !is_safe_user(user) || user.contains(':') {
+            return Err(err(LineProblem::BadUser));
+        }
+        let credential = if password.is_empty() {
+            Credential::Unusable
+        } else {
+            Credential::Plain(password)
+        };
+        let usable = !matches!(credential, Credential::Unusable);
+        let mut users = HashMap::new();
+        users.insert(user.to_owned(), credential.clone());
+        Ok(PasswdFile {
+            users,
+            unusable: Vec::new(),
+            all_plain: usable,
+            stand_in: usable.then_some(credential),
+        })
+    }
+
+    fn parse_bytes(bytes: &[u8]) -> Result<Self, PasswdError> {
+        let mut file = PasswdFile::default();
+        let mut stand_in = None;
+        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let line = i + 1;
+            let err = |problem| PasswdError::Line { line, problem };
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let text = std::str::from_utf8(raw).map_err(|_| err(LineProblem::NotUtf8))?;
+            let trimmed = text.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let (user, rest) = text
+                .split_once(':')
+                .ok_or(err(LineProblem::MissingPassword))?;
+            if user.is_empty() {
+                return Err(err(LineProblem::EmptyUser));
+            }
+            if !is_safe_user(user) {
+                return Err(err(LineProblem::BadUser));
+            }
+            let password = rest.split(':').next().unwrap_or_default();
+            let credential = parse_credential(password).map_err(err)?;
+            if matches!(credential, Credential::Unusable) {
+                if !password.is_empty() {
+                    file.unusable.push((line, user.to_owned()));
+                }
+            } else if stand_in.is_none() {
+                stand_in = Some(credential.clone());
+            }
+            if file.users.insert(user.to_owned(), credential).is_some() {
+                return Err(err(LineProblem::DuplicateUser));
+            }
+        }
+        file.stand_in = stand_in;
+        file.all_plain = !file.users.is_empty()
+            && file
+                .users
+                .values()
+                .all(|c| matches!(c, Credential::Plain(_)));
+        Ok(file)
+    }
+
+    /// Whether `password` is `user`'s password. An unknown user is `false`,
+    /// after as much work as checking the first listed user's password (whose
+    /// answer is thrown away), so that timing does not tell which users
+    /// exist in a file of one scheme.
+    pub fn verify(&self, user: &str, password: &Secret) -> bool {
+        match self.users.get(user) {
+            Some(credential) => credential.verify(password.expose()),
+            None => {
+                let answer = match &self.stand_in {
+                    Some(credential) => credential.verify(password.expose()),
+                    None => Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(password.expose()),
+                };
+                // Keep the work from being optimised away.
+                std::hint::black_box(answer);
+                false
+            }
+        }
+    }
+
+    /// `user`'s password in clear, for APOP and CRAM-MD5: only for a
+    /// `{PLAIN}` (or `{CLEARTEXT}`) user; `None` for a hashed one or an
+    /// unknown one.
+    pub fn shared_secret(&self, user: &str) -> Option<Secret> {
+        match self.users.get(user) {
+            Some(Credential::Plain(secret)) => Some(secret.clone()),
+            _ => None,
+        }
+    }
+
+    /// The credential checks these users allow: a password always; the
+    /// shared secret (APOP, CRAM-MD5) only when the file has at least one
+    /// user and every user's password is kept in clear. CAPA is announced
+    /// before the user is known, so offering APOP or CRAM-MD5 when some user
+    /// could not use it would send that user down a path that cannot succeed.
+    pub fn credential_forms(&self) -> CredentialForms {
+        CredentialForms::new(true, self.all_plain)
+    }
+
+    /// Whether `user` is listed (whatever their credential).
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// The number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether the file lists no user.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// The listed users, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().map(String::as_str)
+    }
+
+    /// Users whose password uses a scheme this crate cannot check (so they
+    /// can never log in), with the line number of each.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::PasswdFile;
+    ///
+    /// let users = PasswdFile::parse("old:{SSHA}c2FsdGVkaGFzaA==\nnew:{PLAIN}x\n")?;
+    /// assert_eq!(users.unusable().collect::<Vec<_>>(), [(1, "old")]);
+    /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+    /// ```
+    pub fn unusable(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.unusable.iter().map(|(l, u)| (*l, u.as_str()))
+    }
+}
+
+/// Reads the password field: `{SCHEME}secret` or a bare crypt string.
+fn parse_credential(field: &str) -> Result<Credential, LineProblem> {
+    if field.is_empty() {
+        return Ok(Credential::Unusable);
+    }
+    let (scheme, secret) = match field.strip_prefix('{') {
+        Some(rest) => rest
+            .split_once('}')
+            .ok_or(LineProblem::UnterminatedScheme)?,
+        None => ("CRYPT", field),
+    };
+    let scheme = scheme.to_ascii_uppercase();
+    match scheme.as_str() {
+        "PLAIN" | "CLEARTEXT" if secret.is_empty() => Ok(Credential::Unusable),
+        "PLAIN" | "CLEARTEXT" => Ok(Credential::Plain(Secret::new(secret.to_owned()))),
+        "SHA512-CRYPT" if secret.starts_with("$6$") => sha_crypt(secret),
+        "SHA256-CRYPT" if secret.starts_with("$5$") => sha_crypt(secret),
+        "SHA512-CRYPT" | "SHA256-CRYPT" => Err(LineProblem::MalformedHash),
+        "CRYPT" if secret.starts_with("$6$") || secret.starts_with("$5$") => sha_crypt(secret),
+        "ARGON2ID" if secret.starts_with("$argon2id$") => argon2(secret),
+        "ARGON2I" if secret.starts_with("$argon2i$") => argon2(secret),
+        "ARGON2ID" | "ARGON2I" => Err(LineProblem::MalformedHash),
+        _ => Ok(Credential::Unusable),
+    }
+}
+
+fn sha_crypt(hash: &str) -> Result<Credential, LineProblem> {
+    // Check the shape now so that a typo shows at load time, not as a
+    // user who can never log in.
+    let parsed = sha_crypt::PasswordHashRef::new(hash).map_err(|_| LineProblem::MalformedHash)?;
+    let mut fields = parsed.fields();
+    let mut next = fields.next();
+    if let Some(f) = next
+        && f.as_str().starts_with("rounds=")
+    {
+        f.as_str()
+            .parse::<sha_crypt::Params>()
+            .map_err(|_| LineProblem::MalformedHash)?;
+        next = fields.next();
+    }
+    let (Some(_salt), Some(_hash), None) = (next, fields.next(), fields.next()) else {
+        return Err(LineProblem::MalformedHash);
+    };
+    Ok(Credential::ShaCrypt(hash.to_owned()))
+}
+
+fn argon2(hash: &str) -> Result<Credential, LineProblem> {
+    let parsed = argon2::password_hash::phc::PasswordHash::new(hash)
+        .map_err(|_| LineProblem::MalformedHash)?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(LineProblem::MalformedHash);
+    }
+    argon2::Params::try_from(&parsed).map_err(|_| LineProblem::MalformedHash)?;
+    Ok(Credential::Argon2(hash.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_hash_is_a_real_hash() {
+        assert!(matches!(sha_crypt(DUMMY_HASH), Ok(Credential::ShaCrypt(_))));
+        assert!(Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(b"no user here"));
+    }
+
+    #[test]
+    fn stand_in_is_the_first_usable_credential() {
+        let file = PasswdFile::parse("a:{SSHA}x\nb:{PLAIN}p\nc:{PLAIN}q\n").unwrap();
+        assert!(matches!(&file.stand_in, Some(Credential::Plain(s)) if s.expose() == b"p"));
+        assert!(!file.verify("d", &Secret::new("p")));
+        let empty = PasswdFile::parse("a:{SSHA}x\n").unwrap();
+        assert!(empty.stand_in.is_none());
+        assert!(!empty.verify("d", &Secret::new("no user here")));
+    }
+}

@@ -1,0 +1,337 @@
+//! The passwd-file user database.
+
+use pop3_blocking::passwd::{LineProblem, PasswdError, PasswdFile};
+use pop3_proto::types::Secret;
+
+/// `openssl passwd -6 -salt saltsalt secret`
+const SHA512_SECRET: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+/// `openssl passwd -5 -salt saltsalt secret`
+const SHA256_SECRET: &str = "$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA";
+/// glibc `crypt("secret", "$6$rounds=10000$saltsalt$")`
+const SHA512_ROUNDS_SECRET: &str = "$6$rounds=10000$saltsalt$WowrPBpEDVlCoruBosYlrZycTCx3//TyDHYqEhX9DUHHt0XTztUqzQDDUuvUGRA8aUe9p55hcAxeGcu58sm3u.";
+/// `openssl passwd -6 -salt saltsalt 'pass:with spaces'`
+const SHA512_COLON: &str = "$6$saltsalt$emdTNTikSkMvxQISAhPMdJeKouxMjbt2Fe6Jzfme9TXoovVUxtvcnvK4UUaS3lcaHQtEK92CU4cWu7EqSfMk.1";
+/// The reference `argon2` tool: `echo -n secret | argon2 saltsaltsalt -id -t 2 -m 10 -p 1 -e`
+const ARGON2ID_SECRET: &str =
+    "$argon2id$v=19$m=1024,t=2,p=1$c2FsdHNhbHRzYWx0$RGrC2kghhmdFPTu+VWYImMCAKqufCVt9PjEVxccoErs";
+/// The same with `-i`.
+const ARGON2I_SECRET: &str =
+    "$argon2i$v=19$m=1024,t=2,p=1$c2FsdHNhbHRzYWx0$Sco+PyWo9EHG/q2z71SS5BbVLkBzuEAHkIvicdoQX+A";
+
+fn s(text: &str) -> Secret {
+    Secret::new(text.to_owned())
+}
+
+fn problem(text: &str) -> (usize, LineProblem) {
+    match PasswdFile::parse(text) {
+        Err(PasswdError::Line { line, problem }) => (line, problem),
+        other => panic!("expected a line error for {text:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn plain_and_cleartext() {
+    let users =
+        PasswdFile::parse("alice:{PLAIN}wonderland\nbob:{cleartext}builder\ncarol:{Plain}p a:ss\n")
+            .unwrap();
+    assert!(users.verify("alice", &s("wonderland")));
+    assert!(users.verify("bob", &s("builder")));
+    // The password field ends at the next ':'.
+    assert!(users.verify("carol", &s("p a")));
+    for wrong in ["", "wonderlan", "wonderland ", "Wonderland", "wonderlandx"] {
+        assert!(!users.verify("alice", &s(wrong)), "{wrong:?}");
+    }
+    assert!(!users.verify("alice", &s("builder")));
+    assert_eq!(
+        users.shared_secret("alice").unwrap().expose(),
+        b"wonderland"
+    );
+    assert_eq!(users.shared_secret("bob").unwrap().expose(), b"builder");
+    assert!(users.shared_secret("nobody").is_none());
+    let forms = users.credential_forms();
+    assert!(forms.password);
+    assert!(forms.shared_secret);
+}
+
+#[test]
+fn unknown_user_never_matches() {
+    let users = PasswdFile::parse("alice:{PLAIN}wonderland\n").unwrap();
+    assert!(!users.verify("bob", &s("wonderland")));
+    assert!(!users.verify("", &s("")));
+    assert!(!users.verify("Alice", &s("wonderland")));
+    assert!(!users.contains("bob"));
+    assert!(users.contains("alice"));
+    assert!(!PasswdFile::parse("").unwrap().verify("x", &s("")));
+}
+
+#[test]
+fn sha512_crypt_known_answers() {
+    let text = format!(
+        "a:{{SHA512-CRYPT}}{SHA512_SECRET}\n\
+         b:{{sha512-crypt}}{SHA512_ROUNDS_SECRET}:1000:1000::/home/b:/bin/false:userdb_quota=1G\n\
+         c:{{SHA256-CRYPT}}{SHA256_SECRET}\n\
+         d:{{SHA512-CRYPT}}{SHA512_COLON}\n"
+    );
+    let users = PasswdFile::parse(&text).unwrap();
+    for user in ["a", "b", "c"] {
+        assert!(users.verify(user, &s("secret")), "{user}");
+        assert!(!users.verify(user, &s("Secret")), "{user}");
+        assert!(!users.verify(user, &s("")), "{user}");
+        assert!(users.shared_secret(user).is_none());
+    }
+    assert!(users.verify("d", &s("pass:with spaces")));
+    assert!(!users.credential_forms().shared_secret);
+    assert!(users.credential_forms().password);
+}
+
+#[test]
+fn sha512_crypt_generated_by_the_crate() {
+    use sha_crypt::{PasswordHasher, ShaCrypt};
+    let hash = ShaCrypt::default()
+        .hash_password_with_salt(b"correct horse", b"0123456789abcdef")
+        .unwrap();
+    let hash = hash.as_str();
+    assert!(hash.starts_with("$6$"));
+    let users = PasswdFile::parse(&format!("eve:{{SHA512-CRYPT}}{hash}\n")).unwrap();
+    assert!(users.verify("eve", &s("correct horse")));
+    assert!(!users.verify("eve", &s("correct horse battery")));
+}
+
+#[test]
+fn crypt_and_no_scheme() {
+    let text = format!(
+        "a:{{CRYPT}}{SHA512_SECRET}\n\
+         b:{SHA512_SECRET}\n\
+         c:{SHA256_SECRET}\n\
+         d:secret\n\
+         e:{{CRYPT}}saHW9GdxihkGQ\n"
+    );
+    let users = PasswdFile::parse(&text).unwrap();
+    assert!(users.verify("a", &s("secret")));
+    assert!(users.verify("b", &s("secret")));
+    assert!(users.verify("c", &s("secret")));
+    // No scheme means CRYPT, never plaintext.
+    assert!(!users.verify("d", &s("secret")));
+    assert!(users.shared_secret("d").is_none());
+    // DES crypt is not supported: never matches.
+    assert!(!users.verify("e", &s("secret")));
+    let mut unusable: Vec<_> = users.unusable().collect();
+    unusable.sort();
+    assert_eq!(unusable, [(4, "d"), (5, "e")]);
+}
+
+#[test]
+fn argon2_known_answers_and_generated() {
+    use argon2::password_hash::PasswordHasher;
+    let generated = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(1024, 2, 1, None).unwrap(),
+    )
+    .hash_password_with_salt(b"tanstaaf", b"0123456789abcdef")
+    .unwrap()
+    .to_string();
+    assert!(generated.starts_with("$argon2id$"));
+    let text = format!(
+        "a:{{ARGON2ID}}{ARGON2ID_SECRET}\n\
+         b:{{ARGON2I}}{ARGON2I_SECRET}\n\
+         c:{{argon2id}}{generated}\n"
+    );
+    let users = PasswdFile::parse(&text).unwrap();
+    assert!(users.verify("a", &s("secret")));
+    assert!(!users.verify("a", &s("secreT")));
+    assert!(users.verify("b", &s("secret")));
+    assert!(!users.verify("b", &s("")));
+    assert!(users.verify("c", &s("tanstaaf")));
+    assert!(!users.verify("c", &s("secret")));
+    assert_eq!(users.unusable().count(), 0);
+}
+
+#[test]
+fn empty_passwords_never_match() {
+    let users = PasswdFile::parse("a:\nb::1000\nc:{PLAIN}\nd:{PLAIN}x\n").unwrap();
+    for user in ["a", "b", "c"] {
+        assert!(!users.verify(user, &s("")), "{user}");
+        assert!(users.shared_secret(user).is_none(), "{user}");
+    }
+    // Not every user has a usable plaintext: no shared-secret mechanisms.
+    assert!(!users.credential_forms().shared_secret);
+    assert_eq!(users.len(), 4);
+}
+
+#[test]
+fn unknown_schemes_are_listed_and_never_match() {
+    let users = PasswdFile::parse(
+        "# header\nold:{SSHA}c2FsdGVkaGFzaA==\nblf:{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui\nok:{PLAIN}x\n",
+    )
+    .unwrap();
+    assert!(!users.verify("old", &s("c2FsdGVkaGFzaA==")));
+    assert!(!users.verify("old", &s("{SSHA}c2FsdGVkaGFzaA==")));
+    let mut unusable: Vec<_> = users.unusable().collect();
+    unusable.sort();
+    assert_eq!(unusable, [(2, "old"), (3, "blf")]);
+    assert!(!users.credential_forms().shared_secret);
+}
+
+#[test]
+fn comments_blank_lines_and_crlf() {
+    let users = PasswdFile::parse(
+        "# users\r\n\r\n   \n  # indented comment\r\nalice:{PLAIN}wonderland\r\n\tbob-not-a-comment\n",
+    );
+    // The last line is not a comment and has no password field.
+    assert_eq!(
+        users.unwrap_err().line(),
+        Some(6),
+        "a tab-led line is not a comment"
+    );
+    let users = PasswdFile::parse(
+        "# users\r\n\r\n   \n  # indented comment\r\nalice:{PLAIN}wonderland\r\n",
+    )
+    .unwrap();
+    assert_eq!(users.len(), 1);
+    assert!(users.verify("alice", &s("wonderland")));
+    assert_eq!(users.users().collect::<Vec<_>>(), ["alice"]);
+    assert!(PasswdFile::parse("").unwrap().is_empty());
+    assert!(PasswdFile::parse("# nothing\n").unwrap().is_empty());
+    // No users: nothing to offer APOP to.
+    assert!(
+        !PasswdFile::parse("")
+            .unwrap()
+            .credential_forms()
+            .shared_secret
+    );
+}
+
+#[test]
+fn malformed_lines_have_line_numbers() {
+    assert_eq!(
+        problem("a:{PLAIN}x\nbob\n"),
+        (2, LineProblem::MissingPassword)
+    );
+    assert_eq!(problem("# c\n:{PLAIN}x\n"), (2, LineProblem::EmptyUser));
+    assert_eq!(
+        problem("a:{PLAIN}x\n\na:{PLAIN}y\n"),
+        (3, LineProblem::DuplicateUser)
+    );
+    assert_eq!(problem("a:{PLAIN\n"), (1, LineProblem::UnterminatedScheme));
+    assert_eq!(
+        problem("\n\n\na:{SHA512-CRYPT}not-a-hash\n"),
+        (4, LineProblem::MalformedHash)
+    );
+    assert_eq!(
+        problem(&format!("a:{{SHA512-CRYPT}}{SHA256_SECRET}\n")),
+        (1, LineProblem::MalformedHash)
+    );
+    assert_eq!(
+        problem("a:{SHA512-CRYPT}$6$salt\n"),
+        (1, LineProblem::MalformedHash)
+    );
+    assert_eq!(
+        problem("a:{SHA512-CRYPT}$6$rounds=12$salt$hash\n"),
+        (1, LineProblem::MalformedHash)
+    );
+    assert_eq!(
+        problem("a:{ARGON2ID}$argon2id$v=19$m=1024,t=2,p=1$c2FsdA\n"),
+        (1, LineProblem::MalformedHash)
+    );
+    assert_eq!(
+        problem(
+            "a:{ARGON2ID}$argon2i$v=19$m=1024,t=2,p=1$c2FsdHNhbHRzYWx0$Sco+PyWo9EHG/q2z71SS5BbVLkBzuEAHkIvicdoQX+A\n"
+        ),
+        (1, LineProblem::MalformedHash)
+    );
+    assert_eq!(
+        problem(
+            "a:{ARGON2ID}$argon2id$v=19$m=bad$c2FsdHNhbHRzYWx0$RGrC2kghhmdFPTu+VWYImMCAKqufCVt9PjEVxccoErs\n"
+        ),
+        (1, LineProblem::MalformedHash)
+    );
+    let err = PasswdFile::parse("a\n").unwrap_err();
+    assert_eq!(err.to_string(), "passwd-file line 1: no password field");
+}
+
+#[test]
+fn unsafe_user_names_are_refused() {
+    for (text, line) in [
+        ("../x:{PLAIN}p\n", 1),
+        ("..:{PLAIN}p\n", 1),
+        (".:{PLAIN}p\n", 1),
+        (".hidden:{PLAIN}p\n", 1),
+        ("a/b:{PLAIN}p\n", 1),
+        ("ok:{PLAIN}p\na\\b:{PLAIN}p\n", 2),
+        ("a\u{0}b:{PLAIN}p\n", 1),
+        ("a b:{PLAIN}p\n", 1),
+        (" a:{PLAIN}p\n", 1),
+    ] {
+        assert_eq!(problem(text), (line, LineProblem::BadUser), "{text:?}");
+    }
+    let long = "u".repeat(256);
+    assert_eq!(
+        problem(&format!("{long}:{{PLAIN}}p\n")),
+        (1, LineProblem::BadUser)
+    );
+    // Addresses are fine.
+    let users = PasswdFile::parse("alice@example.org:{PLAIN}p\n").unwrap();
+    assert!(users.verify("alice@example.org", &s("p")));
+}
+
+#[test]
+fn load_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users");
+    std::fs::write(
+        &path,
+        format!("alice:{{PLAIN}}wonderland\nbob:{{SHA512-CRYPT}}{SHA512_SECRET}\n"),
+    )
+    .unwrap();
+    let users = PasswdFile::load(&path).unwrap();
+    assert!(users.verify("alice", &s("wonderland")));
+    assert!(users.verify("bob", &s("secret")));
+
+    std::fs::write(&path, b"alice:{PLAIN}ok\nb\xffb:{PLAIN}x\n").unwrap();
+    match PasswdFile::load(&path) {
+        Err(PasswdError::Line { line, problem }) => {
+            assert_eq!((line, problem), (2, LineProblem::NotUtf8));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let missing = PasswdFile::load(dir.path().join("absent")).unwrap_err();
+    assert!(matches!(missing, PasswdError::Io(_)));
+    assert_eq!(missing.line(), None);
+    assert!(std::error::Error::source(&missing).is_some());
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let users = PasswdFile::parse("alice:{PLAIN}wonderland\n").unwrap();
+    let debug = format!("{users:?}");
+    assert!(debug.contains("alice"));
+    assert!(!debug.contains("wonderland"));
+}
+
+#[test]
+fn single_plain_user() {
+    let users = PasswdFile::single_plain("demo", s("a:b\nc")).unwrap();
+    assert!(users.verify("demo", &s("a:b\nc")));
+    assert!(!users.verify("demo", &s("a:b")));
+    assert!(!users.verify("other", &s("a:b\nc")));
+    assert_eq!(users.shared_secret("demo").unwrap().expose(), b"a:b\nc");
+    assert!(users.credential_forms().shared_secret);
+
+    let locked = PasswdFile::single_plain("demo", s("")).unwrap();
+    assert!(!locked.verify("demo", &s("")));
+    assert!(!locked.credential_forms().shared_secret);
+
+    for (user, expected) in [
+        ("", LineProblem::EmptyUser),
+        ("a:b", LineProblem::BadUser),
+        ("..", LineProblem::BadUser),
+        ("a/b", LineProblem::BadUser),
+    ] {
+        match PasswdFile::single_plain(user, s("x")) {
+            Err(PasswdError::Line { line: 1, problem }) => assert_eq!(problem, expected),
+            other => panic!("{user:?}: {other:?}"),
+        }
+    }
+}

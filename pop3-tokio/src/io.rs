@@ -1,0 +1,87 @@
+//! A TCP stream that may be upgraded to TLS in place.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A connection that is plain TCP or TLS over TCP, on either side.
+#[derive(Debug)]
+pub(crate) enum Conn {
+    Plain(TcpStream),
+    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Transient state while a handshake owns the socket.
+    Upgrading,
+}
+
+impl Conn {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Conn::ServerTls(_) | Conn::ClientTls(_))
+    }
+
+    /// Takes the plain socket out for a TLS handshake.
+    pub(crate) fn take_plain(&mut self) -> io::Result<TcpStream> {
+        match std::mem::replace(self, Conn::Upgrading) {
+            Conn::Plain(s) => Ok(s),
+            other => {
+                *self = other;
+                Err(io::Error::other("TLS is already active"))
+            }
+        }
+    }
+}
+
+fn upgrading() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection lost during TLS upgrade")
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Upgrading => Poll::Ready(Err(upgrading())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}

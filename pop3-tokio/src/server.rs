@@ -1,0 +1,378 @@
+//! The server face: accept connections and run one `pop3-proto` server
+//! machine per connection against a [`Store`].
+//!
+//! The adapter only moves bytes, runs one timer, performs TLS and calls the
+//! store; every protocol decision is the machine's.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use pop3_proto::server::{ConnectionContext, Server, ServerConfig, StoreDriver};
+use pop3_proto::session::Action;
+use pop3_proto::store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant as TokioInstant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::io::Conn;
+
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Security {
+    /// Plain POP3 (port 110); STLS is offered when the server has a TLS configuration.
+    Plain,
+    /// Implicit TLS (POP3S, port 995): the TLS handshake comes first (RFC 8314).
+    ImplicitTls,
+}
+
+/// Adapter-level settings: limits and timeouts that concern sockets, not the protocol.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A write that makes no progress for this long ends the session
+    /// without UPDATE (a client that never reads its replies).
+    pub write_stall_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// After shutdown is requested, sessions still open this long are closed
+    /// as if the connection dropped (no UPDATE).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: 1024,
+            write_stall_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Inner<S> {
+    store: Arc<S>,
+    config: Arc<ServerConfig>,
+    tls: Option<TlsAcceptor>,
+    options: ServerOptions,
+    permits: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+    epoch: TokioInstant,
+}
+
+/// A POP3 server on tokio: a store, a protocol configuration, optionally a
+/// TLS configuration. Cheap to clone; clones share the connection cap and
+/// the shutdown signal, so one server can serve several listeners.
+///
+/// ```no_run
+/// use pop3_proto::server::ServerConfig;
+/// use pop3_proto::store::MemoryStore;
+/// use pop3_tokio::server::{Pop3Server, Security};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let store = MemoryStore::new();
+/// let server = Pop3Server::new(store, ServerConfig::default());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:1110").await?;
+/// server.serve(listener, Security::Plain).await
+/// # }
+/// ```
+pub struct Pop3Server<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Pop3Server<S> {
+    fn clone(&self) -> Self {
+        Pop3Server {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: Store + 'static> Pop3Server<S>
+where
+    S::Maildrop: 'static,
+{
+    /// A server without TLS and with default [`ServerOptions`].
+    pub fn new(store: S, config: ServerConfig) -> Self {
+        Self::build(Arc::new(store), Arc::new(config), None, ServerOptions::default())
+    }
+
+    /// The full constructor: a shared store, the protocol configuration, an
+    /// optional TLS configuration (needed for STLS and implicit TLS) and the
+    /// adapter options.
+    pub fn build(
+        store: Arc<S>,
+        config: Arc<ServerConfig>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        options: ServerOptions,
+    ) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Pop3Server {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                tls: tls.map(TlsAcceptor::from),
+                permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+                options,
+                shutdown,
+                epoch: TokioInstant::now(),
+            }),
+        }
+    }
+
+    /// Asks every `serve` loop to stop accepting and every session to end
+    /// (after [`ServerOptions::shutdown_grace`], without UPDATE).
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Waits until every session has ended.
+    pub async fn wait_idle(&self) {
+        let all = u32::try_from(self.inner.options.max_connections.max(1)).unwrap_or(u32::MAX);
+        if let Ok(permits) = self.inner.permits.acquire_many(all).await {
+            drop(permits);
+        }
+    }
+
+    /// Accepts connections on `listener` until [`shutdown`](Self::shutdown),
+    /// serving each on its own task.
+    pub async fn serve(&self, listener: TcpListener, security: Security) -> io::Result<()> {
+        if security == Security::ImplicitTls && self.inner.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "implicit TLS needs a TLS configuration",
+            ));
+        }
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let permit = tokio::select! {
+                permit = self.inner.permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+                _ = shutdown.changed() => continue,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) if is_transient_accept_error(&e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+                _ = shutdown.changed() => continue,
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                server.connection(stream, peer, security).await;
+            });
+        }
+    }
+
+    /// Serves one accepted connection to its end.
+    pub async fn serve_connection(&self, stream: TcpStream, security: Security) {
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        self.connection(stream, peer, security).await;
+    }
+
+    fn now(&self) -> pop3_proto::time::Instant {
+        let ms = self.inner.epoch.elapsed().as_millis();
+        pop3_proto::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn to_tokio(&self, at: pop3_proto::time::Instant) -> TokioInstant {
+        self.inner.epoch + Duration::from_millis(at.as_millis())
+    }
+
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr, security: Security) {
+        let _ = stream.set_nodelay(true);
+        let mut conn = Conn::Plain(stream);
+        if security == Security::ImplicitTls {
+            match self.handshake(&mut conn).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            }
+        }
+        let ctx = ConnectionContext::new(random_u64(), conn.is_tls(), self.inner.tls.is_some());
+        let machine = Server::new(self.inner.config.clone(), self.now(), ctx);
+        let driver = StoreDriver::new(self.inner.store.clone());
+        let outcome = self.run(conn, machine, driver).await;
+        match outcome {
+            Ok(summary) => tracing::info!(%peer, "{summary}"),
+            Err(e) => tracing::info!(%peer, error = %e, "session ended by an I/O error"),
+        }
+    }
+
+    async fn handshake(&self, conn: &mut Conn) -> io::Result<()> {
+        let acceptor = self
+            .inner
+            .tls
+            .clone()
+            .ok_or_else(|| io::Error::other("no TLS configuration"))?;
+        let plain = conn.take_plain()?;
+        let tls = tokio::time::timeout(
+            self.inner.options.tls_handshake_timeout,
+            acceptor.accept(plain),
+        )
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        *conn = Conn::ServerTls(Box::new(tls));
+        Ok(())
+    }
+
+    async fn write(&self, conn: &mut Conn, out: &mut BytesMut) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let stall = self.inner.options.write_stall_timeout;
+        while !out.is_empty() {
+            let n = tokio::time::timeout(stall, conn.write(out))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write stalled"))??;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            out.advance(n);
+        }
+        tokio::time::timeout(stall, conn.flush())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write stalled"))?
+    }
+
+    async fn run(
+        &self,
+        mut conn: Conn,
+        mut machine: Server,
+        mut driver: StoreDriver<S>,
+    ) -> io::Result<String> {
+        let mut input = BytesMut::with_capacity(4096);
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut shutdown_deadline: Option<TokioInstant> = None;
+        let mut eof = false;
+        loop {
+            // Perform every queued action, in order.
+            while let Some(action) = machine.poll_action() {
+                match action {
+                    Action::Send(t) => {
+                        out.extend_from_slice(&t.bytes);
+                        if out.len() >= 64 * 1024 {
+                            self.write(&mut conn, &mut out).await?;
+                        }
+                    }
+                    Action::StartTls => {
+                        self.write(&mut conn, &mut out).await?;
+                        // Plaintext that arrived after STLS is never executed.
+                        input.clear();
+                        self.handshake(&mut conn).await?;
+                        machine.handle_tls_established(self.now());
+                    }
+                    Action::Event(request) => {
+                        // Replies go out before the store is asked for more,
+                        // which paces a streamed message by the client's reading.
+                        if let Err(e) = self.write(&mut conn, &mut out).await {
+                            // The connection is gone: let the machine release
+                            // the maildrop (or finish a commit it started).
+                            machine.handle_eof(self.now());
+                            eof = true;
+                            tracing::debug!(error = %e, "write failed");
+                        }
+                        let reply = driver.execute(request).await;
+                        machine.handle_store(self.now(), reply);
+                    }
+                    Action::Close => {
+                        let _ = self.write(&mut conn, &mut out).await;
+                        let _ = conn.shutdown().await;
+                        return Ok(machine.summary().to_string());
+                    }
+                    _ => {}
+                }
+            }
+            if !eof {
+                self.write(&mut conn, &mut out).await?;
+            }
+
+            // Feed what is buffered, as far as the machine wants it.
+            if !input.is_empty() && machine.wants_input() {
+                let used = machine.handle_input(self.now(), &input);
+                input.advance(used);
+                if used > 0 {
+                    continue;
+                }
+            }
+
+            let deadline = machine.poll_timeout().map(|t| self.to_tokio(t));
+            let read_wanted = !eof && machine.wants_input();
+            tokio::select! {
+                read = conn.read_buf(&mut input), if read_wanted => {
+                    match read {
+                        Ok(0) | Err(_) => {
+                            eof = true;
+                            machine.handle_eof(self.now());
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                _ = sleep_until_opt(deadline) => machine.handle_timeout(self.now()),
+                _ = shutdown.changed(), if shutdown_deadline.is_none() => {
+                    shutdown_deadline = Some(TokioInstant::now() + self.inner.options.shutdown_grace);
+                }
+                _ = sleep_until_opt(shutdown_deadline) => {
+                    eof = true;
+                    shutdown_deadline = None;
+                    machine.handle_eof(self.now());
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    ) || e.raw_os_error() == Some(24) // EMFILE: too many open files
+}
+
+/// Randomness for the APOP timestamp, from the standard library's per-process
+/// random hash keys (no extra dependency; not for key material).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}

@@ -1,0 +1,102 @@
+//! TLS configuration helpers.
+//!
+//! The adapter never installs a process-wide crypto provider: configurations
+//! are taken from the caller, or built here with an explicit provider (ring).
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// A PEM file could not be read or parsed.
+    Pem {
+        /// What was being read ("certificate", "private key", ...).
+        what: &'static str,
+        /// The underlying error.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The PEM file held no certificate.
+    NoCertificate,
+    /// rustls refused the configuration (e.g. the key does not match).
+    Rustls(rustls::Error),
+}
+
+impl std::fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsConfigError::Pem { what, source } => write!(f, "cannot read {what}: {source}"),
+            TlsConfigError::NoCertificate => f.write_str("no certificate in the PEM file"),
+            TlsConfigError::Rustls(e) => write!(f, "TLS configuration refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsConfigError::Pem { source, .. } => Some(source),
+            TlsConfigError::Rustls(e) => Some(e),
+            TlsConfigError::NoCertificate => None,
+        }
+    }
+}
+
+impl From<TlsConfigError> for io::Error {
+    fn from(e: TlsConfigError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// The crypto provider the helpers here use (ring), passed explicitly.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server configuration (TLS 1.2 and 1.3, no client certificates) from a
+/// certificate chain and a private key in DER form.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let config = ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsConfigError::Rustls)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsConfigError::Rustls)?;
+    Ok(Arc::new(config))
+}
+
+/// A server configuration from PEM files: a certificate chain (leaf first)
+/// and its private key (PKCS#8, PKCS#1 or SEC1).
+///
+/// ```no_run
+/// let config = pop3_tokio::tls::server_config_from_pem("cert.pem", "key.pem")?;
+/// # Ok::<(), pop3_tokio::tls::TlsConfigError>(())
+/// ```
+pub fn server_config_from_pem(
+    cert_pem: impl AsRef<Path>,
+    key_pem: impl AsRef<Path>,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let chain = CertificateDer::pem_file_iter(cert_pem)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsConfigError::Pem {
+            what: "certificate",
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsConfigError::NoCertificate);
+    }
+    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsConfigError::Pem {
+        what: "private key",
+        source,
+    })?;
+    server_config(chain, key)
+}

@@ -115,7 +115,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use core::fmt::Write as _;
 use core::time::Duration;
 
-use crate::command::{Command, LangRequest, SaslResponse, Username};
+use crate::command::{ApopDigest, Command, LangRequest, SaslResponse, Username};
 use crate::dot::BodyEncoder;
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
@@ -125,11 +125,9 @@ use crate::time::Instant;
 use crate::types::{ApopTimestamp, MessageNumber, Secret};
 
 mod sasl;
-mod top;
 
 pub use sasl::SaslMechanism;
 use sasl::{SaslExchange, SaslOutcome};
-use top::TopCut;
 
 /// The shortest autologout RFC 1939 §3 allows.
 pub const MIN_AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
@@ -532,7 +530,7 @@ enum Pending {
 enum SecretCheck {
     Apop {
         timestamp: ApopTimestamp,
-        digest: Secret,
+        digest: ApopDigest,
     },
     CramMd5 {
         challenge: Bytes,
@@ -545,7 +543,7 @@ enum SecretCheck {
 struct Stream {
     index: usize,
     encoder: BodyEncoder,
-    top: Option<TopCut>,
+    top: bool,
 }
 
 /// The POP3 server machine for one connection. See the [module docs](self).
@@ -1097,7 +1095,7 @@ impl Server {
                     self.request(
                         StoreRequest::VerifyPassword {
                             user: user.clone(),
-                            password,
+                            password: password.to_secret(),
                         },
                         Pending::Verify { user },
                     );
@@ -1146,7 +1144,7 @@ impl Server {
             | Command::Rset
             | Command::Top { .. }
             | Command::Uidl(_) => self.wrong_state(),
-            Command::Unknown { keyword, .. } => self.unknown(&keyword),
+            Command::Unknown(u) => self.unknown(u.keyword().as_bytes()),
             #[allow(unreachable_patterns)]
             _ => self.unknown(b""),
         }
@@ -1260,7 +1258,7 @@ impl Server {
             | Command::AuthList
             | Command::Stls
             | Command::Utf8 => self.wrong_state(),
-            Command::Unknown { keyword, .. } => self.unknown(&keyword),
+            Command::Unknown(u) => self.unknown(u.keyword().as_bytes()),
             #[allow(unreachable_patterns)]
             _ => self.unknown(b""),
         }
@@ -1599,8 +1597,11 @@ impl Server {
                         StoreRequest::NextChunk,
                         Pending::Chunk(Stream {
                             index,
-                            encoder: BodyEncoder::new(),
-                            top: top.map(TopCut::new),
+                            encoder: match top {
+                                Some(lines) => BodyEncoder::top(lines),
+                                None => BodyEncoder::new(),
+                            },
+                            top: top.is_some(),
                         }),
                     );
                 }
@@ -1608,14 +1609,10 @@ impl Server {
             },
             (Pending::Chunk(mut stream), StoreReply::Chunk(r)) => match r {
                 Ok(Some(chunk)) => {
-                    let cut = stream.top.as_mut().and_then(|t| t.feed(&chunk));
-                    let part = match cut {
-                        Some(end) => &chunk[..end],
-                        None => &chunk[..],
-                    };
-                    let mut out = BytesMut::with_capacity(part.len() + part.len() / 32 + 8);
-                    stream.encoder.encode(part, &mut out);
-                    if cut.is_some() {
+                    let mut out = BytesMut::with_capacity(chunk.len() + chunk.len() / 32 + 8);
+                    stream.encoder.encode(&chunk, &mut out);
+                    if stream.encoder.is_complete() {
+                        // TOP has its lines: stop reading the message.
                         self.end_body(stream, out);
                     } else {
                         self.summary.retrieved_octets += out.len() as u64;
@@ -1670,7 +1667,7 @@ impl Server {
         stream.encoder.finish(&mut out);
         self.summary.retrieved_octets += out.len() as u64;
         self.summary.retrieved += 1;
-        if stream.top.is_none()
+        if !stream.top
             && let Some(r) = self.retrieved.get_mut(stream.index)
         {
             *r = true;
@@ -1695,9 +1692,7 @@ impl SecretCheck {
     fn matches(&self, secret: &Secret) -> bool {
         match self {
             SecretCheck::Apop { timestamp, digest } => {
-                let expected = timestamp.digest_hex(secret.expose());
-                let given = digest.expose().to_ascii_lowercase();
-                constant_time_eq(expected.as_bytes(), &given)
+                ApopDigest::compute(timestamp, secret.expose()).matches(digest)
             }
             SecretCheck::CramMd5 { challenge, digest } => {
                 sasl::cram_md5_matches(secret.expose(), challenge, digest.expose())

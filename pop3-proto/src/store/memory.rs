@@ -63,23 +63,6 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     inner.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The RFC 1939 §11 size of `content` as the body encoder sends it: every
-/// line end counted as CRLF, a missing final line end added, no stuffing.
-fn octet_count(content: &[u8]) -> u64 {
-    let mut size = content.len() as u64;
-    let mut prev = 0u8;
-    for &b in content {
-        if b == b'\n' && prev != b'\r' {
-            size += 1;
-        }
-        prev = b;
-    }
-    if !content.is_empty() && prev != b'\n' {
-        size += 2;
-    }
-    size
-}
-
 impl MemoryStore {
     /// An empty store handing out bodies in 4 KiB chunks.
     pub fn new() -> Self {
@@ -118,7 +101,7 @@ impl MemoryStore {
         let uid = Uid::new(alloc::format!("mem{:010}", inner.next_uid))
             .unwrap_or_else(|_| unreachable!("a valid unique-id"));
         let info = MessageInfo {
-            size: octet_count(&content),
+            size: crate::dot::octet_count(&content),
             uid: uid.clone(),
         };
         inner

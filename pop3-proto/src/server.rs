@@ -120,6 +120,7 @@ use crate::dot::BodyEncoder;
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
 use crate::session::{Action, Transmit};
+pub use crate::store::StoreDriver;
 use crate::store::{CredentialForms, MessageInfo, StoreError};
 use crate::time::Instant;
 use crate::types::{ApopTimestamp, MessageNumber, Secret};
@@ -198,6 +199,12 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The default configuration with `store`'s credential forms (so that
+    /// USER, APOP and SASL are offered exactly when the store can check them).
+    pub fn for_store<S: crate::store::Store>(store: &S) -> Self {
+        ServerConfig::default().credential_forms(store.credential_forms())
+    }
+
     /// The host name used in the APOP timestamp and CRAM-MD5 challenges
     /// (default `localhost`).
     pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
@@ -345,17 +352,19 @@ pub struct ConnectionContext {
     pub tls_active: bool,
     /// STLS can be offered (the adapter has a TLS configuration).
     pub tls_available: bool,
-    /// Fresh random octets for this connection (APOP timestamp, CRAM-MD5
+    /// A fresh random number for this connection (APOP timestamp, CRAM-MD5
     /// challenges). The machine has no source of randomness of its own.
-    pub random: [u8; 16],
+    pub random: u64,
 }
 
 impl ConnectionContext {
-    /// A plaintext connection without STLS, with these random octets.
-    pub fn new(random: [u8; 16]) -> Self {
+    /// A connection with this random number, TLS already active or not
+    /// (implicit TLS), and STLS available or not (the adapter has a TLS
+    /// configuration).
+    pub fn new(random: u64, tls_active: bool, tls_available: bool) -> Self {
         ConnectionContext {
-            tls_active: false,
-            tls_available: false,
+            tls_active,
+            tls_available,
             random,
         }
     }
@@ -488,6 +497,37 @@ pub struct SessionSummary {
     pub close_reason: Option<CloseReason>,
 }
 
+impl core::fmt::Display for SessionSummary {
+    /// One log line: `user=alice messages=3 retrieved=2/2048 deleted=1/1024
+    /// in=120 out=2300 bad=0 end=quit`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.user {
+            Some(u) => write!(f, "user={u:?}")?,
+            None => f.write_str("user=-")?,
+        }
+        write!(
+            f,
+            " messages={} retrieved={}/{} deleted={}/{} in={} out={} bad={} end=",
+            self.messages,
+            self.retrieved,
+            self.retrieved_octets,
+            self.deleted,
+            self.deleted_octets,
+            self.bytes_in,
+            self.bytes_out,
+            self.bad_commands,
+        )?;
+        f.write_str(match self.close_reason {
+            None => "open",
+            Some(CloseReason::Quit) => "quit",
+            Some(CloseReason::PeerClosed) => "peer-closed",
+            Some(CloseReason::Autologout) => "autologout",
+            Some(CloseReason::TooManyBadCommands) => "too-many-bad-commands",
+            Some(CloseReason::StoreFailure) => "store-failure",
+        })
+    }
+}
+
 /// What the machine is waiting for.
 #[derive(Debug)]
 enum Wait {
@@ -552,7 +592,7 @@ pub struct Server {
     config: Arc<ServerConfig>,
     tls_active: bool,
     tls_available: bool,
-    random: [u8; 16],
+    random: u64,
     challenges: u32,
     state: State,
     wait: Wait,
@@ -941,14 +981,8 @@ impl Server {
 
     /// A fresh `<random.time@host>` message id.
     fn fresh_msg_id(&mut self, now: Instant) -> String {
-        let mut seed = [0u8; 8];
-        let half = if self.challenges == 0 {
-            &self.random[..8]
-        } else {
-            &self.random[8..]
-        };
-        seed.copy_from_slice(half);
-        let mixed = u64::from_be_bytes(seed) ^ u64::from(self.challenges);
+        let k = self.challenges;
+        let mixed = self.random.rotate_left(k.wrapping_mul(23) % 64) ^ u64::from(k);
         self.challenges = self.challenges.wrapping_add(1);
         let mut s = String::new();
         let _ = write!(

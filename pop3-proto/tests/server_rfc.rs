@@ -5,7 +5,7 @@
 mod server_support;
 
 use pop3_proto::response::Expire;
-use pop3_proto::server::{ConnectionContext, ServerConfig};
+use pop3_proto::server::ServerConfig;
 use pop3_proto::types::ApopTimestamp;
 use server_support::*;
 
@@ -165,7 +165,7 @@ fn rfc2449_capa_example() {
         .login_delay(Some(900))
         .expire(Some(Expire::Days(60)))
         .implementation(Some("Shlemazle-Plotz-v302".into()));
-    let mut h = Harness::new(config, ConnectionContext::new(RANDOM), standard_store());
+    let mut h = Harness::new(config, plain(), standard_store());
     h.take_output();
     transcript(
         &mut h,
@@ -216,9 +216,9 @@ fn rfc2449_pipelined_session() {
 #[test]
 fn rfc2449_in_use_response_code() {
     let store = standard_store();
-    let mut a = Harness::new(test_config(), ConnectionContext::new(RANDOM), store.clone());
+    let mut a = Harness::new(test_config(), plain(), store.clone());
     a.login("mrose", "tanstaaf");
-    let mut b = Harness::new(test_config(), ConnectionContext::new(RANDOM), store);
+    let mut b = Harness::new(test_config(), plain(), store);
     b.take_output();
     transcript(
         &mut b,
@@ -231,7 +231,7 @@ fn rfc2449_in_use_response_code() {
 
 #[test]
 fn rfc2595_stls_example() {
-    let ctx = ConnectionContext::new(RANDOM).tls_available(true);
+    let ctx = stls_capable();
     let mut h = Harness::new(ServerConfig::default(), ctx, standard_store());
     h.take_output();
     transcript(
@@ -257,7 +257,7 @@ fn rfc2595_stls_example() {
 fn rfc5034_auth_plain_example() {
     let store = standard_store();
     store.add_user("test", "test");
-    let mut h = Harness::new(test_config(), ConnectionContext::new(RANDOM), store);
+    let mut h = Harness::new(test_config(), plain(), store);
     h.take_output();
     assert_eq!(h.cmd("AUTH PLAIN"), "+ \r\n");
     assert_eq!(

@@ -27,9 +27,7 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// The deterministic random input of test connections.
-pub const RANDOM: [u8; 16] = [
-    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
-];
+pub const RANDOM: u64 = 0x0123_4567_89ab_cdef;
 /// The clock at connection start.
 pub const START: u64 = 1_000_000;
 /// The greeting's APOP timestamp with `RANDOM` and `START`.
@@ -129,11 +127,7 @@ impl Harness {
 
     /// The usual plaintext connection with the standard store.
     pub fn standard() -> Self {
-        Self::new(
-            test_config(),
-            ConnectionContext::new(RANDOM),
-            standard_store(),
-        )
+        Self::new(test_config(), plain(), standard_store())
     }
 
     /// Performs every queued action; fires near timers.
@@ -295,4 +289,19 @@ pub fn has_busy_words(text: &str) -> bool {
     ["lock", "wait", "in use", "delay"]
         .iter()
         .any(|w| t.contains(w))
+}
+
+/// A plaintext connection without STLS.
+pub fn plain() -> ConnectionContext {
+    ConnectionContext::new(RANDOM, false, false)
+}
+
+/// A plaintext connection that can offer STLS.
+pub fn stls_capable() -> ConnectionContext {
+    ConnectionContext::new(RANDOM, false, true)
+}
+
+/// An implicit-TLS connection.
+pub fn implicit_tls() -> ConnectionContext {
+    ConnectionContext::new(RANDOM, true, true)
 }

@@ -5,10 +5,46 @@
 //! therefore takes an [`Expected`] kind. Line-level parsers
 //! ([`StatusLine::parse`], [`ScanLine::parse`], [`Capability::parse`], ...)
 //! let a session machine decode listings entry by entry without buffering
-//! them whole.
+//! them whole:
 //!
-//! Input is accepted in any case (`+ok`, `-err`, `[in-use]`); output is
-//! always upper case (`+OK`, `-ERR`) with CRLF line ends.
+//! ```
+//! use pop3_proto::line::find_line;
+//! use pop3_proto::response::{ListingLine, ScanLine, StatusLine};
+//!
+//! let mut input: &[u8] = b"+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n";
+//! let (len, used) = find_line(input, 512).unwrap().unwrap();
+//! let status = StatusLine::parse(&input[..len]).unwrap();
+//! input = &input[used..];
+//! let mut sizes = Vec::new();
+//! while let Some((len, used)) = find_line(input, 512).unwrap() {
+//!     let ListingLine::Item(line) = ListingLine::parse(&input[..len]) else {
+//!         break; // ListingLine::End
+//!     };
+//!     sizes.push(ScanLine::parse(line).unwrap().size);
+//!     input = &input[used..];
+//! }
+//! assert_eq!(&status.text[..], b"2 messages");
+//! assert_eq!(sizes, [120, 200]);
+//! ```
+//!
+//! # What is accepted
+//!
+//! - `+OK`, `-ERR` and response codes in any case; output is upper case.
+//! - CRLF or a bare LF as line end (SPEC A.11); output is always CRLF.
+//! - A `[` that does not open a well-formed response code is plain text.
+//! - Fields separated by one or more spaces; leading zeros in numbers.
+//! - Text after the size of a scan line or STAT reply (RFC 1939 §5, §7);
+//!   nothing but spaces after a unique-id.
+//! - A bare `+` as an empty SASL challenge.
+//! - Capabilities: known tags whose parameters do not fit are kept as
+//!   [`Capability::Other`].
+//! - A malformed APOP timestamp in the greeting is no timestamp, not an error.
+//!
+//! Refused, with a typed [`ResponseError`]: lines over the limits, a status
+//! other than `+OK`/`-ERR`, CR or NUL inside a line, numbers with signs or
+//! that do not fit, message number 0, non-base64 challenges, and
+//! non-UTF-8 capability or language lines. Octets in status text are kept as
+//! they are (8-bit included).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -991,6 +1027,69 @@ pub enum Parsed<T> {
     Incomplete,
 }
 
+impl<T> Parsed<T> {
+    /// The value and the octets consumed, if complete.
+    pub fn complete(self) -> Option<(T, usize)> {
+        match self {
+            Parsed::Complete { value, consumed } => Some((value, consumed)),
+            Parsed::Incomplete => None,
+        }
+    }
+
+    /// Whether more input is needed.
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, Parsed::Incomplete)
+    }
+}
+
+/// One line of a multi-line listing (CAPA, LIST, UIDL, LANG, bare AUTH), as
+/// the framer found it: the `.` terminator or an entry, dot-unstuffed.
+///
+/// ```
+/// use pop3_proto::response::ListingLine;
+/// assert_eq!(ListingLine::parse(b"."), ListingLine::End);
+/// assert_eq!(ListingLine::parse(b"..x"), ListingLine::Item(b".x"));
+/// assert_eq!(ListingLine::parse(b"1 120"), ListingLine::Item(b"1 120"));
+/// let mut out = bytes::BytesMut::new();
+/// ListingLine::Item(b".x").encode(&mut out);
+/// ListingLine::End.encode(&mut out);
+/// assert_eq!(&out[..], b"..x\r\n.\r\n");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListingLine<'a> {
+    /// An entry, with the stuffing dot removed.
+    Item(&'a [u8]),
+    /// `.` alone: the listing is complete.
+    End,
+}
+
+impl<'a> ListingLine<'a> {
+    /// Classifies one listing line, without its line end.
+    pub fn parse(line: &'a [u8]) -> Self {
+        match line {
+            b"." => ListingLine::End,
+            [b'.', rest @ ..] => ListingLine::Item(rest),
+            _ => ListingLine::Item(line),
+        }
+    }
+
+    /// Appends the line, dot-stuffed, and CRLF to `dst`. The caller keeps
+    /// CR and LF out of an item.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            ListingLine::End => dst.put_u8(b'.'),
+            ListingLine::Item(line) => {
+                if line.first() == Some(&b'.') {
+                    dst.put_u8(b'.');
+                }
+                dst.put_slice(line);
+            }
+        }
+        dst.put_slice(b"\r\n");
+    }
+}
+
 /// What was wrong with a response.
 ///
 /// Offsets are relative to the line the error is in (for a listing entry,
@@ -1093,12 +1192,10 @@ fn parse_listing<T>(
                 });
             }
         };
-        let line = &rest[..len];
         pos += used;
-        match line {
-            b"." => return Ok(Some((Listing { status, items }, pos))),
-            [b'.', unstuffed @ ..] => items.push(item(unstuffed)?),
-            _ => items.push(item(line)?),
+        match ListingLine::parse(&rest[..len]) {
+            ListingLine::End => return Ok(Some((Listing { status, items }, pos))),
+            ListingLine::Item(line) => items.push(item(line)?),
         }
     }
 }

@@ -337,7 +337,8 @@ pub enum Command {
         /// The decoded initial response, if one was sent (`=` is an empty one).
         initial_response: Option<Secret>,
     },
-    /// Bare `AUTH`: the old-style list of mechanisms (SPEC B.15).
+    /// Bare `AUTH`: the old-style list of mechanisms (Dovecot answers it; some
+    /// clients send it when CAPA fails).
     AuthList,
     /// `STAT`.
     Stat,

@@ -30,7 +30,8 @@
 //! # What is accepted
 //!
 //! - `+OK`, `-ERR` and response codes in any case; output is upper case.
-//! - CRLF or a bare LF as line end (SPEC A.11); output is always CRLF.
+//! - CRLF or a bare LF as line end (some UNIX servers send LF alone); output
+//!   is always CRLF.
 //! - A `[` that does not open a well-formed response code is plain text.
 //! - Fields separated by one or more spaces; leading zeros in numbers.
 //! - Text after the size of a scan line or STAT reply (RFC 1939 §5, §7);
@@ -405,7 +406,7 @@ impl Greeting {
     /// Parses a greeting line, without its line end. A `-ERR` greeting (the
     /// server refuses service) parses too, without a timestamp. The
     /// timestamp is the first `<`…`>` of the text; when it is not a valid
-    /// `<local@domain>` msg-id it is ignored (SPEC C.4): no APOP digest is
+    /// `<local@domain>` msg-id it is ignored (the CVE-2007-1558 class): no APOP digest is
     /// ever computed over it.
     pub fn parse(line: &[u8]) -> Result<Greeting, ResponseError> {
         StatusLine::parse(line).map(Greeting::new)

@@ -581,7 +581,7 @@ fn dovecot() {
     want.extend([Capability::User, sasl]);
     assert_eq!(tls, want);
 
-    // SPEC E: the capability lines as Dovecot sends them.
+    // The capability lines as Dovecot sends them.
     for (line, cap) in [
         (&b"TOP"[..], Capability::Top),
         (b"UIDL", Capability::Uidl),
@@ -713,7 +713,7 @@ fn dovecot() {
         Expected::Continuation,
         &fixture("dovecot/login-ok.txt"),
     ));
-    // Dovecot's bare-AUTH listing (SPEC B.15).
+    // Dovecot's bare-AUTH listing (old-style SASL discovery).
     let Response::Mechanisms(l) = canonical(
         Expected::Mechanisms,
         b"+OK\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\nSCRAM-SHA-1\r\nSCRAM-SHA-256\r\n.\r\n",
@@ -724,7 +724,7 @@ fn dovecot() {
         l.items,
         mechs(&["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"])
     );
-    // Dovecot's other texts (SPEC E).
+    // Dovecot's other texts.
     for line in [
         &b"+OK 5 messages:\r\n"[..],
         b"+OK 184 octets\r\n",
@@ -1153,7 +1153,7 @@ fn quirks() {
         panic!()
     };
     assert_eq!(&l.status.text[..], b"20 Messages");
-    // SPEC A.9: text after the size is tolerated and dropped.
+    // RFC 1939 §7: text after the size is tolerated and dropped.
     let Response::ScanListing(l) = complete(
         Expected::ScanListing,
         b"+OK\r\n1 120 (seen)\r\n2 200  extra text\r\n.\r\n",

@@ -675,12 +675,13 @@ impl LangLine {
         Ok(LangLine { tag, description })
     }
 
-    /// Appends `tag [SP description]` and CRLF to `dst`.
+    /// Appends `tag [SP description]` and CRLF to `dst`. CR, LF and NUL in a
+    /// hand-built description are written as `?`, so the line cannot split.
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.put_slice(self.tag.as_str().as_bytes());
         if !self.description.is_empty() {
             dst.put_u8(b' ');
-            dst.put_slice(self.description.as_bytes());
+            parse::put_line_octets(self.description.as_bytes(), dst);
         }
         dst.put_slice(b"\r\n");
     }
@@ -837,7 +838,8 @@ impl Capability {
     }
 
     /// Appends the capability line and CRLF to `dst` (dot-stuffed if it
-    /// would start with `.`).
+    /// would start with `.`). CR, LF and NUL in hand-built text are written
+    /// as `?`, so the line cannot split.
     pub fn encode(&self, dst: &mut BytesMut) {
         fn user(dst: &mut BytesMut, per_user: bool) {
             if per_user {
@@ -881,17 +883,17 @@ impl Capability {
                 dst.put_slice(b"IMPLEMENTATION");
                 if !text.is_empty() {
                     dst.put_u8(b' ');
-                    dst.put_slice(text.as_bytes());
+                    parse::put_line_octets(text.as_bytes(), dst);
                 }
             }
             Capability::Other { tag, params } => {
                 if tag.starts_with('.') {
                     dst.put_u8(b'.');
                 }
-                dst.put_slice(tag.as_bytes());
+                parse::put_line_octets(tag.as_bytes(), dst);
                 for p in params {
                     dst.put_u8(b' ');
-                    dst.put_slice(p.as_bytes());
+                    parse::put_line_octets(p.as_bytes(), dst);
                 }
             }
         }
@@ -1075,8 +1077,8 @@ impl<'a> ListingLine<'a> {
         }
     }
 
-    /// Appends the line, dot-stuffed, and CRLF to `dst`. The caller keeps
-    /// CR and LF out of an item.
+    /// Appends the line, dot-stuffed, and CRLF to `dst`. CR, LF and NUL in
+    /// an item are written as `?`: an item is one line.
     pub fn encode(&self, dst: &mut BytesMut) {
         match self {
             ListingLine::End => dst.put_u8(b'.'),
@@ -1084,7 +1086,7 @@ impl<'a> ListingLine<'a> {
                 if line.first() == Some(&b'.') {
                     dst.put_u8(b'.');
                 }
-                dst.put_slice(line);
+                parse::put_line_octets(line, dst);
             }
         }
         dst.put_slice(b"\r\n");

@@ -1763,3 +1763,24 @@ fn encoders() {
     let e: Box<dyn std::error::Error> = Box::new(ResponseError::LineTooLong { limit: 512 });
     assert_eq!(e.to_string(), "response line longer than 512 octets");
 }
+
+#[test]
+fn hand_built_strings_cannot_split_a_line() {
+    let mut out = BytesMut::new();
+    Capability::Implementation("x\r\n.\r\n-ERR".into()).encode(&mut out);
+    Capability::Other {
+        tag: "X\nY".into(),
+        params: vec!["a\0b".into()],
+    }
+    .encode(&mut out);
+    LangLine {
+        tag: pop3_proto::types::LanguageTag::new("en").unwrap(),
+        description: "a\rb".into(),
+    }
+    .encode(&mut out);
+    pop3_proto::response::ListingLine::Item(b"1\r\n.").encode(&mut out);
+    assert_eq!(
+        &out[..],
+        b"IMPLEMENTATION x??.??-ERR\r\nX?Y a?b\r\nen a?b\r\n1??.\r\n"
+    );
+}

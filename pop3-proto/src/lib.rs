@@ -13,10 +13,13 @@ extern crate alloc;
 pub mod command;
 pub mod dot;
 pub mod line;
-mod parse;
 pub mod response;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod time;
 pub mod types;
+
+#[cfg(feature = "arbitrary")]
+mod arbitrary_impls;
+mod parse;

@@ -715,9 +715,15 @@ impl Server {
         used
     }
 
-    /// The peer closed its side of the connection (or reading failed).
-    /// Commands already taken are still processed; then the session ends
-    /// without UPDATE (unless one of them was QUIT).
+    /// The peer closed its side of the connection, or the connection failed.
+    ///
+    /// When the machine is waiting for the client, the commands it has
+    /// already taken are still processed (a client that writes `QUIT` and
+    /// closes gets its UPDATE); then the session ends without UPDATE. When a
+    /// store request is outstanding (typically: writing failed while the
+    /// caller was performing the actions), the session ends as soon as the
+    /// store has answered: a body is not streamed to a dead connection. A
+    /// commit already started always completes.
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
         if self.eof || self.state == State::Closed {

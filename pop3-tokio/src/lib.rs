@@ -11,3 +11,5 @@ mod io;
 pub mod tls;
 
 pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader};
+mod io;
+pub mod server;

@@ -6,8 +6,6 @@
 mod blocking;
 pub mod client;
 pub mod fetch;
-#[allow(dead_code)] // the server face uses the rest
-mod io;
 pub mod tls;
 
 pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader};

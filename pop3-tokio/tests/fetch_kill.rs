@@ -1,0 +1,251 @@
+//! The `fetch` example killed with SIGKILL at seeded points and rerun:
+//! after every kill, nothing is missing from both the server and the
+//! Maildir, and nothing is in the Maildir twice; after a final complete run,
+//! every message is in the Maildir exactly once and the server is empty.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::dovecot::Dovecot;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "secret";
+
+/// The example binary, built next to this test (cargo test builds examples);
+/// built here when missing (e.g. when only this test target was built).
+fn fetch_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join("fetch");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "pop3-tokio", "--example", "fetch"]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the fetch example failed");
+    }
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// xorshift64*: a small deterministic generator for the kill schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Messages `range` with LF line ends, some large, some with dot lines.
+fn maildrop(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng(0x00dd_ba11_5eed + range.start as u64);
+    range
+        .map(|i| {
+            let mut m = format!(
+                "From: s{i}@example.org\nTo: r@example.org\nSubject: message {i}\n\
+                 Message-ID: <kill-{i}@example.org>\n\n"
+            )
+            .into_bytes();
+            let lines = match i % 7 {
+                0 => 20_000, // ~1.4 MB
+                3 => 4_000,
+                _ => 1 + rng.below(60) as usize,
+            };
+            for l in 0..lines {
+                if l % 50 == 7 {
+                    m.extend_from_slice(b".a line starting with a dot\n");
+                }
+                m.extend_from_slice(format!("{i:03} line {l:06} {:016x}\n", rng.next()).as_bytes());
+            }
+            (format!("kill-{i}"), m)
+        })
+        .collect()
+}
+
+/// Every delivered message of the Maildir (new/ and cur/), by content.
+fn delivered(maildir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            out.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+/// The invariants that must hold at any instant.
+/// The base names of the messages in the server's Maildir (`cur/` and `new/`).
+fn on_server(dovecot: &Dovecot) -> Vec<String> {
+    let mut names = Vec::new();
+    for sub in ["cur", "new"] {
+        for e in std::fs::read_dir(dovecot.maildir(USER).join(sub)).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            names.push(name.split(':').next().unwrap_or("").to_owned());
+        }
+    }
+    names
+}
+
+/// `messages`: (UID on the server, content). Returns how many are stored.
+fn check(label: &str, dovecot: &Dovecot, maildir: &Path, messages: &[(String, Vec<u8>)]) -> usize {
+    let index: HashMap<&[u8], usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, (_, m))| (m.as_slice(), i))
+        .collect();
+    let mut copies = vec![0usize; messages.len()];
+    for (path, content) in delivered(maildir) {
+        match index.get(content.as_slice()) {
+            Some(&i) => copies[i] += 1,
+            None => panic!("{label}: {} is no message of the maildrop", path.display()),
+        }
+    }
+    let on_server = on_server(dovecot);
+    for (i, n) in copies.iter().enumerate() {
+        assert!(*n <= 1, "{label}: message {i} delivered {n} times");
+        let uid = messages[i].0.as_str();
+        let present = on_server.iter().any(|f| f == uid);
+        assert!(
+            present || *n == 1,
+            "{label}: message {i} deleted from the server but not in the Maildir"
+        );
+    }
+    copies.iter().sum()
+}
+
+/// Puts messages into the running server's Maildir (`new/`), as a delivery
+/// would; returns them with their UIDs.
+fn deliver(dovecot: &Dovecot, messages: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let dir = dovecot.maildir(USER);
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, (name, m))| {
+            let base = format!("{}.M{i}P2.{name}", 1_800_000_000 + i);
+            let tmp = dir.join("tmp").join(&base);
+            std::fs::write(&tmp, m).unwrap();
+            std::fs::rename(&tmp, dir.join("new").join(&base)).unwrap();
+            (base, m.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
+    let first = maildrop(0..40);
+    let dovecot = Dovecot::start(&[(USER, PASSWORD, &first)]);
+    let mut messages: Vec<(String, Vec<u8>)> = dovecot
+        .uidls(USER)
+        .into_iter()
+        .zip(first.iter().map(|(_, m)| m.clone()))
+        .collect();
+    let bin = fetch_binary();
+    let work = tempfile::tempdir().unwrap();
+    let maildir = work.path().join("Maildir");
+    let url = format!("pop://{USER}@127.0.0.1:{}", dovecot.pop3_addr().port());
+    let command = |maildir: &Path, delete: bool| {
+        let mut cmd = Command::new(&bin);
+        cmd.arg(&url)
+            .arg("--maildir")
+            .arg(maildir)
+            .args(["--auth", "USER"])
+            .env("POP3_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if delete {
+            cmd.arg("--delete");
+        }
+        cmd
+    };
+    let timed = |maildir: &Path| {
+        let started = Instant::now();
+        let out = command(maildir, false).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed().as_millis().max(5) as u64
+    };
+
+    // How long runs take here, measured on a throw-away Maildir without
+    // --delete: a complete fetch, and a run with nothing new.
+    let probe = tempfile::tempdir().unwrap();
+    let full = timed(probe.path());
+    assert_eq!(delivered(probe.path()).len(), messages.len());
+    let idle = timed(probe.path());
+    assert_eq!(delivered(probe.path()).len(), messages.len());
+
+    let mut rng = Rng(0x06b1_11ed_f00d);
+    let mut kills = 0;
+    let mut completed_deletes = 0;
+    let mut stored = 0;
+    for round in 0..36 {
+        if round % 12 == 11 {
+            // More mail arrives while runs keep being killed.
+            let start = messages.len();
+            messages.extend(deliver(&dovecot, &maildrop(start..start + 15)));
+        }
+        let delete = rng.below(3) != 0;
+        // A run lasts about as long as the messages it still has to fetch
+        // take, plus the fixed cost of a session: spread the kill over that
+        // and a little beyond, so that some runs end (and QUIT) by themselves.
+        let left = (messages.len() - stored) as u64;
+        let span = full * left / messages.len() as u64 + idle + idle / 2;
+        let delay = rng.below(span);
+        let mut child = command(&maildir, delete).spawn().expect("start fetch");
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        } else if delete {
+            completed_deletes += 1;
+        }
+        let status = child.wait().unwrap();
+        let label = format!("round {round} (delete {delete}, {delay} ms, {status})");
+        stored = check(&label, &dovecot, &maildir, &messages);
+        eprintln!(
+            "{label}: {stored} stored, {} on the server",
+            on_server(&dovecot).len()
+        );
+    }
+    // Timing decides how many runs end by themselves; most must not.
+    assert!(kills >= 12, "only {kills} runs were killed in flight");
+
+    // A clean run with --delete finishes the job.
+    let out = command(&maildir, true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total = check("final", &dovecot, &maildir, &messages);
+    assert_eq!(total, messages.len(), "every message exactly once");
+    assert!(on_server(&dovecot).is_empty(), "{:?}", on_server(&dovecot));
+    let leftovers: Vec<_> = std::fs::read_dir(maildir.join("tmp")).unwrap().collect();
+    assert!(leftovers.is_empty(), "tmp/ not cleaned: {leftovers:?}");
+    eprintln!("{kills} kills, {completed_deletes} complete runs with --delete");
+}

@@ -1050,3 +1050,42 @@ fn client_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<pop3_proto::client::Client>();
 }
+
+#[test]
+fn xoauth2_two_step_and_error_challenge() {
+    use pop3_proto::client::sasl::XOAuth2;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let id = d
+        .client
+        .auth(Box::new(
+            XOAuth2::new("u@example.com", Secret::new("tok")).two_step(),
+        ))
+        .unwrap();
+    d.drain();
+    assert_eq!(d.sent_lines(), ["AUTH XOAUTH2"]);
+    d.feed(b"+ \r\n");
+    // base64("user=u@example.com\x01auth=Bearer tok\x01\x01")
+    assert_eq!(
+        d.sent_lines()[1],
+        "dXNlcj11QGV4YW1wbGUuY29tAWF1dGg9QmVhcmVyIHRvawEB"
+    );
+    d.feed(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+    assert_eq!(d.sent_lines().len(), 2, "an empty line was sent");
+    assert!(d.wire.ends_with(b"\r\n\r\n"));
+    d.feed(b"-ERR [AUTH] invalid token\r\n");
+    assert!(matches!(d.events.last(), Some(ClientEvent::Err { id: i, .. }) if *i == id));
+    assert_eq!(d.client.state(), ClientState::Authorization);
+}
+
+#[test]
+fn oauthbearer_sends_the_initial_response_and_aq_after_an_error() {
+    use pop3_proto::client::sasl::OAuthBearer;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    d.client
+        .auth(Box::new(OAuthBearer::new("u", Secret::new("t"))))
+        .unwrap();
+    d.drain();
+    assert!(d.sent_lines()[0].starts_with("AUTH OAUTHBEARER "));
+    d.feed(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+    assert_eq!(d.sent_lines()[1], "AQ==");
+}

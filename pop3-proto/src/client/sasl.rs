@@ -207,5 +207,240 @@ impl ClientMechanism for Login {
     }
 }
 
+/// `CRAM-MD5` (RFC 2195): answers the server's challenge with
+/// `user SP hex(HMAC-MD5(secret, challenge))`.
+///
+/// ```
+/// use pop3_proto::client::sasl::{ClientMechanism, CramMd5};
+/// use pop3_proto::types::Secret;
+/// let mut m = CramMd5::new("tim", Secret::new("tanstaaftanstaaf"));
+/// let answer = m.step(b"<1896.697170952@postoffice.reston.mci.net>").unwrap();
+/// assert_eq!(answer.expose(), b"tim b913a602c7eda7a495b4e6e7334d3890");
+/// ```
+#[derive(Clone)]
+pub struct CramMd5 {
+    user: String,
+    secret: Secret,
+    done: bool,
+}
+
+impl CramMd5 {
+    /// Credentials of `user`.
+    pub fn new(user: &str, secret: Secret) -> Self {
+        CramMd5 {
+            user: String::from(user),
+            secret,
+            done: false,
+        }
+    }
+}
+
+impl fmt::Debug for CramMd5 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CramMd5")
+            .field("user", &self.user)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+impl ClientMechanism for CramMd5 {
+    fn name(&self) -> Mechanism {
+        Mechanism::new("CRAM-MD5").expect("valid mechanism name")
+    }
+
+    fn initial_response(&mut self) -> Option<Secret> {
+        None
+    }
+
+    fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
+        use hmac::{Hmac, Mac};
+        if self.done || challenge.is_empty() {
+            return Err(SaslError::UnexpectedChallenge);
+        }
+        self.done = true;
+        let mut mac = Hmac::<md5::Md5>::new_from_slice(self.secret.expose())
+            .map_err(|_| SaslError::BadChallenge)?;
+        mac.update(challenge);
+        let digest = mac.finalize().into_bytes();
+        let mut out = Vec::with_capacity(self.user.len() + 33);
+        out.extend_from_slice(self.user.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(crate::types::hex_lower(&digest).as_bytes());
+        Ok(Secret::new(out))
+    }
+}
+
+/// `XOAUTH2` (Google, Microsoft): `user=U ^A auth=Bearer T ^A ^A`.
+///
+/// By default the message goes as the initial response; Office 365 needs
+/// the two-step form ([`XOAuth2::two_step`]): `AUTH XOAUTH2` alone, then the
+/// message in answer to the empty challenge. After a failure the server
+/// sends an error challenge (JSON); it is answered with an empty response,
+/// and the server's `-ERR` follows.
+#[derive(Clone)]
+pub struct XOAuth2 {
+    user: String,
+    token: Secret,
+    two_step: bool,
+    sent: bool,
+}
+
+impl XOAuth2 {
+    /// `user` with the OAuth 2.0 access `token`.
+    pub fn new(user: &str, token: Secret) -> Self {
+        XOAuth2 {
+            user: String::from(user),
+            token,
+            two_step: false,
+            sent: false,
+        }
+    }
+
+    /// Sends the message after the first challenge instead of as the
+    /// initial response.
+    pub fn two_step(mut self) -> Self {
+        self.two_step = true;
+        self
+    }
+
+    fn message(&self) -> Secret {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"user=");
+        v.extend_from_slice(self.user.as_bytes());
+        v.extend_from_slice(b"\x01auth=Bearer ");
+        v.extend_from_slice(self.token.expose());
+        v.extend_from_slice(b"\x01\x01");
+        Secret::new(v)
+    }
+}
+
+impl fmt::Debug for XOAuth2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XOAuth2")
+            .field("user", &self.user)
+            .field("token", &self.token)
+            .field("two_step", &self.two_step)
+            .finish()
+    }
+}
+
+impl ClientMechanism for XOAuth2 {
+    fn name(&self) -> Mechanism {
+        Mechanism::new("XOAUTH2").expect("valid mechanism name")
+    }
+
+    fn is_cleartext(&self) -> bool {
+        true
+    }
+
+    fn initial_response(&mut self) -> Option<Secret> {
+        if self.two_step {
+            return None;
+        }
+        self.sent = true;
+        Some(self.message())
+    }
+
+    fn step(&mut self, _challenge: &[u8]) -> Result<Secret, SaslError> {
+        if self.sent {
+            // The error challenge: acknowledge it so the server ends the
+            // exchange with -ERR.
+            return Ok(Secret::default());
+        }
+        self.sent = true;
+        Ok(self.message())
+    }
+}
+
+/// `OAUTHBEARER` (RFC 7628): `n,a=user,^Ahost=H^Aport=P^Aauth=Bearer T^A^A`
+/// as the initial response. After an error challenge the client answers
+/// `^A` (base64 `AQ==`) and the server's `-ERR` follows (RFC 7628 §3.2.3).
+///
+/// ```
+/// use pop3_proto::client::sasl::{ClientMechanism, OAuthBearer};
+/// use pop3_proto::types::Secret;
+/// let mut m = OAuthBearer::new("user@example.com", Secret::new("vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="))
+///     .with_host("server.example.com", 143);
+/// assert_eq!(
+///     m.initial_response().unwrap().expose(),
+///     &b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01\
+///        auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"[..]
+/// );
+/// assert_eq!(m.step(b"{\"status\":\"invalid_token\"}").unwrap().expose(), b"\x01");
+/// ```
+#[derive(Clone)]
+pub struct OAuthBearer {
+    user: String,
+    host: Option<(String, u16)>,
+    token: Secret,
+}
+
+impl OAuthBearer {
+    /// `user` with the OAuth 2.0 bearer `token`.
+    pub fn new(user: &str, token: Secret) -> Self {
+        OAuthBearer {
+            user: String::from(user),
+            host: None,
+            token,
+        }
+    }
+
+    /// Adds the server's host name and port (some servers require them).
+    pub fn with_host(mut self, host: &str, port: u16) -> Self {
+        self.host = Some((String::from(host), port));
+        self
+    }
+}
+
+impl fmt::Debug for OAuthBearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthBearer")
+            .field("user", &self.user)
+            .field("host", &self.host)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl ClientMechanism for OAuthBearer {
+    fn name(&self) -> Mechanism {
+        Mechanism::new("OAUTHBEARER").expect("valid mechanism name")
+    }
+
+    fn is_cleartext(&self) -> bool {
+        true
+    }
+
+    fn initial_response(&mut self) -> Option<Secret> {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"n,a=");
+        // RFC 5801 saslname: ',' and '=' are escaped.
+        for &b in self.user.as_bytes() {
+            match b {
+                b',' => v.extend_from_slice(b"=2C"),
+                b'=' => v.extend_from_slice(b"=3D"),
+                _ => v.push(b),
+            }
+        }
+        v.extend_from_slice(b",\x01");
+        if let Some((host, port)) = &self.host {
+            v.extend_from_slice(b"host=");
+            v.extend_from_slice(host.as_bytes());
+            v.extend_from_slice(b"\x01port=");
+            v.extend_from_slice(alloc::format!("{port}").as_bytes());
+            v.push(1);
+        }
+        v.extend_from_slice(b"auth=Bearer ");
+        v.extend_from_slice(self.token.expose());
+        v.extend_from_slice(b"\x01\x01");
+        Some(Secret::new(v))
+    }
+
+    fn step(&mut self, _challenge: &[u8]) -> Result<Secret, SaslError> {
+        Ok(Secret::new(&b"\x01"[..]))
+    }
+}
+
 /// A boxed mechanism, as [`super::Client::auth`] takes it.
 pub type BoxedMechanism = Box<dyn ClientMechanism>;

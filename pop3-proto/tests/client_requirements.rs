@@ -1089,3 +1089,59 @@ fn oauthbearer_sends_the_initial_response_and_aq_after_an_error() {
     d.feed(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
     assert_eq!(d.sent_lines()[1], "AQ==");
 }
+
+#[test]
+fn scram_sha256_through_the_machine_with_rfc7677_vector() {
+    use pop3_proto::client::sasl::ScramSha256;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let id = d.client.auth(Box::new(mech)).unwrap();
+    d.drain();
+    // base64("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
+    assert_eq!(
+        d.sent_lines(),
+        ["AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="]
+    );
+    // base64 of the RFC's server-first message.
+    d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
+    assert_eq!(d.sent_lines().len(), 2);
+    // base64 of the RFC's server-final message.
+    d.feed(b"+ dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5NUc0PQ==\r\n");
+    assert!(d.wire.ends_with(b"\r\n\r\n"), "the empty final response");
+    d.feed(b"+OK Logged in.\r\n");
+    assert!(matches!(d.events.last(), Some(ClientEvent::Ok { id: i, .. }) if *i == id));
+    assert_eq!(d.client.state(), ClientState::Transaction);
+}
+
+#[test]
+fn scram_ok_before_the_server_proof_is_an_error() {
+    use pop3_proto::client::sasl::ScramSha256;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    d.client.auth(Box::new(mech)).unwrap();
+    d.drain();
+    d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
+    d.feed(b"+OK Logged in.\r\n");
+    assert!(matches!(
+        errors(&d)[..],
+        [ProtocolError::AuthIncomplete { .. }]
+    ));
+    assert!(d.closed);
+}
+
+#[test]
+fn scram_wrong_server_proof_cancels_the_exchange() {
+    use pop3_proto::client::sasl::ScramSha256;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let id = d.client.auth(Box::new(mech)).unwrap();
+    d.drain();
+    d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
+    // v= with a wrong signature (base64 of "v=AAAA").
+    d.feed(b"+ dj1BQUFB\r\n");
+    assert_eq!(d.sent_lines().last().unwrap(), "*");
+    assert!(d.events.contains(&ClientEvent::SaslCancelled {
+        id,
+        error: SaslError::BadChallenge
+    }));
+}

@@ -316,6 +316,13 @@ pub enum ProtocolError {
         /// The line, without its line end.
         line: Bytes,
     },
+    /// `+OK` ended an AUTH exchange before the mechanism was done (e.g.
+    /// before SCRAM could check the server's proof): the server is not
+    /// trusted.
+    AuthIncomplete {
+        /// The `+OK` line.
+        line: StatusLine,
+    },
     /// The server closed the connection while a reply (or the greeting) was
     /// awaited.
     UnexpectedEof,
@@ -336,6 +343,9 @@ impl fmt::Display for ProtocolError {
                 "{octets} plaintext octets after +OK to STLS (possible command injection)"
             ),
             ProtocolError::Unsolicited { .. } => f.write_str("reply without a command"),
+            ProtocolError::AuthIncomplete { .. } => {
+                f.write_str("authentication ended before the server proved its identity")
+            }
             ProtocolError::UnexpectedEof => f.write_str("server closed the connection"),
             ProtocolError::Timeout => f.write_str("timed out waiting for the server"),
         }
@@ -1482,6 +1492,16 @@ impl Client {
                 self.capabilities = None;
                 self.user_accepted = false;
                 self.actions.push_back(Action::StartTls);
+            }
+            Op::Auth
+                if self
+                    .in_flight
+                    .front()
+                    .and_then(|f| f.mechanism.as_ref())
+                    .is_some_and(|m| !m.is_complete()) =>
+            {
+                // The server said yes before proving who it is.
+                self.fatal(ProtocolError::AuthIncomplete { line });
             }
             Op::Pass | Op::Apop | Op::Auth => {
                 self.state = ClientState::Transaction;

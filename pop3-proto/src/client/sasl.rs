@@ -59,6 +59,14 @@ pub trait ClientMechanism: Send {
 
     /// Answers one server challenge (already base64-decoded).
     fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError>;
+
+    /// Whether the exchange reached its end from the mechanism's side. A
+    /// mechanism that authenticates the server too (SCRAM) says `false`
+    /// until it has checked the server's proof: a `+OK` before that is not
+    /// trusted, and the session fails.
+    fn is_complete(&self) -> bool {
+        true
+    }
 }
 
 impl fmt::Debug for dyn ClientMechanism {
@@ -439,6 +447,195 @@ impl ClientMechanism for OAuthBearer {
 
     fn step(&mut self, _challenge: &[u8]) -> Result<Secret, SaslError> {
         Ok(Secret::new(&b"\x01"[..]))
+    }
+}
+
+/// `SCRAM-SHA-256` (RFC 7677, RFC 5802), without channel binding: proves
+/// the password without sending it, and checks the server's proof of the
+/// same (a `+OK` before that proof is refused).
+///
+/// The client nonce comes from the caller (this crate has no randomness):
+/// at least 18 random octets, e.g. base64 of 24 bytes from the OS RNG, never
+/// reused. The user name and password are used as given (no SASLprep).
+///
+/// ```
+/// use pop3_proto::client::sasl::{ClientMechanism, ScramSha256};
+/// use pop3_proto::types::Secret;
+/// // RFC 7677 §3.
+/// let mut m = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+/// assert_eq!(m.initial_response().unwrap().expose(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+/// let last = m
+///     .step(b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
+///     .unwrap();
+/// assert_eq!(
+///     last.expose(),
+///     &b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+///        p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="[..]
+/// );
+/// assert!(!m.is_complete());
+/// assert!(m.step(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap().is_empty());
+/// assert!(m.is_complete());
+/// ```
+#[derive(Clone)]
+pub struct ScramSha256 {
+    user: String,
+    password: Secret,
+    nonce: String,
+    min_iterations: u32,
+    state: ScramState,
+}
+
+#[derive(Clone)]
+enum ScramState {
+    Start,
+    SentFirst { bare: String },
+    SentFinal { server_signature: [u8; 32] },
+    Done,
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC accepts keys of any length.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl ScramSha256 {
+    /// Credentials of `user`, with a fresh random `client_nonce` (printable
+    /// ASCII without `,`).
+    pub fn new(user: &str, password: Secret, client_nonce: &str) -> Self {
+        ScramSha256 {
+            user: String::from(user),
+            password,
+            nonce: String::from(client_nonce),
+            min_iterations: 4096,
+            state: ScramState::Start,
+        }
+    }
+
+    /// Refuse servers asking for fewer PBKDF2 iterations than `n` (default
+    /// 4096, RFC 7677 §4).
+    pub fn min_iterations(mut self, n: u32) -> Self {
+        self.min_iterations = n;
+        self
+    }
+
+    fn client_final(&mut self, server_first: &[u8]) -> Result<Secret, SaslError> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let ScramState::SentFirst { bare } = &self.state else {
+            return Err(SaslError::UnexpectedChallenge);
+        };
+        let text = core::str::from_utf8(server_first).map_err(|_| SaslError::BadChallenge)?;
+        let (mut nonce, mut salt, mut iterations) = (None, None, None);
+        for attr in text.split(',') {
+            match attr.split_once('=') {
+                Some(("r", v)) => nonce = Some(v),
+                Some(("s", v)) => salt = Some(v),
+                Some(("i", v)) => iterations = v.parse::<u32>().ok(),
+                Some(("m", _)) => return Err(SaslError::BadChallenge),
+                _ => {}
+            }
+        }
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err(SaslError::BadChallenge);
+        };
+        if !nonce.starts_with(self.nonce.as_str())
+            || nonce.len() == self.nonce.len()
+            || iterations < self.min_iterations.max(1)
+        {
+            return Err(SaslError::BadChallenge);
+        }
+        let salt = base64::engine::general_purpose::STANDARD
+            .decode(salt)
+            .map_err(|_| SaslError::BadChallenge)?;
+        // Hi(password, salt, i): PBKDF2 with HMAC-SHA-256, one block.
+        let pw = self.password.expose();
+        let mut u = hmac256(pw, &[&salt, &1u32.to_be_bytes()]);
+        let mut salted = u;
+        for _ in 1..iterations {
+            u = hmac256(pw, &[&u]);
+            for (s, x) in salted.iter_mut().zip(u.iter()) {
+                *s ^= x;
+            }
+        }
+        let client_key = hmac256(&salted, &[b"Client Key"]);
+        let stored_key: [u8; 32] = sha2::Sha256::digest(client_key).into();
+        let without_proof = alloc::format!("c=biws,r={nonce}");
+        let auth_message = alloc::format!("{bare},{text},{without_proof}");
+        let client_signature = hmac256(&stored_key, &[auth_message.as_bytes()]);
+        let mut proof = client_key;
+        for (p, s) in proof.iter_mut().zip(client_signature.iter()) {
+            *p ^= s;
+        }
+        let server_key = hmac256(&salted, &[b"Server Key"]);
+        let server_signature = hmac256(&server_key, &[auth_message.as_bytes()]);
+        self.state = ScramState::SentFinal { server_signature };
+        let proof = base64::engine::general_purpose::STANDARD.encode(proof);
+        Ok(Secret::new(alloc::format!("{without_proof},p={proof}")))
+    }
+}
+
+impl fmt::Debug for ScramSha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramSha256")
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+impl ClientMechanism for ScramSha256 {
+    fn name(&self) -> Mechanism {
+        Mechanism::new("SCRAM-SHA-256").expect("valid mechanism name")
+    }
+
+    fn initial_response(&mut self) -> Option<Secret> {
+        let mut bare = String::from("n=");
+        for c in self.user.chars() {
+            match c {
+                ',' => bare.push_str("=2C"),
+                '=' => bare.push_str("=3D"),
+                c => bare.push(c),
+            }
+        }
+        bare.push_str(",r=");
+        bare.push_str(&self.nonce);
+        let first = alloc::format!("n,,{bare}");
+        self.state = ScramState::SentFirst { bare };
+        Some(Secret::new(first))
+    }
+
+    fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
+        use base64::Engine as _;
+        match &self.state {
+            ScramState::SentFirst { .. } => self.client_final(challenge),
+            ScramState::SentFinal { server_signature } => {
+                let v = challenge
+                    .strip_prefix(b"v=")
+                    .ok_or(SaslError::BadChallenge)?;
+                let v = base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map_err(|_| SaslError::BadChallenge)?;
+                if v.as_slice() != server_signature.as_slice() {
+                    return Err(SaslError::BadChallenge);
+                }
+                self.state = ScramState::Done;
+                // POP3 carries no data with +OK: the server's final message
+                // came as a challenge, answered by an empty line.
+                Ok(Secret::default())
+            }
+            ScramState::Start | ScramState::Done => Err(SaslError::UnexpectedChallenge),
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        matches!(self.state, ScramState::Done)
     }
 }
 

@@ -179,3 +179,11 @@ pub trait BlockingMessageReader: Send + 'static {
     /// As [`MessageReader::next_chunk`].
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;
 }
+
+mod driver;
+pub use driver::StoreDriver;
+
+#[cfg(feature = "std")]
+mod memory;
+#[cfg(feature = "std")]
+pub use memory::{MemoryMaildrop, MemoryReader, MemoryStore};

@@ -1,0 +1,1748 @@
+//! The server session machine.
+//!
+//! [`Server`] implements the POP3 server side of one connection: the
+//! AUTHORIZATION, TRANSACTION and UPDATE states of RFC 1939, CAPA, PIPELINING
+//! and the response codes of RFC 2449, STLS (RFC 2595), AUTH with SASL
+//! (RFC 5034), UTF8 and LANG (RFC 6856). It does no I/O: bytes, time and the
+//! store's answers come in through `handle_*` calls, and everything it wants
+//! done leaves as an [`Action`], drained with [`Server::poll_action`].
+//!
+//! What the machine cannot know itself it asks the application for, as
+//! [`StoreRequest`]s inside [`Action::Event`]: check these credentials, open
+//! and lock this maildrop, give me this message chunk by chunk, commit these
+//! deletions, release the lock. Each request gets exactly one
+//! [`StoreReply`], passed back with [`Server::handle_store`].
+//! [`StoreDriver`](crate::store::StoreDriver) executes requests against any
+//! [`Store`](crate::store::Store), so adapters need not repeat that dispatch.
+//!
+//! # The run loop
+//!
+//! ```text
+//! let mut server = Server::new(config, now, ctx);       // queues the greeting
+//! let mut driver = StoreDriver::new(store);
+//! loop {
+//!     while let Some(action) = server.poll_action() {   // drain after every handle_*
+//!         match action {
+//!             Action::Send(t) => write_all(&t.bytes),   // in order
+//!             Action::Event(req) => {                    // one request at a time
+//!                 let reply = driver.execute(req).await;
+//!                 server.handle_store(now(), reply);
+//!             }
+//!             Action::StartTls => { flush(); discard_unread_input(); handshake();
+//!                                   server.handle_tls_established(now()); }
+//!             Action::Close => { flush(); return; }
+//!             _ => {}
+//!         }
+//!     }
+//!     // wait for input (only if server.wants_input()) or for server.poll_timeout()
+//!     match wait_for(input_or_deadline) {
+//!         Input(bytes) => { let n = server.handle_input(now(), &bytes); keep(&bytes[n..]); }
+//!         Eof | ReadError => server.handle_eof(now()),
+//!         Deadline => server.handle_timeout(now()),
+//!     }
+//! }
+//! ```
+//!
+//! The caller's rules:
+//!
+//! 1. Drain [`Server::poll_action`] until it returns `None` after *every*
+//!    `handle_*` call, and perform the actions in the order they come.
+//!    The machine produces replies lazily while it is drained (one command
+//!    at a time), so draining is also what moves pipelined commands along.
+//! 2. Answer each [`StoreRequest`] with exactly one [`Server::handle_store`]
+//!    call before draining further. Requests come only after the `Send`s
+//!    queued before them, so a caller that writes as it drains writes each
+//!    body chunk before it reads the next one from the store.
+//! 3. [`Server::handle_input`] returns how many octets it took; keep the rest
+//!    and offer it again later. Read from the peer only while
+//!    [`Server::wants_input`] is true: while a reply or a store request is
+//!    outstanding the machine takes at most one line's worth of pipelined
+//!    input (the current line limit), so memory stays bounded.
+//! 4. On [`Action::StartTls`]: flush what was sent, discard every octet read
+//!    from the peer but not consumed by the machine (it was sent in
+//!    plaintext before the handshake and must never be executed), run the
+//!    handshake, then call [`Server::handle_tls_established`]. If the
+//!    handshake fails, drop the connection.
+//! 5. Call [`Server::handle_timeout`] when [`Server::poll_timeout`] passes
+//!    (ask again after every `handle_*`: the deadline moves).
+//! 6. On [`Action::Close`], flush and close. If the connection fails, simply
+//!    dropping the machine and the store driver is enough: dropping an open
+//!    maildrop releases its lock and deletes nothing.
+//!
+//! # Choices
+//!
+//! * USER/PASS and the SASL mechanisms PLAIN and LOGIN send the password in
+//!   clear. They are refused, and neither `USER` nor those mechanisms are
+//!   advertised, until TLS is active, unless
+//!   [`ServerConfig::allow_plaintext_auth`] says otherwise (RFC 2595 §2.3,
+//!   RFC 5034 §4). APOP and CRAM-MD5 do not reveal the secret and are
+//!   available whenever the store can hand out shared secrets.
+//! * RFC 1939 §13 advises against allowing both PASS and APOP for one user:
+//!   which form a user may use is the store's decision (a store answers
+//!   [`StoreRequest::SharedSecret`] with `None` for a user who must use a
+//!   password, and refuses passwords of a user restricted to APOP). The
+//!   machine offers what the store's [`CredentialForms`] say it can check.
+//! * `USER` always answers `+OK`, so that user names cannot be probed.
+//! * A failed authentication is answered after
+//!   [`ServerConfig::auth_failure_delay`], using the machine's own timer, and
+//!   counts as a bad command; failure texts never contain the words some
+//!   clients read as "busy" (lock, wait, in use, delay).
+//! * Bad commands (unknown, malformed, wrong state, over-long, failed
+//!   authentication) are counted; at the configured limit (3 before login,
+//!   20 after) the machine answers, adds `-ERR Too many bad commands.` and
+//!   closes. A reference to a missing or deleted message is not a bad command.
+//! * The autologout timer is at least 10 minutes (RFC 1939 §3); it restarts on
+//!   every input and every store answer. On expiry the machine sends
+//!   `-ERR Autologout; idle for too long.` (unless a body is being sent),
+//!   releases the maildrop and closes: no UPDATE.
+//! * `EXPIRE 0` (see [`ServerConfig::expire`]): messages retrieved whole with
+//!   RETR are removed at QUIT as if deleted (RSET does not bring them back).
+//!   Other EXPIRE values are only advertised: enforcing them is the store's
+//!   policy. `LOGIN-DELAY` is enforced by the store answering
+//!   [`StoreRequest::Open`] with [`StoreError::LoginDelay`].
+//! * RETR first asks the store for the message and sends `+OK` only once the
+//!   store could open it; a store failure before the status line is an
+//!   ordinary `-ERR`, a failure in the middle of a body closes the
+//!   connection (the body cannot be retracted).
+//! * End of input is processed after the commands already received: a client
+//!   that writes `QUIT` and closes its side still gets its UPDATE.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use bytes::{Buf, Bytes, BytesMut};
+use core::fmt::Write as _;
+use core::time::Duration;
+
+use crate::command::{ApopDigest, Command, LangRequest, SaslResponse, Username};
+use crate::dot::BodyEncoder;
+use crate::line::{Limits, LineError, find_line};
+use crate::response::Expire;
+use crate::session::{Action, Transmit};
+pub use crate::store::StoreDriver;
+use crate::store::{CredentialForms, MessageInfo, StoreError};
+use crate::time::Instant;
+use crate::types::{ApopTimestamp, MessageNumber, Secret};
+
+mod sasl;
+
+pub use sasl::SaslMechanism;
+use sasl::{SaslExchange, SaslOutcome};
+
+/// The shortest autologout RFC 1939 §3 allows.
+pub const MIN_AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
+
+/// How the server behaves: what it advertises and allows, its limits and timers.
+///
+/// Built with [`ServerConfig::default`] and the builder-style setters; shared
+/// between connections in an `Arc`.
+///
+/// ```
+/// use pop3_proto::server::ServerConfig;
+/// use pop3_proto::store::CredentialForms;
+///
+/// let config = ServerConfig::default()
+///     .hostname("mail.example.org")
+///     .credential_forms(CredentialForms::new(true, false))
+///     .max_bad_commands(3, 20);
+/// assert_eq!(config.get_hostname(), "mail.example.org");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    hostname: String,
+    greeting: String,
+    implementation: Option<String>,
+    credential_forms: CredentialForms,
+    allow_plaintext_auth: bool,
+    apop: bool,
+    sasl: Vec<SaslMechanism>,
+    max_bad_before_login: u32,
+    max_bad_after_login: u32,
+    auth_failure_delay: Duration,
+    autologout: Duration,
+    login_delay: Option<u32>,
+    expire: Option<Expire>,
+    pipelining: bool,
+    utf8: bool,
+    lang: bool,
+    limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: String::from("localhost"),
+            greeting: String::from("POP3 server ready."),
+            implementation: None,
+            credential_forms: CredentialForms::new(true, false),
+            allow_plaintext_auth: false,
+            apop: true,
+            sasl: alloc::vec![
+                SaslMechanism::Plain,
+                SaslMechanism::Login,
+                SaslMechanism::CramMd5
+            ],
+            max_bad_before_login: 3,
+            max_bad_after_login: 20,
+            auth_failure_delay: Duration::from_secs(1),
+            autologout: MIN_AUTOLOGOUT,
+            login_delay: None,
+            expire: Some(Expire::Never),
+            pipelining: true,
+            utf8: false,
+            lang: false,
+            limits: Limits::lenient(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The default configuration with `store`'s credential forms (so that
+    /// USER, APOP and SASL are offered exactly when the store can check them).
+    pub fn for_store<S: crate::store::Store>(store: &S) -> Self {
+        ServerConfig::default().credential_forms(store.credential_forms())
+    }
+
+    /// The host name used in the APOP timestamp and CRAM-MD5 challenges
+    /// (default `localhost`).
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = hostname.into();
+        self
+    }
+
+    /// The greeting text after `+OK` (default `POP3 server ready.`); keep it
+    /// short: the greeting line, timestamp included, must fit in 512 octets.
+    pub fn greeting(mut self, text: impl Into<String>) -> Self {
+        self.greeting = text.into();
+        self
+    }
+
+    /// The `IMPLEMENTATION` capability text (default: not advertised).
+    pub fn implementation(mut self, text: Option<String>) -> Self {
+        self.implementation = text;
+        self
+    }
+
+    /// What the store can check (set it from
+    /// [`Store::credential_forms`](crate::store::Store::credential_forms)):
+    /// decides whether USER, APOP and each SASL mechanism are offered.
+    /// Default: passwords only.
+    pub fn credential_forms(mut self, forms: CredentialForms) -> Self {
+        self.credential_forms = forms;
+        self
+    }
+
+    /// Whether USER/PASS and the plaintext SASL mechanisms (PLAIN, LOGIN)
+    /// are allowed before TLS is active. Default `false` (RFC 5034 §4).
+    pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
+        self.allow_plaintext_auth = allow;
+        self
+    }
+
+    /// Whether APOP is offered (a timestamp in the greeting) when the store
+    /// has shared secrets. Default `true`.
+    pub fn apop(mut self, enabled: bool) -> Self {
+        self.apop = enabled;
+        self
+    }
+
+    /// The SASL mechanisms to offer, in order of preference, each only when
+    /// the store can check it (default PLAIN, LOGIN, CRAM-MD5).
+    pub fn sasl_mechanisms(mut self, mechanisms: Vec<SaslMechanism>) -> Self {
+        self.sasl = mechanisms;
+        self
+    }
+
+    /// How many bad commands close the connection, before and after login
+    /// (default 3 and 20). Zero means no limit.
+    pub fn max_bad_commands(mut self, before_login: u32, after_login: u32) -> Self {
+        self.max_bad_before_login = before_login;
+        self.max_bad_after_login = after_login;
+        self
+    }
+
+    /// How long a failed authentication waits before its `-ERR` (default 1 s).
+    pub fn auth_failure_delay(mut self, delay: Duration) -> Self {
+        self.auth_failure_delay = delay;
+        self
+    }
+
+    /// The autologout timer, clamped to at least [`MIN_AUTOLOGOUT`]
+    /// (10 minutes, RFC 1939 §3). Default 10 minutes.
+    pub fn autologout(mut self, timeout: Duration) -> Self {
+        self.autologout = timeout.max(MIN_AUTOLOGOUT);
+        self
+    }
+
+    /// Sets the autologout timer without the RFC 1939 minimum: for tests and
+    /// for deployments that knowingly break the RFC (a server under attack).
+    pub fn autologout_unchecked(mut self, timeout: Duration) -> Self {
+        self.autologout = timeout;
+        self
+    }
+
+    /// Advertises `LOGIN-DELAY seconds` (default: not advertised). The store
+    /// enforces it by answering `Open` with [`StoreError::LoginDelay`].
+    pub fn login_delay(mut self, seconds: Option<u32>) -> Self {
+        self.login_delay = seconds;
+        self
+    }
+
+    /// The `EXPIRE` policy to advertise (default `EXPIRE NEVER`; `None`
+    /// advertises nothing). With `Expire::Days(0)` the machine removes
+    /// messages retrieved with RETR at QUIT.
+    pub fn expire(mut self, policy: Option<Expire>) -> Self {
+        self.expire = policy;
+        self
+    }
+
+    /// Whether `PIPELINING` is advertised (default `true`). Pipelined
+    /// commands are processed in order either way.
+    pub fn pipelining(mut self, advertise: bool) -> Self {
+        self.pipelining = advertise;
+        self
+    }
+
+    /// Whether `UTF8 USER` is advertised and the UTF8 command accepted
+    /// (default `false`). The machine sends messages as the store has them
+    /// in either mode; it makes no surrogate messages.
+    pub fn utf8(mut self, enabled: bool) -> Self {
+        self.utf8 = enabled;
+        self
+    }
+
+    /// Whether `LANG` is advertised and accepted (default `false`); the only
+    /// language is `en`.
+    pub fn lang(mut self, enabled: bool) -> Self {
+        self.lang = enabled;
+        self
+    }
+
+    /// The line limits (default [`Limits::lenient`]): `command_line` applies
+    /// to commands, `sasl_line` to SASL responses. Also the bound on pipelined
+    /// input buffered while the machine is busy.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The host name.
+    pub fn get_hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The autologout timer.
+    pub fn get_autologout(&self) -> Duration {
+        self.autologout
+    }
+
+    /// The line limits.
+    pub fn get_limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// What the adapter knows about one connection when it starts.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionContext {
+    /// TLS is already active (implicit TLS, port 995).
+    pub tls_active: bool,
+    /// STLS can be offered (the adapter has a TLS configuration).
+    pub tls_available: bool,
+    /// A fresh random number for this connection (APOP timestamp, CRAM-MD5
+    /// challenges). The machine has no source of randomness of its own.
+    pub random: u64,
+}
+
+impl ConnectionContext {
+    /// A connection with this random number, TLS already active or not
+    /// (implicit TLS), and STLS available or not (the adapter has a TLS
+    /// configuration).
+    pub fn new(random: u64, tls_active: bool, tls_available: bool) -> Self {
+        ConnectionContext {
+            tls_active,
+            tls_available,
+            random,
+        }
+    }
+
+    /// Sets whether TLS is already active (implicit TLS).
+    pub fn tls_active(mut self, active: bool) -> Self {
+        self.tls_active = active;
+        self
+    }
+
+    /// Sets whether STLS can be offered.
+    pub fn tls_available(mut self, available: bool) -> Self {
+        self.tls_available = available;
+        self
+    }
+}
+
+/// A request to the store, inside [`Action::Event`]. Answer each with one
+/// [`StoreReply`] of the matching kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreRequest {
+    /// Is this the user's password? Answer [`StoreReply::Verified`].
+    VerifyPassword {
+        /// The user name.
+        user: Username,
+        /// The password.
+        password: Secret,
+    },
+    /// The user's shared secret (APOP, CRAM-MD5). Answer [`StoreReply::SharedSecret`].
+    SharedSecret {
+        /// The user name.
+        user: Username,
+    },
+    /// Open and lock the authenticated user's maildrop. Answer [`StoreReply::Opened`].
+    Open {
+        /// The user name.
+        user: Username,
+    },
+    /// Start reading the message at this zero-based index. Answer [`StoreReply::Reading`].
+    Read {
+        /// Zero-based index in the listing.
+        index: usize,
+    },
+    /// The next chunk of the message being read. Answer [`StoreReply::Chunk`].
+    NextChunk,
+    /// UPDATE: remove these messages (zero-based indexes) and release the
+    /// lock. Must run to completion. Answer [`StoreReply::Committed`].
+    Commit {
+        /// The messages to remove.
+        deleted: Vec<usize>,
+    },
+    /// Release the maildrop without removing anything. Answer [`StoreReply::Released`].
+    Release,
+}
+
+/// The store's answer to a [`StoreRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreReply {
+    /// To `VerifyPassword`.
+    Verified(Result<bool, StoreError>),
+    /// To `SharedSecret`: `None` for an unknown user or one without a shared secret.
+    SharedSecret(Result<Option<Secret>, StoreError>),
+    /// To `Open`: the maildrop's listing.
+    Opened(Result<Vec<MessageInfo>, StoreError>),
+    /// To `Read`: the message can be read.
+    Reading(Result<(), StoreError>),
+    /// To `NextChunk`: a chunk, or `None` at the end of the message.
+    Chunk(Result<Option<Bytes>, StoreError>),
+    /// To `Commit`.
+    Committed(Result<(), StoreError>),
+    /// To `Release`.
+    Released,
+}
+
+/// The session state (RFC 1939 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Before authentication.
+    Authorization,
+    /// Authenticated, maildrop open.
+    Transaction,
+    /// After QUIT in TRANSACTION: deletions are being committed.
+    Update,
+    /// The connection is to be closed; no more actions follow.
+    Closed,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client sent QUIT.
+    Quit,
+    /// The client closed the connection (or it failed) without QUIT.
+    PeerClosed,
+    /// The autologout timer expired.
+    Autologout,
+    /// Too many bad commands.
+    TooManyBadCommands,
+    /// The store failed where the session could not go on.
+    StoreFailure,
+}
+
+/// Counters for the one log line per session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionSummary {
+    /// The authenticated user, once logged in.
+    pub user: Option<String>,
+    /// Messages in the maildrop at login.
+    pub messages: usize,
+    /// Messages sent with RETR or TOP (each time).
+    pub retrieved: u32,
+    /// Octets of message bodies sent (stuffing included).
+    pub retrieved_octets: u64,
+    /// Messages removed in UPDATE.
+    pub deleted: u32,
+    /// Their size.
+    pub deleted_octets: u64,
+    /// Octets taken from the peer.
+    pub bytes_in: u64,
+    /// Octets queued for the peer.
+    pub bytes_out: u64,
+    /// Bad commands counted.
+    pub bad_commands: u32,
+    /// Why the session ended, once it has.
+    pub close_reason: Option<CloseReason>,
+}
+
+impl core::fmt::Display for SessionSummary {
+    /// One log line: `user=alice messages=3 retrieved=2/2048 deleted=1/1024
+    /// in=120 out=2300 bad=0 end=quit`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.user {
+            Some(u) => write!(f, "user={u:?}")?,
+            None => f.write_str("user=-")?,
+        }
+        write!(
+            f,
+            " messages={} retrieved={}/{} deleted={}/{} in={} out={} bad={} end=",
+            self.messages,
+            self.retrieved,
+            self.retrieved_octets,
+            self.deleted,
+            self.deleted_octets,
+            self.bytes_in,
+            self.bytes_out,
+            self.bad_commands,
+        )?;
+        f.write_str(match self.close_reason {
+            None => "open",
+            Some(CloseReason::Quit) => "quit",
+            Some(CloseReason::PeerClosed) => "peer-closed",
+            Some(CloseReason::Autologout) => "autologout",
+            Some(CloseReason::TooManyBadCommands) => "too-many-bad-commands",
+            Some(CloseReason::StoreFailure) => "store-failure",
+        })
+    }
+}
+
+/// What the machine is waiting for.
+#[derive(Debug)]
+enum Wait {
+    /// The next command line.
+    Command,
+    /// The next SASL response line.
+    Sasl(SaslExchange),
+    /// A multi-line listing is being produced, `next` is the next index.
+    Listing { kind: ListingKind, next: usize },
+    /// A store answer.
+    Store(Pending),
+    /// A failed authentication's delay.
+    Delay { until: Instant },
+    /// The TLS handshake.
+    Tls,
+    /// Nothing any more.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListingKind {
+    Scan,
+    Uid,
+}
+
+/// The store request outstanding.
+#[derive(Debug)]
+enum Pending {
+    Verify { user: Username },
+    Secret { user: Username, check: SecretCheck },
+    Open { user: Username },
+    Read { index: usize, top: Option<u64> },
+    Chunk(Stream),
+    Commit { deleted: Vec<usize> },
+    Release,
+}
+
+/// How a shared secret is checked once the store has handed it out.
+#[derive(Debug)]
+enum SecretCheck {
+    Apop {
+        timestamp: ApopTimestamp,
+        digest: ApopDigest,
+    },
+    CramMd5 {
+        challenge: Bytes,
+        digest: Secret,
+    },
+}
+
+/// A body being sent.
+#[derive(Debug)]
+struct Stream {
+    index: usize,
+    encoder: BodyEncoder,
+    top: bool,
+}
+
+/// The POP3 server machine for one connection. See the [module docs](self).
+#[derive(Debug)]
+pub struct Server {
+    config: Arc<ServerConfig>,
+    tls_active: bool,
+    tls_available: bool,
+    random: u64,
+    challenges: u32,
+    state: State,
+    wait: Wait,
+    actions: VecDeque<Action<StoreRequest>>,
+    input: BytesMut,
+    discarding: bool,
+    eof: bool,
+    closing: bool,
+    close_after: Option<CloseReason>,
+    now: Instant,
+    last_activity: Instant,
+    timestamp: Option<ApopTimestamp>,
+    bad_commands: u32,
+    pending_user: Option<Username>,
+    user: Option<Username>,
+    utf8: bool,
+    maildrop_open: bool,
+    messages: Vec<MessageInfo>,
+    deleted: Vec<bool>,
+    retrieved: Vec<bool>,
+    live_count: usize,
+    live_size: u64,
+    summary: SessionSummary,
+}
+
+impl Server {
+    /// A machine for a new connection; the greeting is queued at once.
+    pub fn new(config: Arc<ServerConfig>, now: Instant, ctx: ConnectionContext) -> Server {
+        let mut server = Server {
+            tls_active: ctx.tls_active,
+            tls_available: ctx.tls_available,
+            random: ctx.random,
+            challenges: 0,
+            state: State::Authorization,
+            wait: Wait::Command,
+            actions: VecDeque::new(),
+            input: BytesMut::new(),
+            discarding: false,
+            eof: false,
+            closing: false,
+            close_after: None,
+            now,
+            last_activity: now,
+            timestamp: None,
+            bad_commands: 0,
+            pending_user: None,
+            user: None,
+            utf8: false,
+            maildrop_open: false,
+            messages: Vec::new(),
+            deleted: Vec::new(),
+            retrieved: Vec::new(),
+            live_count: 0,
+            live_size: 0,
+            summary: SessionSummary::default(),
+            config,
+        };
+        if server.config.apop && server.config.credential_forms.shared_secret {
+            let ts = server.fresh_msg_id(now);
+            server.timestamp = ApopTimestamp::new(&ts).ok();
+        }
+        let mut line = String::from("+OK ");
+        line.push_str(&server.config.greeting);
+        if let Some(ts) = &server.timestamp {
+            line.push(' ');
+            line.push_str(ts.as_str());
+        }
+        server.send_line(&line);
+        server
+    }
+
+    // ------------------------------------------------------------------
+    // Inputs
+
+    /// Bytes from the peer. Returns how many it took (possibly fewer than
+    /// offered, possibly none): keep the rest and offer it again once
+    /// [`Server::wants_input`] is true after draining.
+    pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
+        self.now = now;
+        if !self.accepts_input() {
+            return 0;
+        }
+        if !input.is_empty() {
+            self.last_activity = now;
+        }
+        let mut used = 0;
+        if self.discarding {
+            match memchr::memchr(b'\n', input) {
+                Some(lf) => {
+                    used = lf + 1;
+                    self.discarding = false;
+                }
+                None => {
+                    self.summary.bytes_in += input.len() as u64;
+                    return input.len();
+                }
+            }
+        }
+        let room = self.line_limit().saturating_sub(self.input.len());
+        let take = room.min(input.len() - used);
+        self.input.extend_from_slice(&input[used..used + take]);
+        used += take;
+        self.summary.bytes_in += used as u64;
+        self.advance();
+        used
+    }
+
+    /// The peer closed its side of the connection (or reading failed).
+    /// Commands already taken are still processed; then the session ends
+    /// without UPDATE (unless one of them was QUIT).
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        if self.eof || self.state == State::Closed {
+            return;
+        }
+        self.eof = true;
+        match self.wait {
+            Wait::Store(Pending::Commit { .. }) | Wait::Store(Pending::Release) => {}
+            Wait::Store(_) => {
+                if self.close_after.is_none() {
+                    self.close_after = Some(CloseReason::PeerClosed);
+                }
+            }
+            Wait::Delay { .. } | Wait::Tls => {
+                self.wait = Wait::Command;
+                self.input.clear();
+                self.close(CloseReason::PeerClosed, None);
+            }
+            _ => self.advance(),
+        }
+    }
+
+    /// Time passed: call when [`Server::poll_timeout`] is reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.state == State::Closed || self.closing {
+            return;
+        }
+        if let Wait::Delay { until } = self.wait
+            && now >= until
+        {
+            self.wait = Wait::Command;
+            self.auth_failed_now();
+            self.advance();
+        }
+        if self.state == State::Closed || self.closing {
+            return;
+        }
+        if now >= self.last_activity + self.config.autologout {
+            match self.wait {
+                Wait::Store(Pending::Commit { .. }) | Wait::Store(Pending::Release) => {}
+                Wait::Store(_) => {
+                    if self.close_after.is_none() {
+                        self.close_after = Some(CloseReason::Autologout);
+                    }
+                }
+                Wait::Listing { .. } => self.close(CloseReason::Autologout, None),
+                _ => self.close(
+                    CloseReason::Autologout,
+                    Some("-ERR Autologout; idle for too long."),
+                ),
+            }
+        }
+    }
+
+    /// The store's answer to the last [`StoreRequest`].
+    pub fn handle_store(&mut self, now: Instant, reply: StoreReply) {
+        self.now = now;
+        self.last_activity = now;
+        let pending = match core::mem::replace(&mut self.wait, Wait::Command) {
+            Wait::Store(p) => p,
+            other => {
+                // No request outstanding: ignore the stray answer.
+                self.wait = other;
+                return;
+            }
+        };
+        if let Some(reason) = self.close_after.take() {
+            match (&pending, &reply) {
+                (Pending::Open { .. }, StoreReply::Opened(Ok(_))) => self.maildrop_open = true,
+                (Pending::Commit { deleted }, StoreReply::Committed(Ok(()))) => {
+                    self.record_commit(deleted)
+                }
+                _ => {}
+            }
+            if let Pending::Release = pending {
+                self.finish_close();
+            } else if matches!(pending, Pending::Commit { .. }) {
+                self.summary.close_reason = Some(CloseReason::Quit);
+                self.finish_close();
+            } else {
+                self.close(reason, None);
+            }
+            return;
+        }
+        self.on_store_reply(pending, reply);
+        self.advance();
+    }
+
+    /// The TLS handshake that followed [`Action::StartTls`] succeeded.
+    pub fn handle_tls_established(&mut self, now: Instant) {
+        self.now = now;
+        self.last_activity = now;
+        if matches!(self.wait, Wait::Tls) {
+            self.tls_active = true;
+            self.wait = Wait::Command;
+            self.input.clear();
+            self.discarding = false;
+            self.advance();
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Outputs
+
+    /// The next action to perform, or `None` when the machine waits for
+    /// something (input, a store answer, time, the handshake).
+    pub fn poll_action(&mut self) -> Option<Action<StoreRequest>> {
+        if self.actions.is_empty() {
+            self.advance();
+        }
+        self.actions.pop_front()
+    }
+
+    /// When to call [`Server::handle_timeout`], if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Closed || self.closing {
+            return None;
+        }
+        let logout = self.last_activity + self.config.autologout;
+        match self.wait {
+            Wait::Delay { until } => Some(until.min(logout)),
+            _ => Some(logout),
+        }
+    }
+
+    /// Whether the machine takes input now. False while its pipelining
+    /// buffer is full, during the TLS handshake, and once it is closing.
+    pub fn wants_input(&self) -> bool {
+        self.accepts_input() && (self.discarding || self.input.len() < self.line_limit())
+    }
+
+    /// The session state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The authenticated user, once logged in.
+    pub fn user(&self) -> Option<&Username> {
+        self.user.as_ref()
+    }
+
+    /// Whether the machine has emitted [`Action::Close`] (or is about to,
+    /// once the actions are drained).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether TLS is active on the connection.
+    pub fn is_tls_active(&self) -> bool {
+        self.tls_active
+    }
+
+    /// The APOP timestamp of the greeting, when APOP is offered.
+    pub fn apop_timestamp(&self) -> Option<&ApopTimestamp> {
+        self.timestamp.as_ref()
+    }
+
+    /// The session's counters, for its log line.
+    pub fn summary(&self) -> &SessionSummary {
+        &self.summary
+    }
+
+    /// Octets of peer input held by the machine (bounded by the current
+    /// line limit).
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Actions queued and not yet polled.
+    pub fn queued_actions(&self) -> usize {
+        self.actions.len()
+    }
+
+    // ------------------------------------------------------------------
+    // The engine
+
+    fn accepts_input(&self) -> bool {
+        !(self.state == State::Closed
+            || self.closing
+            || self.eof
+            || matches!(self.wait, Wait::Tls | Wait::Closed))
+    }
+
+    fn line_limit(&self) -> usize {
+        match self.wait {
+            Wait::Sasl(_) => self.config.limits.sasl_line,
+            _ => self.config.limits.command_line,
+        }
+        .max(8)
+    }
+
+    /// Processes what can be processed while no action is queued: one
+    /// command (or one listing chunk) at a time.
+    fn advance(&mut self) {
+        while self.actions.is_empty() && self.state != State::Closed && !self.closing {
+            match self.wait {
+                Wait::Listing { .. } => self.listing_chunk(),
+                Wait::Command | Wait::Sasl(_) => match self.take_line() {
+                    Some(Ok(line)) => {
+                        if matches!(self.wait, Wait::Sasl(_)) {
+                            self.on_sasl_line(&line);
+                        } else {
+                            self.on_command_line(&line);
+                        }
+                    }
+                    Some(Err(LineError::TooLong { .. })) => {
+                        if matches!(self.wait, Wait::Sasl(_)) {
+                            self.wait = Wait::Command;
+                        }
+                        self.pending_user = None;
+                        self.bad_command("-ERR Command line too long.");
+                    }
+                    #[allow(unreachable_patterns)]
+                    Some(Err(_)) => self.bad_command("-ERR Invalid command line."),
+                    None => {
+                        if self.eof {
+                            self.input.clear();
+                            self.close(CloseReason::PeerClosed, None);
+                        }
+                        return;
+                    }
+                },
+                _ => return,
+            }
+        }
+    }
+
+    /// The next line from the input buffer, resynchronising after an
+    /// over-long one.
+    fn take_line(&mut self) -> Option<Result<Bytes, LineError>> {
+        let limit = self.line_limit();
+        match find_line(&self.input, limit) {
+            Ok(Some((len, consumed))) => {
+                let mut line = self.input.split_to(consumed);
+                line.truncate(len);
+                Some(Ok(line.freeze()))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                match memchr::memchr(b'\n', &self.input) {
+                    Some(lf) => self.input.advance(lf + 1),
+                    None => {
+                        self.input.clear();
+                        self.discarding = !self.eof;
+                    }
+                }
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn push(&mut self, action: Action<StoreRequest>) {
+        self.actions.push_back(action);
+    }
+
+    fn send(&mut self, bytes: Bytes) {
+        self.summary.bytes_out += bytes.len() as u64;
+        self.push(Action::Send(Transmit {
+            bytes,
+            secret: false,
+        }));
+    }
+
+    fn send_line(&mut self, line: &str) {
+        let mut b = BytesMut::with_capacity(line.len() + 2);
+        b.extend_from_slice(line.as_bytes());
+        b.extend_from_slice(b"\r\n");
+        self.send(b.freeze());
+    }
+
+    fn request(&mut self, req: StoreRequest, pending: Pending) {
+        self.push(Action::Event(req));
+        self.wait = Wait::Store(pending);
+    }
+
+    /// A fresh `<random.time@host>` message id.
+    fn fresh_msg_id(&mut self, now: Instant) -> String {
+        let k = self.challenges;
+        let mixed = self.random.rotate_left(k.wrapping_mul(23) % 64) ^ u64::from(k);
+        self.challenges = self.challenges.wrapping_add(1);
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "<{:016x}.{}@{}>",
+            mixed,
+            now.as_millis(),
+            self.config.hostname
+        );
+        s
+    }
+
+    fn plaintext_allowed(&self) -> bool {
+        self.tls_active || self.config.allow_plaintext_auth
+    }
+
+    fn mechanism_offered(&self, m: SaslMechanism) -> bool {
+        self.config.sasl.contains(&m)
+            && if m.is_plaintext() {
+                self.config.credential_forms.password && self.plaintext_allowed()
+            } else {
+                self.config.credential_forms.shared_secret
+            }
+    }
+
+    fn offered_mechanisms(&self) -> Vec<SaslMechanism> {
+        self.config
+            .sasl
+            .iter()
+            .copied()
+            .filter(|&m| self.mechanism_offered(m))
+            .collect()
+    }
+
+    /// Counts a bad command and answers it; closes at the limit.
+    fn bad_command(&mut self, reply: &str) {
+        self.send_line(reply);
+        self.count_bad();
+    }
+
+    fn count_bad(&mut self) {
+        self.bad_commands = self.bad_commands.saturating_add(1);
+        self.summary.bad_commands = self.bad_commands;
+        let limit = if self.state == State::Authorization {
+            self.config.max_bad_before_login
+        } else {
+            self.config.max_bad_after_login
+        };
+        if limit != 0 && self.bad_commands >= limit {
+            self.close(
+                CloseReason::TooManyBadCommands,
+                Some("-ERR Too many bad commands."),
+            );
+        }
+    }
+
+    /// Ends the session: optional last line, Release if a maildrop is
+    /// open, then Close.
+    fn close(&mut self, reason: CloseReason, line: Option<&str>) {
+        if self.closing || self.state == State::Closed {
+            return;
+        }
+        self.closing = true;
+        if self.summary.close_reason.is_none() {
+            self.summary.close_reason = Some(reason);
+        }
+        if let Some(line) = line {
+            self.send_line(line);
+        }
+        self.input.clear();
+        if self.maildrop_open {
+            self.maildrop_open = false;
+            self.request(StoreRequest::Release, Pending::Release);
+        } else {
+            self.finish_close();
+        }
+    }
+
+    fn finish_close(&mut self) {
+        self.closing = true;
+        self.state = State::Closed;
+        self.wait = Wait::Closed;
+        self.input.clear();
+        self.push(Action::Close);
+    }
+
+    // ------------------------------------------------------------------
+    // Commands
+
+    fn on_command_line(&mut self, line: &[u8]) {
+        let pending_user = self.pending_user.take();
+        let cmd = match Command::parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                let mut text = String::from("-ERR ");
+                let _ = write!(text, "{e}.");
+                self.bad_command(&text);
+                return;
+            }
+        };
+        match self.state {
+            State::Authorization => self.authorization(cmd, pending_user),
+            State::Transaction => self.transaction(cmd),
+            _ => {}
+        }
+    }
+
+    fn unknown(&mut self, keyword: &[u8]) {
+        let printable = !keyword.is_empty()
+            && keyword.len() <= 16
+            && keyword.iter().all(|b| b.is_ascii_graphic());
+        if printable {
+            let mut text = String::from("-ERR Unknown command: ");
+            text.push_str(core::str::from_utf8(keyword).unwrap_or_default());
+            self.bad_command(&text);
+        } else {
+            self.bad_command("-ERR Unknown command.");
+        }
+    }
+
+    fn wrong_state(&mut self) {
+        self.bad_command("-ERR Command not valid in this state.");
+    }
+
+    fn authorization(&mut self, cmd: Command, pending_user: Option<Username>) {
+        match cmd {
+            Command::Capa => self.capa(),
+            Command::User(name) => {
+                if !self.config.credential_forms.password {
+                    self.bad_command("-ERR USER is not supported; use APOP or AUTH.");
+                } else if !self.plaintext_allowed() {
+                    self.send_line(PLAINTEXT_REFUSED);
+                } else {
+                    self.pending_user = Some(name);
+                    self.send_line("+OK");
+                }
+            }
+            Command::Pass(password) => {
+                if !self.config.credential_forms.password {
+                    self.bad_command("-ERR PASS is not supported; use APOP or AUTH.");
+                } else if !self.plaintext_allowed() {
+                    self.send_line(PLAINTEXT_REFUSED);
+                } else if let Some(user) = pending_user {
+                    self.request(
+                        StoreRequest::VerifyPassword {
+                            user: user.clone(),
+                            password: password.to_secret(),
+                        },
+                        Pending::Verify { user },
+                    );
+                } else {
+                    self.bad_command("-ERR PASS must follow a successful USER.");
+                }
+            }
+            Command::Apop { name, digest } => {
+                if let Some(timestamp) = self.timestamp.clone() {
+                    self.request(
+                        StoreRequest::SharedSecret { user: name.clone() },
+                        Pending::Secret {
+                            user: name,
+                            check: SecretCheck::Apop { timestamp, digest },
+                        },
+                    );
+                } else {
+                    self.bad_command("-ERR APOP is not available.");
+                }
+            }
+            Command::AuthList => self.auth_list(),
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism.as_str(), initial_response),
+            Command::Stls => self.stls(),
+            Command::Utf8 => {
+                if !self.config.utf8 {
+                    self.bad_command("-ERR UTF8 is not supported.");
+                } else {
+                    self.utf8 = true;
+                    self.send_line("+OK UTF8 enabled.");
+                }
+            }
+            Command::Lang(req) => self.lang(req),
+            Command::Quit => {
+                self.send_line("+OK Logging out.");
+                self.summary.close_reason = Some(CloseReason::Quit);
+                self.finish_close();
+            }
+            Command::Stat
+            | Command::List(_)
+            | Command::Retr(_)
+            | Command::Dele(_)
+            | Command::Noop
+            | Command::Rset
+            | Command::Top { .. }
+            | Command::Uidl(_) => self.wrong_state(),
+            Command::Unknown(u) => self.unknown(u.keyword().as_bytes()),
+            #[allow(unreachable_patterns)]
+            _ => self.unknown(b""),
+        }
+    }
+
+    fn transaction(&mut self, cmd: Command) {
+        match cmd {
+            Command::Capa => self.capa(),
+            Command::Stat => {
+                let mut s = String::new();
+                let _ = write!(s, "+OK {} {}", self.live_count, self.live_size);
+                self.send_line(&s);
+            }
+            Command::List(None) => {
+                let mut s = String::new();
+                let _ = write!(
+                    s,
+                    "+OK {} messages ({} octets)",
+                    self.live_count, self.live_size
+                );
+                self.send_line(&s);
+                self.wait = Wait::Listing {
+                    kind: ListingKind::Scan,
+                    next: 0,
+                };
+            }
+            Command::List(Some(n)) => {
+                if let Some(i) = self.live_message(n) {
+                    let mut s = String::new();
+                    let _ = write!(s, "+OK {} {}", n, self.messages[i].size);
+                    self.send_line(&s);
+                }
+            }
+            Command::Uidl(None) => {
+                self.send_line("+OK Unique-ID listing follows.");
+                self.wait = Wait::Listing {
+                    kind: ListingKind::Uid,
+                    next: 0,
+                };
+            }
+            Command::Uidl(Some(n)) => {
+                if let Some(i) = self.live_message(n) {
+                    let mut s = String::new();
+                    let _ = write!(s, "+OK {} {}", n, self.messages[i].uid);
+                    self.send_line(&s);
+                }
+            }
+            Command::Retr(n) => {
+                if let Some(index) = self.live_message(n) {
+                    self.request(
+                        StoreRequest::Read { index },
+                        Pending::Read { index, top: None },
+                    );
+                }
+            }
+            Command::Top { msg, lines } => {
+                if let Some(index) = self.live_message(msg) {
+                    self.request(
+                        StoreRequest::Read { index },
+                        Pending::Read {
+                            index,
+                            top: Some(lines),
+                        },
+                    );
+                }
+            }
+            Command::Dele(n) => {
+                if let Some(i) = self.live_message(n) {
+                    self.deleted[i] = true;
+                    self.live_count -= 1;
+                    self.live_size -= self.messages[i].size;
+                    let mut s = String::new();
+                    let _ = write!(s, "+OK Message {n} deleted.");
+                    self.send_line(&s);
+                }
+            }
+            Command::Noop => self.send_line("+OK"),
+            Command::Rset => {
+                for d in &mut self.deleted {
+                    *d = false;
+                }
+                self.live_count = self.messages.len();
+                self.live_size = self.messages.iter().map(|m| m.size).sum();
+                let mut s = String::new();
+                let _ = write!(
+                    s,
+                    "+OK Maildrop has {} messages ({} octets).",
+                    self.live_count, self.live_size
+                );
+                self.send_line(&s);
+            }
+            Command::Quit => {
+                self.state = State::Update;
+                let expire_now = self.config.expire == Some(Expire::Days(0));
+                let deleted: Vec<usize> = (0..self.messages.len())
+                    .filter(|&i| self.deleted[i] || (expire_now && self.retrieved[i]))
+                    .collect();
+                self.maildrop_open = false;
+                self.request(
+                    StoreRequest::Commit {
+                        deleted: deleted.clone(),
+                    },
+                    Pending::Commit { deleted },
+                );
+            }
+            Command::Lang(req) => self.lang(req),
+            Command::User(_)
+            | Command::Pass(_)
+            | Command::Apop { .. }
+            | Command::Auth { .. }
+            | Command::AuthList
+            | Command::Stls
+            | Command::Utf8 => self.wrong_state(),
+            Command::Unknown(u) => self.unknown(u.keyword().as_bytes()),
+            #[allow(unreachable_patterns)]
+            _ => self.unknown(b""),
+        }
+    }
+
+    /// The index of message `n` if it exists and is not deleted; otherwise
+    /// answers `-ERR` (not counted as a bad command) and returns `None`.
+    fn live_message(&mut self, n: MessageNumber) -> Option<usize> {
+        let i = n.index();
+        if i >= self.messages.len() {
+            let mut s = String::new();
+            let _ = write!(s, "-ERR No message {n}.");
+            self.send_line(&s);
+            None
+        } else if self.deleted[i] {
+            let mut s = String::new();
+            let _ = write!(s, "-ERR Message {n} is deleted.");
+            self.send_line(&s);
+            None
+        } else {
+            Some(i)
+        }
+    }
+
+    /// One chunk of a LIST or UIDL listing (at most about 4 KiB).
+    fn listing_chunk(&mut self) {
+        let (kind, mut next) = match self.wait {
+            Wait::Listing { kind, next } => (kind, next),
+            _ => return,
+        };
+        let mut out = BytesMut::with_capacity(4200);
+        while next < self.messages.len() && out.len() < 4096 {
+            if !self.deleted[next] {
+                let m = &self.messages[next];
+                let _ = match kind {
+                    ListingKind::Scan => write!(out, "{} {}\r\n", next + 1, m.size),
+                    ListingKind::Uid => write!(out, "{} {}\r\n", next + 1, m.uid),
+                };
+            }
+            next += 1;
+        }
+        if next >= self.messages.len() {
+            out.extend_from_slice(b".\r\n");
+            self.wait = Wait::Command;
+        } else {
+            self.wait = Wait::Listing { kind, next };
+        }
+        self.send(out.freeze());
+    }
+
+    fn capabilities(&self) -> Vec<String> {
+        let mut caps: Vec<String> = Vec::new();
+        let mut add = |s: &str| caps.push(String::from(s));
+        add("TOP");
+        add("UIDL");
+        add("RESP-CODES");
+        add("AUTH-RESP-CODE");
+        if self.config.pipelining {
+            add("PIPELINING");
+        }
+        if self.config.credential_forms.password && self.plaintext_allowed() {
+            add("USER");
+        }
+        let mechs = self.offered_mechanisms();
+        if !mechs.is_empty() {
+            let mut s = String::from("SASL");
+            for m in mechs {
+                s.push(' ');
+                s.push_str(m.name());
+            }
+            caps.push(s);
+        }
+        if self.tls_available && !self.tls_active && self.state == State::Authorization {
+            caps.push(String::from("STLS"));
+        }
+        if let Some(seconds) = self.config.login_delay {
+            let mut s = String::new();
+            let _ = write!(s, "LOGIN-DELAY {seconds}");
+            caps.push(s);
+        }
+        match self.config.expire {
+            Some(Expire::Never) => caps.push(String::from("EXPIRE NEVER")),
+            Some(Expire::Days(d)) => {
+                let mut s = String::new();
+                let _ = write!(s, "EXPIRE {d}");
+                caps.push(s);
+            }
+            None => {}
+        }
+        if self.config.utf8 {
+            caps.push(String::from("UTF8 USER"));
+        }
+        if self.config.lang {
+            caps.push(String::from("LANG"));
+        }
+        if let Some(imp) = &self.config.implementation {
+            let clean: String = imp.chars().filter(|c| !c.is_control()).take(400).collect();
+            let mut s = String::from("IMPLEMENTATION ");
+            s.push_str(&clean);
+            caps.push(s);
+        }
+        caps
+    }
+
+    fn capa(&mut self) {
+        let mut out = BytesMut::new();
+        out.extend_from_slice(b"+OK Capability list follows\r\n");
+        for cap in self.capabilities() {
+            out.extend_from_slice(cap.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        self.send(out.freeze());
+    }
+
+    fn stls(&mut self) {
+        if self.tls_active {
+            self.bad_command("-ERR TLS is already active.");
+        } else if !self.tls_available {
+            self.bad_command("-ERR STLS is not available.");
+        } else if self.utf8 {
+            self.bad_command("-ERR STLS is not allowed after UTF8.");
+        } else {
+            self.send_line("+OK Begin TLS negotiation.");
+            self.push(Action::StartTls);
+            self.wait = Wait::Tls;
+            // Whatever came after STLS was sent in plaintext before the
+            // handshake: never execute it.
+            self.input.clear();
+            self.discarding = false;
+            self.pending_user = None;
+        }
+    }
+
+    fn lang(&mut self, req: LangRequest) {
+        if !self.config.lang {
+            self.bad_command("-ERR LANG is not supported.");
+            return;
+        }
+        match req {
+            LangRequest::List => {
+                self.send(Bytes::from_static(
+                    b"+OK Language listing follows:\r\nen English\r\n.\r\n",
+                ));
+            }
+            LangRequest::Default => self.send_line("+OK en Language set to English."),
+            LangRequest::Tag(tag) => {
+                let t = tag.as_str();
+                if t.eq_ignore_ascii_case("en")
+                    || (t.len() > 3 && t[..3].eq_ignore_ascii_case("en-"))
+                {
+                    self.send_line("+OK en Language set to English.");
+                } else {
+                    self.send_line("-ERR Language not supported.");
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => self.send_line("-ERR Language not supported."),
+        }
+    }
+
+    fn auth_list(&mut self) {
+        let mut out = BytesMut::new();
+        out.extend_from_slice(b"+OK Supported mechanisms follow.\r\n");
+        for m in self.offered_mechanisms() {
+            out.extend_from_slice(m.name().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        self.send(out.freeze());
+    }
+
+    fn auth(&mut self, name: &str, initial: Option<Secret>) {
+        let Some(mech) = SaslMechanism::from_name(name) else {
+            self.bad_command("-ERR Unsupported authentication mechanism.");
+            return;
+        };
+        if !self.config.sasl.contains(&mech) {
+            self.bad_command("-ERR Unsupported authentication mechanism.");
+            return;
+        }
+        if mech.is_plaintext() && self.config.credential_forms.password && !self.plaintext_allowed()
+        {
+            self.send_line(PLAINTEXT_REFUSED);
+            return;
+        }
+        if !self.mechanism_offered(mech) {
+            self.bad_command("-ERR Unsupported authentication mechanism.");
+            return;
+        }
+        let challenge = if mech == SaslMechanism::CramMd5 {
+            let now = self.now;
+            Bytes::from(self.fresh_msg_id(now).into_bytes())
+        } else {
+            Bytes::new()
+        };
+        let (exchange, outcome) = SaslExchange::start(mech, initial, challenge);
+        self.sasl_outcome(exchange, outcome);
+    }
+
+    fn on_sasl_line(&mut self, line: &[u8]) {
+        let Wait::Sasl(mut exchange) = core::mem::replace(&mut self.wait, Wait::Command) else {
+            return;
+        };
+        match SaslResponse::parse(line) {
+            Ok(SaslResponse::Cancel) => {
+                self.send_line("-ERR Authentication cancelled.");
+            }
+            Ok(SaslResponse::Data(data)) => {
+                let outcome = exchange.step(data);
+                self.sasl_outcome(exchange, outcome);
+            }
+            #[allow(unreachable_patterns)]
+            Ok(_) | Err(_) => {
+                self.bad_command("-ERR Invalid SASL response.");
+            }
+        }
+    }
+
+    fn sasl_outcome(&mut self, exchange: SaslExchange, outcome: SaslOutcome) {
+        match outcome {
+            SaslOutcome::Challenge(data) => {
+                use base64::Engine as _;
+                let mut line = String::from("+ ");
+                base64::engine::general_purpose::STANDARD.encode_string(&data, &mut line);
+                self.send_line(&line);
+                self.wait = Wait::Sasl(exchange);
+            }
+            SaslOutcome::VerifyPassword { user, password } => self.request(
+                StoreRequest::VerifyPassword {
+                    user: user.clone(),
+                    password,
+                },
+                Pending::Verify { user },
+            ),
+            SaslOutcome::CramMd5 {
+                user,
+                challenge,
+                digest,
+            } => self.request(
+                StoreRequest::SharedSecret { user: user.clone() },
+                Pending::Secret {
+                    user,
+                    check: SecretCheck::CramMd5 { challenge, digest },
+                },
+            ),
+            SaslOutcome::Failed => self.auth_failed(),
+            SaslOutcome::Malformed => self.bad_command("-ERR Invalid SASL response."),
+        }
+    }
+
+    /// A failed authentication: answer after the configured delay.
+    fn auth_failed(&mut self) {
+        let delay = self.config.auth_failure_delay;
+        if delay.is_zero() {
+            self.auth_failed_now();
+        } else {
+            self.wait = Wait::Delay {
+                until: self.now + delay,
+            };
+        }
+    }
+
+    fn auth_failed_now(&mut self) {
+        self.bad_command("-ERR [AUTH] Authentication failed.");
+    }
+
+    fn store_error_line(err: &StoreError) -> &'static str {
+        match err {
+            StoreError::InUse => "-ERR [IN-USE] Maildrop is already open in another session.",
+            StoreError::LoginDelay => "-ERR [LOGIN-DELAY] Logged in too recently; try again later.",
+            StoreError::Permanent(_) => "-ERR [SYS/PERM] The maildrop cannot be used.",
+            StoreError::MessageGone => "-ERR That message is no longer in the maildrop.",
+            _ => "-ERR [SYS/TEMP] Temporary server failure; try again later.",
+        }
+    }
+
+    fn on_store_reply(&mut self, pending: Pending, reply: StoreReply) {
+        match (pending, reply) {
+            (Pending::Verify { user }, StoreReply::Verified(r)) => match r {
+                Ok(true) => self.request(
+                    StoreRequest::Open { user: user.clone() },
+                    Pending::Open { user },
+                ),
+                Ok(false) => self.auth_failed(),
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::Secret { user, check }, StoreReply::SharedSecret(r)) => match r {
+                Ok(Some(secret)) => {
+                    if check.matches(&secret) {
+                        self.request(
+                            StoreRequest::Open { user: user.clone() },
+                            Pending::Open { user },
+                        );
+                    } else {
+                        self.auth_failed();
+                    }
+                }
+                Ok(None) => self.auth_failed(),
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::Open { user }, StoreReply::Opened(r)) => match r {
+                Ok(messages) => {
+                    self.maildrop_open = true;
+                    self.state = State::Transaction;
+                    self.bad_commands = 0;
+                    self.live_count = messages.len();
+                    self.live_size = messages.iter().map(|m| m.size).sum();
+                    self.deleted = alloc::vec![false; messages.len()];
+                    self.retrieved = alloc::vec![false; messages.len()];
+                    self.summary.messages = messages.len();
+                    self.summary.user = Some(String::from(user.as_str()));
+                    self.messages = messages;
+                    self.user = Some(user);
+                    let mut s = String::new();
+                    let _ = write!(
+                        s,
+                        "+OK Logged in; {} messages ({} octets).",
+                        self.live_count, self.live_size
+                    );
+                    self.send_line(&s);
+                }
+                Err(e) => self.send_line(Self::store_error_line(&e)),
+            },
+            (Pending::Read { index, top }, StoreReply::Reading(r)) => match r {
+                Ok(()) => {
+                    let mut s = String::new();
+                    match top {
+                        None => {
+                            let _ = write!(s, "+OK {} octets", self.messages[index].size);
+                        }
+                        Some(_) => s.push_str("+OK Top of message follows."),
+                    }
+                    self.send_line(&s);
+                    self.request(
+                        StoreRequest::NextChunk,
+                        Pending::Chunk(Stream {
+                            index,
+                            encoder: match top {
+                                Some(lines) => BodyEncoder::top(lines),
+                                None => BodyEncoder::new(),
+                            },
+                            top: top.is_some(),
+                        }),
+                    );
+                }
+                Err(e) => self.send_line(Self::store_error_line(&e)),
+            },
+            (Pending::Chunk(mut stream), StoreReply::Chunk(r)) => match r {
+                Ok(Some(chunk)) => {
+                    let mut out = BytesMut::with_capacity(chunk.len() + chunk.len() / 32 + 8);
+                    stream.encoder.encode(&chunk, &mut out);
+                    if stream.encoder.is_complete() {
+                        // TOP has its lines: stop reading the message.
+                        self.end_body(stream, out);
+                    } else {
+                        self.summary.retrieved_octets += out.len() as u64;
+                        if !out.is_empty() {
+                            self.send(out.freeze());
+                        }
+                        self.request(StoreRequest::NextChunk, Pending::Chunk(stream));
+                    }
+                }
+                Ok(None) => self.end_body(stream, BytesMut::new()),
+                Err(_) => {
+                    // The status line and part of the body are out: the
+                    // body cannot be retracted.
+                    self.close(CloseReason::StoreFailure, None);
+                }
+            },
+            (Pending::Commit { deleted }, StoreReply::Committed(r)) => {
+                match r {
+                    Ok(()) => {
+                        self.record_commit(&deleted);
+                        self.send_line("+OK Logging out.");
+                    }
+                    Err(_) => self
+                        .send_line("-ERR [SYS/TEMP] Some deleted messages could not be removed."),
+                }
+                self.summary.close_reason = Some(CloseReason::Quit);
+                self.finish_close();
+            }
+            (Pending::Release, _) => self.finish_close(),
+            (Pending::Commit { .. }, _) => {
+                self.send_line("-ERR [SYS/TEMP] Some deleted messages could not be removed.");
+                self.summary.close_reason = Some(CloseReason::Quit);
+                self.finish_close();
+            }
+            (Pending::Open { .. }, _) => {
+                // An answer of the wrong kind: the maildrop may be open.
+                self.maildrop_open = true;
+                self.close(CloseReason::StoreFailure, None);
+            }
+            (_, _) => self.close(CloseReason::StoreFailure, None),
+        }
+    }
+
+    fn auth_store_error(err: &StoreError) -> &'static str {
+        match err {
+            StoreError::Permanent(_) => "-ERR [SYS/PERM] Authentication is not possible.",
+            _ => "-ERR [SYS/TEMP] Authentication is temporarily not possible.",
+        }
+    }
+
+    fn end_body(&mut self, mut stream: Stream, mut out: BytesMut) {
+        stream.encoder.finish(&mut out);
+        self.summary.retrieved_octets += out.len() as u64;
+        self.summary.retrieved += 1;
+        if !stream.top
+            && let Some(r) = self.retrieved.get_mut(stream.index)
+        {
+            *r = true;
+        }
+        self.send(out.freeze());
+        self.wait = Wait::Command;
+    }
+
+    fn record_commit(&mut self, deleted: &[usize]) {
+        self.summary.deleted = deleted.len() as u32;
+        self.summary.deleted_octets = deleted
+            .iter()
+            .filter_map(|&i| self.messages.get(i))
+            .map(|m| m.size)
+            .sum();
+    }
+}
+
+const PLAINTEXT_REFUSED: &str = "-ERR [AUTH] Plaintext authentication is not allowed without TLS.";
+
+impl SecretCheck {
+    fn matches(&self, secret: &Secret) -> bool {
+        match self {
+            SecretCheck::Apop { timestamp, digest } => {
+                ApopDigest::compute(timestamp, secret.expose()).matches(digest)
+            }
+            SecretCheck::CramMd5 { challenge, digest } => {
+                sasl::cram_md5_matches(secret.expose(), challenge, digest.expose())
+            }
+        }
+    }
+}
+
+/// Compares two octet strings in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    core::hint::black_box(diff) == 0
+}

@@ -1,0 +1,130 @@
+//! Executes the server machine's store requests against a [`Store`].
+
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use super::{Maildrop, MessageReader, Store, StoreError};
+use crate::server::{StoreReply, StoreRequest};
+
+/// Runs [`StoreRequest`]s against a [`Store`], holding what a session has
+/// open: the locked maildrop and the message being read.
+///
+/// It does no I/O and needs no runtime: [`StoreDriver::execute`] only awaits
+/// the store's futures, so every adapter uses it as it is.
+///
+/// ```ignore
+/// let mut driver = StoreDriver::new(store.clone());
+/// while let Some(action) = server.poll_action() {
+///     if let Action::Event(req) = action {
+///         let reply = driver.execute(req).await;
+///         server.handle_store(now(), reply);
+///     }
+///     // ...
+/// }
+/// ```
+///
+/// A `Commit` must not be cancelled once started (RFC 1939 §6: UPDATE runs
+/// to completion): an adapter that races `execute` against anything (a
+/// shutdown signal, the connection closing) must let a commit finish.
+/// Dropping the driver releases an open maildrop without deleting anything.
+pub struct StoreDriver<S: Store> {
+    store: Arc<S>,
+    maildrop: Option<S::Maildrop>,
+    reader: Option<<S::Maildrop as Maildrop>::Reader>,
+}
+
+impl<S: Store> core::fmt::Debug for StoreDriver<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StoreDriver")
+            .field("maildrop_open", &self.maildrop.is_some())
+            .field("reading", &self.reader.is_some())
+            .finish()
+    }
+}
+
+fn no_maildrop() -> StoreError {
+    StoreError::Permanent(String::from("no maildrop is open"))
+}
+
+impl<S: Store> StoreDriver<S> {
+    /// A driver with nothing open.
+    pub fn new(store: Arc<S>) -> Self {
+        StoreDriver {
+            store,
+            maildrop: None,
+            reader: None,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// Whether a maildrop is open (and locked).
+    pub fn has_maildrop(&self) -> bool {
+        self.maildrop.is_some()
+    }
+
+    /// Performs one request and returns the reply to pass to
+    /// [`Server::handle_store`](crate::server::Server::handle_store).
+    pub async fn execute(&mut self, req: StoreRequest) -> StoreReply {
+        match req {
+            StoreRequest::VerifyPassword { user, password } => {
+                StoreReply::Verified(self.store.verify_password(user.as_str(), &password).await)
+            }
+            StoreRequest::SharedSecret { user } => {
+                StoreReply::SharedSecret(self.store.shared_secret(user.as_str()).await)
+            }
+            StoreRequest::Open { user } => {
+                self.reader = None;
+                self.maildrop = None;
+                match self.store.open(user.as_str()).await {
+                    Ok(maildrop) => {
+                        let list = maildrop.messages().to_vec();
+                        self.maildrop = Some(maildrop);
+                        StoreReply::Opened(Ok(list))
+                    }
+                    Err(e) => StoreReply::Opened(Err(e)),
+                }
+            }
+            StoreRequest::Read { index } => {
+                self.reader = None;
+                match self.maildrop.as_mut() {
+                    Some(maildrop) => match maildrop.read(index).await {
+                        Ok(reader) => {
+                            self.reader = Some(reader);
+                            StoreReply::Reading(Ok(()))
+                        }
+                        Err(e) => StoreReply::Reading(Err(e)),
+                    },
+                    None => StoreReply::Reading(Err(no_maildrop())),
+                }
+            }
+            StoreRequest::NextChunk => match self.reader.as_mut() {
+                Some(reader) => {
+                    let chunk = reader.next_chunk().await;
+                    if !matches!(chunk, Ok(Some(_))) {
+                        self.reader = None;
+                    }
+                    StoreReply::Chunk(chunk)
+                }
+                None => StoreReply::Chunk(Err(StoreError::Permanent(String::from(
+                    "no message is being read",
+                )))),
+            },
+            StoreRequest::Commit { deleted } => {
+                self.reader = None;
+                match self.maildrop.take() {
+                    Some(maildrop) => StoreReply::Committed(maildrop.commit(deleted).await),
+                    None => StoreReply::Committed(Err(no_maildrop())),
+                }
+            }
+            StoreRequest::Release => {
+                self.reader = None;
+                self.maildrop = None;
+                StoreReply::Released
+            }
+        }
+    }
+}

@@ -1145,3 +1145,32 @@ fn scram_wrong_server_proof_cancels_the_exchange() {
         error: SaslError::BadChallenge
     }));
 }
+
+#[test]
+fn reply_timer_restarts_after_a_slow_application_drains_a_backlog() {
+    let mut config = ClientConfig::default();
+    config.reply_timeout = Some(Duration::from_secs(10));
+    config.max_queued_actions = 4;
+    let mut d = logged_in(config, &[]);
+    d.client.list(None).unwrap();
+    d.drain();
+    let mut listing = b"+OK\r\n".to_vec();
+    for i in 1..=50 {
+        listing.extend_from_slice(format!("{i} 100\r\n").as_bytes());
+    }
+    // Taken, but mostly left unparsed: the queue is full.
+    let used = d.client.handle_input(d.now, &listing);
+    assert_eq!(used, listing.len());
+    // The application takes a minute to handle the entries...
+    d.advance(60_000);
+    d.drain();
+    // ...which is no reason to give up on the server.
+    d.client.handle_timeout(d.now);
+    d.drain();
+    assert!(errors(&d).is_empty());
+    let deadline = d.client.poll_timeout().unwrap();
+    assert_eq!(deadline, d.now + Duration::from_secs(10));
+    d.client.handle_timeout(deadline);
+    d.drain();
+    assert!(matches!(errors(&d)[..], [ProtocolError::Timeout]));
+}

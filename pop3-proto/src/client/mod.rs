@@ -750,6 +750,10 @@ pub struct Client {
     actions: VecDeque<Action<ClientEvent>>,
     now: Instant,
     timer_base: Instant,
+    /// Buffered input was parsed while the application drained actions,
+    /// after the last `now` it gave: the reply timer restarts at the next
+    /// `handle_*` call (the server was not silent, the application was busy).
+    parsed_since_clock: bool,
 }
 
 impl Client {
@@ -790,17 +794,26 @@ impl Client {
             actions: VecDeque::new(),
             now,
             timer_base: now,
+            parsed_since_clock: false,
         }
     }
 
     // ----- driving -----
+
+    fn clock(&mut self, now: Instant) {
+        self.now = now;
+        if self.parsed_since_clock {
+            self.parsed_since_clock = false;
+            self.timer_base = now;
+        }
+    }
 
     /// Bytes read from the server. Returns how many were taken: fewer than
     /// offered when the action queue is full (drain it, then offer the rest
     /// again). After the session closed, everything is taken and ignored.
     #[must_use = "octets not taken must be offered again"]
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
-        self.now = now;
+        self.clock(now);
         match self.state {
             ClientState::Closed => return input.len(),
             ClientState::TlsHandshake => {
@@ -839,7 +852,7 @@ impl Client {
 
     /// The server closed its side of the connection.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.now = now;
+        self.clock(now);
         if self.state == ClientState::Closed {
             return;
         }
@@ -871,7 +884,7 @@ impl Client {
 
     /// Time passed; call when [`Client::poll_timeout`] is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.clock(now);
         if let Some(deadline) = self.poll_timeout()
             && now >= deadline
         {
@@ -893,7 +906,7 @@ impl Client {
     /// The TLS handshake requested by [`Action::StartTls`] completed; the
     /// session resumes in AUTHORIZATION over TLS.
     pub fn handle_tls_established(&mut self, now: Instant) {
-        self.now = now;
+        self.clock(now);
         if self.state == ClientState::TlsHandshake {
             self.state = ClientState::Authorization;
             self.tls = true;
@@ -907,7 +920,9 @@ impl Client {
     pub fn poll_action(&mut self) -> Option<Action<ClientEvent>> {
         let action = self.actions.pop_front();
         if !self.rx.is_empty() && self.actions.len() < self.config.max_queued_actions {
+            let before = self.rx.len();
             self.process();
+            self.parsed_since_clock |= self.rx.len() != before;
         }
         action
     }

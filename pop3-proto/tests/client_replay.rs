@@ -418,3 +418,42 @@ fn dovecot_stls_session_drops_and_rereads_capabilities() {
     assert!(!caps[1].contains(&Capability::Stls));
     assert!(run.driver.client.is_tls());
 }
+
+/// The same bytes with every CRLF turned into a bare LF, as some old UNIX
+/// servers send them.
+fn lf_only(session: &Session) -> Session {
+    let conv = |b: &[u8]| -> Vec<u8> {
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+                i += 1;
+                continue;
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    };
+    let mut s = session.clone();
+    s.greeting = conv(&s.greeting);
+    for e in &mut s.entries {
+        e.response = conv(&e.response);
+    }
+    s
+}
+
+#[test]
+fn every_recorded_session_replays_with_bare_lf_line_ends() {
+    for (profile, file) in all_sessions() {
+        let session = lf_only(&load_session(&profile, &file));
+        let run = run(&session, Mode::Stepwise, usize::MAX, None);
+        check(&session, &run, Mode::Stepwise);
+        let split = run(&session, Mode::Stepwise, 7, None);
+        assert_eq!(
+            coalesce(&split.driver.events),
+            coalesce(&run.driver.events),
+            "{profile}/{file} LF only, 7-octet pieces"
+        );
+    }
+}

@@ -104,6 +104,40 @@
 //! fewer octets than offered (possibly none); draining with `poll_action`
 //! parses what was already taken. Offer the rest again afterwards.
 //!
+//! # Errors, at three levels
+//!
+//! * [`ClientError`]: a command refused when queued; nothing was written.
+//! * Per command: [`ClientEvent::Err`] for `-ERR` (with its response code;
+//!   [`ServerError::is_transient`] tells `[IN-USE]`, `[LOGIN-DELAY]` and
+//!   `[SYS/TEMP]` from the rest), [`ClientEvent::Malformed`] for a reply or
+//!   listing entry that cannot be parsed but leaves the session in step.
+//! * [`ClientEvent::Error`] with a [`ProtocolError`]: the session is over
+//!   (out of step, timed out, attacked, or the greeting was `-ERR`); every
+//!   unanswered command gets [`ClientEvent::Cancelled`], then
+//!   [`ClientEvent::Closed`] and [`Action::Close`] follow.
+//!
+//! # Authentication
+//!
+//! [`Client::login`] (USER and PASS), [`Client::apop`] (the digest is
+//! computed from the greeting's timestamp, only when it is a valid
+//! `<local@domain>`), or [`Client::auth`] with a [`ClientMechanism`]
+//! ([`sasl::Plain`], [`sasl::Login`], [`sasl::CramMd5`],
+//! [`sasl::ScramSha256`], [`sasl::XOAuth2`], [`sasl::OAuthBearer`], or the
+//! application's own): the machine routes each `+` challenge to the
+//! mechanism and writes its answers. Every write that carries a secret (PASS,
+//! APOP, SASL data) has [`Transmit::secret`] set, so that a protocol log can
+//! redact it.
+//!
+//! # Timeouts
+//!
+//! While a reply, the greeting or the TLS handshake is awaited,
+//! [`Client::poll_timeout`] gives a deadline [`ClientConfig::reply_timeout`]
+//! after the last octet received (or the command written). A reply that keeps
+//! flowing never times out, however long it is.
+//!
+//! Commands this crate does not know ([`Command::Unknown`]) are expected to
+//! have a single-line reply.
+//!
 //! # STLS
 //!
 //! After `+OK` to STLS the machine emits [`Action::StartTls`] and accepts no

@@ -447,12 +447,12 @@ fn lf_only(session: &Session) -> Session {
 fn every_recorded_session_replays_with_bare_lf_line_ends() {
     for (profile, file) in all_sessions() {
         let session = lf_only(&load_session(&profile, &file));
-        let run = run(&session, Mode::Stepwise, usize::MAX, None);
-        check(&session, &run, Mode::Stepwise);
+        let whole = run(&session, Mode::Stepwise, usize::MAX, None);
+        check(&session, &whole, Mode::Stepwise);
         let split = run(&session, Mode::Stepwise, 7, None);
         assert_eq!(
             coalesce(&split.driver.events),
-            coalesce(&run.driver.events),
+            coalesce(&whole.driver.events),
             "{profile}/{file} LF only, 7-octet pieces"
         );
     }

@@ -1174,3 +1174,15 @@ fn reply_timer_restarts_after_a_slow_application_drains_a_backlog() {
     d.drain();
     assert!(matches!(errors(&d)[..], [ProtocolError::Timeout]));
 }
+
+#[test]
+fn debug_output_never_shows_a_queued_password() {
+    let mut d = Driver::new(ClientConfig::default());
+    d.client.login("u", Secret::new("hunter2")).unwrap();
+    d.client
+        .auth(Box::new(Plain::new("u", Secret::new("hunter2"))))
+        .unwrap_err();
+    let dump = format!("{:?}", d.client);
+    assert!(dump.contains("USER u"), "{dump}");
+    assert!(!dump.contains("hunter2"), "{dump}");
+}

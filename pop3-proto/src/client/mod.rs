@@ -722,7 +722,6 @@ impl Projection {
     }
 }
 
-#[derive(Debug)]
 struct Queued {
     id: RequestId,
     op: Op,
@@ -730,6 +729,22 @@ struct Queued {
     secret: bool,
     mechanism: Option<BoxedMechanism>,
     deferred_ir: Option<Secret>,
+}
+
+impl fmt::Debug for Queued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The line of a PASS or APOP must not show in logs.
+        let line = Transmit {
+            bytes: self.line.clone(),
+            secret: self.secret,
+        };
+        f.debug_struct("Queued")
+            .field("id", &self.id)
+            .field("op", &self.op)
+            .field("line", &line)
+            .field("mechanism", &self.mechanism)
+            .finish()
+    }
 }
 
 #[derive(Debug)]

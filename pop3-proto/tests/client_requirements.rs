@@ -1186,3 +1186,45 @@ fn debug_output_never_shows_a_queued_password() {
     assert!(dump.contains("USER u"), "{dump}");
     assert!(!dump.contains("hunter2"), "{dump}");
 }
+
+#[test]
+fn auto_capa_rereads_capabilities_after_greeting_tls_and_login() {
+    let mut config = ClientConfig::default();
+    config.auto_capa = true;
+    let mut d = Driver::new(config);
+    d.client.stls().unwrap();
+    d.client.login("u", Secret::new("p")).unwrap();
+    let stat = d.client.stat().unwrap();
+    d.drain();
+    d.feed(b"+OK ready\r\n");
+    assert_eq!(d.sent_lines(), ["CAPA"]);
+    d.feed(b"+OK\r\nSTLS\r\nPIPELINING\r\n.\r\n");
+    assert_eq!(d.sent_lines(), ["CAPA", "STLS"]);
+    d.feed(b"+OK go\r\n");
+    assert_eq!(d.client.capabilities(), None);
+    d.client.handle_tls_established(d.now);
+    d.drain();
+    assert_eq!(d.sent_lines()[2], "CAPA", "{:?}", d.sent_lines());
+    d.feed(b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n");
+    // Pipelining again: USER, PASS and STAT in one go.
+    assert_eq!(d.sent_lines()[3..], ["USER u", "PASS p", "STAT"]);
+    d.feed(b"+OK\r\n+OK in\r\n+OK 1 10\r\n");
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Stat { id, .. } if *id == stat))
+    );
+    // After login: CAPA once more, by itself.
+    assert_eq!(d.sent_lines().last().unwrap(), "CAPA");
+    d.feed(b"+OK\r\nPIPELINING\r\nTOP\r\n.\r\n");
+    assert_eq!(
+        d.client.capabilities(),
+        Some(&[Capability::Pipelining, Capability::Top][..])
+    );
+    let capas = d
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::Capabilities { .. }))
+        .count();
+    assert_eq!(capas, 3);
+}

@@ -83,8 +83,8 @@
 //! A `-ERR` to CAPA is an ordinary [`ClientEvent::Err`]: nothing in the
 //! machine requires an extension. The cached list is dropped after STLS
 //! (RFC 2595 §4) and after a successful login (servers advertise different
-//! sets before and after): call [`Client::capa`] again to re-read it; until
-//! then pipelining is off.
+//! sets before and after): call [`Client::capa`] again to re-read it (until
+//! then pipelining is off), or set [`ClientConfig::auto_capa`].
 //!
 //! # Streaming and backpressure
 //!
@@ -229,6 +229,13 @@ pub struct ClientConfig {
     /// The most capabilities kept from one CAPA listing (default 128); the
     /// rest are ignored.
     pub max_capabilities: usize,
+    /// Read the capabilities without being asked: the machine queues CAPA
+    /// itself after the greeting, after the TLS handshake and after a
+    /// successful login, ahead of any command not yet written (default
+    /// `false`). Its reply comes as [`ClientEvent::Capabilities`] (or
+    /// [`ClientEvent::Err`]) with a [`RequestId`] the application did not
+    /// get from a call.
+    pub auto_capa: bool,
 }
 
 impl Default for ClientConfig {
@@ -245,6 +252,7 @@ impl Default for ClientConfig {
             refuse_cleartext_login: false,
             initial_response_limit: 255,
             max_capabilities: 128,
+            auto_capa: false,
         }
     }
 }
@@ -960,6 +968,7 @@ impl Client {
             self.state = ClientState::Authorization;
             self.tls = true;
             self.timer_base = now;
+            self.auto_capa();
             self.flush();
         }
     }
@@ -1262,6 +1271,24 @@ impl Client {
         id
     }
 
+    /// With [`ClientConfig::auto_capa`]: CAPA ahead of everything not yet
+    /// written.
+    fn auto_capa(&mut self) {
+        if !self.config.auto_capa || self.projection.phase == Phase::Closing {
+            return;
+        }
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.pending.push_front(Queued {
+            id,
+            op: Op::Capa,
+            line: encode(&Command::Capa),
+            secret: false,
+            mechanism: None,
+            deferred_ir: None,
+        });
+    }
+
     /// Writes what the window allows.
     fn flush(&mut self) {
         if !matches!(
@@ -1447,6 +1474,7 @@ impl Client {
                 self.greeting = Some(g.clone());
                 self.emit(ClientEvent::Greeting(g));
                 self.timer_base = self.now;
+                self.auto_capa();
                 self.flush();
             }
             Ok(Response::Status(line)) if line.status == Status::Err => {
@@ -1572,6 +1600,7 @@ impl Client {
                 self.capabilities = None;
                 self.user_accepted = false;
                 self.emit(ClientEvent::Ok { id, line });
+                self.auto_capa();
                 self.finish();
             }
             Op::User => {

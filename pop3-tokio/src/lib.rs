@@ -7,3 +7,5 @@ mod blocking;
 pub mod tls;
 
 pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader};
+mod io;
+pub mod server;

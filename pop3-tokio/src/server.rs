@@ -102,18 +102,20 @@ where
 {
     /// A server without TLS and with default [`ServerOptions`].
     pub fn new(store: S, config: ServerConfig) -> Self {
-        Self::build(Arc::new(store), Arc::new(config), None, ServerOptions::default())
+        Self::build(Arc::new(store), config, None, ServerOptions::default())
     }
 
     /// The full constructor: a shared store, the protocol configuration, an
     /// optional TLS configuration (needed for STLS and implicit TLS) and the
-    /// adapter options.
+    /// adapter options. The configuration's credential forms are taken from
+    /// the store, so CAPA offers only mechanisms the store can check.
     pub fn build(
         store: Arc<S>,
-        config: Arc<ServerConfig>,
+        config: ServerConfig,
         tls: Option<Arc<rustls::ServerConfig>>,
         options: ServerOptions,
     ) -> Self {
+        let config = Arc::new(config.credential_forms(store.credential_forms()));
         let (shutdown, _) = watch::channel(false);
         Pop3Server {
             inner: Arc::new(Inner {
@@ -215,11 +217,8 @@ where
         let ctx = ConnectionContext::new(random_u64(), conn.is_tls(), self.inner.tls.is_some());
         let machine = Server::new(self.inner.config.clone(), self.now(), ctx);
         let driver = StoreDriver::new(self.inner.store.clone());
-        let outcome = self.run(conn, machine, driver).await;
-        match outcome {
-            Ok(summary) => tracing::info!(%peer, "{summary}"),
-            Err(e) => tracing::info!(%peer, error = %e, "session ended by an I/O error"),
-        }
+        let summary = self.run(conn, machine, driver).await;
+        tracing::info!(%peer, "{summary}");
     }
 
     async fn handshake(&self, conn: &mut Conn) -> io::Result<()> {
@@ -258,12 +257,7 @@ where
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write stalled"))?
     }
 
-    async fn run(
-        &self,
-        mut conn: Conn,
-        mut machine: Server,
-        mut driver: StoreDriver<S>,
-    ) -> io::Result<String> {
+    async fn run(&self, mut conn: Conn, mut machine: Server, mut driver: StoreDriver<S>) -> String {
         let mut input = BytesMut::with_capacity(4096);
         let mut out = BytesMut::with_capacity(16 * 1024);
         let mut shutdown = self.inner.shutdown.subscribe();
@@ -274,41 +268,70 @@ where
             while let Some(action) = machine.poll_action() {
                 match action {
                     Action::Send(t) => {
+                        if eof {
+                            continue;
+                        }
                         out.extend_from_slice(&t.bytes);
-                        if out.len() >= 64 * 1024 {
-                            self.write(&mut conn, &mut out).await?;
+                        if out.len() >= 64 * 1024
+                            && let Err(e) = self.write(&mut conn, &mut out).await
+                        {
+                            tracing::debug!(error = %e, "write failed");
+                            eof = true;
+                            out.clear();
+                            machine.handle_eof(self.now());
                         }
                     }
                     Action::StartTls => {
-                        self.write(&mut conn, &mut out).await?;
                         // Plaintext that arrived after STLS is never executed.
                         input.clear();
-                        self.handshake(&mut conn).await?;
-                        machine.handle_tls_established(self.now());
+                        let upgraded = match self.write(&mut conn, &mut out).await {
+                            Ok(()) => self.handshake(&mut conn).await,
+                            Err(e) => Err(e),
+                        };
+                        match upgraded {
+                            Ok(()) => machine.handle_tls_established(self.now()),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "STLS upgrade failed");
+                                eof = true;
+                                out.clear();
+                                machine.handle_eof(self.now());
+                            }
+                        }
                     }
                     Action::Event(request) => {
                         // Replies go out before the store is asked for more,
                         // which paces a streamed message by the client's reading.
-                        if let Err(e) = self.write(&mut conn, &mut out).await {
-                            // The connection is gone: let the machine release
-                            // the maildrop (or finish a commit it started).
-                            machine.handle_eof(self.now());
-                            eof = true;
-                            tracing::debug!(error = %e, "write failed");
-                        }
+                        let written = if eof {
+                            Ok(())
+                        } else {
+                            self.write(&mut conn, &mut out).await
+                        };
+                        // A request is always answered, even when the
+                        // connection just failed: a commit that QUIT started
+                        // runs to completion, a release releases.
                         let reply = driver.execute(request).await;
                         machine.handle_store(self.now(), reply);
+                        if let Err(e) = written {
+                            tracing::debug!(error = %e, "write failed");
+                            eof = true;
+                            out.clear();
+                            machine.handle_eof(self.now());
+                        }
                     }
                     Action::Close => {
                         let _ = self.write(&mut conn, &mut out).await;
                         let _ = conn.shutdown().await;
-                        return Ok(machine.summary().to_string());
+                        return machine.summary().to_string();
                     }
                     _ => {}
                 }
             }
-            if !eof {
-                self.write(&mut conn, &mut out).await?;
+            if !eof && let Err(e) = self.write(&mut conn, &mut out).await {
+                tracing::debug!(error = %e, "write failed");
+                eof = true;
+                out.clear();
+                machine.handle_eof(self.now());
+                continue;
             }
 
             // Feed what is buffered, as far as the machine wants it.

@@ -4,37 +4,14 @@
 mod client_support;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use pop3_proto::client::sasl::{ClientMechanism, Login, Plain, SaslError};
+use pop3_proto::client::sasl::{CramMd5, Login, Plain};
 use pop3_proto::client::{
     Client, ClientConfig, ClientError, ClientEvent, ProtocolError, RequestId,
 };
 use pop3_proto::command::{Command, LangRequest, UnknownCommand};
-use pop3_proto::types::{LanguageTag, Mechanism, MessageNumber, Secret};
+use pop3_proto::types::{LanguageTag, MessageNumber, Secret};
 
 use client_support::*;
-
-/// CRAM-MD5 (RFC 2195), written here against the public mechanism trait.
-struct CramMd5 {
-    user: String,
-    secret: Vec<u8>,
-}
-
-impl ClientMechanism for CramMd5 {
-    fn name(&self) -> Mechanism {
-        Mechanism::new("CRAM-MD5").unwrap()
-    }
-    fn initial_response(&mut self) -> Option<Secret> {
-        None
-    }
-    fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
-        let mut mac = Hmac::<md5::Md5>::new_from_slice(&self.secret).unwrap();
-        mac.update(challenge);
-        let digest = mac.finalize().into_bytes();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Secret::new(format!("{} {hex}", self.user)))
-    }
-}
 
 fn creds(profile: &str) -> (&'static str, &'static str) {
     if profile == "dovecot" {
@@ -69,10 +46,7 @@ fn issue(
         ("AUTH", _) => match arg(1).unwrap() {
             "PLAIN" => client.auth(Box::new(Plain::new(user, Secret::new(password)))),
             "LOGIN" => client.auth(Box::new(Login::new(user, Secret::new(password)))),
-            "CRAM-MD5" => client.auth(Box::new(CramMd5 {
-                user: user.into(),
-                secret: password.into(),
-            })),
+            "CRAM-MD5" => client.auth(Box::new(CramMd5::new(user, Secret::new(password)))),
             other => panic!("mechanism {other}"),
         },
         ("STAT", 1) => client.stat(),
@@ -443,4 +417,43 @@ fn dovecot_stls_session_drops_and_rereads_capabilities() {
     assert!(caps[0].contains(&Capability::Stls));
     assert!(!caps[1].contains(&Capability::Stls));
     assert!(run.driver.client.is_tls());
+}
+
+/// The same bytes with every CRLF turned into a bare LF, as some old UNIX
+/// servers send them.
+fn lf_only(session: &Session) -> Session {
+    let conv = |b: &[u8]| -> Vec<u8> {
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+                i += 1;
+                continue;
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    };
+    let mut s = session.clone();
+    s.greeting = conv(&s.greeting);
+    for e in &mut s.entries {
+        e.response = conv(&e.response);
+    }
+    s
+}
+
+#[test]
+fn every_recorded_session_replays_with_bare_lf_line_ends() {
+    for (profile, file) in all_sessions() {
+        let session = lf_only(&load_session(&profile, &file));
+        let whole = run(&session, Mode::Stepwise, usize::MAX, None);
+        check(&session, &whole, Mode::Stepwise);
+        let split = run(&session, Mode::Stepwise, 7, None);
+        assert_eq!(
+            coalesce(&split.driver.events),
+            coalesce(&whole.driver.events),
+            "{profile}/{file} LF only, 7-octet pieces"
+        );
+    }
 }

@@ -1050,3 +1050,181 @@ fn client_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<pop3_proto::client::Client>();
 }
+
+#[test]
+fn xoauth2_two_step_and_error_challenge() {
+    use pop3_proto::client::sasl::XOAuth2;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let id = d
+        .client
+        .auth(Box::new(
+            XOAuth2::new("u@example.com", Secret::new("tok")).two_step(),
+        ))
+        .unwrap();
+    d.drain();
+    assert_eq!(d.sent_lines(), ["AUTH XOAUTH2"]);
+    d.feed(b"+ \r\n");
+    // base64("user=u@example.com\x01auth=Bearer tok\x01\x01")
+    assert_eq!(
+        d.sent_lines()[1],
+        "dXNlcj11QGV4YW1wbGUuY29tAWF1dGg9QmVhcmVyIHRvawEB"
+    );
+    d.feed(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+    assert_eq!(d.sent_lines().len(), 2, "an empty line was sent");
+    assert!(d.wire.ends_with(b"\r\n\r\n"));
+    d.feed(b"-ERR [AUTH] invalid token\r\n");
+    assert!(matches!(d.events.last(), Some(ClientEvent::Err { id: i, .. }) if *i == id));
+    assert_eq!(d.client.state(), ClientState::Authorization);
+}
+
+#[test]
+fn oauthbearer_sends_the_initial_response_and_aq_after_an_error() {
+    use pop3_proto::client::sasl::OAuthBearer;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    d.client
+        .auth(Box::new(OAuthBearer::new("u", Secret::new("t"))))
+        .unwrap();
+    d.drain();
+    assert!(d.sent_lines()[0].starts_with("AUTH OAUTHBEARER "));
+    d.feed(b"+ eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+    assert_eq!(d.sent_lines()[1], "AQ==");
+}
+
+#[test]
+fn scram_sha256_through_the_machine_with_rfc7677_vector() {
+    use pop3_proto::client::sasl::ScramSha256;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let id = d.client.auth(Box::new(mech)).unwrap();
+    d.drain();
+    // base64("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
+    assert_eq!(
+        d.sent_lines(),
+        ["AUTH SCRAM-SHA-256 biwsbj11c2VyLHI9ck9wck5HZndFYmVSV2diTkVrcU8="]
+    );
+    // base64 of the RFC's server-first message.
+    d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
+    assert_eq!(d.sent_lines().len(), 2);
+    // base64 of the RFC's server-final message.
+    d.feed(b"+ dj02cnJpVFJCaTIzV3BSUi93dHVwK21NaFVaVW4vZEI1bkxUSlJzamw5NUc0PQ==\r\n");
+    assert!(d.wire.ends_with(b"\r\n\r\n"), "the empty final response");
+    d.feed(b"+OK Logged in.\r\n");
+    assert!(matches!(d.events.last(), Some(ClientEvent::Ok { id: i, .. }) if *i == id));
+    assert_eq!(d.client.state(), ClientState::Transaction);
+}
+
+#[test]
+fn scram_ok_before_the_server_proof_is_an_error() {
+    use pop3_proto::client::sasl::ScramSha256;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    d.client.auth(Box::new(mech)).unwrap();
+    d.drain();
+    d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
+    d.feed(b"+OK Logged in.\r\n");
+    assert!(matches!(
+        errors(&d)[..],
+        [ProtocolError::AuthIncomplete { .. }]
+    ));
+    assert!(d.closed);
+}
+
+#[test]
+fn scram_wrong_server_proof_cancels_the_exchange() {
+    use pop3_proto::client::sasl::ScramSha256;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let id = d.client.auth(Box::new(mech)).unwrap();
+    d.drain();
+    d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
+    // v= with a wrong signature (base64 of "v=AAAA").
+    d.feed(b"+ dj1BQUFB\r\n");
+    assert_eq!(d.sent_lines().last().unwrap(), "*");
+    assert!(d.events.contains(&ClientEvent::SaslCancelled {
+        id,
+        error: SaslError::BadChallenge
+    }));
+}
+
+#[test]
+fn reply_timer_restarts_after_a_slow_application_drains_a_backlog() {
+    let mut config = ClientConfig::default();
+    config.reply_timeout = Some(Duration::from_secs(10));
+    config.max_queued_actions = 4;
+    let mut d = logged_in(config, &[]);
+    d.client.list(None).unwrap();
+    d.drain();
+    let mut listing = b"+OK\r\n".to_vec();
+    for i in 1..=50 {
+        listing.extend_from_slice(format!("{i} 100\r\n").as_bytes());
+    }
+    // Taken, but mostly left unparsed: the queue is full.
+    let used = d.client.handle_input(d.now, &listing);
+    assert_eq!(used, listing.len());
+    // The application takes a minute to handle the entries...
+    d.advance(60_000);
+    d.drain();
+    // ...which is no reason to give up on the server.
+    d.client.handle_timeout(d.now);
+    d.drain();
+    assert!(errors(&d).is_empty());
+    let deadline = d.client.poll_timeout().unwrap();
+    assert_eq!(deadline, d.now + Duration::from_secs(10));
+    d.client.handle_timeout(deadline);
+    d.drain();
+    assert!(matches!(errors(&d)[..], [ProtocolError::Timeout]));
+}
+
+#[test]
+fn debug_output_never_shows_a_queued_password() {
+    let mut d = Driver::new(ClientConfig::default());
+    d.client.login("u", Secret::new("hunter2")).unwrap();
+    d.client
+        .auth(Box::new(Plain::new("u", Secret::new("hunter2"))))
+        .unwrap_err();
+    let dump = format!("{:?}", d.client);
+    assert!(dump.contains("USER u"), "{dump}");
+    assert!(!dump.contains("hunter2"), "{dump}");
+}
+
+#[test]
+fn auto_capa_rereads_capabilities_after_greeting_tls_and_login() {
+    let mut config = ClientConfig::default();
+    config.auto_capa = true;
+    let mut d = Driver::new(config);
+    d.client.stls().unwrap();
+    d.client.login("u", Secret::new("p")).unwrap();
+    let stat = d.client.stat().unwrap();
+    d.drain();
+    d.feed(b"+OK ready\r\n");
+    assert_eq!(d.sent_lines(), ["CAPA"]);
+    d.feed(b"+OK\r\nSTLS\r\nPIPELINING\r\n.\r\n");
+    assert_eq!(d.sent_lines(), ["CAPA", "STLS"]);
+    d.feed(b"+OK go\r\n");
+    assert_eq!(d.client.capabilities(), None);
+    d.client.handle_tls_established(d.now);
+    d.drain();
+    assert_eq!(d.sent_lines()[2], "CAPA", "{:?}", d.sent_lines());
+    d.feed(b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n");
+    // Pipelining again: USER, PASS and STAT in one go.
+    assert_eq!(d.sent_lines()[3..], ["USER u", "PASS p", "STAT"]);
+    d.feed(b"+OK\r\n+OK in\r\n+OK 1 10\r\n");
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Stat { id, .. } if *id == stat))
+    );
+    // After login: CAPA once more, by itself.
+    assert_eq!(d.sent_lines().last().unwrap(), "CAPA");
+    d.feed(b"+OK\r\nPIPELINING\r\nTOP\r\n.\r\n");
+    assert_eq!(
+        d.client.capabilities(),
+        Some(&[Capability::Pipelining, Capability::Top][..])
+    );
+    let capas = d
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::Capabilities { .. }))
+        .count();
+    assert_eq!(capas, 3);
+}

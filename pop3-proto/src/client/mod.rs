@@ -83,8 +83,8 @@
 //! A `-ERR` to CAPA is an ordinary [`ClientEvent::Err`]: nothing in the
 //! machine requires an extension. The cached list is dropped after STLS
 //! (RFC 2595 §4) and after a successful login (servers advertise different
-//! sets before and after): call [`Client::capa`] again to re-read it; until
-//! then pipelining is off.
+//! sets before and after): call [`Client::capa`] again to re-read it (until
+//! then pipelining is off), or set [`ClientConfig::auto_capa`].
 //!
 //! # Streaming and backpressure
 //!
@@ -103,6 +103,40 @@
 //! it is full, input is left unparsed and [`Client::handle_input`] takes
 //! fewer octets than offered (possibly none); draining with `poll_action`
 //! parses what was already taken. Offer the rest again afterwards.
+//!
+//! # Errors, at three levels
+//!
+//! * [`ClientError`]: a command refused when queued; nothing was written.
+//! * Per command: [`ClientEvent::Err`] for `-ERR` (with its response code;
+//!   [`ServerError::is_transient`] tells `[IN-USE]`, `[LOGIN-DELAY]` and
+//!   `[SYS/TEMP]` from the rest), [`ClientEvent::Malformed`] for a reply or
+//!   listing entry that cannot be parsed but leaves the session in step.
+//! * [`ClientEvent::Error`] with a [`ProtocolError`]: the session is over
+//!   (out of step, timed out, attacked, or the greeting was `-ERR`); every
+//!   unanswered command gets [`ClientEvent::Cancelled`], then
+//!   [`ClientEvent::Closed`] and [`Action::Close`] follow.
+//!
+//! # Authentication
+//!
+//! [`Client::login`] (USER and PASS), [`Client::apop`] (the digest is
+//! computed from the greeting's timestamp, only when it is a valid
+//! `<local@domain>`), or [`Client::auth`] with a [`ClientMechanism`]
+//! ([`sasl::Plain`], [`sasl::Login`], [`sasl::CramMd5`],
+//! [`sasl::ScramSha256`], [`sasl::XOAuth2`], [`sasl::OAuthBearer`], or the
+//! application's own): the machine routes each `+` challenge to the
+//! mechanism and writes its answers. Every write that carries a secret (PASS,
+//! APOP, SASL data) has [`Transmit::secret`] set, so that a protocol log can
+//! redact it.
+//!
+//! # Timeouts
+//!
+//! While a reply, the greeting or the TLS handshake is awaited,
+//! [`Client::poll_timeout`] gives a deadline [`ClientConfig::reply_timeout`]
+//! after the last octet received (or the command written). A reply that keeps
+//! flowing never times out, however long it is.
+//!
+//! Commands this crate does not know ([`Command::Unknown`]) are expected to
+//! have a single-line reply.
 //!
 //! # STLS
 //!
@@ -195,6 +229,13 @@ pub struct ClientConfig {
     /// The most capabilities kept from one CAPA listing (default 128); the
     /// rest are ignored.
     pub max_capabilities: usize,
+    /// Read the capabilities without being asked: the machine queues CAPA
+    /// itself after the greeting, after the TLS handshake and after a
+    /// successful login, ahead of any command not yet written (default
+    /// `false`). Its reply comes as [`ClientEvent::Capabilities`] (or
+    /// [`ClientEvent::Err`]) with a [`RequestId`] the application did not
+    /// get from a call.
+    pub auto_capa: bool,
 }
 
 impl Default for ClientConfig {
@@ -211,6 +252,7 @@ impl Default for ClientConfig {
             refuse_cleartext_login: false,
             initial_response_limit: 255,
             max_capabilities: 128,
+            auto_capa: false,
         }
     }
 }
@@ -316,6 +358,13 @@ pub enum ProtocolError {
         /// The line, without its line end.
         line: Bytes,
     },
+    /// `+OK` ended an AUTH exchange before the mechanism was done (e.g.
+    /// before SCRAM could check the server's proof): the server is not
+    /// trusted.
+    AuthIncomplete {
+        /// The `+OK` line.
+        line: StatusLine,
+    },
     /// The server closed the connection while a reply (or the greeting) was
     /// awaited.
     UnexpectedEof,
@@ -336,6 +385,9 @@ impl fmt::Display for ProtocolError {
                 "{octets} plaintext octets after +OK to STLS (possible command injection)"
             ),
             ProtocolError::Unsolicited { .. } => f.write_str("reply without a command"),
+            ProtocolError::AuthIncomplete { .. } => {
+                f.write_str("authentication ended before the server proved its identity")
+            }
             ProtocolError::UnexpectedEof => f.write_str("server closed the connection"),
             ProtocolError::Timeout => f.write_str("timed out waiting for the server"),
         }
@@ -678,7 +730,6 @@ impl Projection {
     }
 }
 
-#[derive(Debug)]
 struct Queued {
     id: RequestId,
     op: Op,
@@ -686,6 +737,22 @@ struct Queued {
     secret: bool,
     mechanism: Option<BoxedMechanism>,
     deferred_ir: Option<Secret>,
+}
+
+impl fmt::Debug for Queued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The line of a PASS or APOP must not show in logs.
+        let line = Transmit {
+            bytes: self.line.clone(),
+            secret: self.secret,
+        };
+        f.debug_struct("Queued")
+            .field("id", &self.id)
+            .field("op", &self.op)
+            .field("line", &line)
+            .field("mechanism", &self.mechanism)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -740,6 +807,10 @@ pub struct Client {
     actions: VecDeque<Action<ClientEvent>>,
     now: Instant,
     timer_base: Instant,
+    /// Buffered input was parsed while the application drained actions,
+    /// after the last `now` it gave: the reply timer restarts at the next
+    /// `handle_*` call (the server was not silent, the application was busy).
+    parsed_since_clock: bool,
 }
 
 impl Client {
@@ -780,17 +851,26 @@ impl Client {
             actions: VecDeque::new(),
             now,
             timer_base: now,
+            parsed_since_clock: false,
         }
     }
 
     // ----- driving -----
+
+    fn clock(&mut self, now: Instant) {
+        self.now = now;
+        if self.parsed_since_clock {
+            self.parsed_since_clock = false;
+            self.timer_base = now;
+        }
+    }
 
     /// Bytes read from the server. Returns how many were taken: fewer than
     /// offered when the action queue is full (drain it, then offer the rest
     /// again). After the session closed, everything is taken and ignored.
     #[must_use = "octets not taken must be offered again"]
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
-        self.now = now;
+        self.clock(now);
         match self.state {
             ClientState::Closed => return input.len(),
             ClientState::TlsHandshake => {
@@ -829,7 +909,7 @@ impl Client {
 
     /// The server closed its side of the connection.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.now = now;
+        self.clock(now);
         if self.state == ClientState::Closed {
             return;
         }
@@ -861,7 +941,7 @@ impl Client {
 
     /// Time passed; call when [`Client::poll_timeout`] is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.clock(now);
         if let Some(deadline) = self.poll_timeout()
             && now >= deadline
         {
@@ -883,11 +963,12 @@ impl Client {
     /// The TLS handshake requested by [`Action::StartTls`] completed; the
     /// session resumes in AUTHORIZATION over TLS.
     pub fn handle_tls_established(&mut self, now: Instant) {
-        self.now = now;
+        self.clock(now);
         if self.state == ClientState::TlsHandshake {
             self.state = ClientState::Authorization;
             self.tls = true;
             self.timer_base = now;
+            self.auto_capa();
             self.flush();
         }
     }
@@ -897,7 +978,9 @@ impl Client {
     pub fn poll_action(&mut self) -> Option<Action<ClientEvent>> {
         let action = self.actions.pop_front();
         if !self.rx.is_empty() && self.actions.len() < self.config.max_queued_actions {
+            let before = self.rx.len();
             self.process();
+            self.parsed_since_clock |= self.rx.len() != before;
         }
         action
     }
@@ -1188,6 +1271,24 @@ impl Client {
         id
     }
 
+    /// With [`ClientConfig::auto_capa`]: CAPA ahead of everything not yet
+    /// written.
+    fn auto_capa(&mut self) {
+        if !self.config.auto_capa || self.projection.phase == Phase::Closing {
+            return;
+        }
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.pending.push_front(Queued {
+            id,
+            op: Op::Capa,
+            line: encode(&Command::Capa),
+            secret: false,
+            mechanism: None,
+            deferred_ir: None,
+        });
+    }
+
     /// Writes what the window allows.
     fn flush(&mut self) {
         if !matches!(
@@ -1373,6 +1474,7 @@ impl Client {
                 self.greeting = Some(g.clone());
                 self.emit(ClientEvent::Greeting(g));
                 self.timer_base = self.now;
+                self.auto_capa();
                 self.flush();
             }
             Ok(Response::Status(line)) if line.status == Status::Err => {
@@ -1483,11 +1585,22 @@ impl Client {
                 self.user_accepted = false;
                 self.actions.push_back(Action::StartTls);
             }
+            Op::Auth
+                if self
+                    .in_flight
+                    .front()
+                    .and_then(|f| f.mechanism.as_ref())
+                    .is_some_and(|m| !m.is_complete()) =>
+            {
+                // The server said yes before proving who it is.
+                self.fatal(ProtocolError::AuthIncomplete { line });
+            }
             Op::Pass | Op::Apop | Op::Auth => {
                 self.state = ClientState::Transaction;
                 self.capabilities = None;
                 self.user_accepted = false;
                 self.emit(ClientEvent::Ok { id, line });
+                self.auto_capa();
                 self.finish();
             }
             Op::User => {

@@ -125,21 +125,31 @@ impl Driver {
 /// different input splits compare equal.
 pub fn coalesce(events: &[ClientEvent]) -> Vec<ClientEvent> {
     let mut out: Vec<ClientEvent> = Vec::new();
+    // The body run being merged: its id and octets.
+    let mut run: Option<(RequestId, Vec<u8>)> = None;
+    let flush = |run: &mut Option<(RequestId, Vec<u8>)>, out: &mut Vec<ClientEvent>| {
+        if let Some((id, data)) = run.take() {
+            out.push(ClientEvent::BodyChunk {
+                id,
+                data: Bytes::from(data),
+            });
+        }
+    };
     for e in events {
-        if let ClientEvent::BodyChunk { id, data } = e
-            && let Some(ClientEvent::BodyChunk {
-                id: last,
-                data: acc,
-            }) = out.last_mut()
-            && last == id
-        {
-            let mut v = acc.to_vec();
-            v.extend_from_slice(data);
-            *acc = Bytes::from(v);
+        if let ClientEvent::BodyChunk { id, data } = e {
+            match &mut run {
+                Some((rid, acc)) if rid == id => acc.extend_from_slice(data),
+                _ => {
+                    flush(&mut run, &mut out);
+                    run = Some((*id, data.to_vec()));
+                }
+            }
             continue;
         }
+        flush(&mut run, &mut out);
         out.push(e.clone());
     }
+    flush(&mut run, &mut out);
     out
 }
 

@@ -346,7 +346,6 @@ pub struct Pop3Client {
     options: ConnectOptions,
     timer: Pin<Box<Sleep>>,
     last_progress: Instant,
-    capabilities: Option<Vec<Capability>>,
 }
 
 impl std::fmt::Debug for Pop3Client {
@@ -572,7 +571,6 @@ impl Pop3Client {
             timer: Box::pin(tokio::time::sleep_until(epoch)),
             last_progress: epoch,
             options,
-            capabilities: None,
         };
         match tokio::time::timeout_at(deadline, client.next_event()).await {
             Err(_) => return Err(Error::Timeout(TimeoutKind::Connect)),
@@ -601,12 +599,12 @@ impl Pop3Client {
     /// The capabilities last read (after the greeting, STLS or login), if
     /// the server answered CAPA.
     pub fn capabilities(&self) -> Option<&[Capability]> {
-        self.capabilities.as_deref()
+        self.machine.capabilities()
     }
 
     /// Whether the server advertised `cap` in the last CAPA reply.
     pub fn has_capability(&self, cap: &Capability) -> bool {
-        self.capabilities.as_ref().is_some_and(|c| c.contains(cap))
+        self.capabilities().is_some_and(|c| c.contains(cap))
     }
 
     /// Whether TLS protects the connection.
@@ -640,10 +638,7 @@ impl Pop3Client {
         let id = self.machine.capa()?;
         loop {
             match self.event_for(id).await? {
-                ClientEvent::Capabilities { list, .. } => {
-                    self.capabilities = Some(list.clone());
-                    return Ok(list);
-                }
+                ClientEvent::Capabilities { list, .. } => return Ok(list),
                 ClientEvent::Malformed { line, .. } => {
                     tracing::debug!(target: LOG, "ignored capability line {line:?}");
                 }
@@ -653,7 +648,6 @@ impl Pop3Client {
     }
 
     async fn refresh_capabilities(&mut self) -> Result<(), Error> {
-        self.capabilities = None;
         match self.capa().await {
             Ok(_) => Ok(()),
             // No CAPA: basic POP3 still works (RFC 2449 §5).
@@ -680,9 +674,8 @@ impl Pop3Client {
         }
         let id = self.machine.stls()?;
         self.simple(id).await?;
-        // The handshake runs inside the event pump; a NOOP-free way to wait
-        // for it is to read the capabilities (which needs TLS up first).
-        self.capabilities = None;
+        // The handshake runs inside the event pump; reading the
+        // capabilities waits for it (CAPA goes out only over TLS).
         if self.options.read_capabilities {
             self.refresh_capabilities().await?;
         } else {
@@ -755,7 +748,6 @@ impl Pop3Client {
     }
 
     async fn after_login(&mut self) -> Result<(), Error> {
-        self.capabilities = None;
         if self.options.read_capabilities {
             self.refresh_capabilities().await?;
         }

@@ -292,7 +292,7 @@ impl MaildirWriter<'_> {
 }
 
 fn memchr_cr(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&x| x == b'\r')
+    memchr::memchr(b'\r', b)
 }
 
 impl MessageWriter for MaildirWriter<'_> {
@@ -336,5 +336,96 @@ impl Drop for MaildirWriter<'_> {
             self.out = None;
             let _ = fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uid(s: &str) -> Uid {
+        Uid::new(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    async fn store(sink: &mut MaildirSink, id: &str, chunks: &[&[u8]]) {
+        let mut w = sink.begin(&uid(id)).await.unwrap();
+        for c in chunks {
+            w.write(Bytes::copy_from_slice(c)).await.unwrap();
+        }
+        w.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn crlf_becomes_lf_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        let text: &[u8] = b"a\r\nb\rc\r\r\nd\r\n\r\n.\r";
+        let want: &[u8] = b"a\nb\rc\r\nd\n\n.\r";
+        // Every split into two chunks gives the same file.
+        for cut in 0..=text.len() {
+            let id = format!("u{cut}");
+            store(&mut sink, &id, &[&text[..cut], &text[cut..]]).await;
+            let name = sink.file_name(&uid(&id));
+            let got = fs::read(dir.path().join("new").join(name)).unwrap();
+            assert_eq!(got, want, "cut at {cut}");
+        }
+    }
+
+    #[tokio::test]
+    async fn journal_survives_reopen_a_torn_tail_and_local_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        store(&mut sink, "one", &[b"1\r\n"]).await;
+        store(&mut sink, "two", &[b"2\r\n"]).await;
+        let journal = sink.journal_path().to_path_buf();
+        drop(sink);
+        // A kill in the middle of an append leaves a partial line.
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        f.write_all(b"thr").unwrap();
+        drop(f);
+        // A stale temporary file from a killed run.
+        fs::write(dir.path().join("tmp").join("x.pop3.1.2.part"), b"junk").unwrap();
+
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(sink.contains(&uid("one")).unwrap());
+        assert!(sink.contains(&uid("two")).unwrap());
+        assert!(!sink.contains(&uid("thr")).unwrap());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        store(&mut sink, "three", &[b"3\r\n"]).await;
+        let text = fs::read_to_string(&journal).unwrap();
+        assert_eq!(text, "one\ntwo\nthree\n");
+
+        // A reader moved "one" to cur/ and deleted "two": both stay known.
+        let one = sink.file_name(&uid("one"));
+        fs::rename(
+            dir.path().join("new").join(&one),
+            dir.path().join("cur").join(format!("{one}:2,S")),
+        )
+        .unwrap();
+        fs::remove_file(dir.path().join("new").join(sink.file_name(&uid("two")))).unwrap();
+        drop(sink);
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(sink.contains(&uid("one")).unwrap());
+        assert!(sink.contains(&uid("two")).unwrap());
+
+        // Stored but not journaled (killed between the rename and the
+        // journal): found in cur/ and journaled then.
+        fs::write(&journal, b"").unwrap();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(sink.contains(&uid("one")).unwrap());
+        assert!(!sink.contains(&uid("two")).unwrap());
+        assert_eq!(fs::read_to_string(&journal).unwrap(), "one\n");
+
+        // Another account's UIDs are other messages.
+        let mut other = MaildirSink::open(dir.path(), "b@h").unwrap();
+        assert!(!other.contains(&uid("one")).unwrap());
+
+        // UIDs the server no longer lists are forgotten.
+        store(&mut sink, "four", &[b"4\r\n"]).await;
+        let listed: HashSet<Uid> = [uid("four")].into_iter().collect();
+        sink.retain(&listed).unwrap();
+        assert_eq!(fs::read_to_string(&journal).unwrap(), "four\n");
+        store(&mut sink, "five", &[b"5\r\n"]).await;
+        assert_eq!(fs::read_to_string(&journal).unwrap(), "four\nfive\n");
     }
 }

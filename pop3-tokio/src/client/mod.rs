@@ -346,6 +346,9 @@ pub struct Pop3Client {
     options: ConnectOptions,
     timer: Pin<Box<Sleep>>,
     last_progress: Instant,
+    /// When the current wait began (time the application spent elsewhere
+    /// is not idleness of the transport).
+    waiting_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Pop3Client {
@@ -570,15 +573,22 @@ impl Pop3Client {
             tls_name: name,
             timer: Box::pin(tokio::time::sleep_until(epoch)),
             last_progress: epoch,
+            waiting_since: None,
             options,
         };
         match tokio::time::timeout_at(deadline, client.next_event()).await {
-            Err(_) => return Err(Error::Timeout(TimeoutKind::Connect)),
+            Err(_) | Ok(Err(Error::Timeout(_))) => {
+                return Err(Error::Timeout(TimeoutKind::Connect));
+            }
             Ok(Err(e)) => return Err(e),
             Ok(Ok(ClientEvent::Greeting(_))) => {}
             Ok(Ok(other)) => {
-                tracing::debug!(target: LOG, "unexpected event before greeting: {other:?}");
-                return Err(client.fault.clone().unwrap_or(Error::Closed));
+                tracing::debug!(target: LOG, "no greeting: {other:?}");
+                return Err(match client.fault.clone() {
+                    Some(Error::Timeout(_)) => Error::Timeout(TimeoutKind::Connect),
+                    Some(e) => e,
+                    None => Error::Closed,
+                });
             }
         }
         if security == Security::StartTls {
@@ -679,7 +689,9 @@ impl Pop3Client {
         if self.options.read_capabilities {
             self.refresh_capabilities().await?;
         } else {
-            poll_fn(|cx| self.poll_handshake_done(cx)).await?;
+            let done = poll_fn(|cx| self.poll_handshake_done(cx)).await;
+            self.waiting_since = None;
+            done?;
         }
         Ok(())
     }
@@ -1073,6 +1085,7 @@ impl Pop3Client {
                 line,
                 chunk: Bytes::new(),
                 done: false,
+                ended: false,
             }),
             other => Err(self.unexpected(other)),
         }
@@ -1182,6 +1195,14 @@ impl Pop3Client {
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<ClientEvent, Error>> {
+        let result = self.poll_event_inner(cx);
+        if result.is_ready() {
+            self.waiting_since = None;
+        }
+        result
+    }
+
+    fn poll_event_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<ClientEvent, Error>> {
         loop {
             if let Some(e) = self.events.pop_front() {
                 return Poll::Ready(Ok(e));
@@ -1372,7 +1393,11 @@ impl Pop3Client {
             .machine
             .poll_timeout()
             .map(|t| self.epoch + Duration::from_millis(t.as_millis()));
-        let idle = self.options.idle_timeout.map(|d| self.last_progress + d);
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let idle = self
+            .options
+            .idle_timeout
+            .map(|d| self.last_progress.max(since) + d);
         let deadline = match (reply, idle) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
@@ -1419,7 +1444,10 @@ pub struct Body<'a> {
     id: RequestId,
     line: StatusLine,
     chunk: Bytes,
+    /// No more events for this body will be taken (ended or failed).
     done: bool,
+    /// The terminating `.` line was read.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Body<'_> {
@@ -1439,7 +1467,7 @@ impl Body<'_> {
 
     /// Whether the whole body was received.
     pub fn is_complete(&self) -> bool {
-        self.done && self.chunk.is_empty()
+        self.ended && self.chunk.is_empty()
     }
 
     /// The next chunk of the body (zero-copy), `None` at its end.
@@ -1472,7 +1500,10 @@ impl Body<'_> {
             }
             match e {
                 ClientEvent::BodyChunk { data, .. } => return Poll::Ready(Ok(Some(data))),
-                ClientEvent::BodyEnd { .. } => self.done = true,
+                ClientEvent::BodyEnd { .. } => {
+                    self.done = true;
+                    self.ended = true;
+                }
                 other => {
                     self.done = true;
                     return Poll::Ready(Err(self.client.unexpected(other)));
@@ -1537,6 +1568,7 @@ impl RetrBatch<'_> {
                         line,
                         chunk: Bytes::new(),
                         done: false,
+                        ended: false,
                     }),
                 ));
             }

@@ -19,6 +19,8 @@ modes=${MODES:-"plain pops"}
 command -v mpop >/dev/null || { echo "mpop missing: apt-get install -y mpop" >&2; exit 3; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pop3-bench-XXXXXX")
+# Dovecot's unprivileged processes must reach the instance inside it.
+chmod 755 "$work"
 cleanup() {
   bash "$here/dovecot.sh" stop "$work/dovecot" >/dev/null 2>&1 || true
   rm -rf "$work"

@@ -362,3 +362,89 @@ fn server_to_client_stream_split_at_every_position() {
         assert_eq!(coalesce(&p.events), want, "split at {at}");
     }
 }
+
+#[derive(Debug, Clone)]
+enum Op {
+    Stat,
+    List(Option<u32>),
+    Uidl(Option<u32>),
+    Retr(u32),
+    Top(u32, u64),
+    Dele(u32),
+    Rset,
+    Noop,
+    Capa,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Op::Stat),
+        proptest::option::of(1u32..=6).prop_map(Op::List),
+        proptest::option::of(1u32..=6).prop_map(Op::Uidl),
+        (1u32..=6).prop_map(Op::Retr),
+        ((1u32..=6), (0u64..4)).prop_map(|(m, l)| Op::Top(m, l)),
+        (1u32..=6).prop_map(Op::Dele),
+        Just(Op::Rset),
+        Just(Op::Noop),
+        Just(Op::Capa),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn random_command_sequences_against_the_server_machine(
+        ops in proptest::collection::vec(op(), 0..30),
+        pipelined in proptest::prelude::any::<bool>(),
+    ) {
+        let mut p = Pair::plain();
+        if pipelined {
+            p.client.capa().unwrap();
+        }
+        p.client.login("alice", Secret::new("secret")).unwrap();
+        if pipelined {
+            p.client.capa().unwrap();
+        }
+        let mut issued = Vec::new();
+        for o in &ops {
+            let id = match *o {
+                Op::Stat => p.client.stat(),
+                Op::List(m) => p.client.list(m.map(n)),
+                Op::Uidl(m) => p.client.uidl(m.map(n)),
+                Op::Retr(m) => p.client.retr(n(m)),
+                Op::Top(m, l) => p.client.top(n(m), l),
+                Op::Dele(m) => p.client.dele(n(m)),
+                Op::Rset => p.client.rset(),
+                Op::Noop => p.client.noop(),
+                Op::Capa => p.client.capa(),
+            }
+            .unwrap();
+            issued.push((o.clone(), id));
+        }
+        p.client.quit().unwrap();
+        p.run();
+        proptest::prop_assert!(p.client_closed && p.server_closed);
+        proptest::prop_assert!(!p.events.iter().any(|e| matches!(
+            e,
+            ClientEvent::Error(_) | ClientEvent::Malformed { .. } | ClientEvent::Cancelled { .. }
+        )), "{:?}", p.events);
+        let mut deleted = std::collections::BTreeSet::new();
+        for (o, id) in &issued {
+            let last = p.last_of(*id);
+            match o {
+                Op::Dele(m) if matches!(last, ClientEvent::Ok { .. }) => {
+                    deleted.insert(*m);
+                }
+                Op::Rset => deleted.clear(),
+                Op::Retr(m) | Op::Top(m, _) if *m <= 4 && !deleted.contains(m) => {
+                    let ended = matches!(last, ClientEvent::BodyEnd { .. });
+                    proptest::prop_assert!(ended, "{:?}: {:?}", o, last);
+                }
+                _ => {}
+            }
+        }
+        proptest::prop_assert_eq!(p.store.message_count("alice"), 4 - deleted.len());
+    }
+}

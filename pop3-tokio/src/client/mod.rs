@@ -317,8 +317,16 @@ impl From<ClientError> for Error {
 /// A POP3 session on tokio.
 ///
 /// Every method waits for the server's reply to its command; a method that
-/// fails with [`Error::Server`] or [`Error::Malformed`] leaves the session
-/// usable, other errors end it.
+/// fails with [`Error::Server`], [`Error::Malformed`] or [`Error::Command`]
+/// leaves the session usable, other errors end it.
+///
+/// Dropping the client closes the connection without QUIT: the server then
+/// removes nothing, whatever was marked with DELE (RFC 1939 §6). Only an
+/// `Ok` from [`Pop3Client::quit`] means deletions were committed.
+///
+/// TLS: certificates are verified against the host connected to (or
+/// [`ConnectOptions::tls_name`]); a DNS name is sent as SNI, an IP address
+/// is not sent and must appear in the certificate's IP SANs.
 pub struct Pop3Client {
     machine: Client,
     conn: Conn,

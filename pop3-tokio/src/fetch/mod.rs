@@ -240,7 +240,12 @@ pub async fn fetch_new<S: MessageSink>(
         Err(e) => return Err(e.into()),
     };
     let listed: HashSet<Uid> = uids.iter().map(|u| u.uid.clone()).collect();
-    sink.retain(&listed).map_err(FetchError::Store)?;
+    // Forget UIDs gone from the server, but only when the listings agree
+    // (a UIDL line that could not be parsed must not make a stored message
+    // look gone).
+    if !sizes.is_empty() && sizes.len() == uids.len() {
+        sink.retain(&listed).map_err(FetchError::Store)?;
+    }
 
     let mut report = FetchReport {
         listed: uids.len(),

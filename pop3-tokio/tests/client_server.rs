@@ -306,3 +306,33 @@ async fn fetch_into_a_maildir_then_delete() {
     assert_eq!(report.deleted, msgs.len());
     assert_eq!(r.store.message_count("alice"), 0);
 }
+
+#[tokio::test]
+async fn a_tiny_action_queue_only_slows_parsing_down() {
+    // Many small messages: one read holds many listing lines and bodies, more
+    // than the machine queues at once; the rest is offered again.
+    let msgs: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("Subject: {i}\r\n\r\n.dot {i}\r\nbody\r\n").into_bytes())
+        .collect();
+    let r = start(&msgs).await;
+    let mut o = options(Security::Plain, &r);
+    o.session.max_queued_actions = 4;
+    o.session.max_in_flight = 100;
+    let mut client = Pop3Client::connect("127.0.0.1", r.plain.port(), o)
+        .await
+        .unwrap();
+    client.login("alice", "secret").await.unwrap();
+    assert_eq!(client.list().await.unwrap().len(), msgs.len());
+    assert_eq!(client.uidl().await.unwrap().len(), msgs.len());
+    let mut batch = client.retr_many(numbers(msgs.len())).unwrap();
+    let mut i = 0;
+    while let Some((_, body)) = batch.next().await {
+        let mut got = Vec::new();
+        body.unwrap().read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, msgs[i]);
+        i += 1;
+    }
+    assert_eq!(i, msgs.len());
+    drop(batch);
+    client.quit().await.unwrap();
+}

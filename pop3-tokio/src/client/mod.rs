@@ -1347,7 +1347,7 @@ impl Pop3Client {
                 .machine
                 .handle_input(now, &self.rbuf[self.rstart..self.rend]);
             self.rstart += used;
-            if used > 0 || self.machine.outstanding() == 0 {
+            if used > 0 {
                 return Poll::Ready(());
             }
         }

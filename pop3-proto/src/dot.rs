@@ -109,8 +109,9 @@ enum DecState {
 /// a terminator: the `.` is removed and the CR is passed on as data. When the
 /// connection closes right after such a `.` CR (a server that sent `.` CR and
 /// no LF), [`decode_eof`](BodyDecoder::decode_eof) accepts it as the end; a
-/// caller that times out can ask [`is_terminator_pending`]
-/// (BodyDecoder::is_terminator_pending) to decide the same.
+/// caller that times out waiting for more can ask
+/// [`is_terminator_pending`](BodyDecoder::is_terminator_pending) and decide
+/// the same.
 #[derive(Debug, Clone)]
 pub struct BodyDecoder {
     state: DecState,
@@ -490,7 +491,7 @@ impl BodyEncoder {
                 }
                 top.line = 0;
             } else {
-                top.remaining -= 1;
+                top.remaining = top.remaining.saturating_sub(1);
             }
             pos = lf + 1;
             if !top.in_header && top.remaining == 0 {

@@ -333,6 +333,17 @@ fn needs_work(prev: &[u8; BLOCK], cur: &[u8; BLOCK], next: &[u8; BLOCK]) -> bool
     acc != 0
 }
 
+/// Whether an octet of `cur` is an LF without a CR before it; `prev` is
+/// `cur` shifted back by one octet.
+#[inline]
+fn has_bare_lf(prev: &[u8; BLOCK], cur: &[u8; BLOCK]) -> bool {
+    let mut acc = 0u8;
+    for i in 0..BLOCK {
+        acc |= u8::from(cur[i] == b'\n') & u8::from(prev[i] != b'\r');
+    }
+    acc != 0
+}
+
 /// The three views of the block at `pos` that [`needs_work`] takes, when
 /// the octets before and after it are in `chunk`.
 #[inline]
@@ -614,13 +625,26 @@ impl OctetCounter {
             return;
         };
         let mut count = chunk.len() as u64;
-        for lf in memchr::memchr_iter(b'\n', chunk) {
-            let cr = if lf == 0 {
-                self.prev_cr
-            } else {
-                chunk[lf - 1] == b'\r'
-            };
-            count += u64::from(!cr);
+        let mut pos = 0;
+        while pos < chunk.len() {
+            // Fast path: skip blocks where every LF has a CR before it.
+            while let Some((prev, cur, _)) = block_at(chunk, pos) {
+                if has_bare_lf(prev, cur) {
+                    break;
+                }
+                pos += BLOCK;
+            }
+            let end = chunk.len().min(pos + BLOCK);
+            for lf in memchr::memchr_iter(b'\n', &chunk[pos..end]) {
+                let lf = pos + lf;
+                let cr = if lf == 0 {
+                    self.prev_cr
+                } else {
+                    chunk[lf - 1] == b'\r'
+                };
+                count += u64::from(!cr);
+            }
+            pos = end;
         }
         self.count += count;
         self.prev_cr = last == b'\r';

@@ -257,11 +257,13 @@ impl BodyDecoder {
             let lf = from + i;
             let line_end = lenient || if lf == 0 { cr } else { src[lf - 1] == b'\r' };
             if line_end {
-                // Up to and including the line end; the dot is dropped.
-                let out = self.emit(src, lf + 1);
-                src.advance(1);
+                // Up to and including the line end; the dot goes with it
+                // and is cut off (one split instead of a split and an advance).
+                let mut data = src.split_to(lf + 2);
+                data.truncate(lf + 1);
+                self.data_octets += data.len() as u64;
                 self.state = DecState::Dot;
-                return out;
+                return Some(BodyEvent::Data(data.freeze()));
             }
             from = lf + 1;
         }

@@ -67,7 +67,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use pop3_proto::client::{
     BoxedMechanism, CancelReason, Client, ClientConfig, ClientError, ClientEvent, ProtocolError,
     RequestId, SaslError, ServerError,
@@ -333,7 +333,9 @@ pub struct Pop3Client {
     epoch: Instant,
     events: VecDeque<ClientEvent>,
     /// Commands written by the machine, not yet on the wire.
-    wbuf: VecDeque<Bytes>,
+    /// Command octets not yet written (coalesced: a pipelined batch goes
+    /// out in one write, one TLS record).
+    wbuf: BytesMut,
     /// Written, not yet flushed.
     unflushed: bool,
     rbuf: Box<[u8]>,
@@ -566,7 +568,7 @@ impl Pop3Client {
             conn,
             epoch,
             events: VecDeque::new(),
-            wbuf: VecDeque::new(),
+            wbuf: BytesMut::new(),
             unflushed: false,
             rbuf: vec![0; READ_CHUNK].into_boxed_slice(),
             rstart: 0,
@@ -1155,7 +1157,7 @@ impl Pop3Client {
                 Action::Send(t) => {
                     log_send(&t);
                     if !self.dead {
-                        self.wbuf.push_back(t.bytes);
+                        self.wbuf.extend_from_slice(&t.bytes);
                     }
                 }
                 Action::StartTls => self.start_tls = true,
@@ -1271,8 +1273,8 @@ impl Pop3Client {
     /// when something happened (the caller drains the machine again).
     fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // 1. Everything the machine wrote goes out first.
-        while let Some(front) = self.wbuf.front_mut() {
-            match Pin::new(&mut self.conn).poll_write(cx, front) {
+        while !self.wbuf.is_empty() {
+            match Pin::new(&mut self.conn).poll_write(cx, &self.wbuf) {
                 Poll::Ready(Ok(0)) => {
                     self.fail(Error::io(io::ErrorKind::WriteZero.into()));
                     return Poll::Ready(());
@@ -1280,10 +1282,7 @@ impl Pop3Client {
                 Poll::Ready(Ok(n)) => {
                     self.last_progress = Instant::now();
                     self.unflushed = true;
-                    front.advance(n);
-                    if front.is_empty() {
-                        self.wbuf.pop_front();
-                    }
+                    self.wbuf.advance(n);
                 }
                 Poll::Ready(Err(e)) => {
                     self.fail(Error::io(e));

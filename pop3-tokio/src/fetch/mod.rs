@@ -87,6 +87,40 @@ use crate::client::{ConnectOptions, Error, Pop3Client, Security, TlsVerification
 /// message is durably stored, and from then on [`MessageSink::contains`]
 /// answers `true` for its UID, also in a later process. [`fetch_new`] relies
 /// on that to delete messages safely.
+///
+/// A sink that only counts (it stores nothing, so it must never be used
+/// with deletion):
+///
+/// ```
+/// use std::io;
+/// use bytes::Bytes;
+/// use pop3_proto::types::Uid;
+/// use pop3_tokio::fetch::{MessageSink, MessageWriter};
+///
+/// struct Count(u64);
+/// struct Counting<'a>(&'a mut u64);
+///
+/// impl MessageSink for Count {
+///     type Writer<'a> = Counting<'a>;
+///     fn contains(&mut self, _uid: &Uid) -> io::Result<bool> {
+///         Ok(false)
+///     }
+///     async fn begin(&mut self, _uid: &Uid) -> io::Result<Counting<'_>> {
+///         Ok(Counting(&mut self.0))
+///     }
+/// }
+///
+/// impl MessageWriter for Counting<'_> {
+///     async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+///         *self.0 += chunk.len() as u64;
+///         Ok(())
+///     }
+///     async fn commit(self) -> io::Result<()> {
+///         Ok(())
+///     }
+///     async fn abort(self) {}
+/// }
+/// ```
 pub trait MessageSink {
     /// One message being written.
     type Writer<'a>: MessageWriter
@@ -403,7 +437,19 @@ pub async fn run<S: MessageSink>(
     fetch_new(&mut client, sink, &options, progress).await
 }
 
-/// Opens the session a URL designates.
+/// Opens the session a URL designates (TLS as the scheme and
+/// [`FetchSettings::starttls`] say), without logging in.
+///
+/// ```no_run
+/// use pop3_tokio::fetch::{authenticate, connect, FetchSettings, PopUrl};
+/// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = PopUrl::parse("pops://alice@pop.example.com")?;
+/// let settings = FetchSettings::default();
+/// let mut client = connect(&url, &settings).await?;
+/// authenticate(&mut client, &url, &settings, "secret").await?;
+/// println!("{:?}", client.stat().await?);
+/// # Ok(()) }
+/// ```
 pub async fn connect(url: &PopUrl, settings: &FetchSettings) -> Result<Pop3Client, FetchError> {
     let security = match (url.security, settings.starttls) {
         (Security::ImplicitTls, true) => {
@@ -422,7 +468,19 @@ pub async fn connect(url: &PopUrl, settings: &FetchSettings) -> Result<Pop3Clien
     Ok(Pop3Client::connect(&url.host.connect_name(), url.port, options).await?)
 }
 
-/// Logs in as the URL (or the settings) say.
+/// Logs in as the URL (or [`FetchSettings::auth`]) says; see
+/// [`AuthMethod::Any`] for what is chosen when nothing is said.
+///
+/// ```no_run
+/// use pop3_tokio::fetch::{authenticate, connect, AuthMethod, FetchSettings, PopUrl};
+/// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = PopUrl::parse("pop://alice@localhost")?;
+/// let mut settings = FetchSettings::default();
+/// settings.auth = Some(AuthMethod::Apop);
+/// let mut client = connect(&url, &settings).await?;
+/// authenticate(&mut client, &url, &settings, "secret").await?;
+/// # Ok(()) }
+/// ```
 pub async fn authenticate(
     client: &mut Pop3Client,
     url: &PopUrl,

@@ -242,3 +242,17 @@ async fn the_protocol_log_redacts_secrets() {
     assert!(log.contains("C: QUIT"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
 }
+
+#[tokio::test]
+async fn every_resolved_address_is_tried() {
+    // "localhost" may resolve to ::1 and 127.0.0.1; only the latter listens.
+    let port = scripted(
+        vec![("", b"+OK hi\r\n"), ("CAPA", b"-ERR no\r\n")],
+        Duration::from_secs(5),
+    )
+    .await;
+    let client = Pop3Client::connect("localhost", port, quick(Security::Plain))
+        .await
+        .expect("one of localhost's addresses answers");
+    assert!(client.greeting().is_some());
+}

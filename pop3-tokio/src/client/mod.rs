@@ -381,8 +381,14 @@ fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
     ServerName::try_from(bare.to_owned()).map_err(|_| Error::InvalidHost(host.to_owned()))
 }
 
-/// Resolves and connects to the first address that answers, trying each
-/// (IPv6 and IPv4 alternating) within the deadline.
+/// How long an attempt has before the next address is tried alongside it
+/// (RFC 8305's "connection attempt delay").
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Resolves and connects to the first address that answers: the addresses
+/// (IPv6 and IPv4 alternating) are tried in order, a new attempt starting
+/// every [`ATTEMPT_DELAY`] or as soon as one fails, all racing until one
+/// succeeds or the deadline passes (happy eyeballs, RFC 8305).
 async fn connect_tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error> {
     let bare = host
         .strip_prefix('[')
@@ -398,34 +404,44 @@ async fn connect_tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStre
     if addrs.is_empty() {
         return Err(Error::NoAddress(host.to_owned()));
     }
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = addrs.iter().copied();
     let mut last = None;
-    for (i, addr) in addrs.iter().enumerate() {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
+    let mut start_next = true;
+    loop {
+        if start_next && let Some(addr) = next.next() {
+            tracing::debug!(target: LOG, %addr, "connecting");
+            attempts.spawn(async move { (addr, TcpStream::connect(addr).await) });
         }
-        // Share the time left among the addresses still to try, so that one
-        // black-holed address cannot use up the whole deadline.
-        let left = (addrs.len() - i) as u32;
-        let slice = (deadline - now) / left;
-        let attempt_deadline = if left == 1 { deadline } else { now + slice };
-        tracing::debug!(target: LOG, %addr, "connecting");
-        match tokio::time::timeout_at(attempt_deadline, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(target: LOG, %addr, error = %e, "connect failed");
-                last = Some(Error::io(e));
-            }
-            Err(_) => {
-                tracing::debug!(target: LOG, %addr, "connect timed out");
-                last = Some(Error::Timeout(TimeoutKind::Connect));
+        if attempts.is_empty() {
+            return Err(last.unwrap_or(Error::Timeout(TimeoutKind::Connect)));
+        }
+        let stagger = tokio::time::sleep(ATTEMPT_DELAY);
+        tokio::select! {
+            joined = attempts.join_next() => match joined {
+                Some(Ok((_, Ok(stream)))) => {
+                    attempts.abort_all();
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Some(Ok((addr, Err(e)))) => {
+                    tracing::debug!(target: LOG, %addr, error = %e, "connect failed");
+                    last = Some(Error::io(e));
+                    start_next = true;
+                }
+                Some(Err(e)) => {
+                    last = Some(Error::io(io::Error::other(e)));
+                    start_next = true;
+                }
+                None => start_next = true,
+            },
+            () = stagger => start_next = true,
+            () = tokio::time::sleep_until(deadline) => {
+                attempts.abort_all();
+                return Err(Error::Timeout(TimeoutKind::Connect));
             }
         }
     }
-    Err(last.unwrap_or(Error::Timeout(TimeoutKind::Connect)))
 }
 
 /// Orders addresses by alternating families, starting with the first one's.

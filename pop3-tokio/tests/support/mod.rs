@@ -15,6 +15,7 @@ pub mod curl;
 pub mod dovecot;
 pub mod mpop;
 pub mod poplib;
+pub mod server;
 
 use std::io::Read;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};

@@ -11,7 +11,7 @@ use pop3_proto::response::{Expected, Parsed, Response};
 
 /// The prefix lengths to check: all of them for short inputs, a spread otherwise.
 fn prefixes(n: usize) -> impl Iterator<Item = usize> {
-    let step = if n <= 1024 { 1 } else { n / 512 };
+    let step = if n <= 1024 { 1 } else { n / 64 };
     (0..n).step_by(step).chain(n.saturating_sub(8)..n)
 }
 

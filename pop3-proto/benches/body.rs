@@ -1,1 +1,168 @@
-fn main() {}
+//! Throughput of the body decoder and encoder against a plain copy of the
+//! same octets in the same 64 KiB chunks.
+
+use bytes::BytesMut;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use pop3_proto::dot::{BodyDecoder, BodyEncoder, BodyEvent, OctetCounter};
+use std::hint::black_box;
+
+const CHUNK: usize = 64 * 1024;
+
+/// A deterministic pseudo-random generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// About `size` octets of mail with `eol` line ends: a header, quoted text
+/// with many lines starting with '.', and a base64 attachment in 76-octet
+/// lines.
+fn mail(size: usize, eol: &[u8]) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "the", "message", "server", "mailbox", "octets", "retrieve", "a", "of", "and", "to",
+        "POP3", "client", "line", "dot", "stuffing", "is", "in", "for", "with", "session",
+    ];
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut out = Vec::with_capacity(size + 4096);
+    let line = |out: &mut Vec<u8>, text: &[u8]| {
+        out.extend_from_slice(text);
+        out.extend_from_slice(eol);
+    };
+    for h in [
+        &b"Return-Path: <alice@example.org>"[..],
+        b"Received: from mx.example.org (mx.example.org [192.0.2.1]) by pop.example.net",
+        b"\tfor <bob@example.net>; Thu, 26 Nov 2026 06:00:00 +0000",
+        b"From: Alice <alice@example.org>",
+        b"To: Bob <bob@example.net>",
+        b"Subject: The quarterly report",
+        b"MIME-Version: 1.0",
+        b"Content-Type: multipart/mixed; boundary=\"b1\"",
+    ] {
+        line(&mut out, h);
+    }
+    line(&mut out, b"");
+    while out.len() < size {
+        line(&mut out, b"--b1");
+        line(&mut out, b"Content-Type: text/plain; charset=utf-8");
+        line(&mut out, b"");
+        for _ in 0..40 {
+            let mut text = Vec::new();
+            if rng.below(4) == 0 {
+                text.push(b'.');
+            }
+            while text.len() < 60 + rng.below(12) as usize {
+                text.extend_from_slice(WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes());
+                text.push(if rng.below(9) == 0 { b'.' } else { b' ' });
+            }
+            line(&mut out, &text);
+        }
+        line(&mut out, b"--b1");
+        line(&mut out, b"Content-Type: application/pdf");
+        line(&mut out, b"Content-Transfer-Encoding: base64");
+        line(&mut out, b"");
+        for _ in 0..200 {
+            let text: Vec<u8> = (0..76).map(|_| B64[rng.below(64) as usize]).collect();
+            line(&mut out, &text);
+        }
+    }
+    line(&mut out, b"--b1--");
+    out
+}
+
+fn encode_all(input: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let mut enc = BodyEncoder::new();
+    enc.encode(input, &mut out);
+    enc.finish(&mut out);
+    out.to_vec()
+}
+
+fn copy(input: &[u8], buf: &mut BytesMut) {
+    for chunk in input.chunks(CHUNK) {
+        buf.extend_from_slice(chunk);
+        black_box(&buf[..]);
+        buf.clear();
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let crlf = mail(4 << 20, b"\r\n");
+    let lf = mail(4 << 20, b"\n");
+    let wire = encode_all(&crlf);
+
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(wire.len() as u64));
+    g.bench_function("copy", |b| {
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        b.iter(|| copy(&wire, &mut buf))
+    });
+    g.bench_function("body_decoder", |b| {
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        b.iter(|| {
+            let mut dec = BodyDecoder::new();
+            for chunk in wire.chunks(CHUNK) {
+                buf.extend_from_slice(chunk);
+                while let Some(event) = dec.decode(&mut buf) {
+                    if let BodyEvent::Data(data) = event {
+                        black_box(&data[..]);
+                    }
+                }
+            }
+            assert!(dec.is_done());
+        })
+    });
+    g.finish();
+
+    for (name, input) in [("encode_crlf", &crlf), ("encode_lf", &lf)] {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        g.bench_function("copy", |b| {
+            let mut buf = BytesMut::with_capacity(CHUNK);
+            b.iter(|| copy(input, &mut buf))
+        });
+        g.bench_function("body_encoder", |b| {
+            let mut out = BytesMut::with_capacity(2 * CHUNK);
+            b.iter(|| {
+                let mut enc = BodyEncoder::new();
+                for chunk in input.chunks(CHUNK) {
+                    enc.encode(chunk, &mut out);
+                    black_box(&out[..]);
+                    out.clear();
+                }
+                enc.finish(&mut out);
+                out.clear();
+            })
+        });
+        g.bench_function("octet_counter", |b| {
+            b.iter(|| {
+                let mut counter = OctetCounter::new();
+                for chunk in input.chunks(CHUNK) {
+                    counter.feed(chunk);
+                }
+                black_box(counter.finish())
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);

@@ -27,6 +27,10 @@
 //!   zero message numbers and values that do not fit are typed errors.
 //! - No line may carry CR, LF or NUL ([`CommandError::BadOctet`]).
 //! - SASL data is strict base64 (RFC 4648 alphabet, canonical padding).
+//! - RFC 1939's 40-octet argument limit is not enforced: user names that are
+//!   e-mail addresses and OAuth initial responses exceed it. Each type has
+//!   its own bound ([`Username::MAX_LEN`], [`Password::MAX_LEN`]); the line
+//!   framer bounds the whole line.
 
 use alloc::string::String;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -333,7 +337,8 @@ pub enum Command {
         /// The decoded initial response, if one was sent (`=` is an empty one).
         initial_response: Option<Secret>,
     },
-    /// Bare `AUTH`: the old-style list of mechanisms (SPEC B.15).
+    /// Bare `AUTH`: the old-style list of mechanisms (Dovecot answers it; some
+    /// clients send it when CAPA fails).
     AuthList,
     /// `STAT`.
     Stat,

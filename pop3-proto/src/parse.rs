@@ -80,6 +80,19 @@ pub(crate) fn put_decimal(n: u64, dst: &mut bytes::BytesMut) {
     dst.extend_from_slice(&buf[i..]);
 }
 
+/// Appends `field` to `dst` with CR, LF and NUL written as `?`: a safety net
+/// for values whose type cannot rule them out (plain `String` fields), so that
+/// an encoded line can never be split in two.
+pub(crate) fn put_line_octets(field: &[u8], dst: &mut bytes::BytesMut) {
+    let mut rest = field;
+    while let Some(i) = find_forbidden(rest) {
+        dst.extend_from_slice(&rest[..i]);
+        dst.extend_from_slice(b"?");
+        rest = &rest[i + 1..];
+    }
+    dst.extend_from_slice(rest);
+}
+
 /// The first offset in `field` holding CR, LF or NUL, octets no line may carry.
 pub(crate) fn find_forbidden(field: &[u8]) -> Option<usize> {
     memchr::memchr3(b'\r', b'\n', 0, field)

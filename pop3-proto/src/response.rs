@@ -5,10 +5,47 @@
 //! therefore takes an [`Expected`] kind. Line-level parsers
 //! ([`StatusLine::parse`], [`ScanLine::parse`], [`Capability::parse`], ...)
 //! let a session machine decode listings entry by entry without buffering
-//! them whole.
+//! them whole:
 //!
-//! Input is accepted in any case (`+ok`, `-err`, `[in-use]`); output is
-//! always upper case (`+OK`, `-ERR`) with CRLF line ends.
+//! ```
+//! use pop3_proto::line::find_line;
+//! use pop3_proto::response::{ListingLine, ScanLine, StatusLine};
+//!
+//! let mut input: &[u8] = b"+OK 2 messages\r\n1 120\r\n2 200\r\n.\r\n";
+//! let (len, used) = find_line(input, 512).unwrap().unwrap();
+//! let status = StatusLine::parse(&input[..len]).unwrap();
+//! input = &input[used..];
+//! let mut sizes = Vec::new();
+//! while let Some((len, used)) = find_line(input, 512).unwrap() {
+//!     let ListingLine::Item(line) = ListingLine::parse(&input[..len]) else {
+//!         break; // ListingLine::End
+//!     };
+//!     sizes.push(ScanLine::parse(line).unwrap().size);
+//!     input = &input[used..];
+//! }
+//! assert_eq!(&status.text[..], b"2 messages");
+//! assert_eq!(sizes, [120, 200]);
+//! ```
+//!
+//! # What is accepted
+//!
+//! - `+OK`, `-ERR` and response codes in any case; output is upper case.
+//! - CRLF or a bare LF as line end (some UNIX servers send LF alone); output
+//!   is always CRLF.
+//! - A `[` that does not open a well-formed response code is plain text.
+//! - Fields separated by one or more spaces; leading zeros in numbers.
+//! - Text after the size of a scan line or STAT reply (RFC 1939 §5, §7);
+//!   nothing but spaces after a unique-id.
+//! - A bare `+` as an empty SASL challenge.
+//! - Capabilities: known tags whose parameters do not fit are kept as
+//!   [`Capability::Other`].
+//! - A malformed APOP timestamp in the greeting is no timestamp, not an error.
+//!
+//! Refused, with a typed [`ResponseError`]: lines over the limits, a status
+//! other than `+OK`/`-ERR`, CR or NUL inside a line, numbers with signs or
+//! that do not fit, message number 0, non-base64 challenges, and
+//! non-UTF-8 capability or language lines. Octets in status text are kept as
+//! they are (8-bit included).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -369,7 +406,7 @@ impl Greeting {
     /// Parses a greeting line, without its line end. A `-ERR` greeting (the
     /// server refuses service) parses too, without a timestamp. The
     /// timestamp is the first `<`…`>` of the text; when it is not a valid
-    /// `<local@domain>` msg-id it is ignored (SPEC C.4): no APOP digest is
+    /// `<local@domain>` msg-id it is ignored (the CVE-2007-1558 class): no APOP digest is
     /// ever computed over it.
     pub fn parse(line: &[u8]) -> Result<Greeting, ResponseError> {
         StatusLine::parse(line).map(Greeting::new)
@@ -638,12 +675,13 @@ impl LangLine {
         Ok(LangLine { tag, description })
     }
 
-    /// Appends `tag [SP description]` and CRLF to `dst`.
+    /// Appends `tag [SP description]` and CRLF to `dst`. CR, LF and NUL in a
+    /// hand-built description are written as `?`, so the line cannot split.
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.put_slice(self.tag.as_str().as_bytes());
         if !self.description.is_empty() {
             dst.put_u8(b' ');
-            dst.put_slice(self.description.as_bytes());
+            parse::put_line_octets(self.description.as_bytes(), dst);
         }
         dst.put_slice(b"\r\n");
     }
@@ -800,7 +838,8 @@ impl Capability {
     }
 
     /// Appends the capability line and CRLF to `dst` (dot-stuffed if it
-    /// would start with `.`).
+    /// would start with `.`). CR, LF and NUL in hand-built text are written
+    /// as `?`, so the line cannot split.
     pub fn encode(&self, dst: &mut BytesMut) {
         fn user(dst: &mut BytesMut, per_user: bool) {
             if per_user {
@@ -844,17 +883,17 @@ impl Capability {
                 dst.put_slice(b"IMPLEMENTATION");
                 if !text.is_empty() {
                     dst.put_u8(b' ');
-                    dst.put_slice(text.as_bytes());
+                    parse::put_line_octets(text.as_bytes(), dst);
                 }
             }
             Capability::Other { tag, params } => {
                 if tag.starts_with('.') {
                     dst.put_u8(b'.');
                 }
-                dst.put_slice(tag.as_bytes());
+                parse::put_line_octets(tag.as_bytes(), dst);
                 for p in params {
                     dst.put_u8(b' ');
-                    dst.put_slice(p.as_bytes());
+                    parse::put_line_octets(p.as_bytes(), dst);
                 }
             }
         }
@@ -991,6 +1030,69 @@ pub enum Parsed<T> {
     Incomplete,
 }
 
+impl<T> Parsed<T> {
+    /// The value and the octets consumed, if complete.
+    pub fn complete(self) -> Option<(T, usize)> {
+        match self {
+            Parsed::Complete { value, consumed } => Some((value, consumed)),
+            Parsed::Incomplete => None,
+        }
+    }
+
+    /// Whether more input is needed.
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, Parsed::Incomplete)
+    }
+}
+
+/// One line of a multi-line listing (CAPA, LIST, UIDL, LANG, bare AUTH), as
+/// the framer found it: the `.` terminator or an entry, dot-unstuffed.
+///
+/// ```
+/// use pop3_proto::response::ListingLine;
+/// assert_eq!(ListingLine::parse(b"."), ListingLine::End);
+/// assert_eq!(ListingLine::parse(b"..x"), ListingLine::Item(b".x"));
+/// assert_eq!(ListingLine::parse(b"1 120"), ListingLine::Item(b"1 120"));
+/// let mut out = bytes::BytesMut::new();
+/// ListingLine::Item(b".x").encode(&mut out);
+/// ListingLine::End.encode(&mut out);
+/// assert_eq!(&out[..], b"..x\r\n.\r\n");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListingLine<'a> {
+    /// An entry, with the stuffing dot removed.
+    Item(&'a [u8]),
+    /// `.` alone: the listing is complete.
+    End,
+}
+
+impl<'a> ListingLine<'a> {
+    /// Classifies one listing line, without its line end.
+    pub fn parse(line: &'a [u8]) -> Self {
+        match line {
+            b"." => ListingLine::End,
+            [b'.', rest @ ..] => ListingLine::Item(rest),
+            _ => ListingLine::Item(line),
+        }
+    }
+
+    /// Appends the line, dot-stuffed, and CRLF to `dst`. CR, LF and NUL in
+    /// an item are written as `?`: an item is one line.
+    pub fn encode(&self, dst: &mut BytesMut) {
+        match self {
+            ListingLine::End => dst.put_u8(b'.'),
+            ListingLine::Item(line) => {
+                if line.first() == Some(&b'.') {
+                    dst.put_u8(b'.');
+                }
+                parse::put_line_octets(line, dst);
+            }
+        }
+        dst.put_slice(b"\r\n");
+    }
+}
+
 /// What was wrong with a response.
 ///
 /// Offsets are relative to the line the error is in (for a listing entry,
@@ -1093,12 +1195,10 @@ fn parse_listing<T>(
                 });
             }
         };
-        let line = &rest[..len];
         pos += used;
-        match line {
-            b"." => return Ok(Some((Listing { status, items }, pos))),
-            [b'.', unstuffed @ ..] => items.push(item(unstuffed)?),
-            _ => items.push(item(line)?),
+        match ListingLine::parse(&rest[..len]) {
+            ListingLine::End => return Ok(Some((Listing { status, items }, pos))),
+            ListingLine::Item(line) => items.push(item(line)?),
         }
     }
 }

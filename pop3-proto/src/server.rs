@@ -12,14 +12,16 @@
 //! and lock this maildrop, give me this message chunk by chunk, commit these
 //! deletions, release the lock. Each request gets exactly one
 //! [`StoreReply`], passed back with [`Server::handle_store`].
-//! [`StoreDriver`](crate::store::StoreDriver) executes requests against any
+//! [`StoreDriver`] executes requests against any
 //! [`Store`](crate::store::Store), so adapters need not repeat that dispatch.
 //!
 //! # The run loop
 //!
 //! ```text
-//! let mut server = Server::new(config, now, ctx);       // queues the greeting
-//! let mut driver = StoreDriver::new(store);
+//! let config = Arc::new(ServerConfig::for_store(&*store));   // once, shared
+//! let ctx = ConnectionContext::new(random_u64(), implicit_tls, tls_config.is_some());
+//! let mut server = Server::new(config, now(), ctx);    // queues the greeting
+//! let mut driver = StoreDriver::new(store.clone());
 //! loop {
 //!     while let Some(action) = server.poll_action() {   // drain after every handle_*
 //!         match action {
@@ -115,7 +117,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use core::fmt::Write as _;
 use core::time::Duration;
 
-use crate::command::{ApopDigest, Command, LangRequest, SaslResponse, Username};
+use crate::command::{ApopDigest, Command, CommandError, LangRequest, SaslResponse, Username};
 use crate::dot::BodyEncoder;
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
@@ -654,8 +656,21 @@ impl Server {
             let ts = server.fresh_msg_id(now);
             server.timestamp = ApopTimestamp::new(&ts).ok();
         }
+        // The greeting line fits in 512 octets with its CRLF (RFC 2449 §4)
+        // and holds no control characters, whatever the configuration says.
+        let room = 510
+            - 4
+            - server
+                .timestamp
+                .as_ref()
+                .map_or(0, |t| t.as_str().len() + 1);
         let mut line = String::from("+OK ");
-        line.push_str(&server.config.greeting);
+        for c in server.config.greeting.chars().filter(|c| !c.is_control()) {
+            if line.len() + c.len_utf8() > 4 + room {
+                break;
+            }
+            line.push(c);
+        }
         if let Some(ts) = &server.timestamp {
             line.push(' ');
             line.push_str(ts.as_str());
@@ -700,9 +715,15 @@ impl Server {
         used
     }
 
-    /// The peer closed its side of the connection (or reading failed).
-    /// Commands already taken are still processed; then the session ends
-    /// without UPDATE (unless one of them was QUIT).
+    /// The peer closed its side of the connection, or the connection failed.
+    ///
+    /// When the machine is waiting for the client, the commands it has
+    /// already taken are still processed (a client that writes `QUIT` and
+    /// closes gets its UPDATE); then the session ends without UPDATE. When a
+    /// store request is outstanding (typically: writing failed while the
+    /// caller was performing the actions), the session ends as soon as the
+    /// store has answered: a body is not streamed to a dead connection. A
+    /// commit already started always completes.
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
         if self.eof || self.state == State::Closed {
@@ -749,7 +770,7 @@ impl Server {
                         self.close_after = Some(CloseReason::Autologout);
                     }
                 }
-                Wait::Listing { .. } => self.close(CloseReason::Autologout, None),
+                Wait::Listing { .. } | Wait::Tls => self.close(CloseReason::Autologout, None),
                 _ => self.close(
                     CloseReason::Autologout,
                     Some("-ERR Autologout; idle for too long."),
@@ -1077,8 +1098,24 @@ impl Server {
         let cmd = match Command::parse(line) {
             Ok(cmd) => cmd,
             Err(e) => {
-                let mut text = String::from("-ERR ");
-                let _ = write!(text, "{e}.");
+                let text = match e {
+                    CommandError::Empty => String::from("-ERR Empty command line."),
+                    CommandError::BadKeyword => String::from("-ERR Unknown command."),
+                    CommandError::BadOctet { .. } => {
+                        String::from("-ERR Invalid octet in command line.")
+                    }
+                    CommandError::MissingArgument { command } => {
+                        alloc::format!("-ERR {command}: missing argument.")
+                    }
+                    CommandError::ExtraArgument { command, .. } => {
+                        alloc::format!("-ERR {command}: too many arguments.")
+                    }
+                    CommandError::InvalidArgument { command, .. } => {
+                        alloc::format!("-ERR {command}: invalid argument.")
+                    }
+                    #[allow(unreachable_patterns)]
+                    _ => String::from("-ERR Invalid command."),
+                };
                 self.bad_command(&text);
                 return;
             }

@@ -225,7 +225,7 @@ fn known_answers() -> Vec<KnownAnswer> {
             },
             Some(b"APOP mrose c4c9334bac560ecc979e58001b3e22fb"),
         ),
-        // PASS keeps every space after the one separator (SPEC B.9).
+        // PASS keeps every space after the one separator: spaces belong to the password.
         (
             b"PASS two words",
             Command::Pass(Password::new("two words").unwrap()),

@@ -581,7 +581,7 @@ fn dovecot() {
     want.extend([Capability::User, sasl]);
     assert_eq!(tls, want);
 
-    // SPEC E: the capability lines as Dovecot sends them.
+    // The capability lines as Dovecot sends them.
     for (line, cap) in [
         (&b"TOP"[..], Capability::Top),
         (b"UIDL", Capability::Uidl),
@@ -713,7 +713,7 @@ fn dovecot() {
         Expected::Continuation,
         &fixture("dovecot/login-ok.txt"),
     ));
-    // Dovecot's bare-AUTH listing (SPEC B.15).
+    // Dovecot's bare-AUTH listing (old-style SASL discovery).
     let Response::Mechanisms(l) = canonical(
         Expected::Mechanisms,
         b"+OK\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\nSCRAM-SHA-1\r\nSCRAM-SHA-256\r\n.\r\n",
@@ -724,7 +724,7 @@ fn dovecot() {
         l.items,
         mechs(&["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"])
     );
-    // Dovecot's other texts (SPEC E).
+    // Dovecot's other texts.
     for line in [
         &b"+OK 5 messages:\r\n"[..],
         b"+OK 184 octets\r\n",
@@ -1153,7 +1153,7 @@ fn quirks() {
         panic!()
     };
     assert_eq!(&l.status.text[..], b"20 Messages");
-    // SPEC A.9: text after the size is tolerated and dropped.
+    // RFC 1939 §7: text after the size is tolerated and dropped.
     let Response::ScanListing(l) = complete(
         Expected::ScanListing,
         b"+OK\r\n1 120 (seen)\r\n2 200  extra text\r\n.\r\n",
@@ -1762,4 +1762,25 @@ fn encoders() {
     assert!(Text::new(&b"a\0b"[..]).is_err());
     let e: Box<dyn std::error::Error> = Box::new(ResponseError::LineTooLong { limit: 512 });
     assert_eq!(e.to_string(), "response line longer than 512 octets");
+}
+
+#[test]
+fn hand_built_strings_cannot_split_a_line() {
+    let mut out = BytesMut::new();
+    Capability::Implementation("x\r\n.\r\n-ERR".into()).encode(&mut out);
+    Capability::Other {
+        tag: "X\nY".into(),
+        params: vec!["a\0b".into()],
+    }
+    .encode(&mut out);
+    LangLine {
+        tag: pop3_proto::types::LanguageTag::new("en").unwrap(),
+        description: "a\rb".into(),
+    }
+    .encode(&mut out);
+    pop3_proto::response::ListingLine::Item(b"1\r\n.").encode(&mut out);
+    assert_eq!(
+        &out[..],
+        b"IMPLEMENTATION x??.??-ERR\r\nX?Y a?b\r\nen a?b\r\n1??.\r\n"
+    );
 }

@@ -1036,3 +1036,24 @@ fn session_summary_counts() {
     );
     assert!(line.ends_with("end=quit"), "{line}");
 }
+
+// ---------------------------------------------------------------- A.3 (server side)
+
+#[test]
+fn greeting_fits_in_512_octets_without_control_characters() {
+    let config = test_config().greeting(format!("evil\r\n-ERR injected {}", "x".repeat(2000)));
+    let mut h = Harness::new(config, plain(), standard_store());
+    let g = h.take_output();
+    assert!(g.len() <= 512, "{}", g.len());
+    assert_eq!(g.matches("\r\n").count(), 1);
+    assert!(g.ends_with(&format!(" {TIMESTAMP}\r\n")));
+}
+
+#[test]
+fn malformed_command_texts_name_the_command_only() {
+    let mut h = Harness::standard();
+    h.login("alice", "secret");
+    assert_eq!(h.cmd("RETR"), "-ERR RETR: missing argument.\r\n");
+    assert_eq!(h.cmd("RETR x"), "-ERR RETR: invalid argument.\r\n");
+    assert_eq!(h.cmd("DELE 1 2"), "-ERR DELE: too many arguments.\r\n");
+}

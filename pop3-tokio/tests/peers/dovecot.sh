@@ -24,7 +24,9 @@
 #                           loopback interface has IPv6)
 #   OWNER_PID               optional: a watcher kills the instance once this
 #                           process has exited (a test run killed before its
-#                           clean-up ran leaves nothing behind)
+#                           clean-up ran leaves no server behind)
+#   REMOVE_ON_OWNER_EXIT    1: the watcher then also deletes DIR (for a
+#                           temporary DIR the owner would have deleted)
 #
 # Output of "start" (stdout): LISTEN, POP3_PORT, POP3S_PORT, CA, DOVECOT_PID,
 # DOVECOT_LOG, DOVECOT_CONF.
@@ -283,9 +285,18 @@ if [ -n "${OWNER_PID:-}" ]; then
   # Its own process group (setsid), detached from our stdio, so "stop" can
   # end it with the group and a caller reading our stdout is not held.
   setsid bash -c '
-    while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 0.5; done
+    alive() {
+      local st
+      { read -r st <"/proc/$1/stat"; } 2>/dev/null || return 1
+      st=${st##*) }
+      [ "${st%% *}" != Z ]
+    }
+    while alive "$1" && alive "$2"; do sleep 0.5; done
+    # The owner is still there: the server stopped by itself or was stopped.
+    if alive "$1"; then exit 0; fi
     if [ "$(cat "/proc/$2/comm" 2>/dev/null)" = dovecot ]; then kill -KILL -- "-$2" 2>/dev/null; fi
-  ' watcher "$OWNER_PID" "$master" </dev/null >/dev/null 2>&1 &
+    if [ "$3" = 1 ]; then sleep 0.2; rm -rf -- "$4"; fi
+  ' watcher "$OWNER_PID" "$master" "${REMOVE_ON_OWNER_EXIT:-0}" "$dir" </dev/null >/dev/null 2>&1 &
   echo $! >"$watchfile"
 fi
 

@@ -8,6 +8,11 @@ KIND is a short ASCII word, INDEX a decimal number (0 when meaningless).
 poplib hands back multi-line answers as lines without their line ends (and
 with dot-stuffing removed). They are written out joined with CRLF plus a final
 CRLF, i.e. as the lines arrived on the wire; zero lines give zero bytes.
+Two poplib details: a line longer than poplib._MAXLINE is an error (raised
+here by --maxline), and a line that does not end in CRLF but starts with CR
+loses its first and last byte (poplib's own rule for odd line ends); a
+server that sends CRLF everywhere is reproduced exactly (a bare LF line end
+comes back as CRLF).
 """
 
 import argparse

@@ -3,7 +3,7 @@
 //! `tests/peers/dovecot.sh`; stopped (process group killed, waited for) when
 //! the [`Dovecot`] guard is dropped, also while a test panics. If the test
 //! process dies without unwinding, a watcher started with the server kills
-//! it within a second.
+//! it within a second and deletes its temporary directory.
 //!
 //! Configuration worth knowing: passwords are stored `{PLAIN}` (so USER/PASS,
 //! APOP, SASL PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 all
@@ -78,17 +78,7 @@ impl Dovecot {
                 !password.contains([':', '\n', '\r']),
                 "unusable password {password:?}"
             );
-            let maildir = dir.path().join("mail").join(user);
-            for sub in ["cur", "new", "tmp"] {
-                std::fs::create_dir_all(maildir.join(sub)).expect("create Maildir");
-            }
-            let mut files = Vec::new();
-            for (i, (name, bytes)) in messages.iter().enumerate() {
-                let base = message_base_name(i, name);
-                std::fs::write(maildir.join("cur").join(format!("{base}:2,")), bytes)
-                    .expect("write message");
-                files.push(base);
-            }
+            let files = write_maildir(&dir.path().join("mail").join(user), messages);
             passwords.push_str(&format!("{user}:{password}\n"));
             names.push((user.to_string(), files));
         }
@@ -111,7 +101,8 @@ impl Dovecot {
                 .arg(dir.path())
                 .env("POP3_PORT", pop3_port.to_string())
                 .env("POP3S_PORT", pop3s_port.to_string())
-                .env("OWNER_PID", std::process::id().to_string());
+                .env("OWNER_PID", std::process::id().to_string())
+                .env("REMOVE_ON_OWNER_EXIT", "1");
             let out = run_with_timeout(cmd, Duration::from_secs(60));
             match out.status.code() {
                 Some(0) => {
@@ -288,6 +279,25 @@ pub fn list_size(stored: &[u8]) -> u64 {
         .filter(|&(i, &b)| b == b'\n' && (i == 0 || stored[i - 1] != b'\r'))
         .count();
     (stored.len() + bare_lf) as u64
+}
+
+/// Writes `messages` into the Maildir `maildir` (created with `cur/`, `new/`
+/// and `tmp/`), in `cur/` as `BASE:2,`, and returns the base names in order.
+/// The base names sort in message order (by their time field), so a server
+/// that orders by delivery time numbers them as given; Dovecot (with
+/// `pop3_uidl_format = %f`) uses them as UIDLs.
+pub fn write_maildir(maildir: &Path, messages: &[(String, Vec<u8>)]) -> Vec<String> {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).expect("create Maildir");
+    }
+    let mut names = Vec::new();
+    for (i, (name, bytes)) in messages.iter().enumerate() {
+        let base = message_base_name(i, name);
+        std::fs::write(maildir.join("cur").join(format!("{base}:2,")), bytes)
+            .expect("write message");
+        names.push(base);
+    }
+    names
 }
 
 /// Maildir base name of message `index`: the time field orders the

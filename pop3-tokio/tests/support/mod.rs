@@ -4,7 +4,7 @@
 //!
 //! Include it from an integration test with `mod support;`. Every external
 //! process started here is killed and reaped when its guard is dropped or its
-//! time runs out, also when the test panics. The helpers that run a client
+//! time runs out, also when the test panics. The functions that run a client
 //! block the calling thread: from an async test, wrap them in
 //! [`blocking`] so the runtime (and a server under test on it) keeps running.
 
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 /// How long a client run may take by default before it is killed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The directory holding the helper scripts (`tests/peers`).
+/// The directory holding the peer scripts (`tests/peers`).
 pub fn peers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
@@ -67,7 +67,7 @@ pub fn require_program(program: &str, package: &str) {
 
 /// A child process that is killed and reaped when dropped. When the child
 /// leads its own process group (see [`spawn_grouped`]), the whole group is
-/// killed, so helpers it started cannot outlive it.
+/// killed, so processes it started cannot outlive it.
 pub struct ChildGuard {
     child: Option<Child>,
     pid: u32,
@@ -235,7 +235,7 @@ pub fn expect_success(what: &str, output: &Output) {
     }
 }
 
-/// Runs a blocking helper (a client run) on tokio's blocking pool, so that an
+/// Runs a blocking function (a client run) on tokio's blocking pool, so that an
 /// async test's runtime keeps serving meanwhile. A panic inside `f` is
 /// re-raised here.
 pub async fn blocking<F, R>(f: F) -> R

@@ -4,7 +4,9 @@
 //!
 //! mpop facts worth knowing: it pipelines (USER and PASS in one write,
 //! batched RETR and DELE) unless `pipelining off`; it prepends a `Received:`
-//! header unless `received_header off` (the default here); it remembers the
+//! header unless `received_header off` (the default here); it stores each
+//! message as received with every CRLF turned into LF (a lone CR stays, an
+//! empty line stays an empty line); it remembers the
 //! UIDs it fetched in the `uidls_file` and skips them next time; with
 //! `keep off` it deletes what it fetched.
 

@@ -35,7 +35,9 @@ pub enum Security {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerOptions {
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once; further ones get no greeting until one
+    /// ends (each listener holds at most one of them accepted, the rest
+    /// wait in the listen backlog).
     pub max_connections: usize,
     /// A write that makes no progress for this long ends the session
     /// without UPDATE (a client that never reads its replies).
@@ -158,13 +160,11 @@ where
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let permit = tokio::select! {
-                permit = self.inner.permits.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return Ok(()),
-                },
-                _ = shutdown.changed() => continue,
-            };
+            // Accept first, then wait for a permit: a listener waiting in
+            // accept must not hold a permit, or every other listener of this
+            // server loses one (with the cap at or below the number of
+            // listeners, some would never serve anyone). The accepted
+            // connection gets its greeting only once a permit is free.
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -174,6 +174,13 @@ where
                         continue;
                     }
                     Err(e) => return Err(e),
+                },
+                _ = shutdown.changed() => continue,
+            };
+            let permit = tokio::select! {
+                permit = self.inner.permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
                 },
                 _ = shutdown.changed() => continue,
             };

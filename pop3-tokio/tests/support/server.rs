@@ -32,21 +32,11 @@ struct User {
 }
 
 /// Builds a [`TestServer`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct TestServerBuilder {
     users: Vec<User>,
     config: ServerConfig,
     options: ServerOptions,
-}
-
-impl Default for TestServerBuilder {
-    fn default() -> Self {
-        TestServerBuilder {
-            users: Vec::new(),
-            config: ServerConfig::default(),
-            options: ServerOptions::default(),
-        }
-    }
 }
 
 impl TestServerBuilder {

@@ -749,7 +749,10 @@ async fn mpop_stls_pipelined_fetch_with_keep_off_deletes_after_quit() {
         .pipelining(mpop::Pipelining::On)
         .keep(false);
     let (out, delivered) = blocking(move || {
-        let out = account.run();
+        // --debug prints the dialogue: commands as `--> `, answers as `<-- `.
+        let mut cmd = account.command();
+        cmd.arg("--debug");
+        let out = support::run_with_timeout(cmd, account.timeout);
         (out, account.delivered())
     })
     .await;
@@ -758,7 +761,32 @@ async fn mpop_stls_pipelined_fetch_with_keep_off_deletes_after_quit() {
     for ((name, stored), got) in messages.iter().zip(&delivered) {
         assert_bytes_eq(&format!("mpop: {name}"), got, &mpop_expected(stored));
     }
+    // mpop pipelined its RETRs and DELEs, and QUIT came after the DELEs.
+    let dialogue = mpop_dialogue(&out.stdout);
+    assert!(pipelined(&dialogue, "RETR"), "RETR not pipelined");
+    assert!(pipelined(&dialogue, "DELE"), "DELE not pipelined");
+    let last_dele = dialogue.iter().rposition(|l| l.starts_with("--> DELE "));
+    let quit = dialogue.iter().position(|l| l == "--> QUIT");
+    assert!(last_dele < quit && last_dele.is_some(), "QUIT before DELE");
+    // QUIT committed every deletion.
     assert_eq!(server.stored(USER), Vec::<String>::new());
+}
+
+/// The lines of mpop's `--debug` dialogue: `--> ` command, `<-- ` answer.
+fn mpop_dialogue(stdout: &[u8]) -> Vec<String> {
+    stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"--> ") || l.starts_with(b"<-- "))
+        .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+        .collect()
+}
+
+/// Whether two `verb` commands went out with no answer between them.
+fn pipelined(dialogue: &[String], verb: &str) -> bool {
+    let command = format!("--> {verb} ");
+    dialogue
+        .windows(2)
+        .any(|w| w[0].starts_with(&command) && w[1].starts_with(&command))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -924,12 +952,91 @@ async fn a_wrong_password_gets_auth_after_the_failure_delay_without_busy_words()
     assert!(raw.cmd("QUIT").await.starts_with("+OK"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_message_is_sent_as_no_lines_and_sized_zero() {
+    let messages = awkward::small();
+    let empty = 1 + messages
+        .iter()
+        .position(|(_, m)| m.is_empty())
+        .expect("an empty message");
+    let server = plaintext_server(&messages).start().await;
+    let mut raw = login_when_free(server.plain_addr()).await;
+    assert_eq!(
+        raw.cmd(&format!("LIST {empty}")).await,
+        format!("+OK {empty} 0")
+    );
+    for command in [format!("RETR {empty}"), format!("TOP {empty} 5")] {
+        let (status, lines) = raw.multi(&command).await;
+        assert!(status.starts_with("+OK"), "{command}: {status:?}");
+        assert!(lines.is_empty(), "{command}: {lines:?}");
+    }
+    assert!(raw.cmd("QUIT").await.starts_with("+OK"));
+}
+
+/// A TLS client configuration trusting only `ca`.
+fn tls_connector(ca: &std::path::Path) -> tokio_rustls::TlsConnector {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read the CA") {
+        roots
+            .add(cert.expect("CA certificate"))
+            .expect("add the CA");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(pop3_tokio::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_sent_in_plaintext_behind_stls_are_never_executed() {
+    let messages = awkward::small();
+    let server = plaintext_server(&messages).start().await;
+    let addr = server.plain_addr();
+    let mut raw = Raw::greeted(addr).await;
+    // One write: STLS and, behind it, a whole session an attacker injected.
+    raw.send("STLS\r\nUSER alice\r\nPASS secret\r\nDELE 1\r\nQUIT")
+        .await;
+    assert!(raw.line().await.expect("STLS answer").starts_with("+OK"));
+    let Raw { stream } = raw;
+    assert!(
+        stream.buffer().is_empty(),
+        "plaintext after the STLS answer"
+    );
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    // The server either discards the injected lines and completes the
+    // handshake, or reads them as a broken handshake and closes.
+    if let Ok(tls) = tls_connector(&server.ca())
+        .connect(name, stream.into_inner())
+        .await
+    {
+        let mut tls = BufReader::new(tls);
+        tls.get_mut().write_all(b"STAT\r\n").await.unwrap();
+        let mut line = String::new();
+        tls.read_line(&mut line).await.unwrap();
+        assert!(
+            line.starts_with("-ERR"),
+            "logged in by injected lines: {line:?}"
+        );
+        tls.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+        line.clear();
+        tls.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("+OK"), "{line:?}");
+    }
+    let mut check = login_when_free(addr).await;
+    assert!(check.cmd("QUIT").await.starts_with("+OK"));
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
 // ------------------------------------------------- shutdown and the cap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_ends_open_sessions_after_the_grace_without_update() {
     let messages = awkward::small();
-    let grace = Duration::from_millis(800);
+    let grace = Duration::from_secs(2);
     let mut server = plaintext_server(&messages)
         .with_options(|o| o.shutdown_grace = grace)
         .start()

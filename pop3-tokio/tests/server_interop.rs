@@ -847,6 +847,14 @@ async fn a_connection_dropped_after_dele_deletes_nothing() {
     assert_eq!(check.line().await, None, "the server closes");
     drop(check);
 
+    // A reset (as when a client is killed) after DELE.
+    let mut reset = login_when_free(addr).await;
+    assert!(reset.cmd("DELE 2").await.starts_with("+OK"));
+    reset.stream.get_ref().set_zero_linger().unwrap();
+    drop(reset);
+    drop(login_when_free(addr).await);
+    assert_eq!(server.stored(USER), all);
+
     // poplib: DELE, then close without QUIT.
     let session = blocking(move || {
         poplib::session(
@@ -862,6 +870,83 @@ async fn a_connection_dropped_after_dele_deletes_nothing() {
     let (_, uidl) = after.multi("UIDL").await;
     assert_eq!(uidl.len(), messages.len());
     assert!(after.cmd("QUIT").await.starts_with("+OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_in_the_middle_of_a_big_retr_deletes_nothing() {
+    let messages = awkward::maildrop();
+    let big = 1 + messages
+        .iter()
+        .position(|(name, _)| name == "big-attachment")
+        .expect("the big message");
+    let server = plaintext_server(&messages).start().await;
+    let addr = server.plain_addr();
+    let mut raw = login_when_free(addr).await;
+    assert!(raw.cmd("DELE 1").await.starts_with("+OK"));
+    let status = raw.cmd(&format!("RETR {big}")).await;
+    assert!(status.starts_with("+OK"), "{status:?}");
+    for _ in 0..100 {
+        raw.line().await.expect("a line of the message");
+    }
+    raw.stream.get_ref().set_zero_linger().unwrap();
+    drop(raw);
+    let mut check = login_when_free(addr).await;
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+    assert!(check.cmd("QUIT").await.starts_with("+OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_without_update() {
+    let messages = awkward::maildrop();
+    let big = 1 + messages
+        .iter()
+        .position(|(name, _)| name == "big-attachment")
+        .expect("the big message");
+    let stall = Duration::from_secs(1);
+    let server = plaintext_server(&messages)
+        .with_options(|o| o.write_stall_timeout = stall)
+        .start()
+        .await;
+    let addr = server.plain_addr();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut raw = Raw {
+        stream: BufReader::new(socket.connect(addr).await.expect("connect")),
+    };
+    assert!(raw.line().await.expect("greeting").starts_with("+OK"));
+    assert!(raw.login(USER, PASSWORD).await.starts_with("+OK"));
+    assert!(raw.cmd("DELE 1").await.starts_with("+OK"));
+    let started = Instant::now();
+    raw.send(&format!("RETR {big}\r\nQUIT")).await;
+    // Read nothing more: the server stalls on the 20 MiB body, gives up,
+    // and releases the maildrop without UPDATE.
+    let mut check = login_when_free(addr).await;
+    assert!(
+        started.elapsed() >= stall / 2,
+        "released after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+    assert!(check.cmd("QUIT").await.starts_with("+OK"));
+    drop(raw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_followed_by_a_half_close_still_commits() {
+    let messages = awkward::small();
+    let server = plaintext_server(&messages).start().await;
+    let addr = server.plain_addr();
+    let mut raw = login_when_free(addr).await;
+    raw.send("DELE 1\r\nDELE 2\r\nQUIT").await;
+    raw.stream.get_mut().shutdown().await.unwrap();
+    for _ in 0..3 {
+        let answer = raw.line().await.expect("an answer");
+        assert!(answer.starts_with("+OK"), "{answer:?}");
+    }
+    assert_eq!(raw.line().await, None);
+    let mut kept = uids_of(&messages);
+    kept.drain(..2);
+    assert_eq!(server.stored(USER), sorted(kept));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

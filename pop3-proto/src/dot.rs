@@ -109,7 +109,7 @@ enum DecState {
 /// a terminator: the `.` is removed and the CR is passed on as data. When the
 /// connection closes right after such a `.` CR (a server that sent `.` CR and
 /// no LF), [`decode_eof`](BodyDecoder::decode_eof) accepts it as the end; a
-/// caller that times out can ask [`is_terminator_pending`]
+/// caller that times out can ask [`is_terminator_pending`](Self::is_terminator_pending)
 /// (BodyDecoder::is_terminator_pending) to decide the same.
 #[derive(Debug, Clone)]
 pub struct BodyDecoder {

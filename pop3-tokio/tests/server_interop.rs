@@ -244,6 +244,9 @@ async fn poplib_capa_hides_user_and_plaintext_sasl_until_stls() {
         )
     })
     .await;
+    // RFC 2449 §4: the greeting fits in 512 octets with its CRLF.
+    assert!(session.greeting.len() + 2 <= 512, "{:?}", session.greeting);
+    assert!(timestamp(&session.greeting).is_some(), "no APOP timestamp");
     let steps = &session.steps;
     assert_eq!(steps.len(), 10, "{steps:?}");
     let by = |i: usize| &steps[i - 1];
@@ -816,6 +819,68 @@ async fn mpop_pop3s_keeps_messages_and_fetches_only_new_ones() {
         assert_bytes_eq(&format!("mpop: {name}"), got, &mpop_expected(stored));
     }
     assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poplib_curl_and_mpop_at_once_on_three_maildrops() {
+    let messages = awkward::small();
+    let server = TestServerBuilder::new()
+        .user("alice", "a-secret", &messages)
+        .user("bob", "b-secret", &messages)
+        .user("carol", "c-secret", &messages)
+        .start()
+        .await;
+    let (addr, tls_addr, ca) = (server.plain_addr(), server.tls_addr(), server.ca());
+    let work = tempfile::tempdir().unwrap();
+
+    let poplib_ca = ca.clone();
+    let by_poplib = blocking(move || {
+        poplib::fetch(
+            addr,
+            "alice",
+            "a-secret",
+            &FetchOptions {
+                connect: Connect::stls(&poplib_ca),
+                ..FetchOptions::default()
+            },
+        )
+    });
+    let curl_ca = ca.clone();
+    let count = messages.len() as u32;
+    let by_curl = blocking(move || {
+        let curl = Curl::pop3s(tls_addr, &curl_ca, "bob", "b-secret");
+        (1..=count).map(|n| curl.retr(n)).collect::<Vec<_>>()
+    });
+    let account = mpop::Mpop::new(
+        work.path(),
+        addr,
+        mpop::Security::Stls(ca),
+        "carol",
+        "c-secret",
+    )
+    .keep(false);
+    let by_mpop = blocking(move || (account.run(), account.delivered()));
+    let (fetched, curled, (mpop_out, delivered)) = tokio::join!(by_poplib, by_curl, by_mpop);
+
+    check_fetch("poplib, alice", &fetched, &messages, 0);
+    assert_eq!(curled.len(), messages.len());
+    for ((name, stored), out) in messages.iter().zip(&curled) {
+        expect_success("curl, bob", out);
+        assert_bytes_eq(
+            &format!("curl, bob: {name}"),
+            &out.stdout,
+            &curl_form(stored),
+        );
+    }
+    expect_success("mpop, carol", &mpop_out);
+    assert_eq!(delivered.len(), messages.len());
+    for ((name, stored), got) in messages.iter().zip(&delivered) {
+        assert_bytes_eq(&format!("mpop, carol: {name}"), got, &mpop_expected(stored));
+    }
+    let all = sorted(uids_of(&messages));
+    assert_eq!(server.stored("alice"), all);
+    assert_eq!(server.stored("bob"), all);
+    assert!(server.stored("carol").is_empty());
 }
 
 // ----------------------------------------------------------- mail safety

@@ -997,6 +997,55 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_wi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_logged_out_without_update() {
+    let messages = awkward::small();
+    let idle = Duration::from_millis(500);
+    let server = plaintext_server(&messages)
+        .with_config(|c| c.allow_plaintext_auth(true).autologout_unchecked(idle))
+        .start()
+        .await;
+    let addr = server.plain_addr();
+    let mut raw = login_when_free(addr).await;
+    assert!(raw.cmd("DELE 1").await.starts_with("+OK"));
+    let started = Instant::now();
+    let last = raw.line().await.expect("the autologout answer");
+    assert!(last.starts_with("-ERR"), "{last:?}");
+    assert_eq!(raw.line().await, None, "closed after autologout");
+    assert!(
+        started.elapsed() >= idle / 2,
+        "after {:?}",
+        started.elapsed()
+    );
+    drop(login_when_free(addr).await);
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_on_the_pop3s_port_is_dropped_after_the_handshake_timeout() {
+    let timeout = Duration::from_millis(500);
+    let server = TestServerBuilder::new()
+        .user(USER, PASSWORD, &awkward::small())
+        .with_options(|o| {
+            o.tls_handshake_timeout = timeout;
+            o.max_connections = 1;
+        })
+        .start()
+        .await;
+    let started = Instant::now();
+    let mut silent = Raw::connect(server.tls_addr()).await;
+    assert_eq!(silent.line().await, None, "the server closes");
+    assert!(
+        started.elapsed() >= timeout / 2,
+        "after {:?}",
+        started.elapsed()
+    );
+    // Its connection slot is free again.
+    let (addr, ca) = (server.tls_addr(), server.ca());
+    let session = blocking(move || poplib::session(addr, &Connect::implicit(&ca), &["quit"])).await;
+    assert!(session.steps[0].ok, "{session:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quit_followed_by_a_half_close_still_commits() {
     let messages = awkward::small();
     let server = plaintext_server(&messages).start().await;

@@ -327,7 +327,10 @@ where
                     }
                     Action::Close => {
                         let _ = self.write(&mut conn, &mut out).await;
-                        let _ = conn.shutdown().await;
+                        // A TLS close_notify is a write too: a peer that
+                        // reads nothing must not keep the task forever.
+                        let stall = self.inner.options.write_stall_timeout;
+                        let _ = tokio::time::timeout(stall, conn.shutdown()).await;
                         return machine.summary().to_string();
                     }
                     _ => {}

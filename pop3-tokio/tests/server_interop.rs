@@ -1046,6 +1046,64 @@ async fn a_silent_client_on_the_pop3s_port_is_dropped_after_the_handshake_timeou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_stops_reading_is_dropped_after_the_write_stall_timeout() {
+    let messages = awkward::maildrop();
+    let big = 1 + messages
+        .iter()
+        .position(|(name, _)| name == "big-attachment")
+        .expect("the big message");
+    let stall = Duration::from_secs(1);
+    let server = plaintext_server(&messages)
+        .with_options(|o| o.write_stall_timeout = stall)
+        .start()
+        .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.tls_addr()).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_connector(&server.ca())
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let mut tls = BufReader::new(tls);
+    let mut line = String::new();
+    tls.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("+OK"), "{line:?}");
+    tls.get_mut()
+        .write_all(format!("USER {USER}\r\nPASS {PASSWORD}\r\nDELE 1\r\n").as_bytes())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        line.clear();
+        tls.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("+OK"), "{line:?}");
+    }
+    let started = Instant::now();
+    tls.get_mut()
+        .write_all(format!("RETR {big}\r\nQUIT\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Read nothing more. The session must end: maildrop released, no
+    // UPDATE, and its task gone (the server becomes idle).
+    let mut check = login_when_free(server.plain_addr()).await;
+    drop(check.cmd("QUIT").await);
+    assert!(
+        started.elapsed() >= stall / 2,
+        "after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+    server.shutdown();
+    let idle = tokio::time::timeout(Duration::from_secs(8), server.server().wait_idle()).await;
+    assert!(
+        idle.is_ok(),
+        "a session still runs {:?} after its write stalled",
+        started.elapsed()
+    );
+    drop(tls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quit_followed_by_a_half_close_still_commits() {
     let messages = awkward::small();
     let server = plaintext_server(&messages).start().await;
@@ -1273,6 +1331,58 @@ async fn shutdown_stops_accepting_and_ends_open_sessions_after_the_grace_without
     tokio::time::timeout(Duration::from_secs(10), server.server().wait_idle())
         .await
         .expect("sessions still running");
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_a_session_busy_sending_to_a_slow_reader_after_the_grace() {
+    use tokio::io::AsyncReadExt;
+    let messages = awkward::maildrop();
+    let big = 1 + messages
+        .iter()
+        .position(|(name, _)| name == "big-attachment")
+        .expect("the big message");
+    let grace = Duration::from_secs(1);
+    let server = plaintext_server(&messages)
+        .with_options(|o| o.shutdown_grace = grace)
+        .start()
+        .await;
+    let addr = server.plain_addr();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut raw = Raw {
+        stream: BufReader::new(socket.connect(addr).await.expect("connect")),
+    };
+    assert!(raw.line().await.expect("greeting").starts_with("+OK"));
+    assert!(raw.login(USER, PASSWORD).await.starts_with("+OK"));
+    assert!(raw.cmd("DELE 1").await.starts_with("+OK"));
+    assert!(raw.cmd(&format!("RETR {big}")).await.starts_with("+OK"));
+    let started = Instant::now();
+    server.shutdown();
+    // Read the body slowly (about 200 KB/s: the whole would take 100 s).
+    // What the server wrote before it stopped can fill the socket buffers
+    // for a long time, so the end of the session is seen from the server.
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0; 4096];
+        loop {
+            match raw.stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    let idle = tokio::time::timeout(grace + Duration::from_secs(8), server.server().wait_idle());
+    assert!(
+        idle.await.is_ok(),
+        "still sending {:?} after shutdown with a grace of {grace:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() >= grace / 2,
+        "after {:?}",
+        started.elapsed()
+    );
+    reader.abort();
     assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
 }
 

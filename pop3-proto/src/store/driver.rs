@@ -12,15 +12,53 @@ use crate::server::{StoreReply, StoreRequest};
 /// It does no I/O and needs no runtime: [`StoreDriver::execute`] only awaits
 /// the store's futures, so every adapter uses it as it is.
 ///
-/// ```ignore
-/// let mut driver = StoreDriver::new(store.clone());
-/// while let Some(action) = server.poll_action() {
-///     if let Action::Event(req) = action {
-///         let reply = driver.execute(req).await;
-///         server.handle_store(now(), reply);
+/// ```
+/// use std::sync::Arc;
+/// use std::task::{Context, Poll, Waker};
+/// use pop3_proto::server::{ConnectionContext, Server, ServerConfig};
+/// use pop3_proto::session::Action;
+/// use pop3_proto::store::{MemoryStore, StoreDriver};
+/// use pop3_proto::time::Instant;
+///
+/// // MemoryStore's futures are ready at once; a real adapter awaits them
+/// // on its runtime instead.
+/// fn ready<F: Future>(f: F) -> F::Output {
+///     let mut f = std::pin::pin!(f);
+///     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+///         Poll::Ready(v) => v,
+///         Poll::Pending => unreachable!("MemoryStore never waits"),
 ///     }
-///     // ...
 /// }
+///
+/// let store = Arc::new(MemoryStore::new());
+/// store.add_user("demo", "demo");
+/// store.add_message("demo", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+/// let config = Arc::new(ServerConfig::default().allow_plaintext_auth(true));
+/// let now = Instant::ZERO;
+/// let mut server = Server::new(config, now, ConnectionContext::new(7, false, false));
+/// let mut driver = StoreDriver::new(store);
+///
+/// let mut input: &[u8] = b"USER demo\r\nPASS demo\r\nSTAT\r\nQUIT\r\n";
+/// let mut wire = Vec::new();
+/// loop {
+///     while let Some(action) = server.poll_action() {
+///         match action {
+///             Action::Send(t) => wire.extend_from_slice(&t.bytes),
+///             Action::Event(request) => {
+///                 let reply = ready(driver.execute(request));
+///                 server.handle_store(now, reply);
+///             }
+///             _ => {}
+///         }
+///     }
+///     if server.is_closed() || input.is_empty() {
+///         break;
+///     }
+///     let used = server.handle_input(now, input);
+///     input = &input[used..];
+/// }
+/// let wire = String::from_utf8(wire).unwrap();
+/// assert!(wire.contains("+OK 1 23\r\n"), "{wire}");
 /// ```
 ///
 /// A `Commit` must not be cancelled once started (RFC 1939 §6: UPDATE runs

@@ -1288,6 +1288,111 @@ async fn commands_sent_in_plaintext_behind_stls_are_never_executed() {
     assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_removed_by_another_program_gets_err_and_the_session_goes_on() {
+    let messages = awkward::small();
+    let server = plaintext_server(&messages).start().await;
+    let uids = uids_of(&messages);
+    let mut raw = login_when_free(server.plain_addr()).await;
+    // Another program removes message 2 while the session is open.
+    let cur = server.maildir(USER).join("cur");
+    for entry in std::fs::read_dir(&cur).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&uids[1])
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let gone = raw.cmd("RETR 2").await;
+    assert!(gone.starts_with("-ERR"), "{gone:?}");
+    let (status, lines) = raw.multi("RETR 3").await;
+    assert!(status.starts_with("+OK"), "{status:?}");
+    // Undo the dot-stuffing: every line starting with a dot got one more.
+    let got: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [l.strip_prefix('.').unwrap_or(l).as_bytes(), b"\r\n"].concat())
+        .collect();
+    assert_bytes_eq("RETR 3", &got, &wire(&messages[2].1));
+    assert!(raw.cmd("DELE 2").await.starts_with("+OK"));
+    assert!(raw.cmd("DELE 3").await.starts_with("+OK"));
+    assert!(raw.cmd("QUIT").await.starts_with("+OK"));
+    let mut kept = uids.clone();
+    kept.drain(1..3);
+    assert_eq!(server.stored(USER), sorted(kept));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_pipelined_commands_are_answered_in_order() {
+    use tokio::io::AsyncReadExt;
+    let messages = awkward::small();
+    let server = plaintext_server(&messages).start().await;
+    let raw = login_when_free(server.plain_addr()).await;
+    let stream = raw.stream.into_inner();
+    let (reader, mut writer) = stream.into_split();
+    const ROUNDS: usize = 2000;
+    // One big write while the answers are read at the same time.
+    let commands: String = (0..ROUNDS)
+        .map(|i| format!("NOOP\r\nUIDL {}\r\nLIST {}\r\n", i % 13 + 1, i % 13 + 1))
+        .chain(std::iter::once("QUIT\r\n".to_string()))
+        .collect();
+    let send = tokio::spawn(async move {
+        writer.write_all(commands.as_bytes()).await.unwrap();
+        writer
+    });
+    let mut answers = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        BufReader::new(reader).read_to_string(&mut answers),
+    )
+    .await
+    .expect("all answers in time")
+    .unwrap();
+    drop(send.await.unwrap());
+    let uids = uids_of(&messages);
+    let sizes: Vec<usize> = wires(&messages).iter().map(Vec::len).collect();
+    let mut lines = answers.split("\r\n");
+    for i in 0..ROUNDS {
+        let n = i % 13 + 1;
+        assert!(lines.next().unwrap().starts_with("+OK"), "NOOP {i}");
+        assert_eq!(lines.next().unwrap(), format!("+OK {n} {}", uids[n - 1]));
+        assert_eq!(lines.next().unwrap(), format!("+OK {n} {}", sizes[n - 1]));
+    }
+    assert!(lines.next().unwrap().starts_with("+OK"), "QUIT");
+    assert_eq!(lines.next(), Some(""));
+    assert_eq!(lines.next(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_connect_and_leave_at_once_do_not_disturb_the_server() {
+    let messages = awkward::small();
+    let server = plaintext_server(&messages)
+        .with_options(|o| o.max_connections = 4)
+        .start()
+        .await;
+    for i in 0..200 {
+        let addr = if i % 2 == 0 {
+            server.plain_addr()
+        } else {
+            server.tls_addr()
+        };
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        if i % 3 == 0 {
+            stream.set_zero_linger().unwrap();
+        }
+        drop(stream);
+    }
+    let mut raw = login_when_free(server.plain_addr()).await;
+    assert!(raw.cmd("QUIT").await.starts_with("+OK"));
+    server.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), server.server().wait_idle())
+        .await
+        .expect("sessions still running");
+}
+
 // ------------------------------------------------- shutdown and the cap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1407,6 +1512,31 @@ async fn with_two_connections_allowed_a_third_client_waits_for_its_greeting() {
     let greeting = third.line().await.expect("greeting");
     assert!(greeting.starts_with("+OK"), "{greeting:?}");
     assert!(third.cmd("QUIT").await.starts_with("+OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_a_client_still_waiting_for_a_connection_slot() {
+    let messages = awkward::small();
+    let server = plaintext_server(&messages)
+        .with_options(|o| {
+            o.max_connections = 1;
+            o.shutdown_grace = Duration::from_secs(30);
+        })
+        .start()
+        .await;
+    let addr = server.plain_addr();
+    let mut first = Raw::greeted(addr).await;
+    let mut waiting = Raw::connect(addr).await;
+    assert_eq!(
+        waiting.line_within(Duration::from_millis(300)).await,
+        Err(()),
+        "a greeting beyond the cap"
+    );
+    server.shutdown();
+    // Not greeted, and not kept for the open session's grace either.
+    let end = waiting.line_within(Duration::from_secs(5)).await;
+    assert_eq!(end, Ok(None), "the waiting client was not let go");
+    assert!(first.cmd("QUIT").await.starts_with("+OK"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

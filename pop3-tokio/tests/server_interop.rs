@@ -883,6 +883,52 @@ async fn poplib_curl_and_mpop_at_once_on_three_maildrops() {
     assert!(server.stored("carol").is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpop_without_tls_logs_in_with_cram_md5_and_is_refused_user_pass() {
+    let messages = awkward::small();
+    let server = TestServer::start(USER, PASSWORD, &messages).await;
+    let addr = server.plain_addr();
+    let work = tempfile::tempdir().unwrap();
+    let refused = mpop::Mpop::new(
+        &work.path().join("user"),
+        addr,
+        mpop::Security::Plain,
+        USER,
+        PASSWORD,
+    )
+    .keep(false);
+    let cram = mpop::Mpop::new(
+        &work.path().join("cram"),
+        addr,
+        mpop::Security::Plain,
+        USER,
+        PASSWORD,
+    )
+    .auth("cram-md5");
+    let (refused_out, refused_got, cram_out, cram_got) = blocking(move || {
+        let refused_out = refused.run();
+        let cram_out = cram.run();
+        (refused_out, refused.delivered(), cram_out, cram.delivered())
+    })
+    .await;
+    assert!(
+        !refused_out.status.success(),
+        "USER/PASS without TLS worked"
+    );
+    let why = String::from_utf8_lossy(&refused_out.stderr);
+    assert!(
+        why.contains("-ERR [AUTH]"),
+        "refused by mpop, not the server: {why}"
+    );
+    assert!(refused_got.is_empty());
+    expect_success("mpop with CRAM-MD5", &cram_out);
+    assert_eq!(cram_got.len(), messages.len());
+    for ((name, stored), got) in messages.iter().zip(&cram_got) {
+        assert_bytes_eq(&format!("mpop: {name}"), got, &mpop_expected(stored));
+    }
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
 // ----------------------------------------------------------- mail safety
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -641,19 +641,41 @@ async fn curl_retrieves_the_awkward_maildrop_over_pop3s() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_dele_removes_the_message_at_quit() {
+async fn curl_dele_removes_the_message_only_when_curl_quits() {
     let messages = awkward::small();
-    let server = TestServer::start(USER, PASSWORD, &messages).await;
+    let server = plaintext_server(&messages).start().await;
     let (addr, ca) = (server.plain_addr(), server.ca());
     let uids = uids_of(&messages);
+    // Without -I, curl waits for a multi-line answer to DELE that never
+    // comes; when its time is up it drops the connection without QUIT.
+    let timed_out = blocking(move || {
+        Curl::plain(addr, USER, PASSWORD)
+            .arg("-v")
+            .arg("--max-time")
+            .arg("1")
+            .run("", Some("DELE 2"), false)
+    })
+    .await;
+    assert_eq!(timed_out.status.code(), Some(28), "curl did not time out");
+    let log = String::from_utf8_lossy(&timed_out.stderr);
+    assert!(log.contains("> DELE 2"), "{log}");
+    assert!(!log.contains("> QUIT"), "{log}");
+    let mut check = login_when_free(addr).await;
+    assert!(check.cmd("QUIT").await.starts_with("+OK"));
+    assert_eq!(
+        server.stored(USER),
+        sorted(uids.clone()),
+        "deleted without QUIT"
+    );
+
+    // With -I, curl ends the session with QUIT when it closes the
+    // connection at exit (its verbose log no longer shows that): only then
+    // is the message gone.
     let dele = blocking(move || Curl::plain(addr, USER, PASSWORD).arg("-v").dele(2)).await;
     expect_success("curl DELE 2", &dele);
     let log = String::from_utf8_lossy(&dele.stderr);
     let dele_at = log.find("> DELE 2").expect("curl sent DELE 2");
     assert!(log[dele_at..].contains("< +OK"), "{log}");
-    // curl sends its QUIT when it closes the connection at exit (its
-    // verbose log no longer shows it); the deletion is there once it ends.
-
     let mut kept = uids.clone();
     kept.remove(1);
     assert_eq!(server.stored(USER), sorted(kept.clone()));

@@ -109,8 +109,9 @@ enum DecState {
 /// a terminator: the `.` is removed and the CR is passed on as data. When the
 /// connection closes right after such a `.` CR (a server that sent `.` CR and
 /// no LF), [`decode_eof`](BodyDecoder::decode_eof) accepts it as the end; a
-/// caller that times out can ask [`is_terminator_pending`](Self::is_terminator_pending)
-/// (BodyDecoder::is_terminator_pending) to decide the same.
+/// caller that times out waiting for more can ask
+/// [`is_terminator_pending`](BodyDecoder::is_terminator_pending) and decide
+/// the same.
 #[derive(Debug, Clone)]
 pub struct BodyDecoder {
     state: DecState,
@@ -256,11 +257,13 @@ impl BodyDecoder {
             let lf = from + i;
             let line_end = lenient || if lf == 0 { cr } else { src[lf - 1] == b'\r' };
             if line_end {
-                // Up to and including the line end; the dot is dropped.
-                let out = self.emit(src, lf + 1);
-                src.advance(1);
+                // Up to and including the line end; the dot goes with it
+                // and is cut off (one split instead of a split and an advance).
+                let mut data = src.split_to(lf + 2);
+                data.truncate(lf + 1);
+                self.data_octets += data.len() as u64;
                 self.state = DecState::Dot;
-                return out;
+                return Some(BodyEvent::Data(data.freeze()));
             }
             from = lf + 1;
         }
@@ -328,6 +331,17 @@ fn needs_work(prev: &[u8; BLOCK], cur: &[u8; BLOCK], next: &[u8; BLOCK]) -> bool
     for i in 0..BLOCK {
         let (p, c, n) = (prev[i], cur[i], next[i]);
         acc |= u8::from(c == b'\n') & (u8::from(p != b'\r') | u8::from(n == b'.'));
+    }
+    acc != 0
+}
+
+/// Whether an octet of `cur` is an LF without a CR before it; `prev` is
+/// `cur` shifted back by one octet.
+#[inline]
+fn has_bare_lf(prev: &[u8; BLOCK], cur: &[u8; BLOCK]) -> bool {
+    let mut acc = 0u8;
+    for i in 0..BLOCK {
+        acc |= u8::from(cur[i] == b'\n') & u8::from(prev[i] != b'\r');
     }
     acc != 0
 }
@@ -490,7 +504,7 @@ impl BodyEncoder {
                 }
                 top.line = 0;
             } else {
-                top.remaining -= 1;
+                top.remaining = top.remaining.saturating_sub(1);
             }
             pos = lf + 1;
             if !top.in_header && top.remaining == 0 {
@@ -613,13 +627,26 @@ impl OctetCounter {
             return;
         };
         let mut count = chunk.len() as u64;
-        for lf in memchr::memchr_iter(b'\n', chunk) {
-            let cr = if lf == 0 {
-                self.prev_cr
-            } else {
-                chunk[lf - 1] == b'\r'
-            };
-            count += u64::from(!cr);
+        let mut pos = 0;
+        while pos < chunk.len() {
+            // Fast path: skip blocks where every LF has a CR before it.
+            while let Some((prev, cur, _)) = block_at(chunk, pos) {
+                if has_bare_lf(prev, cur) {
+                    break;
+                }
+                pos += BLOCK;
+            }
+            let end = chunk.len().min(pos + BLOCK);
+            for lf in memchr::memchr_iter(b'\n', &chunk[pos..end]) {
+                let lf = pos + lf;
+                let cr = if lf == 0 {
+                    self.prev_cr
+                } else {
+                    chunk[lf - 1] == b'\r'
+                };
+                count += u64::from(!cr);
+            }
+            pos = end;
         }
         self.count += count;
         self.prev_cr = last == b'\r';

@@ -1190,6 +1190,54 @@ async fn quit_followed_by_a_half_close_still_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_poplib_client_deletes_nothing() {
+    use std::io::BufRead;
+    let messages = awkward::small();
+    let server = plaintext_server(&messages).start().await;
+    let addr = server.plain_addr();
+    blocking(move || {
+        support::require_program("python3", "python3");
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(support::peers_dir().join("poplib_session.py"))
+            .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
+            .args(["--timeout", "30", "--"])
+            // The last command waits for a multi-line answer that never
+            // comes, so the client is still connected when it is killed.
+            .args([
+                "user alice",
+                "pass secret",
+                "dele 1",
+                "dele 2",
+                "rawlong NOOP",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped());
+        let mut client = support::spawn_grouped(cmd).expect("run poplib_session.py");
+        let stdout = client.child().stdout.take().unwrap();
+        let mut records = std::io::BufReader::new(stdout);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = records.read_until(b'\n', &mut line).unwrap();
+            assert!(n > 0, "the client ended early");
+            if line.starts_with(b"ok 4 ") {
+                break;
+            }
+            assert!(
+                !line.starts_with(b"err "),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+        client.kill();
+    })
+    .await;
+    let mut check = login_when_free(addr).await;
+    assert!(check.cmd("QUIT").await.starts_with("+OK"));
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletions_land_only_at_quit() {
     let messages = awkward::small();
     let server = plaintext_server(&messages).start().await;

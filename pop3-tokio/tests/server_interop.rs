@@ -716,6 +716,11 @@ async fn curl_auth_plain_login_cram_md5_and_apop() {
                 "AUTH=PLAIN",
             ),
             (
+                "AUTH=PLAIN with an initial response over POP3S",
+                Curl::pop3s(tls_addr, &ca, USER, PASSWORD).arg("--sasl-ir"),
+                "AUTH=PLAIN",
+            ),
+            (
                 "AUTH=LOGIN over POP3S",
                 Curl::pop3s(tls_addr, &ca, USER, PASSWORD),
                 "AUTH=LOGIN",
@@ -1439,6 +1444,22 @@ async fn a_message_removed_by_another_program_gets_err_and_the_session_goes_on()
     let mut kept = uids.clone();
     kept.drain(1..3);
     assert_eq!(server.stored(USER), sorted(kept));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_line_is_refused_and_the_session_goes_on() {
+    let messages = awkward::small();
+    let server = plaintext_server(&messages).start().await;
+    let addr = server.plain_addr();
+    let mut raw = login_when_free(addr).await;
+    let long = "A".repeat(1 << 20);
+    let answer = raw.cmd(&long).await;
+    assert!(answer.starts_with("-ERR"), "{answer:?}");
+    // The rest of the line was discarded: the session goes on.
+    assert!(raw.cmd("NOOP").await.starts_with("+OK"));
+    assert!(raw.cmd("QUIT").await.starts_with("+OK"));
+    assert_eq!(raw.line().await, None);
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

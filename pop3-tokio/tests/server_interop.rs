@@ -624,9 +624,12 @@ async fn curl_retrieves_the_awkward_maildrop_over_pop3s() {
     let want = messages.clone();
     blocking(move || {
         let curl = Curl::pop3s(addr, &ca, USER, PASSWORD);
-        let list = curl.list();
-        expect_success("curl LIST over POP3S", &list);
+        // TLS 1.2 is accepted as well as 1.3 (RFC 8314).
+        let list = curl.clone().arg("--tls-max").arg("1.2").arg("-v").list();
+        expect_success("curl LIST over POP3S with TLS 1.2", &list);
         assert_eq!(String::from_utf8_lossy(&list.stdout), listing(&want));
+        let log = String::from_utf8_lossy(&list.stderr);
+        assert!(log.contains("TLSv1.2"), "{log}");
         for (i, (name, stored)) in want.iter().enumerate() {
             let out = curl.retr(i as u32 + 1);
             expect_success(&format!("curl RETR {} over POP3S", i + 1), &out);

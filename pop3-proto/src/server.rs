@@ -45,6 +45,63 @@
 //! }
 //! ```
 //!
+//! A whole session against the in-memory store, with a simulated clock and
+//! a store whose futures are ready at once (a real adapter awaits them):
+//!
+//! ```
+//! # #[cfg(feature = "std")] {
+//! use std::sync::Arc;
+//! use std::task::{Context, Poll, Waker};
+//! use pop3_proto::server::{ConnectionContext, Server, ServerConfig};
+//! use pop3_proto::session::Action;
+//! use pop3_proto::store::{MemoryStore, StoreDriver};
+//! use pop3_proto::time::Instant;
+//!
+//! fn ready<F: std::future::Future>(f: F) -> F::Output {
+//!     let mut f = std::pin::pin!(f);
+//!     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+//!         Poll::Ready(v) => v,
+//!         Poll::Pending => unreachable!("MemoryStore answers at once"),
+//!     }
+//! }
+//!
+//! let store = MemoryStore::new();
+//! store.add_user("alice", "secret");
+//! store.add_message("alice", "Subject: hi\r\n\r\n.dot\r\n");
+//! let config = Arc::new(ServerConfig::for_store(&store).allow_plaintext_auth(true));
+//! let now = Instant::ZERO;
+//! let mut server = Server::new(config, now, ConnectionContext::new(42, false, false));
+//! let mut driver = StoreDriver::new(Arc::new(store.clone()));
+//!
+//! let mut input: &[u8] = b"USER alice\r\nPASS secret\r\nRETR 1\r\nDELE 1\r\nQUIT\r\n";
+//! let mut output = Vec::new();
+//! let mut closed = false;
+//! while !closed {
+//!     while let Some(action) = server.poll_action() {
+//!         match action {
+//!             Action::Send(t) => output.extend_from_slice(&t.bytes),
+//!             Action::Event(request) => {
+//!                 let reply = ready(driver.execute(request));
+//!                 server.handle_store(now, reply);
+//!             }
+//!             Action::Close => closed = true,
+//!             _ => {}
+//!         }
+//!     }
+//!     if !closed && server.wants_input() {
+//!         let used = server.handle_input(now, input);
+//!         input = &input[used..];
+//!     }
+//! }
+//! let output = String::from_utf8(output).unwrap();
+//! assert!(output.ends_with(
+//!     "+OK 21 octets\r\nSubject: hi\r\n\r\n..dot\r\n.\r\n\
+//!      +OK Message 1 deleted.\r\n+OK Logging out.\r\n"
+//! ));
+//! assert_eq!(store.message_count("alice"), 0);
+//! # }
+//! ```
+//!
 //! The caller's rules:
 //!
 //! 1. Drain [`Server::poll_action`] until it returns `None` after *every*

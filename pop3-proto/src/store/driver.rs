@@ -65,6 +65,10 @@ use crate::server::{StoreReply, StoreRequest};
 /// to completion): an adapter that races `execute` against anything (a
 /// shutdown signal, the connection closing) must let a commit finish.
 /// Dropping the driver releases an open maildrop without deleting anything.
+///
+/// A message reader is dropped when its message ends, and otherwise (TOP
+/// stops reading once it has its lines) at the next `Read`, `Open`,
+/// `Commit` or `Release`.
 pub struct StoreDriver<S: Store> {
     store: Arc<S>,
     maildrop: Option<S::Maildrop>,

@@ -35,7 +35,9 @@ pub enum Security {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerOptions {
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once; further ones get no greeting until one
+    /// ends (each listener holds at most one of them accepted, the rest
+    /// wait in the listen backlog).
     pub max_connections: usize,
     /// A write that makes no progress for this long ends the session
     /// without UPDATE (a client that never reads its replies).
@@ -65,6 +67,8 @@ struct Inner<S> {
     options: ServerOptions,
     permits: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
+    /// When sessions still open after shutdown must end: set by `shutdown`.
+    stop_at: std::sync::OnceLock<TokioInstant>,
     epoch: TokioInstant,
 }
 
@@ -125,6 +129,7 @@ where
                 permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
                 options,
                 shutdown,
+                stop_at: std::sync::OnceLock::new(),
                 epoch: TokioInstant::now(),
             }),
         }
@@ -133,7 +138,23 @@ where
     /// Asks every `serve` loop to stop accepting and every session to end
     /// (after [`ServerOptions::shutdown_grace`], without UPDATE).
     pub fn shutdown(&self) {
+        let _ = self
+            .inner
+            .stop_at
+            .set(TokioInstant::now() + self.inner.options.shutdown_grace);
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves when the grace after [`shutdown`](Self::shutdown) is over.
+    async fn grace_over(&self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        if shutdown.wait_for(|stop| *stop).await.is_ok()
+            && let Some(at) = self.inner.stop_at.get()
+        {
+            tokio::time::sleep_until(*at).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Waits until every session has ended.
@@ -158,13 +179,11 @@ where
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let permit = tokio::select! {
-                permit = self.inner.permits.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return Ok(()),
-                },
-                _ = shutdown.changed() => continue,
-            };
+            // Accept first, then wait for a permit: a listener waiting in
+            // accept must not hold a permit, or every other listener of this
+            // server loses one (with the cap at or below the number of
+            // listeners, some would never serve anyone). The accepted
+            // connection gets its greeting only once a permit is free.
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -174,6 +193,13 @@ where
                         continue;
                     }
                     Err(e) => return Err(e),
+                },
+                _ = shutdown.changed() => continue,
+            };
+            let permit = tokio::select! {
+                permit = self.inner.permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
                 },
                 _ = shutdown.changed() => continue,
             };
@@ -238,7 +264,17 @@ where
         Ok(())
     }
 
+    /// Writes and flushes `out`; fails when a write makes no progress for
+    /// the write-stall timeout, or when the shutdown grace is over (a
+    /// session busy sending to a slow reader must end then too).
     async fn write(&self, conn: &mut Conn, out: &mut BytesMut) -> io::Result<()> {
+        tokio::select! {
+            written = self.write_until_stalled(conn, out) => written,
+            () = self.grace_over() => Err(io::Error::new(io::ErrorKind::TimedOut, "shut down")),
+        }
+    }
+
+    async fn write_until_stalled(&self, conn: &mut Conn, out: &mut BytesMut) -> io::Result<()> {
         if out.is_empty() {
             return Ok(());
         }
@@ -263,6 +299,8 @@ where
         let mut shutdown = self.inner.shutdown.subscribe();
         let mut shutdown_deadline: Option<TokioInstant> = None;
         let mut eof = false;
+        // The peer ended its side (as opposed to a connection we cut).
+        let mut peer_eof = false;
         loop {
             // Perform every queued action, in order.
             while let Some(action) = machine.poll_action() {
@@ -320,7 +358,13 @@ where
                     }
                     Action::Close => {
                         let _ = self.write(&mut conn, &mut out).await;
-                        let _ = conn.shutdown().await;
+                        // A TLS close_notify is a write too: a peer that
+                        // reads nothing must not keep the task forever, and
+                        // a connection cut (failed write, grace over) gets none.
+                        let stall = self.inner.options.write_stall_timeout;
+                        if !eof || peer_eof {
+                            let _ = tokio::time::timeout(stall, conn.shutdown()).await;
+                        }
                         return machine.summary().to_string();
                     }
                     _ => {}
@@ -350,6 +394,7 @@ where
                     match read {
                         Ok(0) | Err(_) => {
                             eof = true;
+                            peer_eof = true;
                             machine.handle_eof(self.now());
                         }
                         Ok(_) => {}

@@ -1,6 +1,7 @@
 //! Test support for interoperability tests against real POP3 peers on
-//! loopback: a private Dovecot server, Python's poplib, curl and mpop as
-//! clients, and a maildrop of awkward messages.
+//! loopback: a private Dovecot server, our own server started in-process
+//! ([`server`]), Python's poplib, curl and mpop as clients, and a maildrop
+//! of awkward messages.
 //!
 //! Include it from an integration test with `mod support;`. Every external
 //! process started here is killed and reaped when its guard is dropped or its
@@ -15,6 +16,7 @@ pub mod curl;
 pub mod dovecot;
 pub mod mpop;
 pub mod poplib;
+pub mod server;
 
 use std::io::Read;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};

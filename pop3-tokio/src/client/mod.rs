@@ -1460,8 +1460,12 @@ fn tls_connector(options: &ConnectOptions) -> Result<TlsConnector, Error> {
 }
 
 /// A message body being received: an [`AsyncRead`], or chunk by chunk with
-/// [`Body::next_chunk`]. Dropped before the end, the rest is discarded by the
-/// client's next call (see the [module docs](self)).
+/// [`Body::next_chunk`] (zero-copy `Bytes`; for a `Stream`, wrap the reader
+/// in `tokio_util::io::ReaderStream`). Dropped before the end, the rest is
+/// discarded by the client's next call (see the [module docs](self)).
+///
+/// The body is complete only when the reader reports its end; a connection
+/// lost before that is an error, never a short message.
 pub struct Body<'a> {
     client: &'a mut Pop3Client,
     id: RequestId,

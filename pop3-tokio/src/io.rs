@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 pub(crate) enum Conn {
     Plain(TcpStream),
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    #[allow(dead_code)] // the client face arrives separately
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Transient state while a handshake owns the socket.
     Upgrading,

@@ -431,16 +431,8 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(24) // EMFILE: too many open files
 }
 
-/// Randomness for the APOP timestamp, from the standard library's per-process
-/// random hash keys (no extra dependency; not for key material).
+/// Randomness for the APOP timestamp, from the crypto provider's secure
+/// generator: each greeting's timestamp must be unpredictable.
 fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+    u64::from_le_bytes(crate::tls::random_bytes::<8>())
 }

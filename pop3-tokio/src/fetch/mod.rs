@@ -75,7 +75,7 @@ use std::io;
 
 use bytes::Bytes;
 use pop3_proto::client::ServerError;
-use pop3_proto::client::sasl::{Login, Plain};
+use pop3_proto::client::sasl::{CramMd5, Login, OAuthBearer, Plain, ScramSha256, XOAuth2};
 use pop3_proto::response::Capability;
 use pop3_proto::types::{MessageNumber, Secret, Uid};
 
@@ -520,9 +520,20 @@ pub async fn authenticate(
         AuthMethod::Sasl(m) => match m.as_str() {
             "PLAIN" => client.auth(Box::new(Plain::new(user, secret()))).await?,
             "LOGIN" => client.auth(Box::new(Login::new(user, secret()))).await?,
+            "CRAM-MD5" => client.auth(Box::new(CramMd5::new(user, secret()))).await?,
+            "SCRAM-SHA-256" => {
+                let nonce = crate::tls::random_token(24);
+                client
+                    .auth(Box::new(ScramSha256::new(user, secret(), &nonce)))
+                    .await?
+            }
+            // The password is the bearer token for the OAuth mechanisms.
+            "XOAUTH2" => client.auth(Box::new(XOAuth2::new(user, secret()))).await?,
+            "OAUTHBEARER" => client.auth(Box::new(OAuthBearer::new(user, secret()))).await?,
             other => {
                 return Err(FetchError::Auth(format!(
-                    "SASL mechanism {other} is not supported (PLAIN, LOGIN are)"
+                    "SASL mechanism {other} is not supported \
+                     (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER are)"
                 )));
             }
         },

@@ -529,7 +529,11 @@ pub async fn authenticate(
             }
             // The password is the bearer token for the OAuth mechanisms.
             "XOAUTH2" => client.auth(Box::new(XOAuth2::new(user, secret()))).await?,
-            "OAUTHBEARER" => client.auth(Box::new(OAuthBearer::new(user, secret()))).await?,
+            "OAUTHBEARER" => {
+                client
+                    .auth(Box::new(OAuthBearer::new(user, secret())))
+                    .await?
+            }
             other => {
                 return Err(FetchError::Auth(format!(
                     "SASL mechanism {other} is not supported \

@@ -1,4 +1,5 @@
-//! POP3 over `std::net`, and the std file-backed pieces every runtime shares:
+//! The std file-backed pieces every POP3 runtime adapter shares, and (to come)
+//! POP3 over blocking `std::net`:
 //! the Maildir store and the passwd-file user database.
 //!
 //! [`maildir::MaildirStore`] is a [`BlockingStore`](pop3_proto::store::BlockingStore)

@@ -8,7 +8,8 @@
 //!
 //! Options: `--maildir DIR` (required), `--delete`, `--starttls`,
 //! `--ca-file PEM` (trust this CA instead of the bundled roots),
-//! `--insecure` (accept any certificate), `--auth USER|APOP|PLAIN|LOGIN|*`,
+//! `--insecure` (accept any certificate), `--auth MECH` (USER, APOP, PLAIN,
+//! LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER or `*`),
 //! `--no-pipelining`, `--crlf` (keep CRLF line ends). Progress goes to stderr
 //! when it is a terminal; failures end with a one-line reason and exit
 //! status 1 (2 for usage errors).

@@ -1,13 +1,69 @@
-//! POP3 on tokio: a thin adapter binding the `pop3-proto` session machines to
-//! tokio sockets, with TLS (STLS and implicit) through tokio-rustls.
+//! POP3 on tokio: thin adapters that bind the sans-IO `pop3-proto` session
+//! machines to tokio sockets, with TLS (STLS and implicit) through
+//! tokio-rustls. Every protocol decision is the machines'; this crate moves
+//! bytes, runs one timer per connection, performs TLS and calls the store.
+//!
+//! | face | start from |
+//! | --- | --- |
+//! | client | [`client::Pop3Client`]: `connect`, `login`/`apop`/`auth`, `stat`, `list`, `uidl`, `retr`/`top` (bodies stream as [`client::Body`]), `dele`, `quit`, pipelined [`retr_many`](client::Pop3Client::retr_many) and [`dele_many`](client::Pop3Client::dele_many) |
+//! | fetching | [`fetch`]: pop URLs (RFC 2384), save-before-delete into a [`fetch::MessageSink`] such as [`fetch::MaildirSink`] |
+//! | server | [`server::Pop3Server`] over any [`pop3_proto::store::Store`]; [`SpawnBlocking`] runs a blocking store (such as `pop3-blocking`'s Maildir store) off the reactor |
+//! | TLS | [`tls`] (server configurations); [`client::TlsVerification`] (client side) |
+//!
+//! No process-wide crypto provider is installed: TLS configurations come
+//! from the caller or are built with an explicit provider (ring).
+//!
+//! # A client
+//!
+//! ```no_run
+//! use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
+//! use pop3_proto::types::MessageNumber;
+//! use tokio::io::AsyncReadExt;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut client =
+//!     Pop3Client::connect("pop.example.com", 995, ConnectOptions::new(Security::ImplicitTls))
+//!         .await?;
+//! client.login("alice", "secret").await?;
+//! let stat = client.stat().await?;
+//! println!("{} messages, {} octets", stat.count, stat.size);
+//! if let Some(first) = MessageNumber::new(1).filter(|_| stat.count > 0) {
+//!     let mut body = client.retr(first).await?; // streams; never a whole Vec
+//!     let mut head = [0u8; 512];
+//!     let n = body.read(&mut head).await?;
+//!     println!("{}", String::from_utf8_lossy(&head[..n]));
+//! }
+//! client.quit().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # A server
+//!
+//! ```no_run
+//! use pop3_proto::server::ServerConfig;
+//! use pop3_proto::store::MemoryStore;
+//! use pop3_tokio::server::{Pop3Server, Security};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let store = MemoryStore::new();
+//! store.add_user("demo", "demo");
+//! store.add_message("demo", &b"Subject: hello\r\n\r\nHi.\r\n"[..]);
+//! let server = Pop3Server::new(store, ServerConfig::default().allow_plaintext_auth(true));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:1110").await?;
+//! server.serve(listener, Security::Plain).await
+//! # }
+//! ```
+//!
+//! The `pop3d` example serves a Maildir tree with a passwd-file, STLS and
+//! implicit TLS; the `fetch` example is a save-before-delete fetcher.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod blocking;
 pub mod client;
 pub mod fetch;
+mod io;
+pub mod server;
 pub mod tls;
 
 pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader};
-mod io;
-pub mod server;

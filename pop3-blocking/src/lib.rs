@@ -1,6 +1,6 @@
-//! The std file-backed pieces every POP3 runtime adapter shares, and (to come)
-//! POP3 over blocking `std::net`:
-//! the Maildir store and the passwd-file user database.
+//! The std file-backed pieces every POP3 runtime adapter shares: the Maildir
+//! store and the passwd-file user database. (The client and server faces over
+//! blocking `std::net` are to come.)
 //!
 //! [`maildir::MaildirStore`] is a [`BlockingStore`](pop3_proto::store::BlockingStore)
 //! over one Maildir per user (`<root>/<user>/{cur,new,tmp}`): an exclusive

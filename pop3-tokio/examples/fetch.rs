@@ -14,7 +14,7 @@
 //! when it is a terminal; failures end with a one-line reason and exit
 //! status 1 (2 for usage errors).
 //!
-//! What was fetched is remembered per `user@host` (as spelled in the URL) in
+//! What was fetched is remembered per `user@host[:port]` (as spelled in the URL) in
 //! a journal at the top of the Maildir: spell the host the same way on every
 //! run, or messages are fetched again.
 

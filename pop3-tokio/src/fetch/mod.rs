@@ -396,17 +396,32 @@ impl Default for FetchSettings {
     }
 }
 
-/// A name for the maildrop a URL designates (`user@host`), to key a sink's
-/// records. The port and the scheme are left out: a server's POP3 and POP3S
-/// ports serve the same maildrop. Use the same host spelling on every run.
+/// A name for the maildrop a URL designates, to key a sink's records:
+/// `user@host`, plus `:port` unless the port is its scheme's usual one (110
+/// for `pop://`, 995 for `pops://`, which serve the same maildrop).
+///
+/// Two maildrops must never share a name: a message whose unique-id one
+/// of them has already stored would be taken as stored, and deleted with
+/// `--delete`, for the other. So any non-standard port is part of the name
+/// (two services on one host, or tunnels to several hosts on `localhost`),
+/// at the price of fetching again when the same maildrop is reached through
+/// another port or host spelling.
 ///
 /// ```
 /// use pop3_tokio::fetch::{account_id, PopUrl};
 /// let url = PopUrl::parse("pops://alice@[::1]:9950").unwrap();
-/// assert_eq!(account_id(&url), "alice@[::1]");
+/// assert_eq!(account_id(&url), "alice@[::1]:9950");
+/// let url = PopUrl::parse("pops://alice@mail.example.org").unwrap();
+/// assert_eq!(account_id(&url), "alice@mail.example.org");
 /// ```
 pub fn account_id(url: &PopUrl) -> String {
-    format!("{}@{}", url.user.as_deref().unwrap_or(""), url.host)
+    let user = url.user.as_deref().unwrap_or("");
+    let standard = url.port == url.security.default_port();
+    if standard {
+        format!("{user}@{}", url.host)
+    } else {
+        format!("{user}@{}:{}", url.host, url.port)
+    }
 }
 
 /// Connects as the URL says, logs in with `password`, and runs

@@ -1,0 +1,63 @@
+//! Two maildrops on one host must never share fetch records: a unique-id
+//! stored from one must not count as stored for the other, or `--delete`
+//! would remove mail that was never saved.
+
+use std::sync::Arc;
+
+use pop3_proto::server::ServerConfig;
+use pop3_proto::store::MemoryStore;
+use pop3_tokio::fetch::{self, FetchSettings, MaildirSink, PopUrl};
+use pop3_tokio::server::{Pop3Server, Security, ServerOptions};
+use tokio::net::TcpListener;
+
+/// A server on a random loopback port whose maildrop holds one message.
+/// Every such store numbers its unique-ids from the same start, so the
+/// two maildrops below have the same unique-id for different mail.
+async fn serve_one(body: &'static [u8]) -> (Arc<MemoryStore>, u16, Pop3Server<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("alice", "pw");
+    store.add_message("alice", body);
+    let config = ServerConfig::default().allow_plaintext_auth(true);
+    let server = Pop3Server::build(store.clone(), config, None, ServerOptions::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(listener, Security::Plain).await });
+    (store, port, server)
+}
+
+#[tokio::test]
+async fn two_maildrops_on_one_host_are_fetched_and_deleted_separately() {
+    let (a, port_a, server_a) = serve_one(b"Subject: from A\r\n\r\nA\r\n").await;
+    let (b, port_b, server_b) = serve_one(b"Subject: from B\r\n\r\nB\r\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = FetchSettings::default();
+    settings.delete = true;
+    for port in [port_a, port_b] {
+        let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
+        let mut sink = MaildirSink::open(dir.path(), &fetch::account_id(&url)).unwrap();
+        let report = fetch::run(&url, "pw", &settings, &mut sink, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.saved, report.deleted),
+            (1, 1),
+            "port {port}: {report:?}"
+        );
+    }
+    let mut stored: Vec<Vec<u8>> = std::fs::read_dir(dir.path().join("new"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        vec![
+            b"Subject: from A\n\nA\n".to_vec(),
+            b"Subject: from B\n\nB\n".to_vec()
+        ]
+    );
+    assert_eq!((a.message_count("alice"), b.message_count("alice")), (0, 0));
+    server_a.shutdown();
+    server_b.shutdown();
+}

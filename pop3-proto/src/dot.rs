@@ -532,21 +532,33 @@ impl BodyEncoder {
         // `pos` has been dealt with.
         let mut run = 0;
         let mut pos = 0;
+        // Bare-LF mode: the last LF seen was bare, so the next ones likely
+        // are too (an LF-only message): go from LF to LF over the whole
+        // chunk instead of checking blocks, until an LF with a CR.
+        let mut bare_mode = false;
         while pos < chunk.len() {
-            // Fast path: skip blocks without an LF that needs work.
-            while let Some((prev, cur, next)) = block_at(chunk, pos) {
-                if needs_work(prev, cur, next) {
-                    break;
-                }
-                pos += BLOCK;
-                if pos - run >= FLUSH {
-                    dst.extend_from_slice(&chunk[run..pos]);
-                    run = pos;
+            if !bare_mode {
+                // Fast path: skip blocks without an LF that needs work.
+                while let Some((prev, cur, next)) = block_at(chunk, pos) {
+                    if needs_work(prev, cur, next) {
+                        break;
+                    }
+                    pos += BLOCK;
+                    if pos - run >= FLUSH {
+                        dst.extend_from_slice(&chunk[run..pos]);
+                        run = pos;
+                    }
                 }
             }
-            let end = chunk.len().min(pos + BLOCK);
-            while let Some(i) = memchr::memchr(b'\n', &chunk[pos..end]) {
-                let lf = pos + i;
+            let start = pos;
+            let end = if bare_mode {
+                chunk.len()
+            } else {
+                chunk.len().min(pos + BLOCK)
+            };
+            pos = end;
+            for i in memchr::memchr_iter(b'\n', &chunk[start..end]) {
+                let lf = start + i;
                 let cr = if lf == 0 {
                     self.prev_cr
                 } else {
@@ -558,14 +570,19 @@ impl BodyEncoder {
                     added += 1;
                     run = lf;
                 }
-                pos = lf + 1;
-                if chunk.get(pos) == Some(&b'.') {
-                    dst.extend_from_slice(&chunk[run..pos]);
+                if chunk.get(lf + 1) == Some(&b'.') {
+                    dst.extend_from_slice(&chunk[run..lf + 1]);
                     dst.put_u8(b'.');
-                    run = pos;
+                    run = lf + 1;
+                }
+                if bare_mode == cr {
+                    // Switch: back to the blocks after a CRLF, or on from
+                    // LF to LF after a bare LF.
+                    bare_mode = !cr;
+                    pos = lf + 1;
+                    break;
                 }
             }
-            pos = end;
         }
         dst.extend_from_slice(&chunk[run..]);
         self.prev_cr = last == b'\r';

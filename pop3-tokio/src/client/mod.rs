@@ -1112,6 +1112,7 @@ impl Pop3Client {
                 chunk: Bytes::new(),
                 done: false,
                 ended: false,
+                failure: None,
             }),
             other => Err(self.unexpected(other)),
         }
@@ -1475,6 +1476,9 @@ pub struct Body<'a> {
     done: bool,
     /// The terminating `.` line was read.
     ended: bool,
+    /// Why the body failed: returned again by every later read, so a short
+    /// body can never pass for a complete one.
+    failure: Option<Error>,
 }
 
 impl std::fmt::Debug for Body<'_> {
@@ -1518,9 +1522,19 @@ impl Body<'_> {
         }
         loop {
             if self.done {
-                return Poll::Ready(Ok(None));
+                return Poll::Ready(match &self.failure {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(None),
+                });
             }
-            let e = ready!(self.client.poll_event(cx))?;
+            let e = match ready!(self.client.poll_event(cx)) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.done = true;
+                    self.failure = Some(e.clone());
+                    return Poll::Ready(Err(e));
+                }
+            };
             match event_id(&e) {
                 Some(id) if id == self.id => {}
                 _ => continue,
@@ -1533,7 +1547,9 @@ impl Body<'_> {
                 }
                 other => {
                     self.done = true;
-                    return Poll::Ready(Err(self.client.unexpected(other)));
+                    let e = self.client.unexpected(other);
+                    self.failure = Some(e.clone());
+                    return Poll::Ready(Err(e));
                 }
             }
         }
@@ -1596,6 +1612,7 @@ impl RetrBatch<'_> {
                         chunk: Bytes::new(),
                         done: false,
                         ended: false,
+                        failure: None,
                     }),
                 ));
             }

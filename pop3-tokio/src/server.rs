@@ -240,7 +240,14 @@ where
                 }
             }
         }
-        let ctx = ConnectionContext::new(random_u64(), conn.is_tls(), self.inner.tls.is_some());
+        let random = match random_u64() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");
+                return;
+            }
+        };
+        let ctx = ConnectionContext::new(random, conn.is_tls(), self.inner.tls.is_some());
         let machine = Server::new(self.inner.config.clone(), self.now(), ctx);
         let driver = StoreDriver::new(self.inner.store.clone());
         let summary = self.run(conn, machine, driver).await;
@@ -428,11 +435,17 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
             | io::ErrorKind::WouldBlock
-    ) || e.raw_os_error() == Some(24) // EMFILE: too many open files
+            | io::ErrorKind::OutOfMemory
+    ) || matches!(
+        e.raw_os_error(),
+        // EMFILE, ENFILE (descriptor limits), ENOBUFS, ENOMEM: pressure
+        // that passes; back off and accept again.
+        Some(24 | 23 | 105 | 12)
+    )
 }
 
 /// Randomness for the APOP timestamp, from the crypto provider's secure
 /// generator: each greeting's timestamp must be unpredictable.
-fn random_u64() -> u64 {
-    u64::from_le_bytes(crate::tls::random_bytes::<8>())
+fn random_u64() -> Result<u64, rustls::Error> {
+    crate::tls::random_bytes::<8>().map(u64::from_le_bytes)
 }

@@ -59,34 +59,27 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// `N` random octets from the crypto provider's secure generator.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+/// `N` random octets from the crypto provider's secure generator. There is
+/// no weaker fallback: a failure is reported, never papered over.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], rustls::Error> {
     let mut buf = [0u8; N];
-    if crypto_provider().secure_random.fill(&mut buf).is_err() {
-        // The system generator failing is not recoverable in any useful way;
-        // fall back to the standard library's randomly keyed hasher so that a
-        // nonce still differs per call.
-        use std::hash::{BuildHasher, Hasher};
-        for (i, chunk) in buf.chunks_mut(8).enumerate() {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_usize(i);
-            let v = h.finish().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-    buf
+    crypto_provider()
+        .secure_random
+        .fill(&mut buf)
+        .map_err(|_| rustls::Error::FailedToGetRandomBytes)?;
+    Ok(buf)
 }
 
-/// A random token of `len` printable characters (hex), for SASL nonces.
-pub(crate) fn random_token(len: usize) -> String {
-    let mut out = String::with_capacity(len);
+/// A random token of `len` hex characters, for SASL nonces.
+pub(crate) fn random_token(len: usize) -> Result<String, rustls::Error> {
+    let mut out = String::with_capacity(len + 32);
     while out.len() < len {
-        for b in random_bytes::<16>() {
+        for b in random_bytes::<16>()? {
             out.push_str(&format!("{b:02x}"));
         }
     }
     out.truncate(len);
-    out
+    Ok(out)
 }
 
 /// A server configuration (TLS 1.2 and 1.3, no client certificates) from a

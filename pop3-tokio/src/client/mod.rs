@@ -1321,8 +1321,14 @@ impl Pop3Client {
         // 2. STLS: the handshake, on the same socket.
         if self.start_tls {
             self.start_tls = false;
-            // Octets read but not taken came in clear text after `+OK`; the
-            // machine has already failed the session if there were any.
+            // Octets read but not taken came in clear text after `+OK`: an
+            // injection attempt, never data (the machine fails the session
+            // itself when it sees them; this holds even if it has not).
+            if self.rstart < self.rend {
+                let octets = self.rend - self.rstart;
+                self.fail(Error::Protocol(ProtocolError::StlsInjection { octets }));
+                return Poll::Ready(());
+            }
             self.rstart = 0;
             self.rend = 0;
             let tcp = match self.conn.take_plain() {

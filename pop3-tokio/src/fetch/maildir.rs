@@ -85,12 +85,14 @@ impl MaildirSink {
     /// written last entry, and removes files this sink left in `tmp/`.
     pub fn open(root: impl AsRef<Path>, account: &str) -> io::Result<MaildirSink> {
         let root = root.as_ref().to_path_buf();
+        // Mail is private: new folders are 0700 and files 0600, as Maildir
+        // deliverers make them (existing folders keep their modes).
         for sub in ["tmp", "new", "cur"] {
-            fs::create_dir_all(root.join(sub))?;
+            private_dir().create(root.join(sub))?;
         }
         let tag = &hex(&Sha256::digest(account.as_bytes()))[..16];
         let journal_path = root.join(format!(".pop3-uidl-{tag}"));
-        let mut journal = OpenOptions::new()
+        let mut journal = private_file()
             .read(true)
             .append(true)
             .create(true)
@@ -208,7 +210,7 @@ impl MessageSink for MaildirSink {
             .root
             .join("tmp")
             .join(format!("{name}.{}.{seq}{PART}", std::process::id()));
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let file = private_file().write(true).create_new(true).open(&tmp)?;
         Ok(MaildirWriter {
             sink: self,
             uid: uid.clone(),
@@ -231,7 +233,11 @@ impl MessageSink for MaildirSink {
         }
         let tmp = self.journal_path.with_extension("rewrite");
         {
-            let mut f = File::create(&tmp)?;
+            let mut f = private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
             let mut text = Vec::new();
             for u in &keep {
                 text.extend_from_slice(u);
@@ -337,6 +343,23 @@ impl Drop for MaildirWriter<'_> {
             let _ = fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Options for a file only its owner may read (0600 on Unix).
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// A recursive folder builder for folders only their owner may enter (0700 on Unix).
+fn private_dir() -> fs::DirBuilder {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
 }
 
 #[cfg(test)]

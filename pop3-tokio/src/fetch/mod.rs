@@ -537,7 +537,8 @@ pub async fn authenticate(
             "LOGIN" => client.auth(Box::new(Login::new(user, secret()))).await?,
             "CRAM-MD5" => client.auth(Box::new(CramMd5::new(user, secret()))).await?,
             "SCRAM-SHA-256" => {
-                let nonce = crate::tls::random_token(24);
+                let nonce = crate::tls::random_token(24)
+                    .map_err(|e| FetchError::Auth(format!("no randomness for a nonce: {e}")))?;
                 client
                     .auth(Box::new(ScramSha256::new(user, secret(), &nonce)))
                     .await?

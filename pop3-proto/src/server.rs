@@ -189,6 +189,9 @@ mod sasl;
 pub use sasl::SaslMechanism;
 use sasl::{SaslExchange, SaslOutcome};
 
+/// The default [`ServerConfig::login_timeout`].
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// The shortest autologout RFC 1939 §3 allows.
 pub const MIN_AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -221,6 +224,7 @@ pub struct ServerConfig {
     max_bad_after_login: u32,
     auth_failure_delay: Duration,
     autologout: Duration,
+    login_timeout: Duration,
     login_delay: Option<u32>,
     expire: Option<Expire>,
     pipelining: bool,
@@ -247,6 +251,7 @@ impl Default for ServerConfig {
             max_bad_after_login: 20,
             auth_failure_delay: Duration::from_secs(1),
             autologout: MIN_AUTOLOGOUT,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
             login_delay: None,
             expire: Some(Expire::Never),
             pipelining: true,
@@ -332,6 +337,17 @@ impl ServerConfig {
     /// (10 minutes, RFC 1939 §3). Default 10 minutes.
     pub fn autologout(mut self, timeout: Duration) -> Self {
         self.autologout = timeout.max(MIN_AUTOLOGOUT);
+        self
+    }
+
+    /// How long a connection may stay in AUTHORIZATION, counted from the
+    /// greeting whatever the client sends meanwhile (default 3 minutes).
+    /// Without it, clients that never log in but send a command now and
+    /// then could hold every connection slot. Expiry closes the
+    /// connection with `-ERR`; a login the store is checking at that moment
+    /// is let finish.
+    pub fn login_timeout(mut self, timeout: Duration) -> Self {
+        self.login_timeout = timeout;
         self
     }
 
@@ -524,6 +540,8 @@ pub enum CloseReason {
     PeerClosed,
     /// The autologout timer expired.
     Autologout,
+    /// No login within [`ServerConfig::login_timeout`].
+    LoginTimeout,
     /// Too many bad commands.
     TooManyBadCommands,
     /// The store failed where the session could not go on.
@@ -581,6 +599,7 @@ impl core::fmt::Display for SessionSummary {
             Some(CloseReason::Quit) => "quit",
             Some(CloseReason::PeerClosed) => "peer-closed",
             Some(CloseReason::Autologout) => "autologout",
+            Some(CloseReason::LoginTimeout) => "login-timeout",
             Some(CloseReason::TooManyBadCommands) => "too-many-bad-commands",
             Some(CloseReason::StoreFailure) => "store-failure",
         })
@@ -663,6 +682,7 @@ pub struct Server {
     close_after: Option<CloseReason>,
     now: Instant,
     last_activity: Instant,
+    login_deadline: Instant,
     timestamp: Option<ApopTimestamp>,
     bad_commands: u32,
     pending_user: Option<Username>,
@@ -695,6 +715,7 @@ impl Server {
             close_after: None,
             now,
             last_activity: now,
+            login_deadline: now + config.login_timeout,
             timestamp: None,
             bad_commands: 0,
             pending_user: None,
@@ -819,6 +840,20 @@ impl Server {
         if self.state == State::Closed || self.closing {
             return;
         }
+        if self.state == State::Authorization && now >= self.login_deadline {
+            match self.wait {
+                // A login being checked finishes; the session goes on if it succeeds.
+                Wait::Store(_) => {}
+                Wait::Listing { .. } | Wait::Tls => self.close(CloseReason::LoginTimeout, None),
+                _ => self.close(
+                    CloseReason::LoginTimeout,
+                    Some("-ERR Disconnected: no login in time."),
+                ),
+            }
+            if self.state == State::Closed || self.closing {
+                return;
+            }
+        }
         if now >= self.last_activity + self.config.autologout {
             match self.wait {
                 Wait::Store(Pending::Commit { .. }) | Wait::Store(Pending::Release) => {}
@@ -900,7 +935,10 @@ impl Server {
         if self.state == State::Closed || self.closing {
             return None;
         }
-        let logout = self.last_activity + self.config.autologout;
+        let mut logout = self.last_activity + self.config.autologout;
+        if self.state == State::Authorization && !matches!(self.wait, Wait::Store(_)) {
+            logout = logout.min(self.login_deadline);
+        }
         match self.wait {
             Wait::Delay { until } => Some(until.min(logout)),
             _ => Some(logout),

@@ -325,6 +325,41 @@ fn autologout_in_authorization() {
 }
 
 #[test]
+fn a_client_that_never_logs_in_is_closed_at_the_login_timeout_despite_activity() {
+    let config = test_config().login_timeout(Duration::from_secs(60));
+    let mut h = Harness::new(config, plain(), standard_store());
+    h.auto_timer = Duration::ZERO;
+    h.take_output();
+    // CAPA is legal before login and no bad command: activity alone must
+    // not keep a connection that never logs in.
+    for _ in 0..5 {
+        h.advance(Duration::from_secs(11));
+        let r = h.cmd("CAPA");
+        assert!(r.starts_with("+OK"), "{r:?}");
+    }
+    assert!(!h.closed);
+    h.take_output();
+    h.advance(Duration::from_secs(6));
+    assert!(h.closed);
+    assert_eq!(h.take_output(), "-ERR Disconnected: no login in time.\r\n");
+    assert_eq!(
+        h.server.summary().close_reason,
+        Some(CloseReason::LoginTimeout)
+    );
+}
+
+#[test]
+fn a_login_before_the_login_timeout_keeps_the_session() {
+    let config = test_config().login_timeout(Duration::from_secs(60));
+    let mut h = Harness::new(config, plain(), standard_store());
+    h.advance(Duration::from_secs(50));
+    h.login("alice", "secret");
+    h.advance(Duration::from_secs(120));
+    assert!(!h.closed);
+    assert!(h.cmd("STAT").starts_with("+OK 3 "));
+}
+
+#[test]
 fn autologout_is_at_least_ten_minutes() {
     let c = ServerConfig::default().autologout(Duration::from_secs(30));
     assert_eq!(c.get_autologout(), Duration::from_secs(600));

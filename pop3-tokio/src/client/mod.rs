@@ -153,6 +153,10 @@ pub struct ConnectOptions {
     /// Read the capabilities after the greeting, after STLS and after login
     /// (default `true`): pipelining is used only when they allow it.
     pub read_capabilities: bool,
+    /// The most entries a listing collected by [`Pop3Client::list`],
+    /// [`Pop3Client::uidl`] or [`Pop3Client::lang`] may have (default
+    /// 1,000,000): a server that lists without end cannot exhaust memory.
+    pub max_listing_entries: usize,
     /// The session machine's settings (pipelining, reply timeout, limits).
     pub session: ClientConfig,
 }
@@ -174,6 +178,7 @@ impl ConnectOptions {
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Some(Duration::from_secs(300)),
             read_capabilities: true,
+            max_listing_entries: 1_000_000,
             session: ClientConfig::default(),
         }
     }
@@ -224,6 +229,13 @@ pub enum Error {
     /// The SASL mechanism could not answer the server; the exchange was
     /// cancelled.
     Sasl(SaslError),
+    /// A listing (LIST, UIDL, LANG) had more entries than
+    /// [`ConnectOptions::max_listing_entries`]; the connection was dropped
+    /// (without QUIT, so nothing is deleted).
+    ListingTooLong {
+        /// The limit in force.
+        limit: usize,
+    },
     /// The session is over (after QUIT, or the server closed cleanly).
     Closed,
 }
@@ -276,6 +288,9 @@ impl std::fmt::Display for Error {
             Error::Malformed { error, .. } => write!(f, "malformed reply: {error}"),
             Error::Command(e) => write!(f, "command refused: {e}"),
             Error::Sasl(e) => write!(f, "authentication aborted: {e}"),
+            Error::ListingTooLong { limit } => {
+                write!(f, "the server listed more than {limit} entries")
+            }
             Error::Closed => f.write_str("the session is closed"),
         }
     }
@@ -1096,6 +1111,13 @@ impl Pop3Client {
                     tracing::warn!(target: LOG, "skipped malformed listing line {line:?}: {error}");
                 }
                 other => match entry(other) {
+                    Ok(_) if out.len() >= self.options.max_listing_entries => {
+                        let e = Error::ListingTooLong {
+                            limit: self.options.max_listing_entries,
+                        };
+                        self.fail(e.clone());
+                        return Err(e);
+                    }
                     Ok(v) => out.push(v),
                     Err(other) => return Err(self.unexpected(other)),
                 },

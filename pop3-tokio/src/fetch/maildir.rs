@@ -12,7 +12,8 @@
 //!
 //! # Commit order
 //!
-//! 1. the message is written to `tmp/<name>.<pid>.<n>.part` and fsynced;
+//! 1. the message is written to `tmp/<name>.<account>.<pid>.<n>.part` and
+//!    fsynced;
 //! 2. it is renamed to `new/<name>` and the `new/` directory is fsynced;
 //! 3. the UID is appended to the journal, which is fsynced.
 //!
@@ -22,7 +23,15 @@
 //! `cur/`), or its UID is in the journal (which also covers a message the
 //! user has since deleted or moved away locally while it stays on the
 //! server). An interruption before step 2 leaves at most a stale file in
-//! `tmp/`, removed when the Maildir is next opened.
+//! `tmp/`, removed when the Maildir is next opened for the same account.
+//!
+//! # One fetch per account at a time
+//!
+//! A sink holds an exclusive lock (`.pop3-uidl-<account>.lock`, released by
+//! the OS if the process dies) for as long as it is open: a second fetch of
+//! the same account into the same Maildir fails at once instead of racing
+//! the first one's journal and temporary files. Fetches of different
+//! accounts into one Maildir do not touch each other's files.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -70,6 +79,10 @@ pub struct MaildirSink {
     account: String,
     journal_path: PathBuf,
     journal: File,
+    /// The account's lock, held while the sink is open.
+    _lock: File,
+    /// The account's tag, in the journal's and temporary files' names.
+    tag: String,
     saved: HashSet<Vec<u8>>,
     /// Names found in `cur/` (without their `:2,` info), read once.
     cur: Option<HashSet<String>>,
@@ -90,7 +103,22 @@ impl MaildirSink {
         for sub in ["tmp", "new", "cur"] {
             private_dir().create(root.join(sub))?;
         }
-        let tag = &hex(&Sha256::digest(account.as_bytes()))[..16];
+        let tag = hex(&Sha256::digest(account.as_bytes()))[..16].to_owned();
+        let lock = private_file()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(root.join(format!(".pop3-uidl-{tag}.lock")))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("another fetch of {account} into this Maildir is running"),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
         let journal_path = root.join(format!(".pop3-uidl-{tag}"));
         let mut journal = private_file()
             .read(true)
@@ -117,6 +145,8 @@ impl MaildirSink {
             account: account.to_owned(),
             journal_path,
             journal,
+            _lock: lock,
+            tag,
             saved,
             cur: None,
             line_ends: LineEnds::default(),
@@ -155,7 +185,9 @@ impl MaildirSink {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(PART) && name.contains(".pop3.") {
+            // Only this account's leftovers: another account's fetch may be
+            // writing into tmp/ right now.
+            if name.ends_with(PART) && name.contains(&format!(".pop3.{}.", self.tag)) {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -195,9 +227,21 @@ impl MessageSink for MaildirSink {
             return Ok(true);
         }
         let name = self.file_name(uid);
-        let found = self.root.join("new").join(&name).exists() || self.in_cur(&name)?;
+        let in_new = self.root.join("new").join(&name);
+        let found = if in_new.exists() {
+            // Stored by a run that stopped before its journal entry, maybe
+            // before the rename reached the disk: make it durable before
+            // it counts as stored (and may be deleted on the server).
+            File::open(&in_new)?.sync_all()?;
+            sync_dir(&self.root.join("new"))?;
+            true
+        } else if self.in_cur(&name)? {
+            sync_dir(&self.root.join("cur"))?;
+            true
+        } else {
+            false
+        };
         if found {
-            // Stored by a run that stopped before its journal entry.
             self.record(uid)?;
         }
         Ok(found)
@@ -206,10 +250,11 @@ impl MessageSink for MaildirSink {
     async fn begin(&mut self, uid: &Uid) -> io::Result<MaildirWriter<'_>> {
         let name = self.file_name(uid);
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{name}.{}.{seq}{PART}", std::process::id()));
+        let tmp = self.root.join("tmp").join(format!(
+            "{name}.{}.{}.{seq}{PART}",
+            self.tag,
+            std::process::id()
+        ));
         let file = private_file().write(true).create_new(true).open(&tmp)?;
         Ok(MaildirWriter {
             sink: self,
@@ -407,9 +452,29 @@ mod tests {
         f.write_all(b"thr").unwrap();
         drop(f);
         // A stale temporary file from a killed run.
-        fs::write(dir.path().join("tmp").join("x.pop3.1.2.part"), b"junk").unwrap();
+        let tag = &hex(&Sha256::digest(b"a@h"))[..16];
+        fs::write(
+            dir.path()
+                .join("tmp")
+                .join(format!("x.pop3.{tag}.1.2.part")),
+            b"junk",
+        )
+        .unwrap();
+        // Another account's file in flight is left alone.
+        let other = dir
+            .path()
+            .join("tmp")
+            .join("y.pop3.0123456789abcdef.1.2.part");
+        fs::write(&other, b"theirs").unwrap();
 
         let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(other.exists());
+        fs::remove_file(&other).unwrap();
+        // A second sink for the same account is refused while this one is open.
+        assert_eq!(
+            MaildirSink::open(dir.path(), "a@h").unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         assert!(sink.contains(&uid("one")).unwrap());
         assert!(sink.contains(&uid("two")).unwrap());
         assert!(!sink.contains(&uid("thr")).unwrap());
@@ -433,6 +498,7 @@ mod tests {
 
         // Stored but not journaled (killed between the rename and the
         // journal): found in cur/ and journaled then.
+        drop(sink);
         fs::write(&journal, b"").unwrap();
         let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
         assert!(sink.contains(&uid("one")).unwrap());

@@ -211,11 +211,17 @@ where
         }
     }
 
-    /// Serves one accepted connection to its end.
+    /// Serves one connection accepted elsewhere to its end, once a
+    /// connection slot is free.
     pub async fn serve_connection(&self, stream: TcpStream, security: Security) {
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // The connection counts against the cap and is waited for by
+        // `wait_idle`, as one accepted by `serve` is.
+        let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
+            return;
+        };
         self.connection(stream, peer, security).await;
     }
 

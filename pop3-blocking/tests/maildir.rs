@@ -386,14 +386,11 @@ fn lock_held_by_another_process_is_honoured() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    if Command::new("flock")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        eprintln!("flock(1) not available; skipping");
-        return;
-    }
+    let flock = Command::new("flock").arg("--version").output();
+    assert!(
+        flock.is_ok_and(|o| o.status.success()),
+        "this test needs flock(1), from util-linux: apt-get install -y util-linux"
+    );
     let f = Fixture::new();
     let lock = f.maildir().join(LOCK_FILE);
     // -o: the command does not inherit the lock, so it goes with flock itself.

@@ -547,6 +547,37 @@ pub enum ClientEvent {
     Closed,
 }
 
+impl ClientEvent {
+    /// The command this event answers, or `None` for events about the whole
+    /// session (greeting, protocol errors, close).
+    ///
+    /// ```
+    /// use pop3_proto::client::ClientEvent;
+    /// assert_eq!(ClientEvent::Closed.request_id(), None);
+    /// ```
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            ClientEvent::Ok { id, .. }
+            | ClientEvent::Err { id, .. }
+            | ClientEvent::Stat { id, .. }
+            | ClientEvent::ListingStart { id, .. }
+            | ClientEvent::Scan { id, .. }
+            | ClientEvent::Uid { id, .. }
+            | ClientEvent::Language { id, .. }
+            | ClientEvent::Mechanism { id, .. }
+            | ClientEvent::ListingEnd { id }
+            | ClientEvent::Capabilities { id, .. }
+            | ClientEvent::BodyStart { id, .. }
+            | ClientEvent::BodyChunk { id, .. }
+            | ClientEvent::BodyEnd { id }
+            | ClientEvent::Malformed { id, .. }
+            | ClientEvent::SaslCancelled { id, .. }
+            | ClientEvent::Cancelled { id, .. } => Some(*id),
+            ClientEvent::Greeting(_) | ClientEvent::Error(_) | ClientEvent::Closed => None,
+        }
+    }
+}
+
 /// Why a command was refused before reaching the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -155,25 +155,7 @@ pub fn coalesce(events: &[ClientEvent]) -> Vec<ClientEvent> {
 
 /// The request a (non-fatal) event is about.
 pub fn event_id(e: &ClientEvent) -> Option<RequestId> {
-    Some(match e {
-        ClientEvent::Ok { id, .. }
-        | ClientEvent::Err { id, .. }
-        | ClientEvent::Stat { id, .. }
-        | ClientEvent::ListingStart { id, .. }
-        | ClientEvent::Scan { id, .. }
-        | ClientEvent::Uid { id, .. }
-        | ClientEvent::Language { id, .. }
-        | ClientEvent::Mechanism { id, .. }
-        | ClientEvent::ListingEnd { id }
-        | ClientEvent::Capabilities { id, .. }
-        | ClientEvent::BodyStart { id, .. }
-        | ClientEvent::BodyChunk { id, .. }
-        | ClientEvent::BodyEnd { id }
-        | ClientEvent::Malformed { id, .. }
-        | ClientEvent::SaslCancelled { id, .. }
-        | ClientEvent::Cancelled { id, .. } => *id,
-        _ => return None,
-    })
+    e.request_id()
 }
 
 /// The body octets delivered for `id`.

@@ -476,25 +476,7 @@ fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
 }
 
 fn event_id(e: &ClientEvent) -> Option<RequestId> {
-    match e {
-        ClientEvent::Ok { id, .. }
-        | ClientEvent::Err { id, .. }
-        | ClientEvent::Stat { id, .. }
-        | ClientEvent::ListingStart { id, .. }
-        | ClientEvent::Scan { id, .. }
-        | ClientEvent::Uid { id, .. }
-        | ClientEvent::Language { id, .. }
-        | ClientEvent::Mechanism { id, .. }
-        | ClientEvent::ListingEnd { id }
-        | ClientEvent::Capabilities { id, .. }
-        | ClientEvent::BodyStart { id, .. }
-        | ClientEvent::BodyChunk { id, .. }
-        | ClientEvent::BodyEnd { id }
-        | ClientEvent::Malformed { id, .. }
-        | ClientEvent::SaslCancelled { id, .. }
-        | ClientEvent::Cancelled { id, .. } => Some(*id),
-        _ => None,
-    }
+    e.request_id()
 }
 
 fn log_send(t: &Transmit) {

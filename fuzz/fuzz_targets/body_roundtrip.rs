@@ -1,10 +1,11 @@
 #![no_main]
 //! Stuff then unstuff: the body comes back CRLF-normalised, whatever the
 //! chunking on either side; the octet count is what was sent; TOP sends a
-//! prefix of the message.
+//! prefix of the message; the shared pieces are the same octets as the
+//! copied encoding.
 
 use arbitrary::Arbitrary;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use pop3_proto::dot::{BodyDecoder, BodyEncoder, BodyEvent, LineEnds, OctetCounter, octet_count};
 
@@ -70,13 +71,26 @@ fuzz_target!(|input: Input| {
         Some(n) => BodyEncoder::top(u64::from(n)),
         None => BodyEncoder::new(),
     };
+    let mut shared_enc = enc.clone();
     let mut wire = BytesMut::new();
     let mut counter = OctetCounter::new();
-    for piece in pieces(&input.body, &input.enc_cuts) {
+    let body = Bytes::copy_from_slice(&input.body);
+    let mut shared_wire = Vec::new();
+    let mut out = Vec::new();
+    for piece in pieces(&body, &input.enc_cuts) {
         counter.feed(piece);
         enc.encode(piece, &mut wire);
+        shared_enc.encode_pieces(&body.slice_ref(piece), &mut out);
+        for p in out.drain(..) {
+            assert!(!p.is_empty(), "an empty piece");
+            shared_wire.extend_from_slice(&p);
+        }
     }
     enc.finish(&mut wire);
+    let mut end = BytesMut::new();
+    shared_enc.finish(&mut end);
+    shared_wire.extend_from_slice(&end);
+    assert_eq!(shared_wire, &wire[..], "pieces and copy differ");
     let norm = normalise(&input.body);
     for mode in [LineEnds::Strict, LineEnds::Lenient, LineEnds::Detect] {
         let body = decode(mode, &wire, &input.dec_cuts);

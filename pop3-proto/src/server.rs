@@ -695,6 +695,8 @@ pub struct Server {
     live_count: usize,
     live_size: u64,
     summary: SessionSummary,
+    /// The pieces of an encoded message chunk (kept to reuse its memory).
+    pieces: Vec<Bytes>,
 }
 
 impl Server {
@@ -728,6 +730,7 @@ impl Server {
             live_count: 0,
             live_size: 0,
             summary: SessionSummary::default(),
+            pieces: Vec::new(),
             config,
         };
         if server.config.apop && server.config.credential_forms.shared_secret {
@@ -1775,16 +1778,19 @@ impl Server {
             },
             (Pending::Chunk(mut stream), StoreReply::Chunk(r)) => match r {
                 Ok(Some(chunk)) => {
-                    let mut out = BytesMut::with_capacity(chunk.len() + chunk.len() / 32 + 8);
-                    stream.encoder.encode(&chunk, &mut out);
+                    // Long clean runs of the message go out as slices of
+                    // the store's chunk, not copies.
+                    let mut pieces = core::mem::take(&mut self.pieces);
+                    stream.encoder.encode_pieces(&chunk, &mut pieces);
+                    for piece in pieces.drain(..) {
+                        self.summary.retrieved_octets += piece.len() as u64;
+                        self.send(piece);
+                    }
+                    self.pieces = pieces;
                     if stream.encoder.is_complete() {
                         // TOP has its lines: stop reading the message.
-                        self.end_body(stream, out);
+                        self.end_body(stream, BytesMut::new());
                     } else {
-                        self.summary.retrieved_octets += out.len() as u64;
-                        if !out.is_empty() {
-                            self.send(out.freeze());
-                        }
                         self.request(StoreRequest::NextChunk, Pending::Chunk(stream));
                     }
                 }

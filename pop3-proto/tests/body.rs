@@ -1,8 +1,8 @@
 //! Multi-line bodies: the decoder, the encoder, TOP and the octet count.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pop3_proto::dot::{
-    BodyDecoder, BodyEncoder, BodyError, BodyEvent, LineEnds, OctetCounter, octet_count,
+    BodyDecoder, BodyEncoder, BodyError, BodyEvent, LineEnds, OctetCounter, SHARE_MIN, octet_count,
 };
 use proptest::prelude::*;
 
@@ -542,4 +542,131 @@ proptest! {
         prop_assert_eq!(&wire, &reference_top(&body, n as usize));
         prop_assert!(enc.is_complete());
     }
+}
+
+/// Long bodies of mostly clean text, so that the block scans' fast paths
+/// run, with the octets that need work (bare LFs, lines starting with `.`,
+/// lone CRs) at arbitrary places, block edges included.
+fn long_body_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let line = |eol: &'static [u8]| {
+        (0usize..300).prop_map(move |n| {
+            let mut line = vec![b'x'; n];
+            line.extend_from_slice(eol);
+            line
+        })
+    };
+    prop::collection::vec(
+        prop_oneof![
+            6 => line(b"\r\n"),
+            2 => line(b"\n"),
+            1 => Just(b".".to_vec()),
+            1 => Just(b"\r".to_vec()),
+            1 => Just(b"\n".to_vec()),
+            1 => Just(b"\r\n.".to_vec()),
+            1 => Just(b"\n.\r\n".to_vec()),
+        ],
+        0..60,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+fn long_cuts_strategy() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(0usize..10_000, 0..8)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn long_bodies_roundtrip(body in long_body_strategy(), enc_cuts in long_cuts_strategy(), dec_cuts in long_cuts_strategy()) {
+        let (wire, enc) = encode_with(BodyEncoder::new(), &body, &enc_cuts);
+        prop_assert_eq!(&wire, &reference_encode(&body));
+        let stuffing = normalise(&body)
+            .split_inclusive(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"."))
+            .count();
+        prop_assert_eq!(octet_count(&body), (wire.len() - stuffing - 3) as u64);
+        prop_assert_eq!(enc.octets(), octet_count(&body));
+        let mut counter = OctetCounter::new();
+        for (start, end) in pieces(&body, &enc_cuts) {
+            counter.feed(&body[start..end]);
+        }
+        prop_assert_eq!(counter.finish(), octet_count(&body));
+        for mode in MODES {
+            let d = decode(mode, &wire, &dec_cuts);
+            prop_assert!(d.ended);
+            prop_assert!(d.rest.is_empty());
+            prop_assert_eq!(&d.body, &normalise(&body));
+        }
+    }
+
+    #[test]
+    fn long_wire_decodes_as_reference(wire in long_body_strategy(), cuts in long_cuts_strategy()) {
+        for mode in MODES {
+            prop_assert_eq!(decode(mode, &wire, &cuts), reference_decode(mode, &wire));
+        }
+    }
+}
+
+/// Encodes `body` fed in pieces cut at `cuts` with
+/// [`BodyEncoder::encode_pieces`]: the wire octets, and how many of them
+/// were shared with the input instead of copied.
+fn encode_pieces_with(mut enc: BodyEncoder, body: &[u8], cuts: &[usize]) -> (Vec<u8>, usize) {
+    let body = Bytes::copy_from_slice(body);
+    let input = body.as_ptr_range();
+    let mut wire = Vec::new();
+    let mut shared = 0;
+    let mut out = Vec::new();
+    for (start, end) in pieces(&body, cuts) {
+        enc.encode_pieces(&body.slice(start..end), &mut out);
+        for piece in out.drain(..) {
+            assert!(!piece.is_empty(), "an empty piece");
+            if input.contains(&piece.as_ptr()) {
+                assert!(piece.len() >= SHARE_MIN, "a short run shared");
+                shared += piece.len();
+            }
+            wire.extend_from_slice(&piece);
+        }
+    }
+    let mut end = BytesMut::new();
+    enc.finish(&mut end);
+    wire.extend_from_slice(&end);
+    (wire, shared)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pieces_are_the_encoding(body in long_body_strategy(), cuts in long_cuts_strategy()) {
+        let (wire, _) = encode_pieces_with(BodyEncoder::new(), &body, &cuts);
+        prop_assert_eq!(&wire, &reference_encode(&body));
+    }
+
+    #[test]
+    fn pieces_of_top_are_the_encoding(body in long_body_strategy(), n in 0u64..40, cuts in long_cuts_strategy()) {
+        let (wire, _) = encode_pieces_with(BodyEncoder::top(n), &body, &cuts);
+        prop_assert_eq!(&wire, &reference_top(&body, n as usize));
+    }
+
+    #[test]
+    fn short_pieces_are_the_encoding(body in body_strategy(), cuts in cuts_strategy()) {
+        let (wire, _) = encode_pieces_with(BodyEncoder::new(), &body, &cuts);
+        prop_assert_eq!(&wire, &reference_encode(&body));
+    }
+}
+
+#[test]
+fn pieces_share_long_clean_runs() {
+    // A base64 attachment: long lines, none starting with `.`.
+    let mut body = b"Subject: report\r\n\r\n.hidden\r\n".to_vec();
+    for _ in 0..200 {
+        body.extend_from_slice(&[b'Q'; 76]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b".end\n");
+    let (wire, shared) = encode_pieces_with(BodyEncoder::new(), &body, &[]);
+    assert_eq!(wire, reference_encode(&body));
+    // Everything but the header, the two stuffed lines and the last LF.
+    assert!(shared >= 200 * 78 - 2 * 78, "only {shared} octets shared");
 }

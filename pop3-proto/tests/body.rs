@@ -466,6 +466,42 @@ fn finish_twice_is_harmless() {
 
 // ---------------------------------------------------------------- properties
 
+/// `wire` decodes in every mode, fed in pieces cut at `cuts`, to `body`
+/// CRLF-normalised, and the terminator ends it.
+fn check_decodes_to(wire: &[u8], cuts: &[usize], body: &[u8]) -> Result<(), TestCaseError> {
+    for mode in MODES {
+        let d = decode(mode, wire, cuts);
+        prop_assert!(d.ended);
+        prop_assert!(d.rest.is_empty());
+        prop_assert_eq!(&d.body, &normalise(body));
+    }
+    Ok(())
+}
+
+/// The octet count of `body`, whole, fed in pieces cut at `cuts`, and as
+/// the encoder that sent `wire` counted it, is what `wire` holds without
+/// the stuffing dots and the terminator.
+fn check_octet_count(
+    body: &[u8],
+    wire: &[u8],
+    enc: &BodyEncoder,
+    cuts: &[usize],
+) -> Result<(), TestCaseError> {
+    let stuffing = normalise(body)
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"."))
+        .count();
+    let count = octet_count(body);
+    prop_assert_eq!(count, (wire.len() - stuffing - 3) as u64);
+    prop_assert_eq!(count, enc.octets());
+    let mut counter = OctetCounter::new();
+    for (start, end) in pieces(body, cuts) {
+        counter.feed(&body[start..end]);
+    }
+    prop_assert_eq!(counter.finish(), count);
+    Ok(())
+}
+
 fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
         prop_oneof![
@@ -489,13 +525,7 @@ proptest! {
 
     #[test]
     fn roundtrip(body in body_strategy(), enc_cuts in cuts_strategy(), dec_cuts in cuts_strategy()) {
-        let wire = encode(&body, &enc_cuts);
-        for mode in MODES {
-            let d = decode(mode, &wire, &dec_cuts);
-            prop_assert!(d.ended);
-            prop_assert!(d.rest.is_empty());
-            prop_assert_eq!(&d.body, &normalise(&body));
-        }
+        check_decodes_to(&encode(&body, &enc_cuts), &dec_cuts, &body)?;
     }
 
     #[test]
@@ -520,20 +550,8 @@ proptest! {
     #[test]
     fn octet_count_is_what_retr_sends(body in body_strategy(), cuts in cuts_strategy()) {
         let (wire, enc) = encode_with(BodyEncoder::new(), &body, &cuts);
-        let norm = normalise(&body);
-        let stuffing = norm
-            .split_inclusive(|&b| b == b'\n')
-            .filter(|l| l.starts_with(b"."))
-            .count();
-        let count = octet_count(&body);
-        prop_assert_eq!(count, (wire.len() - stuffing - 3) as u64);
-        prop_assert_eq!(count, enc.octets());
-        let mut counter = OctetCounter::new();
-        for (start, end) in pieces(&body, &cuts) {
-            counter.feed(&body[start..end]);
-        }
-        prop_assert_eq!(counter.finish(), count);
-        prop_assert_eq!(decode_all(&wire).body.len() as u64, count);
+        check_octet_count(&body, &wire, &enc, &cuts)?;
+        prop_assert_eq!(decode_all(&wire).body.len() as u64, octet_count(&body));
     }
 
     #[test]
@@ -581,23 +599,8 @@ proptest! {
     fn long_bodies_roundtrip(body in long_body_strategy(), enc_cuts in long_cuts_strategy(), dec_cuts in long_cuts_strategy()) {
         let (wire, enc) = encode_with(BodyEncoder::new(), &body, &enc_cuts);
         prop_assert_eq!(&wire, &reference_encode(&body));
-        let stuffing = normalise(&body)
-            .split_inclusive(|&b| b == b'\n')
-            .filter(|l| l.starts_with(b"."))
-            .count();
-        prop_assert_eq!(octet_count(&body), (wire.len() - stuffing - 3) as u64);
-        prop_assert_eq!(enc.octets(), octet_count(&body));
-        let mut counter = OctetCounter::new();
-        for (start, end) in pieces(&body, &enc_cuts) {
-            counter.feed(&body[start..end]);
-        }
-        prop_assert_eq!(counter.finish(), octet_count(&body));
-        for mode in MODES {
-            let d = decode(mode, &wire, &dec_cuts);
-            prop_assert!(d.ended);
-            prop_assert!(d.rest.is_empty());
-            prop_assert_eq!(&d.body, &normalise(&body));
-        }
+        check_octet_count(&body, &wire, &enc, &enc_cuts)?;
+        check_decodes_to(&wire, &dec_cuts, &body)?;
     }
 
     #[test]

@@ -993,3 +993,136 @@ impl WithSimd for Feed<'_> {
         self.counter.feed_in(self.chunk);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The scans run as the baseline build (`Arch::Scalar`) on CPUs without
+    //! wider vectors, and as that build's twin elsewhere; the integration
+    //! tests check whichever this machine picks against reference
+    //! implementations. These tests check that both builds agree.
+
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// A deterministic pseudo-random generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+    }
+
+    /// Mostly long clean lines, with everything that needs work sprinkled
+    /// in: lines starting with `.`, bare LFs, lone CRs, `.` CR, 8-bit octets.
+    fn body(rng: &mut Rng) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..rng.below(40) {
+            match rng.below(10) {
+                0 => out.push(b'.'),
+                1 => out.push(b'\r'),
+                2 => out.push(b'\n'),
+                3 => out.extend_from_slice(b"\r\n.\r\n"),
+                4 => out.push(rng.below(256) as u8),
+                _ => {
+                    let n = rng.below(400);
+                    out.extend((0..n).map(|i| b'a' + (i % 26) as u8));
+                    out.extend_from_slice(if rng.below(3) == 0 { b"\n" } else { b"\r\n" });
+                }
+            }
+        }
+        out
+    }
+
+    /// `input` cut into chunks at random points.
+    fn chunks<'a>(rng: &mut Rng, input: &'a [u8]) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        let mut rest = input;
+        while !rest.is_empty() {
+            let n = 1 + rng.below(rest.len().min(3000));
+            let (head, tail) = rest.split_at(n);
+            out.push(head);
+            rest = tail;
+        }
+        out
+    }
+
+    fn encode(arch: Arch, top: Option<u64>, chunks: &[&[u8]]) -> (Vec<u8>, Vec<u8>, u64) {
+        let new = || BodyEncoder {
+            arch,
+            ..top.map_or_else(BodyEncoder::new, BodyEncoder::top)
+        };
+        let (mut copying, mut sharing) = (new(), new());
+        let mut copied = BytesMut::new();
+        let mut shared = Vec::new();
+        let mut pieces = Vec::new();
+        for chunk in chunks {
+            copying.encode(chunk, &mut copied);
+            sharing.encode_pieces(&Bytes::copy_from_slice(chunk), &mut pieces);
+            for piece in pieces.drain(..) {
+                shared.extend_from_slice(&piece);
+            }
+        }
+        copying.finish(&mut copied);
+        let mut end = BytesMut::new();
+        sharing.finish(&mut end);
+        shared.extend_from_slice(&end);
+        (copied.to_vec(), shared, copying.octets())
+    }
+
+    fn decode(arch: Arch, line_ends: LineEnds, chunks: &[&[u8]]) -> (Vec<BodyEvent>, usize) {
+        let mut dec = BodyDecoder {
+            arch,
+            ..BodyDecoder::with_line_ends(line_ends)
+        };
+        let mut buf = BytesMut::new();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(event) = dec.decode(&mut buf) {
+                events.push(event);
+            }
+        }
+        (events, buf.len())
+    }
+
+    fn count(arch: Arch, chunks: &[&[u8]]) -> u64 {
+        let mut counter = OctetCounter {
+            arch,
+            ..OctetCounter::new()
+        };
+        for chunk in chunks {
+            counter.feed(chunk);
+        }
+        counter.finish()
+    }
+
+    #[test]
+    fn the_baseline_and_the_widest_build_agree() {
+        let (baseline, widest) = (Arch::Scalar, Arch::new());
+        let mut rng = Rng(0x5eed_0fb0_d1e5);
+        for _ in 0..2000 {
+            let body = body(&mut rng);
+            let pieces = chunks(&mut rng, &body);
+            let top = (rng.below(4) == 0).then(|| rng.below(20) as u64);
+            let encoded = encode(widest, top, &pieces);
+            assert_eq!(encoded.0, encoded.1, "pieces differ from the copy");
+            assert_eq!(encoded, encode(baseline, top, &pieces));
+            assert_eq!(count(widest, &pieces), count(baseline, &pieces));
+
+            // The encoded body, and the raw body taken as wire octets.
+            let mut wire = encoded.0;
+            wire.extend_from_slice(&body);
+            let cut = chunks(&mut rng, &wire);
+            for line_ends in [LineEnds::Strict, LineEnds::Lenient, LineEnds::Detect] {
+                assert_eq!(
+                    decode(widest, line_ends, &cut),
+                    decode(baseline, line_ends, &cut)
+                );
+            }
+        }
+    }
+}

@@ -373,13 +373,26 @@ fn view<const N: usize>(w: &[u8; N], k: usize) -> &[u8; BLOCK] {
         .expect("a window holds its block and the neighbours its check needs")
 }
 
+/// The decoder's mark: an LF (`c`) followed by a `.` (`n`).
+#[inline(always)]
+fn lf_dot(c: u8, n: u8) -> bool {
+    (c == b'\n') & (n == b'.')
+}
+
+/// The encoder's mark: an LF (`c`) without a CR before it (`p`) or with a
+/// `.` after it (`n`).
+#[inline(always)]
+fn lf_needing_work(p: u8, c: u8, n: u8) -> bool {
+    (c == b'\n') & ((p != b'\r') | (n == b'.'))
+}
+
 /// Whether the block `w[..BLOCK]` has an LF followed by a `.`.
 #[inline(always)]
 fn has_lf_dot(w: &[u8; BLOCK + 1]) -> bool {
     let (cur, next) = (view(w, 0), view(w, 1));
     let mut acc = 0u8;
     for i in 0..BLOCK {
-        acc |= u8::from(cur[i] == b'\n') & u8::from(next[i] == b'.');
+        acc |= u8::from(lf_dot(cur[i], next[i]));
     }
     acc != 0
 }
@@ -392,7 +405,7 @@ fn first_lf_dot(w: &[u8; BLOCK + 1]) -> usize {
     let (cur, next) = (view(w, 0), view(w, 1));
     let mut first = u8::MAX;
     for i in 0..BLOCK {
-        let hit = (cur[i] == b'\n') & (next[i] == b'.');
+        let hit = lf_dot(cur[i], next[i]);
         first = first.min(if hit { i as u8 } else { u8::MAX });
     }
     usize::from(first).min(BLOCK)
@@ -415,8 +428,7 @@ fn first_work(w: &[u8; BLOCK + 2]) -> usize {
     let (prev, cur, next) = (view(w, 0), view(w, 1), view(w, 2));
     let mut first = u8::MAX;
     for i in 0..BLOCK {
-        let (p, c, n) = (prev[i], cur[i], next[i]);
-        let hit = (c == b'\n') & ((p != b'\r') | (n == b'.'));
+        let hit = lf_needing_work(prev[i], cur[i], next[i]);
         first = first.min(if hit { i as u8 } else { u8::MAX });
     }
     usize::from(first).min(BLOCK)
@@ -429,8 +441,7 @@ fn needs_work(w: &[u8; BLOCK + 2]) -> bool {
     let (prev, cur, next) = (view(w, 0), view(w, 1), view(w, 2));
     let mut acc = 0u8;
     for i in 0..BLOCK {
-        let (p, c, n) = (prev[i], cur[i], next[i]);
-        acc |= u8::from(c == b'\n') & (u8::from(p != b'\r') | u8::from(n == b'.'));
+        acc |= u8::from(lf_needing_work(prev[i], cur[i], next[i]));
     }
     acc != 0
 }

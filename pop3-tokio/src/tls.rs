@@ -97,6 +97,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The certificates of a PEM file (`what` names them in errors); none is
+/// an error.
+pub(crate) fn certificates_from_pem(
+    path: impl AsRef<Path>,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsConfigError::Pem { what, source })?;
+    if certs.is_empty() {
+        return Err(TlsConfigError::NoCertificate);
+    }
+    Ok(certs)
+}
+
 /// A server configuration from PEM files: a certificate chain (leaf first)
 /// and its private key (PKCS#8, PKCS#1 or SEC1).
 ///
@@ -108,15 +123,7 @@ pub fn server_config_from_pem(
     cert_pem: impl AsRef<Path>,
     key_pem: impl AsRef<Path>,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let chain = CertificateDer::pem_file_iter(cert_pem)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsConfigError::Pem {
-            what: "certificate",
-            source,
-        })?;
-    if chain.is_empty() {
-        return Err(TlsConfigError::NoCertificate);
-    }
+    let chain = certificates_from_pem(cert_pem, "certificate")?;
     let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsConfigError::Pem {
         what: "private key",
         source,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -51,15 +50,7 @@ impl TlsVerification {
     /// # Ok::<(), pop3_tokio::tls::TlsConfigError>(())
     /// ```
     pub fn ca_file(path: impl AsRef<Path>) -> Result<TlsVerification, TlsConfigError> {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| TlsConfigError::Pem {
-                what: "CA certificate",
-                source,
-            })?;
-        if certs.is_empty() {
-            return Err(TlsConfigError::NoCertificate);
-        }
+        let certs = crate::tls::certificates_from_pem(path, "CA certificate")?;
         let mut roots = RootCertStore::empty();
         for cert in certs {
             roots.add(cert).map_err(TlsConfigError::Rustls)?;

@@ -2,6 +2,8 @@
 //! The body decoder fed at fuzzer-chosen split points gives exactly what
 //! it gives on the whole input.
 
+mod split;
+
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -23,20 +25,12 @@ struct Decoded {
 }
 
 fn decode(mode: LineEnds, data: &[u8], cuts: &[u16]) -> Decoded {
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .map(|&c| usize::from(c).min(data.len()))
-        .collect();
-    ends.sort_unstable();
-    ends.push(data.len());
     let mut dec = BodyDecoder::with_line_ends(mode);
     let mut buf = BytesMut::new();
     let mut body = Vec::new();
     let mut ended = false;
-    let mut start = 0;
-    for end in ends {
-        buf.extend_from_slice(&data[start..end]);
-        start = end;
+    for piece in split::pieces(data, cuts) {
+        buf.extend_from_slice(piece);
         while let Some(event) = dec.decode(&mut buf) {
             match event {
                 BodyEvent::Data(d) => {

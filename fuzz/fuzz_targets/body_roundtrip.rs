@@ -4,6 +4,8 @@
 //! prefix of the message; the shared pieces are the same octets as the
 //! copied encoding.
 
+mod split;
+
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
@@ -15,23 +17,6 @@ struct Input {
     enc_cuts: Vec<u16>,
     dec_cuts: Vec<u16>,
     body: Vec<u8>,
-}
-
-fn pieces<'a>(data: &'a [u8], cuts: &[u16]) -> Vec<&'a [u8]> {
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .map(|&c| usize::from(c).min(data.len()))
-        .collect();
-    ends.sort_unstable();
-    ends.push(data.len());
-    let mut start = 0;
-    ends.into_iter()
-        .map(|end| {
-            let piece = &data[start..end];
-            start = end;
-            piece
-        })
-        .collect()
 }
 
 fn normalise(body: &[u8]) -> Vec<u8> {
@@ -52,7 +37,7 @@ fn decode(mode: LineEnds, wire: &[u8], cuts: &[u16]) -> Vec<u8> {
     let mut dec = BodyDecoder::with_line_ends(mode);
     let mut buf = BytesMut::new();
     let mut body = Vec::new();
-    for piece in pieces(wire, cuts) {
+    for piece in split::pieces(wire, cuts) {
         buf.extend_from_slice(piece);
         while let Some(event) = dec.decode(&mut buf) {
             match event {
@@ -77,7 +62,7 @@ fuzz_target!(|input: Input| {
     let body = Bytes::copy_from_slice(&input.body);
     let mut shared_wire = Vec::new();
     let mut out = Vec::new();
-    for piece in pieces(&body, &input.enc_cuts) {
+    for piece in split::pieces(&body, &input.enc_cuts) {
         counter.feed(piece);
         enc.encode(piece, &mut wire);
         shared_enc.encode_pieces(&body.slice_ref(piece), &mut out);

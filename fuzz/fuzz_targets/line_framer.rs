@@ -2,6 +2,8 @@
 //! The line framer against a simple reference splitter, fed whole and in
 //! fuzzer-chosen pieces.
 
+mod split;
+
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -17,19 +19,11 @@ struct Input {
 type Item = Result<Vec<u8>, LineError>;
 
 fn frame(max_len: usize, data: &[u8], cuts: &[u16]) -> Vec<Item> {
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .map(|&c| usize::from(c).min(data.len()))
-        .collect();
-    ends.sort_unstable();
-    ends.push(data.len());
     let mut framer = LineFramer::new(max_len);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
-    let mut start = 0;
-    for end in ends {
-        buf.extend_from_slice(&data[start..end]);
-        start = end;
+    for piece in split::pieces(data, cuts) {
+        buf.extend_from_slice(piece);
         loop {
             match framer.next_line(&mut buf) {
                 Ok(Some(line)) => out.push(Ok(line.to_vec())),

@@ -26,40 +26,29 @@ fn exec(d: &mut StoreDriver<MemoryStore>, req: StoreRequest) -> StoreReply {
     block_on(d.execute(req))
 }
 
+fn verify(d: &mut StoreDriver<MemoryStore>, name: &str, password: &'static str) -> StoreReply {
+    exec(
+        d,
+        StoreRequest::VerifyPassword {
+            user: user(name),
+            password: Secret::new(password),
+        },
+    )
+}
+
 #[test]
 fn driver_executes_every_request_against_memory_store() {
     let store = standard_store().with_chunk_size(8);
     let mut d = StoreDriver::new(Arc::new(store.clone()));
     assert_eq!(
-        exec(
-            &mut d,
-            StoreRequest::VerifyPassword {
-                user: user("alice"),
-                password: Secret::new("secret")
-            }
-        ),
+        verify(&mut d, "alice", "secret"),
         StoreReply::Verified(Ok(true))
     );
     assert_eq!(
-        exec(
-            &mut d,
-            StoreRequest::VerifyPassword {
-                user: user("alice"),
-                password: Secret::new("nope")
-            }
-        ),
+        verify(&mut d, "alice", "nope"),
         StoreReply::Verified(Ok(false))
     );
-    assert_eq!(
-        exec(
-            &mut d,
-            StoreRequest::VerifyPassword {
-                user: user("ghost"),
-                password: Secret::new("")
-            }
-        ),
-        StoreReply::Verified(Ok(false))
-    );
+    assert_eq!(verify(&mut d, "ghost", ""), StoreReply::Verified(Ok(false)));
     assert_eq!(
         exec(
             &mut d,

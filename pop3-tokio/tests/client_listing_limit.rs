@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use pop3_proto::server::ServerConfig;
 use pop3_proto::store::MemoryStore;
 use pop3_tokio::client::{ConnectOptions, Error, Pop3Client, Security as ClientSecurity, msg};
-use pop3_tokio::server::{Pop3Server, Security, ServerOptions};
-use tokio::net::TcpListener;
+use support::server::serve_memory;
+
+mod support;
 
 #[tokio::test]
 async fn a_listing_past_the_limit_is_an_error_and_ends_the_session() {
@@ -16,12 +16,7 @@ async fn a_listing_past_the_limit_is_an_error_and_ends_the_session() {
     for i in 0..20 {
         store.add_message("alice", format!("Subject: {i}\r\n\r\nbody\r\n"));
     }
-    let config = ServerConfig::default().allow_plaintext_auth(true);
-    let server = Pop3Server::build(store.clone(), config, None, ServerOptions::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let serving = server.clone();
-    tokio::spawn(async move { serving.serve(listener, Security::Plain).await });
+    let (port, server) = serve_memory(store.clone()).await;
 
     let mut options = ConnectOptions::new(ClientSecurity::Plain);
     options.max_listing_entries = 5;

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use pop3_proto::server::ServerConfig;
 use pop3_proto::store::MemoryStore;
 use pop3_tokio::fetch::{self, FetchSettings, MaildirSink, PopUrl};
-use pop3_tokio::server::{Pop3Server, Security, ServerOptions};
-use tokio::net::TcpListener;
+use pop3_tokio::server::Pop3Server;
+use support::server::serve_memory;
+
+mod support;
 
 /// A server on a random loopback port whose maildrop holds one message.
 /// Every such store numbers its unique-ids from the same start, so the
@@ -17,12 +18,7 @@ async fn serve_one(body: &'static [u8]) -> (Arc<MemoryStore>, u16, Pop3Server<Me
     let store = Arc::new(MemoryStore::new());
     store.add_user("alice", "pw");
     store.add_message("alice", body);
-    let config = ServerConfig::default().allow_plaintext_auth(true);
-    let server = Pop3Server::build(store.clone(), config, None, ServerOptions::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let serving = server.clone();
-    tokio::spawn(async move { serving.serve(listener, Security::Plain).await });
+    let (port, server) = serve_memory(store.clone()).await;
     (store, port, server)
 }
 

@@ -120,12 +120,15 @@ struct Raw {
 }
 
 impl Raw {
-    /// Connects; does not read the greeting.
-    async fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).await.expect("connect");
+    fn new(stream: TcpStream) -> Raw {
         Raw {
             stream: BufReader::new(stream),
         }
+    }
+
+    /// Connects; does not read the greeting.
+    async fn connect(addr: SocketAddr) -> Raw {
+        Raw::new(TcpStream::connect(addr).await.expect("connect"))
     }
 
     /// Connects and reads the greeting, which must be `+OK`.
@@ -193,6 +196,46 @@ impl Raw {
         assert!(answer.starts_with("+OK"), "USER: {answer:?}");
         self.cmd(&format!("PASS {password}")).await
     }
+}
+
+/// Connects with a 4 KiB receive buffer, so that a client that stops
+/// reading soon stalls the server's writes.
+async fn small_window_connect(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.expect("connect")
+}
+
+/// A raw client with a 4 KiB receive buffer, logged in as the test user.
+async fn small_window_login(addr: SocketAddr) -> Raw {
+    let mut raw = Raw::new(small_window_connect(addr).await);
+    assert!(raw.line().await.expect("greeting").starts_with("+OK"));
+    assert!(raw.login(USER, PASSWORD).await.starts_with("+OK"));
+    raw
+}
+
+/// The message number of the named message of a maildrop.
+fn number_of(messages: &[(String, Vec<u8>)], wanted: &str) -> usize {
+    1 + messages
+        .iter()
+        .position(|(name, _)| name == wanted)
+        .expect("the message is in the maildrop")
+}
+
+/// poplib fetches the test user's maildrop (off the async runtime).
+async fn poplib_fetch(
+    addr: SocketAddr,
+    connect: Connect,
+    login: Login,
+    top: Option<u32>,
+) -> poplib::Fetched {
+    let options = FetchOptions {
+        connect,
+        login,
+        top,
+        ..FetchOptions::default()
+    };
+    blocking(move || poplib::fetch(addr, USER, PASSWORD, &options)).await
 }
 
 /// A server allowing plaintext logins without TLS (for raw-socket tests).
@@ -375,20 +418,7 @@ async fn poplib_apop_logs_in_with_the_greeting_timestamp() {
         .start()
         .await;
     let addr = server.plain_addr();
-    let fetched = blocking(move || {
-        poplib::fetch(
-            addr,
-            USER,
-            PASSWORD,
-            &FetchOptions {
-                connect: Connect::Plain,
-                login: Login::Apop,
-                top: Some(0),
-                ..FetchOptions::default()
-            },
-        )
-    })
-    .await;
+    let fetched = poplib_fetch(addr, Connect::Plain, Login::Apop, Some(0)).await;
     check_fetch("APOP", &fetched, &messages, 0);
     let first = timestamp(&fetched.greeting).expect("a timestamp in the greeting");
 
@@ -415,20 +445,7 @@ async fn poplib_fetches_the_awkward_maildrop_over_stls_unchanged() {
     let messages = awkward::maildrop();
     let server = TestServer::start(USER, PASSWORD, &messages).await;
     let (addr, ca) = (server.plain_addr(), server.ca());
-    let fetched = blocking(move || {
-        poplib::fetch(
-            addr,
-            USER,
-            PASSWORD,
-            &FetchOptions {
-                connect: Connect::stls(&ca),
-                login: Login::UserPass,
-                top: Some(2),
-                ..FetchOptions::default()
-            },
-        )
-    })
-    .await;
+    let fetched = poplib_fetch(addr, Connect::stls(&ca), Login::UserPass, Some(2)).await;
     check_fetch("STLS", &fetched, &messages, 2);
     let big = fetched.retr.iter().map(Vec::len).max().expect("messages");
     assert!(big > 20 * 1024 * 1024, "the big message: {big} octets");
@@ -440,20 +457,7 @@ async fn poplib_pop3_ssl_fetches_with_the_ca() {
     let messages = awkward::small();
     let server = TestServer::start(USER, PASSWORD, &messages).await;
     let (addr, ca) = (server.tls_addr(), server.ca());
-    let fetched = blocking(move || {
-        poplib::fetch(
-            addr,
-            USER,
-            PASSWORD,
-            &FetchOptions {
-                connect: Connect::implicit(&ca),
-                login: Login::UserPass,
-                top: Some(0),
-                ..FetchOptions::default()
-            },
-        )
-    })
-    .await;
+    let fetched = poplib_fetch(addr, Connect::implicit(&ca), Login::UserPass, Some(0)).await;
     check_fetch("POP3S", &fetched, &messages, 0);
 }
 
@@ -1016,10 +1020,7 @@ async fn a_connection_dropped_after_dele_deletes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_reset_in_the_middle_of_a_big_retr_deletes_nothing() {
     let messages = awkward::maildrop();
-    let big = 1 + messages
-        .iter()
-        .position(|(name, _)| name == "big-attachment")
-        .expect("the big message");
+    let big = number_of(&messages, "big-attachment");
     let server = plaintext_server(&messages).start().await;
     let addr = server.plain_addr();
     let mut raw = login_when_free(addr).await;
@@ -1039,23 +1040,14 @@ async fn a_connection_reset_in_the_middle_of_a_big_retr_deletes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_after_the_write_stall_timeout_without_update() {
     let messages = awkward::maildrop();
-    let big = 1 + messages
-        .iter()
-        .position(|(name, _)| name == "big-attachment")
-        .expect("the big message");
+    let big = number_of(&messages, "big-attachment");
     let stall = Duration::from_secs(1);
     let server = plaintext_server(&messages)
         .with_options(|o| o.write_stall_timeout = stall)
         .start()
         .await;
     let addr = server.plain_addr();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut raw = Raw {
-        stream: BufReader::new(socket.connect(addr).await.expect("connect")),
-    };
-    assert!(raw.line().await.expect("greeting").starts_with("+OK"));
-    assert!(raw.login(USER, PASSWORD).await.starts_with("+OK"));
+    let mut raw = small_window_login(addr).await;
     assert!(raw.cmd("DELE 1").await.starts_with("+OK"));
     let started = Instant::now();
     raw.send(&format!("RETR {big}\r\nQUIT")).await;
@@ -1124,18 +1116,13 @@ async fn a_silent_client_on_the_pop3s_port_is_dropped_after_the_handshake_timeou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_client_that_stops_reading_is_dropped_after_the_write_stall_timeout() {
     let messages = awkward::maildrop();
-    let big = 1 + messages
-        .iter()
-        .position(|(name, _)| name == "big-attachment")
-        .expect("the big message");
+    let big = number_of(&messages, "big-attachment");
     let stall = Duration::from_secs(1);
     let server = plaintext_server(&messages)
         .with_options(|o| o.write_stall_timeout = stall)
         .start()
         .await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(server.tls_addr()).await.expect("connect");
+    let tcp = small_window_connect(server.tls_addr()).await;
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tls_connector(&server.ca())
         .connect(name, tcp)
@@ -1557,9 +1544,7 @@ async fn shutdown_stops_accepting_and_ends_open_sessions_after_the_grace_without
             Ok(stream) => {
                 // Accepted by the kernel before the listener closed: the
                 // connection must end without a greeting.
-                let mut late = Raw {
-                    stream: BufReader::new(stream),
-                };
+                let mut late = Raw::new(stream);
                 assert_eq!(late.line().await, None, "a greeting after shutdown");
             }
         }
@@ -1583,23 +1568,14 @@ async fn shutdown_stops_accepting_and_ends_open_sessions_after_the_grace_without
 async fn shutdown_ends_a_session_busy_sending_to_a_slow_reader_after_the_grace() {
     use tokio::io::AsyncReadExt;
     let messages = awkward::maildrop();
-    let big = 1 + messages
-        .iter()
-        .position(|(name, _)| name == "big-attachment")
-        .expect("the big message");
+    let big = number_of(&messages, "big-attachment");
     let grace = Duration::from_secs(1);
     let server = plaintext_server(&messages)
         .with_options(|o| o.shutdown_grace = grace)
         .start()
         .await;
     let addr = server.plain_addr();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut raw = Raw {
-        stream: BufReader::new(socket.connect(addr).await.expect("connect")),
-    };
-    assert!(raw.line().await.expect("greeting").starts_with("+OK"));
-    assert!(raw.login(USER, PASSWORD).await.starts_with("+OK"));
+    let mut raw = small_window_login(addr).await;
     assert!(raw.cmd("DELE 1").await.starts_with("+OK"));
     assert!(raw.cmd(&format!("RETR {big}")).await.starts_with("+OK"));
     let started = Instant::now();

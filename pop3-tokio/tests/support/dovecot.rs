@@ -292,28 +292,12 @@ pub fn write_maildir(maildir: &Path, messages: &[(String, Vec<u8>)]) -> Vec<Stri
     }
     let mut names = Vec::new();
     for (i, (name, bytes)) in messages.iter().enumerate() {
-        let base = message_base_name(i, name);
+        let base = super::server::base_name(i, name);
         std::fs::write(maildir.join("cur").join(format!("{base}:2,")), bytes)
             .expect("write message");
         names.push(base);
     }
     names
-}
-
-/// Maildir base name of message `index`: the time field orders the
-/// messages, the rest keeps the name readable.
-fn message_base_name(index: usize, name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{}.M{index}P1.{clean}", 1_700_000_000 + index)
 }
 
 /// Whether a live (non-zombie) process is in process group `pgid`.

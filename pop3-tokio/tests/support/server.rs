@@ -15,10 +15,23 @@ use std::sync::Arc;
 use pop3_blocking::maildir::MaildirStore;
 use pop3_blocking::passwd::PasswdFile;
 use pop3_proto::server::ServerConfig;
+use pop3_proto::store::MemoryStore;
 use pop3_tokio::SpawnBlocking;
 use pop3_tokio::server::{Pop3Server, Security, ServerOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+/// Serves `store` in plaintext, plaintext logins allowed, on a random
+/// loopback port: the port and the server (to shut it down).
+pub async fn serve_memory(store: Arc<MemoryStore>) -> (u16, Pop3Server<MemoryStore>) {
+    let config = ServerConfig::default().allow_plaintext_auth(true);
+    let server = Pop3Server::build(store, config, None, ServerOptions::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(listener, Security::Plain).await });
+    (port, server)
+}
 
 /// The server type under test.
 pub type Server = Pop3Server<SpawnBlocking<MaildirStore>>;

@@ -6,7 +6,8 @@
 //! file, a clock or a runtime: bytes, time and a store's answers come in as
 //! values, and everything it wants done leaves as an [`Action`](session::Action).
 //! It is `no_std` + `alloc` (the default `std` feature adds
-//! `std::error::Error` impls and the in-memory store).
+//! `std::error::Error` impls, the in-memory store and the POP URL parser,
+//! `url`).
 //!
 //! # Where to start
 //!
@@ -71,6 +72,8 @@ extern crate alloc;
 pub mod client;
 pub mod command;
 pub mod dot;
+#[cfg(feature = "std")]
+pub mod fetch;
 pub mod line;
 pub mod response;
 pub mod server;
@@ -78,11 +81,9 @@ pub mod session;
 pub mod store;
 pub mod time;
 pub mod types;
+#[cfg(feature = "std")]
+pub mod url;
 
 #[cfg(feature = "arbitrary")]
 mod arbitrary_impls;
 mod parse;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

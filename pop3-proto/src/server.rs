@@ -184,8 +184,10 @@ use crate::store::{CredentialForms, MessageInfo, StoreError};
 use crate::time::Instant;
 use crate::types::{ApopTimestamp, MessageNumber, Secret};
 
+mod connection;
 mod sasl;
 
+pub use connection::{Connection, ServerOptions, Want};
 pub use sasl::SaslMechanism;
 use sasl::{SaslExchange, SaslOutcome};
 

@@ -12,7 +12,6 @@
 //! dropping a [`Maildrop`] without committing releases its lock and deletes
 //! nothing.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::Bytes;
 use core::fmt;
@@ -54,6 +53,9 @@ pub struct MessageInfo {
 }
 
 /// Why a store could not do what was asked.
+///
+/// The server machine answers with a response code chosen by the variant
+/// alone; the [`Cause`] of a failure is never sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -62,11 +64,41 @@ pub enum StoreError {
     /// The user logged in too recently (`[LOGIN-DELAY]`).
     LoginDelay,
     /// A temporary failure; trying again later may help (`[SYS/TEMP]`).
-    Temporary(String),
+    Temporary(Cause),
     /// A permanent failure (`[SYS/PERM]`).
-    Permanent(String),
+    Permanent(Cause),
     /// The message is gone from the store (removed behind the server's back).
     MessageGone,
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: [`InUse`](StoreError::InUse),
+    /// [`LoginDelay`](StoreError::LoginDelay) and
+    /// [`Temporary`](StoreError::Temporary).
+    ///
+    /// ```
+    /// use pop3_proto::store::{Cause, StoreError};
+    ///
+    /// assert!(StoreError::InUse.is_transient());
+    /// assert!(StoreError::Temporary(Cause::TaskFailed).is_transient());
+    /// assert!(!StoreError::Permanent(Cause::NoSuchUser).is_transient());
+    /// assert!(!StoreError::MessageGone.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InUse | StoreError::LoginDelay | StoreError::Temporary(_)
+        )
+    }
+
+    /// The cause of a [`Temporary`](StoreError::Temporary) or
+    /// [`Permanent`](StoreError::Permanent) failure.
+    pub fn cause(&self) -> Option<&Cause> {
+        match self {
+            StoreError::Temporary(c) | StoreError::Permanent(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -74,8 +106,8 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::InUse => f.write_str("maildrop in use"),
             StoreError::LoginDelay => f.write_str("login delay not yet passed"),
-            StoreError::Temporary(m) => write!(f, "temporary store failure: {m}"),
-            StoreError::Permanent(m) => write!(f, "permanent store failure: {m}"),
+            StoreError::Temporary(c) => write!(f, "temporary store failure: {c}"),
+            StoreError::Permanent(c) => write!(f, "permanent store failure: {c}"),
             StoreError::MessageGone => f.write_str("message no longer in the store"),
         }
     }
@@ -180,8 +212,16 @@ pub trait BlockingMessageReader: Send + 'static {
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;
 }
 
+mod cause;
+pub use cause::{Cause, IoKind};
+
 mod driver;
 pub use driver::StoreDriver;
+
+#[cfg(feature = "std")]
+mod offload;
+#[cfg(feature = "std")]
+pub use offload::{Inline, Offload, OffloadMaildrop, OffloadReader, OffloadStore};
 
 #[cfg(feature = "std")]
 mod memory;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pop3_proto::server::{CloseReason, Server, State, StoreReply, StoreRequest};
 use pop3_proto::session::Action;
-use pop3_proto::store::{MessageInfo, StoreError};
+use pop3_proto::store::{Cause, IoKind, MessageInfo, StoreError};
 use pop3_proto::time::Instant;
 use pop3_proto::types::Uid;
 use server_support::*;
@@ -334,7 +334,10 @@ fn store_error_mid_body_closes_the_connection() {
                 let r = if chunks == 1 {
                     Ok(Some(bytes::Bytes::from_static(b"Subject: x\r\n")))
                 } else {
-                    Err(StoreError::Temporary("io".into()))
+                    Err(StoreError::Temporary(Cause::Io {
+                        context: "reading message",
+                        kind: IoKind::Other,
+                    }))
                 };
                 s.handle_store(now, StoreReply::Chunk(r))
             }

@@ -7,7 +7,7 @@ use core::time::Duration;
 
 use pop3_proto::response::Expire;
 use pop3_proto::server::{CloseReason, SaslMechanism, ServerConfig, State, StoreRequest};
-use pop3_proto::store::{CredentialForms, MemoryStore, StoreError};
+use pop3_proto::store::{Cause, CredentialForms, IoKind, MemoryStore, StoreError};
 use pop3_proto::types::ApopTimestamp;
 use server_support::*;
 
@@ -278,7 +278,10 @@ fn commit_failure_answers_sys_temp() {
                 assert_eq!(deleted, vec![0]);
                 s.handle_store(
                     now,
-                    StoreReply::Committed(Err(StoreError::Temporary("disk full".into()))),
+                    StoreReply::Committed(Err(StoreError::Temporary(Cause::Io {
+                        context: "deleting messages",
+                        kind: IoKind::StorageFull,
+                    }))),
                 )
             }
             Some(Action::Send(t)) => saw.push(String::from_utf8(t.bytes.to_vec()).unwrap()),
@@ -618,7 +621,13 @@ fn login_delay_from_the_store_gives_the_response_code() {
 #[test]
 fn temporary_store_failure_at_open_is_sys_temp() {
     let store = standard_store();
-    store.fail_next_open("alice", StoreError::Temporary("nfs down".into()));
+    store.fail_next_open(
+        "alice",
+        StoreError::Temporary(Cause::Io {
+            context: "nfs",
+            kind: IoKind::StaleNetworkFileHandle,
+        }),
+    );
     let mut h = Harness::new(test_config(), plain(), store);
     h.take_output();
     h.cmd("USER alice");

@@ -150,6 +150,20 @@
 pub mod sasl;
 mod wire;
 
+mod security;
+pub use security::Security;
+
+#[cfg(feature = "std")]
+mod connection;
+#[cfg(feature = "std")]
+mod error;
+#[cfg(feature = "std")]
+pub mod task;
+#[cfg(feature = "std")]
+pub use connection::{Connection, ConnectionConfig, RetrBatchState, Running, Want};
+#[cfg(feature = "std")]
+pub use error::{Error, TimeoutKind};
+
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -171,6 +185,17 @@ use crate::time::Instant;
 use crate::types::{ApopTimestamp, InvalidValue, Mechanism, MessageNumber, Secret};
 
 pub use sasl::{BoxedMechanism, ClientMechanism, SaslError};
+
+/// A message number from a `u32` (`None` for 0): a shorthand for
+/// [`MessageNumber::new`].
+///
+/// ```
+/// assert_eq!(pop3_proto::client::msg(3).unwrap().get(), 3);
+/// assert!(pop3_proto::client::msg(0).is_none());
+/// ```
+pub fn msg(n: u32) -> Option<MessageNumber> {
+    MessageNumber::new(n)
+}
 
 /// Identifies one queued command; every event about its reply carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -1085,6 +1110,23 @@ impl Client {
     /// Commands queued or written and not yet answered.
     pub fn outstanding(&self) -> usize {
         self.pending.len() + self.in_flight.len()
+    }
+
+    /// The id the next queued command will get.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId(self.next_id)
+    }
+
+    /// Whether a CAPA (asked for, or queued by [`ClientConfig::auto_capa`])
+    /// is queued or awaiting its reply: the capabilities are about to change.
+    pub fn capa_pending(&self) -> bool {
+        self.pending.iter().any(|q| q.op == Op::Capa)
+            || self.in_flight.iter().any(|f| f.op == Op::Capa)
+    }
+
+    /// The configuration in force (with its minimums applied).
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
     }
 
     // ----- commands -----

@@ -1,9 +1,8 @@
 //! Executes the server machine's store requests against a [`Store`].
 
-use alloc::string::String;
 use alloc::sync::Arc;
 
-use super::{Maildrop, MessageReader, Store, StoreError};
+use super::{Cause, Maildrop, MessageReader, Store, StoreError};
 use crate::server::{StoreReply, StoreRequest};
 
 /// Runs [`StoreRequest`]s against a [`Store`], holding what a session has
@@ -85,7 +84,7 @@ impl<S: Store> core::fmt::Debug for StoreDriver<S> {
 }
 
 fn no_maildrop() -> StoreError {
-    StoreError::Permanent(String::from("no maildrop is open"))
+    StoreError::Permanent(Cause::NoMaildrop)
 }
 
 impl<S: Store> StoreDriver<S> {
@@ -151,9 +150,7 @@ impl<S: Store> StoreDriver<S> {
                     }
                     StoreReply::Chunk(chunk)
                 }
-                None => StoreReply::Chunk(Err(StoreError::Permanent(String::from(
-                    "no message is being read",
-                )))),
+                None => StoreReply::Chunk(Err(StoreError::Permanent(Cause::NotReading))),
             },
             StoreRequest::Commit { deleted } => {
                 self.reader = None;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use core::future::{Future, ready};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{CredentialForms, Maildrop, MessageInfo, MessageReader, Store, StoreError};
+use super::{Cause, CredentialForms, Maildrop, MessageInfo, MessageReader, Store, StoreError};
 use crate::types::{Secret, Uid};
 
 #[derive(Debug, Default)]
@@ -183,7 +183,7 @@ impl Store for MemoryStore {
     fn open(&self, user: &str) -> impl Future<Output = Result<MemoryMaildrop, StoreError>> + Send {
         let mut inner = lock(&self.inner);
         let result = match inner.users.get_mut(user) {
-            None => Err(StoreError::Permanent(String::from("no such user"))),
+            None => Err(StoreError::Permanent(Cause::NoSuchUser)),
             Some(u) => {
                 if let Some(err) = u.fail_open.take() {
                     Err(err)

@@ -1,0 +1,168 @@
+//! What a client operation can end with, for every runtime.
+
+use std::io;
+use std::string::String;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ClientError, ProtocolError, SaslError, ServerError};
+use crate::response::ResponseError;
+
+/// Which timeout expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// Connecting (resolution, TCP, implicit TLS, greeting).
+    Connect,
+    /// Waiting for a reply (or the STLS handshake).
+    Reply,
+    /// The transport made no progress.
+    Idle,
+}
+
+/// Why a client operation failed.
+///
+/// [`Error::Server`], [`Error::Malformed`] and [`Error::Command`] leave the
+/// session usable; every other error ends it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading, writing or connecting failed.
+    Io(Arc<io::Error>),
+    /// The TLS handshake failed (e.g. the certificate was not trusted).
+    Tls(Arc<io::Error>),
+    /// The TLS configuration could not be built.
+    TlsConfig(Arc<dyn std::error::Error + Send + Sync>),
+    /// The host is not a valid name or address.
+    InvalidHost(String),
+    /// The name resolved to no address.
+    NoAddress(String),
+    /// A timeout expired.
+    Timeout(TimeoutKind),
+    /// The server answered `-ERR`.
+    Server(ServerError),
+    /// The server broke the protocol; the session is over.
+    Protocol(ProtocolError),
+    /// A reply could not be parsed (the session stays in step).
+    Malformed {
+        /// The line.
+        line: Bytes,
+        /// What was wrong with it.
+        error: ResponseError,
+    },
+    /// The command was refused before reaching the wire (wrong state, bad
+    /// argument, clear text refused, ...).
+    Command(ClientError),
+    /// The SASL mechanism could not answer the server; the exchange was
+    /// cancelled.
+    Sasl(SaslError),
+    /// A listing (LIST, UIDL, LANG) had more entries than
+    /// [`ConnectionConfig::max_listing_entries`](super::ConnectionConfig::max_listing_entries);
+    /// the connection was dropped (without QUIT, so nothing is deleted).
+    ListingTooLong {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The session is over (after QUIT, or the server closed cleanly).
+    Closed,
+}
+
+impl Error {
+    /// Whether trying again later, on a new connection, may succeed: network
+    /// failures and timeouts, and `-ERR` replies with `[IN-USE]`,
+    /// `[LOGIN-DELAY]` or `[SYS/TEMP]`.
+    ///
+    /// ```
+    /// use pop3_proto::client::{Error, TimeoutKind};
+    /// assert!(Error::Timeout(TimeoutKind::Connect).is_transient());
+    /// assert!(!Error::Closed.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io(_) | Error::Timeout(_) | Error::NoAddress(_) => true,
+            Error::Server(e) => e.is_transient(),
+            Error::Protocol(ProtocolError::UnexpectedEof | ProtocolError::Timeout) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the session stays usable after this error: `-ERR`, an
+    /// unparsable reply, or a command refused before the wire.
+    pub fn keeps_session(&self) -> bool {
+        matches!(
+            self,
+            Error::Server(_) | Error::Malformed { .. } | Error::Command(_)
+        )
+    }
+
+    /// The server's `-ERR`, if that is what this is.
+    pub fn server_error(&self) -> Option<&ServerError> {
+        match self {
+            Error::Server(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A transport failure.
+    pub fn io(e: io::Error) -> Error {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            Error::TlsConfig(e) => write!(f, "{e}"),
+            Error::InvalidHost(h) => write!(f, "invalid host name {h:?}"),
+            Error::NoAddress(h) => write!(f, "{h} has no address"),
+            Error::Timeout(TimeoutKind::Connect) => f.write_str("timed out connecting"),
+            Error::Timeout(TimeoutKind::Reply) => f.write_str("timed out waiting for a reply"),
+            Error::Timeout(TimeoutKind::Idle) => f.write_str("connection stalled"),
+            Error::Server(e) => write!(f, "server said {e}"),
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Malformed { error, .. } => write!(f, "malformed reply: {error}"),
+            Error::Command(e) => write!(f, "command refused: {e}"),
+            Error::Sasl(e) => write!(f, "authentication aborted: {e}"),
+            Error::ListingTooLong { limit } => {
+                write!(f, "the server listed more than {limit} entries")
+            }
+            Error::Closed => f.write_str("the session is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) | Error::Tls(e) => Some(e.as_ref()),
+            Error::TlsConfig(e) => Some(e.as_ref()),
+            Error::Server(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Command(e) => Some(e),
+            Error::Sasl(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io(inner) => io::Error::new(inner.kind(), Error::Io(inner)),
+            Error::Timeout(_) => io::Error::new(io::ErrorKind::TimedOut, e),
+            other => io::Error::other(other),
+        }
+    }
+}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Error {
+        match e {
+            ClientError::Closed => Error::Closed,
+            other => Error::Command(other),
+        }
+    }
+}

@@ -1,0 +1,866 @@
+//! Typed operations: a command (or a few) plus the code that turns the
+//! machine's events about them into one typed result.
+//!
+//! A [`Task`] is started on a [`Connection`](super::Connection) with
+//! [`Connection::start`](super::Connection::start) and driven with
+//! [`Connection::poll_task`](super::Connection::poll_task) between I/O
+//! steps, so that an adapter's public method is one line over a generic
+//! `run(task)`. The tasks here cover every command; an application may write
+//! its own for commands this crate does not know.
+
+use std::string::String;
+use std::vec::Vec;
+
+use super::connection::ConnectionConfig;
+use super::{BoxedMechanism, CancelReason, Client, ClientError, ClientEvent, Error, RequestId};
+use super::{ProtocolError, SaslError, ServerError, TimeoutKind};
+use crate::command::{Command, LangRequest};
+use crate::response::{Capability, LangLine, ScanLine, StatReply, StatusLine, UidLine};
+use crate::types::{MessageNumber, Secret};
+
+/// What a task sees of the connection while it runs.
+pub struct TaskContext<'a> {
+    pub(super) client: &'a mut Client,
+    pub(super) fault: Option<&'a Error>,
+    pub(super) config: &'a ConnectionConfig,
+}
+
+impl TaskContext<'_> {
+    /// The session machine, to queue a follow-up command or read its state.
+    pub fn client(&mut self) -> &mut Client {
+        self.client
+    }
+
+    /// The connection's settings.
+    pub fn config(&self) -> &ConnectionConfig {
+        self.config
+    }
+
+    /// The error an event that ends a command early stands for: `-ERR`, an
+    /// unparsable reply, a cancellation (the session's failure, if any).
+    pub fn unexpected(&self, event: ClientEvent) -> Error {
+        unexpected(event, self.fault)
+    }
+}
+
+pub(super) fn unexpected(event: ClientEvent, fault: Option<&Error>) -> Error {
+    match event {
+        ClientEvent::Err { error, .. } => Error::Server(error),
+        ClientEvent::Malformed { line, error, .. } => Error::Malformed { line, error },
+        ClientEvent::Cancelled {
+            reason: CancelReason::PrecedingFailed { .. },
+            ..
+        } => Error::Closed,
+        ClientEvent::Cancelled { .. } => fault.cloned().unwrap_or(Error::Closed),
+        other => {
+            tracing::debug!(target: super::connection::LOG, "unexpected event {other:?}");
+            Error::Protocol(ProtocolError::Unsolicited {
+                line: bytes::Bytes::new(),
+            })
+        }
+    }
+}
+
+/// One operation: the commands it queues and the result its events make.
+///
+/// The connection passes a task every event about the commands queued since
+/// [`Task::start`] (and the greeting), in order, until one call returns
+/// `Some`. Events of earlier, abandoned operations never reach it.
+///
+/// ```
+/// use pop3_proto::client::task::{Task, TaskContext};
+/// use pop3_proto::client::{Client, ClientError, ClientEvent, Error, RequestId};
+///
+/// /// `NOOP`, answered by whether the server said `+OK`.
+/// #[derive(Default)]
+/// struct Ping(Option<RequestId>);
+///
+/// impl Task for Ping {
+///     type Output = bool;
+///     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+///         self.0 = Some(client.noop()?);
+///         Ok(())
+///     }
+///     fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<bool, Error>> {
+///         match event {
+///             ClientEvent::Ok { .. } => Some(Ok(true)),
+///             ClientEvent::Err { .. } => Some(Ok(false)),
+///             other => Some(Err(cx.unexpected(other))),
+///         }
+///     }
+/// }
+/// ```
+pub trait Task {
+    /// The typed result.
+    type Output;
+
+    /// Queues the task's command(s) on the machine.
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError>;
+
+    /// One event about the task's commands; `Some` when the task is done.
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<Self::Output, Error>>;
+
+    /// Called when no event is waiting, before the connection does I/O: a
+    /// task that waits for a state rather than an event (TLS established,
+    /// capabilities read again) finishes here.
+    fn ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<Self::Output, Error>> {
+        let _ = cx;
+        None
+    }
+
+    /// The session ended before the task was done; the error to report.
+    fn failed(&mut self, error: Error) -> Error {
+        error
+    }
+}
+
+/// Whether the capabilities are settled: no CAPA is outstanding.
+fn capabilities_settled(cx: &TaskContext<'_>) -> bool {
+    !cx.client.capa_pending()
+}
+
+/// Opens the session: waits for the greeting, upgrades with STLS when asked
+/// and lets the capabilities be read (with
+/// [`ConnectionConfig::read_capabilities`]).
+#[derive(Debug, Default)]
+pub struct Connect {
+    starttls: bool,
+    stls: Option<RequestId>,
+    greeted: bool,
+    upgraded: bool,
+}
+
+impl Connect {
+    /// A plain (or implicit TLS) session; `starttls`: upgrade with STLS.
+    pub fn new(starttls: bool) -> Connect {
+        Connect {
+            starttls,
+            ..Connect::default()
+        }
+    }
+}
+
+impl Task for Connect {
+    type Output = ();
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        if self.starttls {
+            self.stls = Some(client.stls()?);
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        match event {
+            ClientEvent::Greeting(_) => self.greeted = true,
+            ClientEvent::Ok { id, .. } if Some(id) == self.stls => self.upgraded = true,
+            e if e.request_id().is_some() && e.request_id() == self.stls => {
+                return Some(Err(cx.unexpected(e)));
+            }
+            // The capabilities (or the server's refusal of CAPA: basic POP3
+            // still works, RFC 2449 §5).
+            _ => {}
+        }
+        self.ready(cx)
+    }
+
+    fn ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        let tls_done = self.stls.is_none() || (self.upgraded && cx.client.is_tls());
+        (self.greeted && tls_done && capabilities_settled(cx)).then_some(Ok(()))
+    }
+
+    fn failed(&mut self, error: Error) -> Error {
+        match error {
+            Error::Timeout(_) | Error::Protocol(ProtocolError::Timeout) if !self.greeted => {
+                Error::Timeout(TimeoutKind::Connect)
+            }
+            e => e,
+        }
+    }
+}
+
+/// `CAPA`: the capabilities (also cached by the machine).
+#[derive(Debug, Default)]
+pub struct Capa(Option<RequestId>);
+
+impl Capa {
+    /// The task.
+    pub fn new() -> Capa {
+        Capa(None)
+    }
+}
+
+impl Task for Capa {
+    type Output = Vec<Capability>;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.0 = Some(client.capa()?);
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<Vec<Capability>, Error>> {
+        if event.request_id() != self.0 {
+            return None;
+        }
+        match event {
+            ClientEvent::Capabilities { list, .. } => Some(Ok(list)),
+            // One capability line the parser did not take: the others count.
+            ClientEvent::Malformed { .. } => None,
+            other => Some(Err(cx.unexpected(other))),
+        }
+    }
+}
+
+/// `STLS`, then the TLS handshake, then the capabilities again.
+#[derive(Debug, Default)]
+pub struct Stls {
+    id: Option<RequestId>,
+    ok: bool,
+}
+
+impl Stls {
+    /// The task.
+    pub fn new() -> Stls {
+        Stls::default()
+    }
+}
+
+impl Task for Stls {
+    type Output = ();
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.id = Some(client.stls()?);
+        Ok(())
+    }
+
+    fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        match event {
+            ClientEvent::Ok { id, .. } if Some(id) == self.id => self.ok = true,
+            e if e.request_id() == self.id => return Some(Err(cx.unexpected(e))),
+            _ => {}
+        }
+        self.ready(cx)
+    }
+
+    fn ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        (self.ok && cx.client.is_tls() && capabilities_settled(cx)).then_some(Ok(()))
+    }
+}
+
+/// What a login waits for after its commands.
+#[derive(Debug, Default)]
+struct LoginEnd {
+    /// The command whose `+OK` means logged in.
+    last: Option<RequestId>,
+    ok: bool,
+}
+
+impl LoginEnd {
+    fn ready(&self, cx: &TaskContext<'_>) -> Option<Result<(), Error>> {
+        (self.ok && capabilities_settled(cx)).then_some(Ok(()))
+    }
+}
+
+/// `USER` and `PASS` (in one write when pipelining), then the capabilities
+/// again.
+#[derive(Debug)]
+pub struct Login {
+    user: String,
+    password: Option<Secret>,
+    first: Option<RequestId>,
+    user_error: Option<Error>,
+    end: LoginEnd,
+}
+
+impl Login {
+    /// The task.
+    pub fn new(user: &str, password: &str) -> Login {
+        Login {
+            user: user.into(),
+            password: Some(Secret::new(password.as_bytes().to_vec())),
+            first: None,
+            user_error: None,
+            end: LoginEnd::default(),
+        }
+    }
+}
+
+impl Task for Login {
+    type Output = ();
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        let password = self.password.take().unwrap_or_else(|| Secret::new(""));
+        let (u, p) = client.login(&self.user, password)?;
+        self.first = Some(u);
+        self.end.last = Some(p);
+        Ok(())
+    }
+
+    fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        let id = event.request_id();
+        if id == self.first {
+            if !matches!(event, ClientEvent::Ok { .. }) {
+                self.user_error = Some(cx.unexpected(event));
+            }
+        } else if id == self.end.last {
+            match event {
+                ClientEvent::Ok { .. } if self.user_error.is_none() => self.end.ok = true,
+                other => {
+                    let pass = cx.unexpected(other);
+                    return Some(Err(self.user_error.take().unwrap_or(pass)));
+                }
+            }
+        }
+        self.end.ready(cx)
+    }
+
+    fn ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        self.end.ready(cx)
+    }
+}
+
+/// `APOP` with the digest of the greeting's timestamp, then the
+/// capabilities again.
+#[derive(Debug)]
+pub struct Apop {
+    user: String,
+    secret: Secret,
+    end: LoginEnd,
+}
+
+impl Apop {
+    /// The task.
+    pub fn new(user: &str, secret: &str) -> Apop {
+        Apop {
+            user: user.into(),
+            secret: Secret::new(secret.as_bytes().to_vec()),
+            end: LoginEnd::default(),
+        }
+    }
+}
+
+impl Task for Apop {
+    type Output = ();
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.end.last = Some(client.apop(&self.user, &self.secret)?);
+        Ok(())
+    }
+
+    fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        if event.request_id() == self.end.last {
+            match event {
+                ClientEvent::Ok { .. } => self.end.ok = true,
+                other => return Some(Err(cx.unexpected(other))),
+            }
+        }
+        self.end.ready(cx)
+    }
+
+    fn ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        self.end.ready(cx)
+    }
+}
+
+/// `AUTH` with a SASL mechanism, then the capabilities again.
+#[derive(Debug)]
+pub struct Auth {
+    mechanism: Option<BoxedMechanism>,
+    sasl: Option<SaslError>,
+    end: LoginEnd,
+}
+
+impl Auth {
+    /// The task.
+    pub fn new(mechanism: BoxedMechanism) -> Auth {
+        Auth {
+            mechanism: Some(mechanism),
+            sasl: None,
+            end: LoginEnd::default(),
+        }
+    }
+}
+
+impl Task for Auth {
+    type Output = ();
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        let mechanism = self.mechanism.take().ok_or(ClientError::Closed)?;
+        self.end.last = Some(client.auth(mechanism)?);
+        Ok(())
+    }
+
+    fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        if event.request_id() == self.end.last {
+            match event {
+                ClientEvent::Ok { .. } => self.end.ok = true,
+                ClientEvent::SaslCancelled { error, .. } => self.sasl = Some(error),
+                ClientEvent::Err { error, .. } => {
+                    return Some(Err(match self.sasl.take() {
+                        Some(e) => Error::Sasl(e),
+                        None => Error::Server(error),
+                    }));
+                }
+                other => return Some(Err(cx.unexpected(other))),
+            }
+        }
+        self.end.ready(cx)
+    }
+
+    fn ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        self.end.ready(cx)
+    }
+}
+
+/// A command answered by one status line: `DELE`, `RSET`, `NOOP`, `UTF8`,
+/// `LANG tag`, `QUIT`, or a command this crate does not know.
+#[derive(Debug)]
+pub struct Simple {
+    command: Option<Command>,
+    id: Option<RequestId>,
+}
+
+impl Simple {
+    /// The task for `command` (any command but AUTH, see [`Client::send`]).
+    pub fn new(command: Command) -> Simple {
+        Simple {
+            command: Some(command),
+            id: None,
+        }
+    }
+}
+
+impl Task for Simple {
+    type Output = StatusLine;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        let command = self.command.take().ok_or(ClientError::Closed)?;
+        self.id = Some(client.send(command)?);
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<StatusLine, Error>> {
+        if event.request_id() != self.id {
+            return None;
+        }
+        Some(match event {
+            ClientEvent::Ok { line, .. } => Ok(line),
+            other => Err(cx.unexpected(other)),
+        })
+    }
+}
+
+/// `STAT`: message count and total size.
+#[derive(Debug, Default)]
+pub struct Stat(Option<RequestId>);
+
+impl Stat {
+    /// The task.
+    pub fn new() -> Stat {
+        Stat(None)
+    }
+}
+
+impl Task for Stat {
+    type Output = StatReply;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.0 = Some(client.stat()?);
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<StatReply, Error>> {
+        if event.request_id() != self.0 {
+            return None;
+        }
+        Some(match event {
+            ClientEvent::Stat { reply, .. } => Ok(reply),
+            other => Err(cx.unexpected(other)),
+        })
+    }
+}
+
+/// The kinds of entries a listing can carry, and the command for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListingKind {
+    Scan,
+    Uid,
+    Lang,
+}
+
+/// An entry of a listing, taken from its event.
+trait Entry: Sized {
+    const KIND: ListingKind;
+    fn from_event(event: ClientEvent) -> Result<Self, ClientEvent>;
+}
+
+impl Entry for ScanLine {
+    const KIND: ListingKind = ListingKind::Scan;
+    fn from_event(event: ClientEvent) -> Result<Self, ClientEvent> {
+        match event {
+            ClientEvent::Scan { entry, .. } => Ok(entry),
+            other => Err(other),
+        }
+    }
+}
+
+impl Entry for UidLine {
+    const KIND: ListingKind = ListingKind::Uid;
+    fn from_event(event: ClientEvent) -> Result<Self, ClientEvent> {
+        match event {
+            ClientEvent::Uid { entry, .. } => Ok(entry),
+            other => Err(other),
+        }
+    }
+}
+
+impl Entry for LangLine {
+    const KIND: ListingKind = ListingKind::Lang;
+    fn from_event(event: ClientEvent) -> Result<Self, ClientEvent> {
+        match event {
+            ClientEvent::Language { entry, .. } => Ok(entry),
+            other => Err(other),
+        }
+    }
+}
+
+/// A listing collected whole, under
+/// [`ConnectionConfig::max_listing_entries`].
+#[derive(Debug)]
+struct Listing<T> {
+    id: Option<RequestId>,
+    started: bool,
+    entries: Vec<T>,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Listing {
+            id: None,
+            started: false,
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T: Entry> Listing<T> {
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.id = Some(match T::KIND {
+            ListingKind::Scan => client.list(None)?,
+            ListingKind::Uid => client.uidl(None)?,
+            ListingKind::Lang => client.lang(LangRequest::List)?,
+        });
+        Ok(())
+    }
+
+    fn event(&mut self, event: ClientEvent, cx: &TaskContext<'_>) -> Option<Result<Vec<T>, Error>> {
+        if event.request_id() != self.id {
+            return None;
+        }
+        match event {
+            ClientEvent::ListingStart { .. } if !self.started => self.started = true,
+            ClientEvent::ListingEnd { .. } if self.started => {
+                return Some(Ok(core::mem::take(&mut self.entries)));
+            }
+            ClientEvent::Malformed { line, error, .. } if self.started => {
+                tracing::warn!(target: super::connection::LOG, "skipped malformed listing line {line:?}: {error}");
+            }
+            other if self.started => match T::from_event(other) {
+                Ok(_) if self.entries.len() >= cx.config.max_listing_entries => {
+                    return Some(Err(Error::ListingTooLong {
+                        limit: cx.config.max_listing_entries,
+                    }));
+                }
+                Ok(entry) => self.entries.push(entry),
+                Err(other) => return Some(Err(cx.unexpected(other))),
+            },
+            other => return Some(Err(cx.unexpected(other))),
+        }
+        None
+    }
+}
+
+macro_rules! listing_task {
+    ($(#[$doc:meta])* $name:ident, $entry:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Default)]
+        pub struct $name(Listing<$entry>);
+
+        impl $name {
+            /// The task.
+            pub fn new() -> $name {
+                $name(Listing::default())
+            }
+        }
+
+        impl Task for $name {
+            type Output = Vec<$entry>;
+
+            fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+                self.0.start(client)
+            }
+
+            fn event(
+                &mut self,
+                event: ClientEvent,
+                cx: &mut TaskContext<'_>,
+            ) -> Option<Result<Vec<$entry>, Error>> {
+                self.0.event(event, cx)
+            }
+        }
+    };
+}
+
+listing_task!(
+    /// `LIST`: every message's number and size.
+    List,
+    ScanLine
+);
+listing_task!(
+    /// `UIDL`: every message's unique-id.
+    Uidl,
+    UidLine
+);
+listing_task!(
+    /// Bare `LANG`: the languages the server offers (RFC 6856).
+    Lang,
+    LangLine
+);
+
+/// `LIST n`: one message's size.
+#[derive(Debug)]
+pub struct ListOne {
+    msg: MessageNumber,
+    id: Option<RequestId>,
+}
+
+impl ListOne {
+    /// The task.
+    pub fn new(msg: MessageNumber) -> ListOne {
+        ListOne { msg, id: None }
+    }
+}
+
+impl Task for ListOne {
+    type Output = ScanLine;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.id = Some(client.list(Some(self.msg))?);
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<ScanLine, Error>> {
+        if event.request_id() != self.id {
+            return None;
+        }
+        Some(ScanLine::from_event(event).map_err(|e| cx.unexpected(e)))
+    }
+}
+
+/// `UIDL n`: one message's unique-id.
+#[derive(Debug)]
+pub struct UidlOne {
+    msg: MessageNumber,
+    id: Option<RequestId>,
+}
+
+impl UidlOne {
+    /// The task.
+    pub fn new(msg: MessageNumber) -> UidlOne {
+        UidlOne { msg, id: None }
+    }
+}
+
+impl Task for UidlOne {
+    type Output = UidLine;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.id = Some(client.uidl(Some(self.msg))?);
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<UidLine, Error>> {
+        if event.request_id() != self.id {
+            return None;
+        }
+        Some(UidLine::from_event(event).map_err(|e| cx.unexpected(e)))
+    }
+}
+
+/// A message body being received: which command it answers, its `+OK` line,
+/// and whether it ended or failed. Read it with
+/// [`Connection::poll_body`](super::Connection::poll_body); an adapter's
+/// body reader wraps one.
+#[derive(Debug)]
+pub struct BodyState {
+    pub(super) id: RequestId,
+    pub(super) line: StatusLine,
+    /// No more events for this body will be taken (ended or failed).
+    pub(super) done: bool,
+    /// The terminating `.` line was read.
+    pub(super) ended: bool,
+    /// Why the body failed: returned again by every later read, so a short
+    /// body can never pass for a complete one.
+    pub(super) failure: Option<Error>,
+}
+
+impl BodyState {
+    pub(super) fn new(id: RequestId, line: StatusLine) -> BodyState {
+        BodyState {
+            id,
+            line,
+            done: false,
+            ended: false,
+            failure: None,
+        }
+    }
+
+    /// The `+OK` line that opened the body (some servers give the size).
+    pub fn status(&self) -> &StatusLine {
+        &self.line
+    }
+
+    /// The command the body answers.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// Whether the terminating `.` line was read: the body is complete.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Whether the body will produce no more octets (ended or failed).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+/// `RETR n` or `TOP n lines`: done when the body starts; read the body with
+/// [`Connection::poll_body`](super::Connection::poll_body).
+#[derive(Debug)]
+pub struct Retrieve {
+    msg: MessageNumber,
+    top: Option<u64>,
+    id: Option<RequestId>,
+}
+
+impl Retrieve {
+    /// `RETR msg`.
+    pub fn retr(msg: MessageNumber) -> Retrieve {
+        Retrieve {
+            msg,
+            top: None,
+            id: None,
+        }
+    }
+
+    /// `TOP msg lines`.
+    pub fn top(msg: MessageNumber, lines: u64) -> Retrieve {
+        Retrieve {
+            msg,
+            top: Some(lines),
+            id: None,
+        }
+    }
+}
+
+impl Task for Retrieve {
+    type Output = BodyState;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.id = Some(match self.top {
+            None => client.retr(self.msg)?,
+            Some(lines) => client.top(self.msg, lines)?,
+        });
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<BodyState, Error>> {
+        if event.request_id() != self.id {
+            return None;
+        }
+        Some(match event {
+            ClientEvent::BodyStart { id, line } => Ok(BodyState::new(id, line)),
+            other => Err(cx.unexpected(other)),
+        })
+    }
+}
+
+/// `DELE` of many messages, pipelined when the server allows it: one result
+/// per message, in order; `Err` only when the session failed.
+#[derive(Debug)]
+pub struct DeleMany {
+    queued: Vec<(MessageNumber, Option<RequestId>)>,
+    results: Vec<(MessageNumber, Result<(), ServerError>)>,
+}
+
+impl DeleMany {
+    /// The task.
+    pub fn new(msgs: impl IntoIterator<Item = MessageNumber>) -> DeleMany {
+        DeleMany {
+            queued: msgs.into_iter().map(|m| (m, None)).collect(),
+            results: Vec::new(),
+        }
+    }
+}
+
+impl Task for DeleMany {
+    type Output = Vec<(MessageNumber, Result<(), ServerError>)>;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        for (msg, id) in &mut self.queued {
+            *id = Some(client.dele(*msg)?);
+        }
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<Self::Output, Error>> {
+        let (msg, id) = *self.queued.get(self.results.len())?;
+        if event.request_id() != id {
+            return None;
+        }
+        match event {
+            ClientEvent::Ok { .. } => self.results.push((msg, Ok(()))),
+            ClientEvent::Err { error, .. } => self.results.push((msg, Err(error))),
+            other => return Some(Err(cx.unexpected(other))),
+        }
+        self.ready(cx)
+    }
+
+    fn ready(&mut self, _cx: &mut TaskContext<'_>) -> Option<Result<Self::Output, Error>> {
+        (self.results.len() == self.queued.len()).then(|| Ok(core::mem::take(&mut self.results)))
+    }
+}

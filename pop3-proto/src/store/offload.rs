@@ -1,0 +1,198 @@
+//! A [`BlockingStore`] served as a [`Store`]: each call runs where blocking
+//! is allowed, as an adapter's [`Offload`] says (a blocking thread pool, or
+//! the calling thread in a blocking server).
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::vec::Vec;
+
+use bytes::Bytes;
+use core::future::Future;
+
+use super::{
+    BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, Maildrop,
+    MessageInfo, MessageReader, Store, StoreError,
+};
+use crate::types::Secret;
+
+/// Where a blocking call runs: each runtime adapter names one (tokio's
+/// `spawn_blocking`, `blocking::unblock`, or the calling thread).
+pub trait Offload: Send + Sync + 'static {
+    /// Runs `f` where blocking is allowed; `Err(())` if it panicked or was
+    /// cancelled.
+    fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static;
+}
+
+/// Runs blocking calls on the calling thread: for a server whose sessions
+/// each have a thread of their own.
+///
+/// ```
+/// use pop3_proto::store::{BlockingStore, Inline, OffloadStore, Store};
+/// fn serve<S: BlockingStore>(store: S) {
+///     let store: OffloadStore<S, Inline> = OffloadStore::new(store);
+///     let _forms = store.credential_forms();
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inline;
+
+impl Offload for Inline {
+    fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        core::future::ready(Ok(f()))
+    }
+}
+
+async fn run<O: Offload, T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    O::run(f)
+        .await
+        .unwrap_or(Err(StoreError::Temporary(Cause::TaskFailed)))
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Temporary(Cause::Poisoned)
+}
+
+/// A [`Store`] that runs each call of a [`BlockingStore`] through `O`, so
+/// file I/O never blocks a reactor.
+pub struct OffloadStore<S, O> {
+    inner: Arc<S>,
+    offload: PhantomData<fn() -> O>,
+}
+
+impl<S, O> core::fmt::Debug for OffloadStore<S, O> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OffloadStore").finish_non_exhaustive()
+    }
+}
+
+impl<S, O> Clone for OffloadStore<S, O> {
+    fn clone(&self) -> Self {
+        OffloadStore {
+            inner: self.inner.clone(),
+            offload: PhantomData,
+        }
+    }
+}
+
+impl<S: BlockingStore, O: Offload> OffloadStore<S, O> {
+    /// Wraps `store`.
+    pub fn new(store: S) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Wraps a store that is already shared.
+    pub fn from_arc(store: Arc<S>) -> Self {
+        OffloadStore {
+            inner: store,
+            offload: PhantomData,
+        }
+    }
+
+    /// The wrapped store.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
+    type Maildrop = OffloadMaildrop<S::Maildrop, O>;
+
+    fn credential_forms(&self) -> CredentialForms {
+        self.inner.credential_forms()
+    }
+
+    async fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
+        let (store, user, password) = (self.inner.clone(), user.to_owned(), password.clone());
+        run::<O, _, _>(move || store.verify_password(&user, &password)).await
+    }
+
+    async fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError> {
+        let (store, user) = (self.inner.clone(), user.to_owned());
+        run::<O, _, _>(move || store.shared_secret(&user)).await
+    }
+
+    async fn open(&self, user: &str) -> Result<Self::Maildrop, StoreError> {
+        let (store, user) = (self.inner.clone(), user.to_owned());
+        let maildrop = run::<O, _, _>(move || store.open(&user)).await?;
+        Ok(OffloadMaildrop {
+            messages: maildrop.messages().to_vec(),
+            inner: Arc::new(Mutex::new(Some(maildrop))),
+            offload: PhantomData,
+        })
+    }
+}
+
+/// The [`Maildrop`] of an [`OffloadStore`].
+pub struct OffloadMaildrop<M, O> {
+    messages: Vec<MessageInfo>,
+    inner: Arc<Mutex<Option<M>>>,
+    offload: PhantomData<fn() -> O>,
+}
+
+impl<M, O> core::fmt::Debug for OffloadMaildrop<M, O> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OffloadMaildrop")
+            .field("messages", &self.messages.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
+    type Reader = OffloadReader<M::Reader, O>;
+
+    fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+
+    async fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError> {
+        let inner = self.inner.clone();
+        let reader = run::<O, _, _>(move || {
+            let mut guard = inner.lock().map_err(|_| poisoned())?;
+            guard.as_mut().ok_or_else(poisoned)?.read(index)
+        })
+        .await?;
+        Ok(OffloadReader {
+            inner: Arc::new(Mutex::new(reader)),
+            offload: PhantomData,
+        })
+    }
+
+    async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let inner = self.inner;
+        run::<O, _, _>(move || {
+            let maildrop = inner.lock().map_err(|_| poisoned())?.take();
+            maildrop.ok_or_else(poisoned)?.commit(deleted)
+        })
+        .await
+    }
+}
+
+/// The [`MessageReader`] of an [`OffloadStore`].
+pub struct OffloadReader<R, O> {
+    inner: Arc<Mutex<R>>,
+    offload: PhantomData<fn() -> O>,
+}
+
+impl<R, O> core::fmt::Debug for OffloadReader<R, O> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OffloadReader").finish_non_exhaustive()
+    }
+}
+
+impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+        let inner = self.inner.clone();
+        run::<O, _, _>(move || inner.lock().map_err(|_| poisoned())?.next_chunk()).await
+    }
+}

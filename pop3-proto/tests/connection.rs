@@ -1,0 +1,411 @@
+//! The connection layers' own rules, on a scripted peer and a simulated
+//! clock: what every adapter relies on without writing it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use pop3_proto::client::task::{self, Task};
+use pop3_proto::client::{Connection, ConnectionConfig, Error, ProtocolError, TimeoutKind, Want};
+use pop3_proto::server::{self, ConnectionContext, Server, ServerConfig, ServerOptions};
+use pop3_proto::store::{MemoryStore, StoreDriver};
+use pop3_proto::time::Instant;
+use pop3_proto::types::MessageNumber;
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+/// A client connection and a scripted server: what it was sent, and the
+/// replies still to give (one per read).
+struct Scripted {
+    conn: Connection,
+    sent: Vec<u8>,
+    replies: VecDeque<&'static [u8]>,
+}
+
+impl Scripted {
+    fn new(replies: &[&'static [u8]], capabilities: bool) -> Scripted {
+        let mut config = ConnectionConfig::default();
+        config.read_capabilities = capabilities;
+        config.idle_timeout = None;
+        Scripted {
+            conn: Connection::new(config, at(0), None),
+            sent: Vec::new(),
+            replies: replies.iter().copied().collect(),
+        }
+    }
+
+    /// One I/O step; `false` when the script has nothing more to give.
+    fn step(&mut self, now: Instant) -> bool {
+        match self.conn.want(now) {
+            Want::Write(octets) => {
+                let n = octets.len();
+                self.sent.extend_from_slice(octets);
+                self.conn.wrote(now, Ok(n));
+            }
+            Want::Flush => self.conn.flushed(now, Ok(())),
+            Want::Read(buf) => {
+                let Some(reply) = self.replies.pop_front() else {
+                    return false;
+                };
+                buf[..reply.len()].copy_from_slice(reply);
+                self.conn.received(now, Ok(reply.len()));
+            }
+            Want::StartTls => self.conn.tls_done(now, Ok(())),
+            Want::Done => return false,
+        }
+        true
+    }
+
+    fn run<T: Task>(&mut self, task: T) -> Result<T::Output, Error> {
+        let mut task = self.conn.start(task)?;
+        loop {
+            if let Some(result) = self.conn.poll_task(at(0), &mut task) {
+                return result;
+            }
+            assert!(self.step(at(0)), "the script ran out");
+        }
+    }
+}
+
+fn msg(n: u32) -> MessageNumber {
+    MessageNumber::new(n).unwrap()
+}
+
+#[test]
+fn an_abandoned_body_is_read_and_discarded_before_the_next_reply() {
+    let mut s = Scripted::new(
+        &[
+            b"+OK hi\r\n",
+            b"+OK\r\n",
+            b"+OK in\r\n",
+            b"+OK\r\nfirst part\r\n",
+            b"second part\r\n.\r\n+OK 1 30\r\n",
+        ],
+        false,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    s.run(task::Login::new("a", "b")).unwrap();
+    let mut body = s.run(task::Retrieve::retr(msg(1))).unwrap();
+    let chunk = loop {
+        if let Some(chunk) = s.conn.poll_body(at(0), &mut body) {
+            break chunk.unwrap().unwrap();
+        }
+        assert!(s.step(at(0)));
+    };
+    assert_eq!(&chunk[..], b"first part\r\n");
+    drop(body);
+    let stat = s.run(task::Stat::new()).unwrap();
+    assert_eq!((stat.count, stat.size), (1, 30));
+}
+
+#[test]
+fn a_body_cut_short_keeps_failing_and_never_reads_as_complete() {
+    let mut s = Scripted::new(
+        &[b"+OK hi\r\n", b"+OK\r\n", b"+OK in\r\n", b"+OK\r\nhalf a "],
+        false,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    s.run(task::Login::new("a", "b")).unwrap();
+    let mut body = s.run(task::Retrieve::retr(msg(1))).unwrap();
+    let mut results = Vec::new();
+    while results.len() < 3 {
+        match s.conn.poll_body(at(0), &mut body) {
+            Some(Ok(Some(_))) => {}
+            Some(r) => results.push(r),
+            None => {
+                if !s.step(at(0)) {
+                    // The server closes.
+                    s.conn.received(at(0), Ok(0));
+                }
+            }
+        }
+    }
+    for r in results {
+        assert!(
+            matches!(r, Err(Error::Protocol(ProtocolError::UnexpectedEof))),
+            "{r:?}"
+        );
+    }
+    assert!(!body.is_ended());
+}
+
+#[test]
+fn plaintext_behind_the_stls_ok_is_an_injection_and_ends_the_session() {
+    let mut s = Scripted::new(&[b"+OK hi\r\n", b"+OK go\r\n+OK injected\r\n"], false);
+    s.run(task::Connect::new(false)).unwrap();
+    let err = s.run(task::Stls::new()).unwrap_err();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::StlsInjection { .. })),
+        "{err:?}"
+    );
+    assert!(matches!(s.conn.want(at(0)), Want::Done));
+    assert!(!s.conn.machine().is_tls());
+}
+
+#[test]
+fn the_connect_deadline_counts_until_the_greeting_only() {
+    let mut config = ConnectionConfig::default();
+    config.session.reply_timeout = None;
+    config.idle_timeout = None;
+    let mut conn = Connection::new(config, at(0), Some(at(5_000)));
+    let mut connect = conn.start(task::Connect::new(false)).unwrap();
+    assert!(conn.poll_task(at(0), &mut connect).is_none());
+    assert!(matches!(conn.want(at(0)), Want::Read(_)));
+    assert_eq!(conn.poll_timeout(at(0)), Some(at(5_000)));
+    conn.handle_timeout(at(4_999));
+    assert!(conn.poll_task(at(4_999), &mut connect).is_none());
+    conn.handle_timeout(at(5_000));
+    let err = conn
+        .poll_task(at(5_000), &mut connect)
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(TimeoutKind::Connect)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_idle_timeout_counts_from_the_start_of_the_wait_not_from_the_last_octet() {
+    let mut config = ConnectionConfig::default();
+    config.session.reply_timeout = None;
+    config.read_capabilities = false;
+    config.idle_timeout = Some(Duration::from_secs(10));
+    let mut conn = Connection::new(config, at(0), None);
+    let mut connect = conn.start(task::Connect::new(false)).unwrap();
+    assert!(conn.poll_task(at(0), &mut connect).is_none());
+    let Want::Read(buf) = conn.want(at(0)) else {
+        panic!("the greeting is read first")
+    };
+    buf[..8].copy_from_slice(b"+OK hi\r\n");
+    conn.received(at(0), Ok(8));
+    conn.poll_task(at(0), &mut connect).unwrap().unwrap();
+    // The application does other things for a minute, then asks.
+    let mut noop = conn
+        .start(task::Simple::new(pop3_proto::command::Command::Capa))
+        .unwrap();
+    assert!(conn.poll_task(at(60_000), &mut noop).is_none());
+    assert!(matches!(conn.want(at(60_000)), Want::Write(_)));
+    conn.wrote(at(60_000), Ok(6));
+    assert!(matches!(conn.want(at(60_000)), Want::Flush));
+    conn.flushed(at(60_000), Ok(()));
+    assert!(matches!(conn.want(at(60_000)), Want::Read(_)));
+    assert_eq!(conn.poll_timeout(at(60_000)), Some(at(70_000)));
+    conn.handle_timeout(at(70_000));
+    let err = conn.poll_task(at(70_000), &mut noop).unwrap().unwrap_err();
+    assert!(matches!(err, Error::Timeout(TimeoutKind::Idle)), "{err:?}");
+}
+
+#[test]
+fn a_pipelined_batch_goes_out_in_one_write() {
+    let mut s = Scripted::new(
+        &[
+            b"+OK hi\r\n",
+            b"+OK\r\nPIPELINING\r\n.\r\n",
+            b"+OK\r\n+OK in\r\n",
+            b"+OK\r\nPIPELINING\r\n.\r\n",
+        ],
+        true,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    s.run(task::Login::new("a", "b")).unwrap();
+    s.sent.clear();
+    let _batch = s.conn.retr_many([msg(1), msg(2), msg(3)]).unwrap();
+    let mut task = s.conn.start(task::Stat::new()).unwrap();
+    assert!(s.conn.poll_task(at(0), &mut task).is_none());
+    let Want::Write(octets) = s.conn.want(at(0)) else {
+        panic!("commands to write")
+    };
+    assert_eq!(octets, b"RETR 1\r\nRETR 2\r\nRETR 3\r\nSTAT\r\n");
+}
+
+// ----- the server side -----
+
+/// Runs a store future that is ready at once (MemoryStore's are).
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("MemoryStore never waits"),
+    }
+}
+
+fn serve(
+    tls: bool,
+) -> (
+    server::Connection,
+    StoreDriver<MemoryStore>,
+    Arc<MemoryStore>,
+) {
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("demo", "demo");
+    store.add_message("demo", &b"Subject: one\r\n\r\n1\r\n"[..]);
+    store.add_message("demo", &b"Subject: two\r\n\r\n2\r\n"[..]);
+    let config = Arc::new(ServerConfig::for_store(store.as_ref()).allow_plaintext_auth(true));
+    let machine = Server::new(config, at(0), ConnectionContext::new(7, false, tls));
+    let mut options = ServerOptions::default();
+    options.shutdown_grace = Duration::from_secs(1);
+    let conn = server::Connection::new(machine, &options);
+    (conn, StoreDriver::new(store.clone()), store)
+}
+
+/// What the server side does next, performed against the store, with
+/// `input` as what the client sends (all at the first read).
+#[derive(Debug, PartialEq)]
+enum Did {
+    Wrote(Vec<u8>),
+    Asked(String),
+    StartedTls,
+    Waits,
+    Closed { graceful: bool },
+}
+
+fn next(
+    conn: &mut server::Connection,
+    driver: &mut StoreDriver<MemoryStore>,
+    input: &mut Vec<u8>,
+    fail_writes: bool,
+) -> Did {
+    match conn.want(at(0)) {
+        server::Want::Write(octets) => {
+            let out = octets.to_vec();
+            let result = if fail_writes { Err(()) } else { Ok(out.len()) };
+            conn.wrote(at(0), result);
+            Did::Wrote(out)
+        }
+        server::Want::Flush => {
+            conn.flushed(at(0), Ok::<(), ()>(()));
+            next(conn, driver, input, fail_writes)
+        }
+        server::Want::Store(request) => {
+            let name = format!("{request:?}");
+            let reply = ready(driver.execute(request));
+            conn.store_done(at(0), reply);
+            Did::Asked(name.split([' ', '{']).next().unwrap_or("").to_owned())
+        }
+        server::Want::StartTls => {
+            conn.tls_done(at(0), Ok::<(), ()>(()));
+            Did::StartedTls
+        }
+        server::Want::Read(buf) => {
+            if input.is_empty() {
+                return Did::Waits;
+            }
+            let n = input.len().min(buf.len());
+            buf[..n].copy_from_slice(&input[..n]);
+            input.drain(..n);
+            conn.received(at(0), Ok::<usize, ()>(n));
+            next(conn, driver, input, fail_writes)
+        }
+        server::Want::Wait => Did::Waits,
+        server::Want::Close { graceful } => Did::Closed { graceful },
+    }
+}
+
+#[test]
+fn replies_are_written_before_the_store_is_asked() {
+    let (mut conn, mut driver, _) = serve(false);
+    let mut input = b"USER demo\r\nPASS demo\r\nSTAT\r\n".to_vec();
+    let mut did = Vec::new();
+    loop {
+        match next(&mut conn, &mut driver, &mut input, false) {
+            Did::Waits => break,
+            d => did.push(d),
+        }
+    }
+    let asked = did
+        .iter()
+        .position(|d| *d == Did::Asked("VerifyPassword".into()));
+    let user_ok = did
+        .iter()
+        .position(|d| matches!(d, Did::Wrote(w) if w.ends_with(b"+OK\r\n") || w.windows(4).any(|x| x == b"+OK ")));
+    assert!(
+        user_ok.is_some() && asked.is_some() && user_ok < asked,
+        "{did:?}"
+    );
+    assert!(
+        matches!(did.last(), Some(Did::Wrote(w)) if w.ends_with(b"+OK 2 38\r\n")),
+        "{did:?}"
+    );
+}
+
+#[test]
+fn a_commit_quit_started_completes_even_when_the_write_fails() {
+    let (mut conn, mut driver, store) = serve(false);
+    let mut input = b"USER demo\r\nPASS demo\r\n".to_vec();
+    while next(&mut conn, &mut driver, &mut input, false) != Did::Waits {}
+    let mut input = b"DELE 1\r\nQUIT\r\n".to_vec();
+    let mut did = Vec::new();
+    loop {
+        // Every write fails from now on: the client is gone.
+        match next(&mut conn, &mut driver, &mut input, true) {
+            d @ Did::Closed { .. } => {
+                did.push(d);
+                break;
+            }
+            d => did.push(d),
+        }
+    }
+    assert!(did.contains(&Did::Asked("Commit".into())), "{did:?}");
+    assert_eq!(did.last(), Some(&Did::Closed { graceful: false }));
+    assert_eq!(store.message_count("demo"), 1);
+}
+
+#[test]
+fn plaintext_behind_stls_is_discarded_never_executed() {
+    let (mut conn, mut driver, _) = serve(true);
+    let mut input = b"STLS\r\nUSER demo\r\n".to_vec();
+    let mut did = Vec::new();
+    loop {
+        match next(&mut conn, &mut driver, &mut input, false) {
+            Did::Waits => break,
+            d => did.push(d),
+        }
+    }
+    assert!(did.contains(&Did::StartedTls), "{did:?}");
+    // Nothing answered USER: the last write is STLS's +OK.
+    let last_write = did.iter().rev().find_map(|d| match d {
+        Did::Wrote(w) => Some(w.clone()),
+        _ => None,
+    });
+    assert!(
+        last_write.is_some_and(|w| w.starts_with(b"+OK") && !w.starts_with(b"+OK hi")),
+        "{did:?}"
+    );
+    let mut input = b"NOOP\r\n".to_vec();
+    // After TLS, in AUTHORIZATION, NOOP is refused: the USER never ran.
+    match next(&mut conn, &mut driver, &mut input, false) {
+        Did::Wrote(w) => assert!(w.starts_with(b"-ERR"), "{:?}", String::from_utf8_lossy(&w)),
+        d => panic!("{d:?}"),
+    }
+}
+
+#[test]
+fn a_session_still_open_after_the_shutdown_grace_is_cut_without_commit() {
+    let (mut conn, mut driver, store) = serve(false);
+    let mut input = b"USER demo\r\nPASS demo\r\nDELE 1\r\n".to_vec();
+    while next(&mut conn, &mut driver, &mut input, false) != Did::Waits {}
+    conn.shutdown(at(0));
+    assert_eq!(conn.poll_timeout(), Some(at(1_000)));
+    conn.handle_timeout(at(1_000));
+    // Asked again (the signal seen twice), the grace does not start over.
+    assert!(conn.is_shutting_down());
+    conn.shutdown(at(1_000));
+    let mut did = Vec::new();
+    loop {
+        match next(&mut conn, &mut driver, &mut Vec::new(), false) {
+            d @ Did::Closed { .. } => {
+                did.push(d);
+                break;
+            }
+            Did::Waits => panic!("still open: {did:?}"),
+            d => did.push(d),
+        }
+    }
+    assert!(!did.contains(&Did::Asked("Commit".into())), "{did:?}");
+    assert_eq!(did.last(), Some(&Did::Closed { graceful: false }));
+    assert_eq!(store.message_count("demo"), 2);
+}

@@ -1,6 +1,19 @@
-//! The std file-backed pieces every POP3 runtime adapter shares: the Maildir
-//! store and the passwd-file user database. (The client and server faces over
-//! blocking `std::net` are to come.)
+//! POP3 over blocking `std::net`, and the std pieces every POP3 runtime
+//! adapter shares: thin faces that bind the sans-IO `pop3-proto` connection
+//! layers to blocking sockets, with TLS (STLS and implicit) through rustls;
+//! the Maildir store, the passwd-file user database and the TLS
+//! configuration helpers. Every protocol decision is the core's; the faces
+//! move bytes, set socket timeouts from the core's deadlines, perform TLS
+//! and call the store.
+//!
+//! | piece | start from |
+//! | --- | --- |
+//! | client | [`client::Pop3Client`]: `connect`, `login`/`apop`/`auth`, `stat`, `list`, `uidl`, `retr`/`top` (bodies stream as [`client::Body`], a `Read` and a `BufRead`), `dele`, `quit`, pipelined [`retr_many`](client::Pop3Client::retr_many) and [`dele_many`](client::Pop3Client::dele_many) |
+//! | server | [`server::Pop3Server`] over any [`pop3_proto::store::Store`], a thread per connection; a blocking store such as [`maildir::MaildirStore`] is served as an [`OffloadStore<S, Inline>`](pop3_proto::store::OffloadStore) |
+//! | fetching | [`fetch`]: pop URLs (RFC 2384), save-before-delete into a [`fetch::MessageSink`] such as the Maildir [`sink::MaildirSink`] |
+//! | stores | [`maildir::MaildirStore`], [`passwd::PasswdFile`] |
+//! | TLS | [`tls`] (server configurations, the client's [`tls::TlsVerification`], secure random octets) |
+//! | shared with the async adapters | [`common`] (connect options, the address race order, accept errors, fetch settings), [`sink`] (the Maildir fetch sink), `cli` (with the feature `cli`: the examples' command lines) |
 //!
 //! [`maildir::MaildirStore`] is a [`BlockingStore`](pop3_proto::store::BlockingStore)
 //! over one Maildir per user (`<root>/<user>/{cur,new,tmp}`): an exclusive
@@ -10,8 +23,81 @@
 //! Dovecot-compatible passwd-file with `{PLAIN}`, `{SHA512-CRYPT}`,
 //! `{SHA256-CRYPT}`, `{CRYPT}` and `{ARGON2ID}` passwords. Both are plain
 //! blocking file I/O; the async adapters run them where blocking is allowed.
+//!
+//! [`tls`] builds rustls configurations with an explicit crypto provider
+//! (ring), never a process-wide one: a server configuration from a
+//! certificate chain and key in DER or PEM ([`tls::server_config`],
+//! [`tls::server_config_from_pem`]), a client configuration from the way
+//! the server certificate is verified ([`tls::TlsVerification`]: the bundled
+//! web PKI roots, a private CA file, or, for tests, none), and secure random
+//! octets and tokens for nonces ([`tls::random_bytes`],
+//! [`tls::random_token`]).
+//!
+//! # A client
+//!
+//! ```no_run
+//! use std::io::Read;
+//! use pop3_blocking::client::{ConnectOptions, Pop3Client, Security, msg};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut client =
+//!     Pop3Client::connect("pop.example.com", 995, ConnectOptions::new(Security::ImplicitTls))?;
+//! client.login("alice", "secret")?;
+//! let stat = client.stat()?;
+//! println!("{} messages, {} octets", stat.count, stat.size);
+//! if let Some(first) = msg(1).filter(|_| stat.count > 0) {
+//!     let mut body = client.retr(first)?; // streams; never a whole Vec
+//!     let mut head = [0u8; 512];
+//!     let n = body.read(&mut head)?;
+//!     println!("{}", String::from_utf8_lossy(&head[..n]));
+//! }
+//! client.quit()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # A server
+//!
+//! ```no_run
+//! use pop3_blocking::server::{Pop3Server, Security};
+//! use pop3_proto::server::ServerConfig;
+//! use pop3_proto::store::MemoryStore;
+//!
+//! # fn run() -> std::io::Result<()> {
+//! let store = MemoryStore::new();
+//! store.add_user("demo", "demo");
+//! store.add_message("demo", &b"Subject: hello\r\n\r\nHi.\r\n"[..]);
+//! let server = Pop3Server::new(store, ServerConfig::default().allow_plaintext_auth(true));
+//! let listener = std::net::TcpListener::bind("127.0.0.1:1110")?;
+//! server.serve(listener, Security::Plain) // until server.shutdown(), from another thread
+//! # }
+//! ```
+//!
+//! # The run loop
+//!
+//! Each connection is a core [`Connection`](pop3_proto::client::Connection)
+//! (client) or [`Connection`](pop3_proto::server::Connection) (server) that
+//! says what I/O it wants next; this crate's pump performs it on the blocking
+//! socket and reports back: `Want::Write` → `write`, then `wrote`;
+//! `Want::Flush` → `flush`, then `flushed`; `Want::Read` →
+//! `read`, then `received`; `Want::StartTls` → the rustls
+//! handshake on the same socket, then `tls_done`; `Want::Store` (server) →
+//! the store call, run to its end, then `store_done`. Before each
+//! blocking call the socket's timeout is set to what is left until the
+//! core's `poll_timeout`.
+//! A client operation is a typed [`Task`](pop3_proto::client::task::Task)
+//! that [`client::Pop3Client::run`] drives; each public method is one line
+//! over it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod client;
+pub mod common;
+pub mod fetch;
+mod io;
 pub mod maildir;
 pub mod passwd;
+pub mod server;
+pub mod sink;
+pub mod tls;

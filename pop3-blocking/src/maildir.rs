@@ -111,8 +111,8 @@ use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use pop3_proto::store::{
-    BlockingMaildrop, BlockingMessageReader, BlockingStore, CredentialForms, MessageInfo,
-    StoreError,
+    BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, IoKind,
+    MessageInfo, StoreError,
 };
 use pop3_proto::types::{Secret, Uid};
 use sha2::{Digest, Sha256};
@@ -243,10 +243,10 @@ impl MaildirStore {
     /// ```
     pub fn maildir_of(&self, user: &str) -> Result<PathBuf, StoreError> {
         if !is_safe_user(user) {
-            return Err(StoreError::Permanent("user name not allowed".into()));
+            return Err(StoreError::Permanent(Cause::BadUserName));
         }
         if !self.users.contains(user) {
-            return Err(StoreError::Permanent("no such user".into()));
+            return Err(StoreError::Permanent(Cause::NoSuchUser));
         }
         Ok(self.root.join(user))
     }
@@ -255,17 +255,23 @@ impl MaildirStore {
         match fs::metadata(&self.root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(StoreError::Temporary(
-                    "maildir root is not a directory".into(),
-                ));
+                return Err(StoreError::Temporary(Cause::Io {
+                    context: "maildir root",
+                    kind: IoKind::NotADirectory,
+                }));
             }
             Err(e) => return Err(temporary("maildir root", &e)),
         }
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(StoreError::Permanent("maildir is not a directory".into())),
+            Ok(_) => {
+                return Err(StoreError::Permanent(Cause::Io {
+                    context: "maildir",
+                    kind: IoKind::NotADirectory,
+                }));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound && !self.create_missing => {
-                return Err(StoreError::Permanent("no maildir for this user".into()));
+                return Err(StoreError::Permanent(Cause::MaildropNotFound));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(temporary("maildir", &e)),
@@ -359,21 +365,28 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     options
 }
 
-/// Opens a message file for reading, refusing a symbolic link (which reads
-/// as [`io::ErrorKind::InvalidInput`] so as not to pass for a gone message).
+/// Opens a message file for reading, refusing a symbolic link (`ELOOP`,
+/// which is not [`io::ErrorKind::NotFound`], so does not pass for a gone
+/// message, and reads as [`IoKind::FilesystemLoop`]).
 fn open_message(path: &Path) -> io::Result<File> {
-    match no_follow(OpenOptions::new().read(true)).open(path) {
-        #[cfg(unix)]
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "message file is a symbolic link",
-        )),
-        other => other,
-    }
+    no_follow(OpenOptions::new().read(true)).open(path)
 }
 
-fn temporary(what: &str, e: &io::Error) -> StoreError {
-    StoreError::Temporary(format!("{what}: {e}"))
+/// The store's kind for an I/O error; a symbolic link refused by
+/// `O_NOFOLLOW` is [`IoKind::FilesystemLoop`].
+fn io_kind(e: &io::Error) -> IoKind {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return IoKind::FilesystemLoop;
+    }
+    IoKind::from(e.kind())
+}
+
+fn temporary(context: &'static str, e: &io::Error) -> StoreError {
+    StoreError::Temporary(Cause::Io {
+        context,
+        kind: io_kind(e),
+    })
 }
 
 /// A message file seen while scanning.
@@ -730,7 +743,7 @@ impl BlockingMaildrop for MaildirMaildrop {
 
     fn read(&mut self, index: usize) -> Result<MaildirReader, StoreError> {
         let Some(path) = self.files.get(index).map(|f| f.path.clone()) else {
-            return Err(StoreError::Permanent("no such message".into()));
+            return Err(StoreError::Permanent(Cause::NoSuchMessage));
         };
         let file = match open_message(&path) {
             Ok(file) => file,
@@ -804,9 +817,10 @@ impl BlockingMaildrop for MaildirMaildrop {
         drop(self);
         match first_error {
             None => Ok(()),
-            Some(e) => Err(StoreError::Temporary(format!(
-                "{failed} failure(s) deleting messages: {e}"
-            ))),
+            Some(e) => Err(StoreError::Temporary(Cause::NotDeleted {
+                failed,
+                kind: io_kind(&e),
+            })),
         }
     }
 }

@@ -1,0 +1,72 @@
+//! `pop3d-blocking`: a POP3 server on blocking `std::net`, a thread per
+//! connection.
+//!
+//! With no arguments it serves an embedded demo maildrop (user `demo`,
+//! password `demo`) on 127.0.0.1:1110, offering STLS with a certificate made
+//! at start; `--help` lists the options (shared by every runtime's `pop3d`).
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
+use pop3_blocking::server::{Pop3Server, Security, ServerOptions};
+use pop3_proto::store::{Inline, OffloadStore, Store};
+
+fn main() -> ExitCode {
+    pop3_blocking::cli::init_logging();
+    let result = match ServerArgs::parse().setup("pop3d-blocking") {
+        Ok((setup, ServerStore::Demo(store))) => serve(store, &setup),
+        Ok((setup, ServerStore::Maildir(store))) => {
+            serve(OffloadStore::<_, Inline>::new(store), &setup)
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pop3d-blocking: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxError> {
+    let tls = Some(setup.tls.clone());
+    let server = Pop3Server::build(
+        Arc::new(store),
+        setup.config.clone(),
+        tls,
+        ServerOptions::default(),
+    );
+    let stop = server.clone();
+    ctrlc::set_handler(move || stop.shutdown())?;
+    let mut bound = Vec::new();
+    let mut listeners = Vec::new();
+    for (addrs, security) in [
+        (&setup.listen, Security::Plain),
+        (&setup.tls_listen, Security::ImplicitTls),
+    ] {
+        for addr in addrs {
+            let listener = TcpListener::bind(addr)?;
+            bound.push((listener.local_addr()?, security == Security::ImplicitTls));
+            listeners.push((listener, security));
+        }
+    }
+    setup.print_banner("pop3d-blocking", &bound);
+    std::thread::scope(|scope| {
+        let server = &server;
+        let serving: Vec<_> = listeners
+            .into_iter()
+            .map(|(listener, security)| scope.spawn(move || server.serve(listener, security)))
+            .collect();
+        for serving in serving {
+            serving
+                .join()
+                .map_err(|_| "a listener's thread panicked")??;
+        }
+        server.wait_idle();
+        Ok(())
+    })
+}

@@ -1,0 +1,369 @@
+//! The command lines of the `pop3d` and `fetch` examples, shared by every
+//! runtime's examples (feature `cli`): arguments (clap), the demo maildrop
+//! and its certificate, the banner, logging, and fetch progress (a bar on a
+//! terminal, a one-line summary otherwise). Each example is then its
+//! runtime's accept loop or fetch call and nothing else.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use pop3_proto::fetch::{FetchReport, Progress};
+use pop3_proto::server::ServerConfig;
+use pop3_proto::store::MemoryStore;
+use pop3_proto::url::{AuthMethod, PopUrl};
+
+use crate::common::FetchSettings;
+use crate::maildir::MaildirStore;
+use crate::passwd::PasswdFile;
+use crate::sink::{LineEnds, MaildirSink};
+use crate::tls::TlsVerification;
+
+/// The embedded demo maildrop's messages.
+pub const DEMO_MESSAGES: [&str; 5] = [
+    include_str!("cli/demo/1-welcome.eml"),
+    include_str!("cli/demo/2-dots.eml"),
+    include_str!("cli/demo/3-utf8.eml"),
+    include_str!("cli/demo/4-attachment.eml"),
+    include_str!("cli/demo/5-html.eml"),
+];
+
+/// A boxed error for the examples' `main`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Logs to stderr, `RUST_LOG` filtering (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// `pop3d`: a POP3 server. With no arguments it serves an embedded demo
+/// maildrop (user `demo`, password `demo`) on 127.0.0.1:1110, offering STLS
+/// with a certificate made at start.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct ServerArgs {
+    /// Plain POP3 listener (STLS offered); repeatable. Default 127.0.0.1:1110.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+    /// Implicit TLS (POP3S) listener; repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// Serve one Maildir per user under DIR (`DIR/<user>/{cur,new,tmp}`).
+    #[arg(long, value_name = "DIR", requires = "users")]
+    pub maildir_root: Option<PathBuf>,
+    /// The users, in a Dovecot-style passwd-file (`user:{SCHEME}secret`).
+    #[arg(long, value_name = "FILE", requires = "maildir_root")]
+    pub users: Option<PathBuf>,
+    /// The certificate chain (PEM); without it, a demo CA and certificate
+    /// are made at start.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
+    #[arg(long)]
+    pub allow_plaintext_auth: bool,
+}
+
+/// Which store the server serves.
+#[derive(Debug)]
+pub enum ServerStore {
+    /// The embedded demo maildrop.
+    Demo(MemoryStore),
+    /// Maildirs with a passwd-file (blocking: run it off the reactor).
+    Maildir(MaildirStore),
+}
+
+/// Everything a `pop3d` example needs besides its runtime.
+#[derive(Debug)]
+pub struct ServerSetup {
+    /// Plain listeners.
+    pub listen: Vec<SocketAddr>,
+    /// Implicit TLS listeners.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The protocol configuration.
+    pub config: ServerConfig,
+    /// The TLS configuration (STLS and implicit TLS).
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The demo CA's certificate file, removed on drop.
+    pub demo_ca: Option<PathBuf>,
+}
+
+impl Drop for ServerSetup {
+    fn drop(&mut self) {
+        if let Some(ca) = &self.demo_ca {
+            let _ = std::fs::remove_file(ca);
+        }
+    }
+}
+
+impl ServerArgs {
+    /// Builds the server's pieces and its store; `program` names it in the
+    /// protocol's IMPLEMENTATION capability.
+    pub fn setup(mut self, program: &str) -> Result<(ServerSetup, ServerStore), BoxError> {
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
+            self.listen.push(SocketAddr::from(([127, 0, 0, 1], 1110)));
+        }
+        let (tls, demo_ca) = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => (crate::tls::server_config_from_pem(cert, key)?, None),
+            _ => {
+                let (config, ca) = demo_tls()?;
+                (config, Some(ca))
+            }
+        };
+        let demo = self.maildir_root.is_none();
+        let config = ServerConfig::default()
+            .allow_plaintext_auth(self.allow_plaintext_auth || demo)
+            .implementation(Some(format!(
+                "pop3-rs {program} {}",
+                env!("CARGO_PKG_VERSION")
+            )));
+        let store = match (&self.maildir_root, &self.users) {
+            (Some(root), Some(users)) => {
+                ServerStore::Maildir(MaildirStore::new(root, PasswdFile::load(users)?))
+            }
+            _ => {
+                let store = MemoryStore::new();
+                store.add_user("demo", "demo");
+                for message in DEMO_MESSAGES {
+                    store.add_message("demo", message.as_bytes());
+                }
+                ServerStore::Demo(store)
+            }
+        };
+        let setup = ServerSetup {
+            listen: self.listen,
+            tls_listen: self.tls_listen,
+            config,
+            tls,
+            demo_ca,
+        };
+        Ok((setup, store))
+    }
+}
+
+impl ServerSetup {
+    /// Prints where the server listens and, for the demo, how to try it.
+    /// `bound`: each listener's local address and whether it is implicit TLS.
+    pub fn print_banner(&self, program: &str, bound: &[(SocketAddr, bool)]) {
+        for (local, tls) in bound {
+            let kind = if *tls {
+                "pop3s (implicit TLS)"
+            } else {
+                "pop3 (STLS offered)"
+            };
+            println!("{program}: listening on {local}, {kind}");
+        }
+        let (Some(ca), Some((addr, _))) = (&self.demo_ca, bound.first()) else {
+            return;
+        };
+        let (host, port) = (addr.ip(), addr.port());
+        println!(
+            "{program}: demo maildrop: user demo, password demo; CA certificate: {}",
+            ca.display()
+        );
+        println!("  curl:   curl -u demo:demo pop3://{host}:{port}/1");
+        println!(
+            "  STLS:   curl --ssl-reqd --cacert {} -u demo:demo pop3://localhost:{port}/",
+            ca.display()
+        );
+        println!(
+            "  python: python3 -c \"import poplib; p = poplib.POP3('{host}', {port}); p.user('demo'); p.pass_('demo'); print(p.stat()); print(b'\\n'.join(p.retr(1)[1]).decode()); p.quit()\""
+        );
+    }
+}
+
+/// A CA and a server certificate for localhost made at start, so clients can
+/// verify the demo server with the CA file written next to it.
+fn demo_tls() -> Result<(Arc<rustls::ServerConfig>, PathBuf), BoxError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "pop3d demo CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    let ca_file = std::env::temp_dir().join(format!("pop3d-demo-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, ca.pem())?;
+    let config = crate::tls::server_config(
+        vec![cert.der().clone(), ca.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )?;
+    Ok((config, ca_file))
+}
+
+/// `fetch`: fetches new messages from a POP3 maildrop into a Maildir,
+/// deleting them from the server (with `--delete`) only once they are
+/// durably stored. The password comes from `POP3_PASSWORD`.
+///
+/// What was fetched is remembered per `user@host[:port]` (as spelled in the
+/// URL) in a journal at the top of the Maildir: spell the host the same way
+/// on every run, or messages are fetched again.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct FetchArgs {
+    /// `pop://user[;AUTH=mech]@host[:port]` (`pops://` for implicit TLS).
+    #[arg(value_parser = parse_url)]
+    pub url: PopUrl,
+    /// The Maildir to deliver into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub maildir: PathBuf,
+    /// Delete stored messages from the server.
+    #[arg(long)]
+    pub delete: bool,
+    /// Upgrade a pop:// connection with STLS.
+    #[arg(long)]
+    pub starttls: bool,
+    /// Trust this CA instead of the bundled roots.
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER or `*`.
+    #[arg(long, value_name = "MECH", value_parser = parse_auth)]
+    pub auth: Option<AuthMethod>,
+    /// Never pipeline commands.
+    #[arg(long)]
+    pub no_pipelining: bool,
+    /// Keep CRLF line ends (default: LF, the Unix mail convention).
+    #[arg(long)]
+    pub crlf: bool,
+}
+
+fn parse_url(s: &str) -> Result<PopUrl, String> {
+    PopUrl::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_auth(s: &str) -> Result<AuthMethod, String> {
+    AuthMethod::parse(s).map_err(|e| e.to_string())
+}
+
+/// Everything a `fetch` example needs besides its runtime.
+#[derive(Debug)]
+pub struct FetchSetup {
+    /// The maildrop.
+    pub url: PopUrl,
+    /// The password (or bearer token).
+    pub password: String,
+    /// How to connect and what to do.
+    pub settings: FetchSettings,
+    /// The Maildir sink, keyed by the URL's account.
+    pub sink: MaildirSink,
+}
+
+impl FetchArgs {
+    /// Reads the password from `POP3_PASSWORD` and opens the Maildir.
+    pub fn setup(self) -> Result<FetchSetup, BoxError> {
+        let password = std::env::var("POP3_PASSWORD")
+            .map_err(|_| "set the password in the environment variable POP3_PASSWORD")?;
+        let mut settings = FetchSettings {
+            delete: self.delete,
+            starttls: self.starttls,
+            auth: self.auth,
+            pipelining: !self.no_pipelining,
+            ..FetchSettings::default()
+        };
+        if self.insecure {
+            settings.verification = TlsVerification::DangerouslyAcceptAnyCertificate;
+        } else if let Some(path) = &self.ca_file {
+            settings.verification =
+                TlsVerification::ca_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let line_ends = if self.crlf {
+            LineEnds::AsSent
+        } else {
+            LineEnds::Lf
+        };
+        let sink = MaildirSink::open(&self.maildir, &self.url.account_id())
+            .map_err(|e| format!("cannot open the Maildir {}: {e}", self.maildir.display()))?
+            .with_line_ends(line_ends);
+        Ok(FetchSetup {
+            url: self.url,
+            password,
+            settings,
+            sink,
+        })
+    }
+}
+
+/// Shows a fetch's progress: a bar (messages, octets) on a terminal,
+/// nothing until the summary otherwise.
+#[derive(Debug)]
+pub struct FetchProgress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+}
+
+impl Default for FetchProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FetchProgress {
+    /// A bar on stderr when it is a terminal.
+    pub fn new() -> FetchProgress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {bytes}/{total_bytes} {msg} ({bytes_per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        FetchProgress {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    /// The fetch moved on.
+    pub fn update(&mut self, p: &Progress) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(p.bytes_total.max(p.bytes_done));
+            bar.set_position(p.bytes_done);
+            bar.set_message(format!("{}/{} messages", p.messages_done, p.messages_total));
+        }
+    }
+
+    /// Ends the bar and prints the one-line summary (and the refusals).
+    pub fn finish(&self, report: &FetchReport) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        eprintln!(
+            "{} new ({:.1} MB in {:.1} s), {} already stored, {} deleted",
+            report.saved,
+            report.bytes as f64 / 1e6,
+            self.started.elapsed().as_secs_f64(),
+            report.already_stored,
+            report.deleted
+        );
+        for (msg, e) in &report.refused {
+            eprintln!("message {msg}: {e}");
+        }
+    }
+}

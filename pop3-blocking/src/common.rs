@@ -1,0 +1,278 @@
+//! What every runtime adapter shares around the core connection: how a
+//! client connects ([`ConnectOptions`], the order addresses are raced in,
+//! the name a certificate must carry), how a server's sockets behave
+//! ([`ServerOptions`], from the core, and [`ServerSecurity`]), which accept
+//! errors pass, and how a fetch connects and logs in ([`FetchSettings`]).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pop3_proto::client::{Client, ClientConfig, ConnectionConfig, Error, Security};
+use pop3_proto::fetch::{
+    AuthError, FetchError, FetchOptions, LoginTask, SettingsError, login_task,
+};
+pub use pop3_proto::server::ServerOptions;
+use pop3_proto::url::{AuthMethod, PopUrl};
+use rustls::pki_types::ServerName;
+
+use crate::tls::TlsVerification;
+
+/// How a client connects. Start from [`ConnectOptions::new`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Plain, STLS or implicit TLS.
+    pub security: Security,
+    /// How the certificate is verified, when [`ConnectOptions::tls_config`]
+    /// is not given.
+    pub verification: TlsVerification,
+    /// A complete rustls configuration to use instead of one built from
+    /// [`ConnectOptions::verification`].
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// The name to verify the certificate against (and to send as SNI when it
+    /// is a DNS name), when it differs from the host connected to.
+    pub tls_name: Option<String>,
+    /// Resolution, TCP connect, implicit TLS handshake and greeting (default
+    /// 30 s).
+    pub connect_timeout: Duration,
+    /// The longest the transport may make no progress while the client waits
+    /// on it (default 5 min). `None`: no limit besides the reply timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Read the capabilities after the greeting, after STLS and after login
+    /// (default `true`): pipelining is used only when they allow it.
+    pub read_capabilities: bool,
+    /// The most entries a listing collected whole (LIST, UIDL, LANG) may
+    /// have (default 1,000,000): a server that lists without end cannot
+    /// exhaust memory.
+    pub max_listing_entries: usize,
+    /// The session machine's settings (pipelining, reply timeout, limits).
+    pub session: ClientConfig,
+}
+
+impl ConnectOptions {
+    /// Defaults with the given security.
+    ///
+    /// ```
+    /// use pop3_blocking::common::ConnectOptions;
+    /// use pop3_proto::client::Security;
+    /// let mut options = ConnectOptions::new(Security::StartTls);
+    /// options.session.pipelining = false;
+    /// ```
+    pub fn new(security: Security) -> Self {
+        let defaults = ConnectionConfig::default();
+        ConnectOptions {
+            security,
+            verification: TlsVerification::default(),
+            tls_config: None,
+            tls_name: None,
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: defaults.idle_timeout,
+            read_capabilities: defaults.read_capabilities,
+            max_listing_entries: defaults.max_listing_entries,
+            session: defaults.session,
+        }
+    }
+
+    /// The core connection's settings.
+    pub fn connection_config(&self) -> ConnectionConfig {
+        let mut config = ConnectionConfig::default();
+        config.session = self.session.clone();
+        config.session.tls_active = self.security == Security::ImplicitTls;
+        config.idle_timeout = self.idle_timeout;
+        config.read_capabilities = self.read_capabilities;
+        config.max_listing_entries = self.max_listing_entries;
+        config
+    }
+
+    /// The rustls configuration: [`ConnectOptions::tls_config`], or one
+    /// built from [`ConnectOptions::verification`].
+    pub fn tls_client_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        match &self.tls_config {
+            Some(c) => Ok(c.clone()),
+            None => self
+                .verification
+                .client_config()
+                .map_err(|e| Error::TlsConfig(Arc::new(e))),
+        }
+    }
+
+    /// The name the certificate must carry: [`ConnectOptions::tls_name`],
+    /// else `host`.
+    pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, Error> {
+        server_name(self.tls_name.as_deref().unwrap_or(host))
+    }
+}
+
+/// `host` without the brackets of an IPv6 literal (`[::1]` → `::1`).
+pub fn bare_host(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// Turns `host` (a DNS name, an IP literal, possibly in brackets) into the
+/// name a certificate must carry.
+///
+/// ```
+/// assert!(pop3_blocking::common::server_name("[::1]").is_ok());
+/// assert!(pop3_blocking::common::server_name("bad name").is_err());
+/// ```
+pub fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
+    ServerName::try_from(bare_host(host).to_owned())
+        .map_err(|_| Error::InvalidHost(host.to_owned()))
+}
+
+/// How long a connection attempt has before the next address is tried
+/// alongside it (RFC 8305's "connection attempt delay").
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// The order addresses are tried in: families alternating, starting with
+/// the first one's (RFC 8305).
+///
+/// ```
+/// use std::net::SocketAddr;
+/// let a: SocketAddr = "[::1]:110".parse().unwrap();
+/// let b: SocketAddr = "[::2]:110".parse().unwrap();
+/// let c: SocketAddr = "127.0.0.1:110".parse().unwrap();
+/// assert_eq!(pop3_blocking::common::connect_order(vec![a, b, c]), vec![a, c, b]);
+/// ```
+pub fn connect_order(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else {
+        return addrs;
+    };
+    let first_v6 = first.is_ipv6();
+    let (mut a, mut b): (VecDeque<_>, VecDeque<_>) =
+        addrs.into_iter().partition(|x| x.is_ipv6() == first_v6);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    while !a.is_empty() || !b.is_empty() {
+        out.extend(a.pop_front());
+        out.extend(b.pop_front());
+    }
+    out
+}
+
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerSecurity {
+    /// Plain POP3 (port 110); STLS is offered when the server has a TLS
+    /// configuration.
+    Plain,
+    /// Implicit TLS (POP3S, port 995): the TLS handshake comes first (RFC 8314).
+    ImplicitTls,
+}
+
+/// Whether a failed `accept` is pressure that passes (back off and accept
+/// again) rather than a broken listener.
+///
+/// ```
+/// use std::io;
+/// use pop3_blocking::common::is_transient_accept_error;
+/// assert!(is_transient_accept_error(&io::ErrorKind::ConnectionAborted.into()));
+/// assert!(is_transient_accept_error(&io::Error::from_raw_os_error(24))); // EMFILE
+/// ```
+pub fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::OutOfMemory
+    ) || matches!(
+        e.raw_os_error(),
+        // EMFILE, ENFILE (descriptor limits), ENOBUFS, ENOMEM.
+        Some(24 | 23 | 105 | 12)
+    )
+}
+
+/// How long to wait before accepting again after a transient failure.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How a fetch connects and what it does: the settings behind every
+/// adapter's `fetch::connect` and `fetch::run`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FetchSettings {
+    /// Upgrade a `pop://` connection with STLS.
+    pub starttls: bool,
+    /// How the certificate is verified.
+    pub verification: TlsVerification,
+    /// Overrides the URL's `;AUTH=`.
+    pub auth: Option<AuthMethod>,
+    /// Pipeline when the server allows it (default `true`).
+    pub pipelining: bool,
+    /// Delete stored messages from the server.
+    pub delete: bool,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            starttls: false,
+            verification: TlsVerification::default(),
+            auth: None,
+            pipelining: true,
+            delete: false,
+        }
+    }
+}
+
+impl FetchSettings {
+    /// How to connect to the maildrop `url` designates (TLS as its scheme
+    /// and [`FetchSettings::starttls`] say).
+    ///
+    /// ```
+    /// use pop3_blocking::common::FetchSettings;
+    /// use pop3_proto::client::Security;
+    /// use pop3_proto::url::PopUrl;
+    ///
+    /// let mut settings = FetchSettings::default();
+    /// settings.starttls = true;
+    /// let url = PopUrl::parse("pop://alice@localhost").unwrap();
+    /// assert_eq!(settings.connect_options(&url).unwrap().security, Security::StartTls);
+    /// let url = PopUrl::parse("pops://alice@localhost").unwrap();
+    /// assert!(settings.connect_options(&url).is_err());
+    /// ```
+    pub fn connect_options(&self, url: &PopUrl) -> Result<ConnectOptions, FetchError> {
+        let security = match (url.security, self.starttls) {
+            (Security::ImplicitTls, true) => {
+                return Err(FetchError::Settings(SettingsError::StartTlsWithImplicitTls));
+            }
+            (_, true) => Security::StartTls,
+            (s, false) => s,
+        };
+        let mut options = ConnectOptions::new(security);
+        options.verification = self.verification.clone();
+        options.session.pipelining = self.pipelining;
+        // A big window: many RETRs in flight keep the link busy between messages.
+        options.session.max_in_flight = 64;
+        Ok(options)
+    }
+
+    /// The fetch driver's options.
+    pub fn fetch_options(&self) -> FetchOptions {
+        let mut options = FetchOptions::default();
+        options.delete = self.delete;
+        options
+    }
+
+    /// The login for `url`'s user (the method from
+    /// [`FetchSettings::auth`], else the URL's), as a task to run on the
+    /// session; see [`login_task`] for the choice.
+    pub fn login_task(
+        &self,
+        client: &Client,
+        url: &PopUrl,
+        password: &str,
+    ) -> Result<LoginTask, FetchError> {
+        let user = url.user.as_deref().ok_or(FetchError::NoUser)?;
+        let method = self.auth.clone().unwrap_or_else(|| url.auth.clone());
+        let nonce =
+            crate::tls::random_token(24).map_err(|_| FetchError::Auth(AuthError::NoRandomness))?;
+        login_task(client, method, user, password, &nonce).map_err(FetchError::Auth)
+    }
+}

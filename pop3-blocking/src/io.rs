@@ -1,0 +1,214 @@
+//! What the client and the server faces share: a TCP stream that may be
+//! upgraded to TLS in place, blocking calls bounded by socket timeouts, and
+//! the core's clock.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, ServerConnection, StreamOwned};
+
+/// A connection that is plain TCP or TLS over TCP, on either side.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    /// Transient, while the socket moves under TLS.
+    Upgrading,
+}
+
+/// Both directions of a stream, to dispatch on.
+trait Duplex: Read + Write {}
+impl<T: Read + Write> Duplex for T {}
+
+fn not_connected() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection lost during TLS upgrade",
+    )
+}
+
+/// A blocking call's result, or `None` when it timed out (or was
+/// interrupted): the caller then lets the connection check its deadlines.
+fn settle<T>(result: io::Result<T>) -> Option<io::Result<T>> {
+    match result {
+        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => None,
+        r => Some(r),
+    }
+}
+
+/// A socket timeout expired (`WouldBlock` on Unix, `TimedOut` on Windows).
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl Stream {
+    fn tcp(&self) -> io::Result<&TcpStream> {
+        match self {
+            Stream::Plain(s) => Ok(s),
+            Stream::Client(s) => Ok(&s.sock),
+            Stream::Server(s) => Ok(&s.sock),
+            Stream::Upgrading => Err(not_connected()),
+        }
+    }
+
+    fn duplex(&mut self) -> io::Result<&mut dyn Duplex> {
+        match self {
+            Stream::Plain(s) => Ok(s),
+            Stream::Client(s) => Ok(s.as_mut()),
+            Stream::Server(s) => Ok(s.as_mut()),
+            Stream::Upgrading => Err(not_connected()),
+        }
+    }
+
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Stream::Client(_) | Stream::Server(_))
+    }
+
+    /// Runs `f` with the socket's read and write timeouts set to `wait`
+    /// (`None`: no limit); `None` when it timed out.
+    pub(crate) fn timed<T>(
+        &mut self,
+        wait: Option<Duration>,
+        f: impl FnOnce(&mut Stream) -> io::Result<T>,
+    ) -> Option<io::Result<T>> {
+        let armed = self.tcp().and_then(|tcp| {
+            tcp.set_read_timeout(wait)?;
+            tcp.set_write_timeout(wait)
+        });
+        settle(armed.and_then(|()| f(self)))
+    }
+
+    fn take_plain(&mut self) -> io::Result<TcpStream> {
+        match std::mem::replace(self, Stream::Upgrading) {
+            Stream::Plain(tcp) => Ok(tcp),
+            other => {
+                *self = other;
+                Err(io::Error::other("TLS is already active"))
+            }
+        }
+    }
+
+    /// Puts the client side of TLS over the plain socket (the handshake is
+    /// [`Stream::handshake`]); nothing when TLS is already there.
+    pub(crate) fn start_client_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<()> {
+        if let Stream::Plain(_) = self {
+            let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+            *self = Stream::Client(Box::new(StreamOwned::new(conn, self.take_plain()?)));
+        }
+        Ok(())
+    }
+
+    /// Puts the server side of TLS over the plain socket; nothing when TLS
+    /// is already there.
+    pub(crate) fn start_server_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
+        if let Stream::Plain(_) = self {
+            let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+            *self = Stream::Server(Box::new(StreamOwned::new(conn, self.take_plain()?)));
+        }
+        Ok(())
+    }
+
+    /// Runs the TLS handshake to its end (within the socket timeouts).
+    pub(crate) fn handshake(&mut self) -> io::Result<()> {
+        fn run<C, S>(s: &mut StreamOwned<C, TcpStream>) -> io::Result<()>
+        where
+            C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+            S: rustls::SideData,
+        {
+            while s.conn.is_handshaking() {
+                if s.conn.complete_io(&mut s.sock)? == (0, 0) {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            Ok(())
+        }
+        match self {
+            Stream::Client(s) => run(s),
+            Stream::Server(s) => run(s),
+            _ => Err(not_connected()),
+        }
+    }
+
+    /// Runs the TLS handshake, failing with `TimedOut` at `deadline`.
+    pub(crate) fn handshake_by(&mut self, deadline: Instant) -> io::Result<()> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
+            }
+            if let Some(done) = self.timed(Some(left), Stream::handshake) {
+                return done;
+            }
+        }
+    }
+
+    /// Ends the stream politely: a TLS close_notify, then the end of the
+    /// TCP stream, each write allowed `timeout`.
+    pub(crate) fn close(&mut self, timeout: Duration) {
+        let _ = self.timed(Some(timeout), |s| {
+            match s {
+                Stream::Client(t) => t.conn.send_close_notify(),
+                Stream::Server(t) => t.conn.send_close_notify(),
+                _ => {}
+            }
+            s.flush()?;
+            s.tcp()?.shutdown(Shutdown::Write)
+        });
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.duplex()?.read(buf)
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.duplex()?.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.duplex()?.flush()
+    }
+}
+
+/// The core's time for one connection: milliseconds since its start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock(Instant);
+
+impl Clock {
+    pub(crate) fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    /// `at` in the core's time (the start if earlier).
+    pub(crate) fn at(self, at: Instant) -> pop3_proto::time::Instant {
+        let ms = at.saturating_duration_since(self.0).as_millis();
+        pop3_proto::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn now(self) -> pop3_proto::time::Instant {
+        self.at(Instant::now())
+    }
+
+    /// The time left until `deadline` (zero when it is due).
+    pub(crate) fn left(self, deadline: pop3_proto::time::Instant) -> Duration {
+        let at = self.0 + Duration::from_millis(deadline.as_millis());
+        at.saturating_duration_since(Instant::now())
+    }
+}

@@ -1,0 +1,389 @@
+//! The server face: accept connections on a `std::net` listener and run one
+//! core server [`Connection`] per connection, each on a thread of its own,
+//! against a [`Store`].
+//!
+//! The adapter only moves bytes, sets socket timeouts, performs TLS and calls
+//! the store; every protocol decision is the machine's.
+//!
+//! # Stores
+//!
+//! Store calls run on the session's thread: [`StoreDriver::execute`] is
+//! driven to completion there (the thread sleeps while the future is
+//! pending). A [`BlockingStore`](pop3_proto::store::BlockingStore), such as
+//! [`MaildirStore`](crate::maildir::MaildirStore), is served as an
+//! [`OffloadStore<S, Inline>`](pop3_proto::store::OffloadStore), which makes each call on the
+//! calling thread; a store whose futures need an async runtime's reactor
+//! does not belong here.
+//!
+//! ```no_run
+//! use pop3_blocking::maildir::MaildirStore;
+//! use pop3_blocking::passwd::PasswdFile;
+//! use pop3_blocking::server::{Pop3Server, Security};
+//! use pop3_proto::server::ServerConfig;
+//! use pop3_proto::store::{Inline, OffloadStore};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let users = PasswdFile::load("/etc/pop3/passwd")?;
+//! let store: OffloadStore<_, Inline> = OffloadStore::new(MaildirStore::new("/var/mail", users));
+//! let server = Pop3Server::new(store, ServerConfig::default());
+//! let listener = std::net::TcpListener::bind("0.0.0.0:110")?;
+//! server.serve(listener, Security::Plain)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Shutdown
+//!
+//! [`Pop3Server::shutdown`] stops every [`serve`](Pop3Server::serve) loop
+//! (each is woken by a connection to its own listener) and gives every
+//! session [`ServerOptions::shutdown_grace`] to end; a session still open
+//! then is cut, without UPDATE. A session waiting on a quiet client wakes
+//! once per grace (no more often than every 100 ms) to notice a shutdown in
+//! time. A store call or a TLS handshake under way is not interrupted.
+
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use pop3_proto::server::{Connection, ConnectionContext, Server, ServerConfig, StoreDriver, Want};
+use pop3_proto::store::Store;
+
+use crate::common::{ACCEPT_BACKOFF, is_transient_accept_error};
+use crate::io::{Clock, Stream};
+
+pub use crate::common::{ServerOptions, ServerSecurity as Security};
+
+/// The shortest a waiting session sleeps between looks at the shutdown
+/// signal, whatever the grace.
+const LEAST_WAKE: Duration = Duration::from_millis(100);
+
+/// Sessions running and listeners serving, under [`Inner::state`].
+#[derive(Debug, Default)]
+struct State {
+    active: usize,
+    listeners: Vec<SocketAddr>,
+}
+
+struct Inner<S> {
+    store: Arc<S>,
+    config: Arc<ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    options: ServerOptions,
+    state: Mutex<State>,
+    /// Signalled when a session ends and at shutdown.
+    changed: Condvar,
+    /// When shutdown was asked for.
+    stop: OnceLock<Instant>,
+}
+
+impl<S> Inner<S> {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A connection slot, given back when dropped.
+struct Slot<'a, S>(&'a Inner<S>);
+
+impl<S> Drop for Slot<'_, S> {
+    fn drop(&mut self) {
+        self.0.state().active -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+/// A blocking POP3 server: a store, a protocol configuration, optionally a
+/// TLS configuration. Cheap to clone; clones share the connection cap and
+/// the shutdown signal, so one server can serve several listeners (one
+/// thread calling [`serve`](Pop3Server::serve) each).
+///
+/// ```no_run
+/// use pop3_blocking::server::{Pop3Server, Security};
+/// use pop3_proto::server::ServerConfig;
+/// use pop3_proto::store::MemoryStore;
+///
+/// # fn run() -> std::io::Result<()> {
+/// let store = MemoryStore::new();
+/// let server = Pop3Server::new(store, ServerConfig::default());
+/// let listener = std::net::TcpListener::bind("127.0.0.1:1110")?;
+/// server.serve(listener, Security::Plain)
+/// # }
+/// ```
+pub struct Pop3Server<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Pop3Server<S> {
+    fn clone(&self) -> Self {
+        Pop3Server {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Pop3Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Server")
+            .field("state", &*self.inner.state())
+            .field("stopping", &self.inner.stop.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Pop3Server<S> {
+    /// A server without TLS and with default [`ServerOptions`].
+    pub fn new(store: S, config: ServerConfig) -> Self {
+        Self::build(Arc::new(store), config, None, ServerOptions::default())
+    }
+
+    /// The full constructor: a shared store, the protocol configuration, an
+    /// optional TLS configuration (needed for STLS and implicit TLS) and the
+    /// adapter options. The configuration's credential forms are taken from
+    /// the store, so CAPA offers only mechanisms the store can check.
+    pub fn build(
+        store: Arc<S>,
+        config: ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        options: ServerOptions,
+    ) -> Self {
+        let config = Arc::new(config.credential_forms(store.credential_forms()));
+        Pop3Server {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                tls,
+                options,
+                state: Mutex::default(),
+                changed: Condvar::new(),
+                stop: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Asks every `serve` loop to stop accepting and every session to end
+    /// (after [`ServerOptions::shutdown_grace`], without UPDATE). Returns at
+    /// once.
+    pub fn shutdown(&self) {
+        let _ = self.inner.stop.set(Instant::now());
+        let listeners = self.inner.state().listeners.clone();
+        self.inner.changed.notify_all();
+        // Wake the loops waiting in `accept`.
+        for mut addr in listeners {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+    }
+
+    /// Waits until every session has ended.
+    pub fn wait_idle(&self) {
+        let state = self.inner.state();
+        let _idle = self
+            .inner
+            .changed
+            .wait_while(state, |s| s.active > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// Accepts connections on `listener` until [`shutdown`](Self::shutdown),
+    /// serving each on a thread of its own once a connection slot is free;
+    /// returns when the sessions it started have ended too.
+    pub fn serve(&self, listener: TcpListener, security: Security) -> io::Result<()> {
+        if security == Security::ImplicitTls && self.inner.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "implicit TLS needs a TLS configuration",
+            ));
+        }
+        let addr = listener.local_addr()?;
+        self.inner.state().listeners.push(addr);
+        let served = thread::scope(|scope| {
+            loop {
+                if self.inner.stop.get().is_some() {
+                    return Ok(());
+                }
+                // Accept first, then wait for a slot: a listener waiting in
+                // accept holds none, so listeners never starve each other.
+                let (stream, peer) = match listener.accept() {
+                    Ok(accepted) => accepted,
+                    Err(e) if is_transient_accept_error(&e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        thread::sleep(ACCEPT_BACKOFF);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let Some(slot) = self.slot() else {
+                    return Ok(());
+                };
+                scope.spawn(move || {
+                    let _slot = slot;
+                    self.session(stream, peer, security);
+                });
+            }
+        });
+        let mut state = self.inner.state();
+        if let Some(i) = state.listeners.iter().position(|a| *a == addr) {
+            state.listeners.swap_remove(i);
+        }
+        served
+    }
+
+    /// Serves one connection accepted elsewhere to its end, once a
+    /// connection slot is free.
+    pub fn serve_connection(&self, stream: TcpStream, security: Security) {
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        // The connection counts against the cap and is waited for by
+        // `wait_idle`, as one accepted by `serve` is.
+        if let Some(_slot) = self.slot() {
+            self.session(stream, peer, security);
+        }
+    }
+
+    /// Waits for a free connection slot; `None` once shutdown was asked for.
+    fn slot(&self) -> Option<Slot<'_, S>> {
+        let max = self.inner.options.max_connections.max(1);
+        let state = self.inner.state();
+        let mut state = (self.inner.changed)
+            .wait_while(state, |s| {
+                s.active >= max && self.inner.stop.get().is_none()
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.inner.stop.get().is_some() {
+            return None;
+        }
+        state.active += 1;
+        Some(Slot(&self.inner))
+    }
+
+    fn session(&self, tcp: TcpStream, peer: SocketAddr, security: Security) {
+        let inner = &*self.inner;
+        let options = &inner.options;
+        let _ = tcp.set_nodelay(true);
+        let mut io = Stream::Plain(tcp);
+        if security == Security::ImplicitTls
+            && let Err(e) = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout)
+        {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        let random = match crate::tls::random_bytes::<8>() {
+            Ok(r) => u64::from_le_bytes(r),
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");
+                return;
+            }
+        };
+        let clock = Clock::start();
+        let ctx = ConnectionContext::new(random, io.is_tls(), inner.tls.is_some());
+        let machine = Server::new(inner.config.clone(), clock.now(), ctx);
+        let mut conn = Connection::new(machine, options);
+        let mut driver = StoreDriver::new(inner.store.clone());
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        // Told of the shutdown (once: the core forgets it when the grace ends).
+        let mut told = false;
+        loop {
+            if !told && let Some(&at) = inner.stop.get() {
+                conn.shutdown(clock.at(at));
+                told = true;
+            }
+            let now = clock.now();
+            // Never longer than the grace, so that a shutdown is seen in time.
+            let mut wait = options.shutdown_grace.max(LEAST_WAKE);
+            if let Some(deadline) = conn.poll_timeout() {
+                wait = wait.min(clock.left(deadline));
+            }
+            if wait.is_zero() {
+                conn.handle_timeout(clock.now());
+                continue;
+            }
+            let stall = wait.min(options.write_stall_timeout);
+            let done = match conn.want(now) {
+                Want::Write(octets) => io.timed(Some(stall), |s| s.write(octets)).map(|r| {
+                    conn.wrote(clock.now(), r);
+                }),
+                Want::Flush => io.timed(Some(stall), |s| s.flush()).map(|r| {
+                    conn.flushed(clock.now(), r);
+                }),
+                Want::Read(buf) => io.timed(Some(wait), |s| s.read(buf)).map(|r| {
+                    conn.received(clock.now(), r);
+                }),
+                Want::Store(request) => {
+                    let reply = block_on(&waker, driver.execute(request));
+                    conn.store_done(clock.now(), reply);
+                    Some(())
+                }
+                Want::StartTls => {
+                    let tls = inner.tls.as_ref();
+                    let upgraded = accept_tls(&mut io, tls, options.tls_handshake_timeout);
+                    if let Err(e) = &upgraded {
+                        tracing::debug!(%peer, error = %e, "STLS upgrade failed");
+                    }
+                    conn.tls_done(clock.now(), upgraded);
+                    Some(())
+                }
+                Want::Wait => {
+                    thread::sleep(wait);
+                    None
+                }
+                Want::Close { graceful } => {
+                    if graceful {
+                        io.close(options.write_stall_timeout);
+                    }
+                    break;
+                }
+            };
+            if done.is_none() {
+                conn.handle_timeout(clock.now());
+            }
+        }
+        tracing::info!(%peer, "{}", conn.machine().summary());
+    }
+}
+
+/// The server side of a TLS handshake on the connection's socket.
+fn accept_tls(
+    io: &mut Stream,
+    config: Option<&Arc<rustls::ServerConfig>>,
+    timeout: Duration,
+) -> io::Result<()> {
+    let config = config.ok_or_else(|| io::Error::other("no TLS configuration"))?;
+    io.start_server_tls(config.clone())?;
+    io.handshake_by(Instant::now() + timeout)
+}
+
+/// Wakes a thread parked in [`block_on`].
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` to completion on this thread, parking while it is pending
+/// (`waker` unparks this thread).
+fn block_on<F: Future>(waker: &Waker, future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        thread::park();
+    }
+}

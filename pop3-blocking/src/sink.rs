@@ -1,0 +1,508 @@
+//! A [`MessageSink`] delivering fetched mail into a Maildir, with a durable
+//! UID journal.
+//!
+//! # Layout
+//!
+//! - Each message is stored as `new/<name>`, where `<name>` is derived from
+//!   the account and the message's UID: `<first 32 hex digits of
+//!   SHA-256(account NUL uid)>.pop3`. Any mail reader may later move it to
+//!   `cur/<name>:2,<flags>`.
+//! - The journal, `.pop3-uidl-<16 hex digits of SHA-256(account)>` at the
+//!   Maildir's top, lists (one per line) the UIDs of every message durably
+//!   stored and not yet seen gone from the server.
+//!
+//! # Commit order
+//!
+//! 1. the message is written to `tmp/<name>.<account>.<pid>.<n>.part` and
+//!    fsynced;
+//! 2. it is renamed to `new/<name>` and the `new/` directory is fsynced;
+//! 3. the UID is appended to the journal, which is fsynced.
+//!
+//! Only then does [`MessageSink::commit`] return. A message is *stored* as
+//! soon as step 2 is complete, and [`MessageSink::contains`] answers `true`
+//! for it from then on: its file is in `new/` (or, moved by a reader, in
+//! `cur/`), or its UID is in the journal (which also covers a message the
+//! user has since deleted or moved away locally while it stays on the
+//! server). An interruption before step 2 leaves at most a stale file in
+//! `tmp/`, removed when the Maildir is next opened for the same account.
+//!
+//! # One fetch per account at a time
+//!
+//! A sink holds an exclusive lock (`.pop3-uidl-<account>.lock`, released by
+//! the OS if the process dies) for as long as it is open: a second fetch of
+//! the same account into the same Maildir fails at once instead of racing
+//! the first one's journal and temporary files. Fetches of different
+//! accounts into one Maildir do not touch each other's files.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use pop3_proto::fetch::MessageSink;
+use pop3_proto::types::Uid;
+use sha2::{Digest, Sha256};
+
+const PART: &str = ".part";
+
+/// How line ends are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LineEnds {
+    /// CRLF becomes LF, the Unix mail convention (a lone CR is kept).
+    #[default]
+    Lf,
+    /// Stored as the server sent them (CRLF).
+    AsSent,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// A Maildir, with a journal for one POP3 account.
+///
+/// ```no_run
+/// use pop3_blocking::sink::MaildirSink;
+/// let sink = MaildirSink::open("Mail/inbox", "alice@pop.example.com:995")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct MaildirSink {
+    root: PathBuf,
+    account: String,
+    journal_path: PathBuf,
+    journal: File,
+    /// The account's lock, held while the sink is open.
+    _lock: File,
+    /// The account's tag, in the journal's and temporary files' names.
+    tag: String,
+    saved: HashSet<Vec<u8>>,
+    /// Names found in `cur/` (without their `:2,` info), read once.
+    cur: Option<HashSet<String>>,
+    line_ends: LineEnds,
+    /// The message being written.
+    current: Option<Current>,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl MaildirSink {
+    /// Opens (creating if needed) the Maildir at `root` for `account` (any
+    /// string naming the POP3 maildrop, e.g. `user@host:port`: UIDs are
+    /// unique only within one maildrop). Reads the journal, drops a partly
+    /// written last entry, and removes files this sink left in `tmp/`.
+    pub fn open(root: impl AsRef<Path>, account: &str) -> io::Result<MaildirSink> {
+        let root = root.as_ref().to_path_buf();
+        // Mail is private: new folders are 0700 and files 0600, as Maildir
+        // deliverers make them (existing folders keep their modes).
+        for sub in ["tmp", "new", "cur"] {
+            private_dir().create(root.join(sub))?;
+        }
+        let tag = hex(&Sha256::digest(account.as_bytes()))[..16].to_owned();
+        let lock = private_file()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(root.join(format!(".pop3-uidl-{tag}.lock")))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("another fetch of {account} into this Maildir is running"),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let journal_path = root.join(format!(".pop3-uidl-{tag}"));
+        let mut journal = private_file()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&journal_path)?;
+        let mut text = Vec::new();
+        journal.read_to_end(&mut text)?;
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < text.len() {
+            // Killed in the middle of an append: that entry was never
+            // acknowledged; drop it so the next append starts a clean line.
+            journal.set_len(complete as u64)?;
+            journal.sync_data()?;
+            journal.seek(SeekFrom::End(0))?;
+        }
+        let saved = text[..complete]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let sink = MaildirSink {
+            root,
+            account: account.to_owned(),
+            journal_path,
+            journal,
+            _lock: lock,
+            tag,
+            saved,
+            cur: None,
+            line_ends: LineEnds::default(),
+            current: None,
+        };
+        sink.clean_tmp()?;
+        Ok(sink)
+    }
+
+    /// Chooses how line ends are stored (default [`LineEnds::Lf`]).
+    pub fn with_line_ends(mut self, line_ends: LineEnds) -> Self {
+        self.line_ends = line_ends;
+        self
+    }
+
+    /// The Maildir's top directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> &Path {
+        &self.journal_path
+    }
+
+    /// The file name a message with `uid` gets in `new/`.
+    pub fn file_name(&self, uid: &Uid) -> String {
+        let mut h = Sha256::new();
+        h.update(self.account.as_bytes());
+        h.update([0]);
+        h.update(uid.as_bytes());
+        format!("{}.pop3", &hex(&h.finalize())[..32])
+    }
+
+    fn clean_tmp(&self) -> io::Result<()> {
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            // Only this account's leftovers: another account's fetch may be
+            // writing into tmp/ right now.
+            if name.ends_with(PART) && name.contains(&format!(".pop3.{}.", self.tag)) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn in_cur(&mut self, name: &str) -> io::Result<bool> {
+        if self.cur.is_none() {
+            let mut set = HashSet::new();
+            for entry in fs::read_dir(self.root.join("cur"))? {
+                let entry = entry?;
+                let n = entry.file_name().to_string_lossy().into_owned();
+                let base = n.split([':', '!']).next().unwrap_or("").to_owned();
+                set.insert(base);
+            }
+            self.cur = Some(set);
+        }
+        Ok(self.cur.as_ref().is_some_and(|s| s.contains(name)))
+    }
+
+    fn record(&mut self, uid: &Uid) -> io::Result<()> {
+        let mut line = Vec::with_capacity(uid.as_bytes().len() + 1);
+        line.extend_from_slice(uid.as_bytes());
+        line.push(b'\n');
+        self.journal.write_all(&line)?;
+        self.journal.sync_data()?;
+        self.saved.insert(uid.as_bytes().to_vec());
+        Ok(())
+    }
+}
+
+impl MessageSink for MaildirSink {
+    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+        if self.saved.contains(uid.as_bytes()) {
+            return Ok(true);
+        }
+        let name = self.file_name(uid);
+        let in_new = self.root.join("new").join(&name);
+        let found = if in_new.exists() {
+            // Stored by a run that stopped before its journal entry, maybe
+            // before the rename reached the disk: make it durable before
+            // it counts as stored (and may be deleted on the server).
+            File::open(&in_new)?.sync_all()?;
+            sync_dir(&self.root.join("new"))?;
+            true
+        } else if self.in_cur(&name)? {
+            sync_dir(&self.root.join("cur"))?;
+            true
+        } else {
+            false
+        };
+        if found {
+            self.record(uid)?;
+        }
+        Ok(found)
+    }
+
+    fn begin(&mut self, uid: &Uid) -> io::Result<()> {
+        self.abort();
+        let name = self.file_name(uid);
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join("tmp").join(format!(
+            "{name}.{}.{}.{seq}{PART}",
+            self.tag,
+            std::process::id()
+        ));
+        let file = private_file().write(true).create_new(true).open(&tmp)?;
+        self.current = Some(Current {
+            uid: uid.clone(),
+            name,
+            tmp,
+            out: BufWriter::with_capacity(256 * 1024, file),
+            pending_cr: false,
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let line_ends = self.line_ends;
+        let current = self.current.as_mut().ok_or_else(not_begun)?;
+        current.put(line_ends, chunk)
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        let mut current = self.current.take().ok_or_else(not_begun)?;
+        if current.pending_cr {
+            current.out.write_all(b"\r")?;
+        }
+        let file = current.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        let new_dir = self.root.join("new");
+        fs::rename(&current.tmp, new_dir.join(&current.name))?;
+        sync_dir(&new_dir)?;
+        self.record(&current.uid)
+    }
+
+    fn abort(&mut self) {
+        if let Some(current) = self.current.take() {
+            drop(current.out);
+            let _ = fs::remove_file(&current.tmp);
+        }
+    }
+
+    fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        let keep: Vec<Vec<u8>> = self
+            .saved
+            .iter()
+            .filter(|u| Uid::new(Bytes::copy_from_slice(u)).is_ok_and(|uid| listed.contains(&uid)))
+            .cloned()
+            .collect();
+        if keep.len() == self.saved.len() {
+            return Ok(());
+        }
+        let tmp = self.journal_path.with_extension("rewrite");
+        {
+            let mut f = private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut text = Vec::new();
+            for u in &keep {
+                text.extend_from_slice(u);
+                text.push(b'\n');
+            }
+            f.write_all(&text)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.journal_path)?;
+        sync_dir(&self.root)?;
+        self.journal = OpenOptions::new().append(true).open(&self.journal_path)?;
+        self.saved = keep.into_iter().collect();
+        Ok(())
+    }
+}
+
+impl Drop for MaildirSink {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+fn not_begun() -> io::Error {
+    io::Error::other("no message begun")
+}
+
+/// The message being written into a [`MaildirSink`].
+#[derive(Debug)]
+struct Current {
+    uid: Uid,
+    name: String,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    /// A CR ended the last chunk: whether it is dropped depends on the next.
+    pending_cr: bool,
+}
+
+impl Current {
+    fn put(&mut self, line_ends: LineEnds, chunk: &[u8]) -> io::Result<()> {
+        let out = &mut self.out;
+        if line_ends == LineEnds::AsSent {
+            return out.write_all(chunk);
+        }
+        let mut rest = chunk;
+        if self.pending_cr {
+            self.pending_cr = false;
+            if rest.first() != Some(&b'\n') {
+                out.write_all(b"\r")?;
+            }
+        }
+        while let Some(i) = memchr::memchr(b'\r', rest) {
+            out.write_all(&rest[..i])?;
+            match rest.get(i + 1) {
+                Some(b'\n') => {}
+                Some(_) => out.write_all(b"\r")?,
+                None => {
+                    self.pending_cr = true;
+                    return Ok(());
+                }
+            }
+            rest = &rest[i + 1..];
+        }
+        out.write_all(rest)
+    }
+}
+
+/// Options for a file only its owner may read (0600 on Unix).
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// A recursive folder builder for folders only their owner may enter (0700 on Unix).
+fn private_dir() -> fs::DirBuilder {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uid(s: &str) -> Uid {
+        Uid::new(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    fn store(sink: &mut MaildirSink, id: &str, chunks: &[&[u8]]) {
+        sink.begin(&uid(id)).unwrap();
+        for c in chunks {
+            sink.write(c).unwrap();
+        }
+        sink.commit().unwrap();
+    }
+
+    #[test]
+    fn crlf_becomes_lf_across_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        let text: &[u8] = b"a\r\nb\rc\r\r\nd\r\n\r\n.\r";
+        let want: &[u8] = b"a\nb\rc\r\nd\n\n.\r";
+        // Every split into two chunks gives the same file.
+        for cut in 0..=text.len() {
+            let id = format!("u{cut}");
+            store(&mut sink, &id, &[&text[..cut], &text[cut..]]);
+            let name = sink.file_name(&uid(&id));
+            let got = fs::read(dir.path().join("new").join(name)).unwrap();
+            assert_eq!(got, want, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn journal_survives_reopen_a_torn_tail_and_local_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        store(&mut sink, "one", &[b"1\r\n"]);
+        store(&mut sink, "two", &[b"2\r\n"]);
+        let journal = sink.journal_path().to_path_buf();
+        drop(sink);
+        // A kill in the middle of an append leaves a partial line.
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        f.write_all(b"thr").unwrap();
+        drop(f);
+        // A stale temporary file from a killed run.
+        let tag = &hex(&Sha256::digest(b"a@h"))[..16];
+        fs::write(
+            dir.path()
+                .join("tmp")
+                .join(format!("x.pop3.{tag}.1.2.part")),
+            b"junk",
+        )
+        .unwrap();
+        // Another account's file in flight is left alone.
+        let other = dir
+            .path()
+            .join("tmp")
+            .join("y.pop3.0123456789abcdef.1.2.part");
+        fs::write(&other, b"theirs").unwrap();
+
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(other.exists());
+        fs::remove_file(&other).unwrap();
+        // A second sink for the same account is refused while this one is open.
+        assert_eq!(
+            MaildirSink::open(dir.path(), "a@h").unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert!(sink.contains(&uid("one")).unwrap());
+        assert!(sink.contains(&uid("two")).unwrap());
+        assert!(!sink.contains(&uid("thr")).unwrap());
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        store(&mut sink, "three", &[b"3\r\n"]);
+        let text = fs::read_to_string(&journal).unwrap();
+        assert_eq!(text, "one\ntwo\nthree\n");
+
+        // A reader moved "one" to cur/ and deleted "two": both stay known.
+        let one = sink.file_name(&uid("one"));
+        fs::rename(
+            dir.path().join("new").join(&one),
+            dir.path().join("cur").join(format!("{one}:2,S")),
+        )
+        .unwrap();
+        fs::remove_file(dir.path().join("new").join(sink.file_name(&uid("two")))).unwrap();
+        drop(sink);
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(sink.contains(&uid("one")).unwrap());
+        assert!(sink.contains(&uid("two")).unwrap());
+
+        // Stored but not journaled (killed between the rename and the
+        // journal): found in cur/ and journaled then.
+        drop(sink);
+        fs::write(&journal, b"").unwrap();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(sink.contains(&uid("one")).unwrap());
+        assert!(!sink.contains(&uid("two")).unwrap());
+        assert_eq!(fs::read_to_string(&journal).unwrap(), "one\n");
+
+        // Another account's UIDs are other messages.
+        let mut other = MaildirSink::open(dir.path(), "b@h").unwrap();
+        assert!(!other.contains(&uid("one")).unwrap());
+
+        // UIDs the server no longer lists are forgotten.
+        store(&mut sink, "four", &[b"4\r\n"]);
+        let listed: HashSet<Uid> = [uid("four")].into_iter().collect();
+        sink.retain(&listed).unwrap();
+        assert_eq!(fs::read_to_string(&journal).unwrap(), "four\n");
+        store(&mut sink, "five", &[b"5\r\n"]);
+        assert_eq!(fs::read_to_string(&journal).unwrap(), "four\nfive\n");
+    }
+}

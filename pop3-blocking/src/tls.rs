@@ -1,0 +1,169 @@
+//! TLS configuration helpers, for every runtime adapter: server
+//! configurations from DER or PEM ([`server_config`],
+//! [`server_config_from_pem`]), the client's certificate verification
+//! ([`TlsVerification`]), and secure random octets ([`random_bytes`],
+//! [`random_token`]).
+//!
+//! Nothing here installs or reads a process-wide crypto provider:
+//! configurations are built with an explicit provider (ring,
+//! [`crypto_provider`]).
+
+mod client;
+
+pub use client::TlsVerification;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// A PEM file could not be read or parsed.
+    Pem {
+        /// What was being read ("certificate", "private key", ...).
+        what: &'static str,
+        /// The underlying error.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The PEM file held no certificate.
+    NoCertificate,
+    /// rustls refused the configuration (e.g. the key does not match).
+    Rustls(rustls::Error),
+}
+
+impl std::fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsConfigError::Pem { what, source } => write!(f, "cannot read {what}: {source}"),
+            TlsConfigError::NoCertificate => f.write_str("no certificate in the PEM file"),
+            TlsConfigError::Rustls(e) => write!(f, "TLS configuration refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsConfigError::Pem { source, .. } => Some(source),
+            TlsConfigError::Rustls(e) => Some(e),
+            TlsConfigError::NoCertificate => None,
+        }
+    }
+}
+
+impl From<TlsConfigError> for io::Error {
+    fn from(e: TlsConfigError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// The crypto provider the helpers here use (ring), passed explicitly.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `N` random octets from the crypto provider's secure generator. There is
+/// no weaker fallback: a failure is reported, never papered over.
+///
+/// ```
+/// let a: [u8; 16] = pop3_blocking::tls::random_bytes()?;
+/// let b: [u8; 16] = pop3_blocking::tls::random_bytes()?;
+/// assert_ne!(a, b);
+/// # Ok::<(), rustls::Error>(())
+/// ```
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], rustls::Error> {
+    let mut buf = [0u8; N];
+    crypto_provider()
+        .secure_random
+        .fill(&mut buf)
+        .map_err(|_| rustls::Error::FailedToGetRandomBytes)?;
+    Ok(buf)
+}
+
+/// A random token of `len` lower-case hex characters (from
+/// [`random_bytes`]), for SASL nonces.
+///
+/// ```
+/// let nonce = pop3_blocking::tls::random_token(24)?;
+/// assert_eq!(nonce.len(), 24);
+/// assert!(nonce.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+/// # Ok::<(), rustls::Error>(())
+/// ```
+pub fn random_token(len: usize) -> Result<String, rustls::Error> {
+    let mut out = String::with_capacity(len + 32);
+    while out.len() < len {
+        for b in random_bytes::<16>()? {
+            out.push_str(&format!("{b:02x}"));
+        }
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+/// A server configuration (TLS 1.2 and 1.3, no client certificates) from a
+/// certificate chain and a private key in DER form.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let config = ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsConfigError::Rustls)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(TlsConfigError::Rustls)?;
+    Ok(Arc::new(config))
+}
+
+/// The certificates of a PEM file (`what` names them in errors); none is
+/// an error.
+///
+/// ```
+/// use pop3_blocking::tls::{TlsConfigError, certificates_from_pem};
+///
+/// let err = certificates_from_pem("/nonexistent/ca.pem", "CA certificate").unwrap_err();
+/// assert!(matches!(err, TlsConfigError::Pem { what: "CA certificate", .. }));
+/// assert_eq!(err.to_string().split(':').next(), Some("cannot read CA certificate"));
+///
+/// let empty = tempfile::NamedTempFile::new()?;
+/// let err = certificates_from_pem(empty.path(), "certificate").unwrap_err();
+/// assert!(matches!(err, TlsConfigError::NoCertificate));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn certificates_from_pem(
+    path: impl AsRef<Path>,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsConfigError::Pem { what, source })?;
+    if certs.is_empty() {
+        return Err(TlsConfigError::NoCertificate);
+    }
+    Ok(certs)
+}
+
+/// A server configuration from PEM files: a certificate chain (leaf first)
+/// and its private key (PKCS#8, PKCS#1 or SEC1).
+///
+/// ```no_run
+/// let config = pop3_blocking::tls::server_config_from_pem("cert.pem", "key.pem")?;
+/// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
+/// ```
+pub fn server_config_from_pem(
+    cert_pem: impl AsRef<Path>,
+    key_pem: impl AsRef<Path>,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let chain = certificates_from_pem(cert_pem, "certificate")?;
+    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsConfigError::Pem {
+        what: "private key",
+        source,
+    })?;
+    server_config(chain, key)
+}

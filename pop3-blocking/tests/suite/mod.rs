@@ -1,0 +1,667 @@
+//! The behavioural suite every runtime adapter runs: written once against a
+//! small blocking facade ([`Runtime`], [`Client`]) that each runtime's test
+//! file implements, and instantiated with [`runtime_suite!`] for a client
+//! runtime and a server runtime (its own, and one other).
+//!
+//! Scenarios: every command over plain, STLS and implicit TLS; a pipelined
+//! batch; a 200 MB message streamed through client and server in bounded
+//! memory; the reply timeout; the peer vanishing mid-RETR (nothing
+//! deleted); 100 concurrent clients under a connection cap; a graceful
+//! shutdown mid-session (no commit); fetch into a Maildir, then deletion.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pop3_blocking::common::ConnectOptions;
+use pop3_blocking::sink::MaildirSink;
+use pop3_blocking::tls::TlsVerification;
+use pop3_proto::client::{Error, Security};
+use pop3_proto::fetch::{FetchError, FetchOptions, FetchReport};
+use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
+use pop3_proto::server::{ServerConfig, ServerOptions};
+use pop3_proto::store::{
+    CredentialForms, Maildrop, MemoryStore, MessageInfo, MessageReader, Store, StoreError,
+};
+use pop3_proto::types::{MessageNumber, Secret, Uid};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+
+/// A running server: its listeners and how to stop it.
+pub struct Served {
+    /// Plain POP3 (STLS offered).
+    pub plain: SocketAddr,
+    /// Implicit TLS.
+    pub tls: SocketAddr,
+    /// Asks the server to shut down (stop accepting, cut sessions after
+    /// the grace).
+    pub shutdown: Box<dyn Fn() + Send + Sync>,
+    /// Blocks until every session has ended.
+    pub wait_idle: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        (self.shutdown)();
+    }
+}
+
+/// A runtime's server and client, behind blocking calls.
+pub trait Runtime: 'static {
+    /// Its client.
+    type Client: Client;
+    /// Serves `store` on two loopback listeners (plain, implicit TLS).
+    fn serve<S: Store + 'static>(
+        store: Arc<S>,
+        config: ServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+        options: ServerOptions,
+    ) -> Served
+    where
+        S::Maildrop: 'static;
+    /// Connects to 127.0.0.1 at `addr`.
+    fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<Self::Client, Error>;
+}
+
+/// A runtime's client, behind blocking calls.
+pub trait Client: Send + Sized + 'static {
+    /// `CAPA`.
+    fn capa(&mut self) -> Result<Vec<Capability>, Error>;
+    /// The cached capabilities.
+    fn capabilities(&self) -> Option<Vec<Capability>>;
+    /// Whether TLS is on.
+    fn is_tls(&self) -> bool;
+    /// Whether commands are pipelined.
+    fn is_pipelining(&self) -> bool;
+    /// Whether the greeting had an APOP timestamp.
+    fn has_timestamp(&self) -> bool;
+    /// `USER`/`PASS`.
+    fn login(&mut self, user: &str, password: &str) -> Result<(), Error>;
+    /// `APOP`.
+    fn apop(&mut self, user: &str, password: &str) -> Result<(), Error>;
+    /// `AUTH PLAIN`.
+    fn auth_plain(&mut self, user: &str, password: &str) -> Result<(), Error>;
+    /// `STAT`.
+    fn stat(&mut self) -> Result<StatReply, Error>;
+    /// `LIST`.
+    fn list(&mut self) -> Result<Vec<ScanLine>, Error>;
+    /// `LIST n`.
+    fn list_one(&mut self, msg: MessageNumber) -> Result<ScanLine, Error>;
+    /// `UIDL`.
+    fn uidl(&mut self) -> Result<Vec<UidLine>, Error>;
+    /// `UIDL n`.
+    fn uidl_one(&mut self, msg: MessageNumber) -> Result<UidLine, Error>;
+    /// `RETR n`, streamed chunk by chunk into `out`.
+    fn retr(&mut self, msg: MessageNumber, out: &mut dyn Write) -> Result<u64, Error>;
+    /// `RETR n`: reads `n` octets of the body, then drops the reader.
+    fn retr_partly(&mut self, msg: MessageNumber, n: usize) -> Result<Vec<u8>, Error>;
+    /// `TOP n lines`.
+    fn top(&mut self, msg: MessageNumber, lines: u64) -> Result<Vec<u8>, Error>;
+    /// Pipelined `RETR` of `msgs`: each body, or the error for it.
+    fn retr_many(&mut self, msgs: Vec<MessageNumber>)
+    -> Result<Vec<Result<Vec<u8>, Error>>, Error>;
+    /// `DELE n`.
+    fn dele(&mut self, msg: MessageNumber) -> Result<(), Error>;
+    /// Pipelined `DELE`; how many were accepted.
+    fn dele_many(&mut self, msgs: Vec<MessageNumber>) -> Result<usize, Error>;
+    /// `RSET`.
+    fn rset(&mut self) -> Result<(), Error>;
+    /// `NOOP`.
+    fn noop(&mut self) -> Result<(), Error>;
+    /// `QUIT`.
+    fn quit(&mut self) -> Result<(), Error>;
+    /// `UTF8`.
+    fn utf8(&mut self) -> Result<(), Error>;
+    /// Bare `LANG`: how many languages.
+    fn lang(&mut self) -> Result<usize, Error>;
+    /// `LANG *`.
+    fn set_default_lang(&mut self) -> Result<(), Error>;
+    /// The fetch driver on this logged-in session.
+    fn fetch(
+        &mut self,
+        sink: &mut MaildirSink,
+        options: &FetchOptions,
+    ) -> Result<FetchReport, FetchError>;
+}
+
+/// A private CA and a leaf for localhost and 127.0.0.1 signed by it.
+pub struct Pki {
+    /// The server's configuration.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The CA, for clients.
+    pub roots: Arc<RootCertStore>,
+}
+
+pub fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let chain = vec![CertificateDer::from(leaf.der().to_vec())];
+    let server = pop3_blocking::tls::server_config(chain, key).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(ca.der().to_vec())).unwrap();
+    Pki {
+        server,
+        roots: Arc::new(roots),
+    }
+}
+
+pub fn msg(n: u32) -> MessageNumber {
+    MessageNumber::new(n).unwrap()
+}
+
+pub fn numbers(n: usize) -> Vec<MessageNumber> {
+    (1..=n as u32).map(msg).collect()
+}
+
+/// Messages with dot lines, a long line and a big one.
+pub fn messages() -> Vec<Vec<u8>> {
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    for i in 0..60_000 {
+        if i % 10 == 0 {
+            big.extend_from_slice(b".");
+        }
+        big.extend_from_slice(format!("line {i:08} of the big message\r\n").as_bytes());
+    }
+    vec![
+        b"Subject: one\r\n\r\nHello\r\n".to_vec(),
+        b"Subject: dots\r\n\r\n.\r\n..\r\n.x\r\nend\r\n".to_vec(),
+        big,
+        format!("Subject: long\r\n\r\n{}\r\n", "y".repeat(100_000)).into_bytes(),
+    ]
+}
+
+/// A memory store for `alice` holding `msgs`, and the server's pieces.
+pub struct World {
+    pub store: Arc<MemoryStore>,
+    pub pki: Pki,
+    pub served: Served,
+}
+
+pub fn world<R: Runtime>(msgs: &[Vec<u8>], options: ServerOptions) -> World {
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("alice", "secret");
+    for m in msgs {
+        store.add_message("alice", m.clone());
+    }
+    let pki = pki();
+    let config = ServerConfig::for_store(store.as_ref()).allow_plaintext_auth(true);
+    let served = R::serve(store.clone(), config, pki.server.clone(), options);
+    World { store, pki, served }
+}
+
+pub fn options(security: Security, roots: &Arc<RootCertStore>) -> ConnectOptions {
+    let mut o = ConnectOptions::new(security);
+    o.verification = TlsVerification::Roots(roots.clone());
+    o
+}
+
+fn connect<C: Runtime>(w: &World, security: Security) -> C::Client {
+    let addr = if security == Security::ImplicitTls {
+        w.served.tls
+    } else {
+        w.served.plain
+    };
+    C::connect(addr, options(security, &w.pki.roots))
+        .unwrap_or_else(|e| panic!("{security:?}: {e}"))
+}
+
+fn logged_in<C: Runtime>(w: &World) -> C::Client {
+    let mut c = connect::<C>(w, Security::Plain);
+    c.login("alice", "secret").unwrap();
+    c
+}
+
+/// Every command, with exact results, over `security`.
+pub fn every_command<C: Runtime, S: Runtime>(security: Security) {
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let mut client = connect::<C>(&w, security);
+    assert_eq!(client.is_tls(), security != Security::Plain);
+    assert!(client.has_timestamp());
+    let caps = client.capabilities().expect("CAPA");
+    assert!(caps.contains(&Capability::Pipelining), "{caps:?}");
+    assert_eq!(
+        caps.contains(&Capability::Stls),
+        security == Security::Plain
+    );
+    assert_eq!(client.capa().unwrap(), caps);
+    match security {
+        Security::Plain => client.login("alice", "secret").unwrap(),
+        Security::StartTls => client.apop("alice", "secret").unwrap(),
+        _ => client.auth_plain("alice", "secret").unwrap(),
+    }
+    assert!(client.is_pipelining());
+    let stat = client.stat().unwrap();
+    assert_eq!(stat.count as usize, msgs.len());
+    assert_eq!(stat.size, msgs.iter().map(|m| m.len() as u64).sum::<u64>());
+    let list = client.list().unwrap();
+    assert_eq!(list.len(), msgs.len());
+    let uidl = client.uidl().unwrap();
+    assert_eq!(uidl.len(), msgs.len());
+    assert_eq!(client.uidl_one(msg(2)).unwrap().uid, uidl[1].uid);
+    assert_eq!(client.list_one(msg(3)).unwrap(), list[2]);
+    for (i, m) in msgs.iter().enumerate() {
+        let mut got = Vec::new();
+        let n = client.retr(msg(i as u32 + 1), &mut got).unwrap();
+        assert_eq!(&got, m, "RETR {}", i + 1);
+        assert_eq!(n, list[i].size);
+    }
+    assert_eq!(
+        client.top(msg(2), 1).unwrap(),
+        b"Subject: dots\r\n\r\n.\r\n"
+    );
+    client.noop().unwrap();
+    client.dele(msg(1)).unwrap();
+    assert!(matches!(
+        client.retr(msg(1), &mut Vec::new()),
+        Err(Error::Server(_))
+    ));
+    client.rset().unwrap();
+    assert_eq!(client.dele_many(numbers(2)).unwrap(), 2);
+    client.rset().unwrap();
+    let err = client.login("alice", "secret").unwrap_err();
+    assert!(matches!(err, Error::Command(_)), "{err:?}");
+    client.quit().unwrap();
+    assert_eq!(w.store.message_count("alice"), msgs.len());
+}
+
+/// A pipelined batch: every body in order, the window kept full.
+pub fn pipelined_batch<C: Runtime, S: Runtime>() {
+    let msgs: Vec<Vec<u8>> = (0..200)
+        .map(|i| format!("Subject: {i}\r\n\r\n.dot {i}\r\nbody\r\n").into_bytes())
+        .collect();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let mut client = logged_in::<C>(&w);
+    assert!(client.is_pipelining());
+    let bodies = client.retr_many(numbers(msgs.len())).unwrap();
+    assert_eq!(bodies.len(), msgs.len());
+    for (got, want) in bodies.into_iter().zip(&msgs) {
+        assert_eq!(&got.unwrap(), want);
+    }
+    // A body abandoned half-read: the next command still gets its own reply.
+    let part = client.retr_partly(msg(3), 4).unwrap();
+    assert_eq!(part, &msgs[2][..4]);
+    assert_eq!(client.stat().unwrap().count as usize, msgs.len());
+    assert_eq!(client.dele_many(numbers(msgs.len())).unwrap(), msgs.len());
+    client.quit().unwrap();
+    assert_eq!(w.store.message_count("alice"), 0);
+}
+
+/// One user with one message of `size` octets made as it is read: the
+/// message never exists whole in memory.
+pub struct GeneratedStore {
+    size: u64,
+}
+
+/// The generated message's line `i` (80 octets, every 7th starting with a dot).
+fn generated_line(i: u64) -> [u8; 80] {
+    let mut line = [b'a' + (i % 26) as u8; 80];
+    if i.is_multiple_of(7) {
+        line[0] = b'.';
+    }
+    let n = format!("{i:016}");
+    line[1..17].copy_from_slice(n.as_bytes());
+    line[78] = b'\r';
+    line[79] = b'\n';
+    line
+}
+
+pub struct GeneratedDrop {
+    messages: Vec<MessageInfo>,
+}
+
+pub struct GeneratedReader {
+    next: u64,
+    lines: u64,
+}
+
+impl Store for GeneratedStore {
+    type Maildrop = GeneratedDrop;
+
+    fn credential_forms(&self) -> CredentialForms {
+        CredentialForms::new(true, false)
+    }
+
+    async fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
+        Ok(user == "big" && password.expose() == b"big")
+    }
+
+    async fn shared_secret(&self, _user: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(None)
+    }
+
+    async fn open(&self, _user: &str) -> Result<GeneratedDrop, StoreError> {
+        Ok(GeneratedDrop {
+            messages: vec![MessageInfo {
+                size: self.size / 80 * 80,
+                uid: Uid::new(Bytes::from_static(b"generated")).unwrap(),
+            }],
+        })
+    }
+}
+
+impl Maildrop for GeneratedDrop {
+    type Reader = GeneratedReader;
+
+    fn messages(&self) -> &[MessageInfo] {
+        &self.messages
+    }
+
+    async fn read(&mut self, _index: usize) -> Result<GeneratedReader, StoreError> {
+        Ok(GeneratedReader {
+            next: 0,
+            lines: self.messages[0].size / 80,
+        })
+    }
+
+    async fn commit(self, _deleted: Vec<usize>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl MessageReader for GeneratedReader {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+        if self.next >= self.lines {
+            return Ok(None);
+        }
+        let end = (self.next + 800).min(self.lines);
+        let mut chunk = Vec::with_capacity(((end - self.next) * 80) as usize);
+        for i in self.next..end {
+            chunk.extend_from_slice(&generated_line(i));
+        }
+        self.next = end;
+        Ok(Some(chunk.into()))
+    }
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A hashing writer: what was received, without keeping it.
+struct Hashing(Sha256, u64);
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        self.1 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// 200 MB through server and client: byte-exact, and the process's peak
+/// memory grows far less than the message.
+pub fn large_message_streams<C: Runtime, S: Runtime>() {
+    const SIZE: u64 = 200_000_000;
+    let store = Arc::new(GeneratedStore { size: SIZE });
+    let pki = pki();
+    let config = ServerConfig::default().allow_plaintext_auth(true);
+    let served = S::serve(store, config, pki.server.clone(), ServerOptions::default());
+    let mut client = C::connect(served.plain, options(Security::Plain, &pki.roots)).unwrap();
+    client.login("big", "big").unwrap();
+    let mut want = Sha256::new();
+    for i in 0..SIZE / 80 {
+        want.update(generated_line(i));
+    }
+    let before = peak_rss_kib();
+    let mut got = Hashing(Sha256::new(), 0);
+    let n = client.retr(msg(1), &mut got).unwrap();
+    let grown = peak_rss_kib().saturating_sub(before);
+    assert_eq!(n, SIZE / 80 * 80);
+    assert_eq!(got.1, n);
+    assert_eq!(got.0.finalize(), want.finalize());
+    assert!(
+        grown < 48 * 1024,
+        "peak RSS grew by {grown} KiB for a 200 MB message"
+    );
+    client.quit().unwrap();
+}
+
+/// A server that greets, then never answers: the reply timeout fires.
+pub fn reply_timeout<C: Runtime>() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"+OK hi\r\n").unwrap();
+        // Read until the client gives up and closes.
+        let mut sink = [0u8; 512];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let mut o = ConnectOptions::new(Security::Plain);
+    o.read_capabilities = false;
+    o.session.reply_timeout = Some(Duration::from_millis(300));
+    let mut client = C::connect(addr, o).unwrap();
+    let err = client.capa().unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    drop(client);
+    server.join().unwrap();
+}
+
+/// The client vanishes in the middle of a RETR after a DELE: nothing is
+/// deleted.
+pub fn peer_vanishing_mid_retr_deletes_nothing<C: Runtime, S: Runtime>() {
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let mut client = logged_in::<C>(&w);
+    client.dele(msg(1)).unwrap();
+    let part = client.retr_partly(msg(3), 100).unwrap();
+    assert_eq!(part, &msgs[2][..100]);
+    drop(client);
+    (w.served.shutdown)();
+    (w.served.wait_idle)();
+    assert_eq!(w.store.message_count("alice"), msgs.len());
+    assert!(!w.store.is_locked("alice"));
+}
+
+/// 100 clients at once on a server that serves 16 at a time: every one is
+/// served in turn.
+pub fn hundred_concurrent_clients<C: Runtime, S: Runtime>() {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..100 {
+        let user = format!("u{i}");
+        store.add_user(&user, "pw");
+        store.add_message(
+            &user,
+            format!("Subject: {i}\r\n\r\nfor {user}\r\n").into_bytes(),
+        );
+    }
+    let pki = pki();
+    let config = ServerConfig::for_store(store.as_ref()).allow_plaintext_auth(true);
+    let mut server_options = ServerOptions::default();
+    server_options.max_connections = 16;
+    let served = S::serve(store.clone(), config, pki.server.clone(), server_options);
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            let (addr, roots) = (served.plain, pki.roots.clone());
+            std::thread::spawn(move || {
+                let mut c = C::connect(addr, options(Security::Plain, &roots)).unwrap();
+                c.login(&format!("u{i}"), "pw").unwrap();
+                let mut body = Vec::new();
+                c.retr(msg(1), &mut body).unwrap();
+                assert!(body.ends_with(format!("for u{i}\r\n").as_bytes()));
+                c.dele(msg(1)).unwrap();
+                c.quit().unwrap();
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    for i in 0..100 {
+        assert_eq!(store.message_count(&format!("u{i}")), 0);
+    }
+}
+
+/// Shutdown while a session is open: after the grace the session is cut,
+/// and its DELE is not committed.
+pub fn graceful_shutdown_commits_nothing<C: Runtime, S: Runtime>() {
+    let msgs = messages();
+    let mut server_options = ServerOptions::default();
+    server_options.shutdown_grace = Duration::from_millis(200);
+    let w = world::<S>(&msgs, server_options);
+    let mut client = logged_in::<C>(&w);
+    client.dele(msg(1)).unwrap();
+    (w.served.shutdown)();
+    (w.served.wait_idle)();
+    assert_eq!(w.store.message_count("alice"), msgs.len());
+    // The session was cut: the client can only fail now.
+    assert!(client.noop().is_err());
+}
+
+/// UTF8 and LANG keep the session in step whatever the answer; a wrong
+/// password is `-ERR` and the session stays in AUTHORIZATION.
+pub fn utf8_lang_and_a_wrong_password<C: Runtime, S: Runtime>() {
+    let w = world::<S>(&messages(), ServerOptions::default());
+    let mut client = connect::<C>(&w, Security::Plain);
+    let utf8 = client.utf8();
+    assert!(matches!(utf8, Ok(()) | Err(Error::Server(_))), "{utf8:?}");
+    let lang = client.lang();
+    assert!(matches!(lang, Ok(_) | Err(Error::Server(_))), "{lang:?}");
+    client.quit().unwrap();
+    // (A third refused command would reach the server's limit of bad
+    // commands before login.)
+    let mut client = connect::<C>(&w, Security::Plain);
+    let set = client.set_default_lang();
+    assert!(matches!(set, Ok(_) | Err(Error::Server(_))), "{set:?}");
+    let err = client.login("alice", "wrong").unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    client.login("alice", "secret").unwrap();
+    client.quit().unwrap();
+}
+
+/// A client whose machine queues only 4 actions reads many small replies
+/// per read: the rest is offered again, nothing is lost.
+pub fn a_tiny_action_queue_only_slows_parsing_down<C: Runtime, S: Runtime>() {
+    let msgs: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("Subject: {i}\r\n\r\n.dot {i}\r\nbody\r\n").into_bytes())
+        .collect();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let mut o = options(Security::Plain, &w.pki.roots);
+    o.session.max_queued_actions = 4;
+    o.session.max_in_flight = 100;
+    let mut client = C::connect(w.served.plain, o).unwrap();
+    client.login("alice", "secret").unwrap();
+    assert_eq!(client.list().unwrap().len(), msgs.len());
+    assert_eq!(client.uidl().unwrap().len(), msgs.len());
+    let bodies = client.retr_many(numbers(msgs.len())).unwrap();
+    for (got, want) in bodies.into_iter().zip(&msgs) {
+        assert_eq!(&got.unwrap(), want);
+    }
+    client.quit().unwrap();
+}
+
+/// Fetch every message into a Maildir, then again with deletion.
+pub fn fetch_then_delete<C: Runtime, S: Runtime>() {
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = MaildirSink::open(dir.path(), "alice@127.0.0.1").unwrap();
+    let mut client = logged_in::<C>(&w);
+    let report = client.fetch(&mut sink, &FetchOptions::default()).unwrap();
+    assert_eq!(report.saved, msgs.len());
+    let mut stored: Vec<Vec<u8>> = std::fs::read_dir(dir.path().join("new"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    let mut want: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(m)
+                .replace("\r\n", "\n")
+                .into_bytes()
+        })
+        .collect();
+    stored.sort();
+    want.sort();
+    assert_eq!(stored, want);
+    let mut delete = FetchOptions::default();
+    delete.delete = true;
+    let mut client = logged_in::<C>(&w);
+    let report = client.fetch(&mut sink, &delete).unwrap();
+    assert_eq!((report.saved, report.already_stored), (0, msgs.len()));
+    assert_eq!(report.deleted, msgs.len());
+    assert_eq!(w.store.message_count("alice"), 0);
+}
+
+/// The suite for client runtime `$c` against server runtime `$s`, as tests
+/// in a module named `$name`.
+#[macro_export]
+macro_rules! runtime_suite {
+    ($name:ident, client = $c:ty, server = $s:ty) => {
+        mod $name {
+            use super::*;
+            use pop3_proto::client::Security;
+
+            #[test]
+            fn every_command_over_plain() {
+                suite::every_command::<$c, $s>(Security::Plain);
+            }
+            #[test]
+            fn every_command_over_stls() {
+                suite::every_command::<$c, $s>(Security::StartTls);
+            }
+            #[test]
+            fn every_command_over_implicit_tls() {
+                suite::every_command::<$c, $s>(Security::ImplicitTls);
+            }
+            #[test]
+            fn a_pipelined_batch_keeps_order() {
+                suite::pipelined_batch::<$c, $s>();
+            }
+            #[test]
+            fn a_200_mb_message_streams_in_bounded_memory() {
+                suite::large_message_streams::<$c, $s>();
+            }
+            #[test]
+            fn a_silent_server_is_a_reply_timeout() {
+                suite::reply_timeout::<$c>();
+            }
+            #[test]
+            fn a_peer_vanishing_mid_retr_deletes_nothing() {
+                suite::peer_vanishing_mid_retr_deletes_nothing::<$c, $s>();
+            }
+            #[test]
+            fn a_hundred_concurrent_clients_are_served_under_the_cap() {
+                suite::hundred_concurrent_clients::<$c, $s>();
+            }
+            #[test]
+            fn shutdown_mid_session_commits_nothing() {
+                suite::graceful_shutdown_commits_nothing::<$c, $s>();
+            }
+            #[test]
+            fn utf8_lang_and_a_wrong_password_keep_the_session() {
+                suite::utf8_lang_and_a_wrong_password::<$c, $s>();
+            }
+            #[test]
+            fn a_tiny_action_queue_only_slows_parsing_down() {
+                suite::a_tiny_action_queue_only_slows_parsing_down::<$c, $s>();
+            }
+            #[test]
+            fn fetch_stores_every_message_then_deletes() {
+                suite::fetch_then_delete::<$c, $s>();
+            }
+        }
+    };
+}

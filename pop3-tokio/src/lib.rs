@@ -8,7 +8,7 @@
 //! | client | [`client::Pop3Client`]: `connect`, `login`/`apop`/`auth`, `stat`, `list`, `uidl`, `retr`/`top` (bodies stream as [`client::Body`]), `dele`, `quit`, pipelined [`retr_many`](client::Pop3Client::retr_many) and [`dele_many`](client::Pop3Client::dele_many) |
 //! | fetching | [`fetch`]: pop URLs (RFC 2384), save-before-delete into a [`fetch::MessageSink`] such as [`fetch::MaildirSink`] |
 //! | server | [`server::Pop3Server`] over any [`pop3_proto::store::Store`]; [`SpawnBlocking`] runs a blocking store (such as `pop3-blocking`'s Maildir store) off the reactor |
-//! | TLS | [`tls`] (server configurations); [`client::TlsVerification`] (client side) |
+//! | TLS | [`tls`] (server configurations; shared with the other adapters, from `pop3-blocking`); [`client::TlsVerification`] (client side) |
 //!
 //! No process-wide crypto provider is installed: TLS configurations come
 //! from the caller or are built with an explicit provider (ring).
@@ -56,6 +56,21 @@
 //!
 //! The `pop3d` example serves a Maildir tree with a passwd-file, STLS and
 //! implicit TLS; the `fetch` example is a save-before-delete fetcher.
+//!
+//! # The run loop
+//!
+//! Each connection is a core [`Connection`](pop3_proto::client::Connection)
+//! (client) or [`Connection`](pop3_proto::server::Connection) (server) that
+//! says what I/O it wants next; this crate's pump performs it on the tokio
+//! stream and reports back: `Want::Write` → `poll_write`, then `wrote`;
+//! `Want::Flush` → `poll_flush`, then `flushed`; `Want::Read` →
+//! `poll_read`, then `received`; `Want::StartTls` → the tokio-rustls
+//! handshake on the same socket, then `tls_done`; `Want::Store` (server) →
+//! the store call, awaited to its end, then `store_done`. While the I/O is
+//! pending one `tokio::time::Sleep` is armed for the core's `poll_timeout`.
+//! A client operation is a typed [`Task`](pop3_proto::client::task::Task)
+//! that [`client::Pop3Client::run`] drives; each public method is one line
+//! over it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -64,6 +79,7 @@ pub mod client;
 pub mod fetch;
 mod io;
 pub mod server;
-pub mod tls;
+#[doc(inline)]
+pub use pop3_blocking::tls;
 
-pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader};
+pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader, TokioBlockingPool};

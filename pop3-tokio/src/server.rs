@@ -9,56 +9,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use pop3_proto::server::{ConnectionContext, Server, ServerConfig, StoreDriver};
-use pop3_proto::session::Action;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pop3_blocking::common::{ACCEPT_BACKOFF, is_transient_accept_error};
+use pop3_proto::server::{
+    Connection, ConnectionContext, Server, ServerConfig, StoreDriver, StoreRequest, Want,
+};
 use pop3_proto::store::Store;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
-use tokio::time::Instant as TokioInstant;
+use tokio::time::{Instant as TokioInstant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
 use crate::io::Conn;
 
-/// How a listener's connections start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Security {
-    /// Plain POP3 (port 110); STLS is offered when the server has a TLS configuration.
-    Plain,
-    /// Implicit TLS (POP3S, port 995): the TLS handshake comes first (RFC 8314).
-    ImplicitTls,
-}
-
-/// Adapter-level settings: limits and timeouts that concern sockets, not the protocol.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerOptions {
-    /// Connections served at once; further ones get no greeting until one
-    /// ends (each listener holds at most one of them accepted, the rest
-    /// wait in the listen backlog).
-    pub max_connections: usize,
-    /// A write that makes no progress for this long ends the session
-    /// without UPDATE (a client that never reads its replies).
-    pub write_stall_timeout: Duration,
-    /// Time allowed for a TLS handshake.
-    pub tls_handshake_timeout: Duration,
-    /// After shutdown is requested, sessions still open this long are closed
-    /// as if the connection dropped (no UPDATE).
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            max_connections: 1024,
-            write_stall_timeout: Duration::from_secs(60),
-            tls_handshake_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
+pub use pop3_blocking::common::{ServerOptions, ServerSecurity as Security};
 
 struct Inner<S> {
     store: Arc<S>,
@@ -67,9 +35,6 @@ struct Inner<S> {
     options: ServerOptions,
     permits: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
-    /// When sessions still open after shutdown must end: set by `shutdown`.
-    stop_at: std::sync::OnceLock<TokioInstant>,
-    epoch: TokioInstant,
 }
 
 /// A POP3 server on tokio: a store, a protocol configuration, optionally a
@@ -129,8 +94,6 @@ where
                 permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
                 options,
                 shutdown,
-                stop_at: std::sync::OnceLock::new(),
-                epoch: TokioInstant::now(),
             }),
         }
     }
@@ -138,23 +101,7 @@ where
     /// Asks every `serve` loop to stop accepting and every session to end
     /// (after [`ServerOptions::shutdown_grace`], without UPDATE).
     pub fn shutdown(&self) {
-        let _ = self
-            .inner
-            .stop_at
-            .set(TokioInstant::now() + self.inner.options.shutdown_grace);
         self.inner.shutdown.send_replace(true);
-    }
-
-    /// Resolves when the grace after [`shutdown`](Self::shutdown) is over.
-    async fn grace_over(&self) {
-        let mut shutdown = self.inner.shutdown.subscribe();
-        if shutdown.wait_for(|stop| *stop).await.is_ok()
-            && let Some(at) = self.inner.stop_at.get()
-        {
-            tokio::time::sleep_until(*at).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
     }
 
     /// Waits until every session has ended.
@@ -189,7 +136,7 @@ where
                     Ok(a) => a,
                     Err(e) if is_transient_accept_error(&e) => {
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -225,21 +172,23 @@ where
         self.connection(stream, peer, security).await;
     }
 
-    fn now(&self) -> pop3_proto::time::Instant {
-        let ms = self.inner.epoch.elapsed().as_millis();
-        pop3_proto::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-    }
-
-    fn to_tokio(&self, at: pop3_proto::time::Instant) -> TokioInstant {
-        self.inner.epoch + Duration::from_millis(at.as_millis())
-    }
-
     async fn connection(&self, stream: TcpStream, peer: SocketAddr, security: Security) {
         let _ = stream.set_nodelay(true);
-        let mut conn = Conn::Plain(stream);
+        let mut io = Conn::Plain(stream);
         if security == Security::ImplicitTls {
-            match self.handshake(&mut conn).await {
-                Ok(()) => {}
+            let accepted = match (self.inner.tls.clone(), io.take_plain()) {
+                (Some(acceptor), Ok(tcp)) => tokio::time::timeout(
+                    self.inner.options.tls_handshake_timeout,
+                    acceptor.accept(tcp),
+                )
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+                .and_then(|r| r),
+                (None, _) => Err(io::Error::other("no TLS configuration")),
+                (_, Err(e)) => Err(e),
+            };
+            match accepted {
+                Ok(tls) => io = Conn::ServerTls(Box::new(tls)),
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "TLS handshake failed");
                     return;
@@ -253,201 +202,148 @@ where
                 return;
             }
         };
-        let ctx = ConnectionContext::new(random, conn.is_tls(), self.inner.tls.is_some());
-        let machine = Server::new(self.inner.config.clone(), self.now(), ctx);
-        let driver = StoreDriver::new(self.inner.store.clone());
-        let summary = self.run(conn, machine, driver).await;
-        tracing::info!(%peer, "{summary}");
-    }
-
-    async fn handshake(&self, conn: &mut Conn) -> io::Result<()> {
-        let acceptor = self
-            .inner
-            .tls
-            .clone()
-            .ok_or_else(|| io::Error::other("no TLS configuration"))?;
-        let plain = conn.take_plain()?;
-        let tls = tokio::time::timeout(
-            self.inner.options.tls_handshake_timeout,
-            acceptor.accept(plain),
-        )
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        *conn = Conn::ServerTls(Box::new(tls));
-        Ok(())
-    }
-
-    /// Writes and flushes `out`; fails when a write makes no progress for
-    /// the write-stall timeout, or when the shutdown grace is over (a
-    /// session busy sending to a slow reader must end then too).
-    async fn write(&self, conn: &mut Conn, out: &mut BytesMut) -> io::Result<()> {
-        tokio::select! {
-            written = self.write_until_stalled(conn, out) => written,
-            () = self.grace_over() => Err(io::Error::new(io::ErrorKind::TimedOut, "shut down")),
-        }
-    }
-
-    async fn write_until_stalled(&self, conn: &mut Conn, out: &mut BytesMut) -> io::Result<()> {
-        if out.is_empty() {
-            return Ok(());
-        }
-        let stall = self.inner.options.write_stall_timeout;
-        while !out.is_empty() {
-            let n = tokio::time::timeout(stall, conn.write(out))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write stalled"))??;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            out.advance(n);
-        }
-        tokio::time::timeout(stall, conn.flush())
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write stalled"))?
-    }
-
-    async fn run(&self, mut conn: Conn, mut machine: Server, mut driver: StoreDriver<S>) -> String {
-        let mut input = BytesMut::with_capacity(4096);
-        let mut out = BytesMut::with_capacity(16 * 1024);
+        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some());
+        let epoch = TokioInstant::now();
+        let machine = Server::new(
+            self.inner.config.clone(),
+            pop3_proto::time::Instant::ZERO,
+            ctx,
+        );
         let mut shutdown = self.inner.shutdown.subscribe();
-        let mut shutdown_deadline: Option<TokioInstant> = None;
-        let mut eof = false;
-        // The peer ended its side (as opposed to a connection we cut).
-        let mut peer_eof = false;
+        let mut session = Session {
+            conn: Connection::new(machine, &self.inner.options),
+            io,
+            acceptor: self.inner.tls.clone(),
+            handshake: None,
+            handshake_timeout: self.inner.options.tls_handshake_timeout,
+            epoch,
+            timer: Box::pin(tokio::time::sleep_until(epoch)),
+            stop: Some(Box::pin(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })),
+        };
+        let mut driver = StoreDriver::new(self.inner.store.clone());
         loop {
-            // Perform every queued action, in order.
-            while let Some(action) = machine.poll_action() {
-                match action {
-                    Action::Send(t) => {
-                        if eof {
-                            continue;
-                        }
-                        out.extend_from_slice(&t.bytes);
-                        if out.len() >= 64 * 1024
-                            && let Err(e) = self.write(&mut conn, &mut out).await
-                        {
-                            tracing::debug!(error = %e, "write failed");
-                            eof = true;
-                            out.clear();
-                            machine.handle_eof(self.now());
-                        }
-                    }
-                    Action::StartTls => {
-                        // Plaintext that arrived after STLS is never executed.
-                        input.clear();
-                        let upgraded = match self.write(&mut conn, &mut out).await {
-                            Ok(()) => self.handshake(&mut conn).await,
-                            Err(e) => Err(e),
-                        };
-                        match upgraded {
-                            Ok(()) => machine.handle_tls_established(self.now()),
-                            Err(e) => {
-                                tracing::debug!(error = %e, "STLS upgrade failed");
-                                eof = true;
-                                out.clear();
-                                machine.handle_eof(self.now());
-                            }
-                        }
-                    }
-                    Action::Event(request) => {
-                        // Replies go out before the store is asked for more,
-                        // which paces a streamed message by the client's reading.
-                        let written = if eof {
-                            Ok(())
-                        } else {
-                            self.write(&mut conn, &mut out).await
-                        };
-                        // A request is always answered, even when the
-                        // connection just failed: a commit that QUIT started
-                        // runs to completion, a release releases.
-                        let reply = driver.execute(request).await;
-                        machine.handle_store(self.now(), reply);
-                        if let Err(e) = written {
-                            tracing::debug!(error = %e, "write failed");
-                            eof = true;
-                            out.clear();
-                            machine.handle_eof(self.now());
-                        }
-                    }
-                    Action::Close => {
-                        let _ = self.write(&mut conn, &mut out).await;
-                        // A TLS close_notify is a write too: a peer that
-                        // reads nothing must not keep the task forever, and
-                        // a connection cut (failed write, grace over) gets none.
+            match poll_fn(|cx| session.poll_step(cx)).await {
+                Step::Store(request) => {
+                    let reply = driver.execute(request).await;
+                    session.conn.store_done(session.now(), reply);
+                }
+                Step::Close { graceful } => {
+                    if graceful {
                         let stall = self.inner.options.write_stall_timeout;
-                        if !eof || peer_eof {
-                            let _ = tokio::time::timeout(stall, conn.shutdown()).await;
-                        }
-                        return machine.summary().to_string();
+                        let _ = tokio::time::timeout(stall, session.io.shutdown()).await;
                     }
-                    _ => {}
+                    break;
                 }
             }
-            if !eof && let Err(e) = self.write(&mut conn, &mut out).await {
-                tracing::debug!(error = %e, "write failed");
-                eof = true;
-                out.clear();
-                machine.handle_eof(self.now());
+        }
+        tracing::info!(%peer, "{}", session.conn.machine().summary());
+    }
+}
+
+/// What a session's pump stops for: a store call (awaited by the caller,
+/// never cancelled) or the end.
+enum Step {
+    Store(StoreRequest),
+    Close { graceful: bool },
+}
+
+/// One connection's transport, timers and core connection.
+struct Session {
+    conn: Connection,
+    io: Conn,
+    acceptor: Option<TlsAcceptor>,
+    handshake: Option<(tokio_rustls::Accept<TcpStream>, Pin<Box<Sleep>>)>,
+    handshake_timeout: Duration,
+    epoch: TokioInstant,
+    timer: Pin<Box<Sleep>>,
+    /// Resolves when the server shuts down; taken once it has.
+    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Session {
+    fn now(&self) -> pop3_proto::time::Instant {
+        let ms = self.epoch.elapsed().as_millis();
+        pop3_proto::time::Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    /// Performs the I/O the connection wants until it needs the store or
+    /// is over.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        loop {
+            let now = self.now();
+            if let Some(stop) = self.stop.as_mut()
+                && stop.as_mut().poll(cx).is_ready()
+            {
+                self.stop = None;
+                self.conn.shutdown(now);
+            }
+            let conn = &mut self.conn;
+            let io = Pin::new(&mut self.io);
+            let progress = match conn.want(now) {
+                Want::Write(octets) => io.poll_write(cx, octets).map(|r| conn.wrote(now, r)),
+                Want::Flush => io.poll_flush(cx).map(|r| conn.flushed(now, r)),
+                Want::Store(request) => return Poll::Ready(Step::Store(request)),
+                Want::StartTls => self.poll_handshake(cx, now),
+                Want::Read(buf) => {
+                    let mut buf = ReadBuf::new(buf);
+                    let read = io.poll_read(cx, &mut buf);
+                    let n = buf.filled().len();
+                    read.map(|r| conn.received(now, r.map(|()| n)))
+                }
+                Want::Wait => Poll::Pending,
+                Want::Close { graceful } => return Poll::Ready(Step::Close { graceful }),
+            };
+            if progress.is_ready() {
                 continue;
             }
-
-            // Feed what is buffered, as far as the machine wants it.
-            if !input.is_empty() && machine.wants_input() {
-                let used = machine.handle_input(self.now(), &input);
-                input.advance(used);
-                if used > 0 {
-                    continue;
-                }
+            let Some(deadline) = self.conn.poll_timeout() else {
+                return Poll::Pending;
+            };
+            let at = self.epoch + Duration::from_millis(deadline.as_millis());
+            if self.timer.deadline() != at {
+                self.timer.as_mut().reset(at);
             }
+            ready!(self.timer.as_mut().poll(cx));
+            self.conn.handle_timeout(self.now());
+        }
+    }
 
-            let deadline = machine.poll_timeout().map(|t| self.to_tokio(t));
-            let read_wanted = !eof && machine.wants_input();
-            tokio::select! {
-                read = conn.read_buf(&mut input), if read_wanted => {
-                    match read {
-                        Ok(0) | Err(_) => {
-                            eof = true;
-                            peer_eof = true;
-                            machine.handle_eof(self.now());
-                        }
-                        Ok(_) => {}
-                    }
+    fn poll_handshake(&mut self, cx: &mut Context<'_>, now: pop3_proto::time::Instant) -> Poll<()> {
+        if self.handshake.is_none() {
+            match (self.acceptor.clone(), self.io.take_plain()) {
+                (Some(acceptor), Ok(tcp)) => {
+                    let limit = Box::pin(tokio::time::sleep(self.handshake_timeout));
+                    self.handshake = Some((acceptor.accept(tcp), limit));
                 }
-                _ = sleep_until_opt(deadline) => machine.handle_timeout(self.now()),
-                _ = shutdown.changed(), if shutdown_deadline.is_none() => {
-                    shutdown_deadline = Some(TokioInstant::now() + self.inner.options.shutdown_grace);
-                }
-                _ = sleep_until_opt(shutdown_deadline) => {
-                    eof = true;
-                    shutdown_deadline = None;
-                    machine.handle_eof(self.now());
+                _ => {
+                    self.conn.tls_done(now, Err(()));
+                    return Poll::Ready(());
                 }
             }
         }
+        let Some((accept, limit)) = self.handshake.as_mut() else {
+            return Poll::Ready(());
+        };
+        let done = match Pin::new(accept).poll(cx) {
+            Poll::Ready(done) => done,
+            Poll::Pending => {
+                ready!(limit.as_mut().poll(cx));
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ))
+            }
+        };
+        self.handshake = None;
+        let done = done.map(|tls| self.io = Conn::ServerTls(Box::new(tls)));
+        if let Err(e) = &done {
+            tracing::debug!(error = %e, "STLS upgrade failed");
+        }
+        self.conn.tls_done(self.now(), done);
+        Poll::Ready(())
     }
-}
-
-async fn sleep_until_opt(at: Option<TokioInstant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::OutOfMemory
-    ) || matches!(
-        e.raw_os_error(),
-        // EMFILE, ENFILE (descriptor limits), ENOBUFS, ENOMEM: pressure
-        // that passes; back off and accept again.
-        Some(24 | 23 | 105 | 12)
-    )
 }
 
 /// Randomness for the APOP timestamp, from the crypto provider's secure

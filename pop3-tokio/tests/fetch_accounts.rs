@@ -31,7 +31,7 @@ async fn two_maildrops_on_one_host_are_fetched_and_deleted_separately() {
     settings.delete = true;
     for port in [port_a, port_b] {
         let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
-        let mut sink = MaildirSink::open(dir.path(), &fetch::account_id(&url)).unwrap();
+        let mut sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
         let report = fetch::run(&url, "pw", &settings, &mut sink, &mut |_| {})
             .await
             .unwrap();

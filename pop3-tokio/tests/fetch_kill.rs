@@ -1,5 +1,5 @@
-//! The `fetch` example killed with SIGKILL at seeded points and rerun:
-//! after every kill, nothing is missing from both the server and the
+//! Every runtime's `fetch` example killed with SIGKILL at seeded points and
+//! rerun: after every kill, nothing is missing from both the server and the
 //! Maildir, and nothing is in the Maildir twice; after a final complete run,
 //! every message is in the Maildir exactly once and the server is empty.
 
@@ -11,32 +11,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::dovecot::Dovecot;
+use support::example_binary;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "secret";
-
-/// The example binary, built next to this test (cargo test builds examples);
-/// built here when missing (e.g. when only this test target was built).
-fn fetch_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join("fetch");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "pop3-tokio", "--example", "fetch"]);
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the fetch example failed");
-    }
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
-}
 
 /// xorshift64*: a small deterministic generator for the kill schedule.
 struct Rng(u64);
@@ -153,7 +131,11 @@ fn deliver(dovecot: &Dovecot, messages: &[(String, Vec<u8>)]) -> Vec<(String, Ve
 }
 
 #[test]
-fn killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
+fn tokio_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
+    killed_and_rerun(example_binary("pop3-tokio", "fetch"));
+}
+
+fn killed_and_rerun(bin: PathBuf) {
     let first = maildrop(0..40);
     let dovecot = Dovecot::start(&[(USER, PASSWORD, &first)]);
     let mut messages: Vec<(String, Vec<u8>)> = dovecot
@@ -161,7 +143,6 @@ fn killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
         .into_iter()
         .zip(first.iter().map(|(_, m)| m.clone()))
         .collect();
-    let bin = fetch_binary();
     let work = tempfile::tempdir().unwrap();
     let maildir = work.path().join("Maildir");
     let url = format!("pop://{USER}@127.0.0.1:{}", dovecot.pop3_addr().port());
@@ -248,4 +229,14 @@ fn killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
     let leftovers: Vec<_> = std::fs::read_dir(maildir.join("tmp")).unwrap().collect();
     assert!(leftovers.is_empty(), "tmp/ not cleaned: {leftovers:?}");
     eprintln!("{kills} kills, {completed_deletes} complete runs with --delete");
+}
+
+#[test]
+fn smol_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
+    killed_and_rerun(example_binary("pop3-async-std", "fetch-smol"));
+}
+
+#[test]
+fn blocking_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
+    killed_and_rerun(example_binary("pop3-blocking", "fetch-blocking"));
 }

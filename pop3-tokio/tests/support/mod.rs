@@ -20,7 +20,7 @@ pub mod server;
 
 use std::io::Read;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -343,4 +343,30 @@ pub fn assert_bytes_eq(what: &str, got: &[u8], want: &[u8]) {
     if got != want {
         panic!("{what}: {}", first_difference(got, want));
     }
+}
+
+/// An example binary of a workspace package, built next to this test (cargo
+/// test builds the examples of the package under test); built here when
+/// missing (another package's, or when only this test target was built).
+pub fn example_binary(package: &str, example: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join(example);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", package, "--example", example]);
+        // The examples' command lines.
+        cmd.args(["--features", "pop3-blocking/cli"]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the {example} example failed");
+    }
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
 }

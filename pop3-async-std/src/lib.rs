@@ -1,7 +1,112 @@
-//! POP3 on the `futures-io` traits (async-std, smol): a thin adapter binding
-//! the `pop3-proto` session machines to any `AsyncRead + AsyncWrite` stream.
+//! POP3 on the `futures-io` traits: thin adapters that bind the sans-IO
+//! `pop3-proto` session machines to `futures::io::{AsyncRead, AsyncWrite}`
+//! streams, with TLS (STLS and implicit) through futures-rustls. Every
+//! protocol decision is the machines'; this crate moves bytes, runs one timer
+//! per connection, performs TLS and calls the store.
 //!
-//! The client and server faces arrive with a later release; this crate holds
-//! its place in the workspace.
+//! # Runtimes
+//!
+//! The crate depends on no runtime, only on the pieces smol is made of and
+//! async-std 1.13 runs on: sockets are `async-io`'s
+//! [`Async<TcpStream>`](async_io::Async) and `Async<TcpListener>`, timers
+//! are `async_io::Timer`, name resolution and blocking store calls go to the
+//! `blocking` thread pool ([`Unblock`]), and the sessions of
+//! [`server::Pop3Server::serve`] are tasks of an executor inside that future
+//! (see [where sessions run](server#where-sessions-run)). So the same code
+//! runs unchanged under `smol::block_on`, `smol::spawn`,
+//! `async_std::task::block_on` or `async_std::task::spawn`. smol comes
+//! first: async-std is deprecated in its favour.
+//!
+//! | face | start from |
+//! | --- | --- |
+//! | client | [`client::Pop3Client`]: `connect`, `login`/`apop`/`auth`, `stat`, `list`, `uidl`, `retr`/`top` (bodies stream as [`client::Body`]), `dele`, `quit`, pipelined [`retr_many`](client::Pop3Client::retr_many) and [`dele_many`](client::Pop3Client::dele_many) |
+//! | fetching | [`fetch`]: pop URLs (RFC 2384), save-before-delete into a [`fetch::MessageSink`] such as [`fetch::MaildirSink`] |
+//! | server | [`server::Pop3Server`] over any [`pop3_proto::store::Store`]; [`Unblock`] runs a blocking store (such as `pop3-blocking`'s Maildir store) off the executor |
+//! | TLS | [`tls`] (server configurations; shared with the other adapters, from `pop3-blocking`); [`client::TlsVerification`] (client side) |
+//!
+//! No process-wide crypto provider is installed: TLS configurations come
+//! from the caller or are built with an explicit provider (ring).
+//!
+//! # A client
+//!
+//! ```no_run
+//! use futures_lite::AsyncReadExt;
+//! use pop3_async_std::client::{ConnectOptions, Pop3Client, Security, msg};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! smol::block_on(async {
+//!     let options = ConnectOptions::new(Security::ImplicitTls);
+//!     let mut client = Pop3Client::connect("pop.example.com", 995, options).await?;
+//!     client.login("alice", "secret").await?;
+//!     let stat = client.stat().await?;
+//!     println!("{} messages, {} octets", stat.count, stat.size);
+//!     if let Some(first) = msg(1).filter(|_| stat.count > 0) {
+//!         let mut body = client.retr(first).await?; // streams; never a whole Vec
+//!         let mut head = [0u8; 512];
+//!         let n = body.read(&mut head).await?;
+//!         println!("{}", String::from_utf8_lossy(&head[..n]));
+//!     }
+//!     client.quit().await?;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! # A server
+//!
+//! ```no_run
+//! use std::net::TcpListener;
+//! use pop3_proto::server::ServerConfig;
+//! use pop3_proto::store::MemoryStore;
+//! use pop3_async_std::server::{Async, Pop3Server, Security};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let store = MemoryStore::new();
+//! store.add_user("demo", "demo");
+//! store.add_message("demo", &b"Subject: hello\r\n\r\nHi.\r\n"[..]);
+//! let server = Pop3Server::new(store, ServerConfig::default().allow_plaintext_auth(true));
+//! let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 1110))?;
+//! // On async-std: async_std::task::block_on(server.serve(listener, Security::Plain))
+//! smol::block_on(server.serve(listener, Security::Plain))
+//! # }
+//! ```
+//!
+//! # The run loop
+//!
+//! Each connection is a core [`Connection`](pop3_proto::client::Connection)
+//! (client) or [`Connection`](pop3_proto::server::Connection) (server) that
+//! says what I/O it wants next; the adapter's pump performs it on the stream
+//! and reports back:
+//!
+//! - `Want::Write(octets)` → `poll_write`, then `wrote`; `Want::Flush` →
+//!   `poll_flush`, then `flushed`; `Want::Read(buf)` → `poll_read`, then
+//!   `received`;
+//! - `Want::StartTls` → the TLS handshake on the same stream, then
+//!   `tls_done`;
+//! - `Want::Store(request)` (server) → the store call, awaited to its end
+//!   (a commit is never cancelled), then `store_done`;
+//! - while the I/O is pending, one timer is set to the core's
+//!   `poll_timeout` and `handle_timeout` is called when it fires.
+//!
+//! A client operation is a typed [`Task`](pop3_proto::client::task::Task):
+//! [`client::Pop3Client::run`] starts it and alternates `poll_task` with
+//! one pump step until its result is in; each public method is one line
+//! over it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod blocking;
+pub mod client;
+pub mod fetch;
+mod io;
+pub mod server;
+#[doc(inline)]
+pub use pop3_blocking::tls;
+
+pub use blocking::{Unblock, UnblockMaildrop, UnblockPool, UnblockReader};
+
+// The README's examples (every runtime's client and server) are compiled
+// here, where every adapter is at hand.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,69 @@
+//! `pop3d-smol`: a POP3 server on smol (the same code runs on async-std).
+//!
+//! With no arguments it serves an embedded demo maildrop (user `demo`,
+//! password `demo`) on 127.0.0.1:1110, offering STLS with a certificate made
+//! at start; `--help` lists the options (shared by every runtime's `pop3d`).
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use pop3_async_std::Unblock;
+use pop3_async_std::server::{Async, Pop3Server, Security, ServerOptions};
+use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
+use pop3_proto::store::Store;
+
+fn main() -> ExitCode {
+    pop3_blocking::cli::init_logging();
+    let result = match ServerArgs::parse().setup("pop3d-smol") {
+        Ok((setup, ServerStore::Demo(store))) => serve(store, &setup),
+        Ok((setup, ServerStore::Maildir(store))) => serve(Unblock::new(store), &setup),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pop3d-smol: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxError> {
+    let tls = Some(setup.tls.clone());
+    let server = Pop3Server::build(
+        Arc::new(store),
+        setup.config.clone(),
+        tls,
+        ServerOptions::default(),
+    );
+    let stop = server.clone();
+    ctrlc::set_handler(move || stop.shutdown())?;
+    let mut bound = Vec::new();
+    let mut loops = Vec::new();
+    for (addrs, security) in [
+        (&setup.listen, Security::Plain),
+        (&setup.tls_listen, Security::ImplicitTls),
+    ] {
+        for addr in addrs {
+            let listener = Async::<TcpListener>::bind(*addr)?;
+            bound.push((
+                listener.get_ref().local_addr()?,
+                security == Security::ImplicitTls,
+            ));
+            let server = server.clone();
+            loops.push(smol::spawn(async move {
+                server.serve(listener, security).await
+            }));
+        }
+    }
+    setup.print_banner("pop3d-smol", &bound);
+    smol::block_on(async {
+        for serving in loops {
+            serving.await?;
+        }
+        server.wait_idle().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,446 @@
+//! The server face: accept connections and run one `pop3-proto` server
+//! machine per connection against a [`Store`].
+//!
+//! The adapter only moves bytes, runs one timer, performs TLS and calls the
+//! store; every protocol decision is the machine's.
+//!
+//! # Where sessions run
+//!
+//! [`Pop3Server::serve`] needs no spawner and no particular runtime: the
+//! sessions it accepts are tasks of an executor ([`async_executor`]) that
+//! lives inside the `serve` future, so they run wherever that future is
+//! polled (`smol::block_on`, `smol::spawn`, `async_std::task::spawn`, ...),
+//! and `serve` returns only once its listener is closed and every session it
+//! accepted has ended: no task outlives it. Store calls of an [`Unblock`]
+//! store run on the `blocking` thread pool, whichever runtime polls.
+//!
+//! Every session of one `serve` call is polled by the task polling `serve`.
+//! To spread sessions over a multi-threaded runtime's threads instead,
+//! accept yourself and spawn [`Pop3Server::serve_connection`] on it; the
+//! connection cap, [`Pop3Server::shutdown`] and [`Pop3Server::wait_idle`]
+//! apply to those sessions alike.
+//!
+//! [`Unblock`]: crate::Unblock
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use async_executor::{Executor, Task};
+use async_io::Timer;
+use async_lock::{Semaphore, SemaphoreGuardArc};
+use event_listener::Event;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::future::or;
+use futures_rustls::TlsAcceptor;
+use futures_rustls::server::TlsStream;
+use pop3_blocking::common::{ACCEPT_BACKOFF, is_transient_accept_error};
+use pop3_proto::server::{
+    Connection, ConnectionContext, Server, ServerConfig, StoreDriver, StoreRequest, Want,
+};
+use pop3_proto::store::Store;
+
+use crate::io::{Clock, Conn, Stream, timeout};
+
+/// The listener type of [`Pop3Server::serve`], re-exported from `async-io`
+/// (smol has it as `smol::Async`).
+pub use async_io::Async;
+pub use pop3_blocking::common::{ServerOptions, ServerSecurity as Security};
+
+/// The connection cap, the shutdown signal and the count of open sessions,
+/// shared by every clone of a server.
+struct Lifecycle {
+    permits: Arc<Semaphore>,
+    stopping: AtomicBool,
+    stop: Event,
+    active: AtomicUsize,
+    idle: Event,
+}
+
+impl Lifecycle {
+    /// Resolves once `done` holds, woken by `event`.
+    async fn until(&self, event: &Event, done: impl Fn(&Self) -> bool) {
+        while !done(self) {
+            let listener = event.listen();
+            if done(self) {
+                break;
+            }
+            listener.await;
+        }
+    }
+
+    async fn stopped(&self) {
+        self.until(&self.stop, |l| l.stopping.load(SeqCst)).await;
+    }
+
+    /// `future`'s output, or `None` if the server stops first.
+    async fn unless_stopped<T>(&self, future: impl Future<Output = T>) -> Option<T> {
+        let stop = async {
+            self.stopped().await;
+            None
+        };
+        or(stop, async { Some(future.await) }).await
+    }
+
+    /// A connection slot: a permit of the cap, counted as an open session.
+    async fn slot(self: &Arc<Self>) -> Slot {
+        let permit = self.permits.acquire_arc().await;
+        self.active.fetch_add(1, SeqCst);
+        Slot {
+            _permit: permit,
+            life: self.clone(),
+        }
+    }
+}
+
+/// One open session's share of the cap; released when the session ends.
+struct Slot {
+    _permit: SemaphoreGuardArc,
+    life: Arc<Lifecycle>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.life.active.fetch_sub(1, SeqCst) == 1 {
+            self.life.idle.notify(usize::MAX);
+        }
+    }
+}
+
+struct Inner<S> {
+    store: Arc<S>,
+    config: Arc<ServerConfig>,
+    tls: Option<TlsAcceptor>,
+    options: ServerOptions,
+    life: Arc<Lifecycle>,
+}
+
+/// A POP3 server on any `futures-io` runtime (smol, async-std): a store, a
+/// protocol configuration, optionally a TLS configuration. Cheap to clone;
+/// clones share the connection cap and the shutdown signal, so one server
+/// can serve several listeners.
+///
+/// ```no_run
+/// use std::net::TcpListener;
+/// use pop3_proto::server::ServerConfig;
+/// use pop3_proto::store::MemoryStore;
+/// use pop3_async_std::server::{Async, Pop3Server, Security};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let store = MemoryStore::new();
+/// let server = Pop3Server::new(store, ServerConfig::default());
+/// let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 1110))?;
+/// smol::block_on(server.serve(listener, Security::Plain))
+/// # }
+/// ```
+pub struct Pop3Server<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Pop3Server<S> {
+    fn clone(&self) -> Self {
+        Pop3Server {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: Store + 'static> Pop3Server<S>
+where
+    S::Maildrop: 'static,
+{
+    /// A server without TLS and with default [`ServerOptions`].
+    pub fn new(store: S, config: ServerConfig) -> Self {
+        Self::build(Arc::new(store), config, None, ServerOptions::default())
+    }
+
+    /// The full constructor: a shared store, the protocol configuration, an
+    /// optional TLS configuration (needed for STLS and implicit TLS) and the
+    /// adapter options. The configuration's credential forms are taken from
+    /// the store, so CAPA offers only mechanisms the store can check.
+    pub fn build(
+        store: Arc<S>,
+        config: ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        options: ServerOptions,
+    ) -> Self {
+        let config = Arc::new(config.credential_forms(store.credential_forms()));
+        let life = Arc::new(Lifecycle {
+            permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            stopping: AtomicBool::new(false),
+            stop: Event::new(),
+            active: AtomicUsize::new(0),
+            idle: Event::new(),
+        });
+        Pop3Server {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                tls: tls.map(TlsAcceptor::from),
+                options,
+                life,
+            }),
+        }
+    }
+
+    /// Asks every `serve` loop to stop accepting and every session to end
+    /// (after [`ServerOptions::shutdown_grace`], without UPDATE).
+    pub fn shutdown(&self) {
+        self.inner.life.stopping.store(true, SeqCst);
+        self.inner.life.stop.notify(usize::MAX);
+    }
+
+    /// Waits until every session has ended (those of `serve` make progress
+    /// only while their `serve` future is polled).
+    pub async fn wait_idle(&self) {
+        let life = &self.inner.life;
+        life.until(&life.idle, |l| l.active.load(SeqCst) == 0).await;
+    }
+
+    /// Accepts connections on `listener` until [`shutdown`](Self::shutdown),
+    /// serving each as a task of an executor inside this future (see
+    /// [where sessions run](self#where-sessions-run)). Returns once the
+    /// listener is closed (at shutdown, or on an accept error that does not
+    /// pass) and every session it accepted has ended.
+    pub async fn serve(&self, listener: Async<TcpListener>, security: Security) -> io::Result<()> {
+        if security == Security::ImplicitTls && self.inner.tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "implicit TLS needs a TLS configuration",
+            ));
+        }
+        let sessions = Executor::new();
+        sessions
+            .run(self.accept(listener, security, &sessions))
+            .await
+    }
+
+    async fn accept(
+        &self,
+        listener: Async<TcpListener>,
+        security: Security,
+        sessions: &Executor<'_>,
+    ) -> io::Result<()> {
+        let life = &self.inner.life;
+        let mut running: Vec<Task<()>> = Vec::new();
+        let result = loop {
+            // Accept first, then wait for a slot: a listener waiting in
+            // accept must not hold a permit, or every other listener of this
+            // server loses one (with the cap at or below the number of
+            // listeners, some would never serve anyone). The accepted
+            // connection gets its greeting only once a slot is free.
+            let (stream, peer) = match life.unless_stopped(listener.accept()).await {
+                None => break Ok(()),
+                Some(Ok(accepted)) => accepted,
+                Some(Err(e)) if is_transient_accept_error(&e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    Timer::after(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+                Some(Err(e)) => break Err(e),
+            };
+            let Some(slot) = life.unless_stopped(life.slot()).await else {
+                break Ok(());
+            };
+            let _ = stream.get_ref().set_nodelay(true);
+            running.retain(|task| !task.is_finished());
+            let server = self.clone();
+            running.push(sessions.spawn(async move {
+                let _slot = slot;
+                server
+                    .connection(Box::new(stream), Some(peer), security)
+                    .await;
+            }));
+        };
+        drop(listener);
+        for task in running {
+            task.await;
+        }
+        result
+    }
+
+    /// Serves one connection accepted elsewhere to its end, once a
+    /// connection slot is free: any `futures-io` stream
+    /// (`Async<TcpStream>`, `smol::net::TcpStream`,
+    /// `async_std::net::TcpStream`, ...; set `TCP_NODELAY` on a TCP stream
+    /// yourself, as `serve` does).
+    ///
+    /// ```no_run
+    /// use std::net::TcpListener;
+    /// use pop3_proto::store::MemoryStore;
+    /// use pop3_async_std::server::{Async, Pop3Server, Security};
+    ///
+    /// # async fn run(server: Pop3Server<MemoryStore>) -> std::io::Result<()> {
+    /// // Sessions on smol's multi-threaded executor instead of in `serve`.
+    /// let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 1110))?;
+    /// loop {
+    ///     let (stream, _) = listener.accept().await?;
+    ///     stream.get_ref().set_nodelay(true)?;
+    ///     let server = server.clone();
+    ///     smol::spawn(async move { server.serve_connection(stream, Security::Plain).await }).detach();
+    /// }
+    /// # }
+    /// ```
+    pub async fn serve_connection<T>(&self, stream: T, security: Security)
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        // The connection counts against the cap and is waited for by
+        // `wait_idle`, as one accepted by `serve` is.
+        let _slot = self.inner.life.slot().await;
+        self.connection(Box::new(stream), None, security).await;
+    }
+
+    async fn connection(&self, stream: Stream, peer: Option<SocketAddr>, security: Security) {
+        let options = &self.inner.options;
+        let io = if security == Security::ImplicitTls {
+            let accepted = match self.inner.tls.clone() {
+                Some(acceptor) => {
+                    timeout(options.tls_handshake_timeout, acceptor.accept(stream)).await
+                }
+                None => Err(io::Error::other("no TLS configuration")),
+            };
+            match accepted {
+                Ok(tls) => Conn::tls(tls),
+                Err(e) => {
+                    tracing::info!(?peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            }
+        } else {
+            Conn::plain(stream)
+        };
+        let random = match random_u64() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(?peer, error = %e, "no randomness for the greeting; connection dropped");
+                return;
+            }
+        };
+        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some());
+        let clock = Clock::new(Instant::now());
+        let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
+        let life = self.inner.life.clone();
+        let mut session = Session {
+            conn: Connection::new(machine, options),
+            io,
+            acceptor: self.inner.tls.clone(),
+            handshake: None,
+            handshake_timeout: options.tls_handshake_timeout,
+            clock,
+            stop: Some(Box::pin(async move { life.stopped().await })),
+        };
+        let mut driver = StoreDriver::new(self.inner.store.clone());
+        loop {
+            match poll_fn(|cx| session.poll_step(cx)).await {
+                Step::Store(request) => {
+                    let reply = driver.execute(request).await;
+                    session.conn.store_done(session.clock.now(), reply);
+                }
+                Step::Close { graceful } => {
+                    if graceful {
+                        let close = poll_fn(|cx| Pin::new(&mut session.io).poll_close(cx));
+                        let _ = timeout(options.write_stall_timeout, close).await;
+                    }
+                    break;
+                }
+            }
+        }
+        tracing::info!(?peer, "{}", session.conn.machine().summary());
+    }
+}
+
+/// What a session's pump stops for: a store call (awaited by the caller,
+/// never cancelled) or the end.
+enum Step {
+    Store(StoreRequest),
+    Close { graceful: bool },
+}
+
+type Handshake = Pin<Box<dyn Future<Output = io::Result<TlsStream<Stream>>> + Send>>;
+
+/// One connection's transport, timer and core connection.
+struct Session {
+    conn: Connection,
+    io: Conn,
+    acceptor: Option<TlsAcceptor>,
+    handshake: Option<Handshake>,
+    handshake_timeout: Duration,
+    clock: Clock,
+    /// Resolves when the server shuts down; taken once it has.
+    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Session {
+    /// Performs the I/O the connection wants until it needs the store or
+    /// is over.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        loop {
+            let now = self.clock.now();
+            if let Some(stop) = self.stop.as_mut()
+                && stop.as_mut().poll(cx).is_ready()
+            {
+                self.stop = None;
+                self.conn.shutdown(now);
+            }
+            let conn = &mut self.conn;
+            let io = Pin::new(&mut self.io);
+            let progress = match conn.want(now) {
+                Want::Write(octets) => io.poll_write(cx, octets).map(|r| conn.wrote(now, r)),
+                Want::Flush => io.poll_flush(cx).map(|r| conn.flushed(now, r)),
+                Want::Store(request) => return Poll::Ready(Step::Store(request)),
+                Want::StartTls => self.poll_handshake(cx, now),
+                Want::Read(buf) => io.poll_read(cx, buf).map(|r| conn.received(now, r)),
+                Want::Wait => Poll::Pending,
+                Want::Close { graceful } => return Poll::Ready(Step::Close { graceful }),
+            };
+            if progress.is_ready() {
+                continue;
+            }
+            let Some(deadline) = self.conn.poll_timeout() else {
+                return Poll::Pending;
+            };
+            ready!(self.clock.poll_until(cx, deadline));
+            self.conn.handle_timeout(self.clock.now());
+        }
+    }
+
+    /// The server side of the STLS handshake, on the same stream, within the
+    /// handshake timeout.
+    fn poll_handshake(&mut self, cx: &mut Context<'_>, now: pop3_proto::time::Instant) -> Poll<()> {
+        if self.handshake.is_none() {
+            match (self.acceptor.clone(), self.io.take_plain()) {
+                (Some(acceptor), Ok(plain)) => {
+                    let limit = self.handshake_timeout;
+                    self.handshake = Some(Box::pin(timeout(limit, acceptor.accept(plain))));
+                }
+                _ => {
+                    self.conn.tls_done(now, Err(()));
+                    return Poll::Ready(());
+                }
+            }
+        }
+        let Some(handshake) = self.handshake.as_mut() else {
+            return Poll::Ready(());
+        };
+        let done = ready!(handshake.as_mut().poll(cx));
+        self.handshake = None;
+        let done = done.map(|tls| self.io = Conn::tls(tls));
+        if let Err(e) = &done {
+            tracing::debug!(error = %e, "STLS upgrade failed");
+        }
+        self.conn.tls_done(self.clock.now(), done);
+        Poll::Ready(())
+    }
+}
+
+/// Randomness for the APOP timestamp, from the crypto provider's secure
+/// generator: each greeting's timestamp must be unpredictable.
+fn random_u64() -> Result<u64, rustls::Error> {
+    crate::tls::random_bytes::<8>().map(u64::from_le_bytes)
+}

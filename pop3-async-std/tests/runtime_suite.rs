@@ -1,0 +1,22 @@
+//! The behavioural suite every runtime runs (pop3-blocking/tests/suite),
+//! here: the client on smol against the server on smol, the same on
+//! async-std, and each against another runtime's server (smol's client
+//! against tokio's server, async-std's against the blocking server).
+
+#[path = "../../pop3-blocking/tests/suite/async_rt.rs"]
+mod async_rt;
+#[path = "../../pop3-blocking/tests/suite/blocking_rt.rs"]
+mod blocking_rt;
+#[path = "../../pop3-blocking/tests/suite/mod.rs"]
+mod suite;
+#[path = "../../pop3-blocking/tests/suite/tokio_rt.rs"]
+mod tokio_rt;
+
+use async_rt::{AsyncStd, OnAsync, Smol};
+use blocking_rt::Blocking;
+use tokio_rt::Tokio;
+
+runtime_suite!(smol_against_smol, client = OnAsync<Smol>, server = OnAsync<Smol>);
+runtime_suite!(async_std_against_async_std, client = OnAsync<AsyncStd>, server = OnAsync<AsyncStd>);
+runtime_suite!(smol_against_tokio, client = OnAsync<Smol>, server = Tokio);
+runtime_suite!(async_std_against_blocking, client = OnAsync<AsyncStd>, server = Blocking);

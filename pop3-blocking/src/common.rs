@@ -45,7 +45,7 @@ pub struct ConnectOptions {
     /// (default `true`): pipelining is used only when they allow it.
     pub read_capabilities: bool,
     /// The most entries a listing collected whole (LIST, UIDL, LANG) may
-    /// have (default 1,000,000): a server that lists without end cannot
+    /// have (default 200,000): a server that lists without end cannot
     /// exhaust memory.
     pub max_listing_entries: usize,
     /// The session machine's settings (pipelining, reply timeout, limits).

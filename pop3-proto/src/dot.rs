@@ -70,10 +70,22 @@ pub enum BodyEvent {
 /// though: a server that passes a stored bare LF through unchanged and stuffs
 /// only after CRLF would let a message containing LF `.` CRLF end the body
 /// early, and the client would read the rest of that message as the next
-/// responses. [`LineEnds::Detect`], the default, therefore decides per body
-/// from its first line end, which the server (not the message's author)
-/// writes in practice: a bare LF there means an LF server, anything else
-/// means CRLF only.
+/// responses.
+///
+/// The choice must therefore come from what the server itself writes, never
+/// from the message: [`LineEnds::of_status_line`] takes it from the line end
+/// of the `+OK` line that precedes the body, which is how the
+/// [`Client`](crate::client::Client) decodes every body. [`LineEnds::Detect`]
+/// (the default of [`BodyDecoder::new`], for callers that have no status
+/// line) decides from the body's first line end instead, which the message's
+/// author controls: a message whose first line ends in a bare LF switches it
+/// to [`LineEnds::Lenient`].
+///
+/// ```
+/// use pop3_proto::dot::LineEnds;
+/// assert_eq!(LineEnds::of_status_line(b"+OK 120 octets\r\n"), LineEnds::Strict);
+/// assert_eq!(LineEnds::of_status_line(b"+OK 120 octets\n"), LineEnds::Lenient);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LineEnds {
@@ -85,6 +97,19 @@ pub enum LineEnds {
     /// bare LF, then [`Lenient`](LineEnds::Lenient).
     #[default]
     Detect,
+}
+
+impl LineEnds {
+    /// The line ends of a server, from one of its status lines as received
+    /// (line end included): [`Lenient`](LineEnds::Lenient) when it ends in a
+    /// bare LF (an LF-only server), [`Strict`](LineEnds::Strict) otherwise.
+    pub fn of_status_line(line: &[u8]) -> LineEnds {
+        match line {
+            [.., b'\r', b'\n'] => LineEnds::Strict,
+            [.., b'\n'] => LineEnds::Lenient,
+            _ => LineEnds::Strict,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -317,10 +317,10 @@ fn implementation_capability_is_kept_verbatim() {
         ClientConfig::default(),
         &["IMPLEMENTATION Shlemazle-Plotz-v302", "TOP"],
     );
-    assert!(matches!(
-        d.client.capabilities().unwrap()[0],
-        Capability::Implementation(_)
-    ));
+    match &d.client.capabilities().unwrap()[0] {
+        Capability::Implementation(text) => assert_eq!(&text[..], "Shlemazle-Plotz-v302"),
+        other => panic!("expected IMPLEMENTATION, got {other:?}"),
+    }
 }
 
 // ----- D.1 STLS -----
@@ -1227,4 +1227,124 @@ fn auto_capa_rereads_capabilities_after_greeting_tls_and_login() {
         .filter(|e| matches!(e, ClientEvent::Capabilities { .. }))
         .count();
     assert_eq!(capas, 3);
+}
+
+// ----- line ends come from the server, not the message -----
+
+#[test]
+fn crlf_server_body_whose_first_line_ends_in_a_bare_lf_is_not_cut_by_lf_dot_crlf() {
+    let mut d = logged_in(ClientConfig::default(), &[]);
+    let id = d.client.retr(n(1)).unwrap();
+    let next = d.client.noop().unwrap();
+    d.drain();
+    // A stored message with bare LFs, passed through by a CRLF server that
+    // stuffs only after CRLF: "\n.\r\n" inside it is not a terminator.
+    d.feed(b"+OK 40 octets\r\nSubject: x\nbody\n.\r\n+OK injected\r\n.\r\n+OK\r\n");
+    assert!(errors(&d).is_empty(), "{:?}", d.events);
+    assert_eq!(
+        body_of(&d.events, id),
+        b"Subject: x\nbody\n.\r\n+OK injected\r\n"
+    );
+    let ends: Vec<_> = d
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::BodyEnd { .. }))
+        .collect();
+    assert_eq!(ends, [&ClientEvent::BodyEnd { id }]);
+    assert!(
+        d.events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Ok { id, .. } if *id == next))
+    );
+}
+
+#[test]
+fn lf_only_server_body_ends_at_lf_dot_lf() {
+    let mut d = logged_in(ClientConfig::default(), &[]);
+    let id = d.client.retr(n(1)).unwrap();
+    d.drain();
+    d.feed(b"+OK\nline one\n..dot\n.\n");
+    assert!(errors(&d).is_empty(), "{:?}", d.events);
+    assert!(d.events.contains(&ClientEvent::BodyEnd { id }));
+    assert_eq!(body_of(&d.events, id), b"line one\n.dot\n");
+}
+
+// ----- end of stream: nothing written after it -----
+
+#[test]
+fn after_eof_nothing_is_written_and_queued_commands_end_unsent() {
+    let mut config = ClientConfig::default();
+    config.pipelining = false;
+    let mut d = logged_in(config, &[]);
+    let retr = d.client.retr(n(1)).unwrap();
+    let stat = d.client.stat().unwrap();
+    d.drain();
+    assert_eq!(d.sent_lines(), ["RETR 1"]);
+    // The body's `.` CR is completed by the end of the stream (a server
+    // bug that is tolerated); the STAT behind it must not be written.
+    d.feed(b"+OK\r\nhello\r\n.\r");
+    d.client.handle_eof(d.now);
+    d.drain();
+    assert!(d.events.contains(&ClientEvent::BodyEnd { id: retr }));
+    assert_eq!(d.sent_lines(), ["RETR 1"], "nothing is sent after EOF");
+    assert!(errors(&d).is_empty(), "{:?}", d.events);
+    assert!(d.events.contains(&ClientEvent::Cancelled {
+        id: stat,
+        reason: CancelReason::ConnectionClosed { sent: false }
+    }));
+    assert!(d.closed);
+}
+
+// ----- bounded SASL exchanges -----
+
+/// A mechanism that answers every challenge (as XOAUTH2 would).
+struct AnswersForever;
+
+impl ClientMechanism for AnswersForever {
+    fn name(&self) -> Mechanism {
+        Mechanism::new("X-FOREVER").unwrap()
+    }
+    fn initial_response(&mut self) -> Option<Secret> {
+        None
+    }
+    fn step(&mut self, _: &[u8]) -> Result<Secret, SaslError> {
+        Ok(Secret::new("x"))
+    }
+}
+
+#[test]
+fn a_server_that_challenges_forever_gets_the_exchange_cancelled() {
+    let mut config = ClientConfig::default();
+    config.max_sasl_challenges = 3;
+    let mut d = greeted(config, "+OK ready");
+    let id = d.client.auth(Box::new(AnswersForever)).unwrap();
+    d.drain();
+    for _ in 0..4 {
+        d.feed(b"+ Zm9v\r\n");
+    }
+    assert_eq!(
+        d.sent_lines(),
+        ["AUTH X-FOREVER", "eA==", "eA==", "eA==", "*"]
+    );
+    assert!(d.events.contains(&ClientEvent::SaslCancelled {
+        id,
+        error: SaslError::TooManyChallenges { limit: 3 }
+    }));
+}
+
+#[test]
+fn sasl_challenges_are_capped_by_default() {
+    assert_eq!(ClientConfig::default().max_sasl_challenges, 8);
+}
+
+// ----- RFC 6856 -----
+
+#[test]
+fn stls_is_refused_after_utf8() {
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    d.client.utf8().unwrap();
+    assert_eq!(d.client.stls(), Err(ClientError::StlsAfterUtf8));
+    d.drain();
+    d.feed(b"+OK UTF8 enabled\r\n");
+    assert_eq!(d.client.stls(), Err(ClientError::StlsAfterUtf8));
 }

@@ -30,7 +30,8 @@ pub struct ConnectionConfig {
     /// operations that change them finish once they are read again.
     pub read_capabilities: bool,
     /// The most entries a listing collected whole may have (default
-    /// 1,000,000): a server that lists without end cannot exhaust memory.
+    /// 200,000, some 20 MB of UIDs at most): a server that lists without end
+    /// cannot exhaust memory.
     pub max_listing_entries: usize,
     /// The size of the read buffer (default 64 KiB).
     pub read_chunk: usize,
@@ -42,7 +43,7 @@ impl Default for ConnectionConfig {
             session: ClientConfig::default(),
             idle_timeout: Some(Duration::from_secs(300)),
             read_capabilities: true,
-            max_listing_entries: 1_000_000,
+            max_listing_entries: 200_000,
             read_chunk: 64 * 1024,
         }
     }

@@ -173,7 +173,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::command::{ApopDigest, Command, LangRequest, Password, SaslResponse, Username};
-use crate::dot::{BodyDecoder, BodyEvent};
+use crate::dot::{BodyDecoder, BodyEvent, LineEnds};
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Response;
 use crate::response::{
@@ -261,6 +261,12 @@ pub struct ClientConfig {
     /// [`ClientEvent::Err`]) with a [`RequestId`] the application did not
     /// get from a call.
     pub auto_capa: bool,
+    /// The most server challenges answered in one AUTH exchange (default
+    /// 8; the mechanisms here need at most 2). A server that goes on
+    /// challenging gets the exchange cancelled with `*` and
+    /// [`SaslError::TooManyChallenges`], so it cannot keep the client busy
+    /// forever.
+    pub max_sasl_challenges: u32,
 }
 
 impl Default for ClientConfig {
@@ -278,6 +284,7 @@ impl Default for ClientConfig {
             initial_response_limit: 255,
             max_capabilities: 128,
             auto_capa: false,
+            max_sasl_challenges: 8,
         }
     }
 }
@@ -623,6 +630,9 @@ pub enum ClientError {
     TlsActive,
     /// A clear-text login without TLS, refused by the configuration.
     CleartextRefused,
+    /// STLS after UTF8 was issued (RFC 6856 §3 forbids it: negotiate TLS
+    /// first).
+    StlsAfterUtf8,
     /// The session is closed, or QUIT is queued.
     Closed,
     /// An argument is not valid (a user name with a space, a password with a
@@ -644,6 +654,7 @@ impl fmt::Display for ClientError {
             }
             ClientError::NoApopTimestamp => f.write_str("the greeting has no valid APOP timestamp"),
             ClientError::TlsActive => f.write_str("TLS is already active"),
+            ClientError::StlsAfterUtf8 => f.write_str("STLS is not allowed after UTF8"),
             ClientError::CleartextRefused => {
                 f.write_str("clear-text login refused on a connection without TLS")
             }
@@ -818,6 +829,8 @@ struct InFlight {
     len: usize,
     mechanism: Option<BoxedMechanism>,
     deferred_ir: Option<Secret>,
+    /// Server challenges answered so far (AUTH).
+    challenges: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -867,6 +880,8 @@ pub struct Client {
     /// after the last `now` it gave: the reply timer restarts at the next
     /// `handle_*` call (the server was not silent, the application was busy).
     parsed_since_clock: bool,
+    /// The server closed the stream: nothing more is written.
+    eof: bool,
 }
 
 impl Client {
@@ -897,6 +912,7 @@ impl Client {
             pending: VecDeque::new(),
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
+            eof: false,
             projection: Projection {
                 phase: Phase::Authorization,
                 user: false,
@@ -969,6 +985,9 @@ impl Client {
         if self.state == ClientState::Closed {
             return;
         }
+        // Nothing is written after the end of the stream: replies still
+        // buffered complete their commands, queued ones end unsent.
+        self.eof = true;
         // A reply may be complete in the buffer but unparsed (backpressure):
         // its events come first.
         self.process_unbounded();
@@ -1297,6 +1316,13 @@ impl Client {
                 if p.tls {
                     return Err(ClientError::TlsActive);
                 }
+                // RFC 6856 §3: no STLS once UTF8 was issued.
+                if self.utf8
+                    || self.pending.iter().any(|q| q.op == Op::Utf8)
+                    || self.in_flight.iter().any(|f| f.op == Op::Utf8)
+                {
+                    return Err(ClientError::StlsAfterUtf8);
+                }
                 p.phase == Phase::Authorization
             }
             Op::Stat
@@ -1364,10 +1390,12 @@ impl Client {
 
     /// Writes what the window allows.
     fn flush(&mut self) {
-        if !matches!(
-            self.state,
-            ClientState::Authorization | ClientState::Transaction
-        ) {
+        if self.eof
+            || !matches!(
+                self.state,
+                ClientState::Authorization | ClientState::Transaction
+            )
+        {
             return;
         }
         let pipelining = self.pipelining_active();
@@ -1397,6 +1425,7 @@ impl Client {
                 len: q.line.len(),
                 mechanism: q.mechanism,
                 deferred_ir: q.deferred_ir,
+                challenges: 0,
             });
             self.actions.push_back(Action::Send(Transmit {
                 bytes: q.line,
@@ -1642,7 +1671,10 @@ impl Client {
             Op::Capa => self.rx_state = Rx::Capa(Vec::new()),
             Op::Retr | Op::Top => {
                 self.emit(ClientEvent::BodyStart { id, line });
-                self.rx_state = Rx::Body(Box::default());
+                // The server's own line end, not the message's, says whether
+                // a bare LF can end a body line (see `LineEnds`).
+                let line_ends = LineEnds::of_status_line(&full);
+                self.rx_state = Rx::Body(Box::new(BodyDecoder::with_line_ends(line_ends)));
             }
             Op::Stls => {
                 if !self.rx.is_empty() {
@@ -1743,7 +1775,12 @@ impl Client {
         let Some(f) = self.in_flight.front_mut() else {
             return;
         };
+        let limit = self.config.max_sasl_challenges;
+        f.challenges = f.challenges.saturating_add(1);
         let answer = match parsed {
+            Ok(Response::Continuation(_)) if f.challenges > limit => {
+                Err(SaslError::TooManyChallenges { limit })
+            }
             Ok(Response::Continuation(c)) => {
                 if let Some(ir) = f.deferred_ir.take() {
                     Ok(ir)

@@ -23,6 +23,13 @@ pub enum SaslError {
     UnexpectedChallenge,
     /// The challenge could not be understood.
     BadChallenge,
+    /// The server sent more challenges than
+    /// [`ClientConfig::max_sasl_challenges`](super::ClientConfig::max_sasl_challenges)
+    /// allows in one exchange.
+    TooManyChallenges {
+        /// The limit in force.
+        limit: u32,
+    },
 }
 
 impl fmt::Display for SaslError {
@@ -30,6 +37,9 @@ impl fmt::Display for SaslError {
         match self {
             SaslError::UnexpectedChallenge => f.write_str("unexpected SASL challenge"),
             SaslError::BadChallenge => f.write_str("malformed SASL challenge"),
+            SaslError::TooManyChallenges { limit } => {
+                write!(f, "more than {limit} SASL challenges in one exchange")
+            }
         }
     }
 }

@@ -39,7 +39,8 @@
 //!     // wait for input (only if server.wants_input()) or for server.poll_timeout()
 //!     match wait_for(input_or_deadline) {
 //!         Input(bytes) => { let n = server.handle_input(now(), &bytes); keep(&bytes[n..]); }
-//!         Eof | ReadError => server.handle_eof(now()),
+//!         Eof => server.handle_eof(now()),           // half-closed: still replies
+//!         ReadError | WriteError => server.handle_disconnect(now()),
 //!         Deadline => server.handle_timeout(now()),
 //!     }
 //! }
@@ -748,12 +749,7 @@ impl Server {
                 .as_ref()
                 .map_or(0, |t| t.as_str().len() + 1);
         let mut line = String::from("+OK ");
-        for c in server.config.greeting.chars().filter(|c| !c.is_control()) {
-            if line.len() + c.len_utf8() > 4 + room {
-                break;
-            }
-            line.push(c);
-        }
+        push_clipped(&mut line, &server.config.greeting, room);
         if let Some(ts) = &server.timestamp {
             line.push(' ');
             line.push_str(ts.as_str());
@@ -798,15 +794,18 @@ impl Server {
         used
     }
 
-    /// The peer closed its side of the connection, or the connection failed.
+    /// The peer closed its sending side (a read returned end of stream).
     ///
-    /// When the machine is waiting for the client, the commands it has
-    /// already taken are still processed (a client that writes `QUIT` and
-    /// closes gets its UPDATE); then the session ends without UPDATE. When a
-    /// store request is outstanding (typically: writing failed while the
-    /// caller was performing the actions), the session ends as soon as the
-    /// store has answered: a body is not streamed to a dead connection. A
-    /// commit already started always completes.
+    /// The peer may still be reading, so this is not the end of the
+    /// session: every command it sent before closing is processed in order,
+    /// including while a store request is outstanding, and a client that
+    /// writes `USER`, `PASS`, `DELE 1`, `QUIT` and half-closes gets its
+    /// UPDATE and every reply. The session ends when the input runs out
+    /// (without UPDATE, unless a `QUIT` was among the commands). Feed every
+    /// octet read before calling this.
+    ///
+    /// A connection that is gone (a write failed, a reset, a cut by a
+    /// timeout) is reported with [`Server::handle_disconnect`] instead.
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
         if self.eof || self.state == State::Closed {
@@ -814,18 +813,45 @@ impl Server {
         }
         self.eof = true;
         match self.wait {
+            // Waiting for time or the handshake: no command can follow.
+            Wait::Delay { .. } | Wait::Tls => {
+                self.wait = Wait::Command;
+                self.input.clear();
+                self.close(CloseReason::PeerClosed, None);
+            }
+            // The store's answer resumes the processing of what is buffered.
+            Wait::Store(_) => {}
+            _ => self.advance(),
+        }
+    }
+
+    /// The connection is gone: a write failed, it was reset, or the adapter
+    /// cut it (a stalled write, the shutdown grace over).
+    ///
+    /// Nothing more can be delivered, so buffered commands are dropped and
+    /// the session ends without UPDATE. When a store request is
+    /// outstanding, the session ends as soon as the store has answered (a
+    /// body is not streamed to a dead connection); a commit already started
+    /// always completes, and then counts as the QUIT it answers.
+    pub fn handle_disconnect(&mut self, now: Instant) {
+        self.now = now;
+        if self.state == State::Closed {
+            return;
+        }
+        self.eof = true;
+        self.input.clear();
+        self.discarding = false;
+        match self.wait {
             Wait::Store(Pending::Commit { .. }) | Wait::Store(Pending::Release) => {}
             Wait::Store(_) => {
                 if self.close_after.is_none() {
                     self.close_after = Some(CloseReason::PeerClosed);
                 }
             }
-            Wait::Delay { .. } | Wait::Tls => {
+            _ => {
                 self.wait = Wait::Command;
-                self.input.clear();
                 self.close(CloseReason::PeerClosed, None);
             }
-            _ => self.advance(),
         }
     }
 
@@ -1526,9 +1552,11 @@ impl Server {
             caps.push(String::from("LANG"));
         }
         if let Some(imp) = &self.config.implementation {
-            let clean: String = imp.chars().filter(|c| !c.is_control()).take(400).collect();
+            // A capability line fits in 512 octets with its CRLF (RFC 2449
+            // §4), whatever the text's script.
             let mut s = String::from("IMPLEMENTATION ");
-            s.push_str(&clean);
+            let room = 510 - s.len();
+            push_clipped(&mut s, imp, room);
             caps.push(s);
         }
         caps
@@ -1885,4 +1913,17 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= x ^ y;
     }
     core::hint::black_box(diff) == 0
+}
+
+/// Appends `text` to `line` without control characters, cut at a character
+/// boundary so that at most `max_octets` octets are added.
+fn push_clipped(line: &mut String, text: &str, max_octets: usize) {
+    let mut room = max_octets;
+    for c in text.chars().filter(|c| !c.is_control()) {
+        let Some(left) = room.checked_sub(c.len_utf8()) else {
+            break;
+        };
+        room = left;
+        line.push(c);
+    }
 }

@@ -277,7 +277,7 @@ fn eof_during_sasl_closes() {
 }
 
 #[test]
-fn eof_while_a_body_is_streaming_releases_without_update() {
+fn disconnect_while_a_body_is_streaming_releases_without_update() {
     let mut s = logged_in(2, 100);
     let now = Instant::from_millis(1);
     s.handle_input(now, b"DELE 2\r\nRETR 1\r\n");
@@ -292,7 +292,7 @@ fn eof_while_a_body_is_streaming_releases_without_update() {
                     StoreRequest::Read { .. } => StoreReply::Reading(Ok(())),
                     StoreRequest::NextChunk => {
                         if !eof_sent {
-                            s.handle_eof(now);
+                            s.handle_disconnect(now);
                             eof_sent = true;
                         }
                         StoreReply::Chunk(Ok(Some(bytes::Bytes::from_static(b"line\r\n"))))
@@ -312,6 +312,147 @@ fn eof_while_a_body_is_streaming_releases_without_update() {
         !requests
             .iter()
             .any(|r| matches!(r, StoreRequest::Commit { .. }))
+    );
+    assert_eq!(s.summary().close_reason, Some(CloseReason::PeerClosed));
+}
+
+/// Answers every store request of `s` until it closes, with `list` as the
+/// maildrop and `body` as every message; calls `on_request` first (to end
+/// the input at an awkward moment). Returns the requests in order.
+fn run_store(
+    s: &mut Server,
+    list: &[MessageInfo],
+    body: &'static [u8],
+    mut on_request: impl FnMut(&mut Server, &StoreRequest),
+) -> Vec<StoreRequest> {
+    let now = Instant::from_millis(1);
+    let mut requests = Vec::new();
+    let mut chunk_sent = false;
+    loop {
+        match s.poll_action() {
+            Some(Action::Event(req)) => {
+                on_request(s, &req);
+                let reply = match &req {
+                    StoreRequest::VerifyPassword { .. } => StoreReply::Verified(Ok(true)),
+                    StoreRequest::Open { .. } => StoreReply::Opened(Ok(list.to_vec())),
+                    StoreRequest::Read { .. } => {
+                        chunk_sent = false;
+                        StoreReply::Reading(Ok(()))
+                    }
+                    StoreRequest::NextChunk if !chunk_sent => {
+                        chunk_sent = true;
+                        StoreReply::Chunk(Ok(Some(bytes::Bytes::from_static(body))))
+                    }
+                    StoreRequest::NextChunk => StoreReply::Chunk(Ok(None)),
+                    StoreRequest::Commit { .. } => StoreReply::Committed(Ok(())),
+                    StoreRequest::Release => StoreReply::Released,
+                    other => panic!("unexpected {other:?}"),
+                };
+                requests.push(req);
+                s.handle_store(now, reply);
+            }
+            Some(Action::Close) => return requests,
+            Some(_) => {}
+            None => panic!("stuck: {:?}", s.state()),
+        }
+    }
+}
+
+fn two_messages() -> Vec<MessageInfo> {
+    (1..=2)
+        .map(|i| MessageInfo {
+            size: 6,
+            uid: Uid::new(format!("u{i}")).unwrap(),
+        })
+        .collect()
+}
+
+#[test]
+fn half_close_during_login_check_still_runs_dele_and_quit() {
+    let now = Instant::from_millis(0);
+    let mut s = Server::new(Arc::new(test_config()), now, plain());
+    while s.poll_action().is_some() {}
+    let script = b"USER u\r\nPASS p\r\nDELE 1\r\nQUIT\r\n";
+    assert_eq!(s.handle_input(now, script), script.len());
+    let mut eof_sent = false;
+    let requests = run_store(&mut s, &two_messages(), b"line\r\n", |s, req| {
+        // The peer half-closes while the password is being checked.
+        if matches!(req, StoreRequest::VerifyPassword { .. }) && !eof_sent {
+            eof_sent = true;
+            s.handle_eof(now);
+        }
+    });
+    assert!(eof_sent);
+    assert!(
+        requests.contains(&StoreRequest::Commit { deleted: vec![0] }),
+        "the pipelined DELE and QUIT were processed: {requests:?}"
+    );
+    assert_eq!(s.summary().close_reason, Some(CloseReason::Quit));
+}
+
+#[test]
+fn half_close_while_a_body_streams_finishes_the_body_and_the_quit() {
+    let mut s = logged_in(2, 6);
+    let now = Instant::from_millis(1);
+    s.handle_input(now, b"RETR 1\r\nDELE 2\r\nQUIT\r\n");
+    let mut out = Vec::new();
+    let mut eof_sent = false;
+    let mut requests = Vec::new();
+    let mut chunk_sent = false;
+    loop {
+        match s.poll_action() {
+            Some(Action::Send(t)) => out.extend_from_slice(&t.bytes),
+            Some(Action::Event(req)) => {
+                let reply = match &req {
+                    StoreRequest::Read { .. } => StoreReply::Reading(Ok(())),
+                    StoreRequest::NextChunk if !chunk_sent => {
+                        // The peer half-closes with the body under way.
+                        s.handle_eof(now);
+                        eof_sent = true;
+                        chunk_sent = true;
+                        StoreReply::Chunk(Ok(Some(bytes::Bytes::from_static(b"line\r\n"))))
+                    }
+                    StoreRequest::NextChunk => StoreReply::Chunk(Ok(None)),
+                    StoreRequest::Commit { .. } => StoreReply::Committed(Ok(())),
+                    StoreRequest::Release => StoreReply::Released,
+                    other => panic!("unexpected {other:?}"),
+                };
+                requests.push(req);
+                s.handle_store(now, reply);
+            }
+            Some(Action::Close) => break,
+            Some(_) => {}
+            None => panic!("stuck"),
+        }
+    }
+    assert!(eof_sent);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("line\r\n.\r\n"),
+        "the whole body went out: {out:?}"
+    );
+    assert!(out.ends_with("\r\n"), "{out:?}");
+    assert!(requests.contains(&StoreRequest::Commit { deleted: vec![1] }));
+    assert_eq!(s.summary().close_reason, Some(CloseReason::Quit));
+}
+
+#[test]
+fn disconnect_during_login_check_drops_the_buffered_commands() {
+    let now = Instant::from_millis(0);
+    let mut s = Server::new(Arc::new(test_config()), now, plain());
+    while s.poll_action().is_some() {}
+    let script = b"USER u\r\nPASS p\r\nDELE 1\r\nQUIT\r\n";
+    assert_eq!(s.handle_input(now, script), script.len());
+    let requests = run_store(&mut s, &two_messages(), b"line\r\n", |s, req| {
+        if matches!(req, StoreRequest::VerifyPassword { .. }) {
+            s.handle_disconnect(now);
+        }
+    });
+    assert!(
+        !requests
+            .iter()
+            .any(|r| matches!(r, StoreRequest::Commit { .. })),
+        "nothing is deleted for a connection that is gone: {requests:?}"
     );
     assert_eq!(s.summary().close_reason, Some(CloseReason::PeerClosed));
 }

@@ -1101,3 +1101,22 @@ fn malformed_command_texts_name_the_command_only() {
     assert_eq!(h.cmd("RETR x"), "-ERR RETR: invalid argument.\r\n");
     assert_eq!(h.cmd("DELE 1 2"), "-ERR DELE: too many arguments.\r\n");
 }
+
+#[test]
+fn implementation_capability_fits_the_line_limit_in_octets_whatever_the_script() {
+    // 300 two-octet characters: 600 octets, well within a cap counted in
+    // characters, beyond the 512-octet line limit.
+    let text: String = "é".repeat(300);
+    let config = test_config().implementation(Some(text));
+    let mut h = Harness::new(config, plain(), standard_store());
+    h.take_output();
+    h.send_line("CAPA");
+    let raw = String::from_utf8(h.take_raw()).expect("UTF-8 kept whole");
+    let line = raw
+        .split("\r\n")
+        .find(|l| l.starts_with("IMPLEMENTATION "))
+        .expect("IMPLEMENTATION advertised");
+    assert!(line.len() + 2 <= 512, "{} octets", line.len() + 2);
+    assert!(line.len() + 2 > 500, "clipped no more than needed");
+    assert!(line["IMPLEMENTATION ".len()..].chars().all(|c| c == 'é'));
+}

@@ -475,6 +475,31 @@ pub fn peer_vanishing_mid_retr_deletes_nothing<C: Runtime, S: Runtime>() {
     assert!(!w.store.is_locked("alice"));
 }
 
+/// A client that writes its whole session at once and closes its sending
+/// side (`shutdown(Write)`) still gets every reply, the RETR body, and the
+/// UPDATE its QUIT asked for: the end of the input is a half-close, not a
+/// vanished peer.
+pub fn half_close_after_a_pipelined_script_still_updates<S: Runtime>() {
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let mut raw = std::net::TcpStream::connect(w.served.plain).unwrap();
+    raw.write_all(b"USER alice\r\nPASS secret\r\nDELE 1\r\nRETR 3\r\nQUIT\r\n")
+        .unwrap();
+    raw.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    raw.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    let statuses: Vec<&str> = out
+        .split("\r\n")
+        .filter(|l| l.starts_with("+OK") || l.starts_with("-ERR"))
+        .collect();
+    assert_eq!(statuses.len(), 6, "greeting and five replies: {out}");
+    assert!(statuses.iter().all(|l| l.starts_with("+OK")), "{out}");
+    (w.served.wait_idle)();
+    assert_eq!(w.store.message_count("alice"), msgs.len() - 1, "{out}");
+    assert!(!w.store.is_locked("alice"));
+}
+
 /// 100 clients at once on a server that serves 16 at a time: every one is
 /// served in turn.
 pub fn hundred_concurrent_clients<C: Runtime, S: Runtime>() {
@@ -657,6 +682,10 @@ macro_rules! runtime_suite {
             #[test]
             fn a_tiny_action_queue_only_slows_parsing_down() {
                 suite::a_tiny_action_queue_only_slows_parsing_down::<$c, $s>();
+            }
+            #[test]
+            fn half_close_after_a_pipelined_script_still_updates() {
+                suite::half_close_after_a_pipelined_script_still_updates::<$s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {

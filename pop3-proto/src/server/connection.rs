@@ -162,8 +162,12 @@ pub struct Connection {
     rstart: usize,
     rend: usize,
     slot: Option<Slot>,
-    /// Nothing more is read or written (the peer closed, or we cut).
-    eof: bool,
+    /// Nothing more is read: the peer closed its side (it may still read
+    /// the replies), or the connection is gone.
+    read_closed: bool,
+    /// The machine was told of the end of the input (after every octet
+    /// read was fed to it).
+    eof_told: bool,
     /// We cut the connection (a failed or stalled write, the grace over).
     cut: bool,
     handshaking: bool,
@@ -187,7 +191,8 @@ impl Connection {
             rstart: 0,
             rend: 0,
             slot: None,
-            eof: false,
+            read_closed: false,
+            eof_told: false,
             cut: false,
             handshaking: false,
             write_since: None,
@@ -205,7 +210,7 @@ impl Connection {
     pub fn want(&mut self, now: Instant) -> Want<'_> {
         loop {
             // Everything the machine said so far goes out first.
-            if !self.eof && (!self.wbuf.is_empty() || self.unflushed) {
+            if !self.cut && (!self.wbuf.is_empty() || self.unflushed) {
                 self.pull();
                 self.write_since.get_or_insert(now);
                 return if self.wbuf.is_empty() {
@@ -217,7 +222,7 @@ impl Connection {
             self.write_since = None;
             match self.slot.take() {
                 Some(Slot::Store(request)) => return Want::Store(request),
-                Some(Slot::StartTls) if !self.eof => {
+                Some(Slot::StartTls) if !self.cut && !self.read_closed => {
                     self.handshaking = true;
                     self.slot = Some(Slot::StartTls);
                     return Want::StartTls;
@@ -244,7 +249,17 @@ impl Connection {
                     continue;
                 }
             }
-            if self.eof || !self.machine.wants_input() {
+            if self.read_closed {
+                // A half-closed peer still gets every reply: the machine
+                // hears of the end only once it has taken all that was read.
+                if !self.eof_told && (self.rstart >= self.rend || self.cut) {
+                    self.eof_told = true;
+                    self.machine.handle_eof(now);
+                    continue;
+                }
+                return Want::Wait;
+            }
+            if !self.machine.wants_input() {
                 return Want::Wait;
             }
             if self.rstart >= self.rend {
@@ -271,7 +286,7 @@ impl Connection {
             took = true;
             match action {
                 Action::Send(t) => {
-                    if !self.eof {
+                    if !self.cut {
                         self.wbuf.extend_from_slice(&t.bytes);
                     }
                 }
@@ -309,14 +324,19 @@ impl Connection {
         }
     }
 
-    /// How the read into the buffer of [`Want::Read`] went: octets read (0
-    /// is the end of the stream; so is an error).
+    /// How the read into the buffer of [`Want::Read`] went: octets read, or
+    /// 0 for the end of the stream (the peer closed its sending side: the
+    /// commands it sent are still answered); an error means the connection
+    /// is gone (the session ends without UPDATE).
     pub fn received<E>(&mut self, now: Instant, result: Result<usize, E>) {
         let n = match result {
-            Ok(n) if n > 0 => n,
-            _ => {
-                self.eof = true;
-                self.machine.handle_eof(now);
+            Ok(0) => {
+                self.read_closed = true;
+                return;
+            }
+            Ok(n) => n,
+            Err(_) => {
+                self.cut(now);
                 return;
             }
         };
@@ -359,7 +379,8 @@ impl Connection {
 
     fn cut(&mut self, now: Instant) {
         self.cut = true;
-        self.eof = true;
+        self.read_closed = true;
+        self.eof_told = true;
         self.wbuf.clear();
         self.unflushed = false;
         self.write_since = None;
@@ -369,7 +390,7 @@ impl Connection {
                 self.slot = None;
             }
         }
-        self.machine.handle_eof(now);
+        self.machine.handle_disconnect(now);
     }
 
     /// When [`Connection::handle_timeout`] is due while the wanted I/O is
@@ -387,7 +408,7 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.shutdown_at.is_some_and(|at| now >= at) {
             self.shutdown_at = None;
-            if !self.eof {
+            if !self.cut {
                 self.cut(now);
             }
         } else if let Some(since) = self.write_since {

@@ -42,7 +42,9 @@
 //!   the CRLF the server appends to a message that does not end with a line
 //!   end, so that the LIST size equals what RETR sends before dot-stuffing.
 //!   When the base name carries `,W=<n>` (the size with CRLF line ends, as
-//!   Dovecot writes it), `n` is used without touching the file: mail
+//!   Dovecot writes it), `n` is used without reading the file, once checked
+//!   against the file's length (a size below it, or above twice it plus 2,
+//!   cannot be right: the file is then counted, with a warning): mail
 //!   delivered over SMTP or LMTP always ends with a line end, so `W=` is
 //!   exact for it. `,S=<n>` alone is the raw file size: it says nothing about
 //!   how many bare LFs the file holds, so it is not used. Other messages are
@@ -481,6 +483,13 @@ fn dedup_by_base(files: &mut Vec<Found>) {
     files.dedup_by(|later, earlier| later.base == earlier.base);
 }
 
+/// Whether `w` can be the RFC 1939 size of a file of `len` octets: at
+/// least every octet, at most every octet a bare LF (counted twice) plus
+/// the CRLF appended to a last line without a line end.
+fn w_is_possible(w: u64, len: u64) -> bool {
+    len <= w && w <= len.saturating_mul(2).saturating_add(2)
+}
+
 /// The `,W=<n>` value in a base name.
 fn w_size(base: &[u8]) -> Option<u64> {
     base.split(|&b| b == b',')
@@ -569,10 +578,6 @@ fn size_all(dir: &Path, files: &mut Vec<Found>) -> Result<Vec<u64>, StoreError> 
     let mut new = HashMap::with_capacity(old.len());
     let mut sizes = Vec::with_capacity(files.len());
     for f in files.iter_mut() {
-        if let Some(w) = w_size(&f.base) {
-            sizes.push(Some(w));
-            continue;
-        }
         let Some(path) = &f.path else {
             sizes.push(None);
             continue;
@@ -585,6 +590,18 @@ fn size_all(dir: &Path, files: &mut Vec<Found>) -> Result<Vec<u64>, StoreError> 
             }
             Err(e) => return Err(temporary("message file", &e)),
         };
+        if let Some(w) = w_size(&f.base) {
+            if w_is_possible(w, meta.len()) {
+                sizes.push(Some(w));
+                continue;
+            }
+            tracing::warn!(
+                file = %path.display(),
+                w,
+                len = meta.len(),
+                "the W= size in a Maildir file name cannot be right; counting the file"
+            );
+        }
         let mtime_ns = meta
             .modified()
             .ok()

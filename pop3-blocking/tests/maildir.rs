@@ -192,11 +192,11 @@ fn sizes_across_chunk_boundaries() {
 }
 
 #[test]
-fn w_is_trusted_and_s_alone_is_not() {
+fn a_possible_w_is_trusted_and_s_alone_is_not() {
     let f = Fixture::new();
-    // W= is used as is, without reading: make it disagree with the content
-    // to see that.
-    f.deliver("cur", "1.a.h,S=3,W=1234:2,S", b"ab\n");
+    // A W= within what the file's length allows is used without reading:
+    // make it disagree with the content (but stay possible) to see that.
+    f.deliver("cur", "1.a.h,S=3,W=5:2,S", b"ab\n");
     // S= is the raw size; the bare LF means the RFC 1939 size is larger.
     f.deliver("cur", "2.b.h,S=3:2,", b"ab\n");
     // W= before S=, and W= without S=.
@@ -204,7 +204,17 @@ fn w_is_trusted_and_s_alone_is_not() {
     f.deliver("cur", "4.d.h,W=4", b"ab\n");
     // Not a W= field: it must follow a comma.
     f.deliver("cur", "5.eW=9", b"ab\n");
-    assert_eq!(f.sizes(), [1234, 4, 4, 4, 4]);
+    assert_eq!(f.sizes(), [5, 4, 4, 4, 4]);
+}
+
+#[test]
+fn a_w_size_that_cannot_be_right_is_counted_from_the_file() {
+    let f = Fixture::new();
+    // Too large for 3 octets, too small, and past u64 arithmetic.
+    f.deliver("cur", "1.a.h,S=3,W=1234:2,S", b"ab\n");
+    f.deliver("cur", "2.b.h,W=1:2,S", b"ab\n");
+    f.deliver("cur", "3.c.h,W=18446744073709551615:2,S", b"ab\n");
+    assert_eq!(f.sizes(), [4, 4, 4]);
 }
 
 #[test]
@@ -553,10 +563,10 @@ fn size_cache_is_used_and_invalidated() {
     let f = Fixture::with(|s| s.move_new_to_cur(false));
     let a = f.deliver("cur", "1.a.h:2,", b"a\nb\n");
     let b = f.deliver("cur", "2.b.h:2,S", b"ccc\n");
-    f.deliver("cur", "3.w.h,W=7:2,", b"w\n");
+    f.deliver("cur", "3.w.h,W=4:2,", b"w\n");
     set_mtime(&a, 1_000_000);
     set_mtime(&b, 1_000_000);
-    assert_eq!(f.sizes(), [6, 5, 7]);
+    assert_eq!(f.sizes(), [6, 5, 4]);
     let text = cache(&f);
     assert!(text.starts_with("pop3-rs sizes 1\n"), "{text}");
     assert!(
@@ -570,22 +580,22 @@ fn size_cache_is_used_and_invalidated() {
     let forged = text.replace("6 4 1000000000000000 1.a.h", "66 4 1000000000000000 1.a.h");
     assert_ne!(forged, text, "{text}");
     fs::write(f.maildir().join(SIZE_CACHE_FILE), &forged).unwrap();
-    assert_eq!(f.sizes(), [66, 5, 7]);
+    assert_eq!(f.sizes(), [66, 5, 4]);
 
     // Same length, new content and mtime: counted again.
     fs::write(&a, b"ab\r\n").unwrap();
     set_mtime(&a, 1_000_001);
-    assert_eq!(f.sizes(), [4, 5, 7]);
+    assert_eq!(f.sizes(), [4, 5, 4]);
     // New length, same mtime: counted again.
     fs::write(&b, b"c\nc\nc\n").unwrap();
     set_mtime(&b, 1_000_000);
-    assert_eq!(f.sizes(), [4, 9, 7]);
+    assert_eq!(f.sizes(), [4, 9, 4]);
     assert!(cache(&f).contains("9 6 1000000000000000 2.b.h\n"));
 
     // Entries of deleted messages are dropped, and the cache survives moves.
     f.open().commit(vec![0]).unwrap();
     fs::rename(&b, f.maildir().join("cur/2.b.h:2,ST")).unwrap();
-    assert_eq!(f.sizes(), [9, 7]);
+    assert_eq!(f.sizes(), [9, 4]);
     let text = cache(&f);
     assert!(!text.contains("1.a.h"), "{text}");
     assert!(text.contains("2.b.h"), "{text}");

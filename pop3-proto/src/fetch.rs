@@ -665,7 +665,9 @@ impl Fetch {
                             .wanted
                             .iter()
                             .map(|(m, _)| self.sizes.get(m).copied().unwrap_or(0))
-                            .sum(),
+                            // The server's sizes: a hostile one must not
+                            // make the sum panic.
+                            .fold(0u64, u64::saturating_add),
                         ..Progress::default()
                     };
                     match conn.retr_many(self.wanted.iter().map(|(m, _)| *m)) {

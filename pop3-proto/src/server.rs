@@ -696,7 +696,9 @@ pub struct Server {
     deleted: Vec<bool>,
     retrieved: Vec<bool>,
     live_count: usize,
-    live_size: u64,
+    /// The octets of the messages not marked deleted; wide enough that no
+    /// store's sizes can overflow it (shown saturated at `u64::MAX`).
+    live_size: u128,
     summary: SessionSummary,
     /// The pieces of an encoded message chunk (kept to reuse its memory).
     pieces: Vec<Bytes>,
@@ -1208,6 +1210,11 @@ impl Server {
         }
     }
 
+    /// The octets of the live messages as STAT shows them.
+    fn live_octets(&self) -> u64 {
+        u64::try_from(self.live_size).unwrap_or(u64::MAX)
+    }
+
     fn finish_close(&mut self) {
         self.closing = true;
         self.state = State::Closed;
@@ -1352,7 +1359,7 @@ impl Server {
             Command::Capa => self.capa(),
             Command::Stat => {
                 let mut s = String::new();
-                let _ = write!(s, "+OK {} {}", self.live_count, self.live_size);
+                let _ = write!(s, "+OK {} {}", self.live_count, self.live_octets());
                 self.send_line(&s);
             }
             Command::List(None) => {
@@ -1360,7 +1367,8 @@ impl Server {
                 let _ = write!(
                     s,
                     "+OK {} messages ({} octets)",
-                    self.live_count, self.live_size
+                    self.live_count,
+                    self.live_octets()
                 );
                 self.send_line(&s);
                 self.wait = Wait::Listing {
@@ -1412,7 +1420,7 @@ impl Server {
                 if let Some(i) = self.live_message(n) {
                     self.deleted[i] = true;
                     self.live_count -= 1;
-                    self.live_size -= self.messages[i].size;
+                    self.live_size -= u128::from(self.messages[i].size);
                     let mut s = String::new();
                     let _ = write!(s, "+OK Message {n} deleted.");
                     self.send_line(&s);
@@ -1424,12 +1432,13 @@ impl Server {
                     *d = false;
                 }
                 self.live_count = self.messages.len();
-                self.live_size = self.messages.iter().map(|m| m.size).sum();
+                self.live_size = total_size(&self.messages);
                 let mut s = String::new();
                 let _ = write!(
                     s,
                     "+OK Maildrop has {} messages ({} octets).",
-                    self.live_count, self.live_size
+                    self.live_count,
+                    self.live_octets()
                 );
                 self.send_line(&s);
             }
@@ -1765,7 +1774,7 @@ impl Server {
                     self.state = State::Transaction;
                     self.bad_commands = 0;
                     self.live_count = messages.len();
-                    self.live_size = messages.iter().map(|m| m.size).sum();
+                    self.live_size = total_size(&messages);
                     self.deleted = alloc::vec![false; messages.len()];
                     self.retrieved = alloc::vec![false; messages.len()];
                     self.summary.messages = messages.len();
@@ -1776,7 +1785,8 @@ impl Server {
                     let _ = write!(
                         s,
                         "+OK Logged in; {} messages ({} octets).",
-                        self.live_count, self.live_size
+                        self.live_count,
+                        self.live_octets()
                     );
                     self.send_line(&s);
                 }
@@ -1913,6 +1923,11 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= x ^ y;
     }
     core::hint::black_box(diff) == 0
+}
+
+/// The sum of the sizes, in a type no store's sizes can overflow.
+fn total_size(messages: &[MessageInfo]) -> u128 {
+    messages.iter().map(|m| u128::from(m.size)).sum()
 }
 
 /// Appends `text` to `line` without control characters, cut at a character

@@ -567,3 +567,30 @@ fn machine_and_driver_can_move_between_threads() {
     assert_send::<pop3_proto::store::StoreDriver<pop3_proto::store::MemoryStore>>();
     assert_send_sync::<pop3_proto::server::ServerConfig>();
 }
+
+#[test]
+fn sizes_that_overflow_a_u64_sum_saturate_instead_of_panicking() {
+    let mut s = logged_in(3, u64::MAX / 2);
+    let now = Instant::from_millis(1);
+    s.handle_input(now, b"STAT\r\nDELE 1\r\nSTAT\r\nRSET\r\nSTAT\r\n");
+    let mut out = Vec::new();
+    while let Some(action) = s.poll_action() {
+        if let Action::Send(t) = action {
+            out.extend_from_slice(&t.bytes);
+        }
+    }
+    let out = String::from_utf8(out).unwrap();
+    let stats: Vec<&str> = out
+        .split("\r\n")
+        .filter(|l| l.starts_with("+OK") && l.split(' ').count() == 3)
+        .collect();
+    assert_eq!(
+        stats,
+        [
+            format!("+OK 3 {}", u64::MAX),
+            format!("+OK 2 {}", u64::MAX - 1),
+            format!("+OK 3 {}", u64::MAX),
+        ],
+        "{out}"
+    );
+}

@@ -339,8 +339,23 @@ where
         loop {
             match poll_fn(|cx| session.poll_step(cx)).await {
                 Step::Store(request) => {
-                    let reply = driver.execute(request).await;
-                    session.conn.store_done(session.clock.now(), reply);
+                    let call = driver.execute(request);
+                    let reply = match session.conn.poll_timeout() {
+                        Some(deadline) => {
+                            let clock = &mut session.clock;
+                            let expired = async {
+                                poll_fn(|cx| clock.poll_until(cx, deadline)).await;
+                                None
+                            };
+                            or(async { Some(call.await) }, expired).await
+                        }
+                        None => Some(call.await),
+                    };
+                    let now = session.clock.now();
+                    match reply {
+                        Some(reply) => session.conn.store_done(now, reply),
+                        None => session.conn.handle_timeout(now),
+                    }
                 }
                 Step::Close { graceful } => {
                     if graceful {

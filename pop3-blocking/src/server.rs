@@ -319,8 +319,15 @@ impl<S: Store> Pop3Server<S> {
                     conn.received(clock.now(), r);
                 }),
                 Want::Store(request) => {
-                    let reply = block_on(&waker, driver.execute(request));
-                    conn.store_done(clock.now(), reply);
+                    // A blocking store runs here, on the session's thread,
+                    // and cannot be interrupted; an asynchronous one (an
+                    // offloaded store) is waited for until the store
+                    // timeout.
+                    let deadline = conn.poll_timeout().map(|at| clock.left(at));
+                    match block_on(&waker, driver.execute(request), deadline) {
+                        Some(reply) => conn.store_done(clock.now(), reply),
+                        None => conn.handle_timeout(clock.now()),
+                    }
                     Some(())
                 }
                 Want::StartTls => {
@@ -377,13 +384,23 @@ impl Wake for Unpark {
 
 /// Runs `future` to completion on this thread, parking while it is pending
 /// (`waker` unparks this thread).
-fn block_on<F: Future>(waker: &Waker, future: F) -> F::Output {
+fn block_on<F: Future>(waker: &Waker, future: F, limit: Option<Duration>) -> Option<F::Output> {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(waker);
+    let until = limit.map(|limit| Instant::now() + limit);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
+            return Some(output);
         }
-        thread::park();
+        match until {
+            Some(until) => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                thread::park_timeout(left);
+            }
+            None => thread::park(),
+        }
     }
 }

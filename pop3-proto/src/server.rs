@@ -549,6 +549,9 @@ pub enum CloseReason {
     TooManyBadCommands,
     /// The store failed where the session could not go on.
     StoreFailure,
+    /// The store did not answer a request in time (see
+    /// [`Server::handle_store_timeout`]).
+    StoreTimeout,
 }
 
 /// Counters for the one log line per session.
@@ -605,6 +608,7 @@ impl core::fmt::Display for SessionSummary {
             Some(CloseReason::LoginTimeout) => "login-timeout",
             Some(CloseReason::TooManyBadCommands) => "too-many-bad-commands",
             Some(CloseReason::StoreFailure) => "store-failure",
+            Some(CloseReason::StoreTimeout) => "store-timeout",
         })
     }
 }
@@ -936,6 +940,36 @@ impl Server {
         }
         self.on_store_reply(pending, reply);
         self.advance();
+    }
+
+    /// The outstanding store request will not be answered: the adapter gave
+    /// up waiting for it (a hung store must not hold the connection).
+    ///
+    /// The request is abandoned, and with it the maildrop (the adapter drops
+    /// its store driver, which releases it; no `Release` is asked for). A
+    /// command waiting for the answer gets `-ERR [SYS/TEMP]`; a body being
+    /// streamed is cut short without its terminator, so the client sees it
+    /// fail. The session then ends without UPDATE. When the abandoned
+    /// request was the commit of a QUIT, whether it took effect is the
+    /// store's: a store must commit atomically, so that either nothing or
+    /// exactly the messages marked deleted are removed.
+    pub fn handle_store_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let Wait::Store(pending) = core::mem::replace(&mut self.wait, Wait::Command) else {
+            return;
+        };
+        self.maildrop_open = false;
+        self.close_after = None;
+        self.summary.close_reason = Some(CloseReason::StoreTimeout);
+        match pending {
+            // The session was ending already.
+            Pending::Release => self.finish_close(),
+            Pending::Chunk(_) => self.close(CloseReason::StoreTimeout, None),
+            _ => self.close(
+                CloseReason::StoreTimeout,
+                Some("-ERR [SYS/TEMP] The mail storage is not responding."),
+            ),
+        }
     }
 
     /// The TLS handshake that followed [`Action::StartTls`] succeeded.

@@ -594,3 +594,64 @@ fn sizes_that_overflow_a_u64_sum_saturate_instead_of_panicking() {
         "{out}"
     );
 }
+
+#[test]
+fn a_store_timeout_mid_body_cuts_the_body_and_asks_nothing_more_of_the_store() {
+    let mut s = logged_in(2, 100);
+    let now = Instant::from_millis(1);
+    s.handle_input(now, b"DELE 2\r\nRETR 1\r\n");
+    let mut out = Vec::new();
+    let mut timed_out = false;
+    loop {
+        match s.poll_action() {
+            Some(Action::Send(t)) => out.extend_from_slice(&t.bytes),
+            Some(Action::Event(StoreRequest::Read { .. })) => {
+                s.handle_store(now, StoreReply::Reading(Ok(())))
+            }
+            Some(Action::Event(StoreRequest::NextChunk)) if !timed_out => {
+                // The store never answers: the adapter gives up.
+                timed_out = true;
+                s.handle_store_timeout(now);
+            }
+            Some(Action::Event(other)) => panic!("nothing more is asked: {other:?}"),
+            Some(Action::Close) => break,
+            Some(_) => {}
+            None => panic!("stuck"),
+        }
+    }
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.ends_with("octets\r\n"),
+        "the body is cut, not ended: {out:?}"
+    );
+    assert!(!out.contains("-ERR"), "{out:?}");
+    assert_eq!(s.summary().close_reason, Some(CloseReason::StoreTimeout));
+    // A late answer is ignored.
+    s.handle_store(now, StoreReply::Chunk(Ok(None)));
+    assert_eq!(s.poll_action(), None);
+}
+
+#[test]
+fn a_store_timeout_on_login_answers_sys_temp_and_closes() {
+    let now = Instant::from_millis(0);
+    let mut s = Server::new(Arc::new(test_config()), now, plain());
+    while s.poll_action().is_some() {}
+    s.handle_input(now, b"USER u\r\nPASS p\r\n");
+    let mut out = Vec::new();
+    loop {
+        match s.poll_action() {
+            Some(Action::Send(t)) => out.extend_from_slice(&t.bytes),
+            Some(Action::Event(StoreRequest::VerifyPassword { .. })) => s.handle_store_timeout(now),
+            Some(Action::Event(other)) => panic!("nothing more is asked: {other:?}"),
+            Some(Action::Close) => break,
+            Some(_) => {}
+            None => panic!("stuck"),
+        }
+    }
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.ends_with("-ERR [SYS/TEMP] The mail storage is not responding.\r\n"),
+        "{out:?}"
+    );
+    assert_eq!(s.summary().close_reason, Some(CloseReason::StoreTimeout));
+}

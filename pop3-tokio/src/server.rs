@@ -226,8 +226,17 @@ where
         loop {
             match poll_fn(|cx| session.poll_step(cx)).await {
                 Step::Store(request) => {
-                    let reply = driver.execute(request).await;
-                    session.conn.store_done(session.now(), reply);
+                    let call = driver.execute(request);
+                    match session.conn.poll_timeout() {
+                        Some(deadline) => {
+                            let at = epoch + Duration::from_millis(deadline.as_millis());
+                            match tokio::time::timeout_at(at, call).await {
+                                Ok(reply) => session.conn.store_done(session.now(), reply),
+                                Err(_) => session.conn.handle_timeout(session.now()),
+                            }
+                        }
+                        None => session.conn.store_done(session.now(), call.await),
+                    }
                 }
                 Step::Close { graceful } => {
                     if graceful {

@@ -203,6 +203,8 @@ pub fn world<R: Runtime>(msgs: &[Vec<u8>], options: ServerOptions) -> World {
 
 pub fn options(security: Security, roots: &Arc<RootCertStore>) -> ConnectOptions {
     let mut o = ConnectOptions::new(security);
+    // Loopback: clear-text logins are allowed for the plain scenarios.
+    o.session.insecure_cleartext_login = true;
     o.verification = TlsVerification::Roots(roots.clone());
     o
 }
@@ -475,6 +477,52 @@ pub fn peer_vanishing_mid_retr_deletes_nothing<C: Runtime, S: Runtime>() {
     assert!(!w.store.is_locked("alice"));
 }
 
+/// A store whose maildrops never open: the call hangs for ever.
+pub struct HangingStore;
+
+impl Store for HangingStore {
+    type Maildrop = GeneratedDrop;
+
+    fn credential_forms(&self) -> CredentialForms {
+        CredentialForms::new(true, false)
+    }
+
+    async fn verify_password(&self, _user: &str, _password: &Secret) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn shared_secret(&self, _user: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(None)
+    }
+
+    async fn open(&self, _user: &str) -> Result<GeneratedDrop, StoreError> {
+        std::future::pending().await
+    }
+}
+
+/// A store call that never returns is abandoned at the store timeout: the
+/// client gets `-ERR [SYS/TEMP]` and the connection is closed, so a hung
+/// store cannot hold connection slots.
+pub fn a_hung_store_is_abandoned_at_the_store_timeout<S: Runtime>() {
+    let pki = pki();
+    let mut options = ServerOptions::default();
+    options.store_timeout = Duration::from_millis(300);
+    let config = ServerConfig::for_store(&HangingStore).allow_plaintext_auth(true);
+    let served = S::serve(Arc::new(HangingStore), config, pki.server.clone(), options);
+    let mut raw = std::net::TcpStream::connect(served.plain).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    raw.write_all(b"USER u\r\nPASS p\r\n").unwrap();
+    let mut out = Vec::new();
+    raw.read_to_end(&mut out)
+        .expect("the server closes the connection");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.ends_with("-ERR [SYS/TEMP] The mail storage is not responding.\r\n"),
+        "{out}"
+    );
+    (served.wait_idle)();
+}
+
 /// A client that writes its whole session at once and closes its sending
 /// side (`shutdown(Write)`) still gets every reply, the RETR body, and the
 /// UPDATE its QUIT asked for: the end of the input is a half-close, not a
@@ -686,6 +734,10 @@ macro_rules! runtime_suite {
             #[test]
             fn half_close_after_a_pipelined_script_still_updates() {
                 suite::half_close_after_a_pipelined_script_still_updates::<$s>();
+            }
+            #[test]
+            fn a_hung_store_is_abandoned_at_the_store_timeout() {
+                suite::a_hung_store_is_abandoned_at_the_store_timeout::<$s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {

@@ -29,6 +29,12 @@ pub struct ServerOptions {
     /// After shutdown is requested, sessions still open this long are closed
     /// as if the connection dropped (no UPDATE).
     pub shutdown_grace: Duration,
+    /// A store request not answered in this long is abandoned
+    /// ([`Server::handle_store_timeout`]): the client gets
+    /// `-ERR [SYS/TEMP]` and the session ends without UPDATE, so a hung
+    /// store cannot hold a connection slot for ever. The adapter enforces
+    /// it by racing the store call against [`Connection::poll_timeout`].
+    pub store_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +44,7 @@ impl Default for ServerOptions {
             write_stall_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            store_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -59,7 +66,10 @@ pub enum Want<'a> {
     Flush,
     /// Perform this request against the store (with a
     /// [`StoreDriver`](crate::store::StoreDriver)), then
-    /// [`Connection::store_done`]. Never cancel it: a commit must complete.
+    /// [`Connection::store_done`]. Wait for it until
+    /// [`Connection::poll_timeout`] at most, then call
+    /// [`Connection::handle_timeout`] instead (the store timeout: the
+    /// request is abandoned, the session ends).
     Store(StoreRequest),
     /// Run the server side of the TLS handshake now (what was read in clear
     /// text has been discarded), then [`Connection::tls_done`]. Asked again
@@ -173,6 +183,9 @@ pub struct Connection {
     handshaking: bool,
     /// When the current write began to wait, or last made progress.
     write_since: Option<Instant>,
+    /// When the outstanding store request was handed out.
+    store_since: Option<Instant>,
+    store_timeout: Duration,
     shutdown_at: Option<Instant>,
     /// [`Connection::shutdown`] was called (stays true after the cut).
     shutting_down: bool,
@@ -196,6 +209,8 @@ impl Connection {
             cut: false,
             handshaking: false,
             write_since: None,
+            store_since: None,
+            store_timeout: options.store_timeout,
             shutdown_at: None,
             shutting_down: false,
         }
@@ -221,7 +236,10 @@ impl Connection {
             }
             self.write_since = None;
             match self.slot.take() {
-                Some(Slot::Store(request)) => return Want::Store(request),
+                Some(Slot::Store(request)) => {
+                    self.store_since = Some(now);
+                    return Want::Store(request);
+                }
                 Some(Slot::StartTls) if !self.cut && !self.read_closed => {
                     self.handshaking = true;
                     self.slot = Some(Slot::StartTls);
@@ -349,7 +367,9 @@ impl Connection {
 
     /// The store's answer to [`Want::Store`].
     pub fn store_done(&mut self, now: Instant, reply: StoreReply) {
-        self.machine.handle_store(now, reply);
+        if self.store_since.take().is_some() {
+            self.machine.handle_store(now, reply);
+        }
     }
 
     /// How the handshake of [`Want::StartTls`] went; a failure cuts the
@@ -394,9 +414,14 @@ impl Connection {
     }
 
     /// When [`Connection::handle_timeout`] is due while the wanted I/O is
-    /// pending: the write stall deadline while writing, the machine's timers
+    /// pending: the store timeout while a store request is outstanding; else
+    /// the write stall deadline while writing, the machine's timers
     /// otherwise, and the end of the shutdown grace.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(since) = self.store_since {
+            // Only the store's answer or its timeout moves the session on.
+            return Some(since + self.store_timeout);
+        }
         let own = match self.write_since {
             Some(since) => Some(since + self.write_stall),
             None => self.machine.poll_timeout(),
@@ -406,6 +431,13 @@ impl Connection {
 
     /// Time passed: a deadline of [`Connection::poll_timeout`] may be due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(since) = self.store_since {
+            if now >= since + self.store_timeout {
+                self.store_since = None;
+                self.machine.handle_store_timeout(now);
+            }
+            return;
+        }
         if self.shutdown_at.is_some_and(|at| now >= at) {
             self.shutdown_at = None;
             if !self.cut {

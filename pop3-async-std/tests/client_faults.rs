@@ -29,6 +29,7 @@ fn silent<R: Runtime>(greeting: &'static [u8]) -> (u16, support::Joined<Vec<u8>>
 
 fn quick() -> ConnectOptions {
     let mut o = ConnectOptions::new(Security::Plain);
+    o.session.insecure_cleartext_login = true;
     o.connect_timeout = Duration::from_millis(400);
     o.read_capabilities = false;
     o.session.reply_timeout = Some(Duration::from_millis(300));

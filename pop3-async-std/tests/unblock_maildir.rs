@@ -45,7 +45,8 @@ on_both_runtimes! {
             R::spawn(async move { server.serve(listener, Listening::Plain).await })
         };
 
-        let options = ConnectOptions::new(Security::Plain);
+        let mut options = ConnectOptions::new(Security::Plain);
+        options.session.insecure_cleartext_login = true;
         let mut client = Pop3Client::connect("127.0.0.1", port, options).await.unwrap();
         client.login("alice", "secret").await.unwrap();
         let list = client.list().await.unwrap();

@@ -246,6 +246,10 @@ pub struct FetchArgs {
     /// Never pipeline commands.
     #[arg(long)]
     pub no_pipelining: bool,
+    /// Allow USER/PASS, PLAIN and LOGIN on a connection without TLS: the
+    /// password crosses the network readable (a trusted link only).
+    #[arg(long)]
+    pub insecure_cleartext_login: bool,
     /// Keep CRLF line ends (default: LF, the Unix mail convention).
     #[arg(long)]
     pub crlf: bool,
@@ -282,6 +286,7 @@ impl FetchArgs {
             starttls: self.starttls,
             auth: self.auth,
             pipelining: !self.no_pipelining,
+            insecure_cleartext_login: self.insecure_cleartext_login,
             ..FetchSettings::default()
         };
         if self.insecure {

@@ -49,6 +49,9 @@ pub struct ConnectOptions {
     /// exhaust memory.
     pub max_listing_entries: usize,
     /// The session machine's settings (pipelining, reply timeout, limits).
+    /// Among them [`ClientConfig::insecure_cleartext_login`]: without TLS,
+    /// `login` (USER/PASS) and the PLAIN and LOGIN mechanisms are refused
+    /// unless it is set.
     pub session: ClientConfig,
 }
 
@@ -207,6 +210,10 @@ pub struct FetchSettings {
     pub pipelining: bool,
     /// Delete stored messages from the server.
     pub delete: bool,
+    /// Log in with USER/PASS, PLAIN or LOGIN on a connection without TLS,
+    /// the password readable by anyone on the path (default `false`: such a
+    /// login is refused). For a trusted link only (loopback, a test).
+    pub insecure_cleartext_login: bool,
 }
 
 impl Default for FetchSettings {
@@ -217,6 +224,7 @@ impl Default for FetchSettings {
             auth: None,
             pipelining: true,
             delete: false,
+            insecure_cleartext_login: false,
         }
     }
 }
@@ -248,6 +256,7 @@ impl FetchSettings {
         let mut options = ConnectOptions::new(security);
         options.verification = self.verification.clone();
         options.session.pipelining = self.pipelining;
+        options.session.insecure_cleartext_login = self.insecure_cleartext_login;
         // A big window: many RETRs in flight keep the link busy between messages.
         options.session.max_in_flight = 64;
         Ok(options)

@@ -47,6 +47,7 @@ fn scripted(script: Vec<Step>, hold: bool) -> (u16, JoinHandle<()>) {
 
 fn quick() -> ConnectOptions {
     let mut o = ConnectOptions::new(Security::Plain);
+    o.session.insecure_cleartext_login = true;
     o.connect_timeout = Duration::from_millis(500);
     o.session.reply_timeout = Some(Duration::from_millis(300));
     o

@@ -2,7 +2,7 @@
 
 mod client_support;
 
-use pop3_proto::client::{ClientConfig, ClientEvent};
+use pop3_proto::client::ClientEvent;
 use pop3_proto::types::{MessageNumber, Secret};
 use proptest::prelude::*;
 
@@ -38,7 +38,7 @@ proptest! {
         chunk in 1usize..64,
         eof in any::<bool>(),
     ) {
-        let mut d = Driver::new(ClientConfig::default());
+        let mut d = Driver::new(plain_link());
         d.chunk = chunk;
         let _ = d.client.capa();
         let _ = d.client.login("u", Secret::new("p"));
@@ -65,7 +65,7 @@ proptest! {
             prop_assert_eq!(d.client.outstanding(), 0);
         }
         // Same result whatever the split.
-        let mut whole = Driver::new(ClientConfig::default());
+        let mut whole = Driver::new(plain_link());
         let _ = whole.client.capa();
         let _ = whole.client.login("u", Secret::new("p"));
         let _ = whole.client.stat();

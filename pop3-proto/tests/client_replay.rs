@@ -5,9 +5,7 @@ mod client_support;
 
 use bytes::Bytes;
 use pop3_proto::client::sasl::{CramMd5, Login, Plain};
-use pop3_proto::client::{
-    Client, ClientConfig, ClientError, ClientEvent, ProtocolError, RequestId,
-};
+use pop3_proto::client::{Client, ClientError, ClientEvent, ProtocolError, RequestId};
 use pop3_proto::command::{Command, LangRequest, UnknownCommand};
 use pop3_proto::types::{LanguageTag, MessageNumber, Secret};
 
@@ -109,7 +107,7 @@ fn pump(d: &mut Driver, server: &mut ReplayServer, delivered: &mut usize) {
 }
 
 fn run(session: &Session, mode: Mode, chunk: usize, split_at: Option<usize>) -> Run {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     if session.entries.iter().any(|e| e.command == "AUTH PLAIN") {
         // The recording has no initial response: it goes after the challenge.
         config.initial_response_limit = 0;

@@ -64,14 +64,14 @@ fn errors(d: &Driver) -> Vec<ProtocolError> {
 
 #[test]
 fn greeting_enters_authorization() {
-    let d = greeted(ClientConfig::default(), "+OK POP3 ready");
+    let d = greeted(plain_link(), "+OK POP3 ready");
     assert_eq!(d.client.state(), ClientState::Authorization);
     assert!(d.client.greeting().is_some());
 }
 
 #[test]
 fn err_greeting_is_a_typed_error_and_closes() {
-    let mut d = Driver::new(ClientConfig::default());
+    let mut d = Driver::new(plain_link());
     d.feed(b"-ERR [SYS/TEMP] too busy\r\n");
     match &errors(&d)[..] {
         [ProtocolError::GreetingRejected(e)] => {
@@ -87,7 +87,7 @@ fn err_greeting_is_a_typed_error_and_closes() {
 
 #[test]
 fn commands_wait_for_the_greeting() {
-    let mut d = Driver::new(ClientConfig::default());
+    let mut d = Driver::new(plain_link());
     d.client.capa().unwrap();
     d.drain();
     assert!(d.wire.is_empty());
@@ -99,10 +99,7 @@ fn commands_wait_for_the_greeting() {
 
 #[test]
 fn apop_timestamp_exposed_only_when_valid() {
-    let d = greeted(
-        ClientConfig::default(),
-        "+OK ready <1896.697170952@dbc.mtview.ca.us>",
-    );
+    let d = greeted(plain_link(), "+OK ready <1896.697170952@dbc.mtview.ca.us>");
     assert_eq!(
         d.client.apop_timestamp().unwrap().as_str(),
         "<1896.697170952@dbc.mtview.ca.us>"
@@ -113,14 +110,14 @@ fn apop_timestamp_exposed_only_when_valid() {
         "+OK ready <@host>",
         "+OK ready <unterminated@host",
     ] {
-        let d = greeted(ClientConfig::default(), bad);
+        let d = greeted(plain_link(), bad);
         assert!(d.client.apop_timestamp().is_none(), "{bad}");
     }
 }
 
 #[test]
 fn apop_refused_for_malformed_timestamp() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready <no-at-sign>");
+    let mut d = greeted(plain_link(), "+OK ready <no-at-sign>");
     assert_eq!(
         d.client.apop("mrose", &Secret::new("tanstaaf")),
         Err(ClientError::NoApopTimestamp)
@@ -131,7 +128,7 @@ fn apop_refused_for_malformed_timestamp() {
 
 #[test]
 fn apop_refused_without_timestamp() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     assert_eq!(
         d.client.apop("mrose", &Secret::new("tanstaaf")),
         Err(ClientError::NoApopTimestamp)
@@ -140,7 +137,7 @@ fn apop_refused_without_timestamp() {
 
 #[test]
 fn apop_refused_before_the_greeting() {
-    let mut d = Driver::new(ClientConfig::default());
+    let mut d = Driver::new(plain_link());
     assert_eq!(
         d.client.apop("mrose", &Secret::new("tanstaaf")),
         Err(ClientError::NoApopTimestamp)
@@ -151,7 +148,7 @@ fn apop_refused_before_the_greeting() {
 
 #[test]
 fn capa_err_is_tolerated_and_basic_commands_still_work() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let capa = d.client.capa().unwrap();
     d.client.login("u", Secret::new("p")).unwrap();
     let stat = d.client.stat().unwrap();
@@ -176,7 +173,7 @@ fn capa_err_is_tolerated_and_basic_commands_still_work() {
 
 #[test]
 fn pipelined_replies_matched_in_order() {
-    let mut d = logged_in(ClientConfig::default(), &["PIPELINING"]);
+    let mut d = logged_in(plain_link(), &["PIPELINING"]);
     assert!(d.client.pipelining_active());
     let a = d.client.list(Some(n(1))).unwrap();
     let b = d.client.uidl(Some(n(1))).unwrap();
@@ -194,7 +191,7 @@ fn pipelined_replies_matched_in_order() {
 
 #[test]
 fn without_pipelining_one_command_at_a_time() {
-    let mut d = logged_in(ClientConfig::default(), &["TOP"]);
+    let mut d = logged_in(plain_link(), &["TOP"]);
     assert!(!d.client.pipelining_active());
     d.client.noop().unwrap();
     d.client.noop().unwrap();
@@ -206,7 +203,7 @@ fn without_pipelining_one_command_at_a_time() {
 
 #[test]
 fn pipelining_switch_off_in_config() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.pipelining = false;
     let mut d = logged_in(config, &["PIPELINING"]);
     assert!(!d.client.pipelining_active());
@@ -218,7 +215,7 @@ fn pipelining_switch_off_in_config() {
 
 #[test]
 fn pipelining_window_is_bounded() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.max_in_flight = 3;
     let mut d = logged_in(config, &["PIPELINING"]);
     for _ in 0..10 {
@@ -233,7 +230,7 @@ fn pipelining_window_is_bounded() {
 
 #[test]
 fn pipelining_window_is_bounded_in_octets() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.max_in_flight_bytes = 20;
     let mut d = logged_in(config, &["PIPELINING"]);
     for i in 1..=10 {
@@ -246,7 +243,7 @@ fn pipelining_window_is_bounded_in_octets() {
 
 #[test]
 fn stls_auth_and_quit_are_barriers() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.capa().unwrap();
     d.drain();
     d.feed(b"+OK\r\nPIPELINING\r\nSTLS\r\nSASL PLAIN\r\n.\r\n");
@@ -278,7 +275,7 @@ fn stls_auth_and_quit_are_barriers() {
 
 #[test]
 fn capabilities_dropped_after_stls() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.capa().unwrap();
     d.drain();
     d.feed(b"+OK\r\nSTLS\r\nUSER\r\n.\r\n");
@@ -298,7 +295,7 @@ fn capabilities_dropped_after_stls() {
 
 #[test]
 fn capabilities_dropped_after_login() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.capa().unwrap();
     d.drain();
     d.feed(b"+OK\r\nPIPELINING\r\nSASL PLAIN\r\n.\r\n");
@@ -314,7 +311,7 @@ fn capabilities_dropped_after_login() {
 #[test]
 fn implementation_capability_is_kept_verbatim() {
     let d = logged_in(
-        ClientConfig::default(),
+        plain_link(),
         &["IMPLEMENTATION Shlemazle-Plotz-v302", "TOP"],
     );
     match &d.client.capabilities().unwrap()[0] {
@@ -327,7 +324,7 @@ fn implementation_capability_is_kept_verbatim() {
 
 #[test]
 fn stls_injected_bytes_after_ok_are_an_error() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.stls().unwrap();
     d.drain();
     d.feed(b"+OK Begin TLS\r\n+OK injected\r\n");
@@ -341,7 +338,7 @@ fn stls_injected_bytes_after_ok_are_an_error() {
 
 #[test]
 fn stls_injected_bytes_in_a_later_read_are_an_error() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.stls().unwrap();
     d.drain();
     d.feed(b"+OK Begin TLS\r\n");
@@ -358,7 +355,7 @@ fn stls_injected_bytes_in_a_later_read_are_an_error() {
 
 #[test]
 fn starttls_comes_after_the_stls_ok_event() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let id = d.client.stls().unwrap();
     d.drain();
     d.log.clear();
@@ -369,18 +366,18 @@ fn starttls_comes_after_the_stls_ok_event() {
 
 #[test]
 fn stls_refused_when_tls_active() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.tls_active = true;
     let mut d = greeted(config, "+OK ready");
     assert_eq!(d.client.stls(), Err(ClientError::TlsActive));
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.stls().unwrap();
     assert_eq!(d.client.stls(), Err(ClientError::TlsActive));
 }
 
 #[test]
 fn stls_refused_in_transaction() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     assert!(matches!(
         d.client.stls(),
         Err(ClientError::WrongState {
@@ -392,7 +389,7 @@ fn stls_refused_in_transaction() {
 
 #[test]
 fn stls_err_cancels_what_was_queued_after_it() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let stls = d.client.stls().unwrap();
     let capa = d.client.capa().unwrap();
     d.drain();
@@ -409,9 +406,8 @@ fn stls_err_cancels_what_was_queued_after_it() {
 // ----- D.2 clear-text -----
 
 #[test]
-fn cleartext_login_refused_when_configured() {
+fn cleartext_login_refused_without_tls_by_default() {
     let mut config = ClientConfig::default();
-    config.refuse_cleartext_login = true;
     let mut d = greeted(config.clone(), "+OK ready");
     assert_eq!(d.client.user("u"), Err(ClientError::CleartextRefused));
     assert_eq!(
@@ -427,11 +423,25 @@ fn cleartext_login_refused_when_configured() {
     assert!(d.client.user("u").is_ok());
 }
 
+#[test]
+fn cleartext_login_without_tls_only_when_explicitly_insecure() {
+    let mut config = ClientConfig::default();
+    config.insecure_cleartext_login = true;
+    let mut d = greeted(config.clone(), "+OK ready");
+    assert!(d.client.user("u").is_ok());
+    let mut d = greeted(config, "+OK ready");
+    assert!(
+        d.client
+            .auth(Box::new(Plain::new("u", Secret::new("p"))))
+            .is_ok()
+    );
+}
+
 // ----- D.4 AUTH -----
 
 #[test]
 fn auth_plain_initial_response_on_the_auth_line() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client
         .auth(Box::new(Plain::new("alice", Secret::new("secret"))))
         .unwrap();
@@ -445,7 +455,7 @@ fn auth_plain_initial_response_on_the_auth_line() {
 
 #[test]
 fn auth_initial_response_too_long_goes_after_the_challenge() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let long = "x".repeat(300);
     d.client
         .auth(Box::new(Plain::new("alice", Secret::new(long.clone()))))
@@ -474,7 +484,7 @@ impl ClientMechanism for Refuses {
 
 #[test]
 fn sasl_step_failure_cancels_the_exchange_with_star() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let id = d.client.auth(Box::new(Refuses)).unwrap();
     d.drain();
     d.feed(b"+ Zm9v\r\n");
@@ -489,7 +499,7 @@ fn sasl_step_failure_cancels_the_exchange_with_star() {
 
 #[test]
 fn auth_refused_in_transaction() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     assert!(matches!(
         d.client.auth(Box::new(Plain::new("u", Secret::new("p")))),
         Err(ClientError::WrongState { .. })
@@ -500,7 +510,7 @@ fn auth_refused_in_transaction() {
 
 #[test]
 fn retr_before_login_is_refused() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     assert_eq!(
         d.client.retr(n(1)),
         Err(ClientError::WrongState {
@@ -512,7 +522,7 @@ fn retr_before_login_is_refused() {
 
 #[test]
 fn stat_queued_after_user_pass_is_accepted() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.user("u").unwrap();
     d.client.pass(Secret::new("p")).unwrap();
     assert!(d.client.stat().is_ok());
@@ -524,7 +534,7 @@ fn stat_queued_after_user_pass_is_accepted() {
 
 #[test]
 fn pass_without_user_is_refused() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     assert!(matches!(
         d.client.pass(Secret::new("p")),
         Err(ClientError::WrongState {
@@ -536,7 +546,7 @@ fn pass_without_user_is_refused() {
 
 #[test]
 fn failed_pass_cancels_queued_commands() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let (_, pass) = d.client.login("u", Secret::new("bad")).unwrap();
     let stat = d.client.stat().unwrap();
     let list = d.client.list(None).unwrap();
@@ -562,7 +572,7 @@ fn failed_pass_cancels_queued_commands() {
 fn failed_pass_with_pipelined_stat_gets_the_servers_answer() {
     // mpop writes USER, PASS and STAT at once: STAT is already on the wire
     // when PASS fails, and gets the server's own -ERR.
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.capa().unwrap();
     d.drain();
     d.feed(b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n");
@@ -581,7 +591,7 @@ fn failed_pass_with_pipelined_stat_gets_the_servers_answer() {
 
 #[test]
 fn nothing_can_be_queued_after_quit() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.quit().unwrap();
     assert_eq!(d.client.capa(), Err(ClientError::Closed));
     d.drain();
@@ -592,9 +602,9 @@ fn nothing_can_be_queued_after_quit() {
 
 #[test]
 fn utf8_only_in_authorization() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     assert!(d.client.utf8().is_ok());
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     assert!(matches!(
         d.client.utf8(),
         Err(ClientError::WrongState { .. })
@@ -603,7 +613,7 @@ fn utf8_only_in_authorization() {
 
 #[test]
 fn password_with_a_line_end_is_refused() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.user("u").unwrap();
     assert!(matches!(
         d.client.pass(Secret::new("p\r\nDELE 1")),
@@ -619,7 +629,7 @@ fn password_with_a_line_end_is_refused() {
 
 #[test]
 fn secrets_are_flagged_for_redaction() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready <1.2@h>");
+    let mut d = greeted(plain_link(), "+OK ready <1.2@h>");
     d.client.user("u").unwrap();
     d.client.pass(Secret::new("p")).unwrap();
     d.drain();
@@ -639,7 +649,7 @@ fn secrets_are_flagged_for_redaction() {
 
 #[test]
 fn transient_response_codes_are_told_apart() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     for (line, transient, kind) in [
         ("-ERR [IN-USE] locked", true, Some(CodeKind::InUse)),
         ("-ERR [LOGIN-DELAY] wait", true, Some(CodeKind::LoginDelay)),
@@ -664,7 +674,7 @@ fn transient_response_codes_are_told_apart() {
 
 #[test]
 fn malformed_stat_is_reported_and_the_session_continues() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let bad = d.client.stat().unwrap();
     let good = d.client.stat().unwrap();
     d.drain();
@@ -677,7 +687,7 @@ fn malformed_stat_is_reported_and_the_session_continues() {
 
 #[test]
 fn listing_entry_beyond_stat_count_is_malformed() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     d.client.stat().unwrap();
     let list = d.client.list(None).unwrap();
     d.drain();
@@ -700,7 +710,7 @@ fn listing_entry_beyond_stat_count_is_malformed() {
 
 #[test]
 fn list_n_reply_for_another_message_is_malformed() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     d.client.list(Some(n(1))).unwrap();
     d.drain();
     d.feed(b"+OK 99 1024\r\n");
@@ -709,7 +719,7 @@ fn list_n_reply_for_another_message_is_malformed() {
 
 #[test]
 fn unsolicited_line_is_an_error() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.feed(b"-ERR Disconnected for inactivity.\r\n");
     assert!(matches!(
         errors(&d)[..],
@@ -720,7 +730,7 @@ fn unsolicited_line_is_an_error() {
 
 #[test]
 fn status_line_that_is_not_ok_or_err_is_an_error() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.noop().unwrap();
     d.drain();
     d.feed(b"* what\r\n");
@@ -736,7 +746,7 @@ fn status_line_that_is_not_ok_or_err_is_an_error() {
 
 #[test]
 fn over_long_line_is_an_error() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     d.client.noop().unwrap();
     d.drain();
     d.feed(&vec![b'x'; 20_000]);
@@ -750,7 +760,7 @@ fn over_long_line_is_an_error() {
 
 #[test]
 fn reply_timeout_is_an_error_and_closes() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.reply_timeout = Some(Duration::from_secs(30));
     let mut d = logged_in(config, &[]);
     assert_eq!(d.client.poll_timeout(), None, "idle: no timer");
@@ -775,7 +785,7 @@ fn reply_timeout_is_an_error_and_closes() {
 
 #[test]
 fn greeting_timeout() {
-    let mut d = Driver::new(ClientConfig::default());
+    let mut d = Driver::new(plain_link());
     let deadline = d.client.poll_timeout().unwrap();
     d.client.handle_timeout(deadline);
     d.drain();
@@ -784,7 +794,7 @@ fn greeting_timeout() {
 
 #[test]
 fn reply_timeout_restarts_while_a_body_streams() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.reply_timeout = Some(Duration::from_secs(10));
     let mut d = logged_in(config, &[]);
     d.client.retr(n(1)).unwrap();
@@ -805,7 +815,7 @@ fn reply_timeout_restarts_while_a_body_streams() {
 
 #[test]
 fn eof_mid_body_cancels_the_command() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.retr(n(1)).unwrap();
     d.drain();
     d.feed(b"+OK\r\npart of a mess");
@@ -822,7 +832,7 @@ fn eof_mid_body_cancels_the_command() {
 
 #[test]
 fn eof_when_idle_closes_without_error() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     d.client.handle_eof(d.now);
     d.drain();
     assert!(errors(&d).is_empty());
@@ -834,7 +844,7 @@ fn eof_when_idle_closes_without_error() {
 
 #[test]
 fn bare_lf_line_ends_and_lowercase_status() {
-    let mut d = Driver::new(ClientConfig::default());
+    let mut d = Driver::new(plain_link());
     d.feed(b"+ok hello\n");
     d.client.capa().unwrap();
     d.client.login("u", Secret::new("p")).unwrap();
@@ -859,7 +869,7 @@ fn bare_lf_line_ends_and_lowercase_status() {
 
 #[test]
 fn bare_ok_replies() {
-    let mut d = greeted(ClientConfig::default(), "+OK");
+    let mut d = greeted(plain_link(), "+OK");
     d.client.user("u").unwrap();
     d.drain();
     d.feed(b"+OK\r\n");
@@ -870,7 +880,7 @@ fn bare_ok_replies() {
 
 #[test]
 fn backpressure_takes_less_when_events_are_not_drained() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.max_queued_actions = 8;
     let mut d = logged_in(config, &[]);
     d.client.list(None).unwrap();
@@ -904,7 +914,7 @@ fn backpressure_takes_less_when_events_are_not_drained() {
 
 #[test]
 fn large_listing_streams_entry_by_entry_in_bounded_memory() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.max_queued_actions = 64;
     let mut d = logged_in(config, &[]);
     d.client.uidl(None).unwrap();
@@ -944,7 +954,7 @@ fn large_listing_streams_entry_by_entry_in_bounded_memory() {
 
 #[test]
 fn large_body_streams_in_zero_copy_chunks() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.retr(n(1)).unwrap();
     d.drain();
     d.feed(b"+OK\r\n");
@@ -978,7 +988,7 @@ fn every_split_of_a_small_session_gives_the_same_events() {
     let greeting = b"+OK ready <1.2@h>\r\n".to_vec();
     let replies: &[u8] = b"+OK\r\nPIPELINING\r\nTOP\r\n.\r\n+OK\r\n+OK in\r\n+OK 2 30\r\n+OK\r\n1 10\r\n2 20\r\n.\r\n+OK\r\n..x\r\ny\r\n.\r\n-ERR [IN-USE] no\r\n+OK bye\r\n";
     let run = |split: Option<usize>| {
-        let mut d = Driver::new(ClientConfig::default());
+        let mut d = Driver::new(plain_link());
         d.split_at = split;
         d.feed(&greeting);
         d.client.capa().unwrap();
@@ -1003,7 +1013,7 @@ fn every_split_of_a_small_session_gives_the_same_events() {
 
 #[test]
 fn body_ending_in_dot_cr_without_lf_completes_at_eof() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.retr(n(1)).unwrap();
     d.drain();
     d.feed(b"+OK\r\nhello\r\n.\r");
@@ -1018,7 +1028,7 @@ fn body_ending_in_dot_cr_without_lf_completes_at_eof() {
 
 #[test]
 fn body_ending_in_dot_cr_without_lf_completes_at_the_timeout() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.retr(n(1)).unwrap();
     let noop = d.client.noop().unwrap();
     d.drain();
@@ -1036,7 +1046,7 @@ fn body_ending_in_dot_cr_without_lf_completes_at_the_timeout() {
 
 #[test]
 fn quit_err_still_ends_the_session() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.quit().unwrap();
     d.drain();
     d.feed(b"-ERR some deleted messages not removed\r\n");
@@ -1054,7 +1064,7 @@ fn client_is_send() {
 #[test]
 fn xoauth2_two_step_and_error_challenge() {
     use pop3_proto::client::sasl::XOAuth2;
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let id = d
         .client
         .auth(Box::new(
@@ -1080,7 +1090,7 @@ fn xoauth2_two_step_and_error_challenge() {
 #[test]
 fn oauthbearer_sends_the_initial_response_and_aq_after_an_error() {
     use pop3_proto::client::sasl::OAuthBearer;
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client
         .auth(Box::new(OAuthBearer::new("u", Secret::new("t"))))
         .unwrap();
@@ -1093,7 +1103,7 @@ fn oauthbearer_sends_the_initial_response_and_aq_after_an_error() {
 #[test]
 fn scram_sha256_through_the_machine_with_rfc7677_vector() {
     use pop3_proto::client::sasl::ScramSha256;
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     let id = d.client.auth(Box::new(mech)).unwrap();
     d.drain();
@@ -1116,7 +1126,7 @@ fn scram_sha256_through_the_machine_with_rfc7677_vector() {
 #[test]
 fn scram_ok_before_the_server_proof_is_an_error() {
     use pop3_proto::client::sasl::ScramSha256;
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     d.client.auth(Box::new(mech)).unwrap();
     d.drain();
@@ -1132,7 +1142,7 @@ fn scram_ok_before_the_server_proof_is_an_error() {
 #[test]
 fn scram_wrong_server_proof_cancels_the_exchange() {
     use pop3_proto::client::sasl::ScramSha256;
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     let id = d.client.auth(Box::new(mech)).unwrap();
     d.drain();
@@ -1148,7 +1158,7 @@ fn scram_wrong_server_proof_cancels_the_exchange() {
 
 #[test]
 fn reply_timer_restarts_after_a_slow_application_drains_a_backlog() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.reply_timeout = Some(Duration::from_secs(10));
     config.max_queued_actions = 4;
     let mut d = logged_in(config, &[]);
@@ -1177,7 +1187,7 @@ fn reply_timer_restarts_after_a_slow_application_drains_a_backlog() {
 
 #[test]
 fn debug_output_never_shows_a_queued_password() {
-    let mut d = Driver::new(ClientConfig::default());
+    let mut d = Driver::new(plain_link());
     d.client.login("u", Secret::new("hunter2")).unwrap();
     d.client
         .auth(Box::new(Plain::new("u", Secret::new("hunter2"))))
@@ -1189,7 +1199,7 @@ fn debug_output_never_shows_a_queued_password() {
 
 #[test]
 fn auto_capa_rereads_capabilities_after_greeting_tls_and_login() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.auto_capa = true;
     let mut d = Driver::new(config);
     d.client.stls().unwrap();
@@ -1233,7 +1243,7 @@ fn auto_capa_rereads_capabilities_after_greeting_tls_and_login() {
 
 #[test]
 fn crlf_server_body_whose_first_line_ends_in_a_bare_lf_is_not_cut_by_lf_dot_crlf() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.retr(n(1)).unwrap();
     let next = d.client.noop().unwrap();
     d.drain();
@@ -1260,7 +1270,7 @@ fn crlf_server_body_whose_first_line_ends_in_a_bare_lf_is_not_cut_by_lf_dot_crlf
 
 #[test]
 fn lf_only_server_body_ends_at_lf_dot_lf() {
-    let mut d = logged_in(ClientConfig::default(), &[]);
+    let mut d = logged_in(plain_link(), &[]);
     let id = d.client.retr(n(1)).unwrap();
     d.drain();
     d.feed(b"+OK\nline one\n..dot\n.\n");
@@ -1273,7 +1283,7 @@ fn lf_only_server_body_ends_at_lf_dot_lf() {
 
 #[test]
 fn after_eof_nothing_is_written_and_queued_commands_end_unsent() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.pipelining = false;
     let mut d = logged_in(config, &[]);
     let retr = d.client.retr(n(1)).unwrap();
@@ -1314,7 +1324,7 @@ impl ClientMechanism for AnswersForever {
 
 #[test]
 fn a_server_that_challenges_forever_gets_the_exchange_cancelled() {
-    let mut config = ClientConfig::default();
+    let mut config = plain_link();
     config.max_sasl_challenges = 3;
     let mut d = greeted(config, "+OK ready");
     let id = d.client.auth(Box::new(AnswersForever)).unwrap();
@@ -1341,7 +1351,7 @@ fn sasl_challenges_are_capped_by_default() {
 
 #[test]
 fn stls_is_refused_after_utf8() {
-    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mut d = greeted(plain_link(), "+OK ready");
     d.client.utf8().unwrap();
     assert_eq!(d.client.stls(), Err(ClientError::StlsAfterUtf8));
     d.drain();

@@ -70,7 +70,7 @@ fn transcript(config: ClientConfig, steps: &[Step]) -> Driver {
 fn rfc1939_example_pop3_session() {
     // RFC 1939 §10, with the messages' contents filled in.
     let d = transcript(
-        ClientConfig::default(),
+        plain_link(),
         &[
             S("+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>"),
             Call(|c| {
@@ -141,7 +141,7 @@ fn rfc1939_example_pop3_session() {
 fn rfc1939_user_pass_example() {
     // RFC 1939 §7, USER and PASS.
     transcript(
-        ClientConfig::default(),
+        plain_link(),
         &[
             S("+OK POP3 server ready"),
             Call(|c| {
@@ -166,7 +166,7 @@ fn rfc2449_pipelining_batches_user_pass_and_retr_dele() {
     // RFC 2449 §6.6 names the batches: USER and PASS together, several RETR
     // and DELE as a group; replies are matched in order.
     let d = transcript(
-        ClientConfig::default(),
+        plain_link(),
         &[
             S("+OK POP3 server ready"),
             Call(|c| {
@@ -239,7 +239,7 @@ fn rfc2449_pipelining_batches_user_pass_and_retr_dele() {
 fn rfc2595_stls_example() {
     // RFC 2595 §4: STLS, +OK, the handshake, then STLS is not permitted.
     let d = transcript(
-        ClientConfig::default(),
+        plain_link(),
         &[
             S("+OK POP3 server ready"),
             Call(|c| {

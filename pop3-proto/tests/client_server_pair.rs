@@ -10,7 +10,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use pop3_proto::client::sasl::{CramMd5, Login, Plain};
-use pop3_proto::client::{Client, ClientConfig, ClientEvent, ClientState, RequestId};
+use pop3_proto::client::{Client, ClientEvent, ClientState, RequestId};
 use pop3_proto::server::{ConnectionContext, Server, ServerConfig};
 use pop3_proto::session::Action;
 use pop3_proto::store::{MemoryStore, Store, StoreDriver};
@@ -75,7 +75,7 @@ impl Pair {
         let now = Instant::from_millis(5_000);
         let config = config.credential_forms(store.credential_forms());
         Pair {
-            client: Client::new(ClientConfig::default(), now),
+            client: Client::new(client_support::plain_link(), now),
             server: Server::new(Arc::new(config), now, ctx),
             driver: StoreDriver::new(Arc::new(store.clone())),
             store,
@@ -392,7 +392,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
     #[test]
     fn random_command_sequences_against_the_server_machine(

@@ -28,6 +28,7 @@ struct Scripted {
 impl Scripted {
     fn new(replies: &[&'static [u8]], capabilities: bool) -> Scripted {
         let mut config = ConnectionConfig::default();
+        config.session.insecure_cleartext_login = true;
         config.read_capabilities = capabilities;
         config.idle_timeout = None;
         Scripted {
@@ -148,6 +149,7 @@ fn plaintext_behind_the_stls_ok_is_an_injection_and_ends_the_session() {
 #[test]
 fn the_connect_deadline_counts_until_the_greeting_only() {
     let mut config = ConnectionConfig::default();
+    config.session.insecure_cleartext_login = true;
     config.session.reply_timeout = None;
     config.idle_timeout = None;
     let mut conn = Connection::new(config, at(0), Some(at(5_000)));
@@ -171,6 +173,7 @@ fn the_connect_deadline_counts_until_the_greeting_only() {
 #[test]
 fn the_idle_timeout_counts_from_the_start_of_the_wait_not_from_the_last_octet() {
     let mut config = ConnectionConfig::default();
+    config.session.insecure_cleartext_login = true;
     config.session.reply_timeout = None;
     config.read_capabilities = false;
     config.idle_timeout = Some(Duration::from_secs(10));

@@ -126,7 +126,7 @@ fn pipelined_session_is_independent_of_how_bytes_travel() {
     for piece in [usize::MAX, 1, 2, 3, 5, 7, 13, 64] {
         let store = standard_store();
         let (mut server, mut driver) = server_for(&store, plain());
-        let mut client = Client::new(ClientConfig::default(), Instant::from_millis(START));
+        let mut client = Client::new(plain_link(), Instant::from_millis(START));
         client.capa().unwrap();
         client.login("alice", Secret::new("secret")).unwrap();
         client.capa().unwrap();
@@ -166,7 +166,7 @@ fn stls_apop_and_sasl_between_the_machines() {
         let store = standard_store();
         // APOP over STLS.
         let (mut server, mut driver) = server_for(&store, stls_capable());
-        let mut client = Client::new(ClientConfig::default(), Instant::from_millis(START));
+        let mut client = Client::new(plain_link(), Instant::from_millis(START));
         client.stls().unwrap();
         client.capa().unwrap();
         client.quit().unwrap();
@@ -176,7 +176,7 @@ fn stls_apop_and_sasl_between_the_machines() {
 
         // APOP: the client reads the timestamp from the greeting.
         let (mut server, mut driver) = server_for(&store, plain());
-        let mut client = Client::new(ClientConfig::default(), Instant::from_millis(START));
+        let mut client = Client::new(plain_link(), Instant::from_millis(START));
         let mut greeted = false;
         // Deliver the greeting first so that the timestamp is known.
         while let Some(a) = server.poll_action() {
@@ -203,7 +203,7 @@ fn stls_apop_and_sasl_between_the_machines() {
         // SASL PLAIN, LOGIN and CRAM-MD5.
         for mech in 0..3 {
             let (mut server, mut driver) = server_for(&store, plain());
-            let mut client = Client::new(ClientConfig::default(), Instant::from_millis(START));
+            let mut client = Client::new(plain_link(), Instant::from_millis(START));
             let m: sasl::BoxedMechanism = match mech {
                 0 => Box::new(sasl::Plain::new("alice", Secret::new("secret"))),
                 1 => Box::new(sasl::Login::new("alice", Secret::new("secret"))),
@@ -236,7 +236,7 @@ fn a_large_message_crosses_in_small_pieces() {
     }
     store.add_message("u", Bytes::from(m.clone()));
     let (mut server, mut driver) = server_for(&store, plain());
-    let mut client = Client::new(ClientConfig::default(), Instant::from_millis(START));
+    let mut client = Client::new(plain_link(), Instant::from_millis(START));
     client.login("u", Secret::new("p")).unwrap();
     client.retr(n(1)).unwrap();
     client.quit().unwrap();
@@ -247,4 +247,11 @@ fn a_large_message_crosses_in_small_pieces() {
         .replace('\n', "\r\n")
         .into_bytes();
     assert_eq!(seen.bodies, vec![expected]);
+}
+
+/// Clear-text logins allowed: the machines talk over memory.
+fn plain_link() -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.insecure_cleartext_login = true;
+    config
 }

@@ -35,7 +35,9 @@ async fn a_truncated_body_fails_on_every_read() {
             }
         }
     });
-    let mut client = Pop3Client::connect("127.0.0.1", port, ConnectOptions::new(Security::Plain))
+    let mut options = ConnectOptions::new(Security::Plain);
+    options.session.insecure_cleartext_login = true;
+    let mut client = Pop3Client::connect("127.0.0.1", port, options)
         .await
         .unwrap();
     client.login("u", "p").await.unwrap();

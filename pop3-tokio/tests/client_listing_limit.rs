@@ -19,6 +19,7 @@ async fn a_listing_past_the_limit_is_an_error_and_ends_the_session() {
     let (port, server) = serve_memory(store.clone()).await;
 
     let mut options = ConnectOptions::new(ClientSecurity::Plain);
+    options.session.insecure_cleartext_login = true;
     options.max_listing_entries = 5;
     let mut client = Pop3Client::connect("127.0.0.1", port, options)
         .await

@@ -29,6 +29,8 @@ async fn two_maildrops_on_one_host_are_fetched_and_deleted_separately() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = FetchSettings::default();
     settings.delete = true;
+    // Loopback: the plain USER login is allowed explicitly.
+    settings.insecure_cleartext_login = true;
     for port in [port_a, port_b] {
         let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
         let mut sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
@@ -56,4 +58,32 @@ async fn two_maildrops_on_one_host_are_fetched_and_deleted_separately() {
     assert_eq!((a.message_count("alice"), b.message_count("alice")), (0, 0));
     server_a.shutdown();
     server_b.shutdown();
+}
+
+#[tokio::test]
+async fn a_cleartext_login_without_tls_is_refused_unless_allowed() {
+    let (store, port, server) = serve_one(b"Subject: x\r\n\r\nx\r\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
+    let mut sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
+    let err = fetch::run(
+        &url,
+        "pw",
+        &FetchSettings::default(),
+        &mut sink,
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            fetch::FetchError::Pop3(pop3_proto::client::Error::Command(
+                pop3_proto::client::ClientError::CleartextRefused
+            ))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.message_count("alice"), 1);
+    server.shutdown();
 }

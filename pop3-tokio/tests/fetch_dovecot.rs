@@ -63,10 +63,16 @@ async fn every_url_form_fetches_once_and_matches_mpop() {
     let s = settings(&dovecot);
     let mut stls = settings(&dovecot);
     stls.starttls = true;
+    let mut cleartext = settings(&dovecot);
+    cleartext.insecure_cleartext_login = true;
     let cases: Vec<(String, &FetchSettings)> = vec![
         // No ;AUTH= on a plain connection: APOP (no clear-text password).
         (format!("pop://{USER}@127.0.0.1:{port}"), &s),
-        (format!("pop3://{USER};AUTH=USER@127.0.0.1:{port}/"), &s),
+        // USER without TLS only when allowed explicitly.
+        (
+            format!("pop3://{USER};AUTH=USER@127.0.0.1:{port}/"),
+            &cleartext,
+        ),
         (format!("pop://{USER};AUTH=PLAIN@localhost:{port}"), &stls),
         (format!("pop://{USER};AUTH=LOGIN@127.0.0.1:{port}"), &stls),
         (format!("pops://{USER}@localhost:{tls_port}"), &s),

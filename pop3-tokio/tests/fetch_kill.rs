@@ -151,7 +151,7 @@ fn killed_and_rerun(bin: PathBuf) {
         cmd.arg(&url)
             .arg("--maildir")
             .arg(maildir)
-            .args(["--auth", "USER"])
+            .args(["--auth", "USER", "--insecure-cleartext-login"])
             .env("POP3_PASSWORD", PASSWORD)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

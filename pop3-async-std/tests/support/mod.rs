@@ -182,6 +182,8 @@ impl Running {
     /// Client options trusting the CA.
     pub fn options(&self, security: Security) -> ConnectOptions {
         let mut o = ConnectOptions::new(security);
+        // Loopback: clear-text logins are allowed for the plain tests.
+        o.session.insecure_cleartext_login = true;
         o.verification = TlsVerification::Roots(self.roots.clone());
         o
     }

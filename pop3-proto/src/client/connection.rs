@@ -131,6 +131,9 @@ pub enum Want<'a> {
 ///
 /// let mut config = ConnectionConfig::default();
 /// config.read_capabilities = false;
+/// // A loopback test server without TLS: clear-text logins must be allowed
+/// // explicitly.
+/// config.session.insecure_cleartext_login = true;
 /// let mut conn = Connection::new(config, Instant::ZERO, None);
 /// let mut server: VecDeque<&[u8]> =
 ///     [&b"+OK hi\r\n"[..], b"+OK\r\n", b"+OK in\r\n", b"+OK 2 320\r\n"].into();

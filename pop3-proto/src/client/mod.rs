@@ -12,7 +12,11 @@
 //! use pop3_proto::time::Instant;
 //! use pop3_proto::types::{MessageNumber, Secret};
 //!
-//! let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
+//! // The connection is protected by implicit TLS (port 995): without TLS,
+//! // USER and PASS are refused unless `insecure_cleartext_login` is set.
+//! let mut config = ClientConfig::default();
+//! config.tls_active = true;
+//! let mut client = Client::new(config, Instant::ZERO);
 //! // Commands may be queued before the greeting: they are checked against
 //! // the state the session will be in, and written when their turn comes.
 //! client.login("alice", Secret::new("secret")).unwrap();
@@ -243,10 +247,13 @@ pub struct ClientConfig {
     /// The connection is already protected by TLS (implicit TLS, port 995):
     /// STLS is refused and clear-text logins are allowed.
     pub tls_active: bool,
-    /// Refuse USER, PASS and clear-text SASL mechanisms (PLAIN, LOGIN) unless
-    /// TLS is active or STLS is queued before them (RFC 2595 §2.3). Default
-    /// `false`.
-    pub refuse_cleartext_login: bool,
+    /// Send USER, PASS and clear-text SASL mechanisms (PLAIN, LOGIN) over a
+    /// connection without TLS. Default `false`: they are refused with
+    /// [`ClientError::CleartextRefused`] unless TLS is active or STLS is
+    /// queued before them (RFC 2595 §2.3, RFC 8314), so a password never
+    /// crosses the network readable by accident. Set it only for a server
+    /// on a trusted link (loopback, a test).
+    pub insecure_cleartext_login: bool,
     /// An AUTH line with its initial response longer than this (CRLF
     /// included) is sent without it, and the response goes in answer to the
     /// first challenge instead (RFC 5034 §4: 255).
@@ -280,7 +287,7 @@ impl Default for ClientConfig {
             max_queued_actions: 64,
             read_buffer: 64 * 1024,
             tls_active: false,
-            refuse_cleartext_login: false,
+            insecure_cleartext_login: false,
             initial_response_limit: 255,
             max_capabilities: 128,
             auto_capa: false,
@@ -628,7 +635,8 @@ pub enum ClientError {
     NoApopTimestamp,
     /// STLS on a connection already protected by TLS (or with STLS queued).
     TlsActive,
-    /// A clear-text login without TLS, refused by the configuration.
+    /// A clear-text login without TLS (see
+    /// [`ClientConfig::insecure_cleartext_login`]).
     CleartextRefused,
     /// STLS after UTF8 was issued (RFC 6856 §3 forbids it: negotiate TLS
     /// first).
@@ -1341,7 +1349,7 @@ impl Client {
             });
         }
         let cleartext = cleartext_mechanism || matches!(op, Op::User | Op::Pass);
-        if cleartext && self.config.refuse_cleartext_login && !p.tls {
+        if cleartext && !self.config.insecure_cleartext_login && !p.tls {
             return Err(ClientError::CleartextRefused);
         }
         Ok(())

@@ -349,3 +349,12 @@ impl ReplayServer {
 pub fn line_matches(pattern: &str, line: &str) -> bool {
     pattern == "*" || pattern == line
 }
+
+/// The settings for a scripted peer on an in-memory link: the defaults,
+/// with clear-text logins allowed (without TLS they are refused by
+/// default).
+pub fn plain_link() -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.insecure_cleartext_login = true;
+    config
+}

@@ -3,6 +3,7 @@
 
 mod server_support;
 
+use pop3_proto::server::CloseReason;
 use proptest::prelude::*;
 use server_support::*;
 
@@ -50,6 +51,7 @@ fn run(input: &[u8], cuts: &[usize]) -> (Vec<u8>, usize, bool) {
     // No STLS here: bytes after it mean something else depending on whether
     // they arrived before or after the handshake.
     let mut h = Harness::new(test_config(), plain(), standard_store());
+    let before = h.store.message_count("alice") + h.store.message_count("mrose");
     let mut start = 0;
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     points.sort_unstable();
@@ -64,6 +66,14 @@ fn run(input: &[u8], cuts: &[usize]) -> (Vec<u8>, usize, bool) {
     assert!(h.closed);
     assert_eq!(h.closes, 1);
     assert!(!h.store.is_locked("alice") && !h.store.is_locked("mrose"));
+    // Nothing is removed unless a QUIT was processed in TRANSACTION, and
+    // then exactly what the session marked deleted.
+    let after = h.store.message_count("alice") + h.store.message_count("mrose");
+    let summary = h.server.summary();
+    if summary.close_reason != Some(CloseReason::Quit) {
+        assert_eq!(after, before, "removed without QUIT: {summary:?}");
+    }
+    assert_eq!(before - after, summary.deleted as usize, "{summary:?}");
     (h.take_raw(), h.store.message_count("alice"), h.closed)
 }
 

@@ -321,10 +321,20 @@ fn autologout_after_ten_minutes_releases_without_update() {
 
 #[test]
 fn autologout_in_authorization() {
-    let mut h = Harness::standard();
+    // The login timeout set far beyond the autologout, so that only the
+    // autologout can end this session.
+    let config = test_config().login_timeout(Duration::from_secs(24 * 3600));
+    let mut h = Harness::new(config, plain(), standard_store());
+    h.auto_timer = Duration::ZERO;
     h.take_output();
-    h.advance(Duration::from_secs(600));
+    h.advance(Duration::from_secs(599));
+    assert!(!h.closed, "not before the autologout");
+    h.advance(Duration::from_secs(1));
     assert!(h.closed);
+    assert_eq!(
+        h.server.summary().close_reason,
+        Some(CloseReason::Autologout)
+    );
 }
 
 #[test]

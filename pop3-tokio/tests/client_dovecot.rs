@@ -21,6 +21,8 @@ const PASSWORD: &str = "secret";
 
 fn options(security: Security, dovecot: &Dovecot) -> ConnectOptions {
     let mut o = ConnectOptions::new(security);
+    // Loopback Dovecot: the plain tests log in without TLS.
+    o.session.insecure_cleartext_login = true;
     o.verification = TlsVerification::ca_file(dovecot.ca_pem_path()).expect("CA file");
     o
 }
@@ -334,9 +336,20 @@ async fn dele_then_quit_removes_dele_then_drop_does_not() {
         client.list_one(msg(1).unwrap()).await,
         Err(Error::Server(_))
     ));
+    let ended = || dovecot.log().matches("Disconnected").count();
+    let ended_before = ended();
     drop(client);
-    // Dovecot notices the disconnect asynchronously; give it a moment.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Dovecot notices the disconnect asynchronously: wait until its log
+    // says the session ended, so that a late expunge would be seen.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ended() == ended_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Dovecot never logged the end of the session:\n{}",
+            dovecot.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(dovecot.stored(USER), before);
 
     // DELE and RSET: nothing either.

@@ -15,12 +15,27 @@ use tokio::net::TcpListener;
 /// `expect` (case-insensitive; empty: no wait), then send `reply`.
 type Step = (&'static str, &'static [u8]);
 
+/// A scripted server: its port, and its task (whose checks count only once
+/// joined, with [`Script::done`]).
+struct Script {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Script {
+    /// Waits for the server to finish (the client must be gone) and fails
+    /// the test if one of its checks failed.
+    async fn done(self) {
+        self.task.await.expect("the scripted server's checks hold");
+    }
+}
+
 /// Serves one connection with `script`, then holds it open until the client
-/// closes (or `hold` ends). Returns the port.
-async fn scripted(script: Vec<Step>, hold: Duration) -> u16 {
+/// closes (or `hold` ends).
+async fn scripted(script: Vec<Step>, hold: Duration) -> Script {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let (r, mut w) = stream.into_split();
         let mut r = BufReader::new(r);
@@ -47,11 +62,12 @@ async fn scripted(script: Vec<Step>, hold: Duration) -> u16 {
         .await;
         drop(w);
     });
-    port
+    Script { port, task }
 }
 
 fn quick(security: Security) -> ConnectOptions {
     let mut o = ConnectOptions::new(security);
+    o.session.insecure_cleartext_login = true;
     o.connect_timeout = Duration::from_millis(500);
     o.session.reply_timeout = Some(Duration::from_millis(300));
     o
@@ -59,7 +75,8 @@ fn quick(security: Security) -> ConnectOptions {
 
 #[tokio::test]
 async fn no_greeting_is_a_connect_timeout() {
-    let port = scripted(vec![], Duration::from_secs(5)).await;
+    let server = scripted(vec![], Duration::from_secs(5)).await;
+    let port = server.port;
     let err = Pop3Client::connect("127.0.0.1", port, quick(Security::Plain))
         .await
         .unwrap_err();
@@ -68,15 +85,17 @@ async fn no_greeting_is_a_connect_timeout() {
         "{err:?}"
     );
     assert!(err.is_transient());
+    server.done().await;
 }
 
 #[tokio::test]
 async fn a_silent_reply_is_a_reply_timeout() {
-    let port = scripted(
+    let server = scripted(
         vec![("", b"+OK hi\r\n"), ("CAPA", b"-ERR no\r\n")],
         Duration::from_secs(5),
     )
     .await;
+    let port = server.port;
     let mut client = Pop3Client::connect("127.0.0.1", port, quick(Security::Plain))
         .await
         .unwrap();
@@ -85,11 +104,14 @@ async fn a_silent_reply_is_a_reply_timeout() {
     let err = client.login("u", "p").await.unwrap_err();
     assert!(matches!(err, Error::Timeout(TimeoutKind::Reply)), "{err:?}");
     assert!(matches!(client.noop().await, Err(Error::Closed)));
+    drop(client);
+    server.done().await;
 }
 
 #[tokio::test]
 async fn idle_transport_times_out_independently() {
-    let port = scripted(vec![("", b"+OK hi\r\n")], Duration::from_secs(5)).await;
+    let server = scripted(vec![("", b"+OK hi\r\n")], Duration::from_secs(5)).await;
+    let port = server.port;
     let mut o = quick(Security::Plain);
     o.read_capabilities = false;
     o.session.reply_timeout = None;
@@ -104,11 +126,13 @@ async fn idle_transport_times_out_independently() {
     let err = client.capa().await.unwrap_err();
     assert!(matches!(err, Error::Timeout(TimeoutKind::Idle)), "{err:?}");
     assert!(started.elapsed() >= Duration::from_millis(150));
+    drop(client);
+    server.done().await;
 }
 
 #[tokio::test]
 async fn a_body_cut_short_is_an_error_not_a_message() {
-    let port = scripted(
+    let server = scripted(
         vec![
             ("", b"+OK hi\r\n"),
             ("USER", b"+OK\r\n"),
@@ -118,6 +142,7 @@ async fn a_body_cut_short_is_an_error_not_a_message() {
         Duration::from_millis(0),
     )
     .await;
+    let port = server.port;
     let mut o = quick(Security::Plain);
     o.read_capabilities = false;
     let mut client = Pop3Client::connect("127.0.0.1", port, o).await.unwrap();
@@ -137,11 +162,14 @@ async fn a_body_cut_short_is_an_error_not_a_message() {
         "{err:?}"
     );
     assert!(err.is_transient());
+    drop(body);
+    drop(client);
+    server.done().await;
 }
 
 #[tokio::test]
 async fn plaintext_after_stls_ok_is_refused_as_injection() {
-    let port = scripted(
+    let server = scripted(
         vec![
             ("", b"+OK hi\r\n"),
             ("STLS", b"+OK Begin TLS\r\n+OK injected\r\n"),
@@ -149,6 +177,7 @@ async fn plaintext_after_stls_ok_is_refused_as_injection() {
         Duration::from_secs(5),
     )
     .await;
+    let port = server.port;
     let mut o = quick(Security::Plain);
     o.read_capabilities = false;
     let mut client = Pop3Client::connect("127.0.0.1", port, o).await.unwrap();
@@ -162,6 +191,8 @@ async fn plaintext_after_stls_ok_is_refused_as_injection() {
     );
     assert!(!client.is_tls());
     assert!(client.login("u", "p").await.is_err());
+    drop(client);
+    server.done().await;
 }
 
 #[tokio::test]
@@ -219,7 +250,7 @@ impl tracing::Subscriber for Capture {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_protocol_log_redacts_secrets() {
-    let port = scripted(
+    let server = scripted(
         vec![
             ("", b"+OK hi <1.2@example.org>\r\n"),
             ("USER", b"+OK\r\n"),
@@ -229,6 +260,7 @@ async fn the_protocol_log_redacts_secrets() {
         Duration::from_millis(0),
     )
     .await;
+    let port = server.port;
     let lines = Arc::new(Mutex::new(Vec::new()));
     let _guard = tracing::subscriber::set_default(Capture(lines.clone()));
     let mut o = quick(Security::Plain);
@@ -241,18 +273,23 @@ async fn the_protocol_log_redacts_secrets() {
     assert!(log.contains("C: PASS <redacted>"), "{log}");
     assert!(log.contains("C: QUIT"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
+    drop(client);
+    server.done().await;
 }
 
 #[tokio::test]
 async fn every_resolved_address_is_tried() {
     // "localhost" may resolve to ::1 and 127.0.0.1; only the latter listens.
-    let port = scripted(
+    let server = scripted(
         vec![("", b"+OK hi\r\n"), ("CAPA", b"-ERR no\r\n")],
         Duration::from_secs(5),
     )
     .await;
+    let port = server.port;
     let client = Pop3Client::connect("localhost", port, quick(Security::Plain))
         .await
         .expect("one of localhost's addresses answers");
     assert!(client.greeting().is_some());
+    drop(client);
+    server.done().await;
 }

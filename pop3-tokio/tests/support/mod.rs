@@ -345,9 +345,9 @@ pub fn assert_bytes_eq(what: &str, got: &[u8], want: &[u8]) {
     }
 }
 
-/// An example binary of a workspace package, built next to this test (cargo
-/// test builds the examples of the package under test); built here when
-/// missing (another package's, or when only this test target was built).
+/// An example binary of a workspace package, built next to this test with
+/// the examples' command-line feature (cargo skips the work when it is up
+/// to date).
 pub fn example_binary(package: &str, example: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let profile_dir = exe
@@ -355,7 +355,9 @@ pub fn example_binary(package: &str, example: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("target/<profile>");
     let bin = profile_dir.join("examples").join(example);
-    if !bin.exists() {
+    // Built every time (a no-op when up to date): a stale binary would
+    // test old code.
+    {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", package, "--example", example]);

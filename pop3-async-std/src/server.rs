@@ -39,9 +39,9 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::or;
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
-use pop3_blocking::common::{ACCEPT_BACKOFF, is_transient_accept_error};
+use pop3_blocking::common::{ACCEPT_BACKOFF, Gate, is_transient_accept_error, refuse};
 use pop3_proto::server::{
-    Connection, ConnectionContext, Server, ServerConfig, StoreDriver, StoreRequest, Want,
+    Connection, ConnectionContext, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
 use pop3_proto::store::Store;
 
@@ -90,6 +90,15 @@ impl Lifecycle {
     /// A connection slot: a permit of the cap, counted as an open session.
     async fn slot(self: &Arc<Self>) -> Slot {
         let permit = self.permits.acquire_arc().await;
+        self.slot_of(permit)
+    }
+
+    /// A connection slot if one is free now.
+    fn try_slot(self: &Arc<Self>) -> Option<Slot> {
+        self.permits.try_acquire_arc().map(|p| self.slot_of(p))
+    }
+
+    fn slot_of(self: &Arc<Self>, permit: SemaphoreGuardArc) -> Slot {
         self.active.fetch_add(1, SeqCst);
         Slot {
             _permit: permit,
@@ -118,6 +127,7 @@ struct Inner<S> {
     tls: Option<TlsAcceptor>,
     options: ServerOptions,
     life: Arc<Lifecycle>,
+    gate: Gate,
 }
 
 /// A POP3 server on any `futures-io` runtime (smol, async-std): a store, a
@@ -182,6 +192,7 @@ where
                 store,
                 config,
                 tls: tls.map(TlsAcceptor::from),
+                gate: Gate::new(&options),
                 options,
                 life,
             }),
@@ -193,6 +204,11 @@ where
     pub fn shutdown(&self) {
         self.inner.life.stopping.store(true, SeqCst);
         self.inner.life.stop.notify(usize::MAX);
+    }
+
+    /// Sessions open now (for metrics, and to wait for a slot to free).
+    pub fn open_connections(&self) -> usize {
+        self.inner.life.active.load(SeqCst)
     }
 
     /// Waits until every session has ended (those of `serve` make progress
@@ -229,11 +245,8 @@ where
         let life = &self.inner.life;
         let mut running: Vec<Task<()>> = Vec::new();
         let result = loop {
-            // Accept first, then wait for a slot: a listener waiting in
-            // accept must not hold a permit, or every other listener of this
-            // server loses one (with the cap at or below the number of
-            // listeners, some would never serve anyone). The accepted
-            // connection gets its greeting only once a slot is free.
+            // Accept, then admit or refuse at once: a client over a cap
+            // gets `-ERR [SYS/TEMP]` instead of waiting in the backlog.
             let (stream, peer) = match life.unless_stopped(listener.accept()).await {
                 None => break Ok(()),
                 Some(Ok(accepted)) => accepted,
@@ -244,8 +257,19 @@ where
                 }
                 Some(Err(e)) => break Err(e),
             };
-            let Some(slot) = life.unless_stopped(life.slot()).await else {
-                break Ok(());
+            let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
+                life.try_slot()
+                    .map(|slot| (pass, slot))
+                    .ok_or(Refusal::Full)
+            });
+            let slot = match admitted {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    if let Ok(stream) = stream.into_inner() {
+                        refuse(stream, peer, refusal);
+                    }
+                    continue;
+                }
             };
             let _ = stream.get_ref().set_nodelay(true);
             running.retain(|task| !task.is_finished());
@@ -265,7 +289,8 @@ where
     }
 
     /// Serves one connection accepted elsewhere to its end, once a
-    /// connection slot is free: any `futures-io` stream
+    /// connection slot is free (the per-address cap is `serve`'s: a stream
+    /// of unknown origin is not counted by address): any `futures-io` stream
     /// (`Async<TcpStream>`, `smol::net::TcpStream`,
     /// `async_std::net::TcpStream`, ...; set `TCP_NODELAY` on a TCP stream
     /// yourself, as `serve` does).

@@ -5,9 +5,9 @@
 //! errors pass, and how a fetch connects and logs in ([`FetchSettings`]).
 
 use std::collections::VecDeque;
-use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::io::{self, Write as _};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use pop3_proto::client::{Client, ClientConfig, ConnectionConfig, Error, Security};
@@ -15,6 +15,7 @@ use pop3_proto::fetch::{
     AuthError, FetchError, FetchOptions, LoginTask, SettingsError, login_task,
 };
 pub use pop3_proto::server::ServerOptions;
+use pop3_proto::server::{AddressKey, Admission, Refusal};
 use pop3_proto::url::{AuthMethod, PopUrl};
 use rustls::pki_types::ServerName;
 
@@ -194,6 +195,78 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
 
 /// How long to wait before accepting again after a transient failure.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A server's connection caps (the core's [`Admission`]), shared by its
+/// listeners and sessions on any runtime.
+///
+/// ```
+/// use pop3_blocking::common::{Gate, ServerOptions};
+/// use pop3_proto::server::Refusal;
+///
+/// let mut options = ServerOptions::default();
+/// options.max_connections_per_address = 1;
+/// let gate = Gate::new(&options);
+/// let pass = gate.admit("127.0.0.2".parse().unwrap()).unwrap();
+/// assert_eq!(gate.admit("127.0.0.2".parse().unwrap()).unwrap_err(), Refusal::AddressFull);
+/// drop(pass); // the session ended
+/// assert!(gate.admit("127.0.0.2".parse().unwrap()).is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gate(Arc<Mutex<Admission>>);
+
+impl Gate {
+    /// The caps of `options`.
+    pub fn new(options: &ServerOptions) -> Gate {
+        Gate(Arc::new(Mutex::new(Admission::new(options))))
+    }
+
+    /// Counts a connection from `peer` until the [`Pass`] is dropped, or
+    /// says why it is refused.
+    pub fn admit(&self, peer: IpAddr) -> Result<Pass, Refusal> {
+        let key = self.lock().admit(peer)?;
+        Ok(Pass {
+            gate: self.0.clone(),
+            key,
+        })
+    }
+
+    /// Sessions admitted and not yet ended.
+    pub fn open(&self) -> usize {
+        self.lock().open()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An admitted connection's place under the caps of a [`Gate`], given back
+/// when dropped.
+#[derive(Debug)]
+pub struct Pass {
+    gate: Arc<Mutex<Admission>>,
+    key: AddressKey,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release(self.key);
+    }
+}
+
+/// Tells a refused client why, and closes: the line is written without
+/// waiting (a fresh connection's send buffer takes it whole; a client that
+/// does not read loses nothing but the explanation), then the connection
+/// is shut down.
+pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+    tracing::debug!(%peer, "connection refused: {refusal}");
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write(refusal.reply());
+    let _ = stream.shutdown(Shutdown::Both);
+}
 
 /// How a fetch connects and what it does: the settings behind every
 /// adapter's `fetch::connect` and `fetch::run`.

@@ -49,10 +49,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use pop3_proto::server::{Connection, ConnectionContext, Server, ServerConfig, StoreDriver, Want};
+use pop3_proto::server::{
+    Connection, ConnectionContext, Refusal, Server, ServerConfig, StoreDriver, Want,
+};
 use pop3_proto::store::Store;
 
-use crate::common::{ACCEPT_BACKOFF, is_transient_accept_error};
+use crate::common::{ACCEPT_BACKOFF, Gate, Pass, is_transient_accept_error, refuse};
 use crate::io::{Clock, Stream};
 
 pub use crate::common::{ServerOptions, ServerSecurity as Security};
@@ -73,6 +75,7 @@ struct Inner<S> {
     config: Arc<ServerConfig>,
     tls: Option<Arc<rustls::ServerConfig>>,
     options: ServerOptions,
+    gate: Gate,
     state: Mutex<State>,
     /// Signalled when a session ends and at shutdown.
     changed: Condvar,
@@ -87,12 +90,16 @@ impl<S> Inner<S> {
 }
 
 /// A connection slot, given back when dropped.
-struct Slot<'a, S>(&'a Inner<S>);
+/// An open session's place under the caps (and in `wait_idle`'s count).
+struct Slot<'a, S> {
+    inner: &'a Inner<S>,
+    _pass: Pass,
+}
 
 impl<S> Drop for Slot<'_, S> {
     fn drop(&mut self) {
-        self.0.state().active -= 1;
-        self.0.changed.notify_all();
+        self.inner.state().active -= 1;
+        self.inner.changed.notify_all();
     }
 }
 
@@ -156,6 +163,7 @@ impl<S: Store> Pop3Server<S> {
                 store,
                 config,
                 tls,
+                gate: Gate::new(&options),
                 options,
                 state: Mutex::default(),
                 changed: Condvar::new(),
@@ -181,6 +189,11 @@ impl<S: Store> Pop3Server<S> {
             }
             let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
         }
+    }
+
+    /// Sessions open now (for metrics, and to wait for a slot to free).
+    pub fn open_connections(&self) -> usize {
+        self.inner.state().active
     }
 
     /// Waits until every session has ended.
@@ -210,8 +223,8 @@ impl<S: Store> Pop3Server<S> {
                 if self.inner.stop.get().is_some() {
                     return Ok(());
                 }
-                // Accept first, then wait for a slot: a listener waiting in
-                // accept holds none, so listeners never starve each other.
+                // Accept, then admit or refuse at once: a client over a cap
+                // gets `-ERR [SYS/TEMP]` instead of waiting in the backlog.
                 let (stream, peer) = match listener.accept() {
                     Ok(accepted) => accepted,
                     Err(e) if is_transient_accept_error(&e) => {
@@ -221,8 +234,15 @@ impl<S: Store> Pop3Server<S> {
                     }
                     Err(e) => return Err(e),
                 };
-                let Some(slot) = self.slot() else {
+                if self.inner.stop.get().is_some() {
                     return Ok(());
+                }
+                let slot = match self.slot(peer) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        refuse(stream, peer, refusal);
+                        continue;
+                    }
                 };
                 scope.spawn(move || {
                     let _slot = slot;
@@ -237,33 +257,29 @@ impl<S: Store> Pop3Server<S> {
         served
     }
 
-    /// Serves one connection accepted elsewhere to its end, once a
-    /// connection slot is free.
+    /// Serves one connection accepted elsewhere to its end, under the same
+    /// caps as those `serve` accepts (over one, the client gets
+    /// `-ERR [SYS/TEMP]` and the connection is closed at once).
     pub fn serve_connection(&self, stream: TcpStream, security: Security) {
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        // The connection counts against the cap and is waited for by
+        // The connection counts against the caps and is waited for by
         // `wait_idle`, as one accepted by `serve` is.
-        if let Some(_slot) = self.slot() {
-            self.session(stream, peer, security);
+        match self.slot(peer) {
+            Ok(_slot) => self.session(stream, peer, security),
+            Err(refusal) => refuse(stream, peer, refusal),
         }
     }
 
-    /// Waits for a free connection slot; `None` once shutdown was asked for.
-    fn slot(&self) -> Option<Slot<'_, S>> {
-        let max = self.inner.options.max_connections.max(1);
-        let state = self.inner.state();
-        let mut state = (self.inner.changed)
-            .wait_while(state, |s| {
-                s.active >= max && self.inner.stop.get().is_none()
-            })
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.inner.stop.get().is_some() {
-            return None;
-        }
-        state.active += 1;
-        Some(Slot(&self.inner))
+    /// The connection's place under the caps, or why it is refused.
+    fn slot(&self, peer: SocketAddr) -> Result<Slot<'_, S>, Refusal> {
+        let pass = self.inner.gate.admit(peer.ip())?;
+        self.inner.state().active += 1;
+        Ok(Slot {
+            inner: &self.inner,
+            _pass: pass,
+        })
     }
 
     fn session(&self, tcp: TcpStream, peer: SocketAddr, security: Security) {

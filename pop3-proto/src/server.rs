@@ -166,6 +166,30 @@
 //!   connection (the body cannot be retracted).
 //! * End of input is processed after the commands already received: a client
 //!   that writes `QUIT` and closes its side still gets its UPDATE.
+//!
+//! # Limits and defaults
+//!
+//! Every bound a client can run into, where it is set, and what happens at
+//! it. The machine's are in [`ServerConfig`], the connection's in
+//! [`ServerOptions`] (applied by [`Connection`] and the adapters).
+//!
+//! | limit | default | set with | at the limit |
+//! |---|---|---|---|
+//! | command line | 8 KiB (255 strict) | [`ServerConfig::limits`] | `-ERR Command line too long.`, a bad command; the rest of the line is discarded |
+//! | SASL response line | 64 KiB | [`ServerConfig::limits`] | `-ERR Command line too long.`: the exchange ends, a bad command |
+//! | pipelined input held while a reply is pending | one command line | (the line limit) | the machine stops taking input: TCP backpressure |
+//! | bad commands | 3 before login, 20 after | [`ServerConfig::max_bad_commands`] | `-ERR Too many bad commands.`, closed, no UPDATE |
+//! | failed login | answered after 1 s | [`ServerConfig::auth_failure_delay`] | counts as a bad command |
+//! | silence before login | 60 s | [`ServerConfig::login_idle_timeout`] | `-ERR Disconnected for inactivity before login.`, closed |
+//! | time to log in | 3 min from the greeting | [`ServerConfig::login_timeout`] | `-ERR Disconnected: no login in time.`, closed |
+//! | silence after login (autologout) | 10 min (the RFC 1939 minimum) | [`ServerConfig::autologout`] | `-ERR Autologout; idle for too long.`, closed, no UPDATE |
+//! | sessions at once | 8,192 | [`ServerOptions::max_connections`] | `-ERR [SYS/TEMP] Too many connections; try again later.`, closed at once |
+//! | sessions from one address (IPv6: one /64) | 32 | [`ServerOptions::max_connections_per_address`] | `-ERR [SYS/TEMP] Too many connections from your address; try again later.`, closed at once |
+//! | a write making no progress | 60 s | [`ServerOptions::write_stall_timeout`] | cut, no UPDATE |
+//! | TLS handshake | 30 s | [`ServerOptions::tls_handshake_timeout`] | cut |
+//! | a store request | 2 min | [`ServerOptions::store_timeout`] | `-ERR [SYS/TEMP]` (or a body cut short), closed, no UPDATE |
+//! | after a shutdown request | 30 s | [`ServerOptions::shutdown_grace`] | cut, no UPDATE (a commit under way completes) |
+//! | greeting and capability lines | 512 octets with CRLF | (fixed, RFC 2449 §4) | configured texts are clipped at a character boundary |
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -185,15 +209,19 @@ use crate::store::{CredentialForms, MessageInfo, StoreError};
 use crate::time::Instant;
 use crate::types::{ApopTimestamp, MessageNumber, Secret};
 
+mod admission;
 mod connection;
 mod sasl;
 
+pub use admission::{AddressKey, Admission, Refusal};
 pub use connection::{Connection, ServerOptions, Want};
 pub use sasl::SaslMechanism;
 use sasl::{SaslExchange, SaslOutcome};
 
 /// The default [`ServerConfig::login_timeout`].
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
+/// The default [`ServerConfig::login_idle_timeout`].
+pub const DEFAULT_LOGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The shortest autologout RFC 1939 §3 allows.
 pub const MIN_AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
@@ -228,6 +256,7 @@ pub struct ServerConfig {
     auth_failure_delay: Duration,
     autologout: Duration,
     login_timeout: Duration,
+    login_idle_timeout: Duration,
     login_delay: Option<u32>,
     expire: Option<Expire>,
     pipelining: bool,
@@ -255,6 +284,7 @@ impl Default for ServerConfig {
             auth_failure_delay: Duration::from_secs(1),
             autologout: MIN_AUTOLOGOUT,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
+            login_idle_timeout: DEFAULT_LOGIN_IDLE_TIMEOUT,
             login_delay: None,
             expire: Some(Expire::Never),
             pipelining: true,
@@ -351,6 +381,18 @@ impl ServerConfig {
     /// is let finish.
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
         self.login_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay silent in AUTHORIZATION (default 60
+    /// seconds; any octet received restarts it). Idle connections that
+    /// never log in are the cheapest way to fill a server's connection
+    /// slots, so they are closed well before the 10-minute autologout,
+    /// which RFC 1939 sets for a session's inactivity and which applies in
+    /// full once logged in (Dovecot's login processes make the same
+    /// choice). Expiry closes with `-ERR`.
+    pub fn login_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.login_idle_timeout = timeout;
         self
     }
 
@@ -891,6 +933,19 @@ impl Server {
                 return;
             }
         }
+        if self.state == State::Authorization
+            && !matches!(self.wait, Wait::Store(_))
+            && now >= self.last_activity + self.config.login_idle_timeout
+        {
+            match self.wait {
+                Wait::Listing { .. } | Wait::Tls => self.close(CloseReason::LoginTimeout, None),
+                _ => self.close(
+                    CloseReason::LoginTimeout,
+                    Some("-ERR Disconnected for inactivity before login."),
+                ),
+            }
+            return;
+        }
         if now >= self.last_activity + self.config.autologout {
             match self.wait {
                 Wait::Store(Pending::Commit { .. }) | Wait::Store(Pending::Release) => {}
@@ -1004,7 +1059,9 @@ impl Server {
         }
         let mut logout = self.last_activity + self.config.autologout;
         if self.state == State::Authorization && !matches!(self.wait, Wait::Store(_)) {
-            logout = logout.min(self.login_deadline);
+            logout = logout
+                .min(self.login_deadline)
+                .min(self.last_activity + self.config.login_idle_timeout);
         }
         match self.wait {
             Wait::Delay { until } => Some(until.min(logout)),

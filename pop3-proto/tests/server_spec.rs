@@ -321,9 +321,11 @@ fn autologout_after_ten_minutes_releases_without_update() {
 
 #[test]
 fn autologout_in_authorization() {
-    // The login timeout set far beyond the autologout, so that only the
+    // The login timeouts set far beyond the autologout, so that only the
     // autologout can end this session.
-    let config = test_config().login_timeout(Duration::from_secs(24 * 3600));
+    let config = test_config()
+        .login_timeout(Duration::from_secs(24 * 3600))
+        .login_idle_timeout(Duration::from_secs(24 * 3600));
     let mut h = Harness::new(config, plain(), standard_store());
     h.auto_timer = Duration::ZERO;
     h.take_output();
@@ -1129,4 +1131,45 @@ fn implementation_capability_fits_the_line_limit_in_octets_whatever_the_script()
     assert!(line.len() + 2 <= 512, "{} octets", line.len() + 2);
     assert!(line.len() + 2 > 500, "clipped no more than needed");
     assert!(line["IMPLEMENTATION ".len()..].chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn a_silent_connection_is_closed_a_minute_after_its_last_octet_before_login() {
+    let mut h = Harness::standard();
+    h.auto_timer = Duration::ZERO;
+    h.take_output();
+    h.advance(Duration::from_secs(50));
+    // Any octet restarts the timer, even half a command.
+    h.send(b"NO");
+    h.advance(Duration::from_secs(59));
+    assert!(!h.closed);
+    h.advance(Duration::from_secs(1));
+    assert!(h.closed);
+    assert_eq!(
+        h.take_output(),
+        "-ERR Disconnected for inactivity before login.\r\n"
+    );
+    assert_eq!(
+        h.server.summary().close_reason,
+        Some(CloseReason::LoginTimeout)
+    );
+}
+
+#[test]
+fn after_login_only_the_autologout_ends_a_silent_session() {
+    let mut h = Harness::standard();
+    h.auto_timer = Duration::ZERO;
+    h.login("alice", "secret");
+    h.take_output();
+    h.advance(Duration::from_secs(599));
+    assert!(
+        !h.closed,
+        "the login idle timeout does not apply after login"
+    );
+    h.advance(Duration::from_secs(1));
+    assert!(h.closed);
+    assert_eq!(
+        h.server.summary().close_reason,
+        Some(CloseReason::Autologout)
+    );
 }

@@ -13,14 +13,14 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use pop3_blocking::common::{ACCEPT_BACKOFF, is_transient_accept_error};
+use pop3_blocking::common::{ACCEPT_BACKOFF, Gate, Pass, is_transient_accept_error, refuse};
 use pop3_proto::server::{
-    Connection, ConnectionContext, Server, ServerConfig, StoreDriver, StoreRequest, Want,
+    Connection, ConnectionContext, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
 use pop3_proto::store::Store;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant as TokioInstant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
@@ -33,7 +33,9 @@ struct Inner<S> {
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
     options: ServerOptions,
+    /// Counts open sessions for `wait_idle`.
     permits: Arc<Semaphore>,
+    gate: Gate,
     shutdown: watch::Sender<bool>,
 }
 
@@ -92,6 +94,7 @@ where
                 config,
                 tls: tls.map(TlsAcceptor::from),
                 permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
+                gate: Gate::new(&options),
                 options,
                 shutdown,
             }),
@@ -102,6 +105,11 @@ where
     /// (after [`ServerOptions::shutdown_grace`], without UPDATE).
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// Sessions open now (for metrics, and to wait for a slot to free).
+    pub fn open_connections(&self) -> usize {
+        self.inner.gate.open()
     }
 
     /// Waits until every session has ended.
@@ -126,11 +134,8 @@ where
             if *shutdown.borrow() {
                 return Ok(());
             }
-            // Accept first, then wait for a permit: a listener waiting in
-            // accept must not hold a permit, or every other listener of this
-            // server loses one (with the cap at or below the number of
-            // listeners, some would never serve anyone). The accepted
-            // connection gets its greeting only once a permit is free.
+            // Accept, then admit or refuse at once: a client over a cap
+            // gets `-ERR [SYS/TEMP]` instead of waiting in the backlog.
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -143,33 +148,51 @@ where
                 },
                 _ = shutdown.changed() => continue,
             };
-            let permit = tokio::select! {
-                permit = self.inner.permits.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return Ok(()),
-                },
-                _ = shutdown.changed() => continue,
+            let Some(slot) = self.admit(stream, peer) else {
+                continue;
             };
             let server = self.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let (_slot, stream) = slot;
                 server.connection(stream, peer, security).await;
             });
         }
     }
 
-    /// Serves one connection accepted elsewhere to its end, once a
-    /// connection slot is free.
+    /// Serves one connection accepted elsewhere to its end, under the same
+    /// caps as those `serve` accepts (over one, the client gets
+    /// `-ERR [SYS/TEMP]` and the connection is closed at once).
     pub async fn serve_connection(&self, stream: TcpStream, security: Security) {
         let peer = stream
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        // The connection counts against the cap and is waited for by
-        // `wait_idle`, as one accepted by `serve` is.
-        let Ok(_permit) = self.inner.permits.clone().acquire_owned().await else {
-            return;
-        };
-        self.connection(stream, peer, security).await;
+        if let Some((_slot, stream)) = self.admit(stream, peer) {
+            self.connection(stream, peer, security).await;
+        }
+    }
+
+    /// The connection's place under the caps (also counted by
+    /// `wait_idle`), or `None` once it was refused.
+    fn admit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<((Pass, OwnedSemaphorePermit), TcpStream)> {
+        let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
+            match self.inner.permits.clone().try_acquire_owned() {
+                Ok(permit) => Ok((pass, permit)),
+                Err(_) => Err(Refusal::Full),
+            }
+        });
+        match admitted {
+            Ok(slot) => Some((slot, stream)),
+            Err(refusal) => {
+                if let Ok(stream) = stream.into_std() {
+                    refuse(stream, peer, refusal);
+                }
+                None
+            }
+        }
     }
 
     async fn connection(&self, stream: TcpStream, peer: SocketAddr, security: Security) {

@@ -247,6 +247,16 @@ fn plaintext_server(messages: &[(String, Vec<u8>)]) -> TestServerBuilder {
 
 /// Logs in on a fresh raw connection, retrying while the maildrop is still
 /// held by a session that is ending; returns the logged-in client.
+/// Waits until `server` has no session open (a closed connection's slot is
+/// given back when its session task ends, just after the close).
+async fn until_no_session(server: &TestServer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.server().open_connections() > 0 {
+        assert!(Instant::now() < deadline, "a session stayed open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn login_when_free(addr: SocketAddr) -> Raw {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -1108,6 +1118,7 @@ async fn a_silent_client_on_the_pop3s_port_is_dropped_after_the_handshake_timeou
         started.elapsed()
     );
     // Its connection slot is free again.
+    until_no_session(&server).await;
     let (addr, ca) = (server.tls_addr(), server.ca());
     let session = blocking(move || poplib::session(addr, &Connect::implicit(&ca), &["quit"])).await;
     assert!(session.steps[0].ok, "{session:?}");
@@ -1512,6 +1523,7 @@ async fn clients_that_connect_and_leave_at_once_do_not_disturb_the_server() {
         }
         drop(stream);
     }
+    until_no_session(&server).await;
     let mut raw = login_when_free(server.plain_addr()).await;
     assert!(raw.cmd("QUIT").await.starts_with("+OK"));
     server.shutdown();
@@ -1608,7 +1620,7 @@ async fn shutdown_ends_a_session_busy_sending_to_a_slow_reader_after_the_grace()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_two_connections_allowed_a_third_client_waits_for_its_greeting() {
+async fn with_two_connections_allowed_a_third_client_is_refused_at_once() {
     let messages = awkward::small();
     let server = plaintext_server(&messages)
         .with_options(|o| o.max_connections = 2)
@@ -1619,40 +1631,59 @@ async fn with_two_connections_allowed_a_third_client_waits_for_its_greeting() {
     let mut first = Raw::greeted(addr).await;
     let _second = Raw::greeted(server.plain_addr()).await;
     let mut third = Raw::connect(addr).await;
-    assert_eq!(
-        third.line_within(Duration::from_millis(500)).await,
-        Err(()),
-        "a third greeting while two sessions are open"
-    );
+    let refusal = third.line().await.expect("an answer, not silence");
+    assert!(refusal.starts_with("-ERR [SYS/TEMP] "), "{refusal:?}");
+    assert_eq!(third.line().await, None, "closed after the refusal");
     assert!(first.cmd("QUIT").await.starts_with("+OK"));
-    let greeting = third.line().await.expect("greeting");
-    assert!(greeting.starts_with("+OK"), "{greeting:?}");
-    assert!(third.cmd("QUIT").await.starts_with("+OK"));
+    assert_eq!(first.line().await, None);
+    // The slot is given back with the first session.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.server().open_connections() > 1 {
+        assert!(Instant::now() < deadline, "the first session stayed open");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut fourth = Raw::greeted(addr).await;
+    assert!(fourth.cmd("QUIT").await.starts_with("+OK"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drops_a_client_still_waiting_for_a_connection_slot() {
+async fn one_address_over_its_cap_is_refused_while_another_is_served() {
     let messages = awkward::small();
     let server = plaintext_server(&messages)
-        .with_options(|o| {
-            o.max_connections = 1;
-            o.shutdown_grace = Duration::from_secs(30);
-        })
+        .with_options(|o| o.max_connections_per_address = 3)
         .start()
         .await;
-    let addr = server.plain_addr();
-    let mut first = Raw::greeted(addr).await;
-    let mut waiting = Raw::connect(addr).await;
-    assert_eq!(
-        waiting.line_within(Duration::from_millis(300)).await,
-        Err(()),
-        "a greeting beyond the cap"
+    let port = server.plain_addr().port();
+    // Three idle connections from 127.0.0.2 fill its share.
+    let from = |last: u8| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, last], 0)))
+            .unwrap();
+        Raw::new(
+            socket
+                .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+                .await
+                .unwrap(),
+        )
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut raw = from(2).await;
+        assert!(raw.line().await.unwrap().starts_with("+OK"));
+        held.push(raw);
+    }
+    let mut fourth = from(2).await;
+    let refusal = fourth.line().await.expect("an answer, not silence");
+    assert!(
+        refusal.starts_with("-ERR [SYS/TEMP] Too many connections from your address"),
+        "{refusal:?}"
     );
-    server.shutdown();
-    // Not greeted, and not kept for the open session's grace either.
-    let end = waiting.line_within(Duration::from_secs(5)).await;
-    assert_eq!(end, Ok(None), "the waiting client was not let go");
-    assert!(first.cmd("QUIT").await.starts_with("+OK"));
+    assert_eq!(fourth.line().await, None);
+    // Another address is served as usual.
+    let mut other = from(3).await;
+    assert!(other.line().await.unwrap().starts_with("+OK"));
+    assert!(other.cmd("QUIT").await.starts_with("+OK"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1665,10 +1696,12 @@ async fn with_one_connection_allowed_each_listener_still_serves_in_turn() {
     let (addr, tls_addr, ca) = (server.plain_addr(), server.tls_addr(), server.ca());
     for round in 0..2 {
         for _ in 0..2 {
+            until_no_session(&server).await;
             let mut raw = Raw::greeted(addr).await;
             assert!(raw.cmd("QUIT").await.starts_with("+OK"), "round {round}");
             assert_eq!(raw.line().await, None);
         }
+        until_no_session(&server).await;
         let ca = ca.clone();
         let pop3s = blocking(move || {
             poplib::session_with_timeout(

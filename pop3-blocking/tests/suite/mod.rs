@@ -19,7 +19,7 @@ use bytes::Bytes;
 use pop3_blocking::common::ConnectOptions;
 use pop3_blocking::sink::MaildirSink;
 use pop3_blocking::tls::TlsVerification;
-use pop3_proto::client::{Error, Security};
+use pop3_proto::client::{Error, ProtocolError, Security};
 use pop3_proto::fetch::{FetchError, FetchOptions, FetchReport};
 use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
 use pop3_proto::server::{ServerConfig, ServerOptions};
@@ -477,6 +477,109 @@ pub fn peer_vanishing_mid_retr_deletes_nothing<C: Runtime, S: Runtime>() {
     assert!(!w.store.is_locked("alice"));
 }
 
+/// The resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A TCP connection to `to` from the loopback address `127.0.0.<from>`
+/// (standing for another client).
+fn connect_from(from: [u8; 3], to: SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, from[0], from[1], from[2]], 0)).into())
+        .unwrap();
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("connect from 127.{}.{}.{}: {e}", from[0], from[1], from[2]));
+    socket.into()
+}
+
+/// A whole session of client `C` (login, STAT, QUIT) while the idle
+/// connections are held.
+fn fresh_session<C: Runtime>(w: &World) {
+    let mut o = options(Security::Plain, &w.pki.roots);
+    o.connect_timeout = Duration::from_secs(10);
+    o.session.reply_timeout = Some(Duration::from_secs(10));
+    let mut c = C::connect(w.served.plain, o).expect("a fresh client is greeted");
+    c.login("alice", "secret").unwrap();
+    assert_eq!(c.stat().unwrap().count, 4);
+    c.quit().unwrap();
+}
+
+/// Idle connections do not starve other clients: 2,000 from one other
+/// address (its 32 admitted, the rest refused with `[SYS/TEMP]` at once),
+/// then 2,000 from 200 addresses holding 10 each (all admitted); a fresh
+/// session from 127.0.0.1 completes meanwhile, and the idle sessions cost
+/// bounded memory.
+pub fn idle_floods_do_not_starve_a_fresh_session<C: Runtime, S: Runtime>() {
+    // One flood at a time in a test process: both ends' descriptors count
+    // against one limit.
+    static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_FLOOD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let started = std::time::Instant::now();
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let to = w.served.plain;
+
+    let one: Vec<_> = (0..2000).map(|_| connect_from([0, 0, 2], to)).collect();
+    eprintln!(
+        "2,000 connections from one address after {:?}",
+        started.elapsed()
+    );
+    fresh_session::<C>(&w);
+    eprintln!("fresh session done after {:?}", started.elapsed());
+    // Those beyond the per-address cap were told why and closed.
+    let mut refused = 0;
+    for mut s in one.into_iter().rev().take(100) {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut text = Vec::new();
+        let _ = s.read_to_end(&mut text);
+        if text.starts_with(b"-ERR [SYS/TEMP] Too many connections from your address") {
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused, 100,
+        "the last connections of one address are refused"
+    );
+
+    let before = rss_kib();
+    let many: Vec<_> = (0..2000u32)
+        .map(|i| {
+            let host = 1 + i / 10;
+            connect_from([1, (host >> 8) as u8, host as u8], to)
+        })
+        .collect();
+    // Each is greeted: the server holds them all.
+    for s in &many {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut greeting = [0u8; 3];
+        (&*s).read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting, b"+OK");
+    }
+    let per_connection = rss_kib().saturating_sub(before) * 1024 / 2000;
+    eprintln!(
+        "2,000 from 200 addresses greeted after {:?}",
+        started.elapsed()
+    );
+    fresh_session::<C>(&w);
+    eprintln!("fresh session done after {:?}", started.elapsed());
+    eprintln!("idle sessions: {per_connection} octets of resident memory each");
+    assert!(
+        per_connection <= 64 * 1024,
+        "{per_connection} octets per idle connection"
+    );
+    drop(many);
+}
+
 /// A store whose maildrops never open: the call hangs for ever.
 pub struct HangingStore;
 
@@ -549,7 +652,7 @@ pub fn half_close_after_a_pipelined_script_still_updates<S: Runtime>() {
 }
 
 /// 100 clients at once on a server that serves 16 at a time: every one is
-/// served in turn.
+/// served, those beyond the cap after a `[SYS/TEMP]` refusal and a retry.
 pub fn hundred_concurrent_clients<C: Runtime, S: Runtime>() {
     let store = Arc::new(MemoryStore::new());
     for i in 0..100 {
@@ -569,7 +672,20 @@ pub fn hundred_concurrent_clients<C: Runtime, S: Runtime>() {
         .map(|i| {
             let (addr, roots) = (served.plain, pki.roots.clone());
             std::thread::spawn(move || {
-                let mut c = C::connect(addr, options(Security::Plain, &roots)).unwrap();
+                // Beyond the cap a client is refused with [SYS/TEMP] at
+                // once, and tries again, as a real client would.
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                let mut c = loop {
+                    match C::connect(addr, options(Security::Plain, &roots)) {
+                        Ok(c) => break c,
+                        Err(Error::Protocol(ProtocolError::GreetingRejected(e)))
+                            if e.is_transient() && std::time::Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => panic!("u{i}: {e}"),
+                    }
+                };
                 c.login(&format!("u{i}"), "pw").unwrap();
                 let mut body = Vec::new();
                 c.retr(msg(1), &mut body).unwrap();
@@ -738,6 +854,10 @@ macro_rules! runtime_suite {
             #[test]
             fn a_hung_store_is_abandoned_at_the_store_timeout() {
                 suite::a_hung_store_is_abandoned_at_the_store_timeout::<$s>();
+            }
+            #[test]
+            fn idle_floods_do_not_starve_a_fresh_session() {
+                suite::idle_floods_do_not_starve_a_fresh_session::<$c, $s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {

@@ -17,10 +17,17 @@ use crate::time::Instant;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerOptions {
-    /// Connections served at once; further ones get no greeting until one
-    /// ends (each listener holds at most one of them accepted, the rest
-    /// wait in the listen backlog).
+    /// Connections served at once (default 8,192: an idle session costs
+    /// some 11 KB, so about 90 MB at the cap). Further ones are accepted,
+    /// answered [`Refusal::Full`](super::Refusal::Full)'s `-ERR [SYS/TEMP]`
+    /// and closed at once (see [`Admission`](super::Admission)).
     pub max_connections: usize,
+    /// Connections served at once from one client address, an IPv6 /64
+    /// counting as one (default 32): one client holding idle connections
+    /// cannot take the slots of everyone else. Further ones get
+    /// [`Refusal::AddressFull`](super::Refusal::AddressFull)'s
+    /// `-ERR [SYS/TEMP]` and are closed.
+    pub max_connections_per_address: usize,
     /// A write that makes no progress for this long ends the session
     /// without UPDATE (a client that never reads its replies).
     pub write_stall_timeout: Duration,
@@ -40,7 +47,8 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            max_connections: 1024,
+            max_connections: 8192,
+            max_connections_per_address: 32,
             write_stall_timeout: Duration::from_secs(60),
             tls_handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),

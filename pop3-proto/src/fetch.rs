@@ -157,6 +157,22 @@ pub enum SinkRequest {
     Abort,
 }
 
+impl SinkRequest {
+    /// Whether the request may wait for the disk (a sink creates, syncs or
+    /// renames files for it): an adapter on an async runtime runs these off
+    /// its reactor. Appending a chunk ([`SinkRequest::Write`]) and looking a
+    /// UID up are expected to be quick.
+    pub fn may_block(&self) -> bool {
+        matches!(
+            self,
+            SinkRequest::Begin(_)
+                | SinkRequest::Commit
+                | SinkRequest::Abort
+                | SinkRequest::Retain(_)
+        )
+    }
+}
+
 /// The sink's answer to a [`SinkRequest`].
 #[derive(Debug)]
 #[non_exhaustive]

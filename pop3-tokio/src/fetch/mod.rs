@@ -32,7 +32,7 @@ pub use pop3_proto::url::{AuthMethod, Host, PopUrl, UrlError};
 use std::future::poll_fn;
 use std::task::Poll;
 
-use pop3_proto::fetch::Fetch;
+use pop3_proto::fetch::{Fetch, FetchStep, execute};
 
 use crate::client::Pop3Client;
 
@@ -60,13 +60,35 @@ pub async fn fetch_new<S: MessageSink>(
     poll_fn(|cx| {
         loop {
             let (now, conn) = (client.now(), client.connection());
-            if let Some(result) = fetch.drive(now, conn, sink, progress) {
-                return Poll::Ready(result);
+            match fetch.poll(now, conn) {
+                FetchStep::Io => std::task::ready!(client.poll_io(cx)),
+                FetchStep::Sink(request) => {
+                    let reply = if request.may_block() {
+                        in_place(|| execute(sink, request))
+                    } else {
+                        execute(sink, request)
+                    };
+                    fetch.sink_done(reply);
+                }
+                FetchStep::Progress(p) => progress(&p),
+                FetchStep::Done(result) => return Poll::Ready(result),
+                // A step of a later version: wait for I/O as for `Io`.
+                _ => std::task::ready!(client.poll_io(cx)),
             }
-            std::task::ready!(client.poll_io(cx));
         }
     })
     .await
+}
+
+/// Runs sink work that may wait for the disk (creating, syncing and
+/// renaming files) without stalling the other tasks of a multi-threaded
+/// runtime: their worker is handed to another thread meanwhile. On a
+/// current-thread runtime it runs as it is.
+fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Connects as the URL says, logs in with `password`, and runs

@@ -426,6 +426,10 @@ pub fn large_message_streams<C: Runtime, S: Runtime>() {
     for i in 0..SIZE / 80 {
         want.update(generated_line(i));
     }
+    let _alone = measuring_memory();
+    // The peak so far is forgotten (Linux: "5" resets VmHWM), so that an
+    // earlier, larger peak cannot hide this one.
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
     let before = peak_rss_kib();
     let mut got = Hashing(Sha256::new(), 0);
     let n = client.retr(msg(1), &mut got).unwrap();
@@ -477,6 +481,15 @@ pub fn peer_vanishing_mid_retr_deletes_nothing<C: Runtime, S: Runtime>() {
     assert!(!w.store.is_locked("alice"));
 }
 
+/// Held by the scenarios that measure this process's memory or use much
+/// of it (and descriptors), so that they never overlap in one test process.
+fn measuring_memory() -> std::sync::MutexGuard<'static, ()> {
+    static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    MEASURING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The resident memory of this process, in KiB.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -518,12 +531,9 @@ fn fresh_session<C: Runtime>(w: &World) {
 /// session from 127.0.0.1 completes meanwhile, and the idle sessions cost
 /// bounded memory.
 pub fn idle_floods_do_not_starve_a_fresh_session<C: Runtime, S: Runtime>() {
-    // One flood at a time in a test process: both ends' descriptors count
-    // against one limit.
-    static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONE_FLOOD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Both ends' descriptors count against one limit, and the memory is
+    // measured.
+    let _alone = measuring_memory();
     let started = std::time::Instant::now();
     let msgs = messages();
     let w = world::<S>(&msgs, ServerOptions::default());
@@ -578,6 +588,177 @@ pub fn idle_floods_do_not_starve_a_fresh_session<C: Runtime, S: Runtime>() {
         "{per_connection} octets per idle connection"
     );
     drop(many);
+}
+
+/// A raw client: lines in, lines out, no protocol of its own.
+struct Raw {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut raw = Raw {
+            reader: std::io::BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        assert!(raw.line().unwrap().starts_with("+OK"), "greeting");
+        raw
+    }
+
+    /// The next line without CRLF; `None` once the server closed.
+    fn line(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&line).trim_end().to_owned()),
+            Err(e) => panic!("no line from the server: {e}"),
+        }
+    }
+
+    fn send(&mut self, octets: &[u8]) {
+        self.writer.write_all(octets).unwrap();
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.line().expect("a reply")
+    }
+
+    fn login(&mut self) {
+        assert!(self.cmd("USER alice").starts_with("+OK"));
+        assert!(self.cmd("PASS secret").starts_with("+OK"));
+    }
+}
+
+/// Bad input of every kind gets a clear `-ERR` (or a close at a documented
+/// limit), other clients are served meanwhile, and nothing is deleted.
+pub fn hostile_input_gets_clear_errors_and_deletes_nothing<S: Runtime>() {
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let addr = w.served.plain;
+
+    // Over-long lines, NUL and 8-bit octets, numbers out of range: each a
+    // plain -ERR, and the session goes on (20 bad commands allowed after
+    // login).
+    let mut raw = Raw::connect(addr);
+    raw.login();
+    let long = format!("NOOP {}", "x".repeat(100_000));
+    assert_eq!(raw.cmd(&long), "-ERR Command line too long.");
+    raw.send(b"NO\0OP\r\n");
+    assert!(raw.line().unwrap().starts_with("-ERR"), "NUL");
+    raw.send(b"RETR \xff\xfe\r\n");
+    assert!(raw.line().unwrap().starts_with("-ERR"), "8-bit");
+    for n in ["0", "-1", "18446744073709551616", "1x", "+1", " 1", "99"] {
+        let reply = raw.cmd(&format!("RETR {n}"));
+        assert!(reply.starts_with("-ERR"), "RETR {n:?}: {reply}");
+    }
+    // Commands of the other state.
+    for c in [
+        "USER bob",
+        "PASS x",
+        "APOP alice 0123456789abcdef0123456789abcdef",
+        "AUTH PLAIN",
+        "STLS",
+        "UTF8",
+    ] {
+        let reply = raw.cmd(c);
+        assert!(reply.starts_with("-ERR"), "{c} in TRANSACTION: {reply}");
+    }
+    assert!(raw.cmd("DELE 1").starts_with("+OK"));
+    // The session is still good: STAT answers, and the DELE is forgotten
+    // when the connection just drops.
+    assert!(raw.cmd("STAT").starts_with("+OK 3 "));
+    drop(raw);
+
+    // Before login: commands of TRANSACTION, then the bad-command limit.
+    let mut raw = Raw::connect(addr);
+    for c in ["STAT", "LIST", "RETR 1"] {
+        let reply = raw.cmd(c);
+        assert!(reply.starts_with("-ERR"), "{c} in AUTHORIZATION: {reply}");
+    }
+    assert_eq!(raw.line().as_deref(), Some("-ERR Too many bad commands."));
+    assert_eq!(raw.line(), None, "closed at the limit");
+
+    // SASL: invalid base64, and a 1 MB response line.
+    let mut raw = Raw::connect(addr);
+    assert!(raw.cmd("AUTH PLAIN").starts_with("+"));
+    assert!(raw.cmd("not base64!").starts_with("-ERR"), "invalid base64");
+    assert!(raw.cmd("AUTH PLAIN").starts_with("+"));
+    let huge = "A".repeat(1 << 20);
+    assert!(raw.cmd(&huge).starts_with("-ERR"), "a 1 MB SASL line");
+    drop(raw);
+
+    // STLS with plaintext behind it in the same write: the plaintext is
+    // never executed (the server waits for a handshake that never comes).
+    let mut raw = Raw::connect(addr);
+    raw.send(b"STLS\r\nUSER alice\r\nPASS secret\r\nDELE 1\r\nQUIT\r\n");
+    assert!(raw.line().unwrap().starts_with("+OK"), "STLS accepted");
+    raw.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(raw.line(), None, "nothing answered in plaintext after STLS");
+
+    // Meanwhile (and after), other clients are served.
+    let mut other = Raw::connect(addr);
+    other.login();
+    assert!(other.cmd("STAT").starts_with("+OK 4 "));
+    assert!(other.cmd("QUIT").starts_with("+OK"));
+    assert_eq!(w.store.message_count("alice"), msgs.len());
+}
+
+/// A client that pipelines without reading its replies: the server stops
+/// reading once its replies back up (TCP backpressure), its memory stays
+/// bounded, and every reply arrives once the client reads.
+pub fn a_pipelining_client_that_never_reads_is_held_by_backpressure<S: Runtime>() {
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let _alone = measuring_memory();
+    let mut raw = Raw::connect(w.served.plain);
+    raw.login();
+    let before = rss_kib();
+    // Write NOOPs until the socket takes no more: both directions' buffers
+    // are full and the server has stopped reading.
+    raw.writer.set_nonblocking(true).unwrap();
+    let chunk = b"NOOP\r\n".repeat(10_000);
+    let mut sent = 0usize;
+    let mut pending: &[u8] = &chunk;
+    loop {
+        match raw.writer.write(pending) {
+            Ok(n) => {
+                sent += n;
+                pending = &pending[n..];
+                if pending.is_empty() {
+                    pending = &chunk;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(sent < 1_000_000_000, "the server never stopped reading");
+    }
+    let grown = rss_kib().saturating_sub(before);
+    eprintln!("{sent} octets of NOOPs written before backpressure; server grew {grown} KiB");
+    assert!(grown < 32 * 1024, "{grown} KiB buffered for one client");
+    // Now read every reply, then end the session.
+    raw.writer.set_nonblocking(false).unwrap();
+    let commands = sent / 6;
+    let partial = sent % 6;
+    if partial > 0 {
+        raw.send(&b"NOOP\r\n"[partial..]);
+    }
+    raw.send(b"QUIT\r\n");
+    let mut oks = 0;
+    while let Some(line) = raw.line() {
+        assert!(line.starts_with("+OK"), "{line}");
+        oks += 1;
+    }
+    let noops = commands + usize::from(partial > 0);
+    assert_eq!(oks, noops + 1, "every NOOP and the QUIT answered");
+    assert_eq!(w.store.message_count("alice"), msgs.len());
 }
 
 /// A store whose maildrops never open: the call hangs for ever.
@@ -858,6 +1039,14 @@ macro_rules! runtime_suite {
             #[test]
             fn idle_floods_do_not_starve_a_fresh_session() {
                 suite::idle_floods_do_not_starve_a_fresh_session::<$c, $s>();
+            }
+            #[test]
+            fn hostile_input_gets_clear_errors_and_deletes_nothing() {
+                suite::hostile_input_gets_clear_errors_and_deletes_nothing::<$s>();
+            }
+            #[test]
+            fn a_pipelining_client_that_never_reads_is_held_by_backpressure() {
+                suite::a_pipelining_client_that_never_reads_is_held_by_backpressure::<$s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {

@@ -711,6 +711,70 @@ struct Stream {
     index: usize,
     encoder: BodyEncoder,
     top: bool,
+    /// The status line and the first chunks, held until the header section
+    /// is known to be ASCII (UTF-8 mode off on a UTF-8 maildrop).
+    held: Option<Held>,
+}
+
+/// What RETR or TOP holds back while it reads the header section.
+#[derive(Debug)]
+struct Held {
+    status: String,
+    chunks: Vec<Bytes>,
+    octets: usize,
+    /// The current header line is empty so far.
+    blank: bool,
+}
+
+/// The most a message's header section is held while it is checked for
+/// non-ASCII octets; a longer one is sent as it is.
+const HEADER_HOLD_LIMIT: usize = 256 * 1024;
+
+/// How a held header section looks so far.
+enum HeaderVerdict {
+    /// Needs more octets.
+    Open,
+    /// Ended (or passed the hold limit) with ASCII only.
+    Ascii,
+    /// Has a non-ASCII octet.
+    NonAscii,
+}
+
+impl Held {
+    fn new(status: String) -> Held {
+        Held {
+            status,
+            chunks: Vec::new(),
+            octets: 0,
+            blank: true,
+        }
+    }
+
+    /// Takes the next chunk of the message and says what is known.
+    fn take(&mut self, chunk: Bytes) -> HeaderVerdict {
+        let mut verdict = HeaderVerdict::Open;
+        for &b in chunk.iter() {
+            match b {
+                0x80.. => {
+                    verdict = HeaderVerdict::NonAscii;
+                    break;
+                }
+                b'\n' if self.blank => {
+                    verdict = HeaderVerdict::Ascii;
+                    break;
+                }
+                b'\n' => self.blank = true,
+                b'\r' => {}
+                _ => self.blank = false,
+            }
+        }
+        self.octets += chunk.len();
+        self.chunks.push(chunk);
+        match verdict {
+            HeaderVerdict::Open if self.octets >= HEADER_HOLD_LIMIT => HeaderVerdict::Ascii,
+            v => v,
+        }
+    }
 }
 
 /// The POP3 server machine for one connection. See the [module docs](self).
@@ -1892,7 +1956,15 @@ impl Server {
                         }
                         Some(_) => s.push_str("+OK Top of message follows."),
                     }
-                    self.send_line(&s);
+                    // RFC 6856 §2.1: on a UTF-8 maildrop, a client that did
+                    // not enable UTF-8 mode must not get non-ASCII headers,
+                    // so the status waits for the header section.
+                    let held = if self.config.utf8 && !self.utf8 {
+                        Some(Held::new(s))
+                    } else {
+                        self.send_line(&s);
+                        None
+                    };
                     self.request(
                         StoreRequest::NextChunk,
                         Pending::Chunk(Stream {
@@ -1902,22 +1974,55 @@ impl Server {
                                 None => BodyEncoder::new(),
                             },
                             top: top.is_some(),
+                            held,
                         }),
                     );
                 }
                 Err(e) => self.send_line(Self::store_error_line(&e)),
             },
+            (Pending::Chunk(mut stream), StoreReply::Chunk(r)) if stream.held.is_some() => {
+                let held = stream.held.as_mut().expect("held");
+                let ended = matches!(r, Ok(None));
+                let verdict = match r {
+                    Ok(Some(chunk)) => held.take(chunk),
+                    // The whole message was its header section.
+                    Ok(None) => HeaderVerdict::Ascii,
+                    Err(e) => {
+                        // Nothing is out yet: an ordinary -ERR.
+                        self.send_line(Self::store_error_line(&e));
+                        return;
+                    }
+                };
+                match verdict {
+                    HeaderVerdict::Open => {
+                        self.request(StoreRequest::NextChunk, Pending::Chunk(stream));
+                    }
+                    HeaderVerdict::NonAscii => {
+                        self.send_line(
+                            "-ERR [UTF8] This message needs UTF-8 mode: send UTF8 first.",
+                        );
+                    }
+                    HeaderVerdict::Ascii => {
+                        let held = stream.held.take().expect("held");
+                        self.send_line(&held.status);
+                        for chunk in held.chunks {
+                            if !stream.encoder.is_complete() {
+                                self.send_encoded(&mut stream, &chunk);
+                            }
+                        }
+                        if ended || stream.encoder.is_complete() {
+                            self.end_body(stream, BytesMut::new());
+                        } else {
+                            self.request(StoreRequest::NextChunk, Pending::Chunk(stream));
+                        }
+                    }
+                }
+            }
             (Pending::Chunk(mut stream), StoreReply::Chunk(r)) => match r {
                 Ok(Some(chunk)) => {
                     // Long clean runs of the message go out as slices of
                     // the store's chunk, not copies.
-                    let mut pieces = core::mem::take(&mut self.pieces);
-                    stream.encoder.encode_pieces(&chunk, &mut pieces);
-                    for piece in pieces.drain(..) {
-                        self.summary.retrieved_octets += piece.len() as u64;
-                        self.send(piece);
-                    }
-                    self.pieces = pieces;
+                    self.send_encoded(&mut stream, &chunk);
                     if stream.encoder.is_complete() {
                         // TOP has its lines: stop reading the message.
                         self.end_body(stream, BytesMut::new());
@@ -1964,6 +2069,18 @@ impl Server {
             StoreError::Permanent(_) => "-ERR [SYS/PERM] Authentication is not possible.",
             _ => "-ERR [SYS/TEMP] Authentication is temporarily not possible.",
         }
+    }
+
+    /// Encodes one chunk of a body and queues it (long clean runs as
+    /// slices of the chunk).
+    fn send_encoded(&mut self, stream: &mut Stream, chunk: &Bytes) {
+        let mut pieces = core::mem::take(&mut self.pieces);
+        stream.encoder.encode_pieces(chunk, &mut pieces);
+        for piece in pieces.drain(..) {
+            self.summary.retrieved_octets += piece.len() as u64;
+            self.send(piece);
+        }
+        self.pieces = pieces;
     }
 
     fn end_body(&mut self, mut stream: Stream, mut out: BytesMut) {

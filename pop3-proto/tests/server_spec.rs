@@ -1173,3 +1173,68 @@ fn after_login_only_the_autologout_ends_a_silent_session() {
         Some(CloseReason::Autologout)
     );
 }
+
+// ----- RFC 6856: no non-ASCII headers without UTF-8 mode -----
+
+fn utf8_maildrop(chunk: usize) -> Harness {
+    let store = MemoryStore::new().with_chunk_size(chunk);
+    store.add_user("alice", "secret");
+    store.add_message("alice", "Subject: caf\u{e9}\r\n\r\nbody\r\n");
+    store.add_message("alice", "Subject: plain\r\n\r\nbody caf\u{e9}\r\n");
+    let mut long_header = String::from("Subject: long\r\n");
+    for i in 0..300 {
+        long_header.push_str(&format!("X-Filler-{i}: ascii only\r\n"));
+    }
+    long_header.push_str("X-Late: \u{fc}ber\r\n\r\nbody\r\n");
+    store.add_message("alice", long_header);
+    Harness::new(test_config().utf8(true), plain(), store)
+}
+
+#[test]
+fn a_utf8_header_without_utf8_mode_is_refused_with_the_utf8_code() {
+    for chunk in [1, 7, 4096] {
+        let mut h = utf8_maildrop(chunk);
+        h.login("alice", "secret");
+        for cmd in ["RETR 1", "TOP 1 0", "RETR 3"] {
+            assert_eq!(
+                h.cmd(cmd),
+                "-ERR [UTF8] This message needs UTF-8 mode: send UTF8 first.\r\n",
+                "{cmd}, chunks of {chunk}"
+            );
+        }
+        // An ASCII header section with 8-bit content (8BITMIME) is fine.
+        let body = h.cmd("RETR 2");
+        assert!(body.starts_with("+OK "), "{body:?}");
+        assert!(body.ends_with("body caf\u{e9}\r\n.\r\n"), "{body:?}");
+        // The session goes on, and nothing counted as retrieved.
+        assert!(h.cmd("STAT").starts_with("+OK 3 "));
+    }
+}
+
+#[test]
+fn with_utf8_mode_the_message_is_sent_as_is() {
+    for chunk in [1, 4096] {
+        let mut h = utf8_maildrop(chunk);
+        h.take_output();
+        assert!(h.cmd("UTF8").starts_with("+OK"));
+        h.login("alice", "secret");
+        let body = h.cmd("RETR 1");
+        assert!(body.starts_with("+OK "), "{body:?}");
+        assert!(
+            body.ends_with("Subject: caf\u{e9}\r\n\r\nbody\r\n.\r\n"),
+            "{body:?}"
+        );
+    }
+}
+
+#[test]
+fn without_a_utf8_maildrop_messages_are_sent_as_stored() {
+    // UTF8 not advertised: the maildrop is not declared UTF-8, and legacy
+    // 8-bit headers go out as they always did.
+    let store = MemoryStore::new();
+    store.add_user("alice", "secret");
+    store.add_message("alice", &b"Subject: caf\xe9\r\n\r\nbody\r\n"[..]);
+    let mut h = Harness::new(test_config(), plain(), store);
+    h.login("alice", "secret");
+    assert!(h.cmd("RETR 1").starts_with("+OK "));
+}

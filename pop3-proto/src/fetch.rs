@@ -68,7 +68,7 @@ use std::vec::Vec;
 
 use bytes::Bytes;
 
-use crate::client::sasl::{CramMd5, Login as SaslLogin, OAuthBearer, Plain, ScramSha256, XOAuth2};
+use crate::client::sasl::{CramMd5, Login as SaslLogin, OAuthBearer, Plain, Scram, XOAuth2};
 use crate::client::task::{self, BodyState, Task, TaskContext};
 use crate::client::{
     Client, ClientError, ClientEvent, Connection, Error, RetrBatchState, Running, ServerError,
@@ -439,7 +439,8 @@ pub fn login_task(
             "PLAIN" => sasl(Box::new(Plain::new(user, secret()))),
             "LOGIN" => sasl(Box::new(SaslLogin::new(user, secret()))),
             "CRAM-MD5" => sasl(Box::new(CramMd5::new(user, secret()))),
-            "SCRAM-SHA-256" => sasl(Box::new(ScramSha256::new(user, secret(), nonce))),
+            "SCRAM-SHA-256" => sasl(Box::new(Scram::sha256(user, secret(), nonce))),
+            "SCRAM-SHA-1" => sasl(Box::new(Scram::sha1(user, secret(), nonce))),
             "XOAUTH2" => sasl(Box::new(XOAuth2::new(user, secret()))),
             "OAUTHBEARER" => sasl(Box::new(OAuthBearer::new(user, secret()))),
             _ => Err(AuthError::UnsupportedMechanism(m)),

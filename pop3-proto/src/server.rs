@@ -179,6 +179,7 @@ use crate::command::{ApopDigest, Command, CommandError, LangRequest, SaslRespons
 use crate::dot::BodyEncoder;
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
+use crate::scram::{ScramHash, ScramKeys};
 use crate::session::{Action, Transmit};
 pub use crate::store::StoreDriver;
 use crate::store::{CredentialForms, MessageInfo, StoreError};
@@ -248,7 +249,9 @@ impl Default for ServerConfig {
             sasl: alloc::vec![
                 SaslMechanism::Plain,
                 SaslMechanism::Login,
-                SaslMechanism::CramMd5
+                SaslMechanism::CramMd5,
+                SaslMechanism::ScramSha1,
+                SaslMechanism::ScramSha256,
             ],
             max_bad_before_login: 3,
             max_bad_after_login: 20,
@@ -316,7 +319,8 @@ impl ServerConfig {
     }
 
     /// The SASL mechanisms to offer, in order of preference, each only when
-    /// the store can check it (default PLAIN, LOGIN, CRAM-MD5).
+    /// the store can check it (default PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1,
+    /// SCRAM-SHA-256).
     pub fn sasl_mechanisms(mut self, mechanisms: Vec<SaslMechanism>) -> Self {
         self.sasl = mechanisms;
         self
@@ -477,6 +481,15 @@ pub enum StoreRequest {
         /// The user name.
         user: Username,
     },
+    /// The user's SCRAM keys for this hash (SCRAM-SHA-1, SCRAM-SHA-256).
+    /// Answer [`StoreReply::ScramKeys`]. A store that derives them from a
+    /// plaintext password runs the PBKDF2 here, in its own call.
+    ScramKeys {
+        /// The user name.
+        user: Username,
+        /// The mechanism's hash.
+        hash: ScramHash,
+    },
     /// Open and lock the authenticated user's maildrop. Answer [`StoreReply::Opened`].
     Open {
         /// The user name.
@@ -507,6 +520,9 @@ pub enum StoreReply {
     Verified(Result<bool, StoreError>),
     /// To `SharedSecret`: `None` for an unknown user or one without a shared secret.
     SharedSecret(Result<Option<Secret>, StoreError>),
+    /// To `ScramKeys`: `None` for an unknown user or one without keys for
+    /// that hash.
+    ScramKeys(Result<Option<ScramKeys>, StoreError>),
     /// To `Open`: the maildrop's listing.
     Opened(Result<Vec<MessageInfo>, StoreError>),
     /// To `Read`: the message can be read.
@@ -637,12 +653,28 @@ enum ListingKind {
 /// The store request outstanding.
 #[derive(Debug)]
 enum Pending {
-    Verify { user: Username },
-    Secret { user: Username, check: SecretCheck },
-    Open { user: Username },
-    Read { index: usize, top: Option<u64> },
+    Verify {
+        user: Username,
+    },
+    Secret {
+        user: Username,
+        check: SecretCheck,
+    },
+    Scram {
+        user: Username,
+        start: sasl::ScramStart,
+    },
+    Open {
+        user: Username,
+    },
+    Read {
+        index: usize,
+        top: Option<u64>,
+    },
     Chunk(Stream),
-    Commit { deleted: Vec<usize> },
+    Commit {
+        deleted: Vec<usize>,
+    },
     Release,
 }
 
@@ -1142,6 +1174,21 @@ impl Server {
         s
     }
 
+    /// A fresh SCRAM server nonce: 24 printable characters from the
+    /// connection's random number, the challenge counter and the time.
+    fn fresh_nonce(&mut self) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let k = self.challenges;
+        self.challenges = self.challenges.wrapping_add(1);
+        let mut h = sha2::Sha256::new();
+        h.update(self.random.to_le_bytes());
+        h.update(k.to_le_bytes());
+        h.update(self.now.as_millis().to_le_bytes());
+        let digest = h.finalize();
+        base64::engine::general_purpose::STANDARD.encode(&digest[..18])
+    }
+
     fn plaintext_allowed(&self) -> bool {
         self.tls_active || self.config.allow_plaintext_auth
     }
@@ -1150,6 +1197,8 @@ impl Server {
         self.config.sasl.contains(&m)
             && if m.is_plaintext() {
                 self.config.credential_forms.password && self.plaintext_allowed()
+            } else if let Some(hash) = m.scram_hash() {
+                self.config.credential_forms.scram(hash)
             } else {
                 self.config.credential_forms.shared_secret
             }
@@ -1704,6 +1753,17 @@ impl Server {
                     check: SecretCheck::CramMd5 { challenge, digest },
                 },
             ),
+            SaslOutcome::ScramKeys { user, start } => self.request(
+                StoreRequest::ScramKeys {
+                    user: user.clone(),
+                    hash: start.hash,
+                },
+                Pending::Scram { user, start },
+            ),
+            SaslOutcome::Authenticated { user } => self.request(
+                StoreRequest::Open { user: user.clone() },
+                Pending::Open { user },
+            ),
             SaslOutcome::Failed => self.auth_failed(),
             SaslOutcome::Malformed => self.bad_command("-ERR Invalid SASL response."),
         }
@@ -1757,6 +1817,15 @@ impl Server {
                     }
                 }
                 Ok(None) => self.auth_failed(),
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::Scram { user, start }, StoreReply::ScramKeys(r)) => match r {
+                Ok(keys) => {
+                    let nonce = self.fresh_nonce();
+                    let (exchange, outcome) =
+                        SaslExchange::scram_server_first(user, start, keys, &nonce, self.random);
+                    self.sasl_outcome(exchange, outcome);
+                }
                 Err(e) => self.send_line(Self::auth_store_error(&e)),
             },
             (Pending::Open { user }, StoreReply::Opened(r)) => match r {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use core::fmt;
 use core::future::Future;
 
+use crate::scram::{ScramHash, ScramKeys};
 use crate::types::{Secret, Uid};
 
 /// Which credential checks a store can perform, so that CAPA offers only
@@ -30,14 +31,42 @@ pub struct CredentialForms {
     /// The store can hand out the shared secret in clear
     /// ([`Store::shared_secret`]): APOP and CRAM-MD5.
     pub shared_secret: bool,
+    /// The store can hand out SCRAM-SHA-1 keys ([`Store::scram_keys`]).
+    pub scram_sha1: bool,
+    /// The store can hand out SCRAM-SHA-256 keys ([`Store::scram_keys`]).
+    pub scram_sha256: bool,
 }
 
 impl CredentialForms {
-    /// Forms with the given flags.
+    /// Forms with the given flags, and no SCRAM keys.
     pub const fn new(password: bool, shared_secret: bool) -> Self {
         CredentialForms {
             password,
             shared_secret,
+            scram_sha1: false,
+            scram_sha256: false,
+        }
+    }
+
+    /// These forms, with SCRAM-SHA-1 and SCRAM-SHA-256 keys or not.
+    ///
+    /// ```
+    /// use pop3_proto::scram::ScramHash;
+    /// use pop3_proto::store::CredentialForms;
+    /// let forms = CredentialForms::new(true, false).with_scram(false, true);
+    /// assert!(forms.scram(ScramHash::Sha256) && !forms.scram(ScramHash::Sha1));
+    /// ```
+    pub const fn with_scram(mut self, sha1: bool, sha256: bool) -> Self {
+        self.scram_sha1 = sha1;
+        self.scram_sha256 = sha256;
+        self
+    }
+
+    /// Whether the store can hand out SCRAM keys for `hash`.
+    pub const fn scram(&self, hash: ScramHash) -> bool {
+        match hash {
+            ScramHash::Sha1 => self.scram_sha1,
+            ScramHash::Sha256 => self.scram_sha256,
         }
     }
 }
@@ -138,6 +167,20 @@ pub trait Store: Send + Sync {
         user: &str,
     ) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
 
+    /// `user`'s SCRAM keys for `hash` (SCRAM-SHA-1, SCRAM-SHA-256); `None`
+    /// when the user is unknown or has none for that hash. A store that
+    /// keeps plaintext passwords derives them here
+    /// ([`ScramKeys::from_password`], which applies SASLprep). The default
+    /// has none.
+    fn scram_keys(
+        &self,
+        user: &str,
+        hash: ScramHash,
+    ) -> impl Future<Output = Result<Option<ScramKeys>, StoreError>> + Send {
+        let _ = (user, hash);
+        core::future::ready(Ok(None))
+    }
+
     /// Opens and exclusively locks `user`'s maildrop (an authenticated user).
     /// A maildrop locked elsewhere is [`StoreError::InUse`].
     fn open(&self, user: &str) -> impl Future<Output = Result<Self::Maildrop, StoreError>> + Send;
@@ -186,6 +229,12 @@ pub trait BlockingStore: Send + Sync + 'static {
 
     /// As [`Store::shared_secret`].
     fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError>;
+
+    /// As [`Store::scram_keys`]; the default has none.
+    fn scram_keys(&self, user: &str, hash: ScramHash) -> Result<Option<ScramKeys>, StoreError> {
+        let _ = (user, hash);
+        Ok(None)
+    }
 
     /// As [`Store::open`].
     fn open(&self, user: &str) -> Result<Self::Maildrop, StoreError>;

@@ -1092,9 +1092,9 @@ fn oauthbearer_sends_the_initial_response_and_aq_after_an_error() {
 
 #[test]
 fn scram_sha256_through_the_machine_with_rfc7677_vector() {
-    use pop3_proto::client::sasl::ScramSha256;
+    use pop3_proto::client::sasl::Scram;
     let mut d = greeted(ClientConfig::default(), "+OK ready");
-    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let mech = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     let id = d.client.auth(Box::new(mech)).unwrap();
     d.drain();
     // base64("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
@@ -1115,9 +1115,9 @@ fn scram_sha256_through_the_machine_with_rfc7677_vector() {
 
 #[test]
 fn scram_ok_before_the_server_proof_is_an_error() {
-    use pop3_proto::client::sasl::ScramSha256;
+    use pop3_proto::client::sasl::Scram;
     let mut d = greeted(ClientConfig::default(), "+OK ready");
-    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let mech = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     d.client.auth(Box::new(mech)).unwrap();
     d.drain();
     d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
@@ -1131,9 +1131,9 @@ fn scram_ok_before_the_server_proof_is_an_error() {
 
 #[test]
 fn scram_wrong_server_proof_cancels_the_exchange() {
-    use pop3_proto::client::sasl::ScramSha256;
+    use pop3_proto::client::sasl::Scram;
     let mut d = greeted(ClientConfig::default(), "+OK ready");
-    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let mech = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     let id = d.client.auth(Box::new(mech)).unwrap();
     d.drain();
     d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");

@@ -248,3 +248,55 @@ fn a_large_message_crosses_in_small_pieces() {
         .into_bytes();
     assert_eq!(seen.bodies, vec![expected]);
 }
+
+/// Every mechanism both machines speak, by name, for `alice`/`secret`.
+fn mechanism(name: &str, password: &str) -> sasl::BoxedMechanism {
+    let pw = || Secret::new(password.to_owned());
+    match name {
+        "PLAIN" => Box::new(sasl::Plain::new("alice", pw())),
+        "LOGIN" => Box::new(sasl::Login::new("alice", pw())),
+        "CRAM-MD5" => Box::new(sasl::CramMd5::new("alice", pw())),
+        "SCRAM-SHA-1" => Box::new(sasl::Scram::sha1("alice", pw(), "clientnonce123456789")),
+        "SCRAM-SHA-256" => Box::new(sasl::Scram::sha256("alice", pw(), "clientnonce123456789")),
+        other => panic!("no mechanism {other}"),
+    }
+}
+
+const MECHANISMS: [&str; 5] = ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"];
+
+#[test]
+fn every_sasl_mechanism_between_the_machines_split_at_every_byte() {
+    let store = standard_store();
+    for name in MECHANISMS {
+        // With the initial response on the AUTH line, and in two steps.
+        for limit in [255, 0] {
+            let mut reference = None;
+            for piece in [usize::MAX, 1, 2, 3, 7] {
+                let (mut server, mut driver) = server_for(&store, plain());
+                let mut config = ClientConfig::default();
+                config.initial_response_limit = limit;
+                let mut client = Client::new(config, Instant::from_millis(START));
+                client.auth(mechanism(name, "secret")).unwrap();
+                client.stat().unwrap();
+                client.quit().unwrap();
+                let seen = run(&mut client, &mut server, &mut driver, piece);
+                assert!(
+                    seen.events.iter().any(|e| e.contains("count: 3, size: 90")),
+                    "{name}, limit {limit}, piece {piece}: {:?}",
+                    seen.events
+                );
+                assert!(
+                    !seen.events.iter().any(|e| e.contains("Cancelled")),
+                    "{name}: {:?}",
+                    seen.events
+                );
+                assert!(seen.client_closed && seen.server_closed);
+                assert!(!store.is_locked("alice"));
+                match &reference {
+                    None => reference = Some(seen),
+                    Some(r) => assert_eq!(&seen, r, "{name}, piece {piece}"),
+                }
+            }
+        }
+    }
+}

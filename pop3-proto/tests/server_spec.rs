@@ -714,7 +714,7 @@ fn bare_auth_lists_mechanisms() {
     h.take_output();
     assert_eq!(
         h.cmd("AUTH"),
-        "+OK Supported mechanisms follow.\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\n.\r\n"
+        "+OK Supported mechanisms follow.\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\nSCRAM-SHA-1\r\nSCRAM-SHA-256\r\n.\r\n"
     );
 }
 
@@ -797,7 +797,10 @@ fn plaintext_login_refused_before_tls_by_default() {
     h.take_output();
     let caps = capa(&mut h);
     assert!(!caps.contains(&"USER".to_string()), "{caps:?}");
-    assert!(caps.contains(&"SASL CRAM-MD5".to_string()), "{caps:?}");
+    assert!(
+        caps.contains(&"SASL CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256".to_string()),
+        "{caps:?}"
+    );
     assert!(caps.contains(&"STLS".to_string()));
     let refusal = "-ERR [AUTH] Plaintext authentication is not allowed without TLS.\r\n";
     assert_eq!(h.cmd("USER alice"), refusal);
@@ -813,7 +816,7 @@ fn plaintext_login_refused_before_tls_by_default() {
     h.cmd("STLS");
     let caps = capa(&mut h);
     assert!(caps.contains(&"USER".to_string()));
-    assert!(caps.contains(&"SASL PLAIN LOGIN CRAM-MD5".to_string()));
+    assert!(caps.contains(&"SASL PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256".to_string()));
     assert!(!caps.contains(&"STLS".to_string()));
     h.login("alice", "secret");
 }
@@ -927,6 +930,195 @@ fn sasl_stays_advertised_after_auth() {
     h.take_output();
     h.cmd(&format!("AUTH PLAIN {}", b64(b"\0alice\0secret")));
     assert!(capa(&mut h).iter().any(|c| c.starts_with("SASL ")));
+}
+
+fn unb64(line: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let data = line
+        .trim_end()
+        .strip_prefix("+ ")
+        .unwrap_or_else(|| panic!("{line}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap()
+}
+
+#[test]
+fn rfc4616_plain_examples() {
+    let store = standard_store();
+    store.add_user("tim", "tanstaaftanstaaf");
+    store.add_user("Kurt", "xipj3plmq");
+    let mut h = Harness::new(test_config(), plain(), store.clone());
+    h.take_output();
+    // RFC 4616 §4: "\0tim\0tanstaaftanstaaf" logs tim in.
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"\0tim\0tanstaaftanstaaf")));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    // "Ursel\0Kurt\0xipj3plmq": Kurt acting as Ursel, which this server
+    // does not allow.
+    let mut h = Harness::new(test_config(), plain(), store);
+    h.take_output();
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"Ursel\0Kurt\0xipj3plmq")));
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+}
+
+#[test]
+fn auth_equals_sign_is_an_empty_initial_response() {
+    let mut h = Harness::standard();
+    h.take_output();
+    // Without an initial response PLAIN asks with an empty challenge ...
+    assert_eq!(h.cmd("AUTH PLAIN"), "+ \r\n");
+    assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    // ... with `=` it has an empty one, which cannot be a PLAIN message.
+    assert_eq!(
+        h.cmd("AUTH PLAIN ="),
+        "-ERR [AUTH] Authentication failed.\r\n"
+    );
+}
+
+#[test]
+fn auth_strict_base64_refuses_bad_characters_and_misplaced_padding() {
+    for bad in ["AGFsaWNl!", "AGFsa=WNl", "AGFsaWN", "A===", "AGFs aWNl"] {
+        let mut h = Harness::standard();
+        h.take_output();
+        h.cmd("AUTH PLAIN");
+        let r = h.cmd(bad);
+        assert!(r.starts_with("-ERR"), "{bad}: {r}");
+        assert!(
+            !r.contains("[AUTH]"),
+            "{bad}: a protocol error, not a failed login"
+        );
+        assert_eq!(h.server.state(), State::Authorization);
+        assert!(h.requests.is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn second_auth_after_success_is_refused() {
+    let mut h = Harness::standard();
+    h.take_output();
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"\0alice\0secret")));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"\0alice\0secret")));
+    assert!(r.starts_with("-ERR"), "{r}");
+    assert_eq!(h.server.state(), State::Transaction);
+}
+
+/// Runs SCRAM against the harness with the client mechanism; returns the
+/// server's answer to the empty line that acknowledges its final message.
+fn scram_login(h: &mut Harness, mech: &str, password: &str, initial: bool) -> String {
+    use pop3_proto::client::sasl::{ClientMechanism, Scram};
+    use pop3_proto::types::Secret;
+    let mut m = match mech {
+        "SCRAM-SHA-1" => Scram::sha1(
+            "alice",
+            Secret::new(password.to_owned()),
+            "Zm9vYmFyYmF6cXV4",
+        ),
+        _ => Scram::sha256(
+            "alice",
+            Secret::new(password.to_owned()),
+            "Zm9vYmFyYmF6cXV4",
+        ),
+    };
+    let first = m.initial_response().unwrap();
+    let r = if initial {
+        h.cmd(&format!("AUTH {mech} {}", b64(first.expose())))
+    } else {
+        assert_eq!(h.cmd(&format!("AUTH {mech}")), "+ \r\n");
+        h.cmd(&b64(first.expose()))
+    };
+    let server_first = unb64(&r);
+    let text = String::from_utf8(server_first.clone()).unwrap();
+    assert!(text.starts_with("r=Zm9vYmFyYmF6cXV4"), "{text}");
+    assert!(text.ends_with(",i=4096"), "{text}");
+    let last = m.step(&server_first).unwrap();
+    let r = h.cmd(&b64(last.expose()));
+    if !r.starts_with("+ ") {
+        return r;
+    }
+    // The server's final message is a challenge (RFC 5034: +OK has no data).
+    let v = unb64(&r);
+    assert!(v.starts_with(b"v="), "{r}");
+    assert!(m.step(&v).unwrap().is_empty());
+    assert!(m.is_complete());
+    h.cmd("")
+}
+
+#[test]
+fn auth_scram_server_final_is_a_challenge_answered_by_an_empty_line() {
+    for mech in ["SCRAM-SHA-1", "SCRAM-SHA-256"] {
+        for initial in [true, false] {
+            let mut h = Harness::standard();
+            h.take_output();
+            let r = scram_login(&mut h, mech, "secret", initial);
+            assert!(r.starts_with("+OK Logged in"), "{mech}: {r}");
+            assert_eq!(h.server.state(), State::Transaction);
+            assert!(
+                h.requests
+                    .iter()
+                    .any(|q| matches!(q, StoreRequest::ScramKeys { .. }))
+            );
+            // SASL stays advertised after AUTH.
+            assert!(
+                capa(&mut h)
+                    .iter()
+                    .any(|c| c.starts_with("SASL ") && c.contains(mech))
+            );
+        }
+    }
+}
+
+#[test]
+fn auth_scram_wrong_password_fails_at_the_proof() {
+    let mut h = Harness::standard();
+    h.take_output();
+    let r = scram_login(&mut h, "SCRAM-SHA-256", "wrong", true);
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!(h.server.state(), State::Authorization);
+}
+
+#[test]
+fn auth_scram_cancel_gets_err() {
+    let mut h = Harness::standard();
+    h.take_output();
+    let r = h.cmd(&format!(
+        "AUTH SCRAM-SHA-256 {}",
+        b64(b"n,,n=alice,r=abcdefgh")
+    ));
+    assert!(r.starts_with("+ "), "{r}");
+    assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    assert_eq!(h.server.state(), State::Authorization);
+}
+
+#[test]
+fn scram_offered_only_when_the_store_serves_it_and_without_tls() {
+    // A store without SCRAM keys: not in CAPA, not in the bare AUTH list,
+    // refused by AUTH.
+    let config = ServerConfig::default().credential_forms(CredentialForms::new(true, true));
+    let mut h = Harness::new(config, stls_capable(), standard_store());
+    h.take_output();
+    let caps = capa(&mut h);
+    assert!(caps.contains(&"SASL CRAM-MD5".to_string()), "{caps:?}");
+    assert!(!h.cmd("AUTH").contains("SCRAM"));
+    assert_eq!(
+        h.cmd("AUTH SCRAM-SHA-256"),
+        "-ERR Unsupported authentication mechanism.\r\n"
+    );
+    // SHA-256 keys only.
+    let forms = CredentialForms::new(false, false).with_scram(false, true);
+    let config = ServerConfig::default().credential_forms(forms);
+    let mut h = Harness::new(config, stls_capable(), standard_store());
+    h.take_output();
+    let caps = capa(&mut h);
+    // SCRAM reveals no password: offered before TLS.
+    assert!(caps.contains(&"SASL SCRAM-SHA-256".to_string()), "{caps:?}");
+    assert!(!caps.contains(&"USER".to_string()), "{caps:?}");
+    assert_eq!(
+        h.cmd("AUTH"),
+        "+OK Supported mechanisms follow.\r\nSCRAM-SHA-256\r\n.\r\n"
+    );
+    let r = scram_login(&mut h, "SCRAM-SHA-256", "secret", true);
+    assert!(r.starts_with("+OK Logged in"), "{r}");
 }
 
 // ---------------------------------------------------------------- D.6

@@ -122,7 +122,7 @@
 //! computed from the greeting's timestamp, only when it is a valid
 //! `<local@domain>`), or [`Client::auth`] with a [`ClientMechanism`]
 //! ([`sasl::Plain`], [`sasl::Login`], [`sasl::CramMd5`],
-//! [`sasl::ScramSha256`], [`sasl::XOAuth2`], [`sasl::OAuthBearer`], or the
+//! [`sasl::Scram`], [`sasl::XOAuth2`], [`sasl::OAuthBearer`], or the
 //! application's own): the machine routes each `+` challenge to the
 //! mechanism and writes its answers. Every write that carries a secret (PASS,
 //! APOP, SASL data) has [`Transmit::secret`] set, so that a protocol log can

@@ -11,6 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::scram::ScramHash;
 use crate::types::{Mechanism, Secret};
 
 /// Why a mechanism could not answer a challenge. The session machine then
@@ -30,6 +31,23 @@ pub enum SaslError {
         /// The limit in force.
         limit: u32,
     },
+    /// The SCRAM server asked for fewer PBKDF2 iterations than the
+    /// mechanism accepts (a weakly stored password, or an attacker hoping
+    /// for a cheap dictionary attack).
+    TooFewIterations {
+        /// What the server asked for.
+        iterations: u32,
+        /// The minimum in force.
+        minimum: u32,
+    },
+    /// The SCRAM server asked for more PBKDF2 iterations than the mechanism
+    /// accepts; nothing was computed.
+    TooManyIterations {
+        /// What the server asked for.
+        iterations: u32,
+        /// The limit in force.
+        limit: u32,
+    },
 }
 
 impl fmt::Display for SaslError {
@@ -40,6 +58,17 @@ impl fmt::Display for SaslError {
             SaslError::TooManyChallenges { limit } => {
                 write!(f, "more than {limit} SASL challenges in one exchange")
             }
+            SaslError::TooFewIterations {
+                iterations,
+                minimum,
+            } => write!(
+                f,
+                "the server asked for {iterations} SCRAM iterations, fewer than {minimum}"
+            ),
+            SaslError::TooManyIterations { iterations, limit } => write!(
+                f,
+                "the server asked for {iterations} SCRAM iterations, more than {limit}"
+            ),
         }
     }
 }
@@ -460,19 +489,26 @@ impl ClientMechanism for OAuthBearer {
     }
 }
 
-/// `SCRAM-SHA-256` (RFC 7677, RFC 5802), without channel binding: proves
-/// the password without sending it, and checks the server's proof of the
-/// same (a `+OK` before that proof is refused).
+/// `SCRAM-SHA-1` (RFC 5802) and `SCRAM-SHA-256` (RFC 7677), without
+/// channel binding: proves the password without sending it, and checks the
+/// server's proof of the same (a `+OK` before that proof is refused).
 ///
 /// The client nonce comes from the caller (this crate has no randomness):
 /// at least 18 random octets, e.g. base64 of 24 bytes from the OS RNG, never
-/// reused. The user name and password are used as given (no SASLprep).
+/// reused. The password goes through SASLprep (RFC 4013) when it is text
+/// that SASLprep accepts, and is used as given otherwise.
+///
+/// The server chooses the PBKDF2 iteration count: fewer than
+/// [`Scram::min_iterations`] (4096) or more than [`Scram::max_iterations`]
+/// (100,000, so that a server cannot make the client burn its CPU) fail the
+/// exchange with [`SaslError::TooFewIterations`] or
+/// [`SaslError::TooManyIterations`] before any key is derived.
 ///
 /// ```
-/// use pop3_proto::client::sasl::{ClientMechanism, ScramSha256};
+/// use pop3_proto::client::sasl::{ClientMechanism, Scram};
 /// use pop3_proto::types::Secret;
 /// // RFC 7677 §3.
-/// let mut m = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+/// let mut m = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
 /// assert_eq!(m.initial_response().unwrap().expose(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
 /// let last = m
 ///     .step(b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
@@ -487,11 +523,13 @@ impl ClientMechanism for OAuthBearer {
 /// assert!(m.is_complete());
 /// ```
 #[derive(Clone)]
-pub struct ScramSha256 {
+pub struct Scram {
+    hash: ScramHash,
     user: String,
     password: Secret,
     nonce: String,
     min_iterations: u32,
+    max_iterations: u32,
     state: ScramState,
 }
 
@@ -499,33 +537,53 @@ pub struct ScramSha256 {
 enum ScramState {
     Start,
     SentFirst { bare: String },
-    SentFinal { server_signature: [u8; 32] },
+    SentFinal { server_signature: Vec<u8> },
     Done,
 }
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+/// The default cap on the server's iteration count ([`Scram::max_iterations`]).
+pub const DEFAULT_MAX_SCRAM_ITERATIONS: u32 = 100_000;
 
-fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    use hmac::Mac;
-    // HMAC accepts keys of any length.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-impl ScramSha256 {
-    /// Credentials of `user`, with a fresh random `client_nonce` (printable
-    /// ASCII without `,`).
-    pub fn new(user: &str, password: Secret, client_nonce: &str) -> Self {
-        ScramSha256 {
+impl Scram {
+    /// `hash`'s mechanism, with the credentials of `user` and a fresh random
+    /// `client_nonce` (printable ASCII without `,`).
+    pub fn new(hash: ScramHash, user: &str, password: Secret, client_nonce: &str) -> Self {
+        Scram {
+            hash,
             user: String::from(user),
             password,
             nonce: String::from(client_nonce),
-            min_iterations: 4096,
+            min_iterations: crate::scram::MIN_ITERATIONS,
+            max_iterations: DEFAULT_MAX_SCRAM_ITERATIONS,
             state: ScramState::Start,
         }
+    }
+
+    /// `SCRAM-SHA-1`.
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::{ClientMechanism, Scram};
+    /// use pop3_proto::types::Secret;
+    /// // RFC 5802 §5.
+    /// let mut m = Scram::sha1("user", Secret::new("pencil"), "fyko+d2lbbFgONRv9qkxdawL");
+    /// assert_eq!(m.initial_response().unwrap().expose(), b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL");
+    /// let last = m
+    ///     .step(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
+    ///     .unwrap();
+    /// assert_eq!(
+    ///     last.expose(),
+    ///     &b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="[..]
+    /// );
+    /// assert!(m.step(b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ=").unwrap().is_empty());
+    /// assert!(m.is_complete());
+    /// ```
+    pub fn sha1(user: &str, password: Secret, client_nonce: &str) -> Self {
+        Scram::new(ScramHash::Sha1, user, password, client_nonce)
+    }
+
+    /// `SCRAM-SHA-256`.
+    pub fn sha256(user: &str, password: Secret, client_nonce: &str) -> Self {
+        Scram::new(ScramHash::Sha256, user, password, client_nonce)
     }
 
     /// Refuse servers asking for fewer PBKDF2 iterations than `n` (default
@@ -535,9 +593,26 @@ impl ScramSha256 {
         self
     }
 
+    /// Refuse servers asking for more PBKDF2 iterations than `n` (default
+    /// [`DEFAULT_MAX_SCRAM_ITERATIONS`]).
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::{ClientMechanism, SaslError, Scram};
+    /// use pop3_proto::types::Secret;
+    /// let mut m = Scram::sha256("user", Secret::new("pencil"), "abc").max_iterations(10_000);
+    /// m.initial_response();
+    /// assert_eq!(
+    ///     m.step(b"r=abcdef,s=QSXCR+Q6sek8bf92,i=4000000000").unwrap_err(),
+    ///     SaslError::TooManyIterations { iterations: 4_000_000_000, limit: 10_000 }
+    /// );
+    /// ```
+    pub fn max_iterations(mut self, n: u32) -> Self {
+        self.max_iterations = n;
+        self
+    }
+
     fn client_final(&mut self, server_first: &[u8]) -> Result<Secret, SaslError> {
         use base64::Engine as _;
-        use sha2::Digest as _;
         let ScramState::SentFirst { bare } = &self.state else {
             return Err(SaslError::UnexpectedChallenge);
         };
@@ -555,65 +630,63 @@ impl ScramSha256 {
         let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
             return Err(SaslError::BadChallenge);
         };
-        if !nonce.starts_with(self.nonce.as_str())
-            || nonce.len() == self.nonce.len()
-            || iterations < self.min_iterations.max(1)
-        {
+        if !nonce.starts_with(self.nonce.as_str()) || nonce.len() == self.nonce.len() {
             return Err(SaslError::BadChallenge);
+        }
+        if iterations < self.min_iterations.max(1) {
+            return Err(SaslError::TooFewIterations {
+                iterations,
+                minimum: self.min_iterations.max(1),
+            });
+        }
+        if iterations > self.max_iterations {
+            return Err(SaslError::TooManyIterations {
+                iterations,
+                limit: self.max_iterations,
+            });
         }
         let salt = base64::engine::general_purpose::STANDARD
             .decode(salt)
             .map_err(|_| SaslError::BadChallenge)?;
-        // Hi(password, salt, i): PBKDF2 with HMAC-SHA-256, one block.
-        let pw = self.password.expose();
-        let mut u = hmac256(pw, &[&salt, &1u32.to_be_bytes()]);
-        let mut salted = u;
-        for _ in 1..iterations {
-            u = hmac256(pw, &[&u]);
-            for (s, x) in salted.iter_mut().zip(u.iter()) {
-                *s ^= x;
-            }
-        }
-        let client_key = hmac256(&salted, &[b"Client Key"]);
-        let stored_key: [u8; 32] = sha2::Sha256::digest(client_key).into();
+        let h = self.hash;
+        let raw = self.password.expose();
+        let prepared = core::str::from_utf8(raw)
+            .ok()
+            .and_then(|p| crate::scram::saslprep(p).ok());
+        let pw = prepared.as_deref().map_or(raw, str::as_bytes);
+        let salted = h.hi(pw, &salt, iterations);
+        let client_key = h.hmac(&salted, &[b"Client Key"]);
+        let stored_key = h.hash(&client_key);
         let without_proof = alloc::format!("c=biws,r={nonce}");
         let auth_message = alloc::format!("{bare},{text},{without_proof}");
-        let client_signature = hmac256(&stored_key, &[auth_message.as_bytes()]);
-        let mut proof = client_key;
-        for (p, s) in proof.iter_mut().zip(client_signature.iter()) {
-            *p ^= s;
-        }
-        let server_key = hmac256(&salted, &[b"Server Key"]);
-        let server_signature = hmac256(&server_key, &[auth_message.as_bytes()]);
+        let client_signature = h.hmac(&stored_key, &[auth_message.as_bytes()]);
+        let proof = crate::scram::xor(&client_key, &client_signature);
+        let server_key = h.hmac(&salted, &[b"Server Key"]);
+        let server_signature = h.hmac(&server_key, &[auth_message.as_bytes()]);
         self.state = ScramState::SentFinal { server_signature };
         let proof = base64::engine::general_purpose::STANDARD.encode(proof);
         Ok(Secret::new(alloc::format!("{without_proof},p={proof}")))
     }
 }
 
-impl fmt::Debug for ScramSha256 {
+impl fmt::Debug for Scram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScramSha256")
+        f.debug_struct("Scram")
+            .field("hash", &self.hash)
             .field("user", &self.user)
             .field("password", &self.password)
             .finish()
     }
 }
 
-impl ClientMechanism for ScramSha256 {
+impl ClientMechanism for Scram {
     fn name(&self) -> Mechanism {
-        Mechanism::new("SCRAM-SHA-256").expect("valid mechanism name")
+        Mechanism::new(self.hash.mechanism()).expect("valid mechanism name")
     }
 
     fn initial_response(&mut self) -> Option<Secret> {
         let mut bare = String::from("n=");
-        for c in self.user.chars() {
-            match c {
-                ',' => bare.push_str("=2C"),
-                '=' => bare.push_str("=3D"),
-                c => bare.push(c),
-            }
-        }
+        bare.push_str(&crate::scram::escape_name(&self.user));
         bare.push_str(",r=");
         bare.push_str(&self.nonce);
         let first = alloc::format!("n,,{bare}");
@@ -624,6 +697,11 @@ impl ClientMechanism for ScramSha256 {
     fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
         use base64::Engine as _;
         match &self.state {
+            // The initial response did not fit on the AUTH line: the
+            // server asks for it with an empty challenge.
+            ScramState::Start if challenge.is_empty() => self
+                .initial_response()
+                .ok_or(SaslError::UnexpectedChallenge),
             ScramState::SentFirst { .. } => self.client_final(challenge),
             ScramState::SentFinal { server_signature } => {
                 let v = challenge
@@ -632,7 +710,7 @@ impl ClientMechanism for ScramSha256 {
                 let v = base64::engine::general_purpose::STANDARD
                     .decode(v)
                     .map_err(|_| SaslError::BadChallenge)?;
-                if v.as_slice() != server_signature.as_slice() {
+                if !crate::server::constant_time_eq(&v, server_signature) {
                     return Err(SaslError::BadChallenge);
                 }
                 self.state = ScramState::Done;

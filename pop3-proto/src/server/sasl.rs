@@ -6,9 +6,11 @@
 //! state in `SaslExchange` and, when it needs a new kind of credential check
 //! (an OAuth token, SCRAM keys), a new `StoreRequest` variant.
 
+use alloc::string::String;
 use bytes::Bytes;
 
 use crate::command::Username;
+use crate::scram::{ScramHash, ScramKeys};
 use crate::types::Secret;
 
 /// A SASL mechanism the server can offer.
@@ -24,6 +26,12 @@ pub enum SaslMechanism {
     /// CRAM-MD5 (RFC 2195): a challenge keyed with the shared secret; needs a
     /// store that hands out shared secrets.
     CramMd5,
+    /// SCRAM-SHA-1 (RFC 5802), without channel binding; needs a store that
+    /// hands out SCRAM-SHA-1 keys.
+    ScramSha1,
+    /// SCRAM-SHA-256 (RFC 7677), without channel binding; needs a store
+    /// that hands out SCRAM-SHA-256 keys.
+    ScramSha256,
 }
 
 impl SaslMechanism {
@@ -33,6 +41,8 @@ impl SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::Login => "LOGIN",
             SaslMechanism::CramMd5 => "CRAM-MD5",
+            SaslMechanism::ScramSha1 => "SCRAM-SHA-1",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
         }
     }
 
@@ -42,6 +52,8 @@ impl SaslMechanism {
             SaslMechanism::Plain,
             SaslMechanism::Login,
             SaslMechanism::CramMd5,
+            SaslMechanism::ScramSha1,
+            SaslMechanism::ScramSha256,
         ]
         .into_iter()
         .find(|m| m.name().eq_ignore_ascii_case(name))
@@ -51,6 +63,45 @@ impl SaslMechanism {
     pub fn is_plaintext(self) -> bool {
         matches!(self, SaslMechanism::Plain | SaslMechanism::Login)
     }
+
+    /// The hash of a SCRAM mechanism.
+    ///
+    /// ```
+    /// use pop3_proto::scram::ScramHash;
+    /// use pop3_proto::server::SaslMechanism;
+    /// assert_eq!(SaslMechanism::ScramSha1.scram_hash(), Some(ScramHash::Sha1));
+    /// assert_eq!(SaslMechanism::Plain.scram_hash(), None);
+    /// ```
+    pub fn scram_hash(self) -> Option<ScramHash> {
+        match self {
+            SaslMechanism::ScramSha1 => Some(ScramHash::Sha1),
+            SaslMechanism::ScramSha256 => Some(ScramHash::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// A SCRAM client-first message, parsed (RFC 5802 §7).
+#[derive(Debug)]
+pub(crate) struct ScramStart {
+    pub(crate) hash: ScramHash,
+    /// The GS2 header as sent (`n,,`, `y,,`), echoed in the final message.
+    gs2_header: String,
+    /// client-first-message-bare, part of the AuthMessage.
+    first_bare: String,
+    client_nonce: String,
+}
+
+/// The server-first message was sent: the client's proof is next.
+#[derive(Debug)]
+pub(crate) struct ScramFinal {
+    user: Username,
+    hash: ScramHash,
+    gs2_header: String,
+    nonce: String,
+    /// client-first-message-bare "," server-first-message ","
+    auth_prefix: String,
+    keys: ScramKeys,
 }
 
 /// An exchange in progress: what the next client response is.
@@ -58,8 +109,21 @@ impl SaslMechanism {
 pub(crate) enum SaslExchange {
     Plain,
     LoginUser,
-    LoginPassword { user: Username },
-    CramMd5 { challenge: Bytes },
+    LoginPassword {
+        user: Username,
+    },
+    CramMd5 {
+        challenge: Bytes,
+    },
+    ScramFirst {
+        hash: ScramHash,
+    },
+    ScramFinal(ScramFinal),
+    /// The server-final message went out as a challenge: the empty
+    /// response that acknowledges it is next (RFC 5034 §4).
+    ScramAck {
+        user: Username,
+    },
     Done,
 }
 
@@ -76,6 +140,11 @@ pub(crate) enum SaslOutcome {
         challenge: Bytes,
         digest: Secret,
     },
+    /// Ask the store for the user's SCRAM keys, then send the
+    /// server-first message.
+    ScramKeys { user: Username, start: ScramStart },
+    /// The client proved who it is.
+    Authenticated { user: Username },
     /// The credentials cannot be right (malformed or refused): a failed
     /// authentication.
     Failed,
@@ -106,6 +175,15 @@ impl SaslExchange {
                 let out = match initial {
                     Some(data) => ex.step(data),
                     None => SaslOutcome::Challenge(Bytes::from_static(b"Username:")),
+                };
+                (ex, out)
+            }
+            SaslMechanism::ScramSha1 | SaslMechanism::ScramSha256 => {
+                let hash = mech.scram_hash().expect("a SCRAM mechanism");
+                let mut ex = SaslExchange::ScramFirst { hash };
+                let out = match initial {
+                    Some(data) => ex.step(data),
+                    None => SaslOutcome::Challenge(Bytes::new()),
                 };
                 (ex, out)
             }
@@ -155,8 +233,172 @@ impl SaslExchange {
                     _ => SaslOutcome::Failed,
                 }
             }
+            SaslExchange::ScramFirst { hash } => scram_first(hash, data.expose()),
+            SaslExchange::ScramFinal(f) => match f.verify(data.expose()) {
+                Some((user, server_final)) => {
+                    *self = SaslExchange::ScramAck { user };
+                    SaslOutcome::Challenge(Bytes::from(server_final.into_bytes()))
+                }
+                None => SaslOutcome::Failed,
+            },
+            SaslExchange::ScramAck { user } => {
+                if data.is_empty() {
+                    SaslOutcome::Authenticated { user }
+                } else {
+                    SaslOutcome::Malformed
+                }
+            }
             SaslExchange::Done => SaslOutcome::Malformed,
         }
+    }
+
+    /// The store's keys arrived (`None`: an unknown user, who goes through
+    /// the same exchange with keys no password matches): the server-first
+    /// message, with `server_nonce` (printable, no `,`) appended to the
+    /// client's nonce.
+    pub(crate) fn scram_server_first(
+        user: Username,
+        start: ScramStart,
+        keys: Option<ScramKeys>,
+        server_nonce: &str,
+        random: u64,
+    ) -> (Self, SaslOutcome) {
+        use base64::Engine as _;
+        let hash = start.hash;
+        let keys = match keys {
+            Some(k) if k.hash() == hash => k,
+            _ => decoy_keys(hash, user.as_str(), random),
+        };
+        let nonce = alloc::format!("{}{}", start.client_nonce, server_nonce);
+        let salt = base64::engine::general_purpose::STANDARD.encode(keys.salt());
+        let server_first = alloc::format!("r={nonce},s={salt},i={}", keys.iterations());
+        let auth_prefix = alloc::format!("{},{server_first},", start.first_bare);
+        let ex = SaslExchange::ScramFinal(ScramFinal {
+            user,
+            hash,
+            gs2_header: start.gs2_header,
+            nonce,
+            auth_prefix,
+            keys,
+        });
+        (
+            ex,
+            SaslOutcome::Challenge(Bytes::from(server_first.into_bytes())),
+        )
+    }
+}
+
+/// Keys for a user the store does not know: the exchange looks the same as
+/// for a real user and fails at the proof.
+fn decoy_keys(hash: ScramHash, user: &str, random: u64) -> ScramKeys {
+    let seed = random.to_le_bytes();
+    let salt = hash.hmac(&seed, &[b"salt", user.as_bytes()]);
+    let stored = hash.hmac(&seed, &[b"stored", user.as_bytes()]);
+    let server = hash.hmac(&seed, &[b"server", user.as_bytes()]);
+    ScramKeys::new(
+        hash,
+        salt[..16].to_vec(),
+        crate::scram::MIN_ITERATIONS,
+        stored,
+        server,
+    )
+    .expect("well-formed decoy keys")
+}
+
+/// Parses the client-first message (RFC 5802 §7): `gs2-header
+/// client-first-message-bare`. Channel binding is not offered here: `p=`
+/// fails; `y` (the client could bind but believes the server cannot) is
+/// accepted.
+fn scram_first(hash: ScramHash, data: &[u8]) -> SaslOutcome {
+    let Ok(text) = core::str::from_utf8(data) else {
+        return SaslOutcome::Failed;
+    };
+    let (flag, rest) = match text.split_once(',') {
+        Some(p) => p,
+        None => return SaslOutcome::Failed,
+    };
+    if flag != "n" && flag != "y" {
+        return SaslOutcome::Failed;
+    }
+    let Some((authzid, bare)) = rest.split_once(',') else {
+        return SaslOutcome::Failed;
+    };
+    let authzid = match authzid {
+        "" => None,
+        a => match a.strip_prefix("a=").and_then(crate::scram::unescape_name) {
+            Some(a) => Some(a),
+            None => return SaslOutcome::Failed,
+        },
+    };
+    let mut attrs = bare.split(',');
+    let (Some(n), Some(r)) = (attrs.next(), attrs.next()) else {
+        return SaslOutcome::Failed;
+    };
+    // A mandatory extension (`m=`) cannot be understood.
+    let Some(name) = n.strip_prefix("n=").and_then(crate::scram::unescape_name) else {
+        return SaslOutcome::Failed;
+    };
+    let Some(nonce) = r.strip_prefix("r=") else {
+        return SaslOutcome::Failed;
+    };
+    if nonce.is_empty()
+        || !nonce
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b',')
+    {
+        return SaslOutcome::Failed;
+    }
+    let name = match crate::scram::saslprep(&name) {
+        Ok(n) => n.into_owned(),
+        Err(_) => return SaslOutcome::Failed,
+    };
+    if authzid.is_some_and(|a| a != name) {
+        return SaslOutcome::Failed;
+    }
+    match username(name.as_bytes()) {
+        Some(user) => SaslOutcome::ScramKeys {
+            user,
+            start: ScramStart {
+                hash,
+                gs2_header: String::from(&text[..text.len() - bare.len()]),
+                first_bare: String::from(bare),
+                client_nonce: String::from(nonce),
+            },
+        },
+        None => SaslOutcome::Failed,
+    }
+}
+
+impl ScramFinal {
+    /// Checks the client-final message: the channel binding echo, the
+    /// nonce and the proof. Returns the user and the server-final message.
+    fn verify(self, data: &[u8]) -> Option<(Username, String)> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let text = core::str::from_utf8(data).ok()?;
+        let (without_proof, proof) = text.rsplit_once(",p=")?;
+        let mut attrs = without_proof.split(',');
+        let c = attrs.next()?.strip_prefix("c=")?;
+        let r = attrs.next()?.strip_prefix("r=")?;
+        if b64.decode(c).ok()? != self.gs2_header.as_bytes() || r != self.nonce {
+            return None;
+        }
+        let proof = b64.decode(proof).ok()?;
+        let h = self.hash;
+        if proof.len() != h.output_len() {
+            return None;
+        }
+        let mut auth_message = self.auth_prefix.into_bytes();
+        auth_message.extend_from_slice(without_proof.as_bytes());
+        let client_signature = h.hmac(self.keys.stored_key(), &[&auth_message]);
+        let client_key = crate::scram::xor(&proof, &client_signature);
+        if !super::constant_time_eq(&h.hash(&client_key), self.keys.stored_key()) {
+            return None;
+        }
+        let server_signature = h.hmac(self.keys.server_key(), &[&auth_message]);
+        let mut server_final = String::from("v=");
+        b64.encode_string(server_signature, &mut server_final);
+        Some((self.user, server_final))
     }
 }
 
@@ -205,4 +447,186 @@ pub(crate) fn cram_md5_matches(secret: &[u8], challenge: &[u8], digest: &[u8]) -
     mac.update(challenge);
     let expected = crate::types::hex_lower(&mac.finalize().into_bytes());
     super::constant_time_eq(expected.as_bytes(), &digest.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn b64(s: &str) -> alloc::vec::Vec<u8> {
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
+
+    /// Runs the server side of an RFC example: the client's messages, the
+    /// server nonce of the example, the keys derived from the password.
+    fn rfc_exchange(
+        mech: SaslMechanism,
+        client_first: &str,
+        server_nonce: &str,
+        salt: &str,
+        client_final: &str,
+    ) -> (String, String) {
+        let hash = mech.scram_hash().unwrap();
+        let (_, out) = SaslExchange::start(
+            mech,
+            Some(Secret::new(client_first.to_owned())),
+            Bytes::new(),
+        );
+        let SaslOutcome::ScramKeys { user, start } = out else {
+            panic!("{out:?}");
+        };
+        assert_eq!(user.as_str(), "user");
+        let keys = ScramKeys::from_password(hash, "pencil", &b64(salt), 4096).unwrap();
+        let (mut ex, out) =
+            SaslExchange::scram_server_first(user, start, Some(keys), server_nonce, 1);
+        let SaslOutcome::Challenge(server_first) = out else {
+            panic!("{out:?}");
+        };
+        let out = ex.step(Secret::new(client_final.to_owned()));
+        let SaslOutcome::Challenge(server_final) = out else {
+            panic!("{out:?}");
+        };
+        let out = ex.step(Secret::default());
+        assert!(matches!(out, SaslOutcome::Authenticated { .. }), "{out:?}");
+        (
+            String::from_utf8(server_first.to_vec()).unwrap(),
+            String::from_utf8(server_final.to_vec()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn rfc5802_scram_sha1_example_server_side() {
+        let (first, last) = rfc_exchange(
+            SaslMechanism::ScramSha1,
+            "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
+            "3rfcNHYJY1ZVvWVs7j",
+            "QSXCR+Q6sek8bf92",
+            "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+        );
+        assert_eq!(
+            first,
+            "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096"
+        );
+        assert_eq!(last, "v=rmF9pqV8S7suAoZWja4dJRkFsKQ=");
+    }
+
+    #[test]
+    fn rfc7677_scram_sha256_example_server_side() {
+        let (first, last) = rfc_exchange(
+            SaslMechanism::ScramSha256,
+            "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+            "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+            "W22ZaJ0SNY7soEsUEjb6gQ==",
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+             p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+        );
+        assert_eq!(
+            first,
+            "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+        );
+        assert_eq!(last, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+    }
+
+    #[test]
+    fn scram_client_first_rules() {
+        let first = |s: &str| scram_first(ScramHash::Sha256, s.as_bytes());
+        assert!(matches!(
+            first("n,,n=user,r=abc"),
+            SaslOutcome::ScramKeys { .. }
+        ));
+        // The client could bind a channel but thinks the server cannot.
+        assert!(matches!(
+            first("y,,n=user,r=abc"),
+            SaslOutcome::ScramKeys { .. }
+        ));
+        // Acting as oneself is allowed, as someone else not.
+        assert!(matches!(
+            first("n,a=user,n=user,r=abc"),
+            SaslOutcome::ScramKeys { .. }
+        ));
+        assert!(matches!(
+            first("n,a=root,n=user,r=abc"),
+            SaslOutcome::Failed
+        ));
+        // Channel binding on a mechanism without it, a mandatory extension,
+        // a bad escape, a missing nonce.
+        assert!(matches!(
+            first("p=tls-unique,,n=user,r=abc"),
+            SaslOutcome::Failed
+        ));
+        assert!(matches!(
+            first("n,,m=ext,n=user,r=abc"),
+            SaslOutcome::Failed
+        ));
+        assert!(matches!(first("n,,n=us=2Der,r=abc"), SaslOutcome::Failed));
+        assert!(matches!(first("n,,n=user"), SaslOutcome::Failed));
+        assert!(matches!(first("n,,n=user,r="), SaslOutcome::Failed));
+        // Escaped names are unescaped.
+        match first("n,,n=a=3Db=2Cc,r=abc") {
+            SaslOutcome::ScramKeys { user, .. } => assert_eq!(user.as_str(), "a=b,c"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn scram_wrong_proof_nonce_or_binding_fails() {
+        let start = || {
+            let (_, out) = SaslExchange::start(
+                SaslMechanism::ScramSha256,
+                Some(Secret::new("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")),
+                Bytes::new(),
+            );
+            let SaslOutcome::ScramKeys { user, start } = out else {
+                panic!()
+            };
+            let keys = ScramKeys::from_password(
+                ScramHash::Sha256,
+                "pencil",
+                &b64("W22ZaJ0SNY7soEsUEjb6gQ=="),
+                4096,
+            )
+            .unwrap();
+            SaslExchange::scram_server_first(
+                user,
+                start,
+                Some(keys),
+                "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+                1,
+            )
+            .0
+        };
+        let good_nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+        for bad in [
+            // Another proof.
+            alloc::format!("c=biws,r={good_nonce},p=AHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+            // Another nonce.
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=".into(),
+            // Another GS2 header echoed.
+            alloc::format!("c=eSws,r={good_nonce},p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="),
+            // No proof.
+            alloc::format!("c=biws,r={good_nonce}"),
+        ] {
+            let mut ex = start();
+            assert!(
+                matches!(ex.step(Secret::new(bad.clone())), SaslOutcome::Failed),
+                "{bad}"
+            );
+        }
+        // An unknown user gets decoy keys: the same exchange, then failure.
+        let (_, out) = SaslExchange::start(
+            SaslMechanism::ScramSha256,
+            Some(Secret::new("n,,n=nobody,r=abc")),
+            Bytes::new(),
+        );
+        let SaslOutcome::ScramKeys { user, start } = out else {
+            panic!()
+        };
+        let (mut ex, out) = SaslExchange::scram_server_first(user, start, None, "xyz", 9);
+        assert!(matches!(out, SaslOutcome::Challenge(ref c) if c.starts_with(b"r=abcxyz,s=")));
+        let out = ex.step(Secret::new(
+            "c=biws,r=abcxyz,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+        ));
+        assert!(matches!(out, SaslOutcome::Failed));
+    }
 }

@@ -117,6 +117,9 @@ impl<S: Store> StoreDriver<S> {
             StoreRequest::SharedSecret { user } => {
                 StoreReply::SharedSecret(self.store.shared_secret(user.as_str()).await)
             }
+            StoreRequest::ScramKeys { user, hash } => {
+                StoreReply::ScramKeys(self.store.scram_keys(user.as_str(), hash).await)
+            }
             StoreRequest::Open { user } => {
                 self.reader = None;
                 self.maildrop = None;

@@ -37,7 +37,9 @@ struct Stored {
 /// Opening a maildrop locks it (a second open while it is locked is
 /// [`StoreError::InUse`]); dropping the [`MemoryMaildrop`] unlocks it;
 /// committing removes the deleted messages. Unique-ids are never reused.
-/// The password doubles as the shared secret (APOP, CRAM-MD5).
+/// The password doubles as the shared secret (APOP, CRAM-MD5); SCRAM keys
+/// are derived from it on each request (4096 iterations, a salt made from
+/// the user name), as a store keeping plaintext passwords does.
 ///
 /// ```
 /// use pop3_proto::store::MemoryStore;
@@ -69,7 +71,7 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::default(),
             chunk_size: 4096,
-            forms: CredentialForms::new(true, true),
+            forms: CredentialForms::new(true, true).with_scram(true, true),
         }
     }
 
@@ -79,7 +81,7 @@ impl MemoryStore {
         self
     }
 
-    /// Reports these credential forms (default: both).
+    /// Reports these credential forms (default: all of them).
     pub fn with_credential_forms(mut self, forms: CredentialForms) -> Self {
         self.forms = forms;
         self
@@ -178,6 +180,26 @@ impl Store for MemoryStore {
             .filter(|u| !u.password.is_empty())
             .map(|u| u.password.clone());
         ready(Ok(secret))
+    }
+
+    fn scram_keys(
+        &self,
+        user: &str,
+        hash: crate::scram::ScramHash,
+    ) -> impl Future<Output = Result<Option<crate::scram::ScramKeys>, StoreError>> + Send {
+        let password = lock(&self.inner)
+            .users
+            .get(user)
+            .filter(|u| !u.password.is_empty())
+            .map(|u| u.password.clone());
+        let keys = password.and_then(|p| {
+            let p = core::str::from_utf8(p.expose()).ok()?;
+            let mut salt = Vec::from(&b"pop3-memory-store:"[..]);
+            salt.extend_from_slice(user.as_bytes());
+            crate::scram::ScramKeys::from_password(hash, p, &salt, crate::scram::MIN_ITERATIONS)
+                .ok()
+        });
+        ready(Ok(keys))
     }
 
     fn open(&self, user: &str) -> impl Future<Output = Result<MemoryMaildrop, StoreError>> + Send {

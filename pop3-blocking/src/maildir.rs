@@ -349,6 +349,14 @@ impl BlockingStore for MaildirStore {
         Ok(self.users.shared_secret(user))
     }
 
+    fn scram_keys(
+        &self,
+        user: &str,
+        hash: pop3_proto::scram::ScramHash,
+    ) -> Result<Option<pop3_proto::scram::ScramKeys>, StoreError> {
+        Ok(self.users.scram_keys(user, hash))
+    }
+
     fn open(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {
         self.open_maildrop(user)
     }

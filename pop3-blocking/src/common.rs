@@ -106,6 +106,26 @@ impl ConnectOptions {
     }
 }
 
+/// The task behind every adapter's `login`: the strongest login the
+/// session offers ([`AutoLogin`](pop3_proto::client::task::AutoLogin)),
+/// with a fresh SCRAM nonce from the OS generator.
+///
+/// ```
+/// let task = pop3_blocking::common::auto_login("alice", "secret")?;
+/// # let _ = task;
+/// # Ok::<(), pop3_proto::client::Error>(())
+/// ```
+pub fn auto_login(
+    user: &str,
+    password: &str,
+) -> Result<pop3_proto::client::task::AutoLogin, Error> {
+    let nonce =
+        crate::tls::random_token(24).map_err(|e| Error::Io(Arc::new(io::Error::other(e))))?;
+    Ok(pop3_proto::client::task::AutoLogin::new(
+        user, password, &nonce,
+    ))
+}
+
 /// `host` without the brackets of an IPv6 literal (`[::1]` → `::1`).
 pub fn bare_host(host: &str) -> &str {
     host.strip_prefix('[')

@@ -727,5 +727,125 @@ impl ClientMechanism for Scram {
     }
 }
 
+/// `EXTERNAL` (RFC 4422 Appendix A): the credentials are outside SASL (a
+/// TLS client certificate); the message is the identity to act as, empty
+/// to act as the one the server derives from the certificate.
+///
+/// ```
+/// use pop3_proto::client::sasl::{ClientMechanism, External};
+/// let mut m = External::new();
+/// assert!(m.initial_response().unwrap().is_empty()); // sent as `=`
+/// let mut m = External::with_authzid("alice");
+/// assert_eq!(m.initial_response().unwrap().expose(), b"alice");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct External {
+    authzid: String,
+    sent: bool,
+}
+
+impl External {
+    /// Acts as the identity of the client certificate.
+    pub fn new() -> Self {
+        External::default()
+    }
+
+    /// Asks to act as `authzid`.
+    pub fn with_authzid(authzid: &str) -> Self {
+        External {
+            authzid: String::from(authzid),
+            sent: false,
+        }
+    }
+}
+
+impl ClientMechanism for External {
+    fn name(&self) -> Mechanism {
+        Mechanism::new("EXTERNAL").expect("valid mechanism name")
+    }
+
+    fn initial_response(&mut self) -> Option<Secret> {
+        self.sent = true;
+        Some(Secret::new(Vec::from(self.authzid.as_bytes())))
+    }
+
+    fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
+        // The two-step form: the server asks with an empty challenge.
+        if !challenge.is_empty() || self.sent {
+            return Err(SaslError::UnexpectedChallenge);
+        }
+        self.sent = true;
+        Ok(Secret::new(Vec::from(self.authzid.as_bytes())))
+    }
+}
+
+/// A way to log in, as [`choose_login`] picks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginChoice {
+    /// AUTH with this SASL mechanism.
+    Sasl(Mechanism),
+    /// APOP with the greeting's timestamp.
+    Apop,
+    /// USER and PASS.
+    User,
+}
+
+/// The SASL mechanisms [`choose_login`] considers, strongest first. The
+/// password-revealing ones come last and only over TLS (or when allowed).
+const PROVING: [&str; 3] = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5"];
+const CLEARTEXT: [&str; 2] = ["PLAIN", "LOGIN"];
+
+/// Picks the strongest login the session allows: SCRAM-SHA-256,
+/// SCRAM-SHA-1, CRAM-MD5 (when CAPA's SASL line offers them), APOP (when
+/// the greeting has a valid timestamp), then PLAIN, LOGIN and USER/PASS,
+/// which reveal the password, only over TLS or when `allow_cleartext`.
+/// `None`: nothing is left but clear text, and it is not allowed. Without
+/// capabilities (CAPA refused or not read) only APOP and USER/PASS remain.
+///
+/// ```
+/// use pop3_proto::client::sasl::{choose_login, LoginChoice};
+/// use pop3_proto::client::{Client, ClientConfig};
+/// use pop3_proto::time::Instant;
+///
+/// let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
+/// client.handle_input(Instant::ZERO, b"+OK ready\r\n");
+/// client.capa().unwrap();
+/// client.handle_input(Instant::ZERO, b"+OK\r\nUSER\r\nSASL PLAIN CRAM-MD5 SCRAM-SHA-1\r\n.\r\n");
+/// while client.poll_action().is_some() {}
+/// let scram = pop3_proto::types::Mechanism::new("SCRAM-SHA-1").unwrap();
+/// assert_eq!(choose_login(&client, false), Some(LoginChoice::Sasl(scram)));
+/// ```
+pub fn choose_login(client: &super::Client, allow_cleartext: bool) -> Option<LoginChoice> {
+    let offered: Vec<&Mechanism> = client
+        .capabilities()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| match c {
+            crate::response::Capability::Sasl(list) => Some(list.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let pick = |names: &[&str]| {
+        names.iter().find_map(|name| {
+            offered
+                .iter()
+                .find(|m| m.as_str().eq_ignore_ascii_case(name))
+                .map(|m| LoginChoice::Sasl((*m).clone()))
+        })
+    };
+    if let Some(choice) = pick(&PROVING) {
+        return Some(choice);
+    }
+    if client.apop_timestamp().is_some() {
+        return Some(LoginChoice::Apop);
+    }
+    if !(client.is_tls() || allow_cleartext) {
+        return None;
+    }
+    pick(&CLEARTEXT).or(Some(LoginChoice::User))
+}
+
 /// A boxed mechanism, as [`super::Client::auth`] takes it.
 pub type BoxedMechanism = Box<dyn ClientMechanism>;

@@ -315,8 +315,12 @@ impl Pop3Client {
         self.run(task::Stls::new()).await
     }
 
-    /// `USER` and `PASS` (in one write when pipelining), then re-reads the
-    /// capabilities.
+    /// Logs in the strongest way the session offers, then re-reads the
+    /// capabilities: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then
+    /// PLAIN, LOGIN or USER/PASS, which reveal the password and without TLS
+    /// are used only when the configuration does not refuse clear text (see
+    /// [`AutoLogin`](pop3_proto::client::task::AutoLogin); run
+    /// [`task::Login`] for USER/PASS as such).
     ///
     /// ```no_run
     /// # async fn run(client: &mut pop3_tokio::client::Pop3Client) -> Result<(), pop3_tokio::client::Error> {
@@ -324,7 +328,8 @@ impl Pop3Client {
     /// # Ok(()) }
     /// ```
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
-        self.run(task::Login::new(user, password)).await
+        self.run(pop3_blocking::common::auto_login(user, password)?)
+            .await
     }
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails

@@ -252,6 +252,8 @@ impl Default for ServerConfig {
                 SaslMechanism::CramMd5,
                 SaslMechanism::ScramSha1,
                 SaslMechanism::ScramSha256,
+                SaslMechanism::OAuthBearer,
+                SaslMechanism::XOAuth2,
             ],
             max_bad_before_login: 3,
             max_bad_after_login: 20,
@@ -320,7 +322,7 @@ impl ServerConfig {
 
     /// The SASL mechanisms to offer, in order of preference, each only when
     /// the store can check it (default PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1,
-    /// SCRAM-SHA-256).
+    /// SCRAM-SHA-256, OAUTHBEARER, XOAUTH2).
     pub fn sasl_mechanisms(mut self, mechanisms: Vec<SaslMechanism>) -> Self {
         self.sasl = mechanisms;
         self
@@ -481,6 +483,14 @@ pub enum StoreRequest {
         /// The user name.
         user: Username,
     },
+    /// Is this OAuth 2.0 bearer token good for the user (OAUTHBEARER,
+    /// XOAUTH2)? Answer [`StoreReply::TokenVerified`].
+    VerifyToken {
+        /// The user name.
+        user: Username,
+        /// The bearer token.
+        token: Secret,
+    },
     /// The user's SCRAM keys for this hash (SCRAM-SHA-1, SCRAM-SHA-256).
     /// Answer [`StoreReply::ScramKeys`]. A store that derives them from a
     /// plaintext password runs the PBKDF2 here, in its own call.
@@ -520,6 +530,8 @@ pub enum StoreReply {
     Verified(Result<bool, StoreError>),
     /// To `SharedSecret`: `None` for an unknown user or one without a shared secret.
     SharedSecret(Result<Option<Secret>, StoreError>),
+    /// To `VerifyToken`.
+    TokenVerified(Result<bool, StoreError>),
     /// To `ScramKeys`: `None` for an unknown user or one without keys for
     /// that hash.
     ScramKeys(Result<Option<ScramKeys>, StoreError>),
@@ -663,6 +675,10 @@ enum Pending {
     Scram {
         user: Username,
         start: sasl::ScramStart,
+    },
+    Token {
+        user: Username,
+        mech: SaslMechanism,
     },
     Open {
         user: Username,
@@ -1069,6 +1085,14 @@ impl Server {
     fn line_limit(&self) -> usize {
         match self.wait {
             Wait::Sasl(_) => self.config.limits.sasl_line,
+            // An AUTH line with its initial response may be as long as a
+            // SASL line (OAuth tokens pass 255 octets; RFC 5034 lets a
+            // server accept them).
+            _ if self.state == State::Authorization && starts_with_auth(&self.input) => self
+                .config
+                .limits
+                .command_line
+                .max(self.config.limits.sasl_line.saturating_add(32)),
             _ => self.config.limits.command_line,
         }
         .max(8)
@@ -1193,15 +1217,24 @@ impl Server {
         self.tls_active || self.config.allow_plaintext_auth
     }
 
+    /// Whether the store can check what `m` sends.
+    fn store_serves(&self, m: SaslMechanism) -> bool {
+        let forms = &self.config.credential_forms;
+        if m.is_oauth() {
+            forms.oauth_bearer
+        } else if m.is_plaintext() {
+            forms.password
+        } else if let Some(hash) = m.scram_hash() {
+            forms.scram(hash)
+        } else {
+            forms.shared_secret
+        }
+    }
+
     fn mechanism_offered(&self, m: SaslMechanism) -> bool {
         self.config.sasl.contains(&m)
-            && if m.is_plaintext() {
-                self.config.credential_forms.password && self.plaintext_allowed()
-            } else if let Some(hash) = m.scram_hash() {
-                self.config.credential_forms.scram(hash)
-            } else {
-                self.config.credential_forms.shared_secret
-            }
+            && self.store_serves(m)
+            && (!m.is_plaintext() || self.plaintext_allowed())
     }
 
     fn offered_mechanisms(&self) -> Vec<SaslMechanism> {
@@ -1688,8 +1721,7 @@ impl Server {
             self.bad_command("-ERR Unsupported authentication mechanism.");
             return;
         }
-        if mech.is_plaintext() && self.config.credential_forms.password && !self.plaintext_allowed()
-        {
+        if mech.is_plaintext() && self.store_serves(mech) && !self.plaintext_allowed() {
             self.send_line(PLAINTEXT_REFUSED);
             return;
         }
@@ -1760,6 +1792,13 @@ impl Server {
                 },
                 Pending::Scram { user, start },
             ),
+            SaslOutcome::VerifyToken { user, token, mech } => self.request(
+                StoreRequest::VerifyToken {
+                    user: user.clone(),
+                    token,
+                },
+                Pending::Token { user, mech },
+            ),
             SaslOutcome::Authenticated { user } => self.request(
                 StoreRequest::Open { user: user.clone() },
                 Pending::Open { user },
@@ -1824,6 +1863,17 @@ impl Server {
                     let nonce = self.fresh_nonce();
                     let (exchange, outcome) =
                         SaslExchange::scram_server_first(user, start, keys, &nonce, self.random);
+                    self.sasl_outcome(exchange, outcome);
+                }
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::Token { user, mech }, StoreReply::TokenVerified(r)) => match r {
+                Ok(true) => self.request(
+                    StoreRequest::Open { user: user.clone() },
+                    Pending::Open { user },
+                ),
+                Ok(false) => {
+                    let (exchange, outcome) = SaslExchange::oauth_error(mech);
                     self.sasl_outcome(exchange, outcome);
                 }
                 Err(e) => self.send_line(Self::auth_store_error(&e)),
@@ -1955,6 +2005,11 @@ impl Server {
             .map(|m| m.size)
             .sum();
     }
+}
+
+/// Whether buffered input starts with an `AUTH ` command (any case).
+fn starts_with_auth(input: &[u8]) -> bool {
+    input.len() >= 5 && input[..5].eq_ignore_ascii_case(b"AUTH ")
 }
 
 const PLAINTEXT_REFUSED: &str = "-ERR [AUTH] Plaintext authentication is not allowed without TLS.";

@@ -9,7 +9,7 @@ use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use std::sync::Arc;
 
-use pop3_proto::client::sasl::{CramMd5, Login, Plain, Scram};
+use pop3_proto::client::sasl::{CramMd5, Login, OAuthBearer, Plain, Scram, XOAuth2};
 use pop3_proto::client::{Client, ClientConfig, ClientEvent, ClientState, RequestId};
 use pop3_proto::server::{ConnectionContext, Server, ServerConfig};
 use pop3_proto::session::Action;
@@ -35,7 +35,10 @@ fn n(i: u32) -> MessageNumber {
 }
 
 fn store() -> MemoryStore {
-    let store = MemoryStore::new();
+    // The password doubles as alice's bearer token.
+    let store = MemoryStore::new().with_token_validator(pop3_proto::store::TokenValidator::new(
+        |user, token| user == "alice" && token.expose() == b"secret",
+    ));
     store.add_user("alice", "secret");
     store.add_message("alice", "Subject: one\r\n\r\nfirst\r\n");
     store.add_message(
@@ -289,7 +292,15 @@ fn sasl_mechanisms_against_the_server_machine() {
     }
 }
 
-const MECHANISMS: [&str; 5] = ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"];
+const MECHANISMS: [&str; 7] = [
+    "PLAIN",
+    "LOGIN",
+    "CRAM-MD5",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "OAUTHBEARER",
+    "XOAUTH2",
+];
 
 fn mechanism(name: &str, password: &str) -> pop3_proto::client::BoxedMechanism {
     let pw = || Secret::new(password.to_owned());
@@ -299,6 +310,8 @@ fn mechanism(name: &str, password: &str) -> pop3_proto::client::BoxedMechanism {
         "CRAM-MD5" => Box::new(CramMd5::new("alice", pw())),
         "SCRAM-SHA-1" => Box::new(Scram::sha1("alice", pw(), "fyko+d2lbbFgONRv9qkxdawL")),
         "SCRAM-SHA-256" => Box::new(Scram::sha256("alice", pw(), "rOprNGfwEbeRWgbNEkqO")),
+        "OAUTHBEARER" => Box::new(OAuthBearer::new("alice", pw())),
+        "XOAUTH2" => Box::new(XOAuth2::new("alice", pw())),
         other => panic!("no mechanism {other}"),
     }
 }

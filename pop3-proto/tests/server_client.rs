@@ -258,15 +258,32 @@ fn mechanism(name: &str, password: &str) -> sasl::BoxedMechanism {
         "CRAM-MD5" => Box::new(sasl::CramMd5::new("alice", pw())),
         "SCRAM-SHA-1" => Box::new(sasl::Scram::sha1("alice", pw(), "clientnonce123456789")),
         "SCRAM-SHA-256" => Box::new(sasl::Scram::sha256("alice", pw(), "clientnonce123456789")),
+        "OAUTHBEARER" => {
+            Box::new(sasl::OAuthBearer::new("alice", pw()).with_host("localhost", 110))
+        }
+        "XOAUTH2" => Box::new(sasl::XOAuth2::new("alice", pw())),
+        "XOAUTH2-TWO-STEP" => Box::new(sasl::XOAuth2::new("alice", pw()).two_step()),
         other => panic!("no mechanism {other}"),
     }
 }
 
-const MECHANISMS: [&str; 5] = ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"];
+const MECHANISMS: [&str; 8] = [
+    "PLAIN",
+    "LOGIN",
+    "CRAM-MD5",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "OAUTHBEARER",
+    "XOAUTH2",
+    "XOAUTH2-TWO-STEP",
+];
 
 #[test]
 fn every_sasl_mechanism_between_the_machines_split_at_every_byte() {
-    let store = standard_store();
+    // The password doubles as alice's bearer token.
+    let store = standard_store().with_token_validator(pop3_proto::store::TokenValidator::new(
+        |user, token| user == "alice" && token.expose() == b"secret",
+    ));
     for name in MECHANISMS {
         // With the initial response on the AUTH line, and in two steps.
         for limit in [255, 0] {

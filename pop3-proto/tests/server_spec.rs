@@ -1121,6 +1121,146 @@ fn scram_offered_only_when_the_store_serves_it_and_without_tls() {
     assert!(r.starts_with("+OK Logged in"), "{r}");
 }
 
+fn oauth_harness(ctx: pop3_proto::server::ConnectionContext, allow_plaintext: bool) -> Harness {
+    use pop3_proto::store::TokenValidator;
+    let store = standard_store();
+    store.add_user("user@example.com", "unused");
+    // RFC 7628 §4.1's token for its user.
+    let store = store.with_token_validator(TokenValidator::new(|user, token| {
+        user == "user@example.com"
+            && token.expose() == b"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+    }));
+    let config = ServerConfig::for_store(&store).allow_plaintext_auth(allow_plaintext);
+    let mut h = Harness::new(config, ctx, store);
+    h.take_output();
+    h
+}
+
+const RFC7628_MESSAGE: &[u8] = b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01\
+auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01";
+
+#[test]
+fn oauthbearer_rfc7628_example_logs_in() {
+    let mut h = oauth_harness(implicit_tls(), false);
+    assert!(
+        capa(&mut h)
+            .iter()
+            .any(|c| c.starts_with("SASL ") && c.contains("OAUTHBEARER"))
+    );
+    let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(RFC7628_MESSAGE)));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    assert!(h.requests.iter().any(|q| matches!(
+        q,
+        StoreRequest::VerifyToken { user, token }
+            if user.as_str() == "user@example.com"
+                && token.expose() == b"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+    )));
+}
+
+#[test]
+fn oauthbearer_two_step_and_an_initial_response_longer_than_255_octets() {
+    use pop3_proto::line::Limits;
+    // The two-step form: an empty challenge asks for the message.
+    let mut h = oauth_harness(implicit_tls(), false);
+    assert_eq!(h.cmd("AUTH OAUTHBEARER"), "+ \r\n");
+    assert!(h.cmd(&b64(RFC7628_MESSAGE)).starts_with("+OK Logged in"));
+    // A long token on the AUTH line, under the strict 255-octet command
+    // limit: AUTH lines may be as long as SASL lines.
+    let store = standard_store().with_token_validator(pop3_proto::store::TokenValidator::new(
+        |user, token| user == "alice" && token.len() == 2000,
+    ));
+    let config = ServerConfig::for_store(&store)
+        .allow_plaintext_auth(true)
+        .limits(Limits::strict());
+    let mut h = Harness::new(config, plain(), store);
+    h.take_output();
+    let message = format!("n,a=alice,\x01auth=Bearer {}\x01\x01", "t".repeat(2000));
+    let line = format!("AUTH OAUTHBEARER {}", b64(message.as_bytes()));
+    assert!(line.len() > 255);
+    assert!(h.cmd(&line).starts_with("+OK Logged in"));
+    // Other commands keep the strict limit.
+    let mut h = Harness::new(
+        test_config().limits(Limits::strict()),
+        plain(),
+        standard_store(),
+    );
+    h.take_output();
+    assert_eq!(
+        h.cmd(&format!("USER {}", "u".repeat(300))),
+        "-ERR Command line too long.\r\n"
+    );
+}
+
+#[test]
+fn oauthbearer_error_flow_json_challenge_then_aq_then_err() {
+    let mut h = oauth_harness(implicit_tls(), false);
+    let bad = b"n,a=user@example.com,\x01auth=Bearer expired\x01\x01";
+    let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+    assert_eq!(unb64(&r), br#"{"status":"invalid_token"}"#);
+    // The client's %x01 (RFC 7628 §3.2.3), then -ERR.
+    assert_eq!(h.cmd("AQ=="), "-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!(h.server.state(), State::Authorization);
+}
+
+#[test]
+fn xoauth2_logs_in_and_its_error_flow_ends_with_err() {
+    let mut h = oauth_harness(implicit_tls(), false);
+    let good =
+        b"user=user@example.com\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01";
+    let bad = b"user=user@example.com\x01auth=Bearer nope\x01\x01";
+    let r = h.cmd(&format!("AUTH XOAUTH2 {}", b64(bad)));
+    assert_eq!(unb64(&r), br#"{"status":"401","schemes":"bearer"}"#);
+    assert_eq!(h.cmd(""), "-ERR [AUTH] Authentication failed.\r\n");
+    // The two-step form (Office 365's).
+    assert_eq!(h.cmd("AUTH XOAUTH2"), "+ \r\n");
+    assert!(h.cmd(&b64(good)).starts_with("+OK Logged in"));
+}
+
+#[test]
+fn oauth_malformed_messages_fail() {
+    for bad in [
+        &b"n,,\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"[..],
+        b"n,a=user@example.com,\x01auth=Basic dXNlcjpwYXNz\x01\x01",
+        b"n,a=user@example.com,\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+        b"p=tls-unique,a=user@example.com,\x01auth=Bearer x\x01\x01",
+    ] {
+        let mut h = oauth_harness(implicit_tls(), false);
+        let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+        assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n", "{bad:?}");
+        assert!(h.requests.is_empty(), "{bad:?}");
+    }
+}
+
+#[test]
+fn oauth_offered_only_with_a_token_validator_and_tls() {
+    // No validator: not offered even over TLS.
+    let mut h = Harness::new(
+        ServerConfig::for_store(&MemoryStore::new()),
+        implicit_tls(),
+        standard_store(),
+    );
+    h.take_output();
+    assert!(!capa(&mut h).iter().any(|c| c.contains("OAUTH")));
+    assert_eq!(
+        h.cmd("AUTH XOAUTH2"),
+        "-ERR Unsupported authentication mechanism.\r\n"
+    );
+    // A validator, no TLS: a token is as good as a password.
+    let mut h = oauth_harness(stls_capable(), false);
+    assert!(!capa(&mut h).iter().any(|c| c.contains("OAUTH")));
+    assert_eq!(
+        h.cmd(&format!("AUTH OAUTHBEARER {}", b64(RFC7628_MESSAGE))),
+        "-ERR [AUTH] Plaintext authentication is not allowed without TLS.\r\n"
+    );
+    assert!(h.requests.is_empty());
+    h.cmd("STLS");
+    let caps = capa(&mut h);
+    assert!(
+        caps.iter().any(|c| c.ends_with("OAUTHBEARER XOAUTH2")),
+        "{caps:?}"
+    );
+}
+
 // ---------------------------------------------------------------- D.6
 
 #[test]

@@ -32,6 +32,13 @@ pub enum SaslMechanism {
     /// SCRAM-SHA-256 (RFC 7677), without channel binding; needs a store
     /// that hands out SCRAM-SHA-256 keys.
     ScramSha256,
+    /// OAUTHBEARER (RFC 7628): an OAuth 2.0 bearer token, checked by the
+    /// store's token validator; needs TLS unless plaintext authentication
+    /// is allowed (a token is as good as a password while it lasts).
+    OAuthBearer,
+    /// XOAUTH2 (Google, Microsoft): a bearer token like OAUTHBEARER, in
+    /// the older framing.
+    XOAuth2,
 }
 
 impl SaslMechanism {
@@ -43,6 +50,8 @@ impl SaslMechanism {
             SaslMechanism::CramMd5 => "CRAM-MD5",
             SaslMechanism::ScramSha1 => "SCRAM-SHA-1",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
+            SaslMechanism::XOAuth2 => "XOAUTH2",
         }
     }
 
@@ -54,14 +63,28 @@ impl SaslMechanism {
             SaslMechanism::CramMd5,
             SaslMechanism::ScramSha1,
             SaslMechanism::ScramSha256,
+            SaslMechanism::OAuthBearer,
+            SaslMechanism::XOAuth2,
         ]
         .into_iter()
         .find(|m| m.name().eq_ignore_ascii_case(name))
     }
 
-    /// Whether the mechanism reveals the password to an eavesdropper.
+    /// Whether the mechanism reveals the password (or a bearer token) to
+    /// an eavesdropper.
     pub fn is_plaintext(self) -> bool {
-        matches!(self, SaslMechanism::Plain | SaslMechanism::Login)
+        matches!(
+            self,
+            SaslMechanism::Plain
+                | SaslMechanism::Login
+                | SaslMechanism::OAuthBearer
+                | SaslMechanism::XOAuth2
+        )
+    }
+
+    /// Whether the mechanism carries a bearer token (OAUTHBEARER, XOAUTH2).
+    pub fn is_oauth(self) -> bool {
+        matches!(self, SaslMechanism::OAuthBearer | SaslMechanism::XOAuth2)
     }
 
     /// The hash of a SCRAM mechanism.
@@ -124,6 +147,13 @@ pub(crate) enum SaslExchange {
     ScramAck {
         user: Username,
     },
+    /// A bearer-token mechanism's message is next.
+    OAuth {
+        mech: SaslMechanism,
+    },
+    /// The error challenge went out: the client's acknowledgement (`AQ==`
+    /// for OAUTHBEARER, an empty line for XOAUTH2) is next, then `-ERR`.
+    OAuthFailed,
     Done,
 }
 
@@ -145,6 +175,12 @@ pub(crate) enum SaslOutcome {
     ScramKeys { user: Username, start: ScramStart },
     /// The client proved who it is.
     Authenticated { user: Username },
+    /// Ask the store whether this bearer token is good for the user.
+    VerifyToken {
+        user: Username,
+        token: Secret,
+        mech: SaslMechanism,
+    },
     /// The credentials cannot be right (malformed or refused): a failed
     /// authentication.
     Failed,
@@ -181,6 +217,14 @@ impl SaslExchange {
             SaslMechanism::ScramSha1 | SaslMechanism::ScramSha256 => {
                 let hash = mech.scram_hash().expect("a SCRAM mechanism");
                 let mut ex = SaslExchange::ScramFirst { hash };
+                let out = match initial {
+                    Some(data) => ex.step(data),
+                    None => SaslOutcome::Challenge(Bytes::new()),
+                };
+                (ex, out)
+            }
+            SaslMechanism::OAuthBearer | SaslMechanism::XOAuth2 => {
+                let mut ex = SaslExchange::OAuth { mech };
                 let out = match initial {
                     Some(data) => ex.step(data),
                     None => SaslOutcome::Challenge(Bytes::new()),
@@ -248,8 +292,38 @@ impl SaslExchange {
                     SaslOutcome::Malformed
                 }
             }
+            SaslExchange::OAuth { mech } => {
+                let parsed = if mech == SaslMechanism::OAuthBearer {
+                    oauthbearer(data.expose())
+                } else {
+                    xoauth2(data.expose())
+                };
+                match parsed {
+                    Some((user, token)) => SaslOutcome::VerifyToken {
+                        user,
+                        token: Secret::new(data.expose_bytes().slice(token)),
+                        mech,
+                    },
+                    None => SaslOutcome::Failed,
+                }
+            }
+            SaslExchange::OAuthFailed => SaslOutcome::Failed,
             SaslExchange::Done => SaslOutcome::Malformed,
         }
+    }
+
+    /// The store refused the token: the error challenge (RFC 7628 §3.2.2,
+    /// and its XOAUTH2 counterpart), answered by the client before `-ERR`.
+    pub(crate) fn oauth_error(mech: SaslMechanism) -> (Self, SaslOutcome) {
+        let json: &'static [u8] = if mech == SaslMechanism::XOAuth2 {
+            br#"{"status":"401","schemes":"bearer"}"#
+        } else {
+            br#"{"status":"invalid_token"}"#
+        };
+        (
+            SaslExchange::OAuthFailed,
+            SaslOutcome::Challenge(Bytes::from_static(json)),
+        )
     }
 
     /// The store's keys arrived (`None`: an unknown user, who goes through
@@ -286,6 +360,60 @@ impl SaslExchange {
             SaslOutcome::Challenge(Bytes::from(server_first.into_bytes())),
         )
     }
+}
+
+/// OAUTHBEARER's client response (RFC 7628 §3.1): `gs2-header` with the
+/// user as `a=`, then `^A`-separated `key=value` pairs, one of them
+/// `auth=Bearer <token>`, ended by `^A^A`. Returns the user and where the
+/// token is.
+fn oauthbearer(d: &[u8]) -> Option<(Username, core::ops::Range<usize>)> {
+    let text = core::str::from_utf8(d).ok()?;
+    let (gs2, rest) = text.split_once('\x01')?;
+    let mut fields = gs2.splitn(3, ',');
+    let flag = fields.next()?;
+    if flag != "n" && flag != "y" {
+        return None;
+    }
+    let user = fields
+        .next()?
+        .strip_prefix("a=")
+        .and_then(crate::scram::unescape_name)?;
+    if fields.next() != Some("") {
+        return None;
+    }
+    let user = username(user.as_bytes())?;
+    let token = bearer_token(d, gs2.len() + 1, rest)?;
+    Some((user, token))
+}
+
+/// XOAUTH2's client response: `user=U ^A auth=Bearer T ^A ^A`.
+fn xoauth2(d: &[u8]) -> Option<(Username, core::ops::Range<usize>)> {
+    let text = core::str::from_utf8(d).ok()?;
+    let (first, rest) = text.split_once('\x01')?;
+    let user = username(first.strip_prefix("user=")?.as_bytes())?;
+    let token = bearer_token(d, first.len() + 1, rest)?;
+    Some((user, token))
+}
+
+/// Finds `auth=Bearer <token>` among the `^A`-separated pairs of `rest`
+/// (which starts at `offset` in the message); the message must end with
+/// `^A^A`.
+fn bearer_token(d: &[u8], offset: usize, rest: &str) -> Option<core::ops::Range<usize>> {
+    let body = rest.strip_suffix("\x01\x01")?;
+    let mut at = offset;
+    for pair in body.split('\x01') {
+        if let Some(value) = pair.strip_prefix("auth=") {
+            let (scheme, token) = value.split_once(' ')?;
+            if !scheme.eq_ignore_ascii_case("Bearer") || token.is_empty() {
+                return None;
+            }
+            let start = at + "auth=".len() + scheme.len() + 1;
+            debug_assert_eq!(&d[start..start + token.len()], token.as_bytes());
+            return Some(start..start + token.len());
+        }
+        at += pair.len() + 1;
+    }
+    None
 }
 
 /// Keys for a user the store does not know: the exchange looks the same as

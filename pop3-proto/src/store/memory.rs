@@ -53,6 +53,7 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     chunk_size: usize,
     forms: CredentialForms,
+    tokens: Option<super::TokenValidator>,
 }
 
 impl Default for MemoryStore {
@@ -72,6 +73,7 @@ impl MemoryStore {
             inner: Arc::default(),
             chunk_size: 4096,
             forms: CredentialForms::new(true, true).with_scram(true, true),
+            tokens: None,
         }
     }
 
@@ -84,6 +86,21 @@ impl MemoryStore {
     /// Reports these credential forms (default: all of them).
     pub fn with_credential_forms(mut self, forms: CredentialForms) -> Self {
         self.forms = forms;
+        self
+    }
+
+    /// Checks OAuth 2.0 bearer tokens with `validator` (OAUTHBEARER,
+    /// XOAUTH2), which the credential forms then include.
+    ///
+    /// ```
+    /// use pop3_proto::store::{MemoryStore, Store, TokenValidator};
+    /// let store = MemoryStore::new()
+    ///     .with_token_validator(TokenValidator::new(|u, t| u == "alice" && t.expose() == b"tok"));
+    /// assert!(store.credential_forms().oauth_bearer);
+    /// ```
+    pub fn with_token_validator(mut self, validator: super::TokenValidator) -> Self {
+        self.tokens = Some(validator);
+        self.forms.oauth_bearer = true;
         self
     }
 
@@ -180,6 +197,16 @@ impl Store for MemoryStore {
             .filter(|u| !u.password.is_empty())
             .map(|u| u.password.clone());
         ready(Ok(secret))
+    }
+
+    fn verify_bearer_token(
+        &self,
+        user: &str,
+        token: &Secret,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let known = lock(&self.inner).users.contains_key(user);
+        let ok = known && self.tokens.as_ref().is_some_and(|v| v.check(user, token));
+        ready(Ok(ok))
     }
 
     fn scram_keys(

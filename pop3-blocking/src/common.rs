@@ -126,6 +126,31 @@ pub fn auto_login(
     ))
 }
 
+/// The `tls-exporter` channel binding of a TLS connection (RFC 9266: the
+/// exporter with label "EXPORTER-Channel-Binding", an empty context, 32
+/// octets), on TLS 1.3 only.
+pub fn tls_exporter<D>(conn: &rustls::ConnectionCommon<D>) -> Option<[u8; 32]> {
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(b""))
+        .ok()
+}
+
+/// What a server-side handshake established, for the session machine: the
+/// verified client certificate and the channel binding. Every adapter
+/// hands it over after its handshake.
+pub fn server_tls_info(conn: &rustls::ServerConnection) -> pop3_proto::server::TlsInfo {
+    let mut info = pop3_proto::server::TlsInfo::default();
+    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
+        info = info.with_client_certificate(cert.as_ref().to_vec());
+    }
+    if let Some(value) = tls_exporter(conn) {
+        info = info.with_tls_exporter(value);
+    }
+    info
+}
+
 /// `host` without the brackets of an IPv6 literal (`[::1]` → `::1`).
 pub fn bare_host(host: &str) -> &str {
     host.strip_prefix('[')

@@ -120,6 +120,15 @@ impl Stream {
     }
 
     /// Runs the TLS handshake to its end (within the socket timeouts).
+    /// What a server-side handshake established (nothing on a plain or
+    /// client stream).
+    pub(crate) fn server_tls_info(&self) -> pop3_proto::server::TlsInfo {
+        match self {
+            Stream::Server(s) => crate::common::server_tls_info(&s.conn),
+            _ => pop3_proto::server::TlsInfo::default(),
+        }
+    }
+
     pub(crate) fn handshake(&mut self) -> io::Result<()> {
         fn run<C, S>(s: &mut StreamOwned<C, TcpStream>) -> io::Result<()>
         where

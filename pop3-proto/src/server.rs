@@ -227,6 +227,7 @@ pub struct ServerConfig {
     max_bad_before_login: u32,
     max_bad_after_login: u32,
     auth_failure_delay: Duration,
+    external_identity: Option<ExternalIdentity>,
     autologout: Duration,
     login_timeout: Duration,
     login_delay: Option<u32>,
@@ -254,10 +255,12 @@ impl Default for ServerConfig {
                 SaslMechanism::ScramSha256,
                 SaslMechanism::OAuthBearer,
                 SaslMechanism::XOAuth2,
+                SaslMechanism::External,
             ],
             max_bad_before_login: 3,
             max_bad_after_login: 20,
             auth_failure_delay: Duration::from_secs(1),
+            external_identity: None,
             autologout: MIN_AUTOLOGOUT,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             login_delay: None,
@@ -322,7 +325,7 @@ impl ServerConfig {
 
     /// The SASL mechanisms to offer, in order of preference, each only when
     /// the store can check it (default PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1,
-    /// SCRAM-SHA-256, OAUTHBEARER, XOAUTH2).
+    /// SCRAM-SHA-256, OAUTHBEARER, XOAUTH2, EXTERNAL).
     pub fn sasl_mechanisms(mut self, mechanisms: Vec<SaslMechanism>) -> Self {
         self.sasl = mechanisms;
         self
@@ -333,6 +336,13 @@ impl ServerConfig {
     pub fn max_bad_commands(mut self, before_login: u32, after_login: u32) -> Self {
         self.max_bad_before_login = before_login;
         self.max_bad_after_login = after_login;
+        self
+    }
+
+    /// How verified TLS client certificates map to users, for EXTERNAL
+    /// (default none: EXTERNAL is never offered).
+    pub fn external_identity(mut self, map: Option<ExternalIdentity>) -> Self {
+        self.external_identity = map;
         self
     }
 
@@ -428,6 +438,73 @@ impl ServerConfig {
     }
 }
 
+/// What the TLS layer established, handed to the machine by the adapter
+/// after a handshake ([`ConnectionContext::tls_info`] for implicit TLS,
+/// [`Server::handle_tls_info`] after STLS).
+///
+/// ```
+/// use pop3_proto::server::TlsInfo;
+/// let info = TlsInfo::default().with_client_certificate(vec![0x30, 0x82]);
+/// assert!(info.client_certificate.is_some() && info.tls_exporter.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// The client's certificate (DER of the end-entity certificate), when
+    /// the TLS layer verified one: EXTERNAL.
+    pub client_certificate: Option<Bytes>,
+    /// The `tls-exporter` channel binding (RFC 9266: the exporter with
+    /// label "EXPORTER-Channel-Binding", an empty context, 32 octets), on
+    /// TLS 1.3 only: SCRAM-SHA-256-PLUS.
+    pub tls_exporter: Option<[u8; 32]>,
+}
+
+impl TlsInfo {
+    /// With the verified client certificate's DER.
+    pub fn with_client_certificate(mut self, der: impl Into<Bytes>) -> Self {
+        self.client_certificate = Some(der.into());
+        self
+    }
+
+    /// With the `tls-exporter` channel binding.
+    pub fn with_tls_exporter(mut self, value: [u8; 32]) -> Self {
+        self.tls_exporter = Some(value);
+        self
+    }
+}
+
+/// Maps a verified client certificate (DER) to the user it stands for, for
+/// EXTERNAL ([`ServerConfig::external_identity`]). It runs on the machine:
+/// keep it a lookup.
+///
+/// ```
+/// use pop3_proto::server::ExternalIdentity;
+/// let map = ExternalIdentity::new(|der| (der == b"alice's cert").then(|| "alice".to_string()));
+/// assert_eq!(map.identify(b"alice's cert").as_deref(), Some("alice"));
+/// ```
+#[derive(Clone)]
+pub struct ExternalIdentity(Arc<IdentityFn>);
+
+type IdentityFn = dyn Fn(&[u8]) -> Option<String> + Send + Sync;
+
+impl ExternalIdentity {
+    /// A mapping calling `f(der)`.
+    pub fn new(f: impl Fn(&[u8]) -> Option<String> + Send + Sync + 'static) -> Self {
+        ExternalIdentity(Arc::new(f))
+    }
+
+    /// The user `der` stands for, if any.
+    pub fn identify(&self, der: &[u8]) -> Option<String> {
+        (self.0)(der)
+    }
+}
+
+impl core::fmt::Debug for ExternalIdentity {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ExternalIdentity")
+    }
+}
+
 /// What the adapter knows about one connection when it starts.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -439,6 +516,8 @@ pub struct ConnectionContext {
     /// A fresh random number for this connection (APOP timestamp, CRAM-MD5
     /// challenges). The machine has no source of randomness of its own.
     pub random: u64,
+    /// What implicit TLS established (client certificate, channel binding).
+    pub tls: TlsInfo,
 }
 
 impl ConnectionContext {
@@ -450,7 +529,14 @@ impl ConnectionContext {
             tls_active,
             tls_available,
             random,
+            tls: TlsInfo::default(),
         }
+    }
+
+    /// Sets what implicit TLS established.
+    pub fn tls_info(mut self, info: TlsInfo) -> Self {
+        self.tls = info;
+        self
     }
 
     /// Sets whether TLS is already active (implicit TLS).
@@ -723,6 +809,8 @@ pub struct Server {
     tls_available: bool,
     random: u64,
     challenges: u32,
+    /// The user a verified client certificate stands for (EXTERNAL).
+    external: Option<Username>,
     state: State,
     wait: Wait,
     actions: VecDeque<Action<StoreRequest>>,
@@ -758,6 +846,7 @@ impl Server {
             tls_available: ctx.tls_available,
             random: ctx.random,
             challenges: 0,
+            external: None,
             state: State::Authorization,
             wait: Wait::Command,
             actions: VecDeque::new(),
@@ -784,6 +873,9 @@ impl Server {
             pieces: Vec::new(),
             config,
         };
+        if ctx.tls_active {
+            server.handle_tls_info(ctx.tls);
+        }
         if server.config.apop && server.config.credential_forms.shared_secret {
             let ts = server.fresh_msg_id(now);
             server.timestamp = ApopTimestamp::new(&ts).ok();
@@ -982,6 +1074,17 @@ impl Server {
         }
         self.on_store_reply(pending, reply);
         self.advance();
+    }
+
+    /// What the TLS handshake established (a verified client certificate,
+    /// the channel binding): call after the STLS handshake, before
+    /// [`Server::handle_tls_established`]. Implicit TLS passes it in
+    /// [`ConnectionContext::tls_info`].
+    pub fn handle_tls_info(&mut self, info: TlsInfo) {
+        self.external = match (&info.client_certificate, &self.config.external_identity) {
+            (Some(der), Some(map)) => map.identify(der).and_then(|u| Username::new(&u).ok()),
+            _ => None,
+        };
     }
 
     /// The TLS handshake that followed [`Action::StartTls`] succeeded.
@@ -1232,6 +1335,9 @@ impl Server {
     }
 
     fn mechanism_offered(&self, m: SaslMechanism) -> bool {
+        if m == SaslMechanism::External {
+            return self.config.sasl.contains(&m) && self.tls_active && self.external.is_some();
+        }
         self.config.sasl.contains(&m)
             && self.store_serves(m)
             && (!m.is_plaintext() || self.plaintext_allowed())
@@ -1735,7 +1841,12 @@ impl Server {
         } else {
             Bytes::new()
         };
-        let (exchange, outcome) = SaslExchange::start(mech, initial, challenge);
+        let (exchange, outcome) = match (mech, self.external.clone()) {
+            (SaslMechanism::External, Some(identity)) => {
+                SaslExchange::start_external(identity, initial)
+            }
+            _ => SaslExchange::start(mech, initial, challenge),
+        };
         self.sasl_outcome(exchange, outcome);
     }
 

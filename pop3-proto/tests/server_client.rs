@@ -317,3 +317,40 @@ fn every_sasl_mechanism_between_the_machines_split_at_every_byte() {
         }
     }
 }
+
+#[test]
+fn external_between_the_machines_split_at_every_byte() {
+    use pop3_proto::server::{ExternalIdentity, TlsInfo};
+    let store = standard_store();
+    let mut reference = None;
+    for piece in [usize::MAX, 1, 2, 3] {
+        for limit in [255, 0] {
+            let config = ServerConfig::for_store(&store).external_identity(Some(
+                ExternalIdentity::new(|der| (der == b"alice-cert").then(|| "alice".to_string())),
+            ));
+            let ctx = implicit_tls()
+                .tls_info(TlsInfo::default().with_client_certificate(&b"alice-cert"[..]));
+            let mut server = Server::new(Arc::new(config), Instant::from_millis(START), ctx);
+            let mut driver = StoreDriver::new(Arc::new(store.clone()));
+            let mut config = ClientConfig::default();
+            config.tls_active = true;
+            config.initial_response_limit = limit;
+            let mut client = Client::new(config, Instant::from_millis(START));
+            client.auth(Box::new(sasl::External::new())).unwrap();
+            client.stat().unwrap();
+            client.quit().unwrap();
+            let seen = run(&mut client, &mut server, &mut driver, piece);
+            assert!(
+                seen.events.iter().any(|e| e.contains("count: 3, size: 90")),
+                "piece {piece}: {:?}",
+                seen.events
+            );
+            if limit == 255 {
+                match &reference {
+                    None => reference = Some(seen),
+                    Some(r) => assert_eq!(&seen, r, "piece {piece}"),
+                }
+            }
+        }
+    }
+}

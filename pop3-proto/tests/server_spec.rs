@@ -1261,6 +1261,94 @@ fn oauth_offered_only_with_a_token_validator_and_tls() {
     );
 }
 
+fn external_config() -> ServerConfig {
+    use pop3_proto::server::ExternalIdentity;
+    test_config().external_identity(Some(ExternalIdentity::new(|der| {
+        (der == b"alice's certificate").then(|| "alice".to_string())
+    })))
+}
+
+#[test]
+fn external_with_a_verified_client_certificate() {
+    use pop3_proto::server::TlsInfo;
+    let cert = TlsInfo::default().with_client_certificate(&b"alice's certificate"[..]);
+    // An empty authorization identity, then the certificate's own.
+    for initial in ["=", "YWxpY2U="] {
+        let mut h = Harness::new(
+            external_config(),
+            implicit_tls().tls_info(cert.clone()),
+            standard_store(),
+        );
+        h.take_output();
+        assert!(
+            capa(&mut h)
+                .iter()
+                .any(|c| c.starts_with("SASL ") && c.ends_with(" EXTERNAL"))
+        );
+        let r = h.cmd(&format!("AUTH EXTERNAL {initial}"));
+        assert!(r.starts_with("+OK Logged in"), "{initial}: {r}");
+        assert_eq!(h.server.user().map(|u| u.as_str()), Some("alice"));
+    }
+    // The two-step form.
+    let mut h = Harness::new(
+        external_config(),
+        implicit_tls().tls_info(cert.clone()),
+        standard_store(),
+    );
+    h.take_output();
+    assert_eq!(h.cmd("AUTH EXTERNAL"), "+ \r\n");
+    assert!(h.cmd("").starts_with("+OK Logged in"));
+    // Acting as someone else: refused.
+    let mut h = Harness::new(
+        external_config(),
+        implicit_tls().tls_info(cert.clone()),
+        standard_store(),
+    );
+    h.take_output();
+    assert_eq!(
+        h.cmd(&format!("AUTH EXTERNAL {}", b64(b"mrose"))),
+        "-ERR [AUTH] Authentication failed.\r\n"
+    );
+    // After STLS, with the certificate the handshake verified.
+    let mut h = Harness::new(external_config(), stls_capable(), standard_store());
+    h.take_output();
+    assert!(!h.cmd("AUTH").contains("EXTERNAL"));
+    h.auto_tls = false;
+    h.cmd("STLS");
+    h.server.handle_tls_info(cert);
+    h.server.handle_tls_established(h.now);
+    assert!(h.cmd("AUTH").contains("\r\nEXTERNAL\r\n"));
+    assert!(h.cmd("AUTH EXTERNAL =").starts_with("+OK Logged in"));
+}
+
+#[test]
+fn external_not_offered_without_a_mapped_certificate() {
+    use pop3_proto::server::TlsInfo;
+    for (config, ctx) in [
+        // TLS, no client certificate.
+        (external_config(), implicit_tls()),
+        // A certificate nobody maps.
+        (
+            external_config(),
+            implicit_tls().tls_info(TlsInfo::default().with_client_certificate(&b"mallory"[..])),
+        ),
+        // A certificate, but no mapping configured.
+        (
+            test_config(),
+            implicit_tls()
+                .tls_info(TlsInfo::default().with_client_certificate(&b"alice's certificate"[..])),
+        ),
+    ] {
+        let mut h = Harness::new(config, ctx, standard_store());
+        h.take_output();
+        assert!(!capa(&mut h).iter().any(|c| c.contains("EXTERNAL")));
+        assert_eq!(
+            h.cmd("AUTH EXTERNAL ="),
+            "-ERR Unsupported authentication mechanism.\r\n"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- D.6
 
 #[test]

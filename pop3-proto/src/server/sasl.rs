@@ -39,6 +39,11 @@ pub enum SaslMechanism {
     /// XOAUTH2 (Google, Microsoft): a bearer token like OAUTHBEARER, in
     /// the older framing.
     XOAuth2,
+    /// EXTERNAL (RFC 4422 Appendix A): the identity of a verified TLS
+    /// client certificate; offered only on a connection that has one
+    /// ([`TlsInfo::client_certificate`](super::TlsInfo::client_certificate),
+    /// mapped by [`ServerConfig::external_identity`](super::ServerConfig::external_identity)).
+    External,
 }
 
 impl SaslMechanism {
@@ -52,6 +57,7 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::OAuthBearer => "OAUTHBEARER",
             SaslMechanism::XOAuth2 => "XOAUTH2",
+            SaslMechanism::External => "EXTERNAL",
         }
     }
 
@@ -65,6 +71,7 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256,
             SaslMechanism::OAuthBearer,
             SaslMechanism::XOAuth2,
+            SaslMechanism::External,
         ]
         .into_iter()
         .find(|m| m.name().eq_ignore_ascii_case(name))
@@ -154,6 +161,10 @@ pub(crate) enum SaslExchange {
     /// The error challenge went out: the client's acknowledgement (`AQ==`
     /// for OAUTHBEARER, an empty line for XOAUTH2) is next, then `-ERR`.
     OAuthFailed,
+    /// EXTERNAL's authorization identity is next (two-step form).
+    External {
+        identity: Username,
+    },
     Done,
 }
 
@@ -231,6 +242,8 @@ impl SaslExchange {
                 };
                 (ex, out)
             }
+            // Started with the certificate's identity (start_external).
+            SaslMechanism::External => (SaslExchange::Done, SaslOutcome::Failed),
             SaslMechanism::CramMd5 => match initial {
                 Some(_) => (SaslExchange::Done, SaslOutcome::Malformed),
                 None => (
@@ -308,8 +321,31 @@ impl SaslExchange {
                 }
             }
             SaslExchange::OAuthFailed => SaslOutcome::Failed,
+            SaslExchange::External { identity } => {
+                // An empty authorization identity, or the certificate's
+                // own: acting as someone else is not supported.
+                let d = data.expose();
+                if d.is_empty() || d == identity.as_str().as_bytes() {
+                    SaslOutcome::Authenticated { user: identity }
+                } else {
+                    SaslOutcome::Failed
+                }
+            }
             SaslExchange::Done => SaslOutcome::Malformed,
         }
+    }
+
+    /// Starts EXTERNAL for the certificate's `identity`.
+    pub(crate) fn start_external(
+        identity: Username,
+        initial: Option<Secret>,
+    ) -> (Self, SaslOutcome) {
+        let mut ex = SaslExchange::External { identity };
+        let out = match initial {
+            Some(data) => ex.step(data),
+            None => SaslOutcome::Challenge(Bytes::new()),
+        };
+        (ex, out)
     }
 
     /// The store refused the token: the error challenge (RFC 7628 §3.2.2,

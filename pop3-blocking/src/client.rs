@@ -251,11 +251,12 @@ impl Pop3Client {
                 })?;
         }
         let clock = Clock::start();
-        let conn = Connection::new(
+        let mut conn = Connection::new(
             options.connection_config(),
             clock.now(),
             Some(clock.at(deadline)),
         );
+        conn.set_tls_exporter(io.client_tls_exporter());
         let starttls = options.security == Security::StartTls;
         let mut client = Pop3Client {
             conn,
@@ -531,6 +532,9 @@ impl Pop3Client {
                 };
                 match started {
                     Ok(()) => io.timed(wait, Stream::handshake).map(|r| {
+                        if r.is_ok() {
+                            conn.set_tls_exporter(io.client_tls_exporter());
+                        }
                         conn.tls_done(clock.now(), r);
                     }),
                     Err(e) => {

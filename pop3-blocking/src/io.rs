@@ -129,6 +129,14 @@ impl Stream {
         }
     }
 
+    /// The channel binding of a client-side TLS stream (TLS 1.3 only).
+    pub(crate) fn client_tls_exporter(&self) -> Option<[u8; 32]> {
+        match self {
+            Stream::Client(s) => crate::common::tls_exporter(&s.conn),
+            _ => None,
+        }
+    }
+
     pub(crate) fn handshake(&mut self) -> io::Result<()> {
         fn run<C, S>(s: &mut StreamOwned<C, TcpStream>) -> io::Result<()>
         where

@@ -431,6 +431,12 @@ pub fn login_task(
             "PLAIN" => sasl(Box::new(Plain::new(user, secret()))),
             "LOGIN" => sasl(Box::new(SaslLogin::new(user, secret()))),
             "CRAM-MD5" => sasl(Box::new(CramMd5::new(user, secret()))),
+            "SCRAM-SHA-256-PLUS" => match client.tls_exporter() {
+                Some(cb) => sasl(Box::new(
+                    Scram::sha256(user, secret(), nonce).with_tls_exporter(*cb),
+                )),
+                None => Err(AuthError::UnsupportedMechanism(m)),
+            },
             "SCRAM-SHA-256" => sasl(Box::new(Scram::sha256(user, secret(), nonce))),
             "SCRAM-SHA-1" => sasl(Box::new(Scram::sha1(user, secret(), nonce))),
             "XOAUTH2" => sasl(Box::new(XOAuth2::new(user, secret()))),

@@ -253,6 +253,7 @@ impl Default for ServerConfig {
                 SaslMechanism::CramMd5,
                 SaslMechanism::ScramSha1,
                 SaslMechanism::ScramSha256,
+                SaslMechanism::ScramSha256Plus,
                 SaslMechanism::OAuthBearer,
                 SaslMechanism::XOAuth2,
                 SaslMechanism::External,
@@ -325,7 +326,7 @@ impl ServerConfig {
 
     /// The SASL mechanisms to offer, in order of preference, each only when
     /// the store can check it (default PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1,
-    /// SCRAM-SHA-256, OAUTHBEARER, XOAUTH2, EXTERNAL).
+    /// SCRAM-SHA-256, SCRAM-SHA-256-PLUS, OAUTHBEARER, XOAUTH2, EXTERNAL).
     pub fn sasl_mechanisms(mut self, mechanisms: Vec<SaslMechanism>) -> Self {
         self.sasl = mechanisms;
         self
@@ -811,6 +812,8 @@ pub struct Server {
     challenges: u32,
     /// The user a verified client certificate stands for (EXTERNAL).
     external: Option<Username>,
+    /// The `tls-exporter` channel binding (SCRAM-SHA-256-PLUS).
+    channel_binding: Option<[u8; 32]>,
     state: State,
     wait: Wait,
     actions: VecDeque<Action<StoreRequest>>,
@@ -847,6 +850,7 @@ impl Server {
             random: ctx.random,
             challenges: 0,
             external: None,
+            channel_binding: None,
             state: State::Authorization,
             wait: Wait::Command,
             actions: VecDeque::new(),
@@ -1085,6 +1089,7 @@ impl Server {
             (Some(der), Some(map)) => map.identify(der).and_then(|u| Username::new(&u).ok()),
             _ => None,
         };
+        self.channel_binding = info.tls_exporter;
     }
 
     /// The TLS handshake that followed [`Action::StartTls`] succeeded.
@@ -1337,6 +1342,11 @@ impl Server {
     fn mechanism_offered(&self, m: SaslMechanism) -> bool {
         if m == SaslMechanism::External {
             return self.config.sasl.contains(&m) && self.tls_active && self.external.is_some();
+        }
+        if m == SaslMechanism::ScramSha256Plus
+            && !(self.tls_active && self.channel_binding.is_some())
+        {
+            return false;
         }
         self.config.sasl.contains(&m)
             && self.store_serves(m)
@@ -1844,6 +1854,15 @@ impl Server {
         let (exchange, outcome) = match (mech, self.external.clone()) {
             (SaslMechanism::External, Some(identity)) => {
                 SaslExchange::start_external(identity, initial)
+            }
+            (m, _) if m.scram_hash().is_some() => {
+                let binding = match (m, self.channel_binding) {
+                    (SaslMechanism::ScramSha256Plus, Some(cb)) => sasl::Binding::TlsExporter(cb),
+                    _ => sasl::Binding::None {
+                        plus_offered: self.mechanism_offered(SaslMechanism::ScramSha256Plus),
+                    },
+                };
+                SaslExchange::start_scram(m, initial, binding)
             }
             _ => SaslExchange::start(mech, initial, challenge),
         };

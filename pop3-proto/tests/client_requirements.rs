@@ -1543,3 +1543,14 @@ fn external_sends_an_empty_or_given_authorization_identity() {
     d.feed(b"+ \r\n");
     assert_eq!(d.sent_lines()[1], "YWxpY2U=");
 }
+
+#[test]
+fn login_choice_takes_scram_plus_only_with_a_channel_binding() {
+    use pop3_proto::client::sasl::{LoginChoice, choose_login};
+    let sasl = |m: &str| Some(LoginChoice::Sasl(Mechanism::new(m).unwrap()));
+    let caps = "SASL SCRAM-SHA-256 SCRAM-SHA-256-PLUS\r\n";
+    let mut d = with_caps("+OK ready", Some(caps), true);
+    assert_eq!(choose_login(&d.client, false), sasl("SCRAM-SHA-256"));
+    d.client.set_tls_exporter(Some([3; 32]));
+    assert_eq!(choose_login(&d.client, false), sasl("SCRAM-SHA-256-PLUS"));
+}

@@ -354,3 +354,29 @@ fn external_between_the_machines_split_at_every_byte() {
         }
     }
 }
+
+#[test]
+fn scram_sha256_plus_between_the_machines_split_at_every_byte() {
+    use pop3_proto::server::TlsInfo;
+    let store = standard_store();
+    for piece in [usize::MAX, 1, 2, 5] {
+        let ctx = implicit_tls().tls_info(TlsInfo::default().with_tls_exporter([42; 32]));
+        let config = ServerConfig::for_store(&store);
+        let mut server = Server::new(Arc::new(config), Instant::from_millis(START), ctx);
+        let mut driver = StoreDriver::new(Arc::new(store.clone()));
+        let mut config = ClientConfig::default();
+        config.tls_active = true;
+        let mut client = Client::new(config, Instant::from_millis(START));
+        let m = sasl::Scram::sha256("alice", Secret::new("secret"), "clientnonce123456789")
+            .with_tls_exporter([42; 32]);
+        client.auth(Box::new(m)).unwrap();
+        client.stat().unwrap();
+        client.quit().unwrap();
+        let seen = run(&mut client, &mut server, &mut driver, piece);
+        assert!(
+            seen.events.iter().any(|e| e.contains("count: 3, size: 90")),
+            "piece {piece}: {:?}",
+            seen.events
+        );
+    }
+}

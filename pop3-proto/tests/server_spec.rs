@@ -1349,6 +1349,72 @@ fn external_not_offered_without_a_mapped_certificate() {
     }
 }
 
+/// Runs SCRAM-SHA-256 with the client mechanism `m`; the server's answer
+/// to the proof (or to the empty line after its final message).
+fn scram_run(h: &mut Harness, mut m: pop3_proto::client::sasl::Scram) -> String {
+    use pop3_proto::client::sasl::ClientMechanism;
+    let name = m.name();
+    let first = m.initial_response().unwrap();
+    let r = h.cmd(&format!("AUTH {name} {}", b64(first.expose())));
+    if !r.starts_with("+ ") {
+        return r;
+    }
+    let last = m.step(&unb64(&r)).unwrap();
+    let r = h.cmd(&b64(last.expose()));
+    if !r.starts_with("+ ") {
+        return r;
+    }
+    assert!(m.step(&unb64(&r)).unwrap().is_empty());
+    h.cmd("")
+}
+
+#[test]
+fn scram_sha256_plus_binds_to_the_tls_exporter() {
+    use pop3_proto::client::sasl::Scram;
+    use pop3_proto::server::TlsInfo;
+    use pop3_proto::types::Secret;
+    let scram = || Scram::sha256("alice", Secret::new("secret"), "Zm9vYmFyYmF6cXV4");
+    let bound = || implicit_tls().tls_info(TlsInfo::default().with_tls_exporter([9; 32]));
+    let harness = |ctx| {
+        let mut h = Harness::new(test_config(), ctx, standard_store());
+        h.take_output();
+        h
+    };
+    // Offered with an exporter value, and the same value logs in.
+    let mut h = harness(bound());
+    assert!(
+        capa(&mut h)
+            .iter()
+            .any(|c| c.contains(" SCRAM-SHA-256-PLUS"))
+    );
+    let r = scram_run(&mut h, scram().with_tls_exporter([9; 32]));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    // Another value (the client is on another channel): refused.
+    let mut h = harness(bound());
+    let r = scram_run(&mut h, scram().with_tls_exporter([8; 32]));
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    // Plain SCRAM-SHA-256 still works beside it with `n`; with `y` the
+    // server sees a downgrade and refuses (RFC 5802 §6).
+    let mut h = harness(bound());
+    assert!(scram_run(&mut h, scram()).starts_with("+OK Logged in"));
+    let mut h = harness(bound());
+    let r = scram_run(&mut h, scram().could_bind());
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    // Without an exporter value (TLS 1.2, or no TLS): not offered; `y` is
+    // then fine.
+    let mut h = harness(implicit_tls());
+    assert!(!capa(&mut h).iter().any(|c| c.contains("PLUS")));
+    assert_eq!(
+        h.cmd(&format!(
+            "AUTH SCRAM-SHA-256-PLUS {}",
+            b64(b"p=tls-exporter,,n=alice,r=abc")
+        )),
+        "-ERR Unsupported authentication mechanism.\r\n"
+    );
+    let mut h = harness(implicit_tls());
+    assert!(scram_run(&mut h, scram().could_bind()).starts_with("+OK Logged in"));
+}
+
 // ---------------------------------------------------------------- D.6
 
 #[test]

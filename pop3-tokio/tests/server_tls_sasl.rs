@@ -187,3 +187,120 @@ async fn external_with_a_verified_client_certificate() {
         cmd(&mut io, "QUIT").await;
     }
 }
+
+/// A server offering SCRAM-SHA-256-PLUS alone, with a store that can do
+/// nothing else: a login that succeeds went through the bound mechanism.
+async fn plus_only(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (u16, u16, Pop3Server<MemoryStore>) {
+    use pop3_proto::server::SaslMechanism;
+    use pop3_proto::store::CredentialForms;
+    let store = MemoryStore::new()
+        .with_credential_forms(CredentialForms::new(false, false).with_scram(false, true));
+    store.add_user("alice", "secret");
+    store.add_message("alice", "Subject: hi\r\n\r\nHello.\r\n");
+    let config = ServerConfig::default().sasl_mechanisms(vec![SaslMechanism::ScramSha256Plus]);
+    let server = Pop3Server::build(
+        Arc::new(store),
+        config,
+        Some(server_tls(pki, versions)),
+        ServerOptions::default(),
+    );
+    let implicit = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (p1, p2) = (
+        implicit.local_addr().unwrap().port(),
+        plain.local_addr().unwrap().port(),
+    );
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(implicit, Security::ImplicitTls).await });
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(plain, Security::Plain).await });
+    (p1, p2, server)
+}
+
+fn client_options(
+    pki: &Pki,
+    dir: &std::path::Path,
+    security: pop3_tokio::client::Security,
+) -> pop3_tokio::client::ConnectOptions {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pki.ca.pem()).unwrap();
+    let mut o = pop3_tokio::client::ConnectOptions::new(security);
+    o.verification = pop3_tokio::client::TlsVerification::ca_file(&ca).unwrap();
+    o.tls_name = Some("localhost".into());
+    o
+}
+
+#[tokio::test]
+async fn scram_sha256_plus_with_tls_exporter_over_tls13_both_sides() {
+    use pop3_tokio::client::{Pop3Client, Security as S};
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (implicit, plain, _server) = plus_only(&pki, &[&rustls::version::TLS13]).await;
+    for (port, security) in [(implicit, S::ImplicitTls), (plain, S::StartTls)] {
+        let mut client = Pop3Client::connect(
+            "127.0.0.1",
+            port,
+            client_options(&pki, dir.path(), security),
+        )
+        .await
+        .unwrap();
+        let caps = client.capabilities().unwrap().to_vec();
+        assert!(
+            format!("{caps:?}").contains("SCRAM-SHA-256-PLUS"),
+            "{caps:?}"
+        );
+        // login picks the bound mechanism (nothing else would work here).
+        client
+            .login("alice", "secret")
+            .await
+            .unwrap_or_else(|e| panic!("{security:?}: {e}"));
+        assert_eq!(client.stat().await.unwrap().count, 1);
+        client.quit().await.unwrap();
+    }
+    // A client bound to another channel (a man in the middle would be):
+    // the proofs fail.
+    use pop3_proto::client::sasl::Scram;
+    use pop3_proto::types::Secret;
+    let mut client = Pop3Client::connect(
+        "127.0.0.1",
+        implicit,
+        client_options(&pki, dir.path(), S::ImplicitTls),
+    )
+    .await
+    .unwrap();
+    let wrong = Scram::sha256("alice", Secret::new("secret"), "0123456789abcdef01234567")
+        .with_tls_exporter([0; 32]);
+    let err = client.auth(Box::new(wrong)).await.unwrap_err();
+    let server = err.server_error().expect("a -ERR");
+    assert_eq!(
+        server.kind(),
+        Some(pop3_proto::response::CodeKind::Auth),
+        "{server}"
+    );
+}
+
+#[tokio::test]
+async fn scram_sha256_plus_is_not_offered_over_tls12() {
+    use pop3_tokio::client::{Error, Pop3Client, Security as S};
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (implicit, _plain, _server) = plus_only(&pki, &[&rustls::version::TLS12]).await;
+    let mut client = Pop3Client::connect(
+        "127.0.0.1",
+        implicit,
+        client_options(&pki, dir.path(), S::ImplicitTls),
+    )
+    .await
+    .unwrap();
+    let caps = client
+        .capabilities()
+        .map(|c| format!("{c:?}"))
+        .unwrap_or_default();
+    assert!(!caps.contains("SCRAM-SHA-256-PLUS"), "{caps}");
+    // Nothing left but USER/PASS, which this store cannot check.
+    let err = client.login("alice", "secret").await.unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+}

@@ -525,12 +525,24 @@ impl ClientMechanism for OAuthBearer {
 #[derive(Clone)]
 pub struct Scram {
     hash: ScramHash,
+    binding: ClientBinding,
     user: String,
     password: Secret,
     nonce: String,
     min_iterations: u32,
     max_iterations: u32,
     state: ScramState,
+}
+
+/// The channel binding of a client SCRAM exchange.
+#[derive(Clone, Copy)]
+enum ClientBinding {
+    /// `n`: the client cannot bind.
+    None,
+    /// `y`: the client could bind, and the server does not offer -PLUS.
+    Unused,
+    /// `p=tls-exporter` (the -PLUS mechanism).
+    TlsExporter([u8; 32]),
 }
 
 #[derive(Clone)]
@@ -550,6 +562,7 @@ impl Scram {
     pub fn new(hash: ScramHash, user: &str, password: Secret, client_nonce: &str) -> Self {
         Scram {
             hash,
+            binding: ClientBinding::None,
             user: String::from(user),
             password,
             nonce: String::from(client_nonce),
@@ -584,6 +597,41 @@ impl Scram {
     /// `SCRAM-SHA-256`.
     pub fn sha256(user: &str, password: Secret, client_nonce: &str) -> Self {
         Scram::new(ScramHash::Sha256, user, password, client_nonce)
+    }
+
+    /// The -PLUS mechanism (`SCRAM-SHA-256-PLUS`), bound to the TLS
+    /// connection by its `tls-exporter` value (RFC 9266, TLS 1.3): a
+    /// server on the far side of a man in the middle computes another value,
+    /// and the proofs fail.
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::{ClientMechanism, Scram};
+    /// use pop3_proto::types::Secret;
+    /// let mut m = Scram::sha256("user", Secret::new("pencil"), "abc").with_tls_exporter([1; 32]);
+    /// assert_eq!(m.name().as_str(), "SCRAM-SHA-256-PLUS");
+    /// assert_eq!(m.initial_response().unwrap().expose(), b"p=tls-exporter,,n=user,r=abc");
+    /// ```
+    pub fn with_tls_exporter(mut self, value: [u8; 32]) -> Self {
+        self.binding = ClientBinding::TlsExporter(value);
+        self
+    }
+
+    /// Says (with the GS2 flag `y`) that the client could bind to the
+    /// channel but the server does not offer -PLUS, so that a server which
+    /// does, behind a downgrade, refuses the exchange (RFC 5802 §6).
+    pub fn could_bind(mut self) -> Self {
+        if matches!(self.binding, ClientBinding::None) {
+            self.binding = ClientBinding::Unused;
+        }
+        self
+    }
+
+    fn gs2_header(&self) -> &'static str {
+        match self.binding {
+            ClientBinding::None => "n,,",
+            ClientBinding::Unused => "y,,",
+            ClientBinding::TlsExporter(_) => "p=tls-exporter,,",
+        }
     }
 
     /// Refuse servers asking for fewer PBKDF2 iterations than `n` (default
@@ -657,7 +705,12 @@ impl Scram {
         let salted = h.hi(pw, &salt, iterations);
         let client_key = h.hmac(&salted, &[b"Client Key"]);
         let stored_key = h.hash(&client_key);
-        let without_proof = alloc::format!("c=biws,r={nonce}");
+        let mut cbind_input = Vec::from(self.gs2_header().as_bytes());
+        if let ClientBinding::TlsExporter(value) = &self.binding {
+            cbind_input.extend_from_slice(value);
+        }
+        let c = base64::engine::general_purpose::STANDARD.encode(&cbind_input);
+        let without_proof = alloc::format!("c={c},r={nonce}");
         let auth_message = alloc::format!("{bare},{text},{without_proof}");
         let client_signature = h.hmac(&stored_key, &[auth_message.as_bytes()]);
         let proof = crate::scram::xor(&client_key, &client_signature);
@@ -681,7 +734,11 @@ impl fmt::Debug for Scram {
 
 impl ClientMechanism for Scram {
     fn name(&self) -> Mechanism {
-        Mechanism::new(self.hash.mechanism()).expect("valid mechanism name")
+        let name = match self.binding {
+            ClientBinding::TlsExporter(_) => alloc::format!("{}-PLUS", self.hash.mechanism()),
+            _ => String::from(self.hash.mechanism()),
+        };
+        Mechanism::new(&name).expect("valid mechanism name")
     }
 
     fn initial_response(&mut self) -> Option<Secret> {
@@ -689,7 +746,7 @@ impl ClientMechanism for Scram {
         bare.push_str(&crate::scram::escape_name(&self.user));
         bare.push_str(",r=");
         bare.push_str(&self.nonce);
-        let first = alloc::format!("n,,{bare}");
+        let first = alloc::format!("{}{bare}", self.gs2_header());
         self.state = ScramState::SentFirst { bare };
         Some(Secret::new(first))
     }
@@ -794,9 +851,11 @@ pub enum LoginChoice {
 /// The SASL mechanisms [`choose_login`] considers, strongest first. The
 /// password-revealing ones come last and only over TLS (or when allowed).
 const PROVING: [&str; 3] = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5"];
+const BOUND: [&str; 1] = ["SCRAM-SHA-256-PLUS"];
 const CLEARTEXT: [&str; 2] = ["PLAIN", "LOGIN"];
 
-/// Picks the strongest login the session allows: SCRAM-SHA-256,
+/// Picks the strongest login the session allows: SCRAM-SHA-256-PLUS (when
+/// the channel binding is known, [`Client::set_tls_exporter`](super::Client::set_tls_exporter)), SCRAM-SHA-256,
 /// SCRAM-SHA-1, CRAM-MD5 (when CAPA's SASL line offers them), APOP (when
 /// the greeting has a valid timestamp), then PLAIN, LOGIN and USER/PASS,
 /// which reveal the password, only over TLS or when `allow_cleartext`.
@@ -835,6 +894,11 @@ pub fn choose_login(client: &super::Client, allow_cleartext: bool) -> Option<Log
                 .map(|m| LoginChoice::Sasl((*m).clone()))
         })
     };
+    if client.tls_exporter().is_some()
+        && let Some(choice) = pick(&BOUND)
+    {
+        return Some(choice);
+    }
     if let Some(choice) = pick(&PROVING) {
         return Some(choice);
     }

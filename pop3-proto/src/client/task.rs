@@ -482,22 +482,33 @@ impl AutoLogin {
         self
     }
 
-    /// The inner task for `choice`.
-    fn task_for(&self, choice: super::sasl::LoginChoice) -> AutoInner {
+    /// The inner task for `choice`, on a connection with this channel
+    /// binding.
+    fn task_for(&self, choice: super::sasl::LoginChoice, cb: Option<[u8; 32]>) -> AutoInner {
         use super::sasl::{self, LoginChoice, Scram};
         let password = || self.password.clone();
         let text = String::from_utf8_lossy(self.password.expose()).into_owned();
         match choice {
             LoginChoice::Sasl(m) => {
+                let scram = |s: Scram| {
+                    let s = s.max_iterations(self.max_iterations);
+                    if cb.is_some() { s.could_bind() } else { s }
+                };
                 let mechanism: BoxedMechanism = match m.as_str().to_ascii_uppercase().as_str() {
-                    "SCRAM-SHA-256" => Box::new(
-                        Scram::sha256(&self.user, password(), &self.nonce)
-                            .max_iterations(self.max_iterations),
-                    ),
-                    "SCRAM-SHA-1" => Box::new(
-                        Scram::sha1(&self.user, password(), &self.nonce)
-                            .max_iterations(self.max_iterations),
-                    ),
+                    "SCRAM-SHA-256-PLUS" => match cb {
+                        Some(cb) => Box::new(
+                            Scram::sha256(&self.user, password(), &self.nonce)
+                                .max_iterations(self.max_iterations)
+                                .with_tls_exporter(cb),
+                        ),
+                        None => Box::new(scram(Scram::sha256(&self.user, password(), &self.nonce))),
+                    },
+                    "SCRAM-SHA-256" => {
+                        Box::new(scram(Scram::sha256(&self.user, password(), &self.nonce)))
+                    }
+                    "SCRAM-SHA-1" => {
+                        Box::new(scram(Scram::sha1(&self.user, password(), &self.nonce)))
+                    }
                     "CRAM-MD5" => Box::new(sasl::CramMd5::new(&self.user, password())),
                     "LOGIN" => Box::new(sasl::Login::new(&self.user, password())),
                     _ => Box::new(sasl::Plain::new(&self.user, password())),
@@ -520,7 +531,7 @@ impl Task for AutoLogin {
         let choice =
             super::sasl::choose_login(client, allow).ok_or(ClientError::CleartextRefused)?;
         tracing::debug!(target: super::connection::LOG, "login with {choice:?}");
-        let mut inner = self.task_for(choice);
+        let mut inner = self.task_for(choice, client.tls_exporter().copied());
         match &mut inner {
             AutoInner::User(t) => t.start(client)?,
             AutoInner::Apop(t) => t.start(client)?,

@@ -7,6 +7,7 @@
 //! (an OAuth token, SCRAM keys), a new `StoreRequest` variant.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use bytes::Bytes;
 
 use crate::command::Username;
@@ -32,6 +33,11 @@ pub enum SaslMechanism {
     /// SCRAM-SHA-256 (RFC 7677), without channel binding; needs a store
     /// that hands out SCRAM-SHA-256 keys.
     ScramSha256,
+    /// SCRAM-SHA-256-PLUS (RFC 7677, RFC 5802 §6) with the `tls-exporter`
+    /// channel binding (RFC 9266): offered only over TLS 1.3, when the
+    /// adapter passed the exporter value
+    /// ([`TlsInfo::tls_exporter`](super::TlsInfo::tls_exporter)).
+    ScramSha256Plus,
     /// OAUTHBEARER (RFC 7628): an OAuth 2.0 bearer token, checked by the
     /// store's token validator; needs TLS unless plaintext authentication
     /// is allowed (a token is as good as a password while it lasts).
@@ -55,6 +61,7 @@ impl SaslMechanism {
             SaslMechanism::CramMd5 => "CRAM-MD5",
             SaslMechanism::ScramSha1 => "SCRAM-SHA-1",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
             SaslMechanism::OAuthBearer => "OAUTHBEARER",
             SaslMechanism::XOAuth2 => "XOAUTH2",
             SaslMechanism::External => "EXTERNAL",
@@ -69,6 +76,7 @@ impl SaslMechanism {
             SaslMechanism::CramMd5,
             SaslMechanism::ScramSha1,
             SaslMechanism::ScramSha256,
+            SaslMechanism::ScramSha256Plus,
             SaslMechanism::OAuthBearer,
             SaslMechanism::XOAuth2,
             SaslMechanism::External,
@@ -105,7 +113,7 @@ impl SaslMechanism {
     pub fn scram_hash(self) -> Option<ScramHash> {
         match self {
             SaslMechanism::ScramSha1 => Some(ScramHash::Sha1),
-            SaslMechanism::ScramSha256 => Some(ScramHash::Sha256),
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha256Plus => Some(ScramHash::Sha256),
             _ => None,
         }
     }
@@ -115,8 +123,9 @@ impl SaslMechanism {
 #[derive(Debug)]
 pub(crate) struct ScramStart {
     pub(crate) hash: ScramHash,
-    /// The GS2 header as sent (`n,,`, `y,,`), echoed in the final message.
-    gs2_header: String,
+    /// What the client-final message's `c=` must decode to: the GS2 header
+    /// as sent, then the channel binding data for `p=`.
+    cbind_input: Vec<u8>,
     /// client-first-message-bare, part of the AuthMessage.
     first_bare: String,
     client_nonce: String,
@@ -127,11 +136,22 @@ pub(crate) struct ScramStart {
 pub(crate) struct ScramFinal {
     user: Username,
     hash: ScramHash,
-    gs2_header: String,
+    cbind_input: Vec<u8>,
     nonce: String,
     /// client-first-message-bare "," server-first-message ","
     auth_prefix: String,
     keys: ScramKeys,
+}
+
+/// The channel binding a SCRAM exchange runs with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Binding {
+    /// A -PLUS mechanism: the client must bind to this `tls-exporter` value.
+    TlsExporter([u8; 32]),
+    /// No binding; `plus_offered`: the server offers the -PLUS variant, so
+    /// a client saying `y` (it could bind, and thinks the server cannot)
+    /// sees a downgrade and must be refused (RFC 5802 §6).
+    None { plus_offered: bool },
 }
 
 /// An exchange in progress: what the next client response is.
@@ -147,6 +167,7 @@ pub(crate) enum SaslExchange {
     },
     ScramFirst {
         hash: ScramHash,
+        binding: Binding,
     },
     ScramFinal(ScramFinal),
     /// The server-final message went out as a challenge: the empty
@@ -225,15 +246,15 @@ impl SaslExchange {
                 };
                 (ex, out)
             }
-            SaslMechanism::ScramSha1 | SaslMechanism::ScramSha256 => {
-                let hash = mech.scram_hash().expect("a SCRAM mechanism");
-                let mut ex = SaslExchange::ScramFirst { hash };
-                let out = match initial {
-                    Some(data) => ex.step(data),
-                    None => SaslOutcome::Challenge(Bytes::new()),
-                };
-                (ex, out)
-            }
+            SaslMechanism::ScramSha1
+            | SaslMechanism::ScramSha256
+            | SaslMechanism::ScramSha256Plus => SaslExchange::start_scram(
+                mech,
+                initial,
+                Binding::None {
+                    plus_offered: false,
+                },
+            ),
             SaslMechanism::OAuthBearer | SaslMechanism::XOAuth2 => {
                 let mut ex = SaslExchange::OAuth { mech };
                 let out = match initial {
@@ -290,7 +311,7 @@ impl SaslExchange {
                     _ => SaslOutcome::Failed,
                 }
             }
-            SaslExchange::ScramFirst { hash } => scram_first(hash, data.expose()),
+            SaslExchange::ScramFirst { hash, binding } => scram_first(hash, binding, data.expose()),
             SaslExchange::ScramFinal(f) => match f.verify(data.expose()) {
                 Some((user, server_final)) => {
                     *self = SaslExchange::ScramAck { user };
@@ -333,6 +354,21 @@ impl SaslExchange {
             }
             SaslExchange::Done => SaslOutcome::Malformed,
         }
+    }
+
+    /// Starts a SCRAM mechanism with its channel binding.
+    pub(crate) fn start_scram(
+        mech: SaslMechanism,
+        initial: Option<Secret>,
+        binding: Binding,
+    ) -> (Self, SaslOutcome) {
+        let hash = mech.scram_hash().expect("a SCRAM mechanism");
+        let mut ex = SaslExchange::ScramFirst { hash, binding };
+        let out = match initial {
+            Some(data) => ex.step(data),
+            None => SaslOutcome::Challenge(Bytes::new()),
+        };
+        (ex, out)
     }
 
     /// Starts EXTERNAL for the certificate's `identity`.
@@ -386,7 +422,7 @@ impl SaslExchange {
         let ex = SaslExchange::ScramFinal(ScramFinal {
             user,
             hash,
-            gs2_header: start.gs2_header,
+            cbind_input: start.cbind_input,
             nonce,
             auth_prefix,
             keys,
@@ -470,10 +506,10 @@ fn decoy_keys(hash: ScramHash, user: &str, random: u64) -> ScramKeys {
 }
 
 /// Parses the client-first message (RFC 5802 §7): `gs2-header
-/// client-first-message-bare`. Channel binding is not offered here: `p=`
-/// fails; `y` (the client could bind but believes the server cannot) is
-/// accepted.
-fn scram_first(hash: ScramHash, data: &[u8]) -> SaslOutcome {
+/// client-first-message-bare`. A -PLUS mechanism needs
+/// `p=tls-exporter`; the others take `n`, and `y` (the client could bind
+/// but believes the server cannot) unless the server offers -PLUS.
+fn scram_first(hash: ScramHash, binding: Binding, data: &[u8]) -> SaslOutcome {
     let Ok(text) = core::str::from_utf8(data) else {
         return SaslOutcome::Failed;
     };
@@ -481,9 +517,21 @@ fn scram_first(hash: ScramHash, data: &[u8]) -> SaslOutcome {
         Some(p) => p,
         None => return SaslOutcome::Failed,
     };
-    if flag != "n" && flag != "y" {
-        return SaslOutcome::Failed;
-    }
+    let exporter = match binding {
+        Binding::TlsExporter(value) => value,
+        Binding::None { .. } => [0; 32],
+    };
+    let cb_data: &[u8] = match (binding, flag) {
+        (Binding::TlsExporter(_), "p=tls-exporter") => &exporter,
+        (Binding::None { .. }, "n") => &[],
+        (
+            Binding::None {
+                plus_offered: false,
+            },
+            "y",
+        ) => &[],
+        _ => return SaslOutcome::Failed,
+    };
     let Some((authzid, bare)) = rest.split_once(',') else {
         return SaslOutcome::Failed;
     };
@@ -524,7 +572,11 @@ fn scram_first(hash: ScramHash, data: &[u8]) -> SaslOutcome {
             user,
             start: ScramStart {
                 hash,
-                gs2_header: String::from(&text[..text.len() - bare.len()]),
+                cbind_input: {
+                    let mut v = Vec::from(&text.as_bytes()[..text.len() - bare.len()]);
+                    v.extend_from_slice(cb_data);
+                    v
+                },
                 first_bare: String::from(bare),
                 client_nonce: String::from(nonce),
             },
@@ -544,7 +596,8 @@ impl ScramFinal {
         let mut attrs = without_proof.split(',');
         let c = attrs.next()?.strip_prefix("c=")?;
         let r = attrs.next()?.strip_prefix("r=")?;
-        if b64.decode(c).ok()? != self.gs2_header.as_bytes() || r != self.nonce {
+        let echoed = b64.decode(c).ok()?;
+        if !super::constant_time_eq(&echoed, &self.cbind_input) || r != self.nonce {
             return None;
         }
         let proof = b64.decode(proof).ok()?;
@@ -694,7 +747,15 @@ mod tests {
 
     #[test]
     fn scram_client_first_rules() {
-        let first = |s: &str| scram_first(ScramHash::Sha256, s.as_bytes());
+        let first = |s: &str| {
+            scram_first(
+                ScramHash::Sha256,
+                Binding::None {
+                    plus_offered: false,
+                },
+                s.as_bytes(),
+            )
+        };
         assert!(matches!(
             first("n,,n=user,r=abc"),
             SaslOutcome::ScramKeys { .. }

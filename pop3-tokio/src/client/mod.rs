@@ -234,11 +234,14 @@ impl Pop3Client {
             Conn::Plain(tcp)
         };
         let now = proto_time(epoch, Instant::now());
-        let conn = Connection::new(
+        let mut conn = Connection::new(
             options.connection_config(),
             now,
             Some(proto_time(epoch, deadline)),
         );
+        if let Conn::ClientTls(s) = &io {
+            conn.set_tls_exporter(pop3_blocking::common::tls_exporter(s.get_ref().1));
+        }
         let starttls = options.security == Security::StartTls;
         let mut client = Pop3Client {
             conn,
@@ -552,7 +555,11 @@ impl Pop3Client {
         };
         let done = ready!(Pin::new(hs).poll(cx));
         self.handshake = None;
-        let done = done.map(|stream| self.io = Conn::ClientTls(Box::new(stream)));
+        let done = done.map(|stream| {
+            let exporter = pop3_blocking::common::tls_exporter(stream.get_ref().1);
+            self.conn.set_tls_exporter(exporter);
+            self.io = Conn::ClientTls(Box::new(stream));
+        });
         self.conn.tls_done(self.now(), done);
         Poll::Ready(())
     }

@@ -132,11 +132,17 @@
 //! # Choices
 //!
 //! * USER/PASS and the SASL mechanisms PLAIN and LOGIN send the password in
-//!   clear. They are refused, and neither `USER` nor those mechanisms are
-//!   advertised, until TLS is active, unless
-//!   [`ServerConfig::allow_plaintext_auth`] says otherwise (RFC 2595 §2.3,
-//!   RFC 5034 §4). APOP and CRAM-MD5 do not reveal the secret and are
-//!   available whenever the store can hand out shared secrets.
+//!   clear (OAUTHBEARER and XOAUTH2 a bearer token). They are refused, and
+//!   neither `USER` nor those mechanisms are advertised, until TLS is
+//!   active, unless [`ServerConfig::allow_plaintext_auth`] says otherwise
+//!   (RFC 2595 §2.3, RFC 5034 §4). APOP and CRAM-MD5 do not reveal the
+//!   secret and are available whenever the store can hand out shared
+//!   secrets; SCRAM-SHA-1 and SCRAM-SHA-256 whenever it can hand out SCRAM
+//!   keys ([`StoreRequest::ScramKeys`]: the PBKDF2, if any, runs in the
+//!   store, never on the machine); SCRAM-SHA-256-PLUS only over TLS 1.3
+//!   with the channel binding ([`TlsInfo`]); EXTERNAL only with a verified
+//!   client certificate that [`ServerConfig::external_identity`] maps to a
+//!   user. The SASL capability stays advertised after login.
 //! * RFC 1939 §13 advises against allowing both PASS and APOP for one user:
 //!   which form a user may use is the store's decision (a store answers
 //!   [`StoreRequest::SharedSecret`] with `None` for a user who must use a

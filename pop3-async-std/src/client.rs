@@ -252,6 +252,7 @@ impl Pop3Client {
         options: ConnectOptions,
     ) -> Result<Pop3Client, Error> {
         let deadline = epoch + options.connect_timeout;
+        let mut exporter = None;
         let io = if options.security == Security::ImplicitTls {
             let connector = TlsConnector::from(options.tls_client_config()?);
             let limit = deadline.saturating_duration_since(Instant::now());
@@ -260,16 +261,20 @@ impl Pop3Client {
                     return Err(Error::Timeout(TimeoutKind::Connect));
                 }
                 Err(e) => return Err(Error::Tls(e.into())),
-                Ok(s) => Conn::tls(s),
+                Ok(s) => {
+                    exporter = pop3_blocking::common::tls_exporter(s.get_ref().1);
+                    Conn::tls(s)
+                }
             }
         } else {
             Conn::plain(stream)
         };
-        let conn = Connection::new(
+        let mut conn = Connection::new(
             options.connection_config(),
             core_time(epoch, Instant::now()),
             Some(core_time(epoch, deadline)),
         );
+        conn.set_tls_exporter(exporter);
         let starttls = options.security == Security::StartTls;
         let mut client = Pop3Client {
             conn,
@@ -345,8 +350,12 @@ impl Pop3Client {
         self.run(task::Stls::new()).await
     }
 
-    /// `USER` and `PASS` (in one write when pipelining), then re-reads the
-    /// capabilities.
+    /// Logs in the strongest way the session offers, then re-reads the
+    /// capabilities: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then
+    /// PLAIN, LOGIN or USER/PASS, which reveal the password and without TLS
+    /// are used only when the configuration does not refuse clear text (see
+    /// [`AutoLogin`](pop3_proto::client::task::AutoLogin); run
+    /// [`task::Login`] for USER/PASS as such).
     ///
     /// ```no_run
     /// # async fn run(client: &mut pop3_async_std::client::Pop3Client) -> Result<(), pop3_async_std::client::Error> {
@@ -354,7 +363,8 @@ impl Pop3Client {
     /// # Ok(()) }
     /// ```
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
-        self.run(task::Login::new(user, password)).await
+        self.run(pop3_blocking::common::auto_login(user, password)?)
+            .await
     }
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
@@ -562,7 +572,11 @@ impl Pop3Client {
         };
         let done = ready!(Pin::new(hs).poll(cx));
         self.handshake = None;
-        let done = done.map(|stream| self.io = Conn::tls(stream));
+        let done = done.map(|stream| {
+            let exporter = pop3_blocking::common::tls_exporter(stream.get_ref().1);
+            self.conn.set_tls_exporter(exporter);
+            self.io = Conn::tls(stream);
+        });
         self.conn.tls_done(self.clock.now(), done);
         Poll::Ready(())
     }

@@ -323,6 +323,7 @@ where
 
     async fn connection(&self, stream: Stream, peer: Option<SocketAddr>, security: Security) {
         let options = &self.inner.options;
+        let mut tls_info = pop3_proto::server::TlsInfo::default();
         let io = if security == Security::ImplicitTls {
             let accepted = match self.inner.tls.clone() {
                 Some(acceptor) => {
@@ -331,7 +332,10 @@ where
                 None => Err(io::Error::other("no TLS configuration")),
             };
             match accepted {
-                Ok(tls) => Conn::tls(tls),
+                Ok(tls) => {
+                    tls_info = pop3_blocking::common::server_tls_info(tls.get_ref().1);
+                    Conn::tls(tls)
+                }
                 Err(e) => {
                     tracing::info!(?peer, error = %e, "TLS handshake failed");
                     return;
@@ -347,7 +351,8 @@ where
                 return;
             }
         };
-        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some());
+        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some())
+            .tls_info(tls_info);
         let clock = Clock::new(Instant::now());
         let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
         let life = self.inner.life.clone();
@@ -470,7 +475,11 @@ impl Session {
         };
         let done = ready!(handshake.as_mut().poll(cx));
         self.handshake = None;
-        let done = done.map(|tls| self.io = Conn::tls(tls));
+        let done = done.map(|tls| {
+            self.conn
+                .tls_info(pop3_blocking::common::server_tls_info(tls.get_ref().1));
+            self.io = Conn::tls(tls);
+        });
         if let Err(e) = &done {
             tracing::debug!(error = %e, "STLS upgrade failed");
         }

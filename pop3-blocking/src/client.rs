@@ -251,11 +251,12 @@ impl Pop3Client {
                 })?;
         }
         let clock = Clock::start();
-        let conn = Connection::new(
+        let mut conn = Connection::new(
             options.connection_config(),
             clock.now(),
             Some(clock.at(deadline)),
         );
+        conn.set_tls_exporter(io.client_tls_exporter());
         let starttls = options.security == Security::StartTls;
         let mut client = Pop3Client {
             conn,
@@ -327,8 +328,12 @@ impl Pop3Client {
         self.run(task::Stls::new())
     }
 
-    /// `USER` and `PASS` (in one write when pipelining), then re-reads the
-    /// capabilities.
+    /// Logs in the strongest way the session offers, then re-reads the
+    /// capabilities: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then
+    /// PLAIN, LOGIN or USER/PASS, which reveal the password and without TLS
+    /// are used only when the configuration does not refuse clear text (see
+    /// [`AutoLogin`](pop3_proto::client::task::AutoLogin); run
+    /// [`task::Login`] for USER/PASS as such).
     ///
     /// ```no_run
     /// # fn run(client: &mut pop3_blocking::client::Pop3Client) -> Result<(), pop3_blocking::client::Error> {
@@ -336,7 +341,7 @@ impl Pop3Client {
     /// # Ok(()) }
     /// ```
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
-        self.run(task::Login::new(user, password))
+        self.run(crate::common::auto_login(user, password)?)
     }
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
@@ -527,6 +532,9 @@ impl Pop3Client {
                 };
                 match started {
                     Ok(()) => io.timed(wait, Stream::handshake).map(|r| {
+                        if r.is_ok() {
+                            conn.set_tls_exporter(io.client_tls_exporter());
+                        }
                         conn.tls_done(clock.now(), r);
                     }),
                     Err(e) => {

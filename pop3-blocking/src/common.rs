@@ -110,6 +110,51 @@ impl ConnectOptions {
     }
 }
 
+/// The task behind every adapter's `login`: the strongest login the
+/// session offers ([`AutoLogin`](pop3_proto::client::task::AutoLogin)),
+/// with a fresh SCRAM nonce from the OS generator.
+///
+/// ```
+/// let task = pop3_blocking::common::auto_login("alice", "secret")?;
+/// # let _ = task;
+/// # Ok::<(), pop3_proto::client::Error>(())
+/// ```
+pub fn auto_login(
+    user: &str,
+    password: &str,
+) -> Result<pop3_proto::client::task::AutoLogin, Error> {
+    let nonce =
+        crate::tls::random_token(24).map_err(|e| Error::Io(Arc::new(io::Error::other(e))))?;
+    Ok(pop3_proto::client::task::AutoLogin::new(
+        user, password, &nonce,
+    ))
+}
+
+/// The `tls-exporter` channel binding of a TLS connection (RFC 9266: the
+/// exporter with label "EXPORTER-Channel-Binding", an empty context, 32
+/// octets), on TLS 1.3 only.
+pub fn tls_exporter<D>(conn: &rustls::ConnectionCommon<D>) -> Option<[u8; 32]> {
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", Some(b""))
+        .ok()
+}
+
+/// What a server-side handshake established, for the session machine: the
+/// verified client certificate and the channel binding. Every adapter
+/// hands it over after its handshake.
+pub fn server_tls_info(conn: &rustls::ServerConnection) -> pop3_proto::server::TlsInfo {
+    let mut info = pop3_proto::server::TlsInfo::default();
+    if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
+        info = info.with_client_certificate(cert.as_ref().to_vec());
+    }
+    if let Some(value) = tls_exporter(conn) {
+        info = info.with_tls_exporter(value);
+    }
+    info
+}
+
 /// `host` without the brackets of an IPv6 literal (`[::1]` → `::1`).
 pub fn bare_host(host: &str) -> &str {
     host.strip_prefix('[')

@@ -120,6 +120,23 @@ impl Stream {
     }
 
     /// Runs the TLS handshake to its end (within the socket timeouts).
+    /// What a server-side handshake established (nothing on a plain or
+    /// client stream).
+    pub(crate) fn server_tls_info(&self) -> pop3_proto::server::TlsInfo {
+        match self {
+            Stream::Server(s) => crate::common::server_tls_info(&s.conn),
+            _ => pop3_proto::server::TlsInfo::default(),
+        }
+    }
+
+    /// The channel binding of a client-side TLS stream (TLS 1.3 only).
+    pub(crate) fn client_tls_exporter(&self) -> Option<[u8; 32]> {
+        match self {
+            Stream::Client(s) => crate::common::tls_exporter(&s.conn),
+            _ => None,
+        }
+    }
+
     pub(crate) fn handshake(&mut self) -> io::Result<()> {
         fn run<C, S>(s: &mut StreamOwned<C, TcpStream>) -> io::Result<()>
         where

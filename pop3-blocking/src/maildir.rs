@@ -114,7 +114,7 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 use pop3_proto::store::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, IoKind,
-    MessageInfo, StoreError,
+    MessageInfo, StoreError, TokenValidator,
 };
 use pop3_proto::types::{Secret, Uid};
 use sha2::{Digest, Sha256};
@@ -147,6 +147,7 @@ pub struct MaildirStore {
     users: PasswdFile,
     create_missing: bool,
     move_new: bool,
+    tokens: Option<TokenValidator>,
 }
 
 impl MaildirStore {
@@ -175,7 +176,30 @@ impl MaildirStore {
             users,
             create_missing: true,
             move_new: true,
+            tokens: None,
         }
+    }
+
+    /// Checks OAuth 2.0 bearer tokens of the listed users with `validator`
+    /// (OAUTHBEARER, XOAUTH2), which are then offered (over TLS, like
+    /// passwords).
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::MaildirStore;
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingStore, TokenValidator};
+    /// use pop3_proto::types::Secret;
+    ///
+    /// let store = MaildirStore::new("/srv/mail", PasswdFile::parse("bob:{PLAIN}builder\n")?)
+    ///     .with_token_validator(TokenValidator::new(|_, t| t.expose() == b"bobs-token"));
+    /// assert!(store.credential_forms().oauth_bearer);
+    /// assert!(store.verify_bearer_token("bob", &Secret::new("bobs-token"))?);
+    /// assert!(!store.verify_bearer_token("carol", &Secret::new("bobs-token"))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_token_validator(mut self, validator: TokenValidator) -> Self {
+        self.tokens = Some(validator);
+        self
     }
 
     /// Whether to create a user's missing Maildir (and missing `cur`, `new`,
@@ -340,7 +364,13 @@ impl BlockingStore for MaildirStore {
     type Maildrop = MaildirMaildrop;
 
     fn credential_forms(&self) -> CredentialForms {
-        self.users.credential_forms()
+        self.users
+            .credential_forms()
+            .with_oauth_bearer(self.tokens.is_some())
+    }
+
+    fn verify_bearer_token(&self, user: &str, token: &Secret) -> Result<bool, StoreError> {
+        Ok(self.users.contains(user) && self.tokens.as_ref().is_some_and(|v| v.check(user, token)))
     }
 
     fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
@@ -349,6 +379,14 @@ impl BlockingStore for MaildirStore {
 
     fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError> {
         Ok(self.users.shared_secret(user))
+    }
+
+    fn scram_keys(
+        &self,
+        user: &str,
+        hash: pop3_proto::scram::ScramHash,
+    ) -> Result<Option<pop3_proto::scram::ScramKeys>, StoreError> {
+        Ok(self.users.scram_keys(user, hash))
     }
 
     fn open(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {

@@ -12,6 +12,14 @@
 //! | `{SHA512-CRYPT}`, `{SHA256-CRYPT}` | `$6$...`, `$5$...` | SHA-crypt |
 //! | `{CRYPT}` or no prefix | a crypt(3) string | SHA-crypt when it is `$6$`/`$5$`; other crypt forms never match |
 //! | `{ARGON2ID}`, `{ARGON2I}` | `$argon2id$...`, `$argon2i$...` | Argon2 |
+//! | `{SCRAM-SHA-1}`, `{SCRAM-SHA-256}` | `iterations,salt,StoredKey,ServerKey` (base64, as `doveadm pw` writes them) | SCRAM of that hash; other mechanisms by deriving the keys from the password given |
+//!
+//! Which mechanisms a user can use follows from the scheme: a `{PLAIN}`
+//! user every one (USER/PASS, APOP, PLAIN, LOGIN, CRAM-MD5 and both SCRAMs,
+//! whose keys are derived in the store call, with SASLprep); a
+//! `{SCRAM-SHA-256}` user SCRAM-SHA-256 and the password mechanisms; a
+//! hashed user the password mechanisms only. [`PasswdFile::credential_forms`]
+//! offers a mechanism only when every listed user can use it.
 //!
 //! A password with no `{SCHEME}` prefix is taken as `{CRYPT}`, as Dovecot
 //! does for passwd-files: it is **never** read as plaintext. Any other scheme
@@ -29,6 +37,7 @@ use std::io;
 use std::path::Path;
 
 use argon2::password_hash::PasswordVerifier as _;
+use pop3_proto::scram::{ScramHash, ScramKeys};
 use pop3_proto::store::CredentialForms;
 use pop3_proto::types::Secret;
 use sha2::{Digest, Sha256};
@@ -47,6 +56,8 @@ enum Credential {
     ShaCrypt(String),
     /// An `$argon2id$` or `$argon2i$` PHC string.
     Argon2(String),
+    /// `{SCRAM-SHA-1}` or `{SCRAM-SHA-256}` keys.
+    Scram(ScramKeys),
     /// A scheme this crate cannot check, or an empty password: never matches.
     Unusable,
 }
@@ -61,7 +72,24 @@ impl Credential {
             Credential::Argon2(hash) => argon2::Argon2::default()
                 .verify_password(password, hash.as_str())
                 .is_ok(),
+            Credential::Scram(keys) => std::str::from_utf8(password)
+                .ok()
+                .and_then(|p| {
+                    ScramKeys::from_password(keys.hash(), p, keys.salt(), keys.iterations()).ok()
+                })
+                .is_some_and(|derived| bool::from(derived.stored_key().ct_eq(keys.stored_key()))),
             Credential::Unusable => false,
+        }
+    }
+}
+
+impl Credential {
+    /// Whether SCRAM of `hash` can succeed for this user.
+    fn serves_scram(&self, hash: ScramHash) -> bool {
+        match self {
+            Credential::Plain(_) => true,
+            Credential::Scram(keys) => keys.hash() == hash,
+            _ => false,
         }
     }
 }
@@ -197,6 +225,10 @@ pub struct PasswdFile {
     unusable: Vec<(usize, String)>,
     /// Whether every user has a usable plaintext password (and there is one).
     all_plain: bool,
+    /// Whether every user can do SCRAM-SHA-1 (plaintext or its keys).
+    all_scram_sha1: bool,
+    /// Whether every user can do SCRAM-SHA-256.
+    all_scram_sha256: bool,
     /// The credential checked (and its answer ignored) for unknown users, so
     /// that they take as long to refuse as a listed one: the first listed
     /// user's usable credential.
@@ -281,6 +313,8 @@ impl PasswdFile {
             users,
             unusable: Vec::new(),
             all_plain: usable,
+            all_scram_sha1: usable,
+            all_scram_sha256: usable,
             stand_in: usable.then_some(credential),
         })
     }
@@ -320,11 +354,11 @@ impl PasswdFile {
             }
         }
         file.stand_in = stand_in;
-        file.all_plain = !file.users.is_empty()
-            && file
-                .users
-                .values()
-                .all(|c| matches!(c, Credential::Plain(_)));
+        let all =
+            |f: &dyn Fn(&Credential) -> bool| !file.users.is_empty() && file.users.values().all(f);
+        file.all_plain = all(&|c| matches!(c, Credential::Plain(_)));
+        file.all_scram_sha1 = all(&|c| c.serves_scram(ScramHash::Sha1));
+        file.all_scram_sha256 = all(&|c| c.serves_scram(ScramHash::Sha256));
         Ok(file)
     }
 
@@ -357,13 +391,52 @@ impl PasswdFile {
         }
     }
 
+    /// `user`'s SCRAM keys for `hash`: those stored under that scheme, or
+    /// for a `{PLAIN}` user keys derived now from the password (SASLprep,
+    /// 4096 iterations, a salt made from the user name); `None` otherwise.
+    /// The derivation costs 4096 HMACs: call it where blocking is allowed.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::scram::ScramHash;
+    ///
+    /// let users = PasswdFile::parse(
+    ///     "alice:{PLAIN}secret\n\
+    ///      bob:{SCRAM-SHA-256}4096,BXlOE1p6JoeiFnkD9ogyoQ==,4i7fUBleYPKXBGlKwEq/8UEelRgTtAF20dvvSHHWQfk=,pYdAJYpbN39FVfVX/EH3dfIMQj4zePc0sFZ2KAT5zrE=\n",
+    /// )?;
+    /// assert!(users.scram_keys("alice", ScramHash::Sha1).is_some());
+    /// assert_eq!(users.scram_keys("bob", ScramHash::Sha256).unwrap().iterations(), 4096);
+    /// assert!(users.scram_keys("bob", ScramHash::Sha1).is_none());
+    /// // bob's keys verify his password for USER/PASS and PLAIN too.
+    /// assert!(users.verify("bob", &pop3_proto::types::Secret::new("secret")));
+    /// let forms = users.credential_forms();
+    /// assert!(forms.scram_sha256 && !forms.scram_sha1 && !forms.shared_secret);
+    /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+    /// ```
+    pub fn scram_keys(&self, user: &str, hash: ScramHash) -> Option<ScramKeys> {
+        match self.users.get(user)? {
+            Credential::Scram(keys) if keys.hash() == hash => Some(keys.clone()),
+            Credential::Plain(secret) => {
+                let password = std::str::from_utf8(secret.expose()).ok()?;
+                let mut salt = b"pop3-passwd-file:".to_vec();
+                salt.extend_from_slice(user.as_bytes());
+                ScramKeys::from_password(hash, password, &salt, pop3_proto::scram::MIN_ITERATIONS)
+                    .ok()
+            }
+            _ => None,
+        }
+    }
+
     /// The credential checks these users allow: a password always; the
     /// shared secret (APOP, CRAM-MD5) only when the file has at least one
-    /// user and every user's password is kept in clear. CAPA is announced
-    /// before the user is known, so offering APOP or CRAM-MD5 when some user
-    /// could not use it would send that user down a path that cannot succeed.
+    /// user and every user's password is kept in clear; SCRAM-SHA-1 and
+    /// SCRAM-SHA-256 when every user is `{PLAIN}` or has keys of that
+    /// hash. CAPA is announced before the user is known, so offering a
+    /// mechanism some user could not use would send that user down a path
+    /// that cannot succeed.
     pub fn credential_forms(&self) -> CredentialForms {
         CredentialForms::new(true, self.all_plain)
+            .with_scram(self.all_scram_sha1, self.all_scram_sha256)
     }
 
     /// Whether `user` is listed (whatever their credential).
@@ -423,6 +496,8 @@ fn parse_credential(field: &str) -> Result<Credential, LineProblem> {
         "ARGON2ID" if secret.starts_with("$argon2id$") => argon2(secret),
         "ARGON2I" if secret.starts_with("$argon2i$") => argon2(secret),
         "ARGON2ID" | "ARGON2I" => Err(LineProblem::MalformedHash),
+        "SCRAM-SHA-1" => scram(ScramHash::Sha1, secret),
+        "SCRAM-SHA-256" => scram(ScramHash::Sha256, secret),
         _ => Ok(Credential::Unusable),
     }
 }
@@ -445,6 +520,33 @@ fn sha_crypt(hash: &str) -> Result<Credential, LineProblem> {
         return Err(LineProblem::MalformedHash);
     };
     Ok(Credential::ShaCrypt(hash.to_owned()))
+}
+
+/// Dovecot's SCRAM form: `iterations,salt,StoredKey,ServerKey`, the last
+/// three in base64.
+fn scram(hash: ScramHash, field: &str) -> Result<Credential, LineProblem> {
+    use base64::Engine as _;
+    let b64 = |s: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|_| LineProblem::MalformedHash)
+    };
+    let mut parts = field.split(',');
+    let (Some(iterations), Some(salt), Some(stored), Some(server), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(LineProblem::MalformedHash);
+    };
+    let iterations = iterations
+        .parse::<u32>()
+        .map_err(|_| LineProblem::MalformedHash)?;
+    ScramKeys::new(hash, b64(salt)?, iterations, b64(stored)?, b64(server)?)
+        .map(Credential::Scram)
+        .map_err(|_| LineProblem::MalformedHash)
 }
 
 fn argon2(hash: &str) -> Result<Credential, LineProblem> {

@@ -301,7 +301,8 @@ impl<S: Store> Pop3Server<S> {
             }
         };
         let clock = Clock::start();
-        let ctx = ConnectionContext::new(random, io.is_tls(), inner.tls.is_some());
+        let ctx = ConnectionContext::new(random, io.is_tls(), inner.tls.is_some())
+            .tls_info(io.server_tls_info());
         let machine = Server::new(inner.config.clone(), clock.now(), ctx);
         let mut conn = Connection::new(machine, options);
         let mut driver = StoreDriver::new(inner.store.clone());
@@ -351,6 +352,8 @@ impl<S: Store> Pop3Server<S> {
                     let upgraded = accept_tls(&mut io, tls, options.tls_handshake_timeout);
                     if let Err(e) = &upgraded {
                         tracing::debug!(%peer, error = %e, "STLS upgrade failed");
+                    } else {
+                        conn.tls_info(io.server_tls_info());
                     }
                     conn.tls_done(clock.now(), upgraded);
                     Some(())

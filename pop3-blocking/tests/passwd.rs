@@ -18,6 +18,11 @@ const ARGON2ID_SECRET: &str =
 const ARGON2I_SECRET: &str =
     "$argon2i$v=19$m=1024,t=2,p=1$c2FsdHNhbHRzYWx0$Sco+PyWo9EHG/q2z71SS5BbVLkBzuEAHkIvicdoQX+A";
 
+/// `doveadm pw -s SCRAM-SHA-256 -p secret` (Dovecot 2.3).
+const DOVEADM_SCRAM_SHA256: &str = "{SCRAM-SHA-256}4096,BXlOE1p6JoeiFnkD9ogyoQ==,4i7fUBleYPKXBGlKwEq/8UEelRgTtAF20dvvSHHWQfk=,pYdAJYpbN39FVfVX/EH3dfIMQj4zePc0sFZ2KAT5zrE=";
+/// `doveadm pw -s SCRAM-SHA-1 -p secret`.
+const DOVEADM_SCRAM_SHA1: &str = "{SCRAM-SHA-1}4096,dyCLsjRAN0ezboeM1ngZFw==,x9soDW0Oi/a+VoLj4WGbcyFuH4k=,+On8n0oTFvBo/0z1/g712RIzhj8=";
+
 fn s(text: &str) -> Secret {
     Secret::new(text.to_owned())
 }
@@ -333,5 +338,76 @@ fn single_plain_user() {
             Err(PasswdError::Line { line: 1, problem }) => assert_eq!(problem, expected),
             other => panic!("{user:?}: {other:?}"),
         }
+    }
+}
+
+#[test]
+fn dovecot_scram_entries_are_the_keys_of_their_password() {
+    use pop3_proto::scram::{ScramHash, ScramKeys};
+    let users = PasswdFile::parse(&format!(
+        "sha256:{DOVEADM_SCRAM_SHA256}\nsha1:{DOVEADM_SCRAM_SHA1}::::::\n"
+    ))
+    .unwrap();
+    for (user, hash) in [("sha256", ScramHash::Sha256), ("sha1", ScramHash::Sha1)] {
+        let keys = users.scram_keys(user, hash).unwrap();
+        assert_eq!(keys.iterations(), 4096);
+        let derived = ScramKeys::from_password(hash, "secret", keys.salt(), 4096).unwrap();
+        assert_eq!(
+            derived, keys,
+            "{user}: doveadm's keys are those of \"secret\""
+        );
+        // The keys check a plaintext password too (USER/PASS, PLAIN, LOGIN).
+        assert!(users.verify(user, &s("secret")), "{user}");
+        assert!(!users.verify(user, &s("wrong")), "{user}");
+        // No shared secret: no APOP or CRAM-MD5.
+        assert!(users.shared_secret(user).is_none());
+    }
+    assert!(users.scram_keys("sha256", ScramHash::Sha1).is_none());
+    assert!(users.scram_keys("nobody", ScramHash::Sha256).is_none());
+    // Each SCRAM is offered only if every user can do it.
+    let forms = users.credential_forms();
+    assert!(forms.password && !forms.shared_secret && !forms.scram_sha1 && !forms.scram_sha256);
+}
+
+#[test]
+fn plain_users_serve_every_mechanism_and_scram_forms_follow_the_users() {
+    use pop3_proto::scram::ScramHash;
+    let plain = PasswdFile::parse("a:{PLAIN}secret\nb:{CLEARTEXT}other\n").unwrap();
+    let forms = plain.credential_forms();
+    assert!(forms.password && forms.shared_secret && forms.scram_sha1 && forms.scram_sha256);
+    // Keys derived from the plaintext, stable from one call to the next.
+    let k1 = plain.scram_keys("a", ScramHash::Sha256).unwrap();
+    assert_eq!(plain.scram_keys("a", ScramHash::Sha256).unwrap(), k1);
+    assert_ne!(plain.scram_keys("b", ScramHash::Sha256).unwrap(), k1);
+
+    let mixed =
+        PasswdFile::parse(&format!("a:{{PLAIN}}secret\nb:{DOVEADM_SCRAM_SHA256}\n")).unwrap();
+    let forms = mixed.credential_forms();
+    assert!(forms.scram_sha256 && !forms.scram_sha1 && !forms.shared_secret);
+
+    let hashed = PasswdFile::parse(&format!(
+        "a:{{PLAIN}}secret\nb:{DOVEADM_SCRAM_SHA256}\nc:{{SHA512-CRYPT}}{SHA512_SECRET}\n"
+    ))
+    .unwrap();
+    let forms = hashed.credential_forms();
+    assert!(forms.password && !forms.scram_sha256 && !forms.scram_sha1);
+}
+
+#[test]
+fn malformed_scram_entries_have_line_numbers() {
+    for bad in [
+        "{SCRAM-SHA-256}4096,BXlOE1p6JoeiFnkD9ogyoQ==,4i7fUBleYPKXBGlKwEq/8UEelRgTtAF20dvvSHHWQfk=",
+        "{SCRAM-SHA-256}4096,BXlOE1p6JoeiFnkD9ogyoQ==,!!!,pYdAJYpbN39FVfVX/EH3dfIMQj4zePc0sFZ2KAT5zrE=",
+        "{SCRAM-SHA-256}many,BXlOE1p6JoeiFnkD9ogyoQ==,4i7fUBleYPKXBGlKwEq/8UEelRgTtAF20dvvSHHWQfk=,pYdAJYpbN39FVfVX/EH3dfIMQj4zePc0sFZ2KAT5zrE=",
+        // Fewer iterations than RFC 7677 allows.
+        "{SCRAM-SHA-256}1000,BXlOE1p6JoeiFnkD9ogyoQ==,4i7fUBleYPKXBGlKwEq/8UEelRgTtAF20dvvSHHWQfk=,pYdAJYpbN39FVfVX/EH3dfIMQj4zePc0sFZ2KAT5zrE=",
+        // SHA-1 keys under the SHA-256 scheme.
+        "{SCRAM-SHA-256}4096,dyCLsjRAN0ezboeM1ngZFw==,x9soDW0Oi/a+VoLj4WGbcyFuH4k=,+On8n0oTFvBo/0z1/g712RIzhj8=",
+    ] {
+        assert_eq!(
+            problem(&format!("ok:{{PLAIN}}x\nbad:{bad}\n")),
+            (2, LineProblem::MalformedHash),
+            "{bad}"
+        );
     }
 }

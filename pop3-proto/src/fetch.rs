@@ -68,13 +68,15 @@ use std::vec::Vec;
 
 use bytes::Bytes;
 
-use crate::client::sasl::{CramMd5, Login as SaslLogin, OAuthBearer, Plain, ScramSha256, XOAuth2};
+use crate::client::sasl::{
+    CramMd5, External, Login as SaslLogin, LoginChoice, OAuthBearer, Plain, Scram, XOAuth2,
+};
 use crate::client::task::{self, BodyState, Task, TaskContext};
 use crate::client::{
     Client, ClientError, ClientEvent, Connection, Error, RetrBatchState, Running, ServerError,
 };
 use crate::command::Command;
-use crate::response::{Capability, UidLine};
+use crate::response::UidLine;
 use crate::time::Instant;
 use crate::types::{Mechanism, MessageNumber, Secret, Uid};
 use crate::url::AuthMethod;
@@ -330,7 +332,8 @@ impl fmt::Display for AuthError {
             AuthError::UnsupportedMechanism(m) => write!(
                 f,
                 "SASL mechanism {m} is not supported \
-                 (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER are)"
+                 (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER, \
+                 EXTERNAL are)"
             ),
             AuthError::NoRandomness => {
                 f.write_str("no randomness for a nonce: failed to get random bytes")
@@ -403,9 +406,10 @@ impl Task for LoginTask {
 
 /// Chooses how to log in as `user` with `password` (the bearer token for
 /// the OAuth mechanisms): `method` as given, or for [`AuthMethod::Any`],
-/// from the session: over TLS, SASL PLAIN when offered, else USER/PASS;
-/// without TLS, APOP when the greeting allows it, else refused rather than
-/// sending the password in clear text. `nonce` is only used by SCRAM: a
+/// the strongest the session offers
+/// ([`choose_login`](crate::client::sasl::choose_login)): SCRAM-SHA-256,
+/// SCRAM-SHA-1, CRAM-MD5, APOP, and over TLS only PLAIN, LOGIN, USER/PASS;
+/// without TLS, refused rather than sending the password in clear text. `nonce` is only used by SCRAM: a
 /// fresh random token from a secure generator.
 ///
 /// ```
@@ -427,24 +431,12 @@ pub fn login_task(
 ) -> Result<LoginTask, AuthError> {
     let secret = || Secret::new(password.as_bytes().to_vec());
     let method = match method {
-        AuthMethod::Any => {
-            let plain = Mechanism::new("PLAIN").expect("valid name");
-            let sasl_plain = client.capabilities().is_some_and(|caps| {
-                caps.iter()
-                    .any(|c| matches!(c, Capability::Sasl(m) if m.contains(&plain)))
-            });
-            if client.is_tls() {
-                if sasl_plain {
-                    AuthMethod::Sasl(plain)
-                } else {
-                    AuthMethod::User
-                }
-            } else if client.apop_timestamp().is_some() {
-                AuthMethod::Apop
-            } else {
-                return Err(AuthError::CleartextRefused);
-            }
-        }
+        AuthMethod::Any => match crate::client::sasl::choose_login(client, false) {
+            Some(LoginChoice::Sasl(m)) => AuthMethod::Sasl(m),
+            Some(LoginChoice::Apop) => AuthMethod::Apop,
+            Some(_) => AuthMethod::User,
+            None => return Err(AuthError::CleartextRefused),
+        },
         m => m,
     };
     let sasl = |m: crate::client::BoxedMechanism| Ok(LoginTask::Sasl(task::Auth::new(m)));
@@ -455,9 +447,17 @@ pub fn login_task(
             "PLAIN" => sasl(Box::new(Plain::new(user, secret()))),
             "LOGIN" => sasl(Box::new(SaslLogin::new(user, secret()))),
             "CRAM-MD5" => sasl(Box::new(CramMd5::new(user, secret()))),
-            "SCRAM-SHA-256" => sasl(Box::new(ScramSha256::new(user, secret(), nonce))),
+            "SCRAM-SHA-256-PLUS" => match client.tls_exporter() {
+                Some(cb) => sasl(Box::new(
+                    Scram::sha256(user, secret(), nonce).with_tls_exporter(*cb),
+                )),
+                None => Err(AuthError::UnsupportedMechanism(m)),
+            },
+            "SCRAM-SHA-256" => sasl(Box::new(Scram::sha256(user, secret(), nonce))),
+            "SCRAM-SHA-1" => sasl(Box::new(Scram::sha1(user, secret(), nonce))),
             "XOAUTH2" => sasl(Box::new(XOAuth2::new(user, secret()))),
             "OAUTHBEARER" => sasl(Box::new(OAuthBearer::new(user, secret()))),
+            "EXTERNAL" => sasl(Box::new(External::new())),
             _ => Err(AuthError::UnsupportedMechanism(m)),
         },
         _ => Err(AuthError::UnsupportedMechanism(

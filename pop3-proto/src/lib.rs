@@ -76,6 +76,7 @@ pub mod dot;
 pub mod fetch;
 pub mod line;
 pub mod response;
+pub mod scram;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -132,11 +132,17 @@
 //! # Choices
 //!
 //! * USER/PASS and the SASL mechanisms PLAIN and LOGIN send the password in
-//!   clear. They are refused, and neither `USER` nor those mechanisms are
-//!   advertised, until TLS is active, unless
-//!   [`ServerConfig::allow_plaintext_auth`] says otherwise (RFC 2595 §2.3,
-//!   RFC 5034 §4). APOP and CRAM-MD5 do not reveal the secret and are
-//!   available whenever the store can hand out shared secrets.
+//!   clear (OAUTHBEARER and XOAUTH2 a bearer token). They are refused, and
+//!   neither `USER` nor those mechanisms are advertised, until TLS is
+//!   active, unless [`ServerConfig::allow_plaintext_auth`] says otherwise
+//!   (RFC 2595 §2.3, RFC 5034 §4). APOP and CRAM-MD5 do not reveal the
+//!   secret and are available whenever the store can hand out shared
+//!   secrets; SCRAM-SHA-1 and SCRAM-SHA-256 whenever it can hand out SCRAM
+//!   keys ([`StoreRequest::ScramKeys`]: the PBKDF2, if any, runs in the
+//!   store, never on the machine); SCRAM-SHA-256-PLUS only over TLS 1.3
+//!   with the channel binding ([`TlsInfo`]); EXTERNAL only with a verified
+//!   client certificate that [`ServerConfig::external_identity`] maps to a
+//!   user. The SASL capability stays advertised after login.
 //! * RFC 1939 §13 advises against allowing both PASS and APOP for one user:
 //!   which form a user may use is the store's decision (a store answers
 //!   [`StoreRequest::SharedSecret`] with `None` for a user who must use a
@@ -203,6 +209,7 @@ use crate::command::{ApopDigest, Command, CommandError, LangRequest, SaslRespons
 use crate::dot::BodyEncoder;
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
+use crate::scram::{ScramHash, ScramKeys};
 use crate::session::{Action, Transmit};
 pub use crate::store::StoreDriver;
 use crate::store::{CredentialForms, MessageInfo, StoreError};
@@ -254,6 +261,7 @@ pub struct ServerConfig {
     max_bad_before_login: u32,
     max_bad_after_login: u32,
     auth_failure_delay: Duration,
+    external_identity: Option<ExternalIdentity>,
     autologout: Duration,
     login_timeout: Duration,
     login_idle_timeout: Duration,
@@ -277,11 +285,18 @@ impl Default for ServerConfig {
             sasl: alloc::vec![
                 SaslMechanism::Plain,
                 SaslMechanism::Login,
-                SaslMechanism::CramMd5
+                SaslMechanism::CramMd5,
+                SaslMechanism::ScramSha1,
+                SaslMechanism::ScramSha256,
+                SaslMechanism::ScramSha256Plus,
+                SaslMechanism::OAuthBearer,
+                SaslMechanism::XOAuth2,
+                SaslMechanism::External,
             ],
             max_bad_before_login: 3,
             max_bad_after_login: 20,
             auth_failure_delay: Duration::from_secs(1),
+            external_identity: None,
             autologout: MIN_AUTOLOGOUT,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             login_idle_timeout: DEFAULT_LOGIN_IDLE_TIMEOUT,
@@ -346,7 +361,8 @@ impl ServerConfig {
     }
 
     /// The SASL mechanisms to offer, in order of preference, each only when
-    /// the store can check it (default PLAIN, LOGIN, CRAM-MD5).
+    /// the store can check it (default PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1,
+    /// SCRAM-SHA-256, SCRAM-SHA-256-PLUS, OAUTHBEARER, XOAUTH2, EXTERNAL).
     pub fn sasl_mechanisms(mut self, mechanisms: Vec<SaslMechanism>) -> Self {
         self.sasl = mechanisms;
         self
@@ -357,6 +373,13 @@ impl ServerConfig {
     pub fn max_bad_commands(mut self, before_login: u32, after_login: u32) -> Self {
         self.max_bad_before_login = before_login;
         self.max_bad_after_login = after_login;
+        self
+    }
+
+    /// How verified TLS client certificates map to users, for EXTERNAL
+    /// (default none: EXTERNAL is never offered).
+    pub fn external_identity(mut self, map: Option<ExternalIdentity>) -> Self {
+        self.external_identity = map;
         self
     }
 
@@ -464,6 +487,73 @@ impl ServerConfig {
     }
 }
 
+/// What the TLS layer established, handed to the machine by the adapter
+/// after a handshake ([`ConnectionContext::tls_info`] for implicit TLS,
+/// [`Server::handle_tls_info`] after STLS).
+///
+/// ```
+/// use pop3_proto::server::TlsInfo;
+/// let info = TlsInfo::default().with_client_certificate(vec![0x30, 0x82]);
+/// assert!(info.client_certificate.is_some() && info.tls_exporter.is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// The client's certificate (DER of the end-entity certificate), when
+    /// the TLS layer verified one: EXTERNAL.
+    pub client_certificate: Option<Bytes>,
+    /// The `tls-exporter` channel binding (RFC 9266: the exporter with
+    /// label "EXPORTER-Channel-Binding", an empty context, 32 octets), on
+    /// TLS 1.3 only: SCRAM-SHA-256-PLUS.
+    pub tls_exporter: Option<[u8; 32]>,
+}
+
+impl TlsInfo {
+    /// With the verified client certificate's DER.
+    pub fn with_client_certificate(mut self, der: impl Into<Bytes>) -> Self {
+        self.client_certificate = Some(der.into());
+        self
+    }
+
+    /// With the `tls-exporter` channel binding.
+    pub fn with_tls_exporter(mut self, value: [u8; 32]) -> Self {
+        self.tls_exporter = Some(value);
+        self
+    }
+}
+
+/// Maps a verified client certificate (DER) to the user it stands for, for
+/// EXTERNAL ([`ServerConfig::external_identity`]). It runs on the machine:
+/// keep it a lookup.
+///
+/// ```
+/// use pop3_proto::server::ExternalIdentity;
+/// let map = ExternalIdentity::new(|der| (der == b"alice's cert").then(|| "alice".to_string()));
+/// assert_eq!(map.identify(b"alice's cert").as_deref(), Some("alice"));
+/// ```
+#[derive(Clone)]
+pub struct ExternalIdentity(Arc<IdentityFn>);
+
+type IdentityFn = dyn Fn(&[u8]) -> Option<String> + Send + Sync;
+
+impl ExternalIdentity {
+    /// A mapping calling `f(der)`.
+    pub fn new(f: impl Fn(&[u8]) -> Option<String> + Send + Sync + 'static) -> Self {
+        ExternalIdentity(Arc::new(f))
+    }
+
+    /// The user `der` stands for, if any.
+    pub fn identify(&self, der: &[u8]) -> Option<String> {
+        (self.0)(der)
+    }
+}
+
+impl core::fmt::Debug for ExternalIdentity {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ExternalIdentity")
+    }
+}
+
 /// What the adapter knows about one connection when it starts.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -475,6 +565,8 @@ pub struct ConnectionContext {
     /// A fresh random number for this connection (APOP timestamp, CRAM-MD5
     /// challenges). The machine has no source of randomness of its own.
     pub random: u64,
+    /// What implicit TLS established (client certificate, channel binding).
+    pub tls: TlsInfo,
 }
 
 impl ConnectionContext {
@@ -486,7 +578,14 @@ impl ConnectionContext {
             tls_active,
             tls_available,
             random,
+            tls: TlsInfo::default(),
         }
+    }
+
+    /// Sets what implicit TLS established.
+    pub fn tls_info(mut self, info: TlsInfo) -> Self {
+        self.tls = info;
+        self
     }
 
     /// Sets whether TLS is already active (implicit TLS).
@@ -519,6 +618,23 @@ pub enum StoreRequest {
         /// The user name.
         user: Username,
     },
+    /// Is this OAuth 2.0 bearer token good for the user (OAUTHBEARER,
+    /// XOAUTH2)? Answer [`StoreReply::TokenVerified`].
+    VerifyToken {
+        /// The user name.
+        user: Username,
+        /// The bearer token.
+        token: Secret,
+    },
+    /// The user's SCRAM keys for this hash (SCRAM-SHA-1, SCRAM-SHA-256).
+    /// Answer [`StoreReply::ScramKeys`]. A store that derives them from a
+    /// plaintext password runs the PBKDF2 here, in its own call.
+    ScramKeys {
+        /// The user name.
+        user: Username,
+        /// The mechanism's hash.
+        hash: ScramHash,
+    },
     /// Open and lock the authenticated user's maildrop. Answer [`StoreReply::Opened`].
     Open {
         /// The user name.
@@ -549,6 +665,11 @@ pub enum StoreReply {
     Verified(Result<bool, StoreError>),
     /// To `SharedSecret`: `None` for an unknown user or one without a shared secret.
     SharedSecret(Result<Option<Secret>, StoreError>),
+    /// To `VerifyToken`.
+    TokenVerified(Result<bool, StoreError>),
+    /// To `ScramKeys`: `None` for an unknown user or one without keys for
+    /// that hash.
+    ScramKeys(Result<Option<ScramKeys>, StoreError>),
     /// To `Open`: the maildrop's listing.
     Opened(Result<Vec<MessageInfo>, StoreError>),
     /// To `Read`: the message can be read.
@@ -683,12 +804,32 @@ enum ListingKind {
 /// The store request outstanding.
 #[derive(Debug)]
 enum Pending {
-    Verify { user: Username },
-    Secret { user: Username, check: SecretCheck },
-    Open { user: Username },
-    Read { index: usize, top: Option<u64> },
+    Verify {
+        user: Username,
+    },
+    Secret {
+        user: Username,
+        check: SecretCheck,
+    },
+    Scram {
+        user: Username,
+        start: sasl::ScramStart,
+    },
+    Token {
+        user: Username,
+        mech: SaslMechanism,
+    },
+    Open {
+        user: Username,
+    },
+    Read {
+        index: usize,
+        top: Option<u64>,
+    },
     Chunk(Stream),
-    Commit { deleted: Vec<usize> },
+    Commit {
+        deleted: Vec<usize>,
+    },
     Release,
 }
 
@@ -785,6 +926,10 @@ pub struct Server {
     tls_available: bool,
     random: u64,
     challenges: u32,
+    /// The user a verified client certificate stands for (EXTERNAL).
+    external: Option<Username>,
+    /// The `tls-exporter` channel binding (SCRAM-SHA-256-PLUS).
+    channel_binding: Option<[u8; 32]>,
     state: State,
     wait: Wait,
     actions: VecDeque<Action<StoreRequest>>,
@@ -822,6 +967,8 @@ impl Server {
             tls_available: ctx.tls_available,
             random: ctx.random,
             challenges: 0,
+            external: None,
+            channel_binding: None,
             state: State::Authorization,
             wait: Wait::Command,
             actions: VecDeque::new(),
@@ -848,6 +995,9 @@ impl Server {
             pieces: Vec::new(),
             config,
         };
+        if ctx.tls_active {
+            server.handle_tls_info(ctx.tls);
+        }
         if server.config.apop && server.config.credential_forms.shared_secret {
             let ts = server.fresh_msg_id(now);
             server.timestamp = ApopTimestamp::new(&ts).ok();
@@ -1091,6 +1241,18 @@ impl Server {
         }
     }
 
+    /// What the TLS handshake established (a verified client certificate,
+    /// the channel binding): call after the STLS handshake, before
+    /// [`Server::handle_tls_established`]. Implicit TLS passes it in
+    /// [`ConnectionContext::tls_info`].
+    pub fn handle_tls_info(&mut self, info: TlsInfo) {
+        self.external = match (&info.client_certificate, &self.config.external_identity) {
+            (Some(der), Some(map)) => map.identify(der).and_then(|u| Username::new(&u).ok()),
+            _ => None,
+        };
+        self.channel_binding = info.tls_exporter;
+    }
+
     /// The TLS handshake that followed [`Action::StartTls`] succeeded.
     pub fn handle_tls_established(&mut self, now: Instant) {
         self.now = now;
@@ -1194,6 +1356,14 @@ impl Server {
     fn line_limit(&self) -> usize {
         match self.wait {
             Wait::Sasl(_) => self.config.limits.sasl_line,
+            // An AUTH line with its initial response may be as long as a
+            // SASL line (OAuth tokens pass 255 octets; RFC 5034 lets a
+            // server accept them).
+            _ if self.state == State::Authorization && starts_with_auth(&self.input) => self
+                .config
+                .limits
+                .command_line
+                .max(self.config.limits.sasl_line.saturating_add(32)),
             _ => self.config.limits.command_line,
         }
         .max(8)
@@ -1299,17 +1469,51 @@ impl Server {
         s
     }
 
+    /// A fresh SCRAM server nonce: 24 printable characters from the
+    /// connection's random number, the challenge counter and the time.
+    fn fresh_nonce(&mut self) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let k = self.challenges;
+        self.challenges = self.challenges.wrapping_add(1);
+        let mut h = sha2::Sha256::new();
+        h.update(self.random.to_le_bytes());
+        h.update(k.to_le_bytes());
+        h.update(self.now.as_millis().to_le_bytes());
+        let digest = h.finalize();
+        base64::engine::general_purpose::STANDARD.encode(&digest[..18])
+    }
+
     fn plaintext_allowed(&self) -> bool {
         self.tls_active || self.config.allow_plaintext_auth
     }
 
+    /// Whether the store can check what `m` sends.
+    fn store_serves(&self, m: SaslMechanism) -> bool {
+        let forms = &self.config.credential_forms;
+        if m.is_oauth() {
+            forms.oauth_bearer
+        } else if m.is_plaintext() {
+            forms.password
+        } else if let Some(hash) = m.scram_hash() {
+            forms.scram(hash)
+        } else {
+            forms.shared_secret
+        }
+    }
+
     fn mechanism_offered(&self, m: SaslMechanism) -> bool {
+        if m == SaslMechanism::External {
+            return self.config.sasl.contains(&m) && self.tls_active && self.external.is_some();
+        }
+        if m == SaslMechanism::ScramSha256Plus
+            && !(self.tls_active && self.channel_binding.is_some())
+        {
+            return false;
+        }
         self.config.sasl.contains(&m)
-            && if m.is_plaintext() {
-                self.config.credential_forms.password && self.plaintext_allowed()
-            } else {
-                self.config.credential_forms.shared_secret
-            }
+            && self.store_serves(m)
+            && (!m.is_plaintext() || self.plaintext_allowed())
     }
 
     fn offered_mechanisms(&self) -> Vec<SaslMechanism> {
@@ -1803,8 +2007,7 @@ impl Server {
             self.bad_command("-ERR Unsupported authentication mechanism.");
             return;
         }
-        if mech.is_plaintext() && self.config.credential_forms.password && !self.plaintext_allowed()
-        {
+        if mech.is_plaintext() && self.store_serves(mech) && !self.plaintext_allowed() {
             self.send_line(PLAINTEXT_REFUSED);
             return;
         }
@@ -1818,7 +2021,21 @@ impl Server {
         } else {
             Bytes::new()
         };
-        let (exchange, outcome) = SaslExchange::start(mech, initial, challenge);
+        let (exchange, outcome) = match (mech, self.external.clone()) {
+            (SaslMechanism::External, Some(identity)) => {
+                SaslExchange::start_external(identity, initial)
+            }
+            (m, _) if m.scram_hash().is_some() => {
+                let binding = match (m, self.channel_binding) {
+                    (SaslMechanism::ScramSha256Plus, Some(cb)) => sasl::Binding::TlsExporter(cb),
+                    _ => sasl::Binding::None {
+                        plus_offered: self.mechanism_offered(SaslMechanism::ScramSha256Plus),
+                    },
+                };
+                SaslExchange::start_scram(m, initial, binding)
+            }
+            _ => SaslExchange::start(mech, initial, challenge),
+        };
         self.sasl_outcome(exchange, outcome);
     }
 
@@ -1867,6 +2084,24 @@ impl Server {
                     user,
                     check: SecretCheck::CramMd5 { challenge, digest },
                 },
+            ),
+            SaslOutcome::ScramKeys { user, start } => self.request(
+                StoreRequest::ScramKeys {
+                    user: user.clone(),
+                    hash: start.hash,
+                },
+                Pending::Scram { user, start },
+            ),
+            SaslOutcome::VerifyToken { user, token, mech } => self.request(
+                StoreRequest::VerifyToken {
+                    user: user.clone(),
+                    token,
+                },
+                Pending::Token { user, mech },
+            ),
+            SaslOutcome::Authenticated { user } => self.request(
+                StoreRequest::Open { user: user.clone() },
+                Pending::Open { user },
             ),
             SaslOutcome::Failed => self.auth_failed(),
             SaslOutcome::Malformed => self.bad_command("-ERR Invalid SASL response."),
@@ -1921,6 +2156,26 @@ impl Server {
                     }
                 }
                 Ok(None) => self.auth_failed(),
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::Scram { user, start }, StoreReply::ScramKeys(r)) => match r {
+                Ok(keys) => {
+                    let nonce = self.fresh_nonce();
+                    let (exchange, outcome) =
+                        SaslExchange::scram_server_first(user, start, keys, &nonce, self.random);
+                    self.sasl_outcome(exchange, outcome);
+                }
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::Token { user, mech }, StoreReply::TokenVerified(r)) => match r {
+                Ok(true) => self.request(
+                    StoreRequest::Open { user: user.clone() },
+                    Pending::Open { user },
+                ),
+                Ok(false) => {
+                    let (exchange, outcome) = SaslExchange::oauth_error(mech);
+                    self.sasl_outcome(exchange, outcome);
+                }
                 Err(e) => self.send_line(Self::auth_store_error(&e)),
             },
             (Pending::Open { user }, StoreReply::Opened(r)) => match r {
@@ -2104,6 +2359,11 @@ impl Server {
             .map(|m| m.size)
             .sum();
     }
+}
+
+/// Whether buffered input starts with an `AUTH ` command (any case).
+fn starts_with_auth(input: &[u8]) -> bool {
+    input.len() >= 5 && input[..5].eq_ignore_ascii_case(b"AUTH ")
 }
 
 const PLAINTEXT_REFUSED: &str = "-ERR [AUTH] Plaintext authentication is not allowed without TLS.";

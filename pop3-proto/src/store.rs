@@ -17,6 +17,7 @@ use bytes::Bytes;
 use core::fmt;
 use core::future::Future;
 
+use crate::scram::{ScramHash, ScramKeys};
 use crate::types::{Secret, Uid};
 
 /// Which credential checks a store can perform, so that CAPA offers only
@@ -30,15 +31,95 @@ pub struct CredentialForms {
     /// The store can hand out the shared secret in clear
     /// ([`Store::shared_secret`]): APOP and CRAM-MD5.
     pub shared_secret: bool,
+    /// The store can hand out SCRAM-SHA-1 keys ([`Store::scram_keys`]).
+    pub scram_sha1: bool,
+    /// The store can hand out SCRAM-SHA-256 keys ([`Store::scram_keys`]).
+    pub scram_sha256: bool,
+    /// The store can check OAuth 2.0 bearer tokens
+    /// ([`Store::verify_bearer_token`]): OAUTHBEARER and XOAUTH2.
+    pub oauth_bearer: bool,
 }
 
 impl CredentialForms {
-    /// Forms with the given flags.
+    /// Forms with the given flags, and no SCRAM keys.
     pub const fn new(password: bool, shared_secret: bool) -> Self {
         CredentialForms {
             password,
             shared_secret,
+            scram_sha1: false,
+            scram_sha256: false,
+            oauth_bearer: false,
         }
+    }
+
+    /// These forms, with bearer tokens checked or not.
+    ///
+    /// ```
+    /// use pop3_proto::store::CredentialForms;
+    /// assert!(CredentialForms::new(false, false).with_oauth_bearer(true).oauth_bearer);
+    /// ```
+    pub const fn with_oauth_bearer(mut self, enabled: bool) -> Self {
+        self.oauth_bearer = enabled;
+        self
+    }
+
+    /// These forms, with SCRAM-SHA-1 and SCRAM-SHA-256 keys or not.
+    ///
+    /// ```
+    /// use pop3_proto::scram::ScramHash;
+    /// use pop3_proto::store::CredentialForms;
+    /// let forms = CredentialForms::new(true, false).with_scram(false, true);
+    /// assert!(forms.scram(ScramHash::Sha256) && !forms.scram(ScramHash::Sha1));
+    /// ```
+    pub const fn with_scram(mut self, sha1: bool, sha256: bool) -> Self {
+        self.scram_sha1 = sha1;
+        self.scram_sha256 = sha256;
+        self
+    }
+
+    /// Whether the store can hand out SCRAM keys for `hash`.
+    pub const fn scram(&self, hash: ScramHash) -> bool {
+        match hash {
+            ScramHash::Sha1 => self.scram_sha1,
+            ScramHash::Sha256 => self.scram_sha256,
+        }
+    }
+}
+
+/// A pluggable check of OAuth 2.0 bearer tokens, for stores to offer
+/// OAUTHBEARER and XOAUTH2: a function from the user name and the token to
+/// whether the token lets that user in. It runs in the store call (off the
+/// session machine): a blocking store may call an authorization server
+/// from it.
+///
+/// ```
+/// use pop3_proto::store::TokenValidator;
+/// use pop3_proto::types::Secret;
+/// let v = TokenValidator::new(|user, token| user == "alice" && token.expose() == b"ya29.token");
+/// assert!(v.check("alice", &Secret::new("ya29.token")));
+/// assert!(!v.check("bob", &Secret::new("ya29.token")));
+/// ```
+#[derive(Clone)]
+pub struct TokenValidator(alloc::sync::Arc<TokenCheck>);
+
+/// The function inside a [`TokenValidator`].
+type TokenCheck = dyn Fn(&str, &Secret) -> bool + Send + Sync;
+
+impl TokenValidator {
+    /// A validator calling `f(user, token)`.
+    pub fn new(f: impl Fn(&str, &Secret) -> bool + Send + Sync + 'static) -> Self {
+        TokenValidator(alloc::sync::Arc::new(f))
+    }
+
+    /// Whether `token` lets `user` in.
+    pub fn check(&self, user: &str, token: &Secret) -> bool {
+        (self.0)(user, token)
+    }
+}
+
+impl fmt::Debug for TokenValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenValidator")
     }
 }
 
@@ -138,6 +219,33 @@ pub trait Store: Send + Sync {
         user: &str,
     ) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
 
+    /// `user`'s SCRAM keys for `hash` (SCRAM-SHA-1, SCRAM-SHA-256); `None`
+    /// when the user is unknown or has none for that hash. A store that
+    /// keeps plaintext passwords derives them here
+    /// ([`ScramKeys::from_password`], which applies SASLprep). The default
+    /// has none.
+    fn scram_keys(
+        &self,
+        user: &str,
+        hash: ScramHash,
+    ) -> impl Future<Output = Result<Option<ScramKeys>, StoreError>> + Send {
+        let _ = (user, hash);
+        core::future::ready(Ok(None))
+    }
+
+    /// Whether `token` is an OAuth 2.0 bearer token that lets `user` in
+    /// (OAUTHBEARER, XOAUTH2): the store's token validator (a lookup, an
+    /// introspection request to the authorization server, a JWT check).
+    /// The default accepts none.
+    fn verify_bearer_token(
+        &self,
+        user: &str,
+        token: &Secret,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (user, token);
+        core::future::ready(Ok(false))
+    }
+
     /// Opens and exclusively locks `user`'s maildrop (an authenticated user).
     /// A maildrop locked elsewhere is [`StoreError::InUse`].
     fn open(&self, user: &str) -> impl Future<Output = Result<Self::Maildrop, StoreError>> + Send;
@@ -186,6 +294,18 @@ pub trait BlockingStore: Send + Sync + 'static {
 
     /// As [`Store::shared_secret`].
     fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError>;
+
+    /// As [`Store::verify_bearer_token`]; the default accepts none.
+    fn verify_bearer_token(&self, user: &str, token: &Secret) -> Result<bool, StoreError> {
+        let _ = (user, token);
+        Ok(false)
+    }
+
+    /// As [`Store::scram_keys`]; the default has none.
+    fn scram_keys(&self, user: &str, hash: ScramHash) -> Result<Option<ScramKeys>, StoreError> {
+        let _ = (user, hash);
+        Ok(None)
+    }
 
     /// As [`Store::open`].
     fn open(&self, user: &str) -> Result<Self::Maildrop, StoreError>;

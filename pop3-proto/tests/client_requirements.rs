@@ -1102,9 +1102,9 @@ fn oauthbearer_sends_the_initial_response_and_aq_after_an_error() {
 
 #[test]
 fn scram_sha256_through_the_machine_with_rfc7677_vector() {
-    use pop3_proto::client::sasl::ScramSha256;
+    use pop3_proto::client::sasl::Scram;
     let mut d = greeted(plain_link(), "+OK ready");
-    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let mech = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     let id = d.client.auth(Box::new(mech)).unwrap();
     d.drain();
     // base64("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")
@@ -1125,9 +1125,9 @@ fn scram_sha256_through_the_machine_with_rfc7677_vector() {
 
 #[test]
 fn scram_ok_before_the_server_proof_is_an_error() {
-    use pop3_proto::client::sasl::ScramSha256;
+    use pop3_proto::client::sasl::Scram;
     let mut d = greeted(plain_link(), "+OK ready");
-    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let mech = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     d.client.auth(Box::new(mech)).unwrap();
     d.drain();
     d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
@@ -1141,9 +1141,9 @@ fn scram_ok_before_the_server_proof_is_an_error() {
 
 #[test]
 fn scram_wrong_server_proof_cancels_the_exchange() {
-    use pop3_proto::client::sasl::ScramSha256;
+    use pop3_proto::client::sasl::Scram;
     let mut d = greeted(plain_link(), "+OK ready");
-    let mech = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let mech = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
     let id = d.client.auth(Box::new(mech)).unwrap();
     d.drain();
     d.feed(b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
@@ -1357,4 +1357,210 @@ fn stls_is_refused_after_utf8() {
     d.drain();
     d.feed(b"+OK UTF8 enabled\r\n");
     assert_eq!(d.client.stls(), Err(ClientError::StlsAfterUtf8));
+}
+
+// ----- the automatic choice of a login -----
+
+fn with_caps(greeting: &str, caps: Option<&str>, tls: bool) -> Driver {
+    let mut config = ClientConfig::default();
+    config.tls_active = tls;
+    let mut d = greeted(config, greeting);
+    if let Some(caps) = caps {
+        d.client.capa().unwrap();
+        d.drain();
+        d.feed(format!("+OK\r\n{caps}.\r\n").as_bytes());
+    }
+    d
+}
+
+#[test]
+fn login_choice_is_the_strongest_offered() {
+    use pop3_proto::client::sasl::{LoginChoice, choose_login};
+    let sasl = |m: &str| {
+        Some(LoginChoice::Sasl(
+            pop3_proto::types::Mechanism::new(m).unwrap(),
+        ))
+    };
+    let stamp = "+OK ready <1896.697170952@dbc.mtview.ca.us>";
+    let all = "USER\r\nSASL PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256\r\n";
+    for (greeting, caps, tls, allow, want) in [
+        // SCRAM-SHA-256 over everything, with or without TLS.
+        (stamp, Some(all), false, false, sasl("SCRAM-SHA-256")),
+        (stamp, Some(all), true, false, sasl("SCRAM-SHA-256")),
+        (
+            "+OK ready",
+            Some("SASL PLAIN SCRAM-SHA-1 CRAM-MD5\r\n"),
+            false,
+            false,
+            sasl("SCRAM-SHA-1"),
+        ),
+        (
+            "+OK ready",
+            Some("SASL PLAIN cram-md5\r\n"),
+            false,
+            false,
+            sasl("cram-md5"),
+        ),
+        // APOP when nothing better is offered.
+        (
+            stamp,
+            Some("USER\r\nSASL PLAIN\r\n"),
+            false,
+            false,
+            Some(LoginChoice::Apop),
+        ),
+        (
+            stamp,
+            Some("USER\r\nSASL PLAIN\r\n"),
+            true,
+            false,
+            Some(LoginChoice::Apop),
+        ),
+        (stamp, None, false, false, Some(LoginChoice::Apop)),
+        // Passwords in clear only over TLS, or when allowed.
+        (
+            "+OK ready",
+            Some("USER\r\nSASL PLAIN LOGIN\r\n"),
+            false,
+            false,
+            None,
+        ),
+        (
+            "+OK ready",
+            Some("USER\r\nSASL PLAIN LOGIN\r\n"),
+            true,
+            false,
+            sasl("PLAIN"),
+        ),
+        (
+            "+OK ready",
+            Some("USER\r\nSASL LOGIN\r\n"),
+            true,
+            false,
+            sasl("LOGIN"),
+        ),
+        (
+            "+OK ready",
+            Some("USER\r\nSASL PLAIN\r\n"),
+            false,
+            true,
+            sasl("PLAIN"),
+        ),
+        (
+            "+OK ready",
+            Some("USER\r\n"),
+            true,
+            false,
+            Some(LoginChoice::User),
+        ),
+        ("+OK ready", None, true, false, Some(LoginChoice::User)),
+        ("+OK ready", None, false, true, Some(LoginChoice::User)),
+        ("+OK ready", None, false, false, None),
+        // A malformed timestamp is no APOP.
+        ("+OK ready <nope>", None, false, false, None),
+        // Mechanisms this crate does not speak are passed over.
+        (
+            "+OK ready",
+            Some("SASL GSSAPI NTLM\r\n"),
+            true,
+            false,
+            Some(LoginChoice::User),
+        ),
+    ] {
+        let d = with_caps(greeting, caps, tls);
+        assert_eq!(
+            choose_login(&d.client, allow),
+            want,
+            "{greeting} {caps:?} tls={tls} allow={allow}"
+        );
+    }
+}
+
+#[test]
+fn scram_iteration_cap_cancels_before_deriving_keys() {
+    use pop3_proto::client::sasl::Scram;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    let mech = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    let id = d.client.auth(Box::new(mech)).unwrap();
+    d.drain();
+    // r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4000000000:
+    // four billion iterations would take hours; the cap answers at once.
+    use base64::Engine as _;
+    let first = base64::engine::general_purpose::STANDARD.encode(
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4000000000",
+    );
+    let started = std::time::Instant::now();
+    d.feed(format!("+ {first}\r\n").as_bytes());
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(d.sent_lines().last().map(String::as_str), Some("*"));
+    assert!(d.events.iter().any(|e| matches!(
+        e,
+        ClientEvent::SaslCancelled {
+            id: i,
+            error: SaslError::TooManyIterations { iterations: 4_000_000_000, limit: 100_000 },
+        } if *i == id
+    )));
+    // And too few.
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    d.client
+        .auth(Box::new(Scram::sha1("user", Secret::new("pencil"), "abc")))
+        .unwrap();
+    d.drain();
+    let first =
+        base64::engine::general_purpose::STANDARD.encode("r=abcdef,s=QSXCR+Q6sek8bf92,i=1024");
+    d.feed(format!("+ {first}\r\n").as_bytes());
+    assert!(d.events.iter().any(|e| matches!(
+        e,
+        ClientEvent::SaslCancelled {
+            error: SaslError::TooFewIterations {
+                iterations: 1024,
+                ..
+            },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn initial_response_limit_zero_forces_the_two_step_form() {
+    let mut config = plain_link();
+    config.initial_response_limit = 0;
+    let mut d = greeted(config, "+OK ready");
+    d.client
+        .auth(Box::new(Plain::new("u", Secret::new("p"))))
+        .unwrap();
+    d.drain();
+    assert_eq!(d.sent_lines(), ["AUTH PLAIN"]);
+    d.feed(b"+ \r\n");
+    assert_eq!(d.sent_lines()[1], "AHUAcA==");
+}
+
+#[test]
+fn external_sends_an_empty_or_given_authorization_identity() {
+    use pop3_proto::client::sasl::External;
+    let mut d = greeted(ClientConfig::default(), "+OK ready");
+    d.client.auth(Box::new(External::new())).unwrap();
+    d.drain();
+    assert_eq!(d.sent_lines(), ["AUTH EXTERNAL ="]);
+    let mut config = ClientConfig::default();
+    config.initial_response_limit = 0;
+    let mut d = greeted(config, "+OK ready");
+    d.client
+        .auth(Box::new(External::with_authzid("alice")))
+        .unwrap();
+    d.drain();
+    assert_eq!(d.sent_lines(), ["AUTH EXTERNAL"]);
+    d.feed(b"+ \r\n");
+    assert_eq!(d.sent_lines()[1], "YWxpY2U=");
+}
+
+#[test]
+fn login_choice_takes_scram_plus_only_with_a_channel_binding() {
+    use pop3_proto::client::sasl::{LoginChoice, choose_login};
+    let sasl = |m: &str| Some(LoginChoice::Sasl(Mechanism::new(m).unwrap()));
+    let caps = "SASL SCRAM-SHA-256 SCRAM-SHA-256-PLUS\r\n";
+    let mut d = with_caps("+OK ready", Some(caps), true);
+    assert_eq!(choose_login(&d.client, false), sasl("SCRAM-SHA-256"));
+    d.client.set_tls_exporter(Some([3; 32]));
+    assert_eq!(choose_login(&d.client, false), sasl("SCRAM-SHA-256-PLUS"));
 }

@@ -9,7 +9,7 @@ use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use std::sync::Arc;
 
-use pop3_proto::client::sasl::{CramMd5, Login, Plain};
+use pop3_proto::client::sasl::{CramMd5, Login, OAuthBearer, Plain, Scram, XOAuth2};
 use pop3_proto::client::{Client, ClientEvent, ClientState, RequestId};
 use pop3_proto::server::{ConnectionContext, Server, ServerConfig};
 use pop3_proto::session::Action;
@@ -35,7 +35,10 @@ fn n(i: u32) -> MessageNumber {
 }
 
 fn store() -> MemoryStore {
-    let store = MemoryStore::new();
+    // The password doubles as alice's bearer token.
+    let store = MemoryStore::new().with_token_validator(pop3_proto::store::TokenValidator::new(
+        |user, token| user == "alice" && token.expose() == b"secret",
+    ));
     store.add_user("alice", "secret");
     store.add_message("alice", "Subject: one\r\n\r\nfirst\r\n");
     store.add_message(
@@ -274,14 +277,10 @@ fn apop_against_the_server_machine() {
 
 #[test]
 fn sasl_mechanisms_against_the_server_machine() {
-    for mech in ["PLAIN", "LOGIN", "CRAM-MD5"] {
+    for mech in MECHANISMS {
         let mut p = Pair::plain();
         p.run();
-        let m: pop3_proto::client::BoxedMechanism = match mech {
-            "PLAIN" => Box::new(Plain::new("alice", Secret::new("secret"))),
-            "LOGIN" => Box::new(Login::new("alice", Secret::new("secret"))),
-            _ => Box::new(CramMd5::new("alice", Secret::new("secret"))),
-        };
+        let m = mechanism(mech, "secret");
         let id = p.client.auth(m).unwrap();
         p.run();
         assert!(
@@ -290,6 +289,49 @@ fn sasl_mechanisms_against_the_server_machine() {
             p.events
         );
         assert_eq!(p.client.state(), ClientState::Transaction, "{mech}");
+    }
+}
+
+const MECHANISMS: [&str; 7] = [
+    "PLAIN",
+    "LOGIN",
+    "CRAM-MD5",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "OAUTHBEARER",
+    "XOAUTH2",
+];
+
+fn mechanism(name: &str, password: &str) -> pop3_proto::client::BoxedMechanism {
+    let pw = || Secret::new(password.to_owned());
+    match name {
+        "PLAIN" => Box::new(Plain::new("alice", pw())),
+        "LOGIN" => Box::new(Login::new("alice", pw())),
+        "CRAM-MD5" => Box::new(CramMd5::new("alice", pw())),
+        "SCRAM-SHA-1" => Box::new(Scram::sha1("alice", pw(), "fyko+d2lbbFgONRv9qkxdawL")),
+        "SCRAM-SHA-256" => Box::new(Scram::sha256("alice", pw(), "rOprNGfwEbeRWgbNEkqO")),
+        "OAUTHBEARER" => Box::new(OAuthBearer::new("alice", pw())),
+        "XOAUTH2" => Box::new(XOAuth2::new("alice", pw())),
+        other => panic!("no mechanism {other}"),
+    }
+}
+
+#[test]
+fn every_sasl_mechanism_with_a_wrong_password_is_an_auth_error() {
+    use pop3_proto::response::CodeKind;
+    for mech in MECHANISMS {
+        let mut p = Pair::plain();
+        p.run();
+        let id = p.client.auth(mechanism(mech, "wrong")).unwrap();
+        p.run();
+        match p.last_of(id) {
+            ClientEvent::Err { error, .. } => {
+                assert!(error.kind() == Some(CodeKind::Auth), "{mech}: {error:?}");
+            }
+            other => panic!("{mech}: {other:?}"),
+        }
+        assert_eq!(p.client.state(), ClientState::Authorization, "{mech}");
+        assert!(!p.store.is_locked("alice"));
     }
 }
 

@@ -255,3 +255,135 @@ fn plain_link() -> ClientConfig {
     config.insecure_cleartext_login = true;
     config
 }
+
+/// Every mechanism both machines speak, by name, for `alice`/`secret`.
+fn mechanism(name: &str, password: &str) -> sasl::BoxedMechanism {
+    let pw = || Secret::new(password.to_owned());
+    match name {
+        "PLAIN" => Box::new(sasl::Plain::new("alice", pw())),
+        "LOGIN" => Box::new(sasl::Login::new("alice", pw())),
+        "CRAM-MD5" => Box::new(sasl::CramMd5::new("alice", pw())),
+        "SCRAM-SHA-1" => Box::new(sasl::Scram::sha1("alice", pw(), "clientnonce123456789")),
+        "SCRAM-SHA-256" => Box::new(sasl::Scram::sha256("alice", pw(), "clientnonce123456789")),
+        "OAUTHBEARER" => {
+            Box::new(sasl::OAuthBearer::new("alice", pw()).with_host("localhost", 110))
+        }
+        "XOAUTH2" => Box::new(sasl::XOAuth2::new("alice", pw())),
+        "XOAUTH2-TWO-STEP" => Box::new(sasl::XOAuth2::new("alice", pw()).two_step()),
+        other => panic!("no mechanism {other}"),
+    }
+}
+
+const MECHANISMS: [&str; 8] = [
+    "PLAIN",
+    "LOGIN",
+    "CRAM-MD5",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "OAUTHBEARER",
+    "XOAUTH2",
+    "XOAUTH2-TWO-STEP",
+];
+
+#[test]
+fn every_sasl_mechanism_between_the_machines_split_at_every_byte() {
+    // The password doubles as alice's bearer token.
+    let store = standard_store().with_token_validator(pop3_proto::store::TokenValidator::new(
+        |user, token| user == "alice" && token.expose() == b"secret",
+    ));
+    for name in MECHANISMS {
+        // With the initial response on the AUTH line, and in two steps.
+        for limit in [255, 0] {
+            let mut reference = None;
+            for piece in [usize::MAX, 1, 2, 3, 7] {
+                let (mut server, mut driver) = server_for(&store, plain());
+                let mut config = plain_link();
+                config.initial_response_limit = limit;
+                let mut client = Client::new(config, Instant::from_millis(START));
+                client.auth(mechanism(name, "secret")).unwrap();
+                client.stat().unwrap();
+                client.quit().unwrap();
+                let seen = run(&mut client, &mut server, &mut driver, piece);
+                assert!(
+                    seen.events.iter().any(|e| e.contains("count: 3, size: 90")),
+                    "{name}, limit {limit}, piece {piece}: {:?}",
+                    seen.events
+                );
+                assert!(
+                    !seen.events.iter().any(|e| e.contains("Cancelled")),
+                    "{name}: {:?}",
+                    seen.events
+                );
+                assert!(seen.client_closed && seen.server_closed);
+                assert!(!store.is_locked("alice"));
+                match &reference {
+                    None => reference = Some(seen),
+                    Some(r) => assert_eq!(&seen, r, "{name}, piece {piece}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn external_between_the_machines_split_at_every_byte() {
+    use pop3_proto::server::{ExternalIdentity, TlsInfo};
+    let store = standard_store();
+    let mut reference = None;
+    for piece in [usize::MAX, 1, 2, 3] {
+        for limit in [255, 0] {
+            let config = ServerConfig::for_store(&store).external_identity(Some(
+                ExternalIdentity::new(|der| (der == b"alice-cert").then(|| "alice".to_string())),
+            ));
+            let ctx = implicit_tls()
+                .tls_info(TlsInfo::default().with_client_certificate(&b"alice-cert"[..]));
+            let mut server = Server::new(Arc::new(config), Instant::from_millis(START), ctx);
+            let mut driver = StoreDriver::new(Arc::new(store.clone()));
+            let mut config = ClientConfig::default();
+            config.tls_active = true;
+            config.initial_response_limit = limit;
+            let mut client = Client::new(config, Instant::from_millis(START));
+            client.auth(Box::new(sasl::External::new())).unwrap();
+            client.stat().unwrap();
+            client.quit().unwrap();
+            let seen = run(&mut client, &mut server, &mut driver, piece);
+            assert!(
+                seen.events.iter().any(|e| e.contains("count: 3, size: 90")),
+                "piece {piece}: {:?}",
+                seen.events
+            );
+            if limit == 255 {
+                match &reference {
+                    None => reference = Some(seen),
+                    Some(r) => assert_eq!(&seen, r, "piece {piece}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scram_sha256_plus_between_the_machines_split_at_every_byte() {
+    use pop3_proto::server::TlsInfo;
+    let store = standard_store();
+    for piece in [usize::MAX, 1, 2, 5] {
+        let ctx = implicit_tls().tls_info(TlsInfo::default().with_tls_exporter([42; 32]));
+        let config = ServerConfig::for_store(&store);
+        let mut server = Server::new(Arc::new(config), Instant::from_millis(START), ctx);
+        let mut driver = StoreDriver::new(Arc::new(store.clone()));
+        let mut config = ClientConfig::default();
+        config.tls_active = true;
+        let mut client = Client::new(config, Instant::from_millis(START));
+        let m = sasl::Scram::sha256("alice", Secret::new("secret"), "clientnonce123456789")
+            .with_tls_exporter([42; 32]);
+        client.auth(Box::new(m)).unwrap();
+        client.stat().unwrap();
+        client.quit().unwrap();
+        let seen = run(&mut client, &mut server, &mut driver, piece);
+        assert!(
+            seen.events.iter().any(|e| e.contains("count: 3, size: 90")),
+            "piece {piece}: {:?}",
+            seen.events
+        );
+    }
+}

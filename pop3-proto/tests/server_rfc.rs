@@ -177,7 +177,7 @@ fn rfc2449_capa_example() {
          S: AUTH-RESP-CODE
          S: PIPELINING
          S: USER
-         S: SASL PLAIN LOGIN CRAM-MD5
+         S: SASL PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256
          S: LOGIN-DELAY 900
          S: EXPIRE 60
          S: IMPLEMENTATION Shlemazle-Plotz-v302

@@ -726,7 +726,7 @@ fn bare_auth_lists_mechanisms() {
     h.take_output();
     assert_eq!(
         h.cmd("AUTH"),
-        "+OK Supported mechanisms follow.\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\n.\r\n"
+        "+OK Supported mechanisms follow.\r\nPLAIN\r\nLOGIN\r\nCRAM-MD5\r\nSCRAM-SHA-1\r\nSCRAM-SHA-256\r\n.\r\n"
     );
 }
 
@@ -809,7 +809,10 @@ fn plaintext_login_refused_before_tls_by_default() {
     h.take_output();
     let caps = capa(&mut h);
     assert!(!caps.contains(&"USER".to_string()), "{caps:?}");
-    assert!(caps.contains(&"SASL CRAM-MD5".to_string()), "{caps:?}");
+    assert!(
+        caps.contains(&"SASL CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256".to_string()),
+        "{caps:?}"
+    );
     assert!(caps.contains(&"STLS".to_string()));
     let refusal = "-ERR [AUTH] Plaintext authentication is not allowed without TLS.\r\n";
     assert_eq!(h.cmd("USER alice"), refusal);
@@ -825,7 +828,7 @@ fn plaintext_login_refused_before_tls_by_default() {
     h.cmd("STLS");
     let caps = capa(&mut h);
     assert!(caps.contains(&"USER".to_string()));
-    assert!(caps.contains(&"SASL PLAIN LOGIN CRAM-MD5".to_string()));
+    assert!(caps.contains(&"SASL PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256".to_string()));
     assert!(!caps.contains(&"STLS".to_string()));
     h.login("alice", "secret");
 }
@@ -939,6 +942,489 @@ fn sasl_stays_advertised_after_auth() {
     h.take_output();
     h.cmd(&format!("AUTH PLAIN {}", b64(b"\0alice\0secret")));
     assert!(capa(&mut h).iter().any(|c| c.starts_with("SASL ")));
+}
+
+fn unb64(line: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let data = line
+        .trim_end()
+        .strip_prefix("+ ")
+        .unwrap_or_else(|| panic!("{line}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap()
+}
+
+#[test]
+fn rfc4616_plain_examples() {
+    let store = standard_store();
+    store.add_user("tim", "tanstaaftanstaaf");
+    store.add_user("Kurt", "xipj3plmq");
+    let mut h = Harness::new(test_config(), plain(), store.clone());
+    h.take_output();
+    // RFC 4616 §4: "\0tim\0tanstaaftanstaaf" logs tim in.
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"\0tim\0tanstaaftanstaaf")));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    // "Ursel\0Kurt\0xipj3plmq": Kurt acting as Ursel, which this server
+    // does not allow.
+    let mut h = Harness::new(test_config(), plain(), store);
+    h.take_output();
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"Ursel\0Kurt\0xipj3plmq")));
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+}
+
+#[test]
+fn auth_equals_sign_is_an_empty_initial_response() {
+    let mut h = Harness::standard();
+    h.take_output();
+    // Without an initial response PLAIN asks with an empty challenge ...
+    assert_eq!(h.cmd("AUTH PLAIN"), "+ \r\n");
+    assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    // ... with `=` it has an empty one, which cannot be a PLAIN message.
+    assert_eq!(
+        h.cmd("AUTH PLAIN ="),
+        "-ERR [AUTH] Authentication failed.\r\n"
+    );
+}
+
+#[test]
+fn auth_strict_base64_refuses_bad_characters_and_misplaced_padding() {
+    for bad in ["AGFsaWNl!", "AGFsa=WNl", "AGFsaWN", "A===", "AGFs aWNl"] {
+        let mut h = Harness::standard();
+        h.take_output();
+        h.cmd("AUTH PLAIN");
+        let r = h.cmd(bad);
+        assert!(r.starts_with("-ERR"), "{bad}: {r}");
+        assert!(
+            !r.contains("[AUTH]"),
+            "{bad}: a protocol error, not a failed login"
+        );
+        assert_eq!(h.server.state(), State::Authorization);
+        assert!(h.requests.is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn second_auth_after_success_is_refused() {
+    let mut h = Harness::standard();
+    h.take_output();
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"\0alice\0secret")));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    let r = h.cmd(&format!("AUTH PLAIN {}", b64(b"\0alice\0secret")));
+    assert!(r.starts_with("-ERR"), "{r}");
+    assert_eq!(h.server.state(), State::Transaction);
+}
+
+/// Runs SCRAM against the harness with the client mechanism; returns the
+/// server's answer to the empty line that acknowledges its final message.
+fn scram_login(h: &mut Harness, mech: &str, password: &str, initial: bool) -> String {
+    use pop3_proto::client::sasl::{ClientMechanism, Scram};
+    use pop3_proto::types::Secret;
+    let mut m = match mech {
+        "SCRAM-SHA-1" => Scram::sha1(
+            "alice",
+            Secret::new(password.to_owned()),
+            "Zm9vYmFyYmF6cXV4",
+        ),
+        _ => Scram::sha256(
+            "alice",
+            Secret::new(password.to_owned()),
+            "Zm9vYmFyYmF6cXV4",
+        ),
+    };
+    let first = m.initial_response().unwrap();
+    let r = if initial {
+        h.cmd(&format!("AUTH {mech} {}", b64(first.expose())))
+    } else {
+        assert_eq!(h.cmd(&format!("AUTH {mech}")), "+ \r\n");
+        h.cmd(&b64(first.expose()))
+    };
+    let server_first = unb64(&r);
+    let text = String::from_utf8(server_first.clone()).unwrap();
+    assert!(text.starts_with("r=Zm9vYmFyYmF6cXV4"), "{text}");
+    assert!(text.ends_with(",i=4096"), "{text}");
+    let last = m.step(&server_first).unwrap();
+    let r = h.cmd(&b64(last.expose()));
+    if !r.starts_with("+ ") {
+        return r;
+    }
+    // The server's final message is a challenge (RFC 5034: +OK has no data).
+    let v = unb64(&r);
+    assert!(v.starts_with(b"v="), "{r}");
+    assert!(m.step(&v).unwrap().is_empty());
+    assert!(m.is_complete());
+    h.cmd("")
+}
+
+#[test]
+fn auth_scram_server_final_is_a_challenge_answered_by_an_empty_line() {
+    for mech in ["SCRAM-SHA-1", "SCRAM-SHA-256"] {
+        for initial in [true, false] {
+            let mut h = Harness::standard();
+            h.take_output();
+            let r = scram_login(&mut h, mech, "secret", initial);
+            assert!(r.starts_with("+OK Logged in"), "{mech}: {r}");
+            assert_eq!(h.server.state(), State::Transaction);
+            assert!(
+                h.requests
+                    .iter()
+                    .any(|q| matches!(q, StoreRequest::ScramKeys { .. }))
+            );
+            // SASL stays advertised after AUTH.
+            assert!(
+                capa(&mut h)
+                    .iter()
+                    .any(|c| c.starts_with("SASL ") && c.contains(mech))
+            );
+        }
+    }
+}
+
+#[test]
+fn auth_scram_wrong_password_fails_at_the_proof() {
+    let mut h = Harness::standard();
+    h.take_output();
+    let r = scram_login(&mut h, "SCRAM-SHA-256", "wrong", true);
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!(h.server.state(), State::Authorization);
+}
+
+#[test]
+fn auth_scram_cancel_gets_err() {
+    let mut h = Harness::standard();
+    h.take_output();
+    let r = h.cmd(&format!(
+        "AUTH SCRAM-SHA-256 {}",
+        b64(b"n,,n=alice,r=abcdefgh")
+    ));
+    assert!(r.starts_with("+ "), "{r}");
+    assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    assert_eq!(h.server.state(), State::Authorization);
+}
+
+#[test]
+fn scram_offered_only_when_the_store_serves_it_and_without_tls() {
+    // A store without SCRAM keys: not in CAPA, not in the bare AUTH list,
+    // refused by AUTH.
+    let config = ServerConfig::default().credential_forms(CredentialForms::new(true, true));
+    let mut h = Harness::new(config, stls_capable(), standard_store());
+    h.take_output();
+    let caps = capa(&mut h);
+    assert!(caps.contains(&"SASL CRAM-MD5".to_string()), "{caps:?}");
+    assert!(!h.cmd("AUTH").contains("SCRAM"));
+    assert_eq!(
+        h.cmd("AUTH SCRAM-SHA-256"),
+        "-ERR Unsupported authentication mechanism.\r\n"
+    );
+    // SHA-256 keys only.
+    let forms = CredentialForms::new(false, false).with_scram(false, true);
+    let config = ServerConfig::default().credential_forms(forms);
+    let mut h = Harness::new(config, stls_capable(), standard_store());
+    h.take_output();
+    let caps = capa(&mut h);
+    // SCRAM reveals no password: offered before TLS.
+    assert!(caps.contains(&"SASL SCRAM-SHA-256".to_string()), "{caps:?}");
+    assert!(!caps.contains(&"USER".to_string()), "{caps:?}");
+    assert_eq!(
+        h.cmd("AUTH"),
+        "+OK Supported mechanisms follow.\r\nSCRAM-SHA-256\r\n.\r\n"
+    );
+    let r = scram_login(&mut h, "SCRAM-SHA-256", "secret", true);
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+}
+
+fn oauth_harness(ctx: pop3_proto::server::ConnectionContext, allow_plaintext: bool) -> Harness {
+    use pop3_proto::store::TokenValidator;
+    let store = standard_store();
+    store.add_user("user@example.com", "unused");
+    // RFC 7628 §4.1's token for its user.
+    let store = store.with_token_validator(TokenValidator::new(|user, token| {
+        user == "user@example.com"
+            && token.expose() == b"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+    }));
+    let config = ServerConfig::for_store(&store).allow_plaintext_auth(allow_plaintext);
+    let mut h = Harness::new(config, ctx, store);
+    h.take_output();
+    h
+}
+
+const RFC7628_MESSAGE: &[u8] = b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01\
+auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01";
+
+#[test]
+fn oauthbearer_rfc7628_example_logs_in() {
+    let mut h = oauth_harness(implicit_tls(), false);
+    assert!(
+        capa(&mut h)
+            .iter()
+            .any(|c| c.starts_with("SASL ") && c.contains("OAUTHBEARER"))
+    );
+    let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(RFC7628_MESSAGE)));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    assert!(h.requests.iter().any(|q| matches!(
+        q,
+        StoreRequest::VerifyToken { user, token }
+            if user.as_str() == "user@example.com"
+                && token.expose() == b"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+    )));
+}
+
+#[test]
+fn oauthbearer_two_step_and_an_initial_response_longer_than_255_octets() {
+    use pop3_proto::line::Limits;
+    // The two-step form: an empty challenge asks for the message.
+    let mut h = oauth_harness(implicit_tls(), false);
+    assert_eq!(h.cmd("AUTH OAUTHBEARER"), "+ \r\n");
+    assert!(h.cmd(&b64(RFC7628_MESSAGE)).starts_with("+OK Logged in"));
+    // A long token on the AUTH line, under the strict 255-octet command
+    // limit: AUTH lines may be as long as SASL lines.
+    let store = standard_store().with_token_validator(pop3_proto::store::TokenValidator::new(
+        |user, token| user == "alice" && token.len() == 2000,
+    ));
+    let config = ServerConfig::for_store(&store)
+        .allow_plaintext_auth(true)
+        .limits(Limits::strict());
+    let mut h = Harness::new(config, plain(), store);
+    h.take_output();
+    let message = format!("n,a=alice,\x01auth=Bearer {}\x01\x01", "t".repeat(2000));
+    let line = format!("AUTH OAUTHBEARER {}", b64(message.as_bytes()));
+    assert!(line.len() > 255);
+    assert!(h.cmd(&line).starts_with("+OK Logged in"));
+    // Other commands keep the strict limit.
+    let mut h = Harness::new(
+        test_config().limits(Limits::strict()),
+        plain(),
+        standard_store(),
+    );
+    h.take_output();
+    assert_eq!(
+        h.cmd(&format!("USER {}", "u".repeat(300))),
+        "-ERR Command line too long.\r\n"
+    );
+}
+
+#[test]
+fn oauthbearer_error_flow_json_challenge_then_aq_then_err() {
+    let mut h = oauth_harness(implicit_tls(), false);
+    let bad = b"n,a=user@example.com,\x01auth=Bearer expired\x01\x01";
+    let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+    assert_eq!(unb64(&r), br#"{"status":"invalid_token"}"#);
+    // The client's %x01 (RFC 7628 §3.2.3), then -ERR.
+    assert_eq!(h.cmd("AQ=="), "-ERR [AUTH] Authentication failed.\r\n");
+    assert_eq!(h.server.state(), State::Authorization);
+}
+
+#[test]
+fn xoauth2_logs_in_and_its_error_flow_ends_with_err() {
+    let mut h = oauth_harness(implicit_tls(), false);
+    let good =
+        b"user=user@example.com\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01";
+    let bad = b"user=user@example.com\x01auth=Bearer nope\x01\x01";
+    let r = h.cmd(&format!("AUTH XOAUTH2 {}", b64(bad)));
+    assert_eq!(unb64(&r), br#"{"status":"401","schemes":"bearer"}"#);
+    assert_eq!(h.cmd(""), "-ERR [AUTH] Authentication failed.\r\n");
+    // The two-step form (Office 365's).
+    assert_eq!(h.cmd("AUTH XOAUTH2"), "+ \r\n");
+    assert!(h.cmd(&b64(good)).starts_with("+OK Logged in"));
+}
+
+#[test]
+fn oauth_malformed_messages_fail() {
+    for bad in [
+        &b"n,,\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"[..],
+        b"n,a=user@example.com,\x01auth=Basic dXNlcjpwYXNz\x01\x01",
+        b"n,a=user@example.com,\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+        b"p=tls-unique,a=user@example.com,\x01auth=Bearer x\x01\x01",
+    ] {
+        let mut h = oauth_harness(implicit_tls(), false);
+        let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+        assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n", "{bad:?}");
+        assert!(h.requests.is_empty(), "{bad:?}");
+    }
+}
+
+#[test]
+fn oauth_offered_only_with_a_token_validator_and_tls() {
+    // No validator: not offered even over TLS.
+    let mut h = Harness::new(
+        ServerConfig::for_store(&MemoryStore::new()),
+        implicit_tls(),
+        standard_store(),
+    );
+    h.take_output();
+    assert!(!capa(&mut h).iter().any(|c| c.contains("OAUTH")));
+    assert_eq!(
+        h.cmd("AUTH XOAUTH2"),
+        "-ERR Unsupported authentication mechanism.\r\n"
+    );
+    // A validator, no TLS: a token is as good as a password.
+    let mut h = oauth_harness(stls_capable(), false);
+    assert!(!capa(&mut h).iter().any(|c| c.contains("OAUTH")));
+    assert_eq!(
+        h.cmd(&format!("AUTH OAUTHBEARER {}", b64(RFC7628_MESSAGE))),
+        "-ERR [AUTH] Plaintext authentication is not allowed without TLS.\r\n"
+    );
+    assert!(h.requests.is_empty());
+    h.cmd("STLS");
+    let caps = capa(&mut h);
+    assert!(
+        caps.iter().any(|c| c.ends_with("OAUTHBEARER XOAUTH2")),
+        "{caps:?}"
+    );
+}
+
+fn external_config() -> ServerConfig {
+    use pop3_proto::server::ExternalIdentity;
+    test_config().external_identity(Some(ExternalIdentity::new(|der| {
+        (der == b"alice's certificate").then(|| "alice".to_string())
+    })))
+}
+
+#[test]
+fn external_with_a_verified_client_certificate() {
+    use pop3_proto::server::TlsInfo;
+    let cert = TlsInfo::default().with_client_certificate(&b"alice's certificate"[..]);
+    // An empty authorization identity, then the certificate's own.
+    for initial in ["=", "YWxpY2U="] {
+        let mut h = Harness::new(
+            external_config(),
+            implicit_tls().tls_info(cert.clone()),
+            standard_store(),
+        );
+        h.take_output();
+        assert!(
+            capa(&mut h)
+                .iter()
+                .any(|c| c.starts_with("SASL ") && c.ends_with(" EXTERNAL"))
+        );
+        let r = h.cmd(&format!("AUTH EXTERNAL {initial}"));
+        assert!(r.starts_with("+OK Logged in"), "{initial}: {r}");
+        assert_eq!(h.server.user().map(|u| u.as_str()), Some("alice"));
+    }
+    // The two-step form.
+    let mut h = Harness::new(
+        external_config(),
+        implicit_tls().tls_info(cert.clone()),
+        standard_store(),
+    );
+    h.take_output();
+    assert_eq!(h.cmd("AUTH EXTERNAL"), "+ \r\n");
+    assert!(h.cmd("").starts_with("+OK Logged in"));
+    // Acting as someone else: refused.
+    let mut h = Harness::new(
+        external_config(),
+        implicit_tls().tls_info(cert.clone()),
+        standard_store(),
+    );
+    h.take_output();
+    assert_eq!(
+        h.cmd(&format!("AUTH EXTERNAL {}", b64(b"mrose"))),
+        "-ERR [AUTH] Authentication failed.\r\n"
+    );
+    // After STLS, with the certificate the handshake verified.
+    let mut h = Harness::new(external_config(), stls_capable(), standard_store());
+    h.take_output();
+    assert!(!h.cmd("AUTH").contains("EXTERNAL"));
+    h.auto_tls = false;
+    h.cmd("STLS");
+    h.server.handle_tls_info(cert);
+    h.server.handle_tls_established(h.now);
+    assert!(h.cmd("AUTH").contains("\r\nEXTERNAL\r\n"));
+    assert!(h.cmd("AUTH EXTERNAL =").starts_with("+OK Logged in"));
+}
+
+#[test]
+fn external_not_offered_without_a_mapped_certificate() {
+    use pop3_proto::server::TlsInfo;
+    for (config, ctx) in [
+        // TLS, no client certificate.
+        (external_config(), implicit_tls()),
+        // A certificate nobody maps.
+        (
+            external_config(),
+            implicit_tls().tls_info(TlsInfo::default().with_client_certificate(&b"mallory"[..])),
+        ),
+        // A certificate, but no mapping configured.
+        (
+            test_config(),
+            implicit_tls()
+                .tls_info(TlsInfo::default().with_client_certificate(&b"alice's certificate"[..])),
+        ),
+    ] {
+        let mut h = Harness::new(config, ctx, standard_store());
+        h.take_output();
+        assert!(!capa(&mut h).iter().any(|c| c.contains("EXTERNAL")));
+        assert_eq!(
+            h.cmd("AUTH EXTERNAL ="),
+            "-ERR Unsupported authentication mechanism.\r\n"
+        );
+    }
+}
+
+/// Runs SCRAM-SHA-256 with the client mechanism `m`; the server's answer
+/// to the proof (or to the empty line after its final message).
+fn scram_run(h: &mut Harness, mut m: pop3_proto::client::sasl::Scram) -> String {
+    use pop3_proto::client::sasl::ClientMechanism;
+    let name = m.name();
+    let first = m.initial_response().unwrap();
+    let r = h.cmd(&format!("AUTH {name} {}", b64(first.expose())));
+    if !r.starts_with("+ ") {
+        return r;
+    }
+    let last = m.step(&unb64(&r)).unwrap();
+    let r = h.cmd(&b64(last.expose()));
+    if !r.starts_with("+ ") {
+        return r;
+    }
+    assert!(m.step(&unb64(&r)).unwrap().is_empty());
+    h.cmd("")
+}
+
+#[test]
+fn scram_sha256_plus_binds_to_the_tls_exporter() {
+    use pop3_proto::client::sasl::Scram;
+    use pop3_proto::server::TlsInfo;
+    use pop3_proto::types::Secret;
+    let scram = || Scram::sha256("alice", Secret::new("secret"), "Zm9vYmFyYmF6cXV4");
+    let bound = || implicit_tls().tls_info(TlsInfo::default().with_tls_exporter([9; 32]));
+    let harness = |ctx| {
+        let mut h = Harness::new(test_config(), ctx, standard_store());
+        h.take_output();
+        h
+    };
+    // Offered with an exporter value, and the same value logs in.
+    let mut h = harness(bound());
+    assert!(
+        capa(&mut h)
+            .iter()
+            .any(|c| c.contains(" SCRAM-SHA-256-PLUS"))
+    );
+    let r = scram_run(&mut h, scram().with_tls_exporter([9; 32]));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    // Another value (the client is on another channel): refused.
+    let mut h = harness(bound());
+    let r = scram_run(&mut h, scram().with_tls_exporter([8; 32]));
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    // Plain SCRAM-SHA-256 still works beside it with `n`; with `y` the
+    // server sees a downgrade and refuses (RFC 5802 §6).
+    let mut h = harness(bound());
+    assert!(scram_run(&mut h, scram()).starts_with("+OK Logged in"));
+    let mut h = harness(bound());
+    let r = scram_run(&mut h, scram().could_bind());
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    // Without an exporter value (TLS 1.2, or no TLS): not offered; `y` is
+    // then fine.
+    let mut h = harness(implicit_tls());
+    assert!(!capa(&mut h).iter().any(|c| c.contains("PLUS")));
+    assert_eq!(
+        h.cmd(&format!(
+            "AUTH SCRAM-SHA-256-PLUS {}",
+            b64(b"p=tls-exporter,,n=alice,r=abc")
+        )),
+        "-ERR Unsupported authentication mechanism.\r\n"
+    );
+    let mut h = harness(implicit_tls());
+    assert!(scram_run(&mut h, scram().could_bind()).starts_with("+OK Logged in"));
 }
 
 // ---------------------------------------------------------------- D.6

@@ -198,6 +198,7 @@ where
     async fn connection(&self, stream: TcpStream, peer: SocketAddr, security: Security) {
         let _ = stream.set_nodelay(true);
         let mut io = Conn::Plain(stream);
+        let mut tls_info = pop3_proto::server::TlsInfo::default();
         if security == Security::ImplicitTls {
             let accepted = match (self.inner.tls.clone(), io.take_plain()) {
                 (Some(acceptor), Ok(tcp)) => tokio::time::timeout(
@@ -211,7 +212,10 @@ where
                 (_, Err(e)) => Err(e),
             };
             match accepted {
-                Ok(tls) => io = Conn::ServerTls(Box::new(tls)),
+                Ok(tls) => {
+                    tls_info = pop3_blocking::common::server_tls_info(tls.get_ref().1);
+                    io = Conn::ServerTls(Box::new(tls));
+                }
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "TLS handshake failed");
                     return;
@@ -225,7 +229,8 @@ where
                 return;
             }
         };
-        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some());
+        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some())
+            .tls_info(tls_info);
         let epoch = TokioInstant::now();
         let machine = Server::new(
             self.inner.config.clone(),
@@ -369,7 +374,11 @@ impl Session {
             }
         };
         self.handshake = None;
-        let done = done.map(|tls| self.io = Conn::ServerTls(Box::new(tls)));
+        let done = done.map(|tls| {
+            self.conn
+                .tls_info(pop3_blocking::common::server_tls_info(tls.get_ref().1));
+            self.io = Conn::ServerTls(Box::new(tls));
+        });
         if let Err(e) = &done {
             tracing::debug!(error = %e, "STLS upgrade failed");
         }

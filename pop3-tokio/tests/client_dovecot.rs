@@ -7,7 +7,7 @@ mod support;
 
 use std::net::SocketAddr;
 
-use pop3_proto::client::sasl::{Login, Plain};
+use pop3_proto::client::sasl::{BoxedMechanism, CramMd5, Login, Plain, Scram};
 use pop3_proto::response::{Capability, CodeKind};
 use pop3_proto::types::{MessageNumber, Secret};
 use pop3_tokio::client::{ConnectOptions, Error, Pop3Client, Security, TlsVerification, msg};
@@ -236,6 +236,65 @@ async fn apop_and_sasl_logins() {
         .expect("AUTH LOGIN");
     client.stat().await.unwrap();
     client.quit().await.unwrap();
+}
+
+fn mechanism(name: &str, password: &str) -> BoxedMechanism {
+    let pw = || Secret::new(password.to_owned());
+    let nonce = pop3_blocking::tls::random_token(24).expect("randomness");
+    match name {
+        "PLAIN" => Box::new(Plain::new(USER, pw())),
+        "LOGIN" => Box::new(Login::new(USER, pw())),
+        "CRAM-MD5" => Box::new(CramMd5::new(USER, pw())),
+        "SCRAM-SHA-1" => Box::new(Scram::sha1(USER, pw(), &nonce)),
+        "SCRAM-SHA-256" => Box::new(Scram::sha256(USER, pw(), &nonce)),
+        other => panic!("no mechanism {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_sasl_mechanism_over_stls_and_implicit_tls() {
+    let messages = awkward::small();
+    let dovecot = Dovecot::start(&[(USER, PASSWORD, &messages)]);
+    for name in ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"] {
+        for (addr, security) in [
+            (dovecot.pop3_addr(), Security::StartTls),
+            (dovecot.pop3s_addr(), Security::ImplicitTls),
+        ] {
+            let mut client = connect(addr, security, &dovecot).await;
+            client
+                .auth(mechanism(name, PASSWORD))
+                .await
+                .unwrap_or_else(|e| panic!("AUTH {name} over {security:?}: {e}"));
+            assert_eq!(client.stat().await.unwrap().count as usize, messages.len());
+            client.quit().await.unwrap();
+        }
+    }
+    let log = dovecot.log();
+    for name in ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"] {
+        assert!(log.contains(&format!("method={name},")), "{name}:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn login_picks_scram_sha_256_and_a_wrong_scram_password_is_an_auth_error() {
+    let messages = awkward::small();
+    let dovecot = Dovecot::start(&[(USER, PASSWORD, &messages)]);
+    // Without TLS: the strongest mechanism Dovecot offers.
+    let mut client = connect(dovecot.pop3_addr(), Security::Plain, &dovecot).await;
+    client.login(USER, PASSWORD).await.expect("login");
+    client.quit().await.unwrap();
+    assert!(
+        dovecot.log().contains("method=SCRAM-SHA-256,"),
+        "{}",
+        dovecot.log()
+    );
+    for name in ["SCRAM-SHA-1", "SCRAM-SHA-256"] {
+        let mut client = connect(dovecot.pop3s_addr(), Security::ImplicitTls, &dovecot).await;
+        let err = client.auth(mechanism(name, "wrong")).await.unwrap_err();
+        let server = err.server_error().expect("a -ERR");
+        assert_eq!(server.kind(), Some(CodeKind::Auth), "{name}: {server}");
+        client.quit().await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -305,7 +305,7 @@ async fn poplib_capa_hides_user_and_plaintext_sasl_until_stls() {
     let by = |i: usize| &steps[i - 1];
 
     // Before TLS: STLS offered, USER and the plaintext mechanisms not;
-    // CRAM-MD5 (the secret never crosses the wire) is.
+    // CRAM-MD5 and SCRAM (the secret never crosses the wire) are.
     let before = caps(by(1));
     for cap in ["TOP", "UIDL", "PIPELINING", "RESP-CODES", "STLS"] {
         assert!(
@@ -314,7 +314,11 @@ async fn poplib_capa_hides_user_and_plaintext_sasl_until_stls() {
         );
     }
     assert!(!has_cap(&before, "USER"), "USER before TLS: {before:?}");
-    assert_eq!(sasl(&before), ["CRAM-MD5"], "{before:?}");
+    assert_eq!(
+        sasl(&before),
+        ["CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"],
+        "{before:?}"
+    );
     for i in [2, 3] {
         assert!(!by(i).ok, "plaintext login before TLS: {:?}", by(i));
         assert!(by(i).text().starts_with("-ERR [AUTH]"), "{:?}", by(i));
@@ -330,7 +334,18 @@ async fn poplib_capa_hides_user_and_plaintext_sasl_until_stls() {
         );
     }
     assert!(!has_cap(&after_tls, "STLS"), "{after_tls:?}");
-    assert_eq!(sasl(&after_tls), ["PLAIN", "LOGIN", "CRAM-MD5"]);
+    // poplib negotiates TLS 1.3: the channel-bound SCRAM is offered too.
+    assert_eq!(
+        sasl(&after_tls),
+        [
+            "PLAIN",
+            "LOGIN",
+            "CRAM-MD5",
+            "SCRAM-SHA-1",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-256-PLUS"
+        ]
+    );
     assert!(by(6).ok && by(7).ok, "{:?} {:?}", by(6), by(7));
 
     let logged_in = caps(by(8));
@@ -360,7 +375,10 @@ async fn poplib_capa_offers_user_before_tls_when_plaintext_is_allowed_and_no_stl
     let before = caps(&plain.steps[0]);
     assert!(has_cap(&before, "USER"), "{before:?}");
     assert!(has_cap(&before, "STLS"), "{before:?}");
-    assert_eq!(sasl(&before), ["PLAIN", "LOGIN", "CRAM-MD5"]);
+    assert_eq!(
+        sasl(&before),
+        ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"]
+    );
     assert!(plain.steps[1..].iter().all(|s| s.ok), "{:?}", plain.steps);
 
     let pop3s = blocking(move || {
@@ -863,6 +881,264 @@ async fn mpop_pop3s_keeps_messages_and_fetches_only_new_ones() {
         assert_bytes_eq(&format!("mpop: {name}"), got, &mpop_expected(stored));
     }
     assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
+/// `doveadm pw -s SCRAM-SHA-256 -p secret` and `-s SCRAM-SHA-1`.
+const DOVEADM_SCRAM_SHA256: &str = "{SCRAM-SHA-256}4096,BXlOE1p6JoeiFnkD9ogyoQ==,4i7fUBleYPKXBGlKwEq/8UEelRgTtAF20dvvSHHWQfk=,pYdAJYpbN39FVfVX/EH3dfIMQj4zePc0sFZ2KAT5zrE=";
+const DOVEADM_SCRAM_SHA1: &str = "{SCRAM-SHA-1}4096,dyCLsjRAN0ezboeM1ngZFw==,x9soDW0Oi/a+VoLj4WGbcyFuH4k=,+On8n0oTFvBo/0z1/g712RIzhj8=";
+
+/// Runs mpop once with `auth` and checks the dialogue used that mechanism
+/// and every message arrived.
+async fn mpop_auth_run(
+    label: &str,
+    addr: SocketAddr,
+    security: mpop::Security,
+    auth: &str,
+    password: &str,
+    messages: &[(String, Vec<u8>)],
+) -> std::process::Output {
+    let work = tempfile::tempdir().unwrap();
+    let account = mpop::Mpop::new(work.path(), addr, security, USER, password).auth(auth);
+    let (out, delivered) = blocking(move || {
+        let mut cmd = account.command();
+        cmd.arg("--debug");
+        let out = support::run_with_timeout(cmd, account.timeout);
+        (out, account.delivered())
+    })
+    .await;
+    if !label.contains("wrong") {
+        expect_success(label, &out);
+        assert_eq!(delivered.len(), messages.len(), "{label}: count");
+        let dialogue = mpop_dialogue(&out.stdout);
+        let sent = format!("--> AUTH {}", auth.to_ascii_uppercase());
+        assert!(
+            dialogue.iter().any(|l| l.starts_with(&sent)),
+            "{label}: no {sent:?} in {dialogue:#?}"
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpop_auth_scram_sha256_scram_sha1_cram_md5_and_plain() {
+    let messages = awkward::small();
+    // A {PLAIN} user: every mechanism, SCRAM keys derived by the store.
+    let server = TestServer::start(USER, PASSWORD, &messages).await;
+    let (addr, tls_addr, ca) = (server.plain_addr(), server.tls_addr(), server.ca());
+    for auth in ["scram-sha-256", "scram-sha-1", "cram-md5"] {
+        // None of these reveals the password: no TLS needed.
+        let label = format!("mpop auth {auth} without TLS");
+        mpop_auth_run(
+            &label,
+            addr,
+            mpop::Security::Plain,
+            auth,
+            PASSWORD,
+            &messages,
+        )
+        .await;
+    }
+    for auth in ["plain", "scram-sha-256"] {
+        let label = format!("mpop auth {auth} over STLS");
+        let security = mpop::Security::Stls(ca.clone());
+        mpop_auth_run(&label, addr, security, auth, PASSWORD, &messages).await;
+        let label = format!("mpop auth {auth} over POP3S");
+        let security = mpop::Security::Implicit(ca.clone());
+        mpop_auth_run(&label, tls_addr, security, auth, PASSWORD, &messages).await;
+    }
+    // A wrong password fails with the [AUTH] code.
+    let out = mpop_auth_run(
+        "mpop auth scram-sha-256, wrong password",
+        addr,
+        mpop::Security::Plain,
+        "scram-sha-256",
+        "wrong",
+        &messages,
+    )
+    .await;
+    assert!(!out.status.success(), "a wrong SCRAM password worked");
+    let dialogue = mpop_dialogue(&out.stdout);
+    assert!(
+        dialogue.iter().any(|l| l.starts_with("<-- -ERR [AUTH]")),
+        "{dialogue:#?}"
+    );
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpop_auth_scram_with_dovecot_scram_passwd_entries() {
+    let messages = awkward::small();
+    for (entry, auth) in [
+        (DOVEADM_SCRAM_SHA256, "scram-sha-256"),
+        (DOVEADM_SCRAM_SHA1, "scram-sha-1"),
+    ] {
+        let server = TestServerBuilder::new()
+            .user_line(USER, &format!("{USER}:{entry}"), &messages)
+            .start()
+            .await;
+        let (addr, ca) = (server.plain_addr(), server.ca());
+        let label = format!("mpop auth {auth} against a {auth} passwd entry");
+        mpop_auth_run(
+            &label,
+            addr,
+            mpop::Security::Stls(ca.clone()),
+            auth,
+            PASSWORD,
+            &messages,
+        )
+        .await;
+        // The keys verify USER/PASS over TLS too.
+        let label = format!("mpop auth user against a {auth} passwd entry");
+        let work = tempfile::tempdir().unwrap();
+        let account = mpop::Mpop::new(work.path(), addr, mpop::Security::Stls(ca), USER, PASSWORD);
+        let out = blocking(move || account.run()).await;
+        expect_success(&label, &out);
+    }
+}
+
+/// alice's OAuth bearer token, longer than an AUTH line of 255 octets
+/// allows with it as the initial response (real tokens are).
+fn long_token() -> String {
+    let mut t = String::from("ya29.");
+    while t.len() < 300 {
+        t.push_str("a0Aa1b2C3d4E5f6G7h8I9j-_");
+    }
+    t
+}
+
+async fn oauth_server(
+    messages: &[(String, Vec<u8>)],
+    mechanisms: Vec<pop3_proto::server::SaslMechanism>,
+) -> TestServer {
+    let token = long_token();
+    TestServerBuilder::new()
+        .with_config(|c| c.sasl_mechanisms(mechanisms))
+        .user(USER, PASSWORD, messages)
+        .token_validator(pop3_proto::store::TokenValidator::new(move |user, t| {
+            user == USER && t.expose() == token.as_bytes()
+        }))
+        .start()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_oauth2_bearer_with_oauthbearer_and_xoauth2() {
+    let messages = awkward::small();
+    use pop3_proto::server::SaslMechanism;
+    let server = oauth_server(&messages, vec![SaslMechanism::OAuthBearer]).await;
+    let (addr, tls_addr, ca) = (server.plain_addr(), server.tls_addr(), server.ca());
+    // curl prefers OAUTHBEARER: a server offering only XOAUTH2 for that.
+    let xoauth2 = oauth_server(&messages, vec![SaslMechanism::XOAuth2]).await;
+    let (xoauth2_addr, xoauth2_ca) = (xoauth2.tls_addr(), xoauth2.ca());
+    let want = listing(&messages);
+    blocking(move || {
+        for (label, curl, options, sent) in [
+            (
+                "OAUTHBEARER over POP3S",
+                Curl::pop3s(tls_addr, &ca, USER, ""),
+                None,
+                "> AUTH OAUTHBEARER",
+            ),
+            (
+                // curl keeps AUTH lines to 255 octets: the long token goes
+                // in two steps even with --sasl-ir.
+                "OAUTHBEARER, --sasl-ir, over STLS",
+                Curl::stls(addr, &ca, USER, "").arg("--sasl-ir"),
+                None,
+                "> AUTH OAUTHBEARER",
+            ),
+            (
+                "XOAUTH2 over POP3S",
+                Curl::pop3s(xoauth2_addr, &xoauth2_ca, USER, ""),
+                Some("AUTH=XOAUTH2"),
+                "> AUTH XOAUTH2",
+            ),
+        ] {
+            let mut curl = curl.arg("--oauth2-bearer").arg(long_token()).arg("-v");
+            if let Some(options) = options {
+                curl = curl.login_options(options);
+            }
+            let out = curl.list();
+            expect_success(&format!("curl {label}"), &out);
+            assert_eq!(String::from_utf8_lossy(&out.stdout), want, "curl {label}");
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                log.contains(sent),
+                "curl {label} did not send {sent:?}:\n{log}"
+            );
+        }
+        // A wrong token: the error challenge, then -ERR [AUTH].
+        let out = Curl::pop3s(tls_addr, &ca, USER, "")
+            .arg("--oauth2-bearer")
+            .arg("expired")
+            .arg("-v")
+            .list();
+        assert!(!out.status.success(), "a wrong token worked");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("< -ERR [AUTH]"), "{log}");
+    })
+    .await;
+    assert_eq!(server.stored(USER), sorted(uids_of(&messages)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpop_auth_oauthbearer_and_xoauth2_with_a_long_initial_response() {
+    let messages = awkward::small();
+    use pop3_proto::server::SaslMechanism;
+    let both = vec![SaslMechanism::OAuthBearer, SaslMechanism::XOAuth2];
+    let server = oauth_server(&messages, both).await;
+    let (addr, tls_addr, ca) = (server.plain_addr(), server.tls_addr(), server.ca());
+    for auth in ["oauthbearer", "xoauth2"] {
+        // mpop takes the token as its password.
+        let label = format!("mpop auth {auth} over STLS");
+        let out = mpop_auth_run(
+            &label,
+            addr,
+            mpop::Security::Stls(ca.clone()),
+            auth,
+            &long_token(),
+            &messages,
+        )
+        .await;
+        expect_success(&label, &out);
+        let dialogue = mpop_dialogue(&out.stdout);
+        let line = dialogue
+            .iter()
+            .find(|l| l.starts_with(&format!("--> AUTH {}", auth.to_ascii_uppercase())))
+            .unwrap_or_else(|| panic!("{label}: {dialogue:#?}"));
+        if auth == "oauthbearer" {
+            // OAUTHBEARER goes as an initial response, past 255 octets;
+            // mpop sends XOAUTH2 in two steps.
+            assert!(line.len() > 255, "{label}: {line}");
+        }
+        let label = format!("mpop auth {auth} over POP3S");
+        let out = mpop_auth_run(
+            &label,
+            tls_addr,
+            mpop::Security::Implicit(ca.clone()),
+            auth,
+            &long_token(),
+            &messages,
+        )
+        .await;
+        expect_success(&label, &out);
+    }
+    // A wrong token fails with [AUTH].
+    let out = mpop_auth_run(
+        "mpop auth oauthbearer, wrong token",
+        tls_addr,
+        mpop::Security::Implicit(ca),
+        "oauthbearer",
+        "expired",
+        &messages,
+    )
+    .await;
+    assert!(!out.status.success());
+    let dialogue = mpop_dialogue(&out.stdout);
+    assert!(
+        dialogue.iter().any(|l| l.starts_with("<-- -ERR [AUTH]")),
+        "{dialogue:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

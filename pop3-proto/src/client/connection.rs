@@ -580,6 +580,13 @@ impl Connection {
         self.rstart += used;
     }
 
+    /// The `tls-exporter` channel binding of the TLS connection (implicit
+    /// TLS, or after the handshake of [`Want::StartTls`]), for
+    /// SCRAM-SHA-256-PLUS; see [`Client::set_tls_exporter`].
+    pub fn set_tls_exporter(&mut self, value: Option<[u8; 32]>) {
+        self.machine.set_tls_exporter(value);
+    }
+
     /// How the handshake of [`Want::StartTls`] went; a failure ends the
     /// session.
     pub fn tls_done(&mut self, now: Instant, result: io::Result<()>) {

@@ -126,7 +126,7 @@
 //! computed from the greeting's timestamp, only when it is a valid
 //! `<local@domain>`), or [`Client::auth`] with a [`ClientMechanism`]
 //! ([`sasl::Plain`], [`sasl::Login`], [`sasl::CramMd5`],
-//! [`sasl::ScramSha256`], [`sasl::XOAuth2`], [`sasl::OAuthBearer`], or the
+//! [`sasl::Scram`], [`sasl::XOAuth2`], [`sasl::OAuthBearer`], or the
 //! application's own): the machine routes each `+` challenge to the
 //! mechanism and writes its answers. Every write that carries a secret (PASS,
 //! APOP, SASL data) has [`Transmit::secret`] set, so that a protocol log can
@@ -868,6 +868,8 @@ pub struct Client {
     config: ClientConfig,
     state: ClientState,
     tls: bool,
+    /// The `tls-exporter` channel binding, when the adapter passed it.
+    tls_exporter: Option<[u8; 32]>,
     user_accepted: bool,
     utf8: bool,
     greeting: Option<Greeting>,
@@ -910,6 +912,7 @@ impl Client {
             config,
             state: ClientState::Greeting,
             tls,
+            tls_exporter: None,
             user_accepted: false,
             utf8: false,
             greeting: None,
@@ -1115,6 +1118,27 @@ impl Client {
                 .capabilities
                 .as_ref()
                 .is_some_and(|c| c.contains(&Capability::Pipelining))
+    }
+
+    /// The `tls-exporter` channel binding of the TLS connection (RFC 9266:
+    /// the exporter with label "EXPORTER-Channel-Binding", an empty context,
+    /// 32 octets), which the adapter passes after a TLS 1.3 handshake:
+    /// SCRAM-SHA-256-PLUS binds to it.
+    ///
+    /// ```
+    /// use pop3_proto::client::{Client, ClientConfig};
+    /// use pop3_proto::time::Instant;
+    /// let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
+    /// client.set_tls_exporter(Some([7; 32]));
+    /// assert_eq!(client.tls_exporter(), Some(&[7; 32]));
+    /// ```
+    pub fn set_tls_exporter(&mut self, value: Option<[u8; 32]>) {
+        self.tls_exporter = value;
+    }
+
+    /// The channel binding set by [`Client::set_tls_exporter`].
+    pub fn tls_exporter(&self) -> Option<&[u8; 32]> {
+        self.tls_exporter.as_ref()
     }
 
     /// Whether TLS protects the connection (implicit, or after STLS).

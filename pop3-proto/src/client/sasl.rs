@@ -11,6 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::scram::ScramHash;
 use crate::types::{Mechanism, Secret};
 
 /// Why a mechanism could not answer a challenge. The session machine then
@@ -30,6 +31,23 @@ pub enum SaslError {
         /// The limit in force.
         limit: u32,
     },
+    /// The SCRAM server asked for fewer PBKDF2 iterations than the
+    /// mechanism accepts (a weakly stored password, or an attacker hoping
+    /// for a cheap dictionary attack).
+    TooFewIterations {
+        /// What the server asked for.
+        iterations: u32,
+        /// The minimum in force.
+        minimum: u32,
+    },
+    /// The SCRAM server asked for more PBKDF2 iterations than the mechanism
+    /// accepts; nothing was computed.
+    TooManyIterations {
+        /// What the server asked for.
+        iterations: u32,
+        /// The limit in force.
+        limit: u32,
+    },
 }
 
 impl fmt::Display for SaslError {
@@ -40,6 +58,17 @@ impl fmt::Display for SaslError {
             SaslError::TooManyChallenges { limit } => {
                 write!(f, "more than {limit} SASL challenges in one exchange")
             }
+            SaslError::TooFewIterations {
+                iterations,
+                minimum,
+            } => write!(
+                f,
+                "the server asked for {iterations} SCRAM iterations, fewer than {minimum}"
+            ),
+            SaslError::TooManyIterations { iterations, limit } => write!(
+                f,
+                "the server asked for {iterations} SCRAM iterations, more than {limit}"
+            ),
         }
     }
 }
@@ -460,19 +489,26 @@ impl ClientMechanism for OAuthBearer {
     }
 }
 
-/// `SCRAM-SHA-256` (RFC 7677, RFC 5802), without channel binding: proves
-/// the password without sending it, and checks the server's proof of the
-/// same (a `+OK` before that proof is refused).
+/// `SCRAM-SHA-1` (RFC 5802) and `SCRAM-SHA-256` (RFC 7677), without
+/// channel binding: proves the password without sending it, and checks the
+/// server's proof of the same (a `+OK` before that proof is refused).
 ///
 /// The client nonce comes from the caller (this crate has no randomness):
 /// at least 18 random octets, e.g. base64 of 24 bytes from the OS RNG, never
-/// reused. The user name and password are used as given (no SASLprep).
+/// reused. The password goes through SASLprep (RFC 4013) when it is text
+/// that SASLprep accepts, and is used as given otherwise.
+///
+/// The server chooses the PBKDF2 iteration count: fewer than
+/// [`Scram::min_iterations`] (4096) or more than [`Scram::max_iterations`]
+/// (100,000, so that a server cannot make the client burn its CPU) fail the
+/// exchange with [`SaslError::TooFewIterations`] or
+/// [`SaslError::TooManyIterations`] before any key is derived.
 ///
 /// ```
-/// use pop3_proto::client::sasl::{ClientMechanism, ScramSha256};
+/// use pop3_proto::client::sasl::{ClientMechanism, Scram};
 /// use pop3_proto::types::Secret;
 /// // RFC 7677 §3.
-/// let mut m = ScramSha256::new("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+/// let mut m = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
 /// assert_eq!(m.initial_response().unwrap().expose(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
 /// let last = m
 ///     .step(b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
@@ -487,44 +523,114 @@ impl ClientMechanism for OAuthBearer {
 /// assert!(m.is_complete());
 /// ```
 #[derive(Clone)]
-pub struct ScramSha256 {
+pub struct Scram {
+    hash: ScramHash,
+    binding: ClientBinding,
     user: String,
     password: Secret,
     nonce: String,
     min_iterations: u32,
+    max_iterations: u32,
     state: ScramState,
+}
+
+/// The channel binding of a client SCRAM exchange.
+#[derive(Clone, Copy)]
+enum ClientBinding {
+    /// `n`: the client cannot bind.
+    None,
+    /// `y`: the client could bind, and the server does not offer -PLUS.
+    Unused,
+    /// `p=tls-exporter` (the -PLUS mechanism).
+    TlsExporter([u8; 32]),
 }
 
 #[derive(Clone)]
 enum ScramState {
     Start,
     SentFirst { bare: String },
-    SentFinal { server_signature: [u8; 32] },
+    SentFinal { server_signature: Vec<u8> },
     Done,
 }
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+/// The default cap on the server's iteration count ([`Scram::max_iterations`]).
+pub const DEFAULT_MAX_SCRAM_ITERATIONS: u32 = 100_000;
 
-fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    use hmac::Mac;
-    // HMAC accepts keys of any length.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-impl ScramSha256 {
-    /// Credentials of `user`, with a fresh random `client_nonce` (printable
-    /// ASCII without `,`).
-    pub fn new(user: &str, password: Secret, client_nonce: &str) -> Self {
-        ScramSha256 {
+impl Scram {
+    /// `hash`'s mechanism, with the credentials of `user` and a fresh random
+    /// `client_nonce` (printable ASCII without `,`).
+    pub fn new(hash: ScramHash, user: &str, password: Secret, client_nonce: &str) -> Self {
+        Scram {
+            hash,
+            binding: ClientBinding::None,
             user: String::from(user),
             password,
             nonce: String::from(client_nonce),
-            min_iterations: 4096,
+            min_iterations: crate::scram::MIN_ITERATIONS,
+            max_iterations: DEFAULT_MAX_SCRAM_ITERATIONS,
             state: ScramState::Start,
+        }
+    }
+
+    /// `SCRAM-SHA-1`.
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::{ClientMechanism, Scram};
+    /// use pop3_proto::types::Secret;
+    /// // RFC 5802 §5.
+    /// let mut m = Scram::sha1("user", Secret::new("pencil"), "fyko+d2lbbFgONRv9qkxdawL");
+    /// assert_eq!(m.initial_response().unwrap().expose(), b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL");
+    /// let last = m
+    ///     .step(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
+    ///     .unwrap();
+    /// assert_eq!(
+    ///     last.expose(),
+    ///     &b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="[..]
+    /// );
+    /// assert!(m.step(b"v=rmF9pqV8S7suAoZWja4dJRkFsKQ=").unwrap().is_empty());
+    /// assert!(m.is_complete());
+    /// ```
+    pub fn sha1(user: &str, password: Secret, client_nonce: &str) -> Self {
+        Scram::new(ScramHash::Sha1, user, password, client_nonce)
+    }
+
+    /// `SCRAM-SHA-256`.
+    pub fn sha256(user: &str, password: Secret, client_nonce: &str) -> Self {
+        Scram::new(ScramHash::Sha256, user, password, client_nonce)
+    }
+
+    /// The -PLUS mechanism (`SCRAM-SHA-256-PLUS`), bound to the TLS
+    /// connection by its `tls-exporter` value (RFC 9266, TLS 1.3): a
+    /// server on the far side of a man in the middle computes another value,
+    /// and the proofs fail.
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::{ClientMechanism, Scram};
+    /// use pop3_proto::types::Secret;
+    /// let mut m = Scram::sha256("user", Secret::new("pencil"), "abc").with_tls_exporter([1; 32]);
+    /// assert_eq!(m.name().as_str(), "SCRAM-SHA-256-PLUS");
+    /// assert_eq!(m.initial_response().unwrap().expose(), b"p=tls-exporter,,n=user,r=abc");
+    /// ```
+    pub fn with_tls_exporter(mut self, value: [u8; 32]) -> Self {
+        self.binding = ClientBinding::TlsExporter(value);
+        self
+    }
+
+    /// Says (with the GS2 flag `y`) that the client could bind to the
+    /// channel but the server does not offer -PLUS, so that a server which
+    /// does, behind a downgrade, refuses the exchange (RFC 5802 §6).
+    pub fn could_bind(mut self) -> Self {
+        if matches!(self.binding, ClientBinding::None) {
+            self.binding = ClientBinding::Unused;
+        }
+        self
+    }
+
+    fn gs2_header(&self) -> &'static str {
+        match self.binding {
+            ClientBinding::None => "n,,",
+            ClientBinding::Unused => "y,,",
+            ClientBinding::TlsExporter(_) => "p=tls-exporter,,",
         }
     }
 
@@ -535,9 +641,26 @@ impl ScramSha256 {
         self
     }
 
+    /// Refuse servers asking for more PBKDF2 iterations than `n` (default
+    /// [`DEFAULT_MAX_SCRAM_ITERATIONS`]).
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::{ClientMechanism, SaslError, Scram};
+    /// use pop3_proto::types::Secret;
+    /// let mut m = Scram::sha256("user", Secret::new("pencil"), "abc").max_iterations(10_000);
+    /// m.initial_response();
+    /// assert_eq!(
+    ///     m.step(b"r=abcdef,s=QSXCR+Q6sek8bf92,i=4000000000").unwrap_err(),
+    ///     SaslError::TooManyIterations { iterations: 4_000_000_000, limit: 10_000 }
+    /// );
+    /// ```
+    pub fn max_iterations(mut self, n: u32) -> Self {
+        self.max_iterations = n;
+        self
+    }
+
     fn client_final(&mut self, server_first: &[u8]) -> Result<Secret, SaslError> {
         use base64::Engine as _;
-        use sha2::Digest as _;
         let ScramState::SentFirst { bare } = &self.state else {
             return Err(SaslError::UnexpectedChallenge);
         };
@@ -555,68 +678,75 @@ impl ScramSha256 {
         let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
             return Err(SaslError::BadChallenge);
         };
-        if !nonce.starts_with(self.nonce.as_str())
-            || nonce.len() == self.nonce.len()
-            || iterations < self.min_iterations.max(1)
-        {
+        if !nonce.starts_with(self.nonce.as_str()) || nonce.len() == self.nonce.len() {
             return Err(SaslError::BadChallenge);
+        }
+        if iterations < self.min_iterations.max(1) {
+            return Err(SaslError::TooFewIterations {
+                iterations,
+                minimum: self.min_iterations.max(1),
+            });
+        }
+        if iterations > self.max_iterations {
+            return Err(SaslError::TooManyIterations {
+                iterations,
+                limit: self.max_iterations,
+            });
         }
         let salt = base64::engine::general_purpose::STANDARD
             .decode(salt)
             .map_err(|_| SaslError::BadChallenge)?;
-        // Hi(password, salt, i): PBKDF2 with HMAC-SHA-256, one block.
-        let pw = self.password.expose();
-        let mut u = hmac256(pw, &[&salt, &1u32.to_be_bytes()]);
-        let mut salted = u;
-        for _ in 1..iterations {
-            u = hmac256(pw, &[&u]);
-            for (s, x) in salted.iter_mut().zip(u.iter()) {
-                *s ^= x;
-            }
+        let h = self.hash;
+        let raw = self.password.expose();
+        let prepared = core::str::from_utf8(raw)
+            .ok()
+            .and_then(|p| crate::scram::saslprep(p).ok());
+        let pw = prepared.as_deref().map_or(raw, str::as_bytes);
+        let salted = h.hi(pw, &salt, iterations);
+        let client_key = h.hmac(&salted, &[b"Client Key"]);
+        let stored_key = h.hash(&client_key);
+        let mut cbind_input = Vec::from(self.gs2_header().as_bytes());
+        if let ClientBinding::TlsExporter(value) = &self.binding {
+            cbind_input.extend_from_slice(value);
         }
-        let client_key = hmac256(&salted, &[b"Client Key"]);
-        let stored_key: [u8; 32] = sha2::Sha256::digest(client_key).into();
-        let without_proof = alloc::format!("c=biws,r={nonce}");
+        let c = base64::engine::general_purpose::STANDARD.encode(&cbind_input);
+        let without_proof = alloc::format!("c={c},r={nonce}");
         let auth_message = alloc::format!("{bare},{text},{without_proof}");
-        let client_signature = hmac256(&stored_key, &[auth_message.as_bytes()]);
-        let mut proof = client_key;
-        for (p, s) in proof.iter_mut().zip(client_signature.iter()) {
-            *p ^= s;
-        }
-        let server_key = hmac256(&salted, &[b"Server Key"]);
-        let server_signature = hmac256(&server_key, &[auth_message.as_bytes()]);
+        let client_signature = h.hmac(&stored_key, &[auth_message.as_bytes()]);
+        let proof = crate::scram::xor(&client_key, &client_signature);
+        let server_key = h.hmac(&salted, &[b"Server Key"]);
+        let server_signature = h.hmac(&server_key, &[auth_message.as_bytes()]);
         self.state = ScramState::SentFinal { server_signature };
         let proof = base64::engine::general_purpose::STANDARD.encode(proof);
         Ok(Secret::new(alloc::format!("{without_proof},p={proof}")))
     }
 }
 
-impl fmt::Debug for ScramSha256 {
+impl fmt::Debug for Scram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScramSha256")
+        f.debug_struct("Scram")
+            .field("hash", &self.hash)
             .field("user", &self.user)
             .field("password", &self.password)
             .finish()
     }
 }
 
-impl ClientMechanism for ScramSha256 {
+impl ClientMechanism for Scram {
     fn name(&self) -> Mechanism {
-        Mechanism::new("SCRAM-SHA-256").expect("valid mechanism name")
+        let name = match self.binding {
+            ClientBinding::TlsExporter(_) => alloc::format!("{}-PLUS", self.hash.mechanism()),
+            _ => String::from(self.hash.mechanism()),
+        };
+        Mechanism::new(&name).expect("valid mechanism name")
     }
 
     fn initial_response(&mut self) -> Option<Secret> {
         let mut bare = String::from("n=");
-        for c in self.user.chars() {
-            match c {
-                ',' => bare.push_str("=2C"),
-                '=' => bare.push_str("=3D"),
-                c => bare.push(c),
-            }
-        }
+        bare.push_str(&crate::scram::escape_name(&self.user));
         bare.push_str(",r=");
         bare.push_str(&self.nonce);
-        let first = alloc::format!("n,,{bare}");
+        let first = alloc::format!("{}{bare}", self.gs2_header());
         self.state = ScramState::SentFirst { bare };
         Some(Secret::new(first))
     }
@@ -624,6 +754,11 @@ impl ClientMechanism for ScramSha256 {
     fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
         use base64::Engine as _;
         match &self.state {
+            // The initial response did not fit on the AUTH line: the
+            // server asks for it with an empty challenge.
+            ScramState::Start if challenge.is_empty() => self
+                .initial_response()
+                .ok_or(SaslError::UnexpectedChallenge),
             ScramState::SentFirst { .. } => self.client_final(challenge),
             ScramState::SentFinal { server_signature } => {
                 let v = challenge
@@ -632,7 +767,7 @@ impl ClientMechanism for ScramSha256 {
                 let v = base64::engine::general_purpose::STANDARD
                     .decode(v)
                     .map_err(|_| SaslError::BadChallenge)?;
-                if v.as_slice() != server_signature.as_slice() {
+                if !crate::server::constant_time_eq(&v, server_signature) {
                     return Err(SaslError::BadChallenge);
                 }
                 self.state = ScramState::Done;
@@ -647,6 +782,133 @@ impl ClientMechanism for ScramSha256 {
     fn is_complete(&self) -> bool {
         matches!(self.state, ScramState::Done)
     }
+}
+
+/// `EXTERNAL` (RFC 4422 Appendix A): the credentials are outside SASL (a
+/// TLS client certificate); the message is the identity to act as, empty
+/// to act as the one the server derives from the certificate.
+///
+/// ```
+/// use pop3_proto::client::sasl::{ClientMechanism, External};
+/// let mut m = External::new();
+/// assert!(m.initial_response().unwrap().is_empty()); // sent as `=`
+/// let mut m = External::with_authzid("alice");
+/// assert_eq!(m.initial_response().unwrap().expose(), b"alice");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct External {
+    authzid: String,
+    sent: bool,
+}
+
+impl External {
+    /// Acts as the identity of the client certificate.
+    pub fn new() -> Self {
+        External::default()
+    }
+
+    /// Asks to act as `authzid`.
+    pub fn with_authzid(authzid: &str) -> Self {
+        External {
+            authzid: String::from(authzid),
+            sent: false,
+        }
+    }
+}
+
+impl ClientMechanism for External {
+    fn name(&self) -> Mechanism {
+        Mechanism::new("EXTERNAL").expect("valid mechanism name")
+    }
+
+    fn initial_response(&mut self) -> Option<Secret> {
+        self.sent = true;
+        Some(Secret::new(Vec::from(self.authzid.as_bytes())))
+    }
+
+    fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
+        // The two-step form: the server asks with an empty challenge.
+        if !challenge.is_empty() || self.sent {
+            return Err(SaslError::UnexpectedChallenge);
+        }
+        self.sent = true;
+        Ok(Secret::new(Vec::from(self.authzid.as_bytes())))
+    }
+}
+
+/// A way to log in, as [`choose_login`] picks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginChoice {
+    /// AUTH with this SASL mechanism.
+    Sasl(Mechanism),
+    /// APOP with the greeting's timestamp.
+    Apop,
+    /// USER and PASS.
+    User,
+}
+
+/// The SASL mechanisms [`choose_login`] considers, strongest first. The
+/// password-revealing ones come last and only over TLS (or when allowed).
+const PROVING: [&str; 3] = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5"];
+const BOUND: [&str; 1] = ["SCRAM-SHA-256-PLUS"];
+const CLEARTEXT: [&str; 2] = ["PLAIN", "LOGIN"];
+
+/// Picks the strongest login the session allows: SCRAM-SHA-256-PLUS (when
+/// the channel binding is known, [`Client::set_tls_exporter`](super::Client::set_tls_exporter)), SCRAM-SHA-256,
+/// SCRAM-SHA-1, CRAM-MD5 (when CAPA's SASL line offers them), APOP (when
+/// the greeting has a valid timestamp), then PLAIN, LOGIN and USER/PASS,
+/// which reveal the password, only over TLS or when `allow_cleartext`.
+/// `None`: nothing is left but clear text, and it is not allowed. Without
+/// capabilities (CAPA refused or not read) only APOP and USER/PASS remain.
+///
+/// ```
+/// use pop3_proto::client::sasl::{choose_login, LoginChoice};
+/// use pop3_proto::client::{Client, ClientConfig};
+/// use pop3_proto::time::Instant;
+///
+/// let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
+/// client.handle_input(Instant::ZERO, b"+OK ready\r\n");
+/// client.capa().unwrap();
+/// client.handle_input(Instant::ZERO, b"+OK\r\nUSER\r\nSASL PLAIN CRAM-MD5 SCRAM-SHA-1\r\n.\r\n");
+/// while client.poll_action().is_some() {}
+/// let scram = pop3_proto::types::Mechanism::new("SCRAM-SHA-1").unwrap();
+/// assert_eq!(choose_login(&client, false), Some(LoginChoice::Sasl(scram)));
+/// ```
+pub fn choose_login(client: &super::Client, allow_cleartext: bool) -> Option<LoginChoice> {
+    let offered: Vec<&Mechanism> = client
+        .capabilities()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| match c {
+            crate::response::Capability::Sasl(list) => Some(list.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let pick = |names: &[&str]| {
+        names.iter().find_map(|name| {
+            offered
+                .iter()
+                .find(|m| m.as_str().eq_ignore_ascii_case(name))
+                .map(|m| LoginChoice::Sasl((*m).clone()))
+        })
+    };
+    if client.tls_exporter().is_some()
+        && let Some(choice) = pick(&BOUND)
+    {
+        return Some(choice);
+    }
+    if let Some(choice) = pick(&PROVING) {
+        return Some(choice);
+    }
+    if client.apop_timestamp().is_some() {
+        return Some(LoginChoice::Apop);
+    }
+    if !(client.is_tls() || allow_cleartext) {
+        return None;
+    }
+    pick(&CLEARTEXT).or(Some(LoginChoice::User))
 }
 
 /// A boxed mechanism, as [`super::Client::auth`] takes it.

@@ -420,6 +420,144 @@ impl Task for Auth {
     }
 }
 
+/// The strongest login the session allows, chosen when the task starts
+/// by [`choose_login`](super::sasl::choose_login) from the capabilities
+/// and the greeting: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then
+/// PLAIN, LOGIN and USER/PASS. The last three reveal the password: without
+/// TLS they are used only when allowed ([`AutoLogin::allow_cleartext`];
+/// by default, when [`ClientConfig::insecure_cleartext_login`](super::ClientConfig::insecure_cleartext_login)
+/// is set). Nothing left to use is [`ClientError::CleartextRefused`].
+///
+/// ```
+/// use pop3_proto::client::task::AutoLogin;
+/// use pop3_proto::client::{Connection, ConnectionConfig};
+/// use pop3_proto::time::Instant;
+///
+/// let mut conn = Connection::new(ConnectionConfig::default(), Instant::ZERO, None);
+/// // A fresh random nonce for SCRAM, from the OS generator.
+/// let login = AutoLogin::new("alice", "secret", "8f3ce1b0a2d94e7b9c61f0aa").max_scram_iterations(50_000);
+/// # let _ = (&mut conn, login);
+/// ```
+#[derive(Debug)]
+pub struct AutoLogin {
+    user: String,
+    password: Secret,
+    nonce: String,
+    allow_cleartext: Option<bool>,
+    max_iterations: u32,
+    inner: Option<AutoInner>,
+}
+
+#[derive(Debug)]
+enum AutoInner {
+    User(Login),
+    Apop(Apop),
+    Sasl(Auth),
+}
+
+impl AutoLogin {
+    /// The task for `user` with `password`; `nonce` is a fresh random token
+    /// (printable, no `,`) used if SCRAM is chosen.
+    pub fn new(user: &str, password: &str, nonce: &str) -> AutoLogin {
+        AutoLogin {
+            user: user.into(),
+            password: Secret::new(password.as_bytes().to_vec()),
+            nonce: nonce.into(),
+            allow_cleartext: None,
+            max_iterations: super::sasl::DEFAULT_MAX_SCRAM_ITERATIONS,
+            inner: None,
+        }
+    }
+
+    /// Whether PLAIN, LOGIN and USER/PASS may be used without TLS.
+    pub fn allow_cleartext(mut self, allow: bool) -> AutoLogin {
+        self.allow_cleartext = Some(allow);
+        self
+    }
+
+    /// The most PBKDF2 iterations a SCRAM server may ask for (default
+    /// 100,000); more fails with [`SaslError::TooManyIterations`].
+    pub fn max_scram_iterations(mut self, n: u32) -> AutoLogin {
+        self.max_iterations = n;
+        self
+    }
+
+    /// The inner task for `choice`, on a connection with this channel
+    /// binding.
+    fn task_for(&self, choice: super::sasl::LoginChoice, cb: Option<[u8; 32]>) -> AutoInner {
+        use super::sasl::{self, LoginChoice, Scram};
+        let password = || self.password.clone();
+        let text = String::from_utf8_lossy(self.password.expose()).into_owned();
+        match choice {
+            LoginChoice::Sasl(m) => {
+                let scram = |s: Scram| {
+                    let s = s.max_iterations(self.max_iterations);
+                    if cb.is_some() { s.could_bind() } else { s }
+                };
+                let mechanism: BoxedMechanism = match m.as_str().to_ascii_uppercase().as_str() {
+                    "SCRAM-SHA-256-PLUS" => match cb {
+                        Some(cb) => Box::new(
+                            Scram::sha256(&self.user, password(), &self.nonce)
+                                .max_iterations(self.max_iterations)
+                                .with_tls_exporter(cb),
+                        ),
+                        None => Box::new(scram(Scram::sha256(&self.user, password(), &self.nonce))),
+                    },
+                    "SCRAM-SHA-256" => {
+                        Box::new(scram(Scram::sha256(&self.user, password(), &self.nonce)))
+                    }
+                    "SCRAM-SHA-1" => {
+                        Box::new(scram(Scram::sha1(&self.user, password(), &self.nonce)))
+                    }
+                    "CRAM-MD5" => Box::new(sasl::CramMd5::new(&self.user, password())),
+                    "LOGIN" => Box::new(sasl::Login::new(&self.user, password())),
+                    _ => Box::new(sasl::Plain::new(&self.user, password())),
+                };
+                AutoInner::Sasl(Auth::new(mechanism))
+            }
+            LoginChoice::Apop => AutoInner::Apop(Apop::new(&self.user, &text)),
+            _ => AutoInner::User(Login::new(&self.user, &text)),
+        }
+    }
+}
+
+impl Task for AutoLogin {
+    type Output = ();
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        let allow = self
+            .allow_cleartext
+            .unwrap_or(client.config().insecure_cleartext_login);
+        let choice =
+            super::sasl::choose_login(client, allow).ok_or(ClientError::CleartextRefused)?;
+        tracing::debug!(target: super::connection::LOG, "login with {choice:?}");
+        let mut inner = self.task_for(choice, client.tls_exporter().copied());
+        match &mut inner {
+            AutoInner::User(t) => t.start(client)?,
+            AutoInner::Apop(t) => t.start(client)?,
+            AutoInner::Sasl(t) => t.start(client)?,
+        }
+        self.inner = Some(inner);
+        Ok(())
+    }
+
+    fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        match self.inner.as_mut()? {
+            AutoInner::User(t) => t.event(event, cx),
+            AutoInner::Apop(t) => t.event(event, cx),
+            AutoInner::Sasl(t) => t.event(event, cx),
+        }
+    }
+
+    fn ready(&mut self, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
+        match self.inner.as_mut()? {
+            AutoInner::User(t) => t.ready(cx),
+            AutoInner::Apop(t) => t.ready(cx),
+            AutoInner::Sasl(t) => t.ready(cx),
+        }
+    }
+}
+
 /// A command answered by one status line: `DELE`, `RSET`, `NOOP`, `UTF8`,
 /// `LANG tag`, `QUIT`, or a command this crate does not know.
 #[derive(Debug)]

@@ -380,6 +380,12 @@ impl Connection {
         }
     }
 
+    /// What the handshake of [`Want::StartTls`] established (client
+    /// certificate, channel binding), before [`Connection::tls_done`].
+    pub fn tls_info(&mut self, info: super::TlsInfo) {
+        self.machine.handle_tls_info(info);
+    }
+
     /// How the handshake of [`Want::StartTls`] went; a failure cuts the
     /// session.
     pub fn tls_done<E>(&mut self, now: Instant, result: Result<(), E>) {

@@ -117,6 +117,12 @@ impl<S: Store> StoreDriver<S> {
             StoreRequest::SharedSecret { user } => {
                 StoreReply::SharedSecret(self.store.shared_secret(user.as_str()).await)
             }
+            StoreRequest::VerifyToken { user, token } => StoreReply::TokenVerified(
+                self.store.verify_bearer_token(user.as_str(), &token).await,
+            ),
+            StoreRequest::ScramKeys { user, hash } => {
+                StoreReply::ScramKeys(self.store.scram_keys(user.as_str(), hash).await)
+            }
             StoreRequest::Open { user } => {
                 self.reader = None;
                 self.maildrop = None;

@@ -37,7 +37,9 @@ struct Stored {
 /// Opening a maildrop locks it (a second open while it is locked is
 /// [`StoreError::InUse`]); dropping the [`MemoryMaildrop`] unlocks it;
 /// committing removes the deleted messages. Unique-ids are never reused.
-/// The password doubles as the shared secret (APOP, CRAM-MD5).
+/// The password doubles as the shared secret (APOP, CRAM-MD5); SCRAM keys
+/// are derived from it on each request (4096 iterations, a salt made from
+/// the user name), as a store keeping plaintext passwords does.
 ///
 /// ```
 /// use pop3_proto::store::MemoryStore;
@@ -51,6 +53,7 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     chunk_size: usize,
     forms: CredentialForms,
+    tokens: Option<super::TokenValidator>,
 }
 
 impl Default for MemoryStore {
@@ -69,7 +72,8 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::default(),
             chunk_size: 4096,
-            forms: CredentialForms::new(true, true),
+            forms: CredentialForms::new(true, true).with_scram(true, true),
+            tokens: None,
         }
     }
 
@@ -79,9 +83,24 @@ impl MemoryStore {
         self
     }
 
-    /// Reports these credential forms (default: both).
+    /// Reports these credential forms (default: all of them).
     pub fn with_credential_forms(mut self, forms: CredentialForms) -> Self {
         self.forms = forms;
+        self
+    }
+
+    /// Checks OAuth 2.0 bearer tokens with `validator` (OAUTHBEARER,
+    /// XOAUTH2), which the credential forms then include.
+    ///
+    /// ```
+    /// use pop3_proto::store::{MemoryStore, Store, TokenValidator};
+    /// let store = MemoryStore::new()
+    ///     .with_token_validator(TokenValidator::new(|u, t| u == "alice" && t.expose() == b"tok"));
+    /// assert!(store.credential_forms().oauth_bearer);
+    /// ```
+    pub fn with_token_validator(mut self, validator: super::TokenValidator) -> Self {
+        self.tokens = Some(validator);
+        self.forms.oauth_bearer = true;
         self
     }
 
@@ -178,6 +197,36 @@ impl Store for MemoryStore {
             .filter(|u| !u.password.is_empty())
             .map(|u| u.password.clone());
         ready(Ok(secret))
+    }
+
+    fn verify_bearer_token(
+        &self,
+        user: &str,
+        token: &Secret,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let known = lock(&self.inner).users.contains_key(user);
+        let ok = known && self.tokens.as_ref().is_some_and(|v| v.check(user, token));
+        ready(Ok(ok))
+    }
+
+    fn scram_keys(
+        &self,
+        user: &str,
+        hash: crate::scram::ScramHash,
+    ) -> impl Future<Output = Result<Option<crate::scram::ScramKeys>, StoreError>> + Send {
+        let password = lock(&self.inner)
+            .users
+            .get(user)
+            .filter(|u| !u.password.is_empty())
+            .map(|u| u.password.clone());
+        let keys = password.and_then(|p| {
+            let p = core::str::from_utf8(p.expose()).ok()?;
+            let mut salt = Vec::from(&b"pop3-memory-store:"[..]);
+            salt.extend_from_slice(user.as_bytes());
+            crate::scram::ScramKeys::from_password(hash, p, &salt, crate::scram::MIN_ITERATIONS)
+                .ok()
+        });
+        ready(Ok(keys))
     }
 
     fn open(&self, user: &str) -> impl Future<Output = Result<MemoryMaildrop, StoreError>> + Send {

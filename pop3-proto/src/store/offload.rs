@@ -122,6 +122,20 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
         run::<O, _, _>(move || store.shared_secret(&user)).await
     }
 
+    async fn verify_bearer_token(&self, user: &str, token: &Secret) -> Result<bool, StoreError> {
+        let (store, user, token) = (self.inner.clone(), user.to_owned(), token.clone());
+        run::<O, _, _>(move || store.verify_bearer_token(&user, &token)).await
+    }
+
+    async fn scram_keys(
+        &self,
+        user: &str,
+        hash: crate::scram::ScramHash,
+    ) -> Result<Option<crate::scram::ScramKeys>, StoreError> {
+        let (store, user) = (self.inner.clone(), user.to_owned());
+        run::<O, _, _>(move || store.scram_keys(&user, hash)).await
+    }
+
     async fn open(&self, user: &str) -> Result<Self::Maildrop, StoreError> {
         let (store, user) = (self.inner.clone(), user.to_owned());
         let maildrop = run::<O, _, _>(move || store.open(&user)).await?;

@@ -234,11 +234,14 @@ impl Pop3Client {
             Conn::Plain(tcp)
         };
         let now = proto_time(epoch, Instant::now());
-        let conn = Connection::new(
+        let mut conn = Connection::new(
             options.connection_config(),
             now,
             Some(proto_time(epoch, deadline)),
         );
+        if let Conn::ClientTls(s) = &io {
+            conn.set_tls_exporter(pop3_blocking::common::tls_exporter(s.get_ref().1));
+        }
         let starttls = options.security == Security::StartTls;
         let mut client = Pop3Client {
             conn,
@@ -315,8 +318,12 @@ impl Pop3Client {
         self.run(task::Stls::new()).await
     }
 
-    /// `USER` and `PASS` (in one write when pipelining), then re-reads the
-    /// capabilities.
+    /// Logs in the strongest way the session offers, then re-reads the
+    /// capabilities: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then
+    /// PLAIN, LOGIN or USER/PASS, which reveal the password and without TLS
+    /// are used only when the configuration does not refuse clear text (see
+    /// [`AutoLogin`](pop3_proto::client::task::AutoLogin); run
+    /// [`task::Login`] for USER/PASS as such).
     ///
     /// ```no_run
     /// # async fn run(client: &mut pop3_tokio::client::Pop3Client) -> Result<(), pop3_tokio::client::Error> {
@@ -324,7 +331,8 @@ impl Pop3Client {
     /// # Ok(()) }
     /// ```
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
-        self.run(task::Login::new(user, password)).await
+        self.run(pop3_blocking::common::auto_login(user, password)?)
+            .await
     }
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
@@ -547,7 +555,11 @@ impl Pop3Client {
         };
         let done = ready!(Pin::new(hs).poll(cx));
         self.handshake = None;
-        let done = done.map(|stream| self.io = Conn::ClientTls(Box::new(stream)));
+        let done = done.map(|stream| {
+            let exporter = pop3_blocking::common::tls_exporter(stream.get_ref().1);
+            self.conn.set_tls_exporter(exporter);
+            self.io = Conn::ClientTls(Box::new(stream));
+        });
         self.conn.tls_done(self.now(), done);
         Poll::Ready(())
     }

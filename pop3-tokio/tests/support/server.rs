@@ -50,6 +50,7 @@ pub struct TestServerBuilder {
     users: Vec<User>,
     config: ServerConfig,
     options: ServerOptions,
+    tokens: Option<pop3_proto::store::TokenValidator>,
 }
 
 impl TestServerBuilder {
@@ -77,6 +78,12 @@ impl TestServerBuilder {
             passwd_line: line.into(),
             messages: messages.to_vec(),
         });
+        self
+    }
+
+    /// Checks OAuth bearer tokens with `validator` (OAUTHBEARER, XOAUTH2).
+    pub fn token_validator(mut self, validator: pop3_proto::store::TokenValidator) -> Self {
+        self.tokens = Some(validator);
         self
     }
 
@@ -118,7 +125,11 @@ impl TestServerBuilder {
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, ca_pem).expect("write the CA file");
 
-        let store = SpawnBlocking::new(MaildirStore::new(&root, users));
+        let mut maildirs = MaildirStore::new(&root, users);
+        if let Some(tokens) = self.tokens {
+            maildirs = maildirs.with_token_validator(tokens);
+        }
+        let store = SpawnBlocking::new(maildirs);
         let server = Pop3Server::build(Arc::new(store), self.config, Some(tls), self.options);
 
         let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -39,9 +39,11 @@ use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::future::or;
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
-use pop3_blocking::common::{ACCEPT_BACKOFF, Gate, is_transient_accept_error, refuse};
+use pop3_blocking::common::{
+    ACCEPT_BACKOFF, Gate, connection_context, is_transient_accept_error, refuse,
+};
 use pop3_proto::server::{
-    Connection, ConnectionContext, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
+    Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
 use pop3_proto::store::Store;
 
@@ -344,15 +346,13 @@ where
         } else {
             Conn::plain(stream)
         };
-        let random = match random_u64() {
-            Ok(r) => r,
+        let ctx = match connection_context(io.is_tls(), self.inner.tls.is_some()) {
+            Ok(ctx) => ctx.tls_info(tls_info),
             Err(e) => {
                 tracing::error!(?peer, error = %e, "no randomness for the greeting; connection dropped");
                 return;
             }
         };
-        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some())
-            .tls_info(tls_info);
         let clock = Clock::new(Instant::now());
         let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
         let life = self.inner.life.clone();
@@ -486,10 +486,4 @@ impl Session {
         self.conn.tls_done(self.clock.now(), done);
         Poll::Ready(())
     }
-}
-
-/// Randomness for the APOP timestamp, from the crypto provider's secure
-/// generator: each greeting's timestamp must be unpredictable.
-fn random_u64() -> Result<u64, rustls::Error> {
-    crate::tls::random_bytes::<8>().map(u64::from_le_bytes)
 }

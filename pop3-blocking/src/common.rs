@@ -15,7 +15,7 @@ use pop3_proto::fetch::{
     AuthError, FetchError, FetchOptions, LoginTask, SettingsError, login_task,
 };
 pub use pop3_proto::server::ServerOptions;
-use pop3_proto::server::{AddressKey, Admission, Refusal};
+use pop3_proto::server::{AddressKey, Admission, ConnectionContext, Refusal};
 use pop3_proto::url::{AuthMethod, PopUrl};
 use rustls::pki_types::ServerName;
 
@@ -240,6 +240,26 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
 
 /// How long to wait before accepting again after a transient failure.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A new session's context: TLS as given, and its randomness (the APOP and
+/// CRAM-MD5 challenges' number, the SCRAM nonces' secret seed) drawn from
+/// the secure generator. An error means no randomness could be had: the
+/// connection must be dropped rather than served with guessable nonces.
+///
+/// ```
+/// let ctx = pop3_blocking::common::connection_context(false, true).unwrap();
+/// assert!(ctx.seed.is_some() && ctx.tls_available);
+/// ```
+pub fn connection_context(
+    tls_active: bool,
+    tls_available: bool,
+) -> Result<ConnectionContext, rustls::Error> {
+    let bytes = crate::tls::random_bytes::<40>()?;
+    let (random, seed) = bytes.split_at(8);
+    let random = u64::from_le_bytes(random.try_into().expect("8 octets"));
+    let seed: [u8; 32] = seed.try_into().expect("32 octets");
+    Ok(ConnectionContext::new(random, tls_active, tls_available).seed(seed))
+}
 
 /// A server's connection caps (the core's [`Admission`]), shared by its
 /// listeners and sessions on any runtime.

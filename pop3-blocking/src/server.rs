@@ -49,12 +49,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use pop3_proto::server::{
-    Connection, ConnectionContext, Refusal, Server, ServerConfig, StoreDriver, Want,
-};
+use pop3_proto::server::{Connection, Refusal, Server, ServerConfig, StoreDriver, Want};
 use pop3_proto::store::Store;
 
-use crate::common::{ACCEPT_BACKOFF, Gate, Pass, is_transient_accept_error, refuse};
+use crate::common::{
+    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
+};
 use crate::io::{Clock, Stream};
 
 pub use crate::common::{ServerOptions, ServerSecurity as Security};
@@ -293,16 +293,14 @@ impl<S: Store> Pop3Server<S> {
             tracing::info!(%peer, error = %e, "TLS handshake failed");
             return;
         }
-        let random = match crate::tls::random_bytes::<8>() {
-            Ok(r) => u64::from_le_bytes(r),
+        let ctx = match connection_context(io.is_tls(), inner.tls.is_some()) {
+            Ok(ctx) => ctx.tls_info(io.server_tls_info()),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");
                 return;
             }
         };
         let clock = Clock::start();
-        let ctx = ConnectionContext::new(random, io.is_tls(), inner.tls.is_some())
-            .tls_info(io.server_tls_info());
         let machine = Server::new(inner.config.clone(), clock.now(), ctx);
         let mut conn = Connection::new(machine, options);
         let mut driver = StoreDriver::new(inner.store.clone());

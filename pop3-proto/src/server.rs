@@ -565,6 +565,11 @@ pub struct ConnectionContext {
     /// A fresh random number for this connection (APOP timestamp, CRAM-MD5
     /// challenges). The machine has no source of randomness of its own.
     pub random: u64,
+    /// Secret random octets for this connection, from a secure generator:
+    /// the SCRAM server nonces are derived from them (see
+    /// [`ConnectionContext::seed`]). Without it they come from `random`
+    /// alone, 64 bits of entropy.
+    pub seed: Option<[u8; 32]>,
     /// What implicit TLS established (client certificate, channel binding).
     pub tls: TlsInfo,
 }
@@ -578,8 +583,16 @@ impl ConnectionContext {
             tls_active,
             tls_available,
             random,
+            seed: None,
             tls: TlsInfo::default(),
         }
+    }
+
+    /// Sets the secret seed of the SCRAM server nonces: 32 octets from a
+    /// secure generator (the adapters draw them for every connection).
+    pub fn seed(mut self, seed: [u8; 32]) -> Self {
+        self.seed = Some(seed);
+        self
     }
 
     /// Sets what implicit TLS established.
@@ -925,6 +938,7 @@ pub struct Server {
     tls_active: bool,
     tls_available: bool,
     random: u64,
+    seed: Option<[u8; 32]>,
     challenges: u32,
     /// The user a verified client certificate stands for (EXTERNAL).
     external: Option<Username>,
@@ -966,6 +980,7 @@ impl Server {
             tls_active: ctx.tls_active,
             tls_available: ctx.tls_available,
             random: ctx.random,
+            seed: ctx.seed,
             challenges: 0,
             external: None,
             channel_binding: None,
@@ -1470,14 +1485,18 @@ impl Server {
     }
 
     /// A fresh SCRAM server nonce: 24 printable characters from the
-    /// connection's random number, the challenge counter and the time.
+    /// connection's secret seed (or its random number), the challenge
+    /// counter and the time.
     fn fresh_nonce(&mut self) -> String {
         use base64::Engine as _;
         use sha2::Digest as _;
         let k = self.challenges;
         self.challenges = self.challenges.wrapping_add(1);
         let mut h = sha2::Sha256::new();
-        h.update(self.random.to_le_bytes());
+        match &self.seed {
+            Some(seed) => h.update(seed),
+            None => h.update(self.random.to_le_bytes()),
+        }
         h.update(k.to_le_bytes());
         h.update(self.now.as_millis().to_le_bytes());
         let digest = h.finalize();

@@ -1724,3 +1724,26 @@ fn without_a_utf8_maildrop_messages_are_sent_as_stored() {
     h.login("alice", "secret");
     assert!(h.cmd("RETR 1").starts_with("+OK "));
 }
+
+#[test]
+fn scram_server_nonces_come_from_the_connection_seed() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let first = |ctx| {
+        let mut h = Harness::new(test_config(), ctx, standard_store());
+        h.take_output();
+        let reply = h.cmd(&format!(
+            "AUTH SCRAM-SHA-256 {}",
+            b64.encode("n,,n=alice,r=clientnonce")
+        ));
+        let data = reply.strip_prefix("+ ").expect("a challenge").trim_end();
+        String::from_utf8(b64.decode(data).unwrap()).unwrap()
+    };
+    let a = first(plain().seed([1; 32]));
+    let b = first(plain().seed([2; 32]));
+    assert!(a.starts_with("r=clientnonce"), "{a}");
+    // The same number with another seed: another nonce; the same seed: the
+    // same one (the machine adds nothing random of its own).
+    assert_ne!(a, b);
+    assert_eq!(a, first(plain().seed([1; 32])));
+}

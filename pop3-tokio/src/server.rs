@@ -13,9 +13,11 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use pop3_blocking::common::{ACCEPT_BACKOFF, Gate, Pass, is_transient_accept_error, refuse};
+use pop3_blocking::common::{
+    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
+};
 use pop3_proto::server::{
-    Connection, ConnectionContext, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
+    Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
 use pop3_proto::store::Store;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -222,15 +224,13 @@ where
                 }
             }
         }
-        let random = match random_u64() {
-            Ok(r) => r,
+        let ctx = match connection_context(io.is_tls(), self.inner.tls.is_some()) {
+            Ok(ctx) => ctx.tls_info(tls_info),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");
                 return;
             }
         };
-        let ctx = ConnectionContext::new(random, io.is_tls(), self.inner.tls.is_some())
-            .tls_info(tls_info);
         let epoch = TokioInstant::now();
         let machine = Server::new(
             self.inner.config.clone(),
@@ -385,10 +385,4 @@ impl Session {
         self.conn.tls_done(self.now(), done);
         Poll::Ready(())
     }
-}
-
-/// Randomness for the APOP timestamp, from the crypto provider's secure
-/// generator: each greeting's timestamp must be unpredictable.
-fn random_u64() -> Result<u64, rustls::Error> {
-    crate::tls::random_bytes::<8>().map(u64::from_le_bytes)
 }

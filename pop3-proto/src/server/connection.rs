@@ -61,8 +61,13 @@ impl Default for ServerOptions {
 /// machine has more to say (a streamed message goes out as it is encoded).
 const WRITE_CHUNK: usize = 64 * 1024;
 
-/// How much is read at once.
-const READ_CHUNK: usize = 8 * 1024;
+/// How much is read at once (commands are short: the machine keeps the
+/// partial lines).
+const READ_CHUNK: usize = 4 * 1024;
+
+/// An idle connection gives back a write buffer larger than this (one that
+/// grew while a message was streamed): idle sessions stay small.
+const IDLE_WRITE_BUFFER: usize = 16 * 1024;
 
 /// The I/O (or store call) a server [`Connection`] wants next.
 #[derive(Debug)]
@@ -206,7 +211,7 @@ impl Connection {
             machine,
             write_stall: options.write_stall_timeout,
             grace: options.shutdown_grace,
-            wbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::new(),
             unflushed: false,
             rbuf: vec![0; READ_CHUNK].into_boxed_slice(),
             rstart: 0,
@@ -287,6 +292,9 @@ impl Connection {
             }
             if !self.machine.wants_input() {
                 return Want::Wait;
+            }
+            if self.wbuf.capacity() > IDLE_WRITE_BUFFER {
+                self.wbuf = BytesMut::new();
             }
             if self.rstart >= self.rend {
                 self.rstart = 0;

@@ -710,6 +710,65 @@ pub fn hostile_input_gets_clear_errors_and_deletes_nothing<S: Runtime>() {
     assert_eq!(w.store.message_count("alice"), msgs.len());
 }
 
+/// A client that sends one octet at a time, slowly, never finishing a
+/// login (slowloris): the login timeout ends it, whatever it sends, while
+/// another client is served.
+pub fn a_slow_sender_is_closed_at_the_login_timeout<S: Runtime>() {
+    let msgs = messages();
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("alice", "secret");
+    for m in &msgs {
+        store.add_message("alice", m.clone());
+    }
+    let pki = pki();
+    let config = ServerConfig::for_store(store.as_ref())
+        .allow_plaintext_auth(true)
+        .login_timeout(Duration::from_secs(1));
+    let served = S::serve(store.clone(), config, pki.server.clone(), ServerOptions::default());
+    let mut slow = Raw::connect(served.plain);
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    // An octet every 50 ms: each one restarts the idle timer, not the
+    // login timeout.
+    let closed = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still open after {sent} octets"
+        );
+        let octet = b"NOOP NOOP NOOP NOOP "[sent % 20];
+        if slow.writer.write_all(&[octet]).is_err() {
+            break None;
+        }
+        sent += 1;
+        slow.writer
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = [0u8; 128];
+        match (&slow.writer).read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => break Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break None,
+        }
+        // Meanwhile another client is served.
+        if sent == 5 {
+            let mut other = Raw::connect(served.plain);
+            other.login();
+            assert!(other.cmd("QUIT").starts_with("+OK"));
+        }
+    };
+    assert_eq!(
+        closed.as_deref(),
+        Some("-ERR Disconnected: no login in time.\r\n"),
+        "after {sent} octets"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
 /// A client that pipelines without reading its replies: the server stops
 /// reading once its replies back up (TCP backpressure), its memory stays
 /// bounded, and every reply arrives once the client reads.
@@ -1047,6 +1106,10 @@ macro_rules! runtime_suite {
             #[test]
             fn a_pipelining_client_that_never_reads_is_held_by_backpressure() {
                 suite::a_pipelining_client_that_never_reads_is_held_by_backpressure::<$s>();
+            }
+            #[test]
+            fn a_slow_sender_is_closed_at_the_login_timeout() {
+                suite::a_slow_sender_is_closed_at_the_login_timeout::<$s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pop3_async_std::Unblock;
-use pop3_async_std::server::{Async, Pop3Server, Security, ServerOptions};
+use pop3_async_std::server::{Async, Pop3Server, Security};
 use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
 use pop3_proto::store::Store;
 
@@ -36,7 +36,7 @@ fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxErr
         Arc::new(store),
         setup.config.clone(),
         tls,
-        ServerOptions::default(),
+        setup.options.clone(),
     );
     let stop = server.clone();
     ctrlc::set_handler(move || stop.shutdown())?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
-use pop3_blocking::server::{Pop3Server, Security, ServerOptions};
+use pop3_blocking::server::{Pop3Server, Security};
 use pop3_proto::store::{Inline, OffloadStore, Store};
 
 fn main() -> ExitCode {
@@ -38,7 +38,7 @@ fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxErr
         Arc::new(store),
         setup.config.clone(),
         tls,
-        ServerOptions::default(),
+        setup.options.clone(),
     );
     let stop = server.clone();
     ctrlc::set_handler(move || stop.shutdown())?;

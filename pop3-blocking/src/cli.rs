@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use pop3_proto::fetch::{FetchReport, Progress};
-use pop3_proto::server::ServerConfig;
+use pop3_proto::server::{ServerConfig, ServerOptions};
 use pop3_proto::store::MemoryStore;
 use pop3_proto::url::{AuthMethod, PopUrl};
 
@@ -74,6 +74,13 @@ pub struct ServerArgs {
     /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
     #[arg(long)]
     pub allow_plaintext_auth: bool,
+    /// Sessions served at once (default: sized for this host's memory and
+    /// descriptor limit, at most 8,192).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Sessions served at once from one client address (default 32).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
 }
 
 /// Which store the server serves.
@@ -96,6 +103,8 @@ pub struct ServerSetup {
     pub config: ServerConfig,
     /// The TLS configuration (STLS and implicit TLS).
     pub tls: Arc<rustls::ServerConfig>,
+    /// The connection settings (caps, timeouts).
+    pub options: ServerOptions,
     /// The demo CA's certificate file, removed on drop.
     pub demo_ca: Option<PathBuf>,
 }
@@ -142,11 +151,19 @@ impl ServerArgs {
                 ServerStore::Demo(store)
             }
         };
+        let mut options = crate::common::host_server_options();
+        if let Some(n) = self.max_connections {
+            options.max_connections = n.max(1);
+        }
+        if let Some(n) = self.max_connections_per_address {
+            options.max_connections_per_address = n.max(1);
+        }
         let setup = ServerSetup {
             listen: self.listen,
             tls_listen: self.tls_listen,
             config,
             tls,
+            options,
             demo_ca,
         };
         Ok((setup, store))

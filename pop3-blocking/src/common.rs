@@ -241,6 +241,39 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
 /// How long to wait before accepting again after a transient failure.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// The memory an idle session is planned with when the connection cap is
+/// sized for a host (measured: about 10 KB on tokio, 18 on smol, 30 with a
+/// thread per session).
+pub const PLANNED_SESSION_MEMORY: u64 = 32 * 1024;
+
+/// Server options with the connection cap sized for this host: at most a
+/// quarter of the available memory at [`PLANNED_SESSION_MEMORY`] per
+/// session, and at most half the descriptors the process may open (a
+/// session reading a message holds two), never above the default. Where
+/// the host cannot tell (no `/proc`), the defaults.
+///
+/// ```
+/// let options = pop3_blocking::common::host_server_options();
+/// assert!(options.max_connections >= 1);
+/// ```
+pub fn host_server_options() -> ServerOptions {
+    let mut options = ServerOptions::default();
+    let read = |path: &str, key: &str| -> Option<u64> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].split_whitespace().next()?.parse().ok()
+    };
+    let by_memory = read("/proc/meminfo", "MemAvailable:")
+        .map(|kib| kib.saturating_mul(1024) / 4 / PLANNED_SESSION_MEMORY);
+    let by_descriptors =
+        read("/proc/self/limits", "Max open files").map(|n| n.saturating_sub(64) / 2);
+    for cap in [by_memory, by_descriptors].into_iter().flatten() {
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX).max(1);
+        options.max_connections = options.max_connections.min(cap);
+    }
+    options
+}
+
 /// A new session's context: TLS as given, and its randomness (the APOP and
 /// CRAM-MD5 challenges' number, the SCRAM nonces' secret seed) drawn from
 /// the secure generator. An error means no randomness could be had: the

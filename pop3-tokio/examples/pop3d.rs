@@ -11,7 +11,7 @@ use clap::Parser;
 use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
 use pop3_proto::store::Store;
 use pop3_tokio::SpawnBlocking;
-use pop3_tokio::server::{Pop3Server, Security, ServerOptions};
+use pop3_tokio::server::{Pop3Server, Security};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -36,7 +36,7 @@ async fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), 
         Arc::new(store),
         setup.config.clone(),
         tls,
-        ServerOptions::default(),
+        setup.options.clone(),
     );
     let mut tasks = tokio::task::JoinSet::new();
     let mut bound = Vec::new();

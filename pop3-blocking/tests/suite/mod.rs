@@ -724,7 +724,12 @@ pub fn a_slow_sender_is_closed_at_the_login_timeout<S: Runtime>() {
     let config = ServerConfig::for_store(store.as_ref())
         .allow_plaintext_auth(true)
         .login_timeout(Duration::from_secs(1));
-    let served = S::serve(store.clone(), config, pki.server.clone(), ServerOptions::default());
+    let served = S::serve(
+        store.clone(),
+        config,
+        pki.server.clone(),
+        ServerOptions::default(),
+    );
     let mut slow = Raw::connect(served.plain);
     let started = std::time::Instant::now();
     let mut sent = 0;

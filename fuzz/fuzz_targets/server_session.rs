@@ -15,7 +15,9 @@
 //!   reply; the machine holds at most one line of input and a handful of
 //!   queued actions;
 //! - every session ends (at the latest by autologout) and leaves every
-//!   maildrop unlocked.
+//!   maildrop unlocked;
+//! - the connection layer (`server::Connection`, its reads and writes
+//!   always succeeding at once) gives the same session as the bare machine.
 
 mod ready;
 mod script;
@@ -28,7 +30,8 @@ use libfuzzer_sys::fuzz_target;
 use pop3_proto::command::Command;
 use pop3_proto::line::Limits;
 use pop3_proto::server::{
-    CloseReason, ConnectionContext, Server, ServerConfig, State, StoreReply, StoreRequest,
+    CloseReason, Connection, ConnectionContext, Server, ServerConfig, ServerOptions, State,
+    StoreReply, StoreRequest, Want,
 };
 use pop3_proto::session::Action;
 use pop3_proto::store::{MemoryStore, StoreDriver};
@@ -309,6 +312,161 @@ fn run(s: &Script, cuts: &[u16]) -> Outcome {
     r.o
 }
 
+/// The same session through the connection layer: reads of what was
+/// offered so far, writes that always succeed.
+fn run_connection(s: &Script, cuts: &[u16]) -> Outcome {
+    let Setup {
+        config, ctx, eof, ..
+    } = setup(s);
+    let store = store(s.chunk);
+    let mut now = Instant::from_millis(1_000_000);
+    let server = Server::new(Arc::new(config), now, ctx);
+    let mut conn = Connection::new(server, &ServerOptions::default());
+    let mut driver = StoreDriver::new(Arc::new(store.clone()));
+    let mut o = Outcome {
+        out: Vec::new(),
+        bodies: Vec::new(),
+        requests: Vec::new(),
+        commits: Vec::new(),
+        store: Vec::new(),
+        locked: Vec::new(),
+        close_reason: None,
+        closed: false,
+        max_queued: 0,
+        max_buffered: 0,
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut dropped = false;
+    // Drives the connection until it waits; `end`: the client has closed
+    // its side once everything offered was read.
+    let drive = |conn: &mut Connection,
+                 driver: &mut StoreDriver<MemoryStore>,
+                 o: &mut Outcome,
+                 pending: &mut Vec<u8>,
+                 dropped: &mut bool,
+                 now: Instant,
+                 end: bool| {
+        for _ in 0..100_000 {
+            match conn.want(now) {
+                Want::Write(octets) => {
+                    let n = octets.len();
+                    o.out.extend_from_slice(octets);
+                    conn.wrote(now, Ok::<_, ()>(n));
+                }
+                Want::Flush => conn.flushed(now, Ok::<_, ()>(())),
+                Want::Store(req) => {
+                    o.requests.push(format!("{req:?}"));
+                    if let StoreRequest::Commit { deleted } = &req {
+                        let m = conn.machine();
+                        o.commits.push((
+                            m.state(),
+                            deleted.clone(),
+                            m.user().map(|u| u.as_str().to_owned()),
+                            o.out.len(),
+                        ));
+                    }
+                    let reply = ready(driver.execute(req));
+                    if matches!(reply, StoreReply::Reading(Ok(()))) {
+                        o.bodies.push(o.out.len());
+                    }
+                    conn.store_done(now, reply);
+                }
+                Want::StartTls => {
+                    pending.clear();
+                    *dropped = true;
+                    conn.tls_done(now, Ok::<_, ()>(()));
+                }
+                Want::Read(buf) => {
+                    if pending.is_empty() {
+                        if end {
+                            conn.received(now, Ok::<_, ()>(0));
+                            continue;
+                        }
+                        return;
+                    }
+                    let n = pending.len().min(buf.len());
+                    buf[..n].copy_from_slice(&pending[..n]);
+                    pending.drain(..n);
+                    conn.received(now, Ok::<_, ()>(n));
+                }
+                Want::Wait => return,
+                Want::Close { .. } => {
+                    o.closed = true;
+                    return;
+                }
+            }
+        }
+        panic!("the connection never waited");
+    };
+    drive(
+        &mut conn,
+        &mut driver,
+        &mut o,
+        &mut pending,
+        &mut dropped,
+        now,
+        false,
+    );
+    for step in s.steps(cuts) {
+        if o.closed {
+            break;
+        }
+        match step {
+            Step::Feed(a, b) => {
+                if !dropped {
+                    pending.extend_from_slice(&s.data[a..b]);
+                }
+            }
+            Step::Clock(ms) => {
+                now = now + Duration::from_millis(ms);
+                if conn.poll_timeout().is_some_and(|t| now >= t) {
+                    conn.handle_timeout(now);
+                }
+            }
+        }
+        drive(
+            &mut conn,
+            &mut driver,
+            &mut o,
+            &mut pending,
+            &mut dropped,
+            now,
+            false,
+        );
+    }
+    for _ in 0..64 {
+        if o.closed {
+            break;
+        }
+        drive(
+            &mut conn,
+            &mut driver,
+            &mut o,
+            &mut pending,
+            &mut dropped,
+            now,
+            eof,
+        );
+        if o.closed {
+            break;
+        }
+        let Some(t) = conn.poll_timeout() else {
+            break;
+        };
+        now = now.max(t);
+        conn.handle_timeout(now);
+    }
+    assert!(o.closed, "the connection did not close");
+    drop(driver);
+    o.store = USERS
+        .iter()
+        .map(|(u, _)| store.messages(u).iter().map(|m| m.to_vec()).collect())
+        .collect();
+    o.locked = USERS.iter().map(|(u, _)| store.is_locked(u)).collect();
+    o.close_reason = conn.machine().summary().close_reason;
+    o
+}
+
 /// The lines of `out` outside bodies, with their offsets.
 fn lines_outside_bodies(o: &Outcome) -> Vec<(usize, &[u8])> {
     let out = &o.out[..];
@@ -471,4 +629,7 @@ fuzz_target!(|input: &[u8]| {
     let cut = run(&s, &s.cuts);
     check(&s, &cut);
     same(&cut, &whole);
+    let conn = run_connection(&s, &s.cuts);
+    check(&s, &conn);
+    same(&conn, &whole);
 });

@@ -505,6 +505,12 @@ enum ScramState {
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
+/// The most PBKDF2 iterations a server may ask for (250 times RFC 7677's
+/// 4096, well above what servers use): the hashing runs inside the
+/// machine's input call, where no timer can stop it, so a hostile server
+/// could otherwise keep the client busy for hours.
+const MAX_ITERATIONS: u32 = 1_024_000;
+
 fn hmac256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::Mac;
     // HMAC accepts keys of any length.
@@ -529,7 +535,9 @@ impl ScramSha256 {
     }
 
     /// Refuse servers asking for fewer PBKDF2 iterations than `n` (default
-    /// 4096, RFC 7677 §4).
+    /// 4096, RFC 7677 §4). More than 1,024,000 are always refused
+    /// (hashing that many takes about a second; a hostile server could
+    /// otherwise ask for hours of it).
     pub fn min_iterations(mut self, n: u32) -> Self {
         self.min_iterations = n;
         self
@@ -558,6 +566,7 @@ impl ScramSha256 {
         if !nonce.starts_with(self.nonce.as_str())
             || nonce.len() == self.nonce.len()
             || iterations < self.min_iterations.max(1)
+            || iterations > MAX_ITERATIONS
         {
             return Err(SaslError::BadChallenge);
         }

@@ -15,7 +15,8 @@
 //! - every command gets at most one final answer, and exactly one once the
 //!   session is closed; the session closes once the input ends (or the
 //!   reply timer fires), with `Closed` last;
-//! - the number of events is bounded by the input lines and the commands.
+//! - the number of events is bounded by the input lines and the commands,
+//!   and no body chunk is larger than the client's read buffer.
 
 mod script;
 
@@ -209,6 +210,11 @@ impl Run<'_> {
                     self.client.handle_tls_established(self.now);
                 }
                 Action::Event(e) => {
+                    // Memory: a chunk is a slice of the read buffer.
+                    if let ClientEvent::BodyChunk { data, .. } = &e {
+                        let max = self.client.config().read_buffer;
+                        assert!(data.len() <= max, "a chunk of {} octets", data.len());
+                    }
                     if matches!(
                         e,
                         ClientEvent::BodyEnd { .. }

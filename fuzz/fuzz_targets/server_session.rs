@@ -8,7 +8,8 @@
 //!   store afterwards;
 //! - the store loses messages only through a commit after a QUIT line in
 //!   TRANSACTION, and then exactly those the server confirmed with a
-//!   DELE reply and did not bring back with RSET;
+//!   DELE reply and did not bring back with RSET (with `EXPIRE 0`, also
+//!   every message sent whole in answer to RETR);
 //! - every line written outside a RETR/TOP body ends with CRLF, holds no
 //!   other CR or LF, and is at most 512 octets with its CRLF;
 //! - output is bounded by the number of input lines times the largest
@@ -29,6 +30,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use pop3_proto::command::Command;
 use pop3_proto::line::Limits;
+use pop3_proto::response::Expire;
 use pop3_proto::server::{
     CloseReason, Connection, ConnectionContext, Server, ServerConfig, ServerOptions, State,
     StoreReply, StoreRequest, Want,
@@ -117,6 +119,11 @@ fn setup(s: &Script) -> Setup {
         .lang(f & 0x10 != 0)
         .pipelining(f & 0x20 == 0)
         .apop(f & 0x40 == 0)
+        .expire(if s.more & 0x40 != 0 {
+            Some(Expire::Days(0))
+        } else {
+            Some(Expire::Never)
+        })
         .auth_failure_delay(Duration::from_millis(delay))
         .max_bad_commands(before, after)
         .limits(limits);
@@ -132,8 +139,8 @@ fn setup(s: &Script) -> Setup {
 #[derive(Debug)]
 struct Outcome {
     out: Vec<u8>,
-    /// Where a RETR/TOP status line starts in `out`.
-    bodies: Vec<usize>,
+    /// Where a RETR/TOP status line starts in `out`, and the message's index.
+    bodies: Vec<(usize, usize)>,
     requests: Vec<String>,
     /// (state when asked, deleted indexes, user, offset in `out`).
     commits: Vec<(State, Vec<usize>, Option<String>, usize)>,
@@ -183,9 +190,13 @@ impl Run<'_> {
                             self.o.out.len(),
                         ));
                     }
+                    let read = match req {
+                        StoreRequest::Read { index } => Some(index),
+                        _ => None,
+                    };
                     let reply = ready(self.driver.execute(req));
-                    if matches!(reply, StoreReply::Reading(Ok(()))) {
-                        self.o.bodies.push(self.o.out.len());
+                    if let (Some(index), StoreReply::Reading(Ok(()))) = (read, &reply) {
+                        self.o.bodies.push((self.o.out.len(), index));
                     }
                     self.server.handle_store(self.now, reply);
                 }
@@ -365,9 +376,13 @@ fn run_connection(s: &Script, cuts: &[u16]) -> Outcome {
                             o.out.len(),
                         ));
                     }
+                    let read = match req {
+                        StoreRequest::Read { index } => Some(index),
+                        _ => None,
+                    };
                     let reply = ready(driver.execute(req));
-                    if matches!(reply, StoreReply::Reading(Ok(()))) {
-                        o.bodies.push(o.out.len());
+                    if let (Some(index), StoreReply::Reading(Ok(()))) = (read, &reply) {
+                        o.bodies.push((o.out.len(), index));
                     }
                     conn.store_done(now, reply);
                 }
@@ -467,12 +482,22 @@ fn run_connection(s: &Script, cuts: &[u16]) -> Outcome {
     o
 }
 
-/// The lines of `out` outside bodies, with their offsets.
-fn lines_outside_bodies(o: &Outcome) -> Vec<(usize, &[u8])> {
+/// A RETR or TOP reply in the output.
+struct Body {
+    at: usize,
+    index: usize,
+    retr: bool,
+    /// Its terminating dot line was sent.
+    complete: bool,
+}
+
+/// The lines of `out` outside bodies, with their offsets, and the bodies.
+fn lines_outside_bodies(o: &Outcome) -> (Vec<(usize, &[u8])>, Vec<Body>) {
     let out = &o.out[..];
     let mut lines = Vec::new();
     let mut pos = 0;
     let mut bodies = o.bodies.iter().copied().peekable();
+    let mut found = Vec::new();
     while pos < out.len() {
         let end = match memchr(b'\n', &out[pos..]) {
             Some(i) => pos + i + 1,
@@ -480,9 +505,15 @@ fn lines_outside_bodies(o: &Outcome) -> Vec<(usize, &[u8])> {
         };
         let line = &out[pos..end];
         lines.push((pos, line));
-        if bodies.peek() == Some(&pos) {
+        if let Some(&(_, index)) = bodies.peek().filter(|b| b.0 == pos) {
             bodies.next();
             // A status line, then the body up to its terminating dot line.
+            let mut body = Body {
+                at: pos,
+                index,
+                retr: line.ends_with(b" octets\r\n"),
+                complete: false,
+            };
             let mut p = end;
             while p < out.len() {
                 let e = match memchr(b'\n', &out[p..]) {
@@ -492,16 +523,18 @@ fn lines_outside_bodies(o: &Outcome) -> Vec<(usize, &[u8])> {
                 let body_line = &out[p..e];
                 p = e;
                 if body_line == b".\r\n" {
+                    body.complete = true;
                     break;
                 }
             }
+            found.push(body);
             pos = p;
         } else {
             pos = end;
         }
     }
     assert!(bodies.next().is_none(), "a body mark inside another body");
-    lines
+    (lines, found)
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -510,7 +543,7 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 fn check(s: &Script, o: &Outcome) {
     let line_limit = setup(s).line_limit;
-    let lines = lines_outside_bodies(o);
+    let (lines, bodies) = lines_outside_bodies(o);
     for &(at, line) in &lines {
         assert!(
             line.ends_with(b"\r\n"),
@@ -524,8 +557,16 @@ fn check(s: &Script, o: &Outcome) {
         assert!(line.len() <= 512, "a line of {} octets at {at}", line.len());
     }
 
-    // The maildrop, as the server's own replies describe it.
+    // The maildrop, as the server's own replies describe it. With EXPIRE 0
+    // a message retrieved whole with RETR goes at QUIT too, RSET or not.
     let mut deleted: BTreeSet<usize> = BTreeSet::new();
+    let expire_now = s.more & 0x40 != 0;
+    let retrieved: BTreeSet<usize> = bodies
+        .iter()
+        .filter(|b| expire_now && b.retr && b.complete)
+        .filter(|b| o.commits.first().is_none_or(|c| b.at < c.3))
+        .map(|b| b.index)
+        .collect();
     let mut li = lines.iter().peekable();
     assert!(o.commits.len() <= 1, "more than one commit");
     let commit_at = o.commits.first().map(|c| c.3);
@@ -555,7 +596,8 @@ fn check(s: &Script, o: &Outcome) {
             });
             assert!(quit_line, "a commit without a QUIT line in the input");
             let got: BTreeSet<usize> = indexes.iter().copied().collect();
-            assert_eq!(got, deleted, "the commit is not what DELE/RSET said");
+            let deleted: BTreeSet<usize> = deleted.union(&retrieved).copied().collect();
+            assert_eq!(got, deleted, "the commit is not what DELE/RSET/RETR said");
             let user = user.as_deref().expect("a commit without a user");
             for (i, (u, _)) in USERS.iter().enumerate() {
                 let expected: Vec<Vec<u8>> = if *u == user {

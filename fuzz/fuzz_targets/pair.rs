@@ -339,6 +339,11 @@ fuzz_target!(|input: Input| {
     assert!(p.server_closed, "the server never closed");
     drop(p.driver);
 
+    if std::env::var_os("POP3_FUZZ_SHOW").is_some() {
+        for e in &p.events {
+            eprintln!("{e:?}");
+        }
+    }
     // The client's view against the model, in the order the replies came.
     let timers = elapsed >= 120;
     let mut session: Option<(bool, Vec<Msg>)> = None; // (bob, messages)

@@ -7,7 +7,9 @@
 //!   mechanism answers only with what it must (PLAIN its message, LOGIN the
 //!   user then the password, CRAM-MD5 the user and the HMAC of the
 //!   challenge, ...); no more answers than challenges; SCRAM never accepts
-//!   a `+OK` (the server's proof cannot be forged).
+//!   a `+OK` without the server's proof, and against a server that knows
+//!   the password (computed here) it answers with the right client proof
+//!   and takes the right server proof, and only that.
 //! - `Server`: the server machine's PLAIN, LOGIN and CRAM-MD5 exchanges
 //!   against arbitrary client responses (base64 of chosen data, raw lines,
 //!   cancels). The session logs in exactly when the responses it took
@@ -68,6 +70,72 @@ enum ServerLine {
     Challenge(Vec<u8>),
     /// Octets as they are (a `+OK`, a `-ERR`, anything).
     Raw(Vec<u8>),
+    /// A SCRAM server-first message for the client's nonce, this salt and
+    /// 4096 + `extra` iterations.
+    ScramFirst {
+        suffix: u32,
+        salt: Vec<u8>,
+        extra: u8,
+    },
+    /// The SCRAM server-final message proving the password, for the last
+    /// server-first message (`tamper`: with one bit wrong).
+    ScramFinal { tamper: bool },
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn hmac256(key: &[u8], data: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
+    for d in data {
+        m.update(d);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// The server's side of one SCRAM-SHA-256 exchange (RFC 5802 §3) for the
+/// password `secret`.
+struct ScramServer {
+    first: String,
+    /// What the client must answer to `first`.
+    client_final: String,
+    signature: [u8; 32],
+}
+
+fn scram_server(bare: &str, suffix: u32, salt: &[u8], iterations: u32) -> ScramServer {
+    use sha2::Digest as _;
+    let nonce = format!("{NONCE}{suffix}");
+    let first = format!("r={nonce},s={},i={iterations}", STANDARD.encode(salt));
+    let mut u = hmac256(b"secret", &[salt, &1u32.to_be_bytes()]);
+    let mut salted = u;
+    for _ in 1..iterations {
+        u = hmac256(b"secret", &[&u]);
+        salted.iter_mut().zip(u).for_each(|(s, x)| *s ^= x);
+    }
+    let client_key = hmac256(&salted, &[b"Client Key"]);
+    let stored_key: [u8; 32] = sha2::Sha256::digest(client_key).into();
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("{bare},{first},{without_proof}");
+    let mut proof = hmac256(&stored_key, &[auth_message.as_bytes()]);
+    proof.iter_mut().zip(client_key).for_each(|(p, k)| *p ^= k);
+    let server_key = hmac256(&salted, &[b"Server Key"]);
+    ScramServer {
+        client_final: format!("{without_proof},p={}", STANDARD.encode(proof)),
+        signature: hmac256(&server_key, &[auth_message.as_bytes()]),
+        first,
+    }
+}
+
+/// What the SCRAM lines of one input make the client do.
+#[derive(Default)]
+struct ScramPlan {
+    /// The client-final messages the server-first messages call for.
+    finals: Vec<String>,
+    /// An untampered server-final message came after a server-first one.
+    provable: bool,
+    /// The input begins with a server-first and its untampered
+    /// server-final message.
+    happy: bool,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -84,8 +152,10 @@ enum Input {
     },
     Pair {
         mech: u8,
-        user: String,
-        password: String,
+        /// `None`: alice.
+        user: Option<String>,
+        /// `None`: her password.
+        password: Option<String>,
         ir_limit: Option<u8>,
     },
 }
@@ -121,8 +191,12 @@ fn is_challenge(line: &[u8]) -> bool {
     }
 }
 
-fn client_side(mech: Mech, alt_user: bool, server: &[u8]) {
-    let user = if alt_user { "u,s=er" } else { "alice" };
+fn user_of(alt_user: bool) -> &'static str {
+    if alt_user { "u,s=er" } else { "alice" }
+}
+
+fn client_side(mech: Mech, alt_user: bool, server: &[u8], plan: &ScramPlan) {
+    let user = user_of(alt_user);
     let now = Instant::ZERO;
     let mut client = Client::new(ClientConfig::default(), now);
     let auth = client.auth(mechanism(mech, user, "secret")).unwrap();
@@ -185,6 +259,9 @@ fn client_side(mech: Mech, alt_user: bool, server: &[u8]) {
             other => panic!("an invalid SASL response {line:?}: {other:?}"),
         }
     }
+    if std::env::var_os("POP3_FUZZ_SHOW").is_some() {
+        eprintln!("client {mech:?}: answers {datas:?}");
+    }
     let ir = auth_line.split(|&b| b == b' ').nth(2).map(|b| {
         let b = b.strip_suffix(b"\r\n").unwrap_or(b);
         if b == b"=" {
@@ -224,8 +301,25 @@ fn client_side(mech: Mech, alt_user: bool, server: &[u8]) {
             let ok = events
                 .iter()
                 .any(|e| matches!(e, ClientEvent::Ok { id, .. } if *id == auth));
-            assert!(!ok, "SCRAM accepted a +OK without the server's proof");
+            assert!(
+                !ok || plan.provable,
+                "SCRAM accepted a +OK without the server's proof"
+            );
             assert!(datas.len() <= 2);
+            for d in &datas {
+                assert!(
+                    d.is_empty() || plan.finals.iter().any(|f| f.as_bytes() == &d[..]),
+                    "SCRAM answered {:?}",
+                    String::from_utf8_lossy(d)
+                );
+            }
+            if datas.iter().any(|d| d.is_empty()) {
+                assert!(plan.provable, "SCRAM took a forged server proof");
+            }
+            if plan.happy {
+                assert_eq!(datas.len(), 2, "SCRAM refused a good exchange: {datas:?}");
+                assert!(datas[1].is_empty());
+            }
         }
         Mech::XOAuth2 | Mech::XOAuth2TwoStep | Mech::OAuthBearer => {
             assert!(datas.len() <= challenges);
@@ -416,6 +510,9 @@ fn server_side(mech: u8, initial: Option<Vec<u8>>, lines: &[Line]) {
         }
     };
     let result = result.unwrap_or_default();
+    if std::env::var_os("POP3_FUZZ_SHOW").is_some() {
+        eprintln!("server {name}: logged in {user:?}");
+    }
     assert_eq!(
         user.is_some(),
         right,
@@ -487,6 +584,9 @@ fn pair(mech: u8, user: &str, password: &str, ir_limit: Option<u8>) {
         }
     }
     let answer = events.iter().find(|e| e.request_id() == Some(auth));
+    if std::env::var_os("POP3_FUZZ_SHOW").is_some() {
+        eprintln!("pair {mech:?} {user:?}: {answer:?}");
+    }
     // Only the store's user with its password gets in.
     let right = user == "alice" && password == "secret";
     let ok = matches!(answer, Some(ClientEvent::Ok { .. }));
@@ -502,9 +602,47 @@ fn pair(mech: u8, user: &str, password: &str, ir_limit: Option<u8>) {
 fuzz_target!(|input: Input| {
     match input {
         Input::Client { mech, user, server } => {
+            let mut bare = String::from("n=");
+            for c in user_of(user).chars() {
+                match c {
+                    ',' => bare.push_str("=2C"),
+                    '=' => bare.push_str("=3D"),
+                    c => bare.push(c),
+                }
+            }
+            bare.push_str(",r=");
+            bare.push_str(NONCE);
+            let mut plan = ScramPlan::default();
+            let mut last: Option<ScramServer> = None;
             let mut octets = Vec::new();
-            for line in server.iter().take(16) {
+            for (i, line) in server.iter().take(16).enumerate() {
                 match line {
+                    ServerLine::ScramFirst {
+                        suffix,
+                        salt,
+                        extra,
+                    } => {
+                        let sv = scram_server(&bare, *suffix, salt, 4096 + u32::from(*extra));
+                        octets.extend_from_slice(b"+ ");
+                        octets.extend_from_slice(STANDARD.encode(&sv.first).as_bytes());
+                        octets.extend_from_slice(b"\r\n");
+                        plan.finals.push(sv.client_final.clone());
+                        last = Some(sv);
+                    }
+                    ServerLine::ScramFinal { tamper } => {
+                        let mut sig = last.as_ref().map_or([0; 32], |sv| sv.signature);
+                        if *tamper || last.is_none() {
+                            sig[0] ^= 1;
+                        } else {
+                            plan.provable = true;
+                            plan.happy |=
+                                i == 1 && matches!(server[0], ServerLine::ScramFirst { .. });
+                        }
+                        let v = format!("v={}", STANDARD.encode(sig));
+                        octets.extend_from_slice(b"+ ");
+                        octets.extend_from_slice(STANDARD.encode(v).as_bytes());
+                        octets.extend_from_slice(b"\r\n");
+                    }
                     ServerLine::Challenge(c) => {
                         octets.extend_from_slice(b"+ ");
                         octets.extend_from_slice(STANDARD.encode(c).as_bytes());
@@ -513,8 +651,9 @@ fuzz_target!(|input: Input| {
                     ServerLine::Raw(r) => octets.extend_from_slice(r),
                 }
             }
+            plan.happy &= mech == Mech::Scram;
             if octets.len() <= 8192 {
-                client_side(mech, user, &octets);
+                client_side(mech, user, &octets, &plan);
             }
         }
         Input::Server {
@@ -528,6 +667,8 @@ fuzz_target!(|input: Input| {
             password,
             ir_limit,
         } => {
+            let user = user.unwrap_or_else(|| String::from("alice"));
+            let password = password.unwrap_or_else(|| String::from("secret"));
             if user.len() <= 300 && password.len() <= 300 {
                 pair(mech, &user, &password, ir_limit);
             }

@@ -813,6 +813,9 @@ impl Server {
         }
         self.eof = true;
         match self.wait {
+            // Commands sent after the failed login are answered once its
+            // delay is over (then the end of the input closes).
+            Wait::Delay { .. } if !self.input.is_empty() => {}
             // Waiting for time or the handshake: no command can follow.
             Wait::Delay { .. } | Wait::Tls => {
                 self.wait = Wait::Command;

@@ -641,19 +641,19 @@ fn check(s: &Script, o: &Outcome) {
 
 /// The two runs agree on everything observable (the high-water marks
 /// of the machine's buffers may differ: they are checked on their own).
-fn same(a: &Outcome, b: &Outcome) {
+fn same(a: &Outcome, b: &Outcome, what: &str) {
     assert_eq!(
         String::from_utf8_lossy(&a.out),
         String::from_utf8_lossy(&b.out),
-        "the cuts changed the output"
+        "{what} changed the output"
     );
     assert_eq!(
         a.requests, b.requests,
-        "the cuts changed the store requests"
+        "{what} changed the store requests"
     );
     assert_eq!(a.bodies, b.bodies);
     assert_eq!(a.commits, b.commits);
-    assert_eq!(a.store, b.store, "the cuts changed the store");
+    assert_eq!(a.store, b.store, "{what} changed the store");
     assert_eq!(a.close_reason, b.close_reason);
 }
 
@@ -670,8 +670,8 @@ fuzz_target!(|input: &[u8]| {
     check(&s, &whole);
     let cut = run(&s, &s.cuts);
     check(&s, &cut);
-    same(&cut, &whole);
+    same(&cut, &whole, "the cuts");
     let conn = run_connection(&s, &s.cuts);
     check(&s, &conn);
-    same(&conn, &whole);
+    same(&conn, &whole, "the connection layer");
 });

@@ -297,7 +297,7 @@ fn run(s: &Script, cuts: &[u16]) -> Outcome {
     // The end: the client half-closes (once the machine took all it was
     // sent) or goes silent; either way the clock runs until the session
     // is over.
-    for _ in 0..64 {
+    for _ in 0..s.data.len() + 64 {
         if r.o.closed {
             break;
         }
@@ -449,7 +449,7 @@ fn run_connection(s: &Script, cuts: &[u16]) -> Outcome {
             false,
         );
     }
-    for _ in 0..64 {
+    for _ in 0..s.data.len() + 64 {
         if o.closed {
             break;
         }

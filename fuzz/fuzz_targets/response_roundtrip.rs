@@ -54,7 +54,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     );
     // Every prefix of a short response; a spread of them for a long one.
     let step = if out.len() <= 1024 { 1 } else { out.len() / 64 };
-    for n in (0..out.len()).step_by(step).chain(out.len().saturating_sub(8)..out.len()) {
+    for n in (0..out.len())
+        .step_by(step)
+        .chain(out.len().saturating_sub(8)..out.len())
+    {
         assert_eq!(
             Response::parse(expected, &out[..n], &limits),
             Ok(Parsed::Incomplete),

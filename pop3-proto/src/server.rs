@@ -798,6 +798,9 @@ enum Wait {
     Sasl(SaslExchange),
     /// A multi-line listing is being produced, `next` is the next index.
     Listing { kind: ListingKind, next: usize },
+    /// A body whose first chunks were held (see [`Held`]) goes out, a
+    /// chunk each time the output is drained.
+    Backlog(Stream),
     /// A store answer.
     Store(Pending),
     /// A failed authentication's delay.
@@ -868,6 +871,10 @@ struct Stream {
     /// The status line and the first chunks, held until the header section
     /// is known to be ASCII (UTF-8 mode off on a UTF-8 maildrop).
     held: Option<Held>,
+    /// Held chunks not sent yet.
+    backlog: VecDeque<Bytes>,
+    /// The store has no more chunks (its end came while holding).
+    store_done: bool,
 }
 
 /// What RETR or TOP holds back while it reads the header section.
@@ -1090,6 +1097,9 @@ impl Server {
         }
         self.eof = true;
         match self.wait {
+            // Commands sent after the failed login are answered once its
+            // delay is over (then the end of the input closes).
+            Wait::Delay { .. } if !self.input.is_empty() => {}
             // Waiting for time or the handshake: no command can follow.
             Wait::Delay { .. } | Wait::Tls => {
                 self.wait = Wait::Command;
@@ -1152,7 +1162,9 @@ impl Server {
             match self.wait {
                 // A login being checked finishes; the session goes on if it succeeds.
                 Wait::Store(_) => {}
-                Wait::Listing { .. } | Wait::Tls => self.close(CloseReason::LoginTimeout, None),
+                Wait::Listing { .. } | Wait::Backlog(_) | Wait::Tls => {
+                    self.close(CloseReason::LoginTimeout, None)
+                }
                 _ => self.close(
                     CloseReason::LoginTimeout,
                     Some("-ERR Disconnected: no login in time."),
@@ -1167,7 +1179,9 @@ impl Server {
             && now >= self.last_activity + self.config.login_idle_timeout
         {
             match self.wait {
-                Wait::Listing { .. } | Wait::Tls => self.close(CloseReason::LoginTimeout, None),
+                Wait::Listing { .. } | Wait::Backlog(_) | Wait::Tls => {
+                    self.close(CloseReason::LoginTimeout, None)
+                }
                 _ => self.close(
                     CloseReason::LoginTimeout,
                     Some("-ERR Disconnected for inactivity before login."),
@@ -1183,7 +1197,9 @@ impl Server {
                         self.close_after = Some(CloseReason::Autologout);
                     }
                 }
-                Wait::Listing { .. } | Wait::Tls => self.close(CloseReason::Autologout, None),
+                Wait::Listing { .. } | Wait::Backlog(_) | Wait::Tls => {
+                    self.close(CloseReason::Autologout, None)
+                }
                 _ => self.close(
                     CloseReason::Autologout,
                     Some("-ERR Autologout; idle for too long."),
@@ -1390,6 +1406,7 @@ impl Server {
         while self.actions.is_empty() && self.state != State::Closed && !self.closing {
             match self.wait {
                 Wait::Listing { .. } => self.listing_chunk(),
+                Wait::Backlog(_) => self.backlog_chunk(),
                 Wait::Command | Wait::Sasl(_) => match self.take_line() {
                     Some(Ok(line)) => {
                         if matches!(self.wait, Wait::Sasl(_)) {
@@ -2249,6 +2266,8 @@ impl Server {
                             },
                             top: top.is_some(),
                             held,
+                            backlog: VecDeque::new(),
+                            store_done: false,
                         }),
                     );
                 }
@@ -2279,16 +2298,11 @@ impl Server {
                     HeaderVerdict::Ascii => {
                         let held = stream.held.take().expect("held");
                         self.send_line(&held.status);
-                        for chunk in held.chunks {
-                            if !stream.encoder.is_complete() {
-                                self.send_encoded(&mut stream, &chunk);
-                            }
-                        }
-                        if ended || stream.encoder.is_complete() {
-                            self.end_body(stream, BytesMut::new());
-                        } else {
-                            self.request(StoreRequest::NextChunk, Pending::Chunk(stream));
-                        }
+                        // The held chunks go out one per drain, as the
+                        // store's would.
+                        stream.backlog = held.chunks.into();
+                        stream.store_done = ended;
+                        self.wait = Wait::Backlog(stream);
                     }
                 }
             }
@@ -2342,6 +2356,25 @@ impl Server {
         match err {
             StoreError::Permanent(_) => "-ERR [SYS/PERM] Authentication is not possible.",
             _ => "-ERR [SYS/TEMP] Authentication is temporarily not possible.",
+        }
+    }
+
+    /// Sends the next chunk of a held body; then the store's.
+    fn backlog_chunk(&mut self) {
+        let Wait::Backlog(mut stream) = core::mem::replace(&mut self.wait, Wait::Command) else {
+            return;
+        };
+        if let Some(chunk) = stream.backlog.pop_front()
+            && !stream.encoder.is_complete()
+        {
+            self.send_encoded(&mut stream, &chunk);
+        }
+        if !stream.backlog.is_empty() && !stream.encoder.is_complete() {
+            self.wait = Wait::Backlog(stream);
+        } else if stream.store_done || stream.encoder.is_complete() {
+            self.end_body(stream, BytesMut::new());
+        } else {
+            self.request(StoreRequest::NextChunk, Pending::Chunk(stream));
         }
     }
 

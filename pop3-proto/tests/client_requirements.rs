@@ -1157,6 +1157,37 @@ fn scram_wrong_server_proof_cancels_the_exchange() {
 }
 
 #[test]
+fn scram_refuses_an_iteration_count_that_would_keep_the_client_busy() {
+    use pop3_proto::client::sasl::Scram;
+    use std::sync::mpsc;
+    // A server-first message asking for 2^32 - 1 PBKDF2 iterations: hours
+    // of hashing inside one `handle_input`, where no timer can fire.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut m = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+        m.initial_response();
+        let r = m.step(
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+              s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4294967295",
+        );
+        let _ = tx.send(r);
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the mechanism was still hashing after 10 s");
+    assert!(
+        matches!(
+            r.unwrap_err(),
+            SaslError::TooManyIterations {
+                iterations: 4_294_967_295,
+                ..
+            }
+        ),
+        "refused before any hashing"
+    );
+}
+
+#[test]
 fn reply_timer_restarts_after_a_slow_application_drains_a_backlog() {
     let mut config = plain_link();
     config.reply_timeout = Some(Duration::from_secs(10));

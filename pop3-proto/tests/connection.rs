@@ -412,3 +412,56 @@ fn a_session_still_open_after_the_shutdown_grace_is_cut_without_commit() {
     assert_eq!(did.last(), Some(&Did::Closed { graceful: false }));
     assert_eq!(store.message_count("demo"), 2);
 }
+
+#[test]
+fn stls_answered_after_the_peer_half_closed_ends_the_session_at_once() {
+    let (mut conn, mut driver, _) = serve(true);
+    // STLS pipelined behind a wrong password, then the end of the input:
+    // STLS is answered once the failure's delay is over, when no
+    // handshake can happen any more.
+    let mut input = b"USER demo\r\nPASS wrong\r\nSTLS\r\n".to_vec();
+    let mut now = at(0);
+    let mut out = Vec::new();
+    let mut closed = false;
+    for _ in 0..100 {
+        match conn.want(now) {
+            server::Want::Write(octets) => {
+                let n = octets.len();
+                out.extend_from_slice(octets);
+                conn.wrote(now, Ok::<usize, ()>(n));
+            }
+            server::Want::Flush => conn.flushed(now, Ok::<(), ()>(())),
+            server::Want::Store(request) => {
+                let reply = ready(driver.execute(request));
+                conn.store_done(now, reply);
+            }
+            server::Want::StartTls => panic!("a handshake with a peer that closed its side"),
+            server::Want::Read(buf) => {
+                let n = input.len().min(buf.len());
+                buf[..n].copy_from_slice(&input[..n]);
+                input.drain(..n);
+                conn.received(now, Ok::<usize, ()>(n));
+            }
+            server::Want::Wait => {
+                let t = conn.poll_timeout().expect("a timer");
+                assert!(t <= at(5_000), "waiting until {t:?} for nothing");
+                now = t;
+                conn.handle_timeout(now);
+            }
+            server::Want::Close { .. } => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.ends_with("-ERR [AUTH] Authentication failed.\r\n+OK Begin TLS negotiation.\r\n"),
+        "{out}"
+    );
+    assert_eq!(
+        conn.machine().summary().close_reason,
+        Some(server::CloseReason::PeerClosed)
+    );
+}

@@ -268,6 +268,30 @@ fn eof_during_the_failed_login_delay_closes_at_once() {
 }
 
 #[test]
+fn half_close_during_the_failed_login_delay_still_answers_the_commands_sent() {
+    let mut h = Harness::standard();
+    h.auto_timer = Duration::ZERO;
+    h.take_output();
+    // A client that pipelines a retry after a wrong password and
+    // half-closes: the end of its input comes while the failure waits.
+    h.send(b"USER alice\r\nPASS wrong\r\nUSER alice\r\nPASS secret\r\nDELE 1\r\nQUIT\r\n");
+    h.eof();
+    assert!(!h.closed, "closed before the delayed answer");
+    h.advance(Duration::from_secs(1));
+    let out = h.take_output();
+    assert!(
+        out.starts_with("+OK\r\n-ERR [AUTH] Authentication failed.\r\n+OK\r\n+OK Logged in;"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("+OK Message 1 deleted.\r\n+OK Logging out.\r\n"),
+        "{out}"
+    );
+    assert!(h.closed);
+    assert_eq!(h.store.message_count("alice"), 2);
+}
+
+#[test]
 fn eof_during_sasl_closes() {
     let mut h = Harness::standard();
     h.take_output();

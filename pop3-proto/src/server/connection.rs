@@ -258,7 +258,15 @@ impl Connection {
                     self.slot = Some(Slot::StartTls);
                     return Want::StartTls;
                 }
-                Some(Slot::StartTls) => continue,
+                // The peer closed its side (or the connection is gone): no
+                // handshake can happen, which ends the session as a failed
+                // one does.
+                Some(Slot::StartTls) => {
+                    if !self.cut {
+                        self.cut(now);
+                    }
+                    continue;
+                }
                 Some(Slot::Close) => {
                     self.slot = Some(Slot::Close);
                     return Want::Close {

@@ -2408,8 +2408,7 @@ impl Server {
         self.summary.deleted_octets = deleted
             .iter()
             .filter_map(|&i| self.messages.get(i))
-            .map(|m| m.size)
-            .sum();
+            .fold(0u64, |sum, m| sum.saturating_add(m.size));
     }
 }
 

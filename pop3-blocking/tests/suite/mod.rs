@@ -390,12 +390,17 @@ impl MessageReader for GeneratedReader {
 
 /// The process's peak resident set (VmHWM), in KiB.
 fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// A memory figure of this process from `/proc/self/status`, in KiB.
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
 }
 
 /// A hashing writer: what was received, without keeping it.
@@ -492,12 +497,7 @@ fn measuring_memory() -> std::sync::MutexGuard<'static, ()> {
 
 /// The resident memory of this process, in KiB.
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    status_kib("VmRSS:")
 }
 
 /// A TCP connection to `to` from the loopback address `127.0.0.<from>`

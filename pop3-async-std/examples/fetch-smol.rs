@@ -16,7 +16,7 @@ use pop3_async_std::fetch;
 use pop3_blocking::cli::{FetchArgs, FetchProgress};
 
 fn main() -> ExitCode {
-    let mut setup = match FetchArgs::parse().setup() {
+    let setup = match FetchArgs::parse().setup() {
         Ok(setup) => setup,
         Err(e) => {
             eprintln!("fetch-smol: {e}");
@@ -25,13 +25,10 @@ fn main() -> ExitCode {
     };
     let mut progress = FetchProgress::new();
     let (url, password, settings) = (&setup.url, &setup.password, &setup.settings);
-    let result = smol::block_on(fetch::run(
-        url,
-        password,
-        settings,
-        &mut setup.sink,
-        &mut |p| progress.update(p),
-    ));
+    let (_sink, result) =
+        smol::block_on(fetch::run(url, password, settings, setup.sink, &mut |p| {
+            progress.update(p)
+        }));
     match result {
         Ok(report) => {
             progress.finish(&report);

@@ -5,20 +5,25 @@
 //! why every message ends up stored exactly once and none is lost); this
 //! module runs it on smol and async-std: [`fetch_new`] on an open session, or [`run`]
 //! from a URL and a password, into a [`MessageSink`] such as the Maildir
-//! [`MaildirSink`]. The sink's calls are blocking file I/O and run on the
-//! session's task: they are writes into the page cache, plus one fsync and
-//! rename per message.
+//! [`MaildirSink`].
+//!
+//! The sink is handed over by value and comes back with the result: its
+//! calls that wait for the disk (creating, syncing and renaming files, and
+//! scanning the folder) run on the `blocking` crate's thread pool, the one
+//! smol and async-std use, so the executor thread never stalls on an fsync.
+//! The cheap calls (appending a chunk to the open file, looking a UID up)
+//! run on the session's task.
 //!
 //! ```no_run
 //! use pop3_async_std::fetch::{self, FetchSettings, MaildirSink, PopUrl};
 //!
 //! # async fn go() -> Result<(), Box<dyn std::error::Error>> {
 //! let url = PopUrl::parse("pops://alice@pop.example.com")?;
-//! let mut sink = MaildirSink::open("Mail/inbox", &url.account_id())?;
+//! let sink = MaildirSink::open("Mail/inbox", &url.account_id())?;
 //! let mut settings = FetchSettings::default();
 //! settings.delete = true;
-//! let report = fetch::run(&url, "secret", &settings, &mut sink, &mut |_| {}).await?;
-//! println!("{} new messages", report.saved);
+//! let (_sink, result) = fetch::run(&url, "secret", &settings, sink, &mut |_| {}).await;
+//! println!("{} new messages", result?.saved);
 //! # Ok(()) }
 //! ```
 //!
@@ -32,13 +37,18 @@ pub use pop3_proto::url::{AuthMethod, Host, PopUrl, UrlError};
 use std::future::poll_fn;
 use std::task::Poll;
 
-use pop3_proto::fetch::Fetch;
+use pop3_proto::fetch::{Fetch, FetchStep, SinkRequest, execute};
 
 use crate::client::Pop3Client;
 
 /// Fetches, on a logged-in session, every message whose UID the sink does
 /// not hold yet, and with [`FetchOptions::delete`] deletes every message the
-/// sink holds; ends with QUIT.
+/// sink holds; ends with QUIT. Gives the sink back with the result.
+///
+/// A sink call that may wait for the disk ([`SinkRequest::may_block`]) runs
+/// on the `blocking` thread pool; a panic there resumes on this task, as it
+/// would have inline. If this future is dropped during such a call, the
+/// call still completes on the pool and the sink is dropped there.
 ///
 /// ```no_run
 /// use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
@@ -46,31 +56,63 @@ use crate::client::Pop3Client;
 /// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut client = Pop3Client::connect("localhost", 110, ConnectOptions::new(Security::StartTls)).await?;
 /// client.login("alice", "secret").await?;
-/// let mut sink = MaildirSink::open("Maildir", "alice@localhost:110")?;
-/// let report = fetch_new(&mut client, &mut sink, &FetchOptions::default(), &mut |_| {}).await?;
+/// let sink = MaildirSink::open("Maildir", "alice@localhost:110")?;
+/// let (sink, result) = fetch_new(&mut client, sink, &FetchOptions::default(), &mut |_| {}).await;
+/// println!("{} saved into {}", result?.saved, sink.root().display());
 /// # Ok(()) }
 /// ```
-pub async fn fetch_new<S: MessageSink>(
+pub async fn fetch_new<S: MessageSink + Send + 'static>(
     client: &mut Pop3Client,
-    sink: &mut S,
+    mut sink: S,
     options: &FetchOptions,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<FetchReport, FetchError> {
+) -> (S, Result<FetchReport, FetchError>) {
     let mut fetch = Fetch::new(options.clone());
-    poll_fn(|cx| {
-        loop {
-            let (now, conn) = (client.now(), client.connection());
-            if let Some(result) = fetch.drive(now, conn, sink, progress) {
-                return Poll::Ready(result);
+    loop {
+        // Everything up to the next sink call or the end runs in one poll.
+        let step = poll_fn(|cx| {
+            loop {
+                let (now, conn) = (client.now(), client.connection());
+                match fetch.poll(now, conn) {
+                    FetchStep::Io => std::task::ready!(client.poll_io(cx)),
+                    FetchStep::Sink(request) if !request.may_block() => {
+                        fetch.sink_done(execute(&mut sink, request));
+                    }
+                    FetchStep::Progress(p) => progress(&p),
+                    step => return Poll::Ready(step),
+                }
             }
-            std::task::ready!(client.poll_io(cx));
+        })
+        .await;
+        match step {
+            FetchStep::Sink(request) => {
+                let (back, reply) = off_the_executor(sink, request).await;
+                sink = back;
+                fetch.sink_done(reply);
+            }
+            FetchStep::Done(result) => return (sink, result),
+            // Unreachable today (the poll above answers the rest); a step
+            // of a later version is polled again.
+            _ => {}
         }
+    }
+}
+
+/// Performs a sink request on the `blocking` pool, moving the sink there
+/// and back.
+async fn off_the_executor<S: MessageSink + Send + 'static>(
+    mut sink: S,
+    request: SinkRequest,
+) -> (S, pop3_proto::fetch::SinkReply) {
+    blocking::unblock(move || {
+        let reply = execute(&mut sink, request);
+        (sink, reply)
     })
     .await
 }
 
 /// Connects as the URL says, logs in with `password`, and runs
-/// [`fetch_new`].
+/// [`fetch_new`]; gives the sink back with the result.
 ///
 /// ```no_run
 /// use pop3_async_std::fetch::{run, FetchSettings, MaildirSink, PopUrl};
@@ -78,19 +120,25 @@ pub async fn fetch_new<S: MessageSink>(
 /// let url: PopUrl = "pop://bob;AUTH=PLAIN@localhost".parse()?;
 /// let mut settings = FetchSettings::default();
 /// settings.starttls = true;
-/// let mut sink = MaildirSink::open("Maildir", "bob@localhost:110")?;
-/// run(&url, "secret", &settings, &mut sink, &mut |p| eprintln!("{p:?}")).await?;
+/// let sink = MaildirSink::open("Maildir", "bob@localhost:110")?;
+/// let (_sink, result) = run(&url, "secret", &settings, sink, &mut |p| eprintln!("{p:?}")).await;
+/// result?;
 /// # Ok(()) }
 /// ```
-pub async fn run<S: MessageSink>(
+pub async fn run<S: MessageSink + Send + 'static>(
     url: &PopUrl,
     password: &str,
     settings: &FetchSettings,
-    sink: &mut S,
+    sink: S,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<FetchReport, FetchError> {
-    let mut client = connect(url, settings).await?;
-    authenticate(&mut client, url, settings, password).await?;
+) -> (S, Result<FetchReport, FetchError>) {
+    let mut client = match connect(url, settings).await {
+        Ok(client) => client,
+        Err(e) => return (sink, Err(e)),
+    };
+    if let Err(e) = authenticate(&mut client, url, settings, password).await {
+        return (sink, Err(e));
+    }
     fetch_new(&mut client, sink, &settings.fetch_options(), progress).await
 }
 

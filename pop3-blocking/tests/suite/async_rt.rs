@@ -217,9 +217,9 @@ impl<E: Executor> Client for AsyncClient<E> {
     }
     fn fetch(
         &mut self,
-        sink: &mut MaildirSink,
+        sink: MaildirSink,
         options: &FetchOptions,
-    ) -> Result<FetchReport, FetchError> {
+    ) -> (MaildirSink, Result<FetchReport, FetchError>) {
         E::block_on(pop3_async_std::fetch::fetch_new(
             &mut self.0,
             sink,

@@ -178,9 +178,10 @@ impl Client for BlockingClient {
     }
     fn fetch(
         &mut self,
-        sink: &mut MaildirSink,
+        mut sink: MaildirSink,
         options: &FetchOptions,
-    ) -> Result<FetchReport, FetchError> {
-        pop3_blocking::fetch::fetch_new(&mut self.0, sink, options, &mut |_| {})
+    ) -> (MaildirSink, Result<FetchReport, FetchError>) {
+        let result = pop3_blocking::fetch::fetch_new(&mut self.0, &mut sink, options, &mut |_| {});
+        (sink, result)
     }
 }

@@ -121,12 +121,14 @@ pub trait Client: Send + Sized + 'static {
     fn lang(&mut self) -> Result<usize, Error>;
     /// `LANG *`.
     fn set_default_lang(&mut self) -> Result<(), Error>;
-    /// The fetch driver on this logged-in session.
+    /// The fetch driver on this logged-in session; the sink comes back
+    /// (the smol/async-std driver takes it by value to run its disk work on
+    /// the thread pool).
     fn fetch(
         &mut self,
-        sink: &mut MaildirSink,
+        sink: MaildirSink,
         options: &FetchOptions,
-    ) -> Result<FetchReport, FetchError>;
+    ) -> (MaildirSink, Result<FetchReport, FetchError>);
 }
 
 /// A private CA and a leaf for localhost and 127.0.0.1 signed by it.
@@ -1011,9 +1013,10 @@ pub fn fetch_then_delete<C: Runtime, S: Runtime>() {
     let msgs = messages();
     let w = world::<S>(&msgs, ServerOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let mut sink = MaildirSink::open(dir.path(), "alice@127.0.0.1").unwrap();
+    let sink = MaildirSink::open(dir.path(), "alice@127.0.0.1").unwrap();
     let mut client = logged_in::<C>(&w);
-    let report = client.fetch(&mut sink, &FetchOptions::default()).unwrap();
+    let (sink, report) = client.fetch(sink, &FetchOptions::default());
+    let report = report.unwrap();
     assert_eq!(report.saved, msgs.len());
     let mut stored: Vec<Vec<u8>> = std::fs::read_dir(dir.path().join("new"))
         .unwrap()
@@ -1033,7 +1036,8 @@ pub fn fetch_then_delete<C: Runtime, S: Runtime>() {
     let mut delete = FetchOptions::default();
     delete.delete = true;
     let mut client = logged_in::<C>(&w);
-    let report = client.fetch(&mut sink, &delete).unwrap();
+    let (_sink, report) = client.fetch(sink, &delete);
+    let report = report.unwrap();
     assert_eq!((report.saved, report.already_stored), (0, msgs.len()));
     assert_eq!(report.deleted, msgs.len());
     assert_eq!(w.store.message_count("alice"), 0);

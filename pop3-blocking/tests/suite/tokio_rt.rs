@@ -193,14 +193,15 @@ impl Client for TokioClient {
     }
     fn fetch(
         &mut self,
-        sink: &mut MaildirSink,
+        mut sink: MaildirSink,
         options: &FetchOptions,
-    ) -> Result<FetchReport, FetchError> {
-        rt().block_on(pop3_tokio::fetch::fetch_new(
+    ) -> (MaildirSink, Result<FetchReport, FetchError>) {
+        let result = rt().block_on(pop3_tokio::fetch::fetch_new(
             &mut self.0,
-            sink,
+            &mut sink,
             options,
             &mut |_| {},
-        ))
+        ));
+        (sink, result)
     }
 }

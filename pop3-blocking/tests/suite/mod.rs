@@ -712,6 +712,90 @@ pub fn hostile_input_gets_clear_errors_and_deletes_nothing<S: Runtime>() {
     assert_eq!(w.store.message_count("alice"), msgs.len());
 }
 
+/// Every command in every state where it does not belong gets the exact
+/// state `-ERR`, and the session goes on as if it had not been sent: the
+/// login still works, and only the DELE'd message is removed at QUIT.
+pub fn every_command_in_every_wrong_state_is_refused<S: Runtime>() {
+    const WRONG: &str = "-ERR Command not valid in this state.";
+    const TRANSACTION_ONLY: [&str; 11] = [
+        "STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 1", "UIDL", "UIDL 1",
+        "LAST",
+    ];
+    let msgs = messages();
+    let w = world::<S>(&msgs, ServerOptions::default());
+    let addr = w.served.plain;
+    for c in TRANSACTION_ONLY {
+        // Right after the greeting, then after a successful USER (which the
+        // wrong command voids: PASS must follow USER directly).
+        let mut raw = Raw::connect(addr);
+        let reply = raw.cmd(c);
+        if c == "LAST" {
+            // Not a command of this server at all (RFC 1725 only).
+            assert!(reply.starts_with("-ERR"), "{c} in AUTHORIZATION: {reply}");
+        } else {
+            assert_eq!(reply, WRONG, "{c} in AUTHORIZATION");
+        }
+        raw.login();
+        let all = format!("+OK {} ", msgs.len());
+        assert!(raw.cmd("STAT").starts_with(&all), "logged in after {c}");
+        assert!(raw.cmd("QUIT").starts_with("+OK"));
+        // A new session (two bad commands stay under the limit of three
+        // before login).
+        let mut raw = Raw::connect(addr);
+        assert!(raw.cmd("USER alice").starts_with("+OK"));
+        assert!(raw.cmd(c).starts_with("-ERR"), "{c} after USER");
+        assert_eq!(
+            raw.cmd("PASS secret"),
+            "-ERR PASS must follow a successful USER.",
+            "PASS after USER and {c}"
+        );
+        raw.login();
+        assert!(
+            raw.cmd("STAT").starts_with(&all),
+            "logged in after USER and {c}"
+        );
+        assert!(raw.cmd("QUIT").starts_with("+OK"));
+    }
+    // PASS before any USER.
+    let mut raw = Raw::connect(addr);
+    assert_eq!(
+        raw.cmd("PASS secret"),
+        "-ERR PASS must follow a successful USER."
+    );
+    raw.login();
+    // In TRANSACTION: the commands of AUTHORIZATION, one at a time.
+    for c in [
+        "USER alice",
+        "USER bob",
+        "PASS secret",
+        "APOP alice 0123456789abcdef0123456789abcdef",
+        "AUTH PLAIN",
+        "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+        "AUTH",
+        "STLS",
+        "UTF8",
+    ] {
+        assert_eq!(raw.cmd(c), WRONG, "{c} in TRANSACTION");
+    }
+    assert!(raw.cmd("DELE 2").starts_with("+OK"));
+    assert!(raw.cmd("USER alice").starts_with("-ERR"));
+    let fewer = format!("+OK {} ", msgs.len() - 1);
+    assert!(raw.cmd("STAT").starts_with(&fewer));
+    assert!(raw.cmd("QUIT").starts_with("+OK"));
+    assert_eq!(raw.line(), None, "closed after QUIT");
+    let mut left: Vec<Vec<u8>> = w
+        .store
+        .messages("alice")
+        .iter()
+        .map(|m| m.to_vec())
+        .collect();
+    left.sort();
+    let mut want = msgs.clone();
+    want.remove(1);
+    want.sort();
+    assert_eq!(left, want, "exactly the DELE'd message is gone");
+}
+
 /// A client that sends one octet at a time, slowly, never finishing a
 /// login (slowloris): the login timeout ends it, whatever it sends, while
 /// another client is served.
@@ -1111,6 +1195,10 @@ macro_rules! runtime_suite {
             #[test]
             fn hostile_input_gets_clear_errors_and_deletes_nothing() {
                 suite::hostile_input_gets_clear_errors_and_deletes_nothing::<$s>();
+            }
+            #[test]
+            fn every_command_in_every_wrong_state_is_refused() {
+                suite::every_command_in_every_wrong_state_is_refused::<$s>();
             }
             #[test]
             fn a_pipelining_client_that_never_reads_is_held_by_backpressure() {

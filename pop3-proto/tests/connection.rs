@@ -208,7 +208,8 @@ fn a_pipelined_batch_goes_out_in_one_write() {
         &[
             b"+OK hi\r\n",
             b"+OK\r\nPIPELINING\r\n.\r\n",
-            b"+OK\r\n+OK in\r\n",
+            b"+OK\r\n",
+            b"+OK in\r\n",
             b"+OK\r\nPIPELINING\r\n.\r\n",
         ],
         true,
@@ -223,6 +224,64 @@ fn a_pipelined_batch_goes_out_in_one_write() {
         panic!("commands to write")
     };
     assert_eq!(octets, b"RETR 1\r\nRETR 2\r\nRETR 3\r\nSTAT\r\n");
+}
+
+/// Polls `task` and performs the connection's I/O until it waits for the
+/// server with nothing left to write.
+fn until_read<T: Task>(s: &mut Scripted, task: &mut pop3_proto::client::Running<T>) {
+    loop {
+        assert!(
+            s.conn.poll_task(at(0), task).is_none(),
+            "the task ended early"
+        );
+        if matches!(s.conn.want(at(0)), Want::Read(_)) {
+            return;
+        }
+        s.step(at(0));
+    }
+}
+
+#[test]
+fn login_sends_pass_only_once_the_server_accepted_the_user() {
+    let mut s = Scripted::new(
+        &[b"+OK hi\r\n", b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n"],
+        true,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    s.sent.clear();
+    let mut login = s.conn.start(task::Login::new("a", "b")).unwrap();
+    until_read(&mut s, &mut login);
+    assert_eq!(s.sent, b"USER a\r\n", "PASS waits for USER's reply");
+    s.replies.push_back(b"+OK\r\n");
+    s.step(at(0));
+    until_read(&mut s, &mut login);
+    assert_eq!(s.sent, b"USER a\r\nPASS b\r\n");
+    s.replies.push_back(b"+OK in\r\n");
+    s.replies.push_back(b"+OK\r\nPIPELINING\r\n.\r\n");
+    loop {
+        if let Some(result) = s.conn.poll_task(at(0), &mut login) {
+            result.unwrap();
+            break;
+        }
+        assert!(s.step(at(0)), "the script ran out");
+    }
+}
+
+#[test]
+fn a_refused_user_name_never_gets_the_password() {
+    let mut s = Scripted::new(
+        &[
+            b"+OK hi\r\n",
+            b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n",
+            b"-ERR no such user\r\n",
+        ],
+        true,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    s.sent.clear();
+    let err = s.run(task::Login::new("a", "secret")).unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    assert_eq!(s.sent, b"USER a\r\n");
 }
 
 // ----- the server side -----

@@ -1207,23 +1207,38 @@ impl Client {
     }
 
     /// `USER` then `PASS`, in one write when pipelining. Returns both ids.
+    ///
+    /// (The connection layer's [`task::Login`] sends PASS only after
+    /// USER's `+OK`; see there why.)
     pub fn login(
         &mut self,
         user: &str,
         password: Secret,
     ) -> Result<(RequestId, RequestId), ClientError> {
+        self.check_login(user, Some(&password))?;
         let name = Username::new(user).map_err(ClientError::InvalidArgument)?;
         let password =
             Password::new(password.expose_bytes()).map_err(ClientError::InvalidArgument)?;
-        self.check(Op::User, false)?;
-        let saved = self.projection;
-        self.projection.apply(Op::User);
-        let pass_ok = self.check(Op::Pass, false);
-        self.projection = saved;
-        pass_ok?;
         let u = self.send(Command::User(name))?;
         let p = self.send(Command::Pass(password))?;
         Ok((u, p))
+    }
+
+    /// Whether `USER user` and then `PASS password` may be sent now (the
+    /// state, the clear-text policy, the arguments), without sending them.
+    pub(crate) fn check_login(
+        &self,
+        user: &str,
+        password: Option<&Secret>,
+    ) -> Result<(), ClientError> {
+        Username::new(user).map_err(ClientError::InvalidArgument)?;
+        if let Some(password) = password {
+            Password::new(password.expose_bytes()).map_err(ClientError::InvalidArgument)?;
+        }
+        self.check(Op::User, false)?;
+        let mut after = self.projection;
+        after.apply(Op::User);
+        self.check_with(&after, Op::Pass, false)
     }
 
     /// `APOP name digest`, the digest computed from the greeting's validated
@@ -1334,10 +1349,21 @@ impl Client {
     // ----- internals: queueing and writing -----
 
     fn check(&self, op: Op, cleartext_mechanism: bool) -> Result<(), ClientError> {
-        if self.state == ClientState::Closed || self.projection.phase == Phase::Closing {
+        self.check_with(&self.projection, op, cleartext_mechanism)
+    }
+
+    /// [`Client::check`] against the projected state `p` (the state once
+    /// the queued commands are answered).
+    fn check_with(
+        &self,
+        p: &Projection,
+        op: Op,
+        cleartext_mechanism: bool,
+    ) -> Result<(), ClientError> {
+        if self.state == ClientState::Closed || p.phase == Phase::Closing {
             return Err(ClientError::Closed);
         }
-        let p = self.projection;
+        let p = *p;
         let ok = match op {
             Op::Capa | Op::LangList | Op::LangSet | Op::Other | Op::Quit => true,
             Op::User | Op::Apop | Op::Auth | Op::AuthList | Op::Utf8 => {

@@ -2,6 +2,7 @@
 //! is allowed, as an adapter's [`Offload`] says (a blocking thread pool, or
 //! the calling thread in a blocking server).
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
@@ -18,6 +19,15 @@ use crate::types::Secret;
 /// Where a blocking call runs: each runtime adapter names one (tokio's
 /// `spawn_blocking`, `blocking::unblock`, or the calling thread).
 pub trait Offload: Send + Sync + 'static {
+    /// How many octets of a message a reader fetches per call of
+    /// [`Offload::run`] (at least one chunk, and the whole message when it
+    /// is smaller; opening a message fetches the first batch in the same
+    /// call). Each call is a hop to another thread and back, which costs
+    /// more than the copies it moves: batching them keeps the hops few.
+    /// The octets wait in the reader, so this is also what a session
+    /// sending a message holds beyond the store's own chunk.
+    const READ_AHEAD: usize = 256 * 1024;
+
     /// Runs `f` where blocking is allowed; `Err(())` if it panicked or was
     /// cancelled.
     fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
@@ -40,6 +50,9 @@ pub trait Offload: Send + Sync + 'static {
 pub struct Inline;
 
 impl Offload for Inline {
+    /// One chunk per call: a call costs nothing here.
+    const READ_AHEAD: usize = 0;
+
     fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
     where
         T: Send + 'static,
@@ -171,13 +184,17 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
 
     async fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError> {
         let inner = self.inner.clone();
-        let reader = run::<O, _, _>(move || {
+        let (reader, ready, ended) = run::<O, _, _>(move || {
             let mut guard = inner.lock().map_err(|_| poisoned())?;
-            guard.as_mut().ok_or_else(poisoned)?.read(index)
+            let mut reader = guard.as_mut().ok_or_else(poisoned)?.read(index)?;
+            let (ready, ended) = fill(&mut reader, O::READ_AHEAD)?;
+            Ok((reader, ready, ended))
         })
         .await?;
         Ok(OffloadReader {
             inner: Arc::new(Mutex::new(reader)),
+            ready,
+            ended,
             offload: PhantomData,
         })
     }
@@ -192,9 +209,37 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
     }
 }
 
-/// The [`MessageReader`] of an [`OffloadStore`].
+/// Reads chunks from `reader` until they add up to `budget` octets (at
+/// least one chunk) or the message ends: the chunks, and whether it ended.
+fn fill<R: BlockingMessageReader>(
+    reader: &mut R,
+    budget: usize,
+) -> Result<(VecDeque<Bytes>, bool), StoreError> {
+    let mut ready = VecDeque::new();
+    let mut got = 0usize;
+    loop {
+        match reader.next_chunk()? {
+            None => return Ok((ready, true)),
+            Some(chunk) => {
+                got = got.saturating_add(chunk.len());
+                ready.push_back(chunk);
+                if got >= budget {
+                    return Ok((ready, false));
+                }
+            }
+        }
+    }
+}
+
+/// The [`MessageReader`] of an [`OffloadStore`]: it fetches
+/// [`Offload::READ_AHEAD`] octets per call and hands them out one chunk at
+/// a time.
 pub struct OffloadReader<R, O> {
     inner: Arc<Mutex<R>>,
+    /// Chunks fetched and not yet handed out.
+    ready: VecDeque<Bytes>,
+    /// The reader said the message ended.
+    ended: bool,
     offload: PhantomData<fn() -> O>,
 }
 
@@ -206,7 +251,20 @@ impl<R, O> core::fmt::Debug for OffloadReader<R, O> {
 
 impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+        if let Some(chunk) = self.ready.pop_front() {
+            return Ok(Some(chunk));
+        }
+        if self.ended {
+            return Ok(None);
+        }
         let inner = self.inner.clone();
-        run::<O, _, _>(move || inner.lock().map_err(|_| poisoned())?.next_chunk()).await
+        let (ready, ended) = run::<O, _, _>(move || {
+            let mut reader = inner.lock().map_err(|_| poisoned())?;
+            fill(&mut *reader, O::READ_AHEAD)
+        })
+        .await?;
+        self.ready = ready;
+        self.ended = ended;
+        Ok(self.ready.pop_front())
     }
 }

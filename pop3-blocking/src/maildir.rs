@@ -820,7 +820,10 @@ impl BlockingMaildrop for MaildirMaildrop {
             }
             Err(e) => return Err(temporary("message file", &e)),
         };
-        Ok(MaildirReader { file })
+        // The length at open sizes the reads; a file that is longer after
+        // all is read on to its end.
+        let left = file.metadata().map_or(CHUNK_SIZE as u64, |m| m.len());
+        Ok(MaildirReader { file, left })
     }
 
     fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
@@ -885,16 +888,31 @@ impl BlockingMaildrop for MaildirMaildrop {
 #[derive(Debug)]
 pub struct MaildirReader {
     file: File,
+    /// Octets expected before the end: each chunk's buffer is allocated at
+    /// its size (a 2 KB message takes 2 KB, not a whole chunk).
+    left: u64,
 }
+
+/// The read that finds the end of a file (or more of a file that grew).
+const END_PROBE: usize = 4096;
 
 impl BlockingMessageReader for MaildirReader {
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
-        let mut buf = vec![0; CHUNK_SIZE];
+        let want = match self.left {
+            0 => END_PROBE,
+            left => left.min(CHUNK_SIZE as u64) as usize,
+        };
+        let mut buf = vec![0; want];
         loop {
             match self.file.read(&mut buf) {
                 Ok(0) => return Ok(None),
                 Ok(n) => {
                     buf.truncate(n);
+                    self.left = match self.left {
+                        // Longer than at open: read on in whole chunks.
+                        0 => CHUNK_SIZE as u64,
+                        left => left.saturating_sub(n as u64),
+                    };
                     return Ok(Some(Bytes::from(buf)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -759,3 +759,24 @@ fn symbolic_links_are_not_followed() {
     assert_eq!(fs::read(&outside).unwrap(), b"not yours\n");
     assert!(!real.exists() && fs::symlink_metadata(&real).is_err());
 }
+
+#[test]
+fn a_file_longer_than_at_open_is_read_to_its_end() {
+    let f = Fixture::new();
+    f.deliver("cur", "1.grow.h:2,S", b"first\n");
+    let mut drop = f.open();
+    let mut reader = drop.read(0).unwrap();
+    // Appended after the reader sized itself from the file's length.
+    let more = vec![b'y'; 3 * CHUNK_SIZE];
+    let path = f.maildir().join("cur/1.grow.h:2,S");
+    let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut file, &more).unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        assert!(!chunk.is_empty() && chunk.len() <= CHUNK_SIZE);
+        out.extend_from_slice(&chunk);
+    }
+    let mut want = b"first\n".to_vec();
+    want.extend_from_slice(&more);
+    assert_eq!(out, want);
+}

@@ -223,7 +223,7 @@ fn sasl_work_done_after_the_session_closed_is_ignored() {
 }
 
 #[test]
-fn sasl_work_done_twice_answers_once() {
+fn sasl_work_done_answers_once_and_only_with_the_work_handed_out() {
     let mut d = holding(plain_link());
     d.client
         .auth(Box::new(Scram::sha256(
@@ -234,6 +234,11 @@ fn sasl_work_done_twice_answers_once() {
         .unwrap();
     d.drain();
     d.feed(format!("+ {}\r\n", b64(SHA256_FIRST)).as_bytes());
+    // Work the machine did not hand out is not taken for it.
+    let stray = SaslWork::new(|| Secret::new("key")).run();
+    assert!(!d.client.sasl_work_done(d.now, stray));
+    assert!(d.client.sasl_work_pending());
+    assert_eq!(d.client.poll_action(), None);
     let done = works(&d).remove(0).run();
     assert!(d.client.sasl_work_done(d.now, done.clone()));
     assert!(!d.client.sasl_work_done(d.now, done));
@@ -341,6 +346,9 @@ fn the_connection_wants_the_key_derivation_computed_and_sends_the_answer_after()
                 assert_eq!(conn.poll_timeout(now), None);
                 let lines = wire.split(|&b| b == b'\n').count();
                 assert_eq!(lines, 2, "the answer went before the work was done");
+                // The result of other work leaves this one wanted.
+                conn.computed(now, Ok(SaslWork::new(|| Secret::new("x")).run()));
+                assert!(matches!(conn.want(now), Want::Compute(w) if w == work));
                 conn.computed(now, Ok(work.run()));
                 // A second result is ignored.
                 conn.computed(now, Ok(SaslWork::new(|| Secret::new("x")).run()));

@@ -622,18 +622,25 @@ impl Connection {
     /// How the work of [`Want::Compute`] went: its result, or why it did not
     /// finish (it panicked, or the thread pool was shut down), which ends
     /// the session with [`Error::SaslWork`]. A result given when no work is
-    /// wanted (again, or after the session ended) is ignored.
+    /// wanted (again, or after the session ended) is ignored; so is the
+    /// result of other work, and the wanted one is still asked for.
     pub fn computed(&mut self, now: Instant, result: io::Result<SaslWorkDone>) {
-        if self.compute.take().is_none() {
+        if self.compute.is_none() {
             return;
         }
-        // The time spent computing is not idleness of the transport.
-        self.waiting_since = None;
         match result {
             Ok(done) => {
-                self.machine.sasl_work_done(now, done);
+                if !self.machine.sasl_work_done(now, done) && self.machine.sasl_work_pending() {
+                    return;
+                }
+                self.compute = None;
+                // The time spent computing is not idleness of the transport.
+                self.waiting_since = None;
             }
-            Err(e) => self.fail(now, Error::SaslWork(std::sync::Arc::new(e))),
+            Err(e) => {
+                self.compute = None;
+                self.fail(now, Error::SaslWork(std::sync::Arc::new(e)));
+            }
         }
     }
 

@@ -938,7 +938,8 @@ pub struct Client {
     eof: bool,
     /// The SASL work handed out and not yet done (its tag): input waits.
     sasl_work: Option<u64>,
-    /// The tag of the next SASL work.
+    /// The tag of the next SASL work (0 is work the machine did not hand
+    /// out, never taken).
     next_sasl_work: u64,
 }
 
@@ -984,7 +985,7 @@ impl Client {
             timer_base: now,
             parsed_since_clock: false,
             sasl_work: None,
-            next_sasl_work: 0,
+            next_sasl_work: 1,
         }
     }
 
@@ -1921,7 +1922,7 @@ impl Client {
                         Ok(Some(work)) => {
                             // Slow: handed out, answered in `sasl_work_done`.
                             let tag = self.next_sasl_work;
-                            self.next_sasl_work = tag.wrapping_add(1);
+                            self.next_sasl_work = tag.checked_add(1).unwrap_or(1);
                             self.sasl_work = Some(tag);
                             let work = work.with_tag(tag);
                             self.emit(ClientEvent::SaslWork { id, work });

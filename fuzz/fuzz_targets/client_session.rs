@@ -211,6 +211,10 @@ impl Run<'_> {
                     self.recs.push(Rec::StartTls);
                     self.client.handle_tls_established(self.now);
                 }
+                Action::Event(ClientEvent::SaslWork { work, .. }) => {
+                    // Slow SASL work runs inline, as in a blocking client.
+                    assert!(self.client.sasl_work_done(self.now, work.run()));
+                }
                 Action::Event(e) => {
                     // Memory: a chunk is a slice of the read buffer.
                     if let ClientEvent::BodyChunk { data, .. } = &e {

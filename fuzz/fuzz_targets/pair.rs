@@ -154,6 +154,10 @@ impl Pair {
             moved = true;
             match a {
                 Action::Send(t) => self.c2s.extend_from_slice(&t.bytes),
+                Action::Event(ClientEvent::SaslWork { work, .. }) => {
+                    // Slow SASL work runs inline, as in a blocking client.
+                    assert!(self.client.sasl_work_done(self.now, work.run()));
+                }
                 Action::Event(e) => self.events.push(e),
                 Action::Close => self.client_closed = true,
                 other => panic!("unexpected client action {other:?}"),

@@ -213,6 +213,10 @@ fn client_side(mech: Mech, alt_user: bool, server: &[u8], plan: &ScramPlan) {
         while let Some(a) = client.poll_action() {
             match a {
                 Action::Send(t) => sent.push((t.bytes.to_vec(), t.secret)),
+                Action::Event(ClientEvent::SaslWork { work, .. }) => {
+                    // Slow SASL work runs inline, as in a blocking client.
+                    assert!(client.sasl_work_done(now, work.run()));
+                }
                 Action::Event(e) => events.push(e),
                 Action::Close => closed = true,
                 _ => {}
@@ -229,6 +233,10 @@ fn client_side(mech: Mech, alt_user: bool, server: &[u8], plan: &ScramPlan) {
         while let Some(a) = client.poll_action() {
             match a {
                 Action::Send(t) => sent.push((t.bytes.to_vec(), t.secret)),
+                Action::Event(ClientEvent::SaslWork { work, .. }) => {
+                    // Slow SASL work runs inline, as in a blocking client.
+                    assert!(client.sasl_work_done(now, work.run()));
+                }
                 Action::Event(e) => events.push(e),
                 _ => {}
             }
@@ -556,6 +564,10 @@ fn pair(mech: u8, user: &str, password: &str, ir_limit: Option<u8>) {
             moved = true;
             match a {
                 Action::Send(t) => c2s.extend_from_slice(&t.bytes),
+                Action::Event(ClientEvent::SaslWork { work, .. }) => {
+                    // Slow SASL work runs inline, as in a blocking client.
+                    assert!(client.sasl_work_done(now, work.run()));
+                }
                 Action::Event(e) => events.push(e),
                 Action::Close => closed.0 = true,
                 _ => {}

@@ -72,7 +72,8 @@ use futures_rustls::TlsConnector;
 use pop3_blocking::common::{ATTEMPT_DELAY, bare_host, connect_order};
 use pop3_proto::client::task::{self, BodyState, Task};
 use pop3_proto::client::{
-    BoxedMechanism, ClientState, Connection, RetrBatchState, ServerError, Want,
+    BoxedMechanism, ClientState, Connection, RetrBatchState, SaslWork, SaslWorkDone, ServerError,
+    Want,
 };
 use pop3_proto::command::{Command, LangRequest};
 use pop3_proto::response::{
@@ -100,6 +101,8 @@ pub struct Pop3Client {
     conn: Connection,
     io: Conn,
     handshake: Option<futures_rustls::Connect<Stream>>,
+    /// The SASL work of [`Want::Compute`], on the blocking pool.
+    computing: Option<blocking::Task<std::thread::Result<SaslWorkDone>>>,
     tls_name: ServerName<'static>,
     options: ConnectOptions,
     clock: Clock,
@@ -280,6 +283,7 @@ impl Pop3Client {
             conn,
             io,
             handshake: None,
+            computing: None,
             tls_name: name,
             options,
             clock: Clock::new(epoch),
@@ -537,6 +541,7 @@ impl Pop3Client {
             Want::Write(octets) => io.poll_write(cx, octets).map(|r| conn.wrote(now, r)),
             Want::Flush => io.poll_flush(cx).map(|r| conn.flushed(now, r)),
             Want::StartTls => self.poll_handshake(cx, now),
+            Want::Compute(work) => self.poll_compute(cx, work),
             Want::Read(buf) => io.poll_read(cx, buf).map(|r| conn.received(now, r)),
             Want::Done => Poll::Ready(()),
         };
@@ -549,6 +554,21 @@ impl Pop3Client {
         };
         ready!(self.clock.poll_until(cx, deadline));
         self.conn.handle_timeout(self.clock.now());
+        Poll::Ready(())
+    }
+
+    /// The SASL work (SCRAM's key derivation) on the blocking pool, never
+    /// on the polling thread; a panic in it fails the session.
+    fn poll_compute(&mut self, cx: &mut Context<'_>, work: SaslWork) -> Poll<()> {
+        let job = self.computing.get_or_insert_with(|| {
+            blocking::unblock(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run()))
+            })
+        });
+        let done = ready!(Pin::new(job).poll(cx));
+        self.computing = None;
+        let done = done.map_err(|_| io::Error::other("the SASL work panicked"));
+        self.conn.computed(self.clock.now(), done);
         Poll::Ready(())
     }
 

@@ -83,6 +83,9 @@
 //!   `received`;
 //! - `Want::StartTls` → the TLS handshake on the same stream, then
 //!   `tls_done`;
+//! - `Want::Compute(work)` (client: SCRAM's key derivation) →
+//!   `blocking::unblock`, never the polling thread, then `computed` (a
+//!   panic in it fails the session);
 //! - `Want::Store(request)` (server) → the store call, awaited to its end
 //!   (a commit is never cancelled), then `store_done`;
 //! - while the I/O is pending, one timer is set to the core's

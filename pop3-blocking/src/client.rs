@@ -543,6 +543,11 @@ impl Pop3Client {
                     }
                 }
             }
+            // A blocking client may block: the work runs here.
+            Want::Compute(work) => {
+                conn.computed(clock.now(), Ok(work.run()));
+                Some(())
+            }
             Want::Done => Some(()),
         };
         if done.is_none() {

@@ -80,7 +80,8 @@
 //! socket and reports back: `Want::Write` → `write`, then `wrote`;
 //! `Want::Flush` → `flush`, then `flushed`; `Want::Read` →
 //! `read`, then `received`; `Want::StartTls` → the rustls
-//! handshake on the same socket, then `tls_done`; `Want::Store` (server) →
+//! handshake on the same socket, then `tls_done`; `Want::Compute` (client:
+//! SCRAM's key derivation) → run inline, then `computed`; `Want::Store` (server) →
 //! the store call, run to its end, then `store_done`. Before each
 //! blocking call the socket's timeout is set to what is left until the
 //! core's `poll_timeout`.

@@ -1,5 +1,6 @@
 //! The blocking client against scripted servers that misbehave: no
-//! greeting, a refused port and a name to resolve, a body cut short. (Its
+//! greeting, a refused port and a name to resolve, a body cut short; and a
+//! SCRAM exchange checked octet for octet. (Its
 //! behaviour against real servers is the shared suite's, tests/suite.)
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -114,6 +115,51 @@ fn a_body_cut_short_is_an_error_not_a_message() {
         matches!(*err, Error::Protocol(ProtocolError::UnexpectedEof)),
         "{err:?}"
     );
+    drop(client);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_scram_login_derives_the_key_inline_and_answers_with_the_rfc_7677_proof() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let first = b64(
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+    );
+    let last = b64(
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                    p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+    );
+    let server_final = b64("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+    let (port, server) = scripted(
+        vec![
+            ("", b"+OK hi\r\n"),
+            (
+                "AUTH SCRAM-SHA-256",
+                leak(format!("+ {first}\r\n")).as_bytes(),
+            ),
+            // The scripted server compares upper-cased lines.
+            (
+                leak(format!("{}\r", last.to_ascii_uppercase())),
+                leak(format!("+ {server_final}\r\n")).as_bytes(),
+            ),
+            // The empty answer to the server's proof.
+            ("\r", b"+OK in\r\n"),
+            ("QUIT", b"+OK bye\r\n"),
+        ],
+        false,
+    );
+    let mut o = quick();
+    o.read_capabilities = false;
+    let mut client = Pop3Client::connect("127.0.0.1", port, o).unwrap();
+    let scram = pop3_proto::client::sasl::Scram::sha256(
+        "user",
+        pop3_proto::types::Secret::new("pencil"),
+        "rOprNGfwEbeRWgbNEkqO",
+    );
+    client.auth(Box::new(scram)).unwrap();
+    client.quit().unwrap();
     drop(client);
     server.join().unwrap();
 }

@@ -35,7 +35,10 @@
 //!             handshake();                        // then tell the machine
 //!             machine.handle_tls_established(now);
 //!         }
-//!         Action::Event(e) => ...,                // client: typed replies;
+//!         Action::Event(e) => ...,                // client: typed replies, and slow
+//!                                                 // SASL work (SCRAM's PBKDF2) to run off
+//!                                                 // the event loop, answered with
+//!                                                 // client.sasl_work_done(now, done);
 //!                                                 // server: a store request, answered
 //!                                                 // with server.handle_store(now, reply)
 //!         Action::Close => { flush(); close(); }

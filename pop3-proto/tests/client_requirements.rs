@@ -1161,7 +1161,7 @@ fn scram_refuses_an_iteration_count_that_would_keep_the_client_busy() {
     use pop3_proto::client::sasl::Scram;
     use std::sync::mpsc;
     // A server-first message asking for 2^32 - 1 PBKDF2 iterations: hours
-    // of hashing inside one `handle_input`, where no timer can fire.
+    // of hashing on whatever thread derives the key, where no timer fires.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut m = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");

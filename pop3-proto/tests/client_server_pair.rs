@@ -111,6 +111,10 @@ impl Pair {
                 match a {
                     Action::Send(t) => self.c2s.extend_from_slice(&t.bytes),
                     Action::StartTls => self.client_tls = true,
+                    Action::Event(ClientEvent::SaslWork { work, .. }) => {
+                        // The key derivation, run here as a blocking client would.
+                        assert!(self.client.sasl_work_done(self.now, work.run()));
+                    }
                     Action::Event(e) => self.events.push(e),
                     Action::Close => self.client_closed = true,
                     _ => {}

@@ -55,6 +55,7 @@ impl Scripted {
                 self.conn.received(now, Ok(reply.len()));
             }
             Want::StartTls => self.conn.tls_done(now, Ok(())),
+            Want::Compute(work) => self.conn.computed(now, Ok(work.run())),
             Want::Done => return false,
         }
         true

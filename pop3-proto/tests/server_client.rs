@@ -66,6 +66,11 @@ fn run(
                     seen.bodies.push(std::mem::take(&mut body));
                     seen.events.push("BodyEnd".into());
                 }
+                Action::Event(ClientEvent::SaslWork { work, .. }) => {
+                    // The key derivation, run here as a blocking client would.
+                    assert!(client.sasl_work_done(now, work.run()));
+                    seen.events.push("SaslWork".into());
+                }
                 Action::Event(e) => seen.events.push(format!("{e:?}")),
                 _ => {}
             }

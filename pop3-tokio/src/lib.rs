@@ -65,7 +65,9 @@
 //! stream and reports back: `Want::Write` → `poll_write`, then `wrote`;
 //! `Want::Flush` → `poll_flush`, then `flushed`; `Want::Read` →
 //! `poll_read`, then `received`; `Want::StartTls` → the tokio-rustls
-//! handshake on the same socket, then `tls_done`; `Want::Store` (server) →
+//! handshake on the same socket, then `tls_done`; `Want::Compute` (client:
+//! SCRAM's key derivation) → `spawn_blocking`, never the polling worker,
+//! then `computed` (a panic in it fails the session); `Want::Store` (server) →
 //! the store call, awaited to its end, then `store_done`. While the I/O is
 //! pending one `tokio::time::Sleep` is armed for the core's `poll_timeout`.
 //! A client operation is a typed [`Task`](pop3_proto::client::task::Task)

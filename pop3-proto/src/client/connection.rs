@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::task::{BodyState, Task, TaskContext, unexpected};
-use super::{Client, ClientConfig, ClientEvent, Error, ProtocolError, TimeoutKind};
+use super::{
+    Client, ClientConfig, ClientEvent, Error, ProtocolError, SaslWork, SaslWorkDone, TimeoutKind,
+};
 use crate::session::{Action, Transmit};
 use crate::time::Instant;
 use crate::types::MessageNumber;
@@ -62,6 +64,13 @@ pub enum Want<'a> {
     /// Run the TLS handshake on the same stream now (the buffers are empty),
     /// then [`Connection::tls_done`]. Asked again until it is called.
     StartTls,
+    /// Run this slow local work (SCRAM's key derivation, tens of
+    /// milliseconds) where blocking is fine: a blocking thread pool, never
+    /// the event loop; inline in a blocking client. Then
+    /// [`Connection::computed`] with its result. Asked again (the same work)
+    /// until it is called: start it once. No deadline runs meanwhile
+    /// ([`Connection::poll_timeout`] is `None`).
+    Compute(SaslWork),
     /// Read into this buffer, then [`Connection::received`] (0 for the end
     /// of the stream).
     Read(&'a mut [u8]),
@@ -122,6 +131,7 @@ pub enum Want<'a> {
 ///                 conn.received(now, Ok(reply.len()));
 ///             }
 ///             Want::StartTls => unreachable!("no STLS here"),
+///             Want::Compute(work) => conn.computed(now, Ok(work.run())),
 ///             Want::Done => {}
 ///         }
 ///         // A real adapter arms a timer for conn.poll_timeout(now) while the
@@ -170,6 +180,8 @@ pub struct Connection {
     start_tls: bool,
     /// The adapter runs the handshake.
     handshaking: bool,
+    /// SASL work the machine handed out, until its result comes back.
+    compute: Option<SaslWork>,
     connect_deadline: Option<Instant>,
     last_progress: Instant,
     /// When the current wait began: time the application spends elsewhere
@@ -258,6 +270,7 @@ impl Connection {
             closed: false,
             start_tls: false,
             handshaking: false,
+            compute: None,
             connect_deadline,
             last_progress: now,
             waiting_since: None,
@@ -443,6 +456,9 @@ impl Connection {
                                 self.fault.get_or_insert(err);
                             }
                             (ClientEvent::Closed, _) => self.closed = true,
+                            (ClientEvent::SaslWork { work, .. }, _) => {
+                                self.compute = Some(work.clone());
+                            }
                             (ClientEvent::Greeting(_), _) if only.is_none() => {
                                 return Next::Event(e);
                             }
@@ -518,6 +534,9 @@ impl Connection {
         }
         if self.handshaking {
             return Want::StartTls;
+        }
+        if let Some(work) = &self.compute {
+            return Want::Compute(work.clone());
         }
         if self.rstart >= self.rend {
             self.rstart = 0;
@@ -600,6 +619,31 @@ impl Connection {
         }
     }
 
+    /// How the work of [`Want::Compute`] went: its result, or why it did not
+    /// finish (it panicked, or the thread pool was shut down), which ends
+    /// the session with [`Error::SaslWork`]. A result given when no work is
+    /// wanted (again, or after the session ended) is ignored; so is the
+    /// result of other work, and the wanted one is still asked for.
+    pub fn computed(&mut self, now: Instant, result: io::Result<SaslWorkDone>) {
+        if self.compute.is_none() {
+            return;
+        }
+        match result {
+            Ok(done) => {
+                if !self.machine.sasl_work_done(now, done) && self.machine.sasl_work_pending() {
+                    return;
+                }
+                self.compute = None;
+                // The time spent computing is not idleness of the transport.
+                self.waiting_since = None;
+            }
+            Err(e) => {
+                self.compute = None;
+                self.fail(now, Error::SaslWork(std::sync::Arc::new(e)));
+            }
+        }
+    }
+
     /// The transport failed: remember why and let the machine wind down.
     fn fail(&mut self, now: Instant, error: Error) {
         tracing::debug!(target: LOG, "transport failed: {error}");
@@ -607,6 +651,7 @@ impl Connection {
         self.dead = true;
         self.wbuf.clear();
         self.handshaking = false;
+        self.compute = None;
         if !self.eof_given {
             self.eof_given = true;
             self.machine.handle_eof(now);
@@ -616,8 +661,12 @@ impl Connection {
     /// When [`Connection::handle_timeout`] is due while the wanted I/O is
     /// pending: the nearest of the connect deadline, the machine's reply
     /// timeout and the idle timeout (counted from the later of the last
-    /// progress and the start of this wait, `now` if it starts now).
+    /// progress and the start of this wait, `now` if it starts now). None
+    /// while [`Want::Compute`] runs: the work is local.
     pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
+        if self.compute.is_some() {
+            return None;
+        }
         let since = *self.waiting_since.get_or_insert(now);
         let idle = self
             .config
@@ -637,6 +686,9 @@ impl Connection {
 
     /// Time passed: a deadline of [`Connection::poll_timeout`] may be due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.compute.is_some() {
+            return;
+        }
         if self.connect_deadline().is_some_and(|d| now >= d) {
             self.fail(now, Error::Timeout(TimeoutKind::Connect));
         } else if self.machine.poll_timeout().is_some_and(|d| now >= d) {

@@ -57,6 +57,10 @@ pub enum Error {
     /// The SASL mechanism could not answer the server; the exchange was
     /// cancelled.
     Sasl(SaslError),
+    /// The SASL mechanism's local work ([`Want::Compute`](super::Want::Compute):
+    /// SCRAM's key derivation) did not finish: it panicked, or its thread
+    /// pool was shut down. The session is over.
+    SaslWork(Arc<io::Error>),
     /// A listing (LIST, UIDL, LANG) had more entries than
     /// [`ConnectionConfig::max_listing_entries`](super::ConnectionConfig::max_listing_entries);
     /// the connection was dropped (without QUIT, so nothing is deleted).
@@ -126,6 +130,7 @@ impl core::fmt::Display for Error {
             Error::Malformed { error, .. } => write!(f, "malformed reply: {error}"),
             Error::Command(e) => write!(f, "command refused: {e}"),
             Error::Sasl(e) => write!(f, "authentication aborted: {e}"),
+            Error::SaslWork(e) => write!(f, "authentication work failed: {e}"),
             Error::ListingTooLong { limit } => {
                 write!(f, "the server listed more than {limit} entries")
             }
@@ -137,7 +142,7 @@ impl core::fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) | Error::Tls(e) => Some(e.as_ref()),
+            Error::Io(e) | Error::Tls(e) | Error::SaslWork(e) => Some(e.as_ref()),
             Error::TlsConfig(e) => Some(e.as_ref()),
             Error::Server(e) => Some(e),
             Error::Protocol(e) => Some(e),

@@ -132,6 +132,14 @@
 //! APOP, SASL data) has [`Transmit::secret`] set, so that a protocol log can
 //! redact it.
 //!
+//! A step that needs slow local work (SCRAM's PBKDF2 key derivation, some
+//! 20 ms at the default iteration cap) is not run inside
+//! [`Client::handle_input`]: the machine hands it out as
+//! [`ClientEvent::SaslWork`] and reads no more input until its result comes
+//! back through [`Client::sasl_work_done`]; run it where blocking is fine (a
+//! blocking thread pool, or inline in a blocking client). The reply timer
+//! is stopped meanwhile and restarts when the answer is written.
+//!
 //! # Timeouts
 //!
 //! While a reply, the greeting or the TLS handshake is awaited,
@@ -188,7 +196,7 @@ use crate::session::{Action, Transmit};
 use crate::time::Instant;
 use crate::types::{ApopTimestamp, InvalidValue, Mechanism, MessageNumber, Secret};
 
-pub use sasl::{BoxedMechanism, ClientMechanism, SaslError};
+pub use sasl::{BoxedMechanism, ClientMechanism, SaslError, SaslWork, SaslWorkDone};
 
 /// A message number from a `u32` (`None` for 0): a shorthand for
 /// [`MessageNumber::new`].
@@ -563,6 +571,41 @@ pub enum ClientEvent {
         /// What was wrong.
         error: ResponseError,
     },
+    /// Answering the server's SASL challenge needs slow local work (SCRAM's
+    /// key derivation): run `work` where blocking is fine
+    /// ([`SaslWork::run`], off the event loop), then give its result to
+    /// [`Client::sasl_work_done`]. Until then the machine takes no input,
+    /// writes nothing more and its reply timer is stopped.
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::Scram;
+    /// use pop3_proto::client::{Client, ClientConfig, ClientEvent};
+    /// use pop3_proto::session::Action;
+    /// use pop3_proto::time::Instant;
+    /// use pop3_proto::types::Secret;
+    ///
+    /// let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
+    /// let _ = client.handle_input(Instant::ZERO, b"+OK ready\r\n");
+    /// client
+    ///     .auth(Box::new(Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO")))
+    ///     .unwrap();
+    /// while client.poll_action().is_some() {}
+    /// // The RFC 7677 server-first message, base64.
+    /// let _ = client.handle_input(Instant::ZERO, b"+ cj1yT3ByTkdmd0ViZVJXZ2JORWtxTyVodllEcFdVYTJSYVRDQWZ1eEZJbGopaE5sRiRrMCxzPVcyMlphSjBTTlk3c29Fc1VFamI2Z1E9PSxpPTQwOTY=\r\n");
+    /// let Some(Action::Event(ClientEvent::SaslWork { work, .. })) = client.poll_action() else {
+    ///     panic!("the key derivation is handed out");
+    /// };
+    /// assert_eq!(client.poll_action(), None); // nothing sent yet
+    /// let done = std::thread::spawn(move || work.run()).join().unwrap();
+    /// assert!(client.sasl_work_done(Instant::ZERO, done));
+    /// assert!(matches!(client.poll_action(), Some(Action::Send(t)) if t.secret));
+    /// ```
+    SaslWork {
+        /// The AUTH command.
+        id: RequestId,
+        /// The job.
+        work: SaslWork,
+    },
     /// The SASL mechanism could not answer a challenge: the exchange was
     /// cancelled (`*`); the server's `-ERR` follows as [`ClientEvent::Err`].
     SaslCancelled {
@@ -610,6 +653,7 @@ impl ClientEvent {
             | ClientEvent::BodyChunk { id, .. }
             | ClientEvent::BodyEnd { id }
             | ClientEvent::Malformed { id, .. }
+            | ClientEvent::SaslWork { id, .. }
             | ClientEvent::SaslCancelled { id, .. }
             | ClientEvent::Cancelled { id, .. } => Some(*id),
             ClientEvent::Greeting(_) | ClientEvent::Error(_) | ClientEvent::Closed => None,
@@ -892,6 +936,11 @@ pub struct Client {
     parsed_since_clock: bool,
     /// The server closed the stream: nothing more is written.
     eof: bool,
+    /// The SASL work handed out and not yet done (its tag): input waits.
+    sasl_work: Option<u64>,
+    /// The tag of the next SASL work (0 is work the machine did not hand
+    /// out, never taken).
+    next_sasl_work: u64,
 }
 
 impl Client {
@@ -935,6 +984,8 @@ impl Client {
             now,
             timer_base: now,
             parsed_since_clock: false,
+            sasl_work: None,
+            next_sasl_work: 1,
         }
     }
 
@@ -950,10 +1001,14 @@ impl Client {
 
     /// Bytes read from the server. Returns how many were taken: fewer than
     /// offered when the action queue is full (drain it, then offer the rest
-    /// again). After the session closed, everything is taken and ignored.
+    /// again), none while SASL work is out ([`ClientEvent::SaslWork`]).
+    /// After the session closed, everything is taken and ignored.
     #[must_use = "octets not taken must be offered again"]
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
         self.clock(now);
+        if self.sasl_work.is_some() && self.state != ClientState::Closed {
+            return 0;
+        }
         match self.state {
             ClientState::Closed => return input.len(),
             ClientState::TlsHandshake => {
@@ -1059,6 +1114,46 @@ impl Client {
         }
     }
 
+    /// The result of the work of [`ClientEvent::SaslWork`]: the mechanism
+    /// answers the challenge with it, the answer is written (the reply timer
+    /// restarts now), and input is taken again. Returns whether the result
+    /// was used: a result of work this session is no longer waiting for
+    /// (the session closed, or it was already given) is ignored.
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::SaslWork;
+    /// use pop3_proto::client::{Client, ClientConfig};
+    /// use pop3_proto::time::Instant;
+    /// use pop3_proto::types::Secret;
+    /// let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
+    /// let stray = SaslWork::new(|| Secret::new("key")).run();
+    /// assert!(!client.sasl_work_done(Instant::ZERO, stray));
+    /// ```
+    pub fn sasl_work_done(&mut self, now: Instant, done: SaslWorkDone) -> bool {
+        self.clock(now);
+        if self.state == ClientState::Closed || self.sasl_work != Some(done.tag()) {
+            return false;
+        }
+        self.sasl_work = None;
+        let Some(f) = self.in_flight.front_mut() else {
+            return false;
+        };
+        let id = f.id;
+        let answer = match f.mechanism.as_mut() {
+            Some(m) => m.finish_step(done),
+            None => Err(SaslError::UnexpectedChallenge),
+        };
+        self.sasl_respond(id, answer);
+        self.process();
+        true
+    }
+
+    /// Whether SASL work was handed out ([`ClientEvent::SaslWork`]) and its
+    /// result not yet given to [`Client::sasl_work_done`].
+    pub fn sasl_work_pending(&self) -> bool {
+        self.sasl_work.is_some()
+    }
+
     /// The next thing to do. Drain after every `handle_*` and command call.
     #[must_use = "every action must be performed"]
     pub fn poll_action(&mut self) -> Option<Action<ClientEvent>> {
@@ -1072,10 +1167,14 @@ impl Client {
     }
 
     /// When [`Client::handle_timeout`] must be called next, if a reply (or
-    /// the greeting, or the TLS handshake) is awaited.
+    /// the greeting, or the TLS handshake) is awaited. None while SASL work
+    /// is out: the server waits for us then.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.reply_timeout?;
+        if self.sasl_work.is_some() {
+            return None;
+        }
         let waiting = match self.state {
             ClientState::Greeting | ClientState::TlsHandshake => true,
             ClientState::Closed => false,
@@ -1553,6 +1652,7 @@ impl Client {
             });
         }
         self.in_flight_bytes = 0;
+        self.sasl_work = None;
         self.state = ClientState::Closed;
         self.projection.phase = Phase::Closing;
         self.rx.clear();
@@ -1565,6 +1665,7 @@ impl Client {
 
     fn active(&self) -> bool {
         !matches!(self.state, ClientState::Closed | ClientState::TlsHandshake)
+            && self.sasl_work.is_none()
     }
 
     /// Parses buffered input while the action queue has room.
@@ -1843,7 +1944,19 @@ impl Client {
                 if let Some(ir) = f.deferred_ir.take() {
                     Ok(ir)
                 } else if let Some(m) = f.mechanism.as_mut() {
-                    m.step(&c.data)
+                    match m.step_work(&c.data) {
+                        Ok(Some(work)) => {
+                            // Slow: handed out, answered in `sasl_work_done`.
+                            let tag = self.next_sasl_work;
+                            self.next_sasl_work = tag.checked_add(1).unwrap_or(1);
+                            self.sasl_work = Some(tag);
+                            let work = work.with_tag(tag);
+                            self.emit(ClientEvent::SaslWork { id, work });
+                            return;
+                        }
+                        Ok(None) => m.step(&c.data),
+                        Err(error) => Err(error),
+                    }
                 } else {
                     Err(SaslError::UnexpectedChallenge)
                 }
@@ -1858,6 +1971,11 @@ impl Client {
                 Err(SaslError::BadChallenge)
             }
         };
+        self.sasl_respond(id, answer);
+    }
+
+    /// Writes the answer to a challenge, or `*` when there is none.
+    fn sasl_respond(&mut self, id: RequestId, answer: Result<Secret, SaslError>) {
         let (response, secret) = match answer {
             Ok(data) => (SaslResponse::Data(data), true),
             Err(error) => {

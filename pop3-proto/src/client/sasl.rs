@@ -5,9 +5,20 @@
 //! [`ClientMechanism::step`] answers each server challenge. The session
 //! machine does the framing: base64, the `+` continuation lines, cancelling
 //! with `*` when a step fails, and the 255-octet rule for initial responses.
+//!
+//! A step that needs slow local work (SCRAM's PBKDF2, up to
+//! [`DEFAULT_MAX_SCRAM_ITERATIONS`] rounds) says so with
+//! [`ClientMechanism::step_work`]: the session machine hands the
+//! [`SaslWork`] out ([`ClientEvent::SaslWork`](super::ClientEvent::SaslWork))
+//! instead of running it inside [`Client::handle_input`](super::Client::handle_input),
+//! the application runs it where blocking is fine, and
+//! [`ClientMechanism::finish_step`] turns its [`SaslWorkDone`] into the
+//! answer. [`ClientMechanism::step`] still answers the same challenge in one
+//! call, for callers that drive a mechanism by hand.
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -76,6 +87,92 @@ impl fmt::Display for SaslError {
 #[cfg(feature = "std")]
 impl std::error::Error for SaslError {}
 
+/// Slow local work a mechanism needs done before it can answer a challenge
+/// (SCRAM's PBKDF2): an owned job, [`Send`], to run where blocking is fine
+/// (a blocking thread pool, a worker thread, or inline in a blocking
+/// client), never on an event loop.
+///
+/// Clones share the job (it may run more than once; it computes the same
+/// result each time). Its output goes back as [`SaslWorkDone`]: to the
+/// mechanism's [`ClientMechanism::finish_step`] when driving a mechanism by
+/// hand, or to [`Client::sasl_work_done`](super::Client::sasl_work_done).
+///
+/// ```
+/// use pop3_proto::client::sasl::SaslWork;
+/// use pop3_proto::types::Secret;
+/// let work = SaslWork::new(|| Secret::new("derived key"));
+/// let done = std::thread::spawn(move || work.run()).join().unwrap();
+/// assert_eq!(done.output().expose(), b"derived key");
+/// ```
+#[derive(Clone)]
+pub struct SaslWork {
+    job: Arc<dyn Fn() -> Secret + Send + Sync>,
+    /// Set by the session machine, to match the result to the exchange.
+    tag: u64,
+}
+
+impl SaslWork {
+    /// A job computing `job` (e.g. a key derivation from the password and
+    /// the server's salt); its output is secret material.
+    pub fn new(job: impl Fn() -> Secret + Send + Sync + 'static) -> Self {
+        SaslWork {
+            job: Arc::new(job),
+            tag: 0,
+        }
+    }
+
+    /// Runs the job (slow: call it where blocking is fine).
+    pub fn run(self) -> SaslWorkDone {
+        SaslWorkDone {
+            output: (self.job)(),
+            tag: self.tag,
+        }
+    }
+
+    pub(crate) fn with_tag(mut self, tag: u64) -> Self {
+        self.tag = tag;
+        self
+    }
+}
+
+impl fmt::Debug for SaslWork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SaslWork({})", self.tag)
+    }
+}
+
+impl PartialEq for SaslWork {
+    /// The same job: clones of one work are equal.
+    fn eq(&self, other: &Self) -> bool {
+        self.tag == other.tag && Arc::ptr_eq(&self.job, &other.job)
+    }
+}
+
+impl Eq for SaslWork {}
+
+/// The output of a [`SaslWork`], from [`SaslWork::run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslWorkDone {
+    output: Secret,
+    tag: u64,
+}
+
+impl SaslWorkDone {
+    /// What the job computed.
+    pub fn output(&self) -> &Secret {
+        &self.output
+    }
+
+    /// What the job computed, by value.
+    pub fn into_output(self) -> Secret {
+        self.output
+    }
+
+    pub(crate) fn tag(&self) -> u64 {
+        self.tag
+    }
+}
+
 /// The client side of a SASL mechanism, driven by the session machine.
 ///
 /// Implement it for mechanisms this crate does not provide (the machine only
@@ -98,6 +195,26 @@ pub trait ClientMechanism: Send {
 
     /// Answers one server challenge (already base64-decoded).
     fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError>;
+
+    /// Whether answering `challenge` needs slow local work, asked by the
+    /// session machine before [`ClientMechanism::step`]: `Ok(None)` (the
+    /// default) and the machine calls `step`; `Ok(Some(work))` and the
+    /// answer is [`ClientMechanism::finish_step`] of the work's output,
+    /// once it was run off the event loop; `Err` cancels the exchange as a
+    /// failed `step` does. A mechanism that returns work checks everything
+    /// it can here, so that its errors are the same as `step`'s.
+    fn step_work(&mut self, challenge: &[u8]) -> Result<Option<SaslWork>, SaslError> {
+        let _ = challenge;
+        Ok(None)
+    }
+
+    /// Answers the challenge given to [`ClientMechanism::step_work`] from
+    /// the output of its work. The default refuses (a mechanism that never
+    /// returns work is never asked).
+    fn finish_step(&mut self, done: SaslWorkDone) -> Result<Secret, SaslError> {
+        let _ = done;
+        Err(SaslError::UnexpectedChallenge)
+    }
 
     /// Whether the exchange reached its end from the mechanism's side. A
     /// mechanism that authenticates the server too (SCRAM) says `false`
@@ -504,6 +621,11 @@ impl ClientMechanism for OAuthBearer {
 /// exchange with [`SaslError::TooFewIterations`] or
 /// [`SaslError::TooManyIterations`] before any key is derived.
 ///
+/// The key derivation (PBKDF2) is the one slow step: the session machine
+/// gets it as a [`SaslWork`] from [`ClientMechanism::step_work`] and hands
+/// it to the application to run off the event loop. [`ClientMechanism::step`]
+/// runs it inline, for callers driving the mechanism by hand:
+///
 /// ```
 /// use pop3_proto::client::sasl::{ClientMechanism, Scram};
 /// use pop3_proto::types::Secret;
@@ -548,9 +670,28 @@ enum ClientBinding {
 #[derive(Clone)]
 enum ScramState {
     Start,
-    SentFirst { bare: String },
-    SentFinal { server_signature: Vec<u8> },
+    SentFirst {
+        bare: String,
+    },
+    /// The server-first message was checked; the salted password is being
+    /// derived ([`SaslWork`]).
+    Deriving {
+        bare: String,
+        server_first: String,
+        nonce: String,
+    },
+    SentFinal {
+        server_signature: Vec<u8>,
+    },
     Done,
+}
+
+/// A checked server-first message.
+struct ServerFirst {
+    text: String,
+    nonce: String,
+    salt: Vec<u8>,
+    iterations: u32,
 }
 
 /// The default cap on the server's iteration count ([`Scram::max_iterations`]).
@@ -659,11 +800,10 @@ impl Scram {
         self
     }
 
-    fn client_final(&mut self, server_first: &[u8]) -> Result<Secret, SaslError> {
+    /// Checks the server-first message: everything that can fail, before
+    /// any key is derived.
+    fn check_server_first(&self, server_first: &[u8]) -> Result<ServerFirst, SaslError> {
         use base64::Engine as _;
-        let ScramState::SentFirst { bare } = &self.state else {
-            return Err(SaslError::UnexpectedChallenge);
-        };
         let text = core::str::from_utf8(server_first).map_err(|_| SaslError::BadChallenge)?;
         let (mut nonce, mut salt, mut iterations) = (None, None, None);
         for attr in text.split(',') {
@@ -696,14 +836,42 @@ impl Scram {
         let salt = base64::engine::general_purpose::STANDARD
             .decode(salt)
             .map_err(|_| SaslError::BadChallenge)?;
+        Ok(ServerFirst {
+            text: String::from(text),
+            nonce: String::from(nonce),
+            salt,
+            iterations,
+        })
+    }
+
+    /// The key derivation of a checked server-first message: the salted
+    /// password, Hi(SASLprep(password), salt, i).
+    fn derivation(&self, first: &ServerFirst) -> SaslWork {
         let h = self.hash;
-        let raw = self.password.expose();
-        let prepared = core::str::from_utf8(raw)
-            .ok()
-            .and_then(|p| crate::scram::saslprep(p).ok());
-        let pw = prepared.as_deref().map_or(raw, str::as_bytes);
-        let salted = h.hi(pw, &salt, iterations);
-        let client_key = h.hmac(&salted, &[b"Client Key"]);
+        let raw = self.password.clone();
+        let salt = first.salt.clone();
+        let iterations = first.iterations;
+        SaslWork::new(move || {
+            let prepared = core::str::from_utf8(raw.expose())
+                .ok()
+                .and_then(|p| crate::scram::saslprep(p).ok());
+            let pw = prepared.as_deref().map_or(raw.expose(), str::as_bytes);
+            Secret::new(h.hi(pw, &salt, iterations))
+        })
+    }
+
+    /// Client-final from the salted password; the server's signature is
+    /// kept to check its final message.
+    fn client_final_with(
+        &mut self,
+        bare: &str,
+        server_first: &str,
+        nonce: &str,
+        salted: &[u8],
+    ) -> Secret {
+        use base64::Engine as _;
+        let h = self.hash;
+        let client_key = h.hmac(salted, &[b"Client Key"]);
         let stored_key = h.hash(&client_key);
         let mut cbind_input = Vec::from(self.gs2_header().as_bytes());
         if let ClientBinding::TlsExporter(value) = &self.binding {
@@ -711,14 +879,25 @@ impl Scram {
         }
         let c = base64::engine::general_purpose::STANDARD.encode(&cbind_input);
         let without_proof = alloc::format!("c={c},r={nonce}");
-        let auth_message = alloc::format!("{bare},{text},{without_proof}");
+        let auth_message = alloc::format!("{bare},{server_first},{without_proof}");
         let client_signature = h.hmac(&stored_key, &[auth_message.as_bytes()]);
         let proof = crate::scram::xor(&client_key, &client_signature);
-        let server_key = h.hmac(&salted, &[b"Server Key"]);
+        let server_key = h.hmac(salted, &[b"Server Key"]);
         let server_signature = h.hmac(&server_key, &[auth_message.as_bytes()]);
         self.state = ScramState::SentFinal { server_signature };
         let proof = base64::engine::general_purpose::STANDARD.encode(proof);
-        Ok(Secret::new(alloc::format!("{without_proof},p={proof}")))
+        Secret::new(alloc::format!("{without_proof},p={proof}"))
+    }
+
+    /// Client-final in one call, the key derived inline.
+    fn client_final(&mut self, server_first: &[u8]) -> Result<Secret, SaslError> {
+        let ScramState::SentFirst { bare } = &self.state else {
+            return Err(SaslError::UnexpectedChallenge);
+        };
+        let bare = bare.clone();
+        let first = self.check_server_first(server_first)?;
+        let salted = self.derivation(&first).run().into_output();
+        Ok(self.client_final_with(&bare, &first.text, &first.nonce, salted.expose()))
     }
 }
 
@@ -760,6 +939,8 @@ impl ClientMechanism for Scram {
                 .initial_response()
                 .ok_or(SaslError::UnexpectedChallenge),
             ScramState::SentFirst { .. } => self.client_final(challenge),
+            // The key is being derived: no challenge belongs here.
+            ScramState::Deriving { .. } => Err(SaslError::UnexpectedChallenge),
             ScramState::SentFinal { server_signature } => {
                 let v = challenge
                     .strip_prefix(b"v=")
@@ -777,6 +958,59 @@ impl ClientMechanism for Scram {
             }
             ScramState::Start | ScramState::Done => Err(SaslError::UnexpectedChallenge),
         }
+    }
+
+    /// The server-first message (checked here, errors as
+    /// [`ClientMechanism::step`] gives them) needs the PBKDF2 key
+    /// derivation: that is the work. Other challenges need none.
+    ///
+    /// ```
+    /// use pop3_proto::client::sasl::{ClientMechanism, Scram};
+    /// use pop3_proto::types::Secret;
+    /// // RFC 7677 §3, the key derived on another thread.
+    /// let mut m = Scram::sha256("user", Secret::new("pencil"), "rOprNGfwEbeRWgbNEkqO");
+    /// m.initial_response();
+    /// let work = m
+    ///     .step_work(b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
+    ///     .unwrap()
+    ///     .expect("PBKDF2 to run");
+    /// let done = std::thread::spawn(move || work.run()).join().unwrap();
+    /// assert_eq!(
+    ///     m.finish_step(done).unwrap().expose(),
+    ///     &b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+    ///        p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="[..]
+    /// );
+    /// assert_eq!(m.step_work(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap(), None);
+    /// assert!(m.step(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap().is_empty());
+    /// assert!(m.is_complete());
+    /// ```
+    fn step_work(&mut self, challenge: &[u8]) -> Result<Option<SaslWork>, SaslError> {
+        let ScramState::SentFirst { bare } = &self.state else {
+            return Ok(None);
+        };
+        let bare = bare.clone();
+        let first = self.check_server_first(challenge)?;
+        let work = self.derivation(&first);
+        self.state = ScramState::Deriving {
+            bare,
+            server_first: first.text,
+            nonce: first.nonce,
+        };
+        Ok(Some(work))
+    }
+
+    fn finish_step(&mut self, done: SaslWorkDone) -> Result<Secret, SaslError> {
+        let ScramState::Deriving {
+            bare,
+            server_first,
+            nonce,
+        } = &self.state
+        else {
+            // Nothing was asked.
+            return Err(SaslError::UnexpectedChallenge);
+        };
+        let (bare, server_first, nonce) = (bare.clone(), server_first.clone(), nonce.clone());
+        Ok(self.client_final_with(&bare, &server_first, &nonce, done.output().expose()))
     }
 
     fn is_complete(&self) -> bool {

@@ -29,6 +29,9 @@ pub struct Driver {
     pub fed: usize,
     /// Actions in the order they came (for ordering checks).
     pub log: Vec<&'static str>,
+    /// Whether SASL work ([`ClientEvent::SaslWork`]) is run as soon as it
+    /// is handed out (default), or left for the test.
+    pub run_sasl_work: bool,
 }
 
 impl Driver {
@@ -46,6 +49,7 @@ impl Driver {
             split_at: None,
             fed: 0,
             log: Vec::new(),
+            run_sasl_work: true,
         };
         d.drain();
         d
@@ -65,6 +69,10 @@ impl Driver {
                     self.log.push("starttls");
                 }
                 Action::Event(e) => {
+                    if let (ClientEvent::SaslWork { work, .. }, true) = (&e, self.run_sasl_work) {
+                        let done = work.clone().run();
+                        assert!(self.client.sasl_work_done(self.now, done));
+                    }
                     self.events.push(e);
                     self.log.push("event");
                 }

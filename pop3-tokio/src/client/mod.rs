@@ -69,7 +69,8 @@ use bytes::{Buf, Bytes};
 use pop3_blocking::common::{ATTEMPT_DELAY, bare_host, connect_order};
 use pop3_proto::client::task::{self, BodyState, Task};
 use pop3_proto::client::{
-    BoxedMechanism, ClientState, Connection, RetrBatchState, ServerError, Want,
+    BoxedMechanism, ClientState, Connection, RetrBatchState, SaslWork, SaslWorkDone, ServerError,
+    Want,
 };
 use pop3_proto::command::{Command, LangRequest};
 use pop3_proto::response::{
@@ -101,6 +102,8 @@ pub struct Pop3Client {
     conn: Connection,
     io: Conn,
     handshake: Option<tokio_rustls::Connect<TcpStream>>,
+    /// The SASL work of [`Want::Compute`], on the blocking pool.
+    computing: Option<tokio::task::JoinHandle<SaslWorkDone>>,
     tls_name: ServerName<'static>,
     options: ConnectOptions,
     epoch: Instant,
@@ -247,6 +250,7 @@ impl Pop3Client {
             conn,
             io,
             handshake: None,
+            computing: None,
             tls_name: name,
             options,
             epoch,
@@ -503,6 +507,7 @@ impl Pop3Client {
             Want::Write(octets) => io.poll_write(cx, octets).map(|r| conn.wrote(now, r)),
             Want::Flush => io.poll_flush(cx).map(|r| conn.flushed(now, r)),
             Want::StartTls => self.poll_handshake(cx, now),
+            Want::Compute(work) => self.poll_compute(cx, work),
             Want::Read(buf) => {
                 let mut buf = ReadBuf::new(buf);
                 let read = io.poll_read(cx, &mut buf);
@@ -533,6 +538,19 @@ impl Pop3Client {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// The SASL work (SCRAM's key derivation) on the blocking pool, never
+    /// on the polling thread; a panic in it fails the session.
+    fn poll_compute(&mut self, cx: &mut Context<'_>, work: SaslWork) -> Poll<()> {
+        let job = self
+            .computing
+            .get_or_insert_with(|| tokio::task::spawn_blocking(move || work.run()));
+        let done = ready!(Pin::new(job).poll(cx));
+        self.computing = None;
+        self.conn
+            .computed(self.now(), done.map_err(io::Error::other));
+        Poll::Ready(())
     }
 
     /// The STLS handshake, on the same socket.

@@ -316,6 +316,13 @@ pub trait BlockingMaildrop: Send + 'static {
     /// A message being read.
     type Reader: BlockingMessageReader;
 
+    /// Whether [`read`](BlockingMaildrop::read) may be called for messages
+    /// the client has not asked for yet: an [`OffloadStore`] then reads the
+    /// messages after the one asked for in the same call of its pool
+    /// (see [`OffloadMaildrop`]). Only for stores whose `read` has no
+    /// effect beyond reading (it marks nothing as seen); default `false`.
+    const READ_AHEAD_MESSAGES: bool = false;
+
     /// As [`Maildrop::messages`].
     fn messages(&self) -> &[MessageInfo];
 

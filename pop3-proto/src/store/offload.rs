@@ -155,22 +155,67 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
         Ok(OffloadMaildrop {
             messages: maildrop.messages().to_vec(),
             inner: Arc::new(Mutex::new(Some(maildrop))),
+            ahead: VecDeque::new(),
             offload: PhantomData,
         })
     }
 }
 
+/// The most messages one read fetches ahead of the one asked for.
+const MAX_AHEAD: usize = 64;
+
+/// A message read in a call of the pool: its reader, the chunks read, and
+/// whether they are all of it.
+struct Fetched<R> {
+    reader: R,
+    ready: VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl<R: BlockingMessageReader> Fetched<R> {
+    /// Opens message `index` and reads up to `budget` octets of it.
+    fn read<M: BlockingMaildrop<Reader = R>>(
+        maildrop: &mut M,
+        index: usize,
+        budget: usize,
+    ) -> Result<Fetched<R>, StoreError> {
+        let mut reader = maildrop.read(index)?;
+        let (ready, ended) = fill(&mut reader, budget)?;
+        Ok(Fetched {
+            reader,
+            ready,
+            ended,
+        })
+    }
+
+    fn octets(&self) -> usize {
+        self.ready.iter().map(Bytes::len).sum()
+    }
+}
+
 /// The [`Maildrop`] of an [`OffloadStore`].
-pub struct OffloadMaildrop<M, O> {
+///
+/// A read opens the message and fetches its first
+/// [`Offload::READ_AHEAD`] octets in one call of the pool. When the store
+/// allows it ([`BlockingMaildrop::READ_AHEAD_MESSAGES`]) and the message
+/// ended within that budget, the same call goes on with the messages after
+/// it, while the budget lasts: a client retrieving messages in order (what
+/// fetchers do, pipelined or not) then costs a call per 256 KiB instead of
+/// one or more per message. A read of any other message drops what was
+/// fetched ahead.
+pub struct OffloadMaildrop<M: BlockingMaildrop, O> {
     messages: Vec<MessageInfo>,
     inner: Arc<Mutex<Option<M>>>,
+    /// Messages fetched ahead, in order: (index, what was read).
+    ahead: VecDeque<(usize, Fetched<M::Reader>)>,
     offload: PhantomData<fn() -> O>,
 }
 
-impl<M, O> core::fmt::Debug for OffloadMaildrop<M, O> {
+impl<M: BlockingMaildrop, O> core::fmt::Debug for OffloadMaildrop<M, O> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OffloadMaildrop")
             .field("messages", &self.messages.len())
+            .field("ahead", &self.ahead.len())
             .finish_non_exhaustive()
     }
 }
@@ -183,20 +228,40 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
     }
 
     async fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError> {
+        if let Some((i, _)) = self.ahead.front()
+            && *i == index
+        {
+            let (_, fetched) = self.ahead.pop_front().expect("a front entry");
+            return Ok(OffloadReader::from(fetched));
+        }
+        self.ahead.clear();
         let inner = self.inner.clone();
-        let (reader, ready, ended) = run::<O, _, _>(move || {
+        let count = self.messages.len();
+        let (fetched, ahead) = run::<O, _, _>(move || {
             let mut guard = inner.lock().map_err(|_| poisoned())?;
-            let mut reader = guard.as_mut().ok_or_else(poisoned)?.read(index)?;
-            let (ready, ended) = fill(&mut reader, O::READ_AHEAD)?;
-            Ok((reader, ready, ended))
+            let maildrop = guard.as_mut().ok_or_else(poisoned)?;
+            let budget = O::READ_AHEAD;
+            let first = Fetched::read(maildrop, index, budget)?;
+            let mut ahead = VecDeque::new();
+            if M::READ_AHEAD_MESSAGES {
+                let (mut used, mut ended) = (first.octets(), first.ended);
+                let mut next = index + 1;
+                while ended && used < budget && next < count && ahead.len() < MAX_AHEAD {
+                    // A message that cannot be read ahead is left to its
+                    // own read, which reports why.
+                    let Ok(f) = Fetched::read(maildrop, next, budget - used) else {
+                        break;
+                    };
+                    (used, ended) = (used + f.octets(), f.ended);
+                    ahead.push_back((next, f));
+                    next += 1;
+                }
+            }
+            Ok((first, ahead))
         })
         .await?;
-        Ok(OffloadReader {
-            inner: Arc::new(Mutex::new(reader)),
-            ready,
-            ended,
-            offload: PhantomData,
-        })
+        self.ahead = ahead;
+        Ok(OffloadReader::from(fetched))
     }
 
     async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
@@ -227,6 +292,17 @@ fn fill<R: BlockingMessageReader>(
                     return Ok((ready, false));
                 }
             }
+        }
+    }
+}
+
+impl<R, O> From<Fetched<R>> for OffloadReader<R, O> {
+    fn from(f: Fetched<R>) -> Self {
+        OffloadReader {
+            inner: Arc::new(Mutex::new(f.reader)),
+            ready: f.ready,
+            ended: f.ended,
+            offload: PhantomData,
         }
     }
 }
@@ -266,5 +342,204 @@ impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O>
         self.ready = ready;
         self.ended = ended;
         Ok(self.ready.pop_front())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Uid;
+    use core::cell::Cell;
+    use core::task::{Context, Poll, Waker};
+    use std::format;
+    use std::vec;
+
+    /// The output of a future that is ready at once (every call here runs
+    /// inline).
+    fn now<F: Future>(f: F) -> F::Output {
+        let mut f = core::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("an inline call waited"),
+        }
+    }
+
+    std::thread_local! {
+        static CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Runs calls inline and counts them, with the default read-ahead.
+    struct Counting;
+
+    impl Offload for Counting {
+        fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
+        where
+            T: Send + 'static,
+            F: FnOnce() -> T + Send + 'static,
+        {
+            CALLS.with(|c| c.set(c.get() + 1));
+            core::future::ready(Ok(f()))
+        }
+    }
+
+    fn calls() -> usize {
+        CALLS.with(Cell::get)
+    }
+
+    /// Messages in memory, read in chunks of at most 64 KiB; `AHEAD` says
+    /// whether reads may go ahead. Counts its reads.
+    struct Mem<const AHEAD: bool> {
+        info: Vec<MessageInfo>,
+        bodies: Vec<Vec<u8>>,
+        reads: Arc<Mutex<Vec<usize>>>,
+    }
+
+    struct MemReader(Vec<u8>, usize);
+
+    impl BlockingMessageReader for MemReader {
+        fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+            if self.1 >= self.0.len() {
+                return Ok(None);
+            }
+            let end = (self.1 + 64 * 1024).min(self.0.len());
+            let chunk = Bytes::copy_from_slice(&self.0[self.1..end]);
+            self.1 = end;
+            Ok(Some(chunk))
+        }
+    }
+
+    impl<const AHEAD: bool> BlockingMaildrop for Mem<AHEAD> {
+        type Reader = MemReader;
+        const READ_AHEAD_MESSAGES: bool = AHEAD;
+
+        fn messages(&self) -> &[MessageInfo] {
+            &self.info
+        }
+
+        fn read(&mut self, index: usize) -> Result<MemReader, StoreError> {
+            self.reads.lock().unwrap().push(index);
+            let body = self
+                .bodies
+                .get(index)
+                .ok_or(StoreError::Permanent(Cause::NoSuchMessage))?;
+            Ok(MemReader(body.clone(), 0))
+        }
+
+        fn commit(self, _deleted: Vec<usize>) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// The indexes a maildrop was asked to read, in order.
+    type Reads = Arc<Mutex<Vec<usize>>>;
+
+    /// A maildrop of `sizes`, each message a distinct pattern.
+    fn maildrop<const AHEAD: bool>(
+        sizes: &[usize],
+    ) -> (OffloadMaildrop<Mem<AHEAD>, Counting>, Vec<Vec<u8>>, Reads) {
+        let bodies: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|k| (k * 7 + i) as u8).collect())
+            .collect();
+        let info = (0..sizes.len())
+            .map(|i| MessageInfo {
+                size: sizes[i] as u64,
+                uid: Uid::new(format!("m{i}")).unwrap(),
+            })
+            .collect();
+        let reads = Arc::new(Mutex::new(Vec::new()));
+        let mem = Mem::<AHEAD> {
+            info,
+            bodies: bodies.clone(),
+            reads: reads.clone(),
+        };
+        let drop = OffloadMaildrop {
+            messages: mem.info.clone(),
+            inner: Arc::new(Mutex::new(Some(mem))),
+            ahead: VecDeque::new(),
+            offload: PhantomData,
+        };
+        (drop, bodies, reads)
+    }
+
+    fn read_whole<M: BlockingMaildrop, O: Offload>(
+        drop: &mut OffloadMaildrop<M, O>,
+        index: usize,
+    ) -> Vec<u8> {
+        let mut reader = now(drop.read(index)).unwrap();
+        let mut out = Vec::new();
+        while let Some(chunk) = now(reader.next_chunk()).unwrap() {
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn small_messages_read_in_order_cost_one_call_per_batch() {
+        let (mut drop, bodies, _) = maildrop::<true>(&[2_000; 20]);
+        let before = calls();
+        for (i, body) in bodies.iter().enumerate() {
+            assert_eq!(&read_whole(&mut drop, i), body, "message {i}");
+        }
+        assert_eq!(calls() - before, 1, "40 KB of messages in one call");
+    }
+
+    #[test]
+    fn without_leave_to_read_ahead_each_message_is_its_own_call() {
+        let (mut drop, bodies, reads) = maildrop::<false>(&[2_000; 5]);
+        let before = calls();
+        for (i, body) in bodies.iter().enumerate() {
+            assert_eq!(&read_whole(&mut drop, i), body);
+        }
+        assert_eq!(calls() - before, 5);
+        assert_eq!(
+            *reads.lock().unwrap(),
+            vec![0, 1, 2, 3, 4],
+            "nothing read unasked"
+        );
+    }
+
+    #[test]
+    fn a_large_message_costs_a_call_per_read_ahead_batch() {
+        let (mut drop, bodies, _) = maildrop::<true>(&[1 << 20, 100]);
+        let before = calls();
+        assert_eq!(read_whole(&mut drop, 0), bodies[0]);
+        // 1 MiB in 256 KiB batches: the open with the first, three more,
+        // and a fifth that finds the end.
+        assert_eq!(calls() - before, 5);
+        assert_eq!(read_whole(&mut drop, 1), bodies[1]);
+        assert_eq!(
+            calls() - before,
+            6,
+            "the message after a large one is not read ahead"
+        );
+    }
+
+    #[test]
+    fn a_read_out_of_order_drops_what_was_read_ahead_and_reads_the_right_message() {
+        let (mut drop, bodies, _) = maildrop::<true>(&[100; 10]);
+        assert_eq!(read_whole(&mut drop, 0), bodies[0]);
+        assert_eq!(read_whole(&mut drop, 5), bodies[5]);
+        assert_eq!(read_whole(&mut drop, 6), bodies[6]);
+        assert_eq!(read_whole(&mut drop, 2), bodies[2]);
+        // The same message again, from the start.
+        assert_eq!(read_whole(&mut drop, 2), bodies[2]);
+        let before = calls();
+        assert_eq!(read_whole(&mut drop, 3), bodies[3]);
+        assert_eq!(calls(), before, "3 came with the second read of 2");
+    }
+
+    #[test]
+    fn read_ahead_stops_at_the_budget_and_the_rest_is_read_on_demand() {
+        // 100 KB each: the first two fit 256 KiB, the third only in part.
+        let (mut drop, bodies, _) = maildrop::<true>(&[100_000; 4]);
+        let before = calls();
+        for (i, body) in bodies.iter().enumerate() {
+            assert_eq!(&read_whole(&mut drop, i), body, "message {i}");
+        }
+        // One call for 0, 1 and the start of 2; one for the rest of 2;
+        // one for 3.
+        assert_eq!(calls() - before, 3);
     }
 }

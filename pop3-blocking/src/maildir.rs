@@ -792,6 +792,9 @@ impl MaildirMaildrop {
 impl BlockingMaildrop for MaildirMaildrop {
     type Reader = MaildirReader;
 
+    /// Reading a message opens its file and changes nothing.
+    const READ_AHEAD_MESSAGES: bool = true;
+
     fn messages(&self) -> &[MessageInfo] {
         &self.messages
     }
@@ -823,7 +826,11 @@ impl BlockingMaildrop for MaildirMaildrop {
         // The length at open sizes the reads; a file that is longer after
         // all is read on to its end.
         let left = file.metadata().map_or(CHUNK_SIZE as u64, |m| m.len());
-        Ok(MaildirReader { file, left })
+        Ok(MaildirReader {
+            file,
+            left,
+            buffered: Bytes::new(),
+        })
     }
 
     fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
@@ -885,40 +892,54 @@ impl BlockingMaildrop for MaildirMaildrop {
 
 /// A message being read, in chunks of at most [`CHUNK_SIZE`] octets, line
 /// ends as stored.
+///
+/// The file is read [`READ_SIZE`] octets at a time into one buffer that the
+/// chunks share: a read and an allocation per 256 KiB, not per chunk (an
+/// allocation that large is reused by the allocator rather than mapped and
+/// faulted in afresh), and a small message is one buffer of its own size.
 #[derive(Debug)]
 pub struct MaildirReader {
     file: File,
-    /// Octets expected before the end: each chunk's buffer is allocated at
-    /// its size (a 2 KB message takes 2 KB, not a whole chunk).
+    /// Octets expected before the end, as the file's length at open said.
     left: u64,
+    /// Read from the file and not yet handed out.
+    buffered: Bytes,
 }
+
+/// What a [`MaildirReader`] reads from the file at once.
+const READ_SIZE: usize = 4 * CHUNK_SIZE;
 
 /// The read that finds the end of a file (or more of a file that grew).
 const END_PROBE: usize = 4096;
 
 impl BlockingMessageReader for MaildirReader {
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
-        let want = match self.left {
-            0 => END_PROBE,
-            left => left.min(CHUNK_SIZE as u64) as usize,
-        };
-        let mut buf = vec![0; want];
-        loop {
-            match self.file.read(&mut buf) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
-                    buf.truncate(n);
-                    self.left = match self.left {
-                        // Longer than at open: read on in whole chunks.
-                        0 => CHUNK_SIZE as u64,
-                        left => left.saturating_sub(n as u64),
-                    };
-                    return Ok(Some(Bytes::from(buf)));
+        if self.buffered.is_empty() {
+            let want = match self.left {
+                0 => END_PROBE,
+                left => left.min(READ_SIZE as u64) as usize,
+            };
+            let mut buf = vec![0; want];
+            let n = loop {
+                match self.file.read(&mut buf) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(temporary("reading message", &e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(temporary("reading message", &e)),
+            };
+            if n == 0 {
+                return Ok(None);
             }
+            buf.truncate(n);
+            self.left = match self.left {
+                // Longer than at open: read on in whole batches.
+                0 => READ_SIZE as u64,
+                left => left.saturating_sub(n as u64),
+            };
+            self.buffered = Bytes::from(buf);
         }
+        let n = self.buffered.len().min(CHUNK_SIZE);
+        Ok(Some(self.buffered.split_to(n)))
     }
 }
 

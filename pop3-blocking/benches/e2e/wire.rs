@@ -181,10 +181,16 @@ pub fn idle_connection(source: Ipv4Addr, to: SocketAddr) -> Result<TcpStream, Er
 /// files to the kernel (`std::io::copy` from a file to a socket is
 /// sendfile on Linux): no parsing, no line-end conversion, no stuffing.
 /// What the loopback and page cache allow, and no POP3 server can beat.
+///
+/// With `from_memory`, the files are read into memory first and written
+/// with plain writes instead: on some machines (virtual ones) a copy from
+/// memory is faster than sendfile's page references, and the limit is the
+/// faster of the two.
 pub struct SendfileServer {
     pub addr: SocketAddr,
     listener: TcpListener,
     files: Vec<PathBuf>,
+    memory: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl SendfileServer {
@@ -194,13 +200,25 @@ impl SendfileServer {
             addr: listener.local_addr()?,
             listener,
             files,
+            memory: None,
         })
+    }
+
+    pub fn from_memory(files: Vec<PathBuf>) -> Result<SendfileServer, Error> {
+        let contents = files
+            .iter()
+            .map(std::fs::read)
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut server = SendfileServer::new(files)?;
+        server.memory = Some(Arc::new(contents));
+        Ok(server)
     }
 
     /// Serves the next connection on a thread; join it after the client.
     pub fn serve_one(&self) -> Result<std::thread::JoinHandle<Result<(), String>>, Error> {
         let listener = self.listener.try_clone()?;
         let files = self.files.clone();
+        let memory = self.memory.clone();
         Ok(std::thread::spawn(move || {
             let run = || -> io::Result<()> {
                 let (mut tcp, _) = listener.accept()?;
@@ -217,9 +235,18 @@ impl SendfileServer {
                     }
                 }
                 tcp.write_all(b"+OK\r\n+OK\r\n")?;
-                for f in &files {
+                for (i, f) in files.iter().enumerate() {
                     tcp.write_all(b"+OK\r\n")?;
-                    io::copy(&mut std::fs::File::open(f)?, &mut tcp)?;
+                    match &memory {
+                        Some(m) => {
+                            for piece in m[i].chunks(256 * 1024) {
+                                tcp.write_all(piece)?;
+                            }
+                        }
+                        None => {
+                            io::copy(&mut std::fs::File::open(f)?, &mut tcp)?;
+                        }
+                    }
                     tcp.write_all(b".\r\n")?;
                 }
                 tcp.write_all(b"+OK bye\r\n")?;

@@ -71,7 +71,9 @@ pub struct Usage {
     pub status: ExitStatus,
     /// User + system seconds.
     pub cpu: f64,
-    /// Peak resident set, KiB.
+    /// Peak resident set, KiB, as the child's `VmHWM` said last (read
+    /// while it ran: `wait4`'s `ru_maxrss` counts the parent's memory at
+    /// the fork, which is this harness's, not the child's).
     pub max_rss_kib: u64,
 }
 
@@ -100,7 +102,7 @@ pub fn wait_usage(child: Child) -> Result<Usage, Error> {
     Ok(Usage {
         status: ExitStatus::from_raw(status),
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss.max(0) as u64,
+        max_rss_kib: 0,
     })
 }
 
@@ -116,8 +118,26 @@ pub fn run_measured(mut command: Command, what: &str, log: &Path) -> Result<(f64
     let child = command
         .spawn()
         .map_err(|e| format!("starting {what}: {e}"))?;
-    let usage = wait_usage(child)?;
+    // The peak memory, read while the child runs (its VmHWM only grows).
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid).1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let usage = wait_usage(child);
     let wall = start.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.join().map_err(|_| "the memory watcher panicked")?;
+    let mut usage = usage?;
+    usage.max_rss_kib = peak;
     if !usage.status.success() {
         return Err(format!("{what} failed ({}): {}", usage.status, tail(log)).into());
     }

@@ -13,18 +13,30 @@
 //!
 //! # Commit order
 //!
+//! For each message, in [`MessageSink::commit`]:
+//!
 //! 1. the message is written to `tmp/<name>.<account>.<pid>.<n>.part` and
 //!    fsynced;
-//! 2. it is renamed to `new/<name>` and the `new/` directory is fsynced;
-//! 3. the UID is appended to the journal, which is fsynced.
+//! 2. it is renamed to `new/<name>`.
 //!
-//! Only then does [`MessageSink::commit`] return. A message is *stored* as
-//! soon as step 2 is complete, and [`MessageSink::contains`] answers `true`
-//! for it from then on: its file is in `new/` (or, moved by a reader, in
-//! `cur/`), or its UID is in the journal (which also covers a message the
-//! user has since deleted or moved away locally while it stays on the
-//! server). An interruption before step 2 leaves at most a stale file in
-//! `tmp/`, removed when the Maildir is next opened for the same account.
+//! Then once per run, in [`MessageSink::sync`] (which the fetch driver
+//! calls before its first DELE):
+//!
+//! 3. the `new/` directory is fsynced, making every rename durable;
+//! 4. the UIDs of the messages stored since are appended to the journal,
+//!    which is fsynced.
+//!
+//! A message counts as stored from step 2 on: [`MessageSink::contains`]
+//! answers `true` for it because its file is in `new/` (or, moved by a
+//! reader, in `cur/`), or its UID is in the journal (which also covers a
+//! message the user has since deleted or moved away locally while it stays
+//! on the server). A journal entry is written only after the directory
+//! holding the file was synced, so the journal never names a message whose
+//! file could still vanish in a crash. A crash before step 3 may lose
+//! renames, but no DELE was sent yet: those messages are still on the
+//! server and are fetched again. An interruption before step 2 leaves at
+//! most a stale file in `tmp/`, removed when the Maildir is next opened for
+//! the same account.
 //!
 //! # One fetch per account at a time
 //!
@@ -84,6 +96,12 @@ pub struct MaildirSink {
     /// The account's tag, in the journal's and temporary files' names.
     tag: String,
     saved: HashSet<Vec<u8>>,
+    /// Stored since the last sync, not yet in the journal (they are in
+    /// `saved`).
+    pending: Vec<Uid>,
+    /// The directories whose entries the next sync makes durable.
+    sync_new: bool,
+    sync_cur: bool,
     /// Names found in `cur/` (without their `:2,` info), read once.
     cur: Option<HashSet<String>>,
     line_ends: LineEnds,
@@ -150,6 +168,9 @@ impl MaildirSink {
             _lock: lock,
             tag,
             saved,
+            pending: Vec::new(),
+            sync_new: false,
+            sync_cur: false,
             cur: None,
             line_ends: LineEnds::default(),
             current: None,
@@ -211,14 +232,12 @@ impl MaildirSink {
         Ok(self.cur.as_ref().is_some_and(|s| s.contains(name)))
     }
 
-    fn record(&mut self, uid: &Uid) -> io::Result<()> {
-        let mut line = Vec::with_capacity(uid.as_bytes().len() + 1);
-        line.extend_from_slice(uid.as_bytes());
-        line.push(b'\n');
-        self.journal.write_all(&line)?;
-        self.journal.sync_data()?;
-        self.saved.insert(uid.as_bytes().to_vec());
-        Ok(())
+    /// Counts `uid` as stored now; it goes into the journal at the next
+    /// sync.
+    fn stored(&mut self, uid: &Uid) {
+        if self.saved.insert(uid.as_bytes().to_vec()) {
+            self.pending.push(uid.clone());
+        }
     }
 }
 
@@ -231,19 +250,19 @@ impl MessageSink for MaildirSink {
         let in_new = self.root.join("new").join(&name);
         let found = if in_new.exists() {
             // Stored by a run that stopped before its journal entry, maybe
-            // before the rename reached the disk: make it durable before
-            // it counts as stored (and may be deleted on the server).
+            // before its data or its rename reached the disk: the data now,
+            // the directory at the sync, before any DELE.
             File::open(&in_new)?.sync_all()?;
-            sync_dir(&self.root.join("new"))?;
+            self.sync_new = true;
             true
         } else if self.in_cur(&name)? {
-            sync_dir(&self.root.join("cur"))?;
+            self.sync_cur = true;
             true
         } else {
             false
         };
         if found {
-            self.record(uid)?;
+            self.stored(uid);
         }
         Ok(found)
     }
@@ -282,10 +301,35 @@ impl MessageSink for MaildirSink {
         let file = current.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        let new_dir = self.root.join("new");
-        fs::rename(&current.tmp, new_dir.join(&current.name))?;
-        sync_dir(&new_dir)?;
-        self.record(&current.uid)
+        fs::rename(&current.tmp, self.root.join("new").join(&current.name))?;
+        self.sync_new = true;
+        self.stored(&current.uid);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        // The directories first: a journal entry must never name a file
+        // whose rename could still be lost.
+        if self.sync_new {
+            sync_dir(&self.root.join("new"))?;
+            self.sync_new = false;
+        }
+        if self.sync_cur {
+            sync_dir(&self.root.join("cur"))?;
+            self.sync_cur = false;
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut lines = Vec::new();
+        for uid in &self.pending {
+            lines.extend_from_slice(uid.as_bytes());
+            lines.push(b'\n');
+        }
+        self.journal.write_all(&lines)?;
+        self.journal.sync_data()?;
+        self.pending.clear();
+        Ok(())
     }
 
     fn abort(&mut self) {
@@ -296,6 +340,11 @@ impl MessageSink for MaildirSink {
     }
 
     fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        // The rewrite below writes every UID counted as stored: the ones
+        // not synced yet must be durable first.
+        if !self.pending.is_empty() || self.sync_new || self.sync_cur {
+            self.sync()?;
+        }
         let keep: Vec<Vec<u8>> = self
             .saved
             .iter()
@@ -433,6 +482,7 @@ mod tests {
         let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
         store(&mut sink, "one", &[b"1\r\n"]);
         store(&mut sink, "two", &[b"2\r\n"]);
+        sink.sync().unwrap();
         let journal = sink.journal_path().to_path_buf();
         drop(sink);
         // A kill in the middle of an append leaves a partial line.
@@ -468,6 +518,11 @@ mod tests {
         assert!(!sink.contains(&uid("thr")).unwrap());
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         store(&mut sink, "three", &[b"3\r\n"]);
+        // Stored from the commit on; journaled at the sync, once its
+        // directory entry is durable.
+        assert!(sink.contains(&uid("three")).unwrap());
+        assert_eq!(fs::read_to_string(&journal).unwrap(), "one\ntwo\n");
+        sink.sync().unwrap();
         let text = fs::read_to_string(&journal).unwrap();
         assert_eq!(text, "one\ntwo\nthree\n");
 
@@ -485,12 +540,13 @@ mod tests {
         assert!(sink.contains(&uid("two")).unwrap());
 
         // Stored but not journaled (killed between the rename and the
-        // journal): found in cur/ and journaled then.
+        // sync): found in cur/ and journaled at the next sync.
         drop(sink);
         fs::write(&journal, b"").unwrap();
         let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
         assert!(sink.contains(&uid("one")).unwrap());
         assert!(!sink.contains(&uid("two")).unwrap());
+        sink.sync().unwrap();
         assert_eq!(fs::read_to_string(&journal).unwrap(), "one\n");
 
         // Another account's UIDs are other messages.
@@ -503,6 +559,7 @@ mod tests {
         sink.retain(&listed).unwrap();
         assert_eq!(fs::read_to_string(&journal).unwrap(), "four\n");
         store(&mut sink, "five", &[b"5\r\n"]);
+        sink.sync().unwrap();
         assert_eq!(fs::read_to_string(&journal).unwrap(), "four\nfive\n");
     }
 }

@@ -34,10 +34,12 @@
 //! 2. *DELE is sent only for stored messages.* the driver sends `DELE n`
 //!    only for a message whose UID the sink reports stored: either
 //!    [`MessageSink::contains`] said so, or [`MessageSink::commit`]
-//!    returned `Ok` for it in this run. A sink's `commit` returns only after
-//!    the message is durable (the Maildir sink: file fsynced, renamed into
-//!    `new/`, directory fsynced). So at the moment any DELE is on the wire,
-//!    the message is durably stored; a fortiori when QUIT removes it.
+//!    returned `Ok` for it in this run; and only after
+//!    [`MessageSink::sync`] returned `Ok`, which makes every one of them
+//!    durable (the Maildir sink: each file fsynced before its rename into
+//!    `new/`; at the sync, the directory fsynced, then the journal). So at
+//!    the moment any DELE is on the wire, the message is durably stored; a
+//!    fortiori when QUIT removes it.
 //! 3. *Stored messages are recognised.* A message is identified by its UIDL
 //!    unique-id, which the server keeps for the message's lifetime and never
 //!    reuses (RFC 1939 §7). Once stored, `contains(uid)` is `true` for good:
@@ -126,8 +128,22 @@ pub trait MessageSink {
     /// Appends a chunk of the message begun last.
     fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
 
-    /// Makes the message begun last durable; `Ok` only when it is.
+    /// Completes the message begun last: from `Ok` on, `contains` is
+    /// `true` for it. It must be durable once the next [`sync`] returns
+    /// `Ok` (a sink may make it durable here already).
+    ///
+    /// [`sync`]: MessageSink::sync
     fn commit(&mut self) -> io::Result<()>;
+
+    /// Makes every message committed (or found by `contains`) since the
+    /// last call durable; `Ok` only when they are. The driver calls it
+    /// once, after the last message and before the first DELE: a sink can
+    /// then pay for the durability of a directory entry or a journal once
+    /// per run instead of once per message. The default does nothing (for
+    /// a sink whose `commit` is durable by itself).
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Throws the partial message away.
     fn abort(&mut self);
@@ -157,6 +173,8 @@ pub enum SinkRequest {
     Commit,
     /// [`MessageSink::abort`]; answer [`SinkReply::Done`].
     Abort,
+    /// [`MessageSink::sync`]; answer [`SinkReply::Done`].
+    Sync,
 }
 
 impl SinkRequest {
@@ -171,6 +189,7 @@ impl SinkRequest {
                 | SinkRequest::Commit
                 | SinkRequest::Abort
                 | SinkRequest::Retain(_)
+                | SinkRequest::Sync
         )
     }
 }
@@ -194,6 +213,7 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
         SinkRequest::Begin(uid) => SinkReply::Done(sink.begin(&uid)),
         SinkRequest::Write(chunk) => SinkReply::Done(sink.write(&chunk)),
         SinkRequest::Commit => SinkReply::Done(sink.commit()),
+        SinkRequest::Sync => SinkReply::Done(sink.sync()),
         SinkRequest::Abort => {
             sink.abort();
             SinkReply::Done(Ok(()))
@@ -490,6 +510,8 @@ enum Phase {
     Check,
     Retrieve(RetrBatchState),
     Body(RetrBatchState, BodyState, MessageNumber),
+    /// Every message is in; the sink makes them durable before any DELE.
+    Sync,
     Dele(Running<task::DeleMany>),
     Quit(Running<task::Simple>),
     Over,
@@ -504,6 +526,7 @@ enum Awaiting {
     Write,
     Commit,
     Abort,
+    Sync,
 }
 
 /// The save-before-delete driver, on a logged-in session. See the
@@ -527,6 +550,8 @@ pub struct Fetch {
     size: u64,
     /// A progress report is due.
     report_progress: bool,
+    /// The sink said every message of the run is durable.
+    synced: bool,
 }
 
 impl Fetch {
@@ -547,6 +572,7 @@ impl Fetch {
             progress: Progress::default(),
             size: 0,
             report_progress: false,
+            synced: false,
         }
     }
 
@@ -601,6 +627,7 @@ impl Fetch {
                 };
             }
             (Awaiting::Write, SinkReply::Done(Ok(()))) => self.report_progress = true,
+            (Awaiting::Sync, SinkReply::Done(Ok(()))) => self.synced = true,
             (Awaiting::Begin | Awaiting::Write, SinkReply::Done(Err(e))) => {
                 // The message is open: abort it, then fail.
                 self.failure = failed(e);
@@ -694,7 +721,7 @@ impl Fetch {
                 }
                 Phase::Retrieve(batch) => match conn.poll_batch(now, batch) {
                     None => return FetchStep::Io,
-                    Some(None) => self.finish_retrieval(conn),
+                    Some(None) => self.phase = Phase::Sync,
                     Some(Some((msg, Err(Error::Server(e))))) => {
                         // This one is not sent (e.g. deleted by another
                         // session): the others go on.
@@ -730,6 +757,12 @@ impl Fetch {
                     Some(Ok(None)) => return self.ask(Awaiting::Commit, SinkRequest::Commit),
                     Some(Err(e)) => return self.abort(e.into()),
                 },
+                Phase::Sync => {
+                    if !self.synced {
+                        return self.ask(Awaiting::Sync, SinkRequest::Sync);
+                    }
+                    self.finish_retrieval(conn);
+                }
                 Phase::Dele(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
                     Some(Err(e)) => return self.done(Err(e.into())),

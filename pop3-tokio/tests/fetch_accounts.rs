@@ -161,3 +161,58 @@ fn a_blocking_commit_does_not_stall_the_other_tasks_of_the_runtime() {
     });
     runtime.block_on(fetched).unwrap();
 }
+
+/// A sink in memory whose sync fails: what it was asked, in order.
+#[derive(Default)]
+struct SyncFails {
+    calls: Vec<&'static str>,
+}
+
+impl fetch::MessageSink for SyncFails {
+    fn contains(&mut self, _uid: &pop3_proto::types::Uid) -> std::io::Result<bool> {
+        self.calls.push("contains");
+        Ok(false)
+    }
+    fn begin(&mut self, _uid: &pop3_proto::types::Uid) -> std::io::Result<()> {
+        self.calls.push("begin");
+        Ok(())
+    }
+    fn write(&mut self, _chunk: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn commit(&mut self) -> std::io::Result<()> {
+        self.calls.push("commit");
+        Ok(())
+    }
+    fn abort(&mut self) {
+        self.calls.push("abort");
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.calls.push("sync");
+        Err(std::io::Error::other("the disk is gone"))
+    }
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_until_the_sink_synced_every_message() {
+    let (store, port, server) = serve_one(b"Subject: x\r\n\r\nx\r\n").await;
+    store.add_message("alice", &b"Subject: y\r\n\r\ny\r\n"[..]);
+    let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
+    let mut settings = FetchSettings::default();
+    settings.delete = true;
+    settings.insecure_cleartext_login = true;
+    let mut sink = SyncFails::default();
+    let err = fetch::run(&url, "pw", &settings, &mut sink, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, fetch::FetchError::Store(_)), "{err:?}");
+    // One sync, after the last commit; no DELE went out.
+    assert_eq!(
+        sink.calls,
+        [
+            "contains", "contains", "begin", "commit", "begin", "commit", "sync"
+        ]
+    );
+    assert_eq!(store.message_count("alice"), 2);
+    server.shutdown();
+}

@@ -6,8 +6,9 @@
 //! module runs it over blocking sockets: [`fetch_new`] on an open session, or [`run`]
 //! from a URL and a password, into a [`MessageSink`] such as the Maildir
 //! [`MaildirSink`]. The sink's calls are blocking file I/O and run on the
-//! calling thread: they are writes into the page cache, plus one fsync and
-//! rename per message.
+//! calling thread: they are writes into the page cache, one fsync and
+//! rename per message, and one sync of the directory and the journal per
+//! run.
 //!
 //! ```no_run
 //! use pop3_blocking::fetch::{self, FetchSettings, MaildirSink, PopUrl};

@@ -893,7 +893,7 @@ impl BlockingMaildrop for MaildirMaildrop {
 /// A message being read, in chunks of at most [`CHUNK_SIZE`] octets, line
 /// ends as stored.
 ///
-/// The file is read [`READ_SIZE`] octets at a time into one buffer that the
+/// The file is read 256 KiB at a time into one buffer that the
 /// chunks share: a read and an allocation per 256 KiB, not per chunk (an
 /// allocation that large is reused by the allocator rather than mapped and
 /// faulted in afresh), and a small message is one buffer of its own size.

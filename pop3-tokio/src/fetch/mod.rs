@@ -5,9 +5,14 @@
 //! why every message ends up stored exactly once and none is lost); this
 //! module runs it on tokio: [`fetch_new`] on an open session, or [`run`]
 //! from a URL and a password, into a [`MessageSink`] such as the Maildir
-//! [`MaildirSink`]. The sink's calls are blocking file I/O and run on the
-//! session's task: they are writes into the page cache, plus one fsync and
-//! rename per message.
+//! [`MaildirSink`]. The sink's calls are blocking file I/O: writes into
+//! the page cache, one fsync and rename per message, and one sync of the
+//! directory and the journal per run. They run on the session's task;
+//! those that may wait for the disk ([`SinkRequest::may_block`]) hand the
+//! worker's other tasks to another thread meanwhile (`block_in_place`, on
+//! a multi-threaded runtime).
+//!
+//! [`SinkRequest::may_block`]: pop3_proto::fetch::SinkRequest::may_block
 //!
 //! ```no_run
 //! use pop3_tokio::fetch::{self, FetchSettings, MaildirSink, PopUrl};

@@ -115,7 +115,9 @@ impl MaildirSink {
     /// Opens (creating if needed) the Maildir at `root` for `account` (any
     /// string naming the POP3 maildrop, e.g. `user@host:port`: UIDs are
     /// unique only within one maildrop). Reads the journal, drops a partly
-    /// written last entry, and removes files this sink left in `tmp/`.
+    /// written last entry, removes files this sink left in `tmp/`, and
+    /// reads the names in `cur/`: a fetch's lookups then touch no
+    /// directory listing, as they may run on an async runtime's thread.
     pub fn open(root: impl AsRef<Path>, account: &str) -> io::Result<MaildirSink> {
         let root = root.as_ref().to_path_buf();
         // Mail is private: new folders are 0700 and files 0600, as Maildir
@@ -160,7 +162,7 @@ impl MaildirSink {
             .filter(|l| !l.is_empty())
             .map(<[u8]>::to_vec)
             .collect();
-        let sink = MaildirSink {
+        let mut sink = MaildirSink {
             root,
             account: account.to_owned(),
             journal_path,
@@ -176,6 +178,9 @@ impl MaildirSink {
             current: None,
         };
         sink.clean_tmp()?;
+        // Read now, not at the first unknown UID: during a fetch the sink's
+        // lookups may run on an async runtime's own thread.
+        sink.load_cur()?;
         Ok(sink)
     }
 
@@ -218,7 +223,8 @@ impl MaildirSink {
         Ok(())
     }
 
-    fn in_cur(&mut self, name: &str) -> io::Result<bool> {
+    /// Reads the names in `cur/` (without their info), once.
+    fn load_cur(&mut self) -> io::Result<()> {
         if self.cur.is_none() {
             let mut set = HashSet::new();
             for entry in fs::read_dir(self.root.join("cur"))? {
@@ -229,6 +235,11 @@ impl MaildirSink {
             }
             self.cur = Some(set);
         }
+        Ok(())
+    }
+
+    fn in_cur(&mut self, name: &str) -> io::Result<bool> {
+        self.load_cur()?;
         Ok(self.cur.as_ref().is_some_and(|s| s.contains(name)))
     }
 

@@ -196,6 +196,7 @@
 //! | a store request | 2 min | [`ServerOptions::store_timeout`] | `-ERR [SYS/TEMP]` (or a body cut short), closed, no UPDATE |
 //! | after a shutdown request | 30 s | [`ServerOptions::shutdown_grace`] | cut, no UPDATE (a commit under way completes) |
 //! | greeting and capability lines | 512 octets with CRLF | (fixed, RFC 2449 §4) | configured texts are clipped at a character boundary |
+//! | message octets read ahead of the wire | 256 KiB per session sending a message, with a blocking store run through an [`OffloadStore`](crate::store::OffloadStore) | [`Offload::READ_AHEAD`](crate::store::Offload::READ_AHEAD) | no more is read until they are sent |
 
 use alloc::collections::VecDeque;
 use alloc::string::String;

@@ -7,43 +7,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use event_listener::Event;
 use pop3_async_std::client::{Pop3Client, Security};
 use pop3_async_std::fetch::{self, FetchOptions, MessageSink};
 use pop3_async_std::server::ServerOptions;
 use pop3_proto::types::Uid;
-use support::{start, store, within};
-
-/// Raised once, awaited by any number of futures.
-#[derive(Default)]
-struct Flag {
-    set: AtomicBool,
-    event: Event,
-}
-
-impl Flag {
-    fn raise(&self) {
-        self.set.store(true, Ordering::SeqCst);
-        self.event.notify(usize::MAX);
-    }
-
-    async fn wait(&self) {
-        loop {
-            if self.set.load(Ordering::SeqCst) {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.set.load(Ordering::SeqCst) {
-                return;
-            }
-            listener.await;
-        }
-    }
-}
+use support::{Flag, start, store, within};
 
 /// A sink whose commit blocks its thread until another future of the
 /// polling thread answers, as a commit waiting for the disk would; it
@@ -126,7 +97,7 @@ on_both_runtimes! {
             // One release per message, each only once its commit started.
             for _ in 0..msgs.len() {
                 started.wait().await;
-                started.set.store(false, Ordering::SeqCst);
+                started.lower();
                 release_tx.send(()).unwrap();
             }
         };

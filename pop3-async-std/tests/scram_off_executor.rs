@@ -5,45 +5,16 @@
 #[macro_use]
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use event_listener::Event;
 use pop3_async_std::client::{Error, Pop3Client, Security};
 use pop3_async_std::server::ServerOptions;
 use pop3_proto::client::sasl::{ClientMechanism, SaslError, SaslWork, SaslWorkDone, Scram};
 use pop3_proto::types::{Mechanism, Secret};
-use support::{start, store, within};
-
-/// Raised once, awaited by a future.
-#[derive(Default)]
-struct Flag {
-    set: AtomicBool,
-    event: Event,
-}
-
-impl Flag {
-    fn raise(&self) {
-        self.set.store(true, Ordering::SeqCst);
-        self.event.notify(usize::MAX);
-    }
-
-    async fn wait(&self) {
-        loop {
-            if self.set.load(Ordering::SeqCst) {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.set.load(Ordering::SeqCst) {
-                return;
-            }
-            listener.await;
-        }
-    }
-}
+use support::{Flag, start, store, within};
 
 /// SCRAM-SHA-256 whose key derivation first calls `hook` on the thread it
 /// runs on.

@@ -218,3 +218,36 @@ pub fn store(user: &str, messages: &[Vec<u8>]) -> Arc<MemoryStore> {
     }
     store
 }
+
+/// A flag raised by one thread and awaited by futures (lowered again to
+/// wait for the next raise).
+#[derive(Default)]
+pub struct Flag {
+    set: std::sync::atomic::AtomicBool,
+    event: event_listener::Event,
+}
+
+impl Flag {
+    pub fn raise(&self) {
+        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.event.notify(usize::MAX);
+    }
+
+    pub fn lower(&self) {
+        self.set.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub async fn wait(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            if self.set.load(SeqCst) {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.set.load(SeqCst) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}

@@ -20,25 +20,14 @@ pub fn free_port() -> Result<u16, Error> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// A message of about `size` octets as a Maildir stores it (LF line ends):
 /// headers, then 76-column base64-looking lines, with a line starting
 /// with a dot now and then (stuffed on the wire).
 pub fn message(i: usize, size: usize, rng_seed: u64) -> Vec<u8> {
-    let mut rng = Rng(rng_seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng =
+        fastrand::Rng::with_seed(rng_seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut m = format!(
         "From: bench@example.org\nTo: alice@example.org\nSubject: bench {i}\n\
          Message-ID: <bench-{i}@example.org>\nMIME-Version: 1.0\n\
@@ -52,10 +41,10 @@ pub fn message(i: usize, size: usize, rng_seed: u64) -> Vec<u8> {
             m.extend_from_slice(b".dotted line\n");
             continue;
         }
-        let mut bits = rng.next();
+        let mut bits = rng.u64(..);
         for k in 0..76u32 {
             if k.is_multiple_of(10) {
-                bits = rng.next();
+                bits = rng.u64(..);
             }
             m.push(B64[(bits & 63) as usize]);
             bits >>= 6;

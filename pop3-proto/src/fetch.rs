@@ -512,6 +512,8 @@ enum Phase {
     Body(RetrBatchState, BodyState, MessageNumber),
     /// Every message is in; the sink makes them durable before any DELE.
     Sync,
+    /// The sink said they are.
+    Synced,
     Dele(Running<task::DeleMany>),
     Quit(Running<task::Simple>),
     Over,
@@ -550,8 +552,6 @@ pub struct Fetch {
     size: u64,
     /// A progress report is due.
     report_progress: bool,
-    /// The sink said every message of the run is durable.
-    synced: bool,
 }
 
 impl Fetch {
@@ -572,7 +572,6 @@ impl Fetch {
             progress: Progress::default(),
             size: 0,
             report_progress: false,
-            synced: false,
         }
     }
 
@@ -627,7 +626,7 @@ impl Fetch {
                 };
             }
             (Awaiting::Write, SinkReply::Done(Ok(()))) => self.report_progress = true,
-            (Awaiting::Sync, SinkReply::Done(Ok(()))) => self.synced = true,
+            (Awaiting::Sync, SinkReply::Done(Ok(()))) => self.phase = Phase::Synced,
             (Awaiting::Begin | Awaiting::Write, SinkReply::Done(Err(e))) => {
                 // The message is open: abort it, then fail.
                 self.failure = failed(e);
@@ -757,12 +756,8 @@ impl Fetch {
                     Some(Ok(None)) => return self.ask(Awaiting::Commit, SinkRequest::Commit),
                     Some(Err(e)) => return self.abort(e.into()),
                 },
-                Phase::Sync => {
-                    if !self.synced {
-                        return self.ask(Awaiting::Sync, SinkRequest::Sync);
-                    }
-                    self.finish_retrieval(conn);
-                }
+                Phase::Sync => return self.ask(Awaiting::Sync, SinkRequest::Sync),
+                Phase::Synced => self.finish_retrieval(conn),
                 Phase::Dele(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
                     Some(Err(e)) => return self.done(Err(e.into())),

@@ -1314,30 +1314,28 @@ impl Client {
         user: &str,
         password: Secret,
     ) -> Result<(RequestId, RequestId), ClientError> {
-        self.check_login(user, Some(&password))?;
-        let name = Username::new(user).map_err(ClientError::InvalidArgument)?;
-        let password =
-            Password::new(password.expose_bytes()).map_err(ClientError::InvalidArgument)?;
+        let (name, password) = self.check_login(user, &password)?;
         let u = self.send(Command::User(name))?;
         let p = self.send(Command::Pass(password))?;
         Ok((u, p))
     }
 
     /// Whether `USER user` and then `PASS password` may be sent now (the
-    /// state, the clear-text policy, the arguments), without sending them.
+    /// state, the clear-text policy, the arguments), without sending them:
+    /// the validated arguments.
     pub(crate) fn check_login(
         &self,
         user: &str,
-        password: Option<&Secret>,
-    ) -> Result<(), ClientError> {
-        Username::new(user).map_err(ClientError::InvalidArgument)?;
-        if let Some(password) = password {
+        password: &Secret,
+    ) -> Result<(Username, Password), ClientError> {
+        let name = Username::new(user).map_err(ClientError::InvalidArgument)?;
+        let password =
             Password::new(password.expose_bytes()).map_err(ClientError::InvalidArgument)?;
-        }
         self.check(Op::User, false)?;
         let mut after = self.projection;
         after.apply(Op::User);
-        self.check_with(&after, Op::Pass, false)
+        self.check_with(&after, Op::Pass, false)?;
+        Ok((name, password))
     }
 
     /// `APOP name digest`, the digest computed from the greeting's validated

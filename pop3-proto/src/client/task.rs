@@ -304,7 +304,8 @@ impl Task for Login {
     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
         // Both commands are checked now (state, clear-text policy, the
         // password's octets), so that PASS cannot fail to go out later.
-        client.check_login(&self.user, self.password.as_ref())?;
+        let empty = Secret::new("");
+        client.check_login(&self.user, self.password.as_ref().unwrap_or(&empty))?;
         self.first = Some(client.user(&self.user)?);
         Ok(())
     }

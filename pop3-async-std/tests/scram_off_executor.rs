@@ -4,6 +4,8 @@
 
 #[macro_use]
 mod support;
+#[path = "../../pop3-blocking/tests/suite/watched.rs"]
+mod watched;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -12,44 +14,10 @@ use std::time::Duration;
 
 use pop3_async_std::client::{Error, Pop3Client, Security};
 use pop3_async_std::server::ServerOptions;
-use pop3_proto::client::sasl::{ClientMechanism, SaslError, SaslWork, SaslWorkDone, Scram};
-use pop3_proto::types::{Mechanism, Secret};
+use pop3_proto::client::sasl::Scram;
+use pop3_proto::types::Secret;
 use support::{Flag, start, store, within};
-
-/// SCRAM-SHA-256 whose key derivation first calls `hook` on the thread it
-/// runs on.
-struct Watched {
-    inner: Scram,
-    hook: Arc<dyn Fn() + Send + Sync>,
-}
-
-impl ClientMechanism for Watched {
-    fn name(&self) -> Mechanism {
-        self.inner.name()
-    }
-    fn initial_response(&mut self) -> Option<Secret> {
-        self.inner.initial_response()
-    }
-    fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
-        self.inner.step(challenge)
-    }
-    fn step_work(&mut self, challenge: &[u8]) -> Result<Option<SaslWork>, SaslError> {
-        let Some(work) = self.inner.step_work(challenge)? else {
-            return Ok(None);
-        };
-        let hook = self.hook.clone();
-        Ok(Some(SaslWork::new(move || {
-            hook();
-            work.clone().run().into_output()
-        })))
-    }
-    fn finish_step(&mut self, done: SaslWorkDone) -> Result<Secret, SaslError> {
-        self.inner.finish_step(done)
-    }
-    fn is_complete(&self) -> bool {
-        self.inner.is_complete()
-    }
-}
+use watched::Watched;
 
 on_both_runtimes! {
     /// While the derivation blocks its thread until a future polled beside

@@ -7,49 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use pop3_proto::client::sasl::{ClientMechanism, SaslError, SaslWork, SaslWorkDone, Scram};
+use pop3_proto::client::sasl::Scram;
 use pop3_proto::store::MemoryStore;
-use pop3_proto::types::{Mechanism, Secret};
+use pop3_proto::types::Secret;
 use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
 use support::server::serve_memory;
 use tokio::sync::Notify;
+use watched::Watched;
 
 mod support;
-
-/// SCRAM-SHA-256 whose key derivation first calls `hook` on the thread it
-/// runs on.
-struct Watched {
-    inner: Scram,
-    hook: Arc<dyn Fn() + Send + Sync>,
-}
-
-impl ClientMechanism for Watched {
-    fn name(&self) -> Mechanism {
-        self.inner.name()
-    }
-    fn initial_response(&mut self) -> Option<Secret> {
-        self.inner.initial_response()
-    }
-    fn step(&mut self, challenge: &[u8]) -> Result<Secret, SaslError> {
-        self.inner.step(challenge)
-    }
-    fn step_work(&mut self, challenge: &[u8]) -> Result<Option<SaslWork>, SaslError> {
-        let Some(work) = self.inner.step_work(challenge)? else {
-            return Ok(None);
-        };
-        let hook = self.hook.clone();
-        Ok(Some(SaslWork::new(move || {
-            hook();
-            work.clone().run().into_output()
-        })))
-    }
-    fn finish_step(&mut self, done: SaslWorkDone) -> Result<Secret, SaslError> {
-        self.inner.finish_step(done)
-    }
-    fn is_complete(&self) -> bool {
-        self.inner.is_complete()
-    }
-}
+#[path = "../../pop3-blocking/tests/suite/watched.rs"]
+mod watched;
 
 #[test]
 fn a_scram_key_derivation_does_not_stall_the_other_tasks_of_the_runtime() {

@@ -153,6 +153,16 @@
 //!   [`ServerConfig::auth_failure_delay`], using the machine's own timer, and
 //!   counts as a bad command; failure texts never contain the words some
 //!   clients read as "busy" (lock, wait, in use, delay).
+//! * Once the store has been asked about the credentials (a password or
+//!   a token checked, SCRAM keys fetched), the exchange can only end as a
+//!   login or a failed login: a SASL cancel (`*`) or a malformed answer
+//!   after that point is a failed authentication, delayed and counted like
+//!   a wrong password, so that a client cannot learn a verdict and walk
+//!   away for free.
+//! * Login attempts (each `PASS` after `USER`, each `APOP`, each `AUTH`
+//!   that starts a mechanism, whatever becomes of it) are counted per
+//!   connection; past [`ServerConfig::max_login_attempts`] the machine
+//!   answers `-ERR Too many login attempts.` and closes.
 //! * Bad commands (unknown, malformed, wrong state, over-long, failed
 //!   authentication) are counted; at the configured limit (3 before login,
 //!   20 after) the machine answers, adds `-ERR Too many bad commands.` and
@@ -186,6 +196,7 @@
 //! | pipelined input held while a reply is pending | one command line | (the line limit) | the machine stops taking input: TCP backpressure |
 //! | bad commands | 3 before login, 20 after | [`ServerConfig::max_bad_commands`] | `-ERR Too many bad commands.`, closed, no UPDATE |
 //! | failed login | answered after 1 s | [`ServerConfig::auth_failure_delay`] | counts as a bad command |
+//! | login attempts (PASS, APOP, AUTH of any mechanism, cancelled or not) | 5 per connection | [`ServerConfig::max_login_attempts`] | the next one gets `-ERR Too many login attempts.`, closed |
 //! | silence before login | 60 s | [`ServerConfig::login_idle_timeout`] | `-ERR Disconnected for inactivity before login.`, closed |
 //! | time to log in | 3 min from the greeting | [`ServerConfig::login_timeout`] | `-ERR Disconnected: no login in time.`, closed |
 //! | silence after login (autologout) | 10 min (the RFC 1939 minimum) | [`ServerConfig::autologout`] | `-ERR Autologout; idle for too long.`, closed, no UPDATE |
@@ -231,6 +242,9 @@ pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
 /// The default [`ServerConfig::login_idle_timeout`].
 pub const DEFAULT_LOGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default [`ServerConfig::max_login_attempts`].
+pub const DEFAULT_MAX_LOGIN_ATTEMPTS: u32 = 5;
+
 /// The shortest autologout RFC 1939 §3 allows.
 pub const MIN_AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -261,6 +275,7 @@ pub struct ServerConfig {
     sasl: Vec<SaslMechanism>,
     max_bad_before_login: u32,
     max_bad_after_login: u32,
+    max_login_attempts: u32,
     auth_failure_delay: Duration,
     external_identity: Option<ExternalIdentity>,
     autologout: Duration,
@@ -296,6 +311,7 @@ impl Default for ServerConfig {
             ],
             max_bad_before_login: 3,
             max_bad_after_login: 20,
+            max_login_attempts: DEFAULT_MAX_LOGIN_ATTEMPTS,
             auth_failure_delay: Duration::from_secs(1),
             external_identity: None,
             autologout: MIN_AUTOLOGOUT,
@@ -374,6 +390,18 @@ impl ServerConfig {
     pub fn max_bad_commands(mut self, before_login: u32, after_login: u32) -> Self {
         self.max_bad_before_login = before_login;
         self.max_bad_after_login = after_login;
+        self
+    }
+
+    /// How many login attempts one connection may make (default
+    /// [`DEFAULT_MAX_LOGIN_ATTEMPTS`], 5): each `PASS` after `USER`, each
+    /// `APOP` and each `AUTH` that starts a mechanism counts, whether it
+    /// succeeds, fails or is cancelled. The attempt after the last allowed
+    /// one is answered `-ERR Too many login attempts.` and the connection
+    /// closes. Zero means no limit (the bad-command limit still applies to
+    /// failed logins).
+    pub fn max_login_attempts(mut self, attempts: u32) -> Self {
+        self.max_login_attempts = attempts;
         self
     }
 
@@ -724,6 +752,8 @@ pub enum CloseReason {
     LoginTimeout,
     /// Too many bad commands.
     TooManyBadCommands,
+    /// Too many login attempts ([`ServerConfig::max_login_attempts`]).
+    TooManyLoginAttempts,
     /// The store failed where the session could not go on.
     StoreFailure,
     /// The store did not answer a request in time (see
@@ -753,6 +783,8 @@ pub struct SessionSummary {
     pub bytes_out: u64,
     /// Bad commands counted.
     pub bad_commands: u32,
+    /// Login attempts made (PASS, APOP, AUTH).
+    pub login_attempts: u32,
     /// Why the session ended, once it has.
     pub close_reason: Option<CloseReason>,
 }
@@ -784,6 +816,7 @@ impl core::fmt::Display for SessionSummary {
             Some(CloseReason::Autologout) => "autologout",
             Some(CloseReason::LoginTimeout) => "login-timeout",
             Some(CloseReason::TooManyBadCommands) => "too-many-bad-commands",
+            Some(CloseReason::TooManyLoginAttempts) => "too-many-login-attempts",
             Some(CloseReason::StoreFailure) => "store-failure",
             Some(CloseReason::StoreTimeout) => "store-timeout",
         })
@@ -965,6 +998,7 @@ pub struct Server {
     login_deadline: Instant,
     timestamp: Option<ApopTimestamp>,
     bad_commands: u32,
+    login_attempts: u32,
     pending_user: Option<Username>,
     user: Option<Username>,
     utf8: bool,
@@ -1005,6 +1039,7 @@ impl Server {
             login_deadline: now + config.login_timeout,
             timestamp: None,
             bad_commands: 0,
+            login_attempts: 0,
             pending_user: None,
             user: None,
             utf8: false,
@@ -1417,11 +1452,16 @@ impl Server {
                         }
                     }
                     Some(Err(LineError::TooLong { .. })) => {
-                        if matches!(self.wait, Wait::Sasl(_)) {
-                            self.wait = Wait::Command;
-                        }
                         self.pending_user = None;
-                        self.bad_command("-ERR Command line too long.");
+                        match core::mem::replace(&mut self.wait, Wait::Command) {
+                            // Past the store's verdict: a failed login.
+                            Wait::Sasl(ex) if ex.store_consulted() => self.auth_failed(),
+                            Wait::Sasl(_) => self.bad_command("-ERR Command line too long."),
+                            other => {
+                                self.wait = other;
+                                self.bad_command("-ERR Command line too long.");
+                            }
+                        }
                     }
                     #[allow(unreachable_patterns)]
                     Some(Err(_)) => self.bad_command("-ERR Invalid command line."),
@@ -1692,6 +1732,9 @@ impl Server {
                 } else if !self.plaintext_allowed() {
                     self.send_line(PLAINTEXT_REFUSED);
                 } else if let Some(user) = pending_user {
+                    if !self.login_attempt() {
+                        return;
+                    }
                     self.request(
                         StoreRequest::VerifyPassword {
                             user: user.clone(),
@@ -1705,6 +1748,9 @@ impl Server {
             }
             Command::Apop { name, digest } => {
                 if let Some(timestamp) = self.timestamp.clone() {
+                    if !self.login_attempt() {
+                        return;
+                    }
                     self.request(
                         StoreRequest::SharedSecret { user: name.clone() },
                         Pending::Secret {
@@ -2052,6 +2098,9 @@ impl Server {
             self.bad_command("-ERR Unsupported authentication mechanism.");
             return;
         }
+        if !self.login_attempt() {
+            return;
+        }
         let challenge = if mech == SaslMechanism::CramMd5 {
             let now = self.now;
             Bytes::from(self.fresh_msg_id(now).into_bytes())
@@ -2076,18 +2125,43 @@ impl Server {
         self.sasl_outcome(exchange, outcome);
     }
 
+    /// Counts a login attempt; at the limit, refuses it and closes.
+    /// Returns whether the attempt may go on.
+    fn login_attempt(&mut self) -> bool {
+        let limit = self.config.max_login_attempts;
+        if limit != 0 && self.login_attempts >= limit {
+            self.close(
+                CloseReason::TooManyLoginAttempts,
+                Some("-ERR Too many login attempts."),
+            );
+            return false;
+        }
+        self.login_attempts += 1;
+        self.summary.login_attempts = self.login_attempts;
+        true
+    }
+
     fn on_sasl_line(&mut self, line: &[u8]) {
         let Wait::Sasl(mut exchange) = core::mem::replace(&mut self.wait, Wait::Command) else {
             return;
         };
+        // Past the store's verdict (or its keys), walking away is a failed
+        // login: otherwise each cancel would be a free guess.
+        let consulted = exchange.store_consulted();
         match SaslResponse::parse(line) {
+            Ok(SaslResponse::Cancel) if consulted => self.auth_failed(),
             Ok(SaslResponse::Cancel) => {
                 self.send_line("-ERR Authentication cancelled.");
             }
             Ok(SaslResponse::Data(data)) => {
                 let outcome = exchange.step(data);
-                self.sasl_outcome(exchange, outcome);
+                match outcome {
+                    SaslOutcome::Malformed if consulted => self.auth_failed(),
+                    outcome => self.sasl_outcome(exchange, outcome),
+                }
             }
+            #[allow(unreachable_patterns)]
+            Ok(_) | Err(_) if consulted => self.auth_failed(),
             #[allow(unreachable_patterns)]
             Ok(_) | Err(_) => {
                 self.bad_command("-ERR Invalid SASL response.");

@@ -277,6 +277,16 @@ impl SaslExchange {
         }
     }
 
+    /// Whether the store has been asked about the credentials of this
+    /// exchange (SCRAM keys fetched, a token refused): from here on, a
+    /// cancel or a malformed answer is a failed login.
+    pub(crate) fn store_consulted(&self) -> bool {
+        matches!(
+            self,
+            SaslExchange::ScramFinal(_) | SaslExchange::ScramAck { .. } | SaslExchange::OAuthFailed
+        )
+    }
+
     /// The client's next response.
     pub(crate) fn step(&mut self, data: Secret) -> SaslOutcome {
         match core::mem::replace(self, SaslExchange::Done) {

@@ -1,0 +1,202 @@
+//! Logging in gives no free guesses: a cancel after the store's verdict is
+//! a failed login, and every connection has a cap on login attempts of any
+//! kind.
+
+mod server_support;
+
+use core::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pop3_proto::server::{CloseReason, ServerConfig, State, StoreRequest};
+use pop3_proto::store::TokenValidator;
+use server_support::*;
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+const FAILED: &str = "-ERR [AUTH] Authentication failed.\r\n";
+
+/// A store whose token validator counts its calls and accepts nothing.
+fn counting_oauth(config: impl Fn(ServerConfig) -> ServerConfig) -> (Harness, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let store = standard_store().with_token_validator(TokenValidator::new(move |_, _| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        false
+    }));
+    let config = config(ServerConfig::for_store(&store).allow_plaintext_auth(true));
+    let mut h = Harness::new(config, plain(), store);
+    h.take_output();
+    // Timers fire only when the test moves the clock.
+    h.auto_timer = Duration::ZERO;
+    (h, calls)
+}
+
+/// Checks that the reply to `line` is a failed login held for the whole
+/// failure delay (1 s by default) and counted as a bad command.
+fn assert_failed_login_after_delay(h: &mut Harness, line: &str, bad_before: u32) {
+    assert_eq!(h.cmd(line), "", "{line}: answered before the delay");
+    h.advance(Duration::from_millis(999));
+    assert_eq!(h.take_output(), "", "{line}: answered before the delay");
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.take_output(), FAILED, "{line}");
+    assert_eq!(h.server.summary().bad_commands, bad_before + 1, "{line}");
+    assert_eq!(h.server.state(), State::Authorization);
+}
+
+#[test]
+fn oauthbearer_cancel_after_the_error_challenge_is_a_delayed_counted_failure() {
+    let (mut h, calls) = counting_oauth(|c| c);
+    let bad = b"n,a=alice,\x01auth=Bearer guess\x01\x01";
+    let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+    assert!(r.starts_with("+ "), "{r}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_failed_login_after_delay(&mut h, "*", 0);
+}
+
+#[test]
+fn xoauth2_cancel_after_the_error_challenge_is_a_delayed_counted_failure() {
+    let (mut h, _) = counting_oauth(|c| c);
+    let bad = b"user=alice\x01auth=Bearer guess\x01\x01";
+    let r = h.cmd(&format!("AUTH XOAUTH2 {}", b64(bad)));
+    assert!(r.starts_with("+ "), "{r}");
+    assert_failed_login_after_delay(&mut h, "*", 0);
+}
+
+#[test]
+fn oauth_malformed_answer_to_the_error_challenge_is_a_delayed_counted_failure() {
+    let (mut h, _) = counting_oauth(|c| c);
+    let bad = b"n,a=alice,\x01auth=Bearer guess\x01\x01";
+    h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+    assert_failed_login_after_delay(&mut h, "not base64!", 0);
+}
+
+#[test]
+fn token_guesses_by_cancelling_end_at_the_bad_command_limit() {
+    let (mut h, calls) = counting_oauth(|c| c);
+    let bad = b"n,a=alice,\x01auth=Bearer guess\x01\x01";
+    for round in 0..3 {
+        let r = h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+        assert!(r.starts_with("+ "), "round {round}: {r}");
+        h.cmd("*");
+        h.advance(Duration::from_secs(1));
+        assert!(h.take_output().starts_with(FAILED), "round {round}");
+    }
+    assert!(h.closed);
+    assert_eq!(
+        h.server.summary().close_reason,
+        Some(CloseReason::TooManyBadCommands)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn scram_cancel_after_server_first_is_a_delayed_counted_failure() {
+    let mut h = Harness::standard();
+    h.take_output();
+    h.auto_timer = Duration::ZERO;
+    let r = h.cmd(&format!(
+        "AUTH SCRAM-SHA-256 {}",
+        b64(b"n,,n=alice,r=abcdefgh")
+    ));
+    assert!(r.starts_with("+ "), "{r}");
+    assert!(
+        h.requests
+            .iter()
+            .any(|q| matches!(q, StoreRequest::ScramKeys { .. }))
+    );
+    assert_failed_login_after_delay(&mut h, "*", 0);
+}
+
+#[test]
+fn scram_malformed_client_final_is_a_delayed_counted_failure() {
+    let mut h = Harness::standard();
+    h.take_output();
+    h.auto_timer = Duration::ZERO;
+    h.cmd(&format!(
+        "AUTH SCRAM-SHA-256 {}",
+        b64(b"n,,n=alice,r=abcdefgh")
+    ));
+    assert_failed_login_after_delay(&mut h, "@@@", 0);
+}
+
+#[test]
+fn over_long_answer_after_the_verdict_is_a_delayed_counted_failure() {
+    let (mut h, _) = counting_oauth(|c| c);
+    let bad = b"n,a=alice,\x01auth=Bearer guess\x01\x01";
+    h.cmd(&format!("AUTH OAUTHBEARER {}", b64(bad)));
+    let long = "A".repeat(70 * 1024);
+    assert_failed_login_after_delay(&mut h, &long, 0);
+}
+
+#[test]
+fn cancel_before_the_store_is_asked_is_not_a_failure_but_is_an_attempt() {
+    let mut h = Harness::standard();
+    h.take_output();
+    h.auto_timer = Duration::ZERO;
+    assert_eq!(h.cmd("AUTH PLAIN"), "+ \r\n");
+    // Answered at once, no delay, nothing counted against the client but
+    // the attempt.
+    assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    assert_eq!(h.server.summary().bad_commands, 0);
+    assert_eq!(h.server.summary().login_attempts, 1);
+    assert!(h.requests.is_empty());
+    assert_eq!(h.server.state(), State::Authorization);
+    h.login("alice", "secret");
+    assert_eq!(h.server.summary().login_attempts, 2);
+}
+
+#[test]
+fn login_attempts_are_capped_per_connection_whatever_the_mechanism() {
+    // No bad-command limit: only the attempt cap stops the client.
+    let config = test_config().max_bad_commands(0, 0);
+    let mut h = Harness::new(config, plain(), standard_store());
+    h.take_output();
+    // Five attempts of different kinds, each failing or cancelled.
+    assert_eq!(h.cmd("AUTH PLAIN"), "+ \r\n");
+    assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    h.cmd("USER alice");
+    assert_eq!(h.cmd("PASS wrong"), FAILED);
+    assert_eq!(h.cmd("APOP alice 0123456789abcdef0123456789abcdef"), FAILED);
+    assert_eq!(h.cmd("AUTH LOGIN"), "+ VXNlcm5hbWU6\r\n");
+    assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    assert_eq!(
+        h.cmd(&format!("AUTH PLAIN {}", b64(b"\0alice\0no"))),
+        FAILED
+    );
+    assert_eq!(h.server.summary().login_attempts, 5);
+    assert!(!h.closed);
+    // The sixth, even with the right password, is refused.
+    let requests = h.requests.len();
+    h.cmd("USER alice");
+    assert_eq!(h.cmd("PASS secret"), "-ERR Too many login attempts.\r\n");
+    assert!(h.closed);
+    assert_eq!(h.requests.len(), requests, "the store was not asked");
+    assert_eq!(
+        h.server.summary().close_reason,
+        Some(CloseReason::TooManyLoginAttempts)
+    );
+}
+
+#[test]
+fn login_attempt_cap_is_configurable_and_zero_lifts_it() {
+    let config = test_config().max_bad_commands(0, 0).max_login_attempts(1);
+    let mut h = Harness::new(config, plain(), standard_store());
+    h.take_output();
+    h.cmd("AUTH LOGIN");
+    h.cmd("*");
+    assert_eq!(h.cmd("AUTH LOGIN"), "-ERR Too many login attempts.\r\n");
+    assert!(h.closed);
+
+    let config = test_config().max_bad_commands(0, 0).max_login_attempts(0);
+    let mut h = Harness::new(config, plain(), standard_store());
+    h.take_output();
+    for _ in 0..50 {
+        h.cmd("AUTH LOGIN");
+        assert_eq!(h.cmd("*"), "-ERR Authentication cancelled.\r\n");
+    }
+    h.login("alice", "secret");
+}

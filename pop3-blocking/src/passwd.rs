@@ -43,9 +43,13 @@ use pop3_proto::types::Secret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A SHA512-CRYPT hash of a password nobody has, checked for unknown users
-/// when the file lists nobody whose credential could stand in.
-const DUMMY_HASH: &str = "$6$pop3rsdummysalt$SHFg5bvuE00kK/bVRZybpuSbFZ2QkoDPMVKoyRQfXfN5byy019JxeOKhqk3UoOX37Gvs0y8brOjiaUR/4aBDd/";
+/// A well-formed SHA512-CRYPT string checked for unknown users when the file
+/// lists nobody whose credential could stand in: it costs what checking a
+/// real hash of the default rounds costs. Its digest was not computed from
+/// any password (it is a real digest with its first octets overwritten), so
+/// no known password matches it; and [`PasswdFile::verify`] refuses an
+/// unknown user whatever the check says.
+const DUMMY_HASH: &str = "$6$pop3rsdummysalt$AAAAAAAAAAAAAAAAZybpuSbFZ2QkoDPMVKoyRQfXfN5byy019JxeOKhqk3UoOX37Gvs0y8brOjiaUR/4aBDd/";
 
 /// How one user's password is kept.
 #[derive(Clone)]
@@ -564,9 +568,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dummy_hash_is_a_real_hash() {
+    fn dummy_hash_is_well_formed_and_matches_no_password() {
         assert!(matches!(sha_crypt(DUMMY_HASH), Ok(Credential::ShaCrypt(_))));
-        assert!(Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(b"no user here"));
+        // The password whose digest it was made from no longer matches.
+        let dummy = Credential::ShaCrypt(DUMMY_HASH.to_owned());
+        for password in [&b"no user here"[..], b"", b"password", b"pop3rsdummysalt"] {
+            assert!(!dummy.verify(password), "{password:?}");
+        }
+    }
+
+    #[test]
+    fn no_password_logs_in_an_unknown_user() {
+        // A file with no usable credential: the dummy hash is checked.
+        let file = PasswdFile::parse("a:{SSHA}x\n").unwrap();
+        assert!(file.stand_in.is_none());
+        for password in ["no user here", "", "x", "password"] {
+            assert!(!file.verify("nobody", &Secret::new(password)), "{password}");
+        }
+        // With a stand-in: not even its own password.
+        let file = PasswdFile::parse("b:{PLAIN}p\n").unwrap();
+        assert!(!file.verify("nobody", &Secret::new("p")));
     }
 
     #[test]

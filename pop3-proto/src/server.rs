@@ -221,7 +221,7 @@ use crate::command::{ApopDigest, Command, CommandError, LangRequest, SaslRespons
 use crate::dot::BodyEncoder;
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
-use crate::scram::{ScramHash, ScramKeys};
+use crate::scram::{DeploymentSecret, ScramHash, ScramKeys};
 use crate::session::{Action, Transmit};
 pub use crate::store::StoreDriver;
 use crate::store::{CredentialForms, MessageInfo, StoreError};
@@ -278,6 +278,7 @@ pub struct ServerConfig {
     max_login_attempts: u32,
     auth_failure_delay: Duration,
     external_identity: Option<ExternalIdentity>,
+    deployment_secret: Option<DeploymentSecret>,
     autologout: Duration,
     login_timeout: Duration,
     login_idle_timeout: Duration,
@@ -314,6 +315,7 @@ impl Default for ServerConfig {
             max_login_attempts: DEFAULT_MAX_LOGIN_ATTEMPTS,
             auth_failure_delay: Duration::from_secs(1),
             external_identity: None,
+            deployment_secret: None,
             autologout: MIN_AUTOLOGOUT,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             login_idle_timeout: DEFAULT_LOGIN_IDLE_TIMEOUT,
@@ -409,6 +411,19 @@ impl ServerConfig {
     /// (default none: EXTERNAL is never offered).
     pub fn external_identity(mut self, map: Option<ExternalIdentity>) -> Self {
         self.external_identity = map;
+        self
+    }
+
+    /// The deployment's secret (default none), from which the machine makes
+    /// SCRAM decoy keys when a store answers [`StoreRequest::ScramKeys`]
+    /// for an unknown user with `None`: the salt is then the same on every
+    /// connection and shaped like a derived one (see [`DeploymentSecret`]).
+    /// Without it such decoys change with every connection, which tells an
+    /// attacker the user does not exist. The stores of this crate and of
+    /// `pop3-blocking` answer unknown users with decoys of their own; give
+    /// them and the configuration the same secret.
+    pub fn deployment_secret(mut self, secret: Option<DeploymentSecret>) -> Self {
+        self.deployment_secret = secret;
         self
     }
 
@@ -2272,8 +2287,14 @@ impl Server {
             (Pending::Scram { user, start }, StoreReply::ScramKeys(r)) => match r {
                 Ok(keys) => {
                     let nonce = self.fresh_nonce();
-                    let (exchange, outcome) =
-                        SaslExchange::scram_server_first(user, start, keys, &nonce, self.random);
+                    let (exchange, outcome) = SaslExchange::scram_server_first(
+                        user,
+                        start,
+                        keys,
+                        &nonce,
+                        self.random,
+                        self.config.deployment_secret.as_ref(),
+                    );
                     self.sasl_outcome(exchange, outcome);
                 }
                 Err(e) => self.send_line(Self::auth_store_error(&e)),

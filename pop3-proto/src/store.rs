@@ -220,10 +220,20 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
 
     /// `user`'s SCRAM keys for `hash` (SCRAM-SHA-1, SCRAM-SHA-256); `None`
-    /// when the user is unknown or has none for that hash. A store that
-    /// keeps plaintext passwords derives them here
-    /// ([`ScramKeys::from_password`], which applies SASLprep). The default
-    /// has none.
+    /// when the user has none for that hash. A store that keeps plaintext
+    /// passwords derives them here, with salts from the deployment's secret
+    /// ([`DeploymentSecret::derive_keys`](crate::scram::DeploymentSecret::derive_keys),
+    /// which applies SASLprep), never from the user name alone.
+    ///
+    /// For a user it does not know, a store answers decoy keys shaped like
+    /// its real users' (the same salt on every request, the same iteration
+    /// count, the same work: [`DeploymentSecret::decoy_keys_derived`](crate::scram::DeploymentSecret::decoy_keys_derived)
+    /// or [`DeploymentSecret::decoy_keys`](crate::scram::DeploymentSecret::decoy_keys)):
+    /// the exchange then fails at the proof like a wrong password. `None`
+    /// for an unknown user lets the machine make decoys itself, which cost
+    /// nothing (and, without
+    /// [`ServerConfig::deployment_secret`](crate::server::ServerConfig::deployment_secret),
+    /// change on every connection). The default has none.
     fn scram_keys(
         &self,
         user: &str,

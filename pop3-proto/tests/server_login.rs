@@ -200,3 +200,69 @@ fn login_attempt_cap_is_configurable_and_zero_lifts_it() {
     }
     h.login("alice", "secret");
 }
+
+/// The salt and iteration count of the server-first message SCRAM-SHA-256
+/// sends `user` on a new connection (with its own randomness) to `store`.
+fn scram_salt_and_iterations(
+    store: &pop3_proto::store::MemoryStore,
+    random: u64,
+    user: &str,
+) -> (Vec<u8>, String) {
+    use base64::Engine as _;
+    let ctx =
+        pop3_proto::server::ConnectionContext::new(random, false, false).seed([random as u8; 32]);
+    let mut h = Harness::new(test_config(), ctx, store.clone());
+    h.take_output();
+    let first = format!("n,,n={user},r=abcdefgh");
+    let r = h.cmd(&format!("AUTH SCRAM-SHA-256 {}", b64(first.as_bytes())));
+    let data = r.trim_end().strip_prefix("+ ").expect(&r);
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut salt = None;
+    let mut iterations = None;
+    for attr in text.split(',') {
+        if let Some(s) = attr.strip_prefix("s=") {
+            salt = Some(base64::engine::general_purpose::STANDARD.decode(s).unwrap());
+        }
+        if let Some(i) = attr.strip_prefix("i=") {
+            iterations = Some(i.to_owned());
+        }
+    }
+    (salt.unwrap(), iterations.unwrap())
+}
+
+#[test]
+fn scram_unknown_user_gets_the_same_salt_on_every_connection_shaped_like_a_real_one() {
+    let store = standard_store();
+    let (salt1, iter1) = scram_salt_and_iterations(&store, 1, "nobody");
+    let (salt2, iter2) = scram_salt_and_iterations(&store, 0xdead_beef, "nobody");
+    assert_eq!(
+        salt1, salt2,
+        "an unknown user's salt changes per connection"
+    );
+    assert_eq!(iter1, iter2);
+    let (real, real_iter) = scram_salt_and_iterations(&store, 1, "alice");
+    assert_eq!(iter1, real_iter);
+    assert_eq!(salt1.len(), real.len());
+    // The real user's salt is stable too, and not made of the name.
+    assert_eq!(scram_salt_and_iterations(&store, 7, "alice").0, real);
+    assert!(!real.windows(5).any(|w| w == b"alice"));
+}
+
+#[test]
+fn scram_salts_differ_between_deployments() {
+    use pop3_proto::scram::DeploymentSecret;
+    let one = standard_store().with_deployment_secret(DeploymentSecret::new([1; 32]));
+    let two = standard_store().with_deployment_secret(DeploymentSecret::new([2; 32]));
+    for user in ["alice", "nobody"] {
+        assert_ne!(
+            scram_salt_and_iterations(&one, 1, user).0,
+            scram_salt_and_iterations(&two, 1, user).0,
+            "{user}"
+        );
+    }
+}

@@ -1742,8 +1742,10 @@ fn without_a_utf8_maildrop_messages_are_sent_as_stored() {
 fn scram_server_nonces_come_from_the_connection_seed() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
+    // One store (one deployment secret, so one salt) for every connection.
+    let store = standard_store();
     let first = |ctx| {
-        let mut h = Harness::new(test_config(), ctx, standard_store());
+        let mut h = Harness::new(test_config(), ctx, store.clone());
         h.take_output();
         let reply = h.cmd(&format!(
             "AUTH SCRAM-SHA-256 {}",

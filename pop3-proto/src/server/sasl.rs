@@ -409,7 +409,8 @@ impl SaslExchange {
     }
 
     /// The store's keys arrived (`None`: an unknown user, who goes through
-    /// the same exchange with keys no password matches): the server-first
+    /// the same exchange with keys no password matches, from `secret` when
+    /// the deployment has one, else from `random`): the server-first
     /// message, with `server_nonce` (printable, no `,`) appended to the
     /// client's nonce.
     pub(crate) fn scram_server_first(
@@ -418,12 +419,18 @@ impl SaslExchange {
         keys: Option<ScramKeys>,
         server_nonce: &str,
         random: u64,
+        secret: Option<&crate::scram::DeploymentSecret>,
     ) -> (Self, SaslOutcome) {
         use base64::Engine as _;
         let hash = start.hash;
         let keys = match keys {
             Some(k) if k.hash() == hash => k,
-            _ => decoy_keys(hash, user.as_str(), random),
+            _ => match secret {
+                Some(secret) => {
+                    secret.decoy_keys(hash, user.as_str(), crate::scram::MIN_ITERATIONS)
+                }
+                None => decoy_keys(hash, user.as_str(), random),
+            },
         };
         let nonce = alloc::format!("{}{}", start.client_nonce, server_nonce);
         let salt = base64::engine::general_purpose::STANDARD.encode(keys.salt());
@@ -498,8 +505,9 @@ fn bearer_token(d: &[u8], offset: usize, rest: &str) -> Option<core::ops::Range<
     None
 }
 
-/// Keys for a user the store does not know: the exchange looks the same as
-/// for a real user and fails at the proof.
+/// Keys for a user the store does not know, when the deployment has no
+/// secret: the exchange fails at the proof, but the salt changes with every
+/// connection (see [`ServerConfig::deployment_secret`](super::ServerConfig::deployment_secret)).
 fn decoy_keys(hash: ScramHash, user: &str, random: u64) -> ScramKeys {
     let seed = random.to_le_bytes();
     let salt = hash.hmac(&seed, &[b"salt", user.as_bytes()]);
@@ -706,7 +714,7 @@ mod tests {
         assert_eq!(user.as_str(), "user");
         let keys = ScramKeys::from_password(hash, "pencil", &b64(salt), 4096).unwrap();
         let (mut ex, out) =
-            SaslExchange::scram_server_first(user, start, Some(keys), server_nonce, 1);
+            SaslExchange::scram_server_first(user, start, Some(keys), server_nonce, 1, None);
         let SaslOutcome::Challenge(server_first) = out else {
             panic!("{out:?}");
         };
@@ -828,6 +836,7 @@ mod tests {
                 Some(keys),
                 "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
                 1,
+                None,
             )
             .0
         };
@@ -857,11 +866,39 @@ mod tests {
         let SaslOutcome::ScramKeys { user, start } = out else {
             panic!()
         };
-        let (mut ex, out) = SaslExchange::scram_server_first(user, start, None, "xyz", 9);
+        let (mut ex, out) = SaslExchange::scram_server_first(user, start, None, "xyz", 9, None);
         assert!(matches!(out, SaslOutcome::Challenge(ref c) if c.starts_with(b"r=abcxyz,s=")));
         let out = ex.step(Secret::new(
             "c=biws,r=abcxyz,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
         ));
         assert!(matches!(out, SaslOutcome::Failed));
+    }
+
+    #[test]
+    fn machine_decoys_from_the_deployment_secret_do_not_change_per_connection() {
+        use crate::scram::DeploymentSecret;
+        let secret = DeploymentSecret::new([3; 32]);
+        let server_first = |random: u64, secret: Option<&DeploymentSecret>| {
+            let (_, out) = SaslExchange::start(
+                SaslMechanism::ScramSha256,
+                Some(Secret::new("n,,n=nobody,r=abc")),
+                Bytes::new(),
+            );
+            let SaslOutcome::ScramKeys { user, start } = out else {
+                panic!()
+            };
+            let (_, out) =
+                SaslExchange::scram_server_first(user, start, None, "xyz", random, secret);
+            let SaslOutcome::Challenge(c) = out else {
+                panic!()
+            };
+            String::from_utf8(c.to_vec()).unwrap()
+        };
+        let a = server_first(1, Some(&secret));
+        assert_eq!(a, server_first(2, Some(&secret)));
+        assert!(a.ends_with(",i=4096"), "{a}");
+        // The salt is the one a derived user's would be.
+        let salt = base64::engine::general_purpose::STANDARD.encode(secret.salt("nobody"));
+        assert!(a.contains(&alloc::format!(",s={salt},")), "{a}");
     }
 }

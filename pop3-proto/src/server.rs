@@ -683,6 +683,13 @@ pub enum StoreRequest {
         /// The bearer token.
         token: Secret,
     },
+    /// Whom does this OAuth 2.0 bearer token let in? Sent for an
+    /// OAUTHBEARER message without an authorization identity (RFC 7628
+    /// §3.1). Answer [`StoreReply::TokenOwner`].
+    TokenOwner {
+        /// The bearer token.
+        token: Secret,
+    },
     /// The user's SCRAM keys for this hash (SCRAM-SHA-1, SCRAM-SHA-256).
     /// Answer [`StoreReply::ScramKeys`]. A store that derives them from a
     /// plaintext password runs the PBKDF2 here, in its own call.
@@ -724,6 +731,8 @@ pub enum StoreReply {
     SharedSecret(Result<Option<Secret>, StoreError>),
     /// To `VerifyToken`.
     TokenVerified(Result<bool, StoreError>),
+    /// To `TokenOwner`: the user the token lets in, `None` if nobody.
+    TokenOwner(Result<Option<Username>, StoreError>),
     /// To `ScramKeys`: `None` for an unknown user or one without keys for
     /// that hash.
     ScramKeys(Result<Option<ScramKeys>, StoreError>),
@@ -882,6 +891,9 @@ enum Pending {
     },
     Token {
         user: Username,
+        mech: SaslMechanism,
+    },
+    TokenOwner {
         mech: SaslMechanism,
     },
     Open {
@@ -2218,12 +2230,25 @@ impl Server {
                 },
                 Pending::Scram { user, start },
             ),
-            SaslOutcome::VerifyToken { user, token, mech } => self.request(
+            SaslOutcome::VerifyToken {
+                user: Some(user),
+                token,
+                mech,
+            } => self.request(
                 StoreRequest::VerifyToken {
                     user: user.clone(),
                     token,
                 },
                 Pending::Token { user, mech },
+            ),
+            // No authorization identity: the token says who it is for.
+            SaslOutcome::VerifyToken {
+                user: None,
+                token,
+                mech,
+            } => self.request(
+                StoreRequest::TokenOwner { token },
+                Pending::TokenOwner { mech },
             ),
             SaslOutcome::Authenticated { user } => self.request(
                 StoreRequest::Open { user: user.clone() },
@@ -2305,6 +2330,17 @@ impl Server {
                     Pending::Open { user },
                 ),
                 Ok(false) => {
+                    let (exchange, outcome) = SaslExchange::oauth_error(mech);
+                    self.sasl_outcome(exchange, outcome);
+                }
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::TokenOwner { mech }, StoreReply::TokenOwner(r)) => match r {
+                Ok(Some(user)) => self.request(
+                    StoreRequest::Open { user: user.clone() },
+                    Pending::Open { user },
+                ),
+                Ok(None) => {
                     let (exchange, outcome) = SaslExchange::oauth_error(mech);
                     self.sasl_outcome(exchange, outcome);
                 }

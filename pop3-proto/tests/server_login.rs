@@ -266,3 +266,73 @@ fn scram_salts_differ_between_deployments() {
         );
     }
 }
+
+/// RFC 7628 §4.1's message without the authorization identity (`n,,`).
+const RFC7628_WITHOUT_AUTHZID: &[u8] = b"n,,\x01host=server.example.com\x01port=143\x01\
+auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01";
+
+fn owner_harness(validator: TokenValidator) -> Harness {
+    let store = standard_store();
+    store.add_user("user@example.com", "unused");
+    let store = store.with_token_validator(validator);
+    let config = ServerConfig::for_store(&store).allow_plaintext_auth(true);
+    let mut h = Harness::new(config, plain(), store);
+    h.take_output();
+    h.auto_timer = Duration::ZERO;
+    h
+}
+
+fn rfc7628_validator() -> TokenValidator {
+    TokenValidator::new(|user, token| {
+        user == "user@example.com"
+            && token.expose() == b"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+    })
+    .with_owner(|token| {
+        (token.expose() == b"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==")
+            .then(|| "user@example.com".to_owned())
+    })
+}
+
+#[test]
+fn oauthbearer_without_authzid_logs_in_the_user_the_token_was_issued_to() {
+    let mut h = owner_harness(rfc7628_validator());
+    let r = h.cmd(&format!(
+        "AUTH OAUTHBEARER {}",
+        b64(RFC7628_WITHOUT_AUTHZID)
+    ));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    assert_eq!(
+        h.server.user().map(|u| u.as_str()),
+        Some("user@example.com")
+    );
+    assert!(h.requests.iter().any(|q| matches!(
+        q,
+        StoreRequest::TokenOwner { token }
+            if token.expose() == b"vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="
+    )));
+    // The two-step form too.
+    let mut h = owner_harness(rfc7628_validator());
+    assert_eq!(h.cmd("AUTH OAUTHBEARER"), "+ \r\n");
+    let r = h.cmd(&b64(RFC7628_WITHOUT_AUTHZID));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+}
+
+#[test]
+fn oauthbearer_without_authzid_and_a_token_for_nobody_fails_like_a_bad_token() {
+    let no_owner = TokenValidator::new(|_, _| true);
+    let unknown_owner = TokenValidator::new(|_, _| true).with_owner(|_| Some("ghost".to_owned()));
+    let refused = TokenValidator::new(|_, _| true).with_owner(|_| None);
+    for validator in [no_owner, unknown_owner, refused] {
+        let mut h = owner_harness(validator);
+        let r = h.cmd(&format!(
+            "AUTH OAUTHBEARER {}",
+            b64(RFC7628_WITHOUT_AUTHZID)
+        ));
+        assert_eq!(
+            r,
+            format!("+ {}\r\n", b64(br#"{"status":"invalid_token"}"#))
+        );
+        assert_failed_login_after_delay(&mut h, "AQ==", 0);
+        assert_eq!(h.server.user(), None);
+    }
+}

@@ -1244,8 +1244,7 @@ fn xoauth2_logs_in_and_its_error_flow_ends_with_err() {
 #[test]
 fn oauth_malformed_messages_fail() {
     for bad in [
-        &b"n,,\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"[..],
-        b"n,a=user@example.com,\x01auth=Basic dXNlcjpwYXNz\x01\x01",
+        &b"n,a=user@example.com,\x01auth=Basic dXNlcjpwYXNz\x01\x01"[..],
         b"n,a=user@example.com,\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
         b"p=tls-unique,a=user@example.com,\x01auth=Bearer x\x01\x01",
     ] {

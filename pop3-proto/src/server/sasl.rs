@@ -40,7 +40,10 @@ pub enum SaslMechanism {
     ScramSha256Plus,
     /// OAUTHBEARER (RFC 7628): an OAuth 2.0 bearer token, checked by the
     /// store's token validator; needs TLS unless plaintext authentication
-    /// is allowed (a token is as good as a password while it lasts).
+    /// is allowed (a token is as good as a password while it lasts). A
+    /// message without an authorization identity (`n,,`, RFC 7628 §3.1)
+    /// logs in the user the store says the token was issued to
+    /// ([`StoreRequest::TokenOwner`](super::StoreRequest::TokenOwner)).
     OAuthBearer,
     /// XOAUTH2 (Google, Microsoft): a bearer token like OAUTHBEARER, in
     /// the older framing.
@@ -207,9 +210,10 @@ pub(crate) enum SaslOutcome {
     ScramKeys { user: Username, start: ScramStart },
     /// The client proved who it is.
     Authenticated { user: Username },
-    /// Ask the store whether this bearer token is good for the user.
+    /// Ask the store whether this bearer token is good for the user (or,
+    /// without one, whom it lets in).
     VerifyToken {
-        user: Username,
+        user: Option<Username>,
         token: Secret,
         mech: SaslMechanism,
     },
@@ -340,7 +344,7 @@ impl SaslExchange {
                 let parsed = if mech == SaslMechanism::OAuthBearer {
                     oauthbearer(data.expose())
                 } else {
-                    xoauth2(data.expose())
+                    xoauth2(data.expose()).map(|(user, token)| (Some(user), token))
                 };
                 match parsed {
                     Some((user, token)) => SaslOutcome::VerifyToken {
@@ -452,10 +456,10 @@ impl SaslExchange {
 }
 
 /// OAUTHBEARER's client response (RFC 7628 §3.1): `gs2-header` with the
-/// user as `a=`, then `^A`-separated `key=value` pairs, one of them
-/// `auth=Bearer <token>`, ended by `^A^A`. Returns the user and where the
-/// token is.
-fn oauthbearer(d: &[u8]) -> Option<(Username, core::ops::Range<usize>)> {
+/// user as `a=` (optional), then `^A`-separated `key=value` pairs, one of
+/// them `auth=Bearer <token>`, ended by `^A^A`. Returns the user, if named,
+/// and where the token is.
+fn oauthbearer(d: &[u8]) -> Option<(Option<Username>, core::ops::Range<usize>)> {
     let text = core::str::from_utf8(d).ok()?;
     let (gs2, rest) = text.split_once('\x01')?;
     let mut fields = gs2.splitn(3, ',');
@@ -463,14 +467,16 @@ fn oauthbearer(d: &[u8]) -> Option<(Username, core::ops::Range<usize>)> {
     if flag != "n" && flag != "y" {
         return None;
     }
-    let user = fields
-        .next()?
-        .strip_prefix("a=")
-        .and_then(crate::scram::unescape_name)?;
+    let user = match fields.next()? {
+        "" => None,
+        a => {
+            let name = a.strip_prefix("a=").and_then(crate::scram::unescape_name)?;
+            Some(username(name.as_bytes())?)
+        }
+    };
     if fields.next() != Some("") {
         return None;
     }
-    let user = username(user.as_bytes())?;
     let token = bearer_token(d, gs2.len() + 1, rest)?;
     Some((user, token))
 }

@@ -224,6 +224,15 @@ impl Store for MemoryStore {
         ready(Ok(ok))
     }
 
+    fn bearer_token_owner(
+        &self,
+        token: &Secret,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        let owner = self.tokens.as_ref().and_then(|v| v.owner(token));
+        let owner = owner.filter(|u| lock(&self.inner).users.contains_key(u));
+        ready(Ok(owner))
+    }
+
     fn scram_keys(
         &self,
         user: &str,

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use pop3_proto::fetch::{FetchReport, Progress};
+use pop3_proto::scram::DeploymentSecret;
 use pop3_proto::server::{ServerConfig, ServerOptions};
 use pop3_proto::store::MemoryStore;
 use pop3_proto::url::{AuthMethod, PopUrl};
@@ -64,6 +65,13 @@ pub struct ServerArgs {
     /// The users, in a Dovecot-style passwd-file (`user:{SCHEME}secret`).
     #[arg(long, value_name = "FILE", requires = "maildir_root")]
     pub users: Option<PathBuf>,
+    /// The file of the deployment's secret, from which SCRAM salts (and
+    /// unknown users' decoy salts) are derived: any secret text of at
+    /// least 32 octets. Created with 32 random octets (in hex, mode 0600)
+    /// if missing; keep it, or salts change. Default: `.pop3d-secret` in
+    /// the Maildir root.
+    #[arg(long, value_name = "FILE", requires = "maildir_root")]
+    pub secret_file: Option<PathBuf>,
     /// The certificate chain (PEM); without it, a demo CA and certificate
     /// are made at start.
     #[arg(long, value_name = "PEM", requires = "key")]
@@ -132,7 +140,14 @@ impl ServerArgs {
             }
         };
         let demo = self.maildir_root.is_none();
+        let secret = match (&self.secret_file, &self.maildir_root) {
+            (Some(file), _) => load_or_create_secret(file)?,
+            (None, Some(root)) => load_or_create_secret(&root.join(SECRET_FILE))?,
+            // The demo's maildrop lives as long as the process.
+            (None, None) => DeploymentSecret::new(crate::tls::random_bytes()?),
+        };
         let config = ServerConfig::default()
+            .deployment_secret(Some(secret.clone()))
             .allow_plaintext_auth(self.allow_plaintext_auth || demo)
             .implementation(Some(format!(
                 "pop3-rs {program} {}",
@@ -140,10 +155,11 @@ impl ServerArgs {
             )));
         let store = match (&self.maildir_root, &self.users) {
             (Some(root), Some(users)) => {
-                ServerStore::Maildir(MaildirStore::new(root, PasswdFile::load(users)?))
+                let users = PasswdFile::load(users)?.with_deployment_secret(secret);
+                ServerStore::Maildir(MaildirStore::new(root, users))
             }
             _ => {
-                let store = MemoryStore::new();
+                let store = MemoryStore::new().with_deployment_secret(secret);
                 store.add_user("demo", "demo");
                 for message in DEMO_MESSAGES {
                     store.add_message("demo", message.as_bytes());
@@ -199,6 +215,59 @@ impl ServerSetup {
             "  python: python3 -c \"import poplib; p = poplib.POP3('{host}', {port}); p.user('demo'); p.pass_('demo'); print(p.stat()); print(b'\\n'.join(p.retr(1)[1]).decode()); p.quit()\""
         );
     }
+}
+
+/// The default name of `pop3d`'s secret file, in the Maildir root (a name
+/// starting with `.` is never a user's Maildir).
+pub const SECRET_FILE: &str = ".pop3d-secret";
+
+/// Reads the deployment's secret from `path` (any text of at least 32
+/// octets; surrounding white space ignored), or creates the file with 32
+/// random octets in hex, readable by its owner only, if there is none.
+///
+/// ```
+/// use pop3_blocking::cli::load_or_create_secret;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("secret");
+/// let made = load_or_create_secret(&path)?;
+/// assert_eq!(load_or_create_secret(&path)?, made);
+/// std::fs::write(&path, "short")?;
+/// assert!(load_or_create_secret(&path).is_err());
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
+pub fn load_or_create_secret(path: &std::path::Path) -> Result<DeploymentSecret, BoxError> {
+    use std::io::Write as _;
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bytes: [u8; 32] = crate::tls::random_bytes()?;
+            let mut text: Vec<u8> = bytes
+                .iter()
+                .flat_map(|b| format!("{b:02x}").into_bytes())
+                .collect();
+            text.push(b'\n');
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            text
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    };
+    let material = text.trim_ascii();
+    if material.len() < 32 {
+        return Err(format!(
+            "{}: a deployment secret needs at least 32 octets",
+            path.display()
+        )
+        .into());
+    }
+    Ok(DeploymentSecret::from_material(material))
 }
 
 /// A CA and a server certificate for localhost made at start, so clients can

@@ -373,6 +373,11 @@ impl BlockingStore for MaildirStore {
         Ok(self.users.contains(user) && self.tokens.as_ref().is_some_and(|v| v.check(user, token)))
     }
 
+    fn bearer_token_owner(&self, token: &Secret) -> Result<Option<String>, StoreError> {
+        let owner = self.tokens.as_ref().and_then(|v| v.owner(token));
+        Ok(owner.filter(|u| self.users.contains(u)))
+    }
+
     fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
         Ok(self.users.verify(user, password))
     }

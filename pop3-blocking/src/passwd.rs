@@ -16,7 +16,8 @@
 //!
 //! Which mechanisms a user can use follows from the scheme: a `{PLAIN}`
 //! user every one (USER/PASS, APOP, PLAIN, LOGIN, CRAM-MD5 and both SCRAMs,
-//! whose keys are derived in the store call, with SASLprep); a
+//! whose keys are derived in the store call, with SASLprep, and a salt
+//! derived from the deployment's secret); a
 //! `{SCRAM-SHA-256}` user SCRAM-SHA-256 and the password mechanisms; a
 //! hashed user the password mechanisms only. [`PasswdFile::credential_forms`]
 //! offers a mechanism only when every listed user can use it.
@@ -26,6 +27,21 @@
 //! is accepted when parsing but never matches; [`PasswdFile::unusable`] lists
 //! such users so that an operator can spot them. An empty password never
 //! matches either.
+//!
+//! # Unknown users
+//!
+//! Nothing a client sees tells an unknown user from a listed one. A
+//! password check of an unknown user costs what checking the first listed
+//! user's credential costs. SCRAM shows a salt and an iteration count
+//! before any proof, so an unknown user gets decoy keys shaped like those
+//! of the first user who can do that SCRAM: for a `{PLAIN}` user, the salt
+//! a `{PLAIN}` user would get and a key derivation of the same cost; for
+//! stored keys, their iteration count and a salt of the same length. Salts
+//! of `{PLAIN}` users and of decoys come from a [`DeploymentSecret`] (set
+//! it with [`PasswdFile::with_deployment_secret`] and keep it across
+//! restarts; without it one is drawn when the file is read), so they are the
+//! same on every connection, differ between deployments, and cannot be
+//! computed from the user name.
 //!
 //! A malformed hash under a known scheme, a malformed line, a duplicate user
 //! or a user name that is not a safe path component (it names the user's
@@ -37,15 +53,19 @@ use std::io;
 use std::path::Path;
 
 use argon2::password_hash::PasswordVerifier as _;
-use pop3_proto::scram::{ScramHash, ScramKeys};
+use pop3_proto::scram::{DeploymentSecret, MIN_ITERATIONS, ScramHash, ScramKeys};
 use pop3_proto::store::CredentialForms;
 use pop3_proto::types::Secret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A SHA512-CRYPT hash of a password nobody has, checked for unknown users
-/// when the file lists nobody whose credential could stand in.
-const DUMMY_HASH: &str = "$6$pop3rsdummysalt$SHFg5bvuE00kK/bVRZybpuSbFZ2QkoDPMVKoyRQfXfN5byy019JxeOKhqk3UoOX37Gvs0y8brOjiaUR/4aBDd/";
+/// A well-formed SHA512-CRYPT string checked for unknown users when the file
+/// lists nobody whose credential could stand in: it costs what checking a
+/// real hash of the default rounds costs. Its digest was not computed from
+/// any password (it is a real digest with its first octets overwritten), so
+/// no known password matches it; and [`PasswdFile::verify`] refuses an
+/// unknown user whatever the check says.
+const DUMMY_HASH: &str = "$6$pop3rsdummysalt$AAAAAAAAAAAAAAAAZybpuSbFZ2QkoDPMVKoyRQfXfN5byy019JxeOKhqk3UoOX37Gvs0y8brOjiaUR/4aBDd/";
 
 /// How one user's password is kept.
 #[derive(Clone)]
@@ -218,7 +238,7 @@ pub(crate) fn is_safe_user(user: &str) -> bool {
 /// assert!(!users.credential_forms().shared_secret);
 /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PasswdFile {
     users: HashMap<String, Credential>,
     /// Users whose scheme cannot be checked, with their line numbers.
@@ -233,6 +253,34 @@ pub struct PasswdFile {
     /// that they take as long to refuse as a listed one: the first listed
     /// user's usable credential.
     stand_in: Option<Credential>,
+    /// For each SCRAM hash (SHA-1, SHA-256), the first listed user's
+    /// credential that serves it: the shape of an unknown user's decoy keys.
+    scram_stand_in: Box<[Option<Credential>; 2]>,
+    /// Where derived salts and decoys come from.
+    secret: DeploymentSecret,
+}
+
+impl Default for PasswdFile {
+    /// No users, and a secret drawn now.
+    fn default() -> Self {
+        PasswdFile {
+            users: HashMap::new(),
+            unusable: Vec::new(),
+            all_plain: false,
+            all_scram_sha1: false,
+            all_scram_sha256: false,
+            stand_in: None,
+            scram_stand_in: Box::new([None, None]),
+            secret: DeploymentSecret::ephemeral(),
+        }
+    }
+}
+
+fn hash_index(hash: ScramHash) -> usize {
+    match hash {
+        ScramHash::Sha1 => 0,
+        _ => 1,
+    }
 }
 
 impl fmt::Debug for PasswdFile {
@@ -315,7 +363,12 @@ impl PasswdFile {
             all_plain: usable,
             all_scram_sha1: usable,
             all_scram_sha256: usable,
+            scram_stand_in: Box::new([
+                usable.then(|| credential.clone()),
+                usable.then(|| credential.clone()),
+            ]),
             stand_in: usable.then_some(credential),
+            secret: DeploymentSecret::ephemeral(),
         })
     }
 
@@ -348,6 +401,12 @@ impl PasswdFile {
                 }
             } else if stand_in.is_none() {
                 stand_in = Some(credential.clone());
+            }
+            for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+                let slot = &mut file.scram_stand_in[hash_index(hash)];
+                if slot.is_none() && credential.serves_scram(hash) {
+                    *slot = Some(credential.clone());
+                }
             }
             if file.users.insert(user.to_owned(), credential).is_some() {
                 return Err(err(LineProblem::DuplicateUser));
@@ -391,10 +450,22 @@ impl PasswdFile {
         }
     }
 
+    /// Derives `{PLAIN}` users' SCRAM salts and unknown users' decoy keys
+    /// from `secret` (see [Unknown users](self#unknown-users)) instead of
+    /// a secret drawn when the file was read.
+    pub fn with_deployment_secret(mut self, secret: DeploymentSecret) -> Self {
+        self.secret = secret;
+        self
+    }
+
     /// `user`'s SCRAM keys for `hash`: those stored under that scheme, or
     /// for a `{PLAIN}` user keys derived now from the password (SASLprep,
-    /// 4096 iterations, a salt made from the user name); `None` otherwise.
-    /// The derivation costs 4096 HMACs: call it where blocking is allowed.
+    /// 4096 iterations, a salt derived from the deployment's secret). An
+    /// unknown user gets decoy keys shaped like the first listed user's who
+    /// can do SCRAM of `hash` (see [Unknown users](self#unknown-users)),
+    /// which no password matches; `None` for a listed user who cannot do
+    /// it, or when nobody can. The derivation costs 4096 HMACs: call it
+    /// where blocking is allowed.
     ///
     /// ```
     /// use pop3_blocking::passwd::PasswdFile;
@@ -414,13 +485,21 @@ impl PasswdFile {
     /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
     /// ```
     pub fn scram_keys(&self, user: &str, hash: ScramHash) -> Option<ScramKeys> {
-        match self.users.get(user)? {
+        let Some(credential) = self.users.get(user) else {
+            return match &self.scram_stand_in[hash_index(hash)] {
+                Some(Credential::Plain(_)) => {
+                    Some(self.secret.decoy_keys_derived(hash, user, MIN_ITERATIONS))
+                }
+                Some(Credential::Scram(keys)) => Some(self.secret.decoy_keys_like(user, keys)),
+                _ => None,
+            };
+        };
+        match credential {
             Credential::Scram(keys) if keys.hash() == hash => Some(keys.clone()),
             Credential::Plain(secret) => {
                 let password = std::str::from_utf8(secret.expose()).ok()?;
-                let mut salt = b"pop3-passwd-file:".to_vec();
-                salt.extend_from_slice(user.as_bytes());
-                ScramKeys::from_password(hash, password, &salt, pop3_proto::scram::MIN_ITERATIONS)
+                self.secret
+                    .derive_keys(hash, user, password, MIN_ITERATIONS)
                     .ok()
             }
             _ => None,
@@ -564,9 +643,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dummy_hash_is_a_real_hash() {
+    fn dummy_hash_is_well_formed_and_matches_no_password() {
         assert!(matches!(sha_crypt(DUMMY_HASH), Ok(Credential::ShaCrypt(_))));
-        assert!(Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(b"no user here"));
+        // The password whose digest it was made from no longer matches.
+        let dummy = Credential::ShaCrypt(DUMMY_HASH.to_owned());
+        for password in [&b"no user here"[..], b"", b"password", b"pop3rsdummysalt"] {
+            assert!(!dummy.verify(password), "{password:?}");
+        }
+    }
+
+    #[test]
+    fn no_password_logs_in_an_unknown_user() {
+        // A file with no usable credential: the dummy hash is checked.
+        let file = PasswdFile::parse("a:{SSHA}x\n").unwrap();
+        assert!(file.stand_in.is_none());
+        for password in ["no user here", "", "x", "password"] {
+            assert!(!file.verify("nobody", &Secret::new(password)), "{password}");
+        }
+        // With a stand-in: not even its own password.
+        let file = PasswdFile::parse("b:{PLAIN}p\n").unwrap();
+        assert!(!file.verify("nobody", &Secret::new("p")));
     }
 
     #[test]

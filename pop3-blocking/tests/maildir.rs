@@ -780,3 +780,32 @@ fn a_file_longer_than_at_open_is_read_to_its_end() {
     want.extend_from_slice(&more);
     assert_eq!(out, want);
 }
+
+#[test]
+fn bearer_token_owner_names_only_listed_users() {
+    use pop3_proto::store::TokenValidator;
+    let root = tempfile::tempdir().unwrap();
+    let users = PasswdFile::parse("alice:{PLAIN}x\n").unwrap();
+    let validator = TokenValidator::new(|_, _| true).with_owner(|token| match token.expose() {
+        b"alice's" => Some("alice".to_owned()),
+        b"ghost's" => Some("ghost".to_owned()),
+        _ => None,
+    });
+    let store = MaildirStore::new(root.path(), users).with_token_validator(validator);
+    let owner = |t: &str| {
+        store
+            .bearer_token_owner(&Secret::new(t.to_owned()))
+            .unwrap()
+    };
+    assert_eq!(owner("alice's").as_deref(), Some("alice"));
+    assert_eq!(owner("ghost's"), None);
+    assert_eq!(owner("nobody's"), None);
+    // Without a validator, no token names anyone.
+    let plain = MaildirStore::new(root.path(), PasswdFile::parse("alice:{PLAIN}x\n").unwrap());
+    assert_eq!(
+        plain
+            .bearer_token_owner(&Secret::new("alice's".to_owned()))
+            .unwrap(),
+        None
+    );
+}

@@ -1,6 +1,7 @@
 //! The passwd-file user database.
 
 use pop3_blocking::passwd::{LineProblem, PasswdError, PasswdFile};
+use pop3_proto::scram::ScramKeys;
 use pop3_proto::types::Secret;
 
 /// `openssl passwd -6 -salt saltsalt secret`
@@ -343,7 +344,7 @@ fn single_plain_user() {
 
 #[test]
 fn dovecot_scram_entries_are_the_keys_of_their_password() {
-    use pop3_proto::scram::{ScramHash, ScramKeys};
+    use pop3_proto::scram::ScramHash;
     let users = PasswdFile::parse(&format!(
         "sha256:{DOVEADM_SCRAM_SHA256}\nsha1:{DOVEADM_SCRAM_SHA1}::::::\n"
     ))
@@ -363,7 +364,15 @@ fn dovecot_scram_entries_are_the_keys_of_their_password() {
         assert!(users.shared_secret(user).is_none());
     }
     assert!(users.scram_keys("sha256", ScramHash::Sha1).is_none());
-    assert!(users.scram_keys("nobody", ScramHash::Sha256).is_none());
+    // An unknown user gets decoy keys shaped like the stored ones.
+    let real = users.scram_keys("sha256", ScramHash::Sha256).unwrap();
+    let decoy = users.scram_keys("nobody", ScramHash::Sha256).unwrap();
+    assert_eq!(decoy.iterations(), real.iterations());
+    assert_eq!(decoy.salt().len(), real.salt().len());
+    assert_eq!(
+        users.scram_keys("nobody", ScramHash::Sha256).unwrap(),
+        decoy
+    );
     // Each SCRAM is offered only if every user can do it.
     let forms = users.credential_forms();
     assert!(forms.password && !forms.shared_secret && !forms.scram_sha1 && !forms.scram_sha256);
@@ -410,4 +419,70 @@ fn malformed_scram_entries_have_line_numbers() {
             "{bad}"
         );
     }
+}
+
+fn secret(octet: u8) -> pop3_proto::scram::DeploymentSecret {
+    pop3_proto::scram::DeploymentSecret::new([octet; 32])
+}
+
+#[test]
+fn scram_unknown_user_looks_like_a_plain_user_and_keeps_its_salt() {
+    use pop3_proto::scram::ScramHash;
+    let users = PasswdFile::parse("alice:{PLAIN}wonderland\n")
+        .unwrap()
+        .with_deployment_secret(secret(1));
+    for hash in [ScramHash::Sha1, ScramHash::Sha256] {
+        let real = users.scram_keys("alice", hash).unwrap();
+        let decoy = users.scram_keys("nobody", hash).unwrap();
+        // The same on every request (every connection), the same shape as
+        // a real user's.
+        assert_eq!(users.scram_keys("nobody", hash).unwrap(), decoy);
+        assert_eq!(decoy.iterations(), real.iterations());
+        assert_eq!(decoy.salt().len(), real.salt().len());
+        assert_ne!(decoy.salt(), real.salt());
+        // No password a client could try matches it.
+        for password in ["wonderland", "", "nobody", "password"] {
+            let tried = ScramKeys::from_password(hash, password, decoy.salt(), 4096).unwrap();
+            assert_ne!(tried.stored_key(), decoy.stored_key(), "{password}");
+        }
+    }
+    // Reading the file again with the same secret (a restart): the same.
+    let again = PasswdFile::parse("alice:{PLAIN}wonderland\n")
+        .unwrap()
+        .with_deployment_secret(secret(1));
+    assert_eq!(
+        again.scram_keys("nobody", ScramHash::Sha256),
+        users.scram_keys("nobody", ScramHash::Sha256)
+    );
+}
+
+#[test]
+fn scram_plain_user_salt_comes_from_the_deployment_secret_not_the_name() {
+    use pop3_proto::scram::ScramHash;
+    let one = PasswdFile::parse("alice:{PLAIN}wonderland\n")
+        .unwrap()
+        .with_deployment_secret(secret(1));
+    let two = PasswdFile::parse("alice:{PLAIN}wonderland\n")
+        .unwrap()
+        .with_deployment_secret(secret(2));
+    let a = one.scram_keys("alice", ScramHash::Sha256).unwrap();
+    let b = two.scram_keys("alice", ScramHash::Sha256).unwrap();
+    // Two deployments, two salts, for one name and one password.
+    assert_ne!(a.salt(), b.salt());
+    for keys in [&a, &b] {
+        assert!(
+            !keys.salt().windows(5).any(|w| w == b"alice"),
+            "the name shows in the salt"
+        );
+        assert_ne!(keys.salt(), b"pop3-passwd-file:alice");
+        // Still the keys of the password.
+        let derived =
+            ScramKeys::from_password(ScramHash::Sha256, "wonderland", keys.salt(), 4096).unwrap();
+        assert_eq!(&derived, keys);
+    }
+    // Unknown users' decoys differ between deployments too.
+    assert_ne!(
+        one.scram_keys("nobody", ScramHash::Sha256).unwrap().salt(),
+        two.scram_keys("nobody", ScramHash::Sha256).unwrap().salt()
+    );
 }

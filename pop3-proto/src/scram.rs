@@ -260,6 +260,170 @@ impl ScramKeys {
     }
 }
 
+/// A secret of the deployment from which SCRAM salts are derived, for the
+/// users whose keys a store derives from a plaintext password and for the
+/// decoy keys of users it does not know.
+///
+/// SCRAM shows the salt before the client proves anything, so salts must
+/// not tell which users exist: an unknown user is answered with the same
+/// kind of salt, the same iteration count and the same work as a real one,
+/// and the same salt on every connection. Both come from this secret,
+/// never from the user name alone: a salt anyone can compute from the name
+/// (the same in every deployment) would let an attacker tell a real
+/// user's salt from a decoy, and precompute SaltedPasswords for every
+/// deployment at once.
+///
+/// Keep it across restarts (a file of random octets, or derived from
+/// another secret the deployment keeps, see [`DeploymentSecret::from_material`]):
+/// a new secret changes the salts of derived keys (clients that cache
+/// SaltedPassword derive it again) and of decoys.
+///
+/// ```
+/// use pop3_proto::scram::{DeploymentSecret, ScramHash, MIN_ITERATIONS};
+/// let secret = DeploymentSecret::new([7; 32]);
+/// let alice = secret.derive_keys(ScramHash::Sha256, "alice", "pencil", MIN_ITERATIONS)?;
+/// let nobody = secret.decoy_keys_derived(ScramHash::Sha256, "nobody", MIN_ITERATIONS);
+/// // Both look alike: salts of one length and kind, one iteration count.
+/// assert_eq!(alice.salt(), &secret.salt("alice")[..]);
+/// assert_eq!(nobody.salt(), &secret.salt("nobody")[..]);
+/// assert_eq!(alice.iterations(), nobody.iterations());
+/// // Another deployment, other salts.
+/// assert_ne!(DeploymentSecret::new([8; 32]).salt("alice"), secret.salt("alice"));
+/// # Ok::<(), pop3_proto::scram::ScramKeysError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeploymentSecret([u8; 32]);
+
+impl fmt::Debug for DeploymentSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeploymentSecret(..)")
+    }
+}
+
+/// The octets of a derived salt.
+pub const DERIVED_SALT_LEN: usize = 16;
+
+impl DeploymentSecret {
+    /// The secret of these 32 octets (from a secure generator).
+    pub const fn new(bytes: [u8; 32]) -> Self {
+        DeploymentSecret(bytes)
+    }
+
+    /// A secret derived from other secret material the deployment keeps (a
+    /// key file, a configured passphrase): its SHA-256, under a label so
+    /// that it differs from any other use of the material.
+    pub fn from_material(material: &[u8]) -> Self {
+        let mut h = sha2::Sha256::new();
+        h.update(b"pop3-rs deployment secret\0");
+        h.update(material);
+        DeploymentSecret(h.finalize().into())
+    }
+
+    /// A secret drawn now from the standard library's randomly keyed
+    /// hasher (seeded by the operating system): good for one process,
+    /// lost at exit. What stores use when none is configured.
+    #[cfg(feature = "std")]
+    pub fn ephemeral() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut out = [0u8; 32];
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        // Mix the four outputs so that no octet is a bare hasher output.
+        DeploymentSecret::from_material(&out)
+    }
+
+    fn mac(&self, label: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.push(label);
+        all.extend_from_slice(parts);
+        ScramHash::Sha256.hmac(&self.0, &all)
+    }
+
+    /// `user`'s salt ([`DERIVED_SALT_LEN`] octets), the same for every
+    /// hash: for keys derived from a plaintext password and for decoys.
+    pub fn salt(&self, user: &str) -> Vec<u8> {
+        self.salt_of_len(user, DERIVED_SALT_LEN)
+    }
+
+    /// `len` octets of salt for `user`; the first [`DERIVED_SALT_LEN`] are
+    /// [`DeploymentSecret::salt`].
+    fn salt_of_len(&self, user: &str, len: usize) -> Vec<u8> {
+        let mut salt = self.mac(b"salt\0", &[user.as_bytes()]);
+        let mut block = 1u32;
+        while salt.len() < len {
+            let more = self.mac(b"salt\0", &[user.as_bytes(), b"\0", &block.to_be_bytes()]);
+            salt.extend_from_slice(&more);
+            block += 1;
+        }
+        salt.truncate(len.max(1));
+        salt
+    }
+
+    /// Keys derived from `user`'s plaintext password with `user`'s salt
+    /// ([`ScramKeys::from_password`]: SASLprep, then `iterations` rounds of
+    /// PBKDF2; call it where such work is allowed).
+    pub fn derive_keys(
+        &self,
+        hash: ScramHash,
+        user: &str,
+        password: &str,
+        iterations: u32,
+    ) -> Result<ScramKeys, ScramKeysError> {
+        ScramKeys::from_password(hash, password, &self.salt(user), iterations)
+    }
+
+    /// Decoy keys for an unknown `user` of a store that derives keys from
+    /// passwords: `user`'s salt, `iterations`, and keys from a PBKDF2 run
+    /// over a password only the secret gives, so that the answer costs
+    /// what a real user's costs and no password anyone knows matches.
+    pub fn decoy_keys_derived(&self, hash: ScramHash, user: &str, iterations: u32) -> ScramKeys {
+        let password = crate::types::hex_lower(&self.mac(b"password\0", &[user.as_bytes()]));
+        let salt = self.salt(user);
+        let iterations = iterations.max(MIN_ITERATIONS);
+        let salted = hash.hi(password.as_bytes(), &salt, iterations);
+        let client_key = hash.hmac(&salted, &[b"Client Key"]);
+        ScramKeys {
+            hash,
+            salt,
+            iterations,
+            stored_key: hash.hash(&client_key),
+            server_key: hash.hmac(&salted, &[b"Server Key"]),
+        }
+    }
+
+    /// Decoy keys for an unknown `user` shaped like `like`, stored keys of a
+    /// real user (the same hash, iteration count and salt length): for a
+    /// store that keeps keys as they are, whose answer costs no derivation.
+    pub fn decoy_keys_like(&self, user: &str, like: &ScramKeys) -> ScramKeys {
+        let mut keys = self.decoy_keys(like.hash, user, like.iterations);
+        keys.salt = self.salt_of_len(user, like.salt.len());
+        keys
+    }
+
+    /// Decoy keys for an unknown `user` of a store that keeps keys as they
+    /// are (no derivation on request): `user`'s salt, `iterations`, keys
+    /// no password matches, at the cost of a few HMACs. Also what the
+    /// session machine uses when a store answers an unknown user with no
+    /// keys ([`ServerConfig::deployment_secret`](crate::server::ServerConfig::deployment_secret)).
+    pub fn decoy_keys(&self, hash: ScramHash, user: &str, iterations: u32) -> ScramKeys {
+        let tag = [hash as u8];
+        let mut stored = self.mac(b"stored\0", &[&tag, user.as_bytes()]);
+        let mut server = self.mac(b"server\0", &[&tag, user.as_bytes()]);
+        stored.truncate(hash.output_len());
+        server.truncate(hash.output_len());
+        ScramKeys {
+            hash,
+            salt: self.salt(user),
+            iterations: iterations.max(MIN_ITERATIONS),
+            stored_key: stored,
+            server_key: server,
+        }
+    }
+}
+
 /// Why SASLprep (RFC 4013) refused a string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -153,6 +153,16 @@
 //!   [`ServerConfig::auth_failure_delay`], using the machine's own timer, and
 //!   counts as a bad command; failure texts never contain the words some
 //!   clients read as "busy" (lock, wait, in use, delay).
+//! * Once the store has been asked about the credentials (a password or
+//!   a token checked, SCRAM keys fetched), the exchange can only end as a
+//!   login or a failed login: a SASL cancel (`*`) or a malformed answer
+//!   after that point is a failed authentication, delayed and counted like
+//!   a wrong password, so that a client cannot learn a verdict and walk
+//!   away for free.
+//! * Login attempts (each `PASS` after `USER`, each `APOP`, each `AUTH`
+//!   that starts a mechanism, whatever becomes of it) are counted per
+//!   connection; past [`ServerConfig::max_login_attempts`] the machine
+//!   answers `-ERR Too many login attempts.` and closes.
 //! * Bad commands (unknown, malformed, wrong state, over-long, failed
 //!   authentication) are counted; at the configured limit (3 before login,
 //!   20 after) the machine answers, adds `-ERR Too many bad commands.` and
@@ -186,6 +196,7 @@
 //! | pipelined input held while a reply is pending | one command line | (the line limit) | the machine stops taking input: TCP backpressure |
 //! | bad commands | 3 before login, 20 after | [`ServerConfig::max_bad_commands`] | `-ERR Too many bad commands.`, closed, no UPDATE |
 //! | failed login | answered after 1 s | [`ServerConfig::auth_failure_delay`] | counts as a bad command |
+//! | login attempts (PASS, APOP, AUTH of any mechanism, cancelled or not) | 5 per connection | [`ServerConfig::max_login_attempts`] | the next one gets `-ERR Too many login attempts.`, closed |
 //! | silence before login | 60 s | [`ServerConfig::login_idle_timeout`] | `-ERR Disconnected for inactivity before login.`, closed |
 //! | time to log in | 3 min from the greeting | [`ServerConfig::login_timeout`] | `-ERR Disconnected: no login in time.`, closed |
 //! | silence after login (autologout) | 10 min (the RFC 1939 minimum) | [`ServerConfig::autologout`] | `-ERR Autologout; idle for too long.`, closed, no UPDATE |
@@ -210,7 +221,7 @@ use crate::command::{ApopDigest, Command, CommandError, LangRequest, SaslRespons
 use crate::dot::BodyEncoder;
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
-use crate::scram::{ScramHash, ScramKeys};
+use crate::scram::{DeploymentSecret, ScramHash, ScramKeys};
 use crate::session::{Action, Transmit};
 pub use crate::store::StoreDriver;
 use crate::store::{CredentialForms, MessageInfo, StoreError};
@@ -230,6 +241,9 @@ use sasl::{SaslExchange, SaslOutcome};
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
 /// The default [`ServerConfig::login_idle_timeout`].
 pub const DEFAULT_LOGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`ServerConfig::max_login_attempts`].
+pub const DEFAULT_MAX_LOGIN_ATTEMPTS: u32 = 5;
 
 /// The shortest autologout RFC 1939 §3 allows.
 pub const MIN_AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
@@ -261,8 +275,10 @@ pub struct ServerConfig {
     sasl: Vec<SaslMechanism>,
     max_bad_before_login: u32,
     max_bad_after_login: u32,
+    max_login_attempts: u32,
     auth_failure_delay: Duration,
     external_identity: Option<ExternalIdentity>,
+    deployment_secret: Option<DeploymentSecret>,
     autologout: Duration,
     login_timeout: Duration,
     login_idle_timeout: Duration,
@@ -296,8 +312,10 @@ impl Default for ServerConfig {
             ],
             max_bad_before_login: 3,
             max_bad_after_login: 20,
+            max_login_attempts: DEFAULT_MAX_LOGIN_ATTEMPTS,
             auth_failure_delay: Duration::from_secs(1),
             external_identity: None,
+            deployment_secret: None,
             autologout: MIN_AUTOLOGOUT,
             login_timeout: DEFAULT_LOGIN_TIMEOUT,
             login_idle_timeout: DEFAULT_LOGIN_IDLE_TIMEOUT,
@@ -377,10 +395,35 @@ impl ServerConfig {
         self
     }
 
+    /// How many login attempts one connection may make (default
+    /// [`DEFAULT_MAX_LOGIN_ATTEMPTS`], 5): each `PASS` after `USER`, each
+    /// `APOP` and each `AUTH` that starts a mechanism counts, whether it
+    /// succeeds, fails or is cancelled. The attempt after the last allowed
+    /// one is answered `-ERR Too many login attempts.` and the connection
+    /// closes. Zero means no limit (the bad-command limit still applies to
+    /// failed logins).
+    pub fn max_login_attempts(mut self, attempts: u32) -> Self {
+        self.max_login_attempts = attempts;
+        self
+    }
+
     /// How verified TLS client certificates map to users, for EXTERNAL
     /// (default none: EXTERNAL is never offered).
     pub fn external_identity(mut self, map: Option<ExternalIdentity>) -> Self {
         self.external_identity = map;
+        self
+    }
+
+    /// The deployment's secret (default none), from which the machine makes
+    /// SCRAM decoy keys when a store answers [`StoreRequest::ScramKeys`]
+    /// for an unknown user with `None`: the salt is then the same on every
+    /// connection and shaped like a derived one (see [`DeploymentSecret`]).
+    /// Without it such decoys change with every connection, which tells an
+    /// attacker the user does not exist. The stores of this crate and of
+    /// `pop3-blocking` answer unknown users with decoys of their own; give
+    /// them and the configuration the same secret.
+    pub fn deployment_secret(mut self, secret: Option<DeploymentSecret>) -> Self {
+        self.deployment_secret = secret;
         self
     }
 
@@ -640,6 +683,13 @@ pub enum StoreRequest {
         /// The bearer token.
         token: Secret,
     },
+    /// Whom does this OAuth 2.0 bearer token let in? Sent for an
+    /// OAUTHBEARER message without an authorization identity (RFC 7628
+    /// §3.1). Answer [`StoreReply::TokenOwner`].
+    TokenOwner {
+        /// The bearer token.
+        token: Secret,
+    },
     /// The user's SCRAM keys for this hash (SCRAM-SHA-1, SCRAM-SHA-256).
     /// Answer [`StoreReply::ScramKeys`]. A store that derives them from a
     /// plaintext password runs the PBKDF2 here, in its own call.
@@ -681,6 +731,8 @@ pub enum StoreReply {
     SharedSecret(Result<Option<Secret>, StoreError>),
     /// To `VerifyToken`.
     TokenVerified(Result<bool, StoreError>),
+    /// To `TokenOwner`: the user the token lets in, `None` if nobody.
+    TokenOwner(Result<Option<Username>, StoreError>),
     /// To `ScramKeys`: `None` for an unknown user or one without keys for
     /// that hash.
     ScramKeys(Result<Option<ScramKeys>, StoreError>),
@@ -724,6 +776,8 @@ pub enum CloseReason {
     LoginTimeout,
     /// Too many bad commands.
     TooManyBadCommands,
+    /// Too many login attempts ([`ServerConfig::max_login_attempts`]).
+    TooManyLoginAttempts,
     /// The store failed where the session could not go on.
     StoreFailure,
     /// The store did not answer a request in time (see
@@ -753,6 +807,8 @@ pub struct SessionSummary {
     pub bytes_out: u64,
     /// Bad commands counted.
     pub bad_commands: u32,
+    /// Login attempts made (PASS, APOP, AUTH).
+    pub login_attempts: u32,
     /// Why the session ended, once it has.
     pub close_reason: Option<CloseReason>,
 }
@@ -784,6 +840,7 @@ impl core::fmt::Display for SessionSummary {
             Some(CloseReason::Autologout) => "autologout",
             Some(CloseReason::LoginTimeout) => "login-timeout",
             Some(CloseReason::TooManyBadCommands) => "too-many-bad-commands",
+            Some(CloseReason::TooManyLoginAttempts) => "too-many-login-attempts",
             Some(CloseReason::StoreFailure) => "store-failure",
             Some(CloseReason::StoreTimeout) => "store-timeout",
         })
@@ -834,6 +891,9 @@ enum Pending {
     },
     Token {
         user: Username,
+        mech: SaslMechanism,
+    },
+    TokenOwner {
         mech: SaslMechanism,
     },
     Open {
@@ -965,6 +1025,7 @@ pub struct Server {
     login_deadline: Instant,
     timestamp: Option<ApopTimestamp>,
     bad_commands: u32,
+    login_attempts: u32,
     pending_user: Option<Username>,
     user: Option<Username>,
     utf8: bool,
@@ -1005,6 +1066,7 @@ impl Server {
             login_deadline: now + config.login_timeout,
             timestamp: None,
             bad_commands: 0,
+            login_attempts: 0,
             pending_user: None,
             user: None,
             utf8: false,
@@ -1417,11 +1479,16 @@ impl Server {
                         }
                     }
                     Some(Err(LineError::TooLong { .. })) => {
-                        if matches!(self.wait, Wait::Sasl(_)) {
-                            self.wait = Wait::Command;
-                        }
                         self.pending_user = None;
-                        self.bad_command("-ERR Command line too long.");
+                        match core::mem::replace(&mut self.wait, Wait::Command) {
+                            // Past the store's verdict: a failed login.
+                            Wait::Sasl(ex) if ex.store_consulted() => self.auth_failed(),
+                            Wait::Sasl(_) => self.bad_command("-ERR Command line too long."),
+                            other => {
+                                self.wait = other;
+                                self.bad_command("-ERR Command line too long.");
+                            }
+                        }
                     }
                     #[allow(unreachable_patterns)]
                     Some(Err(_)) => self.bad_command("-ERR Invalid command line."),
@@ -1692,6 +1759,9 @@ impl Server {
                 } else if !self.plaintext_allowed() {
                     self.send_line(PLAINTEXT_REFUSED);
                 } else if let Some(user) = pending_user {
+                    if !self.login_attempt() {
+                        return;
+                    }
                     self.request(
                         StoreRequest::VerifyPassword {
                             user: user.clone(),
@@ -1705,6 +1775,9 @@ impl Server {
             }
             Command::Apop { name, digest } => {
                 if let Some(timestamp) = self.timestamp.clone() {
+                    if !self.login_attempt() {
+                        return;
+                    }
                     self.request(
                         StoreRequest::SharedSecret { user: name.clone() },
                         Pending::Secret {
@@ -2052,6 +2125,9 @@ impl Server {
             self.bad_command("-ERR Unsupported authentication mechanism.");
             return;
         }
+        if !self.login_attempt() {
+            return;
+        }
         let challenge = if mech == SaslMechanism::CramMd5 {
             let now = self.now;
             Bytes::from(self.fresh_msg_id(now).into_bytes())
@@ -2076,18 +2152,43 @@ impl Server {
         self.sasl_outcome(exchange, outcome);
     }
 
+    /// Counts a login attempt; at the limit, refuses it and closes.
+    /// Returns whether the attempt may go on.
+    fn login_attempt(&mut self) -> bool {
+        let limit = self.config.max_login_attempts;
+        if limit != 0 && self.login_attempts >= limit {
+            self.close(
+                CloseReason::TooManyLoginAttempts,
+                Some("-ERR Too many login attempts."),
+            );
+            return false;
+        }
+        self.login_attempts += 1;
+        self.summary.login_attempts = self.login_attempts;
+        true
+    }
+
     fn on_sasl_line(&mut self, line: &[u8]) {
         let Wait::Sasl(mut exchange) = core::mem::replace(&mut self.wait, Wait::Command) else {
             return;
         };
+        // Past the store's verdict (or its keys), walking away is a failed
+        // login: otherwise each cancel would be a free guess.
+        let consulted = exchange.store_consulted();
         match SaslResponse::parse(line) {
+            Ok(SaslResponse::Cancel) if consulted => self.auth_failed(),
             Ok(SaslResponse::Cancel) => {
                 self.send_line("-ERR Authentication cancelled.");
             }
             Ok(SaslResponse::Data(data)) => {
                 let outcome = exchange.step(data);
-                self.sasl_outcome(exchange, outcome);
+                match outcome {
+                    SaslOutcome::Malformed if consulted => self.auth_failed(),
+                    outcome => self.sasl_outcome(exchange, outcome),
+                }
             }
+            #[allow(unreachable_patterns)]
+            Ok(_) | Err(_) if consulted => self.auth_failed(),
             #[allow(unreachable_patterns)]
             Ok(_) | Err(_) => {
                 self.bad_command("-ERR Invalid SASL response.");
@@ -2129,12 +2230,25 @@ impl Server {
                 },
                 Pending::Scram { user, start },
             ),
-            SaslOutcome::VerifyToken { user, token, mech } => self.request(
+            SaslOutcome::VerifyToken {
+                user: Some(user),
+                token,
+                mech,
+            } => self.request(
                 StoreRequest::VerifyToken {
                     user: user.clone(),
                     token,
                 },
                 Pending::Token { user, mech },
+            ),
+            // No authorization identity: the token says who it is for.
+            SaslOutcome::VerifyToken {
+                user: None,
+                token,
+                mech,
+            } => self.request(
+                StoreRequest::TokenOwner { token },
+                Pending::TokenOwner { mech },
             ),
             SaslOutcome::Authenticated { user } => self.request(
                 StoreRequest::Open { user: user.clone() },
@@ -2198,8 +2312,14 @@ impl Server {
             (Pending::Scram { user, start }, StoreReply::ScramKeys(r)) => match r {
                 Ok(keys) => {
                     let nonce = self.fresh_nonce();
-                    let (exchange, outcome) =
-                        SaslExchange::scram_server_first(user, start, keys, &nonce, self.random);
+                    let (exchange, outcome) = SaslExchange::scram_server_first(
+                        user,
+                        start,
+                        keys,
+                        &nonce,
+                        self.random,
+                        self.config.deployment_secret.as_ref(),
+                    );
                     self.sasl_outcome(exchange, outcome);
                 }
                 Err(e) => self.send_line(Self::auth_store_error(&e)),
@@ -2210,6 +2330,17 @@ impl Server {
                     Pending::Open { user },
                 ),
                 Ok(false) => {
+                    let (exchange, outcome) = SaslExchange::oauth_error(mech);
+                    self.sasl_outcome(exchange, outcome);
+                }
+                Err(e) => self.send_line(Self::auth_store_error(&e)),
+            },
+            (Pending::TokenOwner { mech }, StoreReply::TokenOwner(r)) => match r {
+                Ok(Some(user)) => self.request(
+                    StoreRequest::Open { user: user.clone() },
+                    Pending::Open { user },
+                ),
+                Ok(None) => {
                     let (exchange, outcome) = SaslExchange::oauth_error(mech);
                     self.sasl_outcome(exchange, outcome);
                 }

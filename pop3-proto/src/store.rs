@@ -88,32 +88,61 @@ impl CredentialForms {
 
 /// A pluggable check of OAuth 2.0 bearer tokens, for stores to offer
 /// OAUTHBEARER and XOAUTH2: a function from the user name and the token to
-/// whether the token lets that user in. It runs in the store call (off the
-/// session machine): a blocking store may call an authorization server
-/// from it.
+/// whether the token lets that user in and, optionally, one from the token
+/// to the user it was issued to (for OAUTHBEARER messages without an
+/// authorization identity, RFC 7628 §3.1). They run in the store call (off
+/// the session machine): a blocking store may call an authorization server
+/// from them.
 ///
 /// ```
 /// use pop3_proto::store::TokenValidator;
 /// use pop3_proto::types::Secret;
-/// let v = TokenValidator::new(|user, token| user == "alice" && token.expose() == b"ya29.token");
+/// let v = TokenValidator::new(|user, token| user == "alice" && token.expose() == b"ya29.token")
+///     .with_owner(|token| (token.expose() == b"ya29.token").then(|| "alice".to_string()));
 /// assert!(v.check("alice", &Secret::new("ya29.token")));
 /// assert!(!v.check("bob", &Secret::new("ya29.token")));
+/// assert_eq!(v.owner(&Secret::new("ya29.token")).as_deref(), Some("alice"));
 /// ```
 #[derive(Clone)]
-pub struct TokenValidator(alloc::sync::Arc<TokenCheck>);
+pub struct TokenValidator {
+    check: alloc::sync::Arc<TokenCheck>,
+    owner: Option<alloc::sync::Arc<TokenOwner>>,
+}
 
 /// The function inside a [`TokenValidator`].
 type TokenCheck = dyn Fn(&str, &Secret) -> bool + Send + Sync;
 
+/// The token's user, inside a [`TokenValidator`].
+type TokenOwner = dyn Fn(&Secret) -> Option<String> + Send + Sync;
+
 impl TokenValidator {
-    /// A validator calling `f(user, token)`.
+    /// A validator calling `f(user, token)`; it names no token's user.
     pub fn new(f: impl Fn(&str, &Secret) -> bool + Send + Sync + 'static) -> Self {
-        TokenValidator(alloc::sync::Arc::new(f))
+        TokenValidator {
+            check: alloc::sync::Arc::new(f),
+            owner: None,
+        }
+    }
+
+    /// With `f(token)` naming the user a token was issued to (`None` for a
+    /// token that lets nobody in), for OAUTHBEARER without an authorization
+    /// identity. Without it such messages fail.
+    pub fn with_owner(
+        mut self,
+        f: impl Fn(&Secret) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.owner = Some(alloc::sync::Arc::new(f));
+        self
     }
 
     /// Whether `token` lets `user` in.
     pub fn check(&self, user: &str, token: &Secret) -> bool {
-        (self.0)(user, token)
+        (self.check)(user, token)
+    }
+
+    /// The user `token` lets in, if the validator can tell.
+    pub fn owner(&self, token: &Secret) -> Option<String> {
+        self.owner.as_ref().and_then(|f| f(token))
     }
 }
 
@@ -220,10 +249,20 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<Secret>, StoreError>> + Send;
 
     /// `user`'s SCRAM keys for `hash` (SCRAM-SHA-1, SCRAM-SHA-256); `None`
-    /// when the user is unknown or has none for that hash. A store that
-    /// keeps plaintext passwords derives them here
-    /// ([`ScramKeys::from_password`], which applies SASLprep). The default
-    /// has none.
+    /// when the user has none for that hash. A store that keeps plaintext
+    /// passwords derives them here, with salts from the deployment's secret
+    /// ([`DeploymentSecret::derive_keys`](crate::scram::DeploymentSecret::derive_keys),
+    /// which applies SASLprep), never from the user name alone.
+    ///
+    /// For a user it does not know, a store answers decoy keys shaped like
+    /// its real users' (the same salt on every request, the same iteration
+    /// count, the same work: [`DeploymentSecret::decoy_keys_derived`](crate::scram::DeploymentSecret::decoy_keys_derived)
+    /// or [`DeploymentSecret::decoy_keys`](crate::scram::DeploymentSecret::decoy_keys)):
+    /// the exchange then fails at the proof like a wrong password. `None`
+    /// for an unknown user lets the machine make decoys itself, which cost
+    /// nothing (and, without
+    /// [`ServerConfig::deployment_secret`](crate::server::ServerConfig::deployment_secret),
+    /// change on every connection). The default has none.
     fn scram_keys(
         &self,
         user: &str,
@@ -244,6 +283,18 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let _ = (user, token);
         core::future::ready(Ok(false))
+    }
+
+    /// The user `token` (an OAuth 2.0 bearer token) was issued to, if it
+    /// lets anyone in: OAUTHBEARER without an authorization identity
+    /// (RFC 7628 §3.1), where only the token says who the client is. The
+    /// default knows none (such logins fail).
+    fn bearer_token_owner(
+        &self,
+        token: &Secret,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        let _ = token;
+        core::future::ready(Ok(None))
     }
 
     /// Opens and exclusively locks `user`'s maildrop (an authenticated user).
@@ -299,6 +350,12 @@ pub trait BlockingStore: Send + Sync + 'static {
     fn verify_bearer_token(&self, user: &str, token: &Secret) -> Result<bool, StoreError> {
         let _ = (user, token);
         Ok(false)
+    }
+
+    /// As [`Store::bearer_token_owner`]; the default knows none.
+    fn bearer_token_owner(&self, token: &Secret) -> Result<Option<String>, StoreError> {
+        let _ = token;
+        Ok(None)
     }
 
     /// As [`Store::scram_keys`]; the default has none.

@@ -40,7 +40,10 @@ pub enum SaslMechanism {
     ScramSha256Plus,
     /// OAUTHBEARER (RFC 7628): an OAuth 2.0 bearer token, checked by the
     /// store's token validator; needs TLS unless plaintext authentication
-    /// is allowed (a token is as good as a password while it lasts).
+    /// is allowed (a token is as good as a password while it lasts). A
+    /// message without an authorization identity (`n,,`, RFC 7628 §3.1)
+    /// logs in the user the store says the token was issued to
+    /// ([`StoreRequest::TokenOwner`](super::StoreRequest::TokenOwner)).
     OAuthBearer,
     /// XOAUTH2 (Google, Microsoft): a bearer token like OAUTHBEARER, in
     /// the older framing.
@@ -207,9 +210,10 @@ pub(crate) enum SaslOutcome {
     ScramKeys { user: Username, start: ScramStart },
     /// The client proved who it is.
     Authenticated { user: Username },
-    /// Ask the store whether this bearer token is good for the user.
+    /// Ask the store whether this bearer token is good for the user (or,
+    /// without one, whom it lets in).
     VerifyToken {
-        user: Username,
+        user: Option<Username>,
         token: Secret,
         mech: SaslMechanism,
     },
@@ -277,6 +281,16 @@ impl SaslExchange {
         }
     }
 
+    /// Whether the store has been asked about the credentials of this
+    /// exchange (SCRAM keys fetched, a token refused): from here on, a
+    /// cancel or a malformed answer is a failed login.
+    pub(crate) fn store_consulted(&self) -> bool {
+        matches!(
+            self,
+            SaslExchange::ScramFinal(_) | SaslExchange::ScramAck { .. } | SaslExchange::OAuthFailed
+        )
+    }
+
     /// The client's next response.
     pub(crate) fn step(&mut self, data: Secret) -> SaslOutcome {
         match core::mem::replace(self, SaslExchange::Done) {
@@ -330,7 +344,7 @@ impl SaslExchange {
                 let parsed = if mech == SaslMechanism::OAuthBearer {
                     oauthbearer(data.expose())
                 } else {
-                    xoauth2(data.expose())
+                    xoauth2(data.expose()).map(|(user, token)| (Some(user), token))
                 };
                 match parsed {
                     Some((user, token)) => SaslOutcome::VerifyToken {
@@ -399,7 +413,8 @@ impl SaslExchange {
     }
 
     /// The store's keys arrived (`None`: an unknown user, who goes through
-    /// the same exchange with keys no password matches): the server-first
+    /// the same exchange with keys no password matches, from `secret` when
+    /// the deployment has one, else from `random`): the server-first
     /// message, with `server_nonce` (printable, no `,`) appended to the
     /// client's nonce.
     pub(crate) fn scram_server_first(
@@ -408,12 +423,18 @@ impl SaslExchange {
         keys: Option<ScramKeys>,
         server_nonce: &str,
         random: u64,
+        secret: Option<&crate::scram::DeploymentSecret>,
     ) -> (Self, SaslOutcome) {
         use base64::Engine as _;
         let hash = start.hash;
         let keys = match keys {
             Some(k) if k.hash() == hash => k,
-            _ => decoy_keys(hash, user.as_str(), random),
+            _ => match secret {
+                Some(secret) => {
+                    secret.decoy_keys(hash, user.as_str(), crate::scram::MIN_ITERATIONS)
+                }
+                None => decoy_keys(hash, user.as_str(), random),
+            },
         };
         let nonce = alloc::format!("{}{}", start.client_nonce, server_nonce);
         let salt = base64::engine::general_purpose::STANDARD.encode(keys.salt());
@@ -435,10 +456,10 @@ impl SaslExchange {
 }
 
 /// OAUTHBEARER's client response (RFC 7628 §3.1): `gs2-header` with the
-/// user as `a=`, then `^A`-separated `key=value` pairs, one of them
-/// `auth=Bearer <token>`, ended by `^A^A`. Returns the user and where the
-/// token is.
-fn oauthbearer(d: &[u8]) -> Option<(Username, core::ops::Range<usize>)> {
+/// user as `a=` (optional), then `^A`-separated `key=value` pairs, one of
+/// them `auth=Bearer <token>`, ended by `^A^A`. Returns the user, if named,
+/// and where the token is.
+fn oauthbearer(d: &[u8]) -> Option<(Option<Username>, core::ops::Range<usize>)> {
     let text = core::str::from_utf8(d).ok()?;
     let (gs2, rest) = text.split_once('\x01')?;
     let mut fields = gs2.splitn(3, ',');
@@ -446,14 +467,16 @@ fn oauthbearer(d: &[u8]) -> Option<(Username, core::ops::Range<usize>)> {
     if flag != "n" && flag != "y" {
         return None;
     }
-    let user = fields
-        .next()?
-        .strip_prefix("a=")
-        .and_then(crate::scram::unescape_name)?;
+    let user = match fields.next()? {
+        "" => None,
+        a => {
+            let name = a.strip_prefix("a=").and_then(crate::scram::unescape_name)?;
+            Some(username(name.as_bytes())?)
+        }
+    };
     if fields.next() != Some("") {
         return None;
     }
-    let user = username(user.as_bytes())?;
     let token = bearer_token(d, gs2.len() + 1, rest)?;
     Some((user, token))
 }
@@ -488,8 +511,9 @@ fn bearer_token(d: &[u8], offset: usize, rest: &str) -> Option<core::ops::Range<
     None
 }
 
-/// Keys for a user the store does not know: the exchange looks the same as
-/// for a real user and fails at the proof.
+/// Keys for a user the store does not know, when the deployment has no
+/// secret: the exchange fails at the proof, but the salt changes with every
+/// connection (see [`ServerConfig::deployment_secret`](super::ServerConfig::deployment_secret)).
 fn decoy_keys(hash: ScramHash, user: &str, random: u64) -> ScramKeys {
     let seed = random.to_le_bytes();
     let salt = hash.hmac(&seed, &[b"salt", user.as_bytes()]);
@@ -696,7 +720,7 @@ mod tests {
         assert_eq!(user.as_str(), "user");
         let keys = ScramKeys::from_password(hash, "pencil", &b64(salt), 4096).unwrap();
         let (mut ex, out) =
-            SaslExchange::scram_server_first(user, start, Some(keys), server_nonce, 1);
+            SaslExchange::scram_server_first(user, start, Some(keys), server_nonce, 1, None);
         let SaslOutcome::Challenge(server_first) = out else {
             panic!("{out:?}");
         };
@@ -818,6 +842,7 @@ mod tests {
                 Some(keys),
                 "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
                 1,
+                None,
             )
             .0
         };
@@ -847,11 +872,39 @@ mod tests {
         let SaslOutcome::ScramKeys { user, start } = out else {
             panic!()
         };
-        let (mut ex, out) = SaslExchange::scram_server_first(user, start, None, "xyz", 9);
+        let (mut ex, out) = SaslExchange::scram_server_first(user, start, None, "xyz", 9, None);
         assert!(matches!(out, SaslOutcome::Challenge(ref c) if c.starts_with(b"r=abcxyz,s=")));
         let out = ex.step(Secret::new(
             "c=biws,r=abcxyz,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
         ));
         assert!(matches!(out, SaslOutcome::Failed));
+    }
+
+    #[test]
+    fn machine_decoys_from_the_deployment_secret_do_not_change_per_connection() {
+        use crate::scram::DeploymentSecret;
+        let secret = DeploymentSecret::new([3; 32]);
+        let server_first = |random: u64, secret: Option<&DeploymentSecret>| {
+            let (_, out) = SaslExchange::start(
+                SaslMechanism::ScramSha256,
+                Some(Secret::new("n,,n=nobody,r=abc")),
+                Bytes::new(),
+            );
+            let SaslOutcome::ScramKeys { user, start } = out else {
+                panic!()
+            };
+            let (_, out) =
+                SaslExchange::scram_server_first(user, start, None, "xyz", random, secret);
+            let SaslOutcome::Challenge(c) = out else {
+                panic!()
+            };
+            String::from_utf8(c.to_vec()).unwrap()
+        };
+        let a = server_first(1, Some(&secret));
+        assert_eq!(a, server_first(2, Some(&secret)));
+        assert!(a.ends_with(",i=4096"), "{a}");
+        // The salt is the one a derived user's would be.
+        let salt = base64::engine::general_purpose::STANDARD.encode(secret.salt("nobody"));
+        assert!(a.contains(&alloc::format!(",s={salt},")), "{a}");
     }
 }

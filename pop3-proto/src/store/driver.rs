@@ -3,6 +3,7 @@
 use alloc::sync::Arc;
 
 use super::{Cause, Maildrop, MessageReader, Store, StoreError};
+use crate::command::Username;
 use crate::server::{StoreReply, StoreRequest};
 
 /// Runs [`StoreRequest`]s against a [`Store`], holding what a session has
@@ -119,6 +120,12 @@ impl<S: Store> StoreDriver<S> {
             }
             StoreRequest::VerifyToken { user, token } => StoreReply::TokenVerified(
                 self.store.verify_bearer_token(user.as_str(), &token).await,
+            ),
+            StoreRequest::TokenOwner { token } => StoreReply::TokenOwner(
+                self.store
+                    .bearer_token_owner(&token)
+                    .await
+                    .map(|user| user.and_then(|u| Username::new(&u).ok())),
             ),
             StoreRequest::ScramKeys { user, hash } => {
                 StoreReply::ScramKeys(self.store.scram_keys(user.as_str(), hash).await)

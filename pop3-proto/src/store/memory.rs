@@ -10,6 +10,7 @@ use core::future::{Future, ready};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{Cause, CredentialForms, Maildrop, MessageInfo, MessageReader, Store, StoreError};
+use crate::scram::{DeploymentSecret, MIN_ITERATIONS};
 use crate::types::{Secret, Uid};
 
 #[derive(Debug, Default)]
@@ -38,8 +39,13 @@ struct Stored {
 /// [`StoreError::InUse`]); dropping the [`MemoryMaildrop`] unlocks it;
 /// committing removes the deleted messages. Unique-ids are never reused.
 /// The password doubles as the shared secret (APOP, CRAM-MD5); SCRAM keys
-/// are derived from it on each request (4096 iterations, a salt made from
-/// the user name), as a store keeping plaintext passwords does.
+/// are derived from it on each request (4096 iterations, a salt derived
+/// from the store's [`DeploymentSecret`] and the user name), as a store
+/// keeping plaintext passwords does. A user it does not know gets decoy
+/// keys made the same way ([`DeploymentSecret::decoy_keys_derived`]): the
+/// same salt on every request, the same work, and a failed proof. The
+/// secret is drawn when the store is made unless
+/// [`MemoryStore::with_deployment_secret`] sets one.
 ///
 /// ```
 /// use pop3_proto::store::MemoryStore;
@@ -54,6 +60,7 @@ pub struct MemoryStore {
     chunk_size: usize,
     forms: CredentialForms,
     tokens: Option<super::TokenValidator>,
+    secret: DeploymentSecret,
 }
 
 impl Default for MemoryStore {
@@ -74,7 +81,15 @@ impl MemoryStore {
             chunk_size: 4096,
             forms: CredentialForms::new(true, true).with_scram(true, true),
             tokens: None,
+            secret: DeploymentSecret::ephemeral(),
         }
+    }
+
+    /// Derives SCRAM salts (and unknown users' decoy keys) from `secret`
+    /// instead of one drawn when the store was made.
+    pub fn with_deployment_secret(mut self, secret: DeploymentSecret) -> Self {
+        self.secret = secret;
+        self
     }
 
     /// Hands out message bodies in chunks of `size` octets (at least 1).
@@ -209,6 +224,15 @@ impl Store for MemoryStore {
         ready(Ok(ok))
     }
 
+    fn bearer_token_owner(
+        &self,
+        token: &Secret,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        let owner = self.tokens.as_ref().and_then(|v| v.owner(token));
+        let owner = owner.filter(|u| lock(&self.inner).users.contains_key(u));
+        ready(Ok(owner))
+    }
+
     fn scram_keys(
         &self,
         user: &str,
@@ -219,13 +243,13 @@ impl Store for MemoryStore {
             .get(user)
             .filter(|u| !u.password.is_empty())
             .map(|u| u.password.clone());
-        let keys = password.and_then(|p| {
-            let p = core::str::from_utf8(p.expose()).ok()?;
-            let mut salt = Vec::from(&b"pop3-memory-store:"[..]);
-            salt.extend_from_slice(user.as_bytes());
-            crate::scram::ScramKeys::from_password(hash, p, &salt, crate::scram::MIN_ITERATIONS)
+        let keys = match password {
+            Some(p) => core::str::from_utf8(p.expose())
                 .ok()
-        });
+                .and_then(|p| self.secret.derive_keys(hash, user, p, MIN_ITERATIONS).ok()),
+            // Unknown (or without a password): keys that look the same.
+            None => Some(self.secret.decoy_keys_derived(hash, user, MIN_ITERATIONS)),
+        };
         ready(Ok(keys))
     }
 

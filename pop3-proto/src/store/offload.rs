@@ -140,6 +140,11 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
         run::<O, _, _>(move || store.verify_bearer_token(&user, &token)).await
     }
 
+    async fn bearer_token_owner(&self, token: &Secret) -> Result<Option<String>, StoreError> {
+        let (store, token) = (self.inner.clone(), token.clone());
+        run::<O, _, _>(move || store.bearer_token_owner(&token)).await
+    }
+
     async fn scram_keys(
         &self,
         user: &str,

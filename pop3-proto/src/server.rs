@@ -197,6 +197,7 @@
 //! | after a shutdown request | 30 s | [`ServerOptions::shutdown_grace`] | cut, no UPDATE (a commit under way completes) |
 //! | greeting and capability lines | 512 octets with CRLF | (fixed, RFC 2449 §4) | configured texts are clipped at a character boundary |
 //! | message octets read ahead of the wire | 256 KiB per session sending a message, with a blocking store run through an [`OffloadStore`](crate::store::OffloadStore) | [`Offload::READ_AHEAD`](crate::store::Offload::READ_AHEAD) | no more is read until they are sent |
+//! | descriptors a session holds | its socket, and the store's: with a blocking store run through an [`OffloadStore`](crate::store::OffloadStore), the maildrop's own (the Maildir store: its lock file) and at most one message reader (a message read to its end holds none, whether asked for or [read ahead](crate::store::OffloadMaildrop)), two for a moment while the one before is closed; a directory or cache file while a call scans or writes it. The `pop3d` examples plan 5 per session | the connection cap, which the examples size from the descriptor limit | sessions over the cap are refused, so the process does not run out of descriptors |
 
 use alloc::collections::VecDeque;
 use alloc::string::String;

@@ -333,7 +333,9 @@ pub trait BlockingMaildrop: Send + 'static {
     fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError>;
 }
 
-/// The blocking form of [`MessageReader`].
+/// The blocking form of [`MessageReader`]. An [`OffloadStore`] drops it in
+/// the call where it returned `None` (the end of the message), so that a
+/// message read to its end holds nothing open.
 pub trait BlockingMessageReader: Send + 'static {
     /// As [`MessageReader::next_chunk`].
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;

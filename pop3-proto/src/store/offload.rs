@@ -164,16 +164,19 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
 /// The most messages one read fetches ahead of the one asked for.
 const MAX_AHEAD: usize = 64;
 
-/// A message read in a call of the pool: its reader, the chunks read, and
-/// whether they are all of it.
+/// A message read in a call of the pool: its reader while the message has
+/// more to read, the chunks read, and whether they are all of it.
 struct Fetched<R> {
-    reader: R,
+    /// `None` once the message ended: a message read to its end holds
+    /// nothing open (a Maildir reader, a file descriptor).
+    reader: Option<R>,
     ready: VecDeque<Bytes>,
     ended: bool,
 }
 
 impl<R: BlockingMessageReader> Fetched<R> {
-    /// Opens message `index` and reads up to `budget` octets of it.
+    /// Opens message `index` and reads up to `budget` octets of it; the
+    /// reader is dropped here when the message ended.
     fn read<M: BlockingMaildrop<Reader = R>>(
         maildrop: &mut M,
         index: usize,
@@ -182,7 +185,7 @@ impl<R: BlockingMessageReader> Fetched<R> {
         let mut reader = maildrop.read(index)?;
         let (ready, ended) = fill(&mut reader, budget)?;
         Ok(Fetched {
-            reader,
+            reader: (!ended).then_some(reader),
             ready,
             ended,
         })
@@ -203,6 +206,13 @@ impl<R: BlockingMessageReader> Fetched<R> {
 /// fetchers do, pipelined or not) then costs a call per 256 KiB instead of
 /// one or more per message. A read of any other message drops what was
 /// fetched ahead.
+///
+/// What it holds open is bounded: a message read to its end, whether asked
+/// for or fetched ahead, has its reader dropped in the call that found the
+/// end, so the messages fetched ahead hold at most one reader (the last
+/// one, when the budget ran out in its middle), and only when the message
+/// asked for ended. A session reading in order therefore holds at most one
+/// message reader at a time besides the maildrop.
 pub struct OffloadMaildrop<M: BlockingMaildrop, O> {
     messages: Vec<MessageInfo>,
     inner: Arc<Mutex<Option<M>>>,
@@ -299,7 +309,7 @@ fn fill<R: BlockingMessageReader>(
 impl<R, O> From<Fetched<R>> for OffloadReader<R, O> {
     fn from(f: Fetched<R>) -> Self {
         OffloadReader {
-            inner: Arc::new(Mutex::new(f.reader)),
+            inner: f.reader.map(|r| Arc::new(Mutex::new(Some(r)))),
             ready: f.ready,
             ended: f.ended,
             offload: PhantomData,
@@ -309,9 +319,12 @@ impl<R, O> From<Fetched<R>> for OffloadReader<R, O> {
 
 /// The [`MessageReader`] of an [`OffloadStore`]: it fetches
 /// [`Offload::READ_AHEAD`] octets per call and hands them out one chunk at
-/// a time.
+/// a time. The blocking reader is dropped in the call that finds the end
+/// of the message, so a message read to its end holds nothing open.
 pub struct OffloadReader<R, O> {
-    inner: Arc<Mutex<R>>,
+    /// The blocking reader, until the message ended (then `None`, and the
+    /// reader inside is dropped by the call that found the end).
+    inner: Option<Arc<Mutex<Option<R>>>>,
     /// Chunks fetched and not yet handed out.
     ready: VecDeque<Bytes>,
     /// The reader said the message ended.
@@ -330,17 +343,25 @@ impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O>
         if let Some(chunk) = self.ready.pop_front() {
             return Ok(Some(chunk));
         }
-        if self.ended {
+        let Some(inner) = self.inner.clone().filter(|_| !self.ended) else {
             return Ok(None);
-        }
-        let inner = self.inner.clone();
+        };
         let (ready, ended) = run::<O, _, _>(move || {
-            let mut reader = inner.lock().map_err(|_| poisoned())?;
-            fill(&mut *reader, O::READ_AHEAD)
+            let mut guard = inner.lock().map_err(|_| poisoned())?;
+            let reader = guard.as_mut().ok_or_else(poisoned)?;
+            let (ready, ended) = fill(reader, O::READ_AHEAD)?;
+            if ended {
+                // Closed here, where blocking is allowed.
+                *guard = None;
+            }
+            Ok((ready, ended))
         })
         .await?;
         self.ready = ready;
         self.ended = ended;
+        if ended {
+            self.inner = None;
+        }
         Ok(self.ready.pop_front())
     }
 }
@@ -366,6 +387,22 @@ mod tests {
 
     std::thread_local! {
         static CALLS: Cell<usize> = const { Cell::new(0) };
+        /// Readers of [`Mem`] not yet dropped, and the most at once.
+        static OPEN: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    }
+
+    /// Message readers open now.
+    fn open_readers() -> usize {
+        OPEN.with(Cell::get).0
+    }
+
+    /// The most message readers open at once since the last call.
+    fn most_open_readers() -> usize {
+        OPEN.with(|o| {
+            let (now, most) = o.get();
+            o.set((now, now));
+            most
+        })
     }
 
     /// Runs calls inline and counts them, with the default read-ahead.
@@ -396,6 +433,25 @@ mod tests {
 
     struct MemReader(Vec<u8>, usize);
 
+    impl MemReader {
+        fn open(body: Vec<u8>) -> MemReader {
+            OPEN.with(|o| {
+                let (now, most) = o.get();
+                o.set((now + 1, most.max(now + 1)));
+            });
+            MemReader(body, 0)
+        }
+    }
+
+    impl Drop for MemReader {
+        fn drop(&mut self) {
+            OPEN.with(|o| {
+                let (now, most) = o.get();
+                o.set((now - 1, most));
+            });
+        }
+    }
+
     impl BlockingMessageReader for MemReader {
         fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
             if self.1 >= self.0.len() {
@@ -422,7 +478,7 @@ mod tests {
                 .bodies
                 .get(index)
                 .ok_or(StoreError::Permanent(Cause::NoSuchMessage))?;
-            Ok(MemReader(body.clone(), 0))
+            Ok(MemReader::open(body.clone()))
         }
 
         fn commit(self, _deleted: Vec<usize>) -> Result<(), StoreError> {
@@ -528,6 +584,41 @@ mod tests {
         let before = calls();
         assert_eq!(read_whole(&mut drop, 3), bodies[3]);
         assert_eq!(calls(), before, "3 came with the second read of 2");
+    }
+
+    #[test]
+    fn messages_read_to_their_end_hold_no_reader_even_when_fetched_ahead() {
+        // 200 small messages: the first read fetches 64 more, all whole.
+        let (mut drop, bodies, _) = maildrop::<true>(&[100; 200]);
+        let reader = now(drop.read(0)).unwrap();
+        assert_eq!(
+            open_readers(),
+            0,
+            "message 1 and the 64 fetched after it ended: nothing stays open"
+        );
+        core::mem::drop(reader);
+        most_open_readers();
+        for (i, body) in bodies.iter().enumerate() {
+            assert_eq!(&read_whole(&mut drop, i), body, "message {i}");
+        }
+        assert_eq!(
+            most_open_readers(),
+            1,
+            "one reader at a time, in the call reading a message"
+        );
+        assert_eq!(open_readers(), 0);
+    }
+
+    #[test]
+    fn read_ahead_holds_only_the_reader_of_the_message_the_budget_ran_out_in() {
+        // 100 KB each: 0 and 1 whole, 2 in part (its reader stays open).
+        let (mut drop, bodies, _) = maildrop::<true>(&[100_000; 4]);
+        let reader = now(drop.read(0)).unwrap();
+        assert_eq!(open_readers(), 1, "message 3's, read in part");
+        core::mem::drop(reader);
+        assert_eq!(read_whole(&mut drop, 1), bodies[1]);
+        assert_eq!(read_whole(&mut drop, 2), bodies[2]);
+        assert_eq!(open_readers(), 0, "message 3 was read to its end");
     }
 
     #[test]

@@ -252,7 +252,10 @@ pub trait Store: Send + Sync {
 }
 
 /// An opened, exclusively locked maildrop. Dropping it releases the lock and
-/// deletes nothing.
+/// deletes nothing. Adapters drop it on the thread that polls the session,
+/// so its drop must not block: a store whose drop blocks (closes files,
+/// releases a lock file) hands that work to a thread where blocking is
+/// allowed, as an [`OffloadStore`] does with [`Offload::detach`].
 pub trait Maildrop: Send {
     /// A message being read.
     type Reader: MessageReader;
@@ -311,7 +314,8 @@ pub trait BlockingStore: Send + Sync + 'static {
     fn open(&self, user: &str) -> Result<Self::Maildrop, StoreError>;
 }
 
-/// The blocking form of [`Maildrop`].
+/// The blocking form of [`Maildrop`]. It may block when dropped (an
+/// [`OffloadStore`] drops it where blocking is allowed).
 pub trait BlockingMaildrop: Send + 'static {
     /// A message being read.
     type Reader: BlockingMessageReader;

@@ -34,6 +34,16 @@ pub trait Offload: Send + Sync + 'static {
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static;
+
+    /// Runs `f` where blocking is allowed, without waiting for it: `f`
+    /// runs even though nothing awaits it. An [`OffloadStore`] drops its
+    /// maildrops and readers this way (dropping them may close files and
+    /// release a lock), so that dropping one on a polling thread never
+    /// blocks it. Where nothing can run it (no runtime any more), `f` runs
+    /// on the calling thread.
+    fn detach<F>(f: F)
+    where
+        F: FnOnce() + Send + 'static;
 }
 
 /// Runs blocking calls on the calling thread: for a server whose sessions
@@ -59,6 +69,13 @@ impl Offload for Inline {
         F: FnOnce() -> T + Send + 'static,
     {
         core::future::ready(Ok(f()))
+    }
+
+    fn detach<F>(f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        f();
     }
 }
 
@@ -154,7 +171,7 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
         let maildrop = run::<O, _, _>(move || store.open(&user)).await?;
         Ok(OffloadMaildrop {
             messages: maildrop.messages().to_vec(),
-            inner: Arc::new(Mutex::new(Some(maildrop))),
+            inner: Some(Arc::new(Mutex::new(Some(maildrop)))),
             ahead: VecDeque::new(),
             offload: PhantomData,
         })
@@ -213,15 +230,20 @@ impl<R: BlockingMessageReader> Fetched<R> {
 /// one, when the budget ran out in its middle), and only when the message
 /// asked for ended. A session reading in order therefore holds at most one
 /// message reader at a time besides the maildrop.
-pub struct OffloadMaildrop<M: BlockingMaildrop, O> {
+///
+/// Dropping it (the session released the maildrop, or ended) drops the
+/// blocking maildrop and what was fetched ahead through
+/// [`Offload::detach`], never on the calling thread of an async runtime.
+pub struct OffloadMaildrop<M: BlockingMaildrop, O: Offload> {
     messages: Vec<MessageInfo>,
-    inner: Arc<Mutex<Option<M>>>,
+    /// `None` only once committed.
+    inner: Option<Arc<Mutex<Option<M>>>>,
     /// Messages fetched ahead, in order: (index, what was read).
     ahead: VecDeque<(usize, Fetched<M::Reader>)>,
     offload: PhantomData<fn() -> O>,
 }
 
-impl<M: BlockingMaildrop, O> core::fmt::Debug for OffloadMaildrop<M, O> {
+impl<M: BlockingMaildrop, O: Offload> core::fmt::Debug for OffloadMaildrop<M, O> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OffloadMaildrop")
             .field("messages", &self.messages.len())
@@ -244,10 +266,12 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
             let (_, fetched) = self.ahead.pop_front().expect("a front entry");
             return Ok(OffloadReader::from(fetched));
         }
-        self.ahead.clear();
-        let inner = self.inner.clone();
+        // Dropped in the call: a message fetched in part holds its reader.
+        let stale = core::mem::take(&mut self.ahead);
+        let inner = self.inner.clone().ok_or_else(poisoned)?;
         let count = self.messages.len();
         let (fetched, ahead) = run::<O, _, _>(move || {
+            drop(stale);
             let mut guard = inner.lock().map_err(|_| poisoned())?;
             let maildrop = guard.as_mut().ok_or_else(poisoned)?;
             let budget = O::READ_AHEAD;
@@ -274,13 +298,25 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
         Ok(OffloadReader::from(fetched))
     }
 
-    async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
-        let inner = self.inner;
+    async fn commit(mut self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let inner = self.inner.take().ok_or_else(poisoned)?;
+        let stale = core::mem::take(&mut self.ahead);
         run::<O, _, _>(move || {
+            drop(stale);
             let maildrop = inner.lock().map_err(|_| poisoned())?.take();
             maildrop.ok_or_else(poisoned)?.commit(deleted)
         })
         .await
+    }
+}
+
+impl<M: BlockingMaildrop, O: Offload> Drop for OffloadMaildrop<M, O> {
+    fn drop(&mut self) {
+        let inner = self.inner.take();
+        let ahead = core::mem::take(&mut self.ahead);
+        if inner.is_some() || ahead.iter().any(|(_, f)| f.reader.is_some()) {
+            O::detach(move || drop((inner, ahead)));
+        }
     }
 }
 
@@ -306,7 +342,7 @@ fn fill<R: BlockingMessageReader>(
     }
 }
 
-impl<R, O> From<Fetched<R>> for OffloadReader<R, O> {
+impl<R: BlockingMessageReader, O: Offload> From<Fetched<R>> for OffloadReader<R, O> {
     fn from(f: Fetched<R>) -> Self {
         OffloadReader {
             inner: f.reader.map(|r| Arc::new(Mutex::new(Some(r)))),
@@ -320,8 +356,10 @@ impl<R, O> From<Fetched<R>> for OffloadReader<R, O> {
 /// The [`MessageReader`] of an [`OffloadStore`]: it fetches
 /// [`Offload::READ_AHEAD`] octets per call and hands them out one chunk at
 /// a time. The blocking reader is dropped in the call that finds the end
-/// of the message, so a message read to its end holds nothing open.
-pub struct OffloadReader<R, O> {
+/// of the message, so a message read to its end holds nothing open; one
+/// dropped before (TOP, a read cut short) is dropped through
+/// [`Offload::detach`].
+pub struct OffloadReader<R: BlockingMessageReader, O: Offload> {
     /// The blocking reader, until the message ended (then `None`, and the
     /// reader inside is dropped by the call that found the end).
     inner: Option<Arc<Mutex<Option<R>>>>,
@@ -332,7 +370,7 @@ pub struct OffloadReader<R, O> {
     offload: PhantomData<fn() -> O>,
 }
 
-impl<R, O> core::fmt::Debug for OffloadReader<R, O> {
+impl<R: BlockingMessageReader, O: Offload> core::fmt::Debug for OffloadReader<R, O> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OffloadReader").finish_non_exhaustive()
     }
@@ -363,6 +401,14 @@ impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O>
             self.inner = None;
         }
         Ok(self.ready.pop_front())
+    }
+}
+
+impl<R: BlockingMessageReader, O: Offload> Drop for OffloadReader<R, O> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            O::detach(move || drop(inner));
+        }
     }
 }
 
@@ -416,6 +462,13 @@ mod tests {
         {
             CALLS.with(|c| c.set(c.get() + 1));
             core::future::ready(Ok(f()))
+        }
+
+        fn detach<F>(f: F)
+        where
+            F: FnOnce() + Send + 'static,
+        {
+            f();
         }
     }
 
@@ -512,7 +565,7 @@ mod tests {
         };
         let drop = OffloadMaildrop {
             messages: mem.info.clone(),
-            inner: Arc::new(Mutex::new(Some(mem))),
+            inner: Some(Arc::new(Mutex::new(Some(mem)))),
             ahead: VecDeque::new(),
             offload: PhantomData,
         };

@@ -21,11 +21,23 @@ impl Offload for UnblockPool {
             .await
             .map_err(drop)
     }
+
+    fn detach<F>(f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        blocking::unblock(move || {
+            if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                tracing::error!("a detached store call panicked");
+            }
+        })
+        .detach();
+    }
 }
 
 /// A [`Store`](pop3_proto::store::Store) that runs each call of a blocking
-/// store with [`blocking::unblock`], so file I/O never blocks an executor
-/// thread.
+/// store with [`blocking::unblock`], and drops its maildrops and message
+/// readers there too, so file I/O never blocks an executor thread.
 ///
 /// ```
 /// use pop3_proto::store::{BlockingStore, Store};

@@ -246,11 +246,25 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// thread per session).
 pub const PLANNED_SESSION_MEMORY: u64 = 32 * 1024;
 
+/// The descriptors a session is planned with when the connection cap is
+/// sized for a host: its socket, and what the Maildir store holds for it
+/// (served through an [`OffloadStore`](pop3_proto::store::OffloadStore)):
+/// the lock file, the message being read (a message read to its end holds
+/// none, whether asked for or fetched ahead), the message before it while
+/// it is being closed, and a directory or the size cache, open for a
+/// moment while a call scans or writes it.
+pub const PLANNED_SESSION_DESCRIPTORS: u64 = 5;
+
+/// The descriptors kept out of the sessions' budget when the connection
+/// cap is sized for a host: the listeners, the runtime's own, logs.
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+
 /// Server options with the connection cap sized for this host: at most a
 /// quarter of the available memory at [`PLANNED_SESSION_MEMORY`] per
-/// session, and at most half the descriptors the process may open (a
-/// session reading a message holds two), never above the default. Where
-/// the host cannot tell (no `/proc`), the defaults.
+/// session, and at most the descriptors the process may open, less
+/// [`RESERVED_DESCRIPTORS`], at [`PLANNED_SESSION_DESCRIPTORS`] per session;
+/// never above the default. Where the host cannot tell (no `/proc`), the
+/// defaults.
 ///
 /// ```
 /// let options = pop3_blocking::common::host_server_options();
@@ -265,13 +279,24 @@ pub fn host_server_options() -> ServerOptions {
     };
     let by_memory = read("/proc/meminfo", "MemAvailable:")
         .map(|kib| kib.saturating_mul(1024) / 4 / PLANNED_SESSION_MEMORY);
-    let by_descriptors =
-        read("/proc/self/limits", "Max open files").map(|n| n.saturating_sub(64) / 2);
+    let by_descriptors = read("/proc/self/limits", "Max open files").map(descriptor_cap);
     for cap in [by_memory, by_descriptors].into_iter().flatten() {
         let cap = usize::try_from(cap).unwrap_or(usize::MAX).max(1);
         options.max_connections = options.max_connections.min(cap);
     }
     options
+}
+
+/// The sessions a process allowed `limit` open descriptors can serve.
+///
+/// ```
+/// use pop3_blocking::common::{PLANNED_SESSION_DESCRIPTORS, descriptor_cap};
+/// // The usual soft limit: 1,024 descriptors.
+/// assert_eq!(descriptor_cap(1024), (1024 - 64) / PLANNED_SESSION_DESCRIPTORS);
+/// assert_eq!(descriptor_cap(10), 0);
+/// ```
+pub fn descriptor_cap(limit: u64) -> u64 {
+    limit.saturating_sub(RESERVED_DESCRIPTORS) / PLANNED_SESSION_DESCRIPTORS
 }
 
 /// A new session's context: TLS as given, and its randomness (the APOP and

@@ -68,6 +68,14 @@
 //!   meanwhile, or a copy left by a crash in the middle of a move); one
 //!   already gone is not an error. Indexes out of range are ignored. Then `cur/` and `new/` are fsynced and the lock released.
 //!   Dropping a maildrop without committing deletes nothing.
+//! - **Commits are not atomic**, each unlink is (the store contract's
+//!   [commits](pop3_proto::store#commits)). A commit that fails part way,
+//!   or a crash during it, leaves a subset of the marked messages removed
+//!   and every other message in place; a crash before the fsyncs may also
+//!   bring back some of the unlinked ones, and still nothing else is
+//!   removed. What remains is listed by the next session under the same
+//!   unique-ids. An error is reported as [`Cause::NotDeleted`], and the
+//!   client's QUIT gets `-ERR [SYS/TEMP]`.
 //!
 //! # Example
 //!

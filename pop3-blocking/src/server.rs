@@ -141,7 +141,10 @@ impl<S> std::fmt::Debug for Pop3Server<S> {
     }
 }
 
-impl<S: Store> Pop3Server<S> {
+impl<S: Store> Pop3Server<S>
+where
+    S::Maildrop: 'static,
+{
     /// A server without TLS and with default [`ServerOptions`].
     pub fn new(store: S, config: ServerConfig) -> Self {
         Self::build(Arc::new(store), config, None, ServerOptions::default())
@@ -370,6 +373,11 @@ impl<S: Store> Pop3Server<S> {
             if done.is_none() {
                 conn.handle_timeout(clock.now());
             }
+        }
+        drop(io);
+        // A commit the store timeout stopped waiting for runs to its end.
+        if let Some(result) = block_on(&waker, driver.finish(), None).flatten() {
+            tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
         tracing::info!(%peer, "{}", conn.machine().summary());
     }

@@ -204,10 +204,11 @@
 //! | sessions from one address (IPv6: one /64) | 32 | [`ServerOptions::max_connections_per_address`] | `-ERR [SYS/TEMP] Too many connections from your address; try again later.`, closed at once |
 //! | a write making no progress | 60 s | [`ServerOptions::write_stall_timeout`] | cut, no UPDATE |
 //! | TLS handshake | 30 s | [`ServerOptions::tls_handshake_timeout`] | cut |
-//! | a store request | 2 min | [`ServerOptions::store_timeout`] | `-ERR [SYS/TEMP]` (or a body cut short), closed, no UPDATE |
+//! | a store request | 2 min | [`ServerOptions::store_timeout`] | `-ERR [SYS/TEMP]` (or a body cut short), closed, no UPDATE; a commit under way still runs to its end ([commits](crate::store#commits)) |
 //! | after a shutdown request | 30 s | [`ServerOptions::shutdown_grace`] | cut, no UPDATE (a commit under way completes) |
 //! | greeting and capability lines | 512 octets with CRLF | (fixed, RFC 2449 §4) | configured texts are clipped at a character boundary |
 //! | message octets read ahead of the wire | 256 KiB per session sending a message, with a blocking store run through an [`OffloadStore`](crate::store::OffloadStore) | [`Offload::READ_AHEAD`](crate::store::Offload::READ_AHEAD) | no more is read until they are sent |
+//! | descriptors a session holds | its socket, and the store's: with a blocking store run through an [`OffloadStore`](crate::store::OffloadStore), the maildrop's own (the Maildir store: its lock file) and at most one message reader (a message read to its end holds none, whether asked for or [read ahead](crate::store::OffloadMaildrop)), two for a moment while the one before is closed; a directory or cache file while a call scans or writes it. The `pop3d` examples plan 5 per session | the connection cap, which the examples size from the descriptor limit | sessions over the cap are refused, so the process does not run out of descriptors |
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -712,7 +713,9 @@ pub enum StoreRequest {
     /// The next chunk of the message being read. Answer [`StoreReply::Chunk`].
     NextChunk,
     /// UPDATE: remove these messages (zero-based indexes) and release the
-    /// lock. Must run to completion. Answer [`StoreReply::Committed`].
+    /// lock. Runs to its end, never cancelled, and removes no message that
+    /// is not listed ([commits](crate::store#commits)). Answer
+    /// [`StoreReply::Committed`].
     Commit {
         /// The messages to remove.
         deleted: Vec<usize>,
@@ -1312,10 +1315,12 @@ impl Server {
     /// its store driver, which releases it; no `Release` is asked for). A
     /// command waiting for the answer gets `-ERR [SYS/TEMP]`; a body being
     /// streamed is cut short without its terminator, so the client sees it
-    /// fail. The session then ends without UPDATE. When the abandoned
-    /// request was the commit of a QUIT, whether it took effect is the
-    /// store's: a store must commit atomically, so that either nothing or
-    /// exactly the messages marked deleted are removed.
+    /// fail. The session then ends without UPDATE. When the request was
+    /// the commit of a QUIT, only the waiting is abandoned: the commit
+    /// itself runs to its end (the adapter's [`StoreDriver`] keeps it and
+    /// finishes it after the connection is closed). The client, told `-ERR [SYS/TEMP]`,
+    /// cannot know how far it got: some of the messages it marked may be
+    /// removed, never any other ([commits](crate::store#commits)).
     pub fn handle_store_timeout(&mut self, now: Instant) {
         self.now = now;
         let Wait::Store(pending) = core::mem::replace(&mut self.wait, Wait::Command) else {

@@ -7,10 +7,28 @@
 //! blocking store wraps its calls (e.g. with `spawn_blocking`) instead of
 //! being rewritten.
 //!
-//! A store answers each request once. Committing deletions ([`Maildrop::commit`])
-//! must run to completion once started, even if the connection is gone;
-//! dropping a [`Maildrop`] without committing releases its lock and deletes
-//! nothing.
+//! A store answers each request once. Dropping a [`Maildrop`] without
+//! committing releases its lock and deletes nothing.
+//!
+//! # Commits
+//!
+//! The commit of a QUIT ([`Maildrop::commit`]) is never cancelled: once
+//! the machine asks for it, it runs to its end, even when the store timeout
+//! passes first, the client is gone or the server is shutting down. The
+//! [`StoreDriver`] keeps it when the adapter stops waiting, and every adapter
+//! finishes it ([`StoreDriver::finish`]) after closing the connection. A
+//! client the store timeout cut off got `-ERR [SYS/TEMP]` to its QUIT.
+//!
+//! A commit is not atomic as a whole; each message's removal is. A commit
+//! removes every marked message it can; one that fails, or is interrupted
+//! by a crash, has removed some of the marked messages (any subset: all,
+//! none, or some) and never a message that was not marked. For a client
+//! this means that after `-ERR` to its QUIT, or no answer, each message it
+//! deleted may be gone or still there, and the others are all there:
+//! listed again in the next session under the same unique-id, so a client
+//! that keeps track of unique-ids (UIDL) deletes them again rather than
+//! fetching them twice. (RFC 1939 asks no more: a server that cannot
+//! remove every marked message answers `-ERR`.)
 
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -303,7 +321,10 @@ pub trait Store: Send + Sync {
 }
 
 /// An opened, exclusively locked maildrop. Dropping it releases the lock and
-/// deletes nothing.
+/// deletes nothing. Adapters drop it on the thread that polls the session,
+/// so its drop must not block: a store whose drop blocks (closes files,
+/// releases a lock file) hands that work to a thread where blocking is
+/// allowed, as an [`OffloadStore`] does with [`Offload::detach`].
 pub trait Maildrop: Send {
     /// A message being read.
     type Reader: MessageReader;
@@ -318,7 +339,11 @@ pub trait Maildrop: Send {
     ) -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
 
     /// Removes the messages at these zero-based indexes (UPDATE state), then
-    /// releases the lock. Must run to completion once started.
+    /// releases the lock. It runs to its end once started: the
+    /// [`StoreDriver`] never drops it (see [commits](crate::store#commits)). Each
+    /// message is removed atomically or not at all, and nothing else is
+    /// removed; `Err` says that some marked messages may still be there
+    /// (those removed stay removed).
     fn commit(self, deleted: Vec<usize>) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -368,7 +393,8 @@ pub trait BlockingStore: Send + Sync + 'static {
     fn open(&self, user: &str) -> Result<Self::Maildrop, StoreError>;
 }
 
-/// The blocking form of [`Maildrop`].
+/// The blocking form of [`Maildrop`]. It may block when dropped (an
+/// [`OffloadStore`] drops it where blocking is allowed).
 pub trait BlockingMaildrop: Send + 'static {
     /// A message being read.
     type Reader: BlockingMessageReader;
@@ -390,7 +416,9 @@ pub trait BlockingMaildrop: Send + 'static {
     fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError>;
 }
 
-/// The blocking form of [`MessageReader`].
+/// The blocking form of [`MessageReader`]. An [`OffloadStore`] drops it in
+/// the call where it returned `None` (the end of the message), so that a
+/// message read to its end holds nothing open.
 pub trait BlockingMessageReader: Send + 'static {
     /// As [`MessageReader::next_chunk`].
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError>;

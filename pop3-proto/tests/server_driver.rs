@@ -166,6 +166,87 @@ fn dropping_the_driver_releases_the_lock() {
     assert!(!store.is_locked("alice"));
 }
 
+/// A memory store whose commits wait once (return `Pending` at their
+/// first poll) before they remove anything.
+struct YieldingStore(MemoryStore);
+
+struct YieldingDrop(<MemoryStore as Store>::Maildrop);
+
+impl Store for YieldingStore {
+    type Maildrop = YieldingDrop;
+
+    fn credential_forms(&self) -> CredentialForms {
+        self.0.credential_forms()
+    }
+
+    async fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
+        self.0.verify_password(user, password).await
+    }
+
+    async fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError> {
+        self.0.shared_secret(user).await
+    }
+
+    async fn open(&self, user: &str) -> Result<YieldingDrop, StoreError> {
+        Ok(YieldingDrop(self.0.open(user).await?))
+    }
+}
+
+impl Maildrop for YieldingDrop {
+    type Reader = <<MemoryStore as Store>::Maildrop as Maildrop>::Reader;
+
+    fn messages(&self) -> &[MessageInfo] {
+        self.0.messages()
+    }
+
+    async fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError> {
+        self.0.read(index).await
+    }
+
+    async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let mut waited = false;
+        core::future::poll_fn(|cx| {
+            if waited {
+                core::task::Poll::Ready(())
+            } else {
+                waited = true;
+                cx.waker().wake_by_ref();
+                core::task::Poll::Pending
+            }
+        })
+        .await;
+        self.0.commit(deleted).await
+    }
+}
+
+#[test]
+fn a_commit_whose_call_is_dropped_stays_in_the_driver_and_finish_runs_it_to_its_end() {
+    let store = standard_store();
+    let mut d = StoreDriver::new(Arc::new(YieldingStore(store.clone())));
+    let opened = block_on(d.execute(StoreRequest::Open {
+        user: user("alice"),
+    }));
+    assert!(matches!(opened, StoreReply::Opened(Ok(_))), "{opened:?}");
+    {
+        // The adapter stops waiting (the store timeout) after one poll.
+        let call = core::pin::pin!(d.execute(StoreRequest::Commit { deleted: vec![0] }));
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        assert!(call.poll(&mut cx).is_pending());
+    }
+    assert!(d.is_committing());
+    assert_eq!(store.message_count("alice"), 3, "nothing removed yet");
+    assert!(store.is_locked("alice"));
+    assert_eq!(block_on(d.finish()), Some(Ok(())));
+    assert!(!d.is_committing());
+    assert_eq!(
+        store.message_count("alice"),
+        2,
+        "the marked message removed"
+    );
+    assert!(!store.is_locked("alice"));
+    assert_eq!(block_on(d.finish()), None, "nothing left to finish");
+}
+
 #[test]
 fn driver_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}

@@ -15,11 +15,22 @@ impl Offload for TokioBlockingPool {
     {
         tokio::task::spawn_blocking(f).await.map_err(drop)
     }
+
+    fn detach<F>(f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(f)),
+            // Outside any runtime (dropped after it was shut down).
+            Err(_) => f(),
+        }
+    }
 }
 
 /// A [`Store`](pop3_proto::store::Store) that runs each call of a blocking
-/// store with [`tokio::task::spawn_blocking`], so file I/O never blocks the
-/// reactor.
+/// store with [`tokio::task::spawn_blocking`], and drops its maildrops and
+/// message readers there too, so file I/O never blocks the reactor.
 ///
 /// ```
 /// use pop3_proto::store::{BlockingStore, Store};

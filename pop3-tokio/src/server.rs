@@ -275,7 +275,13 @@ where
                 }
             }
         }
-        tracing::info!(%peer, "{}", session.conn.machine().summary());
+        let Session { conn, io, .. } = session;
+        drop(io);
+        // A commit the store timeout stopped waiting for runs to its end.
+        if let Some(result) = driver.finish().await {
+            tracing::info!(%peer, ?result, "a commit past the store timeout ended");
+        }
+        tracing::info!(%peer, "{}", conn.machine().summary());
     }
 }
 

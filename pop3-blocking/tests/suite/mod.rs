@@ -957,6 +957,156 @@ pub fn a_hung_store_is_abandoned_at_the_store_timeout<S: Runtime>() {
     (served.wait_idle)();
 }
 
+/// A gate futures wait at until it is opened, on any runtime (its waker
+/// is the only thing that wakes them).
+#[derive(Default)]
+pub struct Gate {
+    state: std::sync::Mutex<(bool, Vec<std::task::Waker>)>,
+}
+
+impl Gate {
+    /// Lets every waiter through, now and later.
+    pub fn open(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.0 = true;
+        for waker in state.1.drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once the gate is open.
+    pub async fn passed(&self) {
+        std::future::poll_fn(|cx| {
+            let mut state = self.state.lock().unwrap();
+            if state.0 {
+                std::task::Poll::Ready(())
+            } else {
+                state.1.push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// A memory store whose commits wait at a gate before they remove
+/// anything, and say when they start and when they are done.
+pub struct SlowCommitStore {
+    pub inner: Arc<MemoryStore>,
+    pub gate: Arc<Gate>,
+    pub started: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    pub done: std::sync::Mutex<std::sync::mpsc::Sender<Result<(), StoreError>>>,
+}
+
+/// A maildrop of a [`SlowCommitStore`].
+pub struct SlowCommitDrop {
+    inner: <MemoryStore as Store>::Maildrop,
+    gate: Arc<Gate>,
+    started: std::sync::mpsc::Sender<()>,
+    done: std::sync::mpsc::Sender<Result<(), StoreError>>,
+}
+
+impl Store for SlowCommitStore {
+    type Maildrop = SlowCommitDrop;
+
+    fn credential_forms(&self) -> CredentialForms {
+        self.inner.credential_forms()
+    }
+
+    async fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
+        self.inner.verify_password(user, password).await
+    }
+
+    async fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError> {
+        self.inner.shared_secret(user).await
+    }
+
+    async fn open(&self, user: &str) -> Result<SlowCommitDrop, StoreError> {
+        Ok(SlowCommitDrop {
+            inner: self.inner.open(user).await?,
+            gate: self.gate.clone(),
+            started: self.started.lock().unwrap().clone(),
+            done: self.done.lock().unwrap().clone(),
+        })
+    }
+}
+
+impl Maildrop for SlowCommitDrop {
+    type Reader = <<MemoryStore as Store>::Maildrop as Maildrop>::Reader;
+
+    fn messages(&self) -> &[MessageInfo] {
+        self.inner.messages()
+    }
+
+    async fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError> {
+        self.inner.read(index).await
+    }
+
+    async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let _ = self.started.send(());
+        self.gate.passed().await;
+        let result = self.inner.commit(deleted).await;
+        let _ = self.done.send(result.clone());
+        result
+    }
+}
+
+/// A commit is never cancelled: when the store timeout passes while a
+/// QUIT's commit is under way, the client gets `-ERR [SYS/TEMP]` and the
+/// connection is closed, and the commit still runs to its end (and removes
+/// exactly the messages marked).
+pub fn a_slow_commit_runs_to_its_end_past_the_store_timeout<S: Runtime>() {
+    let msgs = messages();
+    let memory = Arc::new(MemoryStore::new());
+    memory.add_user("alice", "secret");
+    for m in &msgs {
+        memory.add_message("alice", m.clone());
+    }
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let store = SlowCommitStore {
+        inner: memory.clone(),
+        gate: Arc::default(),
+        started: std::sync::Mutex::new(started_tx),
+        done: std::sync::Mutex::new(done_tx),
+    };
+    let gate = store.gate.clone();
+    let mut options = ServerOptions::default();
+    options.store_timeout = Duration::from_millis(300);
+    let config = ServerConfig::for_store(&store).allow_plaintext_auth(true);
+    let served = S::serve(Arc::new(store), config, pki().server, options);
+    let mut raw = std::net::TcpStream::connect(served.plain).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    raw.write_all(b"USER alice\r\nPASS secret\r\nDELE 2\r\nQUIT\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    raw.read_to_end(&mut out)
+        .expect("the server closes the connection at the store timeout");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.ends_with("-ERR [SYS/TEMP] The mail storage is not responding.\r\n"),
+        "{out}"
+    );
+    started
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the commit started");
+    assert_eq!(
+        memory.message_count("alice"),
+        msgs.len(),
+        "nothing removed yet"
+    );
+    gate.open();
+    let result = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the commit was dropped before its end");
+    assert_eq!(result, Ok(()));
+    (served.wait_idle)();
+    let mut kept = msgs.clone();
+    kept.remove(1);
+    assert_eq!(memory.messages("alice"), kept, "exactly message 2 removed");
+    assert!(!memory.is_locked("alice"));
+}
+
 /// A client that writes its whole session at once and closes its sending
 /// side (`shutdown(Write)`) still gets every reply, the RETR body, and the
 /// UPDATE its QUIT asked for: the end of the input is a half-close, not a
@@ -1183,6 +1333,10 @@ macro_rules! runtime_suite {
             #[test]
             fn half_close_after_a_pipelined_script_still_updates() {
                 suite::half_close_after_a_pipelined_script_still_updates::<$s>();
+            }
+            #[test]
+            fn a_slow_commit_runs_to_its_end_past_the_store_timeout() {
+                suite::a_slow_commit_runs_to_its_end_past_the_store_timeout::<$s>();
             }
             #[test]
             fn a_hung_store_is_abandoned_at_the_store_timeout() {

@@ -41,6 +41,8 @@ pub struct ServerOptions {
     /// `-ERR [SYS/TEMP]` and the session ends without UPDATE, so a hung
     /// store cannot hold a connection slot for ever. The adapter enforces
     /// it by racing the store call against [`Connection::poll_timeout`].
+    /// A commit is waited for no longer either, but runs to its end
+    /// ([commits](crate::store#commits)).
     pub store_timeout: Duration,
 }
 

@@ -1,6 +1,9 @@
 //! Executes the server machine's store requests against a [`Store`].
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
+use core::future::Future;
+use core::pin::Pin;
 
 use super::{Cause, Maildrop, MessageReader, Store, StoreError};
 use crate::command::Username;
@@ -61,10 +64,14 @@ use crate::server::{StoreReply, StoreRequest};
 /// assert!(wire.contains("+OK 1 23\r\n"), "{wire}");
 /// ```
 ///
-/// A `Commit` must not be cancelled once started (RFC 1939 §6: UPDATE runs
-/// to completion): an adapter that races `execute` against anything (a
-/// shutdown signal, the connection closing) must let a commit finish.
-/// Dropping the driver releases an open maildrop without deleting anything.
+/// A `Commit` is never cancelled once started (RFC 1939 §6: UPDATE runs to
+/// completion). The driver keeps the commit itself: an adapter that stops
+/// waiting for `execute` (the store timeout) drops only the call, and the
+/// commit stays in the driver, where [`StoreDriver::finish`] runs it to its
+/// end. An adapter therefore awaits `finish` when the session is over
+/// (after closing the connection, so that the client is not held), before
+/// it drops the driver. Dropping the driver releases an open maildrop
+/// without deleting anything.
 ///
 /// A message reader is dropped when its message ends, and otherwise (TOP
 /// stops reading once it has its lines) at the next `Read`, `Open`,
@@ -73,13 +80,19 @@ pub struct StoreDriver<S: Store> {
     store: Arc<S>,
     maildrop: Option<S::Maildrop>,
     reader: Option<<S::Maildrop as Maildrop>::Reader>,
+    /// The commit under way: it outlives a dropped call of `execute`.
+    committing: Option<Commit>,
 }
+
+/// A commit under way.
+type Commit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
 impl<S: Store> core::fmt::Debug for StoreDriver<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("StoreDriver")
             .field("maildrop_open", &self.maildrop.is_some())
             .field("reading", &self.reader.is_some())
+            .field("committing", &self.committing.is_some())
             .finish()
     }
 }
@@ -95,6 +108,7 @@ impl<S: Store> StoreDriver<S> {
             store,
             maildrop: None,
             reader: None,
+            committing: None,
         }
     }
 
@@ -108,9 +122,50 @@ impl<S: Store> StoreDriver<S> {
         self.maildrop.is_some()
     }
 
+    /// Whether a commit is under way that a dropped call of
+    /// [`execute`](StoreDriver::execute) left unfinished.
+    pub fn is_committing(&self) -> bool {
+        self.committing.is_some()
+    }
+}
+
+impl<S: Store> StoreDriver<S>
+where
+    S::Maildrop: 'static,
+{
+    /// Runs the commit under way, if any, to its end: the one whose call of
+    /// [`execute`](StoreDriver::execute) was dropped (the adapter stopped
+    /// waiting for it at the store timeout). Its result, or `None` when no
+    /// commit was under way. Await it before dropping the driver.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pop3_proto::store::{MemoryStore, StoreDriver};
+    /// # fn ready<F: Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+    /// #         std::task::Poll::Ready(v) => v,
+    /// #         std::task::Poll::Pending => unreachable!("MemoryStore never waits"),
+    /// #     }
+    /// # }
+    /// let mut driver = StoreDriver::new(Arc::new(MemoryStore::new()));
+    /// assert_eq!(ready(driver.finish()), None, "nothing under way");
+    /// ```
+    pub async fn finish(&mut self) -> Option<Result<(), StoreError>> {
+        let commit = self.committing.as_mut()?;
+        let result = commit.await;
+        self.committing = None;
+        Some(result)
+    }
+
     /// Performs one request and returns the reply to pass to
     /// [`Server::handle_store`](crate::server::Server::handle_store).
+    ///
+    /// A commit that a dropped call left under way is finished first (the
+    /// machine asks for nothing after a commit, so this does not happen in
+    /// a session).
     pub async fn execute(&mut self, req: StoreRequest) -> StoreReply {
+        self.finish().await;
         match req {
             StoreRequest::VerifyPassword { user, password } => {
                 StoreReply::Verified(self.store.verify_password(user.as_str(), &password).await)
@@ -168,7 +223,10 @@ impl<S: Store> StoreDriver<S> {
             StoreRequest::Commit { deleted } => {
                 self.reader = None;
                 match self.maildrop.take() {
-                    Some(maildrop) => StoreReply::Committed(maildrop.commit(deleted).await),
+                    Some(maildrop) => {
+                        self.committing = Some(Box::pin(maildrop.commit(deleted)));
+                        StoreReply::Committed(self.finish().await.unwrap_or(Err(no_maildrop())))
+                    }
                     None => StoreReply::Committed(Err(no_maildrop())),
                 }
             }

@@ -34,6 +34,16 @@ pub trait Offload: Send + Sync + 'static {
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static;
+
+    /// Runs `f` where blocking is allowed, without waiting for it: `f`
+    /// runs even though nothing awaits it. An [`OffloadStore`] drops its
+    /// maildrops and readers this way (dropping them may close files and
+    /// release a lock), so that dropping one on a polling thread never
+    /// blocks it. Where nothing can run it (no runtime any more), `f` runs
+    /// on the calling thread.
+    fn detach<F>(f: F)
+    where
+        F: FnOnce() + Send + 'static;
 }
 
 /// Runs blocking calls on the calling thread: for a server whose sessions
@@ -59,6 +69,13 @@ impl Offload for Inline {
         F: FnOnce() -> T + Send + 'static,
     {
         core::future::ready(Ok(f()))
+    }
+
+    fn detach<F>(f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        f();
     }
 }
 
@@ -159,7 +176,7 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
         let maildrop = run::<O, _, _>(move || store.open(&user)).await?;
         Ok(OffloadMaildrop {
             messages: maildrop.messages().to_vec(),
-            inner: Arc::new(Mutex::new(Some(maildrop))),
+            inner: Some(Arc::new(Mutex::new(Some(maildrop)))),
             ahead: VecDeque::new(),
             offload: PhantomData,
         })
@@ -169,16 +186,19 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
 /// The most messages one read fetches ahead of the one asked for.
 const MAX_AHEAD: usize = 64;
 
-/// A message read in a call of the pool: its reader, the chunks read, and
-/// whether they are all of it.
+/// A message read in a call of the pool: its reader while the message has
+/// more to read, the chunks read, and whether they are all of it.
 struct Fetched<R> {
-    reader: R,
+    /// `None` once the message ended: a message read to its end holds
+    /// nothing open (a Maildir reader, a file descriptor).
+    reader: Option<R>,
     ready: VecDeque<Bytes>,
     ended: bool,
 }
 
 impl<R: BlockingMessageReader> Fetched<R> {
-    /// Opens message `index` and reads up to `budget` octets of it.
+    /// Opens message `index` and reads up to `budget` octets of it; the
+    /// reader is dropped here when the message ended.
     fn read<M: BlockingMaildrop<Reader = R>>(
         maildrop: &mut M,
         index: usize,
@@ -187,7 +207,7 @@ impl<R: BlockingMessageReader> Fetched<R> {
         let mut reader = maildrop.read(index)?;
         let (ready, ended) = fill(&mut reader, budget)?;
         Ok(Fetched {
-            reader,
+            reader: (!ended).then_some(reader),
             ready,
             ended,
         })
@@ -208,15 +228,27 @@ impl<R: BlockingMessageReader> Fetched<R> {
 /// fetchers do, pipelined or not) then costs a call per 256 KiB instead of
 /// one or more per message. A read of any other message drops what was
 /// fetched ahead.
-pub struct OffloadMaildrop<M: BlockingMaildrop, O> {
+///
+/// What it holds open is bounded: a message read to its end, whether asked
+/// for or fetched ahead, has its reader dropped in the call that found the
+/// end, so the messages fetched ahead hold at most one reader (the last
+/// one, when the budget ran out in its middle), and only when the message
+/// asked for ended. A session reading in order therefore holds at most one
+/// message reader at a time besides the maildrop.
+///
+/// Dropping it (the session released the maildrop, or ended) drops the
+/// blocking maildrop and what was fetched ahead through
+/// [`Offload::detach`], never on the calling thread of an async runtime.
+pub struct OffloadMaildrop<M: BlockingMaildrop, O: Offload> {
     messages: Vec<MessageInfo>,
-    inner: Arc<Mutex<Option<M>>>,
+    /// `None` only once committed.
+    inner: Option<Arc<Mutex<Option<M>>>>,
     /// Messages fetched ahead, in order: (index, what was read).
     ahead: VecDeque<(usize, Fetched<M::Reader>)>,
     offload: PhantomData<fn() -> O>,
 }
 
-impl<M: BlockingMaildrop, O> core::fmt::Debug for OffloadMaildrop<M, O> {
+impl<M: BlockingMaildrop, O: Offload> core::fmt::Debug for OffloadMaildrop<M, O> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OffloadMaildrop")
             .field("messages", &self.messages.len())
@@ -239,10 +271,12 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
             let (_, fetched) = self.ahead.pop_front().expect("a front entry");
             return Ok(OffloadReader::from(fetched));
         }
-        self.ahead.clear();
-        let inner = self.inner.clone();
+        // Dropped in the call: a message fetched in part holds its reader.
+        let stale = core::mem::take(&mut self.ahead);
+        let inner = self.inner.clone().ok_or_else(poisoned)?;
         let count = self.messages.len();
         let (fetched, ahead) = run::<O, _, _>(move || {
+            drop(stale);
             let mut guard = inner.lock().map_err(|_| poisoned())?;
             let maildrop = guard.as_mut().ok_or_else(poisoned)?;
             let budget = O::READ_AHEAD;
@@ -269,13 +303,25 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
         Ok(OffloadReader::from(fetched))
     }
 
-    async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
-        let inner = self.inner;
+    async fn commit(mut self, deleted: Vec<usize>) -> Result<(), StoreError> {
+        let inner = self.inner.take().ok_or_else(poisoned)?;
+        let stale = core::mem::take(&mut self.ahead);
         run::<O, _, _>(move || {
+            drop(stale);
             let maildrop = inner.lock().map_err(|_| poisoned())?.take();
             maildrop.ok_or_else(poisoned)?.commit(deleted)
         })
         .await
+    }
+}
+
+impl<M: BlockingMaildrop, O: Offload> Drop for OffloadMaildrop<M, O> {
+    fn drop(&mut self) {
+        let inner = self.inner.take();
+        let ahead = core::mem::take(&mut self.ahead);
+        if inner.is_some() || ahead.iter().any(|(_, f)| f.reader.is_some()) {
+            O::detach(move || drop((inner, ahead)));
+        }
     }
 }
 
@@ -301,10 +347,10 @@ fn fill<R: BlockingMessageReader>(
     }
 }
 
-impl<R, O> From<Fetched<R>> for OffloadReader<R, O> {
+impl<R: BlockingMessageReader, O: Offload> From<Fetched<R>> for OffloadReader<R, O> {
     fn from(f: Fetched<R>) -> Self {
         OffloadReader {
-            inner: Arc::new(Mutex::new(f.reader)),
+            inner: f.reader.map(|r| Arc::new(Mutex::new(Some(r)))),
             ready: f.ready,
             ended: f.ended,
             offload: PhantomData,
@@ -314,9 +360,14 @@ impl<R, O> From<Fetched<R>> for OffloadReader<R, O> {
 
 /// The [`MessageReader`] of an [`OffloadStore`]: it fetches
 /// [`Offload::READ_AHEAD`] octets per call and hands them out one chunk at
-/// a time.
-pub struct OffloadReader<R, O> {
-    inner: Arc<Mutex<R>>,
+/// a time. The blocking reader is dropped in the call that finds the end
+/// of the message, so a message read to its end holds nothing open; one
+/// dropped before (TOP, a read cut short) is dropped through
+/// [`Offload::detach`].
+pub struct OffloadReader<R: BlockingMessageReader, O: Offload> {
+    /// The blocking reader, until the message ended (then `None`, and the
+    /// reader inside is dropped by the call that found the end).
+    inner: Option<Arc<Mutex<Option<R>>>>,
     /// Chunks fetched and not yet handed out.
     ready: VecDeque<Bytes>,
     /// The reader said the message ended.
@@ -324,7 +375,7 @@ pub struct OffloadReader<R, O> {
     offload: PhantomData<fn() -> O>,
 }
 
-impl<R, O> core::fmt::Debug for OffloadReader<R, O> {
+impl<R: BlockingMessageReader, O: Offload> core::fmt::Debug for OffloadReader<R, O> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("OffloadReader").finish_non_exhaustive()
     }
@@ -335,18 +386,34 @@ impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O>
         if let Some(chunk) = self.ready.pop_front() {
             return Ok(Some(chunk));
         }
-        if self.ended {
+        let Some(inner) = self.inner.clone().filter(|_| !self.ended) else {
             return Ok(None);
-        }
-        let inner = self.inner.clone();
+        };
         let (ready, ended) = run::<O, _, _>(move || {
-            let mut reader = inner.lock().map_err(|_| poisoned())?;
-            fill(&mut *reader, O::READ_AHEAD)
+            let mut guard = inner.lock().map_err(|_| poisoned())?;
+            let reader = guard.as_mut().ok_or_else(poisoned)?;
+            let (ready, ended) = fill(reader, O::READ_AHEAD)?;
+            if ended {
+                // Closed here, where blocking is allowed.
+                *guard = None;
+            }
+            Ok((ready, ended))
         })
         .await?;
         self.ready = ready;
         self.ended = ended;
+        if ended {
+            self.inner = None;
+        }
         Ok(self.ready.pop_front())
+    }
+}
+
+impl<R: BlockingMessageReader, O: Offload> Drop for OffloadReader<R, O> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            O::detach(move || drop(inner));
+        }
     }
 }
 
@@ -371,6 +438,22 @@ mod tests {
 
     std::thread_local! {
         static CALLS: Cell<usize> = const { Cell::new(0) };
+        /// Readers of [`Mem`] not yet dropped, and the most at once.
+        static OPEN: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    }
+
+    /// Message readers open now.
+    fn open_readers() -> usize {
+        OPEN.with(Cell::get).0
+    }
+
+    /// The most message readers open at once since the last call.
+    fn most_open_readers() -> usize {
+        OPEN.with(|o| {
+            let (now, most) = o.get();
+            o.set((now, now));
+            most
+        })
     }
 
     /// Runs calls inline and counts them, with the default read-ahead.
@@ -384,6 +467,13 @@ mod tests {
         {
             CALLS.with(|c| c.set(c.get() + 1));
             core::future::ready(Ok(f()))
+        }
+
+        fn detach<F>(f: F)
+        where
+            F: FnOnce() + Send + 'static,
+        {
+            f();
         }
     }
 
@@ -400,6 +490,25 @@ mod tests {
     }
 
     struct MemReader(Vec<u8>, usize);
+
+    impl MemReader {
+        fn open(body: Vec<u8>) -> MemReader {
+            OPEN.with(|o| {
+                let (now, most) = o.get();
+                o.set((now + 1, most.max(now + 1)));
+            });
+            MemReader(body, 0)
+        }
+    }
+
+    impl Drop for MemReader {
+        fn drop(&mut self) {
+            OPEN.with(|o| {
+                let (now, most) = o.get();
+                o.set((now - 1, most));
+            });
+        }
+    }
 
     impl BlockingMessageReader for MemReader {
         fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
@@ -427,7 +536,7 @@ mod tests {
                 .bodies
                 .get(index)
                 .ok_or(StoreError::Permanent(Cause::NoSuchMessage))?;
-            Ok(MemReader(body.clone(), 0))
+            Ok(MemReader::open(body.clone()))
         }
 
         fn commit(self, _deleted: Vec<usize>) -> Result<(), StoreError> {
@@ -461,7 +570,7 @@ mod tests {
         };
         let drop = OffloadMaildrop {
             messages: mem.info.clone(),
-            inner: Arc::new(Mutex::new(Some(mem))),
+            inner: Some(Arc::new(Mutex::new(Some(mem)))),
             ahead: VecDeque::new(),
             offload: PhantomData,
         };
@@ -533,6 +642,41 @@ mod tests {
         let before = calls();
         assert_eq!(read_whole(&mut drop, 3), bodies[3]);
         assert_eq!(calls(), before, "3 came with the second read of 2");
+    }
+
+    #[test]
+    fn messages_read_to_their_end_hold_no_reader_even_when_fetched_ahead() {
+        // 200 small messages: the first read fetches 64 more, all whole.
+        let (mut drop, bodies, _) = maildrop::<true>(&[100; 200]);
+        let reader = now(drop.read(0)).unwrap();
+        assert_eq!(
+            open_readers(),
+            0,
+            "message 1 and the 64 fetched after it ended: nothing stays open"
+        );
+        core::mem::drop(reader);
+        most_open_readers();
+        for (i, body) in bodies.iter().enumerate() {
+            assert_eq!(&read_whole(&mut drop, i), body, "message {i}");
+        }
+        assert_eq!(
+            most_open_readers(),
+            1,
+            "one reader at a time, in the call reading a message"
+        );
+        assert_eq!(open_readers(), 0);
+    }
+
+    #[test]
+    fn read_ahead_holds_only_the_reader_of_the_message_the_budget_ran_out_in() {
+        // 100 KB each: 0 and 1 whole, 2 in part (its reader stays open).
+        let (mut drop, bodies, _) = maildrop::<true>(&[100_000; 4]);
+        let reader = now(drop.read(0)).unwrap();
+        assert_eq!(open_readers(), 1, "message 3's, read in part");
+        core::mem::drop(reader);
+        assert_eq!(read_whole(&mut drop, 1), bodies[1]);
+        assert_eq!(read_whole(&mut drop, 2), bodies[2]);
+        assert_eq!(open_readers(), 0, "message 3 was read to its end");
     }
 
     #[test]

@@ -30,10 +30,7 @@ fn main() -> ExitCode {
             progress.update(p)
         }));
     match result {
-        Ok(report) => {
-            progress.finish(&report);
-            ExitCode::SUCCESS
-        }
+        Ok(report) => progress.finish(&report),
         Err(e) => {
             eprintln!("fetch-smol: {e}");
             ExitCode::FAILURE

@@ -7,12 +7,11 @@
 //! from a URL and a password, into a [`MessageSink`] such as the Maildir
 //! [`MaildirSink`].
 //!
-//! The sink is handed over by value and comes back with the result: its
-//! calls that wait for the disk (creating, syncing and renaming files, and
-//! scanning the folder) run on the `blocking` crate's thread pool, the one
-//! smol and async-std use, so the executor thread never stalls on an fsync.
-//! The cheap calls (appending a chunk to the open file, looking a UID up)
-//! run on the session's task.
+//! The sink is handed over by value and comes back with the result: every
+//! call on it (looking a UID up, which may fsync a file a killed run left
+//! behind; creating, writing, syncing and renaming files) runs on the
+//! `blocking` crate's thread pool, the one smol and async-std use, so the
+//! executor thread never stalls on the disk.
 //!
 //! ```no_run
 //! use pop3_async_std::fetch::{self, FetchSettings, MaildirSink, PopUrl};
@@ -45,8 +44,7 @@ use crate::client::Pop3Client;
 /// not hold yet, and with [`FetchOptions::delete`] deletes every message the
 /// sink holds; ends with QUIT. Gives the sink back with the result.
 ///
-/// A sink call that may wait for the disk ([`SinkRequest::may_block`]) runs
-/// on the `blocking` thread pool; a panic there resumes on this task, as it
+/// Every sink call runs on the `blocking` thread pool; a panic there resumes on this task, as it
 /// would have inline. If this future is dropped during such a call, the
 /// call still completes on the pool and the sink is dropped there.
 ///
@@ -75,9 +73,6 @@ pub async fn fetch_new<S: MessageSink + Send + 'static>(
                 let (now, conn) = (client.now(), client.connection());
                 match fetch.poll(now, conn) {
                     FetchStep::Io => std::task::ready!(client.poll_io(cx)),
-                    FetchStep::Sink(request) if !request.may_block() => {
-                        fetch.sink_done(execute(&mut sink, request));
-                    }
                     FetchStep::Progress(p) => progress(&p),
                     step => return Poll::Ready(step),
                 }
@@ -151,12 +146,18 @@ pub async fn connect(url: &PopUrl, settings: &FetchSettings) -> Result<Pop3Clien
 
 /// Logs in as the URL (or [`FetchSettings::auth`]) says; see
 /// [`pop3_proto::fetch::login_task`] for what is chosen when nothing is said.
+/// Before that, enables UTF-8 mode when the server offers it
+/// ([`pop3_proto::fetch::utf8_task`]): fetched messages are stored as
+/// sent, raw UTF-8 headers included.
 pub async fn authenticate(
     client: &mut Pop3Client,
     url: &PopUrl,
     settings: &FetchSettings,
     password: &str,
 ) -> Result<(), FetchError> {
+    if let Some(utf8) = pop3_proto::fetch::utf8_task(client.connection_ref().machine()) {
+        client.run(utf8).await?;
+    }
     let task = settings.login_task(client.connection_ref().machine(), url, password)?;
     Ok(client.run(task).await?)
 }

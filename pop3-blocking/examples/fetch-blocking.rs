@@ -28,10 +28,7 @@ fn main() -> ExitCode {
     match fetch::run(url, password, settings, &mut setup.sink, &mut |p| {
         progress.update(p)
     }) {
-        Ok(report) => {
-            progress.finish(&report);
-            ExitCode::SUCCESS
-        }
+        Ok(report) => progress.finish(&report),
         Err(e) => {
             eprintln!("fetch-blocking: {e}");
             ExitCode::FAILURE

@@ -302,9 +302,19 @@ fn demo_tls() -> Result<(Arc<rustls::ServerConfig>, PathBuf), BoxError> {
 /// deleting them from the server (with `--delete`) only once they are
 /// durably stored. The password comes from `POP3_PASSWORD`.
 ///
-/// What was fetched is remembered per `user@host[:port]` (as spelled in the
-/// URL) in a journal at the top of the Maildir: spell the host the same way
-/// on every run, or messages are fetched again.
+/// What was fetched is remembered per account in a journal at the top of
+/// the Maildir. The account is `user@host` (the URL's user, and its host in
+/// lower case without a trailing dot), whatever the scheme, STLS and port:
+/// moving from `pop://` with `--starttls` to `pops://` fetches nothing again.
+/// On a loopback host the port is part of it (local ports are usually
+/// tunnels to different servers). `--account` names the account instead:
+/// give the old name when the server moves, so its journal carries over.
+///
+/// Exit status: 0 when every message was dealt with, 1 on failure (what
+/// was stored is kept and journaled), 2 for usage errors, 3 when the run
+/// succeeded but left messages it could not handle on the server (refused
+/// by the server, without a usable UID, or with a UID shared by several
+/// messages; each is named on stderr).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct FetchArgs {
@@ -339,6 +349,10 @@ pub struct FetchArgs {
     /// Keep CRLF line ends (default: LF, the Unix mail convention).
     #[arg(long)]
     pub crlf: bool,
+    /// The name the journal knows the account by (default: `user@host`
+    /// from the URL, see above).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
 }
 
 fn parse_url(s: &str) -> Result<PopUrl, String> {
@@ -386,7 +400,11 @@ impl FetchArgs {
         } else {
             LineEnds::Lf
         };
-        let sink = MaildirSink::open(&self.maildir, &self.url.account_id())
+        let (account, former) = match &self.account {
+            Some(name) => (name.clone(), Vec::new()),
+            None => (self.url.account_id(), self.url.former_account_ids()),
+        };
+        let sink = MaildirSink::open_with_former(&self.maildir, &account, &former)
             .map_err(|e| format!("cannot open the Maildir {}: {e}", self.maildir.display()))?
             .with_line_ends(line_ends);
         Ok(FetchSetup {
@@ -440,8 +458,10 @@ impl FetchProgress {
         }
     }
 
-    /// Ends the bar and prints the one-line summary (and the refusals).
-    pub fn finish(&self, report: &FetchReport) {
+    /// Ends the bar and prints the one-line summary (and every message left
+    /// on the server for a reason); the exit status: success, or 3 when the
+    /// run was incomplete ([`FetchReport::is_complete`]).
+    pub fn finish(&self, report: &FetchReport) -> std::process::ExitCode {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -455,6 +475,20 @@ impl FetchProgress {
         );
         for (msg, e) in &report.refused {
             eprintln!("message {msg}: {e}");
+        }
+        for msg in &report.unidentified {
+            eprintln!(
+                "message {msg}: no usable UID (UIDL line missing or malformed), left on the server"
+            );
+        }
+        for msg in &report.ambiguous {
+            eprintln!("message {msg}: its UID is shared with another message, left on the server");
+        }
+        if report.is_complete() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            eprintln!("incomplete: messages were left on the server");
+            std::process::ExitCode::from(3)
         }
     }
 }

@@ -102,12 +102,18 @@ pub fn connect(url: &PopUrl, settings: &FetchSettings) -> Result<Pop3Client, Fet
 
 /// Logs in as the URL (or [`FetchSettings::auth`]) says; see
 /// [`pop3_proto::fetch::login_task`] for what is chosen when nothing is said.
+/// Before that, enables UTF-8 mode when the server offers it
+/// ([`pop3_proto::fetch::utf8_task`]): fetched messages are stored as
+/// sent, raw UTF-8 headers included.
 pub fn authenticate(
     client: &mut Pop3Client,
     url: &PopUrl,
     settings: &FetchSettings,
     password: &str,
 ) -> Result<(), FetchError> {
+    if let Some(utf8) = pop3_proto::fetch::utf8_task(client.connection_ref().machine()) {
+        client.run(utf8)?;
+    }
     let task = settings.login_task(client.connection_ref().machine(), url, password)?;
     Ok(client.run(task)?)
 }

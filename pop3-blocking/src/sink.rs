@@ -9,7 +9,15 @@
 //!   `cur/<name>:2,<flags>`.
 //! - The journal, `.pop3-uidl-<16 hex digits of SHA-256(account)>` at the
 //!   Maildir's top, lists (one per line) the UIDs of every message durably
-//!   stored and not yet seen gone from the server.
+//!   stored and not yet seen gone from the server, and as `ambiguous <uid>`
+//!   every UID the server listed for two messages (no deletion is ever
+//!   based on it) while the server still lists it.
+//! - The account is any string naming the maildrop; the fetch examples use
+//!   `PopUrl::account_id` (`user@host`, see there for why neither scheme
+//!   nor port is part of it). [`MaildirSink::open_with_former`] also reads
+//!   the journals and files of names the account had before (an earlier
+//!   version's `user@host:port`, a server that moved), and copies their
+//!   UIDs into this account's journal at the next sync.
 //!
 //! # Commit order
 //!
@@ -34,7 +42,9 @@
 //! holding the file was synced, so the journal never names a message whose
 //! file could still vanish in a crash. A crash before step 3 may lose
 //! renames, but no DELE was sent yet: those messages are still on the
-//! server and are fetched again. An interruption before step 2 leaves at
+//! server and are fetched again. The fetch driver syncs on its failure
+//! path too, so a run that breaks off after storing messages journals them
+//! like a successful one. An interruption before step 2 leaves at
 //! most a stale file in `tmp/`, removed when the Maildir is next opened for
 //! the same account.
 //!
@@ -96,6 +106,11 @@ pub struct MaildirSink {
     /// The account's tag, in the journal's and temporary files' names.
     tag: String,
     saved: HashSet<Vec<u8>>,
+    /// UIDs seen on two messages (journal lines `ambiguous <uid>`).
+    ambiguous: HashSet<Vec<u8>>,
+    /// Names the account had before (see [`MaildirSink::open_with_former`]):
+    /// their files count as stored.
+    former: Vec<String>,
     /// Stored since the last sync, not yet in the journal (they are in
     /// `saved`).
     pending: Vec<Uid>,
@@ -113,12 +128,26 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl MaildirSink {
     /// Opens (creating if needed) the Maildir at `root` for `account` (any
-    /// string naming the POP3 maildrop, e.g. `user@host:port`: UIDs are
-    /// unique only within one maildrop). Reads the journal, drops a partly
+    /// string naming the POP3 maildrop, e.g. `PopUrl::account_id`'s
+    /// `user@host`: UIDs are unique only within one maildrop). Reads the journal, drops a partly
     /// written last entry, removes files this sink left in `tmp/`, and
     /// reads the names in `cur/`: a fetch's lookups then touch no
     /// directory listing, as they may run on an async runtime's thread.
     pub fn open(root: impl AsRef<Path>, account: &str) -> io::Result<MaildirSink> {
+        MaildirSink::open_with_former(root, account, &[])
+    }
+
+    /// [`MaildirSink::open`], also reading what was stored under names the
+    /// account had before (e.g. [`PopUrl::former_account_ids`]): their
+    /// journals' UIDs and their files count as stored, and go into this
+    /// account's journal at the next sync.
+    ///
+    /// [`PopUrl::former_account_ids`]: pop3_proto::url::PopUrl::former_account_ids
+    pub fn open_with_former(
+        root: impl AsRef<Path>,
+        account: &str,
+        former: &[String],
+    ) -> io::Result<MaildirSink> {
         let root = root.as_ref().to_path_buf();
         // Mail is private: new folders are 0700 and files 0600, as Maildir
         // deliverers make them (existing folders keep their modes).
@@ -157,11 +186,26 @@ impl MaildirSink {
             journal.sync_data()?;
             journal.seek(SeekFrom::End(0))?;
         }
-        let saved = text[..complete]
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
+        let (saved, ambiguous) = parse_journal(&text[..complete]);
+        let mut pending = Vec::new();
+        let mut saved = saved;
+        let former: Vec<String> = former.iter().filter(|f| *f != account).cloned().collect();
+        for name in &former {
+            let ftag = hex(&Sha256::digest(name.as_bytes()))[..16].to_owned();
+            let text = match fs::read(root.join(format!(".pop3-uidl-{ftag}"))) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            for uid in parse_journal(&text[..complete]).0 {
+                if let Ok(u) = Uid::new(Bytes::copy_from_slice(&uid))
+                    && saved.insert(uid)
+                {
+                    pending.push(u);
+                }
+            }
+        }
         let mut sink = MaildirSink {
             root,
             account: account.to_owned(),
@@ -170,7 +214,9 @@ impl MaildirSink {
             _lock: lock,
             tag,
             saved,
-            pending: Vec::new(),
+            ambiguous,
+            former,
+            pending,
             sync_new: false,
             sync_cur: false,
             cur: None,
@@ -202,11 +248,7 @@ impl MaildirSink {
 
     /// The file name a message with `uid` gets in `new/`.
     pub fn file_name(&self, uid: &Uid) -> String {
-        let mut h = Sha256::new();
-        h.update(self.account.as_bytes());
-        h.update([0]);
-        h.update(uid.as_bytes());
-        format!("{}.pop3", &hex(&h.finalize())[..32])
+        file_name(&self.account, uid)
     }
 
     fn clean_tmp(&self) -> io::Result<()> {
@@ -257,21 +299,27 @@ impl MessageSink for MaildirSink {
         if self.saved.contains(uid.as_bytes()) {
             return Ok(true);
         }
-        let name = self.file_name(uid);
-        let in_new = self.root.join("new").join(&name);
-        let found = if in_new.exists() {
-            // Stored by a run that stopped before its journal entry, maybe
-            // before its data or its rename reached the disk: the data now,
-            // the directory at the sync, before any DELE.
-            File::open(&in_new)?.sync_all()?;
-            self.sync_new = true;
-            true
-        } else if self.in_cur(&name)? {
-            self.sync_cur = true;
-            true
-        } else {
-            false
-        };
+        let mut found = false;
+        let accounts: Vec<String> = std::iter::once(self.account.clone())
+            .chain(self.former.iter().cloned())
+            .collect();
+        for account in &accounts {
+            let name = file_name(account, uid);
+            let in_new = self.root.join("new").join(&name);
+            if in_new.exists() {
+                // Stored by a run that stopped before its journal entry,
+                // maybe before its data or its rename reached the disk: the
+                // data now, the directory at the sync, before any DELE.
+                File::open(&in_new)?.sync_all()?;
+                self.sync_new = true;
+                found = true;
+                break;
+            } else if self.in_cur(&name)? {
+                self.sync_cur = true;
+                found = true;
+                break;
+            }
+        }
         if found {
             self.stored(uid);
         }
@@ -356,13 +404,13 @@ impl MessageSink for MaildirSink {
         if !self.pending.is_empty() || self.sync_new || self.sync_cur {
             self.sync()?;
         }
-        let keep: Vec<Vec<u8>> = self
-            .saved
-            .iter()
-            .filter(|u| Uid::new(Bytes::copy_from_slice(u)).is_ok_and(|uid| listed.contains(&uid)))
-            .cloned()
-            .collect();
-        if keep.len() == self.saved.len() {
+        let is_listed = |u: &&Vec<u8>| {
+            Uid::new(Bytes::copy_from_slice(u)).is_ok_and(|uid| listed.contains(&uid))
+        };
+        let keep: Vec<Vec<u8>> = self.saved.iter().filter(is_listed).cloned().collect();
+        let keep_ambiguous: HashSet<Vec<u8>> =
+            self.ambiguous.iter().filter(is_listed).cloned().collect();
+        if keep.len() == self.saved.len() && keep_ambiguous.len() == self.ambiguous.len() {
             return Ok(());
         }
         let tmp = self.journal_path.with_extension("rewrite");
@@ -377,6 +425,11 @@ impl MessageSink for MaildirSink {
                 text.extend_from_slice(u);
                 text.push(b'\n');
             }
+            for u in &keep_ambiguous {
+                text.extend_from_slice(AMBIGUOUS);
+                text.extend_from_slice(u);
+                text.push(b'\n');
+            }
             f.write_all(&text)?;
             f.sync_all()?;
         }
@@ -384,8 +437,53 @@ impl MessageSink for MaildirSink {
         sync_dir(&self.root)?;
         self.journal = OpenOptions::new().append(true).open(&self.journal_path)?;
         self.saved = keep.into_iter().collect();
+        self.ambiguous = keep_ambiguous;
         Ok(())
     }
+
+    fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
+        let mut lines = Vec::new();
+        for uid in now {
+            if self.ambiguous.insert(uid.as_bytes().to_vec()) {
+                lines.extend_from_slice(AMBIGUOUS);
+                lines.extend_from_slice(uid.as_bytes());
+                lines.push(b'\n');
+            }
+        }
+        if !lines.is_empty() {
+            self.journal.write_all(&lines)?;
+            self.journal.sync_data()?;
+        }
+        Ok(self
+            .ambiguous
+            .iter()
+            .filter_map(|u| Uid::new(Bytes::copy_from_slice(u)).ok())
+            .collect())
+    }
+}
+
+/// The journal's mark of an ambiguous UID (a UID has no space: older
+/// versions read such a line as a UID no server lists).
+const AMBIGUOUS: &[u8] = b"ambiguous ";
+
+/// The stored and the ambiguous UIDs of a journal's complete lines.
+fn parse_journal(text: &[u8]) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
+    let (mut saved, mut ambiguous) = (HashSet::new(), HashSet::new());
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        match line.strip_prefix(AMBIGUOUS) {
+            Some(uid) => ambiguous.insert(uid.to_vec()),
+            None => saved.insert(line.to_vec()),
+        };
+    }
+    (saved, ambiguous)
+}
+
+fn file_name(account: &str, uid: &Uid) -> String {
+    let mut h = Sha256::new();
+    h.update(account.as_bytes());
+    h.update([0]);
+    h.update(uid.as_bytes());
+    format!("{}.pop3", &hex(&h.finalize())[..32])
 }
 
 impl Drop for MaildirSink {
@@ -572,5 +670,50 @@ mod tests {
         store(&mut sink, "five", &[b"5\r\n"]);
         sink.sync().unwrap();
         assert_eq!(fs::read_to_string(&journal).unwrap(), "four\nfive\n");
+    }
+
+    #[test]
+    fn ambiguous_uids_are_remembered_until_the_server_lists_them_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = |ids: &[&str]| ids.iter().map(|i| uid(i)).collect::<HashSet<Uid>>();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        store(&mut sink, "twin", &[b"1\r\n"]);
+        sink.sync().unwrap();
+        assert_eq!(sink.ambiguous(&set(&["twin"])).unwrap(), set(&["twin"]));
+        drop(sink);
+        // A later run, the twin gone: the UID is still ambiguous, and the
+        // message still stored.
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert_eq!(sink.ambiguous(&set(&[])).unwrap(), set(&["twin"]));
+        assert!(sink.contains(&uid("twin")).unwrap());
+        sink.retain(&set(&["twin", "other"])).unwrap();
+        assert_eq!(sink.ambiguous(&set(&[])).unwrap(), set(&["twin"]));
+        // Gone from the server: forgotten, in the journal too.
+        sink.retain(&set(&["other"])).unwrap();
+        drop(sink);
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert_eq!(sink.ambiguous(&set(&[])).unwrap(), set(&[]));
+    }
+
+    #[test]
+    fn what_was_stored_under_a_former_account_name_counts_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let former = ["a@h:8110".to_owned()];
+        let mut sink = MaildirSink::open(dir.path(), &former[0]).unwrap();
+        store(&mut sink, "journaled", &[b"1\r\n"]);
+        sink.sync().unwrap();
+        // Killed after the rename, before the sync: only the file tells.
+        store(&mut sink, "renamed", &[b"2\r\n"]);
+        drop(sink);
+        let mut sink = MaildirSink::open_with_former(dir.path(), "a@h", &former).unwrap();
+        assert!(sink.contains(&uid("journaled")).unwrap());
+        assert!(sink.contains(&uid("renamed")).unwrap());
+        assert!(!sink.contains(&uid("new")).unwrap());
+        sink.sync().unwrap();
+        drop(sink);
+        // Journaled under the new name: known without the former one.
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(sink.contains(&uid("journaled")).unwrap());
+        assert!(sink.contains(&uid("renamed")).unwrap());
     }
 }

@@ -25,42 +25,64 @@
 //!
 //! # Why every message ends up stored exactly once, and none is lost
 //!
-//! The argument rests on four facts:
+//! The argument rests on five facts:
 //!
 //! 1. *The server removes nothing without QUIT.* DELE only marks; removal
 //!    happens in the UPDATE state, which only an acknowledged QUIT enters
 //!    (RFC 1939 §6). A run killed at any point before the server processed
 //!    QUIT removes nothing, whatever DELEs it sent.
-//! 2. *DELE is sent only for stored messages.* the driver sends `DELE n`
-//!    only for a message whose UID the sink reports stored: either
-//!    [`MessageSink::contains`] said so, or [`MessageSink::commit`]
-//!    returned `Ok` for it in this run; and only after
-//!    [`MessageSink::sync`] returned `Ok`, which makes every one of them
-//!    durable (the Maildir sink: each file fsynced before its rename into
-//!    `new/`; at the sync, the directory fsynced, then the journal). So at
-//!    the moment any DELE is on the wire, the message is durably stored; a
-//!    fortiori when QUIT removes it.
+//! 2. *DELE is sent only for messages this client stored.* The driver
+//!    sends `DELE n` only for a message whose UID the sink reports stored
+//!    ([`MessageSink::contains`] said so, or [`MessageSink::commit`]
+//!    returned `Ok` for it in this run) and whose UID is not ambiguous
+//!    (below); and only after [`MessageSink::sync`] returned `Ok`, which
+//!    makes every one of them durable (the Maildir sink: each file fsynced
+//!    before its rename into `new/`; at the sync, the directory fsynced,
+//!    then the journal). So at the moment any DELE is on the wire, the
+//!    message is durably stored; a fortiori when QUIT removes it.
 //! 3. *Stored messages are recognised.* A message is identified by its UIDL
-//!    unique-id, which the server keeps for the message's lifetime and never
-//!    reuses (RFC 1939 §7). Once stored, `contains(uid)` is `true` for good:
-//!    the Maildir sink names the file after a hash of account and UID and
-//!    looks for it in `new/` and `cur/`, and also keeps the UID in a
-//!    journal written after the file (so a message later moved or deleted
-//!    locally is still not fetched again while it stays on the server).
-//!    Such a message is never written a second time, only DELEd again
-//!    (with `delete`).
+//!    unique-id within its account (the Maildir sink keys its records by
+//!    the account, see `PopUrl::account_id`). Once stored, `contains(uid)`
+//!    is `true` for good: the Maildir sink names the file after a hash of
+//!    account and UID and looks for it in `new/` and `cur/`, and also keeps
+//!    the UID in a journal written after the file (so a message later moved
+//!    or deleted locally is still not fetched again while it stays on the
+//!    server). Such a message is never written a second time, only DELEd
+//!    again (with `delete`).
 //! 4. *Storing is atomic.* A message becomes visible in the Maildir by one
 //!    rename of a complete, fsynced file; a run killed earlier leaves only a
 //!    file in `tmp/`, which is not a delivered message and is cleaned up on
 //!    the next open. So a message is either stored whole or not at all.
+//! 5. *A failing run journals what it stored.* When the session, the
+//!    server or the sink fails after messages were stored, the driver asks
+//!    the sink for one more [`MessageSink::sync`] (best effort) before it
+//!    returns the error: the journal then names them, and a message the
+//!    user files away or deletes before the next run is not fetched again.
+//!    (Without that sync, 3 still holds for files left in `new/` and
+//!    `cur/`, but not for files moved elsewhere.)
 //!
-//! Hence after a kill at any instant and a rerun: a message still on the
-//! server is either stored (3: skipped, never stored twice) or not (fetched
-//! now, once, 4); a message gone from the server was removed by a QUIT (1)
-//! after its DELE, hence after it was stored (2). Every message is in the
-//! Maildir exactly once. The residual risks are outside the protocol: a
-//! server that breaks UIDL's promises, or a storage device that lies about
-//! fsync.
+//! Hence after a kill or a failure at any instant and a rerun: a message
+//! still on the server is either stored (3: skipped, never stored twice)
+//! or not (fetched now, once, 4); a message gone from the server was removed
+//! by a QUIT (1) after its DELE, hence after it was stored (2). Every
+//! message is in the Maildir exactly once.
+//!
+//! # UIDs that do not identify a message
+//!
+//! RFC 1939 §7 promises that a unique-id names one message, but some
+//! servers derive it from a digest or the Message-ID and give two messages
+//! the same one. The driver then stores at most the first message listed
+//! with that UID, and never deletes any message with it: what the sink
+//! holds under the UID may be the other one. The UID stays ambiguous for
+//! as long as the sink remembers it ([`MessageSink::ambiguous`]: the
+//! Maildir sink journals it until the server no longer lists it), so a
+//! message is not deleted unread in a later run when its twin is gone.
+//! A message whose UIDL line is missing or does not parse (LIST names it,
+//! UIDL does not) is neither fetched nor deleted. Both are reported
+//! ([`FetchReport::ambiguous`], [`FetchReport::unidentified`]), and the run
+//! is then not [complete](FetchReport::is_complete). The residual risks
+//! are outside the protocol: a server that reuses a UID for a new message
+//! after the stored one is gone, or a storage device that lies about fsync.
 //!
 
 use std::collections::{HashMap, HashSet};
@@ -155,6 +177,21 @@ pub trait MessageSink {
         let _ = listed;
         Ok(())
     }
+
+    /// The server listed each UID of `now` for two messages or more (a
+    /// server whose UIDs are digests or Message-IDs): the sink remembers
+    /// them as ambiguous, durably, until [`retain`](MessageSink::retain)
+    /// sees them gone from the server, and answers with every UID it
+    /// remembers as ambiguous (`now` included). The driver never deletes
+    /// a message whose UID is in the answer: what the sink holds under
+    /// that UID may be the other message.
+    ///
+    /// The default remembers nothing and answers `now`: a sink used with
+    /// deletion should override it, or a message that shared its UID with
+    /// one stored in an earlier run is deleted unread once its twin is gone.
+    fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
+        Ok(now.clone())
+    }
 }
 
 /// What the driver asks of the sink.
@@ -175,23 +212,8 @@ pub enum SinkRequest {
     Abort,
     /// [`MessageSink::sync`]; answer [`SinkReply::Done`].
     Sync,
-}
-
-impl SinkRequest {
-    /// Whether the request may wait for the disk (a sink creates, syncs or
-    /// renames files for it): an adapter on an async runtime runs these off
-    /// its reactor. Appending a chunk ([`SinkRequest::Write`]) and looking a
-    /// UID up are expected to be quick.
-    pub fn may_block(&self) -> bool {
-        matches!(
-            self,
-            SinkRequest::Begin(_)
-                | SinkRequest::Commit
-                | SinkRequest::Abort
-                | SinkRequest::Retain(_)
-                | SinkRequest::Sync
-        )
-    }
+    /// [`MessageSink::ambiguous`]; answer [`SinkReply::Ambiguous`].
+    Ambiguous(HashSet<Uid>),
 }
 
 /// The sink's answer to a [`SinkRequest`].
@@ -200,6 +222,8 @@ impl SinkRequest {
 pub enum SinkReply {
     /// To [`SinkRequest::Contains`].
     Contains(io::Result<bool>),
+    /// To [`SinkRequest::Ambiguous`].
+    Ambiguous(io::Result<HashSet<Uid>>),
     /// To every other request.
     Done(io::Result<()>),
 }
@@ -214,6 +238,7 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
         SinkRequest::Write(chunk) => SinkReply::Done(sink.write(&chunk)),
         SinkRequest::Commit => SinkReply::Done(sink.commit()),
         SinkRequest::Sync => SinkReply::Done(sink.sync()),
+        SinkRequest::Ambiguous(now) => SinkReply::Ambiguous(sink.ambiguous(&now)),
         SinkRequest::Abort => {
             sink.abort();
             SinkReply::Done(Ok(()))
@@ -259,6 +284,34 @@ pub struct FetchReport {
     pub deleted: usize,
     /// Messages the server refused to send or delete, with its reply.
     pub refused: Vec<(MessageNumber, ServerError)>,
+    /// Messages without a usable UID (their UIDL line was missing or did
+    /// not parse, though LIST names them): neither fetched nor deleted.
+    pub unidentified: Vec<MessageNumber>,
+    /// Messages whose UID is ambiguous (listed for another message too, now
+    /// or in a run the sink remembers): never deleted, and fetched only as
+    /// the first message listed with that UID when the sink does not hold
+    /// it yet.
+    pub ambiguous: Vec<MessageNumber>,
+}
+
+impl FetchReport {
+    /// Whether the run dealt with every message the server listed: none
+    /// refused, none without a usable UID, none with an ambiguous one. An
+    /// incomplete run left messages on the server (and perhaps undelivered)
+    /// that a rerun will not change by itself.
+    ///
+    /// ```
+    /// use pop3_proto::fetch::FetchReport;
+    /// use pop3_proto::types::MessageNumber;
+    ///
+    /// let mut report = FetchReport::default();
+    /// assert!(report.is_complete());
+    /// report.unidentified.push(MessageNumber::new(3).unwrap());
+    /// assert!(!report.is_complete());
+    /// ```
+    pub fn is_complete(&self) -> bool {
+        self.refused.is_empty() && self.unidentified.is_empty() && self.ambiguous.is_empty()
+    }
 }
 
 /// Why a fetch failed.
@@ -486,6 +539,57 @@ pub fn login_task(
     }
 }
 
+/// `UTF8` (RFC 6856), when the session offers it and has not enabled it
+/// yet: the task to run before the login. A fetch stores messages as raw
+/// octets, so it asks for UTF-8 mode wherever it can: a server may
+/// otherwise replace a message with raw UTF-8 headers by a placeholder, or
+/// hold it back. A `-ERR` to it leaves the session as it was.
+///
+/// ```
+/// use pop3_proto::client::{Client, ClientConfig};
+/// use pop3_proto::fetch::utf8_task;
+/// use pop3_proto::time::Instant;
+///
+/// // No CAPA read yet: nothing to ask.
+/// let client = Client::new(ClientConfig::default(), Instant::ZERO);
+/// assert!(utf8_task(&client).is_none());
+/// ```
+pub fn utf8_task(client: &Client) -> Option<EnableUtf8> {
+    let offered = client
+        .capabilities()?
+        .iter()
+        .any(|c| matches!(c, crate::response::Capability::Utf8 { .. }));
+    (offered && !client.is_utf8()).then(|| EnableUtf8(task::Simple::new(Command::Utf8)))
+}
+
+/// The task [`utf8_task`] chooses: `UTF8`, whose output says whether the
+/// server accepted it (a `-ERR` is `Ok(false)`, not an error).
+#[derive(Debug)]
+pub struct EnableUtf8(task::Simple);
+
+impl Task for EnableUtf8 {
+    type Output = bool;
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.0.start(client)
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<bool, Error>> {
+        match self.0.event(event, cx)? {
+            Ok(_) => Some(Ok(true)),
+            Err(Error::Server(e)) => {
+                tracing::warn!(target: "pop3_proto::fetch", "the server offers UTF8 but refused it: {e}");
+                Some(Ok(false))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 /// What [`Fetch::poll`] wants next.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -506,6 +610,9 @@ enum Phase {
     Start,
     Uidl(Running<task::Uidl>),
     List(Running<task::List>),
+    /// Telling the sink which UIDs are listed twice, asking which it
+    /// remembers as ambiguous.
+    Ambiguous,
     /// Asking the sink about `uids[next]`.
     Check,
     Retrieve(RetrBatchState),
@@ -523,12 +630,15 @@ enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
     Retain,
+    Ambiguous,
     Contains,
     Begin,
     Write,
     Commit,
     Abort,
     Sync,
+    /// The sync of a failing run, before its error is returned.
+    FinalSync,
 }
 
 /// The save-before-delete driver, on a logged-in session. See the
@@ -544,7 +654,14 @@ pub struct Fetch {
     sizes: HashMap<MessageNumber, u64>,
     next: usize,
     seen: HashSet<Uid>,
+    /// UIDs listed for two messages, now or in a run the sink remembers.
+    ambiguous: HashSet<Uid>,
+    /// Messages to delete: stored, with an unambiguous UID.
     stored: Vec<MessageNumber>,
+    /// Whether the message being received may be deleted once stored.
+    deletable: bool,
+    /// The sink found or stored messages since its last sync.
+    sync_due: bool,
     wanted: Vec<(MessageNumber, Uid)>,
     report: FetchReport,
     progress: Progress,
@@ -566,7 +683,10 @@ impl Fetch {
             sizes: HashMap::new(),
             next: 0,
             seen: HashSet::new(),
+            ambiguous: HashSet::new(),
             stored: Vec::new(),
+            deletable: false,
+            sync_due: false,
             wanted: Vec::new(),
             report: FetchReport::default(),
             progress: Progress::default(),
@@ -578,6 +698,18 @@ impl Fetch {
     fn done(&mut self, result: Result<FetchReport, FetchError>) -> FetchStep {
         self.phase = Phase::Over;
         FetchStep::Done(result)
+    }
+
+    /// The fetch fails. What the sink found or stored is made durable first
+    /// (best effort: the sink's own failure is only logged), so that a
+    /// failing run's messages are journaled like a successful run's; then
+    /// the error is returned.
+    fn fail(&mut self, error: FetchError) -> FetchStep {
+        if core::mem::take(&mut self.sync_due) {
+            self.failure = Some(error);
+            return self.ask(Awaiting::FinalSync, SinkRequest::Sync);
+        }
+        self.done(Err(error))
     }
 
     fn ask(&mut self, awaiting: Awaiting, request: SinkRequest) -> FetchStep {
@@ -601,7 +733,10 @@ impl Fetch {
         match (awaiting, reply) {
             (Awaiting::Contains, SinkReply::Contains(Ok(true))) => {
                 let entry = &self.uids[self.next];
-                self.stored.push(entry.msg);
+                if !self.ambiguous.contains(&entry.uid) {
+                    self.stored.push(entry.msg);
+                }
+                self.sync_due = true;
                 self.report.already_stored += 1;
                 self.next += 1;
             }
@@ -612,8 +747,17 @@ impl Fetch {
             }
             (Awaiting::Contains, SinkReply::Contains(Err(e))) => self.failure = failed(e),
             (Awaiting::Abort, _) => {}
+            (Awaiting::Ambiguous, SinkReply::Ambiguous(Ok(remembered))) => {
+                self.ambiguous.extend(remembered);
+            }
+            (Awaiting::FinalSync, SinkReply::Done(Err(e))) => {
+                tracing::warn!(target: "pop3_proto::fetch", "cannot make the messages stored so far durable: {e}");
+            }
             (Awaiting::Commit, SinkReply::Done(Ok(()))) => {
-                if let Phase::Body(_, _, msg) = &self.phase {
+                self.sync_due = true;
+                if let Phase::Body(_, _, msg) = &self.phase
+                    && self.deletable
+                {
                     self.stored.push(*msg);
                 }
                 self.report.saved += 1;
@@ -632,8 +776,16 @@ impl Fetch {
                 self.failure = failed(e);
                 self.awaiting = Some(Awaiting::Abort);
             }
-            (_, SinkReply::Done(Err(e)) | SinkReply::Contains(Err(e))) => self.failure = failed(e),
-            (_, SinkReply::Contains(Ok(_)) | SinkReply::Done(Ok(()))) => {}
+            (
+                _,
+                SinkReply::Done(Err(e))
+                | SinkReply::Contains(Err(e))
+                | SinkReply::Ambiguous(Err(e)),
+            ) => self.failure = failed(e),
+            (
+                _,
+                SinkReply::Contains(Ok(_)) | SinkReply::Done(Ok(())) | SinkReply::Ambiguous(Ok(_)),
+            ) => {}
         }
     }
 
@@ -648,7 +800,7 @@ impl Fetch {
                 return FetchStep::Io;
             }
             if let Some(e) = self.failure.take() {
-                return self.done(Err(e));
+                return self.fail(e);
             }
             if core::mem::take(&mut self.report_progress) {
                 return FetchStep::Progress(self.progress);
@@ -656,18 +808,17 @@ impl Fetch {
             match &mut self.phase {
                 Phase::Start => match conn.start(task::Uidl::new()) {
                     Ok(r) => self.phase = Phase::Uidl(r),
-                    Err(e) => return self.done(Err(e.into())),
+                    Err(e) => return self.fail(e.into()),
                 },
                 Phase::Uidl(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
-                    Some(Err(Error::Server(e))) => return self.done(Err(FetchError::NoUidl(e))),
-                    Some(Err(e)) => return self.done(Err(e.into())),
+                    Some(Err(Error::Server(e))) => return self.fail(FetchError::NoUidl(e)),
+                    Some(Err(e)) => return self.fail(e.into()),
                     Some(Ok(uids)) => {
-                        self.report.listed = uids.len();
                         self.uids = uids;
                         match conn.start(task::List::new()) {
                             Ok(r) => self.phase = Phase::List(r),
-                            Err(e) => return self.done(Err(e.into())),
+                            Err(e) => return self.fail(e.into()),
                         }
                     }
                 },
@@ -678,23 +829,61 @@ impl Fetch {
                             self.sizes = list.into_iter().map(|s| (s.msg, s.size)).collect()
                         }
                         Some(Err(Error::Server(_))) => {}
-                        Some(Err(e)) => return self.done(Err(e.into())),
+                        Some(Err(e)) => return self.fail(e.into()),
                     }
-                    self.phase = Phase::Check;
+                    // A message LIST names but UIDL does not (its line was
+                    // missing or did not parse) cannot be told apart from
+                    // the others: it is left alone, and the report says so.
+                    let identified: HashSet<MessageNumber> =
+                        self.uids.iter().map(|u| u.msg).collect();
+                    let mut unidentified: Vec<MessageNumber> = self
+                        .sizes
+                        .keys()
+                        .filter(|m| !identified.contains(m))
+                        .copied()
+                        .collect();
+                    unidentified.sort();
+                    for msg in &unidentified {
+                        tracing::warn!(target: "pop3_proto::fetch", "message {msg} has no usable UID (its UIDL line is missing or did not parse): left on the server");
+                    }
+                    self.report.listed = self.uids.len() + unidentified.len();
+                    self.report.unidentified = unidentified;
+                    self.phase = Phase::Ambiguous;
                     // Forget UIDs gone from the server, but only when the
                     // listings agree (a UIDL line that could not be parsed
                     // must not make a stored message look gone).
-                    if !self.sizes.is_empty() && self.sizes.len() == self.uids.len() {
+                    if !self.sizes.is_empty()
+                        && self.sizes.len() == self.uids.len()
+                        && self.report.unidentified.is_empty()
+                    {
                         let listed = self.uids.iter().map(|u| u.uid.clone()).collect();
                         return self.ask(Awaiting::Retain, SinkRequest::Retain(listed));
                     }
                 }
+                Phase::Ambiguous => {
+                    let mut once = HashSet::new();
+                    let twice: HashSet<Uid> = self
+                        .uids
+                        .iter()
+                        .filter(|u| !once.insert(&u.uid))
+                        .map(|u| u.uid.clone())
+                        .collect();
+                    self.ambiguous.extend(twice.iter().cloned());
+                    self.phase = Phase::Check;
+                    return self.ask(Awaiting::Ambiguous, SinkRequest::Ambiguous(twice));
+                }
                 Phase::Check => {
                     if let Some(entry) = self.uids.get(self.next) {
-                        if !self.seen.insert(entry.uid.clone()) {
+                        let first = self.seen.insert(entry.uid.clone());
+                        if self.ambiguous.contains(&entry.uid) {
+                            // What the sink holds under this UID may be
+                            // another message: never deleted.
+                            tracing::warn!(target: "pop3_proto::fetch", "UID {} is shared by several messages (message {}): left on the server", entry.uid, entry.msg);
+                            self.report.ambiguous.push(entry.msg);
+                        }
+                        if !first {
                             // Two messages with one UID: only the first can
-                            // be told apart.
-                            tracing::warn!(target: "pop3_proto::fetch", "duplicate UID {} (message {})", entry.uid, entry.msg);
+                            // be stored under it.
                             self.next += 1;
                             continue;
                         }
@@ -714,7 +903,7 @@ impl Fetch {
                     };
                     match conn.retr_many(self.wanted.iter().map(|(m, _)| *m)) {
                         Ok(batch) => self.phase = Phase::Retrieve(batch),
-                        Err(e) => return self.done(Err(e.into())),
+                        Err(e) => return self.fail(e.into()),
                     }
                     return FetchStep::Progress(self.progress);
                 }
@@ -726,7 +915,7 @@ impl Fetch {
                         // session): the others go on.
                         self.report.refused.push((msg, e));
                     }
-                    Some(Some((_, Err(e)))) => return self.done(Err(e.into())),
+                    Some(Some((_, Err(e)))) => return self.fail(e.into()),
                     Some(Some((msg, Ok(body)))) => {
                         let Some(uid) = self
                             .wanted
@@ -742,6 +931,7 @@ impl Fetch {
                             unreachable!("in the retrieve phase");
                         };
                         self.phase = Phase::Body(batch, body, msg);
+                        self.deletable = !self.ambiguous.contains(&uid);
                         self.size = 0;
                         return self.ask(Awaiting::Begin, SinkRequest::Begin(uid));
                     }
@@ -756,11 +946,14 @@ impl Fetch {
                     Some(Ok(None)) => return self.ask(Awaiting::Commit, SinkRequest::Commit),
                     Some(Err(e)) => return self.abort(e.into()),
                 },
-                Phase::Sync => return self.ask(Awaiting::Sync, SinkRequest::Sync),
+                Phase::Sync => {
+                    self.sync_due = false;
+                    return self.ask(Awaiting::Sync, SinkRequest::Sync);
+                }
                 Phase::Synced => self.finish_retrieval(conn),
                 Phase::Dele(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
-                    Some(Err(e)) => return self.done(Err(e.into())),
+                    Some(Err(e)) => return self.fail(e.into()),
                     Some(Ok(results)) => {
                         for (msg, result) in results {
                             match result {
@@ -773,7 +966,7 @@ impl Fetch {
                 },
                 Phase::Quit(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
-                    Some(Err(e)) => return self.done(Err(e.into())),
+                    Some(Err(e)) => return self.fail(e.into()),
                     Some(Ok(_)) => {
                         let report = core::mem::take(&mut self.report);
                         return self.done(Ok(report));

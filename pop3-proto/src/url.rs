@@ -284,31 +284,84 @@ impl PopUrl {
     }
 
     /// A name for the maildrop the URL designates, to key a client's
-    /// records of what it has fetched: `user@host`, plus `:port` unless the
-    /// port is its scheme's usual one (110 for `pop://`, 995 for `pops://`,
-    /// which serve the same maildrop).
+    /// records of what it has fetched (the Maildir sink's journal and file
+    /// names): `user@host`.
     ///
-    /// Two maildrops must never share a name: a message whose unique-id one
-    /// of them has already stored would be taken as stored, and perhaps
-    /// deleted, for the other. So any non-standard port is part of the name
-    /// (two services on one host, or tunnels to several hosts on `localhost`),
-    /// at the price of fetching again when the same maildrop is reached through
-    /// another port or host spelling.
+    /// What identifies an account is the user and the server's host name,
+    /// nothing of how it is reached: the scheme, STLS or not, and the port
+    /// are left out (`pop://alice@host` with STLS on port 110 and
+    /// `pops://alice@host` on 995 are one maildrop, and moving to implicit
+    /// TLS, as RFC 8314 recommends, must not fetch everything again); the
+    /// host is compared without case (IDNA maps it to lower case) and
+    /// without a trailing dot. One exception: on a loopback host
+    /// (`localhost`, `127.0.0.0/8`, `::1`) the port stays in the name,
+    /// since each local port there is usually a tunnel to another server,
+    /// and two maildrops must never share a name (a message whose UID one
+    /// of them has stored would be taken as stored, and perhaps deleted,
+    /// for the other).
+    ///
+    /// When a server moves to another name, or a tunnel to another port,
+    /// keep the old name: the `fetch` examples take it with `--account`
+    /// (that is the whole identity, so the journal carries over as it is).
     ///
     /// ```
     /// use pop3_proto::url::PopUrl;
-    /// let url = PopUrl::parse("pops://alice@[::1]:9950").unwrap();
-    /// assert_eq!(url.account_id(), "alice@[::1]:9950");
-    /// let url = PopUrl::parse("pops://alice@mail.example.org").unwrap();
-    /// assert_eq!(url.account_id(), "alice@mail.example.org");
+    /// let id = |s: &str| PopUrl::parse(s).unwrap().account_id();
+    /// assert_eq!(id("pops://alice@mail.example.org"), "alice@mail.example.org");
+    /// assert_eq!(id("pop://alice@Mail.Example.ORG.:110"), "alice@mail.example.org");
+    /// assert_eq!(id("pops://alice@mail.example.org:9950"), "alice@mail.example.org");
+    /// assert_eq!(id("pops://alice@[::1]:9950"), "alice@[::1]:9950");
+    /// assert_eq!(id("pop://alice@localhost:1110"), "alice@localhost:1110");
     /// ```
     pub fn account_id(&self) -> String {
         let user = self.user.as_deref().unwrap_or("");
-        let standard = self.port == self.security.default_port();
-        if standard {
+        let host = match &self.host {
+            Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
+            other => other.to_string(),
+        };
+        if self.is_loopback() {
+            format!("{user}@{host}:{}", self.port)
+        } else {
+            format!("{user}@{host}")
+        }
+    }
+
+    /// The names [`PopUrl::account_id`] gave this maildrop in earlier
+    /// versions, when they differ from today's (`user@host` as written,
+    /// plus `:port` unless it was the scheme's usual one): a client reads
+    /// the records it kept under them too, so that an upgrade fetches
+    /// nothing again.
+    ///
+    /// ```
+    /// use pop3_proto::url::PopUrl;
+    /// let url = PopUrl::parse("pops://alice@mail.example.org:9950").unwrap();
+    /// assert_eq!(url.former_account_ids(), ["alice@mail.example.org:9950"]);
+    /// let url = PopUrl::parse("pops://alice@mail.example.org").unwrap();
+    /// assert!(url.former_account_ids().is_empty());
+    /// ```
+    pub fn former_account_ids(&self) -> Vec<String> {
+        let user = self.user.as_deref().unwrap_or("");
+        let former = if self.port == self.security.default_port() {
             format!("{user}@{}", self.host)
         } else {
             format!("{user}@{}:{}", self.host, self.port)
+        };
+        if former == self.account_id() {
+            Vec::new()
+        } else {
+            vec![former]
+        }
+    }
+
+    fn is_loopback(&self) -> bool {
+        match &self.host {
+            Host::Domain(d) => {
+                let d = d.trim_end_matches('.');
+                d.eq_ignore_ascii_case("localhost")
+                    || d.to_ascii_lowercase().ends_with(".localhost")
+            }
+            Host::Ipv4(a) => a.is_loopback(),
+            Host::Ipv6(a) => a.is_loopback(),
         }
     }
 }
@@ -323,6 +376,37 @@ impl std::str::FromStr for PopUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_account_whatever_the_scheme_port_or_host_spelling() {
+        let id = |s: &str| PopUrl::parse(s).unwrap().account_id();
+        let want = "alice@pop.example.com";
+        for url in [
+            "pop://alice@pop.example.com",
+            "pop://alice@pop.example.com:110",
+            "pops://alice@pop.example.com",
+            "pop3s://alice@POP.Example.Com.:995",
+            "pop://alice@pop.example.com.:8110",
+            "pops://alice;AUTH=PLAIN@pop.example.com:1995",
+        ] {
+            assert_eq!(id(url), want, "{url}");
+        }
+        // Other users and hosts are other accounts; so are loopback ports
+        // (tunnels to different servers).
+        assert_ne!(id("pops://bob@pop.example.com"), want);
+        assert_ne!(id("pops://alice@pop2.example.com"), want);
+        assert_ne!(
+            id("pop://alice@127.0.0.1:1110"),
+            id("pop://alice@127.0.0.1:1111")
+        );
+        assert_ne!(
+            id("pop://alice@localhost.:1110"),
+            id("pop://alice@LOCALHOST:1111")
+        );
+        // The earlier names are still known, to read their records.
+        let url = PopUrl::parse("pop://alice@POP.example.com.:8110").unwrap();
+        assert_eq!(url.former_account_ids(), ["alice@pop.example.com.:8110"]);
+    }
 
     #[test]
     fn rfc_examples_and_edges() {

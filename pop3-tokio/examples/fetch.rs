@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `--help` lists the options (shared by every runtime's `fetch`). Failures
-//! end with a one-line reason and exit status 1 (2 for usage errors).
+//! end with a one-line reason and exit status 1 (2 for usage errors, 3
+//! for a run that left messages it could not handle on the server).
 
 use std::process::ExitCode;
 
@@ -18,7 +19,7 @@ use pop3_tokio::fetch;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let mut setup = match FetchArgs::parse().setup() {
+    let setup = match FetchArgs::parse().setup() {
         Ok(setup) => setup,
         Err(e) => {
             eprintln!("fetch: {e}");
@@ -27,15 +28,12 @@ async fn main() -> ExitCode {
     };
     let mut progress = FetchProgress::new();
     let (url, password, settings) = (&setup.url, &setup.password, &setup.settings);
-    let result = fetch::run(url, password, settings, &mut setup.sink, &mut |p| {
+    let (_sink, result) = fetch::run(url, password, settings, setup.sink, &mut |p| {
         progress.update(p)
     })
     .await;
     match result {
-        Ok(report) => {
-            progress.finish(&report);
-            ExitCode::SUCCESS
-        }
+        Ok(report) => progress.finish(&report),
         Err(e) => {
             eprintln!("fetch: {e}");
             ExitCode::FAILURE

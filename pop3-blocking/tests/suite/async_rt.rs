@@ -228,3 +228,20 @@ impl<E: Executor> Client for AsyncClient<E> {
         ))
     }
 }
+
+impl<E: Executor> crate::suite::FetchUrl for OnAsync<E> {
+    fn fetch_url(
+        url: &pop3_proto::url::PopUrl,
+        password: &str,
+        settings: &pop3_blocking::common::FetchSettings,
+        sink: MaildirSink,
+    ) -> (MaildirSink, Result<FetchReport, FetchError>) {
+        E::block_on(pop3_async_std::fetch::run(
+            url,
+            password,
+            settings,
+            sink,
+            &mut |_| {},
+        ))
+    }
+}

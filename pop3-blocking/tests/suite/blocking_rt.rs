@@ -185,3 +185,15 @@ impl Client for BlockingClient {
         (sink, result)
     }
 }
+
+impl crate::suite::FetchUrl for Blocking {
+    fn fetch_url(
+        url: &pop3_proto::url::PopUrl,
+        password: &str,
+        settings: &pop3_blocking::common::FetchSettings,
+        mut sink: MaildirSink,
+    ) -> (MaildirSink, Result<FetchReport, FetchError>) {
+        let result = pop3_blocking::fetch::run(url, password, settings, &mut sink, &mut |_| {});
+        (sink, result)
+    }
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pop3_blocking::common::ConnectOptions;
+use pop3_blocking::common::{ConnectOptions, FetchSettings};
 use pop3_blocking::sink::MaildirSink;
 use pop3_blocking::tls::TlsVerification;
 use pop3_proto::client::{Error, ProtocolError, Security};
@@ -27,6 +27,7 @@ use pop3_proto::store::{
     CredentialForms, Maildrop, MemoryStore, MessageInfo, MessageReader, Store, StoreError,
 };
 use pop3_proto::types::{MessageNumber, Secret, Uid};
+use pop3_proto::url::PopUrl;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -128,6 +129,17 @@ pub trait Client: Send + Sized + 'static {
         &mut self,
         sink: MaildirSink,
         options: &FetchOptions,
+    ) -> (MaildirSink, Result<FetchReport, FetchError>);
+}
+
+/// The whole fetch of a runtime: connect, log in, fetch.
+pub trait FetchUrl {
+    /// `fetch::run` from a URL; the sink comes back.
+    fn fetch_url(
+        url: &PopUrl,
+        password: &str,
+        settings: &FetchSettings,
+        sink: MaildirSink,
     ) -> (MaildirSink, Result<FetchReport, FetchError>);
 }
 
@@ -1277,6 +1289,46 @@ pub fn fetch_then_delete<C: Runtime, S: Runtime>() {
     assert_eq!(w.store.message_count("alice"), 0);
 }
 
+/// A server that keeps raw UTF-8 headers from clients not in UTF-8 mode
+/// (RFC 6856): the fetch asks for UTF-8 mode, and stores the message as
+/// sent.
+pub fn fetch_enables_utf8_mode_and_stores_raw_utf8_headers<C: Runtime + FetchUrl, S: Runtime>() {
+    let message = "Subject: Grüße aus Köln\r\nFrom: jörg@example.org\r\n\r\nHallo\r\n";
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("alice", "secret");
+    store.add_message("alice", message.as_bytes().to_vec());
+    let pki = pki();
+    let config = ServerConfig::for_store(store.as_ref())
+        .allow_plaintext_auth(true)
+        .utf8(true);
+    let served = S::serve(
+        store.clone(),
+        config,
+        pki.server.clone(),
+        ServerOptions::default(),
+    );
+    let url = PopUrl::parse(&format!(
+        "pop://alice;AUTH=USER@127.0.0.1:{}",
+        served.plain.port()
+    ))
+    .unwrap();
+    let mut settings = FetchSettings::default();
+    settings.delete = true;
+    settings.insecure_cleartext_login = true;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = MaildirSink::open(dir.path(), &url.account_id()).unwrap();
+    let (_sink, result) = C::fetch_url(&url, "secret", &settings, sink);
+    let report = result.unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!((report.saved, report.deleted), (1, 1));
+    let stored: Vec<Vec<u8>> = std::fs::read_dir(dir.path().join("new"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(stored, [message.replace("\r\n", "\n").into_bytes()]);
+    assert_eq!(store.message_count("alice"), 0);
+}
+
 /// The suite for client runtime `$c` against server runtime `$s`, as tests
 /// in a module named `$name`.
 #[macro_export]
@@ -1286,6 +1338,10 @@ macro_rules! runtime_suite {
             use super::*;
             use pop3_proto::client::Security;
 
+            #[test]
+            fn fetch_enables_utf8_mode_and_stores_raw_utf8_headers() {
+                suite::fetch_enables_utf8_mode_and_stores_raw_utf8_headers::<$c, $s>();
+            }
             #[test]
             fn every_command_over_plain() {
                 suite::every_command::<$c, $s>(Security::Plain);

@@ -193,15 +193,31 @@ impl Client for TokioClient {
     }
     fn fetch(
         &mut self,
-        mut sink: MaildirSink,
+        sink: MaildirSink,
         options: &FetchOptions,
     ) -> (MaildirSink, Result<FetchReport, FetchError>) {
-        let result = rt().block_on(pop3_tokio::fetch::fetch_new(
+        rt().block_on(pop3_tokio::fetch::fetch_new(
             &mut self.0,
-            &mut sink,
+            sink,
             options,
             &mut |_| {},
-        ));
-        (sink, result)
+        ))
+    }
+}
+
+impl crate::suite::FetchUrl for Tokio {
+    fn fetch_url(
+        url: &pop3_proto::url::PopUrl,
+        password: &str,
+        settings: &pop3_blocking::common::FetchSettings,
+        sink: MaildirSink,
+    ) -> (MaildirSink, Result<FetchReport, FetchError>) {
+        rt().block_on(pop3_tokio::fetch::run(
+            url,
+            password,
+            settings,
+            sink,
+            &mut |_| {},
+        ))
     }
 }

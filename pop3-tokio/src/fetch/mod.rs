@@ -5,25 +5,24 @@
 //! why every message ends up stored exactly once and none is lost); this
 //! module runs it on tokio: [`fetch_new`] on an open session, or [`run`]
 //! from a URL and a password, into a [`MessageSink`] such as the Maildir
-//! [`MaildirSink`]. The sink's calls are blocking file I/O: writes into
-//! the page cache, one fsync and rename per message, and one sync of the
-//! directory and the journal per run. They run on the session's task;
-//! those that may wait for the disk ([`SinkRequest::may_block`]) hand the
-//! worker's other tasks to another thread meanwhile (`block_in_place`, on
-//! a multi-threaded runtime).
+//! [`MaildirSink`].
 //!
-//! [`SinkRequest::may_block`]: pop3_proto::fetch::SinkRequest::may_block
+//! The sink is handed over by value and comes back with the result: every
+//! call on it (looking a UID up, which may fsync a file a killed run left
+//! behind; creating, writing, syncing and renaming files) runs on tokio's
+//! blocking pool (`spawn_blocking`), on every runtime flavour, so no worker
+//! thread and no current-thread runtime stalls on the disk.
 //!
 //! ```no_run
 //! use pop3_tokio::fetch::{self, FetchSettings, MaildirSink, PopUrl};
 //!
 //! # async fn go() -> Result<(), Box<dyn std::error::Error>> {
 //! let url = PopUrl::parse("pops://alice@pop.example.com")?;
-//! let mut sink = MaildirSink::open("Mail/inbox", &url.account_id())?;
+//! let sink = MaildirSink::open("Mail/inbox", &url.account_id())?;
 //! let mut settings = FetchSettings::default();
 //! settings.delete = true;
-//! let report = fetch::run(&url, "secret", &settings, &mut sink, &mut |_| {}).await?;
-//! println!("{} new messages", report.saved);
+//! let (_sink, result) = fetch::run(&url, "secret", &settings, sink, &mut |_| {}).await;
+//! println!("{} new messages", result?.saved);
 //! # Ok(()) }
 //! ```
 //!
@@ -37,13 +36,17 @@ pub use pop3_proto::url::{AuthMethod, Host, PopUrl, UrlError};
 use std::future::poll_fn;
 use std::task::Poll;
 
-use pop3_proto::fetch::{Fetch, FetchStep, execute};
+use pop3_proto::fetch::{Fetch, FetchStep, SinkReply, SinkRequest, execute};
 
 use crate::client::Pop3Client;
 
 /// Fetches, on a logged-in session, every message whose UID the sink does
 /// not hold yet, and with [`FetchOptions::delete`] deletes every message the
-/// sink holds; ends with QUIT.
+/// sink holds; ends with QUIT. Gives the sink back with the result.
+///
+/// Every sink call runs on the blocking pool; a panic there resumes on this
+/// task, as it would have inline. If this future is dropped during such a
+/// call, the call still completes on the pool and the sink is dropped there.
 ///
 /// ```no_run
 /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
@@ -51,53 +54,64 @@ use crate::client::Pop3Client;
 /// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut client = Pop3Client::connect("localhost", 110, ConnectOptions::new(Security::StartTls)).await?;
 /// client.login("alice", "secret").await?;
-/// let mut sink = MaildirSink::open("Maildir", "alice@localhost:110")?;
-/// let report = fetch_new(&mut client, &mut sink, &FetchOptions::default(), &mut |_| {}).await?;
+/// let sink = MaildirSink::open("Maildir", "alice@localhost:110")?;
+/// let (sink, result) = fetch_new(&mut client, sink, &FetchOptions::default(), &mut |_| {}).await;
+/// println!("{} saved into {}", result?.saved, sink.root().display());
 /// # Ok(()) }
 /// ```
-pub async fn fetch_new<S: MessageSink>(
+pub async fn fetch_new<S: MessageSink + Send + 'static>(
     client: &mut Pop3Client,
-    sink: &mut S,
+    mut sink: S,
     options: &FetchOptions,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<FetchReport, FetchError> {
+) -> (S, Result<FetchReport, FetchError>) {
     let mut fetch = Fetch::new(options.clone());
-    poll_fn(|cx| {
-        loop {
-            let (now, conn) = (client.now(), client.connection());
-            match fetch.poll(now, conn) {
-                FetchStep::Io => std::task::ready!(client.poll_io(cx)),
-                FetchStep::Sink(request) => {
-                    let reply = if request.may_block() {
-                        in_place(|| execute(sink, request))
-                    } else {
-                        execute(sink, request)
-                    };
-                    fetch.sink_done(reply);
+    loop {
+        // Everything up to the next sink call or the end runs in one poll.
+        let step = poll_fn(|cx| {
+            loop {
+                let (now, conn) = (client.now(), client.connection());
+                match fetch.poll(now, conn) {
+                    FetchStep::Io => std::task::ready!(client.poll_io(cx)),
+                    FetchStep::Progress(p) => progress(&p),
+                    step => return Poll::Ready(step),
                 }
-                FetchStep::Progress(p) => progress(&p),
-                FetchStep::Done(result) => return Poll::Ready(result),
-                // A step of a later version: wait for I/O as for `Io`.
-                _ => std::task::ready!(client.poll_io(cx)),
             }
+        })
+        .await;
+        match step {
+            FetchStep::Sink(request) => {
+                let (back, reply) = off_the_reactor(sink, request).await;
+                sink = back;
+                fetch.sink_done(reply);
+            }
+            FetchStep::Done(result) => return (sink, result),
+            // Unreachable today (the poll above answers the rest); a step
+            // of a later version is polled again.
+            _ => {}
         }
-    })
-    .await
+    }
 }
 
-/// Runs sink work that may wait for the disk (creating, syncing and
-/// renaming files) without stalling the other tasks of a multi-threaded
-/// runtime: their worker is handed to another thread meanwhile. On a
-/// current-thread runtime it runs as it is.
-fn in_place<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
+/// Performs a sink request on the blocking pool, moving the sink there and
+/// back.
+async fn off_the_reactor<S: MessageSink + Send + 'static>(
+    mut sink: S,
+    request: SinkRequest,
+) -> (S, SinkReply) {
+    let call = tokio::task::spawn_blocking(move || {
+        let reply = execute(&mut sink, request);
+        (sink, reply)
+    });
+    match call.await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => panic!("the runtime shut down during a sink call"),
     }
 }
 
 /// Connects as the URL says, logs in with `password`, and runs
-/// [`fetch_new`].
+/// [`fetch_new`]; gives the sink back with the result.
 ///
 /// ```no_run
 /// use pop3_tokio::fetch::{run, FetchSettings, MaildirSink, PopUrl};
@@ -105,19 +119,25 @@ fn in_place<T>(f: impl FnOnce() -> T) -> T {
 /// let url: PopUrl = "pop://bob;AUTH=PLAIN@localhost".parse()?;
 /// let mut settings = FetchSettings::default();
 /// settings.starttls = true;
-/// let mut sink = MaildirSink::open("Maildir", "bob@localhost:110")?;
-/// run(&url, "secret", &settings, &mut sink, &mut |p| eprintln!("{p:?}")).await?;
+/// let sink = MaildirSink::open("Maildir", "bob@localhost:110")?;
+/// let (_sink, result) = run(&url, "secret", &settings, sink, &mut |p| eprintln!("{p:?}")).await;
+/// result?;
 /// # Ok(()) }
 /// ```
-pub async fn run<S: MessageSink>(
+pub async fn run<S: MessageSink + Send + 'static>(
     url: &PopUrl,
     password: &str,
     settings: &FetchSettings,
-    sink: &mut S,
+    sink: S,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<FetchReport, FetchError> {
-    let mut client = connect(url, settings).await?;
-    authenticate(&mut client, url, settings, password).await?;
+) -> (S, Result<FetchReport, FetchError>) {
+    let mut client = match connect(url, settings).await {
+        Ok(client) => client,
+        Err(e) => return (sink, Err(e)),
+    };
+    if let Err(e) = authenticate(&mut client, url, settings, password).await {
+        return (sink, Err(e));
+    }
     fetch_new(&mut client, sink, &settings.fetch_options(), progress).await
 }
 
@@ -130,12 +150,18 @@ pub async fn connect(url: &PopUrl, settings: &FetchSettings) -> Result<Pop3Clien
 
 /// Logs in as the URL (or [`FetchSettings::auth`]) says; see
 /// [`pop3_proto::fetch::login_task`] for what is chosen when nothing is said.
+/// Before that, enables UTF-8 mode when the server offers it
+/// ([`pop3_proto::fetch::utf8_task`]): fetched messages are stored as
+/// sent, raw UTF-8 headers included.
 pub async fn authenticate(
     client: &mut Pop3Client,
     url: &PopUrl,
     settings: &FetchSettings,
     password: &str,
 ) -> Result<(), FetchError> {
+    if let Some(utf8) = pop3_proto::fetch::utf8_task(client.connection_ref().machine()) {
+        client.run(utf8).await?;
+    }
     let task = settings.login_task(client.connection_ref().machine(), url, password)?;
     Ok(client.run(task).await?)
 }

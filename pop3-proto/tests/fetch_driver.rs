@@ -1,0 +1,333 @@
+//! The save-before-delete driver against a scripted maildrop that keeps its
+//! state across runs, with a sink in memory that tells what it made durable:
+//! what is deleted, what is journaled when a run fails, and what a run that
+//! could not tell messages apart reports.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+
+use bytes::Bytes;
+use pop3_proto::client::task::{self, Task};
+use pop3_proto::client::{Connection, ConnectionConfig, Want};
+use pop3_proto::fetch::{
+    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, execute,
+};
+use pop3_proto::time::Instant;
+use pop3_proto::types::{MessageNumber, Uid};
+
+/// A maildrop: each message's UIDL text (as the server sends it) and body.
+#[derive(Clone, Default)]
+struct Maildrop {
+    messages: Vec<(String, Vec<u8>)>,
+}
+
+/// One session's server: answers each command line as a POP3 server would,
+/// and closes the connection in the middle of `RETR cut` if asked to.
+struct Server {
+    drop: Maildrop,
+    deleted: HashSet<usize>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    closed: bool,
+    cut: Option<usize>,
+}
+
+impl Server {
+    fn new(drop: Maildrop, cut: Option<usize>) -> Server {
+        Server {
+            drop,
+            deleted: HashSet::new(),
+            input: Vec::new(),
+            output: b"+OK ready\r\n".to_vec(),
+            closed: false,
+            cut,
+        }
+    }
+
+    fn receive(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+        while let Some(i) = self.input.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8(self.input.drain(..i + 2).collect()).unwrap();
+            if !self.closed {
+                self.answer(line.trim_end());
+            }
+        }
+    }
+
+    fn answer(&mut self, line: &str) {
+        let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
+        let n = arg.parse::<usize>().ok();
+        let out = &mut self.output;
+        match verb {
+            "USER" | "PASS" => out.extend_from_slice(b"+OK\r\n"),
+            "UIDL" => {
+                out.extend_from_slice(b"+OK\r\n");
+                for (i, (uid, _)) in self.drop.messages.iter().enumerate() {
+                    out.extend_from_slice(format!("{} {uid}\r\n", i + 1).as_bytes());
+                }
+                out.extend_from_slice(b".\r\n");
+            }
+            "LIST" => {
+                out.extend_from_slice(b"+OK\r\n");
+                for (i, (_, body)) in self.drop.messages.iter().enumerate() {
+                    out.extend_from_slice(format!("{} {}\r\n", i + 1, body.len()).as_bytes());
+                }
+                out.extend_from_slice(b".\r\n");
+            }
+            "RETR" => {
+                let n = n.unwrap();
+                let body = &self.drop.messages[n - 1].1;
+                out.extend_from_slice(b"+OK\r\n");
+                if self.cut == Some(n) {
+                    out.extend_from_slice(&body[..body.len() / 2]);
+                    self.closed = true;
+                    return;
+                }
+                out.extend_from_slice(body);
+                out.extend_from_slice(b".\r\n");
+            }
+            "DELE" => {
+                self.deleted.insert(n.unwrap());
+                out.extend_from_slice(b"+OK\r\n");
+            }
+            "QUIT" => {
+                out.extend_from_slice(b"+OK bye\r\n");
+                let mut i = 0;
+                self.drop.messages.retain(|_| {
+                    i += 1;
+                    !self.deleted.contains(&i)
+                });
+                self.closed = true;
+            }
+            _ => out.extend_from_slice(b"-ERR unknown\r\n"),
+        }
+    }
+}
+
+/// A sink in memory: `durable` holds what a sync made durable (what a
+/// journal would hold after the run).
+#[derive(Default)]
+struct Memory {
+    stored: HashMap<Uid, Vec<u8>>,
+    durable: HashSet<Uid>,
+    ambiguous: HashSet<Uid>,
+    current: Option<(Uid, Vec<u8>)>,
+    /// A write fails once this many messages were committed.
+    fail_after: Option<usize>,
+}
+
+impl MessageSink for Memory {
+    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+        Ok(self.stored.contains_key(uid))
+    }
+    fn begin(&mut self, uid: &Uid) -> io::Result<()> {
+        self.current = Some((uid.clone(), Vec::new()));
+        Ok(())
+    }
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        if self.fail_after == Some(self.stored.len()) {
+            return Err(io::Error::other("disk full"));
+        }
+        self.current.as_mut().unwrap().1.extend_from_slice(chunk);
+        Ok(())
+    }
+    fn commit(&mut self) -> io::Result<()> {
+        let (uid, body) = self.current.take().unwrap();
+        self.stored.insert(uid, body);
+        Ok(())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.durable = self.stored.keys().cloned().collect();
+        Ok(())
+    }
+    fn abort(&mut self) {
+        self.current = None;
+    }
+    fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
+        self.ambiguous.extend(now.iter().cloned());
+        Ok(self.ambiguous.clone())
+    }
+}
+
+fn uid(s: &str) -> Uid {
+    Uid::new(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+}
+
+fn msg(n: u32) -> MessageNumber {
+    MessageNumber::new(n).unwrap()
+}
+
+/// Performs the connection's I/O once against `server`.
+fn pump(conn: &mut Connection, server: &mut Server) {
+    let now = Instant::ZERO;
+    match conn.want(now) {
+        Want::Write(bytes) => {
+            let n = bytes.len();
+            server.receive(bytes);
+            conn.wrote(now, Ok(n));
+        }
+        Want::Flush => conn.flushed(now, Ok(())),
+        Want::Read(buf) => {
+            let n = server.output.len().min(buf.len());
+            if n == 0 {
+                assert!(
+                    server.closed,
+                    "the client waits for a reply that never comes"
+                );
+            }
+            buf[..n].copy_from_slice(&server.output[..n]);
+            server.output.drain(..n);
+            conn.received(now, Ok(n));
+        }
+        Want::Done => {}
+        _ => unreachable!("no TLS, no SASL here"),
+    }
+}
+
+fn run_task<T: Task>(conn: &mut Connection, server: &mut Server, task: T) -> T::Output {
+    let mut running = conn.start(task).unwrap();
+    loop {
+        if let Some(result) = conn.poll_task(Instant::ZERO, &mut running) {
+            return result.unwrap();
+        }
+        pump(conn, server);
+    }
+}
+
+/// One fetch run: a session on `drop` (which keeps what the run's QUIT
+/// left), the driver, `sink`.
+fn fetch(
+    drop: &mut Maildrop,
+    sink: &mut Memory,
+    delete: bool,
+    cut: Option<usize>,
+) -> Result<FetchReport, FetchError> {
+    let mut config = ConnectionConfig::default();
+    config.read_capabilities = false;
+    config.session.insecure_cleartext_login = true;
+    let mut conn = Connection::new(config, Instant::ZERO, None);
+    let mut server = Server::new(drop.clone(), cut);
+    run_task(&mut conn, &mut server, task::Connect::new(false));
+    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let mut options = FetchOptions::default();
+    options.delete = delete;
+    let mut fetch = Fetch::new(options);
+    let result = loop {
+        match fetch.poll(Instant::ZERO, &mut conn) {
+            FetchStep::Io => pump(&mut conn, &mut server),
+            FetchStep::Sink(request) => fetch.sink_done(execute(sink, request)),
+            FetchStep::Done(result) => break result,
+            _ => {}
+        }
+    };
+    *drop = server.drop;
+    result
+}
+
+fn maildrop(messages: &[(&str, &str)]) -> Maildrop {
+    Maildrop {
+        messages: messages
+            .iter()
+            .map(|(u, b)| {
+                (
+                    u.to_string(),
+                    format!("Subject: {b}\r\n\r\n{b}\r\n").into_bytes(),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn bodies(drop: &Maildrop) -> Vec<String> {
+    drop.messages
+        .iter()
+        .map(|(_, b)| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .last()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_uid_shared_by_two_messages_is_never_deleted_even_once_its_twin_is_gone() {
+    let mut drop = maildrop(&[("same", "first"), ("same", "second"), ("other", "third")]);
+    let mut sink = Memory::default();
+    let report = fetch(&mut drop, &mut sink, true, None).unwrap();
+    // The first message with the shared UID is stored, the second cannot
+    // be stored under it; neither is deleted.
+    assert_eq!(report.saved, 2);
+    assert_eq!(report.deleted, 1);
+    assert_eq!(report.ambiguous, [msg(1), msg(2)]);
+    assert!(!report.is_complete());
+    assert_eq!(bodies(&drop), ["first", "second"]);
+
+    // Another client removes the first one: the second is alone with the
+    // UID, but it is not the message this client stored.
+    drop.messages.remove(0);
+    let report = fetch(&mut drop, &mut sink, true, None).unwrap();
+    assert_eq!(report.deleted, 0);
+    assert_eq!(report.ambiguous, [msg(1)]);
+    assert_eq!(bodies(&drop), ["second"]);
+}
+
+#[test]
+fn a_run_cut_inside_a_message_makes_what_it_stored_durable_before_failing() {
+    let mut drop = maildrop(&[("a", "one"), ("b", "two"), ("c", "three"), ("d", "four")]);
+    let mut sink = Memory::default();
+    let err = fetch(&mut drop, &mut sink, true, Some(3)).unwrap_err();
+    assert!(matches!(err, FetchError::Pop3(_)), "{err:?}");
+    let durable: HashSet<Uid> = [uid("a"), uid("b")].into_iter().collect();
+    assert_eq!(sink.durable, durable);
+    // Nothing was deleted, and the rerun fetches only the rest.
+    assert_eq!(drop.messages.len(), 4);
+    let report = fetch(&mut drop, &mut sink, true, None).unwrap();
+    assert_eq!(
+        (report.saved, report.already_stored, report.deleted),
+        (2, 2, 4)
+    );
+    assert!(drop.messages.is_empty());
+}
+
+#[test]
+fn a_run_whose_sink_fails_makes_what_it_stored_before_durable() {
+    let mut drop = maildrop(&[("a", "one"), ("b", "two"), ("c", "three")]);
+    let mut sink = Memory {
+        fail_after: Some(2),
+        ..Memory::default()
+    };
+    let err = fetch(&mut drop, &mut sink, true, None).unwrap_err();
+    assert!(matches!(err, FetchError::Store(_)), "{err:?}");
+    let durable: HashSet<Uid> = [uid("a"), uid("b")].into_iter().collect();
+    assert_eq!(sink.durable, durable);
+    assert_eq!(drop.messages.len(), 3);
+}
+
+#[test]
+fn a_uidl_line_that_does_not_parse_is_reported_and_the_run_is_incomplete() {
+    // A UID longer than 70 octets is not a UID (RFC 1939 §7).
+    let long = "x".repeat(71);
+    let mut drop = maildrop(&[("a", "one"), (&long, "two"), ("c", "three")]);
+    let mut sink = Memory::default();
+    let report = fetch(&mut drop, &mut sink, true, None).unwrap();
+    assert_eq!(report.listed, 3);
+    assert_eq!(report.unidentified, [msg(2)]);
+    assert!(!report.is_complete());
+    assert_eq!((report.saved, report.deleted), (2, 2));
+    assert_eq!(bodies(&drop), ["two"]);
+    // Alone on the server, it is still reported, not silently skipped.
+    let report = fetch(&mut drop, &mut sink, true, None).unwrap();
+    assert_eq!((report.listed, report.saved), (1, 0));
+    assert_eq!(report.unidentified, [msg(1)]);
+}
+
+#[test]
+fn a_clean_run_is_complete() {
+    let mut drop = maildrop(&[("a", "one"), ("b", "two")]);
+    let mut sink = Memory::default();
+    let report = fetch(&mut drop, &mut sink, true, None).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!((report.saved, report.deleted), (2, 2));
+}

@@ -207,7 +207,7 @@ use core::fmt::Write as _;
 use core::time::Duration;
 
 use crate::command::{ApopDigest, Command, CommandError, LangRequest, SaslResponse, Username};
-use crate::dot::BodyEncoder;
+use crate::dot::{BodyEncoder, HeaderLine};
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
 use crate::scram::{ScramHash, ScramKeys};
@@ -884,8 +884,9 @@ struct Held {
     status: String,
     chunks: Vec<Bytes>,
     octets: usize,
-    /// The current header line is empty so far.
-    blank: bool,
+    /// The header line being read (where the header section ends is
+    /// TOP's rule too).
+    line: HeaderLine,
 }
 
 /// The most a message's header section is held while it is checked for
@@ -908,27 +909,30 @@ impl Held {
             status,
             chunks: Vec::new(),
             octets: 0,
-            blank: true,
+            line: HeaderLine::default(),
         }
     }
 
     /// Takes the next chunk of the message and says what is known.
     fn take(&mut self, chunk: Bytes) -> HeaderVerdict {
         let mut verdict = HeaderVerdict::Open;
-        for &b in chunk.iter() {
-            match b {
-                0x80.. => {
-                    verdict = HeaderVerdict::NonAscii;
-                    break;
-                }
-                b'\n' if self.blank => {
-                    verdict = HeaderVerdict::Ascii;
-                    break;
-                }
-                b'\n' => self.blank = true,
-                b'\r' => {}
-                _ => self.blank = false,
+        let mut rest = &chunk[..];
+        loop {
+            let lf = memchr::memchr(b'\n', rest);
+            let part = &rest[..lf.unwrap_or(rest.len())];
+            if !part.is_ascii() {
+                verdict = HeaderVerdict::NonAscii;
+                break;
             }
+            self.line.extend(part);
+            let Some(lf) = lf else {
+                break;
+            };
+            if self.line.end() {
+                verdict = HeaderVerdict::Ascii;
+                break;
+            }
+            rest = &rest[lf + 1..];
         }
         self.octets += chunk.len();
         self.chunks.push(chunk);

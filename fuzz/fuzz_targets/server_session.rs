@@ -12,6 +12,10 @@
 //!   every message sent whole in answer to RETR);
 //! - every line written outside a RETR/TOP body ends with CRLF, holds no
 //!   other CR or LF, and is at most 512 octets with its CRLF;
+//! - on a UTF-8 maildrop, a client that did not send `UTF8` gets no
+//!   non-ASCII octet in the header section of a RETR/TOP body (RFC 6856),
+//!   the header section ending at the first empty line on the wire (a line
+//!   of CRs is not empty);
 //! - output is bounded by the number of input lines times the largest
 //!   reply; the machine holds at most one line of input and a handful of
 //!   queued actions;
@@ -64,6 +68,10 @@ fn messages(user: &str) -> Vec<Vec<u8>> {
             b"Subject: d\nbare\nLF\n\n.\n".to_vec(),
             Vec::new(),
             long_line_message(),
+            b"Subject: caf\xc3\xa9\r\n\r\nbody\r\n".to_vec(),
+            // A header line of CRs, then a non-ASCII header.
+            b"Subject: x\r\n\r\r\nX-Caf\xc3\xa9: y\r\n\r\nbody\r\n".to_vec(),
+            b"Subject: x\r\n\r\r\r\n\r\n\xc3\xa9\r\n".to_vec(),
         ],
         "mrose" => vec![
             b"From: a\r\n\r\none\r\n".to_vec(),
@@ -491,6 +499,9 @@ struct Body {
     retr: bool,
     /// Its terminating dot line was sent.
     complete: bool,
+    /// Its header section (the lines before the first empty line, or all
+    /// of them) is ASCII.
+    ascii_header: bool,
 }
 
 /// The lines of `out` outside bodies, with their offsets, and the bodies.
@@ -507,15 +518,22 @@ fn lines_outside_bodies(o: &Outcome) -> (Vec<(usize, &[u8])>, Vec<Body>) {
         };
         let line = &out[pos..end];
         lines.push((pos, line));
-        if let Some(&(_, index)) = bodies.peek().filter(|b| b.0 == pos) {
+        // A RETR/TOP that the store could open but that was refused
+        // (`-ERR [UTF8]`) has no body.
+        let mark = bodies.peek().filter(|b| b.0 == pos).copied();
+        if mark.is_some() {
             bodies.next();
+        }
+        if let Some((_, index)) = mark.filter(|_| line.starts_with(b"+OK")) {
             // A status line, then the body up to its terminating dot line.
             let mut body = Body {
                 at: pos,
                 index,
                 retr: line.ends_with(b" octets\r\n"),
                 complete: false,
+                ascii_header: true,
             };
+            let mut in_header = true;
             let mut p = end;
             while p < out.len() {
                 let e = match memchr(b'\n', &out[p..]) {
@@ -528,6 +546,8 @@ fn lines_outside_bodies(o: &Outcome) -> (Vec<(usize, &[u8])>, Vec<Body>) {
                     body.complete = true;
                     break;
                 }
+                in_header &= body_line != b"\r\n";
+                body.ascii_header &= !in_header || body_line.is_ascii();
             }
             found.push(body);
             pos = p;
@@ -557,6 +577,25 @@ fn check(s: &Script, o: &Outcome) {
             "a stray line end at {at}: {line:?}"
         );
         assert!(line.len() <= 512, "a line of {} octets at {at}", line.len());
+    }
+
+    // RFC 6856: no non-ASCII header before the client enabled UTF-8 mode,
+    // on a maildrop the server declares UTF-8.
+    if s.flags & 0x10 != 0 {
+        let enabled = lines
+            .iter()
+            .find(|(_, l)| *l == b"+OK UTF8 enabled.\r\n")
+            .map(|&(at, _)| at);
+        for b in &bodies {
+            if enabled.is_none_or(|at| b.at < at) {
+                assert!(
+                    b.ascii_header,
+                    "a non-ASCII header without UTF8 at {}: {:?}",
+                    b.at,
+                    String::from_utf8_lossy(&o.out[b.at..])
+                );
+            }
+        }
     }
 
     // The maildrop, as the server's own replies describe it. With EXPIRE 0

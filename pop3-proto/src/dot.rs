@@ -555,6 +555,43 @@ impl WithSimd for FindLfDot<'_> {
     }
 }
 
+/// Where a message's header section ends, found line by line across
+/// chunks: at the first empty line, one with nothing before its line end
+/// (RFC 5322 §2.1): a CRLF, or a bare LF (a lone CR before the LF, or
+/// nothing). A line of several CRs is not empty: it is a header line.
+///
+/// The one rule for both readers of the header section: TOP counts body
+/// lines from there, and the server holds a RETR or TOP reply until the
+/// header section is known to be ASCII (RFC 6856), so the two can never
+/// disagree on what is header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct HeaderLine {
+    /// The line so far: 0 nothing, 1 a lone CR, 2 anything else.
+    seen: u8,
+}
+
+impl HeaderLine {
+    /// Takes octets of the current line (no LF among them; any length,
+    /// including none).
+    pub(crate) fn extend(&mut self, part: &[u8]) {
+        if !part.is_empty() {
+            self.seen = if self.seen == 0 && part == b"\r" {
+                1
+            } else {
+                2
+            };
+        }
+    }
+
+    /// The current line ends (an LF was read): whether it was empty, which
+    /// ends the header section. The next line starts empty.
+    pub(crate) fn end(&mut self) -> bool {
+        let empty = self.seen < 2;
+        self.seen = 0;
+        empty
+    }
+}
+
 /// TOP: where we are in the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Top {
@@ -562,20 +599,8 @@ struct Top {
     in_header: bool,
     /// Body lines still to pass.
     remaining: u64,
-    /// The header line being read so far: 0 empty, 1 a lone CR, 2 other.
-    line: u8,
-}
-
-impl Top {
-    fn extend_line(&mut self, part: &[u8]) {
-        if !part.is_empty() {
-            self.line = if self.line == 0 && part == b"\r" {
-                1
-            } else {
-                2
-            };
-        }
-    }
+    /// The header line being read.
+    line: HeaderLine,
 }
 
 /// Streaming encoder of a multi-line body: dot-stuffing, bare LF → CRLF, a
@@ -657,7 +682,7 @@ impl BodyEncoder {
             top: Some(Top {
                 in_header: true,
                 remaining: lines,
-                line: 0,
+                line: HeaderLine::default(),
             }),
             ..BodyEncoder::new()
         }
@@ -749,11 +774,10 @@ impl BodyEncoder {
         while let Some(i) = memchr::memchr(b'\n', &chunk[pos..]) {
             let lf = pos + i;
             if top.in_header {
-                top.extend_line(&chunk[pos..lf]);
-                if top.line < 2 {
+                top.line.extend(&chunk[pos..lf]);
+                if top.line.end() {
                     top.in_header = false;
                 }
-                top.line = 0;
             } else {
                 top.remaining = top.remaining.saturating_sub(1);
             }
@@ -764,7 +788,7 @@ impl BodyEncoder {
             }
         }
         if top.in_header {
-            top.extend_line(&chunk[pos..]);
+            top.line.extend(&chunk[pos..]);
         }
         chunk.len()
     }

@@ -124,7 +124,10 @@
 //!    handshake, then call [`Server::handle_tls_established`]. If the
 //!    handshake fails, drop the connection.
 //! 5. Call [`Server::handle_timeout`] when [`Server::poll_timeout`] passes
-//!    (ask again after every `handle_*`: the deadline moves).
+//!    (ask again after every `handle_*`: the deadline moves), also while
+//!    writes are pending. A session deadline that passes while replies are
+//!    still unwritten ends the session only once they are out; a loop of
+//!    its own should cut the connection then ([`Connection`] does).
 //! 6. On [`Action::Close`], flush and close. If the connection fails, simply
 //!    dropping the machine and the store driver is enough: dropping an open
 //!    maildrop releases its lock and deletes nothing.
@@ -171,6 +174,12 @@
 //!   every input and every store answer. On expiry the machine sends
 //!   `-ERR Autologout; idle for too long.` (unless a body is being sent),
 //!   releases the maildrop and closes: no UPDATE.
+//! * The timers that end a session (time to log in, silence before login,
+//!   autologout) hold whatever is pending: [`Connection`] keeps them running
+//!   while replies wait to be written, and a deadline that passes before
+//!   they are out cuts the connection (no last line, no UPDATE), so a client
+//!   that pipelines many commands and reads the replies slowly cannot hold
+//!   its session open by the slow progress of the writes.
 //! * `EXPIRE 0` (see [`ServerConfig::expire`]): messages retrieved whole with
 //!   RETR are removed at QUIT as if deleted (RSET does not bring them back).
 //!   Other EXPIRE values are only advertised: enforcing them is the store's
@@ -197,12 +206,12 @@
 //! | bad commands | 3 before login, 20 after | [`ServerConfig::max_bad_commands`] | `-ERR Too many bad commands.`, closed, no UPDATE |
 //! | failed login | answered after 1 s | [`ServerConfig::auth_failure_delay`] | counts as a bad command |
 //! | login attempts (PASS, APOP, AUTH of any mechanism, cancelled or not) | 5 per connection | [`ServerConfig::max_login_attempts`] | the next one gets `-ERR Too many login attempts.`, closed |
-//! | silence before login | 60 s | [`ServerConfig::login_idle_timeout`] | `-ERR Disconnected for inactivity before login.`, closed |
-//! | time to log in | 3 min from the greeting | [`ServerConfig::login_timeout`] | `-ERR Disconnected: no login in time.`, closed |
-//! | silence after login (autologout) | 10 min (the RFC 1939 minimum) | [`ServerConfig::autologout`] | `-ERR Autologout; idle for too long.`, closed, no UPDATE |
+//! | silence before login | 60 s | [`ServerConfig::login_idle_timeout`] | `-ERR Disconnected for inactivity before login.`, closed; cut if replies are still unwritten |
+//! | time to log in | 3 min from the greeting, whatever is pending | [`ServerConfig::login_timeout`] | `-ERR Disconnected: no login in time.`, closed; cut if replies are still unwritten |
+//! | silence after login (autologout) | 10 min (the RFC 1939 minimum) | [`ServerConfig::autologout`] | `-ERR Autologout; idle for too long.`, closed, no UPDATE; cut if replies are still unwritten |
 //! | sessions at once | 8,192 | [`ServerOptions::max_connections`] | `-ERR [SYS/TEMP] Too many connections; try again later.`, closed at once |
 //! | sessions from one address (IPv6: one /64) | 32 | [`ServerOptions::max_connections_per_address`] | `-ERR [SYS/TEMP] Too many connections from your address; try again later.`, closed at once |
-//! | a write making no progress | 60 s | [`ServerOptions::write_stall_timeout`] | cut, no UPDATE |
+//! | a write making no progress | 60 s | [`ServerOptions::write_stall_timeout`] | cut, no UPDATE (a write that does progress is still bound by the three timers above) |
 //! | TLS handshake | 30 s | [`ServerOptions::tls_handshake_timeout`] | cut |
 //! | a store request | 2 min | [`ServerOptions::store_timeout`] | `-ERR [SYS/TEMP]` (or a body cut short), closed, no UPDATE; a commit under way still runs to its end ([commits](crate::store#commits)) |
 //! | after a shutdown request | 30 s | [`ServerOptions::shutdown_grace`] | cut, no UPDATE (a commit under way completes) |
@@ -219,7 +228,7 @@ use core::fmt::Write as _;
 use core::time::Duration;
 
 use crate::command::{ApopDigest, Command, CommandError, LangRequest, SaslResponse, Username};
-use crate::dot::BodyEncoder;
+use crate::dot::{BodyEncoder, HeaderLine};
 use crate::line::{Limits, LineError, find_line};
 use crate::response::Expire;
 use crate::scram::{DeploymentSecret, ScramHash, ScramKeys};
@@ -947,8 +956,9 @@ struct Held {
     status: String,
     chunks: Vec<Bytes>,
     octets: usize,
-    /// The current header line is empty so far.
-    blank: bool,
+    /// The header line being read (where the header section ends is
+    /// TOP's rule too).
+    line: HeaderLine,
 }
 
 /// The most a message's header section is held while it is checked for
@@ -971,27 +981,30 @@ impl Held {
             status,
             chunks: Vec::new(),
             octets: 0,
-            blank: true,
+            line: HeaderLine::default(),
         }
     }
 
     /// Takes the next chunk of the message and says what is known.
     fn take(&mut self, chunk: Bytes) -> HeaderVerdict {
         let mut verdict = HeaderVerdict::Open;
-        for &b in chunk.iter() {
-            match b {
-                0x80.. => {
-                    verdict = HeaderVerdict::NonAscii;
-                    break;
-                }
-                b'\n' if self.blank => {
-                    verdict = HeaderVerdict::Ascii;
-                    break;
-                }
-                b'\n' => self.blank = true,
-                b'\r' => {}
-                _ => self.blank = false,
+        let mut rest = &chunk[..];
+        loop {
+            let lf = memchr::memchr(b'\n', rest);
+            let part = &rest[..lf.unwrap_or(rest.len())];
+            if !part.is_ascii() {
+                verdict = HeaderVerdict::NonAscii;
+                break;
             }
+            self.line.extend(part);
+            let Some(lf) = lf else {
+                break;
+            };
+            if self.line.end() {
+                verdict = HeaderVerdict::Ascii;
+                break;
+            }
+            rest = &rest[lf + 1..];
         }
         self.octets += chunk.len();
         self.chunks.push(chunk);
@@ -1391,6 +1404,42 @@ impl Server {
         match self.wait {
             Wait::Delay { until } => Some(until.min(logout)),
             _ => Some(logout),
+        }
+    }
+
+    /// The earliest deadline that ends the session, whatever the machine
+    /// waits for: the time to log in and the silence before login (in
+    /// AUTHORIZATION), the autologout; with the reason it ends for.
+    /// `None` once the session is ending.
+    ///
+    /// [`Server::poll_timeout`] leaves the login deadlines out while a store
+    /// request is outstanding (a login being checked finishes);
+    /// [`Connection`] holds all of them while replies wait to be written,
+    /// and a store request queued behind those replies is not outstanding
+    /// yet.
+    fn session_deadline(&self) -> Option<(Instant, CloseReason)> {
+        if self.state == State::Closed || self.closing || self.close_after.is_some() {
+            return None;
+        }
+        let logout = self.last_activity + self.config.autologout;
+        if self.state == State::Authorization {
+            let login = self
+                .login_deadline
+                .min(self.last_activity + self.config.login_idle_timeout);
+            if login <= logout {
+                return Some((login, CloseReason::LoginTimeout));
+            }
+        }
+        Some((logout, CloseReason::Autologout))
+    }
+
+    /// Why the session ends, for its log line, when the connection is cut
+    /// at a deadline of [`Server::session_deadline`] (the cut itself is
+    /// reported with [`Server::handle_disconnect`]). A commit that QUIT
+    /// started still completes, and then the session ended with QUIT.
+    fn set_close_reason(&mut self, reason: CloseReason) {
+        if self.summary.close_reason.is_none() {
+            self.summary.close_reason = Some(reason);
         }
     }
 

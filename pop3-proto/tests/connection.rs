@@ -525,3 +525,172 @@ fn stls_answered_after_the_peer_half_closed_ends_the_session_at_once() {
         Some(server::CloseReason::PeerClosed)
     );
 }
+
+/// How a session with a client that reads slowly ended.
+struct SlowEnd {
+    /// When the connection was closed.
+    at: Instant,
+    graceful: bool,
+    /// What the client read.
+    read: Vec<u8>,
+    conn: server::Connection,
+}
+
+/// A session whose client sends `fast` and reads every reply at once, then
+/// sends `slow` (all at the first read) and from then on reads `per_read`
+/// octets every `pause`: the writes make progress well within the write
+/// stall timeout, never fast enough to finish. `None` if the connection is
+/// still open after two simulated hours.
+fn slow_reader(
+    config: ServerConfig,
+    fast: &[u8],
+    slow: &[u8],
+    per_read: usize,
+    pause: Duration,
+) -> (Option<SlowEnd>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("demo", "demo");
+    store.add_message("demo", &b"Subject: one\r\n\r\n1\r\n"[..]);
+    let config = Arc::new(config);
+    let machine = Server::new(config, at(0), ConnectionContext::new(7, false, false));
+    let mut conn = server::Connection::new(machine, &ServerOptions::default());
+    let mut driver = StoreDriver::new(store.clone());
+    let mut input = fast.to_vec();
+    let mut slow = Some(slow.to_vec());
+    let mut read = Vec::new();
+    let mut now = at(0);
+    let give_up = at(2 * 3600 * 1000);
+    while now < give_up {
+        let reading_slowly = slow.is_none();
+        match conn.want(now) {
+            server::Want::Write(octets) => {
+                if !reading_slowly {
+                    read.extend_from_slice(octets);
+                    let n = octets.len();
+                    conn.wrote(now, Ok::<usize, ()>(n));
+                    continue;
+                }
+                // The peer's window opens again after `pause`, unless a
+                // deadline comes first.
+                let n = octets.len().min(per_read);
+                let taken = octets[..n].to_vec();
+                let progress = now + pause;
+                match conn.poll_timeout() {
+                    Some(t) if t <= progress => {
+                        now = t;
+                        conn.handle_timeout(now);
+                    }
+                    _ => {
+                        now = progress;
+                        read.extend_from_slice(&taken);
+                        conn.wrote(now, Ok::<usize, ()>(n));
+                    }
+                }
+            }
+            server::Want::Flush => conn.flushed(now, Ok::<(), ()>(())),
+            server::Want::Store(request) => {
+                let reply = ready(driver.execute(request));
+                conn.store_done(now, reply);
+            }
+            server::Want::StartTls => panic!("no STLS here"),
+            server::Want::Read(buf) => {
+                if input.is_empty()
+                    && let Some(more) = slow.take()
+                {
+                    input = more;
+                }
+                if input.is_empty() {
+                    let t = conn.poll_timeout().expect("a timer");
+                    now = now.max(t);
+                    conn.handle_timeout(now);
+                    continue;
+                }
+                let n = input.len().min(buf.len());
+                buf[..n].copy_from_slice(&input[..n]);
+                input.drain(..n);
+                conn.received(now, Ok::<usize, ()>(n));
+            }
+            server::Want::Wait => {
+                let t = conn.poll_timeout().expect("a timer");
+                now = now.max(t);
+                conn.handle_timeout(now);
+            }
+            server::Want::Close { graceful } => {
+                let end = SlowEnd {
+                    at: now,
+                    graceful,
+                    read,
+                    conn,
+                };
+                return (Some(end), store);
+            }
+        }
+    }
+    (None, store)
+}
+
+#[test]
+fn a_slow_reader_of_pipelined_replies_is_cut_at_the_login_deadline() {
+    // A hundred CAPA and a login behind them, the replies read 64 octets
+    // every 10 s: the login waits behind the replies, and neither it nor
+    // the slow progress of the writes stretches the time to log in.
+    let config = ServerConfig::default()
+        .allow_plaintext_auth(true)
+        .login_idle_timeout(Duration::from_secs(3600));
+    let mut pipeline = b"CAPA\r\n".repeat(100);
+    pipeline.extend_from_slice(b"USER demo\r\nPASS demo\r\n");
+    let (end, _) = slow_reader(config, b"", &pipeline, 64, Duration::from_secs(10));
+    let end = end.expect("still open after two hours");
+    assert_eq!(end.at, at(180_000), "closed at the login deadline");
+    assert!(!end.graceful, "cut, not closed politely");
+    let machine = end.conn.machine();
+    assert_ne!(machine.state(), server::State::Transaction);
+    assert_eq!(
+        machine.summary().close_reason,
+        Some(server::CloseReason::LoginTimeout)
+    );
+    assert!(end.read.len() < 18 * 64, "{} octets read", end.read.len());
+}
+
+#[test]
+fn a_slow_reader_of_pipelined_replies_is_cut_at_the_silence_before_login() {
+    // A few thousand CAPA: the machine takes no more input while the
+    // replies back up, so the client has been silent since.
+    let config = ServerConfig::default().allow_plaintext_auth(true);
+    let pipeline = b"CAPA\r\n".repeat(3000);
+    let (end, _) = slow_reader(config, b"", &pipeline, 64, Duration::from_secs(10));
+    let end = end.expect("still open after two hours");
+    assert!(end.at <= at(70_000), "closed at {:?}", end.at);
+    assert!(!end.graceful);
+    assert_eq!(
+        end.conn.machine().summary().close_reason,
+        Some(server::CloseReason::LoginTimeout)
+    );
+}
+
+#[test]
+fn a_slow_reader_of_pipelined_replies_is_cut_at_the_autologout_without_update() {
+    let config = ServerConfig::default().allow_plaintext_auth(true);
+    let mut pipeline = b"DELE 1\r\n".to_vec();
+    pipeline.extend_from_slice(&b"LIST\r\nUIDL\r\n".repeat(3000));
+    pipeline.extend_from_slice(b"QUIT\r\n");
+    let (end, store) = slow_reader(
+        config,
+        b"USER demo\r\nPASS demo\r\n",
+        &pipeline,
+        64,
+        Duration::from_secs(10),
+    );
+    let end = end.expect("still open after two hours");
+    // Logged in at once; the pipeline was taken then, and the client was
+    // silent from then on.
+    assert!(end.at <= at(610_000), "closed at {:?}", end.at);
+    assert!(end.at >= at(600_000), "closed at {:?}", end.at);
+    assert!(!end.graceful);
+    assert_eq!(
+        end.conn.machine().summary().close_reason,
+        Some(server::CloseReason::Autologout)
+    );
+    assert_eq!(store.message_count("demo"), 1, "no UPDATE");
+    assert!(!store.is_locked("demo"));
+}

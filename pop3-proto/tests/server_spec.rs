@@ -1710,6 +1710,49 @@ fn a_utf8_header_without_utf8_mode_is_refused_with_the_utf8_code() {
 }
 
 #[test]
+fn a_header_line_of_several_crs_does_not_end_the_header_section() {
+    // `\r\r\n` is a header line, not the empty line that ends the header
+    // section (RFC 5322 §2.1): the non-ASCII header after it is still a
+    // header, which TOP agrees with (it sends it as header, before the
+    // empty line and its one body line).
+    let messages = [
+        "Subject: x\r\r\nX-Caf\u{e9}: y\r\n\r\nbody\r\n",
+        "Subject: x\r\n\r\r\nX-Caf\u{e9}: y\r\n\r\nbody\r\n",
+        "Subject: x\r\n\r\r\r\n\u{fc}\r\n\r\nbody\r\n",
+    ];
+    for chunk in [1, 2, 3, 4096] {
+        let store = MemoryStore::new().with_chunk_size(chunk);
+        store.add_user("alice", "secret");
+        for m in messages {
+            store.add_message("alice", m);
+        }
+        // An ASCII message with a CR CR line in its header: sent whole.
+        store.add_message("alice", "Subject: x\r\n\r\r\nX-Plain: y\r\n\r\nbody\r\n");
+        let mut h = Harness::new(test_config().utf8(true), plain(), store);
+        h.login("alice", "secret");
+        for n in 1..=messages.len() {
+            for cmd in [
+                format!("RETR {n}"),
+                format!("TOP {n} 0"),
+                format!("TOP {n} 1"),
+            ] {
+                assert_eq!(
+                    h.cmd(&cmd),
+                    "-ERR [UTF8] This message needs UTF-8 mode: send UTF8 first.\r\n",
+                    "{cmd}, chunks of {chunk}"
+                );
+            }
+        }
+        assert_eq!(
+            h.cmd("TOP 4 0"),
+            "+OK Top of message follows.\r\n\
+             Subject: x\r\n\r\r\nX-Plain: y\r\n\r\n.\r\n",
+            "chunks of {chunk}"
+        );
+    }
+}
+
+#[test]
 fn with_utf8_mode_the_message_is_sent_as_is() {
     for chunk in [1, 4096] {
         let mut h = utf8_maildrop(chunk);

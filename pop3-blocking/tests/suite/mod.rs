@@ -872,6 +872,77 @@ pub fn a_slow_sender_is_closed_at_the_login_timeout<S: Runtime>() {
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
 
+/// A client that pipelines thousands of commands and reads the replies a
+/// few octets at a time: the writes keep making progress (the write stall
+/// timeout never fires), and the login timeout cuts the connection all the
+/// same, replies unwritten or not.
+pub fn a_slow_reader_is_cut_at_the_login_timeout<S: Runtime>() {
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("alice", "secret");
+    let pki = pki();
+    let config = ServerConfig::for_store(store.as_ref())
+        .allow_plaintext_auth(true)
+        .login_timeout(Duration::from_secs(1));
+    let served = S::serve(store, config, pki.server.clone(), ServerOptions::default());
+    let mut reader = std::net::TcpStream::connect(served.plain).unwrap();
+    let mut writer = reader.try_clone().unwrap();
+    // A server that never cuts stops reading: the pipeline then blocks,
+    // until this.
+    writer
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    // CAPA after CAPA until the connection fails: once cut, the server's
+    // unread input makes it a reset.
+    let sender = std::thread::spawn(move || {
+        let chunk = b"CAPA\r\n".repeat(1000);
+        let mut sent = 0usize;
+        loop {
+            if let Err(e) = writer.write_all(&chunk) {
+                return (started.elapsed(), e.kind(), sent);
+            }
+            sent += chunk.len();
+        }
+    });
+    // 64 octets every 50 ms.
+    reader
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut read = 0usize;
+    let mut buf = [0u8; 64];
+    while !sender.is_finished() && started.elapsed() < Duration::from_secs(40) {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (cut_after, kind, sent) = sender.join().unwrap();
+    eprintln!("{sent} octets of CAPA sent, {read} octets of replies read, cut after {cut_after:?}");
+    assert!(
+        !matches!(
+            kind,
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "still open after {cut_after:?} ({read} octets read)"
+    );
+    assert!(
+        cut_after >= Duration::from_millis(900),
+        "cut after {cut_after:?} ({kind:?})"
+    );
+    assert!(
+        cut_after < Duration::from_secs(15),
+        "cut only after {cut_after:?}"
+    );
+    (served.wait_idle)();
+}
+
 /// A client that pipelines without reading its replies: the server stops
 /// reading once its replies back up (TCP backpressure), its memory stays
 /// bounded, and every reply arrives once the client reads.
@@ -1417,6 +1488,10 @@ macro_rules! runtime_suite {
             #[test]
             fn a_slow_sender_is_closed_at_the_login_timeout() {
                 suite::a_slow_sender_is_closed_at_the_login_timeout::<$s>();
+            }
+            #[test]
+            fn a_slow_reader_is_cut_at_the_login_timeout() {
+                suite::a_slow_reader_is_cut_at_the_login_timeout::<$s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {

@@ -29,7 +29,10 @@ pub struct ServerOptions {
     /// `-ERR [SYS/TEMP]` and are closed.
     pub max_connections_per_address: usize,
     /// A write that makes no progress for this long ends the session
-    /// without UPDATE (a client that never reads its replies).
+    /// without UPDATE (a client that never reads its replies). A client
+    /// that reads a little now and then is bound by the session's own
+    /// deadlines meanwhile (login timeout, silence before login,
+    /// autologout: see [`Connection`]).
     pub write_stall_timeout: Duration,
     /// Time allowed for a TLS handshake.
     pub tls_handshake_timeout: Duration,
@@ -125,7 +128,11 @@ enum Slot {
 /// - a write that makes no progress for
 ///   [`ServerOptions::write_stall_timeout`], and a session still open
 ///   [`ServerOptions::shutdown_grace`] after [`Connection::shutdown`], are
-///   cut: the session ends without UPDATE and without a TLS close_notify.
+///   cut: the session ends without UPDATE and without a TLS close_notify;
+/// - the session's deadlines (the time to log in, the silence before login,
+///   the autologout) run while replies are being written too: one that
+///   passes before they are out cuts the session the same way, so a client
+///   that reads slowly cannot outlive them.
 ///
 /// Driving it:
 ///
@@ -446,16 +453,26 @@ impl Connection {
     }
 
     /// When [`Connection::handle_timeout`] is due while the wanted I/O is
-    /// pending: the store timeout while a store request is outstanding; else
-    /// the write stall deadline while writing, the machine's timers
-    /// otherwise, and the end of the shutdown grace.
+    /// pending: the store timeout while a store request is outstanding;
+    /// else the end of the shutdown grace, and while writing the write
+    /// stall deadline and the deadlines that end the session (time to log
+    /// in, silence before login, autologout: they hold whatever waits
+    /// behind the replies), the machine's timers otherwise.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if let Some(since) = self.store_since {
             // Only the store's answer or its timeout moves the session on.
             return Some(since + self.store_timeout);
         }
         let own = match self.write_since {
-            Some(since) => Some(since + self.write_stall),
+            Some(since) => {
+                let stall = since + self.write_stall;
+                Some(match self.machine.session_deadline() {
+                    Some((at, _)) => stall.min(at),
+                    None => stall,
+                })
+            }
+            // (A failed login's delay, due while writing, only queues its
+            // reply behind those being written: it waits for them.)
             None => self.machine.poll_timeout(),
         };
         [own, self.shutdown_at].into_iter().flatten().min()
@@ -477,6 +494,13 @@ impl Connection {
             }
         } else if let Some(since) = self.write_since {
             if now >= since + self.write_stall {
+                self.cut(now);
+            } else if let Some((_, reason)) =
+                self.machine.session_deadline().filter(|&(at, _)| now >= at)
+            {
+                // The session's own deadline passed with replies still
+                // unwritten: a peer that reads slowly cannot hold it open.
+                self.machine.set_close_reason(reason);
                 self.cut(now);
             }
         } else {

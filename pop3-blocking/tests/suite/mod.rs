@@ -1086,6 +1086,7 @@ pub fn a_tiny_action_queue_only_slows_parsing_down<C: Runtime, S: Runtime>() {
     assert_eq!(client.list().unwrap().len(), msgs.len());
     assert_eq!(client.uidl().unwrap().len(), msgs.len());
     let bodies = client.retr_many(numbers(msgs.len())).unwrap();
+    assert_eq!(bodies.len(), msgs.len(), "one answer per RETR");
     for (got, want) in bodies.into_iter().zip(&msgs) {
         assert_eq!(&got.unwrap(), want);
     }

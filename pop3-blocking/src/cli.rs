@@ -82,6 +82,12 @@ pub struct ServerArgs {
     /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
     #[arg(long)]
     pub allow_plaintext_auth: bool,
+    /// Advertise SCRAM-SHA-256-PLUS (the TLS channel binding) in CAPA.
+    /// Without it the mechanism is still accepted from clients that ask for
+    /// it by name; advertised, clients that pick the strongest mechanism
+    /// offered but cannot bind (GNU SASL: mutt, neomutt) fail to log in.
+    #[arg(long)]
+    pub advertise_channel_binding: bool,
     /// Sessions served at once (default: sized for this host's memory and
     /// descriptor limit, at most 8,192).
     #[arg(long, value_name = "N")]
@@ -149,6 +155,7 @@ impl ServerArgs {
         let config = ServerConfig::default()
             .deployment_secret(Some(secret.clone()))
             .allow_plaintext_auth(self.allow_plaintext_auth || demo)
+            .advertise_channel_binding(self.advertise_channel_binding)
             .implementation(Some(format!(
                 "pop3-rs {program} {}",
                 env!("CARGO_PKG_VERSION")
@@ -336,7 +343,8 @@ pub struct FetchArgs {
     /// Accept any certificate.
     #[arg(long)]
     pub insecure: bool,
-    /// USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER or `*`.
+    /// USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS,
+    /// XOAUTH2, OAUTHBEARER or `*`.
     #[arg(long, value_name = "MECH", value_parser = parse_auth)]
     pub auth: Option<AuthMethod>,
     /// Never pipeline commands.

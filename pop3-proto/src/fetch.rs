@@ -93,7 +93,7 @@ use std::vec::Vec;
 use bytes::Bytes;
 
 use crate::client::sasl::{
-    CramMd5, External, Login as SaslLogin, LoginChoice, OAuthBearer, Plain, Scram, XOAuth2,
+    CramMd5, External, Login as SaslLogin, OAuthBearer, Plain, Scram, XOAuth2,
 };
 use crate::client::task::{self, BodyState, Task, TaskContext};
 use crate::client::{
@@ -447,6 +447,9 @@ pub enum LoginTask {
     Apop(task::Apop),
     /// AUTH with a SASL mechanism.
     Sasl(task::Auth),
+    /// The strongest way the session offers, falling back to the next
+    /// when the server refuses one ([`task::AutoLogin`]).
+    Auto(task::AutoLogin),
 }
 
 impl Task for LoginTask {
@@ -457,6 +460,7 @@ impl Task for LoginTask {
             LoginTask::User(t) => t.start(client),
             LoginTask::Apop(t) => t.start(client),
             LoginTask::Sasl(t) => t.start(client),
+            LoginTask::Auto(t) => t.start(client),
         }
     }
 
@@ -465,6 +469,7 @@ impl Task for LoginTask {
             LoginTask::User(t) => t.event(event, cx),
             LoginTask::Apop(t) => t.event(event, cx),
             LoginTask::Sasl(t) => t.event(event, cx),
+            LoginTask::Auto(t) => t.event(event, cx),
         }
     }
 
@@ -473,27 +478,37 @@ impl Task for LoginTask {
             LoginTask::User(t) => t.ready(cx),
             LoginTask::Apop(t) => t.ready(cx),
             LoginTask::Sasl(t) => t.ready(cx),
+            LoginTask::Auto(t) => t.ready(cx),
         }
     }
 }
 
 /// Chooses how to log in as `user` with `password` (the bearer token for
 /// the OAuth mechanisms): `method` as given, or for [`AuthMethod::Any`],
-/// the strongest the session offers
-/// ([`choose_login`](crate::client::sasl::choose_login)): SCRAM-SHA-256,
-/// SCRAM-SHA-1, CRAM-MD5, APOP, and over TLS only PLAIN, LOGIN, USER/PASS;
-/// without TLS, refused rather than sending the password in clear text. `nonce` is only used by SCRAM: a
-/// fresh random token from a secure generator.
+/// [`task::AutoLogin`]: the strongest the session offers
+/// ([`login_choices`](crate::client::sasl::login_choices)):
+/// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then PLAIN, LOGIN,
+/// USER/PASS over TLS, or without TLS when the client's
+/// [`insecure_cleartext_login`](crate::client::ClientConfig::insecure_cleartext_login)
+/// allows them (else refused rather than sending the password in clear
+/// text), falling back to the next when the server refuses one. `nonce` is
+/// only used by SCRAM: a fresh random token from a secure generator.
 ///
 /// ```
 /// use pop3_proto::client::{Client, ClientConfig};
-/// use pop3_proto::fetch::{login_task, AuthError};
+/// use pop3_proto::fetch::{login_task, AuthError, LoginTask};
 /// use pop3_proto::time::Instant;
 /// use pop3_proto::url::AuthMethod;
 ///
+/// // No capabilities, no APOP timestamp: only USER/PASS is left.
 /// let client = Client::new(ClientConfig::default(), Instant::ZERO);
 /// let refused = login_task(&client, AuthMethod::Any, "alice", "secret", "nonce");
 /// assert_eq!(refused.unwrap_err(), AuthError::CleartextRefused);
+/// let mut config = ClientConfig::default();
+/// config.insecure_cleartext_login = true;
+/// let client = Client::new(config, Instant::ZERO);
+/// let login = login_task(&client, AuthMethod::Any, "alice", "secret", "nonce");
+/// assert!(matches!(login, Ok(LoginTask::Auto(_))));
 /// ```
 pub fn login_task(
     client: &Client,
@@ -503,15 +518,15 @@ pub fn login_task(
     nonce: &str,
 ) -> Result<LoginTask, AuthError> {
     let secret = || Secret::new(password.as_bytes().to_vec());
-    let method = match method {
-        AuthMethod::Any => match crate::client::sasl::choose_login(client, false) {
-            Some(LoginChoice::Sasl(m)) => AuthMethod::Sasl(m),
-            Some(LoginChoice::Apop) => AuthMethod::Apop,
-            Some(_) => AuthMethod::User,
-            None => return Err(AuthError::CleartextRefused),
-        },
-        m => m,
-    };
+    if method == AuthMethod::Any {
+        let allow = client.config().insecure_cleartext_login;
+        if crate::client::sasl::choose_login(client, allow).is_none() {
+            return Err(AuthError::CleartextRefused);
+        }
+        return Ok(LoginTask::Auto(
+            task::AutoLogin::new(user, password, nonce).allow_cleartext(allow),
+        ));
+    }
     let sasl = |m: crate::client::BoxedMechanism| Ok(LoginTask::Sasl(task::Auth::new(m)));
     match method {
         AuthMethod::User => Ok(LoginTask::User(task::Login::new(user, password))),

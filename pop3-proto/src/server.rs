@@ -143,7 +143,9 @@
 //!   secrets; SCRAM-SHA-1 and SCRAM-SHA-256 whenever it can hand out SCRAM
 //!   keys ([`StoreRequest::ScramKeys`]: the PBKDF2, if any, runs in the
 //!   store, never on the machine); SCRAM-SHA-256-PLUS only over TLS 1.3
-//!   with the channel binding ([`TlsInfo`]); EXTERNAL only with a verified
+//!   with the channel binding ([`TlsInfo`]), and advertised only when
+//!   [`ServerConfig::advertise_channel_binding`] says so (clients that
+//!   can bind ask for it by name); EXTERNAL only with a verified
 //!   client certificate that [`ServerConfig::external_identity`] maps to a
 //!   user. The SASL capability stays advertised after login.
 //! * RFC 1939 §13 advises against allowing both PASS and APOP for one user:
@@ -281,6 +283,7 @@ pub struct ServerConfig {
     implementation: Option<String>,
     credential_forms: CredentialForms,
     allow_plaintext_auth: bool,
+    advertise_channel_binding: bool,
     apop: bool,
     sasl: Vec<SaslMechanism>,
     max_bad_before_login: u32,
@@ -308,6 +311,7 @@ impl Default for ServerConfig {
             implementation: None,
             credential_forms: CredentialForms::new(true, false),
             allow_plaintext_auth: false,
+            advertise_channel_binding: false,
             apop: true,
             sasl: alloc::vec![
                 SaslMechanism::Plain,
@@ -379,6 +383,24 @@ impl ServerConfig {
     /// are allowed before TLS is active. Default `false` (RFC 5034 §4).
     pub fn allow_plaintext_auth(mut self, allow: bool) -> Self {
         self.allow_plaintext_auth = allow;
+        self
+    }
+
+    /// Whether SCRAM-SHA-256-PLUS is advertised in CAPA and the AUTH list
+    /// (default `false`).
+    ///
+    /// The mechanism is accepted either way, over TLS 1.3 with the
+    /// channel binding ([`TlsInfo::tls_exporter`]): a client that can bind
+    /// asks for it by name (`AUTH SCRAM-SHA-256-PLUS`; in a POP URL,
+    /// `;AUTH=SCRAM-SHA-256-PLUS`). Advertising it makes clients that pick
+    /// the strongest mechanism offered choose it, and some cannot carry it
+    /// out: GNU SASL (mutt, neomutt) takes -PLUS, finds no `tls-exporter`
+    /// binding, cancels and gives up. Set it where every client handles
+    /// -PLUS. While it is not advertised, a client that could bind says `y`
+    /// in its SCRAM-SHA-256 exchange and is accepted (RFC 5802 §6: `y` is a
+    /// downgrade only when the server advertised -PLUS).
+    pub fn advertise_channel_binding(mut self, advertise: bool) -> Self {
+        self.advertise_channel_binding = advertise;
         self
     }
 
@@ -1660,7 +1682,15 @@ impl Server {
         }
     }
 
-    fn mechanism_offered(&self, m: SaslMechanism) -> bool {
+    /// Whether `m` is advertised (CAPA, the AUTH list): accepted, and for
+    /// SCRAM-SHA-256-PLUS, [`ServerConfig::advertise_channel_binding`].
+    fn mechanism_advertised(&self, m: SaslMechanism) -> bool {
+        self.mechanism_accepted(m)
+            && (m != SaslMechanism::ScramSha256Plus || self.config.advertise_channel_binding)
+    }
+
+    /// Whether `AUTH m` is carried out on this connection now.
+    fn mechanism_accepted(&self, m: SaslMechanism) -> bool {
         if m == SaslMechanism::External {
             return self.config.sasl.contains(&m) && self.tls_active && self.external.is_some();
         }
@@ -1679,7 +1709,7 @@ impl Server {
             .sasl
             .iter()
             .copied()
-            .filter(|&m| self.mechanism_offered(m))
+            .filter(|&m| self.mechanism_advertised(m))
             .collect()
     }
 
@@ -2175,7 +2205,7 @@ impl Server {
             self.send_line(PLAINTEXT_REFUSED);
             return;
         }
-        if !self.mechanism_offered(mech) {
+        if !self.mechanism_accepted(mech) {
             self.bad_command("-ERR Unsupported authentication mechanism.");
             return;
         }
@@ -2196,7 +2226,7 @@ impl Server {
                 let binding = match (m, self.channel_binding) {
                     (SaslMechanism::ScramSha256Plus, Some(cb)) => sasl::Binding::TlsExporter(cb),
                     _ => sasl::Binding::None {
-                        plus_offered: self.mechanism_offered(SaslMechanism::ScramSha256Plus),
+                        plus_offered: self.mechanism_advertised(SaslMechanism::ScramSha256Plus),
                     },
                 };
                 SaslExchange::start_scram(m, initial, binding)

@@ -24,10 +24,10 @@ use crate::types::Mechanism;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthMethod {
-    /// `;AUTH=*` (and no `;AUTH=` at all): the client picks. Over TLS: SASL
-    /// PLAIN when offered, else USER/PASS; without TLS: APOP when the
-    /// greeting allows it, else the login is refused rather than sending the
-    /// password in clear text.
+    /// `;AUTH=*` (and no `;AUTH=` at all): the client picks the strongest
+    /// way offered and falls back to the next when the server refuses one
+    /// ([`login_task`](crate::fetch::login_task)); without TLS, nothing that
+    /// reveals the password unless the client allows clear text.
     Any,
     /// USER and PASS (RFC 1939).
     User,

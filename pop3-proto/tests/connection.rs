@@ -67,7 +67,11 @@ impl Scripted {
             if let Some(result) = self.conn.poll_task(at(0), &mut task) {
                 return result;
             }
-            assert!(self.step(at(0)), "the script ran out");
+            assert!(
+                self.step(at(0)),
+                "the script ran out; sent {:?}",
+                String::from_utf8_lossy(&self.sent)
+            );
         }
     }
 }
@@ -693,4 +697,151 @@ fn a_slow_reader_of_pipelined_replies_is_cut_at_the_autologout_without_update() 
     );
     assert_eq!(store.message_count("demo"), 1, "no UPDATE");
     assert!(!store.is_locked("demo"));
+// ----- the automatic login's fallback -----
+
+/// The commands the client sent, one per line.
+fn sent_lines(s: &Scripted) -> Vec<String> {
+    String::from_utf8_lossy(&s.sent)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The AUTH (and APOP, USER) commands the client sent, with their names only.
+fn logins(s: &Scripted) -> Vec<String> {
+    sent_lines(s)
+        .iter()
+        .filter_map(|l| {
+            let mut words = l.split(' ');
+            match words.next()? {
+                "AUTH" => Some(format!("AUTH {}", words.next()?)),
+                w @ ("APOP" | "USER") => Some(w.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn connected(capa: &'static [u8]) -> Scripted {
+    let mut s = Scripted::new(&[b"+OK hi <1.2@host>\r\n", capa], true);
+    s.run(task::Connect::new(false)).unwrap();
+    s.sent.clear();
+    s
+}
+
+#[test]
+fn auto_login_falls_back_to_the_next_mechanism_when_the_server_refuses_one() {
+    // CRAM-MD5 is offered but the server cannot check it (Courier without
+    // the secret): the login goes on with the next way offered.
+    let mut s = connected(b"+OK\r\nUSER\r\nSASL CRAM-MD5 PLAIN\r\n.\r\n");
+    s.replies.extend([
+        &b"+ PDEyMzQ1QGhvc3Q+\r\n"[..],
+        b"-ERR [AUTH] Authentication failed.\r\n",
+        b"-ERR [AUTH] Authentication failed.\r\n",
+        b"+OK Logged in.\r\n",
+        b"+OK\r\nUSER\r\n.\r\n",
+    ]);
+    s.run(task::AutoLogin::new("alice", "secret", "nonce"))
+        .unwrap();
+    assert_eq!(logins(&s), ["AUTH CRAM-MD5", "APOP", "AUTH PLAIN"]);
+}
+
+#[test]
+fn auto_login_tries_each_way_once_and_three_at_most() {
+    // A wrong password: every way fails. Three attempts, each a different
+    // way (SCRAM-SHA-1 checks what SCRAM-SHA-256 did: skipped), then the
+    // last refusal is the result.
+    let mut s =
+        connected(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256 SCRAM-SHA-1 CRAM-MD5 PLAIN LOGIN\r\n.\r\n");
+    for _ in 0..3 {
+        s.replies
+            .push_back(b"-ERR [AUTH] Authentication failed.\r\n");
+    }
+    let err = s
+        .run(task::AutoLogin::new("alice", "wrong", "nonce"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    assert_eq!(logins(&s), ["AUTH SCRAM-SHA-256", "AUTH CRAM-MD5", "APOP"]);
+    assert_eq!(pop3_proto::client::task::MAX_LOGIN_ATTEMPTS, 3);
+}
+
+#[test]
+fn auto_login_stops_at_a_transient_refusal() {
+    for code in ["IN-USE", "LOGIN-DELAY", "SYS/TEMP"] {
+        let mut s = connected(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256 CRAM-MD5\r\n.\r\n");
+        let line: &'static [u8] = Box::leak(
+            format!("-ERR [{code}] try later\r\n")
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        s.replies.push_back(line);
+        let err = s
+            .run(task::AutoLogin::new("alice", "secret", "nonce"))
+            .unwrap_err();
+        assert!(err.is_transient(), "{code}: {err:?}");
+        assert_eq!(logins(&s), ["AUTH SCRAM-SHA-256"], "{code}");
+    }
+}
+
+#[test]
+fn auto_login_never_falls_back_to_clear_text_without_tls() {
+    let mut s = connected(b"+OK\r\nUSER\r\nSASL CRAM-MD5 PLAIN LOGIN\r\n.\r\n");
+    s.replies.extend([
+        &b"+ PDEyMzQ1QGhvc3Q+\r\n"[..],
+        b"-ERR [AUTH] Authentication failed.\r\n",
+        b"-ERR [AUTH] Authentication failed.\r\n",
+    ]);
+    let err = s
+        .run(task::AutoLogin::new("alice", "secret", "nonce").allow_cleartext(false))
+        .unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    assert_eq!(logins(&s), ["AUTH CRAM-MD5", "APOP"]);
+}
+
+#[test]
+fn auto_login_stops_when_the_server_closes() {
+    // The server refuses and closes: the next attempt meets the end of the
+    // stream, and nothing more is tried.
+    let mut s = connected(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256 CRAM-MD5\r\n.\r\n");
+    s.replies
+        .push_back(b"-ERR [AUTH] Too many bad commands.\r\n");
+    s.replies.push_back(b"");
+    let err = s
+        .run(task::AutoLogin::new("alice", "secret", "nonce"))
+        .unwrap_err();
+    assert!(!err.keeps_session(), "{err:?}");
+    assert_eq!(logins(&s), ["AUTH SCRAM-SHA-256", "AUTH CRAM-MD5"]);
+}
+
+#[test]
+fn after_scram_plus_fails_the_unbound_scram_says_n_not_y() {
+    // A server that advertises -PLUS but computes the binding wrongly: the
+    // fallback to SCRAM-SHA-256 must not claim `y` (the server advertised
+    // -PLUS and would refuse it as a downgrade).
+    use base64::Engine as _;
+    let mut s = connected(b"+OK\r\nSASL SCRAM-SHA-256 SCRAM-SHA-256-PLUS\r\n.\r\n");
+    s.conn.set_tls_exporter(Some([7; 32]));
+    s.replies.extend([
+        &b"-ERR [AUTH] Authentication failed.\r\n"[..],
+        b"-ERR [AUTH] Authentication failed.\r\n",
+        b"-ERR [AUTH] Authentication failed.\r\n",
+    ]);
+    let err = s
+        .run(task::AutoLogin::new("alice", "secret", "nonce"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    assert_eq!(
+        logins(&s),
+        ["AUTH SCRAM-SHA-256-PLUS", "AUTH SCRAM-SHA-256", "APOP"]
+    );
+    let gs2 = |line: &str| {
+        let b64 = line.split(' ').nth(2).expect("an initial response");
+        let first = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        String::from_utf8(first).unwrap()
+    };
+    let lines = sent_lines(&s);
+    assert!(gs2(&lines[0]).starts_with("p=tls-exporter,"), "{lines:?}");
+    assert!(gs2(&lines[1]).starts_with("n,"), "{lines:?}");
 }

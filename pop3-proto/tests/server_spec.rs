@@ -1399,13 +1399,15 @@ fn scram_sha256_plus_binds_to_the_tls_exporter() {
     use pop3_proto::types::Secret;
     let scram = || Scram::sha256("alice", Secret::new("secret"), "Zm9vYmFyYmF6cXV4");
     let bound = || implicit_tls().tls_info(TlsInfo::default().with_tls_exporter([9; 32]));
-    let harness = |ctx| {
-        let mut h = Harness::new(test_config(), ctx, standard_store());
+    let advertising = || test_config().advertise_channel_binding(true);
+    let harness = |config, ctx| {
+        let mut h = Harness::new(config, ctx, standard_store());
         h.take_output();
         h
     };
-    // Offered with an exporter value, and the same value logs in.
-    let mut h = harness(bound());
+    // Advertised when configured, with an exporter value, and the same
+    // value logs in.
+    let mut h = harness(advertising(), bound());
     assert!(
         capa(&mut h)
             .iter()
@@ -1414,19 +1416,19 @@ fn scram_sha256_plus_binds_to_the_tls_exporter() {
     let r = scram_run(&mut h, scram().with_tls_exporter([9; 32]));
     assert!(r.starts_with("+OK Logged in"), "{r}");
     // Another value (the client is on another channel): refused.
-    let mut h = harness(bound());
+    let mut h = harness(advertising(), bound());
     let r = scram_run(&mut h, scram().with_tls_exporter([8; 32]));
     assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
     // Plain SCRAM-SHA-256 still works beside it with `n`; with `y` the
     // server sees a downgrade and refuses (RFC 5802 §6).
-    let mut h = harness(bound());
+    let mut h = harness(advertising(), bound());
     assert!(scram_run(&mut h, scram()).starts_with("+OK Logged in"));
-    let mut h = harness(bound());
+    let mut h = harness(advertising(), bound());
     let r = scram_run(&mut h, scram().could_bind());
     assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
-    // Without an exporter value (TLS 1.2, or no TLS): not offered; `y` is
-    // then fine.
-    let mut h = harness(implicit_tls());
+    // Without an exporter value (TLS 1.2, or no TLS): not offered, not
+    // accepted; `y` is then fine.
+    let mut h = harness(advertising(), implicit_tls());
     assert!(!capa(&mut h).iter().any(|c| c.contains("PLUS")));
     assert_eq!(
         h.cmd(&format!(
@@ -1435,8 +1437,44 @@ fn scram_sha256_plus_binds_to_the_tls_exporter() {
         )),
         "-ERR Unsupported authentication mechanism.\r\n"
     );
-    let mut h = harness(implicit_tls());
+    let mut h = harness(advertising(), implicit_tls());
     assert!(scram_run(&mut h, scram().could_bind()).starts_with("+OK Logged in"));
+}
+
+/// By default -PLUS is not advertised (clients that take the strongest
+/// mechanism offered but cannot bind, like GNU SASL, would fail), yet a
+/// client that asks for it by name binds, and a client that could bind
+/// says `y` and is accepted (RFC 5802 §6: no -PLUS advertised, no
+/// downgrade).
+#[test]
+fn scram_sha256_plus_is_accepted_but_not_advertised_by_default() {
+    use pop3_proto::client::sasl::Scram;
+    use pop3_proto::server::TlsInfo;
+    use pop3_proto::types::Secret;
+    let scram = || Scram::sha256("alice", Secret::new("secret"), "Zm9vYmFyYmF6cXV4");
+    let harness = || {
+        let ctx = implicit_tls().tls_info(TlsInfo::default().with_tls_exporter([9; 32]));
+        let mut h = Harness::new(test_config(), ctx, standard_store());
+        h.take_output();
+        h
+    };
+    let mut h = harness();
+    let caps = capa(&mut h);
+    let sasl = caps.iter().find(|c| c.starts_with("SASL ")).expect("SASL");
+    assert!(sasl.contains(" SCRAM-SHA-256"), "{caps:?}");
+    assert!(!sasl.contains("PLUS"), "{caps:?}");
+    let list = h.cmd("AUTH");
+    assert!(list.contains("SCRAM-SHA-256\r\n"), "{list}");
+    assert!(!list.contains("PLUS"), "{list}");
+    let mut h = harness();
+    let r = scram_run(&mut h, scram().with_tls_exporter([9; 32]));
+    assert!(r.starts_with("+OK Logged in"), "{r}");
+    let mut h = harness();
+    let r = scram_run(&mut h, scram().with_tls_exporter([8; 32]));
+    assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    let mut h = harness();
+    let r = scram_run(&mut h, scram().could_bind());
+    assert!(r.starts_with("+OK Logged in"), "{r}");
 }
 
 // ---------------------------------------------------------------- D.6

@@ -300,3 +300,80 @@ async fn every_resolved_address_is_tried() {
     drop(client);
     server.done().await;
 }
+
+/// A server that offers CRAM-MD5 but cannot check it: `login` falls back
+/// to the next way the server offers and logs in.
+#[tokio::test]
+async fn login_falls_back_when_an_offered_mechanism_fails() {
+    let server = scripted(
+        vec![
+            ("", b"+OK hi\r\n"),
+            ("CAPA", b"+OK\r\nUSER\r\nSASL CRAM-MD5 PLAIN\r\n.\r\n"),
+            ("AUTH CRAM-MD5", b"+ PDEyMzQ1QGhvc3Q+\r\n"),
+            // base64 of "alice ...".
+            ("YWXPY2UG", b"-ERR [AUTH] Authentication failed.\r\n"),
+            ("AUTH PLAIN", b"+OK Logged in.\r\n"),
+            ("CAPA", b"+OK\r\nUSER\r\n.\r\n"),
+            ("QUIT", b"+OK bye\r\n"),
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut client = Pop3Client::connect("127.0.0.1", server.port, quick(Security::Plain))
+        .await
+        .unwrap();
+    client.login("alice", "secret").await.unwrap();
+    client.quit().await.unwrap();
+    server.done().await;
+}
+
+/// A server that answers CAPA with -ERR (popa3d): fetch's automatic login
+/// uses USER/PASS when clear text is allowed, with no `;AUTH=` and no
+/// `--auth` (the `fetch` example's `--insecure-cleartext-login`).
+#[tokio::test]
+async fn fetch_logs_in_with_user_pass_on_a_server_without_capa_when_cleartext_is_allowed() {
+    use pop3_tokio::fetch::{FetchSettings, PopUrl, authenticate, connect};
+    let server = scripted(
+        vec![
+            ("", b"+OK hi\r\n"),
+            ("CAPA", b"-ERR unknown command\r\n"),
+            ("USER ALICE", b"+OK\r\n"),
+            ("PASS SECRET", b"+OK 0 messages\r\n"),
+            ("CAPA", b"-ERR unknown command\r\n"),
+            ("QUIT", b"+OK bye\r\n"),
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+    let url: PopUrl = format!("pop://alice@127.0.0.1:{}", server.port)
+        .parse()
+        .unwrap();
+    let mut settings = FetchSettings::default();
+    settings.insecure_cleartext_login = true;
+    let mut client = connect(&url, &settings).await.unwrap();
+    authenticate(&mut client, &url, &settings, "secret")
+        .await
+        .unwrap();
+    client.quit().await.unwrap();
+    server.done().await;
+    // Without the allowance, the password is not sent.
+    let server = scripted(
+        vec![("", b"+OK hi\r\n"), ("CAPA", b"-ERR unknown command\r\n")],
+        Duration::from_secs(5),
+    )
+    .await;
+    let url: PopUrl = format!("pop://alice@127.0.0.1:{}", server.port)
+        .parse()
+        .unwrap();
+    let settings = FetchSettings::default();
+    let mut client = connect(&url, &settings).await.unwrap();
+    let err = authenticate(&mut client, &url, &settings, "secret")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pop3_tokio::fetch::FetchError::Auth(_)),
+        "{err:?}"
+    );
+    drop(client);
+    server.done().await;
+}

@@ -1,6 +1,6 @@
 //! Every runtime's examples against real peers: its `pop3d` serves a
 //! Maildir tree to poplib (STLS), curl (POP3S) and mpop (STLS, pipelined)
-//! exactly; its `fetch` retrieves the awkward maildrop from Dovecot with
+//! exactly, and to mutt and neomutt (STLS and POP3S, default login choice); its `fetch` retrieves the awkward maildrop from Dovecot with
 //! SASL PLAIN, CRAM-MD5 and SCRAM-SHA-256, byte-identical to what poplib
 //! retrieves. (curl runs over POP3S and plain POP3.)
 
@@ -15,7 +15,7 @@ use support::dovecot::{Dovecot, write_maildir};
 use support::poplib::{self, Connect, FetchOptions, Login};
 use support::{
     ChildGuard, assert_bytes_eq, awkward, crlf_lines, crlf_to_lf, example_binary, expect_success,
-    mpop, spawn_grouped,
+    mpop, mutt, spawn_grouped,
 };
 
 const USER: &str = "alice";
@@ -152,6 +152,56 @@ fn pop3d_serves_poplib_curl_and_mpop(bin: PathBuf) {
     }
 }
 
+/// mutt and neomutt (GNU SASL over GnuTLS), with their default login
+/// choice, fetch every message from `pop3d` over STLS and over POP3S.
+/// (Were SCRAM-SHA-256-PLUS advertised, GNU SASL would take it, fail for
+/// want of the channel binding, and fetch nothing.)
+fn pop3d_serves_mutt_and_neomutt(bin: PathBuf) {
+    let messages: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|i| {
+            let m = format!(
+                "From: sender@example.org\r\nSubject: note {i} for mutt\r\n\
+                 Message-ID: <{i}.mutt@example.org>\r\n\r\nbody line {i}\r\n"
+            );
+            (format!("m{i}"), m.into_bytes())
+        })
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let (_server, plain, tls, ca) = start_pop3d(&bin, work.path(), &messages);
+    for program in [mutt::Program::Mutt, mutt::Program::NeoMutt] {
+        for (security, addr) in [
+            (mutt::Security::Stls, plain),
+            (mutt::Security::Implicit, tls),
+        ] {
+            let label = format!("{program:?} over {security:?}");
+            let dir = work.path().join(format!("{program:?}-{security:?}"));
+            std::fs::create_dir(&dir).unwrap();
+            let got = mutt::fetch(program, &dir, addr, security, &ca, USER, PASSWORD);
+            let mbox = String::from_utf8_lossy(&got.mbox);
+            let separators = mbox.lines().filter(|l| l.starts_with("From ")).count();
+            let explain = || {
+                format!(
+                    "{label}\n--- screen:\n{}\n--- log:\n{}",
+                    got.screen, got.log
+                )
+            };
+            assert_eq!(separators, messages.len(), "{}", explain());
+            for i in 1..=messages.len() {
+                assert!(
+                    mbox.contains(&format!("Subject: note {i} for mutt\n")),
+                    "{}",
+                    explain()
+                );
+                assert!(
+                    mbox.contains(&format!("\nbody line {i}\n")),
+                    "{}",
+                    explain()
+                );
+            }
+        }
+    }
+}
+
 /// The Maildir's messages (new/ and cur/), sorted.
 fn contents(maildir: &Path) -> Vec<Vec<u8>> {
     let mut out = mpop::delivered_in(maildir);
@@ -225,4 +275,19 @@ fn blocking_pop3d_serves_poplib_curl_and_mpop_exactly() {
 #[test]
 fn blocking_fetch_matches_poplib_with_plain_cram_md5_and_scram_sha_256() {
     fetch_matches_poplib_with_every_mechanism(example_binary("pop3-blocking", "fetch-blocking"));
+}
+
+#[test]
+fn tokio_pop3d_serves_mutt_and_neomutt_over_stls_and_pop3s() {
+    pop3d_serves_mutt_and_neomutt(example_binary("pop3-tokio", "pop3d"));
+}
+
+#[test]
+fn smol_pop3d_serves_mutt_and_neomutt_over_stls_and_pop3s() {
+    pop3d_serves_mutt_and_neomutt(example_binary("pop3-async-std", "pop3d-smol"));
+}
+
+#[test]
+fn blocking_pop3d_serves_mutt_and_neomutt_over_stls_and_pop3s() {
+    pop3d_serves_mutt_and_neomutt(example_binary("pop3-blocking", "pop3d-blocking"));
 }

@@ -213,7 +213,7 @@ async fn external_with_a_verified_client_certificate() {
     }
 }
 
-/// A server offering SCRAM-SHA-256-PLUS alone, with a store that can do
+/// A server offering (and advertising) SCRAM-SHA-256-PLUS alone, with a store that can do
 /// nothing else: a login that succeeds went through the bound mechanism.
 async fn plus_only(
     pki: &Pki,
@@ -225,7 +225,9 @@ async fn plus_only(
         .with_credential_forms(CredentialForms::new(false, false).with_scram(false, true));
     store.add_user("alice", "secret");
     store.add_message("alice", "Subject: hi\r\n\r\nHello.\r\n");
-    let config = ServerConfig::default().sasl_mechanisms(vec![SaslMechanism::ScramSha256Plus]);
+    let config = ServerConfig::default()
+        .sasl_mechanisms(vec![SaslMechanism::ScramSha256Plus])
+        .advertise_channel_binding(true);
     let server = Pop3Server::build(
         Arc::new(store),
         config,

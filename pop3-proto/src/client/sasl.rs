@@ -1110,6 +1110,32 @@ const CLEARTEXT: [&str; 2] = ["PLAIN", "LOGIN"];
 /// assert_eq!(choose_login(&client, false), Some(LoginChoice::Sasl(scram)));
 /// ```
 pub fn choose_login(client: &super::Client, allow_cleartext: bool) -> Option<LoginChoice> {
+    login_choices(client, allow_cleartext).into_iter().next()
+}
+
+/// Every login the session allows, strongest first, in the order of
+/// [`choose_login`] (which takes the first): the ways
+/// [`AutoLogin`](super::task::AutoLogin) falls back through when one fails.
+/// Empty: nothing is left but clear text, and it is not allowed.
+///
+/// ```
+/// use pop3_proto::client::sasl::{login_choices, LoginChoice};
+/// use pop3_proto::client::{Client, ClientConfig};
+/// use pop3_proto::time::Instant;
+///
+/// let mut client = Client::new(ClientConfig::default(), Instant::ZERO);
+/// client.handle_input(Instant::ZERO, b"+OK ready <1.2@host>\r\n");
+/// client.capa().unwrap();
+/// client.handle_input(Instant::ZERO, b"+OK\r\nUSER\r\nSASL PLAIN CRAM-MD5 SCRAM-SHA-1\r\n.\r\n");
+/// while client.poll_action().is_some() {}
+/// let sasl = |m| LoginChoice::Sasl(pop3_proto::types::Mechanism::new(m).unwrap());
+/// // Without TLS, nothing that reveals the password.
+/// assert_eq!(
+///     login_choices(&client, false),
+///     [sasl("SCRAM-SHA-1"), sasl("CRAM-MD5"), LoginChoice::Apop]
+/// );
+/// ```
+pub fn login_choices(client: &super::Client, allow_cleartext: bool) -> Vec<LoginChoice> {
     let offered: Vec<&Mechanism> = client
         .capabilities()
         .into_iter()
@@ -1120,29 +1146,29 @@ pub fn choose_login(client: &super::Client, allow_cleartext: bool) -> Option<Log
         })
         .flatten()
         .collect();
-    let pick = |names: &[&str]| {
-        names.iter().find_map(|name| {
-            offered
+    let mut choices = Vec::new();
+    let add = |choices: &mut Vec<LoginChoice>, names: &[&str]| {
+        for name in names {
+            if let Some(m) = offered
                 .iter()
                 .find(|m| m.as_str().eq_ignore_ascii_case(name))
-                .map(|m| LoginChoice::Sasl((*m).clone()))
-        })
+            {
+                choices.push(LoginChoice::Sasl((*m).clone()));
+            }
+        }
     };
-    if client.tls_exporter().is_some()
-        && let Some(choice) = pick(&BOUND)
-    {
-        return Some(choice);
+    if client.tls_exporter().is_some() {
+        add(&mut choices, &BOUND);
     }
-    if let Some(choice) = pick(&PROVING) {
-        return Some(choice);
-    }
+    add(&mut choices, &PROVING);
     if client.apop_timestamp().is_some() {
-        return Some(LoginChoice::Apop);
+        choices.push(LoginChoice::Apop);
     }
-    if !(client.is_tls() || allow_cleartext) {
-        return None;
+    if client.is_tls() || allow_cleartext {
+        add(&mut choices, &CLEARTEXT);
+        choices.push(LoginChoice::User);
     }
-    pick(&CLEARTEXT).or(Some(LoginChoice::User))
+    choices
 }
 
 /// A boxed mechanism, as [`super::Client::auth`] takes it.

@@ -429,12 +429,40 @@ impl Task for Auth {
 }
 
 /// The strongest login the session allows, chosen when the task starts
-/// by [`choose_login`](super::sasl::choose_login) from the capabilities
-/// and the greeting: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then
-/// PLAIN, LOGIN and USER/PASS. The last three reveal the password: without
-/// TLS they are used only when allowed ([`AutoLogin::allow_cleartext`];
-/// by default, when [`ClientConfig::insecure_cleartext_login`](super::ClientConfig::insecure_cleartext_login)
+/// by [`login_choices`](super::sasl::login_choices) from the capabilities
+/// and the greeting: SCRAM-SHA-256-PLUS (with a channel binding),
+/// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP, then PLAIN, LOGIN and
+/// USER/PASS. The last three reveal the password: without TLS they are
+/// used only when allowed ([`AutoLogin::allow_cleartext`]; by default,
+/// when [`ClientConfig::insecure_cleartext_login`](super::ClientConfig::insecure_cleartext_login)
 /// is set). Nothing left to use is [`ClientError::CleartextRefused`].
+///
+/// # Falling back
+///
+/// Servers offer mechanisms they cannot carry out (a store without the
+/// secret CRAM-MD5 needs, a channel binding computed wrongly). When the
+/// server answers a login with `-ERR`, the task tries the next way in the
+/// list, on the same connection:
+///
+/// * each way at most once, and at most [`MAX_LOGIN_ATTEMPTS`] in all: a
+///   wrong password costs a few failures on the server's count, not one
+///   per mechanism; SCRAM-SHA-1 is skipped once SCRAM-SHA-256 (unbound)
+///   was refused, as both check the same secret the same way (a server
+///   whose password store cannot serve SCRAM, e.g. Dovecot with hashed
+///   passwords, refuses both and takes CRAM-MD5 or PLAIN);
+/// * never a way the list does not hold, so never a clear-text one without
+///   TLS unless allowed;
+/// * not after `-ERR [IN-USE]`, `[LOGIN-DELAY]` or `[SYS/TEMP]` (trying
+///   again now cannot help), not when the connection closed or broke, and
+///   not when the client itself gave up an exchange (a SCRAM server
+///   signature that does not verify, too many iterations: a server that
+///   fails to prove itself gets no weaker mechanism);
+/// * after SCRAM-SHA-256-PLUS failed, SCRAM says `n` (no binding) rather
+///   than `y`: the server advertised -PLUS, so `y` would be refused as a
+///   downgrade (RFC 5802 §6). The certificate check still guards the
+///   connection.
+///
+/// The error returned is the last attempt's.
 ///
 /// ```
 /// use pop3_proto::client::task::AutoLogin;
@@ -453,14 +481,35 @@ pub struct AutoLogin {
     nonce: String,
     allow_cleartext: Option<bool>,
     max_iterations: u32,
+    /// The ways not tried yet, strongest first.
+    choices: std::collections::VecDeque<super::sasl::LoginChoice>,
+    attempts: usize,
+    /// SCRAM-SHA-256-PLUS was tried and failed.
+    bound_failed: bool,
+    current: Option<super::sasl::LoginChoice>,
     inner: Option<AutoInner>,
 }
+
+/// The most logins [`AutoLogin`] tries on one connection before it gives
+/// up: the first choice and two fallbacks. Three is also where servers
+/// commonly start closing the session or delaying the address.
+pub const MAX_LOGIN_ATTEMPTS: usize = 3;
 
 #[derive(Debug)]
 enum AutoInner {
     User(Login),
     Apop(Apop),
     Sasl(Auth),
+}
+
+impl AutoInner {
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        match self {
+            AutoInner::User(t) => t.start(client),
+            AutoInner::Apop(t) => t.start(client),
+            AutoInner::Sasl(t) => t.start(client),
+        }
+    }
 }
 
 impl AutoLogin {
@@ -473,6 +522,10 @@ impl AutoLogin {
             nonce: nonce.into(),
             allow_cleartext: None,
             max_iterations: super::sasl::DEFAULT_MAX_SCRAM_ITERATIONS,
+            choices: Default::default(),
+            attempts: 0,
+            bound_failed: false,
+            current: None,
             inner: None,
         }
     }
@@ -492,15 +545,18 @@ impl AutoLogin {
 
     /// The inner task for `choice`, on a connection with this channel
     /// binding.
-    fn task_for(&self, choice: super::sasl::LoginChoice, cb: Option<[u8; 32]>) -> AutoInner {
+    fn task_for(&self, choice: &super::sasl::LoginChoice, cb: Option<[u8; 32]>) -> AutoInner {
         use super::sasl::{self, LoginChoice, Scram};
         let password = || self.password.clone();
         let text = String::from_utf8_lossy(self.password.expose()).into_owned();
+        // `y` only while the bound variant has not failed (see the type's
+        // documentation).
+        let could_bind = cb.is_some() && !self.bound_failed;
         match choice {
             LoginChoice::Sasl(m) => {
                 let scram = |s: Scram| {
                     let s = s.max_iterations(self.max_iterations);
-                    if cb.is_some() { s.could_bind() } else { s }
+                    if could_bind { s.could_bind() } else { s }
                 };
                 let mechanism: BoxedMechanism = match m.as_str().to_ascii_uppercase().as_str() {
                     "SCRAM-SHA-256-PLUS" => match cb {
@@ -527,6 +583,30 @@ impl AutoLogin {
             _ => AutoInner::User(Login::new(&self.user, &text)),
         }
     }
+
+    /// Starts the next way in the list.
+    fn start_next(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        let choice = self
+            .choices
+            .pop_front()
+            .ok_or(ClientError::CleartextRefused)?;
+        tracing::debug!(target: super::connection::LOG, "login with {choice:?}");
+        let mut inner = self.task_for(&choice, client.tls_exporter().copied());
+        self.attempts += 1;
+        self.current = Some(choice);
+        inner.start(client)?;
+        self.inner = Some(inner);
+        Ok(())
+    }
+
+    /// Whether `error`, ending the current attempt, lets the next one run.
+    fn may_fall_back(&self, error: &Error, client: &Client) -> bool {
+        let refused = matches!(error, Error::Server(e) if !e.is_transient());
+        refused
+            && !self.choices.is_empty()
+            && self.attempts < MAX_LOGIN_ATTEMPTS
+            && client.state() == super::ClientState::Authorization
+    }
 }
 
 impl Task for AutoLogin {
@@ -536,24 +616,39 @@ impl Task for AutoLogin {
         let allow = self
             .allow_cleartext
             .unwrap_or(client.config().insecure_cleartext_login);
-        let choice =
-            super::sasl::choose_login(client, allow).ok_or(ClientError::CleartextRefused)?;
-        tracing::debug!(target: super::connection::LOG, "login with {choice:?}");
-        let mut inner = self.task_for(choice, client.tls_exporter().copied());
-        match &mut inner {
-            AutoInner::User(t) => t.start(client)?,
-            AutoInner::Apop(t) => t.start(client)?,
-            AutoInner::Sasl(t) => t.start(client)?,
-        }
-        self.inner = Some(inner);
-        Ok(())
+        self.choices = super::sasl::login_choices(client, allow).into();
+        self.start_next(client)
     }
 
     fn event(&mut self, event: ClientEvent, cx: &mut TaskContext<'_>) -> Option<Result<(), Error>> {
-        match self.inner.as_mut()? {
+        let result = match self.inner.as_mut()? {
             AutoInner::User(t) => t.event(event, cx),
             AutoInner::Apop(t) => t.event(event, cx),
             AutoInner::Sasl(t) => t.event(event, cx),
+        };
+        match result {
+            Some(Err(e)) if self.may_fall_back(&e, cx.client()) => {
+                tracing::debug!(
+                    target: super::connection::LOG,
+                    "login with {:?} failed ({e}); trying the next way",
+                    self.current
+                );
+                if let Some(super::sasl::LoginChoice::Sasl(m)) = &self.current {
+                    if m.as_str().eq_ignore_ascii_case("SCRAM-SHA-256-PLUS") {
+                        self.bound_failed = true;
+                    } else if m.as_str().eq_ignore_ascii_case("SCRAM-SHA-256") {
+                        self.choices.retain(|c| {
+                            !matches!(c, super::sasl::LoginChoice::Sasl(m)
+                                if m.as_str().eq_ignore_ascii_case("SCRAM-SHA-1"))
+                        });
+                    }
+                }
+                match self.start_next(cx.client()) {
+                    Ok(()) => None,
+                    Err(_) => Some(Err(e)),
+                }
+            }
+            other => other,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Test support for interoperability tests against real POP3 peers on
 //! loopback: a private Dovecot server, our own server started in-process
-//! ([`server`]), Python's poplib, curl and mpop as clients, and a maildrop
+//! ([`server`]), Python's poplib, curl, mpop, mutt and neomutt as clients, and a maildrop
 //! of awkward messages.
 //!
 //! Include it from an integration test with `mod support;`. Every external
@@ -15,6 +15,7 @@ pub mod awkward;
 pub mod curl;
 pub mod dovecot;
 pub mod mpop;
+pub mod mutt;
 pub mod poplib;
 pub mod server;
 

@@ -48,6 +48,16 @@
 //! Each blocking read or write is given the socket timeout left until the
 //! nearest of these deadlines.
 //!
+//! # Cancel safety
+//!
+//! The methods here block until their result is in: there is no future to
+//! drop, so nothing is left half-done unless the thread unwinds (a panic in
+//! the application's own code, e.g. a [`Body`] reader's consumer). The
+//! rule of the async faces applies then as well: the next call on the
+//! client reads and discards a query's replies first; after a login, STLS,
+//! [`Pop3Client::dele_many`] or QUIT cut short, it fails with
+//! [`Error::Cancelled`] and the connection is closed without QUIT.
+//!
 //! # A body reader dropped half-read
 //!
 //! A [`Body`] borrows the client, so nothing else can be sent while it lives.

@@ -235,7 +235,7 @@ impl Pop3Client {
         let name = options.server_name(host)?;
         let epoch = Instant::now();
         let tcp = connect_tcp(host, port, epoch + options.connect_timeout).await?;
-        Pop3Client::connect_stream(Box::new(tcp), name, epoch, options).await
+        Pop3Client::connect_stream(Box::new(tcp), name, epoch, options, false).await
     }
 
     /// Runs a session over an already connected stream; `tls_name` is the
@@ -268,7 +268,30 @@ impl Pop3Client {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options).await
+        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options, false).await
+    }
+
+    /// Runs a session over a stream the caller already secured (TLS
+    /// terminated around it, e.g. a `futures_rustls` stream of its own, or
+    /// a channel it trusts as much): no handshake here, no STLS, whatever
+    /// [`ConnectOptions::security`] says; the session counts as protected,
+    /// so logins that reveal the password are allowed on it. Without the
+    /// TLS session at hand, SCRAM's `-PLUS` channel binding is not offered.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the stream is dropped; nothing else is
+    /// left behind.
+    pub async fn from_secured_stream<S>(
+        stream: S,
+        mut options: ConnectOptions,
+    ) -> Result<Pop3Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        options.security = Security::ImplicitTls;
+        let name = options.server_name("localhost")?;
+        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options, true).await
     }
 
     async fn connect_stream(
@@ -276,10 +299,11 @@ impl Pop3Client {
         name: ServerName<'static>,
         epoch: Instant,
         options: ConnectOptions,
+        secured: bool,
     ) -> Result<Pop3Client, Error> {
         let deadline = epoch + options.connect_timeout;
         let mut exporter = None;
-        let io = if options.security == Security::ImplicitTls {
+        let io = if options.security == Security::ImplicitTls && !secured {
             let connector = TlsConnector::from(options.tls_client_config()?);
             let limit = deadline.saturating_duration_since(Instant::now());
             match crate::io::timeout(limit, connector.connect(name.clone(), stream)).await {

@@ -96,7 +96,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsConnector;
 
-use crate::io::Conn;
+use crate::io::{Conn, Stream};
 
 /// A POP3 session on tokio.
 ///
@@ -114,10 +114,12 @@ use crate::io::Conn;
 pub struct Pop3Client {
     conn: Connection,
     io: Conn,
-    handshake: Option<tokio_rustls::Connect<TcpStream>>,
+    handshake: Option<tokio_rustls::Connect<Stream>>,
     /// The SASL work of [`Want::Compute`], on the blocking pool.
     computing: Option<tokio::task::JoinHandle<SaslWorkDone>>,
-    tls_name: ServerName<'static>,
+    /// The name the certificate must carry; none on a stream secured by
+    /// the caller.
+    tls_name: Option<ServerName<'static>>,
     options: ConnectOptions,
     epoch: Instant,
     timer: Pin<Box<Sleep>>,
@@ -215,50 +217,114 @@ impl Pop3Client {
         let name = options.server_name(host)?;
         let epoch = Instant::now();
         let tcp = connect_tcp(host, port, epoch + options.connect_timeout).await?;
-        Pop3Client::connect_stream(tcp, name, epoch, options).await
+        Pop3Client::connect_stream(Box::new(tcp), Some(name), epoch, options).await
     }
 
-    /// Runs a session over an already connected TCP stream; `tls_name` is the
-    /// name the server certificate must carry (a DNS name or IP address).
+    /// Runs a session over an already connected stream; `tls_name` is the
+    /// name the server certificate must carry (a DNS name or IP address),
+    /// for STLS or implicit TLS as [`ConnectOptions::security`] says.
+    ///
+    /// The stream is any tokio byte stream: a `TcpStream`, a `UnixStream`,
+    /// one end of [`tokio::io::duplex`] in a test, a connection through a
+    /// SOCKS or PROXY-protocol wrapper. (Boxed inside, so that one client
+    /// type serves them all; set `TCP_NODELAY` on a TCP stream yourself, as
+    /// [`Pop3Client::connect`] does.) The connect timeout counts from this
+    /// call.
     ///
     /// ```no_run
     /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let tcp = tokio::net::TcpStream::connect("127.0.0.1:110").await?;
     /// let client = Pop3Client::from_stream(tcp, "127.0.0.1", ConnectOptions::new(Security::Plain)).await?;
+    /// let unix = tokio::net::UnixStream::connect("/run/pop3.sock").await?;
+    /// let client = Pop3Client::from_stream(unix, "localhost", ConnectOptions::new(Security::Plain)).await?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Cancel safety
     ///
-    /// Dropped before it finished, the connection is closed; nothing else is
+    /// Dropped before it finished, the stream is dropped; nothing else is
     /// left behind.
-    pub async fn from_stream(
-        tcp: TcpStream,
+    pub async fn from_stream<S>(
+        stream: S,
         tls_name: &str,
         options: ConnectOptions,
-    ) -> Result<Pop3Client, Error> {
+    ) -> Result<Pop3Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(tcp, name, Instant::now(), options).await
+        Pop3Client::connect_stream(Box::new(stream), Some(name), Instant::now(), options).await
+    }
+
+    /// Runs a session over a stream the caller already secured (TLS
+    /// terminated around it, e.g. a `tokio_rustls` stream of its own, or a
+    /// channel it trusts as much): no handshake here, no STLS, whatever
+    /// [`ConnectOptions::security`] says; the session counts as protected,
+    /// so logins that reveal the password are allowed on it. Without the
+    /// TLS session at hand, SCRAM's `-PLUS` channel binding is not offered.
+    ///
+    /// ```no_run
+    /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
+    /// # async fn run(tls: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `tls`: a stream secured by the caller (here only a stand-in).
+    /// let mut client = Pop3Client::from_secured_stream(tls, ConnectOptions::new(Security::Plain)).await?;
+    /// assert!(client.is_tls());
+    /// client.login("alice", "secret").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the stream is dropped; nothing else is
+    /// left behind.
+    pub async fn from_secured_stream<S>(
+        stream: S,
+        mut options: ConnectOptions,
+    ) -> Result<Pop3Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        options.security = Security::ImplicitTls;
+        let epoch = Instant::now();
+        let mut client = Pop3Client::session(Conn::Plain(Box::new(stream)), None, epoch, options);
+        client.run(task::Connect::new(false)).await?;
+        Ok(client)
     }
 
     async fn connect_stream(
-        tcp: TcpStream,
-        name: ServerName<'static>,
+        stream: Stream,
+        name: Option<ServerName<'static>>,
         epoch: Instant,
         options: ConnectOptions,
     ) -> Result<Pop3Client, Error> {
         let deadline = epoch + options.connect_timeout;
-        let io = if options.security == Security::ImplicitTls {
-            let connector = TlsConnector::from(options.tls_client_config()?);
-            match tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp)).await {
-                Err(_) => return Err(Error::Timeout(TimeoutKind::Connect)),
-                Ok(Err(e)) => return Err(Error::Tls(e.into())),
-                Ok(Ok(s)) => Conn::ClientTls(Box::new(s)),
+        let io = match (options.security, name.clone()) {
+            (Security::ImplicitTls, Some(name)) => {
+                let connector = TlsConnector::from(options.tls_client_config()?);
+                match tokio::time::timeout_at(deadline, connector.connect(name, stream)).await {
+                    Err(_) => return Err(Error::Timeout(TimeoutKind::Connect)),
+                    Ok(Err(e)) => return Err(Error::Tls(e.into())),
+                    Ok(Ok(s)) => Conn::ClientTls(Box::new(s)),
+                }
             }
-        } else {
-            Conn::Plain(tcp)
+            _ => Conn::Plain(stream),
         };
+        let starttls = options.security == Security::StartTls;
+        let mut client = Pop3Client::session(io, name, epoch, options);
+        client.run(task::Connect::new(starttls)).await?;
+        Ok(client)
+    }
+
+    /// The client over `io`, before the greeting; the session counts as
+    /// protected when `options.security` is implicit TLS.
+    fn session(
+        io: Conn,
+        name: Option<ServerName<'static>>,
+        epoch: Instant,
+        options: ConnectOptions,
+    ) -> Pop3Client {
+        let deadline = epoch + options.connect_timeout;
         let now = proto_time(epoch, Instant::now());
         let mut conn = Connection::new(
             options.connection_config(),
@@ -268,8 +334,7 @@ impl Pop3Client {
         if let Conn::ClientTls(s) = &io {
             conn.set_tls_exporter(pop3_blocking::common::tls_exporter(s.get_ref().1));
         }
-        let starttls = options.security == Security::StartTls;
-        let mut client = Pop3Client {
+        Pop3Client {
             conn,
             io,
             handshake: None,
@@ -278,9 +343,7 @@ impl Pop3Client {
             options,
             epoch,
             timer: Box::pin(tokio::time::sleep_until(epoch)),
-        };
-        client.run(task::Connect::new(starttls)).await?;
-        Ok(client)
+        }
     }
 
     // ----- inspection -----
@@ -717,8 +780,11 @@ impl Pop3Client {
     fn poll_handshake(&mut self, cx: &mut Context<'_>, now: pop3_proto::time::Instant) -> Poll<()> {
         if self.handshake.is_none() {
             let started = self.options.tls_client_config().and_then(|config| {
-                let tcp = self.io.take_plain().map_err(|e| Error::Tls(e.into()))?;
-                Ok(TlsConnector::from(config).connect(self.tls_name.clone(), tcp))
+                let name = self.tls_name.clone().ok_or_else(|| {
+                    Error::Tls(io::Error::other("the stream was secured by the caller").into())
+                })?;
+                let stream = self.io.take_plain().map_err(|e| Error::Tls(e.into()))?;
+                Ok(TlsConnector::from(config).connect(name, stream))
             });
             match started {
                 Ok(hs) => self.handshake = Some(hs),

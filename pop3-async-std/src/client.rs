@@ -44,6 +44,19 @@
 //!   progress at all (nothing read, nothing written) while the client waits
 //!   on it, whatever the machine expects.
 //!
+//! # Cancel safety
+//!
+//! Every `async fn` says in its own `# Cancel safety` section what dropping
+//! its future (by a timeout or `select!`) means. In short: a query (STAT,
+//! LIST, UIDL, RETR, NOOP, ...) dropped before it finished is settled by the
+//! next call on the client, which reads and discards its reply first and
+//! then gets its own answer. An operation that changes the session's state
+//! over several steps (a login, STLS, [`Pop3Client::dele_many`], QUIT)
+//! cannot be resumed by anyone: dropped, the next call fails with
+//! [`Error::Cancelled`] and the connection is closed without QUIT, so the
+//! server commits no deletion. Never a wrong answer, a refused retry, or
+//! [`Error::Closed`] on a live connection.
+//!
 //! # A body reader dropped half-read
 //!
 //! A [`Body`] borrows the client, so nothing else can be sent while it lives.
@@ -209,6 +222,11 @@ impl Pop3Client {
     /// println!("{:?}", client.greeting());
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the connection is closed; nothing else is
+    /// left behind.
     pub async fn connect(
         host: &str,
         port: u16,
@@ -217,7 +235,7 @@ impl Pop3Client {
         let name = options.server_name(host)?;
         let epoch = Instant::now();
         let tcp = connect_tcp(host, port, epoch + options.connect_timeout).await?;
-        Pop3Client::connect_stream(Box::new(tcp), name, epoch, options).await
+        Pop3Client::connect_stream(Box::new(tcp), name, epoch, options, false).await
     }
 
     /// Runs a session over an already connected stream; `tls_name` is the
@@ -236,6 +254,11 @@ impl Pop3Client {
     /// let client = Pop3Client::from_stream(tcp, "127.0.0.1", ConnectOptions::new(Security::Plain)).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the connection is closed; nothing else is
+    /// left behind.
     pub async fn from_stream<S>(
         stream: S,
         tls_name: &str,
@@ -245,7 +268,30 @@ impl Pop3Client {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options).await
+        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options, false).await
+    }
+
+    /// Runs a session over a stream the caller already secured (TLS
+    /// terminated around it, e.g. a `futures_rustls` stream of its own, or
+    /// a channel it trusts as much): no handshake here, no STLS, whatever
+    /// [`ConnectOptions::security`] says; the session counts as protected,
+    /// so logins that reveal the password are allowed on it. Without the
+    /// TLS session at hand, SCRAM's `-PLUS` channel binding is not offered.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the stream is dropped; nothing else is
+    /// left behind.
+    pub async fn from_secured_stream<S>(
+        stream: S,
+        mut options: ConnectOptions,
+    ) -> Result<Pop3Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        options.security = Security::ImplicitTls;
+        let name = options.server_name("localhost")?;
+        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options, true).await
     }
 
     async fn connect_stream(
@@ -253,10 +299,11 @@ impl Pop3Client {
         name: ServerName<'static>,
         epoch: Instant,
         options: ConnectOptions,
+        secured: bool,
     ) -> Result<Pop3Client, Error> {
         let deadline = epoch + options.connect_timeout;
         let mut exporter = None;
-        let io = if options.security == Security::ImplicitTls {
+        let io = if options.security == Security::ImplicitTls && !secured {
             let connector = TlsConnector::from(options.tls_client_config()?);
             let limit = deadline.saturating_duration_since(Instant::now());
             match crate::io::timeout(limit, connector.connect(name.clone(), stream)).await {
@@ -329,6 +376,13 @@ impl Pop3Client {
 
     /// Runs any [`Task`] (each method below is one): queues its commands and
     /// drives the connection until its result is in.
+    ///
+    /// # Cancel safety
+    ///
+    /// As the task's [`Task::on_drop`] says: dropped before it finished, a
+    /// query's replies are read and discarded by the next call; any other task
+    /// makes the next call fail with [`Error::Cancelled`], the connection
+    /// closed without QUIT.
     pub async fn run<T: Task>(&mut self, task: T) -> Result<T::Output, Error> {
         let mut task = self.conn.start(task)?;
         poll_fn(|cx| {
@@ -344,12 +398,25 @@ impl Pop3Client {
 
     /// `CAPA`: the capabilities (also kept for [`Pop3Client::capabilities`]).
     /// A server without CAPA answers [`Error::Server`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn capa(&mut self) -> Result<Vec<Capability>, Error> {
         self.run(task::Capa::new()).await
     }
 
     /// `STLS`: upgrades the connection to TLS in place, then re-reads the
     /// capabilities (RFC 2595 §4).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: it changes the transport in several steps. Dropped
+    /// before it finished (by a timeout or `select!`), its outcome is unknown,
+    /// so the next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn stls(&mut self) -> Result<(), Error> {
         self.run(task::Stls::new()).await
     }
@@ -366,6 +433,14 @@ impl Pop3Client {
     /// client.login("alice", "secret").await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a login changes the session's state in several steps.
+    /// Dropped before it finished (by a timeout or `select!`), its outcome is
+    /// unknown, so the next call on the client fails with [`Error::Cancelled`]
+    /// and the connection is closed without QUIT (the server commits no
+    /// deletion).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
         self.run(pop3_blocking::common::auto_login(user, password)?)
             .await
@@ -373,6 +448,13 @@ impl Pop3Client {
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
     /// with [`Error::Command`] when the greeting has no valid timestamp.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a login changes the session's state. Dropped before it
+    /// finished (by a timeout or `select!`), its outcome is unknown, so the
+    /// next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn apop(&mut self, user: &str, secret: &str) -> Result<(), Error> {
         self.run(task::Apop::new(user, secret)).await
     }
@@ -386,31 +468,69 @@ impl Pop3Client {
     /// client.auth(Box::new(Plain::new("alice", Secret::new("secret")))).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a SASL exchange changes the session's state in several
+    /// steps. Dropped before it finished (by a timeout or `select!`), its
+    /// outcome is unknown, so the next call on the client fails with
+    /// [`Error::Cancelled`] and the connection is closed without QUIT (the
+    /// server commits no deletion).
     pub async fn auth(&mut self, mechanism: BoxedMechanism) -> Result<(), Error> {
         self.run(task::Auth::new(mechanism)).await
     }
 
     /// `STAT`: message count and total size.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn stat(&mut self) -> Result<StatReply, Error> {
         self.run(task::Stat::new()).await
     }
 
     /// `LIST`: every message's number and size.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// listing is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn list(&mut self) -> Result<Vec<ScanLine>, Error> {
         self.run(task::List::new()).await
     }
 
     /// `LIST n`: one message's size.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn list_one(&mut self, msg: MessageNumber) -> Result<ScanLine, Error> {
         self.run(task::ListOne::new(msg)).await
     }
 
     /// `UIDL`: every message's unique id.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// listing is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn uidl(&mut self) -> Result<Vec<UidLine>, Error> {
         self.run(task::Uidl::new()).await
     }
 
     /// `UIDL n`: one message's unique id.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn uidl_one(&mut self, msg: MessageNumber) -> Result<UidLine, Error> {
         self.run(task::UidlOne::new(msg)).await
     }
@@ -426,12 +546,24 @@ impl Pop3Client {
     /// body.read_to_end(&mut message).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// message is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn retr(&mut self, msg: MessageNumber) -> Result<Body<'_>, Error> {
         let state = self.run(task::Retrieve::retr(msg)).await?;
         Ok(Body::new(self, state))
     }
 
     /// `TOP n lines`: the header and the first `lines` lines of the body.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn top(&mut self, msg: MessageNumber, lines: u64) -> Result<Body<'_>, Error> {
         let state = self.run(task::Retrieve::top(msg, lines)).await?;
         Ok(Body::new(self, state))
@@ -439,6 +571,13 @@ impl Pop3Client {
 
     /// `DELE n`: marks the message; the server removes it only after a
     /// successful [`Pop3Client::quit`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on. The message may have been
+    /// marked (STAT tells; RSET unmarks).
     pub async fn dele(&mut self, msg: MessageNumber) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Dele(msg)))
             .await
@@ -446,32 +585,70 @@ impl Pop3Client {
     }
 
     /// `RSET`: unmarks every deletion.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on; RSET may have been done (it
+    /// can be sent again).
     pub async fn rset(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Rset)).await.map(drop)
     }
 
     /// `NOOP`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn noop(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Noop)).await.map(drop)
     }
 
     /// `UTF8` (RFC 6856), in AUTHORIZATION.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn utf8(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Utf8)).await.map(drop)
     }
 
     /// Bare `LANG`: the languages the server offers (RFC 6856).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// listing is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn lang(&mut self) -> Result<Vec<LangLine>, Error> {
         self.run(task::Lang::new()).await
     }
 
     /// `LANG tag` or `LANG *`: selects a language; the reply's status line.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn set_lang(&mut self, request: LangRequest) -> Result<StatusLine, Error> {
         self.run(task::Simple::new(Command::Lang(request))).await
     }
 
     /// `QUIT`: ends the session; in TRANSACTION, the server removes the
     /// messages marked deleted. Only an `Ok` here means they were removed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: whether the server committed would be unknown. Dropped
+    /// before it finished (by a timeout or `select!`), its outcome is unknown,
+    /// so the next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn quit(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Quit)).await?;
         let close = poll_fn(|cx| Pin::new(&mut self.io).poll_close(cx));
@@ -507,6 +684,13 @@ impl Pop3Client {
 
     /// `DELE` of many messages, pipelined when the server allows it. One
     /// result per message, in order; `Err` only when the session failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: which messages were marked would be unknown. Dropped
+    /// before it finished (by a timeout or `select!`), its outcome is unknown,
+    /// so the next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn dele_many(
         &mut self,
         msgs: impl IntoIterator<Item = MessageNumber>,
@@ -654,6 +838,12 @@ impl<'a> Body<'a> {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no octet is lost; the next call gives the chunk this one
+    /// would have. The body dropped, its rest is read and discarded by the
+    /// next call on the client.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         poll_fn(|cx| self.poll_chunk(cx)).await
     }
@@ -720,6 +910,12 @@ impl RetrBatch<'_> {
     /// The next message's number and a reader over its body; `None` after
     /// the last. A `-ERR` for one message is an `Err` item and the batch
     /// goes on; a failed session ends it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no message is lost; the next call gives the message this
+    /// one would have. The batch dropped, its rest is read and discarded by
+    /// the next call on the client.
     pub async fn next(&mut self) -> Option<(MessageNumber, Result<Body<'_>, Error>)> {
         let client = &mut *self.client;
         let state = &mut self.state;

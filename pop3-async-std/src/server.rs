@@ -291,11 +291,17 @@ where
     }
 
     /// Serves one connection accepted elsewhere to its end, once a
-    /// connection slot is free (the per-address cap is `serve`'s: a stream
-    /// of unknown origin is not counted by address): any `futures-io` stream
-    /// (`Async<TcpStream>`, `smol::net::TcpStream`,
-    /// `async_std::net::TcpStream`, ...; set `TCP_NODELAY` on a TCP stream
+    /// connection slot is free: any `futures-io` stream (`Async<TcpStream>`,
+    /// `smol::net::TcpStream`, `async_std::net::TcpStream`, a `UnixStream`,
+    /// a connection unwrapped from the PROXY protocol, or one already
+    /// secured: [`Security::Secured`]; set `TCP_NODELAY` on a TCP stream
     /// yourself, as `serve` does).
+    ///
+    /// `peer` is the client's address, for the per-address cap (over it,
+    /// the client gets `-ERR [SYS/TEMP]` and the connection is closed at
+    /// once) and the log; a stream without one (a Unix socket) may pass an
+    /// unspecified address, and such connections then share one
+    /// per-address cap.
     ///
     /// ```no_run
     /// use std::net::TcpListener;
@@ -306,21 +312,37 @@ where
     /// // Sessions on smol's multi-threaded executor instead of in `serve`.
     /// let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 1110))?;
     /// loop {
-    ///     let (stream, _) = listener.accept().await?;
+    ///     let (stream, peer) = listener.accept().await?;
     ///     stream.get_ref().set_nodelay(true)?;
     ///     let server = server.clone();
-    ///     smol::spawn(async move { server.serve_connection(stream, Security::Plain).await }).detach();
+    ///     smol::spawn(async move { server.serve_connection(stream, peer, Security::Plain).await })
+    ///         .detach();
     /// }
     /// # }
     /// ```
-    pub async fn serve_connection<T>(&self, stream: T, security: Security)
+    pub async fn serve_connection<T>(&self, stream: T, peer: SocketAddr, security: Security)
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        let pass = match self.inner.gate.admit(peer.ip()) {
+            Ok(pass) => pass,
+            Err(refusal) => {
+                tracing::debug!(%peer, "connection refused: {refusal}");
+                let mut stream = stream;
+                let stall = self.inner.options.write_stall_timeout;
+                let _ = timeout(stall, async {
+                    futures_lite::AsyncWriteExt::write_all(&mut stream, refusal.reply()).await?;
+                    futures_lite::AsyncWriteExt::close(&mut stream).await
+                })
+                .await;
+                return;
+            }
+        };
         // The connection counts against the cap and is waited for by
         // `wait_idle`, as one accepted by `serve` is.
-        let _slot = self.inner.life.slot().await;
-        self.connection(Box::new(stream), None, security).await;
+        let _slot = (pass, self.inner.life.slot().await);
+        self.connection(Box::new(stream), Some(peer), security)
+            .await;
     }
 
     async fn connection(&self, stream: Stream, peer: Option<SocketAddr>, security: Security) {
@@ -346,7 +368,11 @@ where
         } else {
             Conn::plain(stream)
         };
-        let ctx = match connection_context(io.is_tls(), self.inner.tls.is_some()) {
+        let secured = security == Security::Secured;
+        let ctx = match connection_context(
+            io.is_tls() || secured,
+            self.inner.tls.is_some() && !secured,
+        ) {
             Ok(ctx) => ctx.tls_info(tls_info),
             Err(e) => {
                 tracing::error!(?peer, error = %e, "no randomness for the greeting; connection dropped");

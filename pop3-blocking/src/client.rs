@@ -48,6 +48,16 @@
 //! Each blocking read or write is given the socket timeout left until the
 //! nearest of these deadlines.
 //!
+//! # Cancel safety
+//!
+//! The methods here block until their result is in: there is no future to
+//! drop, so nothing is left half-done unless the thread unwinds (a panic in
+//! the application's own code, e.g. a [`Body`] reader's consumer). The
+//! rule of the async faces applies then as well: the next call on the
+//! client reads and discards a query's replies first; after a login, STLS,
+//! [`Pop3Client::dele_many`] or QUIT cut short, it fails with
+//! [`Error::Cancelled`] and the connection is closed without QUIT.
+//!
 //! # A body reader dropped half-read
 //!
 //! A [`Body`] borrows the client, so nothing else can be sent while it lives.
@@ -80,7 +90,7 @@ use pop3_proto::types::MessageNumber;
 use rustls::pki_types::ServerName;
 
 use crate::common::{ATTEMPT_DELAY, bare_host, connect_order};
-use crate::io::{Clock, Stream};
+use crate::io::{Clock, Socket, Stream, Transport};
 
 /// A blocking POP3 session.
 ///
@@ -98,7 +108,9 @@ use crate::io::{Clock, Stream};
 pub struct Pop3Client {
     conn: Connection,
     io: Stream,
-    tls_name: ServerName<'static>,
+    /// The name the certificate must carry; none on a stream secured by
+    /// the caller.
+    tls_name: Option<ServerName<'static>>,
     options: ConnectOptions,
     clock: Clock,
 }
@@ -210,46 +222,85 @@ impl Pop3Client {
         let name = options.server_name(host)?;
         let start = Instant::now();
         let tcp = connect_tcp(host, port, start + options.connect_timeout)?;
-        Pop3Client::connect_stream(tcp, name, start, options)
+        let _ = tcp.set_nodelay(true);
+        Pop3Client::connect_stream(Box::new(tcp), Some(name), start, options)
     }
 
-    /// Runs a session over an already connected TCP stream; `tls_name` is the
-    /// name the server certificate must carry (a DNS name or IP address).
+    /// Runs a session over an already connected stream; `tls_name` is the
+    /// name the server certificate must carry (a DNS name or IP address),
+    /// for STLS or implicit TLS as [`ConnectOptions::security`] says.
+    ///
+    /// The stream is any [`Transport`]: a `TcpStream` (set `TCP_NODELAY`
+    /// yourself, as [`Pop3Client::connect`] does), a `UnixStream`, or a
+    /// stream of your own (a SOCKS or PROXY-protocol wrapper). The connect
+    /// timeout counts from this call.
     ///
     /// ```no_run
     /// use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
     /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let tcp = std::net::TcpStream::connect("127.0.0.1:110")?;
     /// let client = Pop3Client::from_stream(tcp, "127.0.0.1", ConnectOptions::new(Security::Plain))?;
+    /// let unix = std::os::unix::net::UnixStream::connect("/run/pop3.sock")?;
+    /// let client = Pop3Client::from_stream(unix, "localhost", ConnectOptions::new(Security::Plain))?;
     /// # Ok(()) }
     /// ```
-    pub fn from_stream(
-        tcp: TcpStream,
+    pub fn from_stream<S: Transport + 'static>(
+        stream: S,
         tls_name: &str,
         options: ConnectOptions,
     ) -> Result<Pop3Client, Error> {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(tcp, name, Instant::now(), options)
+        Pop3Client::connect_stream(Box::new(stream), Some(name), Instant::now(), options)
+    }
+
+    /// Runs a session over a stream the caller already secured (TLS
+    /// terminated around it, e.g. a `rustls::StreamOwned` of its own, or a
+    /// channel it trusts as much): no handshake here, no STLS, whatever
+    /// [`ConnectOptions::security`] says; the session counts as protected,
+    /// so logins that reveal the password are allowed on it. Without the
+    /// TLS session at hand, SCRAM's `-PLUS` channel binding is not offered.
+    pub fn from_secured_stream<S: Transport + 'static>(
+        stream: S,
+        mut options: ConnectOptions,
+    ) -> Result<Pop3Client, Error> {
+        options.security = Security::ImplicitTls;
+        Pop3Client::session(
+            Stream::Plain(Box::new(stream)),
+            None,
+            Instant::now(),
+            options,
+        )
     }
 
     fn connect_stream(
-        tcp: TcpStream,
-        name: ServerName<'static>,
+        stream: Socket,
+        name: Option<ServerName<'static>>,
         start: Instant,
         options: ConnectOptions,
     ) -> Result<Pop3Client, Error> {
-        let _ = tcp.set_nodelay(true);
         let deadline = start + options.connect_timeout;
-        let mut io = Stream::Plain(tcp);
-        if options.security == Security::ImplicitTls {
+        let mut io = Stream::Plain(stream);
+        if let (Security::ImplicitTls, Some(name)) = (options.security, name.clone()) {
             let config = options.tls_client_config()?;
-            io.start_client_tls(config, name.clone())
+            io.start_client_tls(config, name)
                 .and_then(|()| io.handshake_by(deadline))
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::TimedOut => Error::Timeout(TimeoutKind::Connect),
                     _ => Error::Tls(e.into()),
                 })?;
         }
+        Pop3Client::session(io, name, start, options)
+    }
+
+    /// The session over `io`: waits for the greeting, upgrades with STLS
+    /// when asked; protected when `options.security` is implicit TLS.
+    fn session(
+        io: Stream,
+        name: Option<ServerName<'static>>,
+        start: Instant,
+        options: ConnectOptions,
+    ) -> Result<Pop3Client, Error> {
+        let deadline = start + options.connect_timeout;
         let clock = Clock::start();
         let mut conn = Connection::new(
             options.connection_config(),
@@ -528,7 +579,12 @@ impl Pop3Client {
                 } else {
                     (self.options.tls_client_config())
                         .map_err(io::Error::other)
-                        .and_then(|config| io.start_client_tls(config, self.tls_name.clone()))
+                        .and_then(|config| {
+                            let name = self.tls_name.clone().ok_or_else(|| {
+                                io::Error::other("the stream was secured by the caller")
+                            })?;
+                            io.start_client_tls(config, name)
+                        })
                 };
                 match started {
                     Ok(()) => io.timed(wait, Stream::handshake).map(|r| {

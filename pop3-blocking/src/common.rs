@@ -212,6 +212,12 @@ pub enum ServerSecurity {
     Plain,
     /// Implicit TLS (POP3S, port 995): the TLS handshake comes first (RFC 8314).
     ImplicitTls,
+    /// The connection is already secured by the caller (TLS terminated
+    /// around the stream, or a channel trusted as much, such as a Unix
+    /// socket of a trusted peer): no handshake, no STLS offered, and the
+    /// session counts as protected (logins that reveal the password are
+    /// allowed).
+    Secured,
 }
 
 /// Whether a failed `accept` is pressure that passes (back off and accept

@@ -1,6 +1,6 @@
-//! What the client and the server faces share: a TCP stream that may be
-//! upgraded to TLS in place, blocking calls bounded by socket timeouts, and
-//! the core's clock.
+//! What the client and the server faces share: a byte stream that may be
+//! upgraded to TLS in place, blocking calls bounded by the stream's
+//! timeouts, and the core's clock.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -10,12 +10,69 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
-/// A connection that is plain TCP or TLS over TCP, on either side.
-#[derive(Debug)]
+/// A blocking byte stream a client or a server session runs over: std's
+/// `TcpStream` and (on Unix) `UnixStream`, or a stream of the application's
+/// own (a SOCKS or PROXY-protocol wrapper, a stream it already secured).
+///
+/// The session bounds each blocking read and write with
+/// [`Transport::set_timeout`], to keep its deadlines (reply and idle
+/// timeouts, the server's shutdown grace): a read or write that times out
+/// fails with `WouldBlock` or `TimedOut`.
+pub trait Transport: Read + Write + Send {
+    /// Bounds every later read and write by `timeout` (`None`: no limit).
+    /// A stream that cannot time out may return `Ok(())`: the session's
+    /// deadlines are then checked only between its reads and writes.
+    fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Ends the writing direction (after QUIT, or a refusal); by default
+    /// nothing (the stream ends when it is dropped).
+    fn shutdown_write(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for TcpStream {
+    fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)?;
+        self.set_write_timeout(timeout)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+#[cfg(unix)]
+impl Transport for std::os::unix::net::UnixStream {
+    fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)?;
+        self.set_write_timeout(timeout)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        (**self).set_timeout(timeout)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        (**self).shutdown_write()
+    }
+}
+
+/// The stream of a session, boxed so that one client and one server type
+/// serve every transport.
+pub(crate) type Socket = Box<dyn Transport>;
+
+/// A connection that is plain or TLS over the transport, on either side.
 pub(crate) enum Stream {
-    Plain(TcpStream),
-    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
-    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Plain(Socket),
+    Client(Box<StreamOwned<ClientConnection, Socket>>),
+    Server(Box<StreamOwned<ServerConnection, Socket>>),
     /// Transient, while the socket moves under TLS.
     Upgrading,
 }
@@ -48,12 +105,23 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Plain",
+            Stream::Client(_) => "Client",
+            Stream::Server(_) => "Server",
+            Stream::Upgrading => "Upgrading",
+        })
+    }
+}
+
 impl Stream {
-    fn tcp(&self) -> io::Result<&TcpStream> {
+    fn tcp(&self) -> io::Result<&dyn Transport> {
         match self {
-            Stream::Plain(s) => Ok(s),
-            Stream::Client(s) => Ok(&s.sock),
-            Stream::Server(s) => Ok(&s.sock),
+            Stream::Plain(s) => Ok(s.as_ref()),
+            Stream::Client(s) => Ok(s.sock.as_ref()),
+            Stream::Server(s) => Ok(s.sock.as_ref()),
             Stream::Upgrading => Err(not_connected()),
         }
     }
@@ -78,14 +146,11 @@ impl Stream {
         wait: Option<Duration>,
         f: impl FnOnce(&mut Stream) -> io::Result<T>,
     ) -> Option<io::Result<T>> {
-        let armed = self.tcp().and_then(|tcp| {
-            tcp.set_read_timeout(wait)?;
-            tcp.set_write_timeout(wait)
-        });
+        let armed = self.tcp().and_then(|sock| sock.set_timeout(wait));
         settle(armed.and_then(|()| f(self)))
     }
 
-    fn take_plain(&mut self) -> io::Result<TcpStream> {
+    fn take_plain(&mut self) -> io::Result<Socket> {
         match std::mem::replace(self, Stream::Upgrading) {
             Stream::Plain(tcp) => Ok(tcp),
             other => {
@@ -138,7 +203,7 @@ impl Stream {
     }
 
     pub(crate) fn handshake(&mut self) -> io::Result<()> {
-        fn run<C, S>(s: &mut StreamOwned<C, TcpStream>) -> io::Result<()>
+        fn run<C, S>(s: &mut StreamOwned<C, Socket>) -> io::Result<()>
         where
             C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
             S: rustls::SideData,
@@ -174,7 +239,7 @@ impl Stream {
     }
 
     /// Ends the stream politely: a TLS close_notify, then the end of the
-    /// TCP stream, each write allowed `timeout`.
+    /// stream's writing direction, each write allowed `timeout`.
     pub(crate) fn close(&mut self, timeout: Duration) {
         let _ = self.timed(Some(timeout), |s| {
             match s {
@@ -183,7 +248,7 @@ impl Stream {
                 _ => {}
             }
             s.flush()?;
-            s.tcp()?.shutdown(Shutdown::Write)
+            s.tcp()?.shutdown_write()
         });
     }
 }

@@ -97,6 +97,7 @@ pub mod client;
 pub mod common;
 pub mod fetch;
 mod io;
+pub use io::Transport;
 pub mod maildir;
 pub mod passwd;
 pub mod server;

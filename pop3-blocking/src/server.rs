@@ -55,7 +55,7 @@ use pop3_proto::store::Store;
 use crate::common::{
     ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
 };
-use crate::io::{Clock, Stream};
+use crate::io::{Clock, Socket, Stream, Transport};
 
 pub use crate::common::{ServerOptions, ServerSecurity as Security};
 
@@ -247,9 +247,10 @@ where
                         continue;
                     }
                 };
+                let _ = stream.set_nodelay(true);
                 scope.spawn(move || {
                     let _slot = slot;
-                    self.session(stream, peer, security);
+                    self.session(Box::new(stream), peer, security);
                 });
             }
         });
@@ -263,15 +264,49 @@ where
     /// Serves one connection accepted elsewhere to its end, under the same
     /// caps as those `serve` accepts (over one, the client gets
     /// `-ERR [SYS/TEMP]` and the connection is closed at once).
-    pub fn serve_connection(&self, stream: TcpStream, security: Security) {
-        let peer = stream
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    ///
+    /// The stream is any [`Transport`]: a `TcpStream` (set `TCP_NODELAY`
+    /// yourself), a `UnixStream`, a connection unwrapped from the PROXY
+    /// protocol, or one already secured ([`Security::Secured`]). `peer` is
+    /// the client's address, for the per-address cap and the log; a stream
+    /// without one (a Unix socket) may pass an unspecified address, and
+    /// such connections then share one per-address cap.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use std::os::unix::net::UnixListener;
+    /// use pop3_blocking::server::{Pop3Server, Security};
+    /// use pop3_proto::store::MemoryStore;
+    ///
+    /// # fn run(server: Pop3Server<MemoryStore>) -> std::io::Result<()> {
+    /// let listener = UnixListener::bind("/run/pop3.sock")?;
+    /// std::thread::scope(|scope| {
+    ///     for stream in listener.incoming() {
+    ///         let (stream, server) = (stream?, &server);
+    ///         let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+    ///         scope.spawn(move || server.serve_connection(stream, peer, Security::Plain));
+    ///     }
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn serve_connection<T: Transport + 'static>(
+        &self,
+        stream: T,
+        peer: SocketAddr,
+        security: Security,
+    ) {
         // The connection counts against the caps and is waited for by
         // `wait_idle`, as one accepted by `serve` is.
         match self.slot(peer) {
-            Ok(_slot) => self.session(stream, peer, security),
-            Err(refusal) => refuse(stream, peer, refusal),
+            Ok(_slot) => self.session(Box::new(stream), peer, security),
+            Err(refusal) => {
+                tracing::debug!(%peer, "connection refused: {refusal}");
+                let mut stream = stream;
+                let _ = stream.set_timeout(Some(self.inner.options.write_stall_timeout));
+                let _ = stream.write_all(refusal.reply());
+                let _ = stream.shutdown_write();
+            }
         }
     }
 
@@ -285,18 +320,19 @@ where
         })
     }
 
-    fn session(&self, tcp: TcpStream, peer: SocketAddr, security: Security) {
+    fn session(&self, stream: Socket, peer: SocketAddr, security: Security) {
         let inner = &*self.inner;
         let options = &inner.options;
-        let _ = tcp.set_nodelay(true);
-        let mut io = Stream::Plain(tcp);
+        let mut io = Stream::Plain(stream);
         if security == Security::ImplicitTls
             && let Err(e) = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout)
         {
             tracing::info!(%peer, error = %e, "TLS handshake failed");
             return;
         }
-        let ctx = match connection_context(io.is_tls(), inner.tls.is_some()) {
+        let secured = security == Security::Secured;
+        let ctx = match connection_context(io.is_tls() || secured, inner.tls.is_some() && !secured)
+        {
             Ok(ctx) => ctx.tls_info(io.server_tls_info()),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");

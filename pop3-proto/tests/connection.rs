@@ -1,5 +1,8 @@
 //! The connection layers' own rules, on a scripted peer and a simulated
 //! clock: what every adapter relies on without writing it.
+// An operation dropped before it finished is what some tests are about:
+// `drop` says so, though `Running` has no destructor of its own.
+#![allow(clippy::drop_non_drop)]
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -287,6 +290,105 @@ fn a_refused_user_name_never_gets_the_password() {
     let err = s.run(task::Login::new("a", "secret")).unwrap_err();
     assert!(matches!(err, Error::Server(_)), "{err:?}");
     assert_eq!(s.sent, b"USER a\r\n");
+}
+
+// ----- operations dropped before they finished -----
+
+/// A logged-in session on a scripted server (no capabilities read).
+fn logged_in(replies: &[&'static [u8]]) -> Scripted {
+    let mut all: Vec<&'static [u8]> = vec![b"+OK hi\r\n", b"+OK\r\n", b"+OK in\r\n"];
+    all.extend_from_slice(replies);
+    let mut s = Scripted::new(&all, false);
+    s.run(task::Connect::new(false)).unwrap();
+    s.run(task::Login::new("a", "b")).unwrap();
+    s.sent.clear();
+    s
+}
+
+#[test]
+fn a_query_dropped_midway_is_drained_and_the_next_call_gets_its_own_answer() {
+    let mut s = logged_in(&[b"+OK 2 320\r\n", b"+OK 1 120\r\n"]);
+    let mut stat = s.conn.start(task::Stat::new()).unwrap();
+    until_read(&mut s, &mut stat);
+    drop(stat);
+    let one = s.run(task::ListOne::new(msg(1))).unwrap();
+    assert_eq!(
+        (one.msg, one.size),
+        (msg(1), 120),
+        "STAT's reply is not LIST's"
+    );
+    assert_eq!(s.sent, b"STAT\r\nLIST 1\r\n");
+    assert!(!s.conn.is_done());
+}
+
+#[test]
+fn a_listing_dropped_halfway_is_drained_and_the_session_stays_usable() {
+    let mut s = logged_in(&[b"+OK\r\n1 a\r\n", b"2 b\r\n.\r\n+OK\r\n"]);
+    let mut uidl = s.conn.start(task::Uidl::new()).unwrap();
+    until_read(&mut s, &mut uidl);
+    s.step(at(0));
+    assert!(s.conn.poll_task(at(0), &mut uidl).is_none());
+    drop(uidl);
+    s.run(task::Simple::new(pop3_proto::command::Command::Noop))
+        .unwrap();
+}
+
+#[test]
+fn a_login_dropped_midway_closes_the_session_with_cancelled_not_a_refused_retry() {
+    let mut s = Scripted::new(&[b"+OK hi\r\n", b"+OK\r\n"], false);
+    s.run(task::Connect::new(false)).unwrap();
+    let mut login = s.conn.start(task::Login::new("a", "b")).unwrap();
+    until_read(&mut s, &mut login);
+    // USER was accepted; PASS is queued when the task is polled next.
+    s.step(at(0));
+    drop(login);
+    let err = s.run(task::Login::new("a", "b")).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err:?}");
+    assert!(s.conn.is_done(), "the connection is closed");
+    assert!(matches!(s.conn.want(at(0)), Want::Done));
+    let err = s.run(task::Stat::new()).unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err:?}");
+}
+
+#[test]
+fn a_quit_dropped_before_its_reply_closes_the_session_with_cancelled() {
+    let mut s = logged_in(&[b"+OK bye\r\n"]);
+    let mut quit = s
+        .conn
+        .start(task::Simple::new(pop3_proto::command::Command::Quit))
+        .unwrap();
+    until_read(&mut s, &mut quit);
+    drop(quit);
+    let err = s.run(task::Stat::new()).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err:?}");
+}
+
+#[test]
+fn a_dele_batch_dropped_midway_closes_the_session_so_nothing_is_committed() {
+    let mut s = logged_in(&[b"+OK\r\n"]);
+    let mut dele = s.conn.start(task::DeleMany::new([msg(1), msg(2)])).unwrap();
+    until_read(&mut s, &mut dele);
+    drop(dele);
+    let err = s
+        .run(task::Simple::new(pop3_proto::command::Command::Quit))
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err:?}");
+    assert!(
+        !String::from_utf8_lossy(&s.sent).contains("QUIT"),
+        "no QUIT after a cancelled batch: {:?}",
+        String::from_utf8_lossy(&s.sent)
+    );
+}
+
+#[test]
+fn a_finished_operation_is_never_taken_for_a_dropped_one() {
+    let mut s = logged_in(&[b"+OK bye\r\n"]);
+    assert!(!s.conn.is_unfinished());
+    s.run(task::Simple::new(pop3_proto::command::Command::Quit))
+        .unwrap();
+    assert!(!s.conn.is_unfinished());
+    let err = s.run(task::Stat::new()).unwrap_err();
+    assert!(matches!(err, Error::Closed), "{err:?}");
 }
 
 // ----- the server side -----

@@ -1,18 +1,27 @@
-//! A TCP stream that may be upgraded to TLS in place.
+//! A byte stream that may be upgraded to TLS in place.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-/// A connection that is plain TCP or TLS over TCP, on either side.
-#[derive(Debug)]
+/// What a session runs over: any tokio byte stream.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+
+/// The stream of a session, boxed so that one client and one server type
+/// serve every stream (`TcpStream`, `UnixStream`, `DuplexStream`, a stream
+/// wrapped by a proxy protocol or already secured), for one indirect call
+/// per read or write.
+pub(crate) type Stream = Box<dyn Transport>;
+
+/// A connection that is plain or TLS over the stream, on either side.
 pub(crate) enum Conn {
-    Plain(TcpStream),
-    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Plain(Stream),
+    ServerTls(Box<tokio_rustls::server::TlsStream<Stream>>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<Stream>>),
     /// Transient state while a handshake owns the socket.
     Upgrading,
 }
@@ -22,8 +31,8 @@ impl Conn {
         matches!(self, Conn::ServerTls(_) | Conn::ClientTls(_))
     }
 
-    /// Takes the plain socket out for a TLS handshake.
-    pub(crate) fn take_plain(&mut self) -> io::Result<TcpStream> {
+    /// Takes the plain stream out for a TLS handshake.
+    pub(crate) fn take_plain(&mut self) -> io::Result<Stream> {
         match std::mem::replace(self, Conn::Upgrading) {
             Conn::Plain(s) => Ok(s),
             other => {
@@ -39,6 +48,17 @@ fn upgrading() -> io::Error {
         io::ErrorKind::NotConnected,
         "connection lost during TLS upgrade",
     )
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Plain(_) => "Plain",
+            Conn::ServerTls(_) => "ServerTls",
+            Conn::ClientTls(_) => "ClientTls",
+            Conn::Upgrading => "Upgrading",
+        })
+    }
 }
 
 impl AsyncRead for Conn {

@@ -5,9 +5,9 @@
 //!
 //! | face | start from |
 //! | --- | --- |
-//! | client | [`client::Pop3Client`]: `connect`, `login`/`apop`/`auth`, `stat`, `list`, `uidl`, `retr`/`top` (bodies stream as [`client::Body`]), `dele`, `quit`, pipelined [`retr_many`](client::Pop3Client::retr_many) and [`dele_many`](client::Pop3Client::dele_many) |
+//! | client | [`client::Pop3Client`]: `connect` (or [`from_stream`](client::Pop3Client::from_stream) over any stream), `login`/`apop`/`auth`, `stat`, `list`, `uidl`, `retr`/`top` (bodies stream as [`client::Body`]), `dele`, `quit`, pipelined [`retr_many`](client::Pop3Client::retr_many) and [`dele_many`](client::Pop3Client::dele_many) |
 //! | fetching | [`fetch`]: pop URLs (RFC 2384), save-before-delete into a [`fetch::MessageSink`] such as [`fetch::MaildirSink`] |
-//! | server | [`server::Pop3Server`] over any [`pop3_proto::store::Store`]; [`SpawnBlocking`] runs a blocking store (such as `pop3-blocking`'s Maildir store) off the reactor |
+//! | server | [`server::Pop3Server`] over any [`pop3_proto::store::Store`], on a listener or one given stream ([`serve_connection`](server::Pop3Server::serve_connection)); [`SpawnBlocking`] runs a blocking store (such as `pop3-blocking`'s Maildir store) off the reactor |
 //! | TLS | [`tls`] (server configurations; shared with the other adapters, from `pop3-blocking`); [`client::TlsVerification`] (client side) |
 //!
 //! No process-wide crypto provider is installed: TLS configurations come

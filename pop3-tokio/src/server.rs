@@ -21,12 +21,12 @@ use pop3_proto::server::{
 };
 use pop3_proto::store::Store;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant as TokioInstant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
-use crate::io::Conn;
+use crate::io::{Conn, Stream};
 
 pub use pop3_blocking::common::{ServerOptions, ServerSecurity as Security};
 
@@ -150,13 +150,20 @@ where
                 },
                 _ = shutdown.changed() => continue,
             };
-            let Some(slot) = self.admit(stream, peer) else {
-                continue;
+            let slot = match self.admit(peer) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    if let Ok(stream) = stream.into_std() {
+                        refuse(stream, peer, refusal);
+                    }
+                    continue;
+                }
             };
+            let _ = stream.set_nodelay(true);
             let server = self.clone();
             tokio::spawn(async move {
-                let (_slot, stream) = slot;
-                server.connection(stream, peer, security).await;
+                let _slot = slot;
+                server.connection(Box::new(stream), peer, security).await;
             });
         }
     }
@@ -164,41 +171,61 @@ where
     /// Serves one connection accepted elsewhere to its end, under the same
     /// caps as those `serve` accepts (over one, the client gets
     /// `-ERR [SYS/TEMP]` and the connection is closed at once).
-    pub async fn serve_connection(&self, stream: TcpStream, security: Security) {
-        let peer = stream
-            .peer_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        if let Some((_slot, stream)) = self.admit(stream, peer) {
-            self.connection(stream, peer, security).await;
+    ///
+    /// The stream is any tokio byte stream: a `TcpStream` (set
+    /// `TCP_NODELAY` yourself), a `UnixStream`, one end of
+    /// [`tokio::io::duplex`] in a test, a connection unwrapped from the
+    /// PROXY protocol, or one already secured ([`Security::Secured`]).
+    /// `peer` is the client's address, for the per-address cap and the
+    /// log; a stream without one (a Unix socket) may pass an unspecified
+    /// address, and such connections then share one per-address cap.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use pop3_proto::store::MemoryStore;
+    /// use pop3_tokio::server::{Pop3Server, Security};
+    ///
+    /// # async fn run(server: Pop3Server<MemoryStore>) -> std::io::Result<()> {
+    /// let listener = tokio::net::UnixListener::bind("/run/pop3.sock")?;
+    /// loop {
+    ///     let (stream, _) = listener.accept().await?;
+    ///     let server = server.clone();
+    ///     let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+    ///     tokio::spawn(async move { server.serve_connection(stream, peer, Security::Plain).await });
+    /// }
+    /// # }
+    /// ```
+    pub async fn serve_connection<T>(&self, stream: T, peer: SocketAddr, security: Security)
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        match self.admit(peer) {
+            Ok(_slot) => self.connection(Box::new(stream), peer, security).await,
+            Err(refusal) => {
+                tracing::debug!(%peer, "connection refused: {refusal}");
+                let mut stream = stream;
+                let stall = self.inner.options.write_stall_timeout;
+                let _ = tokio::time::timeout(stall, async {
+                    stream.write_all(refusal.reply()).await?;
+                    stream.shutdown().await
+                })
+                .await;
+            }
         }
     }
 
     /// The connection's place under the caps (also counted by
-    /// `wait_idle`), or `None` once it was refused.
-    fn admit(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-    ) -> Option<((Pass, OwnedSemaphorePermit), TcpStream)> {
-        let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
+    /// `wait_idle`), or why it was refused.
+    fn admit(&self, peer: SocketAddr) -> Result<(Pass, OwnedSemaphorePermit), Refusal> {
+        self.inner.gate.admit(peer.ip()).and_then(|pass| {
             match self.inner.permits.clone().try_acquire_owned() {
                 Ok(permit) => Ok((pass, permit)),
                 Err(_) => Err(Refusal::Full),
             }
-        });
-        match admitted {
-            Ok(slot) => Some((slot, stream)),
-            Err(refusal) => {
-                if let Ok(stream) = stream.into_std() {
-                    refuse(stream, peer, refusal);
-                }
-                None
-            }
-        }
+        })
     }
 
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr, security: Security) {
-        let _ = stream.set_nodelay(true);
+    async fn connection(&self, stream: Stream, peer: SocketAddr, security: Security) {
         let mut io = Conn::Plain(stream);
         let mut tls_info = pop3_proto::server::TlsInfo::default();
         if security == Security::ImplicitTls {
@@ -224,7 +251,11 @@ where
                 }
             }
         }
-        let ctx = match connection_context(io.is_tls(), self.inner.tls.is_some()) {
+        let secured = security == Security::Secured;
+        let ctx = match connection_context(
+            io.is_tls() || secured,
+            self.inner.tls.is_some() && !secured,
+        ) {
             Ok(ctx) => ctx.tls_info(tls_info),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");
@@ -297,7 +328,7 @@ struct Session {
     conn: Connection,
     io: Conn,
     acceptor: Option<TlsAcceptor>,
-    handshake: Option<(tokio_rustls::Accept<TcpStream>, Pin<Box<Sleep>>)>,
+    handshake: Option<(tokio_rustls::Accept<Stream>, Pin<Box<Sleep>>)>,
     handshake_timeout: Duration,
     epoch: TokioInstant,
     timer: Pin<Box<Sleep>>,

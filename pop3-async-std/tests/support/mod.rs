@@ -29,6 +29,9 @@ pub trait Runtime: 'static {
     fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Joined<T>;
     /// Both ends of a loopback TCP connection, as the runtime's own streams.
     fn tcp_pair() -> Joined<(Self::Tcp, Self::Tcp)>;
+    type Unix: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    /// Both ends of a Unix socket pair, as the runtime's own streams.
+    fn unix_pair() -> (Self::Unix, Self::Unix);
 }
 
 macro_rules! tcp_pair {
@@ -51,6 +54,10 @@ impl Runtime for Smol {
     fn tcp_pair() -> Joined<(Self::Tcp, Self::Tcp)> {
         tcp_pair!(smol::net)
     }
+    type Unix = smol::net::unix::UnixStream;
+    fn unix_pair() -> (Self::Unix, Self::Unix) {
+        smol::net::unix::UnixStream::pair().unwrap()
+    }
     fn block_on<T>(future: impl Future<Output = T>) -> T {
         smol::block_on(future)
     }
@@ -65,6 +72,10 @@ impl Runtime for AsyncStd {
     type Tcp = async_std::net::TcpStream;
     fn tcp_pair() -> Joined<(Self::Tcp, Self::Tcp)> {
         tcp_pair!(async_std::net)
+    }
+    type Unix = async_std::os::unix::net::UnixStream;
+    fn unix_pair() -> (Self::Unix, Self::Unix) {
+        async_std::os::unix::net::UnixStream::pair().unwrap()
     }
     fn block_on<T>(future: impl Future<Output = T>) -> T {
         async_std::task::block_on(future)

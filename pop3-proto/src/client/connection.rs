@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::task::{BodyState, Task, TaskContext, unexpected};
+use super::task::{BodyState, OnDrop, Task, TaskContext, unexpected};
 use super::{
     Client, ClientConfig, ClientEvent, Error, ProtocolError, SaslWork, SaslWorkDone, TimeoutKind,
 };
@@ -87,6 +87,14 @@ pub enum Want<'a> {
 /// - operations ([`Task`]s) run one at a time; replies to an operation the
 ///   application abandoned (a body reader dropped half-read) are read and
 ///   discarded before the next operation's own;
+/// - an operation started and dropped before it finished (an adapter's
+///   future dropped by a timeout or `select!`) is settled when the next one
+///   starts, as its [`Task::on_drop`] says: a query's replies are drained
+///   and the session goes on; an operation that changes the session's state
+///   over several steps (login, STLS, a DELE batch, QUIT) closes the
+///   connection without QUIT and the next operation fails with
+///   [`Error::Cancelled`] (never a refused retry, a wrong answer or
+///   [`Error::Closed`] on a live connection);
 /// - a failed body keeps failing on every later read;
 /// - octets that came in clear text after `+OK` to STLS fail the session
 ///   ([`ProtocolError::StlsInjection`]);
@@ -168,6 +176,9 @@ pub struct Connection {
     rend: usize,
     /// Events of requests below this one belong to abandoned operations.
     floor: u64,
+    /// The operation last started and not finished, by what dropping it
+    /// means: set by `start`, cleared when `poll_task` returns its result.
+    unfinished: Option<OnDrop>,
     /// The first failure of the transport or the protocol.
     fault: Option<Error>,
     /// The transport is finished (closed, failed, or the machine closed it).
@@ -264,6 +275,7 @@ impl Connection {
             rstart: 0,
             rend: 0,
             floor: 0,
+            unfinished: None,
             fault: None,
             dead: false,
             eof_given: false,
@@ -295,14 +307,43 @@ impl Connection {
     /// Starts an operation: its commands are queued (nothing is written
     /// until the next [`Connection::want`]). Replies to earlier operations
     /// still on their way are discarded.
+    ///
+    /// When the previous operation was started and dropped before its
+    /// result came ([`Running`] dropped), it is settled first, as its
+    /// [`Task::on_drop`] says: drained, or the connection is closed and this
+    /// fails with [`Error::Cancelled`].
     pub fn start<T: Task>(&mut self, mut task: T) -> Result<Running<T>, Error> {
+        self.settle_dropped()?;
         // The session is over: why was told to the operation it ended.
         if self.is_done() {
             return Err(Error::Closed);
         }
         self.floor = self.machine.next_request_id().get();
+        let on_drop = task.on_drop();
         task.start(&mut self.machine)?;
+        self.unfinished = Some(on_drop);
         Ok(Running { task, done: false })
+    }
+
+    /// Whether an operation was started and has not returned its result
+    /// (it is running, or it was dropped and the next start settles it).
+    pub fn is_unfinished(&self) -> bool {
+        self.unfinished.is_some()
+    }
+
+    /// Settles an operation dropped before it finished: a query's replies
+    /// are left to the floor (read and discarded); anything else closes the
+    /// connection with [`Error::Cancelled`].
+    fn settle_dropped(&mut self) -> Result<(), Error> {
+        match self.unfinished.take() {
+            None | Some(OnDrop::Drain) => Ok(()),
+            Some(_) => {
+                tracing::debug!(target: LOG, "an operation was dropped midway: closing");
+                let now = self.last_progress;
+                self.fail(now, Error::Cancelled);
+                Err(Error::Cancelled)
+            }
+        }
     }
 
     /// Runs the operation as far as the octets already read allow: `Some`
@@ -342,6 +383,7 @@ impl Connection {
             }
         };
         running.done = true;
+        self.unfinished = None;
         self.waiting_since = None;
         if let Err(e @ Error::ListingTooLong { .. }) = &result {
             self.fail(now, e.clone());
@@ -387,6 +429,7 @@ impl Connection {
         &mut self,
         msgs: impl IntoIterator<Item = MessageNumber>,
     ) -> Result<RetrBatchState, Error> {
+        self.settle_dropped()?;
         // The session is over: why was told to the operation it ended.
         if self.is_done() {
             return Err(Error::Closed);

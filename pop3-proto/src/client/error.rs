@@ -68,6 +68,13 @@ pub enum Error {
         /// The limit in force.
         limit: usize,
     },
+    /// An operation that changes the session's state over several steps
+    /// (a login, STLS, a batch of DELE, QUIT: see
+    /// [`OnDrop::Poison`](super::task::OnDrop::Poison)) was started and
+    /// dropped before it finished (its future dropped by a timeout or
+    /// `select!`). Its outcome is unknown, so the connection was closed
+    /// without QUIT (the server commits no deletion); the session is over.
+    Cancelled,
     /// The session is over (after QUIT, or the server closed cleanly).
     Closed,
 }
@@ -133,6 +140,9 @@ impl core::fmt::Display for Error {
             Error::SaslWork(e) => write!(f, "authentication work failed: {e}"),
             Error::ListingTooLong { limit } => {
                 write!(f, "the server listed more than {limit} entries")
+            }
+            Error::Cancelled => {
+                f.write_str("an operation was cancelled before it finished; the session was closed")
             }
             Error::Closed => f.write_str("the session is closed"),
         }

@@ -116,6 +116,32 @@ pub trait Task {
     fn failed(&mut self, error: Error) -> Error {
         error
     }
+
+    /// What the connection does when the task was started and dropped
+    /// before it finished (its future dropped by a timeout or `select!`):
+    /// see [`OnDrop`]. The default, [`OnDrop::Poison`], is right for any
+    /// task; a task whose replies change nothing the application must know
+    /// may say [`OnDrop::Drain`].
+    fn on_drop(&self) -> OnDrop {
+        OnDrop::Poison
+    }
+}
+
+/// What a task dropped before it finished leaves behind, settled by the
+/// connection when the next operation starts
+/// ([`Connection::start`](super::Connection::start)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnDrop {
+    /// Its replies are read and discarded before the next operation's own;
+    /// the session goes on, in the state the machine saw those replies
+    /// leave (a query: STAT, LIST, UIDL, NOOP, CAPA, ...).
+    Drain,
+    /// It changes the session's state over several steps (a login, STLS,
+    /// a batch of DELE, QUIT): the connection is closed without QUIT, so
+    /// the server commits nothing, and the next operation fails with
+    /// [`Error::Cancelled`].
+    Poison,
 }
 
 /// Whether the capabilities are settled: no CAPA is outstanding.
@@ -196,6 +222,10 @@ impl Capa {
 
 impl Task for Capa {
     type Output = Vec<Capability>;
+
+    fn on_drop(&self) -> OnDrop {
+        OnDrop::Drain
+    }
 
     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
         self.0 = Some(client.capa()?);
@@ -667,12 +697,26 @@ impl Task for AutoLogin {
 pub struct Simple {
     command: Option<Command>,
     id: Option<RequestId>,
+    /// What dropping the task leaves: see [`Simple::on_drop`](Task::on_drop).
+    on_drop: OnDrop,
 }
 
 impl Simple {
     /// The task for `command` (any command but AUTH, see [`Client::send`]).
     pub fn new(command: Command) -> Simple {
         Simple {
+            on_drop: match command {
+                Command::Noop
+                | Command::Dele(_)
+                | Command::Rset
+                | Command::Utf8
+                | Command::Lang(_)
+                | Command::Stat
+                | Command::List(_)
+                | Command::Uidl(_)
+                | Command::Capa => OnDrop::Drain,
+                _ => OnDrop::Poison,
+            },
             command: Some(command),
             id: None,
         }
@@ -681,6 +725,15 @@ impl Simple {
 
 impl Task for Simple {
     type Output = StatusLine;
+
+    /// A command whose reply the machine alone acts on (NOOP, DELE, RSET,
+    /// UTF8, LANG, STAT, ...) is drained: its reply is read and discarded,
+    /// and the machine's state follows it. QUIT (whether the server
+    /// committed is then unknown) and any other command poison the
+    /// connection.
+    fn on_drop(&self) -> OnDrop {
+        self.on_drop
+    }
 
     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
         let command = self.command.take().ok_or(ClientError::Closed)?;
@@ -716,6 +769,10 @@ impl Stat {
 
 impl Task for Stat {
     type Output = StatReply;
+
+    fn on_drop(&self) -> OnDrop {
+        OnDrop::Drain
+    }
 
     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
         self.0 = Some(client.stat()?);
@@ -853,6 +910,10 @@ macro_rules! listing_task {
         impl Task for $name {
             type Output = Vec<$entry>;
 
+            fn on_drop(&self) -> OnDrop {
+                OnDrop::Drain
+            }
+
             fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
                 self.0.start(client)
             }
@@ -901,6 +962,10 @@ impl ListOne {
 impl Task for ListOne {
     type Output = ScanLine;
 
+    fn on_drop(&self) -> OnDrop {
+        OnDrop::Drain
+    }
+
     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
         self.id = Some(client.list(Some(self.msg))?);
         Ok(())
@@ -934,6 +999,10 @@ impl UidlOne {
 
 impl Task for UidlOne {
     type Output = UidLine;
+
+    fn on_drop(&self) -> OnDrop {
+        OnDrop::Drain
+    }
 
     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
         self.id = Some(client.uidl(Some(self.msg))?);
@@ -1032,6 +1101,10 @@ impl Retrieve {
 
 impl Task for Retrieve {
     type Output = BodyState;
+
+    fn on_drop(&self) -> OnDrop {
+        OnDrop::Drain
+    }
 
     fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
         self.id = Some(match self.top {

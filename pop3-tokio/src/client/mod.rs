@@ -44,6 +44,19 @@
 //!   progress at all (nothing read, nothing written) while the client waits
 //!   on it, whatever the machine expects.
 //!
+//! # Cancel safety
+//!
+//! Every `async fn` says in its own `# Cancel safety` section what dropping
+//! its future (by a timeout or `select!`) means. In short: a query (STAT,
+//! LIST, UIDL, RETR, NOOP, ...) dropped before it finished is settled by the
+//! next call on the client, which reads and discards its reply first and
+//! then gets its own answer. An operation that changes the session's state
+//! over several steps (a login, STLS, [`Pop3Client::dele_many`], QUIT)
+//! cannot be resumed by anyone: dropped, the next call fails with
+//! [`Error::Cancelled`] and the connection is closed without QUIT, so the
+//! server commits no deletion. Never a wrong answer, a refused retry, or
+//! [`Error::Closed`] on a live connection.
+//!
 //! # A body reader dropped half-read
 //!
 //! A [`Body`] borrows the client, so nothing else can be sent while it lives.
@@ -83,7 +96,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsConnector;
 
-use crate::io::Conn;
+use crate::io::{Conn, Stream};
 
 /// A POP3 session on tokio.
 ///
@@ -101,10 +114,12 @@ use crate::io::Conn;
 pub struct Pop3Client {
     conn: Connection,
     io: Conn,
-    handshake: Option<tokio_rustls::Connect<TcpStream>>,
+    handshake: Option<tokio_rustls::Connect<Stream>>,
     /// The SASL work of [`Want::Compute`], on the blocking pool.
     computing: Option<tokio::task::JoinHandle<SaslWorkDone>>,
-    tls_name: ServerName<'static>,
+    /// The name the certificate must carry; none on a stream secured by
+    /// the caller.
+    tls_name: Option<ServerName<'static>>,
     options: ConnectOptions,
     epoch: Instant,
     timer: Pin<Box<Sleep>>,
@@ -189,6 +204,11 @@ impl Pop3Client {
     /// println!("{:?}", client.greeting());
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the connection is closed; nothing else is
+    /// left behind.
     pub async fn connect(
         host: &str,
         port: u16,
@@ -197,45 +217,114 @@ impl Pop3Client {
         let name = options.server_name(host)?;
         let epoch = Instant::now();
         let tcp = connect_tcp(host, port, epoch + options.connect_timeout).await?;
-        Pop3Client::connect_stream(tcp, name, epoch, options).await
+        Pop3Client::connect_stream(Box::new(tcp), Some(name), epoch, options).await
     }
 
-    /// Runs a session over an already connected TCP stream; `tls_name` is the
-    /// name the server certificate must carry (a DNS name or IP address).
+    /// Runs a session over an already connected stream; `tls_name` is the
+    /// name the server certificate must carry (a DNS name or IP address),
+    /// for STLS or implicit TLS as [`ConnectOptions::security`] says.
+    ///
+    /// The stream is any tokio byte stream: a `TcpStream`, a `UnixStream`,
+    /// one end of [`tokio::io::duplex`] in a test, a connection through a
+    /// SOCKS or PROXY-protocol wrapper. (Boxed inside, so that one client
+    /// type serves them all; set `TCP_NODELAY` on a TCP stream yourself, as
+    /// [`Pop3Client::connect`] does.) The connect timeout counts from this
+    /// call.
     ///
     /// ```no_run
     /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let tcp = tokio::net::TcpStream::connect("127.0.0.1:110").await?;
     /// let client = Pop3Client::from_stream(tcp, "127.0.0.1", ConnectOptions::new(Security::Plain)).await?;
+    /// let unix = tokio::net::UnixStream::connect("/run/pop3.sock").await?;
+    /// let client = Pop3Client::from_stream(unix, "localhost", ConnectOptions::new(Security::Plain)).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn from_stream(
-        tcp: TcpStream,
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the stream is dropped; nothing else is
+    /// left behind.
+    pub async fn from_stream<S>(
+        stream: S,
         tls_name: &str,
         options: ConnectOptions,
-    ) -> Result<Pop3Client, Error> {
+    ) -> Result<Pop3Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(tcp, name, Instant::now(), options).await
+        Pop3Client::connect_stream(Box::new(stream), Some(name), Instant::now(), options).await
+    }
+
+    /// Runs a session over a stream the caller already secured (TLS
+    /// terminated around it, e.g. a `tokio_rustls` stream of its own, or a
+    /// channel it trusts as much): no handshake here, no STLS, whatever
+    /// [`ConnectOptions::security`] says; the session counts as protected,
+    /// so logins that reveal the password are allowed on it. Without the
+    /// TLS session at hand, SCRAM's `-PLUS` channel binding is not offered.
+    ///
+    /// ```no_run
+    /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
+    /// # async fn run(tls: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
+    /// // `tls`: a stream secured by the caller (here only a stand-in).
+    /// let mut client = Pop3Client::from_secured_stream(tls, ConnectOptions::new(Security::Plain)).await?;
+    /// assert!(client.is_tls());
+    /// client.login("alice", "secret").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before it finished, the stream is dropped; nothing else is
+    /// left behind.
+    pub async fn from_secured_stream<S>(
+        stream: S,
+        mut options: ConnectOptions,
+    ) -> Result<Pop3Client, Error>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        options.security = Security::ImplicitTls;
+        let epoch = Instant::now();
+        let mut client = Pop3Client::session(Conn::Plain(Box::new(stream)), None, epoch, options);
+        client.run(task::Connect::new(false)).await?;
+        Ok(client)
     }
 
     async fn connect_stream(
-        tcp: TcpStream,
-        name: ServerName<'static>,
+        stream: Stream,
+        name: Option<ServerName<'static>>,
         epoch: Instant,
         options: ConnectOptions,
     ) -> Result<Pop3Client, Error> {
         let deadline = epoch + options.connect_timeout;
-        let io = if options.security == Security::ImplicitTls {
-            let connector = TlsConnector::from(options.tls_client_config()?);
-            match tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp)).await {
-                Err(_) => return Err(Error::Timeout(TimeoutKind::Connect)),
-                Ok(Err(e)) => return Err(Error::Tls(e.into())),
-                Ok(Ok(s)) => Conn::ClientTls(Box::new(s)),
+        let io = match (options.security, name.clone()) {
+            (Security::ImplicitTls, Some(name)) => {
+                let connector = TlsConnector::from(options.tls_client_config()?);
+                match tokio::time::timeout_at(deadline, connector.connect(name, stream)).await {
+                    Err(_) => return Err(Error::Timeout(TimeoutKind::Connect)),
+                    Ok(Err(e)) => return Err(Error::Tls(e.into())),
+                    Ok(Ok(s)) => Conn::ClientTls(Box::new(s)),
+                }
             }
-        } else {
-            Conn::Plain(tcp)
+            _ => Conn::Plain(stream),
         };
+        let starttls = options.security == Security::StartTls;
+        let mut client = Pop3Client::session(io, name, epoch, options);
+        client.run(task::Connect::new(starttls)).await?;
+        Ok(client)
+    }
+
+    /// The client over `io`, before the greeting; the session counts as
+    /// protected when `options.security` is implicit TLS.
+    fn session(
+        io: Conn,
+        name: Option<ServerName<'static>>,
+        epoch: Instant,
+        options: ConnectOptions,
+    ) -> Pop3Client {
+        let deadline = epoch + options.connect_timeout;
         let now = proto_time(epoch, Instant::now());
         let mut conn = Connection::new(
             options.connection_config(),
@@ -245,8 +334,7 @@ impl Pop3Client {
         if let Conn::ClientTls(s) = &io {
             conn.set_tls_exporter(pop3_blocking::common::tls_exporter(s.get_ref().1));
         }
-        let starttls = options.security == Security::StartTls;
-        let mut client = Pop3Client {
+        Pop3Client {
             conn,
             io,
             handshake: None,
@@ -255,9 +343,7 @@ impl Pop3Client {
             options,
             epoch,
             timer: Box::pin(tokio::time::sleep_until(epoch)),
-        };
-        client.run(task::Connect::new(starttls)).await?;
-        Ok(client)
+        }
     }
 
     // ----- inspection -----
@@ -297,6 +383,13 @@ impl Pop3Client {
 
     /// Runs any [`Task`] (each method below is one): queues its commands and
     /// drives the connection until its result is in.
+    ///
+    /// # Cancel safety
+    ///
+    /// As the task's [`Task::on_drop`] says: dropped before it finished, a
+    /// query's replies are read and discarded by the next call; any other task
+    /// makes the next call fail with [`Error::Cancelled`], the connection
+    /// closed without QUIT.
     pub async fn run<T: Task>(&mut self, task: T) -> Result<T::Output, Error> {
         let mut task = self.conn.start(task)?;
         poll_fn(|cx| {
@@ -312,12 +405,25 @@ impl Pop3Client {
 
     /// `CAPA`: the capabilities (also kept for [`Pop3Client::capabilities`]).
     /// A server without CAPA answers [`Error::Server`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn capa(&mut self) -> Result<Vec<Capability>, Error> {
         self.run(task::Capa::new()).await
     }
 
     /// `STLS`: upgrades the connection to TLS in place, then re-reads the
     /// capabilities (RFC 2595 §4).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: it changes the transport in several steps. Dropped
+    /// before it finished (by a timeout or `select!`), its outcome is unknown,
+    /// so the next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn stls(&mut self) -> Result<(), Error> {
         self.run(task::Stls::new()).await
     }
@@ -334,6 +440,14 @@ impl Pop3Client {
     /// client.login("alice", "secret").await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a login changes the session's state in several steps.
+    /// Dropped before it finished (by a timeout or `select!`), its outcome is
+    /// unknown, so the next call on the client fails with [`Error::Cancelled`]
+    /// and the connection is closed without QUIT (the server commits no
+    /// deletion).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
         self.run(pop3_blocking::common::auto_login(user, password)?)
             .await
@@ -341,6 +455,13 @@ impl Pop3Client {
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
     /// with [`Error::Command`] when the greeting has no valid timestamp.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a login changes the session's state. Dropped before it
+    /// finished (by a timeout or `select!`), its outcome is unknown, so the
+    /// next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn apop(&mut self, user: &str, secret: &str) -> Result<(), Error> {
         self.run(task::Apop::new(user, secret)).await
     }
@@ -354,31 +475,69 @@ impl Pop3Client {
     /// client.auth(Box::new(Plain::new("alice", Secret::new("secret")))).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a SASL exchange changes the session's state in several
+    /// steps. Dropped before it finished (by a timeout or `select!`), its
+    /// outcome is unknown, so the next call on the client fails with
+    /// [`Error::Cancelled`] and the connection is closed without QUIT (the
+    /// server commits no deletion).
     pub async fn auth(&mut self, mechanism: BoxedMechanism) -> Result<(), Error> {
         self.run(task::Auth::new(mechanism)).await
     }
 
     /// `STAT`: message count and total size.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn stat(&mut self) -> Result<StatReply, Error> {
         self.run(task::Stat::new()).await
     }
 
     /// `LIST`: every message's number and size.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// listing is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn list(&mut self) -> Result<Vec<ScanLine>, Error> {
         self.run(task::List::new()).await
     }
 
     /// `LIST n`: one message's size.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn list_one(&mut self, msg: MessageNumber) -> Result<ScanLine, Error> {
         self.run(task::ListOne::new(msg)).await
     }
 
     /// `UIDL`: every message's unique id.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// listing is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn uidl(&mut self) -> Result<Vec<UidLine>, Error> {
         self.run(task::Uidl::new()).await
     }
 
     /// `UIDL n`: one message's unique id.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn uidl_one(&mut self, msg: MessageNumber) -> Result<UidLine, Error> {
         self.run(task::UidlOne::new(msg)).await
     }
@@ -394,12 +553,24 @@ impl Pop3Client {
     /// body.read_to_end(&mut message).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// message is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn retr(&mut self, msg: MessageNumber) -> Result<Body<'_>, Error> {
         let state = self.run(task::Retrieve::retr(msg)).await?;
         Ok(Body::new(self, state))
     }
 
     /// `TOP n lines`: the header and the first `lines` lines of the body.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn top(&mut self, msg: MessageNumber, lines: u64) -> Result<Body<'_>, Error> {
         let state = self.run(task::Retrieve::top(msg, lines)).await?;
         Ok(Body::new(self, state))
@@ -407,6 +578,13 @@ impl Pop3Client {
 
     /// `DELE n`: marks the message; the server removes it only after a
     /// successful [`Pop3Client::quit`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on. The message may have been
+    /// marked (STAT tells; RSET unmarks).
     pub async fn dele(&mut self, msg: MessageNumber) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Dele(msg)))
             .await
@@ -414,32 +592,70 @@ impl Pop3Client {
     }
 
     /// `RSET`: unmarks every deletion.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on; RSET may have been done (it
+    /// can be sent again).
     pub async fn rset(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Rset)).await.map(drop)
     }
 
     /// `NOOP`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn noop(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Noop)).await.map(drop)
     }
 
     /// `UTF8` (RFC 6856), in AUTHORIZATION.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn utf8(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Utf8)).await.map(drop)
     }
 
     /// Bare `LANG`: the languages the server offers (RFC 6856).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// listing is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn lang(&mut self) -> Result<Vec<LangLine>, Error> {
         self.run(task::Lang::new()).await
     }
 
     /// `LANG tag` or `LANG *`: selects a language; the reply's status line.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Dropped before it finished (by a timeout or `select!`), the
+    /// reply is read and discarded by the next call on the client, which then
+    /// gets its own answer; the session goes on.
     pub async fn set_lang(&mut self, request: LangRequest) -> Result<StatusLine, Error> {
         self.run(task::Simple::new(Command::Lang(request))).await
     }
 
     /// `QUIT`: ends the session; in TRANSACTION, the server removes the
     /// messages marked deleted. Only an `Ok` here means they were removed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: whether the server committed would be unknown. Dropped
+    /// before it finished (by a timeout or `select!`), its outcome is unknown,
+    /// so the next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn quit(&mut self) -> Result<(), Error> {
         self.run(task::Simple::new(Command::Quit)).await?;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
@@ -474,6 +690,13 @@ impl Pop3Client {
 
     /// `DELE` of many messages, pipelined when the server allows it. One
     /// result per message, in order; `Err` only when the session failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: which messages were marked would be unknown. Dropped
+    /// before it finished (by a timeout or `select!`), its outcome is unknown,
+    /// so the next call on the client fails with [`Error::Cancelled`] and the
+    /// connection is closed without QUIT (the server commits no deletion).
     pub async fn dele_many(
         &mut self,
         msgs: impl IntoIterator<Item = MessageNumber>,
@@ -557,8 +780,11 @@ impl Pop3Client {
     fn poll_handshake(&mut self, cx: &mut Context<'_>, now: pop3_proto::time::Instant) -> Poll<()> {
         if self.handshake.is_none() {
             let started = self.options.tls_client_config().and_then(|config| {
-                let tcp = self.io.take_plain().map_err(|e| Error::Tls(e.into()))?;
-                Ok(TlsConnector::from(config).connect(self.tls_name.clone(), tcp))
+                let name = self.tls_name.clone().ok_or_else(|| {
+                    Error::Tls(io::Error::other("the stream was secured by the caller").into())
+                })?;
+                let stream = self.io.take_plain().map_err(|e| Error::Tls(e.into()))?;
+                Ok(TlsConnector::from(config).connect(name, stream))
             });
             match started {
                 Ok(hs) => self.handshake = Some(hs),
@@ -640,6 +866,12 @@ impl<'a> Body<'a> {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no octet is lost; the next call gives the chunk this one
+    /// would have. The body dropped, its rest is read and discarded by the
+    /// next call on the client.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         poll_fn(|cx| self.poll_chunk(cx)).await
     }
@@ -692,6 +924,12 @@ impl RetrBatch<'_> {
     /// The next message's number and a reader over its body; `None` after
     /// the last. A `-ERR` for one message is an `Err` item and the batch
     /// goes on; a failed session ends it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: no message is lost; the next call gives the message this
+    /// one would have. The batch dropped, its rest is read and discarded by
+    /// the next call on the client.
     pub async fn next(&mut self) -> Option<(MessageNumber, Result<Body<'_>, Error>)> {
         let client = &mut *self.client;
         let state = &mut self.state;

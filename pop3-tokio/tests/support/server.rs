@@ -287,7 +287,7 @@ fn write_maildir(maildir: &Path, messages: &[(String, Vec<u8>)]) {
 
 /// A server TLS configuration whose certificate a fresh CA signed, and the
 /// CA certificate as PEM.
-fn test_tls() -> (Arc<rustls::ServerConfig>, String) {
+pub fn test_tls() -> (Arc<rustls::ServerConfig>, String) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");

@@ -1,6 +1,6 @@
 //! This crate's client and server over each runtime's own TCP streams
 //! (`from_stream`, `serve_connection`), on smol and on async-std. The rest of
-//! their behaviour is the shared suite's (tests/runtime_suite.rs).
+//! their behaviour is the shared suite's (the repository's `.ci/suite`).
 
 #[macro_use]
 mod support;

@@ -287,11 +287,11 @@ impl<S: Store> Pop3Server<S> {
         let options = &inner.options;
         let _ = tcp.set_nodelay(true);
         let mut io = Stream::Plain(tcp);
-        if security == Security::ImplicitTls
-            && let Err(e) = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout)
-        {
-            tracing::info!(%peer, error = %e, "TLS handshake failed");
-            return;
+        if security == Security::ImplicitTls {
+            if let Err(e) = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout) {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
         }
         let ctx = match connection_context(io.is_tls(), inner.tls.is_some()) {
             Ok(ctx) => ctx.tls_info(io.server_tls_info()),
@@ -308,7 +308,7 @@ impl<S: Store> Pop3Server<S> {
         // Told of the shutdown (once: the core forgets it when the grace ends).
         let mut told = false;
         loop {
-            if !told && let Some(&at) = inner.stop.get() {
+            if let Some(&at) = inner.stop.get().filter(|_| !told) {
                 conn.shutdown(clock.at(at));
                 told = true;
             }

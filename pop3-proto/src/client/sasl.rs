@@ -1128,10 +1128,10 @@ pub fn choose_login(client: &super::Client, allow_cleartext: bool) -> Option<Log
                 .map(|m| LoginChoice::Sasl((*m).clone()))
         })
     };
-    if client.tls_exporter().is_some()
-        && let Some(choice) = pick(&BOUND)
-    {
-        return Some(choice);
+    if client.tls_exporter().is_some() {
+        if let Some(choice) = pick(&BOUND) {
+            return Some(choice);
+        }
     }
     if let Some(choice) = pick(&PROVING) {
         return Some(choice);

@@ -95,6 +95,7 @@
 //! [`client::Pop3Client::run`] starts it and alternates `poll_task` with
 //! one pump step until its result is in; each public method is one line
 //! over it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -108,8 +109,8 @@ pub use pop3_blocking::tls;
 
 pub use blocking::{Unblock, UnblockMaildrop, UnblockPool, UnblockReader};
 
-// The README's examples (every runtime's client and server) are compiled
-// here, where every adapter is at hand.
+// The examples of this crate's README (the page crates.io shows) are
+// compiled with the doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -459,8 +459,10 @@ impl Session {
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
             let now = self.clock.now();
-            if let Some(stop) = self.stop.as_mut()
-                && stop.as_mut().poll(cx).is_ready()
+            if self
+                .stop
+                .as_mut()
+                .is_some_and(|stop| stop.as_mut().poll(cx).is_ready())
             {
                 self.stop = None;
                 self.conn.shutdown(now);

@@ -1,7 +1,7 @@
 //! This crate's client and server over each runtime's own TCP and Unix
 //! streams (`from_stream`, `from_secured_stream`, `serve_connection`), on
-//! smol and on async-std. The rest of
-//! their behaviour is the shared suite's (tests/runtime_suite.rs).
+//! smol and on async-std. The rest of their behaviour is the shared suite's
+//! (the repository's `.ci/suite`).
 
 #[macro_use]
 mod support;

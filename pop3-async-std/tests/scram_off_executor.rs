@@ -4,7 +4,7 @@
 
 #[macro_use]
 mod support;
-#[path = "../../pop3-blocking/tests/suite/watched.rs"]
+#[path = "support/watched.rs"]
 mod watched;
 
 use std::sync::mpsc;

@@ -174,14 +174,14 @@ fn race(addrs: Vec<SocketAddr>, deadline: Instant) -> Result<TcpStream, Error> {
     let (mut running, mut last) = (0, None);
     loop {
         let remaining = next.len();
-        if let Some(addr) = next.next()
-            && let Some(left) = left()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let _ = tx.send(TcpStream::connect_timeout(&addr, left));
-            });
-            running += 1;
+        if let Some(addr) = next.next() {
+            if let Some(left) = left() {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = tx.send(TcpStream::connect_timeout(&addr, left));
+                });
+                running += 1;
+            }
         }
         if running == 0 {
             return Err(last.unwrap_or_else(timed_out));
@@ -692,10 +692,10 @@ impl Read for Body<'_> {
 
 impl BufRead for Body<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.chunk.is_empty()
-            && let Some(chunk) = self.next_chunk()?
-        {
-            self.chunk = chunk;
+        if self.chunk.is_empty() {
+            if let Some(chunk) = self.next_chunk()? {
+                self.chunk = chunk;
+            }
         }
         Ok(&self.chunk)
     }

@@ -88,6 +88,7 @@
 //! A client operation is a typed [`Task`](pop3_proto::client::task::Task)
 //! that [`client::Pop3Client::run`] drives; each public method is one line
 //! over it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -103,3 +104,9 @@ pub mod passwd;
 pub mod server;
 pub mod sink;
 pub mod tls;
+
+// The examples of this crate's README (the page crates.io shows) are
+// compiled with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

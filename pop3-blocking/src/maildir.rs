@@ -54,7 +54,7 @@
 //!   changed files. The cache is replaced atomically (write, fsync, rename);
 //!   a damaged cache is ignored and rebuilt.
 //! - **Locking.** Each open maildrop holds an exclusive, non-blocking lock
-//!   ([`File::try_lock`]) on [`LOCK_FILE`] in the Maildir, so a second
+//!   (`flock` on Unix, `LockFileEx` on Windows) on [`LOCK_FILE`] in the Maildir, so a second
 //!   session, in this process or another, gets [`StoreError::InUse`]. The
 //!   lock goes when the maildrop is dropped or committed, and the operating
 //!   system drops it when the process dies. Other programs' Maildir locks
@@ -114,7 +114,7 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -325,10 +325,12 @@ impl MaildirStore {
             .truncate(false)
             .open(dir.join(LOCK_FILE))
             .map_err(|e| temporary("lock file", &e))?;
-        match lock.try_lock() {
+        // fs4's lock, named in full: from Rust 1.89 on, `File` has a
+        // `try_lock` of its own.
+        match fs4::FileExt::try_lock(&lock) {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(StoreError::InUse),
-            Err(TryLockError::Error(e)) => return Err(temporary("locking", &e)),
+            Err(fs4::TryLockError::WouldBlock) => return Err(StoreError::InUse),
+            Err(fs4::TryLockError::Error(e)) => return Err(temporary("locking", &e)),
         }
         let mut files = scan(&dir).map_err(|e| temporary("reading maildir", &e))?;
         if self.move_new {
@@ -751,8 +753,10 @@ fn uid_for(base: &[u8]) -> Uid {
     let plain = (1..=Uid::MAX_LEN).contains(&base.len())
         && base[0] != DIGEST_MARK
         && base.iter().all(|b| (0x21..=0x7e).contains(b));
-    if plain && let Ok(uid) = Uid::new(Bytes::copy_from_slice(base)) {
-        return uid;
+    if plain {
+        if let Ok(uid) = Uid::new(Bytes::copy_from_slice(base)) {
+            return uid;
+        }
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = Vec::with_capacity(65);

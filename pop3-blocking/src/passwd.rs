@@ -587,9 +587,7 @@ fn sha_crypt(hash: &str) -> Result<Credential, LineProblem> {
     let parsed = sha_crypt::PasswordHashRef::new(hash).map_err(|_| LineProblem::MalformedHash)?;
     let mut fields = parsed.fields();
     let mut next = fields.next();
-    if let Some(f) = next
-        && f.as_str().starts_with("rounds=")
-    {
+    if let Some(f) = next.filter(|f| f.as_str().starts_with("rounds=")) {
         f.as_str()
             .parse::<sha_crypt::Params>()
             .map_err(|_| LineProblem::MalformedHash)?;

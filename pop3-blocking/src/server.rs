@@ -324,11 +324,11 @@ where
         let inner = &*self.inner;
         let options = &inner.options;
         let mut io = Stream::Plain(stream);
-        if security == Security::ImplicitTls
-            && let Err(e) = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout)
-        {
-            tracing::info!(%peer, error = %e, "TLS handshake failed");
-            return;
+        if security == Security::ImplicitTls {
+            if let Err(e) = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout) {
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
         }
         let secured = security == Security::Secured;
         let ctx = match connection_context(io.is_tls() || secured, inner.tls.is_some() && !secured)
@@ -347,7 +347,7 @@ where
         // Told of the shutdown (once: the core forgets it when the grace ends).
         let mut told = false;
         loop {
-            if !told && let Some(&at) = inner.stop.get() {
+            if let Some(&at) = inner.stop.get().filter(|_| !told) {
                 conn.shutdown(clock.at(at));
                 told = true;
             }

@@ -160,15 +160,17 @@ impl MaildirSink {
             .create(true)
             .truncate(false)
             .open(root.join(format!(".pop3-uidl-{tag}.lock")))?;
-        match lock.try_lock() {
+        // fs4's lock, named in full: from Rust 1.89 on, `File` has a
+        // `try_lock` of its own.
+        match fs4::FileExt::try_lock(&lock) {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(fs4::TryLockError::WouldBlock) => {
                 return Err(io::Error::new(
                     io::ErrorKind::WouldBlock,
                     format!("another fetch of {account} into this Maildir is running"),
                 ));
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            Err(fs4::TryLockError::Error(e)) => return Err(e),
         }
         let journal_path = root.join(format!(".pop3-uidl-{tag}"));
         let mut journal = private_file()

@@ -1,7 +1,8 @@
 //! The blocking client against scripted servers that misbehave: no
 //! greeting, a refused port and a name to resolve, a body cut short; and a
 //! SCRAM exchange checked octet for octet. (Its
-//! behaviour against real servers is the shared suite's, tests/suite.)
+//! behaviour against real servers is the shared suite's, in the
+//! repository's `.ci/suite`.)
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

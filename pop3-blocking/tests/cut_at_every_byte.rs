@@ -157,9 +157,7 @@ fn check(cut: Cut) {
         );
     }
     // A client that sent everything and kept reading gets its UPDATE.
-    if let Cut::ClientHalfClose(n) = cut
-        && n >= QUIT_COMPLETE
-    {
+    if matches!(cut, Cut::ClientHalfClose(n) if n >= QUIT_COMPLETE) {
         assert_eq!(reason, Some(CloseReason::Quit), "{cut:?}");
         assert!(wire.ends_with(b"\r\n"), "{cut:?}");
     }

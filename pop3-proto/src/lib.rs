@@ -67,6 +67,7 @@
 //! * Secrets (passwords, SASL data, APOP digests) never show in `Debug`, and
 //!   bytes that carry them are flagged ([`session::Transmit::secret`]).
 #![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -91,3 +92,9 @@ pub mod url;
 #[cfg(feature = "arbitrary")]
 mod arbitrary_impls;
 mod parse;
+
+// The examples of this crate's README (the page crates.io shows) are
+// compiled with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

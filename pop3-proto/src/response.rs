@@ -354,8 +354,10 @@ fn parse_status(line: &[u8]) -> Result<(StatusLine, usize), ResponseError> {
         });
     }
     let mut code = None;
-    if line.get(pos) == Some(&b'[')
-        && let Some((c, len)) = parse_code(&line[pos..])
+    if let Some((c, len)) = line
+        .get(pos)
+        .filter(|&&b| b == b'[')
+        .and_then(|_| parse_code(&line[pos..]))
     {
         code = Some(c);
         pos += len;

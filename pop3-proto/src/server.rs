@@ -1249,9 +1249,7 @@ impl Server {
         if self.state == State::Closed || self.closing {
             return;
         }
-        if let Wait::Delay { until } = self.wait
-            && now >= until
-        {
+        if matches!(self.wait, Wait::Delay { until } if now >= until) {
             self.wait = Wait::Command;
             self.auth_failed_now();
             self.advance();
@@ -2580,10 +2578,10 @@ impl Server {
         let Wait::Backlog(mut stream) = core::mem::replace(&mut self.wait, Wait::Command) else {
             return;
         };
-        if let Some(chunk) = stream.backlog.pop_front()
-            && !stream.encoder.is_complete()
-        {
-            self.send_encoded(&mut stream, &chunk);
+        if let Some(chunk) = stream.backlog.pop_front() {
+            if !stream.encoder.is_complete() {
+                self.send_encoded(&mut stream, &chunk);
+            }
         }
         if !stream.backlog.is_empty() && !stream.encoder.is_complete() {
             self.wait = Wait::Backlog(stream);
@@ -2610,10 +2608,10 @@ impl Server {
         stream.encoder.finish(&mut out);
         self.summary.retrieved_octets += out.len() as u64;
         self.summary.retrieved += 1;
-        if !stream.top
-            && let Some(r) = self.retrieved.get_mut(stream.index)
-        {
-            *r = true;
+        if !stream.top {
+            if let Some(r) = self.retrieved.get_mut(stream.index) {
+                *r = true;
+            }
         }
         self.send(out.freeze());
         self.wait = Wait::Command;

@@ -148,9 +148,9 @@ impl Pair {
             }
             if !self.s2c.is_empty() && !self.client_closed && !self.client_tls {
                 let mut len = self.s2c.len();
-                if let Some(p) = self.split_at
-                    && self.delivered < p
-                    && self.delivered + len > p
+                if let Some(p) = self
+                    .split_at
+                    .filter(|&p| self.delivered < p && self.delivered + len > p)
                 {
                     len = p - self.delivered;
                 }

@@ -700,10 +700,10 @@ fn slow_reader(
             }
             server::Want::StartTls => panic!("no STLS here"),
             server::Want::Read(buf) => {
-                if input.is_empty()
-                    && let Some(more) = slow.take()
-                {
-                    input = more;
+                if input.is_empty() {
+                    if let Some(more) = slow.take() {
+                        input = more;
+                    }
                 }
                 if input.is_empty() {
                     let t = conn.poll_timeout().expect("a timer");

@@ -73,6 +73,7 @@
 //! A client operation is a typed [`Task`](pop3_proto::client::task::Task)
 //! that [`client::Pop3Client::run`] drives; each public method is one line
 //! over it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -85,3 +86,9 @@ pub mod server;
 pub use pop3_blocking::tls;
 
 pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader, TokioBlockingPool};
+
+// The examples of this crate's README (the page crates.io shows) are
+// compiled with the doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

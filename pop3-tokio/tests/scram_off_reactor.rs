@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use watched::Watched;
 
 mod support;
-#[path = "../../pop3-blocking/tests/suite/watched.rs"]
+#[path = "support/watched.rs"]
 mod watched;
 
 #[test]

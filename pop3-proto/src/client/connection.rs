@@ -467,9 +467,7 @@ impl Connection {
         };
         self.waiting_since = None;
         batch.queued.pop_front();
-        if let Err(e) = &result
-            && !e.keeps_session()
-        {
+        if result.as_ref().is_err_and(|e| !e.keeps_session()) {
             batch.queued.clear();
         }
         Some(Some((msg, result)))
@@ -736,9 +734,9 @@ impl Connection {
             self.fail(now, Error::Timeout(TimeoutKind::Connect));
         } else if self.machine.poll_timeout().is_some_and(|d| now >= d) {
             self.machine.handle_timeout(now);
-        } else if let Some(idle) = self.config.idle_timeout
-            && now >= self.last_progress.max(self.waiting_since.unwrap_or(now)) + idle
-        {
+        } else if self.config.idle_timeout.is_some_and(|idle| {
+            now >= self.last_progress.max(self.waiting_since.unwrap_or(now)) + idle
+        }) {
             self.fail(now, Error::Timeout(TimeoutKind::Idle));
         }
     }

@@ -1062,12 +1062,12 @@ impl Client {
         }
         // A body cut short right after `.` CR (a known server bug) is
         // complete; anything else unfinished is lost.
-        if let (Rx::Body(decoder), true) = (&mut self.rx_state, self.rx.is_empty())
-            && decoder.decode_eof().is_ok()
-        {
-            let (id, _) = self.front();
-            self.emit(ClientEvent::BodyEnd { id });
-            self.finish();
+        if let (Rx::Body(decoder), true) = (&mut self.rx_state, self.rx.is_empty()) {
+            if decoder.decode_eof().is_ok() {
+                let (id, _) = self.front();
+                self.emit(ClientEvent::BodyEnd { id });
+                self.finish();
+            }
         }
         if self.state == ClientState::Greeting
             || self.state == ClientState::TlsHandshake
@@ -1083,13 +1083,10 @@ impl Client {
     /// Time passed; call when [`Client::poll_timeout`] is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.clock(now);
-        if let Some(deadline) = self.poll_timeout()
-            && now >= deadline
-        {
+        if self.poll_timeout().is_some_and(|deadline| now >= deadline) {
             // A body whose last line is `.` CR with no LF after it: the
             // server is not going to send the LF (a known server bug).
-            if let Rx::Body(decoder) = &self.rx_state
-                && decoder.is_terminator_pending()
+            if matches!(&self.rx_state, Rx::Body(decoder) if decoder.is_terminator_pending())
                 && self.rx.is_empty()
             {
                 let (id, _) = self.front();
@@ -1560,11 +1557,11 @@ impl Client {
             1
         };
         while let Some(next) = self.pending.front() {
-            if let Some(last) = self.in_flight.back()
-                && (last.op.is_barrier()
+            if self.in_flight.back().is_some_and(|last| {
+                last.op.is_barrier()
                     || self.in_flight.len() >= window
-                    || self.in_flight_bytes + next.line.len() > self.config.max_in_flight_bytes)
-            {
+                    || self.in_flight_bytes + next.line.len() > self.config.max_in_flight_bytes
+            }) {
                 break;
             }
             let Some(q) = self.pending.pop_front() else {
@@ -2059,10 +2056,10 @@ impl Client {
         match wire::capability(&wire::unstuff(raw.clone())) {
             Ok(cap) => {
                 let max = self.config.max_capabilities;
-                if let Rx::Capa(list) = &mut self.rx_state
-                    && list.len() < max
-                {
-                    list.push(cap);
+                if let Rx::Capa(list) = &mut self.rx_state {
+                    if list.len() < max {
+                        list.push(cap);
+                    }
                 }
             }
             Err(error) => self.emit(ClientEvent::Malformed {

@@ -265,9 +265,7 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
     }
 
     async fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError> {
-        if let Some((i, _)) = self.ahead.front()
-            && *i == index
-        {
+        if self.ahead.front().is_some_and(|(i, _)| *i == index) {
             let (_, fetched) = self.ahead.pop_front().expect("a front entry");
             return Ok(OffloadReader::from(fetched));
         }

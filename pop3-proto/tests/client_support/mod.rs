@@ -92,10 +92,7 @@ impl Driver {
         let mut stuck = 0;
         while !rest.is_empty() {
             let mut n = self.chunk.min(rest.len());
-            if let Some(p) = self.split_at
-                && self.fed < p
-                && self.fed + n > p
-            {
+            if let Some(p) = self.split_at.filter(|&p| self.fed < p && self.fed + n > p) {
                 n = p - self.fed;
             }
             let used = self.client.handle_input(self.now, &rest[..n]);
@@ -170,10 +167,9 @@ pub fn event_id(e: &ClientEvent) -> Option<RequestId> {
 pub fn body_of(events: &[ClientEvent], id: RequestId) -> Vec<u8> {
     let mut out = Vec::new();
     for e in events {
-        if let ClientEvent::BodyChunk { id: i, data } = e
-            && *i == id
-        {
-            out.extend_from_slice(data);
+        match e {
+            ClientEvent::BodyChunk { id: i, data } if *i == id => out.extend_from_slice(data),
+            _ => {}
         }
     }
     out

@@ -230,9 +230,7 @@ impl Harness {
     /// Moves the clock and fires the timer if it is due.
     pub fn advance(&mut self, d: Duration) {
         self.now = self.now + d;
-        if let Some(t) = self.server.poll_timeout()
-            && t <= self.now
-        {
+        if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
             self.server.handle_timeout(self.now);
         }
         self.drain();

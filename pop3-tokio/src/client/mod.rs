@@ -157,7 +157,7 @@ async fn connect_tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStre
     let mut last = None;
     let mut start_next = true;
     loop {
-        if start_next && let Some(addr) = next.next() {
+        if let Some(addr) = start_next.then(|| next.next()).flatten() {
             attempts.spawn(async move { (addr, TcpStream::connect(addr).await) });
         }
         if attempts.is_empty() {

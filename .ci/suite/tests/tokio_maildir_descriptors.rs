@@ -6,7 +6,7 @@ use pop3_proto::server::ServerConfig;
 use pop3_tokio::SpawnBlocking;
 use pop3_tokio::server::{Pop3Server, Security};
 
-#[path = "../../pop3-blocking/tests/suite/descriptors.rs"]
+#[path = "suite/descriptors.rs"]
 mod descriptors;
 
 #[test]

@@ -1,15 +1,15 @@
-//! The behavioural suite every runtime runs (pop3-blocking/tests/suite),
+//! The behavioural suite every runtime runs (tests/suite),
 //! here: the client on smol against the server on smol, the same on
 //! async-std, and each against another runtime's server (smol's client
 //! against tokio's server, async-std's against the blocking server).
 
-#[path = "../../pop3-blocking/tests/suite/async_rt.rs"]
+#[path = "suite/async_rt.rs"]
 mod async_rt;
-#[path = "../../pop3-blocking/tests/suite/blocking_rt.rs"]
+#[path = "suite/blocking_rt.rs"]
 mod blocking_rt;
-#[path = "../../pop3-blocking/tests/suite/mod.rs"]
+#[path = "suite/mod.rs"]
 mod suite;
-#[path = "../../pop3-blocking/tests/suite/tokio_rt.rs"]
+#[path = "suite/tokio_rt.rs"]
 mod tokio_rt;
 
 use async_rt::{AsyncStd, OnAsync, Smol};

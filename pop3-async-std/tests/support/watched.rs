@@ -1,6 +1,7 @@
-//! A SCRAM mechanism that reports where its key derivation runs: the
-//! async adapters' tests use it to check that the derivation leaves the
-//! polling thread. Included with `#[path]` by those tests.
+//! A SCRAM mechanism that reports where its key derivation runs, for the
+//! test that checks that the derivation leaves the polling thread. (Each
+//! async adapter's tests hold their own copy, so that the crate's package
+//! tests on its own.)
 
 use std::sync::Arc;
 

@@ -324,7 +324,7 @@ pub struct GeneratedStore {
 /// The generated message's line `i` (80 octets, every 7th starting with a dot).
 fn generated_line(i: u64) -> [u8; 80] {
     let mut line = [b'a' + (i % 26) as u8; 80];
-    if i.is_multiple_of(7) {
+    if i % 7 == 0 {
         line[0] = b'.';
     }
     let n = format!("{i:016}");

@@ -11,7 +11,7 @@ use pop3_tokio::SpawnBlocking;
 use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
 use pop3_tokio::server::{Pop3Server, Security as Listening};
 
-#[path = "../../pop3-blocking/tests/suite/drop_watch.rs"]
+#[path = "suite/drop_watch.rs"]
 mod drop_watch;
 
 /// A current-thread runtime: the test's thread polls every session.

@@ -8,7 +8,7 @@ use pop3_async_std::Unblock;
 use pop3_async_std::server::{Async, Pop3Server, Security};
 use pop3_proto::server::ServerConfig;
 
-#[path = "../../pop3-blocking/tests/suite/descriptors.rs"]
+#[path = "suite/descriptors.rs"]
 mod descriptors;
 
 #[test]

@@ -4,9 +4,9 @@
 //! sendfile limit of the machine.
 //!
 //! ```text
-//! cargo bench -p pop3-blocking --bench e2e                  # every scenario
-//! cargo bench -p pop3-blocking --bench e2e -- --smoke       # tiny sizes, one run
-//! cargo bench -p pop3-blocking --bench e2e -- --runs 7 --scenario server --scenario client
+//! cargo bench -p pop3-suite --bench e2e                  # every scenario
+//! cargo bench -p pop3-suite --bench e2e -- --smoke       # tiny sizes, one run
+//! cargo bench -p pop3-suite --bench e2e -- --runs 7 --scenario server --scenario client
 //! ```
 //!
 //! Contenders run in alternation (`run 1` of each, then `run 2` of each, ...)
@@ -117,11 +117,11 @@ fn main() -> ExitCode {
         Ok(report) => {
             let text = report.markdown();
             println!("\n{text}");
-            if let Some(path) = &args.markdown
-                && let Err(e) = std::fs::write(path, &text)
-            {
-                eprintln!("e2e: writing {}: {e}", path.display());
-                return ExitCode::FAILURE;
+            if let Some(path) = &args.markdown {
+                if let Err(e) = std::fs::write(path, &text) {
+                    eprintln!("e2e: writing {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
             }
             ExitCode::SUCCESS
         }

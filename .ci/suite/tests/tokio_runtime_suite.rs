@@ -1,12 +1,12 @@
-//! The behavioural suite every runtime runs (pop3-blocking/tests/suite),
+//! The behavioural suite every runtime runs (tests/suite),
 //! here: the tokio client against the tokio server and against the
 //! blocking server, and the blocking client against the tokio server.
 
-#[path = "../../pop3-blocking/tests/suite/blocking_rt.rs"]
+#[path = "suite/blocking_rt.rs"]
 mod blocking_rt;
-#[path = "../../pop3-blocking/tests/suite/mod.rs"]
+#[path = "suite/mod.rs"]
 mod suite;
-#[path = "../../pop3-blocking/tests/suite/tokio_rt.rs"]
+#[path = "suite/tokio_rt.rs"]
 mod tokio_rt;
 
 use blocking_rt::Blocking;

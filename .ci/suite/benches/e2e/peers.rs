@@ -37,13 +37,13 @@ pub fn message(i: usize, size: usize, rng_seed: u64) -> Vec<u8> {
     let mut line = 0u64;
     while m.len() < size {
         line += 1;
-        if line.is_multiple_of(500) {
+        if line % 500 == 0 {
             m.extend_from_slice(b".dotted line\n");
             continue;
         }
         let mut bits = rng.u64(..);
         for k in 0..76u32 {
-            if k.is_multiple_of(10) {
+            if k % 10 == 0 {
                 bits = rng.u64(..);
             }
             m.push(B64[(bits & 63) as usize]);
@@ -179,7 +179,7 @@ impl Dovecot {
     /// `passwords`), in its high-performance login mode.
     pub fn start(dir: &Path) -> Result<Dovecot, Error> {
         let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../pop3-tokio/tests/peers/dovecot.sh");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pop3-tokio/tests/peers/dovecot.sh");
         // Dovecot's documented high-performance mode: login processes
         // serve many connections each, one kept ready per core; no
         // per-login verbose logging.

@@ -799,6 +799,8 @@ fn a_slow_reader_of_pipelined_replies_is_cut_at_the_autologout_without_update() 
     );
     assert_eq!(store.message_count("demo"), 1, "no UPDATE");
     assert!(!store.is_locked("demo"));
+}
+
 // ----- the automatic login's fallback -----
 
 /// The commands the client sent, one per line.

@@ -48,6 +48,9 @@ use pop3_proto::server::{
 use pop3_proto::store::Store;
 
 use crate::io::{Clock, Conn, Stream, timeout};
+use pop3_blocking::tls::secure_random;
+use pop3_proto::__tracing as tracing;
+use rustls::crypto::SecureRandom;
 
 /// The listener type of [`Pop3Server::serve`], re-exported from `async-io`
 /// (smol has it as `smol::Async`).
@@ -127,6 +130,8 @@ struct Inner<S> {
     store: Arc<S>,
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
+    /// The generator of the sessions' randomness: the TLS configuration's.
+    random: &'static dyn SecureRandom,
     options: ServerOptions,
     life: Arc<Lifecycle>,
     gate: Gate,
@@ -193,6 +198,7 @@ where
             inner: Arc::new(Inner {
                 store,
                 config,
+                random: secure_random(tls.as_deref().map(|c| &**c.crypto_provider())),
                 tls: tls.map(TlsAcceptor::from),
                 gate: Gate::new(&options),
                 options,
@@ -346,7 +352,8 @@ where
         } else {
             Conn::plain(stream)
         };
-        let ctx = match connection_context(io.is_tls(), self.inner.tls.is_some()) {
+        let ctx = match connection_context(self.inner.random, io.is_tls(), self.inner.tls.is_some())
+        {
             Ok(ctx) => ctx.tls_info(tls_info),
             Err(e) => {
                 tracing::error!(?peer, error = %e, "no randomness for the greeting; connection dropped");

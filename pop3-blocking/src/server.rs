@@ -56,6 +56,8 @@ use crate::common::{
     ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
 };
 use crate::io::{Clock, Stream};
+use crate::tls::secure_random;
+use pop3_proto::__tracing as tracing;
 
 pub use crate::common::{ServerOptions, ServerSecurity as Security};
 
@@ -293,7 +295,8 @@ impl<S: Store> Pop3Server<S> {
             tracing::info!(%peer, error = %e, "TLS handshake failed");
             return;
         }
-        let ctx = match connection_context(io.is_tls(), inner.tls.is_some()) {
+        let random = secure_random(inner.tls.as_deref().map(|c| &**c.crypto_provider()));
+        let ctx = match connection_context(random, io.is_tls(), inner.tls.is_some()) {
             Ok(ctx) => ctx.tls_info(io.server_tls_info()),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");

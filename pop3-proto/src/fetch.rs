@@ -63,6 +63,7 @@
 //! fsync.
 //!
 
+use crate::__tracing as tracing;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;

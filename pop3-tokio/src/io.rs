@@ -11,13 +11,16 @@ use tokio::net::TcpStream;
 #[derive(Debug)]
 pub(crate) enum Conn {
     Plain(TcpStream),
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Transient state while a handshake owns the socket.
     Upgrading,
 }
 
 impl Conn {
+    #[cfg(feature = "server")]
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Conn::ServerTls(_) | Conn::ClientTls(_))
     }

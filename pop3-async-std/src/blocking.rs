@@ -1,6 +1,7 @@
 //! Running a [`BlockingStore`](pop3_proto::store::BlockingStore) on the
 //! `blocking` crate's thread pool (the one smol and async-std use).
 
+use pop3_proto::__tracing as tracing;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use pop3_proto::store::{Offload, OffloadMaildrop, OffloadReader, OffloadStore};

@@ -442,8 +442,12 @@ impl Pop3Client {
     /// and the connection is closed without QUIT (the server commits no
     /// deletion).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
-        self.run(pop3_blocking::common::auto_login(user, password)?)
-            .await
+        self.run(pop3_blocking::common::auto_login(
+            &self.options,
+            user,
+            password,
+        )?)
+        .await
     }
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
@@ -703,16 +707,19 @@ impl Pop3Client {
     /// One step of the I/O the connection wants; `Ready` when something
     /// happened (the caller polls its operation again).
     /// The core connection (for drivers that run on it, such as fetch).
+    #[cfg(feature = "fetch")]
     pub(crate) fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
 
     /// The core connection, to inspect.
+    #[cfg(feature = "fetch")]
     pub(crate) fn connection_ref(&self) -> &Connection {
         &self.conn
     }
 
     /// The current time, for the core.
+    #[cfg(feature = "fetch")]
     pub(crate) fn now(&self) -> pop3_proto::time::Instant {
         self.clock.now()
     }

@@ -44,6 +44,7 @@ impl Conn {
         }
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn is_tls(&self) -> bool {
         self.tls
     }

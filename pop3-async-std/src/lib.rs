@@ -25,7 +25,38 @@
 //! | TLS | [`tls`] (server configurations; shared with the other adapters, from `pop3-blocking`); [`client::TlsVerification`] (client side) |
 //!
 //! No process-wide crypto provider is installed: TLS configurations come
-//! from the caller or are built with an explicit provider (ring).
+//! from the caller or are built with an explicit provider (aws-lc-rs or
+//! ring, by feature; see [Features](#features)).
+//!
+//! # Features
+//!
+//! Each part is a feature, so that a program pays only for the parts it
+//! uses; the defaults are the whole crate on ring with the bundled roots.
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `client` | yes | the client ([`client`]) |
+//! | `server` | yes | the server ([`server`], [`Unblock`]) |
+//! | `fetch` | yes | fetching from pop URLs, save-before-delete ([`fetch`]); turns on `client` |
+//! | `maildir` | yes | the Maildir fetch sink (with `fetch`), and `pop3-blocking`'s Maildir store and passwd-file (with `server`); brings the password hashes (SHA-crypt, Argon2) |
+//! | `ring` | yes | TLS with rustls's ring provider |
+//! | `aws-lc-rs` | no | TLS with rustls's aws-lc-rs provider (preferred when both are on) |
+//! | `webpki-roots` | yes | trust the Mozilla roots bundled in `webpki-roots` (the default [`TlsVerification`](tls::TlsVerification)) |
+//! | `native-roots` | no | trust the platform's roots, loaded with `rustls-native-certs` (`TlsVerification::PlatformRoots`) |
+//! | `tracing` | yes | diagnostics through `tracing` (accept errors, failed handshakes, session summaries, the client's wire log) and rustls's own through `log`; without it they compile to nothing |
+//!
+//! TLS needs `ring` or `aws-lc-rs`; with neither the crate is built for
+//! plain TCP, and TLS works only with a provider the application brings
+//! (installed process-wide, or inside a configuration it builds). Nonces
+//! are drawn from the generator of the provider in use
+//! ([`tls::secure_random`]). Without a roots feature the default
+//! verification trusts no root: give a CA file
+//! ([`TlsVerification::ca_file`](tls::TlsVerification::ca_file)) or a whole
+//! configuration. A client-only program, for example:
+//!
+//! ```toml
+//! pop3-async-std = { version = "0.1", default-features = false, features = ["client", "ring", "webpki-roots"] }
+//! ```
 //!
 //! # A client
 //!
@@ -99,14 +130,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 mod blocking;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+#[cfg(feature = "fetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod fetch;
+#[cfg(any(feature = "client", feature = "server"))]
 mod io;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 #[doc(inline)]
 pub use pop3_blocking::tls;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use blocking::{Unblock, UnblockMaildrop, UnblockPool, UnblockReader};
 
 // The examples of this crate's README (the page crates.io shows) are

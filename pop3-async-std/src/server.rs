@@ -48,6 +48,9 @@ use pop3_proto::server::{
 use pop3_proto::store::Store;
 
 use crate::io::{Clock, Conn, Stream, timeout};
+use pop3_blocking::tls::secure_random;
+use pop3_proto::__tracing as tracing;
+use rustls::crypto::SecureRandom;
 
 /// The listener type of [`Pop3Server::serve`], re-exported from `async-io`
 /// (smol has it as `smol::Async`).
@@ -127,6 +130,8 @@ struct Inner<S> {
     store: Arc<S>,
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
+    /// The generator of the sessions' randomness: the TLS configuration's.
+    random: &'static dyn SecureRandom,
     options: ServerOptions,
     life: Arc<Lifecycle>,
     gate: Gate,
@@ -193,6 +198,7 @@ where
             inner: Arc::new(Inner {
                 store,
                 config,
+                random: secure_random(tls.as_deref().map(|c| &**c.crypto_provider())),
                 tls: tls.map(TlsAcceptor::from),
                 gate: Gate::new(&options),
                 options,
@@ -370,6 +376,7 @@ where
         };
         let secured = security == Security::Secured;
         let ctx = match connection_context(
+            self.inner.random,
             io.is_tls() || secured,
             self.inner.tls.is_some() && !secured,
         ) {

@@ -392,7 +392,7 @@ impl Pop3Client {
     /// # Ok(()) }
     /// ```
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
-        self.run(crate::common::auto_login(user, password)?)
+        self.run(crate::common::auto_login(&self.options, user, password)?)
     }
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
@@ -539,16 +539,19 @@ impl Pop3Client {
     // ----- the pump -----
 
     /// The core connection (for drivers that run on it, such as fetch).
+    #[cfg(feature = "fetch")]
     pub(crate) fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
 
     /// The core connection, to inspect.
+    #[cfg(feature = "fetch")]
     pub(crate) fn connection_ref(&self) -> &Connection {
         &self.conn
     }
 
     /// The current time, for the core.
+    #[cfg(feature = "fetch")]
     pub(crate) fn now(&self) -> pop3_proto::time::Instant {
         self.clock.now()
     }

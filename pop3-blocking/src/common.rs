@@ -4,23 +4,48 @@
 //! ([`ServerOptions`], from the core, and [`ServerSecurity`]), which accept
 //! errors pass, and how a fetch connects and logs in ([`FetchSettings`]).
 
+#[cfg(feature = "client")]
 use std::collections::VecDeque;
-use std::io::{self, Write as _};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex, PoisonError};
+#[cfg(any(feature = "client", feature = "server"))]
+use std::io;
+#[cfg(feature = "server")]
+use std::io::Write as _;
+#[cfg(any(feature = "client", feature = "server"))]
+use std::net::SocketAddr;
+#[cfg(feature = "server")]
+use std::net::{IpAddr, Shutdown, TcpStream};
+#[cfg(any(feature = "client", feature = "server"))]
+use std::sync::Arc;
+#[cfg(feature = "server")]
+use std::sync::{Mutex, PoisonError};
+#[cfg(any(feature = "client", feature = "server"))]
 use std::time::Duration;
 
-use pop3_proto::client::{Client, ClientConfig, ConnectionConfig, Error, Security};
+#[cfg(feature = "fetch")]
+use pop3_proto::client::Client;
+#[cfg(feature = "client")]
+use pop3_proto::client::{ClientConfig, ConnectionConfig, Error, Security};
+#[cfg(feature = "fetch")]
 use pop3_proto::fetch::{
     AuthError, FetchError, FetchOptions, LoginTask, SettingsError, login_task,
 };
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use pop3_proto::server::ServerOptions;
+#[cfg(feature = "server")]
 use pop3_proto::server::{AddressKey, Admission, ConnectionContext, Refusal};
+#[cfg(feature = "fetch")]
 use pop3_proto::url::{AuthMethod, PopUrl};
+#[cfg(feature = "client")]
 use rustls::pki_types::ServerName;
 
+#[cfg(feature = "client")]
 use crate::tls::TlsVerification;
+#[cfg(feature = "server")]
+use pop3_proto::__tracing as tracing;
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 /// How a client connects. Start from [`ConnectOptions::new`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -56,6 +81,7 @@ pub struct ConnectOptions {
     pub session: ClientConfig,
 }
 
+#[cfg(feature = "client")]
 impl ConnectOptions {
     /// Defaults with the given security.
     ///
@@ -108,28 +134,43 @@ impl ConnectOptions {
     pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, Error> {
         server_name(self.tls_name.as_deref().unwrap_or(host))
     }
+
+    /// The generator of the client's nonces: that of the crypto provider of
+    /// [`ConnectOptions::tls_config`] when given, else the default one
+    /// ([`secure_random`](crate::tls::secure_random)).
+    pub fn secure_random(&self) -> &'static dyn rustls::crypto::SecureRandom {
+        crate::tls::secure_random(self.tls_config.as_ref().map(|c| &**c.crypto_provider()))
+    }
 }
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 /// The task behind every adapter's `login`: the strongest login the
 /// session offers ([`AutoLogin`](pop3_proto::client::task::AutoLogin)),
-/// with a fresh SCRAM nonce from the OS generator.
+/// with a fresh SCRAM nonce from the secure generator of `options`
+/// ([`ConnectOptions::secure_random`]).
 ///
 /// ```
-/// let task = pop3_blocking::common::auto_login("alice", "secret")?;
+/// use pop3_blocking::common::{ConnectOptions, auto_login};
+/// use pop3_proto::client::Security;
+/// let task = auto_login(&ConnectOptions::new(Security::ImplicitTls), "alice", "secret")?;
 /// # let _ = task;
 /// # Ok::<(), pop3_proto::client::Error>(())
 /// ```
 pub fn auto_login(
+    options: &ConnectOptions,
     user: &str,
     password: &str,
 ) -> Result<pop3_proto::client::task::AutoLogin, Error> {
-    let nonce =
-        crate::tls::random_token(24).map_err(|e| Error::Io(Arc::new(io::Error::other(e))))?;
+    let nonce = crate::tls::random_token_from(options.secure_random(), 24)
+        .map_err(|e| Error::Io(Arc::new(io::Error::other(e))))?;
     Ok(pop3_proto::client::task::AutoLogin::new(
         user, password, &nonce,
     ))
 }
 
+#[cfg(any(feature = "client", feature = "server"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "client", feature = "server"))))]
 /// The `tls-exporter` channel binding of a TLS connection (RFC 9266: the
 /// exporter with label "EXPORTER-Channel-Binding", an empty context, 32
 /// octets), on TLS 1.3 only.
@@ -141,6 +182,8 @@ pub fn tls_exporter<D>(conn: &rustls::ConnectionCommon<D>) -> Option<[u8; 32]> {
         .ok()
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// What a server-side handshake established, for the session machine: the
 /// verified client certificate and the channel binding. Every adapter
 /// hands it over after its handshake.
@@ -155,6 +198,8 @@ pub fn server_tls_info(conn: &rustls::ServerConnection) -> pop3_proto::server::T
     info
 }
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 /// `host` without the brackets of an IPv6 literal (`[::1]` → `::1`).
 pub fn bare_host(host: &str) -> &str {
     host.strip_prefix('[')
@@ -162,6 +207,8 @@ pub fn bare_host(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 /// Turns `host` (a DNS name, an IP literal, possibly in brackets) into the
 /// name a certificate must carry.
 ///
@@ -174,10 +221,14 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
         .map_err(|_| Error::InvalidHost(host.to_owned()))
 }
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 /// How long a connection attempt has before the next address is tried
 /// alongside it (RFC 8305's "connection attempt delay").
 pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 /// The order addresses are tried in: families alternating, starting with
 /// the first one's (RFC 8305).
 ///
@@ -203,6 +254,8 @@ pub fn connect_order(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     out
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// How a listener's connections start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -220,6 +273,8 @@ pub enum ServerSecurity {
     Secured,
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// Whether a failed `accept` is pressure that passes (back off and accept
 /// again) rather than a broken listener.
 ///
@@ -244,14 +299,20 @@ pub fn is_transient_accept_error(e: &io::Error) -> bool {
     )
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// How long to wait before accepting again after a transient failure.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// The memory an idle session is planned with when the connection cap is
 /// sized for a host (measured: about 10 KB on tokio, 18 on smol, 30 with a
 /// thread per session).
 pub const PLANNED_SESSION_MEMORY: u64 = 32 * 1024;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// The descriptors a session is planned with when the connection cap is
 /// sized for a host: its socket, and what the Maildir store holds for it
 /// (served through an [`OffloadStore`](pop3_proto::store::OffloadStore)):
@@ -261,10 +322,14 @@ pub const PLANNED_SESSION_MEMORY: u64 = 32 * 1024;
 /// moment while a call scans or writes it.
 pub const PLANNED_SESSION_DESCRIPTORS: u64 = 5;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// The descriptors kept out of the sessions' budget when the connection
 /// cap is sized for a host: the listeners, the runtime's own, logs.
 pub const RESERVED_DESCRIPTORS: u64 = 64;
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// Server options with the connection cap sized for this host: at most a
 /// quarter of the available memory at [`PLANNED_SESSION_MEMORY`] per
 /// session, and at most the descriptors the process may open, less
@@ -293,6 +358,8 @@ pub fn host_server_options() -> ServerOptions {
     options
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// The sessions a process allowed `limit` open descriptors can serve.
 ///
 /// ```
@@ -305,26 +372,34 @@ pub fn descriptor_cap(limit: u64) -> u64 {
     limit.saturating_sub(RESERVED_DESCRIPTORS) / PLANNED_SESSION_DESCRIPTORS
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// A new session's context: TLS as given, and its randomness (the APOP and
 /// CRAM-MD5 challenges' number, the SCRAM nonces' secret seed) drawn from
-/// the secure generator. An error means no randomness could be had: the
-/// connection must be dropped rather than served with guessable nonces.
+/// `random`: the generator of the crypto provider of the server's TLS
+/// configuration, [`secure_random`](crate::tls::secure_random) of it. An
+/// error means no randomness could be had: the connection must be dropped
+/// rather than served with guessable nonces.
 ///
 /// ```
-/// let ctx = pop3_blocking::common::connection_context(false, true).unwrap();
+/// use pop3_blocking::{common::connection_context, tls::secure_random};
+/// let ctx = connection_context(secure_random(None), false, true).unwrap();
 /// assert!(ctx.seed.is_some() && ctx.tls_available);
 /// ```
 pub fn connection_context(
+    random: &dyn rustls::crypto::SecureRandom,
     tls_active: bool,
     tls_available: bool,
 ) -> Result<ConnectionContext, rustls::Error> {
-    let bytes = crate::tls::random_bytes::<40>()?;
+    let bytes = crate::tls::random_bytes_from::<40>(random)?;
     let (random, seed) = bytes.split_at(8);
     let random = u64::from_le_bytes(random.try_into().expect("8 octets"));
     let seed: [u8; 32] = seed.try_into().expect("32 octets");
     Ok(ConnectionContext::new(random, tls_active, tls_available).seed(seed))
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// A server's connection caps (the core's [`Admission`]), shared by its
 /// listeners and sessions on any runtime.
 ///
@@ -343,6 +418,7 @@ pub fn connection_context(
 #[derive(Debug, Clone)]
 pub struct Gate(Arc<Mutex<Admission>>);
 
+#[cfg(feature = "server")]
 impl Gate {
     /// The caps of `options`.
     pub fn new(options: &ServerOptions) -> Gate {
@@ -369,6 +445,8 @@ impl Gate {
     }
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// An admitted connection's place under the caps of a [`Gate`], given back
 /// when dropped.
 #[derive(Debug)]
@@ -377,6 +455,7 @@ pub struct Pass {
     key: AddressKey,
 }
 
+#[cfg(feature = "server")]
 impl Drop for Pass {
     fn drop(&mut self) {
         self.gate
@@ -386,6 +465,8 @@ impl Drop for Pass {
     }
 }
 
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// Tells a refused client why, and closes: the line is written without
 /// waiting (a fresh connection's send buffer takes it whole; a client that
 /// does not read loses nothing but the explanation), then the connection
@@ -397,6 +478,8 @@ pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
+#[cfg(feature = "fetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 /// How a fetch connects and what it does: the settings behind every
 /// adapter's `fetch::connect` and `fetch::run`.
 #[derive(Debug, Clone)]
@@ -418,6 +501,7 @@ pub struct FetchSettings {
     pub insecure_cleartext_login: bool,
 }
 
+#[cfg(feature = "fetch")]
 impl Default for FetchSettings {
     fn default() -> Self {
         FetchSettings {
@@ -431,6 +515,7 @@ impl Default for FetchSettings {
     }
 }
 
+#[cfg(feature = "fetch")]
 impl FetchSettings {
     /// How to connect to the maildrop `url` designates (TLS as its scheme
     /// and [`FetchSettings::starttls`] say).

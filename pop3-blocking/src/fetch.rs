@@ -24,6 +24,8 @@
 //! ```
 //!
 pub use crate::common::FetchSettings;
+#[cfg(feature = "maildir")]
+#[cfg_attr(docsrs, doc(cfg(feature = "maildir")))]
 pub use crate::sink::{LineEnds, MaildirSink};
 pub use pop3_proto::fetch::{
     AuthError, FetchError, FetchOptions, FetchReport, MessageSink, Progress, SettingsError,

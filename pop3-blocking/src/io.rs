@@ -7,6 +7,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "client")]
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
@@ -71,7 +72,9 @@ pub(crate) type Socket = Box<dyn Transport>;
 /// A connection that is plain or TLS over the transport, on either side.
 pub(crate) enum Stream {
     Plain(Socket),
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     Client(Box<StreamOwned<ClientConnection, Socket>>),
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     Server(Box<StreamOwned<ServerConnection, Socket>>),
     /// Transient, while the socket moves under TLS.
     Upgrading,
@@ -160,6 +163,7 @@ impl Stream {
         }
     }
 
+    #[cfg(feature = "client")]
     /// Puts the client side of TLS over the plain socket (the handshake is
     /// [`Stream::handshake`]); nothing when TLS is already there.
     pub(crate) fn start_client_tls(
@@ -174,6 +178,7 @@ impl Stream {
         Ok(())
     }
 
+    #[cfg(feature = "server")]
     /// Puts the server side of TLS over the plain socket; nothing when TLS
     /// is already there.
     pub(crate) fn start_server_tls(&mut self, config: Arc<rustls::ServerConfig>) -> io::Result<()> {
@@ -184,6 +189,7 @@ impl Stream {
         Ok(())
     }
 
+    #[cfg(feature = "server")]
     /// Runs the TLS handshake to its end (within the socket timeouts).
     /// What a server-side handshake established (nothing on a plain or
     /// client stream).
@@ -194,6 +200,7 @@ impl Stream {
         }
     }
 
+    #[cfg(feature = "client")]
     /// The channel binding of a client-side TLS stream (TLS 1.3 only).
     pub(crate) fn client_tls_exporter(&self) -> Option<[u8; 32]> {
         match self {

@@ -25,13 +25,45 @@
 //! blocking file I/O; the async adapters run them where blocking is allowed.
 //!
 //! [`tls`] builds rustls configurations with an explicit crypto provider
-//! (ring), never a process-wide one: a server configuration from a
+//! (aws-lc-rs or ring, by feature), never installing a process-wide one: a
+//! server configuration from a
 //! certificate chain and key in DER or PEM ([`tls::server_config`],
 //! [`tls::server_config_from_pem`]), a client configuration from the way
 //! the server certificate is verified ([`tls::TlsVerification`]: the bundled
 //! web PKI roots, a private CA file, or, for tests, none), and secure random
 //! octets and tokens for nonces ([`tls::random_bytes`],
 //! [`tls::random_token`]).
+//!
+//! # Features
+//!
+//! Each part is a feature, so that a program pays only for the parts it
+//! uses; the defaults are the whole crate on ring with the bundled roots.
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `client` | yes | the client ([`client`], the client half of [`common`]) |
+//! | `server` | yes | the server ([`server`], the server half of [`common`]) |
+//! | `fetch` | yes | fetching from pop URLs, save-before-delete ([`fetch`], [`common::FetchSettings`]); turns on `client` |
+//! | `maildir` | yes | the Maildir store and the passwd-file (with `server`), the Maildir fetch sink (with `fetch`); brings the password hashes (SHA-crypt, Argon2) |
+//! | `ring` | yes | TLS with rustls's ring provider |
+//! | `aws-lc-rs` | no | TLS with rustls's aws-lc-rs provider (preferred when both are on) |
+//! | `webpki-roots` | yes | trust the Mozilla roots bundled in `webpki-roots` (the default [`TlsVerification`](tls::TlsVerification)) |
+//! | `native-roots` | no | trust the platform's roots, loaded with `rustls-native-certs` (`TlsVerification::PlatformRoots`) |
+//! | `tracing` | yes | diagnostics through `tracing` (accept errors, failed handshakes, session summaries, the client's wire log) and rustls's own through `log`; without it they compile to nothing |
+//! | `cli` | no | the command lines of every runtime's `pop3d` and `fetch` examples (`cli`); turns on `client`, `server`, `fetch`, `maildir`, `tracing` |
+//!
+//! TLS needs `ring` or `aws-lc-rs`; with neither the crate is built for
+//! plain TCP, and TLS works only with a provider the application brings
+//! (installed process-wide, or inside a configuration it builds). Nonces
+//! are drawn from the generator of the provider in use
+//! ([`tls::secure_random`]). Without a roots feature the default
+//! verification trusts no root: give a CA file
+//! ([`TlsVerification::ca_file`](tls::TlsVerification::ca_file)) or a whole
+//! configuration. A client-only program, for example:
+//!
+//! ```toml
+//! pop3-blocking = { version = "0.1", default-features = false, features = ["client", "ring", "webpki-roots"] }
+//! ```
 //!
 //! # A client
 //!
@@ -93,15 +125,30 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 pub mod common;
+#[cfg(feature = "fetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod fetch;
+#[cfg(any(feature = "client", feature = "server"))]
 mod io;
+#[cfg(any(feature = "client", feature = "server"))]
 pub use io::Transport;
+#[cfg(all(feature = "maildir", feature = "server"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod maildir;
+#[cfg(all(feature = "maildir", feature = "server"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod passwd;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+#[cfg(all(feature = "maildir", feature = "fetch"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "fetch"))))]
 pub mod sink;
 pub mod tls;
 

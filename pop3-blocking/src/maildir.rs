@@ -128,6 +128,7 @@ use pop3_proto::types::{Secret, Uid};
 use sha2::{Digest, Sha256};
 
 use crate::passwd::{PasswdFile, is_safe_user};
+use pop3_proto::__tracing as tracing;
 
 /// The lock file each open maildrop holds, in the user's Maildir.
 pub const LOCK_FILE: &str = "pop3-rs.lock";

@@ -56,6 +56,8 @@ use crate::common::{
     ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
 };
 use crate::io::{Clock, Socket, Stream, Transport};
+use crate::tls::secure_random;
+use pop3_proto::__tracing as tracing;
 
 pub use crate::common::{ServerOptions, ServerSecurity as Security};
 
@@ -331,8 +333,12 @@ where
             }
         }
         let secured = security == Security::Secured;
-        let ctx = match connection_context(io.is_tls() || secured, inner.tls.is_some() && !secured)
-        {
+        let random = secure_random(inner.tls.as_deref().map(|c| &**c.crypto_provider()));
+        let ctx = match connection_context(
+            random,
+            io.is_tls() || secured,
+            inner.tls.is_some() && !secured,
+        ) {
             Ok(ctx) => ctx.tls_info(io.server_tls_info()),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");

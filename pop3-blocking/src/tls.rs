@@ -2,11 +2,21 @@
 //! configurations from DER or PEM ([`server_config`],
 //! [`server_config_from_pem`]), the client's certificate verification
 //! ([`TlsVerification`]), and secure random octets ([`random_bytes`],
-//! [`random_token`]).
+//! [`random_token`], [`secure_random`]).
 //!
-//! Nothing here installs or reads a process-wide crypto provider:
-//! configurations are built with an explicit provider (ring,
-//! [`crypto_provider`]).
+//! Nothing here installs a process-wide crypto provider: configurations are
+//! built with an explicit one, [`crypto_provider`]: aws-lc-rs with the
+//! feature `aws-lc-rs`, else ring with the feature `ring`. With neither,
+//! the crate is built for plain TCP: a configuration is built only from the
+//! provider the application installed process-wide
+//! ([`CryptoProvider::install_default`]), or comes whole from the caller
+//! (a client's `ConnectOptions::tls_config`, a server's TLS configuration);
+//! otherwise [`TlsConfigError::NoCryptoProvider`].
+//!
+//! The random octets of nonces come from the provider of the TLS
+//! configuration in use when there is one ([`secure_random`]), else from
+//! the built-in provider, else from the process-wide one, else from the
+//! operating system's generator.
 
 mod client;
 
@@ -17,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::crypto::{CryptoProvider, GetRandomFailed, SecureRandom};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -35,6 +46,12 @@ pub enum TlsConfigError {
     NoCertificate,
     /// rustls refused the configuration (e.g. the key does not match).
     Rustls(rustls::Error),
+    /// No crypto provider: the crate was built without `ring` and
+    /// `aws-lc-rs`, and the application installed none process-wide.
+    NoCryptoProvider,
+    /// The platform's trust roots could not be loaded (feature
+    /// `native-roots`).
+    PlatformRoots(String),
 }
 
 impl std::fmt::Display for TlsConfigError {
@@ -43,6 +60,13 @@ impl std::fmt::Display for TlsConfigError {
             TlsConfigError::Pem { what, source } => write!(f, "cannot read {what}: {source}"),
             TlsConfigError::NoCertificate => f.write_str("no certificate in the PEM file"),
             TlsConfigError::Rustls(e) => write!(f, "TLS configuration refused: {e}"),
+            TlsConfigError::NoCryptoProvider => f.write_str(
+                "no crypto provider: build with the feature `ring` or `aws-lc-rs`, \
+                 or install one process-wide",
+            ),
+            TlsConfigError::PlatformRoots(why) => {
+                write!(f, "cannot load the platform's trust roots: {why}")
+            }
         }
     }
 }
@@ -52,7 +76,9 @@ impl std::error::Error for TlsConfigError {
         match self {
             TlsConfigError::Pem { source, .. } => Some(source),
             TlsConfigError::Rustls(e) => Some(e),
-            TlsConfigError::NoCertificate => None,
+            TlsConfigError::NoCertificate
+            | TlsConfigError::NoCryptoProvider
+            | TlsConfigError::PlatformRoots(_) => None,
         }
     }
 }
@@ -63,13 +89,76 @@ impl From<TlsConfigError> for io::Error {
     }
 }
 
-/// The crypto provider the helpers here use (ring), passed explicitly.
-pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The crypto provider built into this crate, passed explicitly to every
+/// configuration the helpers build: aws-lc-rs with the feature
+/// `aws-lc-rs`, else ring.
+#[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "ring", feature = "aws-lc-rs"))))]
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
-/// `N` random octets from the crypto provider's secure generator. There is
-/// no weaker fallback: a failure is reported, never papered over.
+/// The provider configurations are built with: the built-in one
+/// ([`crypto_provider`]), else the one the application installed
+/// process-wide, else none.
+pub fn default_provider() -> Option<Arc<CryptoProvider>> {
+    #[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
+    return Some(crypto_provider());
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    CryptoProvider::get_default().cloned()
+}
+
+/// The secure generator nonces are drawn from: the one of `provider` (the
+/// provider of the TLS configuration in use) when given, else that of
+/// [`default_provider`], else the operating system's.
+///
+/// ```
+/// # #[cfg(feature = "ring")] {
+/// use pop3_blocking::tls::secure_random;
+/// let provider = rustls::crypto::ring::default_provider();
+/// let mut nonce = [0u8; 16];
+/// secure_random(Some(&provider)).fill(&mut nonce).unwrap();
+/// # }
+/// ```
+pub fn secure_random(provider: Option<&CryptoProvider>) -> &'static dyn SecureRandom {
+    match provider {
+        Some(p) => p.secure_random,
+        None => match default_provider() {
+            Some(p) => p.secure_random,
+            None => &OsRandom,
+        },
+    }
+}
+
+/// The operating system's generator, for a build without a crypto provider.
+#[derive(Debug)]
+struct OsRandom;
+
+impl SecureRandom for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), GetRandomFailed> {
+        getrandom::getrandom(buf).map_err(|_| GetRandomFailed)
+    }
+}
+
+/// `N` random octets from `random` (see [`secure_random`]). There is no
+/// weaker fallback: a failure is reported, never papered over.
+pub fn random_bytes_from<const N: usize>(
+    random: &dyn SecureRandom,
+) -> Result<[u8; N], rustls::Error> {
+    let mut buf = [0u8; N];
+    random
+        .fill(&mut buf)
+        .map_err(|_| rustls::Error::FailedToGetRandomBytes)?;
+    Ok(buf)
+}
+
+/// `N` random octets from the default generator ([`secure_random`] of
+/// `None`). There is no weaker fallback: a failure is reported, never
+/// papered over.
 ///
 /// ```
 /// let a: [u8; 16] = pop3_blocking::tls::random_bytes()?;
@@ -78,16 +167,24 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// # Ok::<(), rustls::Error>(())
 /// ```
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], rustls::Error> {
-    let mut buf = [0u8; N];
-    crypto_provider()
-        .secure_random
-        .fill(&mut buf)
-        .map_err(|_| rustls::Error::FailedToGetRandomBytes)?;
-    Ok(buf)
+    random_bytes_from(secure_random(None))
 }
 
-/// A random token of `len` lower-case hex characters (from
-/// [`random_bytes`]), for SASL nonces.
+/// A random token of `len` lower-case hex characters drawn from `random`
+/// (see [`secure_random`]), for SASL nonces.
+pub fn random_token_from(random: &dyn SecureRandom, len: usize) -> Result<String, rustls::Error> {
+    let mut out = String::with_capacity(len + 32);
+    while out.len() < len {
+        for b in random_bytes_from::<16>(random)? {
+            out.push_str(&format!("{b:02x}"));
+        }
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+/// A random token of `len` lower-case hex characters from the default
+/// generator ([`secure_random`] of `None`), for SASL nonces.
 ///
 /// ```
 /// let nonce = pop3_blocking::tls::random_token(24)?;
@@ -96,14 +193,7 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], rustls::Error> {
 /// # Ok::<(), rustls::Error>(())
 /// ```
 pub fn random_token(len: usize) -> Result<String, rustls::Error> {
-    let mut out = String::with_capacity(len + 32);
-    while out.len() < len {
-        for b in random_bytes::<16>()? {
-            out.push_str(&format!("{b:02x}"));
-        }
-    }
-    out.truncate(len);
-    Ok(out)
+    random_token_from(secure_random(None), len)
 }
 
 /// A server configuration (TLS 1.2 and 1.3, no client certificates) from a
@@ -112,7 +202,8 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let config = ServerConfig::builder_with_provider(crypto_provider())
+    let provider = default_provider().ok_or(TlsConfigError::NoCryptoProvider)?;
+    let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsConfigError::Rustls)?
         .with_no_client_auth()

@@ -85,6 +85,7 @@
 //! after the stored one is gone, or a storage device that lies about fsync.
 //!
 
+use crate::__tracing as tracing;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;

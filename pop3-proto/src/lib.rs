@@ -6,8 +6,23 @@
 //! file, a clock or a runtime: bytes, time and a store's answers come in as
 //! values, and everything it wants done leaves as an [`Action`](session::Action).
 //! It is `no_std` + `alloc` (the default `std` feature adds
-//! `std::error::Error` impls, the in-memory store and the POP URL parser,
-//! `url`).
+//! `std::error::Error` impls, the in-memory store, SASLprep and the
+//! connection layers).
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `std` | yes | `std::error::Error` impls, the in-memory store, SASLprep of non-ASCII SCRAM passwords, the client's and server's connection layers; `std` in dependencies |
+//! | `client` | yes | the client session machine ([`client`]) |
+//! | `server` | yes | the server session machine and the store contract ([`server`], [`store`]) |
+//! | `fetch` | yes | the save-before-delete driver and the POP URL parser with IDNA host names ([`fetch`], [`url`]); turns on `std` and `client` |
+//! | `tracing` | yes | diagnostics through `tracing` (the client's wire log at TRACE, skipped listing lines, duplicate UIDs); without it those calls compile to nothing; turns on `std` |
+//! | `arbitrary` | no | `arbitrary::Arbitrary` for the command and response types (fuzzing) |
+//!
+//! With no feature at all the crate is the codec ([`command`], [`response`],
+//! [`line`](mod@line), [`dot`]) and SCRAM's shared pieces ([`scram`]), `no_std`; the
+//! machines build without `std` too (`client`, `server` without `std`).
 //!
 //! # Where to start
 //!
@@ -73,20 +88,28 @@
 
 extern crate alloc;
 
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 pub mod command;
 pub mod dot;
-#[cfg(feature = "std")]
+#[cfg(feature = "fetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod fetch;
 pub mod line;
 pub mod response;
 pub mod scram;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 pub mod session;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod store;
 pub mod time;
 pub mod types;
-#[cfg(feature = "std")]
+#[cfg(feature = "fetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod url;
 
 #[cfg(feature = "arbitrary")]
@@ -98,3 +121,96 @@ mod parse;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+/// The diagnostics of this crate and of the adapters built on it: the
+/// `tracing` macros with the feature `tracing`, else macros of the same
+/// syntax that compile to nothing (their arguments still count as used).
+/// Not part of the API.
+#[doc(hidden)]
+pub mod __tracing {
+    #[cfg(feature = "tracing")]
+    pub use ::tracing::{Level, debug, enabled, error, info, trace, warn};
+
+    #[cfg(not(feature = "tracing"))]
+    pub use crate::{
+        __tracing_enabled as enabled, __tracing_skip as debug, __tracing_skip as error,
+        __tracing_skip as info, __tracing_skip as trace, __tracing_skip as warn,
+    };
+
+    /// Without `tracing`, no level is ever enabled.
+    #[cfg(not(feature = "tracing"))]
+    #[derive(Debug, Clone, Copy)]
+    pub struct Level;
+
+    #[cfg(not(feature = "tracing"))]
+    #[allow(missing_docs)]
+    impl Level {
+        pub const TRACE: Level = Level;
+        pub const DEBUG: Level = Level;
+        pub const INFO: Level = Level;
+        pub const WARN: Level = Level;
+        pub const ERROR: Level = Level;
+    }
+}
+
+/// An event macro without `tracing`: nothing runs, the arguments are
+/// type-checked and count as used.
+#[cfg(not(feature = "tracing"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tracing_skip {
+    ($($event:tt)*) => {
+        if false {
+            $crate::__tracing_args!($($event)*);
+        }
+    };
+}
+
+/// `enabled!` without `tracing`: never.
+#[cfg(not(feature = "tracing"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tracing_enabled {
+    ($($event:tt)*) => {
+        false
+    };
+}
+
+/// Walks an event's `target:`, fields (`name = %value`, `?name`, ...) and
+/// message, touching each value.
+#[cfg(not(feature = "tracing"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tracing_args {
+    () => {};
+    (target: $target:expr $(, $($rest:tt)*)?) => {
+        let _ = $target;
+        $($crate::__tracing_args!($($rest)*);)?
+    };
+    ($field:ident = % $value:expr $(, $($rest:tt)*)?) => {
+        let _ = &$value;
+        $($crate::__tracing_args!($($rest)*);)?
+    };
+    ($field:ident = ? $value:expr $(, $($rest:tt)*)?) => {
+        let _ = &$value;
+        $($crate::__tracing_args!($($rest)*);)?
+    };
+    ($field:ident = $value:expr $(, $($rest:tt)*)?) => {
+        let _ = &$value;
+        $($crate::__tracing_args!($($rest)*);)?
+    };
+    (% $field:ident $(, $($rest:tt)*)?) => {
+        let _ = &$field;
+        $($crate::__tracing_args!($($rest)*);)?
+    };
+    (? $field:ident $(, $($rest:tt)*)?) => {
+        let _ = &$field;
+        $($crate::__tracing_args!($($rest)*);)?
+    };
+    ($field:ident $(, $($rest:tt)*)?) => {
+        let _ = &$field;
+        $($crate::__tracing_args!($($rest)*);)?
+    };
+    ($message:literal $(, $arg:expr)* $(,)?) => {
+        let _ = ::core::format_args!($message $(, $arg)*);
+    };
+}

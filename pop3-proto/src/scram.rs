@@ -18,6 +18,7 @@
 //! ```
 
 use alloc::borrow::Cow;
+#[cfg(any(feature = "client", feature = "server"))]
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -491,6 +492,7 @@ fn unicode_saslprep(_s: &str) -> Result<Cow<'_, str>, SaslPrepError> {
     Err(SaslPrepError::NeedsUnicodeTables)
 }
 
+#[cfg(feature = "client")]
 /// Escapes a SCRAM `saslname` (RFC 5802 §5.1): `=` as `=3D`, `,` as `=2C`.
 pub(crate) fn escape_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
@@ -504,7 +506,8 @@ pub(crate) fn escape_name(name: &str) -> String {
     out
 }
 
-/// Undoes [`escape_name`]; `None` for a lone `=` or any other escape.
+#[cfg(feature = "server")]
+/// Undoes the client's `escape_name`; `None` for a lone `=` or any other escape.
 pub(crate) fn unescape_name(name: &str) -> Option<String> {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
@@ -524,7 +527,21 @@ pub(crate) fn unescape_name(name: &str) -> Option<String> {
     Some(out)
 }
 
+#[cfg(any(feature = "client", feature = "server"))]
 /// XOR of two equal-length octet strings.
 pub(crate) fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+#[cfg(any(feature = "client", feature = "server"))]
+/// Compares two octet strings in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    core::hint::black_box(diff) == 0
 }

@@ -2646,17 +2646,7 @@ impl SecretCheck {
     }
 }
 
-/// Compares two octet strings in time independent of where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    core::hint::black_box(diff) == 0
-}
+pub(crate) use crate::scram::constant_time_eq;
 
 /// The sum of the sizes, in a type no store's sizes can overflow.
 fn total_size(messages: &[MessageInfo]) -> u128 {

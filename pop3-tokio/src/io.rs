@@ -20,13 +20,16 @@ pub(crate) type Stream = Box<dyn Transport>;
 /// A connection that is plain or TLS over the stream, on either side.
 pub(crate) enum Conn {
     Plain(Stream),
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     ServerTls(Box<tokio_rustls::server::TlsStream<Stream>>),
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     ClientTls(Box<tokio_rustls::client::TlsStream<Stream>>),
     /// Transient state while a handshake owns the socket.
     Upgrading,
 }
 
 impl Conn {
+    #[cfg(feature = "server")]
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Conn::ServerTls(_) | Conn::ClientTls(_))
     }

@@ -16,6 +16,8 @@ use std::task::{Context, Poll, ready};
 use pop3_blocking::common::{
     ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
 };
+use pop3_blocking::tls::secure_random;
+use pop3_proto::__tracing as tracing;
 use pop3_proto::server::{
     Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
@@ -138,17 +140,15 @@ where
             }
             // Accept, then admit or refuse at once: a client over a cap
             // gets `-ERR [SYS/TEMP]` instead of waiting in the backlog.
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) if is_transient_accept_error(&e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                },
-                _ = shutdown.changed() => continue,
+            let (stream, peer) = match accept_or_shutdown(&listener, &mut shutdown).await {
+                None => continue,
+                Some(Ok(a)) => a,
+                Some(Err(e)) if is_transient_accept_error(&e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+                Some(Err(e)) => return Err(e),
             };
             let slot = match self.admit(peer) {
                 Ok(slot) => slot,
@@ -252,9 +252,12 @@ where
             }
         }
         let secured = security == Security::Secured;
+        let tls = self.inner.tls.as_ref();
+        let random = secure_random(tls.map(|a| &**a.config().crypto_provider()));
         let ctx = match connection_context(
+            random,
             io.is_tls() || secured,
-            self.inner.tls.is_some() && !secured,
+            tls.is_some() && !secured,
         ) {
             Ok(ctx) => ctx.tls_info(tls_info),
             Err(e) => {
@@ -424,4 +427,21 @@ impl Session {
         self.conn.tls_done(self.now(), done);
         Poll::Ready(())
     }
+}
+
+/// The next connection of `listener`, or `None` as soon as the shutdown
+/// signal changes (the pending accept is dropped).
+async fn accept_or_shutdown(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<io::Result<(tokio::net::TcpStream, SocketAddr)>> {
+    let mut accept = std::pin::pin!(listener.accept());
+    let mut changed = std::pin::pin!(shutdown.changed());
+    poll_fn(|cx| {
+        if let Poll::Ready(accepted) = accept.as_mut().poll(cx) {
+            return Poll::Ready(Some(accepted));
+        }
+        changed.as_mut().poll(cx).map(|_| None)
+    })
+    .await
 }

@@ -1,7 +1,8 @@
 //! TLS settings for the client side: how the server certificate is checked.
 //!
-//! Configurations are built with an explicit crypto provider (ring); no
-//! process-wide provider is installed or read.
+//! Configurations are built with an explicit crypto provider (see
+//! [`default_provider`](super::default_provider)); no process-wide provider
+//! is installed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,27 +12,38 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::{TlsConfigError, certificates_from_pem, crypto_provider};
+use super::{TlsConfigError, certificates_from_pem, default_provider};
 
 /// How the server's certificate is verified.
 ///
 /// Verification is on by default: the certificate chain must lead to a
 /// trusted root and name the host connected to (a DNS name, or an IP address
 /// listed in the certificate's IP SANs when the host is an IP literal).
+/// The default trusts the bundled web PKI roots (feature `webpki-roots`),
+/// else the platform's (feature `native-roots`), else no root at all: set a
+/// CA file or bring a whole configuration.
 ///
 /// ```
 /// use pop3_blocking::tls::TlsVerification;
 /// let default = TlsVerification::default();
+/// # #[cfg(feature = "webpki-roots")]
 /// assert!(matches!(default, TlsVerification::WebPkiRoots));
+/// # #[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
 /// let config = default.client_config()?;
 /// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TlsVerification {
     /// Trust the Mozilla root set bundled with the `webpki-roots` crate.
-    #[default]
+    #[cfg(feature = "webpki-roots")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webpki-roots")))]
     WebPkiRoots,
+    /// Trust the platform's roots (the system certificate store, loaded
+    /// with `rustls-native-certs` when the configuration is built).
+    #[cfg(feature = "native-roots")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "native-roots")))]
+    PlatformRoots,
     /// Trust exactly these roots (e.g. a private CA; see
     /// [`TlsVerification::ca_file`]).
     Roots(Arc<RootCertStore>),
@@ -39,6 +51,17 @@ pub enum TlsVerification {
     /// not authenticated: anyone on the path can read the password. For
     /// tests against throw-away servers only.
     DangerouslyAcceptAnyCertificate,
+}
+
+impl Default for TlsVerification {
+    fn default() -> Self {
+        #[cfg(feature = "webpki-roots")]
+        return TlsVerification::WebPkiRoots;
+        #[cfg(all(feature = "native-roots", not(feature = "webpki-roots")))]
+        return TlsVerification::PlatformRoots;
+        #[cfg(not(any(feature = "webpki-roots", feature = "native-roots")))]
+        TlsVerification::Roots(Arc::new(RootCertStore::empty()))
+    }
 }
 
 impl TlsVerification {
@@ -58,23 +81,40 @@ impl TlsVerification {
         Ok(TlsVerification::Roots(Arc::new(roots)))
     }
 
-    /// A rustls client configuration (TLS 1.2 and 1.3, ring) verifying this
-    /// way.
+    /// A rustls client configuration (TLS 1.2 and 1.3, with the
+    /// [`default_provider`](super::default_provider)) verifying this way.
     ///
     /// ```
+    /// # #[cfg(all(feature = "webpki-roots", any(feature = "ring", feature = "aws-lc-rs")))] {
     /// use pop3_blocking::tls::TlsVerification;
     /// let config = TlsVerification::WebPkiRoots.client_config()?;
+    /// # }
     /// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
     /// ```
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsConfigError> {
-        let provider = crypto_provider();
+        let provider = default_provider().ok_or(TlsConfigError::NoCryptoProvider)?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(TlsConfigError::Rustls)?;
         let config = match self {
+            #[cfg(feature = "webpki-roots")]
             TlsVerification::WebPkiRoots => {
                 let mut roots = RootCertStore::empty();
                 roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            #[cfg(feature = "native-roots")]
+            TlsVerification::PlatformRoots => {
+                let found = rustls_native_certs::load_native_certs();
+                let mut roots = RootCertStore::empty();
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let why = match found.errors.first() {
+                        Some(e) => e.to_string(),
+                        None => "no certificate found".to_owned(),
+                    };
+                    return Err(TlsConfigError::PlatformRoots(why));
+                }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
             TlsVerification::Roots(roots) => builder

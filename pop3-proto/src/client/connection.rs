@@ -1,6 +1,7 @@
 //! The client connection layer: the machine plus its read and write
 //! buffers, saying what I/O it wants next, with no I/O of its own.
 
+use crate::__tracing as tracing;
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;

@@ -948,7 +948,7 @@ impl ClientMechanism for Scram {
                 let v = base64::engine::general_purpose::STANDARD
                     .decode(v)
                     .map_err(|_| SaslError::BadChallenge)?;
-                if !crate::server::constant_time_eq(&v, server_signature) {
+                if !crate::scram::constant_time_eq(&v, server_signature) {
                     return Err(SaslError::BadChallenge);
                 }
                 self.state = ScramState::Done;

@@ -8,6 +8,7 @@
 //! `run(task)`. The tasks here cover every command; an application may write
 //! its own for commands this crate does not know.
 
+use crate::__tracing as tracing;
 use std::string::String;
 use std::vec::Vec;
 

@@ -163,29 +163,28 @@ async fn connect_tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStre
         if attempts.is_empty() {
             return Err(last.unwrap_or(Error::Timeout(TimeoutKind::Connect)));
         }
-        let stagger = tokio::time::sleep(ATTEMPT_DELAY);
-        tokio::select! {
-            joined = attempts.join_next() => match joined {
-                Some(Ok((_, Ok(stream)))) => {
-                    attempts.abort_all();
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
-                Some(Ok((_, Err(e)))) => {
-                    last = Some(Error::io(e));
-                    start_next = true;
-                }
-                Some(Err(e)) => {
-                    last = Some(Error::io(io::Error::other(e)));
-                    start_next = true;
-                }
-                None => start_next = true,
-            },
-            () = stagger => start_next = true,
-            () = tokio::time::sleep_until(deadline) => {
+        // The next attempt starts when one fails, or after the stagger.
+        let staggered = tokio::time::timeout(ATTEMPT_DELAY, attempts.join_next());
+        match tokio::time::timeout_at(deadline, staggered).await {
+            Err(_) => {
                 attempts.abort_all();
                 return Err(Error::Timeout(TimeoutKind::Connect));
             }
+            Ok(Err(_)) => start_next = true,
+            Ok(Ok(Some(Ok((_, Ok(stream)))))) => {
+                attempts.abort_all();
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Ok(Some(Ok((_, Err(e)))))) => {
+                last = Some(Error::io(e));
+                start_next = true;
+            }
+            Ok(Ok(Some(Err(e)))) => {
+                last = Some(Error::io(io::Error::other(e)));
+                start_next = true;
+            }
+            Ok(Ok(None)) => start_next = true,
         }
     }
 }
@@ -449,8 +448,12 @@ impl Pop3Client {
     /// and the connection is closed without QUIT (the server commits no
     /// deletion).
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
-        self.run(pop3_blocking::common::auto_login(user, password)?)
-            .await
+        self.run(pop3_blocking::common::auto_login(
+            &self.options,
+            user,
+            password,
+        )?)
+        .await
     }
 
     /// `APOP` with the digest of the greeting's timestamp and `secret`; fails
@@ -707,11 +710,13 @@ impl Pop3Client {
     // ----- the pump -----
 
     /// The core connection (for drivers that run on it, such as fetch).
+    #[cfg(feature = "fetch")]
     pub(crate) fn connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
 
     /// The core connection, to inspect.
+    #[cfg(feature = "fetch")]
     pub(crate) fn connection_ref(&self) -> &Connection {
         &self.conn
     }

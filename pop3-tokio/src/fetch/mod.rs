@@ -27,6 +27,8 @@
 //! ```
 //!
 pub use pop3_blocking::common::FetchSettings;
+#[cfg(feature = "maildir")]
+#[cfg_attr(docsrs, doc(cfg(feature = "maildir")))]
 pub use pop3_blocking::sink::{LineEnds, MaildirSink};
 pub use pop3_proto::fetch::{
     AuthError, FetchError, FetchOptions, FetchReport, MessageSink, Progress, SettingsError,

@@ -30,6 +30,7 @@
 //! fetching them twice. (RFC 1939 asks no more: a server that cannot
 //! remove every marked message answers `-ERR`.)
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::Bytes;
 use core::fmt;

@@ -201,10 +201,10 @@ impl MaildirSink {
             };
             let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             for uid in parse_journal(&text[..complete]).0 {
-                if let Ok(u) = Uid::new(Bytes::copy_from_slice(&uid))
-                    && saved.insert(uid)
-                {
-                    pending.push(u);
+                if let Ok(u) = Uid::new(Bytes::copy_from_slice(&uid)) {
+                    if saved.insert(uid) {
+                        pending.push(u);
+                    }
                 }
             }
         }

@@ -771,10 +771,10 @@ impl Fetch {
             }
             (Awaiting::Commit, SinkReply::Done(Ok(()))) => {
                 self.sync_due = true;
-                if let Phase::Body(_, _, msg) = &self.phase
-                    && self.deletable
-                {
-                    self.stored.push(*msg);
+                if self.deletable {
+                    if let Phase::Body(_, _, msg) = &self.phase {
+                        self.stored.push(*msg);
+                    }
                 }
                 self.report.saved += 1;
                 self.report.bytes += self.size;

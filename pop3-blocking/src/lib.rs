@@ -144,6 +144,9 @@ pub mod maildir;
 #[cfg(all(feature = "maildir", feature = "server"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod passwd;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;

@@ -701,14 +701,14 @@ fn size_all(dir: &Path, files: &mut Vec<Found>) -> Result<Vec<u64>, StoreError> 
 /// CRLF, and a message that does not end with a line end gets the CRLF the
 /// server appends.
 #[derive(Debug, Default)]
-struct OctetCounter {
+pub(crate) struct OctetCounter {
     octets: u64,
     bare_lfs: u64,
     last: Option<u8>,
 }
 
 impl OctetCounter {
-    fn update(&mut self, chunk: &[u8]) {
+    pub(crate) fn update(&mut self, chunk: &[u8]) {
         for at in memchr::memchr_iter(b'\n', chunk) {
             let before = if at == 0 {
                 self.last
@@ -725,7 +725,7 @@ impl OctetCounter {
         }
     }
 
-    fn finish(&self) -> u64 {
+    pub(crate) fn finish(&self) -> u64 {
         let missing_end = match self.last {
             None | Some(b'\n') => 0,
             Some(_) => 2,

@@ -553,6 +553,90 @@ impl PasswdFile {
     }
 }
 
+/// One user's credential in the passwd-file's `{SCHEME}secret` form, on
+/// its own: what a store keeping users elsewhere (the PostgreSQL store)
+/// checks, with the same schemes and the same rules as a passwd-file.
+#[cfg(feature = "postgres")]
+#[derive(Clone)]
+pub(crate) struct StoredCredential(Credential);
+
+#[cfg(feature = "postgres")]
+impl StoredCredential {
+    /// Reads a password field (`{SCHEME}secret`, or a bare crypt string).
+    pub(crate) fn parse(field: &str) -> Result<Self, LineProblem> {
+        parse_credential(field).map(StoredCredential)
+    }
+
+    /// Whether `password` matches.
+    pub(crate) fn verify(&self, password: &Secret) -> bool {
+        self.0.verify(password.expose())
+    }
+
+    /// Checks `password` against a hash of the default cost and forgets the
+    /// answer: what refusing an unknown user costs.
+    pub(crate) fn verify_nobody(password: &Secret) {
+        let answer = Credential::ShaCrypt(DUMMY_HASH.to_owned()).verify(password.expose());
+        std::hint::black_box(answer);
+    }
+
+    /// The password in clear, for a `{PLAIN}` credential.
+    pub(crate) fn shared_secret(&self) -> Option<Secret> {
+        match &self.0 {
+            Credential::Plain(secret) => Some(secret.clone()),
+            _ => None,
+        }
+    }
+
+    /// The SCRAM keys of `hash`: stored, or derived from a `{PLAIN}`
+    /// password with a salt from `secret` (as [`PasswdFile::scram_keys`]).
+    pub(crate) fn scram_keys(
+        &self,
+        user: &str,
+        hash: ScramHash,
+        secret: &DeploymentSecret,
+    ) -> Option<ScramKeys> {
+        match &self.0 {
+            Credential::Scram(keys) if keys.hash() == hash => Some(keys.clone()),
+            Credential::Plain(password) => {
+                let password = std::str::from_utf8(password.expose()).ok()?;
+                secret
+                    .derive_keys(hash, user, password, MIN_ITERATIONS)
+                    .ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl PasswdFile {
+    /// `user`'s credential written back in the `{SCHEME}secret` form (an
+    /// unusable one as the empty field, which never matches either).
+    pub(crate) fn credential_field(&self, user: &str) -> Option<String> {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        Some(match self.users.get(user)? {
+            Credential::Plain(secret) => {
+                format!("{{PLAIN}}{}", String::from_utf8_lossy(secret.expose()))
+            }
+            Credential::ShaCrypt(hash) => format!("{{CRYPT}}{hash}"),
+            Credential::Argon2(hash) if hash.starts_with("$argon2id$") => {
+                format!("{{ARGON2ID}}{hash}")
+            }
+            Credential::Argon2(hash) => format!("{{ARGON2I}}{hash}"),
+            Credential::Scram(keys) => format!(
+                "{{{}}}{},{},{},{}",
+                keys.hash().mechanism(),
+                keys.iterations(),
+                b64(keys.salt()),
+                b64(keys.stored_key()),
+                b64(keys.server_key())
+            ),
+            Credential::Unusable => String::new(),
+        })
+    }
+}
+
 /// Reads the password field: `{SCHEME}secret` or a bare crypt string.
 fn parse_credential(field: &str) -> Result<Credential, LineProblem> {
     if field.is_empty() {

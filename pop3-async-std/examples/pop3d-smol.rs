@@ -19,6 +19,9 @@ fn main() -> ExitCode {
     let result = match ServerArgs::parse().setup("pop3d-smol") {
         Ok((setup, ServerStore::Demo(store))) => serve(store, &setup),
         Ok((setup, ServerStore::Maildir(store))) => serve(Unblock::new(store), &setup),
+        #[cfg(feature = "postgres")]
+        Ok((setup, ServerStore::Postgres(store))) => serve(Unblock::new(store), &setup),
+        Ok(_) => Err("this build cannot serve that store".into()),
         Err(e) => Err(e),
     };
     match result {

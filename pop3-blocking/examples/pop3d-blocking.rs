@@ -21,6 +21,11 @@ fn main() -> ExitCode {
         Ok((setup, ServerStore::Maildir(store))) => {
             serve(OffloadStore::<_, Inline>::new(store), &setup)
         }
+        #[cfg(feature = "postgres")]
+        Ok((setup, ServerStore::Postgres(store))) => {
+            serve(OffloadStore::<_, Inline>::new(store), &setup)
+        }
+        Ok(_) => Err("this build cannot serve that store".into()),
         Err(e) => Err(e),
     };
     match result {

@@ -23,6 +23,11 @@ use crate::passwd::PasswdFile;
 use crate::sink::{LineEnds, MaildirSink};
 use crate::tls::TlsVerification;
 
+#[cfg(feature = "postgres")]
+mod deliver;
+#[cfg(feature = "postgres")]
+pub use deliver::{DeliverArgs, EX_DATAERR, EX_NOUSER, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE};
+
 /// The embedded demo maildrop's messages.
 pub const DEMO_MESSAGES: [&str; 5] = [
     include_str!("cli/demo/1-welcome.eml"),
@@ -70,8 +75,20 @@ pub struct ServerArgs {
     /// least 32 octets. Created with 32 random octets (in hex, mode 0600)
     /// if missing; keep it, or salts change. Default: `.pop3d-secret` in
     /// the Maildir root.
-    #[arg(long, value_name = "FILE", requires = "maildir_root")]
+    #[cfg_attr(
+        not(feature = "postgres"),
+        arg(long, value_name = "FILE", requires = "maildir_root")
+    )]
+    #[cfg_attr(feature = "postgres", arg(long, value_name = "FILE"))]
     pub secret_file: Option<PathBuf>,
+    /// Serve the maildrops of a PostgreSQL database (connection string
+    /// `host=... user=... dbname=...`, several hosts with
+    /// `target_session_attrs=read-write`) instead of Maildirs: any number
+    /// of servers can serve one database. Give every server the same
+    /// `--secret-file`.
+    #[cfg(feature = "postgres")]
+    #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["maildir_root", "users"])]
+    pub postgres: Option<String>,
     /// The certificate chain (PEM); without it, a demo CA and certificate
     /// are made at start.
     #[arg(long, value_name = "PEM", requires = "key")]
@@ -99,11 +116,15 @@ pub struct ServerArgs {
 
 /// Which store the server serves.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ServerStore {
     /// The embedded demo maildrop.
     Demo(MemoryStore),
     /// Maildirs with a passwd-file (blocking: run it off the reactor).
     Maildir(MaildirStore),
+    /// A PostgreSQL database (blocking: run it off the reactor).
+    #[cfg(feature = "postgres")]
+    Postgres(crate::postgres::PgStore),
 }
 
 /// Everything a `pop3d` example needs besides its runtime.
@@ -145,11 +166,17 @@ impl ServerArgs {
                 (config, Some(ca))
             }
         };
-        let demo = self.maildir_root.is_none();
+        #[cfg(feature = "postgres")]
+        let postgres = self.postgres.take();
+        #[cfg(not(feature = "postgres"))]
+        let postgres: Option<String> = None;
+        let demo = self.maildir_root.is_none() && postgres.is_none();
         let secret = match (&self.secret_file, &self.maildir_root) {
             (Some(file), _) => load_or_create_secret(file)?,
             (None, Some(root)) => load_or_create_secret(&root.join(SECRET_FILE))?,
             // The demo's maildrop lives as long as the process.
+            // The demo's maildrop lives as long as the process; without a
+            // file a database's servers each draw their own.
             (None, None) => DeploymentSecret::new(crate::tls::random_bytes()?),
         };
         let config = ServerConfig::default()
@@ -160,6 +187,12 @@ impl ServerArgs {
                 "pop3-rs {program} {}",
                 env!("CARGO_PKG_VERSION")
             )));
+        #[cfg(feature = "postgres")]
+        if let Some(conninfo) = &postgres {
+            let store = crate::postgres::PgStore::connect(conninfo)?.with_deployment_secret(secret);
+            let setup = self.finish(tls, demo_ca, config);
+            return Ok((setup, ServerStore::Postgres(store)));
+        }
         let store = match (&self.maildir_root, &self.users) {
             (Some(root), Some(users)) => {
                 let users = PasswdFile::load(users)?.with_deployment_secret(secret);
@@ -174,6 +207,16 @@ impl ServerArgs {
                 ServerStore::Demo(store)
             }
         };
+        Ok((self.finish(tls, demo_ca, config), store))
+    }
+
+    /// The setup around a store.
+    fn finish(
+        self,
+        tls: Arc<rustls::ServerConfig>,
+        demo_ca: Option<PathBuf>,
+        config: ServerConfig,
+    ) -> ServerSetup {
         let mut options = crate::common::host_server_options();
         if let Some(n) = self.max_connections {
             options.max_connections = n.max(1);
@@ -181,15 +224,14 @@ impl ServerArgs {
         if let Some(n) = self.max_connections_per_address {
             options.max_connections_per_address = n.max(1);
         }
-        let setup = ServerSetup {
+        ServerSetup {
             listen: self.listen,
             tls_listen: self.tls_listen,
             config,
             tls,
             options,
             demo_ca,
-        };
-        Ok((setup, store))
+        }
     }
 }
 

@@ -19,6 +19,9 @@ async fn main() -> ExitCode {
     let result = match ServerArgs::parse().setup("pop3d") {
         Ok((setup, ServerStore::Demo(store))) => serve(store, &setup).await,
         Ok((setup, ServerStore::Maildir(store))) => serve(SpawnBlocking::new(store), &setup).await,
+        #[cfg(feature = "postgres")]
+        Ok((setup, ServerStore::Postgres(store))) => serve(SpawnBlocking::new(store), &setup).await,
+        Ok(_) => Err("this build cannot serve that store".into()),
         Err(e) => Err(e),
     };
     match result {

@@ -576,3 +576,141 @@ fn a_maildir_import_keeps_every_uidl_and_credential() {
     let again = store.import_maildir(root.path(), &users).unwrap();
     assert_eq!((again.users, again.messages, again.skipped), (3, 0, 5));
 }
+
+/// A random message: CRLF and bare LF lines, dot lines, sometimes no final
+/// line end, sometimes longer than a chunk.
+fn random_message(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let mut m = Vec::new();
+    let lines = if rng.u8(..20) == 0 {
+        rng.usize(3000..6000)
+    } else {
+        rng.usize(0..20)
+    };
+    for _ in 0..lines {
+        if rng.bool() {
+            m.push(b'.');
+        }
+        m.extend(std::iter::repeat_n(b'a' + rng.u8(..26), rng.usize(0..120)));
+        m.extend_from_slice(if rng.bool() { b"\r\n" } else { b"\n" });
+    }
+    if rng.bool() {
+        m.extend_from_slice(b"no line end");
+    }
+    m
+}
+
+/// A seeded random run of deliveries, sessions, reads, second opens,
+/// commits and abandoned sessions against the PostgreSQL store and the
+/// core's MemoryStore (the contract's reference): the same listings,
+/// sizes, bodies, locks and deletions at every step, and unique-ids that
+/// stay the same for the same message.
+#[test]
+fn behaves_like_the_memory_store_over_a_random_run() {
+    use futures_lite::future::block_on;
+    use pop3_proto::store::{Maildrop, MemoryStore, MessageReader, Store};
+    use std::collections::HashMap;
+
+    let cluster = Cluster::start();
+    let pg = store(&cluster);
+    alice(&pg);
+    let memory = MemoryStore::new();
+    memory.add_user("alice", "wonderland");
+    let mut rng = fastrand::Rng::with_seed(1939);
+    // Memory unique-id → PostgreSQL unique-id, for every message seen.
+    let mut same: HashMap<String, String> = HashMap::new();
+    let mut session: Option<(pop3_blocking::postgres::PgMaildrop, _)> = None;
+    let (mut delivered, mut reads) = (0, 0);
+    for step in 0..1000 {
+        match rng.u8(..6) {
+            0 | 1 => {
+                let m = random_message(&mut rng);
+                pg.deliver("alice", &mut &m[..]).unwrap();
+                memory.add_message("alice", m);
+                delivered += 1;
+            }
+            2 => match session.take() {
+                None => {
+                    let p = pg.open("alice").unwrap();
+                    let m = block_on(memory.open("alice")).unwrap();
+                    assert_eq!(p.messages().len(), m.messages().len(), "step {step}");
+                    for (a, b) in p.messages().iter().zip(m.messages()) {
+                        assert_eq!(a.size, b.size, "step {step}");
+                        let known = same
+                            .entry(b.uid.as_str().to_owned())
+                            .or_insert_with(|| a.uid.as_str().to_owned());
+                        assert_eq!(known, a.uid.as_str(), "step {step}");
+                    }
+                    session = Some((p, m));
+                }
+                Some(open) => {
+                    assert_eq!(pg.open("alice").unwrap_err(), StoreError::InUse);
+                    assert_eq!(
+                        block_on(memory.open("alice")).unwrap_err(),
+                        StoreError::InUse
+                    );
+                    session = Some(open);
+                }
+            },
+            3 => {
+                if let Some((p, m)) = session.as_mut() {
+                    if !p.messages().is_empty() {
+                        let i = rng.usize(..p.messages().len());
+                        let mut expected = Vec::new();
+                        let mut reader = block_on(m.read(i)).unwrap();
+                        while let Some(chunk) = block_on(reader.next_chunk()).unwrap() {
+                            expected.extend_from_slice(&chunk);
+                        }
+                        assert_eq!(read_all(p, i).unwrap(), expected, "step {step}");
+                        reads += 1;
+                    }
+                }
+            }
+            4 => {
+                if let Some((p, m)) = session.take() {
+                    let n = p.messages().len();
+                    let marked: Vec<usize> = (0..n).filter(|_| rng.u8(..3) == 0).collect();
+                    p.commit(marked.clone()).unwrap();
+                    block_on(m.commit(marked)).unwrap();
+                }
+            }
+            _ => drop(session.take()),
+        }
+    }
+    drop(session);
+    let p = pg.open("alice").unwrap();
+    assert_eq!(p.messages().len(), memory.message_count("alice"));
+    // The run did what it is for.
+    assert!(reads > 30, "{reads} reads");
+    assert!(p.messages().len() < delivered, "nothing deleted");
+    assert!(same.len() > 20, "{} messages seen", same.len());
+}
+
+#[test]
+fn pop3d_takes_postgres_instead_of_maildirs() {
+    use pop3_blocking::cli::{ServerArgs, ServerStore};
+    let cluster = Cluster::start();
+    let (_setup, store) = ServerArgs::parse_from(["pop3d", "--postgres", &cluster.conninfo()])
+        .setup("pop3d-test")
+        .unwrap();
+    let ServerStore::Postgres(store) = store else {
+        panic!("not the PostgreSQL store: {store:?}");
+    };
+    alice(&store);
+    assert!(
+        store
+            .verify_password("alice", &Secret::new("wonderland"))
+            .unwrap()
+    );
+    assert!(
+        ServerArgs::try_parse_from([
+            "pop3d",
+            "--postgres",
+            "host=x",
+            "--maildir-root",
+            "/x",
+            "--users",
+            "/y"
+        ])
+        .is_err()
+    );
+}

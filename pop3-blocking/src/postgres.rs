@@ -185,7 +185,17 @@ impl PgError {
     pub fn is_temporary(&self) -> bool {
         match self {
             PgError::Unavailable(_) => true,
-            PgError::Database(e) => e.as_db_error().is_none() || e.is_closed(),
+            // No server error (the connection failed), or a server error
+            // of the classes that pass: connection exceptions (08),
+            // rolled-back transactions (40), insufficient resources (53),
+            // operator intervention such as a shutdown (57), system
+            // errors (58).
+            PgError::Database(e) => {
+                e.is_closed()
+                    || e.code().is_none_or(|c| {
+                        matches!(c.code().get(..2), Some("08" | "40" | "53" | "57" | "58"))
+                    })
+            }
             PgError::Maildir(e) => e.is_transient(),
             _ => false,
         }

@@ -148,7 +148,7 @@ pub use pop3_blocking::tls;
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use blocking::{Unblock, UnblockMaildrop, UnblockPool, UnblockReader};
+pub use blocking::{Unblock, UnblockPool};
 
 // The examples of this crate's README (the page crates.io shows) are
 // compiled with the doctests.

@@ -3,6 +3,9 @@
 //! and its certificate, the banner, logging, and fetch progress (a bar on a
 //! terminal, a one-line summary otherwise). Each example is then its
 //! runtime's accept loop or fetch call and nothing else.
+//!
+//! Not part of the API: hidden from the documentation, it holds clap's
+//! types and follows the examples, so it may change in any release.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -98,6 +101,9 @@ pub struct ServerArgs {
 }
 
 /// Which store the server serves.
+///
+/// Exhaustive: the examples match on it to serve either store, and the
+/// whole module is outside the API (see the crate root).
 #[derive(Debug)]
 pub enum ServerStore {
     /// The embedded demo maildrop.

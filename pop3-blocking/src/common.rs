@@ -1,8 +1,17 @@
-//! What every runtime adapter shares around the core connection: how a
-//! client connects ([`ConnectOptions`], the order addresses are raced in,
-//! the name a certificate must carry), how a server's sockets behave
-//! ([`ServerOptions`], from the core, and [`ServerSecurity`]), which accept
-//! errors pass, and how a fetch connects and logs in ([`FetchSettings`]).
+//! The plumbing the runtime adapters share around the core connection: how
+//! a client connects and the order addresses are raced in, the name a
+//! certificate must carry, how a server admits, refuses and sizes its
+//! connections, which accept errors pass, and the session context of a TLS
+//! handshake.
+//!
+//! Not part of the API: this module is hidden from the documentation
+//! because it exists for `pop3-tokio` and `pop3-async-std` of the same
+//! version, which are built against it; its items may change or go in any
+//! release, patch releases included. The items meant for applications have
+//! their documented home and are stable there:
+//! `client::ConnectOptions`, `fetch::FetchSettings`, `server::ServerOptions`
+//! and `server::Security` (they can still be named through this module, for
+//! code written before they had a home).
 
 #[cfg(feature = "client")]
 use std::collections::VecDeque;
@@ -86,8 +95,7 @@ impl ConnectOptions {
     /// Defaults with the given security.
     ///
     /// ```
-    /// use pop3_blocking::common::ConnectOptions;
-    /// use pop3_proto::client::Security;
+    /// use pop3_blocking::client::{ConnectOptions, Security};
     /// let mut options = ConnectOptions::new(Security::StartTls);
     /// options.session.pipelining = false;
     /// ```
@@ -521,7 +529,7 @@ impl FetchSettings {
     /// and [`FetchSettings::starttls`] say).
     ///
     /// ```
-    /// use pop3_blocking::common::FetchSettings;
+    /// use pop3_blocking::fetch::FetchSettings;
     /// use pop3_proto::client::Security;
     /// use pop3_proto::url::PopUrl;
     ///

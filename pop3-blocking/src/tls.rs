@@ -17,8 +17,30 @@
 //! configuration in use when there is one ([`secure_random`]), else from
 //! the built-in provider, else from the process-wide one, else from the
 //! operating system's generator.
+//!
+//! # The rustls version
+//!
+//! rustls's types are part of this API (client and server configurations,
+//! [`rustls::Error`], [`CryptoProvider`]); [`rustls`] is re-exported here so
+//! that an application builds them with the very version the crates were
+//! built with, without naming it in its own manifest:
+//! `pop3_blocking::tls::rustls`, which the async adapters show again as
+//! `pop3_tokio::tls::rustls` and `pop3_async_std::tls::rustls`. The 0.1
+//! releases of the four crates depend on rustls 0.23 (and tokio-rustls 0.26,
+//! futures-rustls 0.26, which are built on it); the four move to a new
+//! rustls major version together, and such a move is a breaking release of
+//! these crates (0.1 → 0.2), never a patch release.
+//!
+//! ```
+//! use pop3_blocking::tls::rustls;
+//! let _ = rustls::ProtocolVersion::TLSv1_3;
+//! ```
 
 mod client;
+
+/// The rustls crate these crates are built with (0.23 for the 0.1
+/// releases; see [the rustls version](self#the-rustls-version)).
+pub use rustls;
 
 pub use client::TlsVerification;
 

@@ -126,7 +126,7 @@ pub use pop3_blocking::tls;
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader, TokioBlockingPool};
+pub use blocking::{SpawnBlocking, TokioBlockingPool};
 
 // The examples of this crate's README (the page crates.io shows) are
 // compiled with the doctests.

@@ -54,6 +54,11 @@ impl Default for ConnectionConfig {
 
 /// The I/O a [`Connection`] wants next. Perform it, report how it went, and
 /// poll the operation again.
+///
+/// Exhaustive on purpose: an adapter must perform every case, and a case it
+/// did not know would leave the connection waiting for I/O that never
+/// happens. A new case is therefore a breaking change, made only in a
+/// breaking release, so that every adapter's match stops compiling instead.
 #[derive(Debug)]
 #[must_use = "the connection waits for this I/O"]
 pub enum Want<'a> {

@@ -75,6 +75,11 @@ const READ_CHUNK: usize = 4 * 1024;
 const IDLE_WRITE_BUFFER: usize = 16 * 1024;
 
 /// The I/O (or store call) a server [`Connection`] wants next.
+///
+/// Exhaustive on purpose: an adapter must perform every case, and a case it
+/// did not know would leave the connection waiting for I/O that never
+/// happens. A new case is therefore a breaking change, made only in a
+/// breaking release, so that every adapter's match stops compiling instead.
 #[derive(Debug)]
 #[must_use = "the connection waits for this"]
 pub enum Want<'a> {

@@ -38,6 +38,27 @@ pub const DEMO_MESSAGES: [&str; 5] = [
 /// A boxed error for the examples' `main`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An error and its causes on one line, `what failed: why: why`: each
+/// error's message says only what failed at its own layer, its
+/// [`source`](std::error::Error::source) why.
+///
+/// ```
+/// use pop3_blocking::cli::chain;
+/// use pop3_proto::client::Error;
+/// let e = Error::io(std::io::ErrorKind::ConnectionRefused.into());
+/// assert_eq!(chain(&e), "the connection failed: connection refused");
+/// ```
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
+}
+
 /// Logs to stderr, `RUST_LOG` filtering (default `info`).
 pub fn init_logging() {
     tracing_subscriber::fmt()

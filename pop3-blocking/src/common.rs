@@ -58,6 +58,7 @@ use pop3_proto::__tracing as tracing;
 /// How a client connects. Start from [`ConnectOptions::new`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ConnectOptions {
     /// Plain, STLS or implicit TLS.
     pub security: Security,
@@ -492,11 +493,34 @@ pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
 /// adapter's `fetch::connect` and `fetch::run`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct FetchSettings {
     /// Upgrade a `pop://` connection with STLS.
     pub starttls: bool,
-    /// How the certificate is verified.
+    /// How the certificate is verified, when [`FetchSettings::tls_config`]
+    /// is not given.
     pub verification: TlsVerification,
+    /// A complete rustls configuration to use instead of one built from
+    /// [`FetchSettings::verification`]: the application's own roots or
+    /// verifier, a client certificate, its crypto provider (which then also
+    /// draws the login's nonces). Becomes
+    /// [`ConnectOptions::tls_config`].
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use pop3_blocking::fetch::FetchSettings;
+    /// use pop3_blocking::tls::{crypto_provider, rustls};
+    ///
+    /// # fn go(roots: rustls::RootCertStore) -> Result<(), rustls::Error> {
+    /// let config = rustls::ClientConfig::builder_with_provider(crypto_provider())
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let mut settings = FetchSettings::default();
+    /// settings.tls_config = Some(Arc::new(config));
+    /// # Ok(()) }
+    /// ```
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
     /// Overrides the URL's `;AUTH=`.
     pub auth: Option<AuthMethod>,
     /// Pipeline when the server allows it (default `true`).
@@ -515,6 +539,7 @@ impl Default for FetchSettings {
         FetchSettings {
             starttls: false,
             verification: TlsVerification::default(),
+            tls_config: None,
             auth: None,
             pipelining: true,
             delete: false,
@@ -550,6 +575,7 @@ impl FetchSettings {
         };
         let mut options = ConnectOptions::new(security);
         options.verification = self.verification.clone();
+        options.tls_config = self.tls_config.clone();
         options.session.pipelining = self.pipelining;
         options.session.insecure_cleartext_login = self.insecure_cleartext_login;
         // A big window: many RETRs in flight keep the link busy between messages.
@@ -575,8 +601,10 @@ impl FetchSettings {
     ) -> Result<LoginTask, FetchError> {
         let user = url.user.as_deref().ok_or(FetchError::NoUser)?;
         let method = self.auth.clone().unwrap_or_else(|| url.auth.clone());
-        let nonce =
-            crate::tls::random_token(24).map_err(|_| FetchError::Auth(AuthError::NoRandomness))?;
+        let random =
+            crate::tls::secure_random(self.tls_config.as_ref().map(|c| &**c.crypto_provider()));
+        let nonce = crate::tls::random_token_from(random, 24)
+            .map_err(|_| FetchError::Auth(AuthError::NoRandomness))?;
         login_task(client, method, user, password, &nonce).map_err(FetchError::Auth)
     }
 }

@@ -122,7 +122,11 @@
 //! over it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::return_self_not_must_use
+)]
 
 // The command lines of the examples (`pop3d`, `fetch` and their twins on
 // every runtime), with clap's types in their signatures: public so that the

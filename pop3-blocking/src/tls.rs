@@ -79,9 +79,9 @@ pub enum TlsConfigError {
 impl std::fmt::Display for TlsConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TlsConfigError::Pem { what, source } => write!(f, "cannot read {what}: {source}"),
+            TlsConfigError::Pem { what, .. } => write!(f, "cannot read {what}"),
             TlsConfigError::NoCertificate => f.write_str("no certificate in the PEM file"),
-            TlsConfigError::Rustls(e) => write!(f, "TLS configuration refused: {e}"),
+            TlsConfigError::Rustls(_) => f.write_str("TLS configuration refused"),
             TlsConfigError::NoCryptoProvider => f.write_str(
                 "no crypto provider: build with the feature `ring` or `aws-lc-rs`, \
                  or install one process-wide",
@@ -242,7 +242,7 @@ pub fn server_config(
 ///
 /// let err = certificates_from_pem("/nonexistent/ca.pem", "CA certificate").unwrap_err();
 /// assert!(matches!(err, TlsConfigError::Pem { what: "CA certificate", .. }));
-/// assert_eq!(err.to_string().split(':').next(), Some("cannot read CA certificate"));
+/// assert_eq!(err.to_string(), "cannot read CA certificate"); // why: err.source()
 ///
 /// let empty = tempfile::NamedTempFile::new()?;
 /// let err = certificates_from_pem(empty.path(), "certificate").unwrap_err();

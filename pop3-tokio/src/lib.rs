@@ -106,7 +106,11 @@
 //! over it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::return_self_not_must_use
+)]
 
 #[cfg(feature = "server")]
 mod blocking;

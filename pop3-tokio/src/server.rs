@@ -71,6 +71,16 @@ impl<S> Clone for Pop3Server<S> {
     }
 }
 
+impl<S> std::fmt::Debug for Pop3Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Server")
+            .field("open_connections", &self.inner.gate.open())
+            .field("tls", &self.inner.tls.is_some())
+            .field("stopping", &*self.inner.shutdown.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: Store + 'static> Pop3Server<S>
 where
     S::Maildrop: 'static,

@@ -21,6 +21,7 @@ pub(super) const LOG: &str = "pop3_proto::client";
 /// How a [`Connection`] behaves, besides its machine's settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ConnectionConfig {
     /// The session machine's settings (pipelining, reply timeout, limits).
     pub session: ClientConfig,

@@ -16,6 +16,7 @@ use crate::time::Instant;
 /// stall timeout and the shutdown grace; the adapters apply the rest.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ServerOptions {
     /// Connections served at once (default 8,192: an idle session costs
     /// some 11 KB, so about 90 MB at the cap). Further ones are accepted,

@@ -295,7 +295,7 @@ where
             running.push(sessions.spawn(async move {
                 let _slot = slot;
                 server
-                    .connection(Box::new(stream), Some(peer), security)
+                    .connection(Stream::new(stream), Some(peer), security)
                     .await;
             }));
         };
@@ -357,7 +357,7 @@ where
         // The connection counts against the cap and is waited for by
         // `wait_idle`, as one accepted by `serve` is.
         let _slot = (pass, self.inner.life.slot().await);
-        self.connection(Box::new(stream), Some(peer), security)
+        self.connection(Stream::new(stream), Some(peer), security)
             .await;
     }
 

@@ -173,7 +173,7 @@ where
             let server = self.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                server.connection(Box::new(stream), peer, security).await;
+                server.connection(Stream::new(stream), peer, security).await;
             });
         }
     }
@@ -210,7 +210,7 @@ where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         match self.admit(peer) {
-            Ok(_slot) => self.connection(Box::new(stream), peer, security).await,
+            Ok(_slot) => self.connection(Stream::new(stream), peer, security).await,
             Err(refusal) => {
                 tracing::debug!(%peer, "connection refused: {refusal}");
                 let mut stream = stream;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let setup = match FetchArgs::parse().setup() {
         Ok(setup) => setup,
         Err(e) => {
-            eprintln!("fetch-smol: {e}");
+            eprintln!("fetch-smol: {}", pop3_blocking::cli::chain(&*e));
             return ExitCode::from(2);
         }
     };
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => progress.finish(&report),
         Err(e) => {
-            eprintln!("fetch-smol: {e}");
+            eprintln!("fetch-smol: {}", pop3_blocking::cli::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pop3d-smol: {e}");
+            eprintln!("pop3d-smol: {}", pop3_blocking::cli::chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -4,9 +4,12 @@
 use pop3_proto::__tracing as tracing;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use pop3_proto::store::{Offload, OffloadMaildrop, OffloadReader, OffloadStore};
+use pop3_proto::store::{Offload, OffloadStore};
 
-/// Runs blocking store calls with [`blocking::unblock`]. A call that panics
+/// Runs blocking store calls with [`blocking::unblock`]: the [`Offload`] of
+/// [`Unblock`], to name its maildrop and reader types
+/// ([`OffloadMaildrop<M, UnblockPool>`](pop3_proto::store::OffloadMaildrop),
+/// [`OffloadReader<R, UnblockPool>`](pop3_proto::store::OffloadReader)). A call that panics
 /// is reported as a failed task (the store's mutex is then poisoned, so
 /// later calls fail too), never as a panic of the session.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,9 +52,3 @@ impl Offload for UnblockPool {
 /// }
 /// ```
 pub type Unblock<S> = OffloadStore<S, UnblockPool>;
-
-/// The maildrop of an [`Unblock`] store.
-pub type UnblockMaildrop<M> = OffloadMaildrop<M, UnblockPool>;
-
-/// The message reader of an [`Unblock`] store.
-pub type UnblockReader<R> = OffloadReader<R, UnblockPool>;

@@ -235,7 +235,7 @@ impl Pop3Client {
         let name = options.server_name(host)?;
         let epoch = Instant::now();
         let tcp = connect_tcp(host, port, epoch + options.connect_timeout).await?;
-        Pop3Client::connect_stream(Box::new(tcp), name, epoch, options, false).await
+        Pop3Client::connect_stream(Stream::new(tcp), name, epoch, options, false).await
     }
 
     /// Runs a session over an already connected stream; `tls_name` is the
@@ -268,7 +268,7 @@ impl Pop3Client {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options, false).await
+        Pop3Client::connect_stream(Stream::new(stream), name, Instant::now(), options, false).await
     }
 
     /// Runs a session over a stream the caller already secured (TLS
@@ -291,7 +291,7 @@ impl Pop3Client {
     {
         options.security = Security::ImplicitTls;
         let name = options.server_name("localhost")?;
-        Pop3Client::connect_stream(Box::new(stream), name, Instant::now(), options, true).await
+        Pop3Client::connect_stream(Stream::new(stream), name, Instant::now(), options, true).await
     }
 
     async fn connect_stream(

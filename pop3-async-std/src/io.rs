@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,67 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + ?Sized> Transport for T {}
 /// every stream (`async_io::Async<TcpStream>`, `smol::net::TcpStream`,
 /// `async_std::net::TcpStream`, ...), for one indirect call per read or
 /// write.
-pub(crate) type Stream = Box<dyn Transport>;
+///
+/// The box sits in a mutex that is never locked: every read and write has
+/// the stream by `&mut` ([`Mutex::get_mut`]), and the mutex only makes a
+/// session `Sync` (a client shared by reference) without asking `Sync` of
+/// the caller's stream.
+pub(crate) struct Stream(Mutex<Box<dyn Transport>>);
+
+impl Stream {
+    pub(crate) fn new(stream: impl Transport + 'static) -> Stream {
+        Stream(Mutex::new(Box::new(stream)))
+    }
+
+    fn pin(self: Pin<&mut Self>) -> Pin<&mut dyn Transport> {
+        let inner = self.get_mut().0.get_mut();
+        Pin::new(&mut **inner.unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pin().poll_read(cx, buf)
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [io::IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.pin().poll_read_vectored(cx, bufs)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pin().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.pin().poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.pin().poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.pin().poll_close(cx)
+    }
+}
 
 /// A connection's stream: plain, or TLS over the plain stream (boxed again,
 /// so both sides and both kinds are one type).
@@ -39,7 +100,7 @@ impl Conn {
 
     pub(crate) fn tls(stream: impl Transport + 'static) -> Conn {
         Conn {
-            stream: Some(Box::new(stream)),
+            stream: Some(Stream::new(stream)),
             tls: true,
         }
     }

@@ -128,7 +128,11 @@
 //! over it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::return_self_not_must_use
+)]
 
 #[cfg(feature = "server")]
 mod blocking;
@@ -148,7 +152,7 @@ pub use pop3_blocking::tls;
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use blocking::{Unblock, UnblockMaildrop, UnblockPool, UnblockReader};
+pub use blocking::{Unblock, UnblockPool};
 
 // The examples of this crate's README (the page crates.io shows) are
 // compiled with the doctests.

@@ -167,6 +167,16 @@ impl<S> Clone for Pop3Server<S> {
     }
 }
 
+impl<S> std::fmt::Debug for Pop3Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Server")
+            .field("open_connections", &self.inner.life.active.load(SeqCst))
+            .field("tls", &self.inner.tls.is_some())
+            .field("stopping", &self.inner.life.stopping.load(SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: Store + 'static> Pop3Server<S>
 where
     S::Maildrop: 'static,
@@ -285,7 +295,7 @@ where
             running.push(sessions.spawn(async move {
                 let _slot = slot;
                 server
-                    .connection(Box::new(stream), Some(peer), security)
+                    .connection(Stream::new(stream), Some(peer), security)
                     .await;
             }));
         };
@@ -347,7 +357,7 @@ where
         // The connection counts against the cap and is waited for by
         // `wait_idle`, as one accepted by `serve` is.
         let _slot = (pass, self.inner.life.slot().await);
-        self.connection(Box::new(stream), Some(peer), security)
+        self.connection(Stream::new(stream), Some(peer), security)
             .await;
     }
 

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let mut setup = match FetchArgs::parse().setup() {
         Ok(setup) => setup,
         Err(e) => {
-            eprintln!("fetch-blocking: {e}");
+            eprintln!("fetch-blocking: {}", pop3_blocking::cli::chain(&*e));
             return ExitCode::from(2);
         }
     };
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     }) {
         Ok(report) => progress.finish(&report),
         Err(e) => {
-            eprintln!("fetch-blocking: {e}");
+            eprintln!("fetch-blocking: {}", pop3_blocking::cli::chain(&e));
             ExitCode::FAILURE
         }
     }

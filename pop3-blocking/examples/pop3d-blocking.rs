@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pop3d-blocking: {e}");
+            eprintln!("pop3d-blocking: {}", pop3_blocking::cli::chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -3,6 +3,9 @@
 //! and its certificate, the banner, logging, and fetch progress (a bar on a
 //! terminal, a one-line summary otherwise). Each example is then its
 //! runtime's accept loop or fetch call and nothing else.
+//!
+//! Not part of the API: hidden from the documentation, it holds clap's
+//! types and follows the examples, so it may change in any release.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -39,6 +42,27 @@ pub const DEMO_MESSAGES: [&str; 5] = [
 
 /// A boxed error for the examples' `main`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An error and its causes on one line, `what failed: why: why`: each
+/// error's message says only what failed at its own layer, its
+/// [`source`](std::error::Error::source) why.
+///
+/// ```
+/// use pop3_blocking::cli::chain;
+/// use pop3_proto::client::Error;
+/// let e = Error::io(std::io::ErrorKind::ConnectionRefused.into());
+/// assert_eq!(chain(&e), "the connection failed: connection refused");
+/// ```
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
+}
 
 /// Logs to stderr, `RUST_LOG` filtering (default `info`).
 pub fn init_logging() {
@@ -115,6 +139,9 @@ pub struct ServerArgs {
 }
 
 /// Which store the server serves.
+///
+/// Exhaustive: the examples match on it to serve either store, and the
+/// whole module is outside the API (see the crate root).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ServerStore {

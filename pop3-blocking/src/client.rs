@@ -223,7 +223,7 @@ impl Pop3Client {
         let start = Instant::now();
         let tcp = connect_tcp(host, port, start + options.connect_timeout)?;
         let _ = tcp.set_nodelay(true);
-        Pop3Client::connect_stream(Box::new(tcp), Some(name), start, options)
+        Pop3Client::connect_stream(Socket::new(tcp), Some(name), start, options)
     }
 
     /// Runs a session over an already connected stream; `tls_name` is the
@@ -250,7 +250,7 @@ impl Pop3Client {
         options: ConnectOptions,
     ) -> Result<Pop3Client, Error> {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(Box::new(stream), Some(name), Instant::now(), options)
+        Pop3Client::connect_stream(Socket::new(stream), Some(name), Instant::now(), options)
     }
 
     /// Runs a session over a stream the caller already secured (TLS
@@ -265,7 +265,7 @@ impl Pop3Client {
     ) -> Result<Pop3Client, Error> {
         options.security = Security::ImplicitTls;
         Pop3Client::session(
-            Stream::Plain(Box::new(stream)),
+            Stream::Plain(Socket::new(stream)),
             None,
             Instant::now(),
             options,

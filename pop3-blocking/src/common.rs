@@ -1,8 +1,17 @@
-//! What every runtime adapter shares around the core connection: how a
-//! client connects ([`ConnectOptions`], the order addresses are raced in,
-//! the name a certificate must carry), how a server's sockets behave
-//! ([`ServerOptions`], from the core, and [`ServerSecurity`]), which accept
-//! errors pass, and how a fetch connects and logs in ([`FetchSettings`]).
+//! The plumbing the runtime adapters share around the core connection: how
+//! a client connects and the order addresses are raced in, the name a
+//! certificate must carry, how a server admits, refuses and sizes its
+//! connections, which accept errors pass, and the session context of a TLS
+//! handshake.
+//!
+//! Not part of the API: this module is hidden from the documentation
+//! because it exists for `pop3-tokio` and `pop3-async-std` of the same
+//! version, which are built against it; its items may change or go in any
+//! release, patch releases included. The items meant for applications have
+//! their documented home and are stable there:
+//! `client::ConnectOptions`, `fetch::FetchSettings`, `server::ServerOptions`
+//! and `server::Security` (they can still be named through this module, for
+//! code written before they had a home).
 
 #[cfg(feature = "client")]
 use std::collections::VecDeque;
@@ -49,6 +58,7 @@ use pop3_proto::__tracing as tracing;
 /// How a client connects. Start from [`ConnectOptions::new`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ConnectOptions {
     /// Plain, STLS or implicit TLS.
     pub security: Security,
@@ -86,8 +96,7 @@ impl ConnectOptions {
     /// Defaults with the given security.
     ///
     /// ```
-    /// use pop3_blocking::common::ConnectOptions;
-    /// use pop3_proto::client::Security;
+    /// use pop3_blocking::client::{ConnectOptions, Security};
     /// let mut options = ConnectOptions::new(Security::StartTls);
     /// options.session.pipelining = false;
     /// ```
@@ -484,11 +493,34 @@ pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
 /// adapter's `fetch::connect` and `fetch::run`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct FetchSettings {
     /// Upgrade a `pop://` connection with STLS.
     pub starttls: bool,
-    /// How the certificate is verified.
+    /// How the certificate is verified, when [`FetchSettings::tls_config`]
+    /// is not given.
     pub verification: TlsVerification,
+    /// A complete rustls configuration to use instead of one built from
+    /// [`FetchSettings::verification`]: the application's own roots or
+    /// verifier, a client certificate, its crypto provider (which then also
+    /// draws the login's nonces). Becomes
+    /// [`ConnectOptions::tls_config`].
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use pop3_blocking::fetch::FetchSettings;
+    /// use pop3_blocking::tls::{crypto_provider, rustls};
+    ///
+    /// # fn go(roots: rustls::RootCertStore) -> Result<(), rustls::Error> {
+    /// let config = rustls::ClientConfig::builder_with_provider(crypto_provider())
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let mut settings = FetchSettings::default();
+    /// settings.tls_config = Some(Arc::new(config));
+    /// # Ok(()) }
+    /// ```
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
     /// Overrides the URL's `;AUTH=`.
     pub auth: Option<AuthMethod>,
     /// Pipeline when the server allows it (default `true`).
@@ -507,6 +539,7 @@ impl Default for FetchSettings {
         FetchSettings {
             starttls: false,
             verification: TlsVerification::default(),
+            tls_config: None,
             auth: None,
             pipelining: true,
             delete: false,
@@ -521,7 +554,7 @@ impl FetchSettings {
     /// and [`FetchSettings::starttls`] say).
     ///
     /// ```
-    /// use pop3_blocking::common::FetchSettings;
+    /// use pop3_blocking::fetch::FetchSettings;
     /// use pop3_proto::client::Security;
     /// use pop3_proto::url::PopUrl;
     ///
@@ -542,6 +575,7 @@ impl FetchSettings {
         };
         let mut options = ConnectOptions::new(security);
         options.verification = self.verification.clone();
+        options.tls_config = self.tls_config.clone();
         options.session.pipelining = self.pipelining;
         options.session.insecure_cleartext_login = self.insecure_cleartext_login;
         // A big window: many RETRs in flight keep the link busy between messages.
@@ -567,8 +601,10 @@ impl FetchSettings {
     ) -> Result<LoginTask, FetchError> {
         let user = url.user.as_deref().ok_or(FetchError::NoUser)?;
         let method = self.auth.clone().unwrap_or_else(|| url.auth.clone());
-        let nonce =
-            crate::tls::random_token(24).map_err(|_| FetchError::Auth(AuthError::NoRandomness))?;
+        let random =
+            crate::tls::secure_random(self.tls_config.as_ref().map(|c| &**c.crypto_provider()));
+        let nonce = crate::tls::random_token_from(random, 24)
+            .map_err(|_| FetchError::Auth(AuthError::NoRandomness))?;
         login_task(client, method, user, password, &nonce).map_err(FetchError::Auth)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "client")]
@@ -67,7 +67,46 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 
 /// The stream of a session, boxed so that one client and one server type
 /// serve every transport.
-pub(crate) type Socket = Box<dyn Transport>;
+///
+/// The box sits in a mutex that is never locked: every use has the socket
+/// by `&mut` ([`Mutex::get_mut`]), and the mutex only makes a session
+/// `Sync` (a client shared by reference) without asking `Sync` of the
+/// caller's transport.
+pub(crate) struct Socket(Mutex<Box<dyn Transport>>);
+
+impl Socket {
+    pub(crate) fn new(transport: impl Transport + 'static) -> Socket {
+        Socket(Mutex::new(Box::new(transport)))
+    }
+
+    fn transport(&mut self) -> &mut dyn Transport {
+        &mut **self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.transport().read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        self.transport().read_vectored(bufs)
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.transport().write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.transport().write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.transport().flush()
+    }
+}
 
 /// A connection that is plain or TLS over the transport, on either side.
 pub(crate) enum Stream {
@@ -120,11 +159,11 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
-    fn tcp(&self) -> io::Result<&dyn Transport> {
+    fn tcp(&mut self) -> io::Result<&mut dyn Transport> {
         match self {
-            Stream::Plain(s) => Ok(s.as_ref()),
-            Stream::Client(s) => Ok(s.sock.as_ref()),
-            Stream::Server(s) => Ok(s.sock.as_ref()),
+            Stream::Plain(s) => Ok(s.transport()),
+            Stream::Client(s) => Ok(s.sock.transport()),
+            Stream::Server(s) => Ok(s.sock.transport()),
             Stream::Upgrading => Err(not_connected()),
         }
     }

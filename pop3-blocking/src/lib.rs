@@ -13,7 +13,7 @@
 //! | fetching | [`fetch`]: pop URLs (RFC 2384), save-before-delete into a [`fetch::MessageSink`] such as the Maildir [`sink::MaildirSink`] |
 //! | stores | [`maildir::MaildirStore`], [`passwd::PasswdFile`] |
 //! | TLS | [`tls`] (server configurations, the client's [`tls::TlsVerification`], secure random octets) |
-//! | shared with the async adapters | [`common`] (connect options, the address race order, accept errors, fetch settings), [`sink`] (the Maildir fetch sink), `cli` (with the feature `cli`: the examples' command lines) |
+//! | shared with the async adapters | [`client::ConnectOptions`], [`fetch::FetchSettings`], [`server::ServerOptions`], [`server::Security`], [`sink`] (the Maildir fetch sink), [`tls`] |
 //!
 //! [`maildir::MaildirStore`] is a [`BlockingStore`](pop3_proto::store::BlockingStore)
 //! over one Maildir per user (`<root>/<user>/{cur,new,tmp}`): an exclusive
@@ -41,16 +41,16 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `client` | yes | the client ([`client`], the client half of [`common`]) |
-//! | `server` | yes | the server ([`server`], the server half of [`common`]) |
-//! | `fetch` | yes | fetching from pop URLs, save-before-delete ([`fetch`], [`common::FetchSettings`]); turns on `client` |
+//! | `client` | yes | the client ([`client`]) |
+//! | `server` | yes | the server ([`server`]) |
+//! | `fetch` | yes | fetching from pop URLs, save-before-delete ([`fetch`], [`fetch::FetchSettings`]); turns on `client` |
 //! | `maildir` | yes | the Maildir store and the passwd-file (with `server`), the Maildir fetch sink (with `fetch`); brings the password hashes (SHA-crypt, Argon2) |
 //! | `ring` | yes | TLS with rustls's ring provider |
 //! | `aws-lc-rs` | no | TLS with rustls's aws-lc-rs provider (preferred when both are on) |
 //! | `webpki-roots` | yes | trust the Mozilla roots bundled in `webpki-roots` (the default [`TlsVerification`](tls::TlsVerification)) |
 //! | `native-roots` | no | trust the platform's roots, loaded with `rustls-native-certs` (`TlsVerification::PlatformRoots`) |
 //! | `tracing` | yes | diagnostics through `tracing` (accept errors, failed handshakes, session summaries, the client's wire log) and rustls's own through `log`; without it they compile to nothing |
-//! | `cli` | no | the command lines of every runtime's `pop3d` and `fetch` examples (`cli`); turns on `client`, `server`, `fetch`, `maildir`, `tracing` |
+//! | `cli` | no | the command lines of every runtime's `pop3d` and `fetch` examples (not part of the API); turns on `client`, `server`, `fetch`, `maildir`, `tracing` |
 //!
 //! TLS needs `ring` or `aws-lc-rs`; with neither the crate is built for
 //! plain TCP, and TLS works only with a provider the application brings
@@ -122,14 +122,26 @@
 //! over it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::return_self_not_must_use
+)]
 
+// The command lines of the examples (`pop3d`, `fetch` and their twins on
+// every runtime), with clap's types in their signatures: public so that the
+// examples of the three adapter crates share them, hidden because they are
+// no library's API and change with the examples, in any release.
 #[cfg(feature = "cli")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+#[doc(hidden)]
 pub mod cli;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+// Plumbing shared with the sibling adapter crates of the same version, not
+// part of the API (see its module doc); its user-facing items are
+// re-exported where they are documented (`client`, `fetch`, `server`).
+#[doc(hidden)]
 pub mod common;
 #[cfg(feature = "fetch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]

@@ -206,6 +206,7 @@ impl MaildirStore {
     /// assert!(!store.verify_bearer_token("carol", &Secret::new("bobs-token"))?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[must_use]
     pub fn with_token_validator(mut self, validator: TokenValidator) -> Self {
         self.tokens = Some(validator);
         self

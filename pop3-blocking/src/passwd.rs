@@ -186,7 +186,7 @@ impl PasswdError {
 impl fmt::Display for PasswdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PasswdError::Io(e) => write!(f, "cannot read passwd-file: {e}"),
+            PasswdError::Io(_) => f.write_str("cannot read the passwd-file"),
             PasswdError::Line { line, problem } => write!(f, "passwd-file line {line}: {problem}"),
         }
     }
@@ -453,6 +453,7 @@ impl PasswdFile {
     /// Derives `{PLAIN}` users' SCRAM salts and unknown users' decoy keys
     /// from `secret` (see [Unknown users](self#unknown-users)) instead of
     /// a secret drawn when the file was read.
+    #[must_use]
     pub fn with_deployment_secret(mut self, secret: DeploymentSecret) -> Self {
         self.secret = secret;
         self

@@ -252,7 +252,7 @@ where
                 let _ = stream.set_nodelay(true);
                 scope.spawn(move || {
                     let _slot = slot;
-                    self.session(Box::new(stream), peer, security);
+                    self.session(Socket::new(stream), peer, security);
                 });
             }
         });
@@ -301,7 +301,7 @@ where
         // The connection counts against the caps and is waited for by
         // `wait_idle`, as one accepted by `serve` is.
         match self.slot(peer) {
-            Ok(_slot) => self.session(Box::new(stream), peer, security),
+            Ok(_slot) => self.session(Socket::new(stream), peer, security),
             Err(refusal) => {
                 tracing::debug!(%peer, "connection refused: {refusal}");
                 let mut stream = stream;

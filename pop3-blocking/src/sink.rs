@@ -233,6 +233,7 @@ impl MaildirSink {
     }
 
     /// Chooses how line ends are stored (default [`LineEnds::Lf`]).
+    #[must_use]
     pub fn with_line_ends(mut self, line_ends: LineEnds) -> Self {
         self.line_ends = line_ends;
         self

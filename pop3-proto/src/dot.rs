@@ -51,6 +51,11 @@ use core::fmt;
 use core::ops::Range;
 
 /// What the body decoder produced.
+///
+/// Exhaustive on purpose: a dot-stuffed body is octets and then its end,
+/// and a caller's match must stay total over them; a new case would change
+/// what every caller has to do, so it could only come with a breaking
+/// release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyEvent {
     /// Unstuffed body octets, a zero-copy slice of the input.

@@ -250,6 +250,7 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
 /// What a fetch does.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct FetchOptions {
     /// Delete from the server every message that is stored (already or now).
     pub delete: bool,
@@ -348,7 +349,7 @@ impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FetchError::Pop3(e) => write!(f, "{e}"),
-            FetchError::Store(e) => write!(f, "cannot store a message: {e}"),
+            FetchError::Store(_) => f.write_str("cannot store a message"),
             FetchError::NoUidl(e) => write!(f, "the server has no UIDL ({e})"),
             FetchError::NoUser => f.write_str("the URL has no user name"),
             FetchError::Auth(e) => write!(f, "{e}"),
@@ -358,14 +359,17 @@ impl fmt::Display for FetchError {
 }
 
 impl std::error::Error for FetchError {
+    /// The sink's error behind [`FetchError::Store`]. The session's errors
+    /// ([`FetchError::Pop3`]), authentication's and the settings' are shown
+    /// as they are: their [`Display`](fmt::Display) is this one's, and
+    /// their source this one's.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            FetchError::Pop3(e) => Some(e),
+            FetchError::Pop3(e) => std::error::Error::source(e),
             FetchError::Store(e) => Some(e),
-            FetchError::NoUidl(e) => Some(e),
-            FetchError::Auth(e) => Some(e),
-            FetchError::Settings(e) => Some(e),
-            FetchError::NoUser => None,
+            FetchError::Auth(e) => std::error::Error::source(e),
+            FetchError::Settings(e) => std::error::Error::source(e),
+            FetchError::NoUidl(_) | FetchError::NoUser => None,
         }
     }
 }

@@ -12,6 +12,7 @@ use core::fmt;
 /// The line-length limits, in octets including the line end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct Limits {
     /// A command line (RFC 2449 §4: 255 in the strict profile).
     pub command_line: usize,

@@ -277,6 +277,7 @@ pub const MIN_AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ServerConfig {
     hostname: String,
     greeting: String,
@@ -574,6 +575,7 @@ impl ServerConfig {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct TlsInfo {
     /// The client's certificate (DER of the end-entity certificate), when
     /// the TLS layer verified one: EXTERNAL.
@@ -633,6 +635,7 @@ impl core::fmt::Debug for ExternalIdentity {
 /// What the adapter knows about one connection when it starts.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ConnectionContext {
     /// TLS is already active (implicit TLS, port 995).
     pub tls_active: bool,

@@ -43,6 +43,7 @@ use crate::types::{Secret, Uid};
 /// mechanisms that can succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct CredentialForms {
     /// The store can verify a password ([`Store::verify_password`]):
     /// USER/PASS, SASL PLAIN and LOGIN.
@@ -146,6 +147,7 @@ impl TokenValidator {
     /// With `f(token)` naming the user a token was issued to (`None` for a
     /// token that lets nobody in), for OAUTHBEARER without an authorization
     /// identity. Without it such messages fail.
+    #[must_use]
     pub fn with_owner(
         mut self,
         f: impl Fn(&Secret) -> Option<String> + Send + Sync + 'static,

@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
     let setup = match FetchArgs::parse().setup() {
         Ok(setup) => setup,
         Err(e) => {
-            eprintln!("fetch: {e}");
+            eprintln!("fetch: {}", pop3_blocking::cli::chain(&*e));
             return ExitCode::from(2);
         }
     };
@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(report) => progress.finish(&report),
         Err(e) => {
-            eprintln!("fetch: {e}");
+            eprintln!("fetch: {}", pop3_blocking::cli::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pop3d: {e}");
+            eprintln!("pop3d: {}", pop3_blocking::cli::chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,12 @@
 //! Running a [`BlockingStore`](pop3_proto::store::BlockingStore) on tokio's
 //! blocking thread pool.
 
-use pop3_proto::store::{Offload, OffloadMaildrop, OffloadReader, OffloadStore};
+use pop3_proto::store::{Offload, OffloadStore};
 
-/// Runs blocking store calls with [`tokio::task::spawn_blocking`].
+/// Runs blocking store calls with [`tokio::task::spawn_blocking`]: the
+/// [`Offload`] of [`SpawnBlocking`], to name its maildrop and reader types
+/// ([`OffloadMaildrop<M, TokioBlockingPool>`](pop3_proto::store::OffloadMaildrop),
+/// [`OffloadReader<R, TokioBlockingPool>`](pop3_proto::store::OffloadReader)).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioBlockingPool;
 
@@ -41,9 +44,3 @@ impl Offload for TokioBlockingPool {
 /// }
 /// ```
 pub type SpawnBlocking<S> = OffloadStore<S, TokioBlockingPool>;
-
-/// The maildrop of a [`SpawnBlocking`] store.
-pub type SpawnBlockingMaildrop<M> = OffloadMaildrop<M, TokioBlockingPool>;
-
-/// The message reader of a [`SpawnBlocking`] store.
-pub type SpawnBlockingReader<R> = OffloadReader<R, TokioBlockingPool>;

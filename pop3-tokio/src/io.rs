@@ -2,6 +2,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -15,7 +16,66 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
 /// serve every stream (`TcpStream`, `UnixStream`, `DuplexStream`, a stream
 /// wrapped by a proxy protocol or already secured), for one indirect call
 /// per read or write.
-pub(crate) type Stream = Box<dyn Transport>;
+///
+/// The box sits in a mutex that is never locked: every read and write has
+/// the stream by `&mut` ([`Mutex::get_mut`]), and the mutex only makes a
+/// session `Sync` (a client shared by reference) without asking `Sync` of
+/// the caller's stream.
+pub(crate) struct Stream(Mutex<Box<dyn Transport>>);
+
+impl Stream {
+    pub(crate) fn new(stream: impl Transport + 'static) -> Stream {
+        Stream(Mutex::new(Box::new(stream)))
+    }
+
+    fn pin(self: Pin<&mut Self>) -> Pin<&mut dyn Transport> {
+        let inner = self.get_mut().0.get_mut();
+        Pin::new(&mut **inner.unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.pin().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.pin().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.pin().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self.0.lock() {
+            Ok(s) => s.is_write_vectored(),
+            Err(_) => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.pin().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.pin().poll_shutdown(cx)
+    }
+}
 
 /// A connection that is plain or TLS over the stream, on either side.
 pub(crate) enum Conn {

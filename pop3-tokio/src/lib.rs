@@ -106,7 +106,11 @@
 //! over it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::return_self_not_must_use
+)]
 
 #[cfg(feature = "server")]
 mod blocking;
@@ -126,7 +130,7 @@ pub use pop3_blocking::tls;
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub use blocking::{SpawnBlocking, SpawnBlockingMaildrop, SpawnBlockingReader, TokioBlockingPool};
+pub use blocking::{SpawnBlocking, TokioBlockingPool};
 
 // The examples of this crate's README (the page crates.io shows) are
 // compiled with the doctests.

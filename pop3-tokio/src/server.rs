@@ -71,6 +71,16 @@ impl<S> Clone for Pop3Server<S> {
     }
 }
 
+impl<S> std::fmt::Debug for Pop3Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pop3Server")
+            .field("open_connections", &self.inner.gate.open())
+            .field("tls", &self.inner.tls.is_some())
+            .field("stopping", &*self.inner.shutdown.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: Store + 'static> Pop3Server<S>
 where
     S::Maildrop: 'static,
@@ -163,7 +173,7 @@ where
             let server = self.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                server.connection(Box::new(stream), peer, security).await;
+                server.connection(Stream::new(stream), peer, security).await;
             });
         }
     }
@@ -200,7 +210,7 @@ where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         match self.admit(peer) {
-            Ok(_slot) => self.connection(Box::new(stream), peer, security).await,
+            Ok(_slot) => self.connection(Stream::new(stream), peer, security).await,
             Err(refusal) => {
                 tracing::debug!(%peer, "connection refused: {refusal}");
                 let mut stream = stream;

@@ -21,6 +21,7 @@ pub(super) const LOG: &str = "pop3_proto::client";
 /// How a [`Connection`] behaves, besides its machine's settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ConnectionConfig {
     /// The session machine's settings (pipelining, reply timeout, limits).
     pub session: ClientConfig,
@@ -54,6 +55,11 @@ impl Default for ConnectionConfig {
 
 /// The I/O a [`Connection`] wants next. Perform it, report how it went, and
 /// poll the operation again.
+///
+/// Exhaustive on purpose: an adapter must perform every case, and a case it
+/// did not know would leave the connection waiting for I/O that never
+/// happens. A new case is therefore a breaking change, made only in a
+/// breaking release, so that every adapter's match stops compiling instead.
 #[derive(Debug)]
 #[must_use = "the connection waits for this I/O"]
 pub enum Want<'a> {

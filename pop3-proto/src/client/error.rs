@@ -122,11 +122,15 @@ impl Error {
 }
 
 impl core::fmt::Display for Error {
+    /// What failed at this layer; the cause of a failed transport, TLS
+    /// handshake, TLS configuration or SASL work is the
+    /// [`source`](std::error::Error::source), not repeated here. A `-ERR`
+    /// reply and the core's own errors are told in full.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Error::Io(e) => write!(f, "I/O error: {e}"),
-            Error::Tls(e) => write!(f, "TLS handshake failed: {e}"),
-            Error::TlsConfig(e) => write!(f, "{e}"),
+            Error::Io(_) => f.write_str("the connection failed"),
+            Error::Tls(_) => f.write_str("TLS handshake failed"),
+            Error::TlsConfig(_) => f.write_str("cannot build the TLS configuration"),
             Error::InvalidHost(h) => write!(f, "invalid host name {h:?}"),
             Error::NoAddress(h) => write!(f, "{h} has no address"),
             Error::Timeout(TimeoutKind::Connect) => f.write_str("timed out connecting"),
@@ -137,7 +141,7 @@ impl core::fmt::Display for Error {
             Error::Malformed { error, .. } => write!(f, "malformed reply: {error}"),
             Error::Command(e) => write!(f, "command refused: {e}"),
             Error::Sasl(e) => write!(f, "authentication aborted: {e}"),
-            Error::SaslWork(e) => write!(f, "authentication work failed: {e}"),
+            Error::SaslWork(_) => f.write_str("authentication work failed"),
             Error::ListingTooLong { limit } => {
                 write!(f, "the server listed more than {limit} entries")
             }
@@ -150,14 +154,13 @@ impl core::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {
+    /// The lower layer's error behind a failed transport, TLS handshake,
+    /// TLS configuration or SASL work; `None` for the rest, which
+    /// [`Display`](core::fmt::Display) tells in full.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) | Error::Tls(e) | Error::SaslWork(e) => Some(e.as_ref()),
             Error::TlsConfig(e) => Some(e.as_ref()),
-            Error::Server(e) => Some(e),
-            Error::Protocol(e) => Some(e),
-            Error::Command(e) => Some(e),
-            Error::Sasl(e) => Some(e),
             _ => None,
         }
     }

@@ -230,6 +230,7 @@ impl fmt::Display for RequestId {
 /// fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ClientConfig {
     /// Pipeline commands when the server advertises `PIPELINING` (default
     /// `true`). Turn off for servers that advertise it and mishandle it.

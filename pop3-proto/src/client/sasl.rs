@@ -176,8 +176,9 @@ impl SaslWorkDone {
 /// The client side of a SASL mechanism, driven by the session machine.
 ///
 /// Implement it for mechanisms this crate does not provide (the machine only
-/// moves the octets; it never looks inside them).
-pub trait ClientMechanism: Send {
+/// moves the octets; it never looks inside them). A mechanism is `Send` and
+/// `Sync`, so that the session machine holding it is too.
+pub trait ClientMechanism: Send + Sync {
     /// The mechanism's name, as sent after `AUTH`.
     fn name(&self) -> Mechanism;
 
@@ -463,6 +464,7 @@ impl XOAuth2 {
 
     /// Sends the message after the first challenge instead of as the
     /// initial response.
+    #[must_use]
     pub fn two_step(mut self) -> Self {
         self.two_step = true;
         self
@@ -551,6 +553,7 @@ impl OAuthBearer {
     }
 
     /// Adds the server's host name and port (some servers require them).
+    #[must_use]
     pub fn with_host(mut self, host: &str, port: u16) -> Self {
         self.host = Some((String::from(host), port));
         self
@@ -752,6 +755,7 @@ impl Scram {
     /// assert_eq!(m.name().as_str(), "SCRAM-SHA-256-PLUS");
     /// assert_eq!(m.initial_response().unwrap().expose(), b"p=tls-exporter,,n=user,r=abc");
     /// ```
+    #[must_use]
     pub fn with_tls_exporter(mut self, value: [u8; 32]) -> Self {
         self.binding = ClientBinding::TlsExporter(value);
         self
@@ -760,6 +764,7 @@ impl Scram {
     /// Says (with the GS2 flag `y`) that the client could bind to the
     /// channel but the server does not offer -PLUS, so that a server which
     /// does, behind a downgrade, refuses the exchange (RFC 5802 §6).
+    #[must_use]
     pub fn could_bind(mut self) -> Self {
         if matches!(self.binding, ClientBinding::None) {
             self.binding = ClientBinding::Unused;
@@ -777,6 +782,7 @@ impl Scram {
 
     /// Refuse servers asking for fewer PBKDF2 iterations than `n` (default
     /// 4096, RFC 7677 §4).
+    #[must_use]
     pub fn min_iterations(mut self, n: u32) -> Self {
         self.min_iterations = n;
         self
@@ -795,6 +801,7 @@ impl Scram {
     ///     SaslError::TooManyIterations { iterations: 4_000_000_000, limit: 10_000 }
     /// );
     /// ```
+    #[must_use]
     pub fn max_iterations(mut self, n: u32) -> Self {
         self.max_iterations = n;
         self

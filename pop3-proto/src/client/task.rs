@@ -26,6 +26,15 @@ pub struct TaskContext<'a> {
     pub(super) config: &'a ConnectionConfig,
 }
 
+impl core::fmt::Debug for TaskContext<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("state", &self.client.state())
+            .field("fault", &self.fault)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TaskContext<'_> {
     /// The session machine, to queue a follow-up command or read its state.
     pub fn client(&mut self) -> &mut Client {
@@ -562,6 +571,7 @@ impl AutoLogin {
     }
 
     /// Whether PLAIN, LOGIN and USER/PASS may be used without TLS.
+    #[must_use]
     pub fn allow_cleartext(mut self, allow: bool) -> AutoLogin {
         self.allow_cleartext = Some(allow);
         self
@@ -569,6 +579,7 @@ impl AutoLogin {
 
     /// The most PBKDF2 iterations a SCRAM server may ask for (default
     /// 100,000); more fails with [`SaslError::TooManyIterations`].
+    #[must_use]
     pub fn max_scram_iterations(mut self, n: u32) -> AutoLogin {
         self.max_iterations = n;
         self

@@ -16,6 +16,7 @@ use crate::time::Instant;
 /// stall timeout and the shutdown grace; the adapters apply the rest.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[must_use = "a configuration does nothing until it is used"]
 pub struct ServerOptions {
     /// Connections served at once (default 8,192: an idle session costs
     /// some 11 KB, so about 90 MB at the cap). Further ones are accepted,
@@ -75,6 +76,11 @@ const READ_CHUNK: usize = 4 * 1024;
 const IDLE_WRITE_BUFFER: usize = 16 * 1024;
 
 /// The I/O (or store call) a server [`Connection`] wants next.
+///
+/// Exhaustive on purpose: an adapter must perform every case, and a case it
+/// did not know would leave the connection waiting for I/O that never
+/// happens. A new case is therefore a breaking change, made only in a
+/// breaking release, so that every adapter's match stops compiling instead.
 #[derive(Debug)]
 #[must_use = "the connection waits for this"]
 pub enum Want<'a> {

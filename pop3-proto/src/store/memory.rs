@@ -87,18 +87,21 @@ impl MemoryStore {
 
     /// Derives SCRAM salts (and unknown users' decoy keys) from `secret`
     /// instead of one drawn when the store was made.
+    #[must_use]
     pub fn with_deployment_secret(mut self, secret: DeploymentSecret) -> Self {
         self.secret = secret;
         self
     }
 
     /// Hands out message bodies in chunks of `size` octets (at least 1).
+    #[must_use]
     pub fn with_chunk_size(mut self, size: usize) -> Self {
         self.chunk_size = size.max(1);
         self
     }
 
     /// Reports these credential forms (default: all of them).
+    #[must_use]
     pub fn with_credential_forms(mut self, forms: CredentialForms) -> Self {
         self.forms = forms;
         self
@@ -113,6 +116,7 @@ impl MemoryStore {
     ///     .with_token_validator(TokenValidator::new(|u, t| u == "alice" && t.expose() == b"tok"));
     /// assert!(store.credential_forms().oauth_bearer);
     /// ```
+    #[must_use]
     pub fn with_token_validator(mut self, validator: super::TokenValidator) -> Self {
         self.tokens = Some(validator);
         self.forms.oauth_bearer = true;

@@ -216,7 +216,7 @@ impl Pop3Client {
         let name = options.server_name(host)?;
         let epoch = Instant::now();
         let tcp = connect_tcp(host, port, epoch + options.connect_timeout).await?;
-        Pop3Client::connect_stream(Box::new(tcp), Some(name), epoch, options).await
+        Pop3Client::connect_stream(Stream::new(tcp), Some(name), epoch, options).await
     }
 
     /// Runs a session over an already connected stream; `tls_name` is the
@@ -253,7 +253,7 @@ impl Pop3Client {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let name = options.server_name(tls_name)?;
-        Pop3Client::connect_stream(Box::new(stream), Some(name), Instant::now(), options).await
+        Pop3Client::connect_stream(Stream::new(stream), Some(name), Instant::now(), options).await
     }
 
     /// Runs a session over a stream the caller already secured (TLS
@@ -286,7 +286,8 @@ impl Pop3Client {
     {
         options.security = Security::ImplicitTls;
         let epoch = Instant::now();
-        let mut client = Pop3Client::session(Conn::Plain(Box::new(stream)), None, epoch, options);
+        let mut client =
+            Pop3Client::session(Conn::Plain(Stream::new(stream)), None, epoch, options);
         client.run(task::Connect::new(false)).await?;
         Ok(client)
     }

@@ -365,13 +365,14 @@ impl PgStore {
             held,
             _renewing: stop,
         };
-        store.refresh_credential_forms()?;
+        let _ = store.refresh_credential_forms()?;
         Ok(store)
     }
 
     /// Derives `{PLAIN}` users' SCRAM salts and unknown users' decoy keys
     /// from `secret` (keep it across restarts, and the same on every
     /// server) instead of one drawn at connect.
+    #[must_use]
     pub fn with_deployment_secret(mut self, secret: DeploymentSecret) -> Self {
         self.secret = secret;
         self
@@ -379,6 +380,7 @@ impl PgStore {
 
     /// Checks OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2) with
     /// `validator`.
+    #[must_use]
     pub fn with_token_validator(mut self, validator: TokenValidator) -> Self {
         self.tokens = Some(validator);
         self
@@ -425,7 +427,7 @@ impl PgStore {
              ON CONFLICT (name) DO UPDATE SET credential = EXCLUDED.credential",
             &[&user, &credential],
         )?;
-        self.refresh_credential_forms()?;
+        let _ = self.refresh_credential_forms()?;
         Ok(())
     }
 
@@ -507,7 +509,7 @@ impl PgStore {
                 imported.messages += 1;
             }
         }
-        self.refresh_credential_forms()?;
+        let _ = self.refresh_credential_forms()?;
         Ok(imported)
     }
 

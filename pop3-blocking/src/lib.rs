@@ -136,6 +136,9 @@ pub mod common;
 pub mod fetch;
 #[cfg(any(feature = "client", feature = "server"))]
 mod io;
+#[cfg(all(feature = "maildir", feature = "fetch"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "fetch"))))]
+pub mod journal;
 #[cfg(any(feature = "client", feature = "server"))]
 pub use io::Transport;
 #[cfg(all(feature = "maildir", feature = "server"))]

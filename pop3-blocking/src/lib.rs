@@ -131,6 +131,9 @@ pub mod cli;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 pub mod common;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 #[cfg(feature = "deliver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deliver")))]
 pub mod deliver;

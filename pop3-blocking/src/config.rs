@@ -28,6 +28,7 @@
 //! | `lmtp_recipient` | the LMTP recipient (default: the URL's user) |
 //! | `password_command` | a command (`sh -c`) whose first line of output is the password, run for each session |
 //! | `password_env` | an environment variable holding the password |
+//! | `netrc` | the `.netrc` file to look the password up in (default `$NETRC`, else `~/.netrc`) |
 //! | `delete` | delete stored messages from the server (default false) |
 //! | `starttls` | upgrade `pop://` with STLS |
 //! | `auth` | USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, XOAUTH2, OAUTHBEARER or `*` |
@@ -117,6 +118,7 @@ struct Table {
     lmtp_recipient: Option<String>,
     password_command: Option<String>,
     password_env: Option<String>,
+    netrc: Option<String>,
     delete: Option<bool>,
     starttls: Option<bool>,
     auth: Option<Spanned<String>>,
@@ -149,7 +151,7 @@ macro_rules! merge {
 impl Table {
     fn over(self, d: &Table) -> Table {
         merge!(self, d; url, maildir, mbox, mda, lmtp, lmtp_recipient, password_command,
-            password_env, delete, starttls, auth, ca_file, insecure, pipelining,
+            password_env, netrc, delete, starttls, auth, ca_file, insecure, pipelining,
             insecure_cleartext_login, crlf, journal_account, state_dir, mda_timeout, lock_timeout)
     }
 }
@@ -194,6 +196,8 @@ pub struct Account {
     pub password: PasswordSource,
     /// Where mail goes.
     pub destination: Destination,
+    /// The `.netrc` file (default [`netrc_path`]).
+    pub netrc: Option<PathBuf>,
     /// How line ends are stored in a Maildir.
     pub line_ends: LineEnds,
     /// The name the journal knows the account by (default
@@ -227,6 +231,8 @@ pub struct AccountOptions {
     pub password_command: Option<String>,
     /// A password variable.
     pub password_env: Option<String>,
+    /// The `.netrc` file.
+    pub netrc: Option<String>,
     /// Delete stored messages.
     pub delete: bool,
     /// STLS.
@@ -361,6 +367,7 @@ impl AccountOptions {
             settings,
             password,
             destination,
+            netrc: self.netrc.as_deref().map(expand_tilde),
             line_ends: if self.crlf {
                 LineEnds::AsSent
             } else {
@@ -457,6 +464,7 @@ impl Config {
                 lmtp_recipient: table.lmtp_recipient,
                 password_command: table.password_command,
                 password_env: table.password_env,
+                netrc: table.netrc,
                 delete: table.delete.unwrap_or(false),
                 starttls: table.starttls.unwrap_or(false),
                 auth: table.auth.map(Spanned::into_inner),
@@ -681,7 +689,7 @@ impl Account {
             PasswordSource::NetrcOrPrompt => {
                 let host = self.url.host.to_string();
                 let user = self.url.user.as_deref().unwrap_or("");
-                if let Some(path) = netrc_path() {
+                if let Some(path) = self.netrc.clone().or_else(netrc_path) {
                     if let Ok(text) = std::fs::read_to_string(&path) {
                         if let Some(pw) = netrc_lookup(&text, &host, user) {
                             return Ok(pw);

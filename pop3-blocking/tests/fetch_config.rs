@@ -451,9 +451,8 @@ fn lmtp_server(finals: Vec<&'static str>) -> (u16, JoinHandle<Vec<String>>) {
     let port = listener.local_addr().unwrap().port();
     let thread = thread::spawn(move || {
         let mut got = Vec::new();
-        let mut finals = finals.into_iter();
         // One connection per run.
-        while let Some(first) = finals.next() {
+        for first in finals {
             let (stream, _) = listener.accept().unwrap();
             let mut w = stream.try_clone().unwrap();
             let mut r = BufReader::new(stream);
@@ -469,9 +468,9 @@ fn lmtp_server(finals: Vec<&'static str>) -> (u16, JoinHandle<Vec<String>>) {
                 let upper = line.to_ascii_uppercase();
                 if upper.starts_with("LHLO") {
                     send("250-test\r\n250 PIPELINING\r\n");
-                } else if upper.starts_with("MAIL FROM:<>") {
-                    send("250 ok\r\n");
-                } else if upper.starts_with("RCPT TO:<ALICE>") {
+                } else if upper.starts_with("MAIL FROM:<>")
+                    || upper.starts_with("RCPT TO:<ALICE>")
+                {
                     send("250 ok\r\n");
                 } else if upper.starts_with("DATA") {
                     send("354 go\r\n");

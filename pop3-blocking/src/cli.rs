@@ -440,6 +440,34 @@ impl FetchArgs {
     /// (those `--account` names, or all).
     pub fn accounts(&self) -> Result<Vec<Account>, ConfigError> {
         let Some(url) = &self.url else {
+            let per_url = [
+                ("--maildir", self.maildir.is_some()),
+                ("--mbox", self.mbox.is_some()),
+                ("--mda", self.mda.is_some()),
+                ("--lmtp", self.lmtp.is_some()),
+                ("--lmtp-recipient", self.lmtp_recipient.is_some()),
+                ("--password-command", self.password_command.is_some()),
+                ("--delete", self.delete),
+                ("--starttls", self.starttls),
+                ("--ca-file", self.ca_file.is_some()),
+                ("--insecure", self.insecure),
+                ("--auth", self.auth.is_some()),
+                ("--no-pipelining", self.no_pipelining),
+                ("--insecure-cleartext-login", self.insecure_cleartext_login),
+                ("--crlf", self.crlf),
+                ("--journal-account", self.journal_account.is_some()),
+                ("--state-dir", self.state_dir.is_some()),
+            ];
+            if let Some((option, _)) = per_url.iter().find(|(_, given)| *given) {
+                return Err(ConfigError {
+                    file: None,
+                    line: None,
+                    key: None,
+                    message: format!(
+                        "{option} goes with a URL; for configured accounts, set it in the file"
+                    ),
+                });
+            }
             let path = match &self.config {
                 Some(p) => p.clone(),
                 None => default_config_path().ok_or_else(|| ConfigError {

@@ -171,6 +171,11 @@ fn config_errors_name_the_file_the_line_and_the_key_and_exit_78() {
         run(&["--config", path.to_str().unwrap(), "--account", "b"]),
         ExitKind::Config
     );
+    // A URL's option without a URL is not silently ignored.
+    assert_eq!(
+        run(&["--config", path.to_str().unwrap(), "--mbox", "/x"]),
+        ExitKind::Config
+    );
     assert_eq!(ExitKind::Config.code(), 78);
 }
 
@@ -468,8 +473,7 @@ fn lmtp_server(finals: Vec<&'static str>) -> (u16, JoinHandle<Vec<String>>) {
                 let upper = line.to_ascii_uppercase();
                 if upper.starts_with("LHLO") {
                     send("250-test\r\n250 PIPELINING\r\n");
-                } else if upper.starts_with("MAIL FROM:<>")
-                    || upper.starts_with("RCPT TO:<ALICE>")
+                } else if upper.starts_with("MAIL FROM:<>") || upper.starts_with("RCPT TO:<ALICE>")
                 {
                     send("250 ok\r\n");
                 } else if upper.starts_with("DATA") {

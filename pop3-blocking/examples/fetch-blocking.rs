@@ -1,37 +1,22 @@
-//! `fetch-blocking`: fetches new messages from a POP3 maildrop into a
-//! Maildir over blocking sockets, deleting them from the server (with
-//! `--delete`) only once they are durably stored.
+//! `fetch-blocking`: fetches new messages from POP3 maildrops over blocking
+//! sockets into a Maildir, an mbox, an MDA or an LMTP server, deleting them
+//! from the server (with `--delete`) only once they are durably stored.
 //!
 //! ```text
 //! POP3_PASSWORD=secret cargo run -p pop3-blocking --features cli --example fetch-blocking -- \
 //!     pops://alice@pop.example.com --maildir ~/Maildir --delete
+//! cargo run -p pop3-blocking --features cli --example fetch-blocking -- --config accounts.toml
 //! ```
 //!
-//! `--help` lists the options (shared by every runtime's `fetch`).
+//! `--help` lists the options (shared by every runtime's `fetch`); the exit
+//! status follows sysexits (see `pop3_blocking::fetch::ExitKind`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use pop3_blocking::cli::{FetchArgs, FetchProgress};
-use pop3_blocking::fetch;
+use pop3_blocking::cli::{FetchArgs, fetch_blocking};
 
 fn main() -> ExitCode {
-    let mut setup = match FetchArgs::parse().setup() {
-        Ok(setup) => setup,
-        Err(e) => {
-            eprintln!("fetch-blocking: {}", pop3_blocking::cli::chain(&*e));
-            return ExitCode::from(2);
-        }
-    };
-    let mut progress = FetchProgress::new();
-    let (url, password, settings) = (&setup.url, &setup.password, &setup.settings);
-    match fetch::run(url, password, settings, &mut setup.sink, &mut |p| {
-        progress.update(p)
-    }) {
-        Ok(report) => progress.finish(&report),
-        Err(e) => {
-            eprintln!("fetch-blocking: {}", pop3_blocking::cli::chain(&e));
-            ExitCode::FAILURE
-        }
-    }
+    let kind = FetchArgs::parse().run("fetch-blocking", &mut fetch_blocking);
+    ExitCode::from(kind.code())
 }

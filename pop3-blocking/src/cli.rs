@@ -14,17 +14,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use pop3_proto::fetch::{FetchReport, Progress};
+use pop3_proto::fetch::{FetchError, FetchReport, Progress};
 use pop3_proto::scram::DeploymentSecret;
 use pop3_proto::server::{ServerConfig, ServerOptions};
 use pop3_proto::store::MemoryStore;
 use pop3_proto::url::{AuthMethod, PopUrl};
 
 use crate::common::FetchSettings;
+use crate::config::{Account, AccountOptions, Config, ConfigError, default_config_path};
+use crate::deliver::Delivery;
+use crate::fetch::ExitKind;
 use crate::maildir::MaildirStore;
 use crate::passwd::PasswdFile;
-use crate::sink::{LineEnds, MaildirSink};
-use crate::tls::TlsVerification;
 
 #[cfg(feature = "postgres")]
 mod deliver;
@@ -374,32 +375,65 @@ fn demo_tls() -> Result<(Arc<rustls::ServerConfig>, PathBuf), BoxError> {
     Ok((config, ca_file))
 }
 
-/// `fetch`: fetches new messages from a POP3 maildrop into a Maildir,
-/// deleting them from the server (with `--delete`) only once they are
-/// durably stored. The password comes from `POP3_PASSWORD`.
+/// `fetch`: fetches new messages from POP3 maildrops, deleting them from
+/// the server (with `--delete`) only once they are durably stored, into a
+/// Maildir, an mbox file, a mail delivery agent or an LMTP server.
 ///
-/// What was fetched is remembered per account in a journal at the top of
-/// the Maildir. The account is `user@host` (the URL's user, and its host in
-/// lower case without a trailing dot), whatever the scheme, STLS and port:
-/// moving from `pop://` with `--starttls` to `pops://` fetches nothing again.
-/// On a loopback host the port is part of it (local ports are usually
-/// tunnels to different servers). `--account` names the account instead:
-/// give the old name when the server moves, so its journal carries over.
+/// With a URL, fetches that one maildrop as the options say (the password
+/// from `POP3_PASSWORD`, `--password-command`, `~/.netrc` or a prompt).
+/// Without one, fetches every account of the configuration file
+/// (`--config`, default `$XDG_CONFIG_HOME/pop3-fetch/config.toml` or
+/// `~/.config/pop3-fetch/config.toml`), or those `--account` names.
 ///
-/// Exit status: 0 when every message was dealt with, 1 on failure (what
-/// was stored is kept and journaled), 2 for usage errors, 3 when the run
-/// succeeded but left messages it could not handle on the server (refused
-/// by the server, without a usable UID, or with a UID shared by several
-/// messages; each is named on stderr).
+/// What was fetched is remembered per account in a journal (at the top of
+/// a Maildir; in the state directory, `$XDG_STATE_HOME/pop3-fetch`, for
+/// the other destinations). The account is `user@host` (the URL's user,
+/// and its host in lower case without a trailing dot), whatever the
+/// scheme, STLS and port; on a loopback host the port is part of it.
+/// `--journal-account` names it instead: give the old name when the server
+/// moves, so its journal carries over.
+///
+/// Exit status (sysexits, the worst over all accounts): 0 every message
+/// dealt with; 65 messages left on the server that cannot be fetched
+/// safely (refused, no usable UID, a UID shared by several) or refused for
+/// good by the destination; 69 the server is unusable (no UIDL, TLS
+/// failure); 74 local I/O; 75 temporary (network, `[IN-USE]`,
+/// `[SYS/TEMP]`, `[LOGIN-DELAY]`, a lock, an MDA's 75, an LMTP 4xx); 76 a
+/// protocol violation; 77 authentication; 78 configuration; 2 usage.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct FetchArgs {
-    /// `pop://user[;AUTH=mech]@host[:port]` (`pops://` for implicit TLS).
+    /// `pop://user[;AUTH=mech]@host[:port]` (`pops://` for implicit TLS);
+    /// without it, the configuration file's accounts.
     #[arg(value_parser = parse_url)]
-    pub url: PopUrl,
+    pub url: Option<String>,
+    /// The configuration file (default: `$XDG_CONFIG_HOME/pop3-fetch/config.toml`).
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    pub config: Option<PathBuf>,
+    /// Fetch only this account of the configuration file; repeatable.
+    /// (With a URL, the former meaning: the journal's name of the account,
+    /// now `--journal-account`.)
+    #[arg(long, value_name = "NAME")]
+    pub account: Vec<String>,
     /// The Maildir to deliver into (created if missing).
     #[arg(long, value_name = "DIR")]
-    pub maildir: PathBuf,
+    pub maildir: Option<String>,
+    /// The mbox file to append to (mboxrd, locked as mutt and procmail do).
+    #[arg(long, value_name = "FILE")]
+    pub mbox: Option<String>,
+    /// A mail delivery agent, run with `sh -c` for each message on its
+    /// standard input (exit 0 delivered, 75 try later).
+    #[arg(long, value_name = "COMMAND")]
+    pub mda: Option<String>,
+    /// An LMTP server: `unix:/path` or `host:port`.
+    #[arg(long, value_name = "ADDR")]
+    pub lmtp: Option<String>,
+    /// The LMTP recipient (default: the URL's user).
+    #[arg(long, value_name = "ADDR")]
+    pub lmtp_recipient: Option<String>,
+    /// A command printing the password (first line), run for each session.
+    #[arg(long, value_name = "COMMAND")]
+    pub password_command: Option<String>,
     /// Delete stored messages from the server.
     #[arg(long)]
     pub delete: bool,
@@ -408,14 +442,14 @@ pub struct FetchArgs {
     pub starttls: bool,
     /// Trust this CA instead of the bundled roots.
     #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<String>,
     /// Accept any certificate.
     #[arg(long)]
     pub insecure: bool,
     /// USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS,
     /// XOAUTH2, OAUTHBEARER or `*`.
     #[arg(long, value_name = "MECH", value_parser = parse_auth)]
-    pub auth: Option<AuthMethod>,
+    pub auth: Option<String>,
     /// Never pipeline commands.
     #[arg(long)]
     pub no_pipelining: bool,
@@ -423,73 +457,198 @@ pub struct FetchArgs {
     /// password crosses the network readable (a trusted link only).
     #[arg(long)]
     pub insecure_cleartext_login: bool,
-    /// Keep CRLF line ends (default: LF, the Unix mail convention).
+    /// Keep CRLF line ends in a Maildir (default: LF, the Unix mail convention).
     #[arg(long)]
     pub crlf: bool,
     /// The name the journal knows the account by (default: `user@host`
     /// from the URL, see above).
     #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
+    pub journal_account: Option<String>,
+    /// Where the journals of mbox, MDA and LMTP delivery live.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<String>,
 }
 
-fn parse_url(s: &str) -> Result<PopUrl, String> {
-    PopUrl::parse(s).map_err(|e| e.to_string())
+fn parse_url(s: &str) -> Result<String, String> {
+    PopUrl::parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
-fn parse_auth(s: &str) -> Result<AuthMethod, String> {
-    AuthMethod::parse(s).map_err(|e| e.to_string())
+fn parse_auth(s: &str) -> Result<String, String> {
+    AuthMethod::parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
-/// Everything a `fetch` example needs besides its runtime.
-#[derive(Debug)]
-pub struct FetchSetup {
-    /// The maildrop.
-    pub url: PopUrl,
-    /// The password (or bearer token).
-    pub password: String,
-    /// How to connect and what to do.
-    pub settings: FetchSettings,
-    /// The Maildir sink, keyed by the URL's account.
-    pub sink: MaildirSink,
+/// One runtime's fetch of one account: [`crate::fetch::run`] or an
+/// adapter's `fetch::run`, the sink handed back.
+pub type FetchOne<'a> = dyn FnMut(
+        &PopUrl,
+        &str,
+        &FetchSettings,
+        Delivery,
+        &mut (dyn FnMut(&Progress) + Send),
+    ) -> (Delivery, Result<FetchReport, FetchError>)
+    + 'a;
+
+/// [`FetchOne`] over blocking sockets.
+pub fn fetch_blocking(
+    url: &PopUrl,
+    password: &str,
+    settings: &FetchSettings,
+    mut sink: Delivery,
+    progress: &mut (dyn FnMut(&Progress) + Send),
+) -> (Delivery, Result<FetchReport, FetchError>) {
+    let result = crate::fetch::run(url, password, settings, &mut sink, progress);
+    (sink, result)
 }
 
 impl FetchArgs {
-    /// Reads the password from `POP3_PASSWORD` and opens the Maildir.
-    pub fn setup(self) -> Result<FetchSetup, BoxError> {
-        let password = std::env::var("POP3_PASSWORD")
-            .map_err(|_| "set the password in the environment variable POP3_PASSWORD")?;
-        let mut settings = FetchSettings {
+    /// The accounts to fetch: the URL's, or the configuration file's
+    /// (those `--account` names, or all).
+    pub fn accounts(&self) -> Result<Vec<Account>, ConfigError> {
+        let Some(url) = &self.url else {
+            let per_url = [
+                ("--maildir", self.maildir.is_some()),
+                ("--mbox", self.mbox.is_some()),
+                ("--mda", self.mda.is_some()),
+                ("--lmtp", self.lmtp.is_some()),
+                ("--lmtp-recipient", self.lmtp_recipient.is_some()),
+                ("--password-command", self.password_command.is_some()),
+                ("--delete", self.delete),
+                ("--starttls", self.starttls),
+                ("--ca-file", self.ca_file.is_some()),
+                ("--insecure", self.insecure),
+                ("--auth", self.auth.is_some()),
+                ("--no-pipelining", self.no_pipelining),
+                ("--insecure-cleartext-login", self.insecure_cleartext_login),
+                ("--crlf", self.crlf),
+                ("--journal-account", self.journal_account.is_some()),
+                ("--state-dir", self.state_dir.is_some()),
+            ];
+            if let Some((option, _)) = per_url.iter().find(|(_, given)| *given) {
+                return Err(ConfigError {
+                    file: None,
+                    line: None,
+                    key: None,
+                    message: format!(
+                        "{option} goes with a URL; for configured accounts, set it in the file"
+                    ),
+                });
+            }
+            let path = match &self.config {
+                Some(p) => p.clone(),
+                None => default_config_path().ok_or_else(|| ConfigError {
+                    file: None,
+                    line: None,
+                    key: None,
+                    message: "no URL, and no configuration file (HOME is not set)".into(),
+                })?,
+            };
+            let config = Config::load(&path)?;
+            if self.account.is_empty() {
+                return Ok(config.accounts);
+            }
+            let mut chosen = Vec::new();
+            for name in &self.account {
+                let account = config
+                    .accounts
+                    .iter()
+                    .find(|a| &a.name == name)
+                    .ok_or_else(|| ConfigError {
+                        file: Some(path.clone()),
+                        line: None,
+                        key: Some(format!("account.{name}")),
+                        message: "no such account".into(),
+                    })?;
+                chosen.push(account.clone());
+            }
+            return Ok(chosen);
+        };
+        let mut journal_account = self.journal_account.clone();
+        if journal_account.is_none() && !self.account.is_empty() {
+            // The former meaning of --account, kept for old scripts.
+            eprintln!("--account with a URL names the journal's account: say --journal-account");
+            journal_account = self.account.last().cloned();
+        }
+        let options = AccountOptions {
+            url: Some(url.clone()),
+            maildir: self.maildir.clone(),
+            mbox: self.mbox.clone(),
+            mda: self.mda.clone(),
+            lmtp: self.lmtp.clone(),
+            lmtp_recipient: self.lmtp_recipient.clone(),
+            password_command: self.password_command.clone(),
+            password_env: (self.password_command.is_none()
+                && std::env::var_os("POP3_PASSWORD").is_some())
+            .then(|| "POP3_PASSWORD".to_owned()),
             delete: self.delete,
             starttls: self.starttls,
-            auth: self.auth,
+            auth: self.auth.clone(),
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
             pipelining: !self.no_pipelining,
             insecure_cleartext_login: self.insecure_cleartext_login,
-            ..FetchSettings::default()
+            crlf: self.crlf,
+            journal_account,
+            state_dir: self.state_dir.clone(),
+            ..AccountOptions::default()
         };
-        if self.insecure {
-            settings.verification = TlsVerification::DangerouslyAcceptAnyCertificate;
-        } else if let Some(path) = &self.ca_file {
-            settings.verification =
-                TlsVerification::ca_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(vec![options.into_account(url)?])
+    }
+
+    /// Fetches every account with `fetch` (the runtime's), printing each
+    /// one's summary and failure on stderr; answers the worst outcome.
+    pub fn run(&self, program: &str, fetch: &mut FetchOne<'_>) -> ExitKind {
+        let accounts = match self.accounts() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("{program}: {}", chain(&e));
+                return ExitKind::Config;
+            }
+        };
+        let many = accounts.len() > 1;
+        let mut worst = ExitKind::Ok;
+        for account in &accounts {
+            let who = if many {
+                format!("{program}: {}: ", account.name)
+            } else {
+                format!("{program}: ")
+            };
+            worst = worst.worst(run_account(&who, account, fetch));
         }
-        let line_ends = if self.crlf {
-            LineEnds::AsSent
-        } else {
-            LineEnds::Lf
-        };
-        let (account, former) = match &self.account {
-            Some(name) => (name.clone(), Vec::new()),
-            None => (self.url.account_id(), self.url.former_account_ids()),
-        };
-        let sink = MaildirSink::open_with_former(&self.maildir, &account, &former)
-            .map_err(|e| format!("cannot open the Maildir {}: {e}", self.maildir.display()))?
-            .with_line_ends(line_ends);
-        Ok(FetchSetup {
-            url: self.url,
-            password,
-            settings,
-            sink,
-        })
+        worst
+    }
+}
+
+/// One account: password, sink, fetch, summary.
+fn run_account(who: &str, account: &Account, fetch: &mut FetchOne<'_>) -> ExitKind {
+    let password = match account.password() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{who}{}", chain(&e));
+            return e.exit_kind();
+        }
+    };
+    let sink = match account.open_sink() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{who}cannot open the destination: {}", chain(&e));
+            return ExitKind::of_store(&e);
+        }
+    };
+    let mut progress = FetchProgress::new();
+    let (_sink, result) = fetch(&account.url, &password, &account.settings, sink, &mut |p| {
+        progress.update(p)
+    });
+    match result {
+        Ok(report) => progress.summary(who, &report),
+        Err(e) => {
+            progress.clear();
+            eprintln!("{who}{}", chain(&e));
+            ExitKind::of_error(&e)
+        }
     }
 }
 
@@ -535,15 +694,20 @@ impl FetchProgress {
         }
     }
 
-    /// Ends the bar and prints the one-line summary (and every message left
-    /// on the server for a reason); the exit status: success, or 3 when the
-    /// run was incomplete ([`FetchReport::is_complete`]).
-    pub fn finish(&self, report: &FetchReport) -> std::process::ExitCode {
+    /// Ends the bar.
+    pub fn clear(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+
+    /// Ends the bar and prints the one-line summary (and every message left
+    /// on the server for a reason), each line after `who`; the outcome:
+    /// [`ExitKind::of_report`].
+    pub fn summary(&self, who: &str, report: &FetchReport) -> ExitKind {
+        self.clear();
         eprintln!(
-            "{} new ({:.1} MB in {:.1} s), {} already stored, {} deleted",
+            "{who}{} new ({:.1} MB in {:.1} s), {} already stored, {} deleted",
             report.saved,
             report.bytes as f64 / 1e6,
             self.started.elapsed().as_secs_f64(),
@@ -551,21 +715,22 @@ impl FetchProgress {
             report.deleted
         );
         for (msg, e) in &report.refused {
-            eprintln!("message {msg}: {e}");
+            eprintln!("{who}message {msg}: {}", chain(e));
         }
         for msg in &report.unidentified {
             eprintln!(
-                "message {msg}: no usable UID (UIDL line missing or malformed), left on the server"
+                "{who}message {msg}: no usable UID (UIDL line missing or malformed), left on the server"
             );
         }
         for msg in &report.ambiguous {
-            eprintln!("message {msg}: its UID is shared with another message, left on the server");
+            eprintln!(
+                "{who}message {msg}: its UID is shared with another message, left on the server"
+            );
         }
-        if report.is_complete() {
-            std::process::ExitCode::SUCCESS
-        } else {
-            eprintln!("incomplete: messages were left on the server");
-            std::process::ExitCode::from(3)
+        let kind = ExitKind::of_report(report);
+        if kind != ExitKind::Ok {
+            eprintln!("{who}incomplete: messages were left on the server");
         }
+        kind
     }
 }

@@ -119,3 +119,130 @@ pub fn authenticate(
     let task = settings.login_task(client.connection_ref().machine(), url, password)?;
     Ok(client.run(task)?)
 }
+
+/// How a fetch ended, as a process exit status from `sysexits.h`: what
+/// the `fetch` examples exit with, the worst over all accounts
+/// ([`ExitKind::worst`]). Variants are ordered from best to worst.
+///
+/// ```
+/// use pop3_blocking::fetch::{ExitKind, FetchReport};
+/// assert_eq!(ExitKind::of_report(&FetchReport::default()).code(), 0);
+/// assert_eq!(ExitKind::TempFail.worst(ExitKind::Config), ExitKind::Config);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[non_exhaustive]
+pub enum ExitKind {
+    /// 0: every message was dealt with.
+    #[default]
+    Ok,
+    /// 75 (`EX_TEMPFAIL`): try again later: the network, DNS, a timeout,
+    /// `[SYS/TEMP]`, `[IN-USE]`, `[LOGIN-DELAY]`, a lock held by another
+    /// process, a delivery that failed temporarily (an MDA's 75, an LMTP
+    /// 4xx). The messages not fetched stay on the server.
+    TempFail,
+    /// 65 (`EX_DATAERR`): messages were left on the server because they
+    /// cannot be fetched safely (refused by the server, without a usable
+    /// UID, or with a UID shared by several messages), or a destination
+    /// refused a message for good (an MDA's other exit statuses, an LMTP
+    /// 5xx). Formerly exit status 3.
+    DataErr,
+    /// 69 (`EX_UNAVAILABLE`): the server cannot be used: no UIDL,
+    /// `[SYS/PERM]`, a TLS handshake that failed (an untrusted
+    /// certificate), a listing beyond the limit.
+    Unavailable,
+    /// 76 (`EX_PROTOCOL`): the server broke the protocol.
+    Protocol,
+    /// 74 (`EX_IOERR`): storing locally failed (disk full, permissions).
+    IoErr,
+    /// 77 (`EX_NOPERM`): authentication failed: `[AUTH]`, a refused login,
+    /// a password command that failed.
+    NoPerm,
+    /// 78 (`EX_CONFIG`): the configuration file, the command line or the
+    /// settings are wrong (also an authentication that cannot be used on
+    /// the connection, or no password from any source).
+    Config,
+}
+
+impl ExitKind {
+    /// The exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitKind::Ok => 0,
+            ExitKind::TempFail => 75,
+            ExitKind::DataErr => 65,
+            ExitKind::Unavailable => 69,
+            ExitKind::Protocol => 76,
+            ExitKind::IoErr => 74,
+            ExitKind::NoPerm => 77,
+            ExitKind::Config => 78,
+        }
+    }
+
+    /// The worse of two.
+    #[must_use]
+    pub fn worst(self, other: ExitKind) -> ExitKind {
+        self.max(other)
+    }
+
+    /// A finished run: [`ExitKind::DataErr`] when it was not
+    /// [complete](FetchReport::is_complete), else [`ExitKind::Ok`].
+    pub fn of_report(report: &FetchReport) -> ExitKind {
+        if report.is_complete() {
+            ExitKind::Ok
+        } else {
+            ExitKind::DataErr
+        }
+    }
+
+    /// A failed run.
+    ///
+    /// ```
+    /// use pop3_blocking::fetch::{ExitKind, FetchError};
+    /// use pop3_proto::client::{Error, TimeoutKind};
+    /// let e = FetchError::Pop3(Error::Timeout(TimeoutKind::Connect));
+    /// assert_eq!(ExitKind::of_error(&e), ExitKind::TempFail);
+    /// assert_eq!(ExitKind::of_error(&FetchError::NoUser), ExitKind::Config);
+    /// ```
+    pub fn of_error(error: &FetchError) -> ExitKind {
+        use pop3_proto::client::Error;
+        use pop3_proto::response::CodeKind;
+        match error {
+            FetchError::Pop3(e) if e.is_transient() => ExitKind::TempFail,
+            FetchError::Pop3(Error::Server(e)) => match e.kind() {
+                Some(CodeKind::SysPerm) => ExitKind::Unavailable,
+                // [AUTH], or a plain -ERR: the login is where a server
+                // refuses a session.
+                _ => ExitKind::NoPerm,
+            },
+            FetchError::Pop3(Error::Sasl(_)) => ExitKind::NoPerm,
+            FetchError::Pop3(Error::Tls(_) | Error::ListingTooLong { .. }) => ExitKind::Unavailable,
+            FetchError::Pop3(Error::Protocol(_) | Error::Malformed { .. }) => ExitKind::Protocol,
+            FetchError::Pop3(Error::TlsConfig(_) | Error::InvalidHost(_) | Error::Command(_)) => {
+                ExitKind::Config
+            }
+            FetchError::Pop3(_) => ExitKind::TempFail,
+            FetchError::Store(e) => ExitKind::of_store(e),
+            FetchError::NoUidl(_) => ExitKind::Unavailable,
+            FetchError::NoUser | FetchError::Auth(_) | FetchError::Settings(_) => ExitKind::Config,
+            _ => ExitKind::IoErr,
+        }
+    }
+
+    /// A sink's failure: a delivery's own verdict (feature `deliver`), a
+    /// lock another fetch holds (temporary), else local I/O.
+    pub fn of_store(error: &std::io::Error) -> ExitKind {
+        #[cfg(feature = "deliver")]
+        if let Some(d) = crate::deliver::DeliveryError::of(error) {
+            return if d.is_temporary() {
+                ExitKind::TempFail
+            } else {
+                ExitKind::DataErr
+            };
+        }
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            ExitKind::TempFail
+        } else {
+            ExitKind::IoErr
+        }
+    }
+}

@@ -143,11 +143,20 @@ pub mod client;
 // re-exported where they are documented (`client`, `fetch`, `server`).
 #[doc(hidden)]
 pub mod common;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
+#[cfg(feature = "deliver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deliver")))]
+pub mod deliver;
 #[cfg(feature = "fetch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod fetch;
 #[cfg(any(feature = "client", feature = "server"))]
 mod io;
+#[cfg(all(feature = "maildir", feature = "fetch"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "fetch"))))]
+pub mod journal;
 #[cfg(any(feature = "client", feature = "server"))]
 pub use io::Transport;
 #[cfg(all(feature = "maildir", feature = "server"))]

@@ -57,15 +57,16 @@
 //! accounts into one Maildir do not touch each other's files.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use pop3_proto::fetch::MessageSink;
 use pop3_proto::types::Uid;
 use sha2::{Digest, Sha256};
+
+use crate::journal::{UidJournal, hex, private_dir, private_file, sync_dir};
 
 const PART: &str = ".part";
 
@@ -80,14 +81,6 @@ pub enum LineEnds {
     AsSent,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
-}
-
 /// A Maildir, with a journal for one POP3 account.
 ///
 /// ```no_run
@@ -99,21 +92,11 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 pub struct MaildirSink {
     root: PathBuf,
     account: String,
-    journal_path: PathBuf,
-    journal: File,
-    /// The account's lock, held while the sink is open.
-    _lock: File,
-    /// The account's tag, in the journal's and temporary files' names.
-    tag: String,
-    saved: HashSet<Vec<u8>>,
-    /// UIDs seen on two messages (journal lines `ambiguous <uid>`).
-    ambiguous: HashSet<Vec<u8>>,
+    /// The account's journal (and lock), at the Maildir's top.
+    journal: UidJournal,
     /// Names the account had before (see [`MaildirSink::open_with_former`]):
     /// their files count as stored.
     former: Vec<String>,
-    /// Stored since the last sync, not yet in the journal (they are in
-    /// `saved`).
-    pending: Vec<Uid>,
     /// The directories whose entries the next sync makes durable.
     sync_new: bool,
     sync_cur: bool,
@@ -154,71 +137,22 @@ impl MaildirSink {
         for sub in ["tmp", "new", "cur"] {
             private_dir().create(root.join(sub))?;
         }
-        let tag = hex(&Sha256::digest(account.as_bytes()))[..16].to_owned();
-        let lock = private_file()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(root.join(format!(".pop3-uidl-{tag}.lock")))?;
-        // fs4's lock, named in full: from Rust 1.89 on, `File` has a
-        // `try_lock` of its own.
-        match fs4::FileExt::try_lock(&lock) {
-            Ok(()) => {}
-            Err(fs4::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
+        let journal = UidJournal::open(&root, account, former).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
                     io::ErrorKind::WouldBlock,
                     format!("another fetch of {account} into this Maildir is running"),
-                ));
+                )
+            } else {
+                e
             }
-            Err(fs4::TryLockError::Error(e)) => return Err(e),
-        }
-        let journal_path = root.join(format!(".pop3-uidl-{tag}"));
-        let mut journal = private_file()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&journal_path)?;
-        let mut text = Vec::new();
-        journal.read_to_end(&mut text)?;
-        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < text.len() {
-            // Killed in the middle of an append: that entry was never
-            // acknowledged; drop it so the next append starts a clean line.
-            journal.set_len(complete as u64)?;
-            journal.sync_data()?;
-            journal.seek(SeekFrom::End(0))?;
-        }
-        let (saved, ambiguous) = parse_journal(&text[..complete]);
-        let mut pending = Vec::new();
-        let mut saved = saved;
+        })?;
         let former: Vec<String> = former.iter().filter(|f| *f != account).cloned().collect();
-        for name in &former {
-            let ftag = hex(&Sha256::digest(name.as_bytes()))[..16].to_owned();
-            let text = match fs::read(root.join(format!(".pop3-uidl-{ftag}"))) {
-                Ok(text) => text,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            for uid in parse_journal(&text[..complete]).0 {
-                if let Ok(u) = Uid::new(Bytes::copy_from_slice(&uid)) {
-                    if saved.insert(uid) {
-                        pending.push(u);
-                    }
-                }
-            }
-        }
         let mut sink = MaildirSink {
             root,
             account: account.to_owned(),
-            journal_path,
             journal,
-            _lock: lock,
-            tag,
-            saved,
-            ambiguous,
             former,
-            pending,
             sync_new: false,
             sync_cur: false,
             cur: None,
@@ -246,7 +180,7 @@ impl MaildirSink {
 
     /// The journal file.
     pub fn journal_path(&self) -> &Path {
-        &self.journal_path
+        self.journal.path()
     }
 
     /// The file name a message with `uid` gets in `new/`.
@@ -261,7 +195,7 @@ impl MaildirSink {
             let name = name.to_string_lossy();
             // Only this account's leftovers: another account's fetch may be
             // writing into tmp/ right now.
-            if name.ends_with(PART) && name.contains(&format!(".pop3.{}.", self.tag)) {
+            if name.ends_with(PART) && name.contains(&format!(".pop3.{}.", self.journal.tag())) {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -291,15 +225,13 @@ impl MaildirSink {
     /// Counts `uid` as stored now; it goes into the journal at the next
     /// sync.
     fn stored(&mut self, uid: &Uid) {
-        if self.saved.insert(uid.as_bytes().to_vec()) {
-            self.pending.push(uid.clone());
-        }
+        self.journal.mark(uid);
     }
 }
 
 impl MessageSink for MaildirSink {
     fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
-        if self.saved.contains(uid.as_bytes()) {
+        if self.journal.contains(uid) {
             return Ok(true);
         }
         let mut found = false;
@@ -335,7 +267,7 @@ impl MessageSink for MaildirSink {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self.root.join("tmp").join(format!(
             "{name}.{}.{}.{seq}{PART}",
-            self.tag,
+            self.journal.tag(),
             std::process::id()
         ));
         let file = private_file().write(true).create_new(true).open(&tmp)?;
@@ -380,18 +312,7 @@ impl MessageSink for MaildirSink {
             sync_dir(&self.root.join("cur"))?;
             self.sync_cur = false;
         }
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut lines = Vec::new();
-        for uid in &self.pending {
-            lines.extend_from_slice(uid.as_bytes());
-            lines.push(b'\n');
-        }
-        self.journal.write_all(&lines)?;
-        self.journal.sync_data()?;
-        self.pending.clear();
-        Ok(())
+        self.journal.flush()
     }
 
     fn abort(&mut self) {
@@ -402,83 +323,17 @@ impl MessageSink for MaildirSink {
     }
 
     fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
-        // The rewrite below writes every UID counted as stored: the ones
-        // not synced yet must be durable first.
-        if !self.pending.is_empty() || self.sync_new || self.sync_cur {
+        // The rewrite writes every UID counted as stored: the ones not
+        // synced yet must be durable first.
+        if self.journal.has_pending() || self.sync_new || self.sync_cur {
             self.sync()?;
         }
-        let is_listed = |u: &&Vec<u8>| {
-            Uid::new(Bytes::copy_from_slice(u)).is_ok_and(|uid| listed.contains(&uid))
-        };
-        let keep: Vec<Vec<u8>> = self.saved.iter().filter(is_listed).cloned().collect();
-        let keep_ambiguous: HashSet<Vec<u8>> =
-            self.ambiguous.iter().filter(is_listed).cloned().collect();
-        if keep.len() == self.saved.len() && keep_ambiguous.len() == self.ambiguous.len() {
-            return Ok(());
-        }
-        let tmp = self.journal_path.with_extension("rewrite");
-        {
-            let mut f = private_file()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            let mut text = Vec::new();
-            for u in &keep {
-                text.extend_from_slice(u);
-                text.push(b'\n');
-            }
-            for u in &keep_ambiguous {
-                text.extend_from_slice(AMBIGUOUS);
-                text.extend_from_slice(u);
-                text.push(b'\n');
-            }
-            f.write_all(&text)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.journal_path)?;
-        sync_dir(&self.root)?;
-        self.journal = OpenOptions::new().append(true).open(&self.journal_path)?;
-        self.saved = keep.into_iter().collect();
-        self.ambiguous = keep_ambiguous;
-        Ok(())
+        self.journal.retain(listed)
     }
 
     fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
-        let mut lines = Vec::new();
-        for uid in now {
-            if self.ambiguous.insert(uid.as_bytes().to_vec()) {
-                lines.extend_from_slice(AMBIGUOUS);
-                lines.extend_from_slice(uid.as_bytes());
-                lines.push(b'\n');
-            }
-        }
-        if !lines.is_empty() {
-            self.journal.write_all(&lines)?;
-            self.journal.sync_data()?;
-        }
-        Ok(self
-            .ambiguous
-            .iter()
-            .filter_map(|u| Uid::new(Bytes::copy_from_slice(u)).ok())
-            .collect())
+        self.journal.ambiguous(now)
     }
-}
-
-/// The journal's mark of an ambiguous UID (a UID has no space: older
-/// versions read such a line as a UID no server lists).
-const AMBIGUOUS: &[u8] = b"ambiguous ";
-
-/// The stored and the ambiguous UIDs of a journal's complete lines.
-fn parse_journal(text: &[u8]) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
-    let (mut saved, mut ambiguous) = (HashSet::new(), HashSet::new());
-    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match line.strip_prefix(AMBIGUOUS) {
-            Some(uid) => ambiguous.insert(uid.to_vec()),
-            None => saved.insert(line.to_vec()),
-        };
-    }
-    (saved, ambiguous)
 }
 
 fn file_name(account: &str, uid: &Uid) -> String {
@@ -539,26 +394,11 @@ impl Current {
     }
 }
 
-/// Options for a file only its owner may read (0600 on Unix).
-fn private_file() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-}
-
-/// A recursive folder builder for folders only their owner may enter (0700 on Unix).
-fn private_dir() -> fs::DirBuilder {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use std::fs::OpenOptions;
 
     fn uid(s: &str) -> Uid {
         Uid::new(Bytes::copy_from_slice(s.as_bytes())).unwrap()

@@ -1,42 +1,37 @@
-//! `fetch` on tokio: fetches new messages from a POP3 maildrop into a
-//! Maildir, deleting them from the server (with `--delete`) only once they
-//! are durably stored.
+//! `fetch` on tokio: fetches new messages from POP3 maildrops into a
+//! Maildir, an mbox, an MDA or an LMTP server, deleting them from the
+//! server (with `--delete`) only once they are durably stored.
 //!
 //! ```text
 //! POP3_PASSWORD=secret cargo run -p pop3-tokio --example fetch -- \
 //!     pops://alice@pop.example.com --maildir ~/Maildir --delete
+//! cargo run -p pop3-tokio --example fetch -- --config accounts.toml --account work
 //! ```
 //!
 //! `--help` lists the options (shared by every runtime's `fetch`). Failures
-//! end with a one-line reason and exit status 1 (2 for usage errors, 3
-//! for a run that left messages it could not handle on the server).
+//! end with a one-line reason and a sysexits status (see
+//! `pop3_blocking::fetch::ExitKind`: 75 try later, 77 authentication, 78
+//! configuration, ...).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use pop3_blocking::cli::{FetchArgs, FetchProgress};
+use pop3_blocking::cli::FetchArgs;
 use pop3_tokio::fetch;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let setup = match FetchArgs::parse().setup() {
-        Ok(setup) => setup,
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("fetch: {}", pop3_blocking::cli::chain(&*e));
-            return ExitCode::from(2);
+            eprintln!("fetch: cannot start the runtime: {e}");
+            return ExitCode::from(71);
         }
     };
-    let mut progress = FetchProgress::new();
-    let (url, password, settings) = (&setup.url, &setup.password, &setup.settings);
-    let (_sink, result) = fetch::run(url, password, settings, setup.sink, &mut |p| {
-        progress.update(p)
-    })
-    .await;
-    match result {
-        Ok(report) => progress.finish(&report),
-        Err(e) => {
-            eprintln!("fetch: {}", pop3_blocking::cli::chain(&e));
-            ExitCode::FAILURE
-        }
-    }
+    let kind = FetchArgs::parse().run("fetch", &mut |url, password, settings, sink, progress| {
+        runtime.block_on(fetch::run(url, password, settings, sink, progress))
+    });
+    ExitCode::from(kind.code())
 }

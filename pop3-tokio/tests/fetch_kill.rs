@@ -349,7 +349,7 @@ fn cut_by_the_network_filed_away_and_rerun(bin: PathBuf) {
             .arg("--maildir")
             .arg(&maildir)
             // One account, whichever port reaches it.
-            .args(["--account", "alice@pop.example.org"])
+            .args(["--journal-account", "alice@pop.example.org"])
             .args(["--auth", "USER", "--insecure-cleartext-login", "--delete"])
             .env("POP3_PASSWORD", PASSWORD)
             .stdin(Stdio::null())
@@ -375,12 +375,12 @@ fn cut_by_the_network_filed_away_and_rerun(bin: PathBuf) {
             .collect()
     };
 
-    // Cut inside the third message: the run fails, the first two are
-    // stored, nothing is deleted.
+    // Cut inside the third message: the run fails (75, try again later),
+    // the first two are stored, nothing is deleted.
     let out = run(proxy);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(75),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

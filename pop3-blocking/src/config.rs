@@ -1,0 +1,760 @@
+//! The fetch configuration file and the password sources (feature
+//! `config`).
+//!
+//! A TOML file: a `[defaults]` table and any number of `[account.NAME]`
+//! tables, each taking the same keys (an account's own keys win over the
+//! defaults). Unknown keys and bad values are errors naming the file, the
+//! line and the key. Paths may start with `~/`.
+//!
+//! ```toml
+//! [defaults]
+//! delete = true
+//!
+//! [account.work]
+//! url = "pops://alice@pop.example.com"
+//! password_command = "pass show mail/work"
+//! maildir = "~/Mail/work"
+//!
+//! [account.home]
+//! url = "pop://bob;AUTH=SCRAM-SHA-256@pop.example.net"
+//! starttls = true
+//! mbox = "~/mbox"
+//! ```
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `url` | `pop://user[;AUTH=mech]@host[:port]`, or `pops://` (required) |
+//! | `maildir`, `mbox`, `mda`, `lmtp` | where mail goes, exactly one: a Maildir, an mbox file, a command fed each message (`sh -c`), an LMTP server (`unix:/path` or `host:port`) |
+//! | `lmtp_recipient` | the LMTP recipient (default: the URL's user) |
+//! | `password_command` | a command (`sh -c`) whose first line of output is the password, run for each session |
+//! | `password_env` | an environment variable holding the password |
+//! | `netrc` | the `.netrc` file to look the password up in (default `$NETRC`, else `~/.netrc`) |
+//! | `delete` | delete stored messages from the server (default false) |
+//! | `starttls` | upgrade `pop://` with STLS |
+//! | `auth` | USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, XOAUTH2, OAUTHBEARER or `*` |
+//! | `ca_file` | trust this CA (PEM) instead of the bundled roots |
+//! | `insecure` | accept any certificate |
+//! | `pipelining` | pipeline commands (default true) |
+//! | `insecure_cleartext_login` | allow USER/PASS, PLAIN, LOGIN without TLS |
+//! | `crlf` | keep CRLF line ends in a Maildir |
+//! | `journal_account` | the name the UID journal knows the account by (default `user@host`) |
+//! | `state_dir` | where the journals of mbox, MDA and LMTP delivery live (default `$XDG_STATE_HOME/pop3-fetch`) |
+//! | `mda_timeout`, `lock_timeout` | seconds an MDA may run (300), to wait for an mbox's locks (60) |
+//!
+//! Without `password_command` or `password_env`, the password comes from
+//! `~/.netrc` (or `$NETRC`: a `machine HOST login USER password SECRET`
+//! entry), else from a prompt when standard input is a terminal.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, IsTerminal};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pop3_proto::url::{AuthMethod, PopUrl};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::common::FetchSettings;
+use crate::deliver::{Delivery, Journaled, Lmtp, LmtpAddress, Mbox, Mda};
+use crate::fetch::ExitKind;
+use crate::sink::{LineEnds, MaildirSink};
+use crate::tls::TlsVerification;
+
+/// A configuration that cannot be used: the file, the line and the key
+/// where known. Its exit status is 78 ([`ExitKind::Config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The configuration file (`None` for the command line).
+    pub file: Option<PathBuf>,
+    /// The line (from 1).
+    pub line: Option<usize>,
+    /// The key, with its table (`account.work.delete`).
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+            f.write_str(": ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The keys of `[defaults]` and `[account.NAME]` (see the module docs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    url: Option<Spanned<String>>,
+    maildir: Option<Spanned<String>>,
+    mbox: Option<Spanned<String>>,
+    mda: Option<Spanned<String>>,
+    lmtp: Option<Spanned<String>>,
+    lmtp_recipient: Option<String>,
+    password_command: Option<String>,
+    password_env: Option<String>,
+    netrc: Option<String>,
+    delete: Option<bool>,
+    starttls: Option<bool>,
+    auth: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    insecure: Option<bool>,
+    pipelining: Option<bool>,
+    insecure_cleartext_login: Option<bool>,
+    crlf: Option<bool>,
+    journal_account: Option<String>,
+    state_dir: Option<String>,
+    mda_timeout: Option<u64>,
+    lock_timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTables {
+    #[serde(default)]
+    defaults: Table,
+    #[serde(default)]
+    account: BTreeMap<String, Spanned<Table>>,
+}
+
+macro_rules! merge {
+    ($a:ident, $d:ident; $($k:ident),*) => {
+        Table { $($k: $a.$k.or($d.$k.clone()),)* }
+    };
+}
+
+impl Table {
+    fn over(self, d: &Table) -> Table {
+        merge!(self, d; url, maildir, mbox, mda, lmtp, lmtp_recipient, password_command,
+            password_env, netrc, delete, starttls, auth, ca_file, insecure, pipelining,
+            insecure_cleartext_login, crlf, journal_account, state_dir, mda_timeout, lock_timeout)
+    }
+}
+
+/// Where one account's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Destination {
+    /// A Maildir.
+    Maildir(PathBuf),
+    /// An mbox file.
+    Mbox(PathBuf),
+    /// An MDA command (`sh -c`).
+    Mda(String),
+    /// An LMTP server and the recipient.
+    Lmtp(LmtpAddress, String),
+}
+
+/// Where one account's password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PasswordSource {
+    /// A command (`sh -c`), run for each session: its first line of output.
+    Command(String),
+    /// An environment variable.
+    Env(String),
+    /// `.netrc`, else a prompt on a terminal.
+    NetrcOrPrompt,
+}
+
+/// One account, ready to fetch.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Account {
+    /// Its name (`[account.NAME]`, or the URL for the command line's one).
+    pub name: String,
+    /// The maildrop.
+    pub url: PopUrl,
+    /// How to connect and what to do.
+    pub settings: FetchSettings,
+    /// Where the password comes from.
+    pub password: PasswordSource,
+    /// Where mail goes.
+    pub destination: Destination,
+    /// The `.netrc` file (default [`netrc_path`]).
+    pub netrc: Option<PathBuf>,
+    /// How line ends are stored in a Maildir.
+    pub line_ends: LineEnds,
+    /// The name the journal knows the account by (default
+    /// `PopUrl::account_id`).
+    pub journal_account: Option<String>,
+    /// The directory of the journals of non-Maildir destinations.
+    pub state_dir: Option<PathBuf>,
+    /// How long an MDA may run.
+    pub mda_timeout: Duration,
+    /// How long to wait for an mbox's locks.
+    pub lock_timeout: Duration,
+}
+
+/// The settings an account takes, from a file or the command line.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AccountOptions {
+    /// `pop://` URL.
+    pub url: Option<String>,
+    /// A Maildir.
+    pub maildir: Option<String>,
+    /// An mbox file.
+    pub mbox: Option<String>,
+    /// An MDA command.
+    pub mda: Option<String>,
+    /// An LMTP server.
+    pub lmtp: Option<String>,
+    /// The LMTP recipient.
+    pub lmtp_recipient: Option<String>,
+    /// A password command.
+    pub password_command: Option<String>,
+    /// A password variable.
+    pub password_env: Option<String>,
+    /// The `.netrc` file.
+    pub netrc: Option<String>,
+    /// Delete stored messages.
+    pub delete: bool,
+    /// STLS.
+    pub starttls: bool,
+    /// The mechanism.
+    pub auth: Option<String>,
+    /// A CA file.
+    pub ca_file: Option<String>,
+    /// Accept any certificate.
+    pub insecure: bool,
+    /// Pipeline commands.
+    pub pipelining: bool,
+    /// Clear text logins without TLS.
+    pub insecure_cleartext_login: bool,
+    /// Keep CRLF.
+    pub crlf: bool,
+    /// The journal's name of the account.
+    pub journal_account: Option<String>,
+    /// The journals' directory.
+    pub state_dir: Option<String>,
+    /// Seconds an MDA may run.
+    pub mda_timeout: Option<u64>,
+    /// Seconds to wait for mbox locks.
+    pub lock_timeout: Option<u64>,
+}
+
+/// `~` and `~/...` with the home directory.
+///
+/// ```
+/// use pop3_blocking::config::expand_tilde;
+/// if let Some(home) = std::env::var_os("HOME") {
+///     assert_eq!(expand_tilde("~/Mail"), std::path::Path::new(&home).join("Mail"));
+/// }
+/// assert_eq!(expand_tilde("/var/mail/u"), std::path::PathBuf::from("/var/mail/u"));
+/// ```
+pub fn expand_tilde(path: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").filter(|h| !h.is_empty());
+    if path == "~" {
+        if let Some(h) = home() {
+            return PathBuf::from(h);
+        }
+    }
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(h) = home() {
+            return PathBuf::from(h).join(rest);
+        }
+    }
+    PathBuf::from(path)
+}
+
+/// The default configuration file: `$XDG_CONFIG_HOME/pop3-fetch/config.toml`,
+/// else `~/.config/pop3-fetch/config.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("pop3-fetch/config.toml"));
+    }
+    let home = std::env::var_os("HOME").filter(|d| !d.is_empty())?;
+    Some(PathBuf::from(home).join(".config/pop3-fetch/config.toml"))
+}
+
+impl AccountOptions {
+    /// Checks the options and makes the account `name`.
+    pub fn into_account(self, name: &str) -> Result<Account, ConfigError> {
+        let url = self
+            .url
+            .ok_or_else(|| ConfigError::new("no url: the account needs `url`"))?;
+        let url = PopUrl::parse(&url).map_err(|e| keyed("url", e.to_string()))?;
+        let auth = match &self.auth {
+            Some(a) => Some(AuthMethod::parse(a).map_err(|e| keyed("auth", e.to_string()))?),
+            None => None,
+        };
+        let mut settings = FetchSettings {
+            delete: self.delete,
+            starttls: self.starttls,
+            auth,
+            pipelining: self.pipelining,
+            insecure_cleartext_login: self.insecure_cleartext_login,
+            ..FetchSettings::default()
+        };
+        if self.insecure {
+            if self.ca_file.is_some() {
+                return Err(keyed("insecure", "contradicts ca_file"));
+            }
+            settings.verification = TlsVerification::DangerouslyAcceptAnyCertificate;
+        } else if let Some(path) = &self.ca_file {
+            let path = expand_tilde(path);
+            settings.verification = TlsVerification::ca_file(&path)
+                .map_err(|e| keyed("ca_file", format!("{}: {e}", path.display())))?;
+        }
+        let given = [
+            self.maildir.is_some(),
+            self.mbox.is_some(),
+            self.mda.is_some(),
+            self.lmtp.is_some(),
+        ];
+        let destination = match (self.maildir, self.mbox, self.mda, self.lmtp) {
+            _ if given.iter().filter(|g| **g).count() > 1 => {
+                return Err(ConfigError::new(
+                    "give only one of maildir, mbox, mda and lmtp",
+                ));
+            }
+            (Some(dir), _, _, _) => Destination::Maildir(expand_tilde(&dir)),
+            (_, Some(file), _, _) => Destination::Mbox(expand_tilde(&file)),
+            (_, _, Some(cmd), _) => Destination::Mda(cmd),
+            (_, _, _, Some(addr)) => {
+                let addr = LmtpAddress::parse(&addr).map_err(|e| keyed("lmtp", e))?;
+                let rcpt = self
+                    .lmtp_recipient
+                    .or_else(|| url.user.clone())
+                    .ok_or_else(|| keyed("lmtp_recipient", "needed: the URL has no user"))?;
+                Destination::Lmtp(addr, rcpt)
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    "no destination: give one of maildir, mbox, mda and lmtp",
+                ));
+            }
+        };
+        let password = match (self.password_command, self.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "give only one of password_command and password_env",
+                ));
+            }
+            (Some(cmd), None) => PasswordSource::Command(cmd),
+            (None, Some(var)) => PasswordSource::Env(var),
+            (None, None) => PasswordSource::NetrcOrPrompt,
+        };
+        Ok(Account {
+            name: name.to_owned(),
+            url,
+            settings,
+            password,
+            destination,
+            netrc: self.netrc.as_deref().map(expand_tilde),
+            line_ends: if self.crlf {
+                LineEnds::AsSent
+            } else {
+                LineEnds::Lf
+            },
+            journal_account: self.journal_account,
+            state_dir: self.state_dir.as_deref().map(expand_tilde),
+            mda_timeout: Duration::from_secs(self.mda_timeout.unwrap_or(300)),
+            lock_timeout: Duration::from_secs(self.lock_timeout.unwrap_or(60)),
+        })
+    }
+}
+
+fn keyed(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: Some(key.to_owned()),
+        ..ConfigError::new(message)
+    }
+}
+
+/// A configuration file's accounts, in name order.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The file.
+    pub path: PathBuf,
+    /// Its accounts.
+    pub accounts: Vec<Account>,
+}
+
+impl Config {
+    /// Reads and checks the file.
+    ///
+    /// ```
+    /// use pop3_blocking::config::Config;
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("config.toml");
+    /// std::fs::write(&path, "[defaults]\ndelete = true\n\n[account.a]\nurl = \"pop://u@h\"\nmaildir = \"/tmp/m\"\npassword_env = \"P\"\n")?;
+    /// let config = Config::load(&path)?;
+    /// assert!(config.accounts[0].settings.delete);
+    /// std::fs::write(&path, "[account.a]\nurl = \"pop://u@h\"\ndelet = true\n")?;
+    /// let e = Config::load(&path).unwrap_err();
+    /// assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("account.a.delet")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let in_file = |mut e: ConfigError| {
+            e.file = Some(path.to_path_buf());
+            e
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| in_file(ConfigError::new(format!("cannot read the file: {e}"))))?;
+        Config::parse(&text)
+            .map(|accounts| Config {
+                path: path.to_path_buf(),
+                accounts,
+            })
+            .map_err(in_file)
+    }
+
+    /// Checks a configuration's text (errors without the file name).
+    pub fn parse(text: &str) -> Result<Vec<Account>, ConfigError> {
+        let tables: FileTables = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            let mut err = ConfigError::new(e.message().trim().to_owned());
+            if let Some(span) = span {
+                err.line = Some(line_of(text, span.start));
+                err.key = key_at(text, span, e.message());
+            }
+            err
+        })?;
+        let mut accounts = Vec::new();
+        for (name, table) in tables.account {
+            let span = table.span();
+            let table = table.into_inner().over(&tables.defaults);
+            let spans: Vec<(&str, Range<usize>)> = [
+                ("url", table.url.as_ref().map(Spanned::span)),
+                ("auth", table.auth.as_ref().map(Spanned::span)),
+                ("ca_file", table.ca_file.as_ref().map(Spanned::span)),
+                ("lmtp", table.lmtp.as_ref().map(Spanned::span)),
+                ("maildir", table.maildir.as_ref().map(Spanned::span)),
+                ("mbox", table.mbox.as_ref().map(Spanned::span)),
+                ("mda", table.mda.as_ref().map(Spanned::span)),
+            ]
+            .into_iter()
+            .filter_map(|(k, s)| Some((k, s?)))
+            .collect();
+            let options = AccountOptions {
+                url: table.url.map(Spanned::into_inner),
+                maildir: table.maildir.map(Spanned::into_inner),
+                mbox: table.mbox.map(Spanned::into_inner),
+                mda: table.mda.map(Spanned::into_inner),
+                lmtp: table.lmtp.map(Spanned::into_inner),
+                lmtp_recipient: table.lmtp_recipient,
+                password_command: table.password_command,
+                password_env: table.password_env,
+                netrc: table.netrc,
+                delete: table.delete.unwrap_or(false),
+                starttls: table.starttls.unwrap_or(false),
+                auth: table.auth.map(Spanned::into_inner),
+                ca_file: table.ca_file.map(Spanned::into_inner),
+                insecure: table.insecure.unwrap_or(false),
+                pipelining: table.pipelining.unwrap_or(true),
+                insecure_cleartext_login: table.insecure_cleartext_login.unwrap_or(false),
+                crlf: table.crlf.unwrap_or(false),
+                journal_account: table.journal_account,
+                state_dir: table.state_dir,
+                mda_timeout: table.mda_timeout,
+                lock_timeout: table.lock_timeout,
+            };
+            let account = options.into_account(&name).map_err(|mut e| {
+                let at = e
+                    .key
+                    .as_deref()
+                    .and_then(|k| spans.iter().find(|(n, _)| *n == k))
+                    .map_or(span.start, |(_, s)| s.start);
+                e.line = Some(line_of(text, at));
+                e.key = Some(match &e.key {
+                    Some(k) => format!("account.{name}.{k}"),
+                    None => format!("account.{name}"),
+                });
+                e
+            })?;
+            accounts.push(account);
+        }
+        Ok(accounts)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The dotted key at `span`: the table of the last header before it and
+/// the key on its line (or the one the message names).
+fn key_at(text: &str, span: Range<usize>, message: &str) -> Option<String> {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    let named = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("unknown field"));
+    let key = match (named, line.split_once('=')) {
+        (Some(k), _) => k.to_owned(),
+        (None, Some((k, _))) if !line.trim_start().starts_with('[') => k.trim().to_owned(),
+        _ => return table,
+    };
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key,
+    })
+}
+
+/// Why no password could be had.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// The password command failed (it is named).
+    Command(String),
+    /// No source gave a password.
+    Missing(String),
+}
+
+impl PasswordError {
+    /// Its exit status: a failed command 77, nothing configured 78.
+    pub fn exit_kind(&self) -> ExitKind {
+        match self {
+            PasswordError::Command(_) => ExitKind::NoPerm,
+            PasswordError::Missing(_) => ExitKind::Config,
+        }
+    }
+}
+
+impl fmt::Display for PasswordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordError::Command(m) | PasswordError::Missing(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for PasswordError {}
+
+/// Runs `sh -c command` (its standard input and error the caller's, for a
+/// pinentry or an agent) and answers the first line of its output.
+///
+/// ```
+/// use pop3_blocking::config::password_from_command;
+/// assert_eq!(password_from_command("printf 'pw\\nrest'").unwrap(), "pw");
+/// assert!(password_from_command("exit 3").unwrap_err().to_string().contains("exit 3"));
+/// ```
+pub fn password_from_command(command: &str) -> Result<String, PasswordError> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| PasswordError::Command(format!("cannot run `{command}`: {e}")))?;
+    if !out.status.success() {
+        let how = match out.status.code() {
+            Some(c) => format!("exited with {c}"),
+            None => "was killed by a signal".to_owned(),
+        };
+        return Err(PasswordError::Command(format!(
+            "the password command `{command}` {how}"
+        )));
+    }
+    let text = String::from_utf8(out.stdout).map_err(|_| {
+        PasswordError::Command(format!("the password command `{command}` printed no UTF-8"))
+    })?;
+    let line = text.lines().next().unwrap_or("");
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+/// The `.netrc` file: `$NETRC`, else `~/.netrc`.
+pub fn netrc_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NETRC").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(".netrc"))
+}
+
+/// The password of `login` on `host` in a `.netrc` text: the first
+/// `machine` entry for the host (case-insensitive) whose `login` is the
+/// user or absent, else the `default` entry's. `macdef` bodies are skipped.
+///
+/// ```
+/// use pop3_blocking::config::netrc_lookup;
+/// let text = "machine a.example login bob password b1\nmachine a.example login alice password a1\ndefault login alice password d";
+/// assert_eq!(netrc_lookup(text, "A.example", "alice").as_deref(), Some("a1"));
+/// assert_eq!(netrc_lookup(text, "other", "alice").as_deref(), Some("d"));
+/// assert_eq!(netrc_lookup(text, "other", "carol"), None);
+/// ```
+pub fn netrc_lookup(text: &str, host: &str, login: &str) -> Option<String> {
+    #[derive(Default)]
+    struct Entry {
+        machine: Option<String>,
+        default: bool,
+        login: Option<String>,
+        password: Option<String>,
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let mut words = line.split_whitespace();
+        while let Some(word) = words.next() {
+            match word {
+                "machine" => entries.push(Entry {
+                    machine: words.next().map(str::to_owned),
+                    ..Entry::default()
+                }),
+                "default" => entries.push(Entry {
+                    default: true,
+                    ..Entry::default()
+                }),
+                "login" | "password" | "account" => {
+                    let value = words.next().map(str::to_owned);
+                    if let Some(e) = entries.last_mut() {
+                        match word {
+                            "login" => e.login = value,
+                            "password" => e.password = value,
+                            _ => {}
+                        }
+                    }
+                }
+                "macdef" => {
+                    // The macro runs to the next empty line.
+                    for l in lines.by_ref() {
+                        if l.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let fits = |e: &&Entry| e.login.as_deref().is_none_or(|l| l == login) && e.password.is_some();
+    entries
+        .iter()
+        .filter(|e| {
+            e.machine
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(host))
+        })
+        .find(fits)
+        .or_else(|| entries.iter().filter(|e| e.default).find(fits))
+        .and_then(|e| e.password.clone())
+}
+
+impl Account {
+    /// The password, from the account's source; see [`PasswordSource`].
+    /// `.netrc` is looked up by the URL's host and user; the prompt
+    /// appears only when standard input is a terminal.
+    pub fn password(&self) -> Result<String, PasswordError> {
+        match &self.password {
+            PasswordSource::Command(cmd) => password_from_command(cmd),
+            PasswordSource::Env(var) => std::env::var(var).map_err(|_| {
+                PasswordError::Missing(format!(
+                    "{}: the environment variable {var} is not set",
+                    self.name
+                ))
+            }),
+            PasswordSource::NetrcOrPrompt => {
+                let host = self.url.host.to_string();
+                let user = self.url.user.as_deref().unwrap_or("");
+                if let Some(path) = self.netrc.clone().or_else(netrc_path) {
+                    if let Ok(text) = std::fs::read_to_string(&path) {
+                        if let Some(pw) = netrc_lookup(&text, &host, user) {
+                            return Ok(pw);
+                        }
+                    }
+                }
+                if io::stdin().is_terminal() {
+                    return rpassword::prompt_password(format!("Password for {user}@{host}: "))
+                        .map_err(|e| {
+                            PasswordError::Missing(format!("cannot read the password: {e}"))
+                        });
+                }
+                Err(PasswordError::Missing(format!(
+                    "{}: no password: set password_command or password_env, add {user}@{host} to .netrc, or run on a terminal",
+                    self.name
+                )))
+            }
+        }
+    }
+
+    /// The journal's name of the account and its former names.
+    pub fn journal_names(&self) -> (String, Vec<String>) {
+        match &self.journal_account {
+            Some(name) => (name.clone(), Vec::new()),
+            None => (self.url.account_id(), self.url.former_account_ids()),
+        }
+    }
+
+    /// Opens the account's sink (the journal's lock taken).
+    pub fn open_sink(&self) -> io::Result<Delivery> {
+        let (account, former) = self.journal_names();
+        let state = || {
+            self.state_dir
+                .clone()
+                .or_else(crate::deliver::default_state_dir)
+                .ok_or_else(|| io::Error::other("no state directory: set state_dir or HOME"))
+        };
+        Ok(match &self.destination {
+            Destination::Maildir(dir) => Delivery::Maildir(
+                MaildirSink::open_with_former(dir, &account, &former)
+                    .map_err(|e| with_path(e, dir))?
+                    .with_line_ends(self.line_ends),
+            ),
+            Destination::Mbox(file) => Delivery::Mbox(Journaled::open(
+                Mbox::new(file).with_lock_timeout(self.lock_timeout),
+                &state()?,
+                &account,
+                &former,
+            )?),
+            Destination::Mda(cmd) => Delivery::Mda(Journaled::open(
+                Mda::new(cmd).with_timeout(self.mda_timeout),
+                &state()?,
+                &account,
+                &former,
+            )?),
+            Destination::Lmtp(addr, rcpt) => Delivery::Lmtp(Journaled::open(
+                Lmtp::new(addr.clone(), rcpt.clone()),
+                &state()?,
+                &account,
+                &former,
+            )?),
+        })
+    }
+}
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,1029 @@
+//! Delivery of fetched mail beyond Maildir: an mbox file, a mail delivery
+//! agent's standard input, an LMTP server (feature `deliver`).
+//!
+//! Each is a [`Deliver`]: it takes one whole message and returns `Ok` only
+//! once the message is durably stored (the mbox fsynced, the MDA exited 0,
+//! the LMTP server answered 250). [`Journaled`] turns a `Deliver` into a
+//! [`MessageSink`]: it spools each message as it arrives into a private
+//! file (memory stays bounded whatever the message's size), hands the
+//! complete message to the deliverer at commit, and records the UID in the
+//! account's [`UidJournal`] (kept in a state directory, see
+//! [`default_state_dir`]) before the commit returns. The fetch driver
+//! deletes a message from the server only after that, so save-before-delete
+//! holds for every kind.
+//!
+//! A delivery that fails says whether trying again later may help with a
+//! [`DeliveryError`] inside the [`io::Error`]: the run stops, the message
+//! stays on the server, and the next run tries it again.
+//!
+//! ```no_run
+//! use pop3_blocking::deliver::{Journaled, Mbox};
+//! use pop3_blocking::fetch::{self, FetchSettings, PopUrl};
+//! # fn go() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = PopUrl::parse("pops://alice@pop.example.com")?;
+//! let state = pop3_blocking::deliver::default_state_dir().ok_or("no home directory")?;
+//! let mut sink = Journaled::open(Mbox::new("/var/mail/alice"), &state, &url.account_id(), &[])?;
+//! fetch::run(&url, "secret", &FetchSettings::default(), &mut sink, &mut |_| {})?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use pop3_proto::fetch::MessageSink;
+use pop3_proto::types::Uid;
+
+use crate::journal::{UidJournal, private_file};
+
+/// Why a message could not be delivered, carried inside the
+/// [`io::Error`] a [`Deliver`] returns: temporary (try again later, the
+/// message stays on the server) or permanent (the destination refuses it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError {
+    temporary: bool,
+    message: String,
+}
+
+impl DeliveryError {
+    /// A failure that may go away (a lock held too long, an MDA's exit 75,
+    /// an LMTP 4xx, a timeout), as an [`io::Error`].
+    pub fn temporary(message: impl Into<String>) -> io::Error {
+        io::Error::other(DeliveryError {
+            temporary: true,
+            message: message.into(),
+        })
+    }
+
+    /// A refusal (an MDA's other exit statuses, an LMTP 5xx), as an
+    /// [`io::Error`].
+    pub fn permanent(message: impl Into<String>) -> io::Error {
+        io::Error::other(DeliveryError {
+            temporary: false,
+            message: message.into(),
+        })
+    }
+
+    /// The delivery error inside an [`io::Error`], if that is what it is.
+    ///
+    /// ```
+    /// use pop3_blocking::deliver::DeliveryError;
+    /// let e = DeliveryError::temporary("mailbox locked");
+    /// assert!(DeliveryError::of(&e).unwrap().is_temporary());
+    /// assert!(DeliveryError::of(&std::io::Error::other("x")).is_none());
+    /// ```
+    pub fn of(error: &io::Error) -> Option<&DeliveryError> {
+        error.get_ref()?.downcast_ref::<DeliveryError>()
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeliveryError {}
+
+/// A destination for whole messages.
+pub trait Deliver {
+    /// Delivers one message, read from `message` (as the server sent it:
+    /// CRLF line ends, dots unstuffed). `Ok` only once it is durably
+    /// stored; a failure is best a [`DeliveryError`].
+    fn deliver(
+        &mut self,
+        message: &mut (dyn BufRead + Send),
+        uid: &Uid,
+        account: &str,
+    ) -> io::Result<()>;
+}
+
+/// The directory of the journals of the sinks that are not Maildirs:
+/// `$XDG_STATE_HOME/pop3-fetch`, else `~/.local/state/pop3-fetch`; `None`
+/// without a home directory.
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("pop3-fetch"));
+    }
+    let home = std::env::var_os("HOME").filter(|d| !d.is_empty())?;
+    Some(PathBuf::from(home).join(".local/state/pop3-fetch"))
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A [`Deliver`] with the account's UID journal and a spool: a
+/// [`MessageSink`] (see the module docs).
+#[derive(Debug)]
+pub struct Journaled<D> {
+    deliver: D,
+    journal: UidJournal,
+    account: String,
+    dir: PathBuf,
+    current: Option<(Uid, PathBuf, BufWriter<File>)>,
+}
+
+impl<D: Deliver> Journaled<D> {
+    /// Opens the journal of `account` in `state_dir` (see
+    /// [`UidJournal::open`]; `former` are names the account had before),
+    /// and removes spool files a killed run of the account left there.
+    pub fn open(
+        deliver: D,
+        state_dir: &Path,
+        account: &str,
+        former: &[String],
+    ) -> io::Result<Journaled<D>> {
+        let journal = UidJournal::open(state_dir, account, former)?;
+        let prefix = format!(".spool-{}-", journal.tag());
+        for entry in fs::read_dir(state_dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(Journaled {
+            deliver,
+            journal,
+            account: account.to_owned(),
+            dir: state_dir.to_path_buf(),
+            current: None,
+        })
+    }
+
+    /// The deliverer.
+    pub fn get_ref(&self) -> &D {
+        &self.deliver
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> &Path {
+        self.journal.path()
+    }
+}
+
+impl<D: Deliver> MessageSink for Journaled<D> {
+    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+        Ok(self.journal.contains(uid))
+    }
+
+    fn begin(&mut self, uid: &Uid) -> io::Result<()> {
+        self.abort();
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!(
+            ".spool-{}-{}-{seq}",
+            self.journal.tag(),
+            std::process::id()
+        ));
+        let file = private_file()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        self.current = Some((
+            uid.clone(),
+            path,
+            BufWriter::with_capacity(256 * 1024, file),
+        ));
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let (_, _, out) = self
+            .current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no message begun"))?;
+        out.write_all(chunk)
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        let (uid, path, out) = self
+            .current
+            .take()
+            .ok_or_else(|| io::Error::other("no message begun"))?;
+        let result = (|| {
+            let mut file = out.into_inner().map_err(|e| e.into_error())?;
+            file.seek(SeekFrom::Start(0))?;
+            let mut reader = BufReader::with_capacity(256 * 1024, file);
+            self.deliver.deliver(&mut reader, &uid, &self.account)
+        })();
+        let _ = fs::remove_file(&path);
+        result?;
+        self.journal.mark(&uid);
+        self.journal.flush()
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.journal.flush()
+    }
+
+    fn abort(&mut self) {
+        if let Some((_, path, out)) = self.current.take() {
+            drop(out);
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        self.journal.flush()?;
+        self.journal.retain(listed)
+    }
+
+    fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
+        self.journal.ambiguous(now)
+    }
+}
+
+impl<D> Drop for Journaled<D> {
+    fn drop(&mut self) {
+        if let Some((_, path, out)) = self.current.take() {
+            drop(out);
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Calls `f` with each line of `message`, its line end (CRLF or LF) cut
+/// off, and whether it had one.
+fn each_line(
+    message: &mut dyn BufRead,
+    mut f: impl FnMut(&[u8], bool) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if message.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let ended = line.last() == Some(&b'\n');
+        let mut text = &line[..];
+        if ended {
+            text = &text[..text.len() - 1];
+            if text.last() == Some(&b'\r') {
+                text = &text[..text.len() - 1];
+            }
+        }
+        f(text, ended)?;
+    }
+}
+
+// ---------------------------------------------------------------- mbox
+
+/// Appends messages to an mbox file in the mboxrd format, locked as mutt
+/// and procmail lock it.
+///
+/// Each message is preceded by a `From sender date` line (the sender from
+/// its `Return-Path:`, else `MAILER-DAEMON`; the date of delivery in UTC, in
+/// `asctime` form), its lines end in LF, every line matching `>*From ` gets
+/// one more `>` (so a reader removes exactly one), and it is followed by an
+/// empty line. The file is locked with a dot-lock (`FILE.lock`, created
+/// exclusively; one older than five minutes is taken as stale) and a
+/// POSIX record lock (`fcntl`) on the whole file; the message is written,
+/// the file fsynced, then both locks released. A lock not had within the
+/// lock timeout (default 60 s) is a temporary failure. A write that fails
+/// halfway is cut off again, so the file never keeps half a message.
+#[derive(Debug, Clone)]
+pub struct Mbox {
+    path: PathBuf,
+    lock_timeout: Duration,
+}
+
+/// A dot-lock older than this is left over from a dead process.
+const STALE_DOT_LOCK: Duration = Duration::from_secs(300);
+
+impl Mbox {
+    /// Delivers into the mbox at `path` (created, mode 0600, if missing).
+    pub fn new(path: impl Into<PathBuf>) -> Mbox {
+        Mbox {
+            path: path.into(),
+            lock_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// How long to wait for the locks before a temporary failure.
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Mbox {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The mbox file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dot_lock_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// Takes the dot-lock: `Ok(true)` taken, `Ok(false)` the directory
+    /// does not let us (then only the record lock guards the file).
+    fn dot_lock(&self, deadline: Instant) -> io::Result<bool> {
+        let lock = self.dot_lock_path();
+        loop {
+            match private_file().write(true).create_new(true).open(&lock) {
+                Ok(mut f) => {
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let stale = fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok())
+                        .is_some_and(|age| age > STALE_DOT_LOCK);
+                    if stale {
+                        let _ = fs::remove_file(&lock);
+                        continue;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(DeliveryError::temporary(format!(
+                    "{} is locked ({} exists)",
+                    self.path.display(),
+                    lock.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn append(&self, file: &mut File, message: &mut dyn BufRead) -> io::Result<()> {
+        let start = file.seek(SeekFrom::End(0))?;
+        let result = (|| {
+            let mut out = BufWriter::with_capacity(256 * 1024, &mut *file);
+            if start > 0 {
+                // A file not ending in a newline (damaged by another
+                // writer) would glue our separator to its last line.
+                let mut last = [0u8];
+                let mut f: &File = out.get_ref();
+                f.seek(SeekFrom::Start(start - 1))?;
+                f.read_exact(&mut last)?;
+                f.seek(SeekFrom::End(0))?;
+                if last[0] != b'\n' {
+                    out.write_all(b"\n")?;
+                }
+            }
+            write_mboxrd(&mut out, message, SystemTime::now())?;
+            out.flush()?;
+            drop(out);
+            file.sync_data()
+        })();
+        if result.is_err() {
+            // No half message stays behind.
+            let _ = file.set_len(start);
+            let _ = file.sync_data();
+        }
+        result
+    }
+}
+
+impl Deliver for Mbox {
+    fn deliver(
+        &mut self,
+        message: &mut (dyn BufRead + Send),
+        _uid: &Uid,
+        _account: &str,
+    ) -> io::Result<()> {
+        let deadline = Instant::now() + self.lock_timeout;
+        let dot = self.dot_lock(deadline)?;
+        let result = (|| {
+            let mut file = private_file()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.path)?;
+            record_lock(&file, &self.path, deadline)?;
+            // Closing the file releases the record lock.
+            self.append(&mut file, message)
+        })();
+        if dot {
+            let _ = fs::remove_file(self.dot_lock_path());
+        }
+        result
+    }
+}
+
+#[cfg(unix)]
+fn record_lock(file: &File, path: &Path, deadline: Instant) -> io::Result<()> {
+    use rustix::fs::{FlockOperation, fcntl_lock};
+    loop {
+        match fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {}
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() >= deadline {
+            return Err(DeliveryError::temporary(format!(
+                "{} is locked by another process",
+                path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(not(unix))]
+fn record_lock(_file: &File, _path: &Path, _deadline: Instant) -> io::Result<()> {
+    Ok(())
+}
+
+/// Writes one message in mboxrd form (separator line, quoted `From `
+/// lines, LF line ends, a closing empty line).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let mut out = Vec::new();
+/// let msg = b"Return-Path: <a@example.com>\r\nSubject: x\r\n\r\nFrom here\r\n>From there\r\n";
+/// pop3_blocking::deliver::write_mboxrd(&mut out, &mut &msg[..], UNIX_EPOCH + Duration::from_secs(86400))?;
+/// assert_eq!(
+///     out,
+///     b"From a@example.com Fri Jan  2 00:00:00 1970\nReturn-Path: <a@example.com>\nSubject: x\n\n>From here\n>>From there\n\n"
+/// );
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_mboxrd(
+    out: &mut dyn Write,
+    message: &mut dyn BufRead,
+    when: SystemTime,
+) -> io::Result<()> {
+    // The sender is in the headers: read them first, keep them.
+    let mut head = Vec::new();
+    loop {
+        let n = message.read_until(b'\n', &mut head)?;
+        let line_start = head.len() - n;
+        let line = &head[line_start..];
+        if n == 0 || line == b"\r\n" || line == b"\n" {
+            break;
+        }
+    }
+    let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_owned());
+    writeln!(out, "From {sender} {}", asctime(when))?;
+    let mut put = |line: &[u8], _: bool| -> io::Result<()> {
+        let unquoted = line.iter().position(|&b| b != b'>').unwrap_or(line.len());
+        if line[unquoted..].starts_with(b"From ") {
+            out.write_all(b">")?;
+        }
+        out.write_all(line)?;
+        out.write_all(b"\n")
+    };
+    each_line(&mut &head[..], &mut put)?;
+    each_line(message, &mut put)?;
+    out.write_all(b"\n")
+}
+
+/// The address of the first `Return-Path:` header (`MAILER-DAEMON` for
+/// `<>`), if any.
+fn return_path(head: &[u8]) -> Option<String> {
+    for line in head.split(|&b| b == b'\n') {
+        if line.len() > 12 && line[..12].eq_ignore_ascii_case(b"return-path:") {
+            let value = String::from_utf8_lossy(&line[12..]);
+            let value = value.trim().trim_start_matches('<').trim_end_matches('>');
+            let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+            return Some(if value.is_empty() {
+                "MAILER-DAEMON".to_owned()
+            } else {
+                value
+            });
+        }
+    }
+    None
+}
+
+/// `Www Mmm dd hh:mm:ss yyyy` in UTC, the date of an mbox separator line.
+fn asctime(when: SystemTime) -> String {
+    let secs = when
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {}",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        year
+    )
+}
+
+// ---------------------------------------------------------------- MDA
+
+/// Feeds each message to a mail delivery agent: `sh -c COMMAND`, the
+/// message on its standard input (LF line ends), `POP3_ACCOUNT` and
+/// `POP3_UID` in its environment, its standard output discarded.
+///
+/// Exit status 0: delivered. 75 (`EX_TEMPFAIL`): a temporary failure. Any
+/// other status or a signal: a permanent failure naming the command. An
+/// MDA still running after the timeout (default 5 minutes) is killed with
+/// its process group, a temporary failure.
+#[derive(Debug, Clone)]
+pub struct Mda {
+    command: String,
+    timeout: Duration,
+}
+
+impl Mda {
+    /// Runs `command` through `sh -c` for each message.
+    pub fn new(command: impl Into<String>) -> Mda {
+        Mda {
+            command: command.into(),
+            timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// How long one delivery may take before the MDA is killed.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Mda {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl Deliver for Mda {
+    fn deliver(
+        &mut self,
+        message: &mut (dyn BufRead + Send),
+        uid: &Uid,
+        account: &str,
+    ) -> io::Result<()> {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&self.command)
+            .env("POP3_ACCOUNT", account)
+            .env("POP3_UID", String::from_utf8_lossy(uid.as_bytes()).as_ref())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().map_err(|e| {
+            DeliveryError::temporary(format!("cannot run the MDA `{}`: {e}", self.command))
+        })?;
+        let stdin = child.stdin.take();
+        let deadline = Instant::now() + self.timeout;
+        let status = std::thread::scope(|scope| {
+            let feeder = scope.spawn(move || -> io::Result<()> {
+                let Some(stdin) = stdin else { return Ok(()) };
+                let mut stdin = BufWriter::new(stdin);
+                each_line(message, |line, ended| {
+                    stdin.write_all(line)?;
+                    if ended {
+                        stdin.write_all(b"\n")?;
+                    }
+                    Ok(())
+                })?;
+                stdin.flush()
+                // Dropped: the MDA sees the end of its input.
+            });
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Ok(Some(status)),
+                    Ok(None) if Instant::now() >= deadline => {
+                        kill_group(&mut child);
+                        let _ = child.wait();
+                        break Ok(None);
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => {
+                        kill_group(&mut child);
+                        let _ = child.wait();
+                        break Err(e);
+                    }
+                }
+            };
+            // A broken pipe is the MDA's business: its status decides.
+            let fed = feeder
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the MDA feeder panicked")));
+            if let Err(e) = fed {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    return Err(e);
+                }
+            }
+            status
+        })?;
+        let Some(status) = status else {
+            return Err(DeliveryError::temporary(format!(
+                "the MDA `{}` did not finish within {} s and was killed",
+                self.command,
+                self.timeout.as_secs()
+            )));
+        };
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(75) => Err(DeliveryError::temporary(format!(
+                "the MDA `{}` exited with 75 (try again later)",
+                self.command
+            ))),
+            Some(code) => Err(DeliveryError::permanent(format!(
+                "the MDA `{}` exited with {code}",
+                self.command
+            ))),
+            None => Err(DeliveryError::permanent(format!(
+                "the MDA `{}` was killed by a signal",
+                self.command
+            ))),
+        }
+    }
+}
+
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        let pid = rustix::process::Pid::from_child(child);
+        if rustix::process::kill_process_group(pid, rustix::process::Signal::KILL).is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill();
+}
+
+// ---------------------------------------------------------------- LMTP
+
+/// Where an LMTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LmtpAddress {
+    /// A Unix socket (`unix:/path`).
+    Unix(PathBuf),
+    /// A TCP address (`host:port`).
+    Tcp(String),
+}
+
+impl LmtpAddress {
+    /// `unix:/path` or `host:port`.
+    ///
+    /// ```
+    /// use pop3_blocking::deliver::LmtpAddress;
+    /// assert_eq!(LmtpAddress::parse("unix:/run/lmtp").unwrap(), LmtpAddress::Unix("/run/lmtp".into()));
+    /// assert_eq!(LmtpAddress::parse("127.0.0.1:24").unwrap(), LmtpAddress::Tcp("127.0.0.1:24".into()));
+    /// assert!(LmtpAddress::parse("localhost").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<LmtpAddress, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path".into());
+            }
+            return Ok(LmtpAddress::Unix(PathBuf::from(path)));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(LmtpAddress::Tcp(s.to_owned()))
+            }
+            _ => Err(format!("`{s}` is neither unix:/path nor host:port")),
+        }
+    }
+}
+
+impl fmt::Display for LmtpAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LmtpAddress::Unix(p) => write!(f, "unix:{}", p.display()),
+            LmtpAddress::Tcp(a) => f.write_str(a),
+        }
+    }
+}
+
+trait Stream: Read + Write + Send + fmt::Debug {}
+impl<T: Read + Write + Send + fmt::Debug> Stream for T {}
+
+#[derive(Debug)]
+struct LmtpConn {
+    reader: BufReader<Box<dyn Stream>>,
+    writer: Box<dyn Stream>,
+}
+
+/// Hands each message to an LMTP server (RFC 2033): one connection for the
+/// run (LHLO once), then per message `MAIL FROM:<>`, `RCPT TO:<recipient>`,
+/// `DATA` with the message dot-stuffed. The server's 250 after the data
+/// means the message is stored; 4xx is a temporary failure, 5xx a
+/// permanent one (either is followed by RSET, the connection kept). A lost
+/// connection or a timeout (default 2 minutes per reply) is temporary.
+#[derive(Debug)]
+pub struct Lmtp {
+    address: LmtpAddress,
+    recipient: String,
+    timeout: Duration,
+    conn: Option<LmtpConn>,
+}
+
+impl Lmtp {
+    /// Delivers to `recipient` through the server at `address`.
+    pub fn new(address: LmtpAddress, recipient: impl Into<String>) -> Lmtp {
+        Lmtp {
+            address,
+            recipient: recipient.into(),
+            timeout: Duration::from_secs(120),
+            conn: None,
+        }
+    }
+
+    /// How long to wait for each reply.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Lmtp {
+        self.timeout = timeout;
+        self
+    }
+
+    fn connect(&self) -> io::Result<LmtpConn> {
+        let (reader, writer): (Box<dyn Stream>, Box<dyn Stream>) = match &self.address {
+            #[cfg(unix)]
+            LmtpAddress::Unix(path) => {
+                let s = std::os::unix::net::UnixStream::connect(path)?;
+                s.set_read_timeout(Some(self.timeout))?;
+                s.set_write_timeout(Some(self.timeout))?;
+                (Box::new(s.try_clone()?), Box::new(s))
+            }
+            #[cfg(not(unix))]
+            LmtpAddress::Unix(_) => {
+                return Err(io::Error::other("Unix sockets need a Unix system"));
+            }
+            LmtpAddress::Tcp(addr) => {
+                let s = TcpStream::connect(addr.as_str())?;
+                s.set_read_timeout(Some(self.timeout))?;
+                s.set_write_timeout(Some(self.timeout))?;
+                s.set_nodelay(true)?;
+                (Box::new(s.try_clone()?), Box::new(s))
+            }
+        };
+        let mut conn = LmtpConn {
+            reader: BufReader::new(reader),
+            writer,
+        };
+        conn.expect(2, "greeting")?;
+        conn.writer.write_all(b"LHLO localhost\r\n")?;
+        conn.expect(2, "LHLO")?;
+        Ok(conn)
+    }
+
+    fn transaction(&mut self, message: &mut dyn BufRead) -> io::Result<Result<(), Reply>> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect()?);
+        }
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no connection"))?;
+        conn.writer.write_all(b"MAIL FROM:<>\r\n")?;
+        let r = conn.reply()?;
+        if r.code / 100 != 2 {
+            return Ok(Err(r));
+        }
+        conn.writer
+            .write_all(format!("RCPT TO:<{}>\r\n", self.recipient).as_bytes())?;
+        let r = conn.reply()?;
+        if r.code / 100 != 2 {
+            return Ok(Err(r));
+        }
+        conn.writer.write_all(b"DATA\r\n")?;
+        let r = conn.reply()?;
+        if r.code != 354 {
+            return Ok(Err(r));
+        }
+        {
+            let mut out = BufWriter::with_capacity(64 * 1024, &mut conn.writer);
+            each_line(message, |line, _| {
+                if line.first() == Some(&b'.') {
+                    out.write_all(b".")?;
+                }
+                out.write_all(line)?;
+                out.write_all(b"\r\n")
+            })?;
+            out.write_all(b".\r\n")?;
+            out.flush()?;
+        }
+        // One reply per accepted recipient: there is one.
+        let r = conn.reply()?;
+        if r.code / 100 != 2 {
+            return Ok(Err(r));
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// An SMTP-style reply: its code and its text.
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    text: String,
+}
+
+impl LmtpConn {
+    fn reply(&mut self) -> io::Result<Reply> {
+        let mut text = String::new();
+        loop {
+            let mut line = Vec::new();
+            // A reply line is short; a server that sends an endless one is
+            // cut off.
+            let n = (&mut self.reader).take(4096).read_until(b'\n', &mut line)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the LMTP server closed the connection",
+                ));
+            }
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end();
+            let code = line
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (200..600).contains(c))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("not an LMTP reply: {line:?}"),
+                    )
+                })?;
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(line.get(4..).unwrap_or(""));
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(Reply { code, text });
+            }
+        }
+    }
+
+    fn expect(&mut self, class: u16, what: &str) -> io::Result<()> {
+        let r = self.reply()?;
+        if r.code / 100 == class {
+            Ok(())
+        } else if r.code / 100 == 4 {
+            Err(DeliveryError::temporary(format!(
+                "the LMTP server refused {what}: {} {}",
+                r.code, r.text
+            )))
+        } else {
+            Err(DeliveryError::permanent(format!(
+                "the LMTP server refused {what}: {} {}",
+                r.code, r.text
+            )))
+        }
+    }
+}
+
+impl Deliver for Lmtp {
+    fn deliver(
+        &mut self,
+        message: &mut (dyn BufRead + Send),
+        _uid: &Uid,
+        _account: &str,
+    ) -> io::Result<()> {
+        match self.transaction(message) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reply)) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    let reset = conn
+                        .writer
+                        .write_all(b"RSET\r\n")
+                        .and_then(|()| conn.reply());
+                    if reset.is_err() {
+                        self.conn = None;
+                    }
+                }
+                let text = format!(
+                    "the LMTP server {} refused the message: {} {}",
+                    self.address, reply.code, reply.text
+                );
+                if reply.code / 100 == 4 {
+                    Err(DeliveryError::temporary(text))
+                } else {
+                    Err(DeliveryError::permanent(text))
+                }
+            }
+            Err(e) => {
+                self.conn = None;
+                if DeliveryError::of(&e).is_some() {
+                    return Err(e);
+                }
+                Err(DeliveryError::temporary(format!(
+                    "LMTP to {}: {e}",
+                    self.address
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for Lmtp {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if conn.writer.write_all(b"QUIT\r\n").is_ok() {
+                let _ = conn.reply();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- any
+
+/// Any of the sinks a fetch configuration names: one type for a run over
+/// accounts with different destinations.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// A Maildir.
+    Maildir(crate::sink::MaildirSink),
+    /// An mbox file.
+    Mbox(Journaled<Mbox>),
+    /// An MDA command.
+    Mda(Journaled<Mda>),
+    /// An LMTP server.
+    Lmtp(Journaled<Lmtp>),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Delivery::Maildir($s) => $e,
+            Delivery::Mbox($s) => $e,
+            Delivery::Mda($s) => $e,
+            Delivery::Lmtp($s) => $e,
+        }
+    };
+}
+
+impl MessageSink for Delivery {
+    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+        each!(self, s => s.contains(uid))
+    }
+    fn begin(&mut self, uid: &Uid) -> io::Result<()> {
+        each!(self, s => s.begin(uid))
+    }
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        each!(self, s => s.write(chunk))
+    }
+    fn commit(&mut self) -> io::Result<()> {
+        each!(self, s => s.commit())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        each!(self, s => s.sync())
+    }
+    fn abort(&mut self) {
+        each!(self, s => s.abort())
+    }
+    fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        each!(self, s => s.retain(listed))
+    }
+    fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
+        each!(self, s => s.ambiguous(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn asctime_matches_known_dates() {
+        let at = |s: u64| asctime(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(at(951_782_400), "Tue Feb 29 00:00:00 2000");
+        assert_eq!(at(1_700_000_000), "Tue Nov 14 22:13:20 2023");
+    }
+
+    #[test]
+    fn mboxrd_quotes_every_from_line_and_ends_with_a_blank_line() {
+        let msg: &[u8] =
+            b"Subject: s\r\n\r\nFrom a\r\n>From b\r\n>>From c\r\nFrom\r\n From d\r\nlast";
+        let mut out = Vec::new();
+        write_mboxrd(&mut out, &mut &msg[..], UNIX_EPOCH).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: s\n\n>From a\n>>From b\n>>>From c\nFrom\n From d\nlast\n\n"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! The UID journal every fetch sink keeps: which messages of one POP3
+//! account are durably stored, and which UIDs the server gave two messages.
+//!
+//! One journal is two files in a directory (the Maildir's top for the
+//! Maildir sink, the state directory for the others):
+//!
+//! - `.pop3-uidl-<16 hex digits of SHA-256(account)>`: one UID per line,
+//!   and `ambiguous <uid>` for every UID the server listed for two
+//!   messages, while the server still lists it;
+//! - `.pop3-uidl-<same>.lock`: an exclusive lock held while the journal is
+//!   open (released by the OS if the process dies), so two fetches of one
+//!   account never race.
+//!
+//! A UID is [marked](UidJournal::mark) stored in memory first and written
+//! by the next [`UidJournal::flush`], which appends and fsyncs: a sink
+//! flushes only once what it stored is itself durable.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use pop3_proto::types::Uid;
+use sha2::{Digest, Sha256};
+
+/// The journal's mark of an ambiguous UID (a UID has no space: older
+/// versions read such a line as a UID no server lists).
+const AMBIGUOUS: &[u8] = b"ambiguous ";
+
+/// The durable list of one account's stored UIDs (see the module docs).
+///
+/// ```
+/// use bytes::Bytes;
+/// use pop3_blocking::journal::UidJournal;
+/// use pop3_proto::types::Uid;
+/// let dir = tempfile::tempdir()?;
+/// let uid = Uid::new(Bytes::from_static(b"u1")).unwrap();
+/// let mut journal = UidJournal::open(dir.path(), "alice@pop.example.com", &[])?;
+/// journal.mark(&uid);
+/// journal.flush()?;
+/// drop(journal);
+/// let journal = UidJournal::open(dir.path(), "alice@pop.example.com", &[])?;
+/// assert!(journal.contains(&uid));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct UidJournal {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    /// Held while the journal is open.
+    _lock: File,
+    tag: String,
+    saved: HashSet<Vec<u8>>,
+    ambiguous: HashSet<Vec<u8>>,
+    /// Marked, not written yet (they are in `saved`).
+    pending: Vec<Uid>,
+}
+
+/// The first 16 hex digits of SHA-256 of an account name: its tag in the
+/// journal's file names.
+pub fn account_tag(account: &str) -> String {
+    hex(&Sha256::digest(account.as_bytes()))[..16].to_owned()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl UidJournal {
+    /// Opens (creating) the journal of `account` in `dir` (created if
+    /// missing, mode 0700), taking its lock: `WouldBlock` when another
+    /// process has it open. A partly written last line (a kill in the
+    /// middle of an append) is dropped. The UIDs of the journals of the
+    /// names in `former` (names the account had before) count as stored and
+    /// are copied into this journal at the next flush.
+    pub fn open(dir: &Path, account: &str, former: &[String]) -> io::Result<UidJournal> {
+        private_dir().create(dir)?;
+        let tag = account_tag(account);
+        let lock = private_file()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(format!(".pop3-uidl-{tag}.lock")))?;
+        // fs4's lock, named in full: from Rust 1.89 on, `File` has a
+        // `try_lock` of its own.
+        match fs4::FileExt::try_lock(&lock) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("another fetch of {account} is running"),
+                ));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(e),
+        }
+        let path = dir.join(format!(".pop3-uidl-{tag}"));
+        let mut file = private_file()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let complete = complete_lines(&text);
+        if complete < text.len() {
+            // Killed in the middle of an append: that entry was never
+            // acknowledged; drop it so the next append starts a clean line.
+            file.set_len(complete as u64)?;
+            file.sync_data()?;
+            file.seek(SeekFrom::End(0))?;
+        }
+        let (mut saved, ambiguous) = parse(&text[..complete]);
+        let mut pending = Vec::new();
+        for name in former.iter().filter(|f| *f != account) {
+            let text = match fs::read(dir.join(format!(".pop3-uidl-{}", account_tag(name)))) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for uid in parse(&text[..complete_lines(&text)]).0 {
+                if let Ok(u) = Uid::new(Bytes::copy_from_slice(&uid)) {
+                    if saved.insert(uid) {
+                        pending.push(u);
+                    }
+                }
+            }
+        }
+        Ok(UidJournal {
+            dir: dir.to_path_buf(),
+            path,
+            file,
+            _lock: lock,
+            tag,
+            saved,
+            ambiguous,
+            pending,
+        })
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The account's tag (see [`account_tag`]).
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Whether the UID is marked stored (written or not).
+    pub fn contains(&self, uid: &Uid) -> bool {
+        self.saved.contains(uid.as_bytes())
+    }
+
+    /// Marks `uid` stored; written at the next [`flush`](Self::flush).
+    pub fn mark(&mut self, uid: &Uid) {
+        if self.saved.insert(uid.as_bytes().to_vec()) {
+            self.pending.push(uid.clone());
+        }
+    }
+
+    /// Whether UIDs are marked and not written yet.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Appends the marked UIDs and fsyncs the journal.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut lines = Vec::new();
+        for uid in &self.pending {
+            lines.extend_from_slice(uid.as_bytes());
+            lines.push(b'\n');
+        }
+        self.file.write_all(&lines)?;
+        self.file.sync_data()?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Forgets the UIDs not in `listed` (gone from the server), rewriting
+    /// the journal atomically when any is. Flush first: the rewrite writes
+    /// every UID marked.
+    pub fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        let is_listed = |u: &&Vec<u8>| {
+            Uid::new(Bytes::copy_from_slice(u)).is_ok_and(|uid| listed.contains(&uid))
+        };
+        let keep: Vec<Vec<u8>> = self.saved.iter().filter(is_listed).cloned().collect();
+        let keep_ambiguous: HashSet<Vec<u8>> =
+            self.ambiguous.iter().filter(is_listed).cloned().collect();
+        if keep.len() == self.saved.len() && keep_ambiguous.len() == self.ambiguous.len() {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("rewrite");
+        {
+            let mut f = private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut text = Vec::new();
+            for u in &keep {
+                text.extend_from_slice(u);
+                text.push(b'\n');
+            }
+            for u in &keep_ambiguous {
+                text.extend_from_slice(AMBIGUOUS);
+                text.extend_from_slice(u);
+                text.push(b'\n');
+            }
+            f.write_all(&text)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.path)?;
+        sync_dir(&self.dir)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.saved = keep.into_iter().collect();
+        self.ambiguous = keep_ambiguous;
+        self.pending.retain(|u| listed.contains(u));
+        Ok(())
+    }
+
+    /// Remembers the UIDs of `now` as ambiguous, durably, and answers every
+    /// UID remembered as ambiguous (see `MessageSink::ambiguous`).
+    pub fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
+        let mut lines = Vec::new();
+        for uid in now {
+            if self.ambiguous.insert(uid.as_bytes().to_vec()) {
+                lines.extend_from_slice(AMBIGUOUS);
+                lines.extend_from_slice(uid.as_bytes());
+                lines.push(b'\n');
+            }
+        }
+        if !lines.is_empty() {
+            self.file.write_all(&lines)?;
+            self.file.sync_data()?;
+        }
+        Ok(self
+            .ambiguous
+            .iter()
+            .filter_map(|u| Uid::new(Bytes::copy_from_slice(u)).ok())
+            .collect())
+    }
+}
+
+fn complete_lines(text: &[u8]) -> usize {
+    text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
+/// The stored and the ambiguous UIDs of a journal's complete lines.
+fn parse(text: &[u8]) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
+    let (mut saved, mut ambiguous) = (HashSet::new(), HashSet::new());
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        match line.strip_prefix(AMBIGUOUS) {
+            Some(uid) => ambiguous.insert(uid.to_vec()),
+            None => saved.insert(line.to_vec()),
+        };
+    }
+    (saved, ambiguous)
+}
+
+/// Options for a file only its owner may read (0600 on Unix).
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// A recursive folder builder for folders only their owner may enter (0700 on Unix).
+pub(crate) fn private_dir() -> fs::DirBuilder {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+}

@@ -34,10 +34,15 @@
 //!   followed by the lower-case hex SHA-256 of the base name (65 octets). The
 //!   base name does not change when a message moves from `new/` to `cur/` or
 //!   when its flags change, and Maildir base names are unique by
-//!   construction, so unique-ids are stable and never reused. (They are not
-//!   the unique-ids another POP3 server kept for the same Maildir in its own
-//!   index: clients of a server being replaced will fetch again what they
-//!   left on it.)
+//!   construction, so unique-ids are stable and never reused.
+//! - **Moving from another server.** Where a previous POP3 server left its
+//!   index in the Maildir (Dovecot's `dovecot-uidlist`, Courier's
+//!   `courierpop3dsizelist`), the messages it listed keep the UIDLs it
+//!   served and the order it numbered them in, so its clients do not fetch
+//!   again what they left on it; messages delivered since get this store's
+//!   own unique-ids, after them. See [`previous`] and
+//!   [`MaildirStore::previous_uidls`]. The index is only read, never
+//!   written: keep it as long as clients of the old server may come.
 //! - **Sizes** are RFC 1939 §11 sizes: every line end counted as CRLF, plus
 //!   the CRLF the server appends to a message that does not end with a line
 //!   end, so that the LIST size equals what RETR sends before dot-stuffing.
@@ -130,6 +135,10 @@ use sha2::{Digest, Sha256};
 use crate::passwd::{PasswdFile, is_safe_user};
 use pop3_proto::__tracing as tracing;
 
+pub mod previous;
+
+use previous::DovecotUidlFormat;
+
 /// The lock file each open maildrop holds, in the user's Maildir.
 pub const LOCK_FILE: &str = "pop3-rs.lock";
 
@@ -157,6 +166,7 @@ pub struct MaildirStore {
     create_missing: bool,
     move_new: bool,
     tokens: Option<TokenValidator>,
+    previous: Option<Box<DovecotUidlFormat>>,
 }
 
 impl MaildirStore {
@@ -186,7 +196,45 @@ impl MaildirStore {
             create_missing: true,
             move_new: true,
             tokens: None,
+            previous: Some(Box::default()),
         }
+    }
+
+    /// Whether to serve the UIDLs a previous server (Dovecot, Courier) left
+    /// in its index in the Maildir, and the `pop3_uidl_format` Dovecot
+    /// formed them with (see [`previous`]); `None` serves only this store's
+    /// own. On by default, with Dovecot's default format `%08Xu%08Xv`.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::MaildirStore;
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingMaildrop, BlockingStore};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let maildir = root.path().join("bob");
+    /// for sub in ["cur", "new", "tmp"] {
+    ///     std::fs::create_dir_all(maildir.join(sub))?;
+    /// }
+    /// std::fs::write(maildir.join("cur/1700000000.M1P2.host:2,S"), "Subject: hi\n\nHi\n")?;
+    /// // What Dovecot left: UIDVALIDITY 1700000000, UID 7.
+    /// std::fs::write(
+    ///     maildir.join("dovecot-uidlist"),
+    ///     "3 V1700000000 N8 G0123\n7 :1700000000.M1P2.host:2,S\n",
+    /// )?;
+    /// let users = PasswdFile::parse("bob:{PLAIN}b\n")?;
+    /// let store = MaildirStore::new(root.path(), users.clone());
+    /// assert_eq!(store.open("bob")?.messages()[0].uid.as_str(), "000000076553f100");
+    /// let store = MaildirStore::new(root.path(), users.clone())
+    ///     .previous_uidls(Some("%v.%u".parse()?));
+    /// assert_eq!(store.open("bob")?.messages()[0].uid.as_str(), "1700000000.7");
+    /// let store = MaildirStore::new(root.path(), users).previous_uidls(None);
+    /// assert_eq!(store.open("bob")?.messages()[0].uid.as_str(), "1700000000.M1P2.host");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn previous_uidls(mut self, dovecot_format: Option<DovecotUidlFormat>) -> Self {
+        self.previous = dovecot_format.map(Box::new);
+        self
     }
 
     /// Checks OAuth 2.0 bearer tokens of the listed users with `validator`
@@ -341,18 +389,42 @@ impl MaildirStore {
         }
         files.retain(|f| f.path.is_some());
         dedup_by_base(&mut files);
-        // Names without a delivery time go last.
-        files.sort_by(|a, b| {
-            (a.time.is_none(), a.time, &a.base).cmp(&(b.time.is_none(), b.time, &b.base))
-        });
-        let sizes = size_all(&dir, &mut files)?;
-        let messages = files
-            .iter()
-            .zip(sizes)
-            .map(|(f, size)| MessageInfo {
-                size,
-                uid: uid_for(&f.base),
+        let mut known = match &self.previous {
+            Some(format) => previous::read(&dir, format),
+            None => HashMap::new(),
+        };
+        let mut found: Vec<(Found, Option<previous::Previous>)> = files
+            .into_iter()
+            .map(|f| {
+                let p = known.remove(&f.base);
+                (f, p)
             })
+            .collect();
+        drop(known);
+        // Messages the previous server numbered itself first, in its
+        // order; then the others by delivery time, names without one last.
+        found.sort_by(|(a, pa), (b, pb)| {
+            let key = |f: &Found, p: &Option<previous::Previous>| {
+                (
+                    p.as_ref().and_then(|p| p.order).is_none(),
+                    p.as_ref().and_then(|p| p.order),
+                    f.time.is_none(),
+                    f.time,
+                )
+            };
+            key(a, pa)
+                .cmp(&key(b, pb))
+                .then_with(|| a.base.cmp(&b.base))
+        });
+        let (mut files, mut former): (Vec<Found>, Vec<Option<Uid>>) = found
+            .into_iter()
+            .map(|(f, p)| (f, p.map(|p| p.uid)))
+            .unzip();
+        let sizes = size_all_keeping(&dir, &mut files, &mut former)?;
+        let messages = unique_uids(&files, former)
+            .into_iter()
+            .zip(sizes)
+            .map(|(uid, size)| MessageInfo { size, uid })
             .collect();
         Ok(MaildirMaildrop {
             dir,
@@ -424,7 +496,7 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
 /// Opens a message file for reading, refusing a symbolic link (`ELOOP`,
 /// which is not [`io::ErrorKind::NotFound`], so does not pass for a gone
 /// message, and reads as [`IoKind::FilesystemLoop`]).
-fn open_message(path: &Path) -> io::Result<File> {
+pub(crate) fn open_message(path: &Path) -> io::Result<File> {
     no_follow(OpenOptions::new().read(true)).open(path)
 }
 
@@ -459,7 +531,7 @@ struct Found {
 
 /// The base name of a Maildir file name: up to the first `:`, or the whole
 /// name when that would leave nothing.
-fn base_of(name: &[u8]) -> &[u8] {
+pub(crate) fn base_of(name: &[u8]) -> &[u8] {
     match name.iter().position(|&b| b == b':') {
         Some(0) | None => name,
         Some(i) => &name[..i],
@@ -550,6 +622,51 @@ fn w_size(base: &[u8]) -> Option<u64> {
         .skip(1)
         .find_map(|field| field.strip_prefix(b"W="))
         .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
+}
+
+/// [`size_all`], keeping `former` (one entry per file) in step with the
+/// files it keeps.
+fn size_all_keeping(
+    dir: &Path,
+    files: &mut Vec<Found>,
+    former: &mut Vec<Option<Uid>>,
+) -> Result<Vec<u64>, StoreError> {
+    let before: Vec<Vec<u8>> = files.iter().map(|f| f.base.clone()).collect();
+    let sizes = size_all(dir, files)?;
+    if files.len() != before.len() {
+        let mut kept = files.iter().map(|f| &f.base).peekable();
+        let mut old = std::mem::take(former).into_iter();
+        for base in &before {
+            let uid = old.next().flatten();
+            if kept.peek() == Some(&base) {
+                kept.next();
+                former.push(uid);
+            }
+        }
+    }
+    Ok(sizes)
+}
+
+/// Each file's unique-id: the previous server's where known, else this
+/// store's own; where two would be equal, the later message gets this
+/// store's own (and should that be taken too, its digest form).
+fn unique_uids(files: &[Found], former: Vec<Option<Uid>>) -> Vec<Uid> {
+    let mut seen = HashSet::with_capacity(files.len());
+    let mut out = Vec::with_capacity(files.len());
+    for (f, former) in files.iter().zip(former) {
+        let mut uid = former.unwrap_or_else(|| uid_for(&f.base));
+        if seen.contains(uid.as_str()) {
+            uid = uid_for(&f.base);
+            if seen.contains(uid.as_str()) {
+                let mut marked = vec![DIGEST_MARK];
+                marked.extend_from_slice(&f.base);
+                uid = uid_for(&marked);
+            }
+        }
+        seen.insert(uid.as_str().to_owned());
+        out.push(uid);
+    }
+    out
 }
 
 /// What the cache knows about one message.

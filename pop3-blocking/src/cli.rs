@@ -95,10 +95,28 @@ pub struct ServerArgs {
     /// Sessions served at once from one client address (default 32).
     #[arg(long, value_name = "N")]
     pub max_connections_per_address: Option<usize>,
+    /// The least time between two logins of a user, enforced (the time of
+    /// the last login is kept in each Maildir) and advertised as
+    /// LOGIN-DELAY.
+    #[arg(long, value_name = "SECONDS", requires = "maildir_root")]
+    pub login_delay: Option<u32>,
+    /// The `pop3_uidl_format` a previous Dovecot served this Maildir root
+    /// with: messages it listed in its `dovecot-uidlist` keep their UIDLs
+    /// (Courier's `courierpop3dsizelist` is read too). `none`: serve only
+    /// this server's own UIDLs.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "%08Xu%08Xv",
+        requires = "maildir_root"
+    )]
+    pub previous_uidl_format: String,
 }
 
 /// Which store the server serves.
 #[derive(Debug)]
+// Made once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerStore {
     /// The embedded demo maildrop.
     Demo(MemoryStore),
@@ -156,6 +174,7 @@ impl ServerArgs {
             .deployment_secret(Some(secret.clone()))
             .allow_plaintext_auth(self.allow_plaintext_auth || demo)
             .advertise_channel_binding(self.advertise_channel_binding)
+            .login_delay(self.login_delay)
             .implementation(Some(format!(
                 "pop3-rs {program} {}",
                 env!("CARGO_PKG_VERSION")
@@ -163,7 +182,21 @@ impl ServerArgs {
         let store = match (&self.maildir_root, &self.users) {
             (Some(root), Some(users)) => {
                 let users = PasswdFile::load(users)?.with_deployment_secret(secret);
-                ServerStore::Maildir(MaildirStore::new(root, users))
+                let previous = match self.previous_uidl_format.as_str() {
+                    "none" => None,
+                    format => Some(
+                        format
+                            .parse()
+                            .map_err(|e| format!("--previous-uidl-format {format}: {e}"))?,
+                    ),
+                };
+                let store = MaildirStore::new(root, users)
+                    .previous_uidls(previous)
+                    .login_delay(
+                        self.login_delay
+                            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+                    );
+                ServerStore::Maildir(store)
             }
             _ => {
                 let store = MemoryStore::new().with_deployment_secret(secret);

@@ -142,6 +142,46 @@ use previous::DovecotUidlFormat;
 /// The lock file each open maildrop holds, in the user's Maildir.
 pub const LOCK_FILE: &str = "pop3-rs.lock";
 
+/// The time of the user's last login (Unix seconds), in the user's
+/// Maildir, kept when a [`MaildirStore::login_delay`] is set.
+pub const LAST_LOGIN_FILE: &str = "pop3-rs.last-login";
+
+/// Where a [`MaildirStore`] takes the time from: the system clock unless
+/// a test sets another.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>);
+
+impl Clock {
+    /// A clock that reads `now`.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::Clock;
+    /// use std::time::{Duration, SystemTime};
+    /// let fixed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let clock = Clock::new(move || fixed);
+    /// assert_eq!(clock.now(), fixed);
+    /// ```
+    pub fn new(now: impl Fn() -> std::time::SystemTime + Send + Sync + 'static) -> Clock {
+        Clock(std::sync::Arc::new(now))
+    }
+
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock::new(std::time::SystemTime::now)
+    }
+
+    /// The time now.
+    pub fn now(&self) -> std::time::SystemTime {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// The size cache, in the user's Maildir.
 pub const SIZE_CACHE_FILE: &str = "pop3-rs.sizes";
 
@@ -167,6 +207,8 @@ pub struct MaildirStore {
     move_new: bool,
     tokens: Option<TokenValidator>,
     previous: Option<Box<DovecotUidlFormat>>,
+    login_delay: Option<std::time::Duration>,
+    clock: Clock,
 }
 
 impl MaildirStore {
@@ -197,7 +239,56 @@ impl MaildirStore {
             move_new: true,
             tokens: None,
             previous: Some(Box::default()),
+            login_delay: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Enforces a minimum time between two logins of a user (RFC 2449
+    /// `LOGIN-DELAY`): the time of each successful open is kept in
+    /// [`LAST_LOGIN_FILE`] in the user's Maildir, and an open sooner than
+    /// `delay` after the last one is [`StoreError::LoginDelay`] (the client
+    /// gets `-ERR [LOGIN-DELAY]`). Advertise the same delay with
+    /// `ServerConfig::login_delay`. Off by default. A last login in the
+    /// future (the clock was set back) does not lock the user out longer
+    /// than `delay` from now.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::{Duration, SystemTime};
+    /// use pop3_blocking::maildir::{Clock, MaildirStore};
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingStore, StoreError};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let now = Arc::new(Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+    /// let clock = { let now = now.clone(); Clock::new(move || *now.lock().unwrap()) };
+    /// let store = MaildirStore::new(root.path(), PasswdFile::parse("bob:{PLAIN}b\n")?)
+    ///     .login_delay(Some(Duration::from_secs(900)))
+    ///     .with_clock(clock);
+    /// drop(store.open("bob")?);
+    /// *now.lock().unwrap() += Duration::from_secs(899);
+    /// assert_eq!(store.open("bob").unwrap_err(), StoreError::LoginDelay);
+    /// *now.lock().unwrap() += Duration::from_secs(1);
+    /// drop(store.open("bob")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn login_delay(mut self, delay: Option<std::time::Duration>) -> Self {
+        self.login_delay = delay;
+        self
+    }
+
+    /// The minimum time between two logins of a user, if enforced.
+    pub fn login_delay_enforced(&self) -> Option<std::time::Duration> {
+        self.login_delay
+    }
+
+    /// Takes the time from `clock` (the system clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Whether to serve the UIDLs a previous server (Dovecot, Courier) left
@@ -381,6 +472,9 @@ impl MaildirStore {
             Err(fs4::TryLockError::WouldBlock) => return Err(StoreError::InUse),
             Err(fs4::TryLockError::Error(e)) => return Err(temporary("locking", &e)),
         }
+        if let Some(delay) = self.login_delay {
+            check_login_delay(&dir, delay, self.clock.now())?;
+        }
         let mut files = scan(&dir).map_err(|e| temporary("reading maildir", &e))?;
         if self.move_new {
             for f in &mut files {
@@ -480,6 +574,45 @@ impl BlockingStore for MaildirStore {
     fn open(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {
         self.open_maildrop(user)
     }
+}
+
+/// Refuses a login sooner than `delay` after the last one recorded in the
+/// Maildir `dir`, else records this one. Called under the maildrop's lock.
+fn check_login_delay(
+    dir: &Path,
+    delay: std::time::Duration,
+    now: std::time::SystemTime,
+) -> Result<(), StoreError> {
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let path = dir.join(LAST_LOGIN_FILE);
+    let last = match fs::read(&path) {
+        Ok(text) => std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(temporary("last login file", &e)),
+    };
+    if let Some(last) = last {
+        // A last login in the future counts as now.
+        let last = last.min(now_secs);
+        if now_secs < last.saturating_add(delay.as_secs()) {
+            return Err(StoreError::LoginDelay);
+        }
+    }
+    let tmp = dir.join(format!("{LAST_LOGIN_FILE}.tmp"));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(temporary("last login file", &e));
+        }
+        _ => {}
+    }
+    let write = || -> io::Result<()> {
+        let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
+        writeln!(file, "{now_secs}")?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| temporary("last login file", &e))
 }
 
 /// Adds `O_NOFOLLOW` where there is one: a symbolic link planted in a

@@ -36,15 +36,31 @@ pub const DEMO_MESSAGES: [&str; 5] = [
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Logs to stderr, `RUST_LOG` filtering (default `info`).
+///
+/// The lines an operator watches, at info:
+/// - each failed login: `auth failed: rip=<address> user="<name as sent>"
+///   mech=<mechanism>` (`contrib/fail2ban/pop3d.conf` is the fail2ban filter
+///   for it);
+/// - each session's end: `user="alice" messages=3 retrieved=2/2048
+///   deleted=1/1024 in=120 out=2300 bad=0 end=quit peer=<address:port>`;
+/// - each connection refused by a cap: `connection refused: <why>`.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
+    init_logging_to(std::io::stderr);
+}
+
+/// [`init_logging`] to another writer (a file, in tests).
+pub fn init_logging_to<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .try_init();
 }
 
 /// `pop3d`: a POP3 server. With no arguments it serves an embedded demo

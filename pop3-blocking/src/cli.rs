@@ -165,7 +165,44 @@ impl Drop for ServerSetup {
     }
 }
 
+/// A configuration error found at start (a missing or unreadable Maildir
+/// root, a bad option value): the examples exit with status 78
+/// (`EX_CONFIG`).
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The exit status for an error from [`ServerArgs::setup`]: 78
+/// (`EX_CONFIG`) for a [`ConfigError`], 1 otherwise.
+pub fn exit_status(e: &BoxError) -> std::process::ExitCode {
+    if e.is::<ConfigError>() {
+        std::process::ExitCode::from(78)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 impl ServerArgs {
+    /// Parses the command line of `program` (named in `--help` and `-V`
+    /// with this version), exiting on a usage error as clap does.
+    pub fn parse_for(program: &'static str) -> ServerArgs {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = ServerArgs::command()
+            .name(program)
+            .bin_name(program)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("A POP3 server for Maildirs (a demo maildrop without --maildir-root).")
+            .get_matches();
+        ServerArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// Builds the server's pieces and its store; `program` names it in the
     /// protocol's IMPLEMENTATION capability.
     pub fn setup(mut self, program: &str) -> Result<(ServerSetup, ServerStore), BoxError> {
@@ -179,6 +216,11 @@ impl ServerArgs {
                 (config, Some(ca))
             }
         };
+        if let Some(root) = &self.maildir_root {
+            if let Err(e) = std::fs::read_dir(root) {
+                return Err(ConfigError(format!("--maildir-root {}: {e}", root.display())).into());
+            }
+        }
         let demo = self.maildir_root.is_none();
         let secret = match (&self.secret_file, &self.maildir_root) {
             (Some(file), _) => load_or_create_secret(file)?,
@@ -197,7 +239,9 @@ impl ServerArgs {
             )));
         let store = match (&self.maildir_root, &self.users) {
             (Some(root), Some(users)) => {
-                let users = PasswdFile::load(users)?.with_deployment_secret(secret);
+                let users = PasswdFile::load(users)
+                    .map_err(|e| ConfigError(format!("--users {}: {e}", users.display())))?
+                    .with_deployment_secret(secret);
                 let previous = match self.previous_uidl_format.as_str() {
                     "none" => None,
                     format => Some(

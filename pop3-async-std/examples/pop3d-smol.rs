@@ -8,7 +8,6 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use pop3_async_std::Unblock;
 use pop3_async_std::server::{Async, Pop3Server, Security};
 use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
@@ -16,7 +15,7 @@ use pop3_proto::store::Store;
 
 fn main() -> ExitCode {
     pop3_blocking::cli::init_logging();
-    let result = match ServerArgs::parse().setup("pop3d-smol") {
+    let result = match ServerArgs::parse_for("pop3d-smol").setup("pop3d-smol") {
         Ok((setup, ServerStore::Demo(store))) => serve(store, &setup),
         Ok((setup, ServerStore::Maildir(store))) => serve(Unblock::new(store), &setup),
         #[cfg(feature = "postgres")]
@@ -28,7 +27,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pop3d-smol: {}", pop3_blocking::cli::chain(&*e));
-            ExitCode::FAILURE
+            pop3_blocking::cli::exit_status(&e)
         }
     }
 }

@@ -343,7 +343,7 @@ where
         let pass = match self.inner.gate.admit(peer.ip()) {
             Ok(pass) => pass,
             Err(refusal) => {
-                tracing::debug!(%peer, "connection refused: {refusal}");
+                tracing::info!(%peer, "connection refused: {refusal}");
                 let mut stream = stream;
                 let stall = self.inner.options.write_stall_timeout;
                 let _ = timeout(stall, async {
@@ -390,7 +390,7 @@ where
             io.is_tls() || secured,
             self.inner.tls.is_some() && !secured,
         ) {
-            Ok(ctx) => ctx.tls_info(tls_info),
+            Ok(ctx) => ctx.tls_info(tls_info).peer(peer),
             Err(e) => {
                 tracing::error!(?peer, error = %e, "no randomness for the greeting; connection dropped");
                 return;

@@ -9,14 +9,13 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
 use pop3_blocking::server::{Pop3Server, Security};
 use pop3_proto::store::{Inline, OffloadStore, Store};
 
 fn main() -> ExitCode {
     pop3_blocking::cli::init_logging();
-    let result = match ServerArgs::parse().setup("pop3d-blocking") {
+    let result = match ServerArgs::parse_for("pop3d-blocking").setup("pop3d-blocking") {
         Ok((setup, ServerStore::Demo(store))) => serve(store, &setup),
         Ok((setup, ServerStore::Maildir(store))) => {
             serve(OffloadStore::<_, Inline>::new(store), &setup)
@@ -32,7 +31,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pop3d-blocking: {}", pop3_blocking::cli::chain(&*e));
-            ExitCode::FAILURE
+            pop3_blocking::cli::exit_status(&e)
         }
     }
 }

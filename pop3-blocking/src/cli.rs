@@ -66,15 +66,31 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Logs to stderr, `RUST_LOG` filtering (default `info`).
+///
+/// The lines an operator watches, at info:
+/// - each failed login: `auth failed: rip=<address> user="<name as sent>"
+///   mech=<mechanism>` (`contrib/fail2ban/pop3d.conf` is the fail2ban filter
+///   for it);
+/// - each session's end: `user="alice" messages=3 retrieved=2/2048
+///   deleted=1/1024 in=120 out=2300 bad=0 end=quit peer=<address:port>`;
+/// - each connection refused by a cap: `connection refused: <why>`.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
+    init_logging_to(std::io::stderr);
+}
+
+/// [`init_logging`] to another writer (a file, in tests).
+pub fn init_logging_to<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .try_init();
 }
 
 /// `pop3d`: a POP3 server. With no arguments it serves an embedded demo
@@ -137,14 +153,30 @@ pub struct ServerArgs {
     /// Sessions served at once from one client address (default 32).
     #[arg(long, value_name = "N")]
     pub max_connections_per_address: Option<usize>,
+    /// The least time between two logins of a user, enforced (the time of
+    /// the last login is kept in each Maildir) and advertised as
+    /// LOGIN-DELAY.
+    #[arg(long, value_name = "SECONDS", requires = "maildir_root")]
+    pub login_delay: Option<u32>,
+    /// The `pop3_uidl_format` a previous Dovecot served this Maildir root
+    /// with: messages it listed in its `dovecot-uidlist` keep their UIDLs
+    /// (Courier's `courierpop3dsizelist` is read too). `none`: serve only
+    /// this server's own UIDLs.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "%08Xu%08Xv",
+        requires = "maildir_root"
+    )]
+    pub previous_uidl_format: String,
 }
 
-/// Which store the server serves.
-///
-/// Exhaustive: the examples match on it to serve either store, and the
-/// whole module is outside the API (see the crate root).
+/// Which store the server serves (the PostgreSQL one only with the feature
+/// `postgres`, hence a fallback arm in the examples' matches).
 #[derive(Debug)]
 #[non_exhaustive]
+// Made once per process: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerStore {
     /// The embedded demo maildrop.
     Demo(MemoryStore),
@@ -180,7 +212,44 @@ impl Drop for ServerSetup {
     }
 }
 
+/// A configuration error found at start (a missing or unreadable Maildir
+/// root, a bad option value): the examples exit with status 78
+/// (`EX_CONFIG`).
+#[derive(Debug)]
+pub struct StartupError(pub String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// The exit status for an error from [`ServerArgs::setup`]: 78
+/// (`EX_CONFIG`) for a [`StartupError`], 1 otherwise.
+pub fn exit_status(e: &BoxError) -> std::process::ExitCode {
+    if e.is::<StartupError>() {
+        std::process::ExitCode::from(78)
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
 impl ServerArgs {
+    /// Parses the command line of `program` (named in `--help` and `-V`
+    /// with this version), exiting on a usage error as clap does.
+    pub fn parse_for(program: &'static str) -> ServerArgs {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = ServerArgs::command()
+            .name(program)
+            .bin_name(program)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("A POP3 server for Maildirs (a demo maildrop without --maildir-root).")
+            .get_matches();
+        ServerArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// Builds the server's pieces and its store; `program` names it in the
     /// protocol's IMPLEMENTATION capability.
     pub fn setup(mut self, program: &str) -> Result<(ServerSetup, ServerStore), BoxError> {
@@ -198,6 +267,11 @@ impl ServerArgs {
         let postgres = self.postgres.take();
         #[cfg(not(feature = "postgres"))]
         let postgres: Option<String> = None;
+        if let Some(root) = &self.maildir_root {
+            if let Err(e) = std::fs::read_dir(root) {
+                return Err(StartupError(format!("--maildir-root {}: {e}", root.display())).into());
+            }
+        }
         let demo = self.maildir_root.is_none() && postgres.is_none();
         let secret = match (&self.secret_file, &self.maildir_root) {
             (Some(file), _) => load_or_create_secret(file)?,
@@ -211,6 +285,7 @@ impl ServerArgs {
             .deployment_secret(Some(secret.clone()))
             .allow_plaintext_auth(self.allow_plaintext_auth || demo)
             .advertise_channel_binding(self.advertise_channel_binding)
+            .login_delay(self.login_delay)
             .implementation(Some(format!(
                 "pop3-rs {program} {}",
                 env!("CARGO_PKG_VERSION")
@@ -223,8 +298,22 @@ impl ServerArgs {
         }
         let store = match (&self.maildir_root, &self.users) {
             (Some(root), Some(users)) => {
-                let users = PasswdFile::load(users)?.with_deployment_secret(secret);
-                ServerStore::Maildir(MaildirStore::new(root, users))
+                let users = PasswdFile::load(users)
+                    .map_err(|e| StartupError(format!("--users {}: {e}", users.display())))?
+                    .with_deployment_secret(secret);
+                let previous = match self.previous_uidl_format.as_str() {
+                    "none" => None,
+                    format => Some(format.parse().map_err(|e| {
+                        StartupError(format!("--previous-uidl-format {format}: {e}"))
+                    })?),
+                };
+                let store = MaildirStore::new(root, users)
+                    .previous_uidls(previous)
+                    .login_delay(
+                        self.login_delay
+                            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+                    );
+                ServerStore::Maildir(store)
             }
             _ => {
                 let store = MemoryStore::new().with_deployment_secret(secret);

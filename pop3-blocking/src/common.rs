@@ -481,7 +481,7 @@ impl Drop for Pass {
 /// does not read loses nothing but the explanation), then the connection
 /// is shut down.
 pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
-    tracing::debug!(%peer, "connection refused: {refusal}");
+    tracing::info!(%peer, "connection refused: {refusal}");
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write(refusal.reply());
     let _ = stream.shutdown(Shutdown::Both);

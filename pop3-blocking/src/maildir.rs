@@ -34,10 +34,15 @@
 //!   followed by the lower-case hex SHA-256 of the base name (65 octets). The
 //!   base name does not change when a message moves from `new/` to `cur/` or
 //!   when its flags change, and Maildir base names are unique by
-//!   construction, so unique-ids are stable and never reused. (They are not
-//!   the unique-ids another POP3 server kept for the same Maildir in its own
-//!   index: clients of a server being replaced will fetch again what they
-//!   left on it.)
+//!   construction, so unique-ids are stable and never reused.
+//! - **Moving from another server.** Where a previous POP3 server left its
+//!   index in the Maildir (Dovecot's `dovecot-uidlist`, Courier's
+//!   `courierpop3dsizelist`), the messages it listed keep the UIDLs it
+//!   served and the order it numbered them in, so its clients do not fetch
+//!   again what they left on it; messages delivered since get this store's
+//!   own unique-ids, after them. See [`previous`] and
+//!   [`MaildirStore::previous_uidls`]. The index is only read, never
+//!   written: keep it as long as clients of the old server may come.
 //! - **Sizes** are RFC 1939 §11 sizes: every line end counted as CRLF, plus
 //!   the CRLF the server appends to a message that does not end with a line
 //!   end, so that the LIST size equals what RETR sends before dot-stuffing.
@@ -130,8 +135,52 @@ use sha2::{Digest, Sha256};
 use crate::passwd::{PasswdFile, is_safe_user};
 use pop3_proto::__tracing as tracing;
 
+pub mod previous;
+
+use previous::DovecotUidlFormat;
+
 /// The lock file each open maildrop holds, in the user's Maildir.
 pub const LOCK_FILE: &str = "pop3-rs.lock";
+
+/// The time of the user's last login (Unix seconds), in the user's
+/// Maildir, kept when a [`MaildirStore::login_delay`] is set.
+pub const LAST_LOGIN_FILE: &str = "pop3-rs.last-login";
+
+/// Where a [`MaildirStore`] takes the time from: the system clock unless
+/// a test sets another.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> std::time::SystemTime + Send + Sync>);
+
+impl Clock {
+    /// A clock that reads `now`.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::Clock;
+    /// use std::time::{Duration, SystemTime};
+    /// let fixed = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let clock = Clock::new(move || fixed);
+    /// assert_eq!(clock.now(), fixed);
+    /// ```
+    pub fn new(now: impl Fn() -> std::time::SystemTime + Send + Sync + 'static) -> Clock {
+        Clock(std::sync::Arc::new(now))
+    }
+
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock::new(std::time::SystemTime::now)
+    }
+
+    /// The time now.
+    pub fn now(&self) -> std::time::SystemTime {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
 
 /// The size cache, in the user's Maildir.
 pub const SIZE_CACHE_FILE: &str = "pop3-rs.sizes";
@@ -157,6 +206,9 @@ pub struct MaildirStore {
     create_missing: bool,
     move_new: bool,
     tokens: Option<TokenValidator>,
+    previous: Option<Box<DovecotUidlFormat>>,
+    login_delay: Option<std::time::Duration>,
+    clock: Clock,
 }
 
 impl MaildirStore {
@@ -186,7 +238,94 @@ impl MaildirStore {
             create_missing: true,
             move_new: true,
             tokens: None,
+            previous: Some(Box::default()),
+            login_delay: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Enforces a minimum time between two logins of a user (RFC 2449
+    /// `LOGIN-DELAY`): the time of each successful open is kept in
+    /// [`LAST_LOGIN_FILE`] in the user's Maildir, and an open sooner than
+    /// `delay` after the last one is [`StoreError::LoginDelay`] (the client
+    /// gets `-ERR [LOGIN-DELAY]`). Advertise the same delay with
+    /// `ServerConfig::login_delay`. Off by default. A last login in the
+    /// future (the clock was set back) does not lock the user out longer
+    /// than `delay` from now.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::{Duration, SystemTime};
+    /// use pop3_blocking::maildir::{Clock, MaildirStore};
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingStore, StoreError};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let now = Arc::new(Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+    /// let clock = { let now = now.clone(); Clock::new(move || *now.lock().unwrap()) };
+    /// let store = MaildirStore::new(root.path(), PasswdFile::parse("bob:{PLAIN}b\n")?)
+    ///     .login_delay(Some(Duration::from_secs(900)))
+    ///     .with_clock(clock);
+    /// drop(store.open("bob")?);
+    /// *now.lock().unwrap() += Duration::from_secs(899);
+    /// assert_eq!(store.open("bob").unwrap_err(), StoreError::LoginDelay);
+    /// *now.lock().unwrap() += Duration::from_secs(1);
+    /// drop(store.open("bob")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn login_delay(mut self, delay: Option<std::time::Duration>) -> Self {
+        self.login_delay = delay;
+        self
+    }
+
+    /// The minimum time between two logins of a user, if enforced.
+    pub fn login_delay_enforced(&self) -> Option<std::time::Duration> {
+        self.login_delay
+    }
+
+    /// Takes the time from `clock` (the system clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether to serve the UIDLs a previous server (Dovecot, Courier) left
+    /// in its index in the Maildir, and the `pop3_uidl_format` Dovecot
+    /// formed them with (see [`previous`]); `None` serves only this store's
+    /// own. On by default, with Dovecot's default format `%08Xu%08Xv`.
+    ///
+    /// ```
+    /// use pop3_blocking::maildir::MaildirStore;
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingMaildrop, BlockingStore};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let maildir = root.path().join("bob");
+    /// for sub in ["cur", "new", "tmp"] {
+    ///     std::fs::create_dir_all(maildir.join(sub))?;
+    /// }
+    /// std::fs::write(maildir.join("cur/1700000000.M1P2.host:2,S"), "Subject: hi\n\nHi\n")?;
+    /// // What Dovecot left: UIDVALIDITY 1700000000, UID 7.
+    /// std::fs::write(
+    ///     maildir.join("dovecot-uidlist"),
+    ///     "3 V1700000000 N8 G0123\n7 :1700000000.M1P2.host:2,S\n",
+    /// )?;
+    /// let users = PasswdFile::parse("bob:{PLAIN}b\n")?;
+    /// let store = MaildirStore::new(root.path(), users.clone());
+    /// assert_eq!(store.open("bob")?.messages()[0].uid.as_str(), "000000076553f100");
+    /// let store = MaildirStore::new(root.path(), users.clone())
+    ///     .previous_uidls(Some("%v.%u".parse()?));
+    /// assert_eq!(store.open("bob")?.messages()[0].uid.as_str(), "1700000000.7");
+    /// let store = MaildirStore::new(root.path(), users).previous_uidls(None);
+    /// assert_eq!(store.open("bob")?.messages()[0].uid.as_str(), "1700000000.M1P2.host");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn previous_uidls(mut self, dovecot_format: Option<DovecotUidlFormat>) -> Self {
+        self.previous = dovecot_format.map(Box::new);
+        self
     }
 
     /// Checks OAuth 2.0 bearer tokens of the listed users with `validator`
@@ -334,6 +473,9 @@ impl MaildirStore {
             Err(fs4::TryLockError::WouldBlock) => return Err(StoreError::InUse),
             Err(fs4::TryLockError::Error(e)) => return Err(temporary("locking", &e)),
         }
+        if let Some(delay) = self.login_delay {
+            check_login_delay(&dir, delay, self.clock.now())?;
+        }
         let mut files = scan(&dir).map_err(|e| temporary("reading maildir", &e))?;
         if self.move_new {
             for f in &mut files {
@@ -342,18 +484,42 @@ impl MaildirStore {
         }
         files.retain(|f| f.path.is_some());
         dedup_by_base(&mut files);
-        // Names without a delivery time go last.
-        files.sort_by(|a, b| {
-            (a.time.is_none(), a.time, &a.base).cmp(&(b.time.is_none(), b.time, &b.base))
-        });
-        let sizes = size_all(&dir, &mut files)?;
-        let messages = files
-            .iter()
-            .zip(sizes)
-            .map(|(f, size)| MessageInfo {
-                size,
-                uid: uid_for(&f.base),
+        let mut known = match &self.previous {
+            Some(format) => previous::read(&dir, format),
+            None => HashMap::new(),
+        };
+        let mut found: Vec<(Found, Option<previous::Previous>)> = files
+            .into_iter()
+            .map(|f| {
+                let p = known.remove(&f.base);
+                (f, p)
             })
+            .collect();
+        drop(known);
+        // Messages the previous server numbered itself first, in its
+        // order; then the others by delivery time, names without one last.
+        found.sort_by(|(a, pa), (b, pb)| {
+            let key = |f: &Found, p: &Option<previous::Previous>| {
+                (
+                    p.as_ref().and_then(|p| p.order).is_none(),
+                    p.as_ref().and_then(|p| p.order),
+                    f.time.is_none(),
+                    f.time,
+                )
+            };
+            key(a, pa)
+                .cmp(&key(b, pb))
+                .then_with(|| a.base.cmp(&b.base))
+        });
+        let (mut files, mut former): (Vec<Found>, Vec<Option<Uid>>) = found
+            .into_iter()
+            .map(|(f, p)| (f, p.map(|p| p.uid)))
+            .unzip();
+        let sizes = size_all_keeping(&dir, &mut files, &mut former)?;
+        let messages = unique_uids(&files, former)
+            .into_iter()
+            .zip(sizes)
+            .map(|(uid, size)| MessageInfo { size, uid })
             .collect();
         Ok(MaildirMaildrop {
             dir,
@@ -411,6 +577,45 @@ impl BlockingStore for MaildirStore {
     }
 }
 
+/// Refuses a login sooner than `delay` after the last one recorded in the
+/// Maildir `dir`, else records this one. Called under the maildrop's lock.
+fn check_login_delay(
+    dir: &Path,
+    delay: std::time::Duration,
+    now: std::time::SystemTime,
+) -> Result<(), StoreError> {
+    let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let path = dir.join(LAST_LOGIN_FILE);
+    let last = match fs::read(&path) {
+        Ok(text) => std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(temporary("last login file", &e)),
+    };
+    if let Some(last) = last {
+        // A last login in the future counts as now.
+        let last = last.min(now_secs);
+        if now_secs < last.saturating_add(delay.as_secs()) {
+            return Err(StoreError::LoginDelay);
+        }
+    }
+    let tmp = dir.join(format!("{LAST_LOGIN_FILE}.tmp"));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(temporary("last login file", &e));
+        }
+        _ => {}
+    }
+    let write = || -> io::Result<()> {
+        let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
+        writeln!(file, "{now_secs}")?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| temporary("last login file", &e))
+}
+
 /// Adds `O_NOFOLLOW` where there is one: a symbolic link planted in a
 /// Maildir must not lead the server to read or write another file.
 fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
@@ -425,7 +630,7 @@ fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
 /// Opens a message file for reading, refusing a symbolic link (`ELOOP`,
 /// which is not [`io::ErrorKind::NotFound`], so does not pass for a gone
 /// message, and reads as [`IoKind::FilesystemLoop`]).
-fn open_message(path: &Path) -> io::Result<File> {
+pub(crate) fn open_message(path: &Path) -> io::Result<File> {
     no_follow(OpenOptions::new().read(true)).open(path)
 }
 
@@ -460,7 +665,7 @@ struct Found {
 
 /// The base name of a Maildir file name: up to the first `:`, or the whole
 /// name when that would leave nothing.
-fn base_of(name: &[u8]) -> &[u8] {
+pub(crate) fn base_of(name: &[u8]) -> &[u8] {
     match name.iter().position(|&b| b == b':') {
         Some(0) | None => name,
         Some(i) => &name[..i],
@@ -551,6 +756,51 @@ fn w_size(base: &[u8]) -> Option<u64> {
         .skip(1)
         .find_map(|field| field.strip_prefix(b"W="))
         .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
+}
+
+/// [`size_all`], keeping `former` (one entry per file) in step with the
+/// files it keeps.
+fn size_all_keeping(
+    dir: &Path,
+    files: &mut Vec<Found>,
+    former: &mut Vec<Option<Uid>>,
+) -> Result<Vec<u64>, StoreError> {
+    let before: Vec<Vec<u8>> = files.iter().map(|f| f.base.clone()).collect();
+    let sizes = size_all(dir, files)?;
+    if files.len() != before.len() {
+        let mut kept = files.iter().map(|f| &f.base).peekable();
+        let mut old = std::mem::take(former).into_iter();
+        for base in &before {
+            let uid = old.next().flatten();
+            if kept.peek() == Some(&base) {
+                kept.next();
+                former.push(uid);
+            }
+        }
+    }
+    Ok(sizes)
+}
+
+/// Each file's unique-id: the previous server's where known, else this
+/// store's own; where two would be equal, the later message gets this
+/// store's own (and should that be taken too, its digest form).
+fn unique_uids(files: &[Found], former: Vec<Option<Uid>>) -> Vec<Uid> {
+    let mut seen = HashSet::with_capacity(files.len());
+    let mut out = Vec::with_capacity(files.len());
+    for (f, former) in files.iter().zip(former) {
+        let mut uid = former.unwrap_or_else(|| uid_for(&f.base));
+        if seen.contains(uid.as_str()) {
+            uid = uid_for(&f.base);
+            if seen.contains(uid.as_str()) {
+                let mut marked = vec![DIGEST_MARK];
+                marked.extend_from_slice(&f.base);
+                uid = uid_for(&marked);
+            }
+        }
+        seen.insert(uid.as_str().to_owned());
+        out.push(uid);
+    }
+    out
 }
 
 /// What the cache knows about one message.

@@ -303,7 +303,7 @@ where
         match self.slot(peer) {
             Ok(_slot) => self.session(Socket::new(stream), peer, security),
             Err(refusal) => {
-                tracing::debug!(%peer, "connection refused: {refusal}");
+                tracing::info!(%peer, "connection refused: {refusal}");
                 let mut stream = stream;
                 let _ = stream.set_timeout(Some(self.inner.options.write_stall_timeout));
                 let _ = stream.write_all(refusal.reply());
@@ -339,7 +339,7 @@ where
             io.is_tls() || secured,
             inner.tls.is_some() && !secured,
         ) {
-            Ok(ctx) => ctx.tls_info(io.server_tls_info()),
+            Ok(ctx) => ctx.tls_info(io.server_tls_info()).peer(Some(peer)),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");
                 return;

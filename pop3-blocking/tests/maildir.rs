@@ -809,3 +809,44 @@ fn bearer_token_owner_names_only_listed_users() {
         None
     );
 }
+
+#[test]
+fn login_delay_refuses_a_login_too_soon_per_user_with_a_fake_clock() {
+    use pop3_blocking::maildir::{Clock, LAST_LOGIN_FILE};
+    use std::sync::{Arc, Mutex};
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let now = Arc::new(Mutex::new(start));
+    let clock = {
+        let now = now.clone();
+        Clock::new(move || *now.lock().unwrap())
+    };
+    let f = Fixture::with(|s| {
+        s.login_delay(Some(Duration::from_secs(600)))
+            .with_clock(clock)
+    });
+    let set = |secs: u64| *now.lock().unwrap() = start + Duration::from_secs(secs);
+    drop(f.open());
+    assert_eq!(
+        fs::read_to_string(f.maildir().join(LAST_LOGIN_FILE)).unwrap(),
+        "1700000000\n"
+    );
+    // Another user is not held back by alice's login.
+    drop(f.store.open("bob").unwrap());
+    set(599);
+    assert_eq!(f.store.open("alice").unwrap_err(), StoreError::LoginDelay);
+    // A refused login does not restart the delay.
+    set(600);
+    drop(f.open());
+    set(1199);
+    assert_eq!(f.store.open("alice").unwrap_err(), StoreError::LoginDelay);
+    // The clock set back: a last login in the future counts as now.
+    set(100);
+    assert_eq!(f.store.open("alice").unwrap_err(), StoreError::LoginDelay);
+    set(1200);
+    drop(f.open());
+    // Without a delay nothing is kept or checked.
+    let g = Fixture::new();
+    drop(g.open());
+    drop(g.open());
+    assert!(!g.maildir().join(LAST_LOGIN_FILE).exists());
+}

@@ -238,6 +238,8 @@ use crate::session::{Action, Transmit};
 pub use crate::store::StoreDriver;
 use crate::store::{CredentialForms, MessageInfo, StoreError};
 use crate::time::Instant;
+
+use crate::__tracing as tracing;
 use crate::types::{ApopTimestamp, MessageNumber, Secret};
 
 mod admission;
@@ -651,6 +653,8 @@ pub struct ConnectionContext {
     pub seed: Option<[u8; 32]>,
     /// What implicit TLS established (client certificate, channel binding).
     pub tls: TlsInfo,
+    /// The client's address, named in the log line of each failed login.
+    pub peer: Option<core::net::SocketAddr>,
 }
 
 impl ConnectionContext {
@@ -664,7 +668,14 @@ impl ConnectionContext {
             random,
             seed: None,
             tls: TlsInfo::default(),
+            peer: None,
         }
+    }
+
+    /// Sets the client's address (see [`ConnectionContext::peer`]).
+    pub fn peer(mut self, peer: Option<core::net::SocketAddr>) -> Self {
+        self.peer = peer;
+        self
     }
 
     /// Sets the secret seed of the SCRAM server nonces: 32 octets from a
@@ -1081,6 +1092,11 @@ pub struct Server {
     summary: SessionSummary,
     /// The pieces of an encoded message chunk (kept to reuse its memory).
     pieces: Vec<Bytes>,
+    /// The client's address, for the log line of a failed login.
+    peer: Option<core::net::SocketAddr>,
+    /// The login under way: its mechanism (`USER`, `APOP`, a SASL name)
+    /// and the user name as sent, once known.
+    attempt: Option<(&'static str, Option<String>)>,
 }
 
 impl Server {
@@ -1119,6 +1135,8 @@ impl Server {
             live_size: 0,
             summary: SessionSummary::default(),
             pieces: Vec::new(),
+            peer: ctx.peer,
+            attempt: None,
             config,
         };
         if ctx.tls_active {
@@ -1844,7 +1862,7 @@ impl Server {
                 } else if !self.plaintext_allowed() {
                     self.send_line(PLAINTEXT_REFUSED);
                 } else if let Some(user) = pending_user {
-                    if !self.login_attempt() {
+                    if !self.login_attempt("USER", Some(&user)) {
                         return;
                     }
                     self.request(
@@ -1860,7 +1878,7 @@ impl Server {
             }
             Command::Apop { name, digest } => {
                 if let Some(timestamp) = self.timestamp.clone() {
-                    if !self.login_attempt() {
+                    if !self.login_attempt("APOP", Some(&name)) {
                         return;
                     }
                     self.request(
@@ -2210,7 +2228,7 @@ impl Server {
             self.bad_command("-ERR Unsupported authentication mechanism.");
             return;
         }
-        if !self.login_attempt() {
+        if !self.login_attempt(mech.name(), None) {
             return;
         }
         let challenge = if mech == SaslMechanism::CramMd5 {
@@ -2239,7 +2257,9 @@ impl Server {
 
     /// Counts a login attempt; at the limit, refuses it and closes.
     /// Returns whether the attempt may go on.
-    fn login_attempt(&mut self) -> bool {
+    fn login_attempt(&mut self, mech: &'static str, user: Option<&Username>) -> bool {
+        use alloc::string::ToString as _;
+        self.attempt = Some((mech, user.map(|u| u.to_string())));
         let limit = self.config.max_login_attempts;
         if limit != 0 && self.login_attempts >= limit {
             self.close(
@@ -2345,7 +2365,23 @@ impl Server {
     }
 
     /// A failed authentication: answer after the configured delay.
+    ///
+    /// Each one is logged (with the `tracing` feature) at info as
+    /// `auth failed: rip=<address> user="<name as sent>" mech=<mechanism>`
+    /// (`rip=-`, `user=-` when unknown; the name escaped as a Rust string),
+    /// the line a fail2ban filter matches.
     fn auth_failed(&mut self) {
+        let (mech, user) = self.attempt.take().unwrap_or(("-", None));
+        match (self.peer, user) {
+            (Some(peer), Some(user)) => {
+                tracing::info!("auth failed: rip={} user={user:?} mech={mech}", peer.ip())
+            }
+            (Some(peer), None) => {
+                tracing::info!("auth failed: rip={} user=- mech={mech}", peer.ip())
+            }
+            (None, Some(user)) => tracing::info!("auth failed: rip=- user={user:?} mech={mech}"),
+            (None, None) => tracing::info!("auth failed: rip=- user=- mech={mech}"),
+        }
         let delay = self.config.auth_failure_delay;
         if delay.is_zero() {
             self.auth_failed_now();
@@ -2371,6 +2407,16 @@ impl Server {
     }
 
     fn on_store_reply(&mut self, pending: Pending, reply: StoreReply) {
+        if let Some((_, user @ None)) = &mut self.attempt {
+            use alloc::string::ToString as _;
+            match &pending {
+                Pending::Verify { user: u }
+                | Pending::Secret { user: u, .. }
+                | Pending::Scram { user: u, .. }
+                | Pending::Token { user: u, .. } => *user = Some(u.to_string()),
+                _ => {}
+            }
+        }
         match (pending, reply) {
             (Pending::Verify { user }, StoreReply::Verified(r)) => match r {
                 Ok(true) => self.request(

@@ -7,7 +7,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use pop3_blocking::cli::{BoxError, ServerArgs, ServerSetup, ServerStore};
 use pop3_proto::store::Store;
 use pop3_tokio::SpawnBlocking;
@@ -16,7 +15,7 @@ use pop3_tokio::server::{Pop3Server, Security};
 #[tokio::main]
 async fn main() -> ExitCode {
     pop3_blocking::cli::init_logging();
-    let result = match ServerArgs::parse().setup("pop3d") {
+    let result = match ServerArgs::parse_for("pop3d").setup("pop3d") {
         Ok((setup, ServerStore::Demo(store))) => serve(store, &setup).await,
         Ok((setup, ServerStore::Maildir(store))) => serve(SpawnBlocking::new(store), &setup).await,
         #[cfg(feature = "postgres")]
@@ -28,7 +27,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pop3d: {}", pop3_blocking::cli::chain(&*e));
-            ExitCode::FAILURE
+            pop3_blocking::cli::exit_status(&e)
         }
     }
 }

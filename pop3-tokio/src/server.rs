@@ -212,7 +212,7 @@ where
         match self.admit(peer) {
             Ok(_slot) => self.connection(Stream::new(stream), peer, security).await,
             Err(refusal) => {
-                tracing::debug!(%peer, "connection refused: {refusal}");
+                tracing::info!(%peer, "connection refused: {refusal}");
                 let mut stream = stream;
                 let stall = self.inner.options.write_stall_timeout;
                 let _ = tokio::time::timeout(stall, async {
@@ -269,7 +269,7 @@ where
             io.is_tls() || secured,
             tls.is_some() && !secured,
         ) {
-            Ok(ctx) => ctx.tls_info(tls_info),
+            Ok(ctx) => ctx.tls_info(tls_info).peer(Some(peer)),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no randomness for the greeting; connection dropped");
                 return;

@@ -157,13 +157,17 @@ struct Inner<S> {
 /// # let stopper = server.clone();
 /// # let client = std::thread::spawn(move || smol::block_on(async {
 /// #     use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
-/// #     let mut options = ConnectOptions::new(Security::Plain);
-/// #     options.session.insecure_cleartext_login = true; // loopback, a test
-/// #     let mut client = Pop3Client::connect("127.0.0.1", port, options).await.unwrap();
-/// #     client.login("demo", "demo").await.unwrap();
-/// #     assert_eq!(client.stat().await.unwrap().count, 0);
-/// #     client.quit().await.unwrap();
+/// #     let outcome = async {
+/// #         let mut options = ConnectOptions::new(Security::Plain);
+/// #         options.session.insecure_cleartext_login = true; // loopback, a test
+/// #         let mut client = Pop3Client::connect("127.0.0.1", port, options).await?;
+/// #         client.login("demo", "demo").await?;
+/// #         assert_eq!(client.stat().await?.count, 0);
+/// #         client.quit().await?;
+/// #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// #     }.await;
 /// #     stopper.shutdown();
+/// #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
 /// # }));
 /// # let served =
 /// smol::block_on(server.serve(listener, Security::Plain))

@@ -103,13 +103,17 @@
 //! # let stopper = server.clone();
 //! # tokio::spawn(async move {
 //! #     use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
-//! #     let mut options = ConnectOptions::new(Security::Plain);
-//! #     options.session.insecure_cleartext_login = true; // loopback, a test
-//! #     let mut client = Pop3Client::connect("127.0.0.1", port, options).await.unwrap();
-//! #     client.login("demo", "demo").await.unwrap();
-//! #     assert_eq!(client.stat().await.unwrap().count, 1);
-//! #     client.quit().await.unwrap();
+//! #     let outcome = async {
+//! #         let mut options = ConnectOptions::new(Security::Plain);
+//! #         options.session.insecure_cleartext_login = true; // loopback, a test
+//! #         let mut client = Pop3Client::connect("127.0.0.1", port, options).await?;
+//! #         client.login("demo", "demo").await?;
+//! #         assert_eq!(client.stat().await?.count, 1);
+//! #         client.quit().await?;
+//! #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! #     }.await;
 //! #     stopper.shutdown();
+//! #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
 //! # });
 //! server.serve(listener, Security::Plain).await
 //! # }

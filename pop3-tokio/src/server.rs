@@ -61,9 +61,13 @@ struct Inner<S> {
 /// # let stopper = server.clone();
 /// # tokio::spawn(async move {
 /// #     use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
-/// #     let client = Pop3Client::connect("127.0.0.1", port, ConnectOptions::new(Security::Plain));
-/// #     client.await.unwrap().quit().await.unwrap();
+/// #     let outcome = async {
+/// #         let client = Pop3Client::connect("127.0.0.1", port, ConnectOptions::new(Security::Plain));
+/// #         client.await?.quit().await?;
+/// #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// #     }.await;
 /// #     stopper.shutdown();
+/// #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
 /// # });
 /// server.serve(listener, Security::Plain).await
 /// # }

@@ -120,7 +120,11 @@
 //! ```
 //!
 //! The `pop3d` example serves a Maildir tree with a passwd-file, STLS and
-//! implicit TLS; the `fetch` example is a save-before-delete fetcher.
+//! implicit TLS; the `fetch` example is a save-before-delete fetcher. The
+//! `custom-store` example implements a store of its own (`.eml` files, a
+//! one-session lock), and `client-certificate` connects with a private CA
+//! as the only root and a client certificate
+//! ([`ConnectOptions::tls_config`](client::ConnectOptions::tls_config)).
 //!
 //! # The run loop
 //!

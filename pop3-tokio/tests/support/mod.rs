@@ -3,7 +3,8 @@
 //! ([`server`]), Python's poplib, curl and mpop as clients, and a maildrop of
 //! awkward messages.
 //!
-//! Include it from an integration test with `mod support;`. Every external
+//! Include it from an integration test with `mod support;` (pop3-suite's
+//! peer tests include it with `#[path]`). Every external
 //! process started here is killed and reaped when its guard is dropped or its
 //! time runs out, also when the test panics. The functions that run a client
 //! block the calling thread: from an async test, wrap them in

@@ -6,13 +6,33 @@
 //! streamed ([`Body`]), never collected whole; [`Pop3Client::retr_many`] and
 //! [`Pop3Client::dele_many`] pipeline when the server allows it.
 //!
-//! ```no_run
+//! ```
 //! use futures_lite::AsyncReadExt;
 //! use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # use std::sync::Arc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_async_std::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_async_std::client::TlsVerification::Roots(Arc::new(roots));
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+//! # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+//! # let server = pop3_async_std::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+//! # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+//! # let port = listener.get_ref().local_addr()?.port();
+//! # let ex = smol::LocalExecutor::new();
+//! # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::ImplicitTls).await });
+//! # smol::block_on(ex.run(async {
 //! let options = ConnectOptions::new(Security::ImplicitTls);
-//! let mut client = Pop3Client::connect("pop.example.com", 995, options).await?;
+//! # let mut options = options;
+//! # options.verification = test_ca;
+//! let mut client = Pop3Client::connect("localhost", port, options).await?;
 //! client.login("alice", "secret").await?;
 //! let stat = client.stat().await?;
 //! for n in 1..=stat.count {
@@ -22,7 +42,9 @@
 //!     body.read_to_end(&mut text).await?;
 //! }
 //! client.quit().await?;
-//! # Ok(()) }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }))
+//! # }
 //! ```
 //!
 //! # The protocol log
@@ -213,14 +235,37 @@ impl Pop3Client {
     /// `port`, waits for the greeting, upgrades with STLS if asked, and reads
     /// the capabilities (unless [`ConnectOptions::read_capabilities`] is off).
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_async_std::client::{ConnectOptions, Pop3Client, Security, TlsVerification};
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # // A server on loopback with a certificate of its own CA, for the test.
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    /// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+    /// # let tls = pop3_async_std::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+    /// # let mut roots = rustls::RootCertStore::empty();
+    /// # roots.add(cert.cert.der().clone())?;
+    /// # let test_ca = pop3_async_std::client::TlsVerification::Roots(Arc::new(roots));
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_async_std::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+    /// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let ex = smol::LocalExecutor::new();
+    /// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+    /// # smol::block_on(ex.run(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("ca.pem"), cert.cert.pem())?;
+    /// # let ca_pem = dir.path().join("ca.pem");
     /// let mut options = ConnectOptions::new(Security::StartTls);
-    /// options.verification = TlsVerification::ca_file("ca.pem")?;
-    /// let client = Pop3Client::connect("localhost", 110, options).await?;
+    /// options.verification = TlsVerification::ca_file(ca_pem)?; // "ca.pem"
+    /// let client = Pop3Client::connect("localhost", port, options).await?;
     /// println!("{:?}", client.greeting());
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }))
+    /// # }
     /// ```
     ///
     /// # Cancel safety
@@ -247,12 +292,25 @@ impl Pop3Client {
     /// set `TCP_NODELAY` on a TCP stream yourself, as
     /// [`Pop3Client::connect`] does.)
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let tcp = smol::net::TcpStream::connect("127.0.0.1:110").await?;
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_async_std::server::Pop3Server::new(store, config);
+    /// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let ex = smol::LocalExecutor::new();
+    /// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+    /// # smol::block_on(ex.run(async {
+    /// let tcp = smol::net::TcpStream::connect(("127.0.0.1", port)).await?;
     /// let client = Pop3Client::from_stream(tcp, "127.0.0.1", ConnectOptions::new(Security::Plain)).await?;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }))
+    /// # }
     /// ```
     ///
     /// # Cancel safety
@@ -428,10 +486,26 @@ impl Pop3Client {
     /// [`AutoLogin`](pop3_proto::client::task::AutoLogin); run
     /// [`task::Login`] for USER/PASS as such).
     ///
-    /// ```no_run
-    /// # async fn run(client: &mut pop3_async_std::client::Pop3Client) -> Result<(), pop3_async_std::client::Error> {
+    /// ```
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_async_std::server::Pop3Server::new(store, config);
+    /// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let ex = smol::LocalExecutor::new();
+    /// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+    /// # smol::block_on(ex.run(async {
+    /// # let mut options = pop3_async_std::client::ConnectOptions::new(pop3_async_std::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let client = &mut pop3_async_std::client::Pop3Client::connect("127.0.0.1", port, options).await?;
     /// client.login("alice", "secret").await?;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }))
+    /// # }
     /// ```
     ///
     /// # Cancel safety
@@ -465,12 +539,28 @@ impl Pop3Client {
 
     /// `AUTH` with a SASL mechanism (see [`pop3_proto::client::sasl`]).
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_proto::client::sasl::Plain;
     /// use pop3_proto::types::Secret;
-    /// # async fn run(client: &mut pop3_async_std::client::Pop3Client) -> Result<(), pop3_async_std::client::Error> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_async_std::server::Pop3Server::new(store, config);
+    /// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let ex = smol::LocalExecutor::new();
+    /// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+    /// # smol::block_on(ex.run(async {
+    /// # let mut options = pop3_async_std::client::ConnectOptions::new(pop3_async_std::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let client = &mut pop3_async_std::client::Pop3Client::connect("127.0.0.1", port, options).await?;
     /// client.auth(Box::new(Plain::new("alice", Secret::new("secret")))).await?;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }))
+    /// # }
     /// ```
     ///
     /// # Cancel safety
@@ -542,13 +632,30 @@ impl Pop3Client {
     /// `RETR n`: the message, as a reader over its body (dot-unstuffed,
     /// line ends as the server sent them).
     ///
-    /// ```no_run
+    /// ```
     /// use futures_lite::AsyncReadExt;
-    /// # async fn run(client: &mut pop3_async_std::client::Pop3Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_async_std::server::Pop3Server::new(store, config);
+    /// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let ex = smol::LocalExecutor::new();
+    /// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+    /// # smol::block_on(ex.run(async {
+    /// # let mut options = pop3_async_std::client::ConnectOptions::new(pop3_async_std::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let client = &mut pop3_async_std::client::Pop3Client::connect("127.0.0.1", port, options).await?;
+    /// # client.login("alice", "secret").await?;
     /// let mut body = client.retr(pop3_async_std::client::msg(1).unwrap()).await?;
     /// let mut message = Vec::new();
     /// body.read_to_end(&mut message).await?;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }))
+    /// # }
     /// ```
     ///
     /// # Cancel safety
@@ -663,9 +770,24 @@ impl Pop3Client {
     /// `RETR` of many messages, pipelined when the server allows it. Take
     /// the messages in order with [`RetrBatch::next`].
     ///
-    /// ```no_run
+    /// ```
     /// use futures_lite::AsyncReadExt;
-    /// # async fn run(client: &mut pop3_async_std::client::Pop3Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_async_std::server::Pop3Server::new(store, config);
+    /// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let ex = smol::LocalExecutor::new();
+    /// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+    /// # smol::block_on(ex.run(async {
+    /// # let mut options = pop3_async_std::client::ConnectOptions::new(pop3_async_std::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let client = &mut pop3_async_std::client::Pop3Client::connect("127.0.0.1", port, options).await?;
+    /// # client.login("alice", "secret").await?;
     /// let msgs: Vec<_> = (1..=3).filter_map(pop3_async_std::client::msg).collect();
     /// let mut batch = client.retr_many(msgs)?;
     /// while let Some((msg, body)) = batch.next().await {
@@ -673,7 +795,9 @@ impl Pop3Client {
     ///     let mut text = Vec::new();
     ///     body.read_to_end(&mut text).await?;
     /// }
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }))
+    /// # }
     /// ```
     pub fn retr_many(
         &mut self,
@@ -836,14 +960,31 @@ impl<'a> Body<'a> {
 
     /// The next chunk of the body (zero-copy), `None` at its end.
     ///
-    /// ```no_run
-    /// # async fn run(client: &mut pop3_async_std::client::Pop3Client) -> Result<(), pop3_async_std::client::Error> {
+    /// ```
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_async_std::server::Pop3Server::new(store, config);
+    /// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let ex = smol::LocalExecutor::new();
+    /// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+    /// # smol::block_on(ex.run(async {
+    /// # let mut options = pop3_async_std::client::ConnectOptions::new(pop3_async_std::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let client = &mut pop3_async_std::client::Pop3Client::connect("127.0.0.1", port, options).await?;
+    /// # client.login("alice", "secret").await?;
     /// let mut body = client.retr(pop3_async_std::client::msg(1).unwrap()).await?;
     /// let mut size = 0;
     /// while let Some(chunk) = body.next_chunk().await? {
     ///     size += chunk.len();
     /// }
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }))
+    /// # }
     /// ```
     ///
     /// # Cancel safety

@@ -13,17 +13,40 @@
 //! `blocking` crate's thread pool, the one smol and async-std use, so the
 //! executor thread never stalls on the disk.
 //!
-//! ```no_run
+//! ```
 //! use pop3_async_std::fetch::{self, FetchSettings, MaildirSink, PopUrl};
 //!
-//! # async fn go() -> Result<(), Box<dyn std::error::Error>> {
-//! let url = PopUrl::parse("pops://alice@pop.example.com")?;
-//! let sink = MaildirSink::open("Mail/inbox", &url.account_id())?;
+//! # use std::sync::Arc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_async_std::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_async_std::client::TlsVerification::Roots(Arc::new(roots));
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+//! # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+//! # let server = pop3_async_std::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+//! # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+//! # let port = listener.get_ref().local_addr()?.port();
+//! # let ex = smol::LocalExecutor::new();
+//! # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::ImplicitTls).await });
+//! # smol::block_on(ex.run(async {
+//! # let dir = tempfile::tempdir()?;
+//! # let inbox = dir.path().join("inbox");
+//! let url = PopUrl::parse(&format!("pops://alice@localhost:{port}"))?;
+//! let sink = MaildirSink::open(&inbox, &url.account_id())?; // "Mail/inbox"
 //! let mut settings = FetchSettings::default();
+//! # settings.verification = test_ca;
 //! settings.delete = true;
 //! let (_sink, result) = fetch::run(&url, "secret", &settings, sink, &mut |_| {}).await;
 //! println!("{} new messages", result?.saved);
-//! # Ok(()) }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }))
+//! # }
 //! ```
 //!
 pub use pop3_blocking::common::FetchSettings;
@@ -50,16 +73,42 @@ use crate::client::Pop3Client;
 /// would have inline. If this future is dropped during such a call, the
 /// call still completes on the pool and the sink is dropped there.
 ///
-/// ```no_run
+/// ```
 /// use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
 /// use pop3_async_std::fetch::{fetch_new, FetchOptions, MaildirSink};
-/// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut client = Pop3Client::connect("localhost", 110, ConnectOptions::new(Security::StartTls)).await?;
+/// # use std::sync::Arc;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A server on loopback with a certificate of its own CA, for the test.
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+/// # let tls = pop3_async_std::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.cert.der().clone())?;
+/// # let test_ca = pop3_async_std::client::TlsVerification::Roots(Arc::new(roots));
+/// # let store = pop3_proto::store::MemoryStore::new();
+/// # store.add_user("alice", "secret");
+/// # store.add_user("bob", "secret");
+/// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+/// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+/// # let server = pop3_async_std::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+/// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+/// # let port = listener.get_ref().local_addr()?.port();
+/// # let ex = smol::LocalExecutor::new();
+/// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+/// # smol::block_on(ex.run(async {
+/// # let dir = tempfile::tempdir()?;
+/// # let maildir = dir.path().join("Maildir");
+/// let options = ConnectOptions::new(Security::StartTls);
+/// # let mut options = options;
+/// # options.verification = test_ca;
+/// let mut client = Pop3Client::connect("localhost", port, options).await?;
 /// client.login("alice", "secret").await?;
-/// let sink = MaildirSink::open("Maildir", "alice@localhost:110")?;
+/// let sink = MaildirSink::open(&maildir, &format!("alice@localhost:{port}"))?;
 /// let (sink, result) = fetch_new(&mut client, sink, &FetchOptions::default(), &mut |_| {}).await;
 /// println!("{} saved into {}", result?.saved, sink.root().display());
-/// # Ok(()) }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }))
+/// # }
 /// ```
 pub async fn fetch_new<S: MessageSink + Send + 'static>(
     client: &mut Pop3Client,
@@ -111,16 +160,40 @@ async fn off_the_executor<S: MessageSink + Send + 'static>(
 /// Connects as the URL says, logs in with `password`, and runs
 /// [`fetch_new`]; gives the sink back with the result.
 ///
-/// ```no_run
+/// ```
 /// use pop3_async_std::fetch::{run, FetchSettings, MaildirSink, PopUrl};
-/// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
-/// let url: PopUrl = "pop://bob;AUTH=PLAIN@localhost".parse()?;
+/// # use std::sync::Arc;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A server on loopback with a certificate of its own CA, for the test.
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+/// # let tls = pop3_async_std::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.cert.der().clone())?;
+/// # let test_ca = pop3_async_std::client::TlsVerification::Roots(Arc::new(roots));
+/// # let store = pop3_proto::store::MemoryStore::new();
+/// # store.add_user("alice", "secret");
+/// # store.add_user("bob", "secret");
+/// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+/// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+/// # let server = pop3_async_std::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+/// # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+/// # let port = listener.get_ref().local_addr()?.port();
+/// # let ex = smol::LocalExecutor::new();
+/// # let _serving = ex.spawn(async move { server.serve(listener, pop3_async_std::server::Security::Plain).await });
+/// # smol::block_on(ex.run(async {
+/// # let dir = tempfile::tempdir()?;
+/// # let maildir = dir.path().join("Maildir");
+/// let url: PopUrl = format!("pop://bob;AUTH=PLAIN@localhost:{port}").parse()?;
 /// let mut settings = FetchSettings::default();
 /// settings.starttls = true;
-/// let sink = MaildirSink::open("Maildir", "bob@localhost:110")?;
+/// # settings.verification = test_ca;
+/// let sink = MaildirSink::open(&maildir, &url.account_id())?;
 /// let (_sink, result) = run(&url, "secret", &settings, sink, &mut |p| eprintln!("{p:?}")).await;
 /// result?;
-/// # Ok(()) }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }))
+/// # }
 /// ```
 pub async fn run<S: MessageSink + Send + 'static>(
     url: &PopUrl,

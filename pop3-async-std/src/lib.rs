@@ -60,14 +60,36 @@
 //!
 //! # A client
 //!
-//! ```no_run
+//! ```
 //! use futures_lite::AsyncReadExt;
 //! use pop3_async_std::client::{ConnectOptions, Pop3Client, Security, msg};
 //!
+//! # use std::sync::Arc;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_async_std::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_async_std::client::TlsVerification::Roots(Arc::new(roots));
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+//! # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+//! # let server = pop3_async_std::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+//! # let listener = pop3_async_std::server::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0))?;
+//! # let port = listener.get_ref().local_addr()?.port();
+//! # let serving = {
+//! #     let server = server.clone();
+//! #     std::thread::spawn(move || smol::block_on(server.serve(listener, pop3_async_std::server::Security::ImplicitTls)))
+//! # };
+//! # let outcome: Result<(), Box<dyn std::error::Error>> =
 //! smol::block_on(async {
 //!     let options = ConnectOptions::new(Security::ImplicitTls);
-//!     let mut client = Pop3Client::connect("pop.example.com", 995, options).await?;
+//! #   let mut options = options;
+//! #   options.verification = test_ca;
+//!     let mut client = Pop3Client::connect("localhost", port, options).await?;
 //!     client.login("alice", "secret").await?;
 //!     let stat = client.stat().await?;
 //!     println!("{} messages, {} octets", stat.count, stat.size);
@@ -80,12 +102,16 @@
 //!     client.quit().await?;
 //!     Ok(())
 //! })
+//! # ;
+//! # server.shutdown();
+//! # serving.join().unwrap()?;
+//! # outcome
 //! # }
 //! ```
 //!
 //! # A server
 //!
-//! ```no_run
+//! ```
 //! use std::net::TcpListener;
 //! use pop3_proto::server::ServerConfig;
 //! use pop3_proto::store::MemoryStore;
@@ -96,9 +122,29 @@
 //! store.add_user("demo", "demo");
 //! store.add_message("demo", &b"Subject: hello\r\n\r\nHi.\r\n"[..]);
 //! let server = Pop3Server::new(store, ServerConfig::default().allow_plaintext_auth(true));
-//! let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 1110))?;
+//! let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?; // any free port
+//! # let port = listener.get_ref().local_addr()?.port();
+//! # let stopper = server.clone();
+//! # let client = std::thread::spawn(move || smol::block_on(async {
+//! #     use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
+//! #     let outcome = async {
+//! #         let mut options = ConnectOptions::new(Security::Plain);
+//! #         options.session.insecure_cleartext_login = true; // loopback, a test
+//! #         let mut client = Pop3Client::connect("127.0.0.1", port, options).await?;
+//! #         client.login("demo", "demo").await?;
+//! #         assert_eq!(client.stat().await?.count, 1);
+//! #         client.quit().await?;
+//! #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! #     }.await;
+//! #     stopper.shutdown();
+//! #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
+//! # }));
+//! # let served =
 //! // On async-std: async_std::task::block_on(server.serve(listener, Security::Plain))
 //! smol::block_on(server.serve(listener, Security::Plain))
+//! # ;
+//! # client.join().unwrap();
+//! # served
 //! # }
 //! ```
 //!

@@ -142,7 +142,7 @@ struct Inner<S> {
 /// clones share the connection cap and the shutdown signal, so one server
 /// can serve several listeners.
 ///
-/// ```no_run
+/// ```
 /// use std::net::TcpListener;
 /// use pop3_proto::server::ServerConfig;
 /// use pop3_proto::store::MemoryStore;
@@ -150,9 +150,30 @@ struct Inner<S> {
 ///
 /// # fn main() -> std::io::Result<()> {
 /// let store = MemoryStore::new();
-/// let server = Pop3Server::new(store, ServerConfig::default());
-/// let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 1110))?;
+/// # store.add_user("demo", "demo");
+/// let server = Pop3Server::new(store, ServerConfig::default().allow_plaintext_auth(true));
+/// let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?; // any free port
+/// # let port = listener.get_ref().local_addr()?.port();
+/// # let stopper = server.clone();
+/// # let client = std::thread::spawn(move || smol::block_on(async {
+/// #     use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
+/// #     let outcome = async {
+/// #         let mut options = ConnectOptions::new(Security::Plain);
+/// #         options.session.insecure_cleartext_login = true; // loopback, a test
+/// #         let mut client = Pop3Client::connect("127.0.0.1", port, options).await?;
+/// #         client.login("demo", "demo").await?;
+/// #         assert_eq!(client.stat().await?.count, 0);
+/// #         client.quit().await?;
+/// #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// #     }.await;
+/// #     stopper.shutdown();
+/// #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
+/// # }));
+/// # let served =
 /// smol::block_on(server.serve(listener, Security::Plain))
+/// # ;
+/// # client.join().unwrap();
+/// # served
 /// # }
 /// ```
 pub struct Pop3Server<S> {
@@ -319,21 +340,33 @@ where
     /// unspecified address, and such connections then share one
     /// per-address cap.
     ///
-    /// ```no_run
+    /// ```
     /// use std::net::TcpListener;
     /// use pop3_proto::store::MemoryStore;
     /// use pop3_async_std::server::{Async, Pop3Server, Security};
     ///
-    /// # async fn run(server: Pop3Server<MemoryStore>) -> std::io::Result<()> {
+    /// # fn main() -> std::io::Result<()> {
+    /// # let server = Pop3Server::new(MemoryStore::new(), Default::default());
+    /// # smol::block_on(async {
     /// // Sessions on smol's multi-threaded executor instead of in `serve`.
-    /// let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 1110))?;
+    /// let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0))?; // any free port
+    /// # let port = listener.get_ref().local_addr()?.port();
+    /// # let client = smol::spawn(async move {
+    /// #     use pop3_async_std::client::{ConnectOptions, Pop3Client, Security};
+    /// #     let client = Pop3Client::connect("127.0.0.1", port, ConnectOptions::new(Security::Plain));
+    /// #     client.await.unwrap().quit().await.unwrap();
+    /// # });
     /// loop {
     ///     let (stream, peer) = listener.accept().await?;
     ///     stream.get_ref().set_nodelay(true)?;
     ///     let server = server.clone();
     ///     smol::spawn(async move { server.serve_connection(stream, peer, Security::Plain).await })
     ///         .detach();
+    /// #   break; // one connection in this test
     /// }
+    /// # client.await;
+    /// # Ok(())
+    /// # })
     /// # }
     /// ```
     pub async fn serve_connection<T>(&self, stream: T, peer: SocketAddr, security: Security)

@@ -7,13 +7,34 @@
 //! [`BufRead`]), never collected whole; [`Pop3Client::retr_many`] and
 //! [`Pop3Client::dele_many`] pipeline when the server allows it.
 //!
-//! ```no_run
+//! ```
 //! use std::io::Read;
 //! use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
 //!
-//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # use std::sync::Arc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_blocking::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_blocking::client::TlsVerification::Roots(Arc::new(roots));
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+//! # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+//! # let server = pop3_blocking::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let port = listener.local_addr()?.port();
+//! # let serving = {
+//! #     let server = server.clone();
+//! #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::ImplicitTls))
+//! # };
 //! let options = ConnectOptions::new(Security::ImplicitTls);
-//! let mut client = Pop3Client::connect("pop.example.com", 995, options)?;
+//! # let mut options = options;
+//! # options.verification = test_ca;
+//! let mut client = Pop3Client::connect("localhost", port, options)?;
 //! client.login("alice", "secret")?;
 //! let stat = client.stat()?;
 //! for n in 1..=stat.count {
@@ -23,7 +44,10 @@
 //!     body.read_to_end(&mut text)?;
 //! }
 //! client.quit()?;
-//! # Ok(()) }
+//! # server.shutdown();
+//! # serving.join().unwrap()?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # The protocol log
@@ -209,14 +233,40 @@ impl Pop3Client {
     /// `port`, waits for the greeting, upgrades with STLS if asked, and reads
     /// the capabilities (unless [`ConnectOptions::read_capabilities`] is off).
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_blocking::client::{ConnectOptions, Pop3Client, Security, TlsVerification};
-    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # // A server on loopback with a certificate of its own CA, for the test.
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    /// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+    /// # let tls = pop3_blocking::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+    /// # let mut roots = rustls::RootCertStore::empty();
+    /// # roots.add(cert.cert.der().clone())?;
+    /// # let test_ca = pop3_blocking::client::TlsVerification::Roots(Arc::new(roots));
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_blocking::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let serving = {
+    /// #     let server = server.clone();
+    /// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+    /// # };
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("ca.pem"), cert.cert.pem())?;
+    /// # let ca_pem = dir.path().join("ca.pem");
     /// let mut options = ConnectOptions::new(Security::StartTls);
-    /// options.verification = TlsVerification::ca_file("ca.pem")?;
-    /// let client = Pop3Client::connect("localhost", 110, options)?;
+    /// options.verification = TlsVerification::ca_file(ca_pem)?; // "ca.pem"
+    /// let client = Pop3Client::connect("localhost", port, options)?;
     /// println!("{:?}", client.greeting());
-    /// # Ok(()) }
+    /// # drop(client);
+    /// # server.shutdown();
+    /// # serving.join().unwrap()?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn connect(host: &str, port: u16, options: ConnectOptions) -> Result<Pop3Client, Error> {
         let name = options.server_name(host)?;
@@ -235,14 +285,40 @@ impl Pop3Client {
     /// stream of your own (a SOCKS or PROXY-protocol wrapper). The connect
     /// timeout counts from this call.
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
-    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let tcp = std::net::TcpStream::connect("127.0.0.1:110")?;
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_blocking::server::Pop3Server::new(store, config);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let serving = {
+    /// #     let server = server.clone();
+    /// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+    /// # };
+    /// # let dir = tempfile::tempdir()?;
+    /// # let socket = dir.path().join("pop3.sock");
+    /// # let unix_listener = std::os::unix::net::UnixListener::bind(&socket)?;
+    /// # let unix_server = server.clone();
+    /// # let unix_serving = std::thread::spawn(move || {
+    /// #     let (stream, _) = unix_listener.accept().unwrap();
+    /// #     unix_server.serve_connection(stream, ([0, 0, 0, 0], 0).into(), pop3_blocking::server::Security::Plain)
+    /// # });
+    /// let tcp = std::net::TcpStream::connect(("127.0.0.1", port))?;
     /// let client = Pop3Client::from_stream(tcp, "127.0.0.1", ConnectOptions::new(Security::Plain))?;
-    /// let unix = std::os::unix::net::UnixStream::connect("/run/pop3.sock")?;
+    /// # drop(client);
+    /// let unix = std::os::unix::net::UnixStream::connect(&socket)?; // "/run/pop3.sock"
     /// let client = Pop3Client::from_stream(unix, "localhost", ConnectOptions::new(Security::Plain))?;
-    /// # Ok(()) }
+    /// # drop(client);
+    /// # unix_serving.join().unwrap();
+    /// # server.shutdown();
+    /// # serving.join().unwrap()?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn from_stream<S: Transport + 'static>(
         stream: S,
@@ -386,10 +462,30 @@ impl Pop3Client {
     /// [`AutoLogin`](pop3_proto::client::task::AutoLogin); run
     /// [`task::Login`] for USER/PASS as such).
     ///
-    /// ```no_run
-    /// # fn run(client: &mut pop3_blocking::client::Pop3Client) -> Result<(), pop3_blocking::client::Error> {
+    /// ```
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_blocking::server::Pop3Server::new(store, config);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let serving = {
+    /// #     let server = server.clone();
+    /// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+    /// # };
+    /// # let mut options = pop3_blocking::client::ConnectOptions::new(pop3_blocking::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let mut session = pop3_blocking::client::Pop3Client::connect("127.0.0.1", port, options)?;
+    /// # let client = &mut session;
     /// client.login("alice", "secret")?;
-    /// # Ok(()) }
+    /// # drop(session);
+    /// # server.shutdown();
+    /// # serving.join().unwrap()?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), Error> {
         self.run(crate::common::auto_login(&self.options, user, password)?)
@@ -403,12 +499,32 @@ impl Pop3Client {
 
     /// `AUTH` with a SASL mechanism (see [`pop3_proto::client::sasl`]).
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_proto::client::sasl::Plain;
     /// use pop3_proto::types::Secret;
-    /// # fn run(client: &mut pop3_blocking::client::Pop3Client) -> Result<(), pop3_blocking::client::Error> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_blocking::server::Pop3Server::new(store, config);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let serving = {
+    /// #     let server = server.clone();
+    /// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+    /// # };
+    /// # let mut options = pop3_blocking::client::ConnectOptions::new(pop3_blocking::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let mut session = pop3_blocking::client::Pop3Client::connect("127.0.0.1", port, options)?;
+    /// # let client = &mut session;
     /// client.auth(Box::new(Plain::new("alice", Secret::new("secret"))))?;
-    /// # Ok(()) }
+    /// # drop(session);
+    /// # server.shutdown();
+    /// # serving.join().unwrap()?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn auth(&mut self, mechanism: BoxedMechanism) -> Result<(), Error> {
         self.run(task::Auth::new(mechanism))
@@ -442,13 +558,35 @@ impl Pop3Client {
     /// `RETR n`: the message, as a reader over its body (dot-unstuffed,
     /// line ends as the server sent them).
     ///
-    /// ```no_run
+    /// ```
     /// use std::io::Read;
-    /// # fn run(client: &mut pop3_blocking::client::Pop3Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_blocking::server::Pop3Server::new(store, config);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let serving = {
+    /// #     let server = server.clone();
+    /// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+    /// # };
+    /// # let mut options = pop3_blocking::client::ConnectOptions::new(pop3_blocking::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let mut session = pop3_blocking::client::Pop3Client::connect("127.0.0.1", port, options)?;
+    /// # let client = &mut session;
+    /// # client.login("alice", "secret")?;
     /// let mut body = client.retr(pop3_blocking::client::msg(1).unwrap())?;
     /// let mut message = Vec::new();
     /// body.read_to_end(&mut message)?;
-    /// # Ok(()) }
+    /// # drop(body);
+    /// # drop(session);
+    /// # server.shutdown();
+    /// # serving.join().unwrap()?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn retr(&mut self, msg: MessageNumber) -> Result<Body<'_>, Error> {
         let state = self.run(task::Retrieve::retr(msg))?;
@@ -503,9 +641,26 @@ impl Pop3Client {
     /// `RETR` of many messages, pipelined when the server allows it. Take
     /// the messages in order with [`RetrBatch::next`].
     ///
-    /// ```no_run
+    /// ```
     /// use std::io::Read;
-    /// # fn run(client: &mut pop3_blocking::client::Pop3Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_blocking::server::Pop3Server::new(store, config);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let serving = {
+    /// #     let server = server.clone();
+    /// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+    /// # };
+    /// # let mut options = pop3_blocking::client::ConnectOptions::new(pop3_blocking::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let mut session = pop3_blocking::client::Pop3Client::connect("127.0.0.1", port, options)?;
+    /// # let client = &mut session;
+    /// # client.login("alice", "secret")?;
     /// let msgs: Vec<_> = (1..=3).filter_map(pop3_blocking::client::msg).collect();
     /// let mut batch = client.retr_many(msgs)?;
     /// while let Some((msg, body)) = batch.next() {
@@ -513,7 +668,12 @@ impl Pop3Client {
     ///     let mut text = Vec::new();
     ///     body.read_to_end(&mut text)?;
     /// }
-    /// # Ok(()) }
+    /// # drop(batch);
+    /// # drop(session);
+    /// # server.shutdown();
+    /// # serving.join().unwrap()?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn retr_many(
         &mut self,
@@ -657,14 +817,36 @@ impl<'a> Body<'a> {
 
     /// The next chunk of the body (zero-copy), `None` at its end.
     ///
-    /// ```no_run
-    /// # fn run(client: &mut pop3_blocking::client::Pop3Client) -> Result<(), pop3_blocking::client::Error> {
+    /// ```
+    /// # use std::sync::Arc;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_blocking::server::Pop3Server::new(store, config);
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let serving = {
+    /// #     let server = server.clone();
+    /// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+    /// # };
+    /// # let mut options = pop3_blocking::client::ConnectOptions::new(pop3_blocking::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // loopback, a test
+    /// # let mut session = pop3_blocking::client::Pop3Client::connect("127.0.0.1", port, options)?;
+    /// # let client = &mut session;
+    /// # client.login("alice", "secret")?;
     /// let mut body = client.retr(pop3_blocking::client::msg(1).unwrap())?;
     /// let mut size = 0;
     /// while let Some(chunk) = body.next_chunk()? {
     ///     size += chunk.len();
     /// }
-    /// # Ok(()) }
+    /// # drop(body);
+    /// # drop(session);
+    /// # server.shutdown();
+    /// # serving.join().unwrap()?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         if !self.chunk.is_empty() {

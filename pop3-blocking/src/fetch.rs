@@ -10,17 +10,43 @@
 //! rename per message, and one sync of the directory and the journal per
 //! run.
 //!
-//! ```no_run
+//! ```
 //! use pop3_blocking::fetch::{self, FetchSettings, MaildirSink, PopUrl};
 //!
-//! # fn go() -> Result<(), Box<dyn std::error::Error>> {
-//! let url = PopUrl::parse("pops://alice@pop.example.com")?;
-//! let mut sink = MaildirSink::open("Mail/inbox", &url.account_id())?;
+//! # use std::sync::Arc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_blocking::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_blocking::client::TlsVerification::Roots(Arc::new(roots));
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+//! # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+//! # let server = pop3_blocking::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let port = listener.local_addr()?.port();
+//! # let serving = {
+//! #     let server = server.clone();
+//! #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::ImplicitTls))
+//! # };
+//! # let dir = tempfile::tempdir()?;
+//! # let inbox = dir.path().join("inbox");
+//! let url = PopUrl::parse(&format!("pops://alice@localhost:{port}"))?;
+//! let mut sink = MaildirSink::open(&inbox, &url.account_id())?; // "Mail/inbox"
 //! let mut settings = FetchSettings::default();
+//! # settings.verification = test_ca;
 //! settings.delete = true;
 //! let report = fetch::run(&url, "secret", &settings, &mut sink, &mut |_| {})?;
 //! println!("{} new messages", report.saved);
-//! # Ok(()) }
+//! # assert_eq!(report.saved, 3);
+//! # server.shutdown();
+//! # serving.join().unwrap()?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 pub use crate::common::FetchSettings;
@@ -40,15 +66,44 @@ use crate::client::Pop3Client;
 /// not hold yet, and with [`FetchOptions::delete`] deletes every message the
 /// sink holds; ends with QUIT.
 ///
-/// ```no_run
+/// ```
 /// use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
 /// use pop3_blocking::fetch::{fetch_new, FetchOptions, MaildirSink};
-/// # fn go() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut client = Pop3Client::connect("localhost", 110, ConnectOptions::new(Security::StartTls))?;
+/// # use std::sync::Arc;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A server on loopback with a certificate of its own CA, for the test.
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+/// # let tls = pop3_blocking::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.cert.der().clone())?;
+/// # let test_ca = pop3_blocking::client::TlsVerification::Roots(Arc::new(roots));
+/// # let store = pop3_proto::store::MemoryStore::new();
+/// # store.add_user("alice", "secret");
+/// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+/// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+/// # let server = pop3_blocking::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let port = listener.local_addr()?.port();
+/// # let serving = {
+/// #     let server = server.clone();
+/// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+/// # };
+/// # let dir = tempfile::tempdir()?;
+/// # let maildir = dir.path().join("Maildir");
+/// let options = ConnectOptions::new(Security::StartTls);
+/// # let mut options = options;
+/// # options.verification = test_ca;
+/// let mut client = Pop3Client::connect("localhost", port, options)?;
 /// client.login("alice", "secret")?;
-/// let mut sink = MaildirSink::open("Maildir", "alice@localhost:110")?;
+/// let mut sink = MaildirSink::open(&maildir, &format!("alice@localhost:{port}"))?;
 /// let report = fetch_new(&mut client, &mut sink, &FetchOptions::default(), &mut |_| {})?;
-/// # Ok(()) }
+/// # assert_eq!(report.saved, 3);
+/// # drop(client);
+/// # server.shutdown();
+/// # serving.join().unwrap()?;
+/// # Ok(())
+/// # }
 /// ```
 pub fn fetch_new<S: MessageSink>(
     client: &mut Pop3Client,
@@ -69,15 +124,41 @@ pub fn fetch_new<S: MessageSink>(
 /// Connects as the URL says, logs in with `password`, and runs
 /// [`fetch_new`].
 ///
-/// ```no_run
+/// ```
 /// use pop3_blocking::fetch::{run, FetchSettings, MaildirSink, PopUrl};
-/// # fn go() -> Result<(), Box<dyn std::error::Error>> {
-/// let url: PopUrl = "pop://bob;AUTH=PLAIN@localhost".parse()?;
+/// # use std::sync::Arc;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A server on loopback with a certificate of its own CA, for the test.
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+/// # let tls = pop3_blocking::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.cert.der().clone())?;
+/// # let test_ca = pop3_blocking::client::TlsVerification::Roots(Arc::new(roots));
+/// # let store = pop3_proto::store::MemoryStore::new();
+/// # store.add_user("alice", "secret");
+/// # store.add_user("bob", "secret");
+/// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+/// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+/// # let server = pop3_blocking::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let port = listener.local_addr()?.port();
+/// # let serving = {
+/// #     let server = server.clone();
+/// #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::Plain))
+/// # };
+/// # let dir = tempfile::tempdir()?;
+/// # let maildir = dir.path().join("Maildir");
+/// let url: PopUrl = format!("pop://bob;AUTH=PLAIN@localhost:{port}").parse()?;
 /// let mut settings = FetchSettings::default();
 /// settings.starttls = true;
-/// let mut sink = MaildirSink::open("Maildir", "bob@localhost:110")?;
+/// # settings.verification = test_ca;
+/// let mut sink = MaildirSink::open(&maildir, &url.account_id())?;
 /// run(&url, "secret", &settings, &mut sink, &mut |p| eprintln!("{p:?}"))?;
-/// # Ok(()) }
+/// # server.shutdown();
+/// # serving.join().unwrap()?;
+/// # Ok(())
+/// # }
 /// ```
 pub fn run<S: MessageSink>(
     url: &PopUrl,

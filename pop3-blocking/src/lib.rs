@@ -67,13 +67,34 @@
 //!
 //! # A client
 //!
-//! ```no_run
+//! ```
 //! use std::io::Read;
 //! use pop3_blocking::client::{ConnectOptions, Pop3Client, Security, msg};
 //!
-//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut client =
-//!     Pop3Client::connect("pop.example.com", 995, ConnectOptions::new(Security::ImplicitTls))?;
+//! # use std::sync::Arc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_blocking::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_blocking::client::TlsVerification::Roots(Arc::new(roots));
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+//! # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+//! # let server = pop3_blocking::server::Pop3Server::build(Arc::new(store), config, Some(tls), Default::default());
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # let port = listener.local_addr()?.port();
+//! # let serving = {
+//! #     let server = server.clone();
+//! #     std::thread::spawn(move || server.serve(listener, pop3_blocking::server::Security::ImplicitTls))
+//! # };
+//! let options = ConnectOptions::new(Security::ImplicitTls);
+//! # let mut options = options;
+//! # options.verification = test_ca;
+//! let mut client = Pop3Client::connect("localhost", port, options)?;
 //! client.login("alice", "secret")?;
 //! let stat = client.stat()?;
 //! println!("{} messages, {} octets", stat.count, stat.size);
@@ -84,23 +105,46 @@
 //!     println!("{}", String::from_utf8_lossy(&head[..n]));
 //! }
 //! client.quit()?;
-//! # Ok(()) }
+//! # server.shutdown();
+//! # serving.join().unwrap()?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! # A server
 //!
-//! ```no_run
+//! ```
 //! use pop3_blocking::server::{Pop3Server, Security};
 //! use pop3_proto::server::ServerConfig;
 //! use pop3_proto::store::MemoryStore;
 //!
-//! # fn run() -> std::io::Result<()> {
+//! # fn main() -> std::io::Result<()> {
 //! let store = MemoryStore::new();
 //! store.add_user("demo", "demo");
 //! store.add_message("demo", &b"Subject: hello\r\n\r\nHi.\r\n"[..]);
 //! let server = Pop3Server::new(store, ServerConfig::default().allow_plaintext_auth(true));
-//! let listener = std::net::TcpListener::bind("127.0.0.1:1110")?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // any free port
+//! # let port = listener.local_addr()?.port();
+//! # let stopper = server.clone();
+//! # let client = std::thread::spawn(move || {
+//! #     use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
+//! #     let outcome = (|| {
+//! #         let mut options = ConnectOptions::new(Security::Plain);
+//! #         options.session.insecure_cleartext_login = true; // loopback, a test
+//! #         let mut client = Pop3Client::connect("127.0.0.1", port, options)?;
+//! #         client.login("demo", "demo")?;
+//! #         assert_eq!(client.stat()?.count, 1);
+//! #         client.quit()?;
+//! #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! #     })();
+//! #     stopper.shutdown();
+//! #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
+//! # });
+//! # let served =
 //! server.serve(listener, Security::Plain) // until server.shutdown(), from another thread
+//! # ;
+//! # client.join().unwrap();
+//! # served
 //! # }
 //! ```
 //!

@@ -15,19 +15,38 @@
 //! calling thread; a store whose futures need an async runtime's reactor
 //! does not belong here.
 //!
-//! ```no_run
+//! ```
 //! use pop3_blocking::maildir::MaildirStore;
 //! use pop3_blocking::passwd::PasswdFile;
 //! use pop3_blocking::server::{Pop3Server, Security};
 //! use pop3_proto::server::ServerConfig;
 //! use pop3_proto::store::{Inline, OffloadStore};
 //!
-//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let users = PasswdFile::load("/etc/pop3/passwd")?;
-//! let store: OffloadStore<_, Inline> = OffloadStore::new(MaildirStore::new("/var/mail", users));
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let (passwd, mail) = (dir.path().join("passwd"), dir.path().join("mail"));
+//! # std::fs::write(&passwd, "alice:{PLAIN}secret\n")?;
+//! # for sub in ["cur", "new", "tmp"] { std::fs::create_dir_all(mail.join("alice").join(sub))?; }
+//! let users = PasswdFile::load(&passwd)?; // "/etc/pop3/passwd"
+//! let store: OffloadStore<_, Inline> = OffloadStore::new(MaildirStore::new(&mail, users)); // "/var/mail"
 //! let server = Pop3Server::new(store, ServerConfig::default());
-//! let listener = std::net::TcpListener::bind("0.0.0.0:110")?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // "0.0.0.0:110"
+//! # let port = listener.local_addr()?.port();
+//! # let stopper = server.clone();
+//! # let client = std::thread::spawn(move || {
+//! #     use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
+//! #     let outcome = (|| {
+//! #         let mut client = Pop3Client::connect("127.0.0.1", port, ConnectOptions::new(Security::Plain))?;
+//! #         client.login("alice", "secret")?; // CRAM-MD5: a {PLAIN} password is at hand
+//! #         assert_eq!(client.stat()?.count, 0);
+//! #         client.quit()?;
+//! #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! #     })();
+//! #     stopper.shutdown();
+//! #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
+//! # });
 //! server.serve(listener, Security::Plain)?;
+//! # client.join().unwrap();
 //! # Ok(()) }
 //! ```
 //!
@@ -110,16 +129,32 @@ impl<S> Drop for Slot<'_, S> {
 /// the shutdown signal, so one server can serve several listeners (one
 /// thread calling [`serve`](Pop3Server::serve) each).
 ///
-/// ```no_run
+/// ```
 /// use pop3_blocking::server::{Pop3Server, Security};
 /// use pop3_proto::server::ServerConfig;
 /// use pop3_proto::store::MemoryStore;
 ///
-/// # fn run() -> std::io::Result<()> {
+/// # fn main() -> std::io::Result<()> {
 /// let store = MemoryStore::new();
 /// let server = Pop3Server::new(store, ServerConfig::default());
-/// let listener = std::net::TcpListener::bind("127.0.0.1:1110")?;
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // any free port
+/// # let port = listener.local_addr()?.port();
+/// # let stopper = server.clone();
+/// # let client = std::thread::spawn(move || {
+/// #     use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
+/// #     let outcome = (|| {
+/// #         let client = Pop3Client::connect("127.0.0.1", port, ConnectOptions::new(Security::Plain));
+/// #         client?.quit()?;
+/// #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// #     })();
+/// #     stopper.shutdown();
+/// #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
+/// # });
+/// # let served =
 /// server.serve(listener, Security::Plain)
+/// # ;
+/// # client.join().unwrap();
+/// # served
 /// # }
 /// ```
 pub struct Pop3Server<S> {
@@ -274,22 +309,36 @@ where
     /// without one (a Unix socket) may pass an unspecified address, and
     /// such connections then share one per-address cap.
     ///
-    /// ```no_run
+    /// ```
     /// use std::net::SocketAddr;
     /// use std::os::unix::net::UnixListener;
     /// use pop3_blocking::server::{Pop3Server, Security};
     /// use pop3_proto::store::MemoryStore;
     ///
-    /// # fn run(server: Pop3Server<MemoryStore>) -> std::io::Result<()> {
-    /// let listener = UnixListener::bind("/run/pop3.sock")?;
+    /// # fn main() -> std::io::Result<()> {
+    /// # let server = Pop3Server::new(MemoryStore::new(), Default::default());
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("pop3.sock");
+    /// let listener = UnixListener::bind(&path)?; // "/run/pop3.sock"
+    /// # let client = std::thread::spawn(move || {
+    /// #     use pop3_blocking::client::{ConnectOptions, Pop3Client, Security};
+    /// #     let unix = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    /// #     let client = Pop3Client::from_stream(unix, "localhost", ConnectOptions::new(Security::Plain));
+    /// #     client.unwrap().quit().unwrap();
+    /// # });
+    /// # let served =
     /// std::thread::scope(|scope| {
     ///     for stream in listener.incoming() {
     ///         let (stream, server) = (stream?, &server);
-    ///         let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+    ///         let peer = SocketAddr::from(([0, 0, 0, 0], 0)); // a Unix socket has no IP address
     ///         scope.spawn(move || server.serve_connection(stream, peer, Security::Plain));
+    /// #       break; // one connection in this test
     ///     }
     ///     Ok(())
     /// })
+    /// # ;
+    /// # client.join().unwrap();
+    /// # served
     /// # }
     /// ```
     pub fn serve_connection<T: Transport + 'static>(

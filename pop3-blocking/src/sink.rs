@@ -83,9 +83,12 @@ pub enum LineEnds {
 
 /// A Maildir, with a journal for one POP3 account.
 ///
-/// ```no_run
+/// ```
 /// use pop3_blocking::sink::MaildirSink;
-/// let sink = MaildirSink::open("Mail/inbox", "alice@pop.example.com:995")?;
+/// # let dir = tempfile::tempdir()?;
+/// # let inbox = dir.path().join("inbox");
+/// let sink = MaildirSink::open(&inbox, "alice@pop.example.com:995")?; // "Mail/inbox"
+/// # assert!(inbox.join("new").is_dir());
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]

@@ -265,8 +265,15 @@ pub fn certificates_from_pem(
 /// A server configuration from PEM files: a certificate chain (leaf first)
 /// and its private key (PKCS#8, PKCS#1 or SEC1).
 ///
-/// ```no_run
-/// let config = pop3_blocking::tls::server_config_from_pem("cert.pem", "key.pem")?;
+/// ```
+/// # #[cfg(any(feature = "ring", feature = "aws-lc-rs"))] {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+/// # std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+/// # std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+/// # let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+/// let config = pop3_blocking::tls::server_config_from_pem(cert_pem, key_pem)?; // "cert.pem", "key.pem"
+/// # }
 /// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
 /// ```
 pub fn server_config_from_pem(

@@ -46,15 +46,32 @@
 //!
 //! # A client
 //!
-//! ```no_run
+//! ```
 //! use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
 //! use pop3_proto::types::MessageNumber;
 //! use tokio::io::AsyncReadExt;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut client =
-//!     Pop3Client::connect("pop.example.com", 995, ConnectOptions::new(Security::ImplicitTls))
-//!         .await?;
+//! # use std::sync::Arc;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_tokio::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # store.add_message("alice", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+//! # let server = pop3_tokio::server::Pop3Server::build(Arc::new(store), Default::default(), Some(tls), Default::default());
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let port = listener.local_addr()?.port();
+//! # tokio::spawn(async move { server.serve(listener, pop3_tokio::server::Security::ImplicitTls).await });
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_tokio::client::TlsVerification::Roots(Arc::new(roots));
+//! let options = ConnectOptions::new(Security::ImplicitTls);
+//! # let mut options = options;
+//! # options.verification = test_ca;
+//! let mut client = Pop3Client::connect("localhost", port, options).await?;
 //! client.login("alice", "secret").await?;
 //! let stat = client.stat().await?;
 //! println!("{} messages, {} octets", stat.count, stat.size);
@@ -70,23 +87,44 @@
 //!
 //! # A server
 //!
-//! ```no_run
+//! ```
 //! use pop3_proto::server::ServerConfig;
 //! use pop3_proto::store::MemoryStore;
 //! use pop3_tokio::server::{Pop3Server, Security};
 //!
-//! # async fn run() -> std::io::Result<()> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
 //! let store = MemoryStore::new();
 //! store.add_user("demo", "demo");
 //! store.add_message("demo", &b"Subject: hello\r\n\r\nHi.\r\n"[..]);
 //! let server = Pop3Server::new(store, ServerConfig::default().allow_plaintext_auth(true));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:1110").await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?; // any free port
+//! # let port = listener.local_addr()?.port();
+//! # let stopper = server.clone();
+//! # tokio::spawn(async move {
+//! #     use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
+//! #     let outcome = async {
+//! #         let mut options = ConnectOptions::new(Security::Plain);
+//! #         options.session.insecure_cleartext_login = true; // loopback, a test
+//! #         let mut client = Pop3Client::connect("127.0.0.1", port, options).await?;
+//! #         client.login("demo", "demo").await?;
+//! #         assert_eq!(client.stat().await?.count, 1);
+//! #         client.quit().await?;
+//! #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! #     }.await;
+//! #     stopper.shutdown();
+//! #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
+//! # });
 //! server.serve(listener, Security::Plain).await
 //! # }
 //! ```
 //!
 //! The `pop3d` example serves a Maildir tree with a passwd-file, STLS and
-//! implicit TLS; the `fetch` example is a save-before-delete fetcher.
+//! implicit TLS; the `fetch` example is a save-before-delete fetcher. The
+//! `custom-store` example implements a store of its own (`.eml` files, a
+//! one-session lock), and `client-certificate` connects with a private CA
+//! as the only root and a client certificate
+//! ([`ConnectOptions::tls_config`](client::ConnectOptions::tls_config)).
 //!
 //! # The run loop
 //!

@@ -47,15 +47,28 @@ struct Inner<S> {
 /// TLS configuration. Cheap to clone; clones share the connection cap and
 /// the shutdown signal, so one server can serve several listeners.
 ///
-/// ```no_run
+/// ```
 /// use pop3_proto::server::ServerConfig;
 /// use pop3_proto::store::MemoryStore;
 /// use pop3_tokio::server::{Pop3Server, Security};
 ///
-/// # async fn run() -> std::io::Result<()> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
 /// let store = MemoryStore::new();
 /// let server = Pop3Server::new(store, ServerConfig::default());
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:1110").await?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?; // any free port
+/// # let port = listener.local_addr()?.port();
+/// # let stopper = server.clone();
+/// # tokio::spawn(async move {
+/// #     use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
+/// #     let outcome = async {
+/// #         let client = Pop3Client::connect("127.0.0.1", port, ConnectOptions::new(Security::Plain));
+/// #         client.await?.quit().await?;
+/// #         Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// #     }.await;
+/// #     stopper.shutdown();
+/// #     outcome.unwrap(); // after the shutdown: a failure fails the test, never hangs it
+/// # });
 /// server.serve(listener, Security::Plain).await
 /// # }
 /// ```
@@ -190,19 +203,32 @@ where
     /// log; a stream without one (a Unix socket) may pass an unspecified
     /// address, and such connections then share one per-address cap.
     ///
-    /// ```no_run
+    /// ```
     /// use std::net::SocketAddr;
     /// use pop3_proto::store::MemoryStore;
     /// use pop3_tokio::server::{Pop3Server, Security};
     ///
-    /// # async fn run(server: Pop3Server<MemoryStore>) -> std::io::Result<()> {
-    /// let listener = tokio::net::UnixListener::bind("/run/pop3.sock")?;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # let server = Pop3Server::new(MemoryStore::new(), Default::default());
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("pop3.sock");
+    /// let listener = tokio::net::UnixListener::bind(&path)?; // "/run/pop3.sock"
+    /// # let client = tokio::spawn(async move {
+    /// #     use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
+    /// #     let unix = tokio::net::UnixStream::connect(&path).await.unwrap();
+    /// #     let client = Pop3Client::from_stream(unix, "localhost", ConnectOptions::new(Security::Plain));
+    /// #     client.await.unwrap().quit().await.unwrap();
+    /// # });
     /// loop {
     ///     let (stream, _) = listener.accept().await?;
     ///     let server = server.clone();
-    ///     let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+    ///     let peer = SocketAddr::from(([0, 0, 0, 0], 0)); // a Unix socket has no IP address
     ///     tokio::spawn(async move { server.serve_connection(stream, peer, Security::Plain).await });
+    /// #   break; // one connection in this test
     /// }
+    /// # client.await.unwrap();
+    /// # Ok(())
     /// # }
     /// ```
     pub async fn serve_connection<T>(&self, stream: T, peer: SocketAddr, security: Security)

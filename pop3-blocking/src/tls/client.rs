@@ -67,9 +67,14 @@ impl Default for TlsVerification {
 impl TlsVerification {
     /// Trust the CA certificates in a PEM file, and no other root.
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_blocking::tls::TlsVerification;
-    /// let verification = TlsVerification::ca_file("private-ca.pem")?;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let ca = rcgen::generate_simple_self_signed(vec!["Private CA".to_string()]).unwrap();
+    /// # std::fs::write(dir.path().join("private-ca.pem"), ca.cert.pem()).unwrap();
+    /// # let ca_pem = dir.path().join("private-ca.pem");
+    /// let verification = TlsVerification::ca_file(ca_pem)?; // "private-ca.pem"
+    /// # assert!(matches!(verification, TlsVerification::Roots(ref roots) if roots.len() == 1));
     /// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
     /// ```
     pub fn ca_file(path: impl AsRef<Path>) -> Result<TlsVerification, TlsConfigError> {

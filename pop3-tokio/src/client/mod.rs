@@ -6,13 +6,31 @@
 //! streamed ([`Body`]), never collected whole; [`Pop3Client::retr_many`] and
 //! [`Pop3Client::dele_many`] pipeline when the server allows it.
 //!
-//! ```no_run
+//! ```
 //! use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
 //! use tokio::io::AsyncReadExt;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # use std::sync::Arc;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_tokio::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # store.add_message("alice", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+//! # let server = pop3_tokio::server::Pop3Server::build(Arc::new(store), Default::default(), Some(tls), Default::default());
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let port = listener.local_addr()?.port();
+//! # tokio::spawn(async move { server.serve(listener, pop3_tokio::server::Security::ImplicitTls).await });
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_tokio::client::TlsVerification::Roots(Arc::new(roots));
 //! let options = ConnectOptions::new(Security::ImplicitTls);
-//! let mut client = Pop3Client::connect("pop.example.com", 995, options).await?;
+//! # let mut options = options;
+//! # options.verification = test_ca;
+//! let mut client = Pop3Client::connect("localhost", port, options).await?;
 //! client.login("alice", "secret").await?;
 //! let stat = client.stat().await?;
 //! for n in 1..=stat.count {
@@ -194,12 +212,31 @@ impl Pop3Client {
     /// `port`, waits for the greeting, upgrades with STLS if asked, and reads
     /// the capabilities (unless [`ConnectOptions::read_capabilities`] is off).
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security, TlsVerification};
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # // A server on loopback with a certificate of its own CA, for the test.
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    /// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+    /// # let tls = pop3_tokio::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # store.add_message("alice", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+    /// # let server = pop3_tokio::server::Pop3Server::build(Arc::new(store), Default::default(), Some(tls), Default::default());
+    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let port = listener.local_addr()?.port();
+    /// # tokio::spawn(async move { server.serve(listener, pop3_tokio::server::Security::Plain).await });
+    /// # let mut roots = rustls::RootCertStore::empty();
+    /// # roots.add(cert.cert.der().clone())?;
+    /// # let test_ca = pop3_tokio::client::TlsVerification::Roots(Arc::new(roots));
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("ca.pem"), cert.cert.pem())?;
+    /// # let ca_pem = dir.path().join("ca.pem");
     /// let mut options = ConnectOptions::new(Security::StartTls);
-    /// options.verification = TlsVerification::ca_file("ca.pem")?;
-    /// let client = Pop3Client::connect("localhost", 110, options).await?;
+    /// options.verification = TlsVerification::ca_file(ca_pem)?; // "ca.pem"
+    /// let client = Pop3Client::connect("localhost", port, options).await?;
     /// println!("{:?}", client.greeting());
     /// # Ok(()) }
     /// ```
@@ -230,12 +267,26 @@ impl Pop3Client {
     /// [`Pop3Client::connect`] does.) The connect timeout counts from this
     /// call.
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let tcp = tokio::net::TcpStream::connect("127.0.0.1:110").await?;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pop3_tokio::server::{Pop3Server, Security as Serve};
+    /// # let server = Pop3Server::new(pop3_proto::store::MemoryStore::new(), Default::default());
+    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let port = listener.local_addr()?.port();
+    /// # let dir = tempfile::tempdir()?;
+    /// # let socket = dir.path().join("pop3.sock");
+    /// # let unix_listener = tokio::net::UnixListener::bind(&socket)?;
+    /// # let tcp_server = server.clone();
+    /// # tokio::spawn(async move { tcp_server.serve(listener, Serve::Plain).await });
+    /// # tokio::spawn(async move {
+    /// #     let (stream, _) = unix_listener.accept().await.unwrap();
+    /// #     server.serve_connection(stream, ([0, 0, 0, 0], 0).into(), Serve::Plain).await
+    /// # });
+    /// let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     /// let client = Pop3Client::from_stream(tcp, "127.0.0.1", ConnectOptions::new(Security::Plain)).await?;
-    /// let unix = tokio::net::UnixStream::connect("/run/pop3.sock").await?;
+    /// let unix = tokio::net::UnixStream::connect(&socket).await?; // "/run/pop3.sock"
     /// let client = Pop3Client::from_stream(unix, "localhost", ConnectOptions::new(Security::Plain)).await?;
     /// # Ok(()) }
     /// ```
@@ -263,10 +314,30 @@ impl Pop3Client {
     /// so logins that reveal the password are allowed on it. Without the
     /// TLS session at hand, SCRAM's `-PLUS` channel binding is not offered.
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
-    /// # async fn run(tls: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
-    /// // `tls`: a stream secured by the caller (here only a stand-in).
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # // A server on loopback with a certificate of its own CA, for the test.
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    /// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+    /// # let tls = pop3_tokio::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # store.add_message("alice", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+    /// # let server = pop3_tokio::server::Pop3Server::build(Arc::new(store), Default::default(), Some(tls), Default::default());
+    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let port = listener.local_addr()?.port();
+    /// # tokio::spawn(async move { server.serve(listener, pop3_tokio::server::Security::ImplicitTls).await });
+    /// # let mut roots = rustls::RootCertStore::empty();
+    /// # roots.add(cert.cert.der().clone())?;
+    /// # let test_ca = pop3_tokio::client::TlsVerification::Roots(Arc::new(roots));
+    /// # let config = test_ca.client_config()?;
+    /// # let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    /// # let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    /// # let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+    /// // `tls`: a stream the caller secured (here with tokio-rustls).
     /// let mut client = Pop3Client::from_secured_stream(tls, ConnectOptions::new(Security::Plain)).await?;
     /// assert!(client.is_tls());
     /// client.login("alice", "secret").await?;
@@ -435,8 +506,20 @@ impl Pop3Client {
     /// [`AutoLogin`](pop3_proto::client::task::AutoLogin); run
     /// [`task::Login`] for USER/PASS as such).
     ///
-    /// ```no_run
-    /// # async fn run(client: &mut pop3_tokio::client::Pop3Client) -> Result<(), pop3_tokio::client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_tokio::server::Pop3Server::new(store, config);
+    /// # let (near, far) = tokio::io::duplex(64 * 1024);
+    /// # let peer = ([127, 0, 0, 1], 0).into();
+    /// # tokio::spawn(async move { server.serve_connection(far, peer, pop3_tokio::server::Security::Plain).await });
+    /// # let mut options = pop3_tokio::client::ConnectOptions::new(pop3_tokio::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // a pipe in a test
+    /// # let client = &mut pop3_tokio::client::Pop3Client::from_stream(near, "localhost", options).await?;
     /// client.login("alice", "secret").await?;
     /// # Ok(()) }
     /// ```
@@ -472,10 +555,22 @@ impl Pop3Client {
 
     /// `AUTH` with a SASL mechanism (see [`pop3_proto::client::sasl`]).
     ///
-    /// ```no_run
+    /// ```
     /// use pop3_proto::client::sasl::Plain;
     /// use pop3_proto::types::Secret;
-    /// # async fn run(client: &mut pop3_tokio::client::Pop3Client) -> Result<(), pop3_tokio::client::Error> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_tokio::server::Pop3Server::new(store, config);
+    /// # let (near, far) = tokio::io::duplex(64 * 1024);
+    /// # let peer = ([127, 0, 0, 1], 0).into();
+    /// # tokio::spawn(async move { server.serve_connection(far, peer, pop3_tokio::server::Security::Plain).await });
+    /// # let mut options = pop3_tokio::client::ConnectOptions::new(pop3_tokio::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // a pipe in a test
+    /// # let client = &mut pop3_tokio::client::Pop3Client::from_stream(near, "localhost", options).await?;
     /// client.auth(Box::new(Plain::new("alice", Secret::new("secret")))).await?;
     /// # Ok(()) }
     /// ```
@@ -549,9 +644,22 @@ impl Pop3Client {
     /// `RETR n`: the message, as a reader over its body (dot-unstuffed,
     /// line ends as the server sent them).
     ///
-    /// ```no_run
+    /// ```
     /// use tokio::io::AsyncReadExt;
-    /// # async fn run(client: &mut pop3_tokio::client::Pop3Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_tokio::server::Pop3Server::new(store, config);
+    /// # let (near, far) = tokio::io::duplex(64 * 1024);
+    /// # let peer = ([127, 0, 0, 1], 0).into();
+    /// # tokio::spawn(async move { server.serve_connection(far, peer, pop3_tokio::server::Security::Plain).await });
+    /// # let mut options = pop3_tokio::client::ConnectOptions::new(pop3_tokio::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // a pipe in a test
+    /// # let client = &mut pop3_tokio::client::Pop3Client::from_stream(near, "localhost", options).await?;
+    /// # client.login("alice", "secret").await?;
     /// let mut body = client.retr(pop3_tokio::client::msg(1).unwrap()).await?;
     /// let mut message = Vec::new();
     /// body.read_to_end(&mut message).await?;
@@ -669,9 +777,22 @@ impl Pop3Client {
     /// `RETR` of many messages, pipelined when the server allows it. Take
     /// the messages in order with [`RetrBatch::next`].
     ///
-    /// ```no_run
+    /// ```
     /// use tokio::io::AsyncReadExt;
-    /// # async fn run(client: &mut pop3_tokio::client::Pop3Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_tokio::server::Pop3Server::new(store, config);
+    /// # let (near, far) = tokio::io::duplex(64 * 1024);
+    /// # let peer = ([127, 0, 0, 1], 0).into();
+    /// # tokio::spawn(async move { server.serve_connection(far, peer, pop3_tokio::server::Security::Plain).await });
+    /// # let mut options = pop3_tokio::client::ConnectOptions::new(pop3_tokio::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // a pipe in a test
+    /// # let client = &mut pop3_tokio::client::Pop3Client::from_stream(near, "localhost", options).await?;
+    /// # client.login("alice", "secret").await?;
     /// let msgs: Vec<_> = (1..=3).filter_map(pop3_tokio::client::msg).collect();
     /// let mut batch = client.retr_many(msgs)?;
     /// while let Some((msg, body)) = batch.next().await {
@@ -863,8 +984,21 @@ impl<'a> Body<'a> {
 
     /// The next chunk of the body (zero-copy), `None` at its end.
     ///
-    /// ```no_run
-    /// # async fn run(client: &mut pop3_tokio::client::Pop3Client) -> Result<(), pop3_tokio::client::Error> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = pop3_proto::store::MemoryStore::new();
+    /// # store.add_user("alice", "secret");
+    /// # for n in 1..=3 { store.add_message("alice", format!("Subject: {n}\r\n\r\nHello.\r\n")); }
+    /// # let config = pop3_proto::server::ServerConfig::default().allow_plaintext_auth(true);
+    /// # let server = pop3_tokio::server::Pop3Server::new(store, config);
+    /// # let (near, far) = tokio::io::duplex(64 * 1024);
+    /// # let peer = ([127, 0, 0, 1], 0).into();
+    /// # tokio::spawn(async move { server.serve_connection(far, peer, pop3_tokio::server::Security::Plain).await });
+    /// # let mut options = pop3_tokio::client::ConnectOptions::new(pop3_tokio::client::Security::Plain);
+    /// # options.session.insecure_cleartext_login = true; // a pipe in a test
+    /// # let client = &mut pop3_tokio::client::Pop3Client::from_stream(near, "localhost", options).await?;
+    /// # client.login("alice", "secret").await?;
     /// let mut body = client.retr(pop3_tokio::client::msg(1).unwrap()).await?;
     /// let mut size = 0;
     /// while let Some(chunk) = body.next_chunk().await? {

@@ -13,13 +13,32 @@
 //! blocking pool (`spawn_blocking`), on every runtime flavour, so no worker
 //! thread and no current-thread runtime stalls on the disk.
 //!
-//! ```no_run
+//! ```
 //! use pop3_tokio::fetch::{self, FetchSettings, MaildirSink, PopUrl};
 //!
-//! # async fn go() -> Result<(), Box<dyn std::error::Error>> {
-//! let url = PopUrl::parse("pops://alice@pop.example.com")?;
-//! let sink = MaildirSink::open("Mail/inbox", &url.account_id())?;
+//! # use std::sync::Arc;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # // A server on loopback with a certificate of its own CA, for the test.
+//! # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+//! # let tls = pop3_tokio::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+//! # let store = pop3_proto::store::MemoryStore::new();
+//! # store.add_user("alice", "secret");
+//! # store.add_message("alice", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+//! # let server = pop3_tokio::server::Pop3Server::build(Arc::new(store), Default::default(), Some(tls), Default::default());
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let port = listener.local_addr()?.port();
+//! # tokio::spawn(async move { server.serve(listener, pop3_tokio::server::Security::ImplicitTls).await });
+//! # let mut roots = rustls::RootCertStore::empty();
+//! # roots.add(cert.cert.der().clone())?;
+//! # let test_ca = pop3_tokio::client::TlsVerification::Roots(Arc::new(roots));
+//! # let dir = tempfile::tempdir()?;
+//! # let inbox = dir.path().join("inbox");
+//! let url = PopUrl::parse(&format!("pops://alice@localhost:{port}"))?;
+//! let sink = MaildirSink::open(&inbox, &url.account_id())?; // "Mail/inbox"
 //! let mut settings = FetchSettings::default();
+//! # settings.verification = test_ca;
 //! settings.delete = true;
 //! let (_sink, result) = fetch::run(&url, "secret", &settings, sink, &mut |_| {}).await;
 //! println!("{} new messages", result?.saved);
@@ -50,13 +69,35 @@ use crate::client::Pop3Client;
 /// task, as it would have inline. If this future is dropped during such a
 /// call, the call still completes on the pool and the sink is dropped there.
 ///
-/// ```no_run
+/// ```
 /// use pop3_tokio::client::{ConnectOptions, Pop3Client, Security};
 /// use pop3_tokio::fetch::{fetch_new, FetchOptions, MaildirSink};
-/// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut client = Pop3Client::connect("localhost", 110, ConnectOptions::new(Security::StartTls)).await?;
+/// # use std::sync::Arc;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A server on loopback with a certificate of its own CA, for the test.
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+/// # let tls = pop3_tokio::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+/// # let store = pop3_proto::store::MemoryStore::new();
+/// # store.add_user("alice", "secret");
+/// # store.add_user("bob", "secret");
+/// # store.add_message("alice", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+/// # let server = pop3_tokio::server::Pop3Server::build(Arc::new(store), Default::default(), Some(tls), Default::default());
+/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let port = listener.local_addr()?.port();
+/// # tokio::spawn(async move { server.serve(listener, pop3_tokio::server::Security::Plain).await });
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.cert.der().clone())?;
+/// # let test_ca = pop3_tokio::client::TlsVerification::Roots(Arc::new(roots));
+/// # let dir = tempfile::tempdir()?;
+/// # let maildir = dir.path().join("Maildir");
+/// let options = ConnectOptions::new(Security::StartTls);
+/// # let mut options = options;
+/// # options.verification = test_ca;
+/// let mut client = Pop3Client::connect("localhost", port, options).await?;
 /// client.login("alice", "secret").await?;
-/// let sink = MaildirSink::open("Maildir", "alice@localhost:110")?;
+/// let sink = MaildirSink::open(&maildir, &format!("alice@localhost:{port}"))?;
 /// let (sink, result) = fetch_new(&mut client, sink, &FetchOptions::default(), &mut |_| {}).await;
 /// println!("{} saved into {}", result?.saved, sink.root().display());
 /// # Ok(()) }
@@ -115,13 +156,33 @@ async fn off_the_reactor<S: MessageSink + Send + 'static>(
 /// Connects as the URL says, logs in with `password`, and runs
 /// [`fetch_new`]; gives the sink back with the result.
 ///
-/// ```no_run
+/// ```
 /// use pop3_tokio::fetch::{run, FetchSettings, MaildirSink, PopUrl};
-/// # async fn go() -> Result<(), Box<dyn std::error::Error>> {
-/// let url: PopUrl = "pop://bob;AUTH=PLAIN@localhost".parse()?;
+/// # use std::sync::Arc;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # // A server on loopback with a certificate of its own CA, for the test.
+/// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// # let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der());
+/// # let tls = pop3_tokio::tls::server_config(vec![cert.cert.der().clone()], key.into())?;
+/// # let store = pop3_proto::store::MemoryStore::new();
+/// # store.add_user("alice", "secret");
+/// # store.add_user("bob", "secret");
+/// # store.add_message("alice", &b"Subject: hi\r\n\r\nHello.\r\n"[..]);
+/// # let server = pop3_tokio::server::Pop3Server::build(Arc::new(store), Default::default(), Some(tls), Default::default());
+/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let port = listener.local_addr()?.port();
+/// # tokio::spawn(async move { server.serve(listener, pop3_tokio::server::Security::Plain).await });
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.cert.der().clone())?;
+/// # let test_ca = pop3_tokio::client::TlsVerification::Roots(Arc::new(roots));
+/// # let dir = tempfile::tempdir()?;
+/// # let maildir = dir.path().join("Maildir");
+/// let url: PopUrl = format!("pop://bob;AUTH=PLAIN@localhost:{port}").parse()?;
 /// let mut settings = FetchSettings::default();
 /// settings.starttls = true;
-/// let sink = MaildirSink::open("Maildir", "bob@localhost:110")?;
+/// # settings.verification = test_ca;
+/// let sink = MaildirSink::open(&maildir, &url.account_id())?;
 /// let (_sink, result) = run(&url, "secret", &settings, sink, &mut |p| eprintln!("{p:?}")).await;
 /// result?;
 /// # Ok(()) }

@@ -1,9 +1,10 @@
 //! Test support for interoperability tests against real POP3 peers on
 //! loopback: a private Dovecot server, our own server started in-process
-//! ([`server`]), Python's poplib, curl, mpop, mutt and neomutt as clients, and a maildrop
-//! of awkward messages.
+//! ([`server`]), Python's poplib, curl and mpop as clients, and a maildrop of
+//! awkward messages.
 //!
-//! Include it from an integration test with `mod support;`. Every external
+//! Include it from an integration test with `mod support;` (pop3-suite's
+//! peer tests include it with `#[path]`). Every external
 //! process started here is killed and reaped when its guard is dropped or its
 //! time runs out, also when the test panics. The functions that run a client
 //! block the calling thread: from an async test, wrap them in
@@ -15,13 +16,12 @@ pub mod awkward;
 pub mod curl;
 pub mod dovecot;
 pub mod mpop;
-pub mod mutt;
 pub mod poplib;
 pub mod server;
 
 use std::io::Read;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -344,32 +344,4 @@ pub fn assert_bytes_eq(what: &str, got: &[u8], want: &[u8]) {
     if got != want {
         panic!("{what}: {}", first_difference(got, want));
     }
-}
-
-/// An example binary of a workspace package, built next to this test with
-/// the examples' command-line feature (cargo skips the work when it is up
-/// to date).
-pub fn example_binary(package: &str, example: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join(example);
-    // Built every time (a no-op when up to date): a stale binary would
-    // test old code.
-    {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", package, "--example", example]);
-        // The examples' command lines.
-        cmd.args(["--features", "pop3-blocking/cli"]);
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the {example} example failed");
-    }
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
 }

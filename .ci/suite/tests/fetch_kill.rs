@@ -7,6 +7,9 @@
 //! message, its messages then filed away from `new/` and `cur/` as a mail
 //! reader would, and rerun: every message exactly once.
 
+// The peer support of pop3-tokio's own peer tests.
+mod peer_examples;
+#[path = "../../../pop3-tokio/tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashMap;
@@ -16,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use peer_examples::example_binary;
 use pop3_proto::store::MemoryStore;
 use support::dovecot::Dovecot;
-use support::example_binary;
 use support::server::serve_memory;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -4,6 +4,9 @@
 //! SASL PLAIN, CRAM-MD5 and SCRAM-SHA-256, byte-identical to what poplib
 //! retrieves. (curl runs over POP3S and plain POP3.)
 
+// The peer support of pop3-tokio's own peer tests.
+mod peer_examples;
+#[path = "../../../pop3-tokio/tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -11,11 +14,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use peer_examples::{example_binary, mutt};
 use support::dovecot::{Dovecot, write_maildir};
 use support::poplib::{self, Connect, FetchOptions, Login};
 use support::{
-    ChildGuard, assert_bytes_eq, awkward, crlf_lines, crlf_to_lf, example_binary, expect_success,
-    mpop, mutt, spawn_grouped,
+    ChildGuard, assert_bytes_eq, awkward, crlf_lines, crlf_to_lf, expect_success, mpop,
+    spawn_grouped,
 };
 
 const USER: &str = "alice";

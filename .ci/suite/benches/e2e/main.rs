@@ -18,6 +18,9 @@
 //! read them.
 
 mod peers;
+mod pg;
+#[path = "../../tests/support/pg_cluster.rs"]
+mod pg_cluster;
 mod report;
 mod scenarios;
 mod sys;
@@ -40,7 +43,7 @@ pub struct Args {
     #[arg(long)]
     pub runs: Option<usize>,
     /// Only these scenarios (repeatable): server, sessions, idle, large,
-    /// client.
+    /// client, postgres.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
     /// The maildrop's size in MB for the server and client scenarios

@@ -247,6 +247,11 @@ impl Dovecot {
     pub fn cpu(&self) -> f64 {
         sys::group_cpu(self.master)
     }
+
+    /// The instance's configuration file (for `dovecot-lda -c`).
+    pub fn conf(&self) -> PathBuf {
+        self.dir.join("dovecot.conf")
+    }
 }
 
 impl Drop for Dovecot {
@@ -318,6 +323,40 @@ impl Pop3d {
         log: &Path,
         extra: &[&str],
     ) -> Result<Pop3d, Error> {
+        let store = [
+            "--maildir-root".as_ref(),
+            mail_root.as_os_str(),
+            "--users".as_ref(),
+            users.as_os_str(),
+        ];
+        Self::spawn(runtime, &store, (cert, key), log, extra)
+    }
+
+    /// Serves the PostgreSQL database `conninfo` (the tokio `pop3d`, built
+    /// with `postgres`), every frontend with the same `secret` file.
+    pub fn start_postgres(
+        conninfo: &str,
+        secret: &Path,
+        (cert, key): (&Path, &Path),
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Pop3d, Error> {
+        let store = [
+            "--postgres".as_ref(),
+            conninfo.as_ref(),
+            "--secret-file".as_ref(),
+            secret.as_os_str(),
+        ];
+        Self::spawn(Runtime::Tokio, &store, (cert, key), log, extra)
+    }
+
+    fn spawn(
+        runtime: Runtime,
+        store: &[&std::ffi::OsStr],
+        (cert, key): (&Path, &Path),
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Pop3d, Error> {
         let (p, s) = (free_port()?, free_port()?);
         let plain = SocketAddr::from(([127, 0, 0, 1], p));
         let tls = SocketAddr::from(([127, 0, 0, 1], s));
@@ -328,10 +367,7 @@ impl Pop3d {
             .arg(plain.to_string())
             .arg("--tls-listen")
             .arg(tls.to_string())
-            .arg("--maildir-root")
-            .arg(mail_root)
-            .arg("--users")
-            .arg(users)
+            .args(store)
             .arg("--cert")
             .arg(cert)
             .arg("--key")

@@ -13,14 +13,14 @@ use crate::wire::{self, SendfileServer};
 use crate::{Error, Plan, sys};
 
 /// The scenarios, in the order they run.
-pub const NAMES: [&str; 5] = ["server", "sessions", "idle", "large", "client"];
+pub const NAMES: [&str; 6] = ["server", "sessions", "idle", "large", "client", "postgres"];
 
 /// Concurrent clients of the session-rate scenario.
-const SESSION_CLIENTS: usize = 64;
+pub const SESSION_CLIENTS: usize = 64;
 
 /// Where everything lives during a run: a tmpfs directory (the servers'
 /// maildrops and the clients' output "on tmpfs") and a directory on disk.
-struct Dirs {
+pub struct Dirs {
     tmpfs: tempfile::TempDir,
     disk: tempfile::TempDir,
 }
@@ -45,7 +45,7 @@ impl Dirs {
         Ok(Dirs { tmpfs, disk })
     }
 
-    fn tmp(&self) -> &Path {
+    pub fn tmp(&self) -> &Path {
         self.tmpfs.path()
     }
 }
@@ -53,17 +53,17 @@ impl Dirs {
 /// The servers' world: the same maildrops under our Maildir root and
 /// under Dovecot's (separate copies: Dovecot keeps its own indexes in
 /// them), the users, and Dovecot itself.
-struct World {
-    dirs: Dirs,
-    maildrop: peers::Maildrop,
+pub struct World {
+    pub dirs: Dirs,
+    pub maildrop: peers::Maildrop,
     ours_root: PathBuf,
     users: PathBuf,
-    dovecot: Dovecot,
-    cert: PathBuf,
-    key: PathBuf,
+    pub dovecot: Dovecot,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
-fn session_users() -> Vec<String> {
+pub fn session_users() -> Vec<String> {
     (0..SESSION_CLIENTS).map(|i| format!("u{i}")).collect()
 }
 
@@ -166,6 +166,9 @@ pub fn run_all(plan: &Plan) -> Result<Report, Error> {
     }
     if plan.wants("client") {
         report.tables.extend(clients(plan, &world)?);
+    }
+    if plan.wants("postgres") {
+        report.tables.extend(crate::pg::run(plan, &world)?);
     }
     Ok(report)
 }
@@ -380,7 +383,7 @@ fn session_rate(plan: &Plan, world: &World) -> Result<Table, Error> {
                 plan.session_seconds
             };
             let cpu0 = s.cpu();
-            let (done, failed, elapsed) = session_loop(addr, seconds);
+            let (done, failed, elapsed) = session_loop(&[addr], seconds);
             std::thread::sleep(Duration::from_millis(50));
             let cpu = s.cpu() - cpu0;
             if round > 0 {
@@ -430,16 +433,19 @@ fn session_rate(plan: &Plan, world: &World) -> Result<Table, Error> {
     Ok(t)
 }
 
-/// Runs the session loop of every client for `seconds`: (sessions done,
-/// sessions failed, seconds elapsed).
-fn session_loop(addr: SocketAddr, seconds: f64) -> (u64, u64, f64) {
+/// Runs the session loop of every client for `seconds`, client `i` on
+/// `addrs[i % addrs.len()]`: (sessions done, sessions failed, seconds
+/// elapsed).
+pub fn session_loop(addrs: &[SocketAddr], seconds: f64) -> (u64, u64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let threads: Vec<_> = session_users()
         .into_iter()
-        .map(|user| {
+        .enumerate()
+        .map(|(i, user)| {
+            let addr = addrs[i % addrs.len()];
             let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {

@@ -53,6 +53,30 @@ pub fn group_cpu(group: u32) -> f64 {
     ticks as f64 / ticks_per_second()
 }
 
+/// User + system seconds of `pid` and of its children (alive, with what
+/// they reaped, and those it reaped): a server that forks a process per
+/// connection, such as PostgreSQL's postmaster, whatever its process group.
+pub fn tree_cpu(pid: u32) -> f64 {
+    let mut ticks = 0u64;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    for entry in dir.flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(f) = stat_fields(p) else { continue };
+        if (p == pid || f.first().copied() == Some(u64::from(pid))) && f.len() > 13 {
+            ticks += f[10] + f[11] + f[12] + f[13];
+        }
+    }
+    ticks as f64 / ticks_per_second()
+}
+
 /// `VmRSS` and `VmHWM` of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -108,12 +132,19 @@ pub fn wait_usage(child: Child) -> Result<Usage, Error> {
 
 /// Runs `command` to its end; its wall time and usage. A failure is an
 /// error carrying the tail of `log` (where its output went).
-pub fn run_measured(mut command: Command, what: &str, log: &Path) -> Result<(f64, Usage), Error> {
+pub fn run_measured(command: Command, what: &str, log: &Path) -> Result<(f64, Usage), Error> {
+    run_measured_from(command, std::process::Stdio::null(), what, log)
+}
+
+/// [`run_measured`] with `stdin` as the command's standard input.
+pub fn run_measured_from(
+    mut command: Command,
+    stdin: std::process::Stdio,
+    what: &str,
+    log: &Path,
+) -> Result<(f64, Usage), Error> {
     let out = std::fs::File::create(log)?;
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
+    command.stdin(stdin).stdout(out.try_clone()?).stderr(out);
     let start = std::time::Instant::now();
     let child = command
         .spawn()
@@ -162,7 +193,8 @@ pub fn examples_dir() -> Result<PathBuf, Error> {
     Ok(release.join("examples"))
 }
 
-/// Builds every runtime's `pop3d` and `fetch` example in release mode.
+/// Builds every runtime's `pop3d` and `fetch` example (the tokio `pop3d`
+/// with `--postgres`) and `deliver` in release mode.
 pub fn build_examples() -> Result<(), Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("e2e: building the examples (release)");
@@ -178,7 +210,7 @@ pub fn build_examples() -> Result<(), Error> {
             "-p",
             "pop3-blocking",
             "--features",
-            "pop3-blocking/cli",
+            "pop3-blocking/cli,pop3-tokio/postgres",
             "--example",
             "pop3d",
             "--example",
@@ -191,6 +223,8 @@ pub fn build_examples() -> Result<(), Error> {
             "pop3d-blocking",
             "--example",
             "fetch-blocking",
+            "--example",
+            "deliver",
         ])
         .status()?;
     if !status.success() {

@@ -27,6 +27,8 @@ pub struct Cluster {
     port: u16,
     child: Option<Child>,
     as_nobody: bool,
+    /// `-c name=value` settings of the server beyond the defaults.
+    settings: Vec<String>,
 }
 
 fn find_bin() -> PathBuf {
@@ -73,10 +75,16 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Creates and starts a cluster; returns once it accepts connections.
     pub fn start() -> Cluster {
+        Self::start_in(&std::env::temp_dir(), &[])
+    }
+
+    /// Creates a cluster in a new directory under `parent` and starts it
+    /// with `settings` (`name=value`) beyond the defaults.
+    pub fn start_in(parent: &Path, settings: &[&str]) -> Cluster {
         let bin = find_bin();
         let dir = tempfile::Builder::new()
             .prefix("pop3-pg")
-            .tempdir()
+            .tempdir_in(parent)
             .unwrap();
         let as_nobody = is_root();
         if as_nobody {
@@ -93,6 +101,7 @@ impl Cluster {
             port: free_port(),
             child: None,
             as_nobody,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
         };
         let log = cluster.dir.path().join("initdb.log");
         let mut initdb = cluster.command("initdb");
@@ -146,14 +155,15 @@ impl Cluster {
                 .arg(self.dir.path().join("server.log"))
                 .status();
         }
-        let child = self
-            .command("postgres")
+        let mut command = self.command("postgres");
+        let child = command
             .arg("-D")
             .arg(self.data())
             .args(["-k"])
             .arg(self.dir.path())
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-F"])
             .args(["-c", "shared_buffers=16MB", "-c", "max_connections=100"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -208,6 +218,11 @@ impl Cluster {
             "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=5",
             self.port
         )
+    }
+
+    /// The server's (postmaster's) process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The server's TCP port on 127.0.0.1.

@@ -15,7 +15,10 @@ use pop3_tokio::server::{Pop3Server, Security};
 #[tokio::main]
 async fn main() -> ExitCode {
     pop3_blocking::cli::init_logging();
-    let result = match ServerArgs::parse_for("pop3d").setup("pop3d") {
+    // The setup blocks (a database store connects with a blocking client,
+    // which must not run on a reactor thread).
+    let setup = tokio::task::block_in_place(|| ServerArgs::parse_for("pop3d").setup("pop3d"));
+    let result = match setup {
         Ok((setup, ServerStore::Demo(store))) => serve(store, &setup).await,
         Ok((setup, ServerStore::Maildir(store))) => serve(SpawnBlocking::new(store), &setup).await,
         #[cfg(feature = "postgres")]

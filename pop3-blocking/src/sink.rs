@@ -337,6 +337,15 @@ impl MessageSink for MaildirSink {
     fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
         self.journal.ambiguous(now)
     }
+
+    fn age(&mut self, uid: &Uid) -> io::Result<Option<std::time::Duration>> {
+        Ok(self.journal.age(uid))
+    }
+
+    fn mark_seen(&mut self, uid: &Uid) -> io::Result<()> {
+        self.journal.mark(uid);
+        Ok(())
+    }
 }
 
 fn file_name(account: &str, uid: &Uid) -> String {

@@ -597,9 +597,7 @@ impl FetchSettings {
         options.delete |= self.delete;
         if options.delete && options.uidless_run_id.is_none() {
             options.uidless_run_id = crate::tls::random_token_from(
-                crate::tls::secure_random(
-                    self.tls_config.as_ref().map(|c| &**c.crypto_provider()),
-                ),
+                crate::tls::secure_random(self.tls_config.as_ref().map(|c| &**c.crypto_provider())),
                 16,
             )
             .ok()

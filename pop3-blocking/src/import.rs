@@ -111,10 +111,9 @@ pub enum ImportError {
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ImportError::Spec(s) => write!(
-                f,
-                "`{s}`: say mpop:FILE, getmail:FILE or fetchmail:FILE"
-            ),
+            ImportError::Spec(s) => {
+                write!(f, "`{s}`: say mpop:FILE, getmail:FILE or fetchmail:FILE")
+            }
             ImportError::Read(path, _) => write!(f, "cannot read {}", path.display()),
             ImportError::Format { line, message } => write!(f, "line {line}: {message}"),
             ImportError::OtherAccounts(found) if found.is_empty() => {

@@ -21,10 +21,10 @@
 //! flushes only once what it stored is itself durable.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use pop3_proto::types::Uid;
@@ -201,14 +201,11 @@ impl UidJournal {
         if !self.saved.contains(uid.as_bytes()) {
             return None;
         }
-        let secs = *self
-            .seen
-            .entry(uid.as_bytes().to_vec())
-            .or_insert_with(|| {
-                let now = unix_now();
-                self.pending_seen.push((uid.as_bytes().to_vec(), now));
-                now
-            });
+        let secs = *self.seen.entry(uid.as_bytes().to_vec()).or_insert_with(|| {
+            let now = unix_now();
+            self.pending_seen.push((uid.as_bytes().to_vec(), now));
+            now
+        });
         Some(UNIX_EPOCH + Duration::from_secs(secs))
     }
 

@@ -29,6 +29,7 @@ use crate::passwd::PasswdFile;
 
 #[cfg(feature = "postgres")]
 mod deliver;
+mod trace;
 #[cfg(feature = "postgres")]
 pub use deliver::{DeliverArgs, EX_DATAERR, EX_NOUSER, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE};
 
@@ -556,6 +557,60 @@ pub struct FetchArgs {
     /// Where the journals of mbox, MDA and LMTP delivery live.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
+    /// Delete stored messages this many days after this client first saw
+    /// them (instead of `--delete`).
+    #[arg(long, value_name = "DAYS", conflicts_with = "delete")]
+    pub delete_after_days: Option<u64>,
+    /// Do not fetch messages over this many octets.
+    #[arg(long, value_name = "OCTETS")]
+    pub max_size: Option<u64>,
+    /// What becomes of a message over `--max-size`: `skip` (it stays) or
+    /// `delete` (deleted unread).
+    #[arg(long, value_name = "WHAT", requires = "max_size", value_parser = ["skip", "delete"])]
+    pub oversize: Option<String>,
+    /// Fetch at most this many messages per session.
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<u64>,
+    /// Fetch at most this many octets per session (the first message always).
+    #[arg(long, value_name = "OCTETS")]
+    pub max_octets: Option<u64>,
+    /// Prepend `Received:`, `Delivered-To:` and `X-UIDL:` to each message.
+    #[arg(long)]
+    pub trace_headers: bool,
+    /// Fetch every message, also those fetched before (an archive into a
+    /// fresh destination).
+    #[arg(long)]
+    pub all: bool,
+    /// Download nothing: remember every message now on the server as
+    /// seen, so that later runs fetch only newer mail. Deletes nothing.
+    #[arg(long, conflicts_with = "all")]
+    pub mark_seen: bool,
+    /// Before fetching, take what another tool has fetched as seen:
+    /// `mpop:FILE` (its uidls_file), `getmail:FILE` (an oldmail-* file) or
+    /// `fetchmail:FILE` (its .fetchids); only the account's entries.
+    #[arg(long, value_name = "TOOL:FILE", value_parser = parse_seen_list)]
+    pub import_seen: Option<String>,
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: what the fetch decides (on stderr); twice, the protocol too.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print one JSON object per account on stdout (account, saved,
+    /// deleted, octets, what was left on the server and why, exit status)
+    /// instead of the summary on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the protocol transcript (the client's side of the wire)
+    /// to FILE, passwords and authentication exchanges replaced by `***`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+}
+
+fn parse_seen_list(s: &str) -> Result<String, String> {
+    s.parse::<crate::import::SeenList>()
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_url(s: &str) -> Result<String, String> {
@@ -615,6 +670,11 @@ impl FetchArgs {
                 ("--crlf", self.crlf),
                 ("--journal-account", self.journal_account.is_some()),
                 ("--state-dir", self.state_dir.is_some()),
+                ("--delete-after-days", self.delete_after_days.is_some()),
+                ("--max-size", self.max_size.is_some()),
+                ("--max-messages", self.max_messages.is_some()),
+                ("--max-octets", self.max_octets.is_some()),
+                ("--trace-headers", self.trace_headers),
             ];
             if let Some((option, _)) = per_url.iter().find(|(_, given)| *given) {
                 return Err(ConfigError {
@@ -635,7 +695,11 @@ impl FetchArgs {
                     message: "no URL, and no configuration file (HOME is not set)".into(),
                 })?,
             };
-            let config = Config::load(&path)?;
+            let mut config = Config::load(&path)?;
+            for account in &mut config.accounts {
+                account.settings.policy.refetch |= self.all;
+                account.settings.policy.mark_seen |= self.mark_seen;
+            }
             if self.account.is_empty() {
                 return Ok(config.accounts);
             }
@@ -682,6 +746,14 @@ impl FetchArgs {
             crlf: self.crlf,
             journal_account,
             state_dir: self.state_dir.clone(),
+            delete_after_days: self.delete_after_days,
+            max_size: self.max_size,
+            oversize: self.oversize.clone(),
+            max_messages: self.max_messages,
+            max_octets: self.max_octets,
+            fetch_all: self.all,
+            mark_seen: self.mark_seen,
+            trace_headers: self.trace_headers,
             ..AccountOptions::default()
         };
         Ok(vec![options.into_account(url)?])
@@ -697,6 +769,16 @@ impl FetchArgs {
                 return ExitKind::Config;
             }
         };
+        // The logs of this thread, where the fetch runs: -v on stderr,
+        // --trace into its file.
+        let _logs = match crate::cli::trace::install(self.verbose, self.trace.as_deref()) {
+            Ok(guard) => guard,
+            Err(e) => {
+                let file = self.trace.as_deref().unwrap_or(std::path::Path::new(""));
+                eprintln!("{program}: --trace {}: {}", file.display(), chain(&e));
+                return ExitKind::Config;
+            }
+        };
         let many = accounts.len() > 1;
         let mut worst = ExitKind::Ok;
         for account in &accounts {
@@ -705,39 +787,141 @@ impl FetchArgs {
             } else {
                 format!("{program}: ")
             };
-            worst = worst.worst(run_account(&who, account, fetch));
+            let outcome = self.run_account(&who, account, fetch);
+            if self.json {
+                println!("{}", outcome.json(account));
+            }
+            worst = worst.worst(outcome.kind);
         }
         worst
     }
+
+    /// One account: password, sink, import, fetch, summary.
+    fn run_account(&self, who: &str, account: &Account, fetch: &mut FetchOne<'_>) -> Outcome {
+        let quiet = self.quiet || self.json;
+        let failed = |kind: ExitKind, message: String| {
+            eprintln!("{who}{message}");
+            Outcome {
+                kind,
+                report: None,
+                error: Some(message),
+            }
+        };
+        let password = match account.password() {
+            Ok(p) => p,
+            Err(e) => return failed(e.exit_kind(), chain(&e)),
+        };
+        let mut sink = match account.open_sink() {
+            Ok(s) => s,
+            Err(e) => {
+                let message = format!("cannot open the destination: {}", chain(&e));
+                return failed(ExitKind::of_store(&e), message);
+            }
+        };
+        if let Some(spec) = &self.import_seen {
+            let host = account.url.host.to_string();
+            let user = account.url.user.as_deref().unwrap_or("");
+            let imported = spec
+                .parse::<crate::import::SeenList>()
+                .and_then(|list| crate::import::import_seen(&mut sink, &list, &host, user));
+            match imported {
+                Ok(n) if !quiet => eprintln!("{who}{n} UIDs imported from {spec}"),
+                Ok(_) => {}
+                Err(e) => {
+                    let kind = match &e {
+                        crate::import::ImportError::Store(io) => ExitKind::of_store(io),
+                        _ => ExitKind::DataErr,
+                    };
+                    return failed(kind, format!("--import-seen {spec}: {}", chain(&e)));
+                }
+            }
+        }
+        let mut progress = FetchProgress::new();
+        if quiet {
+            progress.bar = None;
+        }
+        let (_sink, result) = fetch(&account.url, &password, &account.settings, sink, &mut |p| {
+            progress.update(p)
+        });
+        match result {
+            Ok(report) => {
+                let kind = if quiet {
+                    progress.clear();
+                    ExitKind::of_report(&report)
+                } else {
+                    progress.summary(who, &report)
+                };
+                Outcome {
+                    kind,
+                    report: Some(report),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                progress.clear();
+                let message = match &e {
+                    FetchError::NoUidl(_) if !account.settings.delete => format!(
+                        "{} (keeping messages needs UIDL: only a run with --delete or delete = true works)",
+                        chain(&e)
+                    ),
+                    _ => chain(&e),
+                };
+                failed(ExitKind::of_error(&e), message)
+            }
+        }
+    }
 }
 
-/// One account: password, sink, fetch, summary.
-fn run_account(who: &str, account: &Account, fetch: &mut FetchOne<'_>) -> ExitKind {
-    let password = match account.password() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{who}{}", chain(&e));
-            return e.exit_kind();
+/// How one account's run ended.
+struct Outcome {
+    kind: ExitKind,
+    report: Option<FetchReport>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    /// The `--json` line.
+    fn json(&self, account: &Account) -> serde_json::Value {
+        use serde_json::json;
+        let mut left = Vec::new();
+        let mut value = json!({
+            "account": account.name,
+            "exit": format!("{:?}", self.kind),
+            "exit_code": self.kind.code(),
+        });
+        if let Some(r) = &self.report {
+            for (msg, e) in &r.refused {
+                left.push(json!({"message": msg.get(), "reason": "refused", "detail": chain(e)}));
+            }
+            for msg in &r.unidentified {
+                left.push(json!({"message": msg.get(), "reason": "no usable UID"}));
+            }
+            for msg in &r.ambiguous {
+                left.push(
+                    json!({"message": msg.get(), "reason": "UID shared with another message"}),
+                );
+            }
+            if account.settings.policy.oversize != pop3_proto::fetch::Oversize::Delete {
+                for (msg, size) in &r.oversized {
+                    left.push(
+                        json!({"message": msg.get(), "reason": "over max_size", "size": size}),
+                    );
+                }
+            }
+            value["listed"] = json!(r.listed);
+            value["saved"] = json!(r.saved);
+            value["already_stored"] = json!(r.already_stored);
+            value["deleted"] = json!(r.deleted);
+            value["octets"] = json!(r.bytes);
+            value["marked_seen"] = json!(r.marked);
+            value["kept"] = json!(r.kept);
+            value["deferred"] = json!(r.deferred);
+            value["left_on_server"] = json!(left);
         }
-    };
-    let sink = match account.open_sink() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{who}cannot open the destination: {}", chain(&e));
-            return ExitKind::of_store(&e);
+        if let Some(e) = &self.error {
+            value["error"] = json!(e);
         }
-    };
-    let mut progress = FetchProgress::new();
-    let (_sink, result) = fetch(&account.url, &password, &account.settings, sink, &mut |p| {
-        progress.update(p)
-    });
-    match result {
-        Ok(report) => progress.summary(who, &report),
-        Err(e) => {
-            progress.clear();
-            eprintln!("{who}{}", chain(&e));
-            ExitKind::of_error(&e)
-        }
+        value
     }
 }
 

@@ -531,6 +531,10 @@ pub struct FetchSettings {
     /// the password readable by anyone on the path (default `false`: such a
     /// login is refused). For a trusted link only (loopback, a test).
     pub insecure_cleartext_login: bool,
+    /// The rest of the policy: deleting after an age, size and per-session
+    /// limits, refetching, marking seen (see [`FetchOptions`]; its `delete`
+    /// adds to [`FetchSettings::delete`]).
+    pub policy: FetchOptions,
 }
 
 #[cfg(feature = "fetch")]
@@ -544,6 +548,7 @@ impl Default for FetchSettings {
             pipelining: true,
             delete: false,
             insecure_cleartext_login: false,
+            policy: FetchOptions::default(),
         }
     }
 }
@@ -583,10 +588,21 @@ impl FetchSettings {
         Ok(options)
     }
 
-    /// The fetch driver's options.
+    /// The fetch driver's options: [`FetchSettings::policy`] with
+    /// [`FetchSettings::delete`], and when deleting, a random
+    /// [`FetchOptions::uidless_run_id`] (a server without UIDL can then be
+    /// emptied).
     pub fn fetch_options(&self) -> FetchOptions {
-        let mut options = FetchOptions::default();
-        options.delete = self.delete;
+        let mut options = self.policy.clone();
+        options.delete |= self.delete;
+        if options.delete && options.uidless_run_id.is_none() {
+            options.uidless_run_id = crate::tls::random_token_from(
+                crate::tls::secure_random(self.tls_config.as_ref().map(|c| &**c.crypto_provider())),
+                16,
+            )
+            .ok()
+            .map(|token| format!("nouidl-{token}"));
+        }
         options
     }
 

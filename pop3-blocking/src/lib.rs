@@ -196,6 +196,9 @@ pub mod deliver;
 #[cfg(feature = "fetch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod fetch;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod import;
 #[cfg(any(feature = "client", feature = "server"))]
 mod io;
 #[cfg(all(feature = "maildir", feature = "fetch"))]

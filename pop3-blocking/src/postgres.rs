@@ -17,8 +17,15 @@
 //! | `chunks` | `message`, `seq`, `data` | the content, in rows of at most [`CHUNK_SIZE`] octets |
 //! | `leases` | `account`, `token`, `expires_at` | the maildrop lock: who holds it, until when |
 //!
-//! Messages are written and read a chunk at a time, so a message of any
-//! size is delivered and retrieved with one chunk in memory. A delivered
+//! Messages are written a chunk at a time (the chunks of a message stream
+//! in one `COPY`), and read a few chunks per query, so a message of any
+//! size is delivered and retrieved with at most a few chunks in memory. A
+//! read of a message that fits in one chunk fetches the first chunks of
+//! the messages after it too, up to [`CHUNK_SIZE`] octets, ready for the
+//! next reads: a client retrieving in order costs a query per
+//! [`CHUNK_SIZE`] octets rather than per message. Chunks are stored
+//! uncompressed (schema version 2; rows written before it keep their
+//! compression). A delivered
 //! message's unique-id is `P` and its row id (ids come from a sequence and
 //! are never reused); an imported one keeps the unique-id the Maildir store
 //! gave it ([`PgStore::import_maildir`]).
@@ -73,7 +80,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read};
 use std::path::Path;
@@ -89,6 +96,8 @@ use pop3_proto::store::{
 };
 use pop3_proto::types::{Secret, Uid};
 use postgres::NoTls;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::maildir::{MaildirStore, OctetCounter};
@@ -98,9 +107,20 @@ use pop3_proto::__tracing as tracing;
 /// The largest chunk of a message, in a row and in memory.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
+/// The most chunks a reader fetches with one query.
+const WINDOW: i64 = 4;
+
+/// The most octets of the messages after the one read that a read of a
+/// one-chunk message fetches with it.
+const READ_AHEAD: usize = CHUNK_SIZE;
+
+/// The most messages fetched ahead by one read.
+const MAX_AHEAD: usize = 64;
+
 /// The schema's migrations, in order: migration `n` (from 1) is
 /// `MIGRATIONS[n - 1]`. Never edit one that was released; add another.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE accounts (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name text NOT NULL UNIQUE,
@@ -128,7 +148,12 @@ CREATE TABLE leases (
     expires_at timestamptz NOT NULL
 );
 CREATE SEQUENCE lease_tokens;
-"];
+",
+    // Chunks are stored uncompressed: mail is mostly base64 or already
+    // compressed, so compressing it costs CPU at delivery and at every read
+    // for little space. Applies to rows written from now on.
+    "ALTER TABLE chunks ALTER COLUMN data SET STORAGE EXTERNAL;",
+];
 
 /// The schema version this code writes: the number of its migrations.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -311,17 +336,76 @@ fn temporary(context: &'static str, kind: IoKind) -> StoreError {
 /// A failed statement or connection, as the store contract reports it.
 fn db(e: postgres::Error) -> StoreError {
     tracing::warn!(error = %e, "database call failed");
-    let kind = if e.is_closed() {
+    temporary("database", io_kind(&e))
+}
+
+fn io_kind(e: &postgres::Error) -> IoKind {
+    if e.is_closed() {
         IoKind::ConnectionReset
     } else {
         IoKind::Other
-    };
-    temporary("database", kind)
+    }
 }
 
 fn unavailable(e: r2d2::Error) -> StoreError {
     tracing::warn!(error = %e, "no database connection");
     temporary("database connection", IoKind::TimedOut)
+}
+
+/// Runs `call` on a connection from the pool, and again on another if the
+/// connection turns out closed (the database restarted, or the network cut
+/// it), as many times as the pool may hold such connections plus one. The
+/// pool does not check a connection before handing it out, which would
+/// cost a round trip per call; a closed one is dropped when it comes back.
+/// `call` must be safe to make again after its connection failed.
+fn with_conn<T>(
+    pool: &Pool,
+    mut call: impl FnMut(&mut postgres::Client) -> Result<T, postgres::Error>,
+) -> Result<T, StoreError> {
+    let mut attempts = pool.max_size();
+    loop {
+        let mut conn = pool.get().map_err(unavailable)?;
+        match call(&mut conn) {
+            Err(e) if connection_lost(&e) && attempts > 0 => {
+                tracing::debug!(error = %e, "database connection closed: trying another");
+                attempts -= 1;
+            }
+            result => return result.map_err(db),
+        }
+    }
+}
+
+/// Whether `e` says the connection is gone: closed, or ended by the
+/// server (a shutdown or restart: `57P01`–`57P03`).
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            matches!(c.code(), "57P01" | "57P02" | "57P03") || c.code().starts_with("08")
+        })
+}
+
+/// Runs `body` in a transaction on a connection from the pool, and
+/// commits. A connection found closed at `BEGIN` is dropped and another
+/// taken (see [`with_conn`]); once `body` has begun, a failure is returned.
+fn in_transaction<T>(
+    pool: &Pool,
+    body: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, PgError>,
+) -> Result<T, PgError> {
+    let mut attempts = pool.max_size();
+    loop {
+        let mut conn = pool.get()?;
+        let mut tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) if connection_lost(&e) && attempts > 0 => {
+                attempts -= 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let done = body(&mut tx)?;
+        tx.commit()?;
+        return Ok(done);
+    }
 }
 
 fn secs(d: Duration) -> f64 {
@@ -345,6 +429,10 @@ impl PgStore {
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(0))
+            // No validity query on every checkout (a round trip per call):
+            // a connection found closed is dropped and the call made again
+            // on another ([`with_conn`]).
+            .test_on_check_out(false)
             .connection_timeout(options.connect_timeout)
             .build_unchecked(manager);
         migrate(&mut *pool.get()?)?;
@@ -436,15 +524,13 @@ impl PgStore {
     /// durable when this returns `Ok`: its transaction committed. On
     /// error nothing was delivered.
     pub fn deliver(&self, user: &str, message: &mut dyn Read) -> Result<Delivered, PgError> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction()?;
-        let account: i64 = tx
-            .query_opt("SELECT id FROM accounts WHERE name = $1", &[&user])?
-            .ok_or(PgError::NoSuchUser)?
-            .get(0);
-        let delivered = insert_message(&mut tx, account, None, message)?;
-        tx.commit()?;
-        Ok(delivered)
+        in_transaction(&self.pool, |tx| {
+            let account: i64 = tx
+                .query_opt("SELECT id FROM accounts WHERE name = $1", &[&user])?
+                .ok_or(PgError::NoSuchUser)?
+                .get(0);
+            insert_message(tx, account, None, message)
+        })
     }
 
     /// Imports the users of `users` (their credentials as they are) and
@@ -514,12 +600,12 @@ impl PgStore {
     }
 
     fn credential(&self, user: &str) -> Result<Option<StoredCredential>, StoreError> {
-        let row = self
-            .pool
-            .get()
-            .map_err(unavailable)?
-            .query_opt("SELECT credential FROM accounts WHERE name = $1", &[&user])
-            .map_err(db)?;
+        let row = with_conn(&self.pool, |conn| {
+            conn.query_typed_opt(
+                "SELECT credential FROM accounts WHERE name = $1",
+                &[(&user, Type::TEXT)],
+            )
+        })?;
         Ok(row.map(|r| {
             let field: &str = r.get(0);
             // A credential the passwd-file would refuse never matches.
@@ -529,15 +615,18 @@ impl PgStore {
     }
 
     fn open_maildrop(&self, user: &str) -> Result<PgMaildrop, StoreError> {
-        let mut conn = self.pool.get().map_err(unavailable)?;
-        let mut tx = conn.transaction().map_err(db)?;
-        let account: i64 = tx
-            .query_opt("SELECT id FROM accounts WHERE name = $1", &[&user])
-            .map_err(db)?
-            .ok_or(StoreError::Permanent(Cause::NoSuchUser))?
-            .get(0);
-        let won = tx
-            .query_opt(
+        // Run again on a connection found closed: a lease won by a
+        // transaction whose commit was lost with the connection makes this
+        // open `InUse` until it expires, and loses nothing.
+        let (account, won, rows) = with_conn(&self.pool, |conn| {
+            let mut tx = conn.transaction()?;
+            let Some(account) =
+                tx.query_opt("SELECT id FROM accounts WHERE name = $1", &[&user])?
+            else {
+                return Ok(None);
+            };
+            let account: i64 = account.get(0);
+            let won = tx.query_opt(
                 "INSERT INTO leases (account, token, expires_at)
                  VALUES ($1, nextval('lease_tokens'), now() + make_interval(secs => $2))
                  ON CONFLICT (account) DO UPDATE
@@ -545,19 +634,22 @@ impl PgStore {
                     WHERE leases.expires_at <= now()
                  RETURNING token",
                 &[&account, &secs(self.lease)],
-            )
-            .map_err(db)?;
-        let Some(won) = won else {
-            return Err(StoreError::InUse);
-        };
-        let token: i64 = won.get(0);
-        let rows = tx
-            .query(
+            )?;
+            let Some(won) = won else {
+                return Ok(Some((account, None, Vec::new())));
+            };
+            let rows = tx.query(
                 "SELECT id, uidl, size, chunks FROM messages
                  WHERE account = $1 ORDER BY id",
                 &[&account],
-            )
-            .map_err(db)?;
+            )?;
+            tx.commit()?;
+            Ok(Some((account, Some(won.get::<_, i64>(0)), rows)))
+        })?
+        .ok_or(StoreError::Permanent(Cause::NoSuchUser))?;
+        let Some(token) = won else {
+            return Err(StoreError::InUse);
+        };
         let mut messages = Vec::with_capacity(rows.len());
         let mut stored = Vec::with_capacity(rows.len());
         for row in rows {
@@ -571,7 +663,6 @@ impl PgStore {
             });
             stored.push((row.get::<_, i64>(0), row.get::<_, i32>(3)));
         }
-        tx.commit().map_err(db)?;
         if let Ok(mut held) = self.held.lock() {
             held.insert(token, account);
         }
@@ -582,6 +673,7 @@ impl PgStore {
             token,
             stored,
             messages,
+            ahead: VecDeque::new(),
             released: false,
         })
     }
@@ -654,13 +746,12 @@ fn renew(pool: &Pool, held: &Held, lease: Duration, stop: &mpsc::Receiver<()>) {
         if tokens.is_empty() {
             continue;
         }
-        let renewed = pool.get().map_err(unavailable).and_then(|mut conn| {
+        let renewed = with_conn(pool, |conn| {
             conn.execute(
                 "UPDATE leases SET expires_at = now() + make_interval(secs => $2)
                  WHERE token = ANY($1)",
                 &[&tokens, &secs(lease)],
             )
-            .map_err(db)
         });
         if let Err(e) = renewed {
             tracing::warn!(error = %e, "leases not renewed");
@@ -691,24 +782,26 @@ fn insert_message(
         "INSERT INTO messages (id, account, uidl, size, chunks) VALUES ($1, $2, $3, 0, 0)",
         &[&id, &account, &uid.as_str()],
     )?;
+    // The chunks go in one COPY: the rows stream to the database without
+    // a round trip each, a chunk in memory at a time.
     let mut counter = OctetCounter::default();
     let mut buf = vec![0; CHUNK_SIZE];
     let mut seq: i32 = 0;
+    let copy = tx.copy_in("COPY chunks (message, seq, data) FROM STDIN (FORMAT binary)")?;
+    let mut rows = BinaryCopyInWriter::new(copy, &[Type::INT8, Type::INT4, Type::BYTEA]);
     loop {
         let n = fill(message, &mut buf).map_err(PgError::Io)?;
         if n == 0 {
             break;
         }
         counter.update(&buf[..n]);
-        tx.execute(
-            "INSERT INTO chunks (message, seq, data) VALUES ($1, $2, $3)",
-            &[&id, &seq, &&buf[..n]],
-        )?;
+        rows.write(&[&id, &seq, &&buf[..n]])?;
         seq += 1;
         if n < buf.len() {
             break;
         }
     }
+    rows.finish()?;
     let size = counter.finish();
     tx.execute(
         "UPDATE messages SET size = $2, chunks = $3 WHERE id = $1",
@@ -810,6 +903,9 @@ pub struct PgMaildrop {
     /// Each message's row id and number of chunks.
     stored: Vec<(i64, i32)>,
     messages: Vec<MessageInfo>,
+    /// The first chunks of the messages after the last one read, fetched
+    /// with it, in order: (index, chunk). At most [`READ_AHEAD`] octets.
+    ahead: VecDeque<(usize, Bytes)>,
     released: bool,
 }
 
@@ -852,12 +948,71 @@ impl BlockingMaildrop for PgMaildrop {
             .stored
             .get(index)
             .ok_or(StoreError::Permanent(Cause::NoSuchMessage))?;
-        Ok(PgReader {
+        let mut reader = PgReader {
             pool: self.pool.clone(),
             id,
             next: 0,
             chunks,
-        })
+            window: VecDeque::new(),
+        };
+        while self.ahead.front().is_some_and(|(i, _)| *i < index) {
+            self.ahead.pop_front();
+        }
+        if let Some((_, chunk)) = self.ahead.front().filter(|(i, _)| *i == index) {
+            reader.window.push_back(chunk.clone());
+            reader.next = 1;
+            self.ahead.pop_front();
+            return Ok(reader);
+        }
+        self.ahead.clear();
+        // A message that fits in one chunk is fetched with the first
+        // chunks of the ones after it, while they fit in READ_AHEAD: a
+        // client retrieving messages in order then costs one query per
+        // READ_AHEAD octets, not one per message.
+        let single = |i: usize| {
+            self.stored.get(i).is_some_and(|s| s.1 == 1)
+                && self.messages[i].size <= READ_AHEAD as u64
+        };
+        if !single(index) {
+            return Ok(reader);
+        }
+        let mut ids = vec![id];
+        let mut octets = self.messages[index].size;
+        let mut next = index + 1;
+        while next < self.stored.len() && ids.len() < MAX_AHEAD && single(next) {
+            octets += self.messages[next].size;
+            if octets > READ_AHEAD as u64 {
+                break;
+            }
+            ids.push(self.stored[next].0);
+            next += 1;
+        }
+        if ids.len() == 1 {
+            return Ok(reader);
+        }
+        let rows = with_conn(&self.pool, |conn| {
+            conn.query_typed(
+                "SELECT message, data FROM chunks WHERE message = ANY($1) AND seq = 0",
+                &[(&ids, Type::INT8_ARRAY)],
+            )
+        })?;
+        let mut found: HashMap<i64, Bytes> = rows
+            .into_iter()
+            .map(|row| (row.get(0), Bytes::copy_from_slice(row.get::<_, &[u8]>(1))))
+            .collect();
+        if let Some(chunk) = found.remove(&id) {
+            reader.window.push_back(chunk);
+            reader.next = 1;
+        }
+        // One not found (it is gone) ends what is fetched ahead; its own
+        // read reports it.
+        for (i, message) in (index + 1..).zip(&ids[1..]) {
+            match found.remove(message) {
+                Some(chunk) => self.ahead.push_back((i, chunk)),
+                None => break,
+            }
+        }
+        Ok(reader)
     }
 
     fn commit(mut self, deleted: Vec<usize>) -> Result<(), StoreError> {
@@ -867,49 +1022,48 @@ impl BlockingMaildrop for PgMaildrop {
             .collect();
         let failed = ids.len();
         let not_deleted = |kind| StoreError::Temporary(Cause::NotDeleted { failed, kind });
-        let result = (|| {
-            let mut conn = self.pool.get().map_err(|e| {
-                unavailable(e);
-                not_deleted(IoKind::TimedOut)
-            })?;
-            let mut tx = conn.transaction().map_err(|e| {
-                db(e);
-                not_deleted(IoKind::Other)
-            })?;
+        let (account, token) = (self.account, self.token);
+        let result = in_transaction(&self.pool, |tx| {
             let owner: Option<i64> = tx
                 .query_opt(
                     "SELECT token FROM leases WHERE account = $1 FOR UPDATE",
-                    &[&self.account],
-                )
-                .map_err(|e| {
-                    db(e);
-                    not_deleted(IoKind::Other)
-                })?
+                    &[&account],
+                )?
                 .map(|r| r.get(0));
-            if owner != Some(self.token) {
-                tracing::warn!(
-                    token = self.token,
-                    "maildrop lease lost before the commit: nothing deleted"
-                );
-                return Err(not_deleted(IoKind::WouldBlock));
+            if owner != Some(token) {
+                return Ok(false);
             }
             tx.execute(
                 "DELETE FROM messages WHERE account = $1 AND id = ANY($2)",
-                &[&self.account, &ids],
-            )
-            .and_then(|_| {
-                tx.execute(
-                    "DELETE FROM leases WHERE account = $1 AND token = $2",
-                    &[&self.account, &self.token],
-                )
-            })
-            .and_then(|_| tx.commit())
-            .map_err(|e| {
-                db(e);
-                not_deleted(IoKind::Other)
-            })?;
-            Ok(())
-        })();
+                &[&account, &ids],
+            )?;
+            tx.execute(
+                "DELETE FROM leases WHERE account = $1 AND token = $2",
+                &[&account, &token],
+            )?;
+            Ok(true)
+        })
+        .map_err(|e| match e {
+            PgError::Database(e) => {
+                tracing::warn!(error = %e, "database call failed");
+                not_deleted(io_kind(&e))
+            }
+            e => {
+                tracing::warn!(error = %e, "no database connection");
+                not_deleted(IoKind::TimedOut)
+            }
+        })
+        .and_then(|held| {
+            if held {
+                Ok(())
+            } else {
+                tracing::warn!(
+                    token,
+                    "maildrop lease lost before the commit: nothing deleted"
+                );
+                Err(not_deleted(IoKind::WouldBlock))
+            }
+        });
         if result.is_ok() {
             self.forget_lease();
         }
@@ -924,49 +1078,72 @@ impl Drop for PgMaildrop {
         }
         self.forget_lease();
         // Best effort: a lease that cannot be removed now expires.
-        if let Ok(mut conn) = self.pool.get() {
-            let _ = conn.execute(
+        let _ = with_conn(&self.pool, |conn| {
+            conn.execute(
                 "DELETE FROM leases WHERE account = $1 AND token = $2",
                 &[&self.account, &self.token],
-            );
-        }
+            )
+        });
     }
 }
 
-/// A message being read, a chunk (one row) per call. It holds no
-/// connection between calls.
+/// A message being read: up to [`WINDOW`] chunks (rows) per query, handed
+/// out a chunk per call. It holds no connection between calls.
 #[derive(Debug)]
 pub struct PgReader {
     pool: Pool,
     id: i64,
+    /// The sequence number of the next chunk to fetch.
     next: i32,
     chunks: i32,
+    /// Chunks fetched and not yet handed out.
+    window: VecDeque<Bytes>,
 }
 
 impl BlockingMessageReader for PgReader {
     fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
+        if let Some(chunk) = self.window.pop_front() {
+            return Ok(Some(chunk));
+        }
         if self.next >= self.chunks && self.chunks != 0 {
             return Ok(None);
         }
-        let mut conn = self.pool.get().map_err(unavailable)?;
         if self.chunks == 0 {
             // An empty message: it is there or gone.
-            let there = conn
-                .query_opt("SELECT 1 FROM messages WHERE id = $1", &[&self.id])
-                .map_err(db)?;
+            let there = with_conn(&self.pool, |conn| {
+                conn.query_typed_opt(
+                    "SELECT 1 FROM messages WHERE id = $1",
+                    &[(&self.id, Type::INT8)],
+                )
+            })?;
             there.ok_or(StoreError::MessageGone)?;
             self.chunks = -1;
             return Ok(None);
         }
-        let row = conn
-            .query_opt(
-                "SELECT data FROM chunks WHERE message = $1 AND seq = $2",
-                &[&self.id, &self.next],
+        let (id, from) = (self.id, self.next);
+        let rows = with_conn(&self.pool, |conn| {
+            conn.query_typed(
+                "SELECT seq, data FROM chunks WHERE message = $1 AND seq >= $2
+                 ORDER BY seq LIMIT $3",
+                &[
+                    (&id, Type::INT8),
+                    (&from, Type::INT4),
+                    (&WINDOW, Type::INT8),
+                ],
             )
-            .map_err(db)?
-            .ok_or(StoreError::MessageGone)?;
-        self.next += 1;
-        let data: Vec<u8> = row.get(0);
-        Ok(Some(Bytes::from(data)))
+        })?;
+        for row in rows {
+            if row.get::<_, i32>(0) != self.next {
+                break;
+            }
+            self.window
+                .push_back(Bytes::copy_from_slice(row.get::<_, &[u8]>(1)));
+            self.next += 1;
+        }
+        // No row: the message was deleted.
+        self.window
+            .pop_front()
+            .map(Some)
+            .ok_or(StoreError::MessageGone)
     }
 }

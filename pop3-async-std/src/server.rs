@@ -478,7 +478,7 @@ where
         if let Some(result) = driver.finish().await {
             tracing::info!(?peer, ?result, "a commit past the store timeout ended");
         }
-        tracing::info!(?peer, "{}", conn.machine().summary());
+        conn.machine().log_summary();
     }
 }
 

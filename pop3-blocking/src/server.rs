@@ -470,7 +470,7 @@ where
         if let Some(result) = block_on(&waker, driver.finish(), None).flatten() {
             tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
-        tracing::info!(%peer, "{}", conn.machine().summary());
+        conn.machine().log_summary();
     }
 }
 

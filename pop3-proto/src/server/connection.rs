@@ -7,7 +7,7 @@ use alloc::vec;
 use bytes::{Buf, BytesMut};
 use core::time::Duration;
 
-use super::{Server, StoreReply, StoreRequest};
+use super::{CloseReason, Server, StoreReply, StoreRequest};
 use crate::session::Action;
 use crate::time::Instant;
 
@@ -428,12 +428,15 @@ impl Connection {
         }
     }
 
-    /// Asks the session to end: it goes on for the shutdown grace, then is
-    /// cut.
+    /// Asks the session to end: one not logged in is told so and closed
+    /// ([`Server::handle_shutdown`]); a logged-in one goes on for the
+    /// shutdown grace (its QUIT commits as usual), then is cut without
+    /// UPDATE.
     pub fn shutdown(&mut self, now: Instant) {
         if !self.shutting_down {
             self.shutting_down = true;
             self.shutdown_at = Some(now + self.grace);
+            self.machine.handle_shutdown(now);
         }
     }
 
@@ -496,6 +499,7 @@ impl Connection {
         if self.shutdown_at.is_some_and(|at| now >= at) {
             self.shutdown_at = None;
             if !self.cut {
+                self.machine.set_close_reason(CloseReason::Shutdown);
                 self.cut(now);
             }
         } else if let Some(since) = self.write_since {

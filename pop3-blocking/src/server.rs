@@ -408,7 +408,8 @@ where
             }
             let now = clock.now();
             // Never longer than the grace, so that a shutdown is seen in time.
-            let mut wait = options.shutdown_grace.max(LEAST_WAKE);
+            // A quarter of the grace: a session not logged in is told in time.
+            let mut wait = (options.shutdown_grace / 4).max(LEAST_WAKE);
             if let Some(deadline) = conn.poll_timeout() {
                 wait = wait.min(clock.left(deadline));
             }

@@ -236,10 +236,6 @@ pub struct BoundListener {
 /// Everything a `pop3d` example needs besides its runtime.
 #[derive(Debug)]
 pub struct ServerSetup {
-    /// Plain listeners.
-    pub listen: Vec<SocketAddr>,
-    /// Implicit TLS listeners.
-    pub tls_listen: Vec<SocketAddr>,
     /// Every listener, bound (taken by [`take_listeners`](Self::take_listeners)).
     pub listeners: Vec<BoundListener>,
     /// The protocol configuration.
@@ -730,22 +726,6 @@ impl ServerArgs {
                     .map_err(|e| startup(&settings.previous_uidl_format.origin, format, e))?,
             ),
         };
-        let (tls, demo_ca, certificate) = match settings.load_certificate()? {
-            Some(key) => {
-                let slot = Arc::new(CertSlot(std::sync::RwLock::new(key)));
-                let provider = crate::tls::default_provider()
-                    .ok_or_else(|| StartupError("no TLS crypto provider".into()))?;
-                let config = rustls::ServerConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()?
-                    .with_no_client_auth()
-                    .with_cert_resolver(slot.clone());
-                (Arc::new(config), None, Some(slot))
-            }
-            None => {
-                let (config, ca) = demo_tls()?;
-                (config, Some(ca), None)
-            }
-        };
         let mut listeners = Vec::new();
         for (addrs, tls) in [(&settings.listen, false), (&settings.tls_listen, true)] {
             for addr in addrs {
@@ -762,6 +742,22 @@ impl ServerArgs {
         if let Some(m) = &settings.metrics {
             std::net::TcpListener::bind(m.value).map_err(|e| startup(&m.origin, m.value, e))?;
         }
+        let (tls, demo_ca, certificate) = match settings.load_certificate()? {
+            Some(key) => {
+                let slot = Arc::new(CertSlot(std::sync::RwLock::new(key)));
+                let provider = crate::tls::default_provider()
+                    .ok_or_else(|| StartupError("no TLS crypto provider".into()))?;
+                let config = rustls::ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()?
+                    .with_no_client_auth()
+                    .with_cert_resolver(slot.clone());
+                (Arc::new(config), None, Some(slot))
+            }
+            None => {
+                let (config, ca) = demo_tls()?;
+                (config, Some(ca), None)
+            }
+        };
         let mut config = ServerConfig::default()
             .deployment_secret(Some(secret.clone()))
             .allow_plaintext_auth(settings.allow_plaintext_auth || demo)
@@ -810,8 +806,6 @@ impl ServerArgs {
             ServerStore::Demo(store)
         };
         let setup = ServerSetup {
-            listen: settings.listen.iter().map(|a| a.value).collect(),
-            tls_listen: settings.tls_listen.iter().map(|a| a.value).collect(),
             listeners,
             config,
             tls,

@@ -645,21 +645,55 @@ impl Reloader {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let restart_only: [(&str, bool); 9] = [
-            ("listen", new.listen != old.listen),
-            ("tls_listen", new.tls_listen != old.tls_listen),
-            ("maildir_root", new.maildir_root != old.maildir_root),
-            ("postgres", new.postgres != old.postgres),
-            ("secret_file", new.secret_file != old.secret_file),
+        // Compared by value: a key that only moved to another line has not
+        // changed.
+        fn values<T: Clone>(v: &[Sourced<T>]) -> Vec<T> {
+            v.iter().map(|s| s.value.clone()).collect()
+        }
+        fn value<T: Clone>(v: &Option<Sourced<T>>) -> Option<T> {
+            v.as_ref().map(|s| s.value.clone())
+        }
+        let restart_only: [(&str, bool); 12] = [
+            ("listen", values(&new.listen) != values(&old.listen)),
+            (
+                "tls_listen",
+                values(&new.tls_listen) != values(&old.tls_listen),
+            ),
+            (
+                "maildir_root",
+                value(&new.maildir_root) != value(&old.maildir_root),
+            ),
+            ("postgres", value(&new.postgres) != value(&old.postgres)),
+            (
+                "secret_file",
+                value(&new.secret_file) != value(&old.secret_file),
+            ),
+            (
+                "allow_plaintext_auth",
+                new.allow_plaintext_auth != old.allow_plaintext_auth,
+            ),
+            (
+                "advertise_channel_binding",
+                new.advertise_channel_binding != old.advertise_channel_binding,
+            ),
+            (
+                "previous_uidl_format",
+                new.previous_uidl_format.value != old.previous_uidl_format.value,
+            ),
             ("limits", new.limits != old.limits),
             ("login_delay", new.login_delay != old.login_delay),
             ("proxy_protocol", new.proxy_protocol != old.proxy_protocol),
-            ("metrics", new.metrics != old.metrics),
+            ("metrics", value(&new.metrics) != value(&old.metrics)),
         ];
         for (key, changed) in restart_only {
             if changed {
                 tracing::warn!("reload: the change to {key} takes effect at the next start");
             }
+        }
+        if self.certificate.is_none() && !new.certificates.is_empty() {
+            tracing::warn!(
+                "reload: a certificate where the made-up one was served takes effect at the next start"
+            );
         }
         if let (Some(slot), Some(c)) = (&self.certificate, certificate) {
             slot.replace(c);

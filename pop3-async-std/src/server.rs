@@ -36,11 +36,13 @@ use async_io::Timer;
 use async_lock::{Semaphore, SemaphoreGuardArc};
 use event_listener::Event;
 use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::AsyncReadExt;
 use futures_lite::future::or;
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Gate, connection_context, is_transient_accept_error, refuse,
+    ACCEPT_BACKOFF, Gate, Pass, ProxyPreface, connection_context, is_transient_accept_error,
+    proxy_admits, proxy_result, refuse,
 };
 use pop3_proto::server::{
     Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
@@ -296,25 +298,39 @@ where
                 }
                 Some(Err(e)) => break Err(e),
             };
-            let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
-                life.try_slot()
-                    .map(|slot| (pass, slot))
-                    .ok_or(Refusal::Full)
-            });
-            let slot = match admitted {
-                Ok(slot) => slot,
-                Err(refusal) => {
-                    if let Ok(stream) = stream.into_inner() {
-                        refuse(stream, peer, refusal);
-                    }
-                    continue;
-                }
-            };
-            let _ = stream.get_ref().set_nodelay(true);
             running.retain(|task| !task.is_finished());
+            if let Some(policy) = &self.inner.options.proxy_protocol {
+                // The client is the one the proxy's header names: it is
+                // admitted once the header is read, in the session's task.
+                if proxy_admits(Some(policy), peer) {
+                    let server = self.clone();
+                    let limit = policy.timeout;
+                    running.push(sessions.spawn(async move {
+                        let mut stream = stream;
+                        let mut preface = ProxyPreface::new(peer);
+                        let read = timeout(limit, async {
+                            loop {
+                                let n = AsyncReadExt::read(&mut stream, preface.space()).await?;
+                                if let Some(client) = preface.filled(n)? {
+                                    return Ok(client);
+                                }
+                            }
+                        })
+                        .await;
+                        drop(preface);
+                        if let Some(client) = proxy_result(read, peer) {
+                            server.admit_and_serve(stream, client, security).await;
+                        }
+                    }));
+                }
+                continue;
+            }
+            let Some(slot) = self.admit(stream, peer) else {
+                continue;
+            };
             let server = self.clone();
             running.push(sessions.spawn(async move {
-                let _slot = slot;
+                let (_slot, stream) = slot;
                 server
                     .connection(Stream::new(stream), Some(peer), security)
                     .await;
@@ -392,6 +408,48 @@ where
         let _slot = (pass, self.inner.life.slot().await);
         self.connection(Stream::new(stream), Some(peer), security)
             .await;
+    }
+
+    /// Admits an accepted connection as the client `peer` (with its
+    /// place under the caps), or refuses it over a cap.
+    fn admit(
+        &self,
+        stream: Async<std::net::TcpStream>,
+        peer: SocketAddr,
+    ) -> Option<((Pass, Slot), Async<std::net::TcpStream>)> {
+        let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
+            self.inner
+                .life
+                .try_slot()
+                .map(|slot| (pass, slot))
+                .ok_or(Refusal::Full)
+        });
+        match admitted {
+            Ok(slot) => {
+                let _ = stream.get_ref().set_nodelay(true);
+                Some((slot, stream))
+            }
+            Err(refusal) => {
+                if let Ok(stream) = stream.into_inner() {
+                    refuse(stream, peer, refusal);
+                }
+                None
+            }
+        }
+    }
+
+    /// Serves an accepted connection as the client `peer`, or refuses it
+    /// over a cap.
+    async fn admit_and_serve(
+        &self,
+        stream: Async<std::net::TcpStream>,
+        peer: SocketAddr,
+        security: Security,
+    ) {
+        if let Some((_slot, stream)) = self.admit(stream, peer) {
+            self.connection(Stream::new(stream), Some(peer), security)
+                .await;
+        }
     }
 
     async fn connection(&self, stream: Stream, peer: Option<SocketAddr>, security: Security) {

@@ -72,7 +72,8 @@ use pop3_proto::server::{Connection, Refusal, Server, ServerConfig, StoreDriver,
 use pop3_proto::store::Store;
 
 use crate::common::{
-    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
+    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, proxy_admits,
+    read_proxy_preface_from, refuse,
 };
 use crate::io::{Clock, Socket, Stream, Transport};
 use crate::tls::secure_random;
@@ -277,6 +278,20 @@ where
                 if self.inner.stop.get().is_some() {
                     return Ok(());
                 }
+                if let Some(policy) = &self.inner.options.proxy_protocol {
+                    // The client is the one the proxy's header names: it is
+                    // admitted once the header is read, on the session's
+                    // thread.
+                    if proxy_admits(Some(policy), peer) {
+                        scope.spawn(move || {
+                            let client = read_proxy_preface_from(&stream, peer, policy.timeout);
+                            if let Some(client) = client {
+                                self.admit_and_serve(stream, client, security);
+                            }
+                        });
+                    }
+                    continue;
+                }
                 let slot = match self.slot(peer) {
                     Ok(slot) => slot,
                     Err(refusal) => {
@@ -358,6 +373,18 @@ where
                 let _ = stream.write_all(refusal.reply());
                 let _ = stream.shutdown_write();
             }
+        }
+    }
+
+    /// Serves an accepted connection as the client `peer`, or refuses it
+    /// over a cap.
+    fn admit_and_serve(&self, stream: TcpStream, peer: SocketAddr, security: Security) {
+        match self.slot(peer) {
+            Ok(_slot) => {
+                let _ = stream.set_nodelay(true);
+                self.session(Socket::new(stream), peer, security);
+            }
+            Err(refusal) => refuse(stream, peer, refusal),
         }
     }
 

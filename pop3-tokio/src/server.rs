@@ -14,7 +14,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
+    ACCEPT_BACKOFF, Gate, Pass, ProxyPreface, connection_context, is_transient_accept_error,
+    proxy_admits, proxy_result, refuse,
 };
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
@@ -22,7 +23,7 @@ use pop3_proto::server::{
     Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
 use pop3_proto::store::Store;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant as TokioInstant, Sleep};
@@ -173,6 +174,34 @@ where
                 }
                 Some(Err(e)) => return Err(e),
             };
+            if let Some(policy) = &self.inner.options.proxy_protocol {
+                // The client is the one the proxy's header names: it is
+                // admitted once the header is read, in the session's task.
+                if proxy_admits(Some(policy), peer) {
+                    let server = self.clone();
+                    let limit = policy.timeout;
+                    tokio::spawn(async move {
+                        let mut stream = stream;
+                        let mut preface = ProxyPreface::new(peer);
+                        let read = tokio::time::timeout(limit, async {
+                            loop {
+                                let n = stream.read(preface.space()).await?;
+                                if let Some(client) = preface.filled(n)? {
+                                    return Ok(client);
+                                }
+                            }
+                        });
+                        let read = read
+                            .await
+                            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+                        drop(preface);
+                        if let Some(client) = proxy_result(read, peer) {
+                            server.admit_and_serve(stream, client, security).await;
+                        }
+                    });
+                }
+                continue;
+            }
             let slot = match self.admit(peer) {
                 Ok(slot) => slot,
                 Err(refusal) => {
@@ -252,6 +281,27 @@ where
 
     /// The connection's place under the caps (also counted by
     /// `wait_idle`), or why it was refused.
+    /// Serves an accepted connection as the client `peer`, or refuses it
+    /// over a cap.
+    async fn admit_and_serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        security: Security,
+    ) {
+        match self.admit(peer) {
+            Ok(_slot) => {
+                let _ = stream.set_nodelay(true);
+                self.connection(Stream::new(stream), peer, security).await;
+            }
+            Err(refusal) => {
+                if let Ok(stream) = stream.into_std() {
+                    refuse(stream, peer, refusal);
+                }
+            }
+        }
+    }
+
     fn admit(&self, peer: SocketAddr) -> Result<(Pass, OwnedSemaphorePermit), Refusal> {
         self.inner.gate.admit(peer.ip()).and_then(|pass| {
             match self.inner.permits.clone().try_acquire_owned() {

@@ -131,12 +131,23 @@ pub struct ServerArgs {
     #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["maildir_root", "users"])]
     pub postgres: Option<String>,
     /// The certificate chain (PEM); without it, a demo CA and certificate
-    /// are made at start.
+    /// are made at start. Repeatable, each with its `--key`: the
+    /// certificate is chosen by the name the client asks for (SNI), the
+    /// first when none matches.
     #[arg(long, value_name = "PEM", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key (PEM).
+    pub cert: Vec<PathBuf>,
+    /// The private key (PEM) of the `--cert` of the same rank.
     #[arg(long, value_name = "PEM", requires = "cert")]
-    pub key: Option<PathBuf>,
+    pub key: Vec<PathBuf>,
+    /// The oldest TLS version accepted: `1.2` (default) or `1.3`.
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<crate::tls::MinTlsVersion>,
+    /// Every listener expects the PROXY protocol (v1 or v2) from a load
+    /// balancer in this network (CIDR; repeatable): the client address it
+    /// carries is the one capped and logged. Connections from elsewhere
+    /// are closed.
+    #[arg(long, value_name = "CIDR")]
+    pub proxy_protocol_trusted: Vec<pop3_proto::proxy::Network>,
     /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
     #[arg(long)]
     pub allow_plaintext_auth: bool,
@@ -256,8 +267,15 @@ impl ServerArgs {
         if self.listen.is_empty() && self.tls_listen.is_empty() {
             self.listen.push(SocketAddr::from(([127, 0, 0, 1], 1110)));
         }
-        let (tls, demo_ca) = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => (crate::tls::server_config_from_pem(cert, key)?, None),
+        if self.cert.len() != self.key.len() {
+            return Err(StartupError("every --cert needs its --key".into()).into());
+        }
+        let (tls, demo_ca) = match (&self.cert[..], &self.key[..]) {
+            ([_, ..], keys) => {
+                let pairs: Vec<_> = self.cert.iter().zip(keys).collect();
+                let min = self.tls_min_version.unwrap_or_default();
+                (crate::tls::server_config_from_pem_pairs(&pairs, min)?, None)
+            }
             _ => {
                 let (config, ca) = demo_tls()?;
                 (config, Some(ca))
@@ -340,6 +358,10 @@ impl ServerArgs {
         }
         if let Some(n) = self.max_connections_per_address {
             options.max_connections_per_address = n.max(1);
+        }
+        if !self.proxy_protocol_trusted.is_empty() {
+            let trusted = self.proxy_protocol_trusted;
+            options.proxy_protocol = Some(pop3_proto::proxy::ProxyPolicy::new(trusted));
         }
         ServerSetup {
             listen: self.listen,

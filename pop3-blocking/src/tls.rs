@@ -313,7 +313,7 @@ impl MinTlsVersion {
 }
 
 impl std::str::FromStr for MinTlsVersion {
-    type Err = TlsConfigError;
+    type Err = UnknownTlsVersion;
 
     /// `1.2` or `1.3`.
     ///
@@ -322,16 +322,26 @@ impl std::str::FromStr for MinTlsVersion {
     /// assert_eq!("1.3".parse::<MinTlsVersion>().unwrap(), MinTlsVersion::Tls13);
     /// assert!("1.1".parse::<MinTlsVersion>().is_err());
     /// ```
-    fn from_str(s: &str) -> Result<Self, TlsConfigError> {
+    fn from_str(s: &str) -> Result<Self, UnknownTlsVersion> {
         match s {
             "1.2" => Ok(MinTlsVersion::Tls12),
             "1.3" => Ok(MinTlsVersion::Tls13),
-            _ => Err(TlsConfigError::Rustls(rustls::Error::General(format!(
-                "unknown TLS version {s:?} (1.2 or 1.3)"
-            )))),
+            _ => Err(UnknownTlsVersion),
         }
     }
 }
+
+/// A TLS version other than `1.2` and `1.3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownTlsVersion;
+
+impl std::fmt::Display for UnknownTlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a TLS version this server offers (1.2 or 1.3)")
+    }
+}
+
+impl std::error::Error for UnknownTlsVersion {}
 
 /// Picks a server certificate by the name the client asks for (SNI): the
 /// first certificate valid for that name, else the first of all (also for

@@ -50,6 +50,7 @@ use pop3_proto::server::{
 use pop3_proto::store::Store;
 
 use crate::io::{Clock, Conn, Stream, timeout};
+use pop3_blocking::metrics::Metrics;
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 use rustls::crypto::SecureRandom;
@@ -180,12 +181,14 @@ struct Inner<S> {
 /// ```
 pub struct Pop3Server<S> {
     inner: Arc<Inner<S>>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Clone for Pop3Server<S> {
     fn clone(&self) -> Self {
         Pop3Server {
             inner: self.inner.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -237,7 +240,30 @@ where
                 options,
                 life,
             }),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts this server's sessions, logins, store calls, refusals and
+    /// handshakes in `metrics` (serve them with
+    /// [`metrics::serve`](pop3_blocking::metrics::serve), on a thread of its
+    /// own). Clones made afterwards share it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pop3_async_std::server::Pop3Server;
+    /// use pop3_blocking::metrics::Metrics;
+    /// use pop3_proto::store::MemoryStore;
+    ///
+    /// let metrics = Arc::new(Metrics::new());
+    /// let server = Pop3Server::new(MemoryStore::new(), Default::default())
+    ///     .with_metrics(metrics.clone());
+    /// # drop(server);
+    /// ```
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Asks every `serve` loop to stop accepting and every session to end
@@ -302,7 +328,7 @@ where
             if let Some(policy) = &self.inner.options.proxy_protocol {
                 // The client is the one the proxy's header names: it is
                 // admitted once the header is read, in the session's task.
-                if proxy_admits(Some(policy), peer) {
+                if proxy_admits(Some(policy), peer, &self.metrics) {
                     let server = self.clone();
                     let limit = policy.timeout;
                     running.push(sessions.spawn(async move {
@@ -318,7 +344,7 @@ where
                         })
                         .await;
                         drop(preface);
-                        if let Some(client) = proxy_result(read, peer) {
+                        if let Some(client) = proxy_result(read, peer, &server.metrics) {
                             server.admit_and_serve(stream, client, security).await;
                         }
                     }));
@@ -393,6 +419,7 @@ where
             Ok(pass) => pass,
             Err(refusal) => {
                 tracing::info!(%peer, "connection refused: {refusal}");
+                self.metrics.refused(refusal);
                 let mut stream = stream;
                 let stall = self.inner.options.write_stall_timeout;
                 let _ = timeout(stall, async {
@@ -431,7 +458,7 @@ where
             }
             Err(refusal) => {
                 if let Ok(stream) = stream.into_inner() {
-                    refuse(stream, peer, refusal);
+                    refuse(stream, peer, refusal, &self.metrics);
                 }
                 None
             }
@@ -462,6 +489,7 @@ where
                 }
                 None => Err(io::Error::other("no TLS configuration")),
             };
+            self.metrics.tls_handshake(accepted.is_ok());
             match accepted {
                 Ok(tls) => {
                     tls_info = pop3_blocking::common::server_tls_info(tls.get_ref().1);
@@ -490,10 +518,12 @@ where
         let clock = Clock::new(Instant::now());
         let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
         let life = self.inner.life.clone();
+        self.metrics.session_started();
         let mut session = Session {
             conn: Connection::new(machine, options),
             io,
             acceptor: self.inner.tls.clone(),
+            metrics: self.metrics.clone(),
             handshake: None,
             handshake_timeout: options.tls_handshake_timeout,
             clock,
@@ -504,6 +534,7 @@ where
             match poll_fn(|cx| session.poll_step(cx)).await {
                 Step::Store(request) => {
                     let call = driver.execute(request);
+                    let started = Instant::now();
                     let reply = match session.conn.poll_timeout() {
                         Some(deadline) => {
                             let clock = &mut session.clock;
@@ -515,6 +546,7 @@ where
                         }
                         None => Some(call.await),
                     };
+                    self.metrics.store_call(started.elapsed());
                     let now = session.clock.now();
                     match reply {
                         Some(reply) => session.conn.store_done(now, reply),
@@ -537,6 +569,7 @@ where
             tracing::info!(?peer, ?result, "a commit past the store timeout ended");
         }
         tracing::info!(?peer, "{}", conn.machine().summary());
+        self.metrics.session_ended(&conn);
     }
 }
 
@@ -554,6 +587,7 @@ struct Session {
     conn: Connection,
     io: Conn,
     acceptor: Option<TlsAcceptor>,
+    metrics: Arc<Metrics>,
     handshake: Option<Handshake>,
     handshake_timeout: Duration,
     clock: Clock,
@@ -617,6 +651,7 @@ impl Session {
         };
         let done = ready!(handshake.as_mut().poll(cx));
         self.handshake = None;
+        self.metrics.tls_handshake(done.is_ok());
         let done = done.map(|tls| {
             self.conn
                 .tls_info(pop3_blocking::common::server_tls_info(tls.get_ref().1));

@@ -25,6 +25,7 @@ use crate::config::{Account, AccountOptions, Config, ConfigError, default_config
 use crate::deliver::Delivery;
 use crate::fetch::ExitKind;
 use crate::maildir::MaildirStore;
+use crate::metrics::Metrics;
 use crate::passwd::PasswdFile;
 
 #[cfg(feature = "postgres")]
@@ -148,6 +149,12 @@ pub struct ServerArgs {
     /// are closed.
     #[arg(long, value_name = "CIDR")]
     pub proxy_protocol_trusted: Vec<pop3_proto::proxy::Network>,
+    /// Serve the server's metrics (Prometheus text format) at
+    /// `http://ADDR/metrics`; give a loopback address (`127.0.0.1:9110`)
+    /// or one only the scraper can reach: the responder has no access
+    /// control.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
     #[arg(long)]
     pub allow_plaintext_auth: bool,
@@ -211,6 +218,8 @@ pub struct ServerSetup {
     pub tls: Arc<rustls::ServerConfig>,
     /// The connection settings (caps, timeouts).
     pub options: ServerOptions,
+    /// Where the metrics are served over HTTP, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The demo CA's certificate file, removed on drop.
     pub demo_ca: Option<PathBuf>,
 }
@@ -369,12 +378,28 @@ impl ServerArgs {
             config,
             tls,
             options,
+            metrics_listen: self.metrics_listen,
             demo_ca,
         }
     }
 }
 
 impl ServerSetup {
+    /// The server's metrics: served on [`ServerSetup::metrics_listen`] by
+    /// [`metrics::serve`](crate::metrics::serve) (on a thread of its own)
+    /// when it is set, else counted for no one. Hand them to the server
+    /// with its `with_metrics`.
+    pub fn start_metrics(&self, program: &str) -> Result<Arc<Metrics>, BoxError> {
+        let metrics = Arc::new(Metrics::new());
+        if let Some(addr) = self.metrics_listen {
+            let listener = std::net::TcpListener::bind(addr)?;
+            let local = listener.local_addr()?;
+            crate::metrics::serve(listener, metrics.clone())?;
+            println!("{program}: metrics at http://{local}/metrics");
+        }
+        Ok(metrics)
+    }
+
     /// Prints where the server listens and, for the demo, how to try it.
     /// `bound`: each listener's local address and whether it is implicit TLS.
     pub fn print_banner(&self, program: &str, bound: &[(SocketAddr, bool)]) {

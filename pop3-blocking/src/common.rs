@@ -48,6 +48,8 @@ use pop3_proto::url::{AuthMethod, PopUrl};
 #[cfg(feature = "client")]
 use rustls::pki_types::ServerName;
 
+#[cfg(feature = "server")]
+use crate::metrics::Metrics;
 #[cfg(feature = "client")]
 use crate::tls::TlsVerification;
 #[cfg(feature = "server")]
@@ -479,9 +481,10 @@ impl Drop for Pass {
 /// Tells a refused client why, and closes: the line is written without
 /// waiting (a fresh connection's send buffer takes it whole; a client that
 /// does not read loses nothing but the explanation), then the connection
-/// is shut down.
-pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+/// is shut down. Counted in `metrics`.
+pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal, metrics: &Metrics) {
     tracing::info!(%peer, "connection refused: {refusal}");
+    metrics.refused(refusal);
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write(refusal.reply());
     let _ = stream.shutdown(Shutdown::Both);
@@ -584,10 +587,16 @@ pub fn read_proxy_preface(
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// Whether a connection from `peer` may be served under `policy` (a
 /// listener without one serves everyone); one refused is logged, and is to
-/// be closed without a word (it is no proxy of ours).
-pub fn proxy_admits(policy: Option<&pop3_proto::proxy::ProxyPolicy>, peer: SocketAddr) -> bool {
+/// be closed without a word (it is no proxy of ours), and counted in
+/// `metrics`.
+pub fn proxy_admits(
+    policy: Option<&pop3_proto::proxy::ProxyPolicy>,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> bool {
     let trusted = policy.is_none_or(|p| p.trusts(peer.ip()));
     if !trusted {
+        metrics.proxy_refused(true);
         tracing::info!(%peer, "connection refused: not a trusted PROXY protocol source");
     }
     trusted
@@ -598,11 +607,12 @@ pub fn proxy_admits(policy: Option<&pop3_proto::proxy::ProxyPolicy>, peer: Socke
 /// Reads the PROXY header of a connection accepted on a blocking socket,
 /// within `timeout` in all, and returns the client's address (logged and
 /// `None` when the header is missing, malformed or late: the connection
-/// is to be closed).
+/// is to be closed; counted in `metrics`).
 pub fn read_proxy_preface_from(
     stream: &TcpStream,
     peer: SocketAddr,
     timeout: Duration,
+    metrics: &Metrics,
 ) -> Option<SocketAddr> {
     let until = std::time::Instant::now() + timeout;
     let read = read_proxy_preface(peer, |buf| {
@@ -614,17 +624,22 @@ pub fn read_proxy_preface_from(
         io::Read::read(&mut &*stream, buf)
     });
     let _ = stream.set_read_timeout(None);
-    proxy_result(read, peer)
+    proxy_result(read, peer, metrics)
 }
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// The client's address from a PROXY header read, or the failure logged
-/// (`None`: close the connection).
-pub fn proxy_result(read: io::Result<SocketAddr>, peer: SocketAddr) -> Option<SocketAddr> {
+/// (`None`: close the connection), counted in `metrics`.
+pub fn proxy_result(
+    read: io::Result<SocketAddr>,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Option<SocketAddr> {
     match read {
         Ok(client) => Some(client),
         Err(e) => {
+            metrics.proxy_refused(false);
             tracing::info!(%peer, error = %e, "connection refused: no valid PROXY protocol header");
             None
         }

@@ -43,7 +43,8 @@ fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxErr
         setup.config.clone(),
         tls,
         setup.options.clone(),
-    );
+    )
+    .with_metrics(setup.start_metrics("pop3d-blocking")?);
     let stop = server.clone();
     ctrlc::set_handler(move || stop.shutdown())?;
     let mut bound = Vec::new();

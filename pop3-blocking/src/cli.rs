@@ -25,6 +25,7 @@ use crate::config::{Account, AccountOptions, Config, ConfigError, default_config
 use crate::deliver::Delivery;
 use crate::fetch::ExitKind;
 use crate::maildir::MaildirStore;
+use crate::metrics::Metrics;
 use crate::passwd::PasswdFile;
 
 #[cfg(feature = "postgres")]
@@ -132,12 +133,29 @@ pub struct ServerArgs {
     #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["maildir_root", "users"])]
     pub postgres: Option<String>,
     /// The certificate chain (PEM); without it, a demo CA and certificate
-    /// are made at start.
+    /// are made at start. Repeatable, each with its `--key`: the
+    /// certificate is chosen by the name the client asks for (SNI), the
+    /// first when none matches.
     #[arg(long, value_name = "PEM", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key (PEM).
+    pub cert: Vec<PathBuf>,
+    /// The private key (PEM) of the `--cert` of the same rank.
     #[arg(long, value_name = "PEM", requires = "cert")]
-    pub key: Option<PathBuf>,
+    pub key: Vec<PathBuf>,
+    /// The oldest TLS version accepted: `1.2` (default) or `1.3`.
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<crate::tls::MinTlsVersion>,
+    /// Every listener expects the PROXY protocol (v1 or v2) from a load
+    /// balancer in this network (CIDR; repeatable): the client address it
+    /// carries is the one capped and logged. Connections from elsewhere
+    /// are closed.
+    #[arg(long, value_name = "CIDR")]
+    pub proxy_protocol_trusted: Vec<pop3_proto::proxy::Network>,
+    /// Serve the server's metrics (Prometheus text format) at
+    /// `http://ADDR/metrics`; give a loopback address (`127.0.0.1:9110`)
+    /// or one only the scraper can reach: the responder has no access
+    /// control.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
     #[arg(long)]
     pub allow_plaintext_auth: bool,
@@ -201,6 +219,8 @@ pub struct ServerSetup {
     pub tls: Arc<rustls::ServerConfig>,
     /// The connection settings (caps, timeouts).
     pub options: ServerOptions,
+    /// Where the metrics are served over HTTP, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// The demo CA's certificate file, removed on drop.
     pub demo_ca: Option<PathBuf>,
 }
@@ -257,8 +277,15 @@ impl ServerArgs {
         if self.listen.is_empty() && self.tls_listen.is_empty() {
             self.listen.push(SocketAddr::from(([127, 0, 0, 1], 1110)));
         }
-        let (tls, demo_ca) = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => (crate::tls::server_config_from_pem(cert, key)?, None),
+        if self.cert.len() != self.key.len() {
+            return Err(StartupError("every --cert needs its --key".into()).into());
+        }
+        let (tls, demo_ca) = match (&self.cert[..], &self.key[..]) {
+            ([_, ..], keys) => {
+                let pairs: Vec<_> = self.cert.iter().zip(keys).collect();
+                let min = self.tls_min_version.unwrap_or_default();
+                (crate::tls::server_config_from_pem_pairs(&pairs, min)?, None)
+            }
             _ => {
                 let (config, ca) = demo_tls()?;
                 (config, Some(ca))
@@ -342,18 +369,38 @@ impl ServerArgs {
         if let Some(n) = self.max_connections_per_address {
             options.max_connections_per_address = n.max(1);
         }
+        if !self.proxy_protocol_trusted.is_empty() {
+            let trusted = self.proxy_protocol_trusted;
+            options.proxy_protocol = Some(pop3_proto::proxy::ProxyPolicy::new(trusted));
+        }
         ServerSetup {
             listen: self.listen,
             tls_listen: self.tls_listen,
             config,
             tls,
             options,
+            metrics_listen: self.metrics_listen,
             demo_ca,
         }
     }
 }
 
 impl ServerSetup {
+    /// The server's metrics: served on [`ServerSetup::metrics_listen`] by
+    /// [`metrics::serve`](crate::metrics::serve) (on a thread of its own)
+    /// when it is set, else counted for no one. Hand them to the server
+    /// with its `with_metrics`.
+    pub fn start_metrics(&self, program: &str) -> Result<Arc<Metrics>, BoxError> {
+        let metrics = Arc::new(Metrics::new());
+        if let Some(addr) = self.metrics_listen {
+            let listener = std::net::TcpListener::bind(addr)?;
+            let local = listener.local_addr()?;
+            crate::metrics::serve(listener, metrics.clone())?;
+            println!("{program}: metrics at http://{local}/metrics");
+        }
+        Ok(metrics)
+    }
+
     /// Prints where the server listens and, for the demo, how to try it.
     /// `bound`: each listener's local address and whether it is implicit TLS.
     pub fn print_banner(&self, program: &str, bound: &[(SocketAddr, bool)]) {

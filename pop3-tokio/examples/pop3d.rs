@@ -39,7 +39,8 @@ async fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), 
         setup.config.clone(),
         tls,
         setup.options.clone(),
-    );
+    )
+    .with_metrics(setup.start_metrics("pop3d")?);
     let mut tasks = tokio::task::JoinSet::new();
     let mut bound = Vec::new();
     for (addrs, security) in [

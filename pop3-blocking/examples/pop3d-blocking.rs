@@ -42,7 +42,8 @@ fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), Bo
         setup.config.clone(),
         tls,
         setup.options.clone(),
-    );
+    )
+    .with_metrics(setup.start_metrics("pop3d-blocking")?);
     let stop = server.clone();
     setup.handle_signals(move || stop.shutdown())?;
     let mut bound = Vec::new();

@@ -25,6 +25,7 @@ use crate::config::{Account, AccountOptions, Config, ConfigError, default_config
 use crate::deliver::Delivery;
 use crate::fetch::ExitKind;
 use crate::maildir::MaildirStore;
+use crate::metrics::Metrics;
 use crate::passwd::{PasswdFile, SharedPasswd};
 
 mod server_file;
@@ -34,6 +35,7 @@ pub use server_file::{IpNetwork, Origin};
 
 #[cfg(feature = "postgres")]
 mod deliver;
+mod trace;
 #[cfg(feature = "postgres")]
 pub use deliver::{DeliverArgs, EX_DATAERR, EX_NOUSER, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE};
 
@@ -146,12 +148,29 @@ pub struct ServerArgs {
     #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["maildir_root", "users"])]
     pub postgres: Option<String>,
     /// The certificate chain (PEM); without it, a demo CA and certificate
-    /// are made at start.
+    /// are made at start. Repeatable, each with its `--key`: the
+    /// certificate is chosen by the name the client asks for (SNI), the
+    /// first when none matches.
     #[arg(long, value_name = "PEM", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key (PEM).
+    pub cert: Vec<PathBuf>,
+    /// The private key (PEM) of the `--cert` of the same rank.
     #[arg(long, value_name = "PEM", requires = "cert")]
-    pub key: Option<PathBuf>,
+    pub key: Vec<PathBuf>,
+    /// The oldest TLS version accepted: `1.2` (default) or `1.3`.
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<crate::tls::MinTlsVersion>,
+    /// Every listener expects the PROXY protocol (v1 or v2) from a load
+    /// balancer in this network (CIDR; repeatable): the client address it
+    /// carries is the one capped and logged. Connections from elsewhere
+    /// are closed.
+    #[arg(long, value_name = "CIDR")]
+    pub proxy_protocol_trusted: Vec<pop3_proto::proxy::Network>,
+    /// Serve the server's metrics (Prometheus text format) at
+    /// `http://ADDR/metrics`; give a loopback address (`127.0.0.1:9110`)
+    /// or one only the scraper can reach: the responder has no access
+    /// control.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
     #[arg(long)]
     pub allow_plaintext_auth: bool,
@@ -445,13 +464,21 @@ impl Settings {
             }
             _ => {}
         }
-        let certificates = match (&args.cert, &args.key) {
-            (Some(cert), Some(key)) => vec![CertificatePair {
-                cert: cert.clone(),
-                key: key.clone(),
-                origin: Origin::Flag("--cert"),
-            }],
-            _ => keys
+        if args.cert.len() != args.key.len() {
+            return Err(StartupError("every --cert needs its --key".into()).into());
+        }
+        let certificates = match &args.cert[..] {
+            [_, ..] => args
+                .cert
+                .iter()
+                .zip(&args.key)
+                .map(|(cert, key)| CertificatePair {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    origin: Origin::Flag("--cert"),
+                })
+                .collect(),
+            [] => keys
                 .tls
                 .as_ref()
                 .map(|t| {
@@ -482,6 +509,14 @@ impl Settings {
             limits.max_connections_per_address = args.max_connections_per_address;
         }
         let proxy_protocol = match &keys.proxy_protocol {
+            // The flags replace the file's networks.
+            _ if !args.proxy_protocol_trusted.is_empty() => Some(ProxyProtocolSettings {
+                trusted: args
+                    .proxy_protocol_trusted
+                    .iter()
+                    .map(|n| IpNetwork::from_network(*n))
+                    .collect(),
+            }),
             None => None,
             Some(p) => {
                 let mut trusted = Vec::new();
@@ -496,10 +531,13 @@ impl Settings {
                 Some(ProxyProtocolSettings { trusted })
             }
         };
-        let metrics = keys.metrics.as_ref().map(|m| Sourced {
-            value: *m.listen.get_ref(),
-            origin: origin_in(file, "metrics.listen", &m.listen),
-        });
+        let metrics = match args.metrics_listen {
+            Some(addr) => Some(flag(addr, "--metrics-listen")),
+            None => keys.metrics.as_ref().map(|m| Sourced {
+                value: *m.listen.get_ref(),
+                origin: origin_in(file, "metrics.listen", &m.listen),
+            }),
+        };
         Ok(Settings {
             listen,
             tls_listen,
@@ -538,6 +576,10 @@ impl Settings {
             secs(l.tls_handshake_timeout, options.tls_handshake_timeout);
         options.shutdown_grace = secs(l.shutdown_grace, options.shutdown_grace);
         options.store_timeout = secs(l.store_timeout, options.store_timeout);
+        if let Some(p) = &self.proxy_protocol {
+            let trusted = p.trusted.iter().map(IpNetwork::to_network).collect();
+            options.proxy_protocol = Some(pop3_proto::proxy::ProxyPolicy::new(trusted));
+        }
         options
     }
 
@@ -574,11 +616,18 @@ impl Settings {
         Ok(Some(file.with_deployment_secret(secret.clone())))
     }
 
-    /// The first certificate (the one served), loaded.
-    fn load_certificate(&self) -> Result<Option<Arc<rustls::sign::CertifiedKey>>, BoxError> {
-        let Some(pair) = self.certificates.first() else {
-            return Ok(None);
-        };
+    /// The certificates, loaded (none: the demo's is made instead).
+    fn load_certificates(&self) -> Result<Vec<Arc<rustls::sign::CertifiedKey>>, BoxError> {
+        self.certificates
+            .iter()
+            .map(|pair| Self::load_certificate(pair))
+            .collect()
+    }
+
+    /// One certificate and its key, loaded.
+    fn load_certificate(
+        pair: &CertificatePair,
+    ) -> Result<Arc<rustls::sign::CertifiedKey>, BoxError> {
         let chain = crate::tls::certificates_from_pem(&pair.cert, "certificate")
             .map_err(|e| startup(&pair.origin, pair.cert.display(), chain(&e)))?;
         use rustls::pki_types::pem::PemObject as _;
@@ -588,29 +637,31 @@ impl Settings {
             .ok_or_else(|| StartupError("no TLS crypto provider".into()))?;
         let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
             .map_err(|e| startup(&pair.origin, pair.cert.display(), e))?;
-        Ok(Some(Arc::new(certified)))
+        Ok(Arc::new(certified))
     }
 }
 
-/// The served certificate, replaceable while serving (a reload): the TLS
-/// configuration asks it for each handshake.
+/// The served certificates, replaceable while serving (a reload): the TLS
+/// configuration asks them for each handshake, choosing by the name the
+/// client asks for (SNI), else the first.
 #[derive(Debug)]
-struct CertSlot(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+struct CertSlot(std::sync::RwLock<Vec<Arc<rustls::sign::CertifiedKey>>>);
 
 impl rustls::server::ResolvesServerCert for CertSlot {
     fn resolve(
         &self,
-        _hello: rustls::server::ClientHello<'_>,
+        hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(match self.0.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        })
+        let keys = match self.0.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        crate::tls::pick_by_name(&keys, hello.server_name())
     }
 }
 
 impl CertSlot {
-    fn replace(&self, key: Arc<rustls::sign::CertifiedKey>) {
+    fn replace(&self, key: Vec<Arc<rustls::sign::CertifiedKey>>) {
         match self.0.write() {
             Ok(mut c) => *c = key,
             Err(poisoned) => *poisoned.into_inner() = key,
@@ -634,7 +685,7 @@ impl Reloader {
     fn reload(&self) -> Result<(), BoxError> {
         let new = Settings::resolve(&self.args)?;
         let certificate = match &self.certificate {
-            Some(_) => new.load_certificate()?,
+            Some(_) => Some(new.load_certificates()?),
             None => None,
         };
         let users = match &self.users {
@@ -776,18 +827,20 @@ impl ServerArgs {
         if let Some(m) = &settings.metrics {
             std::net::TcpListener::bind(m.value).map_err(|e| startup(&m.origin, m.value, e))?;
         }
-        let (tls, demo_ca, certificate) = match settings.load_certificate()? {
-            Some(key) => {
-                let slot = Arc::new(CertSlot(std::sync::RwLock::new(key)));
+        let keys = settings.load_certificates()?;
+        let (tls, demo_ca, certificate) = match keys.is_empty() {
+            false => {
+                let slot = Arc::new(CertSlot(std::sync::RwLock::new(keys)));
                 let provider = crate::tls::default_provider()
                     .ok_or_else(|| StartupError("no TLS crypto provider".into()))?;
+                let min = self.tls_min_version.unwrap_or_default();
                 let config = rustls::ServerConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()?
+                    .with_protocol_versions(min.versions())?
                     .with_no_client_auth()
                     .with_cert_resolver(slot.clone());
                 (Arc::new(config), None, Some(slot))
             }
-            None => {
+            true => {
                 let (config, ca) = demo_tls()?;
                 (config, Some(ca), None)
             }
@@ -929,6 +982,21 @@ impl ServerSetup {
             })?;
         }
         Ok(())
+    }
+
+    /// The server's metrics: served at [`ServerSetup::metrics`]'s address by
+    /// [`metrics::serve`](crate::metrics::serve) (on a thread of its own)
+    /// when it is set, else counted for no one. Hand them to the server
+    /// with its `with_metrics`.
+    pub fn start_metrics(&self, program: &str) -> Result<Arc<Metrics>, BoxError> {
+        let metrics = Arc::new(Metrics::new());
+        if let Some(addr) = self.metrics.as_ref().map(|m| m.listen) {
+            let listener = std::net::TcpListener::bind(addr)?;
+            let local = listener.local_addr()?;
+            crate::metrics::serve(listener, metrics.clone())?;
+            println!("{program}: metrics at http://{local}/metrics");
+        }
+        Ok(metrics)
     }
 
     /// Prints where the server listens and, for the demo, how to try it.
@@ -1140,6 +1208,60 @@ pub struct FetchArgs {
     /// Where the journals of mbox, MDA and LMTP delivery live.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<String>,
+    /// Delete stored messages this many days after this client first saw
+    /// them (instead of `--delete`).
+    #[arg(long, value_name = "DAYS", conflicts_with = "delete")]
+    pub delete_after_days: Option<u64>,
+    /// Do not fetch messages over this many octets.
+    #[arg(long, value_name = "OCTETS")]
+    pub max_size: Option<u64>,
+    /// What becomes of a message over `--max-size`: `skip` (it stays) or
+    /// `delete` (deleted unread).
+    #[arg(long, value_name = "WHAT", requires = "max_size", value_parser = ["skip", "delete"])]
+    pub oversize: Option<String>,
+    /// Fetch at most this many messages per session.
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<u64>,
+    /// Fetch at most this many octets per session (the first message always).
+    #[arg(long, value_name = "OCTETS")]
+    pub max_octets: Option<u64>,
+    /// Prepend `Received:`, `Delivered-To:` and `X-UIDL:` to each message.
+    #[arg(long)]
+    pub trace_headers: bool,
+    /// Fetch every message, also those fetched before (an archive into a
+    /// fresh destination).
+    #[arg(long)]
+    pub all: bool,
+    /// Download nothing: remember every message now on the server as
+    /// seen, so that later runs fetch only newer mail. Deletes nothing.
+    #[arg(long, conflicts_with = "all")]
+    pub mark_seen: bool,
+    /// Before fetching, take what another tool has fetched as seen:
+    /// `mpop:FILE` (its uidls_file), `getmail:FILE` (an oldmail-* file) or
+    /// `fetchmail:FILE` (its .fetchids); only the account's entries.
+    #[arg(long, value_name = "TOOL:FILE", value_parser = parse_seen_list)]
+    pub import_seen: Option<String>,
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: what the fetch decides (on stderr); twice, the protocol too.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print one JSON object per account on stdout (account, saved,
+    /// deleted, octets, what was left on the server and why, exit status)
+    /// instead of the summary on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the protocol transcript (the client's side of the wire)
+    /// to FILE, passwords and authentication exchanges replaced by `***`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+}
+
+fn parse_seen_list(s: &str) -> Result<String, String> {
+    s.parse::<crate::import::SeenList>()
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_url(s: &str) -> Result<String, String> {
@@ -1199,6 +1321,11 @@ impl FetchArgs {
                 ("--crlf", self.crlf),
                 ("--journal-account", self.journal_account.is_some()),
                 ("--state-dir", self.state_dir.is_some()),
+                ("--delete-after-days", self.delete_after_days.is_some()),
+                ("--max-size", self.max_size.is_some()),
+                ("--max-messages", self.max_messages.is_some()),
+                ("--max-octets", self.max_octets.is_some()),
+                ("--trace-headers", self.trace_headers),
             ];
             if let Some((option, _)) = per_url.iter().find(|(_, given)| *given) {
                 return Err(ConfigError {
@@ -1219,7 +1346,11 @@ impl FetchArgs {
                     message: "no URL, and no configuration file (HOME is not set)".into(),
                 })?,
             };
-            let config = Config::load(&path)?;
+            let mut config = Config::load(&path)?;
+            for account in &mut config.accounts {
+                account.settings.policy.refetch |= self.all;
+                account.settings.policy.mark_seen |= self.mark_seen;
+            }
             if self.account.is_empty() {
                 return Ok(config.accounts);
             }
@@ -1266,6 +1397,14 @@ impl FetchArgs {
             crlf: self.crlf,
             journal_account,
             state_dir: self.state_dir.clone(),
+            delete_after_days: self.delete_after_days,
+            max_size: self.max_size,
+            oversize: self.oversize.clone(),
+            max_messages: self.max_messages,
+            max_octets: self.max_octets,
+            fetch_all: self.all,
+            mark_seen: self.mark_seen,
+            trace_headers: self.trace_headers,
             ..AccountOptions::default()
         };
         Ok(vec![options.into_account(url)?])
@@ -1281,6 +1420,16 @@ impl FetchArgs {
                 return ExitKind::Config;
             }
         };
+        // The logs of this thread, where the fetch runs: -v on stderr,
+        // --trace into its file.
+        let _logs = match crate::cli::trace::install(self.verbose, self.trace.as_deref()) {
+            Ok(guard) => guard,
+            Err(e) => {
+                let file = self.trace.as_deref().unwrap_or(std::path::Path::new(""));
+                eprintln!("{program}: --trace {}: {}", file.display(), chain(&e));
+                return ExitKind::Config;
+            }
+        };
         let many = accounts.len() > 1;
         let mut worst = ExitKind::Ok;
         for account in &accounts {
@@ -1289,39 +1438,141 @@ impl FetchArgs {
             } else {
                 format!("{program}: ")
             };
-            worst = worst.worst(run_account(&who, account, fetch));
+            let outcome = self.run_account(&who, account, fetch);
+            if self.json {
+                println!("{}", outcome.json(account));
+            }
+            worst = worst.worst(outcome.kind);
         }
         worst
     }
+
+    /// One account: password, sink, import, fetch, summary.
+    fn run_account(&self, who: &str, account: &Account, fetch: &mut FetchOne<'_>) -> Outcome {
+        let quiet = self.quiet || self.json;
+        let failed = |kind: ExitKind, message: String| {
+            eprintln!("{who}{message}");
+            Outcome {
+                kind,
+                report: None,
+                error: Some(message),
+            }
+        };
+        let password = match account.password() {
+            Ok(p) => p,
+            Err(e) => return failed(e.exit_kind(), chain(&e)),
+        };
+        let mut sink = match account.open_sink() {
+            Ok(s) => s,
+            Err(e) => {
+                let message = format!("cannot open the destination: {}", chain(&e));
+                return failed(ExitKind::of_store(&e), message);
+            }
+        };
+        if let Some(spec) = &self.import_seen {
+            let host = account.url.host.to_string();
+            let user = account.url.user.as_deref().unwrap_or("");
+            let imported = spec
+                .parse::<crate::import::SeenList>()
+                .and_then(|list| crate::import::import_seen(&mut sink, &list, &host, user));
+            match imported {
+                Ok(n) if !quiet => eprintln!("{who}{n} UIDs imported from {spec}"),
+                Ok(_) => {}
+                Err(e) => {
+                    let kind = match &e {
+                        crate::import::ImportError::Store(io) => ExitKind::of_store(io),
+                        _ => ExitKind::DataErr,
+                    };
+                    return failed(kind, format!("--import-seen {spec}: {}", chain(&e)));
+                }
+            }
+        }
+        let mut progress = FetchProgress::new();
+        if quiet {
+            progress.bar = None;
+        }
+        let (_sink, result) = fetch(&account.url, &password, &account.settings, sink, &mut |p| {
+            progress.update(p)
+        });
+        match result {
+            Ok(report) => {
+                let kind = if quiet {
+                    progress.clear();
+                    ExitKind::of_report(&report)
+                } else {
+                    progress.summary(who, &report)
+                };
+                Outcome {
+                    kind,
+                    report: Some(report),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                progress.clear();
+                let message = match &e {
+                    FetchError::NoUidl(_) if !account.settings.delete => format!(
+                        "{} (keeping messages needs UIDL: only a run with --delete or delete = true works)",
+                        chain(&e)
+                    ),
+                    _ => chain(&e),
+                };
+                failed(ExitKind::of_error(&e), message)
+            }
+        }
+    }
 }
 
-/// One account: password, sink, fetch, summary.
-fn run_account(who: &str, account: &Account, fetch: &mut FetchOne<'_>) -> ExitKind {
-    let password = match account.password() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{who}{}", chain(&e));
-            return e.exit_kind();
+/// How one account's run ended.
+struct Outcome {
+    kind: ExitKind,
+    report: Option<FetchReport>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    /// The `--json` line.
+    fn json(&self, account: &Account) -> serde_json::Value {
+        use serde_json::json;
+        let mut left = Vec::new();
+        let mut value = json!({
+            "account": account.name,
+            "exit": format!("{:?}", self.kind),
+            "exit_code": self.kind.code(),
+        });
+        if let Some(r) = &self.report {
+            for (msg, e) in &r.refused {
+                left.push(json!({"message": msg.get(), "reason": "refused", "detail": chain(e)}));
+            }
+            for msg in &r.unidentified {
+                left.push(json!({"message": msg.get(), "reason": "no usable UID"}));
+            }
+            for msg in &r.ambiguous {
+                left.push(
+                    json!({"message": msg.get(), "reason": "UID shared with another message"}),
+                );
+            }
+            if account.settings.policy.oversize != pop3_proto::fetch::Oversize::Delete {
+                for (msg, size) in &r.oversized {
+                    left.push(
+                        json!({"message": msg.get(), "reason": "over max_size", "size": size}),
+                    );
+                }
+            }
+            value["listed"] = json!(r.listed);
+            value["saved"] = json!(r.saved);
+            value["already_stored"] = json!(r.already_stored);
+            value["deleted"] = json!(r.deleted);
+            value["octets"] = json!(r.bytes);
+            value["marked_seen"] = json!(r.marked);
+            value["kept"] = json!(r.kept);
+            value["deferred"] = json!(r.deferred);
+            value["left_on_server"] = json!(left);
         }
-    };
-    let sink = match account.open_sink() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{who}cannot open the destination: {}", chain(&e));
-            return ExitKind::of_store(&e);
+        if let Some(e) = &self.error {
+            value["error"] = json!(e);
         }
-    };
-    let mut progress = FetchProgress::new();
-    let (_sink, result) = fetch(&account.url, &password, &account.settings, sink, &mut |p| {
-        progress.update(p)
-    });
-    match result {
-        Ok(report) => progress.summary(who, &report),
-        Err(e) => {
-            progress.clear();
-            eprintln!("{who}{}", chain(&e));
-            ExitKind::of_error(&e)
-        }
+        value
     }
 }
 

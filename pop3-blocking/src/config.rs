@@ -30,6 +30,12 @@
 //! | `password_env` | an environment variable holding the password |
 //! | `netrc` | the `.netrc` file to look the password up in (default `$NETRC`, else `~/.netrc`) |
 //! | `delete` | delete stored messages from the server (default false) |
+//! | `delete_after_days` | delete stored messages this many days after this client first saw them (instead of `delete`) |
+//! | `max_size` | do not fetch messages over this many octets |
+//! | `oversize` | `"skip"` (default: they stay on the server) or `"delete"` (deleted unread) |
+//! | `max_messages`, `max_octets` | fetch at most this many messages, octets per session (the first message always) |
+//! | `fetch_all` | fetch every message, also those fetched before (an archive into a fresh destination) |
+//! | `trace_headers` | prepend `Received:`, `Delivered-To:` and `X-UIDL:` to each stored message (default false) |
 //! | `starttls` | upgrade `pop://` with STLS |
 //! | `auth` | USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, XOAUTH2, OAUTHBEARER or `*` |
 //! | `ca_file` | trust this CA (PEM) instead of the bundled roots |
@@ -53,12 +59,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use pop3_proto::fetch::Oversize;
 use pop3_proto::url::{AuthMethod, PopUrl};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::common::FetchSettings;
-use crate::deliver::{Delivery, Journaled, Lmtp, LmtpAddress, Mbox, Mda};
+use crate::deliver::{Delivery, Journaled, Lmtp, LmtpAddress, Mbox, Mda, Traced};
 use crate::fetch::ExitKind;
 use crate::sink::{LineEnds, MaildirSink};
 use crate::tls::TlsVerification;
@@ -131,6 +138,13 @@ struct Table {
     state_dir: Option<String>,
     mda_timeout: Option<u64>,
     lock_timeout: Option<u64>,
+    delete_after_days: Option<u64>,
+    max_size: Option<u64>,
+    oversize: Option<Spanned<String>>,
+    max_messages: Option<u64>,
+    max_octets: Option<u64>,
+    fetch_all: Option<bool>,
+    trace_headers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,7 +166,9 @@ impl Table {
     fn over(self, d: &Table) -> Table {
         merge!(self, d; url, maildir, mbox, mda, lmtp, lmtp_recipient, password_command,
             password_env, netrc, delete, starttls, auth, ca_file, insecure, pipelining,
-            insecure_cleartext_login, crlf, journal_account, state_dir, mda_timeout, lock_timeout)
+            insecure_cleartext_login, crlf, journal_account, state_dir, mda_timeout, lock_timeout,
+            delete_after_days, max_size, oversize, max_messages, max_octets, fetch_all,
+            trace_headers)
     }
 }
 
@@ -209,6 +225,8 @@ pub struct Account {
     pub mda_timeout: Duration,
     /// How long to wait for an mbox's locks.
     pub lock_timeout: Duration,
+    /// Prepend trace headers to each stored message.
+    pub trace_headers: bool,
 }
 
 /// The settings an account takes, from a file or the command line.
@@ -257,6 +275,22 @@ pub struct AccountOptions {
     pub mda_timeout: Option<u64>,
     /// Seconds to wait for mbox locks.
     pub lock_timeout: Option<u64>,
+    /// Delete messages this many days after they were first seen.
+    pub delete_after_days: Option<u64>,
+    /// Octets over which a message is not fetched.
+    pub max_size: Option<u64>,
+    /// `skip` or `delete`: what becomes of a message over `max_size`.
+    pub oversize: Option<String>,
+    /// Messages per session.
+    pub max_messages: Option<u64>,
+    /// Octets per session.
+    pub max_octets: Option<u64>,
+    /// Fetch messages fetched before too.
+    pub fetch_all: bool,
+    /// Mark everything seen without downloading.
+    pub mark_seen: bool,
+    /// Prepend trace headers.
+    pub trace_headers: bool,
 }
 
 /// `~` and `~/...` with the home directory.
@@ -312,6 +346,35 @@ impl AccountOptions {
             insecure_cleartext_login: self.insecure_cleartext_login,
             ..FetchSettings::default()
         };
+        if let Some(days) = self.delete_after_days {
+            if self.delete {
+                return Err(keyed(
+                    "delete_after_days",
+                    "contradicts delete = true (which deletes at once)",
+                ));
+            }
+            settings.policy.delete_after = Some(Duration::from_secs(days.saturating_mul(86_400)));
+        }
+        settings.policy.max_size = self.max_size;
+        settings.policy.oversize = match self.oversize.as_deref() {
+            None | Some("skip") => Oversize::Skip,
+            Some("delete") => Oversize::Delete,
+            Some(other) => {
+                return Err(keyed(
+                    "oversize",
+                    format!("`{other}`: say \"skip\" or \"delete\""),
+                ));
+            }
+        };
+        if self.oversize.is_some() && self.max_size.is_none() {
+            return Err(keyed("oversize", "needs max_size"));
+        }
+        settings.policy.max_messages = self
+            .max_messages
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        settings.policy.max_octets = self.max_octets;
+        settings.policy.refetch = self.fetch_all;
+        settings.policy.mark_seen = self.mark_seen;
         if self.insecure {
             if self.ca_file.is_some() {
                 return Err(keyed("insecure", "contradicts ca_file"));
@@ -377,6 +440,7 @@ impl AccountOptions {
             state_dir: self.state_dir.as_deref().map(expand_tilde),
             mda_timeout: Duration::from_secs(self.mda_timeout.unwrap_or(300)),
             lock_timeout: Duration::from_secs(self.lock_timeout.unwrap_or(60)),
+            trace_headers: self.trace_headers,
         })
     }
 }
@@ -443,6 +507,7 @@ impl Config {
                 ("maildir", table.maildir.as_ref().map(Spanned::span)),
                 ("mbox", table.mbox.as_ref().map(Spanned::span)),
                 ("mda", table.mda.as_ref().map(Spanned::span)),
+                ("oversize", table.oversize.as_ref().map(Spanned::span)),
             ]
             .into_iter()
             .filter_map(|(k, s)| Some((k, s?)))
@@ -469,6 +534,14 @@ impl Config {
                 state_dir: table.state_dir,
                 mda_timeout: table.mda_timeout,
                 lock_timeout: table.lock_timeout,
+                delete_after_days: table.delete_after_days,
+                max_size: table.max_size,
+                oversize: table.oversize.map(Spanned::into_inner),
+                max_messages: table.max_messages,
+                max_octets: table.max_octets,
+                fetch_all: table.fetch_all.unwrap_or(false),
+                mark_seen: false,
+                trace_headers: table.trace_headers.unwrap_or(false),
             };
             let account = options.into_account(&name).map_err(|mut e| {
                 let at = e
@@ -734,7 +807,7 @@ impl Account {
                 .or_else(crate::deliver::default_state_dir)
                 .ok_or_else(|| io::Error::other("no state directory: set state_dir or HOME"))
         };
-        Ok(match &self.destination {
+        let delivery = match &self.destination {
             Destination::Maildir(dir) => Delivery::Maildir(
                 MaildirSink::open_with_former(dir, &account, &former)
                     .map_err(|e| with_path(e, dir))?
@@ -758,6 +831,12 @@ impl Account {
                 &account,
                 &former,
             )?),
+        };
+        Ok(if self.trace_headers {
+            let server = self.url.host.to_string();
+            Delivery::Traced(Box::new(Traced::new(delivery, &server, &account)))
+        } else {
+            delivery
         })
     }
 }

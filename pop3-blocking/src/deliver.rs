@@ -241,6 +241,15 @@ impl<D: Deliver> MessageSink for Journaled<D> {
     fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
         self.journal.ambiguous(now)
     }
+
+    fn age(&mut self, uid: &Uid) -> io::Result<Option<std::time::Duration>> {
+        Ok(self.journal.age(uid))
+    }
+
+    fn mark_seen(&mut self, uid: &Uid) -> io::Result<()> {
+        self.journal.mark(uid);
+        Ok(())
+    }
 }
 
 impl<D> Drop for Journaled<D> {
@@ -507,6 +516,34 @@ fn return_path(head: &[u8]) -> Option<String> {
 
 /// `Www Mmm dd hh:mm:ss yyyy` in UTC, the date of an mbox separator line.
 fn asctime(when: SystemTime) -> String {
+    let c = civil(when);
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {}",
+        c.weekday, c.month, c.day, c.hour, c.minute, c.second, c.year
+    )
+}
+
+/// `Www, dd Mmm yyyy hh:mm:ss +0000`, an RFC 5322 date in UTC.
+fn rfc5322_date(when: SystemTime) -> String {
+    let c = civil(when);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        c.weekday, c.day, c.month, c.year, c.hour, c.minute, c.second
+    )
+}
+
+struct Civil {
+    weekday: &'static str,
+    month: &'static str,
+    day: i64,
+    year: i64,
+    hour: u64,
+    minute: u64,
+    second: u64,
+}
+
+/// The UTC calendar date and time of `when`.
+fn civil(when: SystemTime) -> Civil {
     let secs = when
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -526,16 +563,15 @@ fn asctime(when: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02} {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
+    Civil {
+        weekday: DAYS[days.rem_euclid(7) as usize],
+        month: MONTHS[(month - 1) as usize],
         day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        year
-    )
+        year,
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+    }
 }
 
 // ---------------------------------------------------------------- MDA
@@ -962,6 +998,8 @@ pub enum Delivery {
     Mda(Journaled<Mda>),
     /// An LMTP server.
     Lmtp(Journaled<Lmtp>),
+    /// Another delivery, each message with trace headers.
+    Traced(Box<Traced<Delivery>>),
 }
 
 macro_rules! each {
@@ -971,8 +1009,120 @@ macro_rules! each {
             Delivery::Mbox($s) => $e,
             Delivery::Mda($s) => $e,
             Delivery::Lmtp($s) => $e,
+            Delivery::Traced($s) => $e,
         }
     };
+}
+
+// ---------------------------------------------------------------- trace headers
+
+/// A sink that prepends trace headers to every message it stores, whatever
+/// the destination (CRLF line ends, as the server sends messages; the
+/// sink below converts them as it does the message's own):
+///
+/// ```text
+/// Received: from pop.example.com by myhost with POP3 for <alice@pop.example.com>; Tue, 14 Nov 2023 22:13:20 +0000
+/// Delivered-To: alice@pop.example.com
+/// X-UIDL: whqtswO00WBw418f9t5JxYwZ
+/// ```
+///
+/// The journal, the file names and the sizes the driver counts are the
+/// inner sink's, unaffected.
+///
+/// ```
+/// use pop3_blocking::deliver::Traced;
+/// use pop3_blocking::sink::MaildirSink;
+/// # let dir = tempfile::tempdir()?;
+/// let sink = MaildirSink::open(dir.path().join("inbox"), "alice@pop.example.com")?;
+/// let sink = Traced::new(sink, "pop.example.com", "alice@pop.example.com");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Traced<S> {
+    inner: S,
+    server: String,
+    account: String,
+    host: String,
+}
+
+impl<S: MessageSink> Traced<S> {
+    /// Wraps `inner`: `server` is the host fetched from, `account` the
+    /// mailbox (`user@host`); the local host's name is the system's.
+    pub fn new(inner: S, server: &str, account: &str) -> Traced<S> {
+        Traced {
+            inner,
+            server: server.to_owned(),
+            account: account.to_owned(),
+            host: local_host_name(),
+        }
+    }
+
+    /// The inner sink.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The headers for a message with `uid`, received at `when`.
+    pub fn headers(&self, uid: &Uid, when: SystemTime) -> Vec<u8> {
+        // A header value must not break the header: no line ends.
+        let clean = |s: &str| s.replace(['\r', '\n'], " ");
+        format!(
+            "Received: from {} by {} with POP3 for <{}>; {}\r\nDelivered-To: {}\r\nX-UIDL: {}\r\n",
+            clean(&self.server),
+            clean(&self.host),
+            clean(&self.account),
+            rfc5322_date(when),
+            clean(&self.account),
+            String::from_utf8_lossy(uid.as_bytes()),
+        )
+        .into_bytes()
+    }
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`, `/etc/hostname`, else
+/// `localhost`).
+fn local_host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .find(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+impl<S: MessageSink> MessageSink for Traced<S> {
+    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+        self.inner.contains(uid)
+    }
+    fn begin(&mut self, uid: &Uid) -> io::Result<()> {
+        self.inner.begin(uid)?;
+        let headers = self.headers(uid, SystemTime::now());
+        self.inner.write(&headers)
+    }
+    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.inner.write(chunk)
+    }
+    fn commit(&mut self) -> io::Result<()> {
+        self.inner.commit()
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn abort(&mut self) {
+        self.inner.abort()
+    }
+    fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        self.inner.retain(listed)
+    }
+    fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
+        self.inner.ambiguous(now)
+    }
+    fn age(&mut self, uid: &Uid) -> io::Result<Option<Duration>> {
+        self.inner.age(uid)
+    }
+    fn mark_seen(&mut self, uid: &Uid) -> io::Result<()> {
+        self.inner.mark_seen(uid)
+    }
 }
 
 impl MessageSink for Delivery {
@@ -1000,6 +1150,12 @@ impl MessageSink for Delivery {
     fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
         each!(self, s => s.ambiguous(now))
     }
+    fn age(&mut self, uid: &Uid) -> io::Result<Option<Duration>> {
+        each!(self, s => s.age(uid))
+    }
+    fn mark_seen(&mut self, uid: &Uid) -> io::Result<()> {
+        each!(self, s => s.mark_seen(uid))
+    }
 }
 
 #[cfg(test)]
@@ -1013,6 +1169,8 @@ mod tests {
         assert_eq!(at(0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(at(951_782_400), "Tue Feb 29 00:00:00 2000");
         assert_eq!(at(1_700_000_000), "Tue Nov 14 22:13:20 2023");
+        let date = rfc5322_date(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert_eq!(date, "Tue, 14 Nov 2023 22:13:20 +0000");
     }
 
     #[test]

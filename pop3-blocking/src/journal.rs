@@ -5,8 +5,13 @@
 //! Maildir sink, the state directory for the others):
 //!
 //! - `.pop3-uidl-<16 hex digits of SHA-256(account)>`: one UID per line,
-//!   and `ambiguous <uid>` for every UID the server listed for two
-//!   messages, while the server still lists it;
+//!   `seen <unix seconds> <uid>` for when this client first saw it (stored
+//!   it, or marked it seen), and `ambiguous <uid>` for every UID the server
+//!   listed for two messages, while the server still lists it. (A UID has
+//!   no space: a version without `seen` lines reads one as a UID no server
+//!   lists, and drops it at its next rewrite; the UID line itself is there
+//!   too, so it still knows the message.) A UID without a `seen` line (from
+//!   such a version) gets one the first time its age is asked;
 //! - `.pop3-uidl-<same>.lock`: an exclusive lock held while the journal is
 //!   open (released by the OS if the process dies), so two fetches of one
 //!   account never race.
@@ -15,10 +20,11 @@
 //! by the next [`UidJournal::flush`], which appends and fsyncs: a sink
 //! flushes only once what it stored is itself durable.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use pop3_proto::types::Uid;
@@ -27,6 +33,15 @@ use sha2::{Digest, Sha256};
 /// The journal's mark of an ambiguous UID (a UID has no space: older
 /// versions read such a line as a UID no server lists).
 const AMBIGUOUS: &[u8] = b"ambiguous ";
+
+/// The journal's mark of a first-seen time.
+const SEEN: &[u8] = b"seen ";
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// The durable list of one account's stored UIDs (see the module docs).
 ///
@@ -54,8 +69,12 @@ pub struct UidJournal {
     tag: String,
     saved: HashSet<Vec<u8>>,
     ambiguous: HashSet<Vec<u8>>,
+    /// When each UID was first seen (unix seconds), where known.
+    seen: HashMap<Vec<u8>, u64>,
     /// Marked, not written yet (they are in `saved`).
     pending: Vec<Uid>,
+    /// First-seen times not written yet.
+    pending_seen: Vec<(Vec<u8>, u64)>,
 }
 
 /// The first 16 hex digits of SHA-256 of an account name: its tag in the
@@ -115,18 +134,24 @@ impl UidJournal {
             file.sync_data()?;
             file.seek(SeekFrom::End(0))?;
         }
-        let (mut saved, ambiguous) = parse(&text[..complete]);
+        let (mut saved, ambiguous, mut seen) = parse(&text[..complete]);
         let mut pending = Vec::new();
+        let mut pending_seen = Vec::new();
         for name in former.iter().filter(|f| *f != account) {
             let text = match fs::read(dir.join(format!(".pop3-uidl-{}", account_tag(name)))) {
                 Ok(text) => text,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            for uid in parse(&text[..complete_lines(&text)]).0 {
+            let (uids, _, times) = parse(&text[..complete_lines(&text)]);
+            for uid in uids {
                 if let Ok(u) = Uid::new(Bytes::copy_from_slice(&uid)) {
-                    if saved.insert(uid) {
+                    if saved.insert(uid.clone()) {
                         pending.push(u);
+                        if let Some(t) = times.get(&uid) {
+                            seen.insert(uid.clone(), *t);
+                            pending_seen.push((uid, *t));
+                        }
                     }
                 }
             }
@@ -139,7 +164,9 @@ impl UidJournal {
             tag,
             saved,
             ambiguous,
+            seen,
             pending,
+            pending_seen,
         })
     }
 
@@ -158,21 +185,44 @@ impl UidJournal {
         self.saved.contains(uid.as_bytes())
     }
 
-    /// Marks `uid` stored; written at the next [`flush`](Self::flush).
+    /// Marks `uid` stored (first seen now, if it was not known); written
+    /// at the next [`flush`](Self::flush).
     pub fn mark(&mut self, uid: &Uid) {
         if self.saved.insert(uid.as_bytes().to_vec()) {
             self.pending.push(uid.clone());
+            self.first_seen(uid);
         }
+    }
+
+    /// When the UID was first seen: the time journaled with it, or for a
+    /// UID known without one, now (journaled at the next flush). `None`
+    /// for a UID not marked stored.
+    pub fn first_seen(&mut self, uid: &Uid) -> Option<SystemTime> {
+        if !self.saved.contains(uid.as_bytes()) {
+            return None;
+        }
+        let secs = *self.seen.entry(uid.as_bytes().to_vec()).or_insert_with(|| {
+            let now = unix_now();
+            self.pending_seen.push((uid.as_bytes().to_vec(), now));
+            now
+        });
+        Some(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// How long ago the UID was first seen (see [`first_seen`](Self::first_seen)).
+    pub fn age(&mut self, uid: &Uid) -> Option<Duration> {
+        let at = self.first_seen(uid)?;
+        Some(SystemTime::now().duration_since(at).unwrap_or_default())
     }
 
     /// Whether UIDs are marked and not written yet.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.pending_seen.is_empty()
     }
 
     /// Appends the marked UIDs and fsyncs the journal.
     pub fn flush(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
+        if !self.has_pending() {
             return Ok(());
         }
         let mut lines = Vec::new();
@@ -180,9 +230,13 @@ impl UidJournal {
             lines.extend_from_slice(uid.as_bytes());
             lines.push(b'\n');
         }
+        for (uid, secs) in &self.pending_seen {
+            seen_line(&mut lines, uid, *secs);
+        }
         self.file.write_all(&lines)?;
         self.file.sync_data()?;
         self.pending.clear();
+        self.pending_seen.clear();
         Ok(())
     }
 
@@ -210,6 +264,9 @@ impl UidJournal {
             for u in &keep {
                 text.extend_from_slice(u);
                 text.push(b'\n');
+                if let Some(secs) = self.seen.get(u) {
+                    seen_line(&mut text, u, *secs);
+                }
             }
             for u in &keep_ambiguous {
                 text.extend_from_slice(AMBIGUOUS);
@@ -223,8 +280,10 @@ impl UidJournal {
         sync_dir(&self.dir)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.saved = keep.into_iter().collect();
+        self.seen.retain(|u, _| self.saved.contains(u));
         self.ambiguous = keep_ambiguous;
-        self.pending.retain(|u| listed.contains(u));
+        self.pending.clear();
+        self.pending_seen.clear();
         Ok(())
     }
 
@@ -255,16 +314,38 @@ fn complete_lines(text: &[u8]) -> usize {
     text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
-/// The stored and the ambiguous UIDs of a journal's complete lines.
-fn parse(text: &[u8]) -> (HashSet<Vec<u8>>, HashSet<Vec<u8>>) {
-    let (mut saved, mut ambiguous) = (HashSet::new(), HashSet::new());
+fn seen_line(out: &mut Vec<u8>, uid: &[u8], secs: u64) {
+    out.extend_from_slice(SEEN);
+    out.extend_from_slice(secs.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(uid);
+    out.push(b'\n');
+}
+
+/// The stored UIDs, the ambiguous ones and the first-seen times of a
+/// journal's complete lines.
+type Parsed = (HashSet<Vec<u8>>, HashSet<Vec<u8>>, HashMap<Vec<u8>, u64>);
+
+fn parse(text: &[u8]) -> Parsed {
+    let (mut saved, mut ambiguous, mut seen) = (HashSet::new(), HashSet::new(), HashMap::new());
     for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match line.strip_prefix(AMBIGUOUS) {
-            Some(uid) => ambiguous.insert(uid.to_vec()),
-            None => saved.insert(line.to_vec()),
-        };
+        if let Some(uid) = line.strip_prefix(AMBIGUOUS) {
+            ambiguous.insert(uid.to_vec());
+        } else if let Some(rest) = line.strip_prefix(SEEN) {
+            let mut parts = rest.splitn(2, |&b| b == b' ');
+            let secs = parts
+                .next()
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.parse::<u64>().ok());
+            if let (Some(secs), Some(uid)) = (secs, parts.next()) {
+                // The first time journaled wins.
+                seen.entry(uid.to_vec()).or_insert(secs);
+            }
+        } else {
+            saved.insert(line.to_vec());
+        }
     }
-    (saved, ambiguous)
+    (saved, ambiguous, seen)
 }
 
 /// Options for a file only its owner may read (0600 on Unix).

@@ -196,6 +196,9 @@ pub mod deliver;
 #[cfg(feature = "fetch")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod fetch;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod import;
 #[cfg(any(feature = "client", feature = "server"))]
 mod io;
 #[cfg(all(feature = "maildir", feature = "fetch"))]
@@ -206,6 +209,9 @@ pub use io::Transport;
 #[cfg(all(feature = "maildir", feature = "server"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod maildir;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod metrics;
 #[cfg(all(feature = "maildir", feature = "server"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod passwd;

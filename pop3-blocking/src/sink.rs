@@ -337,6 +337,15 @@ impl MessageSink for MaildirSink {
     fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
         self.journal.ambiguous(now)
     }
+
+    fn age(&mut self, uid: &Uid) -> io::Result<Option<std::time::Duration>> {
+        Ok(self.journal.age(uid))
+    }
+
+    fn mark_seen(&mut self, uid: &Uid) -> io::Result<()> {
+        self.journal.mark(uid);
+        Ok(())
+    }
 }
 
 fn file_name(account: &str, uid: &Uid) -> String {
@@ -402,6 +411,16 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::fs::OpenOptions;
+
+    /// The journal's UID lines (without its first-seen times).
+    fn uid_lines(journal: &Path) -> String {
+        fs::read_to_string(journal)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("seen "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
 
     fn uid(s: &str) -> Uid {
         Uid::new(Bytes::copy_from_slice(s.as_bytes())).unwrap()
@@ -476,10 +495,15 @@ mod tests {
         // Stored from the commit on; journaled at the sync, once its
         // directory entry is durable.
         assert!(sink.contains(&uid("three")).unwrap());
-        assert_eq!(fs::read_to_string(&journal).unwrap(), "one\ntwo\n");
+        assert_eq!(uid_lines(&journal), "one\ntwo\n");
         sink.sync().unwrap();
+        assert_eq!(uid_lines(&journal), "one\ntwo\nthree\n");
+        // Each UID stored has its first-seen time.
         let text = fs::read_to_string(&journal).unwrap();
-        assert_eq!(text, "one\ntwo\nthree\n");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("seen ") && l.ends_with(" three"))
+        );
 
         // A reader moved "one" to cur/ and deleted "two": both stay known.
         let one = sink.file_name(&uid("one"));
@@ -502,7 +526,7 @@ mod tests {
         assert!(sink.contains(&uid("one")).unwrap());
         assert!(!sink.contains(&uid("two")).unwrap());
         sink.sync().unwrap();
-        assert_eq!(fs::read_to_string(&journal).unwrap(), "one\n");
+        assert_eq!(uid_lines(&journal), "one\n");
 
         // Another account's UIDs are other messages.
         let mut other = MaildirSink::open(dir.path(), "b@h").unwrap();
@@ -512,10 +536,10 @@ mod tests {
         store(&mut sink, "four", &[b"4\r\n"]);
         let listed: HashSet<Uid> = [uid("four")].into_iter().collect();
         sink.retain(&listed).unwrap();
-        assert_eq!(fs::read_to_string(&journal).unwrap(), "four\n");
+        assert_eq!(uid_lines(&journal), "four\n");
         store(&mut sink, "five", &[b"5\r\n"]);
         sink.sync().unwrap();
-        assert_eq!(fs::read_to_string(&journal).unwrap(), "four\nfive\n");
+        assert_eq!(uid_lines(&journal), "four\nfive\n");
     }
 
     #[test]

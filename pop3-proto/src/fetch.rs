@@ -89,6 +89,8 @@ use crate::__tracing as tracing;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
+use std::string::String;
+use std::time::Duration;
 use std::vec::Vec;
 
 use bytes::Bytes;
@@ -193,6 +195,28 @@ pub trait MessageSink {
     fn ambiguous(&mut self, now: &HashSet<Uid>) -> io::Result<HashSet<Uid>> {
         Ok(now.clone())
     }
+
+    /// How long ago this sink first saw the message with this UID (it
+    /// stored it, or was told it is [seen](MessageSink::mark_seen)), for
+    /// [`FetchOptions::delete_after`]. Asked only of UIDs
+    /// [`contains`](MessageSink::contains) answered `true` for. The default
+    /// knows no times (`None`): such a message is never deleted by age.
+    fn age(&mut self, uid: &Uid) -> io::Result<Option<Duration>> {
+        let _ = uid;
+        Ok(None)
+    }
+
+    /// Remembers the UID as stored without any message
+    /// ([`FetchOptions::mark_seen`]): from `Ok` on, `contains` is `true`
+    /// for it, durably once the next [`sync`](MessageSink::sync) returns.
+    /// The default refuses (`Unsupported`).
+    fn mark_seen(&mut self, uid: &Uid) -> io::Result<()> {
+        let _ = uid;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this sink cannot mark messages seen",
+        ))
+    }
 }
 
 /// What the driver asks of the sink.
@@ -215,6 +239,10 @@ pub enum SinkRequest {
     Sync,
     /// [`MessageSink::ambiguous`]; answer [`SinkReply::Ambiguous`].
     Ambiguous(HashSet<Uid>),
+    /// [`MessageSink::age`]; answer [`SinkReply::Age`].
+    Age(Uid),
+    /// [`MessageSink::mark_seen`]; answer [`SinkReply::Done`].
+    MarkSeen(Uid),
 }
 
 /// The sink's answer to a [`SinkRequest`].
@@ -225,6 +253,8 @@ pub enum SinkReply {
     Contains(io::Result<bool>),
     /// To [`SinkRequest::Ambiguous`].
     Ambiguous(io::Result<HashSet<Uid>>),
+    /// To [`SinkRequest::Age`].
+    Age(io::Result<Option<Duration>>),
     /// To every other request.
     Done(io::Result<()>),
 }
@@ -240,6 +270,8 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
         SinkRequest::Commit => SinkReply::Done(sink.commit()),
         SinkRequest::Sync => SinkReply::Done(sink.sync()),
         SinkRequest::Ambiguous(now) => SinkReply::Ambiguous(sink.ambiguous(&now)),
+        SinkRequest::Age(uid) => SinkReply::Age(sink.age(&uid)),
+        SinkRequest::MarkSeen(uid) => SinkReply::Done(sink.mark_seen(&uid)),
         SinkRequest::Abort => {
             sink.abort();
             SinkReply::Done(Ok(()))
@@ -248,12 +280,75 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
 }
 
 /// What a fetch does.
+///
+/// The default fetches every message the sink does not hold yet and
+/// deletes nothing. Which messages are deleted: with
+/// [`delete`](FetchOptions::delete), every message stored (already or
+/// now); else with [`delete_after`](FetchOptions::delete_after), those the
+/// sink first saw at least that long ago; and with
+/// [`Oversize::Delete`], those over [`max_size`](FetchOptions::max_size),
+/// unread. A message whose UID is ambiguous is never deleted, and
+/// [`mark_seen`](FetchOptions::mark_seen) deletes nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// use pop3_proto::fetch::{FetchOptions, Oversize};
+///
+/// let mut options = FetchOptions::default();
+/// options.delete_after = Some(Duration::from_secs(7 * 86_400));
+/// options.max_size = Some(10_000_000);
+/// options.oversize = Oversize::Skip;
+/// options.max_messages = Some(500);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 #[must_use = "a configuration does nothing until it is used"]
 pub struct FetchOptions {
     /// Delete from the server every message that is stored (already or now).
     pub delete: bool,
+    /// Delete from the server the stored messages the sink first saw at
+    /// least this long ago ([`MessageSink::age`]); the younger ones stay.
+    /// `Duration::ZERO` is [`delete`](FetchOptions::delete).
+    pub delete_after: Option<Duration>,
+    /// Messages larger than this (in octets, as LIST gives them) are not
+    /// fetched; [`oversize`](FetchOptions::oversize) says whether they stay
+    /// on the server. Reported in [`FetchReport::oversized`].
+    pub max_size: Option<u64>,
+    /// What becomes of a message over [`max_size`](FetchOptions::max_size).
+    pub oversize: Oversize,
+    /// Fetch at most this many messages in one session; the others wait
+    /// for a later run ([`FetchReport::deferred`]).
+    pub max_messages: Option<usize>,
+    /// Fetch at most this many octets (as LIST gives them) in one session;
+    /// the first message is fetched whatever its size, so that a large one
+    /// cannot hold the others back for good.
+    pub max_octets: Option<u64>,
+    /// Fetch every message, also those the sink holds already (an archive
+    /// job into a fresh destination); they are stored again.
+    pub refetch: bool,
+    /// Download nothing: tell the sink every message listed is seen
+    /// ([`MessageSink::mark_seen`]), so that later runs fetch only what
+    /// arrives after. Deletes nothing.
+    pub mark_seen: bool,
+    /// With a server without UIDL: a token unique to this run (a random
+    /// one), from which each message gets a UID no other run uses. Only a
+    /// run with [`delete`](FetchOptions::delete) then works: every
+    /// message is fetched and deleted once stored (a run broken off before
+    /// its QUIT fetches them again next time: duplicates, never a loss).
+    /// `None`, or another policy: such a server fails the run with
+    /// [`FetchError::NoUidl`].
+    pub uidless_run_id: Option<String>,
+}
+
+/// What becomes of a message over [`FetchOptions::max_size`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Oversize {
+    /// It stays on the server, unread.
+    #[default]
+    Skip,
+    /// It is deleted from the server unread.
+    Delete,
 }
 
 /// Progress of a fetch.
@@ -294,6 +389,18 @@ pub struct FetchReport {
     /// the first message listed with that UID when the sink does not hold
     /// it yet.
     pub ambiguous: Vec<MessageNumber>,
+    /// Messages over [`FetchOptions::max_size`], with their size: not
+    /// fetched; deleted with [`Oversize::Delete`] (counted in `deleted`).
+    pub oversized: Vec<(MessageNumber, u64)>,
+    /// Messages not fetched because of [`FetchOptions::max_messages`] or
+    /// [`FetchOptions::max_octets`]: a later run fetches them.
+    pub deferred: usize,
+    /// Stored messages left on the server by the policy (no
+    /// [`delete`](FetchOptions::delete), or younger than
+    /// [`delete_after`](FetchOptions::delete_after)).
+    pub kept: usize,
+    /// Messages marked seen without downloading ([`FetchOptions::mark_seen`]).
+    pub marked: usize,
 }
 
 impl FetchReport {
@@ -324,7 +431,9 @@ pub enum FetchError {
     Pop3(Error),
     /// The sink failed to store a message.
     Store(io::Error),
-    /// The server has no UIDL: messages cannot be told apart across runs.
+    /// The server has no UIDL: messages cannot be told apart across runs,
+    /// so only a run that deletes every message it stores can work (see
+    /// [`FetchOptions::uidless_run_id`]).
     NoUidl(ServerError),
     /// The URL has no user name.
     NoUser,
@@ -350,7 +459,10 @@ impl fmt::Display for FetchError {
         match self {
             FetchError::Pop3(e) => write!(f, "{e}"),
             FetchError::Store(_) => f.write_str("cannot store a message"),
-            FetchError::NoUidl(e) => write!(f, "the server has no UIDL ({e})"),
+            FetchError::NoUidl(e) => write!(
+                f,
+                "the server has no UIDL ({e}): messages cannot be told apart across runs; only a run that deletes what it stores can work"
+            ),
             FetchError::NoUser => f.write_str("the URL has no user name"),
             FetchError::Auth(e) => write!(f, "{e}"),
             FetchError::Settings(e) => write!(f, "{e}"),
@@ -659,6 +771,9 @@ enum Awaiting {
     Sync,
     /// The sync of a failing run, before its error is returned.
     FinalSync,
+    /// The age of a stored message (`FetchOptions::delete_after`).
+    Age(MessageNumber),
+    MarkSeen,
 }
 
 /// The save-before-delete driver, on a logged-in session. See the
@@ -676,8 +791,14 @@ pub struct Fetch {
     seen: HashSet<Uid>,
     /// UIDs listed for two messages, now or in a run the sink remembers.
     ambiguous: HashSet<Uid>,
-    /// Messages to delete: stored, with an unambiguous UID.
+    /// Messages to delete: stored (with an unambiguous UID) and old
+    /// enough, or oversized with `Oversize::Delete`.
     stored: Vec<MessageNumber>,
+    /// A sink request the listing's check owes: the age of a stored
+    /// message, or marking one seen.
+    owed: Option<(Awaiting, SinkRequest)>,
+    /// The server has no UIDL; the run deletes all it stores.
+    uidless: Option<ServerError>,
     /// Whether the message being received may be deleted once stored.
     deletable: bool,
     /// The sink found or stored messages since its last sync.
@@ -705,6 +826,8 @@ impl Fetch {
             seen: HashSet::new(),
             ambiguous: HashSet::new(),
             stored: Vec::new(),
+            owed: None,
+            uidless: None,
             deletable: false,
             sync_due: false,
             wanted: Vec::new(),
@@ -713,6 +836,64 @@ impl Fetch {
             size: 0,
             report_progress: false,
         }
+    }
+
+    /// Whether every stored message is deleted.
+    fn deletes_stored(&self) -> bool {
+        (self.options.delete || self.options.delete_after == Some(Duration::ZERO))
+            && !self.options.mark_seen
+    }
+
+    /// Whether a message stored by this run is deleted.
+    fn deletes_new(&self) -> bool {
+        self.deletes_stored() || self.uidless.is_some()
+    }
+
+    /// Whether a server without UIDL can be fetched from with the options.
+    fn uidless_allowed(&self) -> bool {
+        self.options.uidless_run_id.is_some()
+            && self.options.delete
+            && !self.options.mark_seen
+            && !self.options.refetch
+    }
+
+    /// The listed message is over `max_size`: reported, and with
+    /// `Oversize::Delete` (and an unambiguous UID) marked for deletion.
+    fn oversized(&mut self, msg: MessageNumber, uid: &Uid) -> bool {
+        let Some(size) = self.sizes.get(&msg).copied() else {
+            return false;
+        };
+        if self.options.max_size.is_none_or(|max| size <= max) {
+            return false;
+        }
+        tracing::info!(target: "pop3_proto::fetch", "message {msg} has {size} octets, over the limit: not fetched");
+        self.report.oversized.push((msg, size));
+        if self.options.oversize == Oversize::Delete
+            && !self.options.mark_seen
+            && !self.ambiguous.contains(uid)
+        {
+            self.stored.push(msg);
+        }
+        true
+    }
+
+    /// Cuts the messages to fetch down to `max_messages` and `max_octets`.
+    fn apply_limits(&mut self) {
+        let mut octets = 0u64;
+        let mut keep = 0;
+        for (i, (msg, _)) in self.wanted.iter().enumerate() {
+            if self.options.max_messages.is_some_and(|max| i >= max) {
+                break;
+            }
+            let size = self.sizes.get(msg).copied().unwrap_or(0);
+            octets = octets.saturating_add(size);
+            if i > 0 && self.options.max_octets.is_some_and(|max| octets > max) {
+                break;
+            }
+            keep = i + 1;
+        }
+        self.report.deferred = self.wanted.len() - keep;
+        self.wanted.truncate(keep);
     }
 
     fn done(&mut self, result: Result<FetchReport, FetchError>) -> FetchStep {
@@ -753,17 +934,46 @@ impl Fetch {
         match (awaiting, reply) {
             (Awaiting::Contains, SinkReply::Contains(Ok(true))) => {
                 let entry = &self.uids[self.next];
-                if !self.ambiguous.contains(&entry.uid) {
-                    self.stored.push(entry.msg);
-                }
                 self.sync_due = true;
                 self.report.already_stored += 1;
+                if self.options.refetch && !self.options.mark_seen {
+                    self.wanted.push((entry.msg, entry.uid.clone()));
+                } else if self.ambiguous.contains(&entry.uid) || self.options.mark_seen {
+                } else if self.deletes_stored() {
+                    self.stored.push(entry.msg);
+                } else if self.options.delete_after.is_some() {
+                    self.owed = Some((
+                        Awaiting::Age(entry.msg),
+                        SinkRequest::Age(entry.uid.clone()),
+                    ));
+                } else {
+                    self.report.kept += 1;
+                }
                 self.next += 1;
             }
             (Awaiting::Contains, SinkReply::Contains(Ok(false))) => {
                 let entry = &self.uids[self.next];
-                self.wanted.push((entry.msg, entry.uid.clone()));
+                if self.options.mark_seen {
+                    if !self.ambiguous.contains(&entry.uid) {
+                        self.owed =
+                            Some((Awaiting::MarkSeen, SinkRequest::MarkSeen(entry.uid.clone())));
+                    }
+                } else {
+                    self.wanted.push((entry.msg, entry.uid.clone()));
+                }
                 self.next += 1;
+            }
+            (Awaiting::Age(msg), SinkReply::Age(Ok(age))) => {
+                let after = self.options.delete_after.unwrap_or(Duration::MAX);
+                if age.is_some_and(|a| a >= after) {
+                    self.stored.push(msg);
+                } else {
+                    self.report.kept += 1;
+                }
+            }
+            (Awaiting::MarkSeen, SinkReply::Done(Ok(()))) => {
+                self.sync_due = true;
+                self.report.marked += 1;
             }
             (Awaiting::Contains, SinkReply::Contains(Err(e))) => self.failure = failed(e),
             (Awaiting::Abort, _) => {}
@@ -775,10 +985,12 @@ impl Fetch {
             }
             (Awaiting::Commit, SinkReply::Done(Ok(()))) => {
                 self.sync_due = true;
-                if self.deletable {
+                if self.deletable && self.deletes_new() {
                     if let Phase::Body(_, _, msg) = &self.phase {
                         self.stored.push(*msg);
                     }
+                } else {
+                    self.report.kept += 1;
                 }
                 self.report.saved += 1;
                 self.report.bytes += self.size;
@@ -800,11 +1012,15 @@ impl Fetch {
                 _,
                 SinkReply::Done(Err(e))
                 | SinkReply::Contains(Err(e))
-                | SinkReply::Ambiguous(Err(e)),
+                | SinkReply::Ambiguous(Err(e))
+                | SinkReply::Age(Err(e)),
             ) => self.failure = failed(e),
             (
                 _,
-                SinkReply::Contains(Ok(_)) | SinkReply::Done(Ok(())) | SinkReply::Ambiguous(Ok(_)),
+                SinkReply::Contains(Ok(_))
+                | SinkReply::Done(Ok(()))
+                | SinkReply::Ambiguous(Ok(_))
+                | SinkReply::Age(Ok(_)),
             ) => {}
         }
     }
@@ -825,6 +1041,9 @@ impl Fetch {
             if core::mem::take(&mut self.report_progress) {
                 return FetchStep::Progress(self.progress);
             }
+            if let Some((awaiting, request)) = self.owed.take() {
+                return self.ask(awaiting, request);
+            }
             match &mut self.phase {
                 Phase::Start => match conn.start(task::Uidl::new()) {
                     Ok(r) => self.phase = Phase::Uidl(r),
@@ -832,7 +1051,19 @@ impl Fetch {
                 },
                 Phase::Uidl(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
-                    Some(Err(Error::Server(e))) => return self.fail(FetchError::NoUidl(e)),
+                    Some(Err(Error::Server(e))) => {
+                        if !self.uidless_allowed() {
+                            return self.fail(FetchError::NoUidl(e));
+                        }
+                        // Every message is fetched and deleted once stored,
+                        // under a UID no other run uses.
+                        tracing::info!(target: "pop3_proto::fetch", "the server has no UIDL ({e}): fetching every message and deleting each once stored");
+                        self.uidless = Some(e);
+                        match conn.start(task::List::new()) {
+                            Ok(r) => self.phase = Phase::List(r),
+                            Err(e) => return self.fail(e.into()),
+                        }
+                    }
                     Some(Err(e)) => return self.fail(e.into()),
                     Some(Ok(uids)) => {
                         self.uids = uids;
@@ -848,8 +1079,29 @@ impl Fetch {
                         Some(Ok(list)) => {
                             self.sizes = list.into_iter().map(|s| (s.msg, s.size)).collect()
                         }
-                        Some(Err(Error::Server(_))) => {}
+                        Some(Err(Error::Server(e))) => {
+                            if let Some(no_uidl) = self.uidless.take() {
+                                let _ = e;
+                                return self.fail(FetchError::NoUidl(no_uidl));
+                            }
+                        }
                         Some(Err(e)) => return self.fail(e.into()),
+                    }
+                    if self.uidless.is_some() {
+                        let run = self.options.uidless_run_id.clone().unwrap_or_default();
+                        let mut listed: Vec<MessageNumber> = self.sizes.keys().copied().collect();
+                        listed.sort();
+                        self.uids = Vec::with_capacity(listed.len());
+                        for msg in listed {
+                            let text = std::format!("{run}-{msg}");
+                            match Uid::new(Bytes::from(text.into_bytes())) {
+                                Ok(uid) => self.uids.push(UidLine { msg, uid }),
+                                Err(_) => self.report.unidentified.push(msg),
+                            }
+                        }
+                        self.report.listed = self.sizes.len();
+                        self.phase = Phase::Check;
+                        continue;
                     }
                     // A message LIST names but UIDL does not (its line was
                     // missing or did not parse) cannot be told apart from
@@ -907,9 +1159,20 @@ impl Fetch {
                             self.next += 1;
                             continue;
                         }
-                        let uid = entry.uid.clone();
+                        let (msg, uid) = (entry.msg, entry.uid.clone());
+                        if self.oversized(msg, &uid) {
+                            self.next += 1;
+                            continue;
+                        }
+                        if self.uidless.is_some() {
+                            // Its UID is new: nothing to ask the sink.
+                            self.wanted.push((msg, uid));
+                            self.next += 1;
+                            continue;
+                        }
                         return self.ask(Awaiting::Contains, SinkRequest::Contains(uid));
                     }
+                    self.apply_limits();
                     self.progress = Progress {
                         messages_total: self.wanted.len(),
                         bytes_total: self
@@ -1019,7 +1282,7 @@ impl Fetch {
     }
 
     fn finish_retrieval(&mut self, conn: &mut Connection) {
-        if self.options.delete && !self.stored.is_empty() {
+        if !self.stored.is_empty() {
             self.stored.sort();
             match conn.start(task::DeleMany::new(self.stored.iter().copied())) {
                 Ok(r) => self.phase = Phase::Dele(r),

@@ -860,6 +860,12 @@ pub struct SessionSummary {
     pub bad_commands: u32,
     /// Login attempts made (PASS, APOP, AUTH).
     pub login_attempts: u32,
+    /// The mechanism of the login that opened the maildrop (`USER` for
+    /// USER/PASS, `APOP`, or the SASL mechanism's name).
+    pub login_mechanism: Option<&'static str>,
+    /// Logins refused (credentials that did not check out), counted by
+    /// mechanism (`-` when none was under way), one entry per mechanism.
+    pub failed_logins: Vec<(&'static str, u32)>,
     /// Why the session ended, once it has.
     pub close_reason: Option<CloseReason>,
     /// From the greeting to the last event the machine was told of (its
@@ -2425,6 +2431,15 @@ impl Server {
     /// the line a fail2ban filter matches.
     fn auth_failed(&mut self) {
         let (mech, user) = self.attempt.take().unwrap_or(("-", None));
+        match self
+            .summary
+            .failed_logins
+            .iter_mut()
+            .find(|(m, _)| *m == mech)
+        {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.summary.failed_logins.push((mech, 1)),
+        }
         match (self.peer, user) {
             (Some(peer), Some(user)) => {
                 tracing::info!("auth failed: rip={} user={user:?} mech={mech}", peer.ip())
@@ -2541,6 +2556,7 @@ impl Server {
                     self.retrieved = alloc::vec![false; messages.len()];
                     self.summary.messages = messages.len();
                     self.summary.user = Some(String::from(user.as_str()));
+                    self.summary.login_mechanism = self.attempt.take().map(|(mech, _)| mech);
                     self.messages = messages;
                     self.user = Some(user);
                     let mut s = String::new();

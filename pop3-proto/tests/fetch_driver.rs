@@ -5,12 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::time::Duration;
 
 use bytes::Bytes;
 use pop3_proto::client::task::{self, Task};
 use pop3_proto::client::{Connection, ConnectionConfig, Want};
 use pop3_proto::fetch::{
-    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, execute,
+    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, Oversize, execute,
 };
 use pop3_proto::time::Instant;
 use pop3_proto::types::{MessageNumber, Uid};
@@ -19,6 +20,8 @@ use pop3_proto::types::{MessageNumber, Uid};
 #[derive(Clone, Default)]
 struct Maildrop {
     messages: Vec<(String, Vec<u8>)>,
+    /// The server answers UIDL with -ERR.
+    no_uidl: bool,
 }
 
 /// One session's server: answers each command line as a POP3 server would,
@@ -60,6 +63,7 @@ impl Server {
         let out = &mut self.output;
         match verb {
             "USER" | "PASS" => out.extend_from_slice(b"+OK\r\n"),
+            "UIDL" if self.drop.no_uidl => out.extend_from_slice(b"-ERR no UIDL here\r\n"),
             "UIDL" => {
                 out.extend_from_slice(b"+OK\r\n");
                 for (i, (uid, _)) in self.drop.messages.iter().enumerate() {
@@ -114,11 +118,24 @@ struct Memory {
     current: Option<(Uid, Vec<u8>)>,
     /// A write fails once this many messages were committed.
     fail_after: Option<usize>,
+    /// How long ago the sink first saw each UID (absent: unknown).
+    ages: HashMap<Uid, Duration>,
+    /// UIDs marked seen without a message.
+    marked: HashSet<Uid>,
+    /// How many messages were committed, counting those stored again.
+    commits: usize,
 }
 
 impl MessageSink for Memory {
     fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
-        Ok(self.stored.contains_key(uid))
+        Ok(self.stored.contains_key(uid) || self.marked.contains(uid))
+    }
+    fn age(&mut self, uid: &Uid) -> io::Result<Option<Duration>> {
+        Ok(self.ages.get(uid).copied())
+    }
+    fn mark_seen(&mut self, uid: &Uid) -> io::Result<()> {
+        self.marked.insert(uid.clone());
+        Ok(())
     }
     fn begin(&mut self, uid: &Uid) -> io::Result<()> {
         self.current = Some((uid.clone(), Vec::new()));
@@ -134,6 +151,7 @@ impl MessageSink for Memory {
     fn commit(&mut self) -> io::Result<()> {
         let (uid, body) = self.current.take().unwrap();
         self.stored.insert(uid, body);
+        self.commits += 1;
         Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
@@ -202,6 +220,18 @@ fn fetch(
     delete: bool,
     cut: Option<usize>,
 ) -> Result<FetchReport, FetchError> {
+    let mut options = FetchOptions::default();
+    options.delete = delete;
+    fetch_with(drop, sink, options, cut)
+}
+
+/// [`fetch`] with any options.
+fn fetch_with(
+    drop: &mut Maildrop,
+    sink: &mut Memory,
+    options: FetchOptions,
+    cut: Option<usize>,
+) -> Result<FetchReport, FetchError> {
     let mut config = ConnectionConfig::default();
     config.read_capabilities = false;
     config.session.insecure_cleartext_login = true;
@@ -209,8 +239,6 @@ fn fetch(
     let mut server = Server::new(drop.clone(), cut);
     run_task(&mut conn, &mut server, task::Connect::new(false));
     run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
-    let mut options = FetchOptions::default();
-    options.delete = delete;
     let mut fetch = Fetch::new(options);
     let result = loop {
         match fetch.poll(Instant::ZERO, &mut conn) {
@@ -235,6 +263,7 @@ fn maildrop(messages: &[(&str, &str)]) -> Maildrop {
                 )
             })
             .collect(),
+        no_uidl: false,
     }
 }
 
@@ -330,4 +359,139 @@ fn a_clean_run_is_complete() {
     let report = fetch(&mut drop, &mut sink, true, None).unwrap();
     assert!(report.is_complete(), "{report:?}");
     assert_eq!((report.saved, report.deleted), (2, 2));
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[test]
+fn delete_after_deletes_only_messages_first_seen_long_enough_ago() {
+    let mut drop = maildrop(&[
+        ("old", "one"),
+        ("young", "two"),
+        ("unknown", "three"),
+        ("new", "four"),
+    ]);
+    let mut sink = Memory::default();
+    for (u, b) in [("old", "one"), ("young", "two"), ("unknown", "three")] {
+        sink.stored.insert(uid(u), b.as_bytes().to_vec());
+    }
+    sink.ages.insert(uid("old"), 8 * DAY);
+    sink.ages.insert(uid("young"), DAY);
+    let mut options = FetchOptions::default();
+    options.delete_after = Some(7 * DAY);
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    // The old one goes; the young one, one of unknown age and the one
+    // stored just now stay.
+    assert_eq!((report.saved, report.deleted, report.kept), (1, 1, 3));
+    assert_eq!(bodies(&drop), ["two", "three", "four"]);
+    assert!(report.is_complete());
+}
+
+#[test]
+fn oversized_messages_are_skipped_or_deleted_unread_as_configured() {
+    let big = "x".repeat(200);
+    let mut drop = maildrop(&[("a", "one"), ("big", &big), ("c", "three")]);
+    let mut sink = Memory::default();
+    let mut options = FetchOptions::default();
+    options.max_size = Some(100);
+    let report = fetch_with(&mut drop, &mut sink, options.clone(), None).unwrap();
+    assert_eq!((report.saved, report.deleted), (2, 0));
+    assert_eq!(report.oversized.len(), 1);
+    assert_eq!(report.oversized[0].0, msg(2));
+    assert!(!sink.stored.contains_key(&uid("big")));
+    assert_eq!(drop.messages.len(), 3);
+
+    options.oversize = Oversize::Delete;
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert_eq!((report.saved, report.deleted), (0, 1));
+    assert!(!sink.stored.contains_key(&uid("big")));
+    assert_eq!(bodies(&drop), ["one", "three"]);
+}
+
+#[test]
+fn per_session_limits_defer_the_rest_to_the_next_run() {
+    let mut drop = maildrop(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("e", "5")]);
+    let mut sink = Memory::default();
+    let mut options = FetchOptions::default();
+    options.delete = true;
+    options.max_messages = Some(2);
+    let report = fetch_with(&mut drop, &mut sink, options.clone(), None).unwrap();
+    assert_eq!((report.saved, report.deleted, report.deferred), (2, 2, 3));
+    assert!(report.is_complete());
+    assert_eq!(bodies(&drop), ["3", "4", "5"]);
+
+    // Each message is 16 octets: 40 allows two, and the first always goes.
+    options.max_messages = None;
+    options.max_octets = Some(40);
+    let report = fetch_with(&mut drop, &mut sink, options.clone(), None).unwrap();
+    assert_eq!((report.saved, report.deferred), (2, 1));
+    options.max_octets = Some(1);
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert_eq!((report.saved, report.deferred), (1, 0));
+    assert!(drop.messages.is_empty());
+    assert_eq!(sink.stored.len(), 5);
+}
+
+#[test]
+fn refetch_stores_again_what_the_sink_already_holds() {
+    let mut drop = maildrop(&[("a", "one"), ("b", "two")]);
+    let mut sink = Memory::default();
+    fetch(&mut drop, &mut sink, false, None).unwrap();
+    let mut options = FetchOptions::default();
+    options.refetch = true;
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert_eq!((report.saved, report.already_stored), (2, 2));
+    assert_eq!(sink.commits, 4);
+    assert_eq!(drop.messages.len(), 2);
+}
+
+#[test]
+fn mark_seen_downloads_and_deletes_nothing_and_later_runs_fetch_only_newer_mail() {
+    let mut drop = maildrop(&[("a", "one"), ("b", "two")]);
+    let mut sink = Memory::default();
+    let mut options = FetchOptions::default();
+    options.mark_seen = true;
+    options.delete = true;
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert_eq!((report.saved, report.marked, report.deleted), (0, 2, 0));
+    assert_eq!(sink.commits, 0);
+    assert_eq!(drop.messages.len(), 2);
+
+    drop.messages
+        .push(("c".into(), b"Subject: c\r\n\r\nthree\r\n".to_vec()));
+    let report = fetch(&mut drop, &mut sink, false, None).unwrap();
+    assert_eq!((report.saved, report.already_stored), (1, 2));
+    assert!(sink.stored.contains_key(&uid("c")));
+}
+
+#[test]
+fn a_server_without_uidl_is_fetched_and_emptied_when_deleting_and_refused_when_keeping() {
+    let mut drop = maildrop(&[("a", "one"), ("b", "two")]);
+    drop.no_uidl = true;
+    let mut sink = Memory::default();
+
+    // Keeping: messages could not be told apart in the next run.
+    let err = fetch(&mut drop, &mut sink, false, None).unwrap_err();
+    assert!(matches!(err, FetchError::NoUidl(_)), "{err:?}");
+    let mut options = FetchOptions::default();
+    options.uidless_run_id = Some("run1".into());
+    let err = fetch_with(&mut drop, &mut sink, options.clone(), None).unwrap_err();
+    assert!(matches!(err, FetchError::NoUidl(_)), "{err:?}");
+    // Deleting without a run token: refused as well.
+    let err = fetch(&mut drop, &mut sink, true, None).unwrap_err();
+    assert!(matches!(err, FetchError::NoUidl(_)), "{err:?}");
+    assert_eq!(drop.messages.len(), 2);
+
+    options.delete = true;
+    let report = fetch_with(&mut drop, &mut sink, options.clone(), None).unwrap();
+    assert_eq!((report.listed, report.saved, report.deleted), (2, 2, 2));
+    assert!(drop.messages.is_empty());
+
+    // A new message with the same number in a later run is a new message.
+    drop.messages
+        .push(("-".into(), b"Subject: x\r\n\r\nthree\r\n".to_vec()));
+    options.uidless_run_id = Some("run2".into());
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert_eq!((report.saved, report.deleted), (1, 1));
+    assert_eq!(sink.stored.len(), 3);
 }

@@ -43,7 +43,8 @@ async fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<
         setup.config.clone(),
         tls,
         setup.options.clone(),
-    );
+    )
+    .with_metrics(setup.start_metrics("pop3d")?);
     let stop = server.clone();
     setup.handle_signals(move || stop.shutdown())?;
     let mut tasks = tokio::task::JoinSet::new();

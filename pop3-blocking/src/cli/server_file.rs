@@ -162,6 +162,21 @@ pub struct IpNetwork {
 }
 
 impl IpNetwork {
+    /// The same network as the PROXY protocol policy's type.
+    pub fn to_network(&self) -> pop3_proto::proxy::Network {
+        // Both types refuse host bits past the prefix: this cannot fail.
+        pop3_proto::proxy::Network::new(self.addr, self.prefix)
+            .expect("an IpNetwork has no host bits past its prefix")
+    }
+
+    /// From the PROXY protocol policy's type.
+    pub fn from_network(net: pop3_proto::proxy::Network) -> IpNetwork {
+        IpNetwork {
+            addr: net.address(),
+            prefix: net.prefix(),
+        }
+    }
+
     /// The network's first address.
     pub fn addr(&self) -> IpAddr {
         self.addr

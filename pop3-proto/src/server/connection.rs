@@ -48,6 +48,13 @@ pub struct ServerOptions {
     /// A commit is waited for no longer either, but runs to its end
     /// ([commits](crate::store#commits)).
     pub store_timeout: Duration,
+    /// Every connection opens with a PROXY protocol header from a trusted
+    /// load balancer, whose client address then stands for the
+    /// connection's; a connection from elsewhere is closed (default
+    /// `None`: no header is read). The adapters read the header before the
+    /// greeting (and before an implicit TLS handshake), admit the client
+    /// it names, and give its address to the session.
+    pub proxy_protocol: Option<crate::proxy::ProxyPolicy>,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +66,7 @@ impl Default for ServerOptions {
             tls_handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             store_timeout: Duration::from_secs(120),
+            proxy_protocol: None,
         }
     }
 }

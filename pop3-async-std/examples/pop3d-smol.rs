@@ -16,10 +16,10 @@ use pop3_proto::store::Store;
 fn main() -> ExitCode {
     pop3_blocking::cli::init_logging();
     let result = match ServerArgs::parse_for("pop3d-smol").setup("pop3d-smol") {
-        Ok((setup, ServerStore::Demo(store))) => serve(store, &setup),
-        Ok((setup, ServerStore::Maildir(store))) => serve(Unblock::new(store), &setup),
+        Ok((mut setup, ServerStore::Demo(store))) => serve(store, &mut setup),
+        Ok((mut setup, ServerStore::Maildir(store))) => serve(Unblock::new(store), &mut setup),
         #[cfg(feature = "postgres")]
-        Ok((setup, ServerStore::Postgres(store))) => serve(Unblock::new(store), &setup),
+        Ok((mut setup, ServerStore::Postgres(store))) => serve(Unblock::new(store), &mut setup),
         Ok(_) => Err("this build cannot serve that store".into()),
         Err(e) => Err(e),
     };
@@ -32,33 +32,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxError> {
+fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), BoxError> {
     let tls = Some(setup.tls.clone());
     let server = Pop3Server::build(
         Arc::new(store),
         setup.config.clone(),
         tls,
         setup.options.clone(),
-    );
+    )
+    .with_metrics(setup.start_metrics("pop3d-smol")?);
     let stop = server.clone();
-    ctrlc::set_handler(move || stop.shutdown())?;
+    setup.handle_signals(move || stop.shutdown())?;
     let mut bound = Vec::new();
     let mut loops = Vec::new();
-    for (addrs, security) in [
-        (&setup.listen, Security::Plain),
-        (&setup.tls_listen, Security::ImplicitTls),
-    ] {
-        for addr in addrs {
-            let listener = Async::<TcpListener>::bind(*addr)?;
-            bound.push((
-                listener.get_ref().local_addr()?,
-                security == Security::ImplicitTls,
-            ));
-            let server = server.clone();
-            loops.push(smol::spawn(async move {
-                server.serve(listener, security).await
-            }));
-        }
+    for bound_listener in setup.take_listeners() {
+        let security = if bound_listener.tls {
+            Security::ImplicitTls
+        } else {
+            Security::Plain
+        };
+        let listener = Async::<TcpListener>::new(bound_listener.listener)?;
+        bound.push((listener.get_ref().local_addr()?, bound_listener.tls));
+        let server = server.clone();
+        loops.push(smol::spawn(async move {
+            server.serve(listener, security).await
+        }));
     }
     setup.print_banner("pop3d-smol", &bound);
     smol::block_on(async {

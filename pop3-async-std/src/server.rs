@@ -36,11 +36,13 @@ use async_io::Timer;
 use async_lock::{Semaphore, SemaphoreGuardArc};
 use event_listener::Event;
 use futures_io::{AsyncRead, AsyncWrite};
+use futures_lite::AsyncReadExt;
 use futures_lite::future::or;
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Gate, connection_context, is_transient_accept_error, refuse,
+    ACCEPT_BACKOFF, Gate, Pass, ProxyPreface, connection_context, is_transient_accept_error,
+    proxy_admits, proxy_result, refuse,
 };
 use pop3_proto::server::{
     Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
@@ -48,6 +50,7 @@ use pop3_proto::server::{
 use pop3_proto::store::Store;
 
 use crate::io::{Clock, Conn, Stream, timeout};
+use pop3_blocking::metrics::Metrics;
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 use rustls::crypto::SecureRandom;
@@ -178,12 +181,14 @@ struct Inner<S> {
 /// ```
 pub struct Pop3Server<S> {
     inner: Arc<Inner<S>>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Clone for Pop3Server<S> {
     fn clone(&self) -> Self {
         Pop3Server {
             inner: self.inner.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -235,7 +240,30 @@ where
                 options,
                 life,
             }),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts this server's sessions, logins, store calls, refusals and
+    /// handshakes in `metrics` (serve them with
+    /// [`metrics::serve`](pop3_blocking::metrics::serve), on a thread of its
+    /// own). Clones made afterwards share it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pop3_async_std::server::Pop3Server;
+    /// use pop3_blocking::metrics::Metrics;
+    /// use pop3_proto::store::MemoryStore;
+    ///
+    /// let metrics = Arc::new(Metrics::new());
+    /// let server = Pop3Server::new(MemoryStore::new(), Default::default())
+    ///     .with_metrics(metrics.clone());
+    /// # drop(server);
+    /// ```
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Asks every `serve` loop to stop accepting and every session to end
@@ -296,25 +324,39 @@ where
                 }
                 Some(Err(e)) => break Err(e),
             };
-            let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
-                life.try_slot()
-                    .map(|slot| (pass, slot))
-                    .ok_or(Refusal::Full)
-            });
-            let slot = match admitted {
-                Ok(slot) => slot,
-                Err(refusal) => {
-                    if let Ok(stream) = stream.into_inner() {
-                        refuse(stream, peer, refusal);
-                    }
-                    continue;
-                }
-            };
-            let _ = stream.get_ref().set_nodelay(true);
             running.retain(|task| !task.is_finished());
+            if let Some(policy) = &self.inner.options.proxy_protocol {
+                // The client is the one the proxy's header names: it is
+                // admitted once the header is read, in the session's task.
+                if proxy_admits(Some(policy), peer, &self.metrics) {
+                    let server = self.clone();
+                    let limit = policy.timeout;
+                    running.push(sessions.spawn(async move {
+                        let mut stream = stream;
+                        let mut preface = ProxyPreface::new(peer);
+                        let read = timeout(limit, async {
+                            loop {
+                                let n = AsyncReadExt::read(&mut stream, preface.space()).await?;
+                                if let Some(client) = preface.filled(n)? {
+                                    return Ok(client);
+                                }
+                            }
+                        })
+                        .await;
+                        drop(preface);
+                        if let Some(client) = proxy_result(read, peer, &server.metrics) {
+                            server.admit_and_serve(stream, client, security).await;
+                        }
+                    }));
+                }
+                continue;
+            }
+            let Some(slot) = self.admit(stream, peer) else {
+                continue;
+            };
             let server = self.clone();
             running.push(sessions.spawn(async move {
-                let _slot = slot;
+                let (_slot, stream) = slot;
                 server
                     .connection(Stream::new(stream), Some(peer), security)
                     .await;
@@ -377,6 +419,7 @@ where
             Ok(pass) => pass,
             Err(refusal) => {
                 tracing::info!(%peer, "connection refused: {refusal}");
+                self.metrics.refused(refusal);
                 let mut stream = stream;
                 let stall = self.inner.options.write_stall_timeout;
                 let _ = timeout(stall, async {
@@ -394,6 +437,48 @@ where
             .await;
     }
 
+    /// Admits an accepted connection as the client `peer` (with its
+    /// place under the caps), or refuses it over a cap.
+    fn admit(
+        &self,
+        stream: Async<std::net::TcpStream>,
+        peer: SocketAddr,
+    ) -> Option<((Pass, Slot), Async<std::net::TcpStream>)> {
+        let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
+            self.inner
+                .life
+                .try_slot()
+                .map(|slot| (pass, slot))
+                .ok_or(Refusal::Full)
+        });
+        match admitted {
+            Ok(slot) => {
+                let _ = stream.get_ref().set_nodelay(true);
+                Some((slot, stream))
+            }
+            Err(refusal) => {
+                if let Ok(stream) = stream.into_inner() {
+                    refuse(stream, peer, refusal, &self.metrics);
+                }
+                None
+            }
+        }
+    }
+
+    /// Serves an accepted connection as the client `peer`, or refuses it
+    /// over a cap.
+    async fn admit_and_serve(
+        &self,
+        stream: Async<std::net::TcpStream>,
+        peer: SocketAddr,
+        security: Security,
+    ) {
+        if let Some((_slot, stream)) = self.admit(stream, peer) {
+            self.connection(Stream::new(stream), Some(peer), security)
+                .await;
+        }
+    }
+
     async fn connection(&self, stream: Stream, peer: Option<SocketAddr>, security: Security) {
         let options = &self.inner.options;
         let mut tls_info = pop3_proto::server::TlsInfo::default();
@@ -404,6 +489,7 @@ where
                 }
                 None => Err(io::Error::other("no TLS configuration")),
             };
+            self.metrics.tls_handshake(accepted.is_ok());
             match accepted {
                 Ok(tls) => {
                     tls_info = pop3_blocking::common::server_tls_info(tls.get_ref().1);
@@ -432,10 +518,12 @@ where
         let clock = Clock::new(Instant::now());
         let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
         let life = self.inner.life.clone();
+        self.metrics.session_started();
         let mut session = Session {
             conn: Connection::new(machine, options),
             io,
             acceptor: self.inner.tls.clone(),
+            metrics: self.metrics.clone(),
             handshake: None,
             handshake_timeout: options.tls_handshake_timeout,
             clock,
@@ -446,6 +534,7 @@ where
             match poll_fn(|cx| session.poll_step(cx)).await {
                 Step::Store(request) => {
                     let call = driver.execute(request);
+                    let started = Instant::now();
                     let reply = match session.conn.poll_timeout() {
                         Some(deadline) => {
                             let clock = &mut session.clock;
@@ -457,6 +546,7 @@ where
                         }
                         None => Some(call.await),
                     };
+                    self.metrics.store_call(started.elapsed());
                     let now = session.clock.now();
                     match reply {
                         Some(reply) => session.conn.store_done(now, reply),
@@ -478,7 +568,8 @@ where
         if let Some(result) = driver.finish().await {
             tracing::info!(?peer, ?result, "a commit past the store timeout ended");
         }
-        tracing::info!(?peer, "{}", conn.machine().summary());
+        conn.machine().log_summary();
+        self.metrics.session_ended(&conn);
     }
 }
 
@@ -496,6 +587,7 @@ struct Session {
     conn: Connection,
     io: Conn,
     acceptor: Option<TlsAcceptor>,
+    metrics: Arc<Metrics>,
     handshake: Option<Handshake>,
     handshake_timeout: Duration,
     clock: Clock,
@@ -559,6 +651,7 @@ impl Session {
         };
         let done = ready!(handshake.as_mut().poll(cx));
         self.handshake = None;
+        self.metrics.tls_handshake(done.is_ok());
         let done = done.map(|tls| {
             self.conn
                 .tls_info(pop3_blocking::common::server_tls_info(tls.get_ref().1));

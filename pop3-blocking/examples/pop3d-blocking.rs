@@ -5,7 +5,6 @@
 //! password `demo`) on 127.0.0.1:1110, offering STLS with a certificate made
 //! at start; `--help` lists the options (shared by every runtime's `pop3d`).
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -16,13 +15,13 @@ use pop3_proto::store::{Inline, OffloadStore, Store};
 fn main() -> ExitCode {
     pop3_blocking::cli::init_logging();
     let result = match ServerArgs::parse_for("pop3d-blocking").setup("pop3d-blocking") {
-        Ok((setup, ServerStore::Demo(store))) => serve(store, &setup),
-        Ok((setup, ServerStore::Maildir(store))) => {
-            serve(OffloadStore::<_, Inline>::new(store), &setup)
+        Ok((mut setup, ServerStore::Demo(store))) => serve(store, &mut setup),
+        Ok((mut setup, ServerStore::Maildir(store))) => {
+            serve(OffloadStore::<_, Inline>::new(store), &mut setup)
         }
         #[cfg(feature = "postgres")]
-        Ok((setup, ServerStore::Postgres(store))) => {
-            serve(OffloadStore::<_, Inline>::new(store), &setup)
+        Ok((mut setup, ServerStore::Postgres(store))) => {
+            serve(OffloadStore::<_, Inline>::new(store), &mut setup)
         }
         Ok(_) => Err("this build cannot serve that store".into()),
         Err(e) => Err(e),
@@ -36,27 +35,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxError> {
+fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), BoxError> {
     let tls = Some(setup.tls.clone());
     let server = Pop3Server::build(
         Arc::new(store),
         setup.config.clone(),
         tls,
         setup.options.clone(),
-    );
+    )
+    .with_metrics(setup.start_metrics("pop3d-blocking")?);
     let stop = server.clone();
-    ctrlc::set_handler(move || stop.shutdown())?;
+    setup.handle_signals(move || stop.shutdown())?;
     let mut bound = Vec::new();
     let mut listeners = Vec::new();
-    for (addrs, security) in [
-        (&setup.listen, Security::Plain),
-        (&setup.tls_listen, Security::ImplicitTls),
-    ] {
-        for addr in addrs {
-            let listener = TcpListener::bind(addr)?;
-            bound.push((listener.local_addr()?, security == Security::ImplicitTls));
-            listeners.push((listener, security));
-        }
+    for bound_listener in setup.take_listeners() {
+        let security = if bound_listener.tls {
+            Security::ImplicitTls
+        } else {
+            Security::Plain
+        };
+        bound.push((bound_listener.listener.local_addr()?, bound_listener.tls));
+        listeners.push((bound_listener.listener, security));
     }
     setup.print_banner("pop3d-blocking", &bound);
     std::thread::scope(|scope| {

@@ -25,7 +25,13 @@ use crate::config::{Account, AccountOptions, Config, ConfigError, default_config
 use crate::deliver::Delivery;
 use crate::fetch::ExitKind;
 use crate::maildir::MaildirStore;
-use crate::passwd::PasswdFile;
+use crate::metrics::Metrics;
+use crate::passwd::{PasswdFile, SharedPasswd};
+
+mod server_file;
+use pop3_proto::__tracing as tracing;
+use server_file::ServerFile;
+pub use server_file::{IpNetwork, Origin};
 
 #[cfg(feature = "postgres")]
 mod deliver;
@@ -72,8 +78,17 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// - each failed login: `auth failed: rip=<address> user="<name as sent>"
 ///   mech=<mechanism>` (`contrib/fail2ban/pop3d.conf` is the fail2ban filter
 ///   for it);
-/// - each session's end: `user="alice" messages=3 retrieved=2/2048
-///   deleted=1/1024 in=120 out=2300 bad=0 end=quit peer=<address:port>`;
+/// - each session's end, one line whatever the runtime:
+///   `session: peer=192.0.2.7:51234 user="alice" messages=3
+///   retrieved=2/2048 deleted=1/1024 in=120 out=2300 bad=0 secs=12.345
+///   end=quit` — the user as logged in (`user=-` before login, the name
+///   escaped as a Rust string), the messages in the maildrop at login,
+///   messages sent with RETR/TOP and their octets, messages deleted in
+///   UPDATE and their octets, octets read and written, bad commands, the
+///   session's length in seconds, and why it ended (`quit`, `peer-closed`,
+///   `autologout`, `login-timeout`, `too-many-bad-commands`,
+///   `too-many-login-attempts`, `store-failure`, `store-timeout`, or
+///   `open` for a connection the shutdown's grace cut short);
 /// - each connection refused by a cap: `connection refused: <why>`.
 pub fn init_logging() {
     init_logging_to(std::io::stderr);
@@ -97,31 +112,32 @@ where
 /// `pop3d`: a POP3 server. With no arguments it serves an embedded demo
 /// maildrop (user `demo`, password `demo`) on 127.0.0.1:1110, offering STLS
 /// with a certificate made at start.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct ServerArgs {
+    /// A TOML configuration file (the README's configuration reference);
+    /// the flags given win over its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Plain POP3 listener (STLS offered); repeatable. Default 127.0.0.1:1110.
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
     /// Implicit TLS (POP3S) listener; repeatable.
     #[arg(long, value_name = "ADDR")]
     pub tls_listen: Vec<SocketAddr>,
-    /// Serve one Maildir per user under DIR (`DIR/<user>/{cur,new,tmp}`).
-    #[arg(long, value_name = "DIR", requires = "users")]
+    /// Serve one Maildir per user under DIR (`DIR/<user>/{cur,new,tmp}`);
+    /// needs `--users`.
+    #[arg(long, value_name = "DIR")]
     pub maildir_root: Option<PathBuf>,
     /// The users, in a Dovecot-style passwd-file (`user:{SCHEME}secret`).
-    #[arg(long, value_name = "FILE", requires = "maildir_root")]
+    #[arg(long, value_name = "FILE")]
     pub users: Option<PathBuf>,
     /// The file of the deployment's secret, from which SCRAM salts (and
     /// unknown users' decoy salts) are derived: any secret text of at
     /// least 32 octets. Created with 32 random octets (in hex, mode 0600)
     /// if missing; keep it, or salts change. Default: `.pop3d-secret` in
     /// the Maildir root.
-    #[cfg_attr(
-        not(feature = "postgres"),
-        arg(long, value_name = "FILE", requires = "maildir_root")
-    )]
-    #[cfg_attr(feature = "postgres", arg(long, value_name = "FILE"))]
+    #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// Serve the maildrops of a PostgreSQL database (connection string
     /// `host=... user=... dbname=...`, several hosts with
@@ -132,12 +148,29 @@ pub struct ServerArgs {
     #[arg(long, value_name = "CONNINFO", conflicts_with_all = ["maildir_root", "users"])]
     pub postgres: Option<String>,
     /// The certificate chain (PEM); without it, a demo CA and certificate
-    /// are made at start.
+    /// are made at start. Repeatable, each with its `--key`: the
+    /// certificate is chosen by the name the client asks for (SNI), the
+    /// first when none matches.
     #[arg(long, value_name = "PEM", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key (PEM).
+    pub cert: Vec<PathBuf>,
+    /// The private key (PEM) of the `--cert` of the same rank.
     #[arg(long, value_name = "PEM", requires = "cert")]
-    pub key: Option<PathBuf>,
+    pub key: Vec<PathBuf>,
+    /// The oldest TLS version accepted: `1.2` (default) or `1.3`.
+    #[arg(long, value_name = "VERSION")]
+    pub tls_min_version: Option<crate::tls::MinTlsVersion>,
+    /// Every listener expects the PROXY protocol (v1 or v2) from a load
+    /// balancer in this network (CIDR; repeatable): the client address it
+    /// carries is the one capped and logged. Connections from elsewhere
+    /// are closed.
+    #[arg(long, value_name = "CIDR")]
+    pub proxy_protocol_trusted: Vec<pop3_proto::proxy::Network>,
+    /// Serve the server's metrics (Prometheus text format) at
+    /// `http://ADDR/metrics`; give a loopback address (`127.0.0.1:9110`)
+    /// or one only the scraper can reach: the responder has no access
+    /// control.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Allow USER/PASS and plaintext SASL before TLS (always on for the demo).
     #[arg(long)]
     pub allow_plaintext_auth: bool,
@@ -156,20 +189,15 @@ pub struct ServerArgs {
     pub max_connections_per_address: Option<usize>,
     /// The least time between two logins of a user, enforced (the time of
     /// the last login is kept in each Maildir) and advertised as
-    /// LOGIN-DELAY.
-    #[arg(long, value_name = "SECONDS", requires = "maildir_root")]
+    /// LOGIN-DELAY (Maildirs only).
+    #[arg(long, value_name = "SECONDS")]
     pub login_delay: Option<u32>,
     /// The `pop3_uidl_format` a previous Dovecot served this Maildir root
     /// with: messages it listed in its `dovecot-uidlist` keep their UIDLs
     /// (Courier's `courierpop3dsizelist` is read too). `none`: serve only
-    /// this server's own UIDLs.
-    #[arg(
-        long,
-        value_name = "FORMAT",
-        default_value = "%08Xu%08Xv",
-        requires = "maildir_root"
-    )]
-    pub previous_uidl_format: String,
+    /// this server's own UIDLs. Default `%08Xu%08Xv`.
+    #[arg(long, value_name = "FORMAT")]
+    pub previous_uidl_format: Option<String>,
 }
 
 /// Which store the server serves (the PostgreSQL one only with the feature
@@ -188,21 +216,66 @@ pub enum ServerStore {
     Postgres(crate::postgres::PgStore),
 }
 
+/// A certificate chain and its private key (PEM files), one of
+/// `[[tls.certificate]]` (or `--cert`/`--key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePair {
+    /// The chain.
+    pub cert: PathBuf,
+    /// The key.
+    pub key: PathBuf,
+    /// Where it was configured.
+    pub origin: Origin,
+}
+
+/// `[proxy_protocol]`: accept the PROXY protocol header from these
+/// networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocolSettings {
+    /// The proxies' networks.
+    pub trusted: Vec<IpNetwork>,
+}
+
+/// `[metrics]`: where metrics are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// The listener's address (checked to bind at start, then released).
+    pub listen: SocketAddr,
+}
+
+/// A listener bound at start: its socket and whether it is implicit TLS.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// The socket (blocking; an async runtime takes it over).
+    pub listener: std::net::TcpListener,
+    /// Implicit TLS (POP3S) rather than plain with STLS.
+    pub tls: bool,
+}
+
 /// Everything a `pop3d` example needs besides its runtime.
 #[derive(Debug)]
 pub struct ServerSetup {
-    /// Plain listeners.
-    pub listen: Vec<SocketAddr>,
-    /// Implicit TLS listeners.
-    pub tls_listen: Vec<SocketAddr>,
+    /// Every listener, bound (taken by [`take_listeners`](Self::take_listeners)).
+    pub listeners: Vec<BoundListener>,
     /// The protocol configuration.
     pub config: ServerConfig,
-    /// The TLS configuration (STLS and implicit TLS).
+    /// The TLS configuration (STLS and implicit TLS); its certificate is
+    /// replaced on a reload.
     pub tls: Arc<rustls::ServerConfig>,
+    /// The configured certificates (the first one is served; empty for the
+    /// demo's).
+    pub certificates: Vec<CertificatePair>,
     /// The connection settings (caps, timeouts).
     pub options: ServerOptions,
+    /// The PROXY protocol's trusted networks, when configured.
+    pub proxy_protocol: Option<ProxyProtocolSettings>,
+    /// The metrics listener, when configured.
+    pub metrics: Option<MetricsSettings>,
     /// The demo CA's certificate file, removed on drop.
     pub demo_ca: Option<PathBuf>,
+    /// Whether the store is the embedded demo maildrop.
+    pub demo: bool,
+    reload: Arc<Reloader>,
 }
 
 impl Drop for ServerSetup {
@@ -214,8 +287,8 @@ impl Drop for ServerSetup {
 }
 
 /// A configuration error found at start (a missing or unreadable Maildir
-/// root, a bad option value): the examples exit with status 78
-/// (`EX_CONFIG`).
+/// root, a bad option value, a listener that cannot bind): the examples
+/// exit with status 78 (`EX_CONFIG`).
 #[derive(Debug)]
 pub struct StartupError(pub String);
 
@@ -227,6 +300,12 @@ impl std::fmt::Display for StartupError {
 
 impl std::error::Error for StartupError {}
 
+impl From<ConfigError> for StartupError {
+    fn from(e: ConfigError) -> Self {
+        StartupError(e.to_string())
+    }
+}
+
 /// The exit status for an error from [`ServerArgs::setup`]: 78
 /// (`EX_CONFIG`) for a [`StartupError`], 1 otherwise.
 pub fn exit_status(e: &BoxError) -> std::process::ExitCode {
@@ -234,6 +313,452 @@ pub fn exit_status(e: &BoxError) -> std::process::ExitCode {
         std::process::ExitCode::from(78)
     } else {
         std::process::ExitCode::FAILURE
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sourced<T> {
+    value: T,
+    origin: Origin,
+}
+
+fn flag<T>(value: T, flag: &'static str) -> Sourced<T> {
+    Sourced {
+        value,
+        origin: Origin::Flag(flag),
+    }
+}
+
+fn startup(origin: &Origin, what: impl std::fmt::Display, why: impl std::fmt::Display) -> BoxError {
+    StartupError(format!("{origin} {what}: {why}")).into()
+}
+
+/// Where the file's value at `span` is.
+fn origin_in<T>(file: Option<&ServerFile>, key: &'static str, span: &toml::Spanned<T>) -> Origin {
+    file.map_or(Origin::Flag(key), |f| f.origin(key, span))
+}
+
+/// The flags over the file: what the server runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Settings {
+    listen: Vec<Sourced<SocketAddr>>,
+    tls_listen: Vec<Sourced<SocketAddr>>,
+    maildir_root: Option<Sourced<PathBuf>>,
+    users: Option<Sourced<PathBuf>>,
+    secret_file: Option<Sourced<PathBuf>>,
+    postgres: Option<Sourced<String>>,
+    certificates: Vec<CertificatePair>,
+    allow_plaintext_auth: bool,
+    advertise_channel_binding: bool,
+    login_delay: Option<u32>,
+    previous_uidl_format: Sourced<String>,
+    limits: server_file::LimitKeys,
+    proxy_protocol: Option<ProxyProtocolSettings>,
+    metrics: Option<Sourced<SocketAddr>>,
+}
+
+impl Settings {
+    /// Reads the file (if any) and lays the flags over it.
+    fn resolve(args: &ServerArgs) -> Result<Settings, BoxError> {
+        let file = match &args.config {
+            Some(path) => Some(ServerFile::load(path).map_err(StartupError::from)?),
+            None => None,
+        };
+        let no_keys = server_file::FileKeys::default();
+        let keys = file.as_ref().map_or(&no_keys, |f| &f.keys);
+        let file = file.as_ref();
+        let addrs = |given: &[SocketAddr],
+                     name: &'static str,
+                     key: &'static str,
+                     from: &Option<toml::Spanned<Vec<SocketAddr>>>| {
+            if !given.is_empty() {
+                return given.iter().map(|a| flag(*a, name)).collect::<Vec<_>>();
+            }
+            from.as_ref().map_or_else(Vec::new, |span| {
+                let origin = origin_in(file, key, span);
+                span.get_ref()
+                    .iter()
+                    .map(|a| Sourced {
+                        value: *a,
+                        origin: origin.clone(),
+                    })
+                    .collect()
+            })
+        };
+        let listen = addrs(&args.listen, "--listen", "listen", &keys.listen);
+        let tls_listen = addrs(
+            &args.tls_listen,
+            "--tls-listen",
+            "tls_listen",
+            &keys.tls_listen,
+        );
+        let path = |given: &Option<PathBuf>,
+                    name: &'static str,
+                    key: &'static str,
+                    from: &Option<toml::Spanned<PathBuf>>| {
+            match (given, from) {
+                (Some(p), _) => Some(flag(p.clone(), name)),
+                (None, Some(span)) => Some(Sourced {
+                    value: span.get_ref().clone(),
+                    origin: origin_in(file, key, span),
+                }),
+                (None, None) => None,
+            }
+        };
+        let maildir_root = path(
+            &args.maildir_root,
+            "--maildir-root",
+            "maildir_root",
+            &keys.maildir_root,
+        );
+        let users = path(&args.users, "--users", "users", &keys.users);
+        let secret_file = path(
+            &args.secret_file,
+            "--secret-file",
+            "secret_file",
+            &keys.secret_file,
+        );
+        #[cfg(feature = "postgres")]
+        let postgres_flag = args.postgres.clone();
+        #[cfg(not(feature = "postgres"))]
+        let postgres_flag: Option<String> = None;
+        let postgres = match (postgres_flag, &keys.postgres) {
+            (Some(c), _) => Some(flag(c, "--postgres")),
+            (None, Some(span)) => Some(Sourced {
+                value: span.get_ref().clone(),
+                origin: origin_in(file, "postgres", span),
+            }),
+            (None, None) => None,
+        };
+        if let Some(pg) = &postgres {
+            if !cfg!(feature = "postgres") {
+                return Err(startup(
+                    &pg.origin,
+                    "",
+                    "this build has no PostgreSQL store",
+                ));
+            }
+            if maildir_root.is_some() || users.is_some() {
+                return Err(startup(
+                    &pg.origin,
+                    "",
+                    "goes with neither maildir_root nor users",
+                ));
+            }
+        }
+        match (&maildir_root, &users) {
+            (Some(root), None) => {
+                return Err(startup(
+                    &root.origin,
+                    root.value.display(),
+                    "needs users (--users) too",
+                ));
+            }
+            (None, Some(users)) => {
+                return Err(startup(
+                    &users.origin,
+                    users.value.display(),
+                    "needs maildir_root (--maildir-root) too",
+                ));
+            }
+            _ => {}
+        }
+        if args.cert.len() != args.key.len() {
+            return Err(StartupError("every --cert needs its --key".into()).into());
+        }
+        let certificates = match &args.cert[..] {
+            [_, ..] => args
+                .cert
+                .iter()
+                .zip(&args.key)
+                .map(|(cert, key)| CertificatePair {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    origin: Origin::Flag("--cert"),
+                })
+                .collect(),
+            [] => keys
+                .tls
+                .as_ref()
+                .map(|t| {
+                    t.certificate
+                        .iter()
+                        .map(|c| CertificatePair {
+                            cert: c.cert.get_ref().clone(),
+                            key: c.key.get_ref().clone(),
+                            origin: origin_in(file, "tls.certificate.cert", &c.cert),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let previous_uidl_format = match (&args.previous_uidl_format, &keys.previous_uidl_format) {
+            (Some(f), _) => flag(f.clone(), "--previous-uidl-format"),
+            (None, Some(span)) => Sourced {
+                value: span.get_ref().clone(),
+                origin: origin_in(file, "previous_uidl_format", span),
+            },
+            (None, None) => flag("%08Xu%08Xv".to_owned(), "--previous-uidl-format"),
+        };
+        let mut limits = keys.limits.clone().unwrap_or_default();
+        if args.max_connections.is_some() {
+            limits.max_connections = args.max_connections;
+        }
+        if args.max_connections_per_address.is_some() {
+            limits.max_connections_per_address = args.max_connections_per_address;
+        }
+        let proxy_protocol = match &keys.proxy_protocol {
+            // The flags replace the file's networks.
+            _ if !args.proxy_protocol_trusted.is_empty() => Some(ProxyProtocolSettings {
+                trusted: args
+                    .proxy_protocol_trusted
+                    .iter()
+                    .map(|n| IpNetwork::from_network(*n))
+                    .collect(),
+            }),
+            None => None,
+            Some(p) => {
+                let mut trusted = Vec::new();
+                for net in &p.trusted {
+                    let origin = origin_in(file, "proxy_protocol.trusted", net);
+                    trusted.push(
+                        net.get_ref()
+                            .parse::<IpNetwork>()
+                            .map_err(|e| StartupError(format!("{origin}: {e}")))?,
+                    );
+                }
+                Some(ProxyProtocolSettings { trusted })
+            }
+        };
+        let metrics = match args.metrics_listen {
+            Some(addr) => Some(flag(addr, "--metrics-listen")),
+            None => keys.metrics.as_ref().map(|m| Sourced {
+                value: *m.listen.get_ref(),
+                origin: origin_in(file, "metrics.listen", &m.listen),
+            }),
+        };
+        Ok(Settings {
+            listen,
+            tls_listen,
+            maildir_root,
+            users,
+            secret_file,
+            postgres,
+            certificates,
+            allow_plaintext_auth: args.allow_plaintext_auth
+                || keys.allow_plaintext_auth == Some(true),
+            advertise_channel_binding: args.advertise_channel_binding
+                || keys.advertise_channel_binding == Some(true),
+            login_delay: args.login_delay.or(keys.login_delay),
+            previous_uidl_format,
+            limits,
+            proxy_protocol,
+            metrics,
+        })
+    }
+
+    /// The connection settings.
+    fn options(&self) -> ServerOptions {
+        let secs = |s: Option<u64>, default: std::time::Duration| {
+            s.map_or(default, std::time::Duration::from_secs)
+        };
+        let mut options = crate::common::host_server_options();
+        let l = &self.limits;
+        if let Some(n) = l.max_connections {
+            options.max_connections = n.max(1);
+        }
+        if let Some(n) = l.max_connections_per_address {
+            options.max_connections_per_address = n.max(1);
+        }
+        options.write_stall_timeout = secs(l.write_stall_timeout, options.write_stall_timeout);
+        options.tls_handshake_timeout =
+            secs(l.tls_handshake_timeout, options.tls_handshake_timeout);
+        options.shutdown_grace = secs(l.shutdown_grace, options.shutdown_grace);
+        options.store_timeout = secs(l.store_timeout, options.store_timeout);
+        if let Some(p) = &self.proxy_protocol {
+            let trusted = p.trusted.iter().map(IpNetwork::to_network).collect();
+            options.proxy_protocol = Some(pop3_proto::proxy::ProxyPolicy::new(trusted));
+        }
+        options
+    }
+
+    /// The passwd-file, checked: every entry usable (locked ones, warned
+    /// about, excepted), at least one user.
+    fn load_users(&self, secret: &DeploymentSecret) -> Result<Option<PasswdFile>, BoxError> {
+        let Some(users) = &self.users else {
+            return Ok(None);
+        };
+        let path = users.value.display();
+        let file =
+            PasswdFile::load(&users.value).map_err(|e| startup(&users.origin, &path, chain(&e)))?;
+        if let Some((line, user)) = file.unusable().next() {
+            return Err(startup(
+                &users.origin,
+                &path,
+                format!(
+                    "line {line}: user {user:?} can never log in: its password has no {{SCHEME}} this server can check (a bare password is read as crypt(3); write {{PLAIN}}secret, or a hash)"
+                ),
+            ));
+        }
+        for (line, user) in file.disabled() {
+            tracing::warn!(
+                "{path}:{line}: user {user:?} is locked (empty or !/* password): they cannot log in"
+            );
+        }
+        if file.len() == file.disabled().count() {
+            return Err(startup(
+                &users.origin,
+                &path,
+                "no user can log in (no entries, or all locked)",
+            ));
+        }
+        Ok(Some(file.with_deployment_secret(secret.clone())))
+    }
+
+    /// The certificates, loaded (none: the demo's is made instead).
+    fn load_certificates(&self) -> Result<Vec<Arc<rustls::sign::CertifiedKey>>, BoxError> {
+        self.certificates
+            .iter()
+            .map(|pair| Self::load_certificate(pair))
+            .collect()
+    }
+
+    /// One certificate and its key, loaded.
+    fn load_certificate(
+        pair: &CertificatePair,
+    ) -> Result<Arc<rustls::sign::CertifiedKey>, BoxError> {
+        let chain = crate::tls::certificates_from_pem(&pair.cert, "certificate")
+            .map_err(|e| startup(&pair.origin, pair.cert.display(), chain(&e)))?;
+        use rustls::pki_types::pem::PemObject as _;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&pair.key)
+            .map_err(|e| startup(&pair.origin, pair.key.display(), e))?;
+        let provider = crate::tls::default_provider()
+            .ok_or_else(|| StartupError("no TLS crypto provider".into()))?;
+        let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|e| startup(&pair.origin, pair.cert.display(), e))?;
+        Ok(Arc::new(certified))
+    }
+}
+
+/// The served certificates, replaceable while serving (a reload): the TLS
+/// configuration asks them for each handshake, choosing by the name the
+/// client asks for (SNI), else the first.
+#[derive(Debug)]
+struct CertSlot(std::sync::RwLock<Vec<Arc<rustls::sign::CertifiedKey>>>);
+
+impl rustls::server::ResolvesServerCert for CertSlot {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let keys = match self.0.read() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        crate::tls::pick_by_name(&keys, hello.server_name())
+    }
+}
+
+impl CertSlot {
+    fn replace(&self, key: Vec<Arc<rustls::sign::CertifiedKey>>) {
+        match self.0.write() {
+            Ok(mut c) => *c = key,
+            Err(poisoned) => *poisoned.into_inner() = key,
+        }
+    }
+}
+
+/// What a reload (SIGHUP) re-reads and replaces.
+#[derive(Debug)]
+struct Reloader {
+    args: ServerArgs,
+    settings: std::sync::Mutex<Settings>,
+    secret: DeploymentSecret,
+    certificate: Option<Arc<CertSlot>>,
+    users: Option<SharedPasswd>,
+}
+
+impl Reloader {
+    /// Re-reads the configuration file, the certificate and the users;
+    /// puts them in force only if all of them are good.
+    fn reload(&self) -> Result<(), BoxError> {
+        let new = Settings::resolve(&self.args)?;
+        let certificate = match &self.certificate {
+            Some(_) => Some(new.load_certificates()?),
+            None => None,
+        };
+        let users = match &self.users {
+            Some(_) => new.load_users(&self.secret)?,
+            None => None,
+        };
+        let mut old = match self.settings.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Compared by value: a key that only moved to another line has not
+        // changed.
+        fn values<T: Clone>(v: &[Sourced<T>]) -> Vec<T> {
+            v.iter().map(|s| s.value.clone()).collect()
+        }
+        fn value<T: Clone>(v: &Option<Sourced<T>>) -> Option<T> {
+            v.as_ref().map(|s| s.value.clone())
+        }
+        let restart_only: [(&str, bool); 12] = [
+            ("listen", values(&new.listen) != values(&old.listen)),
+            (
+                "tls_listen",
+                values(&new.tls_listen) != values(&old.tls_listen),
+            ),
+            (
+                "maildir_root",
+                value(&new.maildir_root) != value(&old.maildir_root),
+            ),
+            ("postgres", value(&new.postgres) != value(&old.postgres)),
+            (
+                "secret_file",
+                value(&new.secret_file) != value(&old.secret_file),
+            ),
+            (
+                "allow_plaintext_auth",
+                new.allow_plaintext_auth != old.allow_plaintext_auth,
+            ),
+            (
+                "advertise_channel_binding",
+                new.advertise_channel_binding != old.advertise_channel_binding,
+            ),
+            (
+                "previous_uidl_format",
+                new.previous_uidl_format.value != old.previous_uidl_format.value,
+            ),
+            ("limits", new.limits != old.limits),
+            ("login_delay", new.login_delay != old.login_delay),
+            ("proxy_protocol", new.proxy_protocol != old.proxy_protocol),
+            ("metrics", value(&new.metrics) != value(&old.metrics)),
+        ];
+        for (key, changed) in restart_only {
+            if changed {
+                tracing::warn!("reload: the change to {key} takes effect at the next start");
+            }
+        }
+        if self.certificate.is_none() && !new.certificates.is_empty() {
+            tracing::warn!(
+                "reload: a certificate where the made-up one was served takes effect at the next start"
+            );
+        }
+        if let (Some(slot), Some(c)) = (&self.certificate, certificate) {
+            slot.replace(c);
+        }
+        if let (Some(shared), Some(u)) = (&self.users, users) {
+            if shared.current().credential_forms() != u.credential_forms() {
+                tracing::warn!(
+                    "reload: the users' password schemes change the mechanisms offered; CAPA changes at the next start"
+                );
+            }
+            shared.replace(u);
+        }
+        *old = new;
+        Ok(())
     }
 }
 
@@ -251,109 +776,229 @@ impl ServerArgs {
         ServerArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
-    /// Builds the server's pieces and its store; `program` names it in the
-    /// protocol's IMPLEMENTATION capability.
-    pub fn setup(mut self, program: &str) -> Result<(ServerSetup, ServerStore), BoxError> {
-        if self.listen.is_empty() && self.tls_listen.is_empty() {
-            self.listen.push(SocketAddr::from(([127, 0, 0, 1], 1110)));
+    /// Builds the server's pieces and its store, checking everything first
+    /// (the file, every path, every passwd-file entry, that every listener
+    /// binds: a [`StartupError`] names the flag or the file's line);
+    /// `program` names it in the protocol's IMPLEMENTATION capability.
+    pub fn setup(self, program: &str) -> Result<(ServerSetup, ServerStore), BoxError> {
+        let mut settings = Settings::resolve(&self)?;
+        if settings.listen.is_empty() && settings.tls_listen.is_empty() {
+            settings
+                .listen
+                .push(flag(SocketAddr::from(([127, 0, 0, 1], 1110)), "--listen"));
         }
-        let (tls, demo_ca) = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => (crate::tls::server_config_from_pem(cert, key)?, None),
-            _ => {
-                let (config, ca) = demo_tls()?;
-                (config, Some(ca))
-            }
-        };
-        #[cfg(feature = "postgres")]
-        let postgres = self.postgres.take();
-        #[cfg(not(feature = "postgres"))]
-        let postgres: Option<String> = None;
-        if let Some(root) = &self.maildir_root {
-            if let Err(e) = std::fs::read_dir(root) {
-                return Err(StartupError(format!("--maildir-root {}: {e}", root.display())).into());
+        if let Some(root) = &settings.maildir_root {
+            if let Err(e) = std::fs::read_dir(&root.value) {
+                return Err(startup(&root.origin, root.value.display(), e));
             }
         }
-        let demo = self.maildir_root.is_none() && postgres.is_none();
-        let secret = match (&self.secret_file, &self.maildir_root) {
-            (Some(file), _) => load_or_create_secret(file)?,
-            (None, Some(root)) => load_or_create_secret(&root.join(SECRET_FILE))?,
-            // The demo's maildrop lives as long as the process.
+        let demo = settings.maildir_root.is_none() && settings.postgres.is_none();
+        let secret = match (&settings.secret_file, &settings.maildir_root) {
+            (Some(file), _) => load_or_create_secret(&file.value)
+                .map_err(|e| startup(&file.origin, "", chain(&*e)))?,
+            (None, Some(root)) => load_or_create_secret(&root.value.join(SECRET_FILE))
+                .map_err(|e| startup(&root.origin, "", chain(&*e)))?,
             // The demo's maildrop lives as long as the process; without a
             // file a database's servers each draw their own.
             (None, None) => DeploymentSecret::new(crate::tls::random_bytes()?),
         };
-        let config = ServerConfig::default()
+        let users = settings.load_users(&secret)?;
+        let previous = match settings.previous_uidl_format.value.as_str() {
+            "none" => None,
+            format => Some(
+                format
+                    .parse()
+                    .map_err(|e| startup(&settings.previous_uidl_format.origin, format, e))?,
+            ),
+        };
+        let mut listeners = Vec::new();
+        for (addrs, tls) in [(&settings.listen, false), (&settings.tls_listen, true)] {
+            for addr in addrs {
+                let listener = std::net::TcpListener::bind(addr.value).map_err(|e| {
+                    let what = if tls { "tls_listen" } else { "listen" };
+                    match &addr.origin {
+                        Origin::Flag(_) => StartupError(format!("{what} {}: {e}", addr.value)),
+                        o => StartupError(format!("{o} {}: {e}", addr.value)),
+                    }
+                })?;
+                listeners.push(BoundListener { listener, tls });
+            }
+        }
+        if let Some(m) = &settings.metrics {
+            std::net::TcpListener::bind(m.value).map_err(|e| startup(&m.origin, m.value, e))?;
+        }
+        let keys = settings.load_certificates()?;
+        let (tls, demo_ca, certificate) = match keys.is_empty() {
+            false => {
+                let slot = Arc::new(CertSlot(std::sync::RwLock::new(keys)));
+                let provider = crate::tls::default_provider()
+                    .ok_or_else(|| StartupError("no TLS crypto provider".into()))?;
+                let min = self.tls_min_version.unwrap_or_default();
+                let config = rustls::ServerConfig::builder_with_provider(provider)
+                    .with_protocol_versions(min.versions())?
+                    .with_no_client_auth()
+                    .with_cert_resolver(slot.clone());
+                (Arc::new(config), None, Some(slot))
+            }
+            true => {
+                let (config, ca) = demo_tls()?;
+                (config, Some(ca), None)
+            }
+        };
+        let mut config = ServerConfig::default()
             .deployment_secret(Some(secret.clone()))
-            .allow_plaintext_auth(self.allow_plaintext_auth || demo)
-            .advertise_channel_binding(self.advertise_channel_binding)
-            .login_delay(self.login_delay)
+            .allow_plaintext_auth(settings.allow_plaintext_auth || demo)
+            .advertise_channel_binding(settings.advertise_channel_binding)
+            .login_delay(settings.login_delay)
             .implementation(Some(format!(
                 "pop3-rs {program} {}",
                 env!("CARGO_PKG_VERSION")
             )));
-        #[cfg(feature = "postgres")]
-        if let Some(conninfo) = &postgres {
-            let store = crate::postgres::PgStore::connect(conninfo)?.with_deployment_secret(secret);
-            let setup = self.finish(tls, demo_ca, config);
-            return Ok((setup, ServerStore::Postgres(store)));
+        if let Some(s) = settings.limits.login_timeout {
+            config = config.login_timeout(std::time::Duration::from_secs(s));
         }
-        let store = match (&self.maildir_root, &self.users) {
-            (Some(root), Some(users)) => {
-                let users = PasswdFile::load(users)
-                    .map_err(|e| StartupError(format!("--users {}: {e}", users.display())))?
-                    .with_deployment_secret(secret);
-                let previous = match self.previous_uidl_format.as_str() {
-                    "none" => None,
-                    format => Some(format.parse().map_err(|e| {
-                        StartupError(format!("--previous-uidl-format {format}: {e}"))
-                    })?),
-                };
-                let store = MaildirStore::new(root, users)
-                    .previous_uidls(previous)
-                    .login_delay(
-                        self.login_delay
-                            .map(|s| std::time::Duration::from_secs(u64::from(s))),
-                    );
-                ServerStore::Maildir(store)
+        if let Some(s) = settings.limits.autologout {
+            config = config.autologout(std::time::Duration::from_secs(s));
+        }
+        let mut shared_users = None;
+        let store = if let Some(conninfo) = &settings.postgres {
+            #[cfg(feature = "postgres")]
+            {
+                let store = crate::postgres::PgStore::connect(&conninfo.value)?
+                    .with_deployment_secret(secret.clone());
+                ServerStore::Postgres(store)
             }
-            _ => {
-                let store = MemoryStore::new().with_deployment_secret(secret);
-                store.add_user("demo", "demo");
-                for message in DEMO_MESSAGES {
-                    store.add_message("demo", message.as_bytes());
-                }
-                ServerStore::Demo(store)
+            #[cfg(not(feature = "postgres"))]
+            return Err(startup(
+                &conninfo.origin,
+                "",
+                "this build has no PostgreSQL store",
+            ));
+        } else if let (Some(root), Some(users)) = (&settings.maildir_root, users) {
+            let store = MaildirStore::new(&root.value, users)
+                .previous_uidls(previous)
+                .login_delay(
+                    settings
+                        .login_delay
+                        .map(|s| std::time::Duration::from_secs(u64::from(s))),
+                );
+            shared_users = Some(store.shared_users());
+            ServerStore::Maildir(store)
+        } else {
+            let store = MemoryStore::new().with_deployment_secret(secret.clone());
+            store.add_user("demo", "demo");
+            for message in DEMO_MESSAGES {
+                store.add_message("demo", message.as_bytes());
             }
+            ServerStore::Demo(store)
         };
-        Ok((self.finish(tls, demo_ca, config), store))
-    }
-
-    /// The setup around a store.
-    fn finish(
-        self,
-        tls: Arc<rustls::ServerConfig>,
-        demo_ca: Option<PathBuf>,
-        config: ServerConfig,
-    ) -> ServerSetup {
-        let mut options = crate::common::host_server_options();
-        if let Some(n) = self.max_connections {
-            options.max_connections = n.max(1);
-        }
-        if let Some(n) = self.max_connections_per_address {
-            options.max_connections_per_address = n.max(1);
-        }
-        ServerSetup {
-            listen: self.listen,
-            tls_listen: self.tls_listen,
+        let setup = ServerSetup {
+            listeners,
             config,
             tls,
-            options,
+            certificates: settings.certificates.clone(),
+            options: settings.options(),
+            proxy_protocol: settings.proxy_protocol.clone(),
+            metrics: settings
+                .metrics
+                .as_ref()
+                .map(|m| MetricsSettings { listen: m.value }),
             demo_ca,
-        }
+            demo,
+            reload: Arc::new(Reloader {
+                args: self,
+                settings: std::sync::Mutex::new(settings),
+                secret,
+                certificate,
+                users: shared_users,
+            }),
+        };
+        Ok((setup, store))
     }
 }
 
 impl ServerSetup {
+    /// The bound listeners, for the runtime's accept loops (once).
+    pub fn take_listeners(&mut self) -> Vec<BoundListener> {
+        std::mem::take(&mut self.listeners)
+    }
+
+    /// Re-reads the configuration file, the certificate and the users, and
+    /// puts them in force if all are good (what SIGHUP does); sessions go
+    /// on. On an error the configuration in force stays.
+    pub fn reload(&self) -> Result<(), BoxError> {
+        self.reload.reload()
+    }
+
+    /// Handles the signals from now on, on a thread of their own: SIGTERM
+    /// and SIGINT call `shutdown` (once; a second one exits at once, status
+    /// 1, after removing the demo CA file), SIGHUP reloads
+    /// ([`reload`](Self::reload), logging the outcome). Where there are no
+    /// Unix signals, Ctrl-C calls `shutdown`.
+    pub fn handle_signals(&self, shutdown: impl Fn() + Send + 'static) -> Result<(), BoxError> {
+        let reload = self.reload.clone();
+        let demo_ca = self.demo_ca.clone();
+        let stop = move |already: bool| {
+            if already {
+                tracing::warn!("asked again to stop: exiting now");
+                if let Some(ca) = &demo_ca {
+                    let _ = std::fs::remove_file(ca);
+                }
+                std::process::exit(1);
+            }
+            tracing::info!("shutting down: no new sessions; open ones may finish");
+            shutdown();
+        };
+        #[cfg(unix)]
+        {
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+            let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+            std::thread::Builder::new()
+                .name("signals".into())
+                .spawn(move || {
+                    let mut stopping = false;
+                    for signal in signals.forever() {
+                        if signal == SIGHUP {
+                            match reload.reload() {
+                                Ok(()) => tracing::info!("reloaded the configuration"),
+                                Err(e) => tracing::error!(
+                                    "reload failed, the configuration in force stays: {}",
+                                    chain(&*e)
+                                ),
+                            }
+                        } else {
+                            stop(stopping);
+                            stopping = true;
+                        }
+                    }
+                })?;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = reload;
+            let stopping = std::sync::atomic::AtomicBool::new(false);
+            ctrlc::set_handler(move || {
+                stop(stopping.swap(true, std::sync::atomic::Ordering::SeqCst))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The server's metrics: served at [`ServerSetup::metrics`]'s address by
+    /// [`metrics::serve`](crate::metrics::serve) (on a thread of its own)
+    /// when it is set, else counted for no one. Hand them to the server
+    /// with its `with_metrics`.
+    pub fn start_metrics(&self, program: &str) -> Result<Arc<Metrics>, BoxError> {
+        let metrics = Arc::new(Metrics::new());
+        if let Some(addr) = self.metrics.as_ref().map(|m| m.listen) {
+            let listener = std::net::TcpListener::bind(addr)?;
+            let local = listener.local_addr()?;
+            crate::metrics::serve(listener, metrics.clone())?;
+            println!("{program}: metrics at http://{local}/metrics");
+        }
+        Ok(metrics)
+    }
+
     /// Prints where the server listens and, for the demo, how to try it.
     /// `bound`: each listener's local address and whether it is implicit TLS.
     pub fn print_banner(&self, program: &str, bound: &[(SocketAddr, bool)]) {
@@ -365,7 +1010,13 @@ impl ServerSetup {
             };
             println!("{program}: listening on {local}, {kind}");
         }
-        let (Some(ca), Some((addr, _))) = (&self.demo_ca, bound.first()) else {
+        if let (Some(ca), false) = (&self.demo_ca, self.demo) {
+            println!(
+                "{program}: no certificate configured: serving a made-up one; its CA certificate: {}",
+                ca.display()
+            );
+        }
+        let (true, Some(ca), Some((addr, _))) = (self.demo, &self.demo_ca, bound.first()) else {
             return;
         };
         let (host, port) = (addr.ip(), addr.port());

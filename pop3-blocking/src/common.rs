@@ -48,6 +48,8 @@ use pop3_proto::url::{AuthMethod, PopUrl};
 #[cfg(feature = "client")]
 use rustls::pki_types::ServerName;
 
+#[cfg(feature = "server")]
+use crate::metrics::Metrics;
 #[cfg(feature = "client")]
 use crate::tls::TlsVerification;
 #[cfg(feature = "server")]
@@ -479,12 +481,169 @@ impl Drop for Pass {
 /// Tells a refused client why, and closes: the line is written without
 /// waiting (a fresh connection's send buffer takes it whole; a client that
 /// does not read loses nothing but the explanation), then the connection
-/// is shut down.
-pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal) {
+/// is shut down. Counted in `metrics`.
+pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal, metrics: &Metrics) {
     tracing::info!(%peer, "connection refused: {refusal}");
+    metrics.refused(refusal);
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write(refusal.reply());
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// The PROXY protocol header at the start of a connection from a trusted
+/// proxy ([`ProxyPolicy`](pop3_proto::proxy::ProxyPolicy)), read in steps
+/// that never take an octet of the session behind it: read into
+/// [`ProxyPreface::space`], report with [`ProxyPreface::filled`] until it
+/// gives the client's address. [`read_proxy_preface`] is the loop for a
+/// blocking reader; an asynchronous adapter writes the same two lines
+/// with its own `read`.
+///
+/// ```
+/// use pop3_blocking::common::ProxyPreface;
+/// # fn main() -> std::io::Result<()> {
+/// let proxy = "10.0.0.2:5000".parse().unwrap();
+/// let mut wire: &[u8] = b"PROXY TCP4 192.0.2.7 10.0.0.1 40000 110\r\nCAPA\r\n";
+/// let mut preface = ProxyPreface::new(proxy);
+/// let client = loop {
+///     let n = std::io::Read::read(&mut wire, preface.space())?;
+///     if let Some(client) = preface.filled(n)? {
+///         break client;
+///     }
+/// };
+/// assert_eq!(client.to_string(), "192.0.2.7:40000");
+/// assert_eq!(wire, b"CAPA\r\n");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ProxyPreface {
+    reader: pop3_proto::proxy::Reader,
+    peer: SocketAddr,
+}
+
+#[cfg(feature = "server")]
+impl ProxyPreface {
+    /// The header of a connection from the proxy at `peer`.
+    pub fn new(peer: SocketAddr) -> ProxyPreface {
+        ProxyPreface {
+            reader: pop3_proto::proxy::Reader::new(),
+            peer,
+        }
+    }
+
+    /// Where the next read goes (never past the header).
+    pub fn space(&mut self) -> &mut [u8] {
+        self.reader.space()
+    }
+
+    /// `n` octets were read (0: end of stream). `Some`: the header is
+    /// whole, and this is the client's address (the proxy's own for a
+    /// `LOCAL` or `UNKNOWN` header); `None`: read again. A malformed header
+    /// is an [`io::ErrorKind::InvalidData`] error whose source is the
+    /// [`ProxyError`](pop3_proto::proxy::ProxyError).
+    pub fn filled(&mut self, n: usize) -> io::Result<Option<SocketAddr>> {
+        use pop3_proto::proxy::{Parsed, ProxyError};
+        match self.reader.filled(n) {
+            Ok(Parsed::Proxied { source, .. }) => Ok(Some(source)),
+            Ok(Parsed::Local { .. }) => Ok(Some(self.peer)),
+            Ok(_) => Ok(None),
+            Err(ProxyError::Truncated) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// Reads a connection's PROXY header with `read` (a blocking read that
+/// returns at its own timeout) and returns the client's address: see
+/// [`ProxyPreface`].
+///
+/// ```
+/// let proxy = "10.0.0.2:5000".parse().unwrap();
+/// let mut wire: &[u8] = &pop3_proto::proxy::v2_header(None); // a health check
+/// let client = pop3_blocking::common::read_proxy_preface(proxy, |buf| std::io::Read::read(&mut wire, buf))?;
+/// assert_eq!(client, proxy);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn read_proxy_preface(
+    peer: SocketAddr,
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<SocketAddr> {
+    let mut preface = ProxyPreface::new(peer);
+    loop {
+        let n = match read(preface.space()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            read => read?,
+        };
+        if let Some(client) = preface.filled(n)? {
+            return Ok(client);
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// Whether a connection from `peer` may be served under `policy` (a
+/// listener without one serves everyone); one refused is logged, and is to
+/// be closed without a word (it is no proxy of ours), and counted in
+/// `metrics`.
+pub fn proxy_admits(
+    policy: Option<&pop3_proto::proxy::ProxyPolicy>,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> bool {
+    let trusted = policy.is_none_or(|p| p.trusts(peer.ip()));
+    if !trusted {
+        metrics.proxy_refused(true);
+        tracing::info!(%peer, "connection refused: not a trusted PROXY protocol source");
+    }
+    trusted
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// Reads the PROXY header of a connection accepted on a blocking socket,
+/// within `timeout` in all, and returns the client's address (logged and
+/// `None` when the header is missing, malformed or late: the connection
+/// is to be closed; counted in `metrics`).
+pub fn read_proxy_preface_from(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+    metrics: &Metrics,
+) -> Option<SocketAddr> {
+    let until = std::time::Instant::now() + timeout;
+    let read = read_proxy_preface(peer, |buf| {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        io::Read::read(&mut &*stream, buf)
+    });
+    let _ = stream.set_read_timeout(None);
+    proxy_result(read, peer, metrics)
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// The client's address from a PROXY header read, or the failure logged
+/// (`None`: close the connection), counted in `metrics`.
+pub fn proxy_result(
+    read: io::Result<SocketAddr>,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Option<SocketAddr> {
+    match read {
+        Ok(client) => Some(client),
+        Err(e) => {
+            metrics.proxy_refused(false);
+            tracing::info!(%peer, error = %e, "connection refused: no valid PROXY protocol header");
+            None
+        }
+    }
 }
 
 #[cfg(feature = "fetch")]

@@ -494,15 +494,7 @@ impl Config {
 
     /// Checks a configuration's text (errors without the file name).
     pub fn parse(text: &str) -> Result<Vec<Account>, ConfigError> {
-        let tables: FileTables = toml::from_str(text).map_err(|e| {
-            let span = e.span();
-            let mut err = ConfigError::new(e.message().trim().to_owned());
-            if let Some(span) = span {
-                err.line = Some(line_of(text, span.start));
-                err.key = key_at(text, span, e.message());
-            }
-            err
-        })?;
+        let tables: FileTables = from_toml(text)?;
         let mut accounts = Vec::new();
         for (name, table) in tables.account {
             let span = table.span();
@@ -570,7 +562,22 @@ impl Config {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// A TOML text read into `T`: a syntax error, an unknown key or a bad
+/// value names its line and dotted key (without the file: the caller adds it).
+pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let span = e.span();
+        let mut err = ConfigError::new(e.message().trim().to_owned());
+        if let Some(span) = span {
+            err.line = Some(line_of(text, span.start));
+            err.key = key_at(text, span, e.message());
+        }
+        err
+    })
+}
+
+/// The line (from 1) of the octet at `offset`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

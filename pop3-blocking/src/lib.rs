@@ -209,6 +209,9 @@ pub use io::Transport;
 #[cfg(all(feature = "maildir", feature = "server"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod maildir;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod metrics;
 #[cfg(all(feature = "maildir", feature = "server"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod passwd;

@@ -132,7 +132,7 @@ use pop3_proto::store::{
 use pop3_proto::types::{Secret, Uid};
 use sha2::{Digest, Sha256};
 
-use crate::passwd::{PasswdFile, is_safe_user};
+use crate::passwd::{PasswdFile, SharedPasswd, is_safe_user};
 use pop3_proto::__tracing as tracing;
 
 pub mod previous;
@@ -202,7 +202,7 @@ const DIGEST_MARK: u8 = b'~';
 #[derive(Debug, Clone)]
 pub struct MaildirStore {
     root: PathBuf,
-    users: PasswdFile,
+    users: SharedPasswd,
     create_missing: bool,
     move_new: bool,
     tokens: Option<TokenValidator>,
@@ -234,7 +234,7 @@ impl MaildirStore {
     pub fn new(root: impl Into<PathBuf>, users: PasswdFile) -> Self {
         MaildirStore {
             root: root.into(),
-            users,
+            users: SharedPasswd::new(users),
             create_missing: true,
             move_new: true,
             tokens: None,
@@ -398,9 +398,16 @@ impl MaildirStore {
         &self.root
     }
 
-    /// The user database.
-    pub fn users(&self) -> &PasswdFile {
-        &self.users
+    /// The user database in force.
+    pub fn users(&self) -> std::sync::Arc<PasswdFile> {
+        self.users.current()
+    }
+
+    /// The user database, replaceable while the store serves (a reload):
+    /// sessions already logged in go on, logins from then on use the new
+    /// file. The store's clones share it.
+    pub fn shared_users(&self) -> SharedPasswd {
+        self.users.clone()
     }
 
     /// The Maildir of `user`, if the name is a listed user and a safe path
@@ -420,7 +427,7 @@ impl MaildirStore {
         if !is_safe_user(user) {
             return Err(StoreError::Permanent(Cause::BadUserName));
         }
-        if !self.users.contains(user) {
+        if !self.users.current().contains(user) {
             return Err(StoreError::Permanent(Cause::NoSuchUser));
         }
         Ok(self.root.join(user))
@@ -543,25 +550,27 @@ impl BlockingStore for MaildirStore {
 
     fn credential_forms(&self) -> CredentialForms {
         self.users
+            .current()
             .credential_forms()
             .with_oauth_bearer(self.tokens.is_some())
     }
 
     fn verify_bearer_token(&self, user: &str, token: &Secret) -> Result<bool, StoreError> {
-        Ok(self.users.contains(user) && self.tokens.as_ref().is_some_and(|v| v.check(user, token)))
+        Ok(self.users.current().contains(user)
+            && self.tokens.as_ref().is_some_and(|v| v.check(user, token)))
     }
 
     fn bearer_token_owner(&self, token: &Secret) -> Result<Option<String>, StoreError> {
         let owner = self.tokens.as_ref().and_then(|v| v.owner(token));
-        Ok(owner.filter(|u| self.users.contains(u)))
+        Ok(owner.filter(|u| self.users.current().contains(u)))
     }
 
     fn verify_password(&self, user: &str, password: &Secret) -> Result<bool, StoreError> {
-        Ok(self.users.verify(user, password))
+        Ok(self.users.current().verify(user, password))
     }
 
     fn shared_secret(&self, user: &str) -> Result<Option<Secret>, StoreError> {
-        Ok(self.users.shared_secret(user))
+        Ok(self.users.current().shared_secret(user))
     }
 
     fn scram_keys(
@@ -569,7 +578,7 @@ impl BlockingStore for MaildirStore {
         user: &str,
         hash: pop3_proto::scram::ScramHash,
     ) -> Result<Option<pop3_proto::scram::ScramKeys>, StoreError> {
-        Ok(self.users.scram_keys(user, hash))
+        Ok(self.users.current().scram_keys(user, hash))
     }
 
     fn open(&self, user: &str) -> Result<MaildirMaildrop, StoreError> {

@@ -243,6 +243,9 @@ pub struct PasswdFile {
     users: HashMap<String, Credential>,
     /// Users whose scheme cannot be checked, with their line numbers.
     unusable: Vec<(usize, String)>,
+    /// Users locked on purpose (an empty password field, or a bare crypt
+    /// field starting with `!` or `*`), with their line numbers.
+    disabled: Vec<(usize, String)>,
     /// Whether every user has a usable plaintext password (and there is one).
     all_plain: bool,
     /// Whether every user can do SCRAM-SHA-1 (plaintext or its keys).
@@ -266,6 +269,7 @@ impl Default for PasswdFile {
         PasswdFile {
             users: HashMap::new(),
             unusable: Vec::new(),
+            disabled: Vec::new(),
             all_plain: false,
             all_scram_sha1: false,
             all_scram_sha256: false,
@@ -360,6 +364,7 @@ impl PasswdFile {
         Ok(PasswdFile {
             users,
             unusable: Vec::new(),
+            disabled: Vec::new(),
             all_plain: usable,
             all_scram_sha1: usable,
             all_scram_sha256: usable,
@@ -396,7 +401,9 @@ impl PasswdFile {
             let password = rest.split(':').next().unwrap_or_default();
             let credential = parse_credential(password).map_err(err)?;
             if matches!(credential, Credential::Unusable) {
-                if !password.is_empty() {
+                if password.is_empty() || password.starts_with(['!', '*']) {
+                    file.disabled.push((line, user.to_owned()));
+                } else {
                     file.unusable.push((line, user.to_owned()));
                 }
             } else if stand_in.is_none() {
@@ -551,6 +558,66 @@ impl PasswdFile {
     /// ```
     pub fn unusable(&self) -> impl Iterator<Item = (usize, &str)> {
         self.unusable.iter().map(|(l, u)| (*l, u.as_str()))
+    }
+
+    /// Users locked on purpose, who can never log in either: an empty
+    /// password field (`bob:`), or a bare crypt field starting with `!` or
+    /// `*` (the shadow file's way of locking an account), with the line
+    /// number of each. [`unusable`](Self::unusable) does not list them.
+    ///
+    /// ```
+    /// use pop3_blocking::passwd::PasswdFile;
+    ///
+    /// let users = PasswdFile::parse("gone:\nlocked:!$6$x$y\nnew:{PLAIN}x\n")?;
+    /// assert_eq!(users.disabled().collect::<Vec<_>>(), [(1, "gone"), (2, "locked")]);
+    /// assert_eq!(users.unusable().count(), 0);
+    /// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+    /// ```
+    pub fn disabled(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.disabled.iter().map(|(l, u)| (*l, u.as_str()))
+    }
+}
+
+/// A [`PasswdFile`] that can be replaced while it is in use (a reload):
+/// each look-up sees the old file or the new one, whole. Clones share it.
+///
+/// ```
+/// use pop3_blocking::passwd::{PasswdFile, SharedPasswd};
+/// use pop3_proto::types::Secret;
+///
+/// let users = SharedPasswd::new(PasswdFile::parse("alice:{PLAIN}one\n")?);
+/// let seen_by_the_store = users.clone();
+/// users.replace(PasswdFile::parse("alice:{PLAIN}two\n")?);
+/// assert!(seen_by_the_store.current().verify("alice", &Secret::new("two")));
+/// # Ok::<(), pop3_blocking::passwd::PasswdError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SharedPasswd(std::sync::Arc<std::sync::RwLock<std::sync::Arc<PasswdFile>>>);
+
+impl SharedPasswd {
+    /// Shares `file`.
+    pub fn new(file: PasswdFile) -> SharedPasswd {
+        SharedPasswd(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(file),
+        )))
+    }
+
+    /// The file in force.
+    pub fn current(&self) -> std::sync::Arc<PasswdFile> {
+        // A panic while the lock was held cannot leave the Arc half-written.
+        match self.0.read() {
+            Ok(file) => file.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `file` in force for every look-up from now on.
+    pub fn replace(&self, file: PasswdFile) {
+        let file = std::sync::Arc::new(file);
+        match self.0.write() {
+            Ok(mut slot) => *slot = file,
+            Err(poisoned) => *poisoned.into_inner() = file,
+        }
     }
 }
 

@@ -72,9 +72,11 @@ use pop3_proto::server::{Connection, Refusal, Server, ServerConfig, StoreDriver,
 use pop3_proto::store::Store;
 
 use crate::common::{
-    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
+    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, proxy_admits,
+    read_proxy_preface_from, refuse,
 };
 use crate::io::{Clock, Socket, Stream, Transport};
+use crate::metrics::Metrics;
 use crate::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 
@@ -159,12 +161,14 @@ impl<S> Drop for Slot<'_, S> {
 /// ```
 pub struct Pop3Server<S> {
     inner: Arc<Inner<S>>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Clone for Pop3Server<S> {
     fn clone(&self) -> Self {
         Pop3Server {
             inner: self.inner.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -209,7 +213,30 @@ where
                 changed: Condvar::new(),
                 stop: OnceLock::new(),
             }),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts this server's sessions, logins, store calls, refusals and
+    /// handshakes in `metrics` (serve them with
+    /// [`metrics::serve`](crate::metrics::serve)). Clones made afterwards
+    /// share it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pop3_blocking::metrics::Metrics;
+    /// use pop3_blocking::server::Pop3Server;
+    /// use pop3_proto::store::MemoryStore;
+    ///
+    /// let metrics = Arc::new(Metrics::new());
+    /// let server = Pop3Server::new(MemoryStore::new(), Default::default())
+    ///     .with_metrics(metrics.clone());
+    /// # drop(server);
+    /// ```
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Asks every `serve` loop to stop accepting and every session to end
@@ -277,10 +304,29 @@ where
                 if self.inner.stop.get().is_some() {
                     return Ok(());
                 }
+                if let Some(policy) = &self.inner.options.proxy_protocol {
+                    // The client is the one the proxy's header names: it is
+                    // admitted once the header is read, on the session's
+                    // thread.
+                    if proxy_admits(Some(policy), peer, &self.metrics) {
+                        scope.spawn(move || {
+                            let client = read_proxy_preface_from(
+                                &stream,
+                                peer,
+                                policy.timeout,
+                                &self.metrics,
+                            );
+                            if let Some(client) = client {
+                                self.admit_and_serve(stream, client, security);
+                            }
+                        });
+                    }
+                    continue;
+                }
                 let slot = match self.slot(peer) {
                     Ok(slot) => slot,
                     Err(refusal) => {
-                        refuse(stream, peer, refusal);
+                        refuse(stream, peer, refusal, &self.metrics);
                         continue;
                     }
                 };
@@ -353,11 +399,24 @@ where
             Ok(_slot) => self.session(Socket::new(stream), peer, security),
             Err(refusal) => {
                 tracing::info!(%peer, "connection refused: {refusal}");
+                self.metrics.refused(refusal);
                 let mut stream = stream;
                 let _ = stream.set_timeout(Some(self.inner.options.write_stall_timeout));
                 let _ = stream.write_all(refusal.reply());
                 let _ = stream.shutdown_write();
             }
+        }
+    }
+
+    /// Serves an accepted connection as the client `peer`, or refuses it
+    /// over a cap.
+    fn admit_and_serve(&self, stream: TcpStream, peer: SocketAddr, security: Security) {
+        match self.slot(peer) {
+            Ok(_slot) => {
+                let _ = stream.set_nodelay(true);
+                self.session(Socket::new(stream), peer, security);
+            }
+            Err(refusal) => refuse(stream, peer, refusal, &self.metrics),
         }
     }
 
@@ -376,7 +435,9 @@ where
         let options = &inner.options;
         let mut io = Stream::Plain(stream);
         if security == Security::ImplicitTls {
-            if let Err(e) = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout) {
+            let accepted = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout);
+            self.metrics.tls_handshake(accepted.is_ok());
+            if let Err(e) = accepted {
                 tracing::info!(%peer, error = %e, "TLS handshake failed");
                 return;
             }
@@ -397,6 +458,7 @@ where
         let clock = Clock::start();
         let machine = Server::new(inner.config.clone(), clock.now(), ctx);
         let mut conn = Connection::new(machine, options);
+        self.metrics.session_started();
         let mut driver = StoreDriver::new(inner.store.clone());
         let waker = Waker::from(Arc::new(Unpark(thread::current())));
         // Told of the shutdown (once: the core forgets it when the grace ends).
@@ -408,7 +470,8 @@ where
             }
             let now = clock.now();
             // Never longer than the grace, so that a shutdown is seen in time.
-            let mut wait = options.shutdown_grace.max(LEAST_WAKE);
+            // A quarter of the grace: a session not logged in is told in time.
+            let mut wait = (options.shutdown_grace / 4).max(LEAST_WAKE);
             if let Some(deadline) = conn.poll_timeout() {
                 wait = wait.min(clock.left(deadline));
             }
@@ -433,7 +496,10 @@ where
                     // offloaded store) is waited for until the store
                     // timeout.
                     let deadline = conn.poll_timeout().map(|at| clock.left(at));
-                    match block_on(&waker, driver.execute(request), deadline) {
+                    let started = Instant::now();
+                    let reply = block_on(&waker, driver.execute(request), deadline);
+                    self.metrics.store_call(started.elapsed());
+                    match reply {
                         Some(reply) => conn.store_done(clock.now(), reply),
                         None => conn.handle_timeout(clock.now()),
                     }
@@ -442,6 +508,7 @@ where
                 Want::StartTls => {
                     let tls = inner.tls.as_ref();
                     let upgraded = accept_tls(&mut io, tls, options.tls_handshake_timeout);
+                    self.metrics.tls_handshake(upgraded.is_ok());
                     if let Err(e) = &upgraded {
                         tracing::debug!(%peer, error = %e, "STLS upgrade failed");
                     } else {
@@ -470,7 +537,8 @@ where
         if let Some(result) = block_on(&waker, driver.finish(), None).flatten() {
             tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
-        tracing::info!(%peer, "{}", conn.machine().summary());
+        conn.machine().log_summary();
+        self.metrics.session_ended(&conn);
     }
 }
 

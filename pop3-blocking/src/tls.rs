@@ -287,3 +287,160 @@ pub fn server_config_from_pem(
     })?;
     server_config(chain, key)
 }
+
+/// TLS 1.3 alone.
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// The oldest TLS version a server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MinTlsVersion {
+    /// TLS 1.2 and 1.3 (the default).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+impl MinTlsVersion {
+    /// The versions rustls is to accept.
+    pub(crate) fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        match self {
+            MinTlsVersion::Tls12 => rustls::DEFAULT_VERSIONS,
+            MinTlsVersion::Tls13 => TLS13_ONLY,
+        }
+    }
+}
+
+impl std::str::FromStr for MinTlsVersion {
+    type Err = UnknownTlsVersion;
+
+    /// `1.2` or `1.3`.
+    ///
+    /// ```
+    /// use pop3_blocking::tls::MinTlsVersion;
+    /// assert_eq!("1.3".parse::<MinTlsVersion>().unwrap(), MinTlsVersion::Tls13);
+    /// assert!("1.1".parse::<MinTlsVersion>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, UnknownTlsVersion> {
+        match s {
+            "1.2" => Ok(MinTlsVersion::Tls12),
+            "1.3" => Ok(MinTlsVersion::Tls13),
+            _ => Err(UnknownTlsVersion),
+        }
+    }
+}
+
+/// A TLS version other than `1.2` and `1.3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownTlsVersion;
+
+impl std::fmt::Display for UnknownTlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a TLS version this server offers (1.2 or 1.3)")
+    }
+}
+
+impl std::error::Error for UnknownTlsVersion {}
+
+/// Picks a server certificate by the name the client asks for (SNI): the
+/// first certificate valid for that name, else the first of all (also for
+/// a client that names none).
+#[derive(Debug)]
+struct ByName {
+    keys: Vec<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for ByName {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        pick_by_name(&self.keys, hello.server_name())
+    }
+}
+
+/// The first of `keys` valid for `name` (SNI), else the first of all.
+pub(crate) fn pick_by_name(
+    keys: &[Arc<rustls::sign::CertifiedKey>],
+    name: Option<&str>,
+) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    let first = keys.first().cloned();
+    let Some(name) = name else {
+        return first;
+    };
+    let covers = |key: &&Arc<rustls::sign::CertifiedKey>| {
+        // rustls's own check of a certificate against a name.
+        rustls::server::ResolvesServerCertUsingSni::new()
+            .add(name, (***key).clone())
+            .is_ok()
+    };
+    keys.iter().find(covers).cloned().or(first)
+}
+
+/// A server configuration (no client certificates) with several
+/// certificates, each a chain and its private key in DER form, chosen by
+/// the name the client asks for (SNI): the first certificate valid for
+/// that name, else the first one. `min_version`: the oldest TLS version
+/// accepted.
+///
+/// ```
+/// use pop3_blocking::tls::{MinTlsVersion, server_config_for_certificates};
+/// use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+///
+/// let pair = |name: &str| {
+///     let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+///     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+///     (vec![CertificateDer::from(cert.cert.der().to_vec())], key)
+/// };
+/// # #[cfg(any(feature = "ring", feature = "aws-lc-rs"))] {
+/// let config = server_config_for_certificates(
+///     vec![pair("pop.example.org"), pair("pop.example.net")],
+///     MinTlsVersion::Tls13,
+/// )?;
+/// # let _ = config; }
+/// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
+/// ```
+pub fn server_config_for_certificates(
+    certificates: Vec<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    min_version: MinTlsVersion,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = default_provider().ok_or(TlsConfigError::NoCryptoProvider)?;
+    if certificates.is_empty() {
+        return Err(TlsConfigError::NoCertificate);
+    }
+    let mut keys = Vec::with_capacity(certificates.len());
+    for (chain, key) in certificates {
+        let signer = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(TlsConfigError::Rustls)?;
+        let certified = rustls::sign::CertifiedKey::new(chain, signer);
+        certified.keys_match().map_err(TlsConfigError::Rustls)?;
+        keys.push(Arc::new(certified));
+    }
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(min_version.versions())
+        .map_err(TlsConfigError::Rustls)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ByName { keys }));
+    Ok(Arc::new(config))
+}
+
+/// [`server_config_for_certificates`] from PEM files: pairs of a
+/// certificate chain file and its private key file.
+pub fn server_config_from_pem_pairs(
+    pairs: &[(impl AsRef<Path>, impl AsRef<Path>)],
+    min_version: MinTlsVersion,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let mut certificates = Vec::with_capacity(pairs.len());
+    for (cert_pem, key_pem) in pairs {
+        let chain = certificates_from_pem(cert_pem, "certificate")?;
+        let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsConfigError::Pem {
+            what: "private key",
+            source,
+        })?;
+        certificates.push((chain, key));
+    }
+    server_config_for_certificates(certificates, min_version)
+}

@@ -101,6 +101,7 @@ pub mod dot;
 #[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
 pub mod fetch;
 pub mod line;
+pub mod proxy;
 pub mod response;
 pub mod scram;
 #[cfg(feature = "server")]

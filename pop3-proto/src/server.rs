@@ -831,6 +831,9 @@ pub enum CloseReason {
     /// The store did not answer a request in time (see
     /// [`Server::handle_store_timeout`]).
     StoreTimeout,
+    /// The server shut down ([`Server::handle_shutdown`]; or the
+    /// shutdown's grace ended before the client's QUIT).
+    Shutdown,
 }
 
 /// Counters for the one log line per session.
@@ -857,13 +860,22 @@ pub struct SessionSummary {
     pub bad_commands: u32,
     /// Login attempts made (PASS, APOP, AUTH).
     pub login_attempts: u32,
+    /// The mechanism of the login that opened the maildrop (`USER` for
+    /// USER/PASS, `APOP`, or the SASL mechanism's name).
+    pub login_mechanism: Option<&'static str>,
+    /// Logins refused (credentials that did not check out), counted by
+    /// mechanism (`-` when none was under way), one entry per mechanism.
+    pub failed_logins: Vec<(&'static str, u32)>,
     /// Why the session ended, once it has.
     pub close_reason: Option<CloseReason>,
+    /// From the greeting to the last event the machine was told of (its
+    /// end, once it has ended), to the millisecond.
+    pub duration: Duration,
 }
 
 impl core::fmt::Display for SessionSummary {
-    /// One log line: `user=alice messages=3 retrieved=2/2048 deleted=1/1024
-    /// in=120 out=2300 bad=0 end=quit`.
+    /// One log line: `user="alice" messages=3 retrieved=2/2048
+    /// deleted=1/1024 in=120 out=2300 bad=0 secs=12.345 end=quit`.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match &self.user {
             Some(u) => write!(f, "user={u:?}")?,
@@ -871,7 +883,7 @@ impl core::fmt::Display for SessionSummary {
         }
         write!(
             f,
-            " messages={} retrieved={}/{} deleted={}/{} in={} out={} bad={} end=",
+            " messages={} retrieved={}/{} deleted={}/{} in={} out={} bad={} secs={}.{:03} end=",
             self.messages,
             self.retrieved,
             self.retrieved_octets,
@@ -880,6 +892,8 @@ impl core::fmt::Display for SessionSummary {
             self.bytes_in,
             self.bytes_out,
             self.bad_commands,
+            self.duration.as_secs(),
+            self.duration.subsec_millis(),
         )?;
         f.write_str(match self.close_reason {
             None => "open",
@@ -891,6 +905,7 @@ impl core::fmt::Display for SessionSummary {
             Some(CloseReason::TooManyLoginAttempts) => "too-many-login-attempts",
             Some(CloseReason::StoreFailure) => "store-failure",
             Some(CloseReason::StoreTimeout) => "store-timeout",
+            Some(CloseReason::Shutdown) => "shutdown",
         })
     }
 }
@@ -1090,6 +1105,8 @@ pub struct Server {
     /// store's sizes can overflow it (shown saturated at `u64::MAX`).
     live_size: u128,
     summary: SessionSummary,
+    /// When the session began (for the summary's duration).
+    started: Instant,
     /// The pieces of an encoded message chunk (kept to reuse its memory).
     pieces: Vec<Bytes>,
     /// The client's address, for the log line of a failed login.
@@ -1134,6 +1151,7 @@ impl Server {
             live_count: 0,
             live_size: 0,
             summary: SessionSummary::default(),
+            started: now,
             pieces: Vec::new(),
             peer: ctx.peer,
             attempt: None,
@@ -1171,7 +1189,7 @@ impl Server {
     /// offered, possibly none): keep the rest and offer it again once
     /// [`Server::wants_input`] is true after draining.
     pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> usize {
-        self.now = now;
+        self.set_now(now);
         if !self.accepts_input() {
             return 0;
         }
@@ -1213,7 +1231,7 @@ impl Server {
     /// A connection that is gone (a write failed, a reset, a cut by a
     /// timeout) is reported with [`Server::handle_disconnect`] instead.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if self.eof || self.state == State::Closed {
             return;
         }
@@ -1243,7 +1261,7 @@ impl Server {
     /// body is not streamed to a dead connection); a commit already started
     /// always completes, and then counts as the QUIT it answers.
     pub fn handle_disconnect(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if self.state == State::Closed {
             return;
         }
@@ -1264,9 +1282,32 @@ impl Server {
         }
     }
 
+    /// The server is shutting down. A session not logged in is told
+    /// `-ERR [SYS/TEMP] Server shutting down.` and closed at once (a login
+    /// being checked by the store finishes first, and the session then goes
+    /// on as a logged-in one); a logged-in session goes on, so that the
+    /// client's QUIT still commits its deletions, until the adapter cuts it
+    /// (the shutdown grace: see `ServerOptions::shutdown_grace`).
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        self.set_now(now);
+        if self.state != State::Authorization || self.closing {
+            return;
+        }
+        match self.wait {
+            Wait::Store(_) => {}
+            Wait::Listing { .. } | Wait::Backlog(_) | Wait::Tls => {
+                self.close(CloseReason::Shutdown, None)
+            }
+            _ => self.close(
+                CloseReason::Shutdown,
+                Some("-ERR [SYS/TEMP] Server shutting down."),
+            ),
+        }
+    }
+
     /// Time passed: call when [`Server::poll_timeout`] is reached.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         if self.state == State::Closed || self.closing {
             return;
         }
@@ -1330,7 +1371,7 @@ impl Server {
 
     /// The store's answer to the last [`StoreRequest`].
     pub fn handle_store(&mut self, now: Instant, reply: StoreReply) {
-        self.now = now;
+        self.set_now(now);
         self.last_activity = now;
         let pending = match core::mem::replace(&mut self.wait, Wait::Command) {
             Wait::Store(p) => p,
@@ -1376,7 +1417,7 @@ impl Server {
     /// cannot know how far it got: some of the messages it marked may be
     /// removed, never any other ([commits](crate::store#commits)).
     pub fn handle_store_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         let Wait::Store(pending) = core::mem::replace(&mut self.wait, Wait::Command) else {
             return;
         };
@@ -1408,7 +1449,7 @@ impl Server {
 
     /// The TLS handshake that followed [`Action::StartTls`] succeeded.
     pub fn handle_tls_established(&mut self, now: Instant) {
-        self.now = now;
+        self.set_now(now);
         self.last_activity = now;
         if matches!(self.wait, Wait::Tls) {
             self.tls_active = true;
@@ -1519,6 +1560,24 @@ impl Server {
     /// The session's counters, for its log line.
     pub fn summary(&self) -> &SessionSummary {
         &self.summary
+    }
+
+    /// Logs the session's line at info (with the `tracing` feature; without
+    /// it, does nothing): `session: peer=<address:port> ` and the
+    /// [summary](SessionSummary), `peer=-` when the address is unknown.
+    /// Every adapter calls it once, when the session has ended.
+    pub fn log_summary(&self) {
+        #[cfg(feature = "tracing")]
+        match self.peer {
+            Some(peer) => tracing::info!("session: peer={peer} {}", self.summary),
+            None => tracing::info!("session: peer=- {}", self.summary),
+        }
+    }
+
+    /// Notes the time of an event.
+    fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.summary.duration = now.saturating_since(self.started);
     }
 
     /// Octets of peer input held by the machine (bounded by the current
@@ -2372,6 +2431,15 @@ impl Server {
     /// the line a fail2ban filter matches.
     fn auth_failed(&mut self) {
         let (mech, user) = self.attempt.take().unwrap_or(("-", None));
+        match self
+            .summary
+            .failed_logins
+            .iter_mut()
+            .find(|(m, _)| *m == mech)
+        {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.summary.failed_logins.push((mech, 1)),
+        }
         match (self.peer, user) {
             (Some(peer), Some(user)) => {
                 tracing::info!("auth failed: rip={} user={user:?} mech={mech}", peer.ip())
@@ -2488,6 +2556,7 @@ impl Server {
                     self.retrieved = alloc::vec![false; messages.len()];
                     self.summary.messages = messages.len();
                     self.summary.user = Some(String::from(user.as_str()));
+                    self.summary.login_mechanism = self.attempt.take().map(|(mech, _)| mech);
                     self.messages = messages;
                     self.user = Some(user);
                     let mut s = String::new();

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use pop3_proto::client::task::{self, Task};
 use pop3_proto::client::{Connection, ConnectionConfig, Error, ProtocolError, TimeoutKind, Want};
-use pop3_proto::server::{self, ConnectionContext, Server, ServerConfig, ServerOptions};
+use pop3_proto::server::{
+    self, CloseReason, ConnectionContext, Server, ServerConfig, ServerOptions,
+};
 use pop3_proto::store::{MemoryStore, StoreDriver};
 use pop3_proto::time::Instant;
 use pop3_proto::types::MessageNumber;
@@ -577,6 +579,59 @@ fn a_session_still_open_after_the_shutdown_grace_is_cut_without_commit() {
     assert!(!did.contains(&Did::Asked("Commit".into())), "{did:?}");
     assert_eq!(did.last(), Some(&Did::Closed { graceful: false }));
     assert_eq!(store.message_count("demo"), 2);
+}
+
+#[test]
+fn a_session_not_logged_in_is_told_of_the_shutdown_and_closed() {
+    let (mut conn, mut driver, _) = serve(false);
+    while next(&mut conn, &mut driver, &mut Vec::new(), false) != Did::Waits {}
+    conn.shutdown(at(0));
+    let mut did = Vec::new();
+    loop {
+        match next(&mut conn, &mut driver, &mut Vec::new(), false) {
+            d @ Did::Closed { .. } => {
+                did.push(d);
+                break;
+            }
+            Did::Waits => panic!("still open: {did:?}"),
+            d => did.push(d),
+        }
+    }
+    assert_eq!(
+        did[0],
+        Did::Wrote(b"-ERR [SYS/TEMP] Server shutting down.\r\n".to_vec())
+    );
+    assert_eq!(did.last(), Some(&Did::Closed { graceful: true }));
+    assert_eq!(
+        conn.machine().summary().close_reason,
+        Some(CloseReason::Shutdown)
+    );
+}
+
+#[test]
+fn a_logged_in_session_quitting_within_the_shutdown_grace_commits() {
+    let (mut conn, mut driver, store) = serve(false);
+    let mut input = b"USER demo\r\nPASS demo\r\nDELE 1\r\n".to_vec();
+    while next(&mut conn, &mut driver, &mut input, false) != Did::Waits {}
+    conn.shutdown(at(0));
+    let mut input = b"QUIT\r\n".to_vec();
+    let mut did = Vec::new();
+    loop {
+        match next(&mut conn, &mut driver, &mut input, false) {
+            d @ Did::Closed { .. } => {
+                did.push(d);
+                break;
+            }
+            Did::Waits => panic!("still open: {did:?}"),
+            d => did.push(d),
+        }
+    }
+    assert!(did.contains(&Did::Asked("Commit".into())), "{did:?}");
+    assert_eq!(store.message_count("demo"), 1);
+    assert_eq!(
+        conn.machine().summary().close_reason,
+        Some(CloseReason::Quit)
+    );
 }
 
 #[test]

@@ -1617,6 +1617,7 @@ fn session_summary_counts() {
     h.login("alice", "secret");
     h.cmd("RETR 1");
     h.cmd("DELE 1");
+    h.now = h.now + Duration::from_millis(12_345);
     h.cmd("QUIT");
     let s = h.server.summary();
     assert_eq!(s.user.as_deref(), Some("alice"));
@@ -1626,7 +1627,8 @@ fn session_summary_counts() {
         line.starts_with("user=\"alice\" messages=3 retrieved=1/"),
         "{line}"
     );
-    assert!(line.ends_with("end=quit"), "{line}");
+    assert!(line.ends_with(" secs=12.345 end=quit"), "{line}");
+    assert_eq!(s.duration, Duration::from_millis(12_345));
 }
 
 // ---------------------------------------------------------------- A.3 (server side)

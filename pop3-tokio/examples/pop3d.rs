@@ -19,10 +19,14 @@ async fn main() -> ExitCode {
     // which must not run on a reactor thread).
     let setup = tokio::task::block_in_place(|| ServerArgs::parse_for("pop3d").setup("pop3d"));
     let result = match setup {
-        Ok((setup, ServerStore::Demo(store))) => serve(store, &setup).await,
-        Ok((setup, ServerStore::Maildir(store))) => serve(SpawnBlocking::new(store), &setup).await,
+        Ok((mut setup, ServerStore::Demo(store))) => serve(store, &mut setup).await,
+        Ok((mut setup, ServerStore::Maildir(store))) => {
+            serve(SpawnBlocking::new(store), &mut setup).await
+        }
         #[cfg(feature = "postgres")]
-        Ok((setup, ServerStore::Postgres(store))) => serve(SpawnBlocking::new(store), &setup).await,
+        Ok((mut setup, ServerStore::Postgres(store))) => {
+            serve(SpawnBlocking::new(store), &mut setup).await
+        }
         Ok(_) => Err("this build cannot serve that store".into()),
         Err(e) => Err(e),
     };
@@ -35,33 +39,43 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve<S: Store + 'static>(store: S, setup: &ServerSetup) -> Result<(), BoxError> {
+async fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), BoxError> {
     let tls = Some(setup.tls.clone());
     let server = Pop3Server::build(
         Arc::new(store),
         setup.config.clone(),
         tls,
         setup.options.clone(),
-    );
+    )
+    .with_metrics(setup.start_metrics("pop3d")?);
+    let stop = server.clone();
+    setup.handle_signals(move || stop.shutdown())?;
     let mut tasks = tokio::task::JoinSet::new();
     let mut bound = Vec::new();
-    for (addrs, security) in [
-        (&setup.listen, Security::Plain),
-        (&setup.tls_listen, Security::ImplicitTls),
-    ] {
-        for addr in addrs {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            bound.push((listener.local_addr()?, security == Security::ImplicitTls));
-            let server = server.clone();
-            tasks.spawn(async move { server.serve(listener, security).await });
-        }
+    for bound_listener in setup.take_listeners() {
+        let security = if bound_listener.tls {
+            Security::ImplicitTls
+        } else {
+            Security::Plain
+        };
+        bound_listener.listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(bound_listener.listener)?;
+        bound.push((listener.local_addr()?, bound_listener.tls));
+        let server = server.clone();
+        tasks.spawn(async move { server.serve(listener, security).await });
     }
     setup.print_banner("pop3d", &bound);
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => println!("pop3d: shutting down"),
-        Some(res) = tasks.join_next() => res??,
+    // Every loop ends at the shutdown (or one fails: then stop the others).
+    while let Some(res) = tasks.join_next().await {
+        if let Err(e) = res
+            .map_err(BoxError::from)
+            .and_then(|r| r.map_err(BoxError::from))
+        {
+            server.shutdown();
+            server.wait_idle().await;
+            return Err(e);
+        }
     }
-    server.shutdown();
     server.wait_idle().await;
     Ok(())
 }

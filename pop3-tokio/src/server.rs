@@ -14,15 +14,17 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, refuse,
+    ACCEPT_BACKOFF, Gate, Pass, ProxyPreface, connection_context, is_transient_accept_error,
+    proxy_admits, proxy_result, refuse,
 };
+use pop3_blocking::metrics::Metrics;
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 use pop3_proto::server::{
     Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
 use pop3_proto::store::Store;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant as TokioInstant, Sleep};
@@ -74,12 +76,14 @@ struct Inner<S> {
 /// ```
 pub struct Pop3Server<S> {
     inner: Arc<Inner<S>>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Clone for Pop3Server<S> {
     fn clone(&self) -> Self {
         Pop3Server {
             inner: self.inner.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -125,7 +129,30 @@ where
                 options,
                 shutdown,
             }),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts this server's sessions, logins, store calls, refusals and
+    /// handshakes in `metrics` (serve them with
+    /// [`metrics::serve`](pop3_blocking::metrics::serve), on a thread of its
+    /// own). Clones made afterwards share it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use pop3_blocking::metrics::Metrics;
+    /// use pop3_proto::store::MemoryStore;
+    /// use pop3_tokio::server::Pop3Server;
+    ///
+    /// let metrics = Arc::new(Metrics::new());
+    /// let server = Pop3Server::new(MemoryStore::new(), Default::default())
+    ///     .with_metrics(metrics.clone());
+    /// # drop(server);
+    /// ```
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Asks every `serve` loop to stop accepting and every session to end
@@ -173,11 +200,39 @@ where
                 }
                 Some(Err(e)) => return Err(e),
             };
+            if let Some(policy) = &self.inner.options.proxy_protocol {
+                // The client is the one the proxy's header names: it is
+                // admitted once the header is read, in the session's task.
+                if proxy_admits(Some(policy), peer, &self.metrics) {
+                    let server = self.clone();
+                    let limit = policy.timeout;
+                    tokio::spawn(async move {
+                        let mut stream = stream;
+                        let mut preface = ProxyPreface::new(peer);
+                        let read = tokio::time::timeout(limit, async {
+                            loop {
+                                let n = stream.read(preface.space()).await?;
+                                if let Some(client) = preface.filled(n)? {
+                                    return Ok(client);
+                                }
+                            }
+                        });
+                        let read = read
+                            .await
+                            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+                        drop(preface);
+                        if let Some(client) = proxy_result(read, peer, &server.metrics) {
+                            server.admit_and_serve(stream, client, security).await;
+                        }
+                    });
+                }
+                continue;
+            }
             let slot = match self.admit(peer) {
                 Ok(slot) => slot,
                 Err(refusal) => {
                     if let Ok(stream) = stream.into_std() {
-                        refuse(stream, peer, refusal);
+                        refuse(stream, peer, refusal, &self.metrics);
                     }
                     continue;
                 }
@@ -239,6 +294,7 @@ where
             Ok(_slot) => self.connection(Stream::new(stream), peer, security).await,
             Err(refusal) => {
                 tracing::info!(%peer, "connection refused: {refusal}");
+                self.metrics.refused(refusal);
                 let mut stream = stream;
                 let stall = self.inner.options.write_stall_timeout;
                 let _ = tokio::time::timeout(stall, async {
@@ -252,6 +308,27 @@ where
 
     /// The connection's place under the caps (also counted by
     /// `wait_idle`), or why it was refused.
+    /// Serves an accepted connection as the client `peer`, or refuses it
+    /// over a cap.
+    async fn admit_and_serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        security: Security,
+    ) {
+        match self.admit(peer) {
+            Ok(_slot) => {
+                let _ = stream.set_nodelay(true);
+                self.connection(Stream::new(stream), peer, security).await;
+            }
+            Err(refusal) => {
+                if let Ok(stream) = stream.into_std() {
+                    refuse(stream, peer, refusal, &self.metrics);
+                }
+            }
+        }
+    }
+
     fn admit(&self, peer: SocketAddr) -> Result<(Pass, OwnedSemaphorePermit), Refusal> {
         self.inner.gate.admit(peer.ip()).and_then(|pass| {
             match self.inner.permits.clone().try_acquire_owned() {
@@ -276,6 +353,7 @@ where
                 (None, _) => Err(io::Error::other("no TLS configuration")),
                 (_, Err(e)) => Err(e),
             };
+            self.metrics.tls_handshake(accepted.is_ok());
             match accepted {
                 Ok(tls) => {
                     tls_info = pop3_blocking::common::server_tls_info(tls.get_ref().1);
@@ -308,10 +386,12 @@ where
             ctx,
         );
         let mut shutdown = self.inner.shutdown.subscribe();
+        self.metrics.session_started();
         let mut session = Session {
             conn: Connection::new(machine, &self.inner.options),
             io,
             acceptor: self.inner.tls.clone(),
+            metrics: self.metrics.clone(),
             handshake: None,
             handshake_timeout: self.inner.options.tls_handshake_timeout,
             epoch,
@@ -325,15 +405,18 @@ where
             match poll_fn(|cx| session.poll_step(cx)).await {
                 Step::Store(request) => {
                     let call = driver.execute(request);
-                    match session.conn.poll_timeout() {
+                    let started = std::time::Instant::now();
+                    let reply = match session.conn.poll_timeout() {
                         Some(deadline) => {
                             let at = epoch + Duration::from_millis(deadline.as_millis());
-                            match tokio::time::timeout_at(at, call).await {
-                                Ok(reply) => session.conn.store_done(session.now(), reply),
-                                Err(_) => session.conn.handle_timeout(session.now()),
-                            }
+                            tokio::time::timeout_at(at, call).await.ok()
                         }
-                        None => session.conn.store_done(session.now(), call.await),
+                        None => Some(call.await),
+                    };
+                    self.metrics.store_call(started.elapsed());
+                    match reply {
+                        Some(reply) => session.conn.store_done(session.now(), reply),
+                        None => session.conn.handle_timeout(session.now()),
                     }
                 }
                 Step::Close { graceful } => {
@@ -351,7 +434,8 @@ where
         if let Some(result) = driver.finish().await {
             tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
-        tracing::info!(%peer, "{}", conn.machine().summary());
+        conn.machine().log_summary();
+        self.metrics.session_ended(&conn);
     }
 }
 
@@ -367,6 +451,7 @@ struct Session {
     conn: Connection,
     io: Conn,
     acceptor: Option<TlsAcceptor>,
+    metrics: Arc<Metrics>,
     handshake: Option<(tokio_rustls::Accept<Stream>, Pin<Box<Sleep>>)>,
     handshake_timeout: Duration,
     epoch: TokioInstant,
@@ -452,6 +537,7 @@ impl Session {
             }
         };
         self.handshake = None;
+        self.metrics.tls_handshake(done.is_ok());
         let done = done.map(|tls| {
             self.conn
                 .tls_info(pop3_blocking::common::server_tls_info(tls.get_ref().1));

@@ -7,7 +7,7 @@ use alloc::vec;
 use bytes::{Buf, BytesMut};
 use core::time::Duration;
 
-use super::{Server, StoreReply, StoreRequest};
+use super::{CloseReason, Server, StoreReply, StoreRequest};
 use crate::session::Action;
 use crate::time::Instant;
 
@@ -48,6 +48,13 @@ pub struct ServerOptions {
     /// A commit is waited for no longer either, but runs to its end
     /// ([commits](crate::store#commits)).
     pub store_timeout: Duration,
+    /// Every connection opens with a PROXY protocol header from a trusted
+    /// load balancer, whose client address then stands for the
+    /// connection's; a connection from elsewhere is closed (default
+    /// `None`: no header is read). The adapters read the header before the
+    /// greeting (and before an implicit TLS handshake), admit the client
+    /// it names, and give its address to the session.
+    pub proxy_protocol: Option<crate::proxy::ProxyPolicy>,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +66,7 @@ impl Default for ServerOptions {
             tls_handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             store_timeout: Duration::from_secs(120),
+            proxy_protocol: None,
         }
     }
 }
@@ -428,12 +436,15 @@ impl Connection {
         }
     }
 
-    /// Asks the session to end: it goes on for the shutdown grace, then is
-    /// cut.
+    /// Asks the session to end: one not logged in is told so and closed
+    /// ([`Server::handle_shutdown`]); a logged-in one goes on for the
+    /// shutdown grace (its QUIT commits as usual), then is cut without
+    /// UPDATE.
     pub fn shutdown(&mut self, now: Instant) {
         if !self.shutting_down {
             self.shutting_down = true;
             self.shutdown_at = Some(now + self.grace);
+            self.machine.handle_shutdown(now);
         }
     }
 
@@ -496,6 +507,7 @@ impl Connection {
         if self.shutdown_at.is_some_and(|at| now >= at) {
             self.shutdown_at = None;
             if !self.cut {
+                self.machine.set_close_reason(CloseReason::Shutdown);
                 self.cut(now);
             }
         } else if let Some(since) = self.write_since {

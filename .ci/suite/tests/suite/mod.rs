@@ -1405,6 +1405,115 @@ pub fn fetch_enables_utf8_mode_and_stores_raw_utf8_headers<C: Runtime + FetchUrl
     assert_eq!(store.message_count("alice"), 0);
 }
 
+/// A connection to `to` from 127.0.0.1 that opens with `header`.
+fn proxied(to: SocketAddr, header: &[u8]) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(to).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(header).unwrap();
+    stream
+}
+
+/// What the server says, up to its close (a refused connection: nothing,
+/// or its one refusal line).
+fn all_of(mut stream: std::net::TcpStream) -> String {
+    let mut text = Vec::new();
+    let _ = stream.read_to_end(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// The first line of what the server says.
+fn first_line(stream: &mut std::net::TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut octet = [0u8; 1];
+    while stream.read(&mut octet).unwrap_or(0) == 1 {
+        line.push(octet[0]);
+        if octet[0] == b'\n' {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// On listeners that expect the PROXY protocol from 127.0.0.1: a version 1
+/// and a version 2 header are read before the greeting (and before the
+/// implicit TLS handshake), and the client they name is the one the
+/// per-address cap counts; a `LOCAL` health check is served as the proxy
+/// itself; a connection from an untrusted address, one without a header
+/// and one with a malformed header are closed without a greeting.
+pub fn proxy_protocol_names_the_client_and_refuses_the_rest<S: Runtime>() {
+    use pop3_proto::proxy::{ProxyPolicy, v1_header, v2_header};
+    let msgs = messages();
+    let mut o = ServerOptions::default();
+    o.proxy_protocol = Some(ProxyPolicy::new(vec!["127.0.0.1/32".parse().unwrap()]));
+    o.max_connections_per_address = 1;
+    let w = world::<S>(&msgs, o);
+    let (plain, tls) = (w.served.plain, w.served.tls);
+    let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let other: SocketAddr = "[2001:db8::8]:40000".parse().unwrap();
+
+    // Version 1, then a whole session.
+    let mut first = proxied(plain, v1_header(client, plain).as_bytes());
+    assert!(first_line(&mut first).starts_with("+OK"), "greeted");
+    first.write_all(b"USER alice\r\n").unwrap();
+    assert!(first_line(&mut first).starts_with("+OK"));
+    first.write_all(b"PASS secret\r\n").unwrap();
+    assert!(first_line(&mut first).starts_with("+OK"), "logged in");
+    first.write_all(b"STAT\r\n").unwrap();
+    assert!(first_line(&mut first).starts_with("+OK 4 "));
+
+    // The same client through version 2: over its cap of one, although
+    // the TCP connections all come from 127.0.0.1.
+    let again = proxied(plain, &v2_header(Some((client, plain))));
+    assert!(
+        all_of(again).starts_with("-ERR [SYS/TEMP] Too many connections from your address"),
+        "the carried address is capped"
+    );
+    // Another client through version 2 is served.
+    let mut second = proxied(plain, &v2_header(Some((other, plain))));
+    assert!(first_line(&mut second).starts_with("+OK"), "another client");
+    // A health check speaks for the proxy (127.0.0.1, not yet counted).
+    let mut check = proxied(plain, &v2_header(None));
+    assert!(first_line(&mut check).starts_with("+OK"), "LOCAL is served");
+    check.write_all(b"QUIT\r\n").unwrap();
+    assert!(first_line(&mut check).starts_with("+OK"));
+
+    // Implicit TLS: the header, then the handshake.
+    let third: SocketAddr = "192.0.2.9:1".parse().unwrap();
+    let stream = proxied(tls, &v2_header(Some((third, tls))));
+    let mut c = pop3_blocking::client::Pop3Client::from_stream(
+        stream,
+        "localhost",
+        options(Security::ImplicitTls, &w.pki.roots),
+    )
+    .expect("TLS after the header");
+    assert!(c.is_tls());
+    c.quit().unwrap();
+
+    // Untrusted, missing, malformed: closed without a word.
+    let mut untrusted = connect_from([0, 0, 9], plain);
+    untrusted
+        .write_all(v1_header(third, plain).as_bytes())
+        .unwrap();
+    untrusted
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(all_of(untrusted), "", "an untrusted source is refused");
+    assert_eq!(all_of(proxied(plain, b"USER alice\r\n")), "", "no header");
+    let bad = b"PROXY TCP4 192.0.2.7 not-an-address 1 2\r\n";
+    assert_eq!(all_of(proxied(plain, bad)), "", "a malformed v1 header");
+    let mut bad = v2_header(Some((client, plain)));
+    bad[12] = 0x31; // version 3
+    assert_eq!(all_of(proxied(plain, &bad)), "", "a malformed v2 header");
+
+    first.write_all(b"QUIT\r\n").unwrap();
+    assert!(first_line(&mut first).starts_with("+OK"));
+    drop(second);
+    (w.served.wait_idle)();
+    assert_eq!(w.store.message_count("alice"), 4);
+}
+
 /// The suite for client runtime `$c` against server runtime `$s`, as tests
 /// in a module named `$name`.
 #[macro_export]
@@ -1478,6 +1587,11 @@ macro_rules! runtime_suite {
             fn idle_floods_do_not_starve_a_fresh_session() {
                 suite::idle_floods_do_not_starve_a_fresh_session::<$c, $s>();
             }
+            #[test]
+            fn proxy_protocol_names_the_client_and_refuses_the_rest() {
+                suite::proxy_protocol_names_the_client_and_refuses_the_rest::<$s>();
+            }
+
             #[test]
             fn hostile_input_gets_clear_errors_and_deletes_nothing() {
                 suite::hostile_input_gets_clear_errors_and_deletes_nothing::<$s>();

@@ -239,6 +239,9 @@ fn private(path: &Path, text: &str) {
 /// After `tool` fetched (and kept) every message, `fetch --import-seen`
 /// downloads none of them, and fetches the one that came after.
 fn check_import(server: &Server, dir: &Path, spec: &str) {
+    // The tool has exited, but the server may still be ending its session
+    // (and holding the maildrop): wait for that, as a later run would.
+    server.server.wait_idle();
     let md = dir.join("ours");
     let kind = fetch(server, &md, &["--import-seen", spec]);
     assert_eq!(kind, ExitKind::Ok);

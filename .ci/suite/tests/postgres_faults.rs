@@ -252,8 +252,18 @@ fn kill_during_quit(at: KillAt) -> bool {
             uids[2..],
             "QUIT confirmed: exactly the undeleted message"
         );
-    } else {
+    } else if matches!(at, KillAt::CommitWaiting) {
+        // Killed before its transaction could commit: the database rolls
+        // it back with the dead connection.
         assert_eq!(left, uids, "QUIT not confirmed: every message");
+    } else {
+        // Killed after the commit but before its +OK left the process: no
+        // server can make a commit and its reply one step. What it must
+        // never do is delete part of what was marked, or anything else.
+        assert!(
+            left == uids || left == uids[2..],
+            "QUIT not confirmed: all or exactly the undeleted message, not {left:?}"
+        );
     }
     confirmed
 }

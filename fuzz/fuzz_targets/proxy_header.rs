@@ -25,13 +25,22 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     match outcome {
-        Ok(Parsed::Proxied { source, destination, consumed }) => {
+        Ok(Parsed::Proxied {
+            source,
+            destination,
+            consumed,
+        }) => {
             assert_eq!(consumed, fed);
             assert_eq!(parse(&data[..consumed]), outcome);
             let again = v2_header(Some((source, destination)));
-            assert!(matches!(parse(&again), Ok(Parsed::Proxied { source: s, destination: d, .. }) if s == source && d == destination));
+            assert!(
+                matches!(parse(&again), Ok(Parsed::Proxied { source: s, destination: d, .. }) if s == source && d == destination)
+            );
             let again = v1_header(source, destination);
-            assert!(matches!(parse(again.as_bytes()), Ok(Parsed::Proxied { .. })));
+            assert!(matches!(
+                parse(again.as_bytes()),
+                Ok(Parsed::Proxied { .. })
+            ));
         }
         Ok(Parsed::Local { consumed }) => assert_eq!(consumed, fed),
         Ok(other) => panic!("{other:?}"),

@@ -212,6 +212,9 @@ pub mod maildir;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod metrics;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod oauth2;
 #[cfg(all(feature = "maildir", feature = "server"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "maildir", feature = "server"))))]
 pub mod passwd;

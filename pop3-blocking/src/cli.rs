@@ -1173,8 +1173,12 @@ pub struct FetchArgs {
     #[arg(long, value_name = "ADDR")]
     pub lmtp_recipient: Option<String>,
     /// A command printing the password (first line), run for each session.
-    #[arg(long, value_name = "COMMAND")]
+    #[arg(long, value_name = "COMMAND", conflicts_with = "token_command")]
     pub password_command: Option<String>,
+    /// A command printing an OAuth 2.0 access token (first line), run for
+    /// each session; with `--auth XOAUTH2` or `OAUTHBEARER`.
+    #[arg(long, value_name = "COMMAND")]
+    pub token_command: Option<String>,
     /// Delete stored messages from the server.
     #[arg(long)]
     pub delete: bool,
@@ -1311,6 +1315,7 @@ impl FetchArgs {
                 ("--lmtp", self.lmtp.is_some()),
                 ("--lmtp-recipient", self.lmtp_recipient.is_some()),
                 ("--password-command", self.password_command.is_some()),
+                ("--token-command", self.token_command.is_some()),
                 ("--delete", self.delete),
                 ("--starttls", self.starttls),
                 ("--ca-file", self.ca_file.is_some()),
@@ -1384,7 +1389,9 @@ impl FetchArgs {
             lmtp: self.lmtp.clone(),
             lmtp_recipient: self.lmtp_recipient.clone(),
             password_command: self.password_command.clone(),
+            token_command: self.token_command.clone(),
             password_env: (self.password_command.is_none()
+                && self.token_command.is_none()
                 && std::env::var_os("POP3_PASSWORD").is_some())
             .then(|| "POP3_PASSWORD".to_owned()),
             delete: self.delete,
@@ -1469,7 +1476,12 @@ impl FetchArgs {
                 return failed(ExitKind::of_store(&e), message);
             }
         };
-        if let Some(spec) = &self.import_seen {
+        let import = match (&self.import_seen, &account.import_seen) {
+            (Some(spec), _) => Some(("--import-seen", spec)),
+            (None, Some(spec)) => Some(("import_seen", spec)),
+            (None, None) => None,
+        };
+        if let Some((label, spec)) = import {
             let host = account.url.host.to_string();
             let user = account.url.user.as_deref().unwrap_or("");
             let imported = spec
@@ -1483,7 +1495,7 @@ impl FetchArgs {
                         crate::import::ImportError::Store(io) => ExitKind::of_store(io),
                         _ => ExitKind::DataErr,
                     };
-                    return failed(kind, format!("--import-seen {spec}: {}", chain(&e)));
+                    return failed(kind, format!("{label} {spec}: {}", chain(&e)));
                 }
             }
         }

@@ -28,6 +28,8 @@
 //! | `lmtp_recipient` | the LMTP recipient (default: the URL's user) |
 //! | `password_command` | a command (`sh -c`) whose first line of output is the password, run for each session |
 //! | `password_env` | an environment variable holding the password |
+//! | `token_command` | a command (`sh -c`) whose first line of output is an OAuth 2.0 access token, run for each session (with `auth` XOAUTH2 or OAUTHBEARER) |
+//! | `oauth2` | a table: the access token from the provider's token endpoint (below) |
 //! | `netrc` | the `.netrc` file to look the password up in (default `$NETRC`, else `~/.netrc`) |
 //! | `delete` | delete stored messages from the server (default false) |
 //! | `delete_after_days` | delete stored messages this many days after this client first saw them (instead of `delete`) |
@@ -46,10 +48,33 @@
 //! | `journal_account` | the name the UID journal knows the account by (default `user@host`) |
 //! | `state_dir` | where the journals of mbox, MDA and LMTP delivery live (default `$XDG_STATE_HOME/pop3-fetch`) |
 //! | `mda_timeout`, `lock_timeout` | seconds an MDA may run (300), to wait for an mbox's locks (60) |
+//! | `import_seen` | before each fetch, take what another tool fetched as seen: `mpop:FILE`, `getmail:FILE` or `fetchmail:FILE` (as `--import-seen`, which wins) |
 //!
-//! Without `password_command` or `password_env`, the password comes from
-//! `~/.netrc` (or `$NETRC`: a `machine HOST login USER password SECRET`
-//! entry), else from a prompt when standard input is a terminal.
+//! Without `password_command`, `password_env`, `token_command` or
+//! `oauth2`, the password comes from `~/.netrc` (or `$NETRC`: a
+//! `machine HOST login USER password SECRET` entry), else from a prompt
+//! when standard input is a terminal.
+//!
+//! The `oauth2` table (`[account.NAME.oauth2]`, or `[defaults.oauth2]`)
+//! refreshes the access token of XOAUTH2 and OAUTHBEARER itself
+//! ([`crate::oauth2`]): `token_url` (the token endpoint, `https://`),
+//! `client_id`, `client_secret` or `client_secret_command` (a confidential
+//! client), and `refresh_token_file` (the refresh token, its first line; a
+//! rotated one replaces it there). The account needs `auth = "XOAUTH2"` or
+//! `"OAUTHBEARER"` (or `;AUTH=` in its URL).
+//!
+//! ```toml
+//! [account.gmail]
+//! url = "pops://alice@gmail.com@pop.gmail.com"
+//! auth = "XOAUTH2"
+//! maildir = "~/Mail/gmail"
+//!
+//! [account.gmail.oauth2]
+//! token_url = "https://oauth2.googleapis.com/token"
+//! client_id = "1234.apps.googleusercontent.com"
+//! client_secret_command = "pass show mail/gmail-client-secret"
+//! refresh_token_file = "~/.config/pop3-fetch/gmail.refresh"
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,6 +92,7 @@ use toml::Spanned;
 use crate::common::FetchSettings;
 use crate::deliver::{Delivery, Journaled, Lmtp, LmtpAddress, Mbox, Mda, Traced};
 use crate::fetch::ExitKind;
+use crate::oauth2::{ClientSecret, OAuth2Error, OAuth2Settings};
 use crate::sink::{LineEnds, MaildirSink};
 use crate::tls::TlsVerification;
 
@@ -125,6 +151,9 @@ struct Table {
     lmtp_recipient: Option<String>,
     password_command: Option<String>,
     password_env: Option<String>,
+    token_command: Option<Spanned<String>>,
+    oauth2: Option<Spanned<OAuth2Table>>,
+    import_seen: Option<Spanned<String>>,
     netrc: Option<String>,
     delete: Option<bool>,
     starttls: Option<bool>,
@@ -147,6 +176,17 @@ struct Table {
     trace_headers: Option<bool>,
 }
 
+/// The keys of an `oauth2` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OAuth2Table {
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_command: Option<String>,
+    refresh_token_file: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileTables {
@@ -165,7 +205,7 @@ macro_rules! merge {
 impl Table {
     fn over(self, d: &Table) -> Table {
         merge!(self, d; url, maildir, mbox, mda, lmtp, lmtp_recipient, password_command,
-            password_env, netrc, delete, starttls, auth, ca_file, insecure, pipelining,
+            password_env, token_command, oauth2, import_seen, netrc, delete, starttls, auth, ca_file, insecure, pipelining,
             insecure_cleartext_login, crlf, journal_account, state_dir, mda_timeout, lock_timeout,
             delete_after_days, max_size, oversize, max_messages, max_octets, fetch_all,
             trace_headers)
@@ -196,6 +236,11 @@ pub enum PasswordSource {
     Env(String),
     /// `.netrc`, else a prompt on a terminal.
     NetrcOrPrompt,
+    /// A command (`sh -c`) printing an OAuth 2.0 access token (its first
+    /// line), run for each session.
+    TokenCommand(String),
+    /// An access token from the provider's token endpoint.
+    OAuth2(OAuth2Settings),
 }
 
 /// One account, ready to fetch.
@@ -227,6 +272,9 @@ pub struct Account {
     pub lock_timeout: Duration,
     /// Prepend trace headers to each stored message.
     pub trace_headers: bool,
+    /// Another tool's list of what it fetched, taken as seen before each
+    /// fetch (`mpop:FILE`, `getmail:FILE`, `fetchmail:FILE`).
+    pub import_seen: Option<String>,
 }
 
 /// The settings an account takes, from a file or the command line.
@@ -249,6 +297,12 @@ pub struct AccountOptions {
     pub password_command: Option<String>,
     /// A password variable.
     pub password_env: Option<String>,
+    /// An access-token command.
+    pub token_command: Option<String>,
+    /// The token endpoint's client.
+    pub oauth2: Option<OAuth2Options>,
+    /// Another tool's list of what it fetched (`TOOL:FILE`).
+    pub import_seen: Option<String>,
     /// The `.netrc` file.
     pub netrc: Option<String>,
     /// Delete stored messages.
@@ -291,6 +345,56 @@ pub struct AccountOptions {
     pub mark_seen: bool,
     /// Prepend trace headers.
     pub trace_headers: bool,
+}
+
+/// The `oauth2` table's keys (see the module docs).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OAuth2Options {
+    /// The token endpoint.
+    pub token_url: Option<String>,
+    /// The client identifier.
+    pub client_id: Option<String>,
+    /// The client secret.
+    pub client_secret: Option<String>,
+    /// A command printing the client secret.
+    pub client_secret_command: Option<String>,
+    /// The refresh token's file.
+    pub refresh_token_file: Option<String>,
+}
+
+impl OAuth2Options {
+    /// Checks the keys (errors keyed `oauth2.KEY`).
+    fn settings(self) -> Result<OAuth2Settings, ConfigError> {
+        let need = |v: Option<String>, key: &str| {
+            v.filter(|v| !v.is_empty())
+                .ok_or_else(|| keyed(&format!("oauth2.{key}"), "missing: the table needs it"))
+        };
+        let token_url = need(self.token_url, "token_url")?;
+        if !crate::oauth2::endpoint_allowed(&token_url) {
+            return Err(keyed(
+                "oauth2.token_url",
+                format!(
+                    "`{token_url}`: give an https:// URL (plain http:// only on a loopback host)"
+                ),
+            ));
+        }
+        let client_id = need(self.client_id, "client_id")?;
+        let file = need(self.refresh_token_file, "refresh_token_file")?;
+        let mut settings = OAuth2Settings::new(token_url, client_id, expand_tilde(&file));
+        match (self.client_secret, self.client_secret_command) {
+            (Some(_), Some(_)) => {
+                return Err(keyed(
+                    "oauth2.client_secret_command",
+                    "give only one of client_secret and client_secret_command",
+                ));
+            }
+            (Some(v), None) => settings = settings.with_client_secret(ClientSecret::Value(v)),
+            (None, Some(c)) => settings = settings.with_client_secret(ClientSecret::Command(c)),
+            (None, None) => {}
+        }
+        Ok(settings)
+    }
 }
 
 /// `~` and `~/...` with the home directory.
@@ -414,16 +518,60 @@ impl AccountOptions {
                 ));
             }
         };
-        let password = match (self.password_command, self.password_env) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "give only one of password_command and password_env",
+        let sources = [
+            ("password_command", self.password_command.is_some()),
+            ("password_env", self.password_env.is_some()),
+            ("token_command", self.token_command.is_some()),
+            ("oauth2", self.oauth2.is_some()),
+        ];
+        if let Some((second, _)) = sources.iter().filter(|(_, given)| *given).nth(1) {
+            return Err(keyed(
+                second,
+                "give only one of password_command, password_env, token_command and oauth2",
+            ));
+        }
+        let password = match (
+            self.password_command,
+            self.password_env,
+            self.token_command,
+            self.oauth2,
+        ) {
+            (Some(cmd), ..) => PasswordSource::Command(cmd),
+            (_, Some(var), ..) => PasswordSource::Env(var),
+            (_, _, Some(cmd), _) => PasswordSource::TokenCommand(cmd),
+            (_, _, _, Some(oauth2)) => PasswordSource::OAuth2(oauth2.settings()?),
+            (None, None, None, None) => PasswordSource::NetrcOrPrompt,
+        };
+        if matches!(
+            password,
+            PasswordSource::TokenCommand(_) | PasswordSource::OAuth2(_)
+        ) {
+            let mechanism = settings.auth.as_ref().unwrap_or(&url.auth);
+            let bearer = match mechanism {
+                AuthMethod::Sasl(m) => {
+                    m.as_str().eq_ignore_ascii_case("XOAUTH2")
+                        || m.as_str().eq_ignore_ascii_case("OAUTHBEARER")
+                }
+                _ => false,
+            };
+            if !bearer {
+                let key = if settings.auth.is_some() {
+                    "auth"
+                } else if matches!(password, PasswordSource::TokenCommand(_)) {
+                    "token_command"
+                } else {
+                    "oauth2"
+                };
+                return Err(keyed(
+                    key,
+                    "an access token needs auth = \"XOAUTH2\" or \"OAUTHBEARER\" (or ;AUTH= in the url)",
                 ));
             }
-            (Some(cmd), None) => PasswordSource::Command(cmd),
-            (None, Some(var)) => PasswordSource::Env(var),
-            (None, None) => PasswordSource::NetrcOrPrompt,
-        };
+        }
+        if let Some(spec) = &self.import_seen {
+            spec.parse::<crate::import::SeenList>()
+                .map_err(|e| keyed("import_seen", e.to_string()))?;
+        }
         Ok(Account {
             name: name.to_owned(),
             url,
@@ -441,6 +589,7 @@ impl AccountOptions {
             mda_timeout: Duration::from_secs(self.mda_timeout.unwrap_or(300)),
             lock_timeout: Duration::from_secs(self.lock_timeout.unwrap_or(60)),
             trace_headers: self.trace_headers,
+            import_seen: self.import_seen,
         })
     }
 }
@@ -508,6 +657,12 @@ impl Config {
                 ("mbox", table.mbox.as_ref().map(Spanned::span)),
                 ("mda", table.mda.as_ref().map(Spanned::span)),
                 ("oversize", table.oversize.as_ref().map(Spanned::span)),
+                (
+                    "token_command",
+                    table.token_command.as_ref().map(Spanned::span),
+                ),
+                ("oauth2", table.oauth2.as_ref().map(Spanned::span)),
+                ("import_seen", table.import_seen.as_ref().map(Spanned::span)),
             ]
             .into_iter()
             .filter_map(|(k, s)| Some((k, s?)))
@@ -521,6 +676,18 @@ impl Config {
                 lmtp_recipient: table.lmtp_recipient,
                 password_command: table.password_command,
                 password_env: table.password_env,
+                token_command: table.token_command.map(Spanned::into_inner),
+                oauth2: table.oauth2.map(|t| {
+                    let t = t.into_inner();
+                    OAuth2Options {
+                        token_url: t.token_url,
+                        client_id: t.client_id,
+                        client_secret: t.client_secret,
+                        client_secret_command: t.client_secret_command,
+                        refresh_token_file: t.refresh_token_file,
+                    }
+                }),
+                import_seen: table.import_seen.map(Spanned::into_inner),
                 netrc: table.netrc,
                 delete: table.delete.unwrap_or(false),
                 starttls: table.starttls.unwrap_or(false),
@@ -547,7 +714,14 @@ impl Config {
                 let at = e
                     .key
                     .as_deref()
-                    .and_then(|k| spans.iter().find(|(n, _)| *n == k))
+                    .and_then(|k| {
+                        // `oauth2.token_url` is found at its table.
+                        let head = k.split('.').next().unwrap_or(k);
+                        spans
+                            .iter()
+                            .find(|(n, _)| *n == k)
+                            .or_else(|| spans.iter().find(|(n, _)| *n == head))
+                    })
                     .map_or(span.start, |(_, s)| s.start);
                 e.line = Some(line_of(text, at));
                 e.key = Some(match &e.key {
@@ -621,6 +795,9 @@ pub enum PasswordError {
     Command(String),
     /// No source gave a password.
     Missing(String),
+    /// No OAuth 2.0 access token from the token endpoint (the account is
+    /// named; the cause is the source).
+    OAuth2(String, OAuth2Error),
 }
 
 impl PasswordError {
@@ -629,6 +806,7 @@ impl PasswordError {
         match self {
             PasswordError::Command(_) => ExitKind::NoPerm,
             PasswordError::Missing(_) => ExitKind::Config,
+            PasswordError::OAuth2(_, e) => e.exit_kind(),
         }
     }
 }
@@ -637,11 +815,21 @@ impl fmt::Display for PasswordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PasswordError::Command(m) | PasswordError::Missing(m) => f.write_str(m),
+            PasswordError::OAuth2(account, _) => {
+                write!(f, "{account}: no OAuth 2.0 access token")
+            }
         }
     }
 }
 
-impl std::error::Error for PasswordError {}
+impl std::error::Error for PasswordError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PasswordError::OAuth2(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Runs `sh -c command` (its standard input and error the caller's, for a
 /// pinentry or an agent) and answers the first line of its output.
@@ -652,6 +840,12 @@ impl std::error::Error for PasswordError {}
 /// assert!(password_from_command("exit 3").unwrap_err().to_string().contains("exit 3"));
 /// ```
 pub fn password_from_command(command: &str) -> Result<String, PasswordError> {
+    first_line_of(command, "password command")
+}
+
+/// The first line of `sh -c command`'s output; `what` names the command in
+/// errors.
+fn first_line_of(command: &str, what: &str) -> Result<String, PasswordError> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -665,12 +859,11 @@ pub fn password_from_command(command: &str) -> Result<String, PasswordError> {
             None => "was killed by a signal".to_owned(),
         };
         return Err(PasswordError::Command(format!(
-            "the password command `{command}` {how}"
+            "the {what} `{command}` {how}"
         )));
     }
-    let text = String::from_utf8(out.stdout).map_err(|_| {
-        PasswordError::Command(format!("the password command `{command}` printed no UTF-8"))
-    })?;
+    let text = String::from_utf8(out.stdout)
+        .map_err(|_| PasswordError::Command(format!("the {what} `{command}` printed no UTF-8")))?;
     let line = text.lines().next().unwrap_or("");
     Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
 }
@@ -760,6 +953,17 @@ impl Account {
     pub fn password(&self) -> Result<String, PasswordError> {
         match &self.password {
             PasswordSource::Command(cmd) => password_from_command(cmd),
+            PasswordSource::TokenCommand(cmd) => {
+                let token = first_line_of(cmd, "token command")?;
+                if token.is_empty() {
+                    return Err(PasswordError::Command(format!(
+                        "the token command `{cmd}` printed no token"
+                    )));
+                }
+                Ok(token)
+            }
+            PasswordSource::OAuth2(settings) => crate::oauth2::access_token(settings)
+                .map_err(|e| PasswordError::OAuth2(self.name.clone(), e)),
             PasswordSource::Env(var) => std::env::var(var).map_err(|_| {
                 PasswordError::Missing(format!(
                     "{}: the environment variable {var} is not set",

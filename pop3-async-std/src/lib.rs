@@ -42,7 +42,7 @@
 //! | `ring` | yes | TLS with rustls's ring provider |
 //! | `aws-lc-rs` | no | TLS with rustls's aws-lc-rs provider (preferred when both are on) |
 //! | `webpki-roots` | yes | trust the Mozilla roots bundled in `webpki-roots` (the default [`TlsVerification`](tls::TlsVerification)) |
-//! | `native-roots` | no | trust the platform's roots, loaded with `rustls-native-certs` (`TlsVerification::PlatformRoots`) |
+//! | `native-roots` | no | trust the platform's roots, loaded with `rustls-native-certs` (`TlsVerification::PlatformRoots`; with `webpki-roots`, both: `BundledAndPlatformRoots`) |
 //! | `tracing` | yes | diagnostics through `tracing` (accept errors, failed handshakes, session summaries, the client's wire log) and rustls's own through `log`; without it they compile to nothing |
 //!
 //! TLS needs `ring` or `aws-lc-rs`; with neither the crate is built for

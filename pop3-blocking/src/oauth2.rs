@@ -11,7 +11,8 @@
 //!
 //! The endpoint must be `https://`; plain `http://` only on a loopback host
 //! (a test, or a local agent). HTTPS uses this crate's rustls crypto
-//! provider and the default roots ([`TlsVerification::default`]).
+//! provider and the default roots ([`TlsVerification::default`]; with
+//! both the bundled and the platform's roots on, the bundled ones).
 //!
 //! ```no_run
 //! use pop3_blocking::oauth2::{ClientSecret, OAuth2Settings, access_token};
@@ -364,6 +365,10 @@ fn agent() -> ureq::Agent {
     let roots = match TlsVerification::default() {
         #[cfg(feature = "webpki-roots")]
         TlsVerification::WebPkiRoots => RootCerts::WebPki,
+        // The token endpoints of the mail providers are under the bundled
+        // roots.
+        #[cfg(all(feature = "webpki-roots", feature = "native-roots"))]
+        TlsVerification::BundledAndPlatformRoots => RootCerts::WebPki,
         #[cfg(feature = "native-roots")]
         TlsVerification::PlatformRoots => {
             let found = rustls_native_certs::load_native_certs();

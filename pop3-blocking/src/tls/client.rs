@@ -19,14 +19,15 @@ use super::{TlsConfigError, certificates_from_pem, default_provider};
 /// Verification is on by default: the certificate chain must lead to a
 /// trusted root and name the host connected to (a DNS name, or an IP address
 /// listed in the certificate's IP SANs when the host is an IP literal).
-/// The default trusts the bundled web PKI roots (feature `webpki-roots`),
-/// else the platform's (feature `native-roots`), else no root at all: set a
-/// CA file or bring a whole configuration.
+/// The default trusts the bundled web PKI roots (feature `webpki-roots`)
+/// and the platform's (feature `native-roots`), either alone when only its
+/// feature is on, else no root at all: set a CA file or bring a whole
+/// configuration.
 ///
 /// ```
 /// use pop3_blocking::tls::TlsVerification;
 /// let default = TlsVerification::default();
-/// # #[cfg(feature = "webpki-roots")]
+/// # #[cfg(all(feature = "webpki-roots", not(feature = "native-roots")))]
 /// assert!(matches!(default, TlsVerification::WebPkiRoots));
 /// # #[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
 /// let config = default.client_config()?;
@@ -44,6 +45,14 @@ pub enum TlsVerification {
     #[cfg(feature = "native-roots")]
     #[cfg_attr(docsrs, doc(cfg(feature = "native-roots")))]
     PlatformRoots,
+    /// Trust both the bundled Mozilla roots and the platform's (the
+    /// platform's store may be missing or empty: the bundled roots remain).
+    #[cfg(all(feature = "webpki-roots", feature = "native-roots"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(all(feature = "webpki-roots", feature = "native-roots")))
+    )]
+    BundledAndPlatformRoots,
     /// Trust exactly these roots (e.g. a private CA; see
     /// [`TlsVerification::ca_file`]).
     Roots(Arc<RootCertStore>),
@@ -55,7 +64,9 @@ pub enum TlsVerification {
 
 impl Default for TlsVerification {
     fn default() -> Self {
-        #[cfg(feature = "webpki-roots")]
+        #[cfg(all(feature = "webpki-roots", feature = "native-roots"))]
+        return TlsVerification::BundledAndPlatformRoots;
+        #[cfg(all(feature = "webpki-roots", not(feature = "native-roots")))]
         return TlsVerification::WebPkiRoots;
         #[cfg(all(feature = "native-roots", not(feature = "webpki-roots")))]
         return TlsVerification::PlatformRoots;
@@ -120,6 +131,14 @@ impl TlsVerification {
                     };
                     return Err(TlsConfigError::PlatformRoots(why));
                 }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            #[cfg(all(feature = "webpki-roots", feature = "native-roots"))]
+            TlsVerification::BundledAndPlatformRoots => {
+                let mut roots = RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
             TlsVerification::Roots(roots) => builder

@@ -1185,7 +1185,8 @@ pub struct FetchArgs {
     /// Upgrade a pop:// connection with STLS.
     #[arg(long)]
     pub starttls: bool,
-    /// Trust this CA instead of the bundled roots.
+    /// Trust this CA (PEM) instead of the bundled roots and the system's
+    /// trust store.
     #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
     pub ca_file: Option<String>,
     /// Accept any certificate.
@@ -1522,17 +1523,89 @@ impl FetchArgs {
             }
             Err(e) => {
                 progress.clear();
-                let message = match &e {
+                let mut message = match &e {
                     FetchError::NoUidl(_) if !account.settings.delete => format!(
                         "{} (keeping messages needs UIDL: only a run with --delete or delete = true works)",
                         chain(&e)
                     ),
                     _ => chain(&e),
                 };
+                if let Some(hint) = certificate_hint(&e) {
+                    message.push_str("\nhint: ");
+                    message.push_str(&hint);
+                }
                 failed(ExitKind::of_error(&e), message)
             }
         }
     }
+}
+
+/// How to get past a TLS handshake that failed on the server's
+/// certificate (an issuer not trusted, a certificate out of its validity, a
+/// name it does not hold), for the user; `None` for any other failure.
+///
+/// ```
+/// use pop3_blocking::cli::certificate_hint;
+/// use pop3_blocking::tls::rustls::{CertificateError, Error};
+/// use pop3_proto::client::Error as ClientError;
+/// use pop3_proto::fetch::FetchError;
+/// let tls = std::io::Error::new(
+///     std::io::ErrorKind::InvalidData,
+///     Error::InvalidCertificate(CertificateError::UnknownIssuer),
+/// );
+/// let e = FetchError::Pop3(ClientError::Tls(std::sync::Arc::new(tls)));
+/// assert!(certificate_hint(&e).unwrap().contains("--ca-file FILE"));
+/// ```
+pub fn certificate_hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::CertificateError as C;
+    let mut cause = Some(error);
+    let mut found = None;
+    while let Some(e) = cause {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::InvalidCertificate(c)) = tls {
+            found = Some(c);
+            break;
+        }
+        cause = e.source();
+    }
+    Some(match found? {
+        C::UnknownIssuer => {
+            "the server's certificate is not signed by a CA this client trusts (the bundled Mozilla roots and the system's trust store). \
+             If the server uses a private CA, trust its certificate: --ca-file FILE (ca_file = \"FILE\" in the configuration file), or add it to the system's trust store. \
+             A self-signed certificate can be given the same way."
+                .to_owned()
+        }
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the server's certificate is out of its validity period: check this machine's clock and time zone; \
+             if the clock is right, the server's administrator must renew the certificate."
+                .to_owned()
+        }
+        C::NotValidForName => "the server's certificate does not hold the name connected to: \
+             give the host name its certificate was issued for in the URL (url = \"pops://user@NAME\")."
+            .to_owned(),
+        C::NotValidForNameContext { expected, presented } => format!(
+            "the server's certificate holds {} but not {}: connect to one of the names it holds (url = \"pops://user@NAME\").",
+            if presented.is_empty() {
+                "no name".to_owned()
+            } else {
+                // rustls shows them as `DnsName("host")`: the name alone.
+                presented
+                    .iter()
+                    .map(|n| match (n.find('"'), n.rfind('"')) {
+                        (Some(a), Some(b)) if a < b => &n[a + 1..b],
+                        _ => n.as_str(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            expected.to_str()
+        ),
+        _ => return None,
+    })
 }
 
 /// How one account's run ended.

@@ -40,7 +40,7 @@
 //! | `trace_headers` | prepend `Received:`, `Delivered-To:` and `X-UIDL:` to each stored message (default false) |
 //! | `starttls` | upgrade `pop://` with STLS |
 //! | `auth` | USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, XOAUTH2, OAUTHBEARER or `*` |
-//! | `ca_file` | trust this CA (PEM) instead of the bundled roots |
+//! | `ca_file` | trust this CA (PEM) instead of the bundled roots and the system's trust store |
 //! | `insecure` | accept any certificate |
 //! | `pipelining` | pipeline commands (default true) |
 //! | `insecure_cleartext_login` | allow USER/PASS, PLAIN, LOGIN without TLS |

@@ -65,7 +65,7 @@
 //!
 //! ```toml
 //! [account.gmail]
-//! url = "pops://alice@gmail.com@pop.gmail.com"
+//! url = "pops://alice%40gmail.com@pop.gmail.com"
 //! auth = "XOAUTH2"
 //! maildir = "~/Mail/gmail"
 //!

@@ -50,7 +50,8 @@
 //! | `webpki-roots` | yes | trust the Mozilla roots bundled in `webpki-roots` (the default [`TlsVerification`](tls::TlsVerification)) |
 //! | `native-roots` | no | trust the platform's roots, loaded with `rustls-native-certs` (`TlsVerification::PlatformRoots`; with `webpki-roots`, both: `BundledAndPlatformRoots`) |
 //! | `tracing` | yes | diagnostics through `tracing` (accept errors, failed handshakes, session summaries, the client's wire log) and rustls's own through `log`; without it they compile to nothing |
-//! | `cli` | no | the command lines of every runtime's `pop3d` and `fetch` examples (not part of the API); turns on `client`, `server`, `fetch`, `maildir`, `tracing` |
+//! | `config` | no | the fetch configuration file and password sources (`config`), OAuth 2.0 access tokens from a token endpoint (`oauth2`, over `ureq`); turns on `deliver` |
+//! | `cli` | no | the command lines of every runtime's `pop3d` and `fetch` examples (not part of the API); turns on `client`, `server`, `fetch`, `maildir`, `config`, `native-roots`, `tracing` |
 //!
 //! TLS needs `ring` or `aws-lc-rs`; with neither the crate is built for
 //! plain TCP, and TLS works only with a provider the application brings

@@ -109,6 +109,9 @@ pub enum OAuth2Error {
     /// The token endpoint is neither `https://` nor `http://` on a loopback
     /// host.
     InsecureEndpoint(String),
+    /// The endpoint is `https://`, but no crypto provider is built in
+    /// (features `ring`, `aws-lc-rs`) nor installed process-wide.
+    NoCryptoProvider,
     /// The refresh-token file cannot be read (or is empty).
     ReadRefreshToken(PathBuf, io::Error),
     /// The rotated refresh token cannot be stored; the old one is intact.
@@ -145,9 +148,9 @@ impl OAuth2Error {
     /// refresh-token file 78, a token that cannot be stored 74.
     pub fn exit_kind(&self) -> ExitKind {
         match self {
-            OAuth2Error::InsecureEndpoint(_) | OAuth2Error::ReadRefreshToken(..) => {
-                ExitKind::Config
-            }
+            OAuth2Error::InsecureEndpoint(_)
+            | OAuth2Error::NoCryptoProvider
+            | OAuth2Error::ReadRefreshToken(..) => ExitKind::Config,
             OAuth2Error::StoreRefreshToken(..) => ExitKind::IoErr,
             OAuth2Error::ClientSecret(_)
             | OAuth2Error::InvalidGrant { .. }
@@ -168,6 +171,9 @@ impl fmt::Display for OAuth2Error {
             OAuth2Error::InsecureEndpoint(url) => write!(
                 f,
                 "the token endpoint {url} is not https:// (plain http:// only on a loopback host)"
+            ),
+            OAuth2Error::NoCryptoProvider => f.write_str(
+                "no TLS crypto provider for the token endpoint (build with ring or aws-lc-rs)",
             ),
             OAuth2Error::ReadRefreshToken(path, _) => {
                 write!(f, "cannot read the refresh token from {}", path.display())
@@ -403,6 +409,10 @@ fn refresh(settings: &OAuth2Settings) -> Result<(String, Option<u64>), OAuth2Err
     let url = &settings.token_url;
     if !endpoint_allowed(url) {
         return Err(OAuth2Error::InsecureEndpoint(url.clone()));
+    }
+    if crate::tls::default_provider().is_none() && url.to_ascii_lowercase().starts_with("https://")
+    {
+        return Err(OAuth2Error::NoCryptoProvider);
     }
     let file = &settings.refresh_token_file;
     let refresh_token = read_refresh_token(file)?;

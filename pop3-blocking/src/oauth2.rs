@@ -6,7 +6,8 @@
 //! one with the access token: it replaces the old one atomically (a
 //! temporary file in the same directory, mode 0600, synced, renamed over the
 //! old one, the directory synced), so a crash leaves either token whole.
-//! Access tokens are kept in memory, per endpoint, client and refresh-token
+//! Refreshes of one refresh token take turns, across processes, under the
+//! lock of `.FILE.lock` beside it. Access tokens are kept in memory, per endpoint, client and refresh-token
 //! file, until shortly before they expire (`expires_in`).
 //!
 //! The endpoint must be `https://`; plain `http://` only on a loopback host
@@ -339,6 +340,26 @@ pub fn store_refresh_token(path: &Path, token: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes the exclusive lock of `.NAME.lock` beside `path` (created mode
+/// 0600, never removed), waiting for another holder; released on drop.
+fn lock_beside(path: &Path) -> io::Result<std::fs::File> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut lock_name = std::ffi::OsString::from(".");
+    lock_name.push(name);
+    lock_name.push(".lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let lock = options.open(path.with_file_name(lock_name))?;
+    // fs4's lock, named in full: from Rust 1.89 on, `File` has a `lock` of
+    // its own.
+    fs4::FileExt::lock(&lock)?;
+    Ok(lock)
+}
+
 /// The client secret, from its source.
 fn client_secret(secret: &ClientSecret) -> Result<String, OAuth2Error> {
     match secret {
@@ -415,6 +436,10 @@ fn refresh(settings: &OAuth2Settings) -> Result<(String, Option<u64>), OAuth2Err
         return Err(OAuth2Error::NoCryptoProvider);
     }
     let file = &settings.refresh_token_file;
+    // One refresh at a time per refresh token, across processes: a second
+    // fetch reads the token the first one rotated in, rather than the one
+    // it made stale.
+    let _lock = lock_beside(file).map_err(|e| OAuth2Error::ReadRefreshToken(file.clone(), e))?;
     let refresh_token = read_refresh_token(file)?;
     let mut form = vec![
         ("grant_type", "refresh_token".to_owned()),

@@ -362,6 +362,43 @@ fn an_access_token_is_reused_in_memory_until_shortly_before_it_expires() {
 }
 
 #[test]
+fn each_refresh_sends_the_refresh_token_the_one_before_rotated_in() {
+    // r1 → r2 → r3; an access token that expires within the margin, so
+    // that every call refreshes.
+    let endpoint = Endpoint::start(|r| {
+        let next = match r.field("refresh_token") {
+            Some("r1") => "r2",
+            Some("r2") => "r3",
+            _ => return (400, r#"{"error":"invalid_grant"}"#.into()),
+        };
+        (
+            200,
+            format!(
+                r#"{{"access_token":"t","token_type":"Bearer","expires_in":30,"refresh_token":"{next}"}}"#
+            ),
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("token"), "r1\n").unwrap();
+    let text = format!(
+        "[account.a]\nurl = \"pop://u;AUTH=OAUTHBEARER@127.0.0.1:1\"\nmaildir = \"{d}/m\"\n[account.a.oauth2]\ntoken_url = \"{url}\"\nclient_id = \"c\"\nrefresh_token_file = \"{d}/token\"\n",
+        d = d.display(),
+        url = endpoint.url()
+    );
+    let account = Config::load(&config(d, &text)).unwrap().accounts.remove(0);
+    assert_eq!(account.password().unwrap(), "t");
+    assert_eq!(account.password().unwrap(), "t");
+    let asked: Vec<_> = endpoint
+        .stop()
+        .iter()
+        .map(|r| r.field("refresh_token").unwrap().to_owned())
+        .collect();
+    assert_eq!(asked, ["r1", "r2"]);
+    assert_eq!(std::fs::read_to_string(d.join("token")).unwrap(), "r3\n");
+}
+
+#[test]
 fn a_revoked_refresh_token_exits_77_asking_to_authorise_again_and_an_endpoint_failure_75() {
     let server = Server::new();
     let endpoint = Endpoint::start(|r| match r.field("refresh_token") {

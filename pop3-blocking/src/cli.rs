@@ -1017,7 +1017,9 @@ impl ServerSetup {
     /// Handles the signals from now on, on a thread of their own: SIGTERM
     /// and SIGINT call `shutdown` (once; a second one exits at once, status
     /// 1, after removing the demo CA file), SIGHUP reloads
-    /// ([`reload`](Self::reload), logging the outcome). Where there are no
+    /// ([`reload`](Self::reload), logging the outcome). The service
+    /// manager (`NOTIFY_SOCKET`) is told `RELOADING=1` then `READY=1`
+    /// around a reload, `STOPPING=1` at the shutdown. Where there are no
     /// Unix signals, Ctrl-C calls `shutdown`.
     pub fn handle_signals(&self, shutdown: impl Fn() + Send + 'static) -> Result<(), BoxError> {
         let reload = self.reload.clone();

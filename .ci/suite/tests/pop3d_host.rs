@@ -1,6 +1,6 @@
 //! Every runtime's `pop3d` example and its host: started as root it binds a
 //! port below 1024, then serves a Maildir as `nobody` (every uid and gid of
-//! the process nobody's, root's files read at start, a reload of a file only
+//! every thread nobody's, root's files read at start, a reload of a file only
 //! root can read refused saying why); as root without a user it refuses to
 //! serve Maildirs (status 78, saying how to fix it); it serves the sockets a
 //! service manager hands over (systemd's socket activation, plain and
@@ -249,11 +249,16 @@ fn as_root_pop3d_binds_a_port_below_1024_then_serves_a_maildir_as_nobody() {
         let mut server = Server::spawn(command);
         server.out_line(&format!("listening on 127.0.0.1:{port}"));
         server.log_line("serving as user nobody");
-        let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
-            .expect("the server's status");
-        assert_eq!(status_ids(&status, "Uid:"), [nobody.0; 4], "{example}");
-        assert_eq!(status_ids(&status, "Gid:"), [nobody.1; 4], "{example}");
-        assert_eq!(status_ids(&status, "Groups:"), [nobody.1], "{example}");
+        // Every thread (a runtime's workers too) is nobody's.
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+            .expect("the server's threads");
+        for task in tasks {
+            let status = std::fs::read_to_string(task.expect("a thread").path().join("status"))
+                .expect("a thread's status");
+            assert_eq!(status_ids(&status, "Uid:"), [nobody.0; 4], "{example}");
+            assert_eq!(status_ids(&status, "Gid:"), [nobody.1; 4], "{example}");
+            assert_eq!(status_ids(&status, "Groups:"), [nobody.1], "{example}");
+        }
         let mut session = Session::open(port);
         session.login("alice", "secret");
         let message = session.multi("RETR 1");

@@ -28,6 +28,7 @@ use crate::maildir::MaildirStore;
 use crate::metrics::Metrics;
 use crate::passwd::{PasswdFile, SharedPasswd};
 
+mod host;
 mod server_file;
 use pop3_proto::__tracing as tracing;
 use server_file::ServerFile;
@@ -198,6 +199,20 @@ pub struct ServerArgs {
     /// this server's own UIDLs. Default `%08Xu%08Xv`.
     #[arg(long, value_name = "FORMAT")]
     pub previous_uidl_format: Option<String>,
+    /// The account to serve as: started as root, the server binds its
+    /// listeners and reads its files, then becomes this user (and its
+    /// primary group, or `--group`) for good. Files reloaded later
+    /// (SIGHUP) must be readable by it.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The group to serve as with `--user` (default: the user's primary
+    /// group); the only group kept.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Serve as root when started as root without `--user` (refused
+    /// otherwise, except for the demo maildrop).
+    #[arg(long)]
+    pub allow_root: bool,
 }
 
 /// Which store the server serves (the PostgreSQL one only with the feature
@@ -239,7 +254,7 @@ pub struct ProxyProtocolSettings {
 /// `[metrics]`: where metrics are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
-    /// The listener's address (checked to bind at start, then released).
+    /// The listener's address (bound at start, before root is dropped).
     pub listen: SocketAddr,
 }
 
@@ -275,6 +290,10 @@ pub struct ServerSetup {
     pub demo_ca: Option<PathBuf>,
     /// Whether the store is the embedded demo maildrop.
     pub demo: bool,
+    /// Whether the listeners are the service manager's (socket
+    /// activation) rather than the configured addresses.
+    pub socket_activated: bool,
+    metrics_listener: std::sync::Mutex<Option<std::net::TcpListener>>,
     reload: Arc<Reloader>,
 }
 
@@ -356,6 +375,9 @@ struct Settings {
     limits: server_file::LimitKeys,
     proxy_protocol: Option<ProxyProtocolSettings>,
     metrics: Option<Sourced<SocketAddr>>,
+    user: Option<Sourced<String>>,
+    group: Option<Sourced<String>>,
+    allow_root: bool,
 }
 
 impl Settings {
@@ -538,6 +560,21 @@ impl Settings {
                 origin: origin_in(file, "metrics.listen", &m.listen),
             }),
         };
+        let name = |given: &Option<String>,
+                    name: &'static str,
+                    key: &'static str,
+                    from: &Option<toml::Spanned<String>>| {
+            match (given, from) {
+                (Some(v), _) => Some(flag(v.clone(), name)),
+                (None, Some(span)) => Some(Sourced {
+                    value: span.get_ref().clone(),
+                    origin: origin_in(file, key, span),
+                }),
+                (None, None) => None,
+            }
+        };
+        let user = name(&args.user, "--user", "user", &keys.user);
+        let group = name(&args.group, "--group", "group", &keys.group);
         Ok(Settings {
             listen,
             tls_listen,
@@ -555,6 +592,9 @@ impl Settings {
             limits,
             proxy_protocol,
             metrics,
+            user,
+            group,
+            allow_root: args.allow_root || keys.allow_root == Some(true),
         })
     }
 
@@ -677,9 +717,22 @@ struct Reloader {
     secret: DeploymentSecret,
     certificate: Option<Arc<CertSlot>>,
     users: Option<SharedPasswd>,
+    /// The service user root was dropped for.
+    serving_as: Option<String>,
 }
 
 impl Reloader {
+    /// After root was dropped, what a reload refused for want of permission
+    /// means.
+    fn permission_hint(&self, e: &(dyn std::error::Error + 'static)) -> String {
+        match &self.serving_as {
+            Some(user) if chain(e).contains("(os error 13)") => format!(
+                " (the server now runs as user {user}: the configuration file, certificates, keys and users file must be readable by it)"
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// Re-reads the configuration file, the certificate and the users;
     /// puts them in force only if all of them are good.
     fn reload(&self) -> Result<(), BoxError> {
@@ -704,7 +757,7 @@ impl Reloader {
         fn value<T: Clone>(v: &Option<Sourced<T>>) -> Option<T> {
             v.as_ref().map(|s| s.value.clone())
         }
-        let restart_only: [(&str, bool); 12] = [
+        let restart_only: [(&str, bool); 14] = [
             ("listen", values(&new.listen) != values(&old.listen)),
             (
                 "tls_listen",
@@ -735,6 +788,8 @@ impl Reloader {
             ("login_delay", new.login_delay != old.login_delay),
             ("proxy_protocol", new.proxy_protocol != old.proxy_protocol),
             ("metrics", value(&new.metrics) != value(&old.metrics)),
+            ("user", value(&new.user) != value(&old.user)),
+            ("group", value(&new.group) != value(&old.group)),
         ];
         for (key, changed) in restart_only {
             if changed {
@@ -793,6 +848,12 @@ impl ServerArgs {
             }
         }
         let demo = settings.maildir_root.is_none() && settings.postgres.is_none();
+        let root = host::root_policy(
+            settings.user.as_ref(),
+            settings.group.as_ref(),
+            settings.allow_root,
+            demo,
+        )?;
         let secret = match (&settings.secret_file, &settings.maildir_root) {
             (Some(file), _) => load_or_create_secret(&file.value)
                 .map_err(|e| startup(&file.origin, "", chain(&*e)))?,
@@ -811,8 +872,15 @@ impl ServerArgs {
                     .map_err(|e| startup(&settings.previous_uidl_format.origin, format, e))?,
             ),
         };
-        let mut listeners = Vec::new();
-        for (addrs, tls) in [(&settings.listen, false), (&settings.tls_listen, true)] {
+        let activated = host::activated_listeners()?;
+        let socket_activated = activated.is_some();
+        let mut listeners = activated.unwrap_or_default();
+        let configured: [(&[Sourced<SocketAddr>], bool); 2] = match socket_activated {
+            // The service manager's sockets replace the configured addresses.
+            true => [(&[], false), (&[], true)],
+            false => [(&settings.listen, false), (&settings.tls_listen, true)],
+        };
+        for (addrs, tls) in configured {
             for addr in addrs {
                 let listener = std::net::TcpListener::bind(addr.value).map_err(|e| {
                     let what = if tls { "tls_listen" } else { "listen" };
@@ -824,9 +892,12 @@ impl ServerArgs {
                 listeners.push(BoundListener { listener, tls });
             }
         }
-        if let Some(m) = &settings.metrics {
-            std::net::TcpListener::bind(m.value).map_err(|e| startup(&m.origin, m.value, e))?;
-        }
+        let metrics_listener = match &settings.metrics {
+            Some(m) => Some(
+                std::net::TcpListener::bind(m.value).map_err(|e| startup(&m.origin, m.value, e))?,
+            ),
+            None => None,
+        };
         let keys = settings.load_certificates()?;
         let (tls, demo_ca, certificate) = match keys.is_empty() {
             false => {
@@ -892,8 +963,20 @@ impl ServerArgs {
             }
             ServerStore::Demo(store)
         };
+        let serving_as = match &root {
+            host::RootPolicy::Drop(user) => {
+                if let Some(ca) = &demo_ca {
+                    user.give(ca)?;
+                }
+                user.become_it()?;
+                Some(user.name.clone())
+            }
+            host::RootPolicy::Stay => None,
+        };
         let setup = ServerSetup {
             listeners,
+            socket_activated,
+            metrics_listener: std::sync::Mutex::new(metrics_listener),
             config,
             tls,
             certificates: settings.certificates.clone(),
@@ -911,6 +994,7 @@ impl ServerArgs {
                 secret,
                 certificate,
                 users: shared_users,
+                serving_as,
             }),
         };
         Ok((setup, store))
@@ -933,7 +1017,9 @@ impl ServerSetup {
     /// Handles the signals from now on, on a thread of their own: SIGTERM
     /// and SIGINT call `shutdown` (once; a second one exits at once, status
     /// 1, after removing the demo CA file), SIGHUP reloads
-    /// ([`reload`](Self::reload), logging the outcome). Where there are no
+    /// ([`reload`](Self::reload), logging the outcome). The service
+    /// manager (`NOTIFY_SOCKET`) is told `RELOADING=1` then `READY=1`
+    /// around a reload, `STOPPING=1` at the shutdown. Where there are no
     /// Unix signals, Ctrl-C calls `shutdown`.
     pub fn handle_signals(&self, shutdown: impl Fn() + Send + 'static) -> Result<(), BoxError> {
         let reload = self.reload.clone();
@@ -947,6 +1033,7 @@ impl ServerSetup {
                 std::process::exit(1);
             }
             tracing::info!("shutting down: no new sessions; open ones may finish");
+            host::notify("STOPPING=1");
             shutdown();
         };
         #[cfg(unix)]
@@ -959,13 +1046,16 @@ impl ServerSetup {
                     let mut stopping = false;
                     for signal in signals.forever() {
                         if signal == SIGHUP {
+                            host::notify(&host::reloading_notice());
                             match reload.reload() {
                                 Ok(()) => tracing::info!("reloaded the configuration"),
                                 Err(e) => tracing::error!(
-                                    "reload failed, the configuration in force stays: {}",
-                                    chain(&*e)
+                                    "reload failed, the configuration in force stays: {}{}",
+                                    chain(&*e),
+                                    reload.permission_hint(&*e)
                                 ),
                             }
+                            host::notify("READY=1");
                         } else {
                             stop(stopping);
                             stopping = true;
@@ -984,14 +1074,18 @@ impl ServerSetup {
         Ok(())
     }
 
-    /// The server's metrics: served at [`ServerSetup::metrics`]'s address by
-    /// [`metrics::serve`](crate::metrics::serve) (on a thread of its own)
-    /// when it is set, else counted for no one. Hand them to the server
+    /// The server's metrics: served on the listener bound at start at
+    /// [`ServerSetup::metrics`]'s address by
+    /// [`metrics::serve`](crate::metrics::serve) (on a thread of its own,
+    /// the first call only) when it is set, else counted for no one. Hand them to the server
     /// with its `with_metrics`.
     pub fn start_metrics(&self, program: &str) -> Result<Arc<Metrics>, BoxError> {
         let metrics = Arc::new(Metrics::new());
-        if let Some(addr) = self.metrics.as_ref().map(|m| m.listen) {
-            let listener = std::net::TcpListener::bind(addr)?;
+        let bound = match self.metrics_listener.lock() {
+            Ok(mut l) => l.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(listener) = bound {
             let local = listener.local_addr()?;
             crate::metrics::serve(listener, metrics.clone())?;
             println!("{program}: metrics at http://{local}/metrics");
@@ -999,9 +1093,15 @@ impl ServerSetup {
         Ok(metrics)
     }
 
-    /// Prints where the server listens and, for the demo, how to try it.
+    /// Prints where the server listens and, for the demo, how to try it,
+    /// and tells the service manager (`NOTIFY_SOCKET`) the server is ready:
+    /// call it once every listener is served.
     /// `bound`: each listener's local address and whether it is implicit TLS.
     pub fn print_banner(&self, program: &str, bound: &[(SocketAddr, bool)]) {
+        host::notify("READY=1");
+        if self.socket_activated {
+            println!("{program}: serving the sockets of the service manager (socket activation)");
+        }
         for (local, tls) in bound {
             let kind = if *tls {
                 "pop3s (implicit TLS)"

@@ -49,9 +49,15 @@ impl Deployment {
     }
 }
 
+/// The setup of `args`, allowed to serve as root (tests run as root on CI;
+/// dropping root in the test process would end the other tests).
 fn setup(args: &[&str]) -> Result<(ServerSetup, ServerStore), BoxError> {
-    let args = ServerArgs::try_parse_from(std::iter::once("pop3d").chain(args.iter().copied()))
-        .expect("the command line parses");
+    let args = ServerArgs::try_parse_from(
+        ["pop3d", "--allow-root"]
+            .into_iter()
+            .chain(args.iter().copied()),
+    )
+    .expect("the command line parses");
     args.setup("pop3d")
 }
 
@@ -413,4 +419,79 @@ fn ip_network_contains_v6() {
     let odd: IpNetwork = "2001:db8:8000::/33".parse().unwrap();
     assert!(odd.contains("2001:db8:8000::5".parse().unwrap()));
     assert!(!odd.contains("2001:db8:7fff::5".parse().unwrap()));
+}
+
+/// The setup of `args` as given (no `--allow-root` added).
+fn setup_as_given(args: &[&str]) -> Result<(ServerSetup, ServerStore), BoxError> {
+    ServerArgs::try_parse_from(std::iter::once("pop3d").chain(args.iter().copied()))
+        .expect("the command line parses")
+        .setup("pop3d")
+}
+
+#[test]
+fn an_unknown_service_user_or_a_group_without_a_user_is_a_configuration_error() {
+    let d = Deployment::new();
+    let file = d.config(
+        "listen = [\"127.0.0.1:0\"]\nmaildir_root = \"@DIR@/mail\"\nusers = \"@DIR@/passwd\"\nuser = \"no-such-user-here\"\n",
+    );
+    let Err(e) = setup_as_given(&["--config", &config_arg(&file)]) else {
+        panic!("an unknown user was accepted");
+    };
+    let text = pop3_blocking::cli::chain(&*e);
+    assert!(
+        text.contains(&format!(
+            "{}:4: user no-such-user-here: no such user",
+            file.display()
+        )),
+        "{text}"
+    );
+    assert_config_exit(&e);
+    let Err(e) = setup_as_given(&["--listen", "127.0.0.1:0", "--group", "root"]) else {
+        panic!("a group without a user was accepted");
+    };
+    assert!(
+        e.to_string().contains("--group root: needs user too"),
+        "{e}"
+    );
+    assert_config_exit(&e);
+}
+
+#[test]
+#[cfg(unix)]
+fn as_root_without_a_user_maildirs_are_refused_unless_allowed_and_the_demo_serves() {
+    let euid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .expect("this test reads /proc/self (Linux)");
+    assert_eq!(
+        euid, 0,
+        "this test needs root: run it as root (as CI does), e.g. sudo -E cargo test"
+    );
+    let d = Deployment::new();
+    let store = [
+        "--listen",
+        "127.0.0.1:0",
+        "--maildir-root",
+        &config_arg(&d.path("mail")),
+        "--users",
+        &config_arg(&d.path("passwd")),
+    ];
+    let Err(e) = setup_as_given(&store) else {
+        panic!("served Maildirs as root without being told");
+    };
+    let text = e.to_string();
+    assert!(text.contains("refusing to serve as root"), "{text}");
+    assert!(
+        text.contains("--user")
+            && text.contains("--allow-root")
+            && text.contains("allow_root = true"),
+        "{text}"
+    );
+    assert_config_exit(&e);
+    let file = d.config(
+        "listen = [\"127.0.0.1:0\"]\nmaildir_root = \"@DIR@/mail\"\nusers = \"@DIR@/passwd\"\nallow_root = true\n",
+    );
+    assert!(setup_as_given(&["--config", &config_arg(&file)]).is_ok());
+    assert!(setup_as_given(&[store.as_slice(), &["--allow-root"]].concat()).is_ok());
+    let (setup, _) = setup_as_given(&["--listen", "127.0.0.1:0"]).expect("the demo serves as root");
+    assert!(setup.demo);
 }

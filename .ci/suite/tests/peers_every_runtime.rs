@@ -77,6 +77,8 @@ fn start_pop3d(
         .arg(&cert)
         .arg("--key")
         .arg(&key)
+        // CI runs as root.
+        .arg("--allow-root")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

@@ -178,7 +178,7 @@ fn sighup_reloads_the_users_keeping_sessions_and_a_bad_reload_keeps_the_old_ones
     std::fs::write(
         &config,
         format!(
-            "maildir_root = {:?}\nusers = {:?}\nallow_plaintext_auth = true\n",
+            "maildir_root = {:?}\nusers = {:?}\nallow_plaintext_auth = true\nallow_root = true\n",
             root, users
         ),
     )

@@ -690,9 +690,10 @@ fn behaves_like_the_memory_store_over_a_random_run() {
 fn pop3d_takes_postgres_instead_of_maildirs() {
     use pop3_blocking::cli::{ServerArgs, ServerStore};
     let cluster = Cluster::start();
-    let (_setup, store) = ServerArgs::parse_from(["pop3d", "--postgres", &cluster.conninfo()])
-        .setup("pop3d-test")
-        .unwrap();
+    let (_setup, store) =
+        ServerArgs::parse_from(["pop3d", "--postgres", &cluster.conninfo(), "--allow-root"])
+            .setup("pop3d-test")
+            .unwrap();
     let ServerStore::Postgres(store) = store else {
         panic!("not the PostgreSQL store: {store:?}");
     };

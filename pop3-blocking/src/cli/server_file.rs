@@ -30,6 +30,9 @@ pub(crate) struct FileKeys {
     pub limits: Option<LimitKeys>,
     pub proxy_protocol: Option<ProxyKeys>,
     pub metrics: Option<MetricsKeys>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub allow_root: Option<bool>,
 }
 
 /// `[tls]`.

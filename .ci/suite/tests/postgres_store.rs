@@ -195,7 +195,9 @@ fn sizes_uids_and_bodies_as_delivered() {
 /// Two frontends (two stores, each with its own pool) race 50 logins each
 /// for one maildrop at once, 200 rounds: each round exactly one of the 100
 /// logins owns it, the others are `InUse`, and each owner's fencing token
-/// is above the last one's. The owner commits before the next round.
+/// is above the last one's. Each owner deletes the first message and
+/// commits before the next round: each owner's snapshot lacks exactly the
+/// messages its predecessors deleted.
 #[test]
 fn two_frontends_racing_for_one_maildrop_never_both_own_it() {
     const PER_FRONTEND: usize = 50;
@@ -204,6 +206,10 @@ fn two_frontends_racing_for_one_maildrop_never_both_own_it() {
     let frontends = [Arc::new(store(&cluster)), Arc::new(store(&cluster))];
     alice(&frontends[0]);
     let _ = frontends[1].refresh_credential_forms().unwrap();
+    for i in 0..ROUNDS {
+        let m = format!("Subject: {i}\r\n\r\n{i}\r\n");
+        frontends[0].deliver("alice", &mut m.as_bytes()).unwrap();
+    }
     let started = Instant::now();
     let barrier = Arc::new(Barrier::new(2 * PER_FRONTEND));
     let threads: Vec<_> = frontends
@@ -212,10 +218,10 @@ fn two_frontends_racing_for_one_maildrop_never_both_own_it() {
         .map(|store| {
             let (store, barrier) = (store.clone(), barrier.clone());
             std::thread::spawn(move || {
-                // Per round: the token owned, None when refused, or the
-                // unexpected error (a panic here would leave the others
-                // waiting at the barrier).
-                let mut rounds: Vec<Result<Option<i64>, String>> = Vec::new();
+                // Per round: the token owned and the number of messages
+                // seen, None when refused, or the unexpected error (a panic
+                // here would leave the others waiting at the barrier).
+                let mut rounds: Vec<Result<Option<(i64, usize)>, String>> = Vec::new();
                 for _ in 0..ROUNDS {
                     barrier.wait();
                     let login = store
@@ -225,14 +231,14 @@ fn two_frontends_racing_for_one_maildrop_never_both_own_it() {
                             store.open("alice")
                         });
                     let owned = match &login {
-                        Ok(drop) => Ok(Some(drop.token())),
+                        Ok(drop) => Ok(Some((drop.token(), drop.messages().len()))),
                         Err(StoreError::InUse) => Ok(None),
                         Err(e) => Err(e.to_string()),
                     };
                     // Every login has been tried before the owner lets go.
                     barrier.wait();
                     if let Ok(drop) = login {
-                        if let Err(e) = drop.commit(Vec::new()) {
+                        if let Err(e) = drop.commit(vec![0]) {
                             rounds.push(Err(format!("commit: {e}")));
                             barrier.wait();
                             continue;
@@ -256,13 +262,18 @@ fn two_frontends_racing_for_one_maildrop_never_both_own_it() {
         let mut owners = Vec::new();
         for (login, rounds) in results.iter().enumerate() {
             match &rounds[round] {
-                Ok(Some(token)) => owners.push((login / PER_FRONTEND, *token)),
+                Ok(Some((token, seen))) => owners.push((login / PER_FRONTEND, *token, *seen)),
                 Ok(None) => {}
                 Err(e) => panic!("round {round}, login {login}: {e}"),
             }
         }
         assert_eq!(owners.len(), 1, "round {round}: owners {owners:?}");
-        let token = owners[0].1;
+        let (_, token, seen) = owners[0];
+        assert_eq!(
+            seen,
+            ROUNDS - round,
+            "round {round}: messages in the snapshot"
+        );
         assert!(
             token > last_token,
             "round {round}: token {token} after {last_token}"

@@ -1413,6 +1413,43 @@ pub fn a_tiny_action_queue_only_slows_parsing_down<B: Backend, C: Runtime, S: Ru
     client.quit().unwrap();
 }
 
+/// A message delivered while a session is open: the session's listing and
+/// numbers stay as they were at login, its QUIT removes exactly what it
+/// marked, and the next session has the new message last.
+pub fn a_delivery_during_a_session_appears_in_the_next<B: Backend, C: Runtime, S: Runtime>() {
+    let msgs = messages();
+    let late = b"Subject: late\r\n\r\n.delivered during a session\r\n".to_vec();
+    let w = world::<B, S>(&msgs, ServerOptions::default());
+    let mut client = logged_in::<C>(&w);
+    let before = client.uidl().unwrap();
+    w.store.deliver("alice", &late);
+    assert_eq!(w.store.message_count("alice"), msgs.len() + 1);
+    assert_eq!(client.uidl().unwrap(), before, "the session's listing");
+    assert_eq!(client.stat().unwrap().count as usize, msgs.len());
+    assert!(matches!(
+        client.retr(msg(msgs.len() as u32 + 1), &mut Vec::new()),
+        Err(Error::Server(_))
+    ));
+    client.dele(msg(1)).unwrap();
+    client.quit().unwrap();
+    let mut next = logged_in::<C>(&w);
+    let after = next.uidl().unwrap();
+    assert_eq!(after.len(), msgs.len());
+    let uids = |lines: &[UidLine]| lines.iter().map(|l| l.uid.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        uids(&after[..msgs.len() - 1]),
+        uids(&before[1..]),
+        "the kept messages, renumbered"
+    );
+    let mut got = Vec::new();
+    next.retr(msg(msgs.len() as u32), &mut got).unwrap();
+    assert_eq!(got, late, "the late message, last");
+    next.quit().unwrap();
+    let mut want = msgs[1..].to_vec();
+    want.push(late);
+    assert_eq!(w.store.messages("alice"), want);
+}
+
 /// Fetch every message into a Maildir, then again with deletion.
 pub fn fetch_then_delete<B: Backend, C: Runtime, S: Runtime>() {
     let msgs = messages();
@@ -1711,6 +1748,10 @@ macro_rules! runtime_suite {
             #[test]
             fn a_slow_reader_is_cut_at_the_login_timeout() {
                 suite::a_slow_reader_is_cut_at_the_login_timeout::<$b, $s>();
+            }
+            #[test]
+            fn a_delivery_during_a_session_appears_in_the_next() {
+                suite::a_delivery_during_a_session_appears_in_the_next::<$b, $c, $s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {

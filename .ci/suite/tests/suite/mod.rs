@@ -8,6 +8,11 @@
 //! memory; the reply timeout; the peer vanishing mid-RETR (nothing
 //! deleted); 100 concurrent clients under a connection cap; a graceful
 //! shutdown mid-session (no commit); fetch into a Maildir, then deletion.
+//!
+//! The scenarios that concern the store get theirs from a [`Backend`]:
+//! [`Memory`] here, PostgreSQL in `pg_backend.rs`; a scenario sees the
+//! store only through its [`World`] (the server, and [`Mailstore`] to
+//! look at the mail and deliver more).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

@@ -32,13 +32,15 @@
 //!
 //! # The maildrop lock
 //!
-//! Opening a maildrop takes its lease in one statement: a new row, or the
-//! row of an expired lease taken over, with a fresh *fencing token* from
-//! the `lease_tokens` sequence and an expiry [`PgOptions::lease`] ahead
-//! (30 s by default) on the database's clock. A lease that has not expired
-//! makes the open [`StoreError::InUse`] (`-ERR [IN-USE]`). The snapshot of
-//! the maildrop (its messages, in delivery order) is read in the same
-//! transaction: messages delivered later appear in the next session, and
+//! Opening a maildrop takes its lease in one statement (one round trip,
+//! the account looked up in it): a new row, or the row of an expired lease
+//! taken over, with a fresh *fencing token* from the `lease_tokens`
+//! sequence and an expiry [`PgOptions::lease`] ahead (30 s by default) on
+//! the database's clock. A lease that has not expired makes the open
+//! [`StoreError::InUse`] (`-ERR [IN-USE]`). The snapshot of the maildrop
+//! (its messages, in delivery order) is read by the next statement, once
+//! the lease is committed, so it never shows what the previous holder
+//! deleted: messages delivered later appear in the next session, and
 //! message numbers never shift.
 //!
 //! No session holds a database connection between its calls: each call
@@ -615,40 +617,55 @@ impl PgStore {
     }
 
     fn open_maildrop(&self, user: &str) -> Result<PgMaildrop, StoreError> {
+        // The lease in one statement (one round trip, its own transaction):
+        // a row for the account if it exists, with the token won or NULL.
         // Run again on a connection found closed: a lease won by a
-        // transaction whose commit was lost with the connection makes this
+        // statement whose reply was lost with the connection makes this
         // open `InUse` until it expires, and loses nothing.
-        let (account, won, rows) = with_conn(&self.pool, |conn| {
-            let mut tx = conn.transaction()?;
-            let Some(account) =
-                tx.query_opt("SELECT id FROM accounts WHERE name = $1", &[&user])?
-            else {
-                return Ok(None);
-            };
-            let account: i64 = account.get(0);
-            let won = tx.query_opt(
-                "INSERT INTO leases (account, token, expires_at)
-                 VALUES ($1, nextval('lease_tokens'), now() + make_interval(secs => $2))
-                 ON CONFLICT (account) DO UPDATE
-                    SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-                    WHERE leases.expires_at <= now()
-                 RETURNING token",
-                &[&account, &secs(self.lease)],
-            )?;
-            let Some(won) = won else {
-                return Ok(Some((account, None, Vec::new())));
-            };
-            let rows = tx.query(
-                "SELECT id, uidl, size, chunks FROM messages
-                 WHERE account = $1 ORDER BY id",
-                &[&account],
-            )?;
-            tx.commit()?;
-            Ok(Some((account, Some(won.get::<_, i64>(0)), rows)))
+        let won = with_conn(&self.pool, |conn| {
+            conn.query_typed_opt(
+                "WITH account AS (SELECT id FROM accounts WHERE name = $1),
+                 won AS (
+                    INSERT INTO leases (account, token, expires_at)
+                    SELECT id, nextval('lease_tokens'), now() + make_interval(secs => $2)
+                    FROM account
+                    ON CONFLICT (account) DO UPDATE
+                       SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+                       WHERE leases.expires_at <= now()
+                    RETURNING token)
+                 SELECT id, (SELECT token FROM won) FROM account",
+                &[(&user, Type::TEXT), (&secs(self.lease), Type::FLOAT8)],
+            )
         })?
         .ok_or(StoreError::Permanent(Cause::NoSuchUser))?;
-        let Some(token) = won else {
+        let account: i64 = won.get(0);
+        let Some(token) = won.get::<_, Option<i64>>(1) else {
             return Err(StoreError::InUse);
+        };
+        // The snapshot, read after the lease committed: whatever the
+        // previous holder's commit deleted (it committed before its lease
+        // went, or its lease was taken over and it deletes nothing) is gone
+        // from it. (Read in the lease's statement, it would be the
+        // statement's snapshot, which may predate that commit.)
+        let rows = with_conn(&self.pool, |conn| {
+            conn.query_typed(
+                "SELECT id, uidl, size, chunks FROM messages
+                 WHERE account = $1 ORDER BY id",
+                &[(&account, Type::INT8)],
+            )
+        });
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Best effort: a lease that cannot be removed now expires.
+                let _ = with_conn(&self.pool, |conn| {
+                    conn.execute(
+                        "DELETE FROM leases WHERE account = $1 AND token = $2",
+                        &[&account, &token],
+                    )
+                });
+                return Err(e);
+            }
         };
         let mut messages = Vec::with_capacity(rows.len());
         let mut stored = Vec::with_capacity(rows.len());

@@ -9,51 +9,17 @@ mod peer_examples;
 #[path = "../../../pop3-tokio/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use peer_examples::{example_binary, mutt};
+use peer_examples::{certificates, example_binary, mutt, spawn_pop3d};
 use support::dovecot::{Dovecot, write_maildir};
 use support::poplib::{self, Connect, FetchOptions, Login};
-use support::{
-    ChildGuard, assert_bytes_eq, awkward, crlf_lines, crlf_to_lf, expect_success, mpop,
-    spawn_grouped,
-};
+use support::{ChildGuard, assert_bytes_eq, awkward, crlf_lines, crlf_to_lf, expect_success, mpop};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "secret";
-
-/// A CA and a certificate for localhost, written as PEM files in `dir`:
-/// (ca, cert, key).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "pop3-rs test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
 
 /// A `pop3d` example serving `messages` for alice from a Maildir tree, on
 /// ports of its choosing: (process, plain address, implicit TLS address).
@@ -68,41 +34,12 @@ fn start_pop3d(
     std::fs::write(&users, format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
     let (ca, cert, key) = certificates(work);
     let mut cmd = Command::new(bin);
-    cmd.args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
-        .arg("--maildir-root")
+    cmd.arg("--maildir-root")
         .arg(&root)
         .arg("--users")
-        .arg(&users)
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        // CI runs as root.
-        .arg("--allow-root")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = spawn_grouped(cmd).expect("start pop3d");
-    let stdout = child.child().stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut plain, mut tls) = (None, None);
-    while plain.is_none() || tls.is_none() {
-        let line = lines
-            .next()
-            .expect("pop3d ended before it listened")
-            .unwrap();
-        let Some(rest) = line.split("listening on ").nth(1) else {
-            continue;
-        };
-        let (addr, kind) = rest.split_once(", ").expect("address, kind");
-        let addr: SocketAddr = addr.parse().unwrap();
-        if kind.starts_with("pop3s") {
-            tls = Some(addr);
-        } else {
-            plain = Some(addr);
-        }
-    }
-    (child, plain.unwrap(), tls.unwrap(), ca)
+        .arg(&users);
+    let (child, plain, tls) = spawn_pop3d(cmd, &cert, &key);
+    (child, plain, tls, ca)
 }
 
 fn pop3d_serves_poplib_curl_and_mpop(bin: PathBuf) {

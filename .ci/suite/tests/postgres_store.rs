@@ -192,40 +192,104 @@ fn sizes_uids_and_bodies_as_delivered() {
     );
 }
 
+/// Two frontends (two stores, each with its own pool) race 50 logins each
+/// for one maildrop at once, 200 rounds: each round exactly one of the 100
+/// logins owns it, the others are `InUse`, and each owner's fencing token
+/// is above the last one's. Each owner deletes the first message and
+/// commits before the next round: each owner's snapshot lacks exactly the
+/// messages its predecessors deleted.
 #[test]
 fn two_frontends_racing_for_one_maildrop_never_both_own_it() {
+    const PER_FRONTEND: usize = 50;
+    const ROUNDS: usize = 200;
     let cluster = Cluster::start();
     let frontends = [Arc::new(store(&cluster)), Arc::new(store(&cluster))];
     alice(&frontends[0]);
-    const ROUNDS: usize = 50;
-    let barrier = Arc::new(Barrier::new(2));
+    let _ = frontends[1].refresh_credential_forms().unwrap();
+    for i in 0..ROUNDS {
+        let m = format!("Subject: {i}\r\n\r\n{i}\r\n");
+        frontends[0].deliver("alice", &mut m.as_bytes()).unwrap();
+    }
+    let started = Instant::now();
+    let barrier = Arc::new(Barrier::new(2 * PER_FRONTEND));
     let threads: Vec<_> = frontends
         .iter()
+        .flat_map(|store| std::iter::repeat_n(store, PER_FRONTEND))
         .map(|store| {
             let (store, barrier) = (store.clone(), barrier.clone());
             std::thread::spawn(move || {
-                let mut owned = Vec::new();
+                // Per round: the token owned and the number of messages
+                // seen, None when refused, or the unexpected error (a panic
+                // here would leave the others waiting at the barrier).
+                let mut rounds: Vec<Result<Option<(i64, usize)>, String>> = Vec::new();
                 for _ in 0..ROUNDS {
                     barrier.wait();
-                    let opened = store.open("alice");
-                    match &opened {
-                        Ok(_) => owned.push(true),
-                        Err(StoreError::InUse) => owned.push(false),
-                        Err(e) => panic!("{e}"),
-                    }
-                    // Both have tried before either lets go.
+                    let login = store
+                        .verify_password("alice", &Secret::new("wonderland"))
+                        .and_then(|ok| {
+                            assert!(ok, "the password is right");
+                            store.open("alice")
+                        });
+                    let owned = match &login {
+                        Ok(drop) => Ok(Some((drop.token(), drop.messages().len()))),
+                        Err(StoreError::InUse) => Ok(None),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    // Every login has been tried before the owner lets go.
                     barrier.wait();
-                    drop(opened);
+                    if let Ok(drop) = login {
+                        if let Err(e) = drop.commit(vec![0]) {
+                            rounds.push(Err(format!("commit: {e}")));
+                            barrier.wait();
+                            continue;
+                        }
+                    }
+                    rounds.push(owned);
                     barrier.wait();
                 }
-                owned
+                rounds
             })
         })
         .collect();
-    let results: Vec<Vec<bool>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    eprintln!(
+        "{ROUNDS} rounds of {} logins in {:?}",
+        2 * PER_FRONTEND,
+        started.elapsed()
+    );
+    let mut last_token = 0;
     for round in 0..ROUNDS {
-        let owners = results.iter().filter(|r| r[round]).count();
-        assert_eq!(owners, 1, "round {round}: {owners} owners");
+        let mut owners = Vec::new();
+        for (login, rounds) in results.iter().enumerate() {
+            match &rounds[round] {
+                Ok(Some((token, seen))) => owners.push((login / PER_FRONTEND, *token, *seen)),
+                Ok(None) => {}
+                Err(e) => panic!("round {round}, login {login}: {e}"),
+            }
+        }
+        assert_eq!(owners.len(), 1, "round {round}: owners {owners:?}");
+        let (_, token, seen) = owners[0];
+        assert_eq!(
+            seen,
+            ROUNDS - round,
+            "round {round}: messages in the snapshot"
+        );
+        assert!(
+            token > last_token,
+            "round {round}: token {token} after {last_token}"
+        );
+        last_token = token;
+    }
+    // Both frontends won some rounds.
+    for frontend in 0..2 {
+        let won = (0..ROUNDS)
+            .filter(|&round| {
+                results[frontend * PER_FRONTEND..(frontend + 1) * PER_FRONTEND]
+                    .iter()
+                    .any(|r| matches!(r[round], Ok(Some(_))))
+            })
+            .count();
+        eprintln!("frontend {frontend} owned the maildrop in {won} rounds");
     }
 }
 

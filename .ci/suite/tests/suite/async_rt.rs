@@ -18,7 +18,7 @@ use pop3_proto::command::LangRequest;
 use pop3_proto::fetch::{FetchError, FetchOptions, FetchReport};
 use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
 use pop3_proto::server::{ServerConfig, ServerOptions};
-use pop3_proto::store::Store;
+use pop3_proto::store::{BlockingStore, Store};
 use pop3_proto::types::{MessageNumber, Secret};
 
 use crate::suite::{Client, Runtime, Served};
@@ -93,6 +93,20 @@ impl<E: Executor> Runtime for OnAsync<E> {
             shutdown: Box::new(move || stop.shutdown()),
             wait_idle: Box::new(move || E::block_on(server.wait_idle())),
         }
+    }
+
+    fn serve_blocking<S: BlockingStore>(
+        store: S,
+        config: ServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+        options: ServerOptions,
+    ) -> Served {
+        Self::serve(
+            Arc::new(pop3_async_std::Unblock::new(store)),
+            config,
+            tls,
+            options,
+        )
     }
 
     fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<AsyncClient<E>, Error> {

@@ -13,7 +13,7 @@ use pop3_proto::command::LangRequest;
 use pop3_proto::fetch::{FetchError, FetchOptions, FetchReport};
 use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
 use pop3_proto::server::{ServerConfig, ServerOptions};
-use pop3_proto::store::Store;
+use pop3_proto::store::{BlockingStore, Store};
 use pop3_proto::types::{MessageNumber, Secret};
 use std::io::Read;
 
@@ -55,6 +55,23 @@ impl Runtime for Blocking {
             shutdown: Box::new(move || stop.shutdown()),
             wait_idle: Box::new(move || server.wait_idle()),
         }
+    }
+
+    fn serve_blocking<S: BlockingStore>(
+        store: S,
+        config: ServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+        options: ServerOptions,
+    ) -> Served {
+        Self::serve(
+            Arc::new(pop3_proto::store::OffloadStore::<
+                _,
+                pop3_proto::store::Inline,
+            >::new(store)),
+            config,
+            tls,
+            options,
+        )
     }
 
     fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<BlockingClient, Error> {

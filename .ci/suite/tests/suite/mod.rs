@@ -8,6 +8,11 @@
 //! memory; the reply timeout; the peer vanishing mid-RETR (nothing
 //! deleted); 100 concurrent clients under a connection cap; a graceful
 //! shutdown mid-session (no commit); fetch into a Maildir, then deletion.
+//!
+//! The scenarios that concern the store get theirs from a [`Backend`]:
+//! [`Memory`] here, PostgreSQL in `pg_backend.rs`; a scenario sees the
+//! store only through its [`World`] (the server, and [`Mailstore`] to
+//! look at the mail and deliver more).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -24,7 +29,8 @@ use pop3_proto::fetch::{FetchError, FetchOptions, FetchReport};
 use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
 use pop3_proto::server::{ServerConfig, ServerOptions};
 use pop3_proto::store::{
-    CredentialForms, Maildrop, MemoryStore, MessageInfo, MessageReader, Store, StoreError,
+    BlockingStore, CredentialForms, Maildrop, MemoryStore, MessageInfo, MessageReader, Store,
+    StoreError,
 };
 use pop3_proto::types::{MessageNumber, Secret, Uid};
 use pop3_proto::url::PopUrl;
@@ -65,6 +71,15 @@ pub trait Runtime: 'static {
     ) -> Served
     where
         S::Maildrop: 'static;
+    /// Serves a blocking store (such as the PostgreSQL one) the way this
+    /// runtime's servers do: its calls off the reactor, or on the session's
+    /// own thread.
+    fn serve_blocking<S: BlockingStore>(
+        store: S,
+        config: ServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+        options: ServerOptions,
+    ) -> Served;
     /// Connects to 127.0.0.1 at `addr`.
     fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<Self::Client, Error>;
 }
@@ -196,23 +211,106 @@ pub fn messages() -> Vec<Vec<u8>> {
     ]
 }
 
-/// A memory store for `alice` holding `msgs`, and the server's pieces.
-pub struct World {
-    pub store: Arc<MemoryStore>,
-    pub pki: Pki,
-    pub served: Served,
+/// One account of a scenario's store: its name, password and messages.
+pub struct Account<'a> {
+    pub name: &'a str,
+    pub password: &'a str,
+    pub messages: &'a [Vec<u8>],
 }
 
-pub fn world<R: Runtime>(msgs: &[Vec<u8>], options: ServerOptions) -> World {
-    let store = Arc::new(MemoryStore::new());
-    store.add_user("alice", "secret");
-    for m in msgs {
-        store.add_message("alice", m.clone());
+/// What a scenario sees of the store behind the server: its mail, from
+/// outside the sessions.
+pub trait Mailstore: Send + Sync {
+    /// How many messages `user` has.
+    fn message_count(&self, user: &str) -> usize;
+    /// The contents of `user`'s messages, in delivery order.
+    fn messages(&self, user: &str) -> Vec<Vec<u8>>;
+    /// Delivers `message` to `user`, outside any session.
+    fn deliver(&self, user: &str, message: &[u8]);
+    /// Whether `user`'s maildrop is free once the sessions that ended have
+    /// let go of it (a store that lets go in the background gets up to
+    /// 20 s).
+    fn is_released(&self, user: &str) -> bool;
+}
+
+/// A kind of store the scenarios run over: it makes a fresh store holding
+/// the given accounts, and serves it on a runtime.
+pub trait Backend: 'static {
+    /// A new store with `accounts`, served by `R` with the configuration
+    /// `config` makes from the store's and with `options`.
+    fn world<R: Runtime>(
+        accounts: &[Account<'_>],
+        config: impl FnOnce(ServerConfig) -> ServerConfig,
+        options: ServerOptions,
+    ) -> World;
+}
+
+/// A scenario's store and server.
+pub struct World {
+    /// Declared first: the server is told to stop before the store goes.
+    pub served: Served,
+    pub store: Box<dyn Mailstore>,
+    pub pki: Pki,
+}
+
+/// The memory store (`pop3_proto::store::MemoryStore`), served natively.
+pub struct Memory;
+
+impl Mailstore for Arc<MemoryStore> {
+    fn message_count(&self, user: &str) -> usize {
+        MemoryStore::message_count(self, user)
     }
-    let pki = pki();
-    let config = ServerConfig::for_store(store.as_ref()).allow_plaintext_auth(true);
-    let served = R::serve(store.clone(), config, pki.server.clone(), options);
-    World { store, pki, served }
+    fn messages(&self, user: &str) -> Vec<Vec<u8>> {
+        MemoryStore::messages(self, user)
+            .iter()
+            .map(|m| m.to_vec())
+            .collect()
+    }
+    fn deliver(&self, user: &str, message: &[u8]) {
+        self.add_message(user, message.to_vec());
+    }
+    fn is_released(&self, user: &str) -> bool {
+        !self.is_locked(user)
+    }
+}
+
+impl Backend for Memory {
+    fn world<R: Runtime>(
+        accounts: &[Account<'_>],
+        config: impl FnOnce(ServerConfig) -> ServerConfig,
+        options: ServerOptions,
+    ) -> World {
+        let store = Arc::new(MemoryStore::new());
+        for a in accounts {
+            store.add_user(a.name, a.password);
+            for m in a.messages {
+                store.add_message(a.name, m.clone());
+            }
+        }
+        let pki = pki();
+        let config = config(ServerConfig::for_store(store.as_ref()).allow_plaintext_auth(true));
+        let served = R::serve(store.clone(), config, pki.server.clone(), options);
+        World {
+            served,
+            store: Box::new(store),
+            pki,
+        }
+    }
+}
+
+/// A store of backend `B` for `alice` (password `secret`) holding `msgs`,
+/// served by `R` with `options`.
+pub fn world<B: Backend, R: Runtime>(msgs: &[Vec<u8>], options: ServerOptions) -> World {
+    B::world::<R>(&alice(msgs), |c| c, options)
+}
+
+/// `alice` (password `secret`) holding `msgs`.
+pub fn alice(msgs: &[Vec<u8>]) -> [Account<'_>; 1] {
+    [Account {
+        name: "alice",
+        password: "secret",
+        messages: msgs,
+    }]
 }
 
 pub fn options(security: Security, roots: &Arc<RootCertStore>) -> ConnectOptions {
@@ -240,9 +338,9 @@ fn logged_in<C: Runtime>(w: &World) -> C::Client {
 }
 
 /// Every command, with exact results, over `security`.
-pub fn every_command<C: Runtime, S: Runtime>(security: Security) {
+pub fn every_command<B: Backend, C: Runtime, S: Runtime>(security: Security) {
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let mut client = connect::<C>(&w, security);
     assert_eq!(client.is_tls(), security != Security::Plain);
     assert!(client.has_timestamp());
@@ -294,11 +392,11 @@ pub fn every_command<C: Runtime, S: Runtime>(security: Security) {
 }
 
 /// A pipelined batch: every body in order, the window kept full.
-pub fn pipelined_batch<C: Runtime, S: Runtime>() {
+pub fn pipelined_batch<B: Backend, C: Runtime, S: Runtime>() {
     let msgs: Vec<Vec<u8>> = (0..200)
         .map(|i| format!("Subject: {i}\r\n\r\n.dot {i}\r\nbody\r\n").into_bytes())
         .collect();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let mut client = logged_in::<C>(&w);
     assert!(client.is_pipelining());
     let bodies = client.retr_many(numbers(msgs.len())).unwrap();
@@ -486,9 +584,9 @@ pub fn reply_timeout<C: Runtime>() {
 
 /// The client vanishes in the middle of a RETR after a DELE: nothing is
 /// deleted.
-pub fn peer_vanishing_mid_retr_deletes_nothing<C: Runtime, S: Runtime>() {
+pub fn peer_vanishing_mid_retr_deletes_nothing<B: Backend, C: Runtime, S: Runtime>() {
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let mut client = logged_in::<C>(&w);
     client.dele(msg(1)).unwrap();
     let part = client.retr_partly(msg(3), 100).unwrap();
@@ -497,7 +595,7 @@ pub fn peer_vanishing_mid_retr_deletes_nothing<C: Runtime, S: Runtime>() {
     (w.served.shutdown)();
     (w.served.wait_idle)();
     assert_eq!(w.store.message_count("alice"), msgs.len());
-    assert!(!w.store.is_locked("alice"));
+    assert!(w.store.is_released("alice"));
 }
 
 /// Held by the scenarios that measure this process's memory or use much
@@ -544,13 +642,13 @@ fn fresh_session<C: Runtime>(w: &World) {
 /// then 2,000 from 200 addresses holding 10 each (all admitted); a fresh
 /// session from 127.0.0.1 completes meanwhile, and the idle sessions cost
 /// bounded memory.
-pub fn idle_floods_do_not_starve_a_fresh_session<C: Runtime, S: Runtime>() {
+pub fn idle_floods_do_not_starve_a_fresh_session<B: Backend, C: Runtime, S: Runtime>() {
     // Both ends' descriptors count against one limit, and the memory is
     // measured.
     let _alone = measuring_memory();
     let started = std::time::Instant::now();
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let to = w.served.plain;
 
     let one: Vec<_> = (0..2000).map(|_| connect_from([0, 0, 2], to)).collect();
@@ -652,9 +750,9 @@ impl Raw {
 
 /// Bad input of every kind gets a clear `-ERR` (or a close at a documented
 /// limit), other clients are served meanwhile, and nothing is deleted.
-pub fn hostile_input_gets_clear_errors_and_deletes_nothing<S: Runtime>() {
+pub fn hostile_input_gets_clear_errors_and_deletes_nothing<B: Backend, S: Runtime>() {
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let addr = w.served.plain;
 
     // Over-long lines, NUL and 8-bit octets, numbers out of range: each a
@@ -727,14 +825,14 @@ pub fn hostile_input_gets_clear_errors_and_deletes_nothing<S: Runtime>() {
 /// Every command in every state where it does not belong gets the exact
 /// state `-ERR`, and the session goes on as if it had not been sent: the
 /// login still works, and only the DELE'd message is removed at QUIT.
-pub fn every_command_in_every_wrong_state_is_refused<S: Runtime>() {
+pub fn every_command_in_every_wrong_state_is_refused<B: Backend, S: Runtime>() {
     const WRONG: &str = "-ERR Command not valid in this state.";
     const TRANSACTION_ONLY: [&str; 11] = [
         "STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 1", "UIDL", "UIDL 1",
         "LAST",
     ];
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let addr = w.served.plain;
     for c in TRANSACTION_ONLY {
         // Right after the greeting, then after a successful USER (which the
@@ -795,12 +893,7 @@ pub fn every_command_in_every_wrong_state_is_refused<S: Runtime>() {
     assert!(raw.cmd("STAT").starts_with(&fewer));
     assert!(raw.cmd("QUIT").starts_with("+OK"));
     assert_eq!(raw.line(), None, "closed after QUIT");
-    let mut left: Vec<Vec<u8>> = w
-        .store
-        .messages("alice")
-        .iter()
-        .map(|m| m.to_vec())
-        .collect();
+    let mut left = w.store.messages("alice");
     left.sort();
     let mut want = msgs.clone();
     want.remove(1);
@@ -811,23 +904,14 @@ pub fn every_command_in_every_wrong_state_is_refused<S: Runtime>() {
 /// A client that sends one octet at a time, slowly, never finishing a
 /// login (slowloris): the login timeout ends it, whatever it sends, while
 /// another client is served.
-pub fn a_slow_sender_is_closed_at_the_login_timeout<S: Runtime>() {
+pub fn a_slow_sender_is_closed_at_the_login_timeout<B: Backend, S: Runtime>() {
     let msgs = messages();
-    let store = Arc::new(MemoryStore::new());
-    store.add_user("alice", "secret");
-    for m in &msgs {
-        store.add_message("alice", m.clone());
-    }
-    let pki = pki();
-    let config = ServerConfig::for_store(store.as_ref())
-        .allow_plaintext_auth(true)
-        .login_timeout(Duration::from_secs(1));
-    let served = S::serve(
-        store.clone(),
-        config,
-        pki.server.clone(),
+    let w = B::world::<S>(
+        &alice(&msgs),
+        |c| c.login_timeout(Duration::from_secs(1)),
         ServerOptions::default(),
     );
+    let served = &w.served;
     let mut slow = Raw::connect(served.plain);
     let started = std::time::Instant::now();
     let mut sent = 0;
@@ -876,14 +960,13 @@ pub fn a_slow_sender_is_closed_at_the_login_timeout<S: Runtime>() {
 /// few octets at a time: the writes keep making progress (the write stall
 /// timeout never fires), and the login timeout cuts the connection all the
 /// same, replies unwritten or not.
-pub fn a_slow_reader_is_cut_at_the_login_timeout<S: Runtime>() {
-    let store = Arc::new(MemoryStore::new());
-    store.add_user("alice", "secret");
-    let pki = pki();
-    let config = ServerConfig::for_store(store.as_ref())
-        .allow_plaintext_auth(true)
-        .login_timeout(Duration::from_secs(1));
-    let served = S::serve(store, config, pki.server.clone(), ServerOptions::default());
+pub fn a_slow_reader_is_cut_at_the_login_timeout<B: Backend, S: Runtime>() {
+    let w = B::world::<S>(
+        &alice(&[]),
+        |c| c.login_timeout(Duration::from_secs(1)),
+        ServerOptions::default(),
+    );
+    let served = &w.served;
     let mut reader = std::net::TcpStream::connect(served.plain).unwrap();
     let mut writer = reader.try_clone().unwrap();
     // A server that never cuts stops reading: the pipeline then blocks,
@@ -946,9 +1029,9 @@ pub fn a_slow_reader_is_cut_at_the_login_timeout<S: Runtime>() {
 /// A client that pipelines without reading its replies: the server stops
 /// reading once its replies back up (TCP backpressure), its memory stays
 /// bounded, and every reply arrives once the client reads.
-pub fn a_pipelining_client_that_never_reads_is_held_by_backpressure<S: Runtime>() {
+pub fn a_pipelining_client_that_never_reads_is_held_by_backpressure<B: Backend, S: Runtime>() {
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let _alone = measuring_memory();
     let mut raw = Raw::connect(w.served.plain);
     raw.login();
@@ -1194,9 +1277,9 @@ pub fn a_slow_commit_runs_to_its_end_past_the_store_timeout<S: Runtime>() {
 /// side (`shutdown(Write)`) still gets every reply, the RETR body, and the
 /// UPDATE its QUIT asked for: the end of the input is a half-close, not a
 /// vanished peer.
-pub fn half_close_after_a_pipelined_script_still_updates<S: Runtime>() {
+pub fn half_close_after_a_pipelined_script_still_updates<B: Backend, S: Runtime>() {
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let mut raw = std::net::TcpStream::connect(w.served.plain).unwrap();
     raw.write_all(b"USER alice\r\nPASS secret\r\nDELE 1\r\nRETR 3\r\nQUIT\r\n")
         .unwrap();
@@ -1212,26 +1295,31 @@ pub fn half_close_after_a_pipelined_script_still_updates<S: Runtime>() {
     assert!(statuses.iter().all(|l| l.starts_with("+OK")), "{out}");
     (w.served.wait_idle)();
     assert_eq!(w.store.message_count("alice"), msgs.len() - 1, "{out}");
-    assert!(!w.store.is_locked("alice"));
+    assert!(w.store.is_released("alice"));
 }
 
 /// 100 clients at once on a server that serves 16 at a time: every one is
 /// served, those beyond the cap after a `[SYS/TEMP]` refusal and a retry.
-pub fn hundred_concurrent_clients<C: Runtime, S: Runtime>() {
-    let store = Arc::new(MemoryStore::new());
-    for i in 0..100 {
-        let user = format!("u{i}");
-        store.add_user(&user, "pw");
-        store.add_message(
-            &user,
-            format!("Subject: {i}\r\n\r\nfor {user}\r\n").into_bytes(),
-        );
-    }
-    let pki = pki();
-    let config = ServerConfig::for_store(store.as_ref()).allow_plaintext_auth(true);
+pub fn hundred_concurrent_clients<B: Backend, C: Runtime, S: Runtime>() {
+    let names: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+    let mail: Vec<[Vec<u8>; 1]> = names
+        .iter()
+        .enumerate()
+        .map(|(i, user)| [format!("Subject: {i}\r\n\r\nfor {user}\r\n").into_bytes()])
+        .collect();
+    let accounts: Vec<Account<'_>> = names
+        .iter()
+        .zip(&mail)
+        .map(|(name, messages)| Account {
+            name,
+            password: "pw",
+            messages,
+        })
+        .collect();
     let mut server_options = ServerOptions::default();
     server_options.max_connections = 16;
-    let served = S::serve(store.clone(), config, pki.server.clone(), server_options);
+    let w = B::world::<S>(&accounts, |c| c, server_options);
+    let (served, pki, store) = (&w.served, &w.pki, &w.store);
     let clients: Vec<_> = (0..100)
         .map(|i| {
             let (addr, roots) = (served.plain, pki.roots.clone());
@@ -1269,11 +1357,11 @@ pub fn hundred_concurrent_clients<C: Runtime, S: Runtime>() {
 
 /// Shutdown while a session is open: after the grace the session is cut,
 /// and its DELE is not committed.
-pub fn graceful_shutdown_commits_nothing<C: Runtime, S: Runtime>() {
+pub fn graceful_shutdown_commits_nothing<B: Backend, C: Runtime, S: Runtime>() {
     let msgs = messages();
     let mut server_options = ServerOptions::default();
     server_options.shutdown_grace = Duration::from_millis(200);
-    let w = world::<S>(&msgs, server_options);
+    let w = world::<B, S>(&msgs, server_options);
     let mut client = logged_in::<C>(&w);
     client.dele(msg(1)).unwrap();
     (w.served.shutdown)();
@@ -1285,8 +1373,8 @@ pub fn graceful_shutdown_commits_nothing<C: Runtime, S: Runtime>() {
 
 /// UTF8 and LANG keep the session in step whatever the answer; a wrong
 /// password is `-ERR` (the last of the ways login tried).
-pub fn utf8_lang_and_a_wrong_password<C: Runtime, S: Runtime>() {
-    let w = world::<S>(&messages(), ServerOptions::default());
+pub fn utf8_lang_and_a_wrong_password<B: Backend, C: Runtime, S: Runtime>() {
+    let w = world::<B, S>(&messages(), ServerOptions::default());
     let mut client = connect::<C>(&w, Security::Plain);
     let utf8 = client.utf8();
     assert!(matches!(utf8, Ok(()) | Err(Error::Server(_))), "{utf8:?}");
@@ -1310,11 +1398,11 @@ pub fn utf8_lang_and_a_wrong_password<C: Runtime, S: Runtime>() {
 
 /// A client whose machine queues only 4 actions reads many small replies
 /// per read: the rest is offered again, nothing is lost.
-pub fn a_tiny_action_queue_only_slows_parsing_down<C: Runtime, S: Runtime>() {
+pub fn a_tiny_action_queue_only_slows_parsing_down<B: Backend, C: Runtime, S: Runtime>() {
     let msgs: Vec<Vec<u8>> = (0..300)
         .map(|i| format!("Subject: {i}\r\n\r\n.dot {i}\r\nbody\r\n").into_bytes())
         .collect();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let mut o = options(Security::Plain, &w.pki.roots);
     o.session.max_queued_actions = 4;
     o.session.max_in_flight = 100;
@@ -1330,10 +1418,47 @@ pub fn a_tiny_action_queue_only_slows_parsing_down<C: Runtime, S: Runtime>() {
     client.quit().unwrap();
 }
 
-/// Fetch every message into a Maildir, then again with deletion.
-pub fn fetch_then_delete<C: Runtime, S: Runtime>() {
+/// A message delivered while a session is open: the session's listing and
+/// numbers stay as they were at login, its QUIT removes exactly what it
+/// marked, and the next session has the new message last.
+pub fn a_delivery_during_a_session_appears_in_the_next<B: Backend, C: Runtime, S: Runtime>() {
     let msgs = messages();
-    let w = world::<S>(&msgs, ServerOptions::default());
+    let late = b"Subject: late\r\n\r\n.delivered during a session\r\n".to_vec();
+    let w = world::<B, S>(&msgs, ServerOptions::default());
+    let mut client = logged_in::<C>(&w);
+    let before = client.uidl().unwrap();
+    w.store.deliver("alice", &late);
+    assert_eq!(w.store.message_count("alice"), msgs.len() + 1);
+    assert_eq!(client.uidl().unwrap(), before, "the session's listing");
+    assert_eq!(client.stat().unwrap().count as usize, msgs.len());
+    assert!(matches!(
+        client.retr(msg(msgs.len() as u32 + 1), &mut Vec::new()),
+        Err(Error::Server(_))
+    ));
+    client.dele(msg(1)).unwrap();
+    client.quit().unwrap();
+    let mut next = logged_in::<C>(&w);
+    let after = next.uidl().unwrap();
+    assert_eq!(after.len(), msgs.len());
+    let uids = |lines: &[UidLine]| lines.iter().map(|l| l.uid.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        uids(&after[..msgs.len() - 1]),
+        uids(&before[1..]),
+        "the kept messages, renumbered"
+    );
+    let mut got = Vec::new();
+    next.retr(msg(msgs.len() as u32), &mut got).unwrap();
+    assert_eq!(got, late, "the late message, last");
+    next.quit().unwrap();
+    let mut want = msgs[1..].to_vec();
+    want.push(late);
+    assert_eq!(w.store.messages("alice"), want);
+}
+
+/// Fetch every message into a Maildir, then again with deletion.
+pub fn fetch_then_delete<B: Backend, C: Runtime, S: Runtime>() {
+    let msgs = messages();
+    let w = world::<B, S>(&msgs, ServerOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let sink = MaildirSink::open(dir.path(), "alice@127.0.0.1").unwrap();
     let mut client = logged_in::<C>(&w);
@@ -1368,21 +1493,15 @@ pub fn fetch_then_delete<C: Runtime, S: Runtime>() {
 /// A server that keeps raw UTF-8 headers from clients not in UTF-8 mode
 /// (RFC 6856): the fetch asks for UTF-8 mode, and stores the message as
 /// sent.
-pub fn fetch_enables_utf8_mode_and_stores_raw_utf8_headers<C: Runtime + FetchUrl, S: Runtime>() {
+pub fn fetch_enables_utf8_mode_and_stores_raw_utf8_headers<
+    B: Backend,
+    C: Runtime + FetchUrl,
+    S: Runtime,
+>() {
     let message = "Subject: Grüße aus Köln\r\nFrom: jörg@example.org\r\n\r\nHallo\r\n";
-    let store = Arc::new(MemoryStore::new());
-    store.add_user("alice", "secret");
-    store.add_message("alice", message.as_bytes().to_vec());
-    let pki = pki();
-    let config = ServerConfig::for_store(store.as_ref())
-        .allow_plaintext_auth(true)
-        .utf8(true);
-    let served = S::serve(
-        store.clone(),
-        config,
-        pki.server.clone(),
-        ServerOptions::default(),
-    );
+    let msgs = [message.as_bytes().to_vec()];
+    let w = B::world::<S>(&alice(&msgs), |c| c.utf8(true), ServerOptions::default());
+    let (served, store) = (&w.served, &w.store);
     let url = PopUrl::parse(&format!(
         "pop://alice;AUTH=USER@127.0.0.1:{}",
         served.plain.port()
@@ -1442,13 +1561,13 @@ fn first_line(stream: &mut std::net::TcpStream) -> String {
 /// per-address cap counts; a `LOCAL` health check is served as the proxy
 /// itself; a connection from an untrusted address, one without a header
 /// and one with a malformed header are closed without a greeting.
-pub fn proxy_protocol_names_the_client_and_refuses_the_rest<S: Runtime>() {
+pub fn proxy_protocol_names_the_client_and_refuses_the_rest<B: Backend, S: Runtime>() {
     use pop3_proto::proxy::{ProxyPolicy, v1_header, v2_header};
     let msgs = messages();
     let mut o = ServerOptions::default();
     o.proxy_protocol = Some(ProxyPolicy::new(vec!["127.0.0.1/32".parse().unwrap()]));
     o.max_connections_per_address = 1;
-    let w = world::<S>(&msgs, o);
+    let w = world::<B, S>(&msgs, o);
     let (plain, tls) = (w.served.plain, w.served.tls);
     let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let other: SocketAddr = "[2001:db8::8]:40000".parse().unwrap();
@@ -1515,34 +1634,26 @@ pub fn proxy_protocol_names_the_client_and_refuses_the_rest<S: Runtime>() {
 }
 
 /// The suite for client runtime `$c` against server runtime `$s`, as tests
-/// in a module named `$name`.
+/// in a module named `$name`: over the memory store, or with `store = B`
+/// over backend `B`'s store.
+///
+/// Over another store than the memory one, these scenarios are not run, as
+/// they are not about the store behind the server:
+/// - `a_200_mb_message_streams_in_bounded_memory`: its store makes the
+///   message as it is read, so that none holds it whole (the PostgreSQL
+///   store's chunked reads have their own test in `postgres_store.rs`);
+/// - `a_silent_server_is_a_reply_timeout`: its server is a socket that
+///   never answers;
+/// - `a_hung_store_is_abandoned_at_the_store_timeout`: its store never
+///   answers;
+/// - `a_slow_commit_runs_to_its_end_past_the_store_timeout`: its store is
+///   the memory store with a gate in its commit, to hold the commit past
+///   the timeout at a point of the test's choosing (the PostgreSQL store's
+///   commits cut short are in `postgres_faults.rs`).
 #[macro_export]
 macro_rules! runtime_suite {
     ($name:ident, client = $c:ty, server = $s:ty) => {
-        mod $name {
-            use super::*;
-            use pop3_proto::client::Security;
-
-            #[test]
-            fn fetch_enables_utf8_mode_and_stores_raw_utf8_headers() {
-                suite::fetch_enables_utf8_mode_and_stores_raw_utf8_headers::<$c, $s>();
-            }
-            #[test]
-            fn every_command_over_plain() {
-                suite::every_command::<$c, $s>(Security::Plain);
-            }
-            #[test]
-            fn every_command_over_stls() {
-                suite::every_command::<$c, $s>(Security::StartTls);
-            }
-            #[test]
-            fn every_command_over_implicit_tls() {
-                suite::every_command::<$c, $s>(Security::ImplicitTls);
-            }
-            #[test]
-            fn a_pipelined_batch_keeps_order() {
-                suite::pipelined_batch::<$c, $s>();
-            }
+        $crate::runtime_suite!(@scenarios $name, $c, $s, suite::Memory, {
             #[test]
             fn a_200_mb_message_streams_in_bounded_memory() {
                 suite::large_message_streams::<$c, $s>();
@@ -1552,30 +1663,6 @@ macro_rules! runtime_suite {
                 suite::reply_timeout::<$c>();
             }
             #[test]
-            fn a_peer_vanishing_mid_retr_deletes_nothing() {
-                suite::peer_vanishing_mid_retr_deletes_nothing::<$c, $s>();
-            }
-            #[test]
-            fn a_hundred_concurrent_clients_are_served_under_the_cap() {
-                suite::hundred_concurrent_clients::<$c, $s>();
-            }
-            #[test]
-            fn shutdown_mid_session_commits_nothing() {
-                suite::graceful_shutdown_commits_nothing::<$c, $s>();
-            }
-            #[test]
-            fn utf8_and_lang_keep_the_session_and_a_wrong_password_is_refused() {
-                suite::utf8_lang_and_a_wrong_password::<$c, $s>();
-            }
-            #[test]
-            fn a_tiny_action_queue_only_slows_parsing_down() {
-                suite::a_tiny_action_queue_only_slows_parsing_down::<$c, $s>();
-            }
-            #[test]
-            fn half_close_after_a_pipelined_script_still_updates() {
-                suite::half_close_after_a_pipelined_script_still_updates::<$s>();
-            }
-            #[test]
             fn a_slow_commit_runs_to_its_end_past_the_store_timeout() {
                 suite::a_slow_commit_runs_to_its_end_past_the_store_timeout::<$s>();
             }
@@ -1583,38 +1670,97 @@ macro_rules! runtime_suite {
             fn a_hung_store_is_abandoned_at_the_store_timeout() {
                 suite::a_hung_store_is_abandoned_at_the_store_timeout::<$s>();
             }
+        });
+    };
+    ($name:ident, client = $c:ty, server = $s:ty, store = $b:ty) => {
+        $crate::runtime_suite!(@scenarios $name, $c, $s, $b, {});
+    };
+    (@scenarios $name:ident, $c:ty, $s:ty, $b:ty, { $($only:tt)* }) => {
+        mod $name {
+            use super::*;
+            use pop3_proto::client::Security;
+
+            $($only)*
+
+            #[test]
+            fn fetch_enables_utf8_mode_and_stores_raw_utf8_headers() {
+                suite::fetch_enables_utf8_mode_and_stores_raw_utf8_headers::<$b, $c, $s>();
+            }
+            #[test]
+            fn every_command_over_plain() {
+                suite::every_command::<$b, $c, $s>(Security::Plain);
+            }
+            #[test]
+            fn every_command_over_stls() {
+                suite::every_command::<$b, $c, $s>(Security::StartTls);
+            }
+            #[test]
+            fn every_command_over_implicit_tls() {
+                suite::every_command::<$b, $c, $s>(Security::ImplicitTls);
+            }
+            #[test]
+            fn a_pipelined_batch_keeps_order() {
+                suite::pipelined_batch::<$b, $c, $s>();
+            }
+            #[test]
+            fn a_peer_vanishing_mid_retr_deletes_nothing() {
+                suite::peer_vanishing_mid_retr_deletes_nothing::<$b, $c, $s>();
+            }
+            #[test]
+            fn a_hundred_concurrent_clients_are_served_under_the_cap() {
+                suite::hundred_concurrent_clients::<$b, $c, $s>();
+            }
+            #[test]
+            fn shutdown_mid_session_commits_nothing() {
+                suite::graceful_shutdown_commits_nothing::<$b, $c, $s>();
+            }
+            #[test]
+            fn utf8_and_lang_keep_the_session_and_a_wrong_password_is_refused() {
+                suite::utf8_lang_and_a_wrong_password::<$b, $c, $s>();
+            }
+            #[test]
+            fn a_tiny_action_queue_only_slows_parsing_down() {
+                suite::a_tiny_action_queue_only_slows_parsing_down::<$b, $c, $s>();
+            }
+            #[test]
+            fn half_close_after_a_pipelined_script_still_updates() {
+                suite::half_close_after_a_pipelined_script_still_updates::<$b, $s>();
+            }
             #[test]
             fn idle_floods_do_not_starve_a_fresh_session() {
-                suite::idle_floods_do_not_starve_a_fresh_session::<$c, $s>();
+                suite::idle_floods_do_not_starve_a_fresh_session::<$b, $c, $s>();
             }
             #[test]
             fn proxy_protocol_names_the_client_and_refuses_the_rest() {
-                suite::proxy_protocol_names_the_client_and_refuses_the_rest::<$s>();
+                suite::proxy_protocol_names_the_client_and_refuses_the_rest::<$b, $s>();
             }
-
             #[test]
             fn hostile_input_gets_clear_errors_and_deletes_nothing() {
-                suite::hostile_input_gets_clear_errors_and_deletes_nothing::<$s>();
+                suite::hostile_input_gets_clear_errors_and_deletes_nothing::<$b, $s>();
             }
             #[test]
             fn every_command_in_every_wrong_state_is_refused() {
-                suite::every_command_in_every_wrong_state_is_refused::<$s>();
+                suite::every_command_in_every_wrong_state_is_refused::<$b, $s>();
             }
             #[test]
             fn a_pipelining_client_that_never_reads_is_held_by_backpressure() {
-                suite::a_pipelining_client_that_never_reads_is_held_by_backpressure::<$s>();
+                suite::a_pipelining_client_that_never_reads_is_held_by_backpressure::<$b, $s>();
             }
             #[test]
             fn a_slow_sender_is_closed_at_the_login_timeout() {
-                suite::a_slow_sender_is_closed_at_the_login_timeout::<$s>();
+                suite::a_slow_sender_is_closed_at_the_login_timeout::<$b, $s>();
             }
             #[test]
             fn a_slow_reader_is_cut_at_the_login_timeout() {
-                suite::a_slow_reader_is_cut_at_the_login_timeout::<$s>();
+                suite::a_slow_reader_is_cut_at_the_login_timeout::<$b, $s>();
+            }
+            #[test]
+            fn a_delivery_during_a_session_appears_in_the_next() {
+                suite::a_delivery_during_a_session_appears_in_the_next::<$b, $c, $s>();
             }
             #[test]
             fn fetch_stores_every_message_then_deletes() {
-                suite::fetch_then_delete::<$c, $s>();
+                suite::fetch_then_delete::<$b, $c, $s>();
             }
         }
     };

@@ -13,7 +13,7 @@ use pop3_proto::command::LangRequest;
 use pop3_proto::fetch::{FetchError, FetchOptions, FetchReport};
 use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
 use pop3_proto::server::{ServerConfig, ServerOptions};
-use pop3_proto::store::Store;
+use pop3_proto::store::{BlockingStore, Store};
 use pop3_proto::types::{MessageNumber, Secret};
 use pop3_tokio::client::Pop3Client;
 use pop3_tokio::server::{Pop3Server, Security};
@@ -68,6 +68,20 @@ impl Runtime for Tokio {
             shutdown: Box::new(move || stop.shutdown()),
             wait_idle: Box::new(move || rt().block_on(server.wait_idle())),
         }
+    }
+
+    fn serve_blocking<S: BlockingStore>(
+        store: S,
+        config: ServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+        options: ServerOptions,
+    ) -> Served {
+        Self::serve(
+            Arc::new(pop3_tokio::SpawnBlocking::new(store)),
+            config,
+            tls,
+            options,
+        )
     }
 
     fn connect(addr: SocketAddr, options: ConnectOptions) -> Result<TokioClient, Error> {

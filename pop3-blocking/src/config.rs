@@ -47,6 +47,12 @@
 //! | `state_dir` | where the journals of mbox, MDA and LMTP delivery live (default `$XDG_STATE_HOME/pop3-fetch`) |
 //! | `mda_timeout`, `lock_timeout` | seconds an MDA may run (300), to wait for an mbox's locks (60) |
 //!
+//! A `[daemon]` table says how `fetch --daemon` polls: `interval` (the
+//! time between two polls of an account: `30s`, `5m`, `1h`, `1h30m`),
+//! `concurrency` (sessions at once, default 4) and `max_backoff` (the
+//! longest wait after failures, default an hour or the interval); see
+//! [`crate::daemon`].
+//!
 //! Without `password_command` or `password_env`, the password comes from
 //! `~/.netrc` (or `$NETRC`: a `machine HOST login USER password SECRET`
 //! entry), else from a prompt when standard input is a terminal.
@@ -154,6 +160,62 @@ struct FileTables {
     defaults: Table,
     #[serde(default)]
     account: BTreeMap<String, Spanned<Table>>,
+    daemon: Option<DaemonTable>,
+}
+
+/// The keys of `[daemon]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonTable {
+    interval: Option<Spanned<String>>,
+    concurrency: Option<Spanned<usize>>,
+    max_backoff: Option<Spanned<String>>,
+}
+
+/// The `[daemon]` table: how `fetch --daemon` polls (each key `None` when
+/// not set; the command line's `--daemon INTERVAL` and `--concurrency`
+/// win).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DaemonOptions {
+    /// `interval`: the time between two polls of an account.
+    pub interval: Option<Duration>,
+    /// `concurrency`: sessions at once.
+    pub concurrency: Option<usize>,
+    /// `max_backoff`: the longest wait after failures.
+    pub max_backoff: Option<Duration>,
+}
+
+impl DaemonTable {
+    fn options(&self, text: &str) -> Result<DaemonOptions, ConfigError> {
+        let duration =
+            |key: &str, v: &Option<Spanned<String>>| -> Result<Option<Duration>, ConfigError> {
+                let Some(v) = v else { return Ok(None) };
+                let at = |message: String| ConfigError {
+                    line: Some(line_of(text, v.span().start)),
+                    ..keyed(&format!("daemon.{key}"), message)
+                };
+                match crate::daemon::parse_duration(v.get_ref()) {
+                    Ok(d) if d.is_zero() => Err(at("must be more than zero".into())),
+                    Ok(d) => Ok(Some(d)),
+                    Err(e) => Err(at(e.to_string())),
+                }
+            };
+        let concurrency = match &self.concurrency {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(ConfigError {
+                    line: Some(line_of(text, n.span().start)),
+                    ..keyed("daemon.concurrency", "must be at least 1")
+                });
+            }
+            other => other.as_ref().map(|n| *n.get_ref()),
+        };
+        Ok(DaemonOptions {
+            interval: duration("interval", &self.interval)?,
+            concurrency,
+            max_backoff: duration("max_backoff", &self.max_backoff)?,
+        })
+    }
 }
 
 macro_rules! merge {
@@ -460,6 +522,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Its accounts.
     pub accounts: Vec<Account>,
+    /// Its `[daemon]` table.
+    pub daemon: DaemonOptions,
 }
 
 impl Config {
@@ -484,17 +548,27 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| in_file(ConfigError::new(format!("cannot read the file: {e}"))))?;
-        Config::parse(&text)
-            .map(|accounts| Config {
+        Config::parse_all(&text)
+            .map(|(accounts, daemon)| Config {
                 path: path.to_path_buf(),
                 accounts,
+                daemon,
             })
             .map_err(in_file)
     }
 
     /// Checks a configuration's text (errors without the file name).
     pub fn parse(text: &str) -> Result<Vec<Account>, ConfigError> {
+        Config::parse_all(text).map(|(accounts, _)| accounts)
+    }
+
+    /// The accounts and the `[daemon]` table of a configuration's text.
+    fn parse_all(text: &str) -> Result<(Vec<Account>, DaemonOptions), ConfigError> {
         let tables: FileTables = from_toml(text)?;
+        let daemon = match &tables.daemon {
+            Some(table) => table.options(text)?,
+            None => DaemonOptions::default(),
+        };
         let mut accounts = Vec::new();
         for (name, table) in tables.account {
             let span = table.span();
@@ -558,7 +632,7 @@ impl Config {
             })?;
             accounts.push(account);
         }
-        Ok(accounts)
+        Ok((accounts, daemon))
     }
 }
 

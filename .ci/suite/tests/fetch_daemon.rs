@@ -433,9 +433,13 @@ fn sigterm_during_a_large_retr_stores_it_and_exits_0(package: &str, example: &st
         std::thread::sleep(Duration::from_millis(1));
     }
     daemon.signal("TERM");
-    daemon
+    let poll = daemon
         .err
         .until("for the interrupted poll", |l| l.contains("(0): "));
+    assert!(
+        poll.contains("stopped (0): 1 new") && poll.contains("3 left for a later poll"),
+        "the session ends after the message in flight: {poll}"
+    );
     daemon
         .err
         .until("saying it stopped", |l| l.ends_with(": stopped"));

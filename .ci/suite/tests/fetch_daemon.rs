@@ -12,7 +12,6 @@
 
 mod peer_examples;
 #[path = "../../../pop3-tokio/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -306,7 +306,7 @@ fn daemon_killed_across_polls_then_rerun(bin: PathBuf) {
         }
         cmd
     };
-    let mut rng = Rng(0xdae3_0f_5eed);
+    let mut rng = Rng(0x00da_e30f_5eed);
     for round in 1..=DAEMON_KILLS {
         let mut child = command(true).spawn().expect("start fetch --daemon");
         // Mail arrives while the daemon runs, between or during its polls;

@@ -918,3 +918,46 @@ impl Account {
 fn with_path(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str =
+        "[account.a]\nurl = \"pop://u@h\"\nmaildir = \"/tmp/m\"\npassword_env = \"P\"\n";
+
+    #[test]
+    fn the_daemon_table_gives_interval_concurrency_and_cap() {
+        let text = format!(
+            "[daemon]\ninterval = \"5m\"\nconcurrency = 2\nmax_backoff = \"2h\"\n\n{ACCOUNT}"
+        );
+        let (accounts, daemon) = Config::parse_all(&text).unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(daemon.interval, Some(Duration::from_secs(300)));
+        assert_eq!(daemon.concurrency, Some(2));
+        assert_eq!(daemon.max_backoff, Some(Duration::from_secs(7200)));
+        let (_, none) = Config::parse_all(ACCOUNT).unwrap();
+        assert_eq!(none, DaemonOptions::default());
+    }
+
+    #[test]
+    fn a_bad_daemon_key_names_its_line_and_key() {
+        let e = Config::parse_all(&format!("{ACCOUNT}\n[daemon]\ninterval = \"5 minutes\"\n"))
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(7), Some("daemon.interval"))
+        );
+        assert!(e.message.contains("not a duration"), "{e}");
+        let e = Config::parse_all("[daemon]\nconcurrency = 0\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("daemon.concurrency"))
+        );
+        let e = Config::parse_all("[daemon]\nintervl = \"5m\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("daemon.intervl"))
+        );
+    }
+}

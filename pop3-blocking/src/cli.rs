@@ -1264,7 +1264,8 @@ pub struct FetchArgs {
     /// after failures and never sooner than the server's LOGIN-DELAY.
     /// SIGTERM or SIGINT: no new polls, running sessions store the message
     /// in flight and end, then exit 0 (a second signal exits at once);
-    /// SIGHUP rereads the configuration file.
+    /// SIGHUP rereads the configuration file. Without a value, put the URL
+    /// before it.
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "", value_parser = parse_interval)]
     pub daemon: Option<String>,
     /// With `--daemon`: sessions at once (default 4, or the

@@ -90,8 +90,9 @@ impl FetchArgs {
             accounts.into_iter().map(|a| (a.name.clone(), a)).collect();
         schedule.set_accounts(accounts.keys().cloned(), Instant::now());
         eprintln!(
-            "{program}: daemon: {} accounts, polled every {}, {} at once",
+            "{program}: daemon: {} account{}, polled every {}, {} at once",
             accounts.len(),
+            if accounts.len() == 1 { "" } else { "s" },
             secs(settings.interval),
             settings.concurrency
         );

@@ -1477,7 +1477,7 @@ impl FetchArgs {
             } else {
                 format!("{program}: ")
             };
-            let outcome = self.run_account(&who, account, fetch, false);
+            let outcome = self.run_account(&who, account, fetch, false, true);
             if self.json {
                 println!("{}", outcome.json(account));
             }
@@ -1486,7 +1486,8 @@ impl FetchArgs {
         worst
     }
 
-    /// One account: password, sink, import, fetch, summary (in daemon
+    /// One account: password, sink, import (when `import`: a daemon
+    /// imports at an account's first poll only), fetch, summary (in daemon
     /// mode, the caller prints the outcome).
     fn run_account(
         &self,
@@ -1494,6 +1495,7 @@ impl FetchArgs {
         account: &Account,
         fetch: &FetchOne<'_>,
         daemon: bool,
+        import: bool,
     ) -> Outcome {
         let quiet = self.quiet || self.json || daemon;
         let failed = |kind: ExitKind, message: String| {
@@ -1517,7 +1519,7 @@ impl FetchArgs {
                 return failed(ExitKind::of_store(&e), message);
             }
         };
-        if let Some(spec) = &self.import_seen {
+        if let Some(spec) = self.import_seen.as_ref().filter(|_| import) {
             let host = account.url.host.to_string();
             let user = account.url.user.as_deref().unwrap_or("");
             let imported = spec

@@ -4,7 +4,8 @@
 //! `[SYS/TEMP]` is retried at growing gaps; SIGTERM in the middle of a
 //! large message stores it, deletes nothing unstored and exits 0; SIGHUP
 //! adds an account that is then polled, and a bad file on SIGHUP keeps the
-//! daemon running on the configuration in force.
+//! daemon running on the configuration in force; a second SIGTERM exits
+//! at once, deleting nothing.
 //!
 //! Every wait is for an event (a line on the daemon's stderr, a file
 //! appearing), with a generous limit that only a failing test reaches.
@@ -332,6 +333,11 @@ fn tokio_daemon_respects_the_servers_login_delay() {
     the_servers_login_delay_spaces_the_polls(FETCHES[1].0, FETCHES[1].1);
 }
 
+#[test]
+fn smol_daemon_respects_the_servers_login_delay() {
+    the_servers_login_delay_spaces_the_polls(FETCHES[2].0, FETCHES[2].1);
+}
+
 /// A server that greets and then refuses every command with
 /// `-ERR [SYS/TEMP]` (QUIT excepted); counts the connections.
 fn busy_server() -> (u16, mpsc::Receiver<()>) {
@@ -401,6 +407,11 @@ fn tokio_daemon_backs_off_after_sys_temp() {
     sys_temp_backs_off_with_growing_gaps(FETCHES[1].0, FETCHES[1].1);
 }
 
+#[test]
+fn smol_daemon_backs_off_after_sys_temp() {
+    sys_temp_backs_off_with_growing_gaps(FETCHES[2].0, FETCHES[2].1);
+}
+
 /// SIGTERM while a large message is coming in (its file has appeared in
 /// `tmp/`): the daemon stores it, deletes nothing it has not stored, and
 /// exits 0; every message is then either in the Maildir once or still on
@@ -419,18 +430,7 @@ fn sigterm_during_a_large_retr_stores_it_and_exits_0(package: &str, example: &st
     let mut args = url_args(&url, &md);
     args.extend(["--daemon", "1h"]);
     let mut daemon = Daemon::start(&example_binary(package, example), &args);
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        // The first message being written (the event: its file in tmp/).
-        let receiving = std::fs::read_dir(maildir.join("tmp"))
-            .map(|d| d.count() > 0)
-            .unwrap_or(false);
-        if receiving {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no message was ever begun");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    receiving(&maildir);
     daemon.signal("TERM");
     let poll = daemon
         .err
@@ -475,6 +475,59 @@ fn tokio_daemon_sigterm_during_a_large_retr_stores_it_and_exits_0() {
 #[test]
 fn smol_daemon_sigterm_during_a_large_retr_stores_it_and_exits_0() {
     sigterm_during_a_large_retr_stores_it_and_exits_0(FETCHES[2].0, FETCHES[2].1);
+}
+
+/// Returns once a message is being written into the Maildir (the event:
+/// its file in `tmp/`).
+fn receiving(maildir: &Path) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let begun = std::fs::read_dir(maildir.join("tmp"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false);
+        if begun {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no message was ever begun");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A second SIGTERM while the first waits for the message in flight: the
+/// daemon exits at once with status 1, and the server deletes nothing.
+fn a_second_sigterm_exits_at_once_and_nothing_is_deleted(package: &str, example: &str) {
+    let server = Pop3d::start(&[]);
+    server.deliver("alice", "1.big", &message(0, 800_000));
+    server.deliver("alice", "2.small", &message(1, 5));
+    let work = tempfile::tempdir().unwrap();
+    let maildir = work.path().join("Maildir");
+    let (url, md) = (server.url("alice"), maildir.to_string_lossy().into_owned());
+    let mut args = url_args(&url, &md);
+    args.extend(["--daemon", "1h"]);
+    let mut daemon = Daemon::start(&example_binary(package, example), &args);
+    receiving(&maildir);
+    daemon.signal("TERM");
+    daemon
+        .err
+        .until("for the first stop", |l| l.contains(": stopping: "));
+    daemon.signal("TERM");
+    daemon
+        .err
+        .until("for the second stop", |l| l.contains("asked again to stop"));
+    assert_eq!(daemon.child.wait().unwrap().code(), Some(1));
+    let mut on_server = server.on_server("alice");
+    on_server.sort();
+    assert_eq!(on_server, ["1.big", "2.small"], "nothing is deleted");
+}
+
+#[test]
+fn blocking_daemon_second_sigterm_exits_at_once_and_nothing_is_deleted() {
+    a_second_sigterm_exits_at_once_and_nothing_is_deleted(FETCHES[0].0, FETCHES[0].1);
+}
+
+#[test]
+fn tokio_daemon_second_sigterm_exits_at_once_and_nothing_is_deleted() {
+    a_second_sigterm_exits_at_once_and_nothing_is_deleted(FETCHES[1].0, FETCHES[1].1);
 }
 
 fn account(name: &str, url: &str, maildir: &Path) -> String {
@@ -564,4 +617,9 @@ fn blocking_daemon_sighup_adds_an_account_and_a_bad_file_keeps_the_one_in_force(
 #[test]
 fn tokio_daemon_sighup_adds_an_account_and_a_bad_file_keeps_the_one_in_force() {
     sighup_adds_an_account_and_a_bad_file_keeps_the_one_in_force(FETCHES[1].0, FETCHES[1].1);
+}
+
+#[test]
+fn smol_daemon_sighup_adds_an_account_and_a_bad_file_keeps_the_one_in_force() {
+    sighup_adds_an_account_and_a_bad_file_keeps_the_one_in_force(FETCHES[2].0, FETCHES[2].1);
 }

@@ -97,6 +97,9 @@ impl FetchArgs {
             settings.concurrency
         );
         let stop = StopSignal::new();
+        // The accounts whose fetch ran once: `--import-seen` is done until
+        // then (a failed import fails the poll before the fetch).
+        let mut imported = std::collections::HashSet::new();
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         std::thread::scope(|scope| {
             let mut stopping = false;
@@ -112,10 +115,11 @@ impl FetchArgs {
                         let events = events.clone();
                         let dispatch = dispatch.clone();
                         let who = format!("{program}: {name}: ");
+                        let import = !imported.contains(&name);
                         scope.spawn(move || {
                             let _logs = tracing::dispatcher::set_default(&dispatch);
                             let started = Instant::now();
-                            let outcome = self.run_account(&who, &account, fetch, true);
+                            let outcome = self.run_account(&who, &account, fetch, true, import);
                             let _ = events.send(Event::Done {
                                 name,
                                 outcome: Box::new(outcome),
@@ -155,6 +159,9 @@ impl FetchArgs {
                         outcome,
                         secs,
                     } => {
+                        if outcome.report.is_some() {
+                            imported.insert(name.clone());
+                        }
                         let login_delay = outcome.report.as_ref().and_then(|r| r.login_delay);
                         let wait = schedule.finished(
                             &name,

@@ -347,7 +347,7 @@ fn handle_signals(program: &str, events: mpsc::Sender<Event>) -> std::io::Result
                 let _ = events.send(Event::Stop);
             }
         })
-        .map_err(std::io::Error::other)?;
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     }
     Ok(())
 }

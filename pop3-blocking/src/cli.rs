@@ -21,13 +21,16 @@ use pop3_proto::store::MemoryStore;
 use pop3_proto::url::{AuthMethod, PopUrl};
 
 use crate::common::FetchSettings;
-use crate::config::{Account, AccountOptions, Config, ConfigError, default_config_path};
+use crate::config::{
+    Account, AccountOptions, Config, ConfigError, DaemonOptions, default_config_path,
+};
 use crate::deliver::Delivery;
 use crate::fetch::ExitKind;
 use crate::maildir::MaildirStore;
 use crate::metrics::Metrics;
 use crate::passwd::{PasswdFile, SharedPasswd};
 
+mod daemon;
 mod host;
 mod server_file;
 use pop3_proto::__tracing as tracing;
@@ -1361,6 +1364,30 @@ pub struct FetchArgs {
     /// to FILE, passwords and authentication exchanges replaced by `***`.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Keep running: poll every account each INTERVAL (`30s`, `5m`, `1h`;
+    /// left out, the configuration's `[daemon] interval`), backing off
+    /// after failures and never sooner than the server's LOGIN-DELAY.
+    /// SIGTERM or SIGINT: no new polls, running sessions store the message
+    /// in flight and end, then exit 0 (a second signal exits at once);
+    /// SIGHUP rereads the configuration file. Without a value, put the URL
+    /// before it.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "", value_parser = parse_interval)]
+    pub daemon: Option<String>,
+    /// With `--daemon`: sessions at once (default 4, or the
+    /// configuration's `[daemon] concurrency`).
+    #[arg(long, value_name = "N", requires = "daemon", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: Option<u16>,
+}
+
+fn parse_interval(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    match crate::daemon::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("the interval must be more than zero".into()),
+        Ok(_) => Ok(s.to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_seen_list(s: &str) -> Result<String, String> {
@@ -1382,14 +1409,16 @@ fn parse_auth(s: &str) -> Result<String, String> {
 }
 
 /// One runtime's fetch of one account: [`crate::fetch::run`] or an
-/// adapter's `fetch::run`, the sink handed back.
-pub type FetchOne<'a> = dyn FnMut(
+/// adapter's `fetch::run`, the sink handed back. With `--daemon` it is
+/// called from several threads at once.
+pub type FetchOne<'a> = dyn Fn(
         &PopUrl,
         &str,
         &FetchSettings,
         Delivery,
         &mut (dyn FnMut(&Progress) + Send),
     ) -> (Delivery, Result<FetchReport, FetchError>)
+    + Sync
     + 'a;
 
 /// [`FetchOne`] over blocking sockets.
@@ -1408,6 +1437,12 @@ impl FetchArgs {
     /// The accounts to fetch: the URL's, or the configuration file's
     /// (those `--account` names, or all).
     pub fn accounts(&self) -> Result<Vec<Account>, ConfigError> {
+        self.load().map(|(accounts, _)| accounts)
+    }
+
+    /// [`accounts`](Self::accounts) and the configuration file's
+    /// `[daemon]` table.
+    fn load(&self) -> Result<(Vec<Account>, DaemonOptions), ConfigError> {
         let Some(url) = &self.url else {
             let per_url = [
                 ("--maildir", self.maildir.is_some()),
@@ -1458,7 +1493,7 @@ impl FetchArgs {
                 account.settings.policy.mark_seen |= self.mark_seen;
             }
             if self.account.is_empty() {
-                return Ok(config.accounts);
+                return Ok((config.accounts, config.daemon));
             }
             let mut chosen = Vec::new();
             for name in &self.account {
@@ -1474,7 +1509,7 @@ impl FetchArgs {
                     })?;
                 chosen.push(account.clone());
             }
-            return Ok(chosen);
+            return Ok((chosen, config.daemon));
         };
         let mut journal_account = self.journal_account.clone();
         if journal_account.is_none() && !self.account.is_empty() {
@@ -1515,12 +1550,16 @@ impl FetchArgs {
             trace_headers: self.trace_headers,
             ..AccountOptions::default()
         };
-        Ok(vec![options.into_account(url)?])
+        Ok((vec![options.into_account(url)?], DaemonOptions::default()))
     }
 
     /// Fetches every account with `fetch` (the runtime's), printing each
     /// one's summary and failure on stderr; answers the worst outcome.
+    /// With `--daemon`, polls them until stopped ([`crate::daemon`]).
     pub fn run(&self, program: &str, fetch: &mut FetchOne<'_>) -> ExitKind {
+        if self.daemon.is_some() {
+            return self.run_daemon(program, fetch);
+        }
         let accounts = match self.accounts() {
             Ok(a) => a,
             Err(e) => {
@@ -1546,7 +1585,7 @@ impl FetchArgs {
             } else {
                 format!("{program}: ")
             };
-            let outcome = self.run_account(&who, account, fetch);
+            let outcome = self.run_account(&who, account, fetch, false, true);
             if self.json {
                 println!("{}", outcome.json(account));
             }
@@ -1555,11 +1594,22 @@ impl FetchArgs {
         worst
     }
 
-    /// One account: password, sink, import, fetch, summary.
-    fn run_account(&self, who: &str, account: &Account, fetch: &mut FetchOne<'_>) -> Outcome {
-        let quiet = self.quiet || self.json;
+    /// One account: password, sink, import (when `import`: a daemon
+    /// imports at an account's first poll only), fetch, summary (in daemon
+    /// mode, the caller prints the outcome).
+    fn run_account(
+        &self,
+        who: &str,
+        account: &Account,
+        fetch: &FetchOne<'_>,
+        daemon: bool,
+        import: bool,
+    ) -> Outcome {
+        let quiet = self.quiet || self.json || daemon;
         let failed = |kind: ExitKind, message: String| {
-            eprintln!("{who}{message}");
+            if !daemon {
+                eprintln!("{who}{message}");
+            }
             Outcome {
                 kind,
                 report: None,
@@ -1578,6 +1628,7 @@ impl FetchArgs {
             }
         };
         let import = match (&self.import_seen, &account.import_seen) {
+            _ if !import => None,
             (Some(spec), _) => Some(("--import-seen", spec)),
             (None, Some(spec)) => Some(("import_seen", spec)),
             (None, None) => None,
@@ -1609,7 +1660,10 @@ impl FetchArgs {
         });
         match result {
             Ok(report) => {
-                let kind = if quiet {
+                let kind = if daemon {
+                    progress.clear();
+                    progress.problems(who, &report)
+                } else if quiet {
                     progress.clear();
                     ExitKind::of_report(&report)
                 } else {
@@ -1823,6 +1877,12 @@ impl FetchProgress {
             report.already_stored,
             report.deleted
         );
+        self.problems(who, report)
+    }
+
+    /// Prints every message left on the server for a reason, each line
+    /// after `who`; the outcome: [`ExitKind::of_report`].
+    pub fn problems(&self, who: &str, report: &FetchReport) -> ExitKind {
         for (msg, e) in &report.refused {
             eprintln!("{who}message {msg}: {}", chain(e));
         }

@@ -75,6 +75,12 @@
 //! client_secret_command = "pass show mail/gmail-client-secret"
 //! refresh_token_file = "~/.config/pop3-fetch/gmail.refresh"
 //! ```
+//!
+//! A `[daemon]` table says how `fetch --daemon` polls: `interval` (the
+//! time between two polls of an account: `30s`, `5m`, `1h`, `1h30m`),
+//! `concurrency` (sessions at once, default 4) and `max_backoff` (the
+//! longest wait after failures, default an hour or the interval); see
+//! [`crate::daemon`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -194,6 +200,62 @@ struct FileTables {
     defaults: Table,
     #[serde(default)]
     account: BTreeMap<String, Spanned<Table>>,
+    daemon: Option<DaemonTable>,
+}
+
+/// The keys of `[daemon]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonTable {
+    interval: Option<Spanned<String>>,
+    concurrency: Option<Spanned<usize>>,
+    max_backoff: Option<Spanned<String>>,
+}
+
+/// The `[daemon]` table: how `fetch --daemon` polls (each key `None` when
+/// not set; the command line's `--daemon INTERVAL` and `--concurrency`
+/// win).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DaemonOptions {
+    /// `interval`: the time between two polls of an account.
+    pub interval: Option<Duration>,
+    /// `concurrency`: sessions at once.
+    pub concurrency: Option<usize>,
+    /// `max_backoff`: the longest wait after failures.
+    pub max_backoff: Option<Duration>,
+}
+
+impl DaemonTable {
+    fn options(&self, text: &str) -> Result<DaemonOptions, ConfigError> {
+        let duration =
+            |key: &str, v: &Option<Spanned<String>>| -> Result<Option<Duration>, ConfigError> {
+                let Some(v) = v else { return Ok(None) };
+                let at = |message: String| ConfigError {
+                    line: Some(line_of(text, v.span().start)),
+                    ..keyed(&format!("daemon.{key}"), message)
+                };
+                match crate::daemon::parse_duration(v.get_ref()) {
+                    Ok(d) if d.is_zero() => Err(at("must be more than zero".into())),
+                    Ok(d) => Ok(Some(d)),
+                    Err(e) => Err(at(e.to_string())),
+                }
+            };
+        let concurrency = match &self.concurrency {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(ConfigError {
+                    line: Some(line_of(text, n.span().start)),
+                    ..keyed("daemon.concurrency", "must be at least 1")
+                });
+            }
+            other => other.as_ref().map(|n| *n.get_ref()),
+        };
+        Ok(DaemonOptions {
+            interval: duration("interval", &self.interval)?,
+            concurrency,
+            max_backoff: duration("max_backoff", &self.max_backoff)?,
+        })
+    }
 }
 
 macro_rules! merge {
@@ -609,6 +671,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Its accounts.
     pub accounts: Vec<Account>,
+    /// Its `[daemon]` table.
+    pub daemon: DaemonOptions,
 }
 
 impl Config {
@@ -633,17 +697,27 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| in_file(ConfigError::new(format!("cannot read the file: {e}"))))?;
-        Config::parse(&text)
-            .map(|accounts| Config {
+        Config::parse_all(&text)
+            .map(|(accounts, daemon)| Config {
                 path: path.to_path_buf(),
                 accounts,
+                daemon,
             })
             .map_err(in_file)
     }
 
     /// Checks a configuration's text (errors without the file name).
     pub fn parse(text: &str) -> Result<Vec<Account>, ConfigError> {
+        Config::parse_all(text).map(|(accounts, _)| accounts)
+    }
+
+    /// The accounts and the `[daemon]` table of a configuration's text.
+    fn parse_all(text: &str) -> Result<(Vec<Account>, DaemonOptions), ConfigError> {
         let tables: FileTables = from_toml(text)?;
+        let daemon = match &tables.daemon {
+            Some(table) => table.options(text)?,
+            None => DaemonOptions::default(),
+        };
         let mut accounts = Vec::new();
         for (name, table) in tables.account {
             let span = table.span();
@@ -732,7 +806,7 @@ impl Config {
             })?;
             accounts.push(account);
         }
-        Ok(accounts)
+        Ok((accounts, daemon))
     }
 }
 
@@ -1047,4 +1121,47 @@ impl Account {
 
 fn with_path(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str =
+        "[account.a]\nurl = \"pop://u@h\"\nmaildir = \"/tmp/m\"\npassword_env = \"P\"\n";
+
+    #[test]
+    fn the_daemon_table_gives_interval_concurrency_and_cap() {
+        let text = format!(
+            "[daemon]\ninterval = \"5m\"\nconcurrency = 2\nmax_backoff = \"2h\"\n\n{ACCOUNT}"
+        );
+        let (accounts, daemon) = Config::parse_all(&text).unwrap();
+        assert_eq!(accounts.len(), 1);
+        assert_eq!(daemon.interval, Some(Duration::from_secs(300)));
+        assert_eq!(daemon.concurrency, Some(2));
+        assert_eq!(daemon.max_backoff, Some(Duration::from_secs(7200)));
+        let (_, none) = Config::parse_all(ACCOUNT).unwrap();
+        assert_eq!(none, DaemonOptions::default());
+    }
+
+    #[test]
+    fn a_bad_daemon_key_names_its_line_and_key() {
+        let e = Config::parse_all(&format!("{ACCOUNT}\n[daemon]\ninterval = \"5 minutes\"\n"))
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(7), Some("daemon.interval"))
+        );
+        assert!(e.message.contains("not a duration"), "{e}");
+        let e = Config::parse_all("[daemon]\nconcurrency = 0\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("daemon.concurrency"))
+        );
+        let e = Config::parse_all("[daemon]\nintervl = \"5m\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("daemon.intervl"))
+        );
+    }
 }

@@ -191,6 +191,9 @@ pub mod common;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod daemon;
 #[cfg(feature = "deliver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deliver")))]
 pub mod deliver;

@@ -103,7 +103,7 @@ use crate::client::{
     Client, ClientError, ClientEvent, Connection, Error, RetrBatchState, Running, ServerError,
 };
 use crate::command::Command;
-use crate::response::UidLine;
+use crate::response::{Capability, UidLine};
 use crate::time::Instant;
 use crate::types::{Mechanism, MessageNumber, Secret, Uid};
 use crate::url::AuthMethod;
@@ -338,7 +338,55 @@ pub struct FetchOptions {
     /// `None`, or another policy: such a server fails the run with
     /// [`FetchError::NoUidl`].
     pub uidless_run_id: Option<String>,
+    /// Asks a running fetch to end early (a daemon's shutdown): once
+    /// [`StopSignal::stop`] is called, the message being received is still
+    /// stored, no further one is begun, the sink syncs, and the session
+    /// ends. When no retrieval is outstanding, the stored messages are
+    /// deleted as the policy says and the session ends with QUIT; when
+    /// pipelined retrievals are still on their way, the connection is left
+    /// without QUIT, so the server deletes nothing (the next run deletes
+    /// what is stored). [`FetchReport::interrupted`] tells.
+    pub stop: Option<StopSignal>,
 }
+
+/// A flag shared with running fetches ([`FetchOptions::stop`]): clones
+/// share it; two signals are equal when they are the same flag.
+///
+/// ```
+/// use pop3_proto::fetch::StopSignal;
+/// let signal = StopSignal::new();
+/// let seen_by_the_fetch = signal.clone();
+/// assert!(!seen_by_the_fetch.is_stopped());
+/// signal.stop();
+/// assert!(seen_by_the_fetch.is_stopped());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(std::sync::Arc<core::sync::atomic::AtomicBool>);
+
+impl StopSignal {
+    /// A signal not given yet.
+    pub fn new() -> StopSignal {
+        StopSignal::default()
+    }
+
+    /// Asks every fetch holding this signal to stop.
+    pub fn stop(&self) {
+        self.0.store(true, core::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`stop`](StopSignal::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(core::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for StopSignal {
+    fn eq(&self, other: &StopSignal) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StopSignal {}
 
 /// What becomes of a message over [`FetchOptions::max_size`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -401,6 +449,14 @@ pub struct FetchReport {
     pub kept: usize,
     /// Messages marked seen without downloading ([`FetchOptions::mark_seen`]).
     pub marked: usize,
+    /// The fetch was asked to stop ([`FetchOptions::stop`]) and ended
+    /// early; the messages it did not get to are counted in
+    /// [`deferred`](FetchReport::deferred).
+    pub interrupted: bool,
+    /// The least time between two logins the server announced (its
+    /// `LOGIN-DELAY` capability, in seconds) as the session last read
+    /// its capabilities: the next session should not start sooner.
+    pub login_delay: Option<u32>,
 }
 
 impl FetchReport {
@@ -810,6 +866,9 @@ pub struct Fetch {
     size: u64,
     /// A progress report is due.
     report_progress: bool,
+    /// Asked to stop with retrievals outstanding: the session ends after
+    /// the sync, without DELE or QUIT.
+    abandon: bool,
 }
 
 impl Fetch {
@@ -835,7 +894,16 @@ impl Fetch {
             progress: Progress::default(),
             size: 0,
             report_progress: false,
+            abandon: false,
         }
+    }
+
+    /// Whether the fetch was asked to stop.
+    fn stopping(&self) -> bool {
+        self.options
+            .stop
+            .as_ref()
+            .is_some_and(StopSignal::is_stopped)
     }
 
     /// Whether every stored message is deleted.
@@ -1044,11 +1112,25 @@ impl Fetch {
             if let Some((awaiting, request)) = self.owed.take() {
                 return self.ask(awaiting, request);
             }
+            let stopping = self.stopping();
             match &mut self.phase {
-                Phase::Start => match conn.start(task::Uidl::new()) {
-                    Ok(r) => self.phase = Phase::Uidl(r),
-                    Err(e) => return self.fail(e.into()),
-                },
+                Phase::Start => {
+                    self.report.login_delay = conn.machine().capabilities().and_then(|caps| {
+                        caps.iter().find_map(|c| match c {
+                            Capability::LoginDelay { seconds, .. } => Some(*seconds),
+                            _ => None,
+                        })
+                    });
+                    if stopping {
+                        self.report.interrupted = true;
+                        self.quit(conn);
+                        continue;
+                    }
+                    match conn.start(task::Uidl::new()) {
+                        Ok(r) => self.phase = Phase::Uidl(r),
+                        Err(e) => return self.fail(e.into()),
+                    }
+                }
                 Phase::Uidl(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
                     Some(Err(Error::Server(e))) => {
@@ -1190,6 +1272,16 @@ impl Fetch {
                     }
                     return FetchStep::Progress(self.progress);
                 }
+                Phase::Retrieve(batch) if stopping => {
+                    // Between two messages: the one received last is
+                    // stored; no further one is begun.
+                    let left = batch.remaining();
+                    tracing::info!(target: "pop3_proto::fetch", "asked to stop: {left} messages left for a later run");
+                    self.report.interrupted = true;
+                    self.report.deferred += left;
+                    self.abandon = left > 0;
+                    self.phase = Phase::Sync;
+                }
                 Phase::Retrieve(batch) => match conn.poll_batch(now, batch) {
                     None => return FetchStep::Io,
                     Some(None) => self.phase = Phase::Sync,
@@ -1232,6 +1324,14 @@ impl Fetch {
                 Phase::Sync => {
                     self.sync_due = false;
                     return self.ask(Awaiting::Sync, SinkRequest::Sync);
+                }
+                Phase::Synced if self.abandon => {
+                    // Replies to the retrievals are still on their way: the
+                    // connection is left without QUIT, so the server
+                    // deletes nothing; what was stored is synced and the
+                    // next run deletes it.
+                    let report = core::mem::take(&mut self.report);
+                    return self.done(Ok(report));
                 }
                 Phase::Synced => self.finish_retrieval(conn),
                 Phase::Dele(running) => match conn.poll_task(now, running) {

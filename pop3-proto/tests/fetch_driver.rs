@@ -11,7 +11,8 @@ use bytes::Bytes;
 use pop3_proto::client::task::{self, Task};
 use pop3_proto::client::{Connection, ConnectionConfig, Want};
 use pop3_proto::fetch::{
-    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, Oversize, execute,
+    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, Oversize, StopSignal,
+    execute,
 };
 use pop3_proto::time::Instant;
 use pop3_proto::types::{MessageNumber, Uid};
@@ -124,6 +125,8 @@ struct Memory {
     marked: HashSet<Uid>,
     /// How many messages were committed, counting those stored again.
     commits: usize,
+    /// Given once this many messages were committed (a daemon's SIGTERM).
+    stop_after: Option<(usize, StopSignal)>,
 }
 
 impl MessageSink for Memory {
@@ -152,6 +155,11 @@ impl MessageSink for Memory {
         let (uid, body) = self.current.take().unwrap();
         self.stored.insert(uid, body);
         self.commits += 1;
+        if let Some((n, signal)) = &self.stop_after {
+            if *n == self.commits {
+                signal.stop();
+            }
+        }
         Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
@@ -494,4 +502,70 @@ fn a_server_without_uidl_is_fetched_and_emptied_when_deleting_and_refused_when_k
     let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
     assert_eq!((report.saved, report.deleted), (1, 1));
     assert_eq!(sink.stored.len(), 3);
+}
+
+/// A run told to stop while the first of three messages comes in: it
+/// stores that one durably, begins no other, and leaves without QUIT (the
+/// other retrievals are still on their way), so nothing is deleted; the
+/// next run deletes what was stored and fetches the rest.
+#[test]
+fn a_stopped_run_stores_the_message_in_flight_and_deletes_nothing_unsynced() {
+    let mut drop = maildrop(&[("a", "first"), ("b", "second"), ("c", "third")]);
+    let signal = StopSignal::new();
+    let mut sink = Memory {
+        stop_after: Some((1, signal.clone())),
+        ..Memory::default()
+    };
+    let mut options = FetchOptions::default();
+    options.delete = true;
+    options.stop = Some(signal);
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert!(report.interrupted);
+    assert_eq!((report.saved, report.deferred, report.deleted), (1, 2, 0));
+    assert_eq!(sink.durable, HashSet::from([uid("a")]));
+    assert_eq!(bodies(&drop), ["first", "second", "third"]);
+
+    sink.stop_after = None;
+    let report = fetch(&mut drop, &mut sink, true, None).unwrap();
+    assert!(!report.interrupted);
+    assert_eq!(
+        (report.saved, report.already_stored, report.deleted),
+        (2, 1, 3)
+    );
+    assert!(drop.messages.is_empty());
+}
+
+/// Stopped during the last message: nothing is left to retrieve, so the
+/// run deletes what it stored and synced, and QUITs.
+#[test]
+fn a_run_stopped_in_its_last_message_deletes_what_it_synced_and_quits() {
+    let mut drop = maildrop(&[("a", "first"), ("b", "second")]);
+    let signal = StopSignal::new();
+    let mut sink = Memory {
+        stop_after: Some((2, signal.clone())),
+        ..Memory::default()
+    };
+    let mut options = FetchOptions::default();
+    options.delete = true;
+    options.stop = Some(signal);
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert!(report.interrupted);
+    assert_eq!((report.saved, report.deferred, report.deleted), (2, 0, 2));
+    assert!(drop.messages.is_empty());
+}
+
+/// Stopped before it began: the session ends with QUIT, nothing fetched.
+#[test]
+fn a_run_stopped_before_it_began_fetches_nothing() {
+    let mut drop = maildrop(&[("a", "first")]);
+    let signal = StopSignal::new();
+    signal.stop();
+    let mut options = FetchOptions::default();
+    options.delete = true;
+    options.stop = Some(signal);
+    let mut sink = Memory::default();
+    let report = fetch_with(&mut drop, &mut sink, options, None).unwrap();
+    assert!(report.interrupted);
+    assert_eq!((report.listed, report.saved, report.deleted), (0, 0, 0));
+    assert_eq!(bodies(&drop), ["first"]);
 }

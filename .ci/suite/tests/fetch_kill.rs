@@ -3,6 +3,9 @@
 //! Maildir, and nothing is in the Maildir twice; after a final complete run,
 //! every message is in the Maildir exactly once and the server is empty.
 //!
+//! The same for every runtime's `fetch --daemon`, killed at seeded
+//! instants across its polls.
+//!
 //! And every runtime's `fetch` cut off by the network in the middle of a
 //! message, its messages then filed away from `new/` and `cur/` as a mail
 //! reader would, and rerun: every message exactly once.
@@ -268,6 +271,85 @@ fn smol_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_on
 #[test]
 fn blocking_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
     killed_and_rerun(example_binary("pop3-blocking", "fetch-blocking"));
+}
+
+/// Daemons killed in flight per fetch binary.
+const DAEMON_KILLS: u32 = 40;
+
+/// `fetch --daemon` (polling every 20 ms, with `--delete`) killed with
+/// SIGKILL at seeded instants spread over several polls, more mail arriving
+/// meanwhile: after every kill nothing is lost or stored twice; after a
+/// final run every message is in the Maildir exactly once.
+fn daemon_killed_across_polls_then_rerun(bin: PathBuf) {
+    let first = maildrop(0..30);
+    let dovecot = Dovecot::start(&[(USER, PASSWORD, &first)]);
+    let mut messages: Vec<(String, Vec<u8>)> = dovecot
+        .uidls(USER)
+        .into_iter()
+        .zip(first.iter().map(|(_, m)| m.clone()))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let maildir = work.path().join("Maildir");
+    let url = format!("pop://{USER}@127.0.0.1:{}", dovecot.pop3_addr().port());
+    let command = |daemon: bool| {
+        let mut cmd = Command::new(&bin);
+        cmd.arg(&url)
+            .arg("--maildir")
+            .arg(&maildir)
+            .args(["--auth", "USER", "--insecure-cleartext-login", "--delete"])
+            .env("POP3_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if daemon {
+            cmd.args(["--daemon", "20ms"]);
+        }
+        cmd
+    };
+    let mut rng = Rng(0x00da_e30f_5eed);
+    for round in 1..=DAEMON_KILLS {
+        let mut child = command(true).spawn().expect("start fetch --daemon");
+        // Mail arrives while the daemon runs, between or during its polls;
+        // the kill comes at a seeded instant after that.
+        let before = rng.below(150);
+        std::thread::sleep(Duration::from_millis(before));
+        let start = messages.len();
+        messages.extend(deliver(&dovecot, &maildrop(start..start + 4)));
+        let after = rng.below(250);
+        std::thread::sleep(Duration::from_millis(after));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "round {round}: the daemon exited by itself"
+        );
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        let label = format!("daemon round {round} ({before}+{after} ms, {status})");
+        let stored = check(&label, &dovecot, &maildir, &messages);
+        eprintln!(
+            "{label}: {stored} stored, {} on the server",
+            on_server(&dovecot).len()
+        );
+    }
+    let out = command(false).output().unwrap();
+    assert!(out.status.success(), "the final run failed");
+    let total = check("final", &dovecot, &maildir, &messages);
+    assert_eq!(total, messages.len(), "every message exactly once");
+    assert!(on_server(&dovecot).is_empty(), "{:?}", on_server(&dovecot));
+}
+
+#[test]
+fn blocking_fetch_daemon_killed_across_polls_then_rerun_stores_every_message_exactly_once() {
+    daemon_killed_across_polls_then_rerun(example_binary("pop3-blocking", "fetch-blocking"));
+}
+
+#[test]
+fn tokio_fetch_daemon_killed_across_polls_then_rerun_stores_every_message_exactly_once() {
+    daemon_killed_across_polls_then_rerun(example_binary("pop3-tokio", "fetch"));
+}
+
+#[test]
+fn smol_fetch_daemon_killed_across_polls_then_rerun_stores_every_message_exactly_once() {
+    daemon_killed_across_polls_then_rerun(example_binary("pop3-async-std", "fetch-smol"));
 }
 
 /// In the middle of the third message: the proxy below cuts the connection

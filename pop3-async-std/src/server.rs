@@ -48,7 +48,7 @@ use pop3_proto::server::{Connection, Server, ServerConfig, StoreDriver, StoreReq
 use pop3_proto::store::Store;
 
 use crate::io::{Clock, Conn, Stream, timeout};
-use pop3_blocking::metrics::Metrics;
+use pop3_blocking::metrics::{Metrics, SessionMeter};
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 use rustls::crypto::SecureRandom;
@@ -111,6 +111,9 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // The place under the caps first: once `wait_idle` returns, a new
+        // connection finds it free.
+        drop(self.pass.take());
         if self.life.active.fetch_sub(1, SeqCst) == 1 {
             self.life.idle.notify(usize::MAX);
         }
@@ -527,12 +530,12 @@ where
         let clock = Clock::new(Instant::now());
         let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
         let life = self.inner.life.clone();
-        self.metrics.session_started();
         let mut session = Session {
             conn: Connection::new(machine, options),
             io,
             acceptor: self.inner.tls.clone(),
             metrics: self.metrics.clone(),
+            meter: SessionMeter::start(self.metrics.clone()),
             handshake: None,
             handshake_timeout: options.tls_handshake_timeout,
             clock,
@@ -571,14 +574,16 @@ where
                 }
             }
         }
-        let Session { conn, io, .. } = session;
+        let Session {
+            conn, io, meter, ..
+        } = session;
         drop(io);
         // A commit the store timeout stopped waiting for runs to its end.
         if let Some(result) = driver.finish().await {
             tracing::info!(?peer, ?result, "a commit past the store timeout ended");
         }
         conn.machine().log_summary();
-        self.metrics.session_ended(&conn);
+        meter.end(&conn);
     }
 }
 
@@ -597,6 +602,8 @@ struct Session {
     io: Conn,
     acceptor: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
+    /// Counts the session's logins and octets as they happen.
+    meter: SessionMeter,
     handshake: Option<Handshake>,
     handshake_timeout: Duration,
     clock: Clock,
@@ -609,6 +616,7 @@ impl Session {
     /// is over.
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
+            self.meter.update(&self.conn);
             let now = self.clock.now();
             if self
                 .stop

@@ -77,7 +77,7 @@ use crate::common::{
     is_transient_accept_error, read_proxy_header, send_refusal,
 };
 use crate::io::{Clock, Socket, Stream, Transport};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SessionMeter};
 use crate::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 
@@ -123,6 +123,9 @@ struct Slot<'a, S> {
 
 impl<S> Drop for Slot<'_, S> {
     fn drop(&mut self) {
+        // The place under the caps first: once `wait_idle` returns, a new
+        // connection finds it free.
+        drop(self.pass.take());
         self.inner.state().active -= 1;
         self.inner.changed.notify_all();
     }
@@ -501,12 +504,14 @@ where
         let clock = Clock::start();
         let machine = Server::new(inner.config.clone(), clock.now(), ctx);
         let mut conn = Connection::new(machine, options);
-        self.metrics.session_started();
+        let mut meter = SessionMeter::start(self.metrics.clone());
         let mut driver = StoreDriver::new(inner.store.clone());
         let waker = Waker::from(Arc::new(Unpark(thread::current())));
         // Told of the shutdown (once: the core forgets it when the grace ends).
         let mut told = false;
         loop {
+            // Logins and octets sent are counted as they happen.
+            meter.update(&conn);
             if let Some(&at) = inner.stop.get().filter(|_| !told) {
                 conn.shutdown(clock.at(at));
                 told = true;
@@ -581,7 +586,7 @@ where
             tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
         conn.machine().log_summary();
-        self.metrics.session_ended(&conn);
+        meter.end(&conn);
     }
 }
 

@@ -17,7 +17,7 @@ use pop3_blocking::common::{
     ACCEPT_BACKOFF, Admitted, Gate, Pass, ProxyPreface, admit_accepted, admit_proxied,
     connection_context, is_transient_accept_error, send_refusal,
 };
-use pop3_blocking::metrics::Metrics;
+use pop3_blocking::metrics::{Metrics, SessionMeter};
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 use pop3_proto::proxy::ProxyPolicy;
@@ -428,12 +428,12 @@ where
             ctx,
         );
         let mut shutdown = self.inner.shutdown.subscribe();
-        self.metrics.session_started();
         let mut session = Session {
             conn: Connection::new(machine, &self.inner.options),
             io,
             acceptor: self.inner.tls.clone(),
             metrics: self.metrics.clone(),
+            meter: SessionMeter::start(self.metrics.clone()),
             handshake: None,
             handshake_timeout: self.inner.options.tls_handshake_timeout,
             epoch,
@@ -470,14 +470,16 @@ where
                 }
             }
         }
-        let Session { conn, io, .. } = session;
+        let Session {
+            conn, io, meter, ..
+        } = session;
         drop(io);
         // A commit the store timeout stopped waiting for runs to its end.
         if let Some(result) = driver.finish().await {
             tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
         conn.machine().log_summary();
-        self.metrics.session_ended(&conn);
+        meter.end(&conn);
     }
 }
 
@@ -494,6 +496,8 @@ struct Session {
     io: Conn,
     acceptor: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
+    /// Counts the session's logins and octets as they happen.
+    meter: SessionMeter,
     handshake: Option<(tokio_rustls::Accept<Stream>, Pin<Box<Sleep>>)>,
     handshake_timeout: Duration,
     epoch: TokioInstant,
@@ -512,6 +516,7 @@ impl Session {
     /// is over.
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
+            self.meter.update(&self.conn);
             let now = self.now();
             if self
                 .stop

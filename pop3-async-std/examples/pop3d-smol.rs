@@ -40,7 +40,8 @@ fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), Bo
         tls,
         setup.options.clone(),
     )
-    .with_metrics(setup.start_metrics("pop3d-smol")?);
+    .with_metrics(setup.start_metrics("pop3d-smol")?)
+    .with_gate(setup.gate.clone());
     let stop = server.clone();
     setup.handle_signals(move || stop.shutdown())?;
     let mut bound = Vec::new();
@@ -51,11 +52,12 @@ fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), Bo
         } else {
             Security::Plain
         };
+        let proxy = bound_listener.proxy;
         let listener = Async::<TcpListener>::new(bound_listener.listener)?;
         bound.push((listener.get_ref().local_addr()?, bound_listener.tls));
         let server = server.clone();
         loops.push(smol::spawn(async move {
-            server.serve(listener, security).await
+            server.serve_proxied(listener, security, proxy).await
         }));
     }
     setup.print_banner("pop3d-smol", &bound);

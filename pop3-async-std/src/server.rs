@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use async_executor::{Executor, Task};
 use async_io::Timer;
-use async_lock::{Semaphore, SemaphoreGuardArc};
 use event_listener::Event;
 use futures_io::{AsyncRead, AsyncWrite};
 use futures_lite::AsyncReadExt;
@@ -41,16 +40,15 @@ use futures_lite::future::or;
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Gate, Pass, ProxyPreface, connection_context, is_transient_accept_error,
-    proxy_admits, proxy_result, refuse,
+    ACCEPT_BACKOFF, Admitted, Gate, Pass, ProxyPreface, admit_accepted, admit_proxied,
+    connection_context, is_transient_accept_error, send_refusal,
 };
-use pop3_proto::server::{
-    Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
-};
+use pop3_proto::proxy::ProxyPolicy;
+use pop3_proto::server::{Connection, Server, ServerConfig, StoreDriver, StoreRequest, Want};
 use pop3_proto::store::Store;
 
 use crate::io::{Clock, Conn, Stream, timeout};
-use pop3_blocking::metrics::Metrics;
+use pop3_blocking::metrics::{Metrics, SessionMeter};
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 use rustls::crypto::SecureRandom;
@@ -60,10 +58,9 @@ use rustls::crypto::SecureRandom;
 pub use async_io::Async;
 pub use pop3_blocking::common::{ServerOptions, ServerSecurity as Security};
 
-/// The connection cap, the shutdown signal and the count of open sessions,
-/// shared by every clone of a server.
+/// The shutdown signal and the count of open sessions, shared by every
+/// clone of a server (the caps are its [`Gate`]'s).
 struct Lifecycle {
-    permits: Arc<Semaphore>,
     stopping: AtomicBool,
     stop: Event,
     active: AtomicUsize,
@@ -95,34 +92,28 @@ impl Lifecycle {
         or(stop, async { Some(future.await) }).await
     }
 
-    /// A connection slot: a permit of the cap, counted as an open session.
-    async fn slot(self: &Arc<Self>) -> Slot {
-        let permit = self.permits.acquire_arc().await;
-        self.slot_of(permit)
-    }
-
-    /// A connection slot if one is free now.
-    fn try_slot(self: &Arc<Self>) -> Option<Slot> {
-        self.permits.try_acquire_arc().map(|p| self.slot_of(p))
-    }
-
-    fn slot_of(self: &Arc<Self>, permit: SemaphoreGuardArc) -> Slot {
+    /// An admitted connection, counted as open (for `wait_idle`) with
+    /// its place under the caps (`None` while its PROXY header is read).
+    fn slot(self: &Arc<Self>, pass: Option<Pass>) -> Slot {
         self.active.fetch_add(1, SeqCst);
         Slot {
-            _permit: permit,
+            pass,
             life: self.clone(),
         }
     }
 }
 
-/// One open session's share of the cap; released when the session ends.
+/// One open session's place; given back when the session ends.
 struct Slot {
-    _permit: SemaphoreGuardArc,
+    pass: Option<Pass>,
     life: Arc<Lifecycle>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // The place under the caps first: once `wait_idle` returns, a new
+        // connection finds it free.
+        drop(self.pass.take());
         if self.life.active.fetch_sub(1, SeqCst) == 1 {
             self.life.idle.notify(usize::MAX);
         }
@@ -137,7 +128,6 @@ struct Inner<S> {
     random: &'static dyn SecureRandom,
     options: ServerOptions,
     life: Arc<Lifecycle>,
-    gate: Gate,
 }
 
 /// A POP3 server on any `futures-io` runtime (smol, async-std): a store, a
@@ -181,6 +171,7 @@ struct Inner<S> {
 /// ```
 pub struct Pop3Server<S> {
     inner: Arc<Inner<S>>,
+    gate: Gate,
     metrics: Arc<Metrics>,
 }
 
@@ -188,6 +179,7 @@ impl<S> Clone for Pop3Server<S> {
     fn clone(&self) -> Self {
         Pop3Server {
             inner: self.inner.clone(),
+            gate: self.gate.clone(),
             metrics: self.metrics.clone(),
         }
     }
@@ -223,8 +215,8 @@ where
         options: ServerOptions,
     ) -> Self {
         let config = Arc::new(config.credential_forms(store.credential_forms()));
+        let gate = Gate::new(&options);
         let life = Arc::new(Lifecycle {
-            permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
             stopping: AtomicBool::new(false),
             stop: Event::new(),
             active: AtomicUsize::new(0),
@@ -236,12 +228,35 @@ where
                 config,
                 random: secure_random(tls.as_deref().map(|c| &**c.crypto_provider())),
                 tls: tls.map(TlsAcceptor::from),
-                gate: Gate::new(&options),
                 options,
                 life,
             }),
+            gate,
             metrics: Arc::default(),
         }
+    }
+
+    /// Counts this server's connections under `gate`'s caps instead of
+    /// caps of its own (those of [`ServerOptions`]): caps that can be
+    /// changed while serving ([`Gate::set_caps`], what a reload does), or
+    /// shared with other servers. Clones made afterwards share it.
+    ///
+    /// ```
+    /// use pop3_blocking::common::{Gate, ServerOptions};
+    /// use pop3_proto::store::MemoryStore;
+    /// use pop3_async_std::server::Pop3Server;
+    ///
+    /// let gate = Gate::new(&ServerOptions::default());
+    /// let server = Pop3Server::new(MemoryStore::new(), Default::default()).with_gate(gate.clone());
+    /// let mut lowered = ServerOptions::default();
+    /// lowered.max_connections = 10;
+    /// gate.set_caps(&lowered); // new connections over 10 are refused from now on
+    /// # drop(server);
+    /// ```
+    #[must_use]
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Counts this server's sessions, logins, store calls, refusals and
@@ -290,7 +305,29 @@ where
     /// [where sessions run](self#where-sessions-run)). Returns once the
     /// listener is closed (at shutdown, or on an accept error that does not
     /// pass) and every session it accepted has ended.
+    ///
+    /// Every connection starts with a PROXY protocol header when
+    /// [`ServerOptions::proxy_protocol`] is set
+    /// ([`serve_proxied`](Self::serve_proxied) decides per listener).
     pub async fn serve(&self, listener: Async<TcpListener>, security: Security) -> io::Result<()> {
+        let policy = self.inner.options.proxy_protocol.clone();
+        self.serve_proxied(listener, security, policy).await
+    }
+
+    /// [`serve`](Self::serve) with this listener's own PROXY protocol
+    /// policy (`None`: its connections come straight from clients),
+    /// whatever [`ServerOptions::proxy_protocol`] says: one server can
+    /// serve a listener behind a load balancer and one for direct clients.
+    ///
+    /// A connection from a trusted proxy counts under the total cap as soon
+    /// as it is accepted, while its header is read; the per-address cap
+    /// applies to the client the header names.
+    pub async fn serve_proxied(
+        &self,
+        listener: Async<TcpListener>,
+        security: Security,
+        proxy: Option<ProxyPolicy>,
+    ) -> io::Result<()> {
         if security == Security::ImplicitTls && self.inner.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -299,7 +336,7 @@ where
         }
         let sessions = Executor::new();
         sessions
-            .run(self.accept(listener, security, &sessions))
+            .run(self.accept(listener, security, proxy, &sessions))
             .await
     }
 
@@ -307,6 +344,7 @@ where
         &self,
         listener: Async<TcpListener>,
         security: Security,
+        proxy: Option<ProxyPolicy>,
         sessions: &Executor<'_>,
     ) -> io::Result<()> {
         let life = &self.inner.life;
@@ -325,41 +363,57 @@ where
                 Some(Err(e)) => break Err(e),
             };
             running.retain(|task| !task.is_finished());
-            if let Some(policy) = &self.inner.options.proxy_protocol {
-                // The client is the one the proxy's header names: it is
-                // admitted once the header is read, in the session's task.
-                if proxy_admits(Some(policy), peer, &self.metrics) {
-                    let server = self.clone();
-                    let limit = policy.timeout;
-                    running.push(sessions.spawn(async move {
-                        let mut stream = stream;
-                        let mut preface = ProxyPreface::new(peer);
-                        let read = timeout(limit, async {
-                            loop {
-                                let n = AsyncReadExt::read(&mut stream, preface.space()).await?;
-                                if let Some(client) = preface.filled(n)? {
-                                    return Ok(client);
-                                }
-                            }
-                        })
-                        .await;
-                        drop(preface);
-                        if let Some(client) = proxy_result(read, peer, &server.metrics) {
-                            server.admit_and_serve(stream, client, security).await;
+            // Admitted before its PROXY header is read: a source holding it
+            // back holds a place under the total cap.
+            let (pass, reservation) =
+                match admit_accepted(&self.gate, proxy.as_ref(), peer, &self.metrics) {
+                    Admitted::Session(pass) => (Some(pass), None),
+                    Admitted::ReadHeader(reservation) => (None, Some(reservation)),
+                    Admitted::Refuse(refusal) => {
+                        if let Ok(stream) = stream.into_inner() {
+                            send_refusal(stream, refusal);
                         }
-                    }));
-                }
-                continue;
-            }
-            let Some(slot) = self.admit(stream, peer) else {
-                continue;
-            };
+                        continue;
+                    }
+                    _ => continue,
+                };
+            let _ = stream.get_ref().set_nodelay(true);
+            let mut slot = life.slot(pass);
             let server = self.clone();
+            let limit = proxy.as_ref().map_or(Duration::ZERO, |p| p.timeout);
             running.push(sessions.spawn(async move {
-                let (_slot, stream) = slot;
-                server
-                    .connection(Stream::new(stream), Some(peer), security)
+                let mut stream = stream;
+                let mut client = peer;
+                if let Some(reservation) = reservation {
+                    let mut preface = ProxyPreface::new(peer);
+                    let read = timeout(limit, async {
+                        loop {
+                            let n = AsyncReadExt::read(&mut stream, preface.space()).await?;
+                            if let Some(client) = preface.filled(n)? {
+                                return Ok(client);
+                            }
+                        }
+                    })
                     .await;
+                    drop(preface);
+                    match admit_proxied(reservation, read, peer, &server.metrics) {
+                        Ok((pass, from)) => {
+                            slot.pass = Some(pass);
+                            client = from;
+                        }
+                        Err(Some(refusal)) => {
+                            if let Ok(stream) = stream.into_inner() {
+                                send_refusal(stream, refusal);
+                            }
+                            return;
+                        }
+                        Err(None) => return,
+                    }
+                }
+                server
+                    .connection(Stream::new(stream), Some(client), security)
+                    .await;
+                drop(slot);
             }));
         };
         drop(listener);
@@ -415,7 +469,7 @@ where
     where
         T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let pass = match self.inner.gate.admit(peer.ip()) {
+        let pass = match self.gate.admit(peer.ip()) {
             Ok(pass) => pass,
             Err(refusal) => {
                 tracing::info!(%peer, "connection refused: {refusal}");
@@ -432,51 +486,9 @@ where
         };
         // The connection counts against the cap and is waited for by
         // `wait_idle`, as one accepted by `serve` is.
-        let _slot = (pass, self.inner.life.slot().await);
+        let _slot = self.inner.life.slot(Some(pass));
         self.connection(Stream::new(stream), Some(peer), security)
             .await;
-    }
-
-    /// Admits an accepted connection as the client `peer` (with its
-    /// place under the caps), or refuses it over a cap.
-    fn admit(
-        &self,
-        stream: Async<std::net::TcpStream>,
-        peer: SocketAddr,
-    ) -> Option<((Pass, Slot), Async<std::net::TcpStream>)> {
-        let admitted = self.inner.gate.admit(peer.ip()).and_then(|pass| {
-            self.inner
-                .life
-                .try_slot()
-                .map(|slot| (pass, slot))
-                .ok_or(Refusal::Full)
-        });
-        match admitted {
-            Ok(slot) => {
-                let _ = stream.get_ref().set_nodelay(true);
-                Some((slot, stream))
-            }
-            Err(refusal) => {
-                if let Ok(stream) = stream.into_inner() {
-                    refuse(stream, peer, refusal, &self.metrics);
-                }
-                None
-            }
-        }
-    }
-
-    /// Serves an accepted connection as the client `peer`, or refuses it
-    /// over a cap.
-    async fn admit_and_serve(
-        &self,
-        stream: Async<std::net::TcpStream>,
-        peer: SocketAddr,
-        security: Security,
-    ) {
-        if let Some((_slot, stream)) = self.admit(stream, peer) {
-            self.connection(Stream::new(stream), Some(peer), security)
-                .await;
-        }
     }
 
     async fn connection(&self, stream: Stream, peer: Option<SocketAddr>, security: Security) {
@@ -518,12 +530,12 @@ where
         let clock = Clock::new(Instant::now());
         let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
         let life = self.inner.life.clone();
-        self.metrics.session_started();
         let mut session = Session {
             conn: Connection::new(machine, options),
             io,
             acceptor: self.inner.tls.clone(),
             metrics: self.metrics.clone(),
+            meter: SessionMeter::start(self.metrics.clone()),
             handshake: None,
             handshake_timeout: options.tls_handshake_timeout,
             clock,
@@ -562,14 +574,16 @@ where
                 }
             }
         }
-        let Session { conn, io, .. } = session;
+        let Session {
+            conn, io, meter, ..
+        } = session;
         drop(io);
         // A commit the store timeout stopped waiting for runs to its end.
         if let Some(result) = driver.finish().await {
             tracing::info!(?peer, ?result, "a commit past the store timeout ended");
         }
         conn.machine().log_summary();
-        self.metrics.session_ended(&conn);
+        meter.end(&conn);
     }
 }
 
@@ -588,6 +602,8 @@ struct Session {
     io: Conn,
     acceptor: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
+    /// Counts the session's logins and octets as they happen.
+    meter: SessionMeter,
     handshake: Option<Handshake>,
     handshake_timeout: Duration,
     clock: Clock,
@@ -600,6 +616,7 @@ impl Session {
     /// is over.
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
+            self.meter.update(&self.conn);
             let now = self.clock.now();
             if self
                 .stop

@@ -43,7 +43,8 @@ fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), Bo
         tls,
         setup.options.clone(),
     )
-    .with_metrics(setup.start_metrics("pop3d-blocking")?);
+    .with_metrics(setup.start_metrics("pop3d-blocking")?)
+    .with_gate(setup.gate.clone());
     let stop = server.clone();
     setup.handle_signals(move || stop.shutdown())?;
     let mut bound = Vec::new();
@@ -55,14 +56,16 @@ fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<(), Bo
             Security::Plain
         };
         bound.push((bound_listener.listener.local_addr()?, bound_listener.tls));
-        listeners.push((bound_listener.listener, security));
+        listeners.push((bound_listener.listener, security, bound_listener.proxy));
     }
     setup.print_banner("pop3d-blocking", &bound);
     std::thread::scope(|scope| {
         let server = &server;
         let serving: Vec<_> = listeners
             .into_iter()
-            .map(|(listener, security)| scope.spawn(move || server.serve(listener, security)))
+            .map(|(listener, security, proxy)| {
+                scope.spawn(move || server.serve_proxied(listener, security, proxy))
+            })
             .collect();
         for serving in serving {
             serving

@@ -163,12 +163,22 @@ pub struct ServerArgs {
     /// The oldest TLS version accepted: `1.2` (default) or `1.3`.
     #[arg(long, value_name = "VERSION")]
     pub tls_min_version: Option<crate::tls::MinTlsVersion>,
-    /// Every listener expects the PROXY protocol (v1 or v2) from a load
-    /// balancer in this network (CIDR; repeatable): the client address it
-    /// carries is the one capped and logged. Connections from elsewhere
-    /// are closed.
+    /// Accept the PROXY protocol (v1 or v2) from a load balancer in this
+    /// network (CIDR; repeatable): the client address it carries is the
+    /// one capped and logged; connections from elsewhere are closed. Every
+    /// listener expects the header, unless `--proxy-listen` or
+    /// `--proxy-tls-listen` name listeners of their own for it.
     #[arg(long, value_name = "CIDR")]
     pub proxy_protocol_trusted: Vec<pop3_proto::proxy::Network>,
+    /// A plain POP3 listener whose connections start with a PROXY header
+    /// (repeatable; needs `--proxy-protocol-trusted`): then only these and
+    /// the `--proxy-tls-listen` ones expect it.
+    #[arg(long, value_name = "ADDR")]
+    pub proxy_listen: Vec<SocketAddr>,
+    /// An implicit TLS listener whose connections start with a PROXY
+    /// header (repeatable), as `--proxy-listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub proxy_tls_listen: Vec<SocketAddr>,
     /// Serve the server's metrics (Prometheus text format) at
     /// `http://ADDR/metrics`; give a loopback address (`127.0.0.1:9110`)
     /// or one only the scraper can reach: the responder has no access
@@ -249,9 +259,13 @@ pub struct CertificatePair {
 /// `[proxy_protocol]`: accept the PROXY protocol header from these
 /// networks.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProxyProtocolSettings {
     /// The proxies' networks.
     pub trusted: Vec<IpNetwork>,
+    /// Whether every listener expects the header (no listeners of its
+    /// own are configured); otherwise only its own do.
+    pub every_listener: bool,
 }
 
 /// `[metrics]`: where metrics are served.
@@ -261,13 +275,19 @@ pub struct MetricsSettings {
     pub listen: SocketAddr,
 }
 
-/// A listener bound at start: its socket and whether it is implicit TLS.
+/// A listener bound at start: its socket, whether it is implicit TLS, and
+/// its PROXY protocol policy.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct BoundListener {
     /// The socket (blocking; an async runtime takes it over).
     pub listener: std::net::TcpListener,
     /// Implicit TLS (POP3S) rather than plain with STLS.
     pub tls: bool,
+    /// Its connections start with a PROXY protocol header from these
+    /// sources (hand it to the server's `serve_proxied`); `None`: they come
+    /// straight from clients.
+    pub proxy: Option<pop3_proto::proxy::ProxyPolicy>,
 }
 
 /// Everything a `pop3d` example needs besides its runtime.
@@ -285,12 +305,17 @@ pub struct ServerSetup {
     pub certificates: Vec<CertificatePair>,
     /// The connection settings (caps, timeouts).
     pub options: ServerOptions,
+    /// The connection caps, which a reload changes (hand it to the
+    /// server's `with_gate`).
+    pub gate: crate::common::Gate,
     /// The PROXY protocol's trusted networks, when configured.
     pub proxy_protocol: Option<ProxyProtocolSettings>,
     /// The metrics listener, when configured.
     pub metrics: Option<MetricsSettings>,
     /// The demo CA's certificate file, removed on drop.
     pub demo_ca: Option<PathBuf>,
+    /// The local addresses of the listeners that expect a PROXY header.
+    proxied: Vec<SocketAddr>,
     /// Whether the store is the embedded demo maildrop.
     pub demo: bool,
     /// Whether the listeners are the service manager's (socket
@@ -377,6 +402,8 @@ struct Settings {
     previous_uidl_format: Sourced<String>,
     limits: server_file::LimitKeys,
     proxy_protocol: Option<ProxyProtocolSettings>,
+    proxy_listen: Vec<Sourced<SocketAddr>>,
+    proxy_tls_listen: Vec<Sourced<SocketAddr>>,
     metrics: Option<Sourced<SocketAddr>>,
     user: Option<Sourced<String>>,
     group: Option<Sourced<String>>,
@@ -533,6 +560,24 @@ impl Settings {
         if args.max_connections_per_address.is_some() {
             limits.max_connections_per_address = args.max_connections_per_address;
         }
+        let none = None;
+        let (file_proxy_listen, file_proxy_tls_listen) = keys
+            .proxy_protocol
+            .as_ref()
+            .map_or((&none, &none), |p| (&p.listen, &p.tls_listen));
+        let proxy_listen = addrs(
+            &args.proxy_listen,
+            "--proxy-listen",
+            "proxy_protocol.listen",
+            file_proxy_listen,
+        );
+        let proxy_tls_listen = addrs(
+            &args.proxy_tls_listen,
+            "--proxy-tls-listen",
+            "proxy_protocol.tls_listen",
+            file_proxy_tls_listen,
+        );
+        let every_listener = proxy_listen.is_empty() && proxy_tls_listen.is_empty();
         let proxy_protocol = match &keys.proxy_protocol {
             // The flags replace the file's networks.
             _ if !args.proxy_protocol_trusted.is_empty() => Some(ProxyProtocolSettings {
@@ -541,6 +586,7 @@ impl Settings {
                     .iter()
                     .map(|n| IpNetwork::from_network(*n))
                     .collect(),
+                every_listener,
             }),
             None => None,
             Some(p) => {
@@ -553,9 +599,22 @@ impl Settings {
                             .map_err(|e| StartupError(format!("{origin}: {e}")))?,
                     );
                 }
-                Some(ProxyProtocolSettings { trusted })
+                Some(ProxyProtocolSettings {
+                    trusted,
+                    every_listener,
+                })
             }
         };
+        if let (None, Some(first)) = (
+            &proxy_protocol,
+            proxy_listen.first().or(proxy_tls_listen.first()),
+        ) {
+            return Err(startup(
+                &first.origin,
+                first.value,
+                "needs the proxies' networks (proxy_protocol.trusted, --proxy-protocol-trusted)",
+            ));
+        }
         let metrics = match args.metrics_listen {
             Some(addr) => Some(flag(addr, "--metrics-listen")),
             None => keys.metrics.as_ref().map(|m| Sourced {
@@ -594,6 +653,8 @@ impl Settings {
             previous_uidl_format,
             limits,
             proxy_protocol,
+            proxy_listen,
+            proxy_tls_listen,
             metrics,
             user,
             group,
@@ -722,6 +783,8 @@ struct Reloader {
     users: Option<SharedPasswd>,
     /// The service user root was dropped for.
     serving_as: Option<String>,
+    /// The connection caps in force.
+    gate: crate::common::Gate,
 }
 
 impl Reloader {
@@ -760,7 +823,8 @@ impl Reloader {
         fn value<T: Clone>(v: &Option<Sourced<T>>) -> Option<T> {
             v.as_ref().map(|s| s.value.clone())
         }
-        let restart_only: [(&str, bool); 14] = [
+        let (l, o) = (&new.limits, &old.limits);
+        let restart_only: [(&str, bool); 21] = [
             ("listen", values(&new.listen) != values(&old.listen)),
             (
                 "tls_listen",
@@ -787,9 +851,31 @@ impl Reloader {
                 "previous_uidl_format",
                 new.previous_uidl_format.value != old.previous_uidl_format.value,
             ),
-            ("limits", new.limits != old.limits),
+            ("limits.login_timeout", l.login_timeout != o.login_timeout),
+            ("limits.autologout", l.autologout != o.autologout),
+            (
+                "limits.write_stall_timeout",
+                l.write_stall_timeout != o.write_stall_timeout,
+            ),
+            (
+                "limits.tls_handshake_timeout",
+                l.tls_handshake_timeout != o.tls_handshake_timeout,
+            ),
+            (
+                "limits.shutdown_grace",
+                l.shutdown_grace != o.shutdown_grace,
+            ),
+            ("limits.store_timeout", l.store_timeout != o.store_timeout),
             ("login_delay", new.login_delay != old.login_delay),
             ("proxy_protocol", new.proxy_protocol != old.proxy_protocol),
+            (
+                "proxy_protocol.listen",
+                values(&new.proxy_listen) != values(&old.proxy_listen),
+            ),
+            (
+                "proxy_protocol.tls_listen",
+                values(&new.proxy_tls_listen) != values(&old.proxy_tls_listen),
+            ),
             ("metrics", value(&new.metrics) != value(&old.metrics)),
             ("user", value(&new.user) != value(&old.user)),
             ("group", value(&new.group) != value(&old.group)),
@@ -806,6 +892,19 @@ impl Reloader {
         }
         if let (Some(slot), Some(c)) = (&self.certificate, certificate) {
             slot.replace(c);
+        }
+        if (l.max_connections, l.max_connections_per_address)
+            != (o.max_connections, o.max_connections_per_address)
+        {
+            // Open sessions go on; over a lowered cap, new connections are
+            // refused until enough of them have ended.
+            let options = new.options();
+            self.gate.set_caps(&options);
+            tracing::info!(
+                "reload: limits.max_connections = {}, limits.max_connections_per_address = {} from now on; open sessions go on",
+                options.max_connections,
+                options.max_connections_per_address
+            );
         }
         if let (Some(shared), Some(u)) = (&self.users, users) {
             if shared.current().credential_forms() != u.credential_forms() {
@@ -840,7 +939,11 @@ impl ServerArgs {
     /// `program` names it in the protocol's IMPLEMENTATION capability.
     pub fn setup(self, program: &str) -> Result<(ServerSetup, ServerStore), BoxError> {
         let mut settings = Settings::resolve(&self)?;
-        if settings.listen.is_empty() && settings.tls_listen.is_empty() {
+        if settings.listen.is_empty()
+            && settings.tls_listen.is_empty()
+            && settings.proxy_listen.is_empty()
+            && settings.proxy_tls_listen.is_empty()
+        {
             settings
                 .listen
                 .push(flag(SocketAddr::from(([127, 0, 0, 1], 1110)), "--listen"));
@@ -875,26 +978,59 @@ impl ServerArgs {
                     .map_err(|e| startup(&settings.previous_uidl_format.origin, format, e))?,
             ),
         };
+        let options = settings.options();
+        let every = settings
+            .proxy_protocol
+            .as_ref()
+            .is_some_and(|p| p.every_listener);
         let activated = host::activated_listeners()?;
         let socket_activated = activated.is_some();
         let mut listeners = activated.unwrap_or_default();
-        let configured: [(&[Sourced<SocketAddr>], bool); 2] = match socket_activated {
+        for l in &mut listeners {
+            // The service manager's sockets are PROXY listeners when every
+            // listener is.
+            l.proxy = options.proxy_protocol.clone().filter(|_| every);
+        }
+        let configured: [(&[Sourced<SocketAddr>], bool, &str, bool); 4] = match socket_activated {
             // The service manager's sockets replace the configured addresses.
-            true => [(&[], false), (&[], true)],
-            false => [(&settings.listen, false), (&settings.tls_listen, true)],
+            true => [
+                (&[], false, "listen", every),
+                (&[], true, "tls_listen", every),
+                (&[], false, "proxy_protocol.listen", true),
+                (&[], true, "proxy_protocol.tls_listen", true),
+            ],
+            false => [
+                (&settings.listen, false, "listen", every),
+                (&settings.tls_listen, true, "tls_listen", every),
+                (&settings.proxy_listen, false, "proxy_protocol.listen", true),
+                (
+                    &settings.proxy_tls_listen,
+                    true,
+                    "proxy_protocol.tls_listen",
+                    true,
+                ),
+            ],
         };
-        for (addrs, tls) in configured {
+        for (addrs, tls, what, proxy) in configured {
             for addr in addrs {
-                let listener = std::net::TcpListener::bind(addr.value).map_err(|e| {
-                    let what = if tls { "tls_listen" } else { "listen" };
-                    match &addr.origin {
+                let listener =
+                    std::net::TcpListener::bind(addr.value).map_err(|e| match &addr.origin {
                         Origin::Flag(_) => StartupError(format!("{what} {}: {e}", addr.value)),
                         o => StartupError(format!("{o} {}: {e}", addr.value)),
-                    }
-                })?;
-                listeners.push(BoundListener { listener, tls });
+                    })?;
+                let proxy = options.proxy_protocol.clone().filter(|_| proxy);
+                listeners.push(BoundListener {
+                    listener,
+                    tls,
+                    proxy,
+                });
             }
         }
+        let proxied = listeners
+            .iter()
+            .filter(|l| l.proxy.is_some())
+            .filter_map(|l| l.listener.local_addr().ok())
+            .collect();
         let metrics_listener = match &settings.metrics {
             Some(m) => Some(
                 std::net::TcpListener::bind(m.value).map_err(|e| startup(&m.origin, m.value, e))?,
@@ -976,6 +1112,7 @@ impl ServerArgs {
             }
             host::RootPolicy::Stay => None,
         };
+        let gate = crate::common::Gate::new(&options);
         let setup = ServerSetup {
             listeners,
             socket_activated,
@@ -983,7 +1120,9 @@ impl ServerArgs {
             config,
             tls,
             certificates: settings.certificates.clone(),
-            options: settings.options(),
+            gate: gate.clone(),
+            options,
+            proxied,
             proxy_protocol: settings.proxy_protocol.clone(),
             metrics: settings
                 .metrics
@@ -992,6 +1131,7 @@ impl ServerArgs {
             demo_ca,
             demo,
             reload: Arc::new(Reloader {
+                gate: gate.clone(),
                 args: self,
                 settings: std::sync::Mutex::new(settings),
                 secret,
@@ -1111,7 +1251,12 @@ impl ServerSetup {
             } else {
                 "pop3 (STLS offered)"
             };
-            println!("{program}: listening on {local}, {kind}");
+            let proxy = if self.proxied.contains(local) {
+                ", PROXY protocol"
+            } else {
+                ""
+            };
+            println!("{program}: listening on {local}, {kind}{proxy}");
         }
         if let (Some(ca), false) = (&self.demo_ca, self.demo) {
             println!(

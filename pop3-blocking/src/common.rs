@@ -451,6 +451,40 @@ impl Gate {
         self.lock().open()
     }
 
+    /// Puts the caps of `options` in force for the connections to come
+    /// (a reload): open sessions go on, also over a lowered cap.
+    ///
+    /// ```
+    /// use pop3_blocking::common::{Gate, ServerOptions};
+    ///
+    /// let gate = Gate::new(&ServerOptions::default());
+    /// let pass = gate.admit("127.0.0.2".parse().unwrap()).unwrap();
+    /// let mut lowered = ServerOptions::default();
+    /// lowered.max_connections = 1;
+    /// gate.set_caps(&lowered);
+    /// assert!(gate.admit("127.0.0.3".parse().unwrap()).is_err());
+    /// drop(pass);
+    /// assert!(gate.admit("127.0.0.3".parse().unwrap()).is_ok());
+    /// ```
+    pub fn set_caps(&self, options: &ServerOptions) {
+        self.lock().set_caps(options);
+    }
+
+    /// The caps in force: sessions in all, and from one address.
+    pub fn caps(&self) -> (usize, usize) {
+        self.lock().caps()
+    }
+
+    /// Counts a connection under the total cap before its client's address
+    /// is known (its PROXY header is still to be read), or says why it is
+    /// refused: see [`Reservation::client`].
+    pub fn reserve(&self) -> Result<Reservation, Refusal> {
+        self.lock().admit_unaddressed()?;
+        Ok(Reservation {
+            gate: Some(self.0.clone()),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -478,6 +512,155 @@ impl Drop for Pass {
 
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// A connection's place under the total cap of a [`Gate`] while its
+/// client's address is not known yet; given back when dropped, unless it
+/// became a [`Pass`].
+#[derive(Debug)]
+pub struct Reservation {
+    gate: Option<Arc<Mutex<Admission>>>,
+}
+
+#[cfg(feature = "server")]
+impl Reservation {
+    /// Counts the connection under the per-address cap of its client
+    /// `peer` too, or says why it is refused (its place is then given
+    /// back).
+    ///
+    /// ```
+    /// use pop3_blocking::common::{Gate, ServerOptions};
+    /// use pop3_proto::server::Refusal;
+    ///
+    /// let mut options = ServerOptions::default();
+    /// options.max_connections = 2;
+    /// options.max_connections_per_address = 1;
+    /// let gate = Gate::new(&options);
+    /// let first = gate.reserve()?;
+    /// let second = gate.reserve()?;
+    /// assert_eq!(gate.reserve().unwrap_err(), Refusal::Full); // headers unread count
+    /// let pass = first.client("192.0.2.7".parse().unwrap())?;
+    /// assert_eq!(second.client("192.0.2.7".parse().unwrap()).unwrap_err(), Refusal::AddressFull);
+    /// assert_eq!(gate.open(), 1);
+    /// # drop(pass);
+    /// # Ok::<(), Refusal>(())
+    /// ```
+    pub fn client(mut self, peer: IpAddr) -> Result<Pass, Refusal> {
+        let gate = self.gate.take().expect("a reservation is used once");
+        let mut admission = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        match admission.address(peer) {
+            Ok(key) => {
+                drop(admission);
+                Ok(Pass { gate, key })
+            }
+            Err(refusal) => {
+                admission.release_unaddressed();
+                Err(refusal)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(gate) = &self.gate {
+            gate.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .release_unaddressed();
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// What to do with a connection just accepted, from
+/// [`admit_accepted`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Admitted {
+    /// Serve it: it is counted under the caps by its peer address.
+    Session(Pass),
+    /// Read its PROXY header first (within the policy's timeout), then
+    /// hand the outcome to [`admit_proxied`]: it is counted under the
+    /// total cap meanwhile.
+    ReadHeader(Reservation),
+    /// Refuse it with this reply ([`refuse`]).
+    Refuse(Refusal),
+    /// Close it without a word (a PROXY listener's connection from an
+    /// untrusted source; logged and counted).
+    Drop,
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// The admission of a connection accepted from `peer` on a listener with
+/// the PROXY protocol `policy` (or none), the same on every runtime:
+/// without a policy, the caps by `peer`; with one, an untrusted `peer` is
+/// dropped, and a trusted one counts under the total cap at once, so a
+/// source holding its header back holds a place like any connection; the
+/// per-address cap applies to the client its header names
+/// ([`admit_proxied`]). Refusals are counted in `metrics`.
+///
+/// ```
+/// use pop3_blocking::common::{Admitted, Gate, ServerOptions, admit_accepted};
+/// use pop3_blocking::metrics::Metrics;
+/// use pop3_proto::proxy::{Network, ProxyPolicy};
+///
+/// let mut options = ServerOptions::default();
+/// options.max_connections = 1;
+/// let (gate, metrics) = (Gate::new(&options), Metrics::new());
+/// let policy = ProxyPolicy::new(vec!["10.0.0.0/8".parse::<Network>().unwrap()]);
+/// let proxy = "10.0.0.2:5000".parse().unwrap();
+/// let waiting = admit_accepted(&gate, Some(&policy), proxy, &metrics);
+/// assert!(matches!(waiting, Admitted::ReadHeader(_)));
+/// // The header is not read yet, and the cap is already taken:
+/// assert!(matches!(admit_accepted(&gate, None, proxy, &metrics), Admitted::Refuse(_)));
+/// let stranger = "192.0.2.1:5000".parse().unwrap();
+/// assert!(matches!(admit_accepted(&gate, Some(&policy), stranger, &metrics), Admitted::Drop));
+/// ```
+pub fn admit_accepted(
+    gate: &Gate,
+    policy: Option<&pop3_proto::proxy::ProxyPolicy>,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Admitted {
+    let admitted = match policy {
+        None => gate.admit(peer.ip()).map(Admitted::Session),
+        Some(_) if !proxy_admits(policy, peer, metrics) => return Admitted::Drop,
+        Some(_) => gate.reserve().map(Admitted::ReadHeader),
+    };
+    admitted.unwrap_or_else(|refusal| {
+        tracing::info!(%peer, "connection refused: {refusal}");
+        metrics.refused(refusal);
+        Admitted::Refuse(refusal)
+    })
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// The second step of [`Admitted::ReadHeader`]: the outcome of reading the
+/// header of the connection from `peer`. `Ok`: serve the client of that
+/// address; `Err(Some(refusal))`: refuse it ([`refuse`]) over its
+/// per-address cap; `Err(None)`: close it (no valid header in time).
+/// Logged and counted in `metrics`.
+pub fn admit_proxied(
+    reservation: Reservation,
+    read: io::Result<SocketAddr>,
+    peer: SocketAddr,
+    metrics: &Metrics,
+) -> Result<(Pass, SocketAddr), Option<Refusal>> {
+    let client = proxy_result(read, peer, metrics).ok_or(None)?;
+    match reservation.client(client.ip()) {
+        Ok(pass) => Ok((pass, client)),
+        Err(refusal) => {
+            tracing::info!(peer = %client, "connection refused: {refusal}");
+            metrics.refused(refusal);
+            Err(Some(refusal))
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 /// Tells a refused client why, and closes: the line is written without
 /// waiting (a fresh connection's send buffer takes it whole; a client that
 /// does not read loses nothing but the explanation), then the connection
@@ -485,6 +668,15 @@ impl Drop for Pass {
 pub fn refuse(stream: TcpStream, peer: SocketAddr, refusal: Refusal, metrics: &Metrics) {
     tracing::info!(%peer, "connection refused: {refusal}");
     metrics.refused(refusal);
+    send_refusal(stream, refusal);
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// Writes `refusal`'s line without waiting and closes, as [`refuse`] does,
+/// for a refusal already logged and counted ([`admit_accepted`],
+/// [`admit_proxied`]).
+pub fn send_refusal(stream: TcpStream, refusal: Refusal) {
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write(refusal.reply());
     let _ = stream.shutdown(Shutdown::Both);
@@ -614,6 +806,19 @@ pub fn read_proxy_preface_from(
     timeout: Duration,
     metrics: &Metrics,
 ) -> Option<SocketAddr> {
+    proxy_result(read_proxy_header(stream, peer, timeout), peer, metrics)
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// Reads the PROXY header of a connection accepted on a blocking socket,
+/// within `timeout` in all, and returns the client's address (see
+/// [`ProxyPreface`]); the outcome goes to [`admit_proxied`].
+pub fn read_proxy_header(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> io::Result<SocketAddr> {
     let until = std::time::Instant::now() + timeout;
     let read = read_proxy_preface(peer, |buf| {
         let left = until.saturating_duration_since(std::time::Instant::now());
@@ -624,7 +829,7 @@ pub fn read_proxy_preface_from(
         io::Read::read(&mut &*stream, buf)
     });
     let _ = stream.set_read_timeout(None);
-    proxy_result(read, peer, metrics)
+    read
 }
 
 #[cfg(feature = "server")]

@@ -16,8 +16,10 @@
 //! | `pop3_refusals_total` | counter | `reason`: `full`, `address_full`, `proxy_untrusted`, `proxy_header` |
 //! | `pop3_tls_handshakes_total` | counter | `result`: `ok`, `failed` |
 //!
-//! A session's logins and octets are counted when it ends (from the
-//! [`SessionSummary`] its log line is made of).
+//! A session's logins and octets are counted as they happen (a
+//! [`SessionMeter`] reads them from the [`SessionSummary`] its log line is
+//! made of after each step of the session), so a scrape during a long
+//! session sees them.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -126,6 +128,39 @@ impl Metrics {
     /// assert!(metrics.render().contains("pop3_sessions_open 0\n"));
     /// ```
     pub fn session_summary(&self, summary: &SessionSummary, shutting_down: bool) {
+        self.session_over(&mut Tally::default(), summary, shutting_down);
+    }
+
+    /// Counts what `summary` holds past what `tally` says was counted:
+    /// logins and octets, as they happen.
+    fn session_progress(&self, tally: &mut Tally, summary: &SessionSummary) {
+        if let (Some(mech), false) = (summary.login_mechanism, tally.logged_in) {
+            bump(&self.logins_ok, &MECHANISMS, mech);
+            tally.logged_in = true;
+        }
+        if summary.failed_logins.len() != tally.failed.len()
+            || summary
+                .failed_logins
+                .iter()
+                .zip(&tally.failed)
+                .any(|(now, then)| now.1 != *then)
+        {
+            for (i, &(mech, n)) in summary.failed_logins.iter().enumerate() {
+                let then = tally.failed.get(i).copied().unwrap_or(0);
+                let new = u64::from(n.saturating_sub(then));
+                self.logins_failed[index(&MECHANISMS, mech)].fetch_add(new, Relaxed);
+            }
+            tally.failed = summary.failed_logins.iter().map(|&(_, n)| n).collect();
+        }
+        let octets = summary.bytes_out.saturating_sub(tally.octets);
+        if octets > 0 {
+            self.octets_sent.fetch_add(octets, Relaxed);
+            tally.octets = summary.bytes_out;
+        }
+    }
+
+    fn session_over(&self, tally: &mut Tally, summary: &SessionSummary, shutting_down: bool) {
+        self.session_progress(tally, summary);
         self.sessions_open.fetch_sub(1, Relaxed);
         let outcome = match summary.close_reason {
             Some(CloseReason::Quit) => "quit",
@@ -137,13 +172,6 @@ impl Metrics {
             _ => "error",
         };
         bump(&self.sessions, &OUTCOMES, outcome);
-        if let Some(mech) = summary.login_mechanism {
-            bump(&self.logins_ok, &MECHANISMS, mech);
-        }
-        for &(mech, n) in &summary.failed_logins {
-            self.logins_failed[index(&MECHANISMS, mech)].fetch_add(u64::from(n), Relaxed);
-        }
-        self.octets_sent.fetch_add(summary.bytes_out, Relaxed);
     }
 
     /// A store call took `elapsed`.
@@ -284,6 +312,88 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// What a session has put in the counters so far.
+#[derive(Debug, Default)]
+struct Tally {
+    logged_in: bool,
+    /// The counts of the summary's `failed_logins`, in its order.
+    failed: Vec<u32>,
+    octets: u64,
+}
+
+/// One session's counting, as it goes: begun with
+/// [`SessionMeter::start`] (the session is open), told of the session's
+/// progress with [`SessionMeter::update`] (its logins, by mechanism and
+/// result, and the octets sent so far are counted then, so a scrape during
+/// a long session sees them), ended with [`SessionMeter::end`]. Every
+/// adapter's session loop calls `update` after each step: it only compares
+/// a few numbers of the core's [`SessionSummary`] when nothing changed.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pop3_blocking::metrics::{Metrics, SessionMeter};
+/// use pop3_proto::server::SessionSummary;
+///
+/// let metrics = Arc::new(Metrics::new());
+/// let mut meter = SessionMeter::start(metrics.clone());
+/// let mut summary = SessionSummary::default();
+/// summary.login_mechanism = Some("USER");
+/// summary.bytes_out = 100;
+/// meter.update_from(&summary);
+/// let text = metrics.render();
+/// assert!(text.contains("pop3_logins_total{mechanism=\"USER\",result=\"ok\"} 1\n"));
+/// assert!(text.contains("pop3_octets_sent_total 100\n"));
+/// assert!(text.contains("pop3_sessions_open 1\n"));
+/// summary.bytes_out = 150;
+/// meter.end_from(&summary, false);
+/// let text = metrics.render();
+/// assert!(text.contains("pop3_logins_total{mechanism=\"USER\",result=\"ok\"} 1\n"));
+/// assert!(text.contains("pop3_octets_sent_total 150\n"));
+/// assert!(text.contains("pop3_sessions_open 0\n"));
+/// ```
+#[derive(Debug)]
+pub struct SessionMeter {
+    metrics: Arc<Metrics>,
+    tally: Tally,
+}
+
+impl SessionMeter {
+    /// A session began (its connection admitted, any implicit TLS
+    /// handshake done): `pop3_sessions_open` goes up until
+    /// [`SessionMeter::end`].
+    pub fn start(metrics: Arc<Metrics>) -> SessionMeter {
+        metrics.session_started();
+        SessionMeter {
+            metrics,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Counts what the session of `conn` did since the last update.
+    pub fn update(&mut self, conn: &Connection) {
+        self.update_from(conn.machine().summary());
+    }
+
+    /// [`SessionMeter::update`] from a session's summary.
+    pub fn update_from(&mut self, summary: &SessionSummary) {
+        self.metrics.session_progress(&mut self.tally, summary);
+    }
+
+    /// The session of `conn` is over: counts what is left, and how it
+    /// ended.
+    pub fn end(self, conn: &Connection) {
+        self.end_from(conn.machine().summary(), conn.is_shutting_down());
+    }
+
+    /// [`SessionMeter::end`] from a session's summary; `shutting_down`:
+    /// the server was stopping, so a session cut counts as ended by the
+    /// shutdown.
+    pub fn end_from(mut self, summary: &SessionSummary, shutting_down: bool) {
+        self.metrics
+            .session_over(&mut self.tally, summary, shutting_down);
     }
 }
 

@@ -68,15 +68,16 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use pop3_proto::proxy::ProxyPolicy;
 use pop3_proto::server::{Connection, Refusal, Server, ServerConfig, StoreDriver, Want};
 use pop3_proto::store::Store;
 
 use crate::common::{
-    ACCEPT_BACKOFF, Gate, Pass, connection_context, is_transient_accept_error, proxy_admits,
-    read_proxy_preface_from, refuse,
+    ACCEPT_BACKOFF, Admitted, Gate, Pass, admit_accepted, admit_proxied, connection_context,
+    is_transient_accept_error, read_proxy_header, send_refusal,
 };
 use crate::io::{Clock, Socket, Stream, Transport};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SessionMeter};
 use crate::tls::secure_random;
 use pop3_proto::__tracing as tracing;
 
@@ -98,7 +99,6 @@ struct Inner<S> {
     config: Arc<ServerConfig>,
     tls: Option<Arc<rustls::ServerConfig>>,
     options: ServerOptions,
-    gate: Gate,
     state: Mutex<State>,
     /// Signalled when a session ends and at shutdown.
     changed: Condvar,
@@ -116,11 +116,16 @@ impl<S> Inner<S> {
 /// An open session's place under the caps (and in `wait_idle`'s count).
 struct Slot<'a, S> {
     inner: &'a Inner<S>,
-    _pass: Pass,
+    /// None while the connection's PROXY header is read (it holds a
+    /// reservation then).
+    pass: Option<Pass>,
 }
 
 impl<S> Drop for Slot<'_, S> {
     fn drop(&mut self) {
+        // The place under the caps first: once `wait_idle` returns, a new
+        // connection finds it free.
+        drop(self.pass.take());
         self.inner.state().active -= 1;
         self.inner.changed.notify_all();
     }
@@ -161,6 +166,7 @@ impl<S> Drop for Slot<'_, S> {
 /// ```
 pub struct Pop3Server<S> {
     inner: Arc<Inner<S>>,
+    gate: Gate,
     metrics: Arc<Metrics>,
 }
 
@@ -168,6 +174,7 @@ impl<S> Clone for Pop3Server<S> {
     fn clone(&self) -> Self {
         Pop3Server {
             inner: self.inner.clone(),
+            gate: self.gate.clone(),
             metrics: self.metrics.clone(),
         }
     }
@@ -202,19 +209,43 @@ where
         options: ServerOptions,
     ) -> Self {
         let config = Arc::new(config.credential_forms(store.credential_forms()));
+        let gate = Gate::new(&options);
         Pop3Server {
             inner: Arc::new(Inner {
                 store,
                 config,
                 tls,
-                gate: Gate::new(&options),
                 options,
                 state: Mutex::default(),
                 changed: Condvar::new(),
                 stop: OnceLock::new(),
             }),
+            gate,
             metrics: Arc::default(),
         }
+    }
+
+    /// Counts this server's connections under `gate`'s caps instead of
+    /// caps of its own (those of [`ServerOptions`]): caps that can be
+    /// changed while serving ([`Gate::set_caps`], what a reload does), or
+    /// shared with other servers. Clones made afterwards share it.
+    ///
+    /// ```
+    /// use pop3_blocking::common::{Gate, ServerOptions};
+    /// use pop3_blocking::server::Pop3Server;
+    /// use pop3_proto::store::MemoryStore;
+    ///
+    /// let gate = Gate::new(&ServerOptions::default());
+    /// let server = Pop3Server::new(MemoryStore::new(), Default::default()).with_gate(gate.clone());
+    /// let mut lowered = ServerOptions::default();
+    /// lowered.max_connections = 10;
+    /// gate.set_caps(&lowered); // new connections over 10 are refused from now on
+    /// # drop(server);
+    /// ```
+    #[must_use]
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Counts this server's sessions, logins, store calls, refusals and
@@ -275,8 +306,29 @@ where
 
     /// Accepts connections on `listener` until [`shutdown`](Self::shutdown),
     /// serving each on a thread of its own once a connection slot is free;
-    /// returns when the sessions it started have ended too.
+    /// returns when the sessions it started have ended too. Every
+    /// connection starts with a PROXY protocol header when
+    /// [`ServerOptions::proxy_protocol`] is set
+    /// ([`serve_proxied`](Self::serve_proxied) decides per listener).
     pub fn serve(&self, listener: TcpListener, security: Security) -> io::Result<()> {
+        let policy = self.inner.options.proxy_protocol.clone();
+        self.serve_proxied(listener, security, policy)
+    }
+
+    /// [`serve`](Self::serve) with this listener's own PROXY protocol
+    /// policy (`None`: its connections come straight from clients),
+    /// whatever [`ServerOptions::proxy_protocol`] says: one server can
+    /// serve a listener behind a load balancer and one for direct clients.
+    ///
+    /// A connection from a trusted proxy counts under the total cap as soon
+    /// as it is accepted, while its header is read; the per-address cap
+    /// applies to the client the header names.
+    pub fn serve_proxied(
+        &self,
+        listener: TcpListener,
+        security: Security,
+        proxy: Option<ProxyPolicy>,
+    ) -> io::Result<()> {
         if security == Security::ImplicitTls && self.inner.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -304,36 +356,37 @@ where
                 if self.inner.stop.get().is_some() {
                     return Ok(());
                 }
-                if let Some(policy) = &self.inner.options.proxy_protocol {
-                    // The client is the one the proxy's header names: it is
-                    // admitted once the header is read, on the session's
-                    // thread.
-                    if proxy_admits(Some(policy), peer, &self.metrics) {
-                        scope.spawn(move || {
-                            let client = read_proxy_preface_from(
-                                &stream,
-                                peer,
-                                policy.timeout,
-                                &self.metrics,
-                            );
-                            if let Some(client) = client {
-                                self.admit_and_serve(stream, client, security);
-                            }
-                        });
-                    }
-                    continue;
-                }
-                let slot = match self.slot(peer) {
-                    Ok(slot) => slot,
-                    Err(refusal) => {
-                        refuse(stream, peer, refusal, &self.metrics);
-                        continue;
-                    }
-                };
+                // Admitted before its PROXY header is read: a source
+                // holding it back holds a place under the total cap.
+                let (pass, reservation) =
+                    match admit_accepted(&self.gate, proxy.as_ref(), peer, &self.metrics) {
+                        Admitted::Session(pass) => (Some(pass), None),
+                        Admitted::ReadHeader(reservation) => (None, Some(reservation)),
+                        Admitted::Refuse(refusal) => {
+                            send_refusal(stream, refusal);
+                            continue;
+                        }
+                        _ => continue,
+                    };
                 let _ = stream.set_nodelay(true);
+                let slot = self.slot_of(pass);
+                let timeout = proxy.as_ref().map_or(Duration::ZERO, |p| p.timeout);
                 scope.spawn(move || {
-                    let _slot = slot;
-                    self.session(Socket::new(stream), peer, security);
+                    let mut slot = slot;
+                    let mut client = peer;
+                    if let Some(reservation) = reservation {
+                        let read = read_proxy_header(&stream, peer, timeout);
+                        match admit_proxied(reservation, read, peer, &self.metrics) {
+                            Ok((pass, from)) => {
+                                slot.pass = Some(pass);
+                                client = from;
+                            }
+                            Err(Some(refusal)) => return send_refusal(stream, refusal),
+                            Err(None) => return,
+                        }
+                    }
+                    self.session(Socket::new(stream), client, security);
+                    drop(slot);
                 });
             }
         });
@@ -408,26 +461,19 @@ where
         }
     }
 
-    /// Serves an accepted connection as the client `peer`, or refuses it
-    /// over a cap.
-    fn admit_and_serve(&self, stream: TcpStream, peer: SocketAddr, security: Security) {
-        match self.slot(peer) {
-            Ok(_slot) => {
-                let _ = stream.set_nodelay(true);
-                self.session(Socket::new(stream), peer, security);
-            }
-            Err(refusal) => refuse(stream, peer, refusal, &self.metrics),
-        }
-    }
-
     /// The connection's place under the caps, or why it is refused.
     fn slot(&self, peer: SocketAddr) -> Result<Slot<'_, S>, Refusal> {
-        let pass = self.inner.gate.admit(peer.ip())?;
+        let pass = self.gate.admit(peer.ip())?;
+        Ok(self.slot_of(Some(pass)))
+    }
+
+    /// An admitted connection, counted as open (for `wait_idle`).
+    fn slot_of(&self, pass: Option<Pass>) -> Slot<'_, S> {
         self.inner.state().active += 1;
-        Ok(Slot {
+        Slot {
             inner: &self.inner,
-            _pass: pass,
-        })
+            pass,
+        }
     }
 
     fn session(&self, stream: Socket, peer: SocketAddr, security: Security) {
@@ -458,12 +504,14 @@ where
         let clock = Clock::start();
         let machine = Server::new(inner.config.clone(), clock.now(), ctx);
         let mut conn = Connection::new(machine, options);
-        self.metrics.session_started();
+        let mut meter = SessionMeter::start(self.metrics.clone());
         let mut driver = StoreDriver::new(inner.store.clone());
         let waker = Waker::from(Arc::new(Unpark(thread::current())));
         // Told of the shutdown (once: the core forgets it when the grace ends).
         let mut told = false;
         loop {
+            // Logins and octets sent are counted as they happen.
+            meter.update(&conn);
             if let Some(&at) = inner.stop.get().filter(|_| !told) {
                 conn.shutdown(clock.at(at));
                 told = true;
@@ -538,7 +586,7 @@ where
             tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
         conn.machine().log_summary();
-        self.metrics.session_ended(&conn);
+        meter.end(&conn);
     }
 }
 

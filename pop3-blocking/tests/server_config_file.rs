@@ -122,6 +122,10 @@ fn a_full_configuration_file_is_read_into_the_setup() {
         [false, true, true],
         "one plain and two TLS listeners"
     );
+    assert!(
+        listeners.iter().all(|l| l.proxy.is_some()),
+        "[proxy_protocol] without listeners of its own: every listener expects the header"
+    );
     for l in &listeners {
         let local = l.listener.local_addr().unwrap();
         assert_eq!(local.ip(), IpAddr::from([127, 0, 0, 1]));
@@ -177,6 +181,75 @@ fn a_full_configuration_file_is_read_into_the_setup() {
     assert_eq!(o.shutdown_grace, Duration::from_secs(7));
     assert_eq!(o.store_timeout, Duration::from_secs(33));
     assert_eq!(setup.config.get_autologout(), Duration::from_secs(900));
+}
+
+#[test]
+fn proxy_protocol_listeners_of_their_own_expect_the_header_and_the_others_do_not() {
+    let d = Deployment::new();
+    let file = d.config(
+        r#"
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
+maildir_root = "@DIR@/mail"
+users = "@DIR@/passwd"
+
+[proxy_protocol]
+trusted = ["10.0.0.0/8"]
+listen = ["127.0.0.1:0"]
+tls_listen = ["127.0.0.1:0"]
+"#,
+    );
+    let (mut first, _store) = setup(&["--config", &config_arg(&file)]).expect("the file is valid");
+    let listeners = first.take_listeners();
+    let kinds: Vec<(bool, bool)> = listeners
+        .iter()
+        .map(|l| (l.tls, l.proxy.is_some()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(false, false), (true, false), (false, true), (true, true)],
+        "(implicit TLS, PROXY) of each listener"
+    );
+    let policy = listeners[2].proxy.as_ref().unwrap();
+    assert!(policy.trusts("10.1.2.3".parse().unwrap()));
+
+    // The flags alike: `--proxy-listen` replaces the file's
+    // `proxy_protocol.listen` (as `--listen` does `listen`).
+    let (mut second, _store) = setup(&[
+        "--config",
+        &config_arg(&file),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+    ])
+    .expect("valid");
+    let kinds: Vec<(bool, bool)> = second
+        .take_listeners()
+        .iter()
+        .map(|l| (l.tls, l.proxy.is_some()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (false, false),
+            (true, false),
+            (false, true),
+            (false, true),
+            (true, true)
+        ]
+    );
+}
+
+#[test]
+fn a_proxy_listener_without_trusted_networks_is_refused() {
+    let e = setup_error(&["--proxy-listen", "127.0.0.1:0"]);
+    assert_config_exit(&e);
+    let text = e.to_string();
+    assert!(
+        text.contains("--proxy-listen") && text.contains("proxy_protocol.trusted"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -47,7 +47,8 @@ async fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<
         tls,
         setup.options.clone(),
     )
-    .with_metrics(setup.start_metrics("pop3d")?);
+    .with_metrics(setup.start_metrics("pop3d")?)
+    .with_gate(setup.gate.clone());
     let stop = server.clone();
     setup.handle_signals(move || stop.shutdown())?;
     let mut tasks = tokio::task::JoinSet::new();
@@ -58,11 +59,12 @@ async fn serve<S: Store + 'static>(store: S, setup: &mut ServerSetup) -> Result<
         } else {
             Security::Plain
         };
+        let proxy = bound_listener.proxy;
         bound_listener.listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(bound_listener.listener)?;
         bound.push((listener.local_addr()?, bound_listener.tls));
         let server = server.clone();
-        tasks.spawn(async move { server.serve(listener, security).await });
+        tasks.spawn(async move { server.serve_proxied(listener, security, proxy).await });
     }
     setup.print_banner("pop3d", &bound);
     // Every loop ends at the shutdown (or one fails: then stop the others).

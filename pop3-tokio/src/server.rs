@@ -14,12 +14,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Gate, Pass, ProxyPreface, connection_context, is_transient_accept_error,
-    proxy_admits, proxy_result, refuse,
+    ACCEPT_BACKOFF, Admitted, Gate, Pass, ProxyPreface, admit_accepted, admit_proxied,
+    connection_context, is_transient_accept_error, send_refusal,
 };
-use pop3_blocking::metrics::Metrics;
+use pop3_blocking::metrics::{Metrics, SessionMeter};
 use pop3_blocking::tls::secure_random;
 use pop3_proto::__tracing as tracing;
+use pop3_proto::proxy::ProxyPolicy;
 use pop3_proto::server::{
     Connection, Refusal, Server, ServerConfig, StoreDriver, StoreRequest, Want,
 };
@@ -39,9 +40,8 @@ struct Inner<S> {
     config: Arc<ServerConfig>,
     tls: Option<TlsAcceptor>,
     options: ServerOptions,
-    /// Counts open sessions for `wait_idle`.
+    /// Counts open sessions for `wait_idle` (the caps are the gate's).
     permits: Arc<Semaphore>,
-    gate: Gate,
     shutdown: watch::Sender<bool>,
 }
 
@@ -76,13 +76,18 @@ struct Inner<S> {
 /// ```
 pub struct Pop3Server<S> {
     inner: Arc<Inner<S>>,
+    gate: Gate,
     metrics: Arc<Metrics>,
 }
+
+/// The sessions `wait_idle` can count: more than any cap can let in.
+const COUNTED_SESSIONS: u32 = 1 << 28;
 
 impl<S> Clone for Pop3Server<S> {
     fn clone(&self) -> Self {
         Pop3Server {
             inner: self.inner.clone(),
+            gate: self.gate.clone(),
             metrics: self.metrics.clone(),
         }
     }
@@ -91,7 +96,7 @@ impl<S> Clone for Pop3Server<S> {
 impl<S> std::fmt::Debug for Pop3Server<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pop3Server")
-            .field("open_connections", &self.inner.gate.open())
+            .field("open_connections", &self.gate.open())
             .field("tls", &self.inner.tls.is_some())
             .field("stopping", &*self.inner.shutdown.borrow())
             .finish_non_exhaustive()
@@ -119,18 +124,42 @@ where
     ) -> Self {
         let config = Arc::new(config.credential_forms(store.credential_forms()));
         let (shutdown, _) = watch::channel(false);
+        let gate = Gate::new(&options);
         Pop3Server {
             inner: Arc::new(Inner {
                 store,
                 config,
                 tls: tls.map(TlsAcceptor::from),
-                permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
-                gate: Gate::new(&options),
+                permits: Arc::new(Semaphore::new(COUNTED_SESSIONS as usize)),
                 options,
                 shutdown,
             }),
+            gate,
             metrics: Arc::default(),
         }
+    }
+
+    /// Counts this server's connections under `gate`'s caps instead of
+    /// caps of its own (those of [`ServerOptions`]): caps that can be
+    /// changed while serving ([`Gate::set_caps`], what a reload does), or
+    /// shared with other servers. Clones made afterwards share it.
+    ///
+    /// ```
+    /// use pop3_blocking::common::{Gate, ServerOptions};
+    /// use pop3_proto::store::MemoryStore;
+    /// use pop3_tokio::server::Pop3Server;
+    ///
+    /// let gate = Gate::new(&ServerOptions::default());
+    /// let server = Pop3Server::new(MemoryStore::new(), Default::default()).with_gate(gate.clone());
+    /// let mut lowered = ServerOptions::default();
+    /// lowered.max_connections = 10;
+    /// gate.set_caps(&lowered); // new connections over 10 are refused from now on
+    /// # drop(server);
+    /// ```
+    #[must_use]
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Counts this server's sessions, logins, store calls, refusals and
@@ -163,20 +192,39 @@ where
 
     /// Sessions open now (for metrics, and to wait for a slot to free).
     pub fn open_connections(&self) -> usize {
-        self.inner.gate.open()
+        self.gate.open()
     }
 
     /// Waits until every session has ended.
     pub async fn wait_idle(&self) {
-        let all = u32::try_from(self.inner.options.max_connections.max(1)).unwrap_or(u32::MAX);
-        if let Ok(permits) = self.inner.permits.acquire_many(all).await {
+        if let Ok(permits) = self.inner.permits.acquire_many(COUNTED_SESSIONS).await {
             drop(permits);
         }
     }
 
     /// Accepts connections on `listener` until [`shutdown`](Self::shutdown),
-    /// serving each on its own task.
+    /// serving each on its own task. Every connection starts with a PROXY
+    /// protocol header when [`ServerOptions::proxy_protocol`] is set
+    /// ([`serve_proxied`](Self::serve_proxied) decides per listener).
     pub async fn serve(&self, listener: TcpListener, security: Security) -> io::Result<()> {
+        let policy = self.inner.options.proxy_protocol.clone();
+        self.serve_proxied(listener, security, policy).await
+    }
+
+    /// [`serve`](Self::serve) with this listener's own PROXY protocol
+    /// policy (`None`: its connections come straight from clients),
+    /// whatever [`ServerOptions::proxy_protocol`] says: one server can
+    /// serve a listener behind a load balancer and one for direct clients.
+    ///
+    /// A connection from a trusted proxy counts under the total cap as soon
+    /// as it is accepted, while its header is read; the per-address cap
+    /// applies to the client the header names.
+    pub async fn serve_proxied(
+        &self,
+        listener: TcpListener,
+        security: Security,
+        proxy: Option<ProxyPolicy>,
+    ) -> io::Result<()> {
         if security == Security::ImplicitTls && self.inner.tls.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -200,48 +248,63 @@ where
                 }
                 Some(Err(e)) => return Err(e),
             };
-            if let Some(policy) = &self.inner.options.proxy_protocol {
-                // The client is the one the proxy's header names: it is
-                // admitted once the header is read, in the session's task.
-                if proxy_admits(Some(policy), peer, &self.metrics) {
-                    let server = self.clone();
-                    let limit = policy.timeout;
-                    tokio::spawn(async move {
-                        let mut stream = stream;
-                        let mut preface = ProxyPreface::new(peer);
-                        let read = tokio::time::timeout(limit, async {
-                            loop {
-                                let n = stream.read(preface.space()).await?;
-                                if let Some(client) = preface.filled(n)? {
-                                    return Ok(client);
-                                }
-                            }
-                        });
-                        let read = read
-                            .await
-                            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
-                        drop(preface);
-                        if let Some(client) = proxy_result(read, peer, &server.metrics) {
-                            server.admit_and_serve(stream, client, security).await;
+            // Admitted before its PROXY header is read: a source holding it
+            // back holds a place under the total cap.
+            let (pass, reservation) =
+                match admit_accepted(&self.gate, proxy.as_ref(), peer, &self.metrics) {
+                    Admitted::Session(pass) => (Some(pass), None),
+                    Admitted::ReadHeader(reservation) => (None, Some(reservation)),
+                    Admitted::Refuse(refusal) => {
+                        if let Ok(stream) = stream.into_std() {
+                            send_refusal(stream, refusal);
                         }
-                    });
-                }
-                continue;
-            }
-            let slot = match self.admit(peer) {
-                Ok(slot) => slot,
-                Err(refusal) => {
-                    if let Ok(stream) = stream.into_std() {
-                        refuse(stream, peer, refusal, &self.metrics);
+                        continue;
                     }
-                    continue;
-                }
+                    _ => continue,
+                };
+            let Ok(permit) = self.inner.permits.clone().try_acquire_owned() else {
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let server = self.clone();
+            let limit = proxy.as_ref().map_or(Duration::ZERO, |p| p.timeout);
             tokio::spawn(async move {
-                let _slot = slot;
-                server.connection(Stream::new(stream), peer, security).await;
+                let _permit = permit;
+                let mut stream = stream;
+                let mut client = peer;
+                let mut pass = pass;
+                if let Some(reservation) = reservation {
+                    let mut preface = ProxyPreface::new(peer);
+                    let read = tokio::time::timeout(limit, async {
+                        loop {
+                            let n = stream.read(preface.space()).await?;
+                            if let Some(client) = preface.filled(n)? {
+                                return Ok(client);
+                            }
+                        }
+                    });
+                    let read = read
+                        .await
+                        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
+                    drop(preface);
+                    match admit_proxied(reservation, read, peer, &server.metrics) {
+                        Ok((admitted, from)) => {
+                            pass = Some(admitted);
+                            client = from;
+                        }
+                        Err(Some(refusal)) => {
+                            if let Ok(stream) = stream.into_std() {
+                                send_refusal(stream, refusal);
+                            }
+                            return;
+                        }
+                        Err(None) => return,
+                    }
+                }
+                server
+                    .connection(Stream::new(stream), client, security)
+                    .await;
+                drop(pass);
             });
         }
     }
@@ -308,29 +371,8 @@ where
 
     /// The connection's place under the caps (also counted by
     /// `wait_idle`), or why it was refused.
-    /// Serves an accepted connection as the client `peer`, or refuses it
-    /// over a cap.
-    async fn admit_and_serve(
-        &self,
-        stream: tokio::net::TcpStream,
-        peer: SocketAddr,
-        security: Security,
-    ) {
-        match self.admit(peer) {
-            Ok(_slot) => {
-                let _ = stream.set_nodelay(true);
-                self.connection(Stream::new(stream), peer, security).await;
-            }
-            Err(refusal) => {
-                if let Ok(stream) = stream.into_std() {
-                    refuse(stream, peer, refusal, &self.metrics);
-                }
-            }
-        }
-    }
-
     fn admit(&self, peer: SocketAddr) -> Result<(Pass, OwnedSemaphorePermit), Refusal> {
-        self.inner.gate.admit(peer.ip()).and_then(|pass| {
+        self.gate.admit(peer.ip()).and_then(|pass| {
             match self.inner.permits.clone().try_acquire_owned() {
                 Ok(permit) => Ok((pass, permit)),
                 Err(_) => Err(Refusal::Full),
@@ -386,12 +428,12 @@ where
             ctx,
         );
         let mut shutdown = self.inner.shutdown.subscribe();
-        self.metrics.session_started();
         let mut session = Session {
             conn: Connection::new(machine, &self.inner.options),
             io,
             acceptor: self.inner.tls.clone(),
             metrics: self.metrics.clone(),
+            meter: SessionMeter::start(self.metrics.clone()),
             handshake: None,
             handshake_timeout: self.inner.options.tls_handshake_timeout,
             epoch,
@@ -428,14 +470,16 @@ where
                 }
             }
         }
-        let Session { conn, io, .. } = session;
+        let Session {
+            conn, io, meter, ..
+        } = session;
         drop(io);
         // A commit the store timeout stopped waiting for runs to its end.
         if let Some(result) = driver.finish().await {
             tracing::info!(%peer, ?result, "a commit past the store timeout ended");
         }
         conn.machine().log_summary();
-        self.metrics.session_ended(&conn);
+        meter.end(&conn);
     }
 }
 
@@ -452,6 +496,8 @@ struct Session {
     io: Conn,
     acceptor: Option<TlsAcceptor>,
     metrics: Arc<Metrics>,
+    /// Counts the session's logins and octets as they happen.
+    meter: SessionMeter,
     handshake: Option<(tokio_rustls::Accept<Stream>, Pin<Box<Sleep>>)>,
     handshake_timeout: Duration,
     epoch: TokioInstant,
@@ -470,6 +516,7 @@ impl Session {
     /// is over.
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
+            self.meter.update(&self.conn);
             let now = self.now();
             if self
                 .stop

@@ -1,7 +1,10 @@
 //! Every runtime's `pop3d` example under signals: SIGTERM lets a logged-in
 //! session's QUIT commit, tells a session not logged in and closes it,
 //! exits 0 and removes the demo CA file; SIGHUP reloads the users without
-//! dropping a session, and a reload that fails keeps the users in force.
+//! dropping a session, and a reload that fails keeps the users in force;
+//! SIGHUP lowers the connection cap (new connections refused, open sessions
+//! go on) and a failed reload keeps it; a PROXY protocol listener beside a
+//! plain one in the same server.
 #![cfg(unix)]
 
 mod peer_examples;
@@ -26,6 +29,8 @@ const EXAMPLES: [(&str, &str); 3] = [
 struct Server {
     child: Child,
     port: u16,
+    /// The first listener that expects a PROXY header, if any.
+    proxy_port: Option<u16>,
     ca: Option<PathBuf>,
     stderr: BufReader<ChildStderr>,
     /// Kept open: the server may still print.
@@ -51,13 +56,19 @@ fn start(package: &str, example: &str, args: &[&str]) -> Server {
         .expect("start the example");
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let (mut port, mut ca) = (None, None);
+    let (mut port, mut proxy_port, mut ca) = (None, None, None);
+    let proxied = args.contains(&"--proxy-listen");
     let mut line = String::new();
-    while port.is_none() || (ca.is_none() && args.is_empty()) {
+    while port.is_none() || (ca.is_none() && args.is_empty()) || (proxied && proxy_port.is_none()) {
         line.clear();
         assert!(out.read_line(&mut line).expect("banner") > 0, "no banner");
         if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
-            port = rest.split(',').next().and_then(|p| p.parse().ok());
+            let found = rest.split(',').next().and_then(|p| p.parse().ok());
+            if line.contains("PROXY protocol") {
+                proxy_port = proxy_port.or(found);
+            } else {
+                port = port.or(found);
+            }
         }
         if let Some(path) = line.trim_end().split("CA certificate: ").nth(1) {
             ca = Some(PathBuf::from(path));
@@ -66,6 +77,7 @@ fn start(package: &str, example: &str, args: &[&str]) -> Server {
     Server {
         child,
         port: port.expect("port"),
+        proxy_port,
         ca,
         stderr,
         _stdout: out,
@@ -208,6 +220,120 @@ fn sighup_reloads_the_users_keeping_sessions_and_a_bad_reload_keeps_the_old_ones
         let mut again = Session::open(server.port);
         assert!(again.login("alice", "two").starts_with("+OK"), "{example}");
         assert!(again.cmd("QUIT").starts_with("+OK"));
+        signal(&server, "TERM");
+        assert_eq!(wait_exit(&mut server), 0, "{example}");
+    }
+}
+
+/// Everything the server says on a connection to `port`, up to its close.
+fn all_from(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+#[test]
+fn sighup_lowers_the_connection_cap_keeping_open_sessions_and_a_bad_reload_keeps_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("mail");
+    std::fs::create_dir(&root).expect("root");
+    let users = dir.path().join("passwd");
+    std::fs::write(&users, "alice:{PLAIN}one\n").expect("passwd");
+    let config = dir.path().join("pop3d.toml");
+    let with_limits = |limits: &str| {
+        let text = format!(
+            "maildir_root = {root:?}\nusers = {users:?}\nallow_plaintext_auth = true\n\n[limits]\n{limits}\n"
+        );
+        std::fs::write(&config, text).expect("config");
+    };
+    let full = "-ERR [SYS/TEMP] Too many connections;";
+    for (package, example) in EXAMPLES {
+        with_limits("max_connections = 10\nlogin_timeout = 60");
+        let mut server = start(
+            package,
+            example,
+            &["--config", config.to_str().expect("utf-8")],
+        );
+        let mut kept = Session::open(server.port);
+        assert!(kept.login("alice", "one").starts_with("+OK"), "{example}");
+        let mut second = Session::open(server.port);
+
+        // Two sessions open, the cap lowered to one.
+        with_limits("max_connections = 1\nlogin_timeout = 40");
+        signal(&server, "HUP");
+        log_line(
+            &mut server,
+            "the change to limits.login_timeout takes effect at the next start",
+        );
+        log_line(&mut server, "limits.max_connections = 1,");
+        log_line(&mut server, "reloaded the configuration");
+        let refused = all_from(server.port);
+        assert!(refused.starts_with(full), "{example}: {refused:?}");
+        assert!(kept.cmd("STAT").starts_with("+OK"), "{example}: goes on");
+        assert!(second.cmd("USER alice").starts_with("+OK"), "{example}");
+
+        // A file that cannot be read: the reload fails, the cap stays.
+        with_limits("max_connections = \"many\"");
+        signal(&server, "HUP");
+        let why = log_line(&mut server, "reload failed");
+        assert!(why.contains("max_connections"), "{example}: {why}");
+        assert!(second.cmd("QUIT").starts_with("+OK"), "{example}");
+        // One session open: a cap of 10 would admit the next one.
+        let refused = all_from(server.port);
+        assert!(
+            refused.starts_with(full),
+            "{example}: the cap of 1 stays: {refused:?}"
+        );
+
+        // Raised again: admitted.
+        with_limits("max_connections = 3\nlogin_timeout = 40");
+        signal(&server, "HUP");
+        log_line(&mut server, "limits.max_connections = 3,");
+        let mut admitted = Session::open(server.port);
+        assert!(admitted.cmd("QUIT").starts_with("+OK"), "{example}");
+        assert!(kept.cmd("QUIT").starts_with("+OK"), "{example}");
+        signal(&server, "TERM");
+        assert_eq!(wait_exit(&mut server), 0, "{example}");
+    }
+}
+
+#[test]
+fn a_proxy_protocol_listener_beside_a_plain_one_in_one_server() {
+    for (package, example) in EXAMPLES {
+        let mut server = start(
+            package,
+            example,
+            &[
+                "--proxy-protocol-trusted",
+                "127.0.0.1",
+                "--proxy-listen",
+                "127.0.0.1:0",
+            ],
+        );
+        let proxy_port = server.proxy_port.expect("the PROXY listener's port");
+        // The plain listener greets a client at once.
+        let mut direct = Session::open(server.port);
+        assert!(direct.login("demo", "demo").starts_with("+OK"), "{example}");
+        // The PROXY listener: a client without the header is closed unanswered...
+        assert_eq!(all_from(proxy_port), "", "{example}");
+        log_line(&mut server, "no valid PROXY protocol header");
+        // ... and one behind a proxy is greeted after it.
+        let mut stream = TcpStream::connect(("127.0.0.1", proxy_port)).expect("connect");
+        stream
+            .write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 110\r\n")
+            .expect("header");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut behind = Session(BufReader::new(stream));
+        assert!(behind.line().starts_with("+OK"), "{example}");
+        assert!(behind.cmd("QUIT").starts_with("+OK"), "{example}");
+        log_line(&mut server, "192.0.2.7");
+        assert!(direct.cmd("QUIT").starts_with("+OK"), "{example}");
         signal(&server, "TERM");
         assert_eq!(wait_exit(&mut server), 0, "{example}");
     }

@@ -216,7 +216,12 @@ pub(crate) fn activated_listeners() -> Result<Option<Vec<BoundListener>>, BoxErr
                 .take_tcp_listener(i)
                 .map_err(|e| StartupError(format!("socket activation: socket {i} ({name}): {e}")))?
                 .ok_or_else(|| StartupError(format!("socket activation: socket {i} is gone")))?;
-            listeners.push(BoundListener { listener, tls });
+            // Whether they expect a PROXY header is decided by the caller.
+            listeners.push(BoundListener {
+                listener,
+                tls,
+                proxy: None,
+            });
         }
         Ok(Some(listeners))
     }

@@ -70,6 +70,11 @@ pub(crate) struct LimitKeys {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProxyKeys {
     pub trusted: Vec<Spanned<String>>,
+    /// Plain listeners of their own that expect the header (then those
+    /// of the top-level `listen` and `tls_listen` do not).
+    pub listen: Option<Spanned<Vec<SocketAddr>>>,
+    /// Implicit TLS listeners of their own that expect the header.
+    pub tls_listen: Option<Spanned<Vec<SocketAddr>>>,
 }
 
 /// `[metrics]`.

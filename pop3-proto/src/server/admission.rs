@@ -132,6 +132,85 @@ impl Admission {
         }
     }
 
+    /// Puts new caps from `options` in force: sessions already open stay
+    /// (over a lowered cap, new connections are refused until enough of
+    /// them have ended).
+    ///
+    /// ```
+    /// use pop3_proto::server::{Admission, Refusal, ServerOptions};
+    ///
+    /// let mut admission = Admission::new(&ServerOptions::default());
+    /// let open = admission.admit("192.0.2.7".parse().unwrap()).unwrap();
+    /// let mut options = ServerOptions::default();
+    /// options.max_connections = 1;
+    /// admission.set_caps(&options);
+    /// assert_eq!(admission.open(), 1);
+    /// assert_eq!(admission.admit("198.51.100.1".parse().unwrap()), Err(Refusal::Full));
+    /// admission.release(open);
+    /// assert!(admission.admit("198.51.100.1".parse().unwrap()).is_ok());
+    /// ```
+    pub fn set_caps(&mut self, options: &ServerOptions) {
+        self.max_total = options.max_connections.max(1);
+        self.max_per_address = options.max_connections_per_address.max(1);
+    }
+
+    /// The caps in force: sessions in all, and from one address.
+    pub fn caps(&self) -> (usize, usize) {
+        (self.max_total, self.max_per_address)
+    }
+
+    /// Counts a new connection under the total cap only, before its
+    /// client's address is known (a connection from a proxy, whose header
+    /// names the client): [`Admission::address`] then counts it under the
+    /// client's address, or [`Admission::release_unaddressed`] gives its
+    /// place back.
+    ///
+    /// ```
+    /// use pop3_proto::server::{Admission, Refusal, ServerOptions};
+    ///
+    /// let mut options = ServerOptions::default();
+    /// options.max_connections = 2;
+    /// options.max_connections_per_address = 1;
+    /// let mut admission = Admission::new(&options);
+    /// admission.admit_unaddressed()?; // the header is being read
+    /// admission.admit_unaddressed()?;
+    /// assert_eq!(admission.admit_unaddressed(), Err(Refusal::Full));
+    /// let key = admission.address("192.0.2.7".parse().unwrap())?;
+    /// assert_eq!(admission.address("192.0.2.7".parse().unwrap()), Err(Refusal::AddressFull));
+    /// admission.release_unaddressed(); // that one is closed
+    /// admission.release(key);
+    /// assert_eq!(admission.open(), 0);
+    /// # Ok::<(), Refusal>(())
+    /// ```
+    pub fn admit_unaddressed(&mut self) -> Result<(), Refusal> {
+        if self.open >= self.max_total {
+            return Err(Refusal::Full);
+        }
+        self.open += 1;
+        Ok(())
+    }
+
+    /// Counts a connection already counted by
+    /// [`Admission::admit_unaddressed`] under its client's address `peer`,
+    /// or says why it is refused (it then stays counted, until
+    /// [`Admission::release_unaddressed`]). The key goes to
+    /// [`Admission::release`] when the session ends.
+    pub fn address(&mut self, peer: IpAddr) -> Result<AddressKey, Refusal> {
+        let key = AddressKey::of(peer);
+        let count = self.by_address.entry(key).or_insert(0);
+        if *count >= self.max_per_address {
+            return Err(Refusal::AddressFull);
+        }
+        *count += 1;
+        Ok(key)
+    }
+
+    /// A connection counted by [`Admission::admit_unaddressed`] and never
+    /// given an address ended.
+    pub fn release_unaddressed(&mut self) {
+        self.open = self.open.saturating_sub(1);
+    }
+
     /// Sessions open now.
     pub fn open(&self) -> usize {
         self.open
@@ -200,5 +279,51 @@ mod tests {
             assert!(line.starts_with(b"-ERR [SYS/TEMP] "));
             assert!(line.ends_with(b"\r\n") && line.len() <= 512);
         }
+    }
+
+    #[test]
+    fn lowered_caps_keep_open_sessions_and_refuse_new_ones_until_under() {
+        let mut a = admission(3, 3);
+        let keys: Vec<_> = (0..3)
+            .map(|_| a.admit("10.0.0.1".parse().unwrap()).unwrap())
+            .collect();
+        a.set_caps(&ServerOptions {
+            max_connections: 10,
+            max_connections_per_address: 1,
+            ..ServerOptions::default()
+        });
+        assert_eq!(a.open_from("10.0.0.1".parse().unwrap()), 3);
+        assert_eq!(
+            a.admit("10.0.0.1".parse().unwrap()),
+            Err(Refusal::AddressFull)
+        );
+        a.release(keys[0]);
+        a.release(keys[1]);
+        assert_eq!(
+            a.admit("10.0.0.1".parse().unwrap()),
+            Err(Refusal::AddressFull)
+        );
+        a.release(keys[2]);
+        assert!(a.admit("10.0.0.1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn an_unaddressed_connection_counts_under_the_total_cap_only() {
+        let mut a = admission(2, 1);
+        a.admit_unaddressed().unwrap();
+        let key = a.admit("10.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(a.admit_unaddressed(), Err(Refusal::Full));
+        assert_eq!(
+            a.address("10.0.0.1".parse().unwrap()),
+            Err(Refusal::AddressFull)
+        );
+        a.release_unaddressed();
+        assert_eq!(a.open(), 1);
+        a.release(key);
+        a.admit_unaddressed().unwrap();
+        let key = a.address("10.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(a.open(), 1);
+        a.release(key);
+        assert_eq!(a.open(), 0);
     }
 }

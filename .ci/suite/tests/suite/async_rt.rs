@@ -21,7 +21,7 @@ use pop3_proto::server::{ServerConfig, ServerOptions};
 use pop3_proto::store::{BlockingStore, Store};
 use pop3_proto::types::{MessageNumber, Secret};
 
-use crate::suite::{Client, Runtime, Served};
+use crate::suite::{Client, Extras, Runtime, Served};
 
 /// What the facade needs of an executor.
 pub trait Executor: Send + Sync + 'static {
@@ -64,32 +64,51 @@ pub struct AsyncClient<E>(Pop3Client, PhantomData<E>);
 impl<E: Executor> Runtime for OnAsync<E> {
     type Client = AsyncClient<E>;
 
-    fn serve<S: Store + 'static>(
+    fn serve_with<S: Store + 'static>(
         store: Arc<S>,
         config: ServerConfig,
         tls: Arc<rustls::ServerConfig>,
         options: ServerOptions,
+        extras: Extras,
     ) -> Served
     where
         S::Maildrop: 'static,
     {
-        let server = Pop3Server::build(store, config, Some(tls), options);
+        let policy = options.proxy_protocol.clone();
+        let mut server = Pop3Server::build(store, config, Some(tls), options);
+        if let Some(metrics) = extras.metrics {
+            server = server.with_metrics(metrics);
+        }
+        if let Some(gate) = extras.gate {
+            server = server.with_gate(gate);
+        }
         let plain = Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
         let implicit = Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
         let addrs = (
             plain.get_ref().local_addr().unwrap(),
             implicit.get_ref().local_addr().unwrap(),
         );
-        for (listener, security) in [(plain, Security::Plain), (implicit, Security::ImplicitTls)] {
+        let mut listeners = vec![
+            (plain, Security::Plain, policy.clone()),
+            (implicit, Security::ImplicitTls, policy),
+        ];
+        let mut proxied = None;
+        if let Some(own) = extras.proxy_listener {
+            let listener = Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+            proxied = Some(listener.get_ref().local_addr().unwrap());
+            listeners.push((listener, Security::Plain, Some(own)));
+        }
+        for (listener, security, proxy) in listeners {
             let server = server.clone();
             E::spawn(async move {
-                let _ = server.serve(listener, security).await;
+                let _ = server.serve_proxied(listener, security, proxy).await;
             });
         }
         let stop = server.clone();
         Served {
             plain: addrs.0,
             tls: addrs.1,
+            proxied,
             shutdown: Box::new(move || stop.shutdown()),
             wait_idle: Box::new(move || E::block_on(server.wait_idle())),
         }

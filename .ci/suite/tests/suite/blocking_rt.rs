@@ -20,7 +20,7 @@ use std::io::Read;
 use pop3_blocking::client::Pop3Client;
 use pop3_blocking::server::{Pop3Server, Security};
 
-use crate::suite::{Client, Runtime, Served};
+use crate::suite::{Client, Extras, Runtime, Served};
 
 /// pop3-blocking.
 pub struct Blocking;
@@ -31,27 +31,46 @@ pub struct BlockingClient(Pop3Client);
 impl Runtime for Blocking {
     type Client = BlockingClient;
 
-    fn serve<S: Store + 'static>(
+    fn serve_with<S: Store + 'static>(
         store: Arc<S>,
         config: ServerConfig,
         tls: Arc<rustls::ServerConfig>,
         options: ServerOptions,
+        extras: Extras,
     ) -> Served
     where
         S::Maildrop: 'static,
     {
-        let server = Pop3Server::build(store, config, Some(tls), options);
+        let policy = options.proxy_protocol.clone();
+        let mut server = Pop3Server::build(store, config, Some(tls), options);
+        if let Some(metrics) = extras.metrics {
+            server = server.with_metrics(metrics);
+        }
+        if let Some(gate) = extras.gate {
+            server = server.with_gate(gate);
+        }
         let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let implicit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addrs = (plain.local_addr().unwrap(), implicit.local_addr().unwrap());
-        for (listener, security) in [(plain, Security::Plain), (implicit, Security::ImplicitTls)] {
+        let mut listeners = vec![
+            (plain, Security::Plain, policy.clone()),
+            (implicit, Security::ImplicitTls, policy),
+        ];
+        let mut proxied = None;
+        if let Some(own) = extras.proxy_listener {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            proxied = Some(listener.local_addr().unwrap());
+            listeners.push((listener, Security::Plain, Some(own)));
+        }
+        for (listener, security, proxy) in listeners {
             let server = server.clone();
-            std::thread::spawn(move || server.serve(listener, security));
+            std::thread::spawn(move || server.serve_proxied(listener, security, proxy));
         }
         let stop = server.clone();
         Served {
             plain: addrs.0,
             tls: addrs.1,
+            proxied,
             shutdown: Box::new(move || stop.shutdown()),
             wait_idle: Box::new(move || server.wait_idle()),
         }

@@ -7,7 +7,10 @@
 //! batch; a 200 MB message streamed through client and server in bounded
 //! memory; the reply timeout; the peer vanishing mid-RETR (nothing
 //! deleted); 100 concurrent clients under a connection cap; a graceful
-//! shutdown mid-session (no commit); fetch into a Maildir, then deletion.
+//! shutdown mid-session (no commit); fetch into a Maildir, then deletion;
+//! metrics scraped during a session and after it; caps lowered while
+//! serving; a PROXY listener beside a plain one, and PROXY connections
+//! counted under the cap before their header is read.
 //!
 //! The scenarios that concern the store get theirs from a [`Backend`]:
 //! [`Memory`] here, PostgreSQL in `pg_backend.rs`; a scenario sees the
@@ -21,11 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pop3_blocking::common::{ConnectOptions, FetchSettings};
+use pop3_blocking::common::{ConnectOptions, FetchSettings, Gate as Caps};
+use pop3_blocking::metrics::Metrics;
 use pop3_blocking::sink::MaildirSink;
 use pop3_blocking::tls::TlsVerification;
 use pop3_proto::client::{Error, ProtocolError, Security};
 use pop3_proto::fetch::{FetchError, FetchOptions, FetchReport};
+use pop3_proto::proxy::ProxyPolicy;
 use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
 use pop3_proto::server::{ServerConfig, ServerOptions};
 use pop3_proto::store::{
@@ -50,6 +55,22 @@ pub struct Served {
     pub shutdown: Box<dyn Fn() + Send + Sync>,
     /// Blocks until every session has ended.
     pub wait_idle: Box<dyn Fn() + Send + Sync>,
+    /// A third listener (plain) with the PROXY policy of
+    /// [`Extras::proxy_listener`], when asked for.
+    pub proxied: Option<SocketAddr>,
+}
+
+/// What a scenario asks of a server besides its store and options.
+#[derive(Default)]
+pub struct Extras {
+    /// Count in these metrics.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Admit under these caps (which the scenario may change).
+    pub gate: Option<Caps>,
+    /// Serve a third listener, plain, whose connections start with a PROXY
+    /// header from these sources (the other two follow
+    /// `ServerOptions::proxy_protocol`).
+    pub proxy_listener: Option<ProxyPolicy>,
 }
 
 impl Drop for Served {
@@ -68,6 +89,19 @@ pub trait Runtime: 'static {
         config: ServerConfig,
         tls: Arc<rustls::ServerConfig>,
         options: ServerOptions,
+    ) -> Served
+    where
+        S::Maildrop: 'static,
+    {
+        Self::serve_with(store, config, tls, options, Extras::default())
+    }
+    /// [`Runtime::serve`] with `extras`.
+    fn serve_with<S: Store + 'static>(
+        store: Arc<S>,
+        config: ServerConfig,
+        tls: Arc<rustls::ServerConfig>,
+        options: ServerOptions,
+        extras: Extras,
     ) -> Served
     where
         S::Maildrop: 'static;
@@ -311,6 +345,25 @@ pub fn alice(msgs: &[Vec<u8>]) -> [Account<'_>; 1] {
         password: "secret",
         messages: msgs,
     }]
+}
+
+/// [`world`] over the memory store, with `extras`.
+pub fn world_with<R: Runtime>(msgs: &[Vec<u8>], options: ServerOptions, extras: Extras) -> World {
+    let store = Arc::new(MemoryStore::new());
+    store.add_user("alice", "secret");
+    for m in msgs {
+        store.add_message("alice", m.clone());
+    }
+    let pki = pki();
+    let config = ServerConfig::for_store(store.as_ref())
+        .allow_plaintext_auth(true)
+        .auth_failure_delay(Duration::ZERO);
+    let served = R::serve_with(store.clone(), config, pki.server.clone(), options, extras);
+    World {
+        served,
+        store: Box::new(store),
+        pki,
+    }
 }
 
 pub fn options(security: Security, roots: &Arc<RootCertStore>) -> ConnectOptions {
@@ -1633,6 +1686,273 @@ pub fn proxy_protocol_names_the_client_and_refuses_the_rest<B: Backend, S: Runti
     assert_eq!(w.store.message_count("alice"), 4);
 }
 
+/// `GET /metrics` from `addr`: the body, after checking the status line
+/// and the content type.
+fn scrape(addr: SocketAddr) -> String {
+    let mut http = std::net::TcpStream::connect(addr).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// The value of `series` in an exposition.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// A raw session's reader and writer, counting the octets received.
+struct Wire {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+    received: u64,
+}
+
+impl Wire {
+    fn new(stream: std::net::TcpStream) -> Wire {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Wire {
+            reader: std::io::BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            received: 0,
+        }
+    }
+
+    fn line(&mut self) -> String {
+        use std::io::BufRead as _;
+        let mut l = String::new();
+        self.reader.read_line(&mut l).unwrap();
+        self.received += l.len() as u64;
+        l
+    }
+
+    /// Sends `command`; its reply's first line.
+    fn send(&mut self, command: &str) -> String {
+        self.writer
+            .write_all(format!("{command}\r\n").as_bytes())
+            .unwrap();
+        self.line()
+    }
+}
+
+/// The server's metrics, scraped over HTTP during a session and after it:
+/// a login (and a failed one) is counted as soon as its reply is out, and
+/// the octets sent as they are written, not only when the session ends;
+/// after it, how it ended, the refusal of a connection over the
+/// per-address cap, the store calls.
+pub fn metrics_scraped_mid_session_see_the_login_and_the_octets<S: Runtime>() {
+    let metrics = Arc::new(Metrics::new());
+    let http = TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_addr = http.local_addr().unwrap();
+    pop3_blocking::metrics::serve(http, metrics.clone()).unwrap();
+    let mut o = ServerOptions::default();
+    o.max_connections_per_address = 1;
+    let extras = Extras {
+        metrics: Some(metrics),
+        ..Extras::default()
+    };
+    let w = world_with::<S>(&[b"Subject: hi\r\n\r\nhello\r\n".to_vec()], o, extras);
+    let mut wire = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(wire.line().starts_with("+OK"));
+    // Over the per-address cap of 1: refused at once.
+    let refused = all_of(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(refused.starts_with("-ERR [SYS/TEMP]"), "{refused}");
+    for (command, reply) in [
+        ("USER alice", "+OK"),
+        ("PASS wrong", "-ERR"),
+        ("USER alice", "+OK"),
+        ("PASS secret", "+OK"),
+        ("RETR 1", "+OK"),
+    ] {
+        let got = wire.send(command);
+        assert!(got.starts_with(reply), "{command}: {got}");
+    }
+    while wire.line() != ".\r\n" {}
+    // The server counts what it wrote before it reads the next command:
+    // once NOOP is answered, everything up to the message is counted (the
+    // NOOP's own reply may be too).
+    let before_noop = wire.received;
+    assert!(wire.send("NOOP").starts_with("+OK"));
+    let text = scrape(http_addr);
+    let logins = |text: &str, result: &str| {
+        sample(
+            text,
+            &format!("pop3_logins_total{{mechanism=\"USER\",result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(sample(&text, "pop3_sessions_open"), 1, "mid-session");
+    assert_eq!(logins(&text, "ok"), 1, "the login, mid-session");
+    assert_eq!(logins(&text, "failed"), 1, "the failed login, mid-session");
+    let octets = sample(&text, "pop3_octets_sent_total");
+    assert!(
+        octets == before_noop || octets == wire.received,
+        "octets sent mid-session: {octets}, received {before_noop} then {}",
+        wire.received
+    );
+    assert_eq!(sample(&text, "pop3_sessions_total{outcome=\"quit\"}"), 0);
+
+    assert!(wire.send("QUIT").starts_with("+OK"));
+    let mut rest = Vec::new();
+    wire.reader.read_to_end(&mut rest).unwrap();
+    let received = wire.received + rest.len() as u64;
+    (w.served.wait_idle)();
+    let text = scrape(http_addr);
+    assert_eq!(sample(&text, "pop3_sessions_open"), 0);
+    assert_eq!(sample(&text, "pop3_sessions_total{outcome=\"quit\"}"), 1);
+    assert_eq!(
+        sample(&text, "pop3_sessions_total{outcome=\"peer_closed\"}"),
+        0
+    );
+    assert_eq!(logins(&text, "ok"), 1, "counted once");
+    assert_eq!(logins(&text, "failed"), 1, "counted once");
+    assert_eq!(sample(&text, "pop3_octets_sent_total"), received);
+    assert_eq!(
+        sample(&text, "pop3_refusals_total{reason=\"address_full\"}"),
+        1
+    );
+    let h = "pop3_store_call_duration_seconds";
+    let count = sample(&text, &format!("{h}_count"));
+    // Two password checks, the open, the message's read, the release.
+    assert!(count >= 5, "{count} store calls");
+    assert_eq!(sample(&text, &format!("{h}_bucket{{le=\"+Inf\"}}")), count);
+    assert_eq!(sample(&text, "pop3_tls_handshakes_total{result=\"ok\"}"), 0);
+}
+
+/// Caps lowered while serving (what a reload does): the sessions already
+/// open go on, new connections over the new cap are refused, and once
+/// enough sessions have ended new ones are admitted again.
+pub fn a_lowered_cap_refuses_new_connections_and_keeps_open_sessions<S: Runtime>() {
+    let options = ServerOptions::default();
+    let gate = Caps::new(&options);
+    let extras = Extras {
+        gate: Some(gate.clone()),
+        ..Extras::default()
+    };
+    let w = world_with::<S>(&messages(), options, extras);
+    let mut first = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(first.line().starts_with("+OK"));
+    let mut second = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(second.line().starts_with("+OK"));
+    let mut lowered = ServerOptions::default();
+    lowered.max_connections = 1;
+    gate.set_caps(&lowered);
+    let refused = all_of(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(
+        refused.starts_with("-ERR [SYS/TEMP] Too many connections;"),
+        "{refused}"
+    );
+    // Both sessions go on, over the cap.
+    for wire in [&mut first, &mut second] {
+        assert!(wire.send("USER alice").starts_with("+OK"));
+        assert!(wire.send("QUIT").starts_with("+OK"));
+    }
+    drop((first, second));
+    (w.served.wait_idle)();
+    let mut again = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(again.line().starts_with("+OK"), "under the cap again");
+    assert!(again.send("QUIT").starts_with("+OK"));
+    drop(again);
+    (w.served.wait_idle)();
+}
+
+/// One server, two kinds of listener: the plain one greets a client at
+/// once, the one that expects the PROXY protocol closes a connection
+/// without a header unanswered and serves one with a header.
+pub fn a_proxy_listener_beside_a_plain_one<S: Runtime>() {
+    use pop3_proto::proxy::v1_header;
+    let extras = Extras {
+        proxy_listener: Some(ProxyPolicy::new(vec!["127.0.0.1/32".parse().unwrap()])),
+        ..Extras::default()
+    };
+    let w = world_with::<S>(&messages(), ServerOptions::default(), extras);
+    let proxy = w.served.proxied.expect("the PROXY listener");
+    let mut direct = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(
+        direct.line().starts_with("+OK"),
+        "a direct client is greeted"
+    );
+    assert!(direct.send("USER alice").starts_with("+OK"));
+    assert_eq!(
+        all_of(proxied(proxy, b"USER alice\r\n")),
+        "",
+        "no header on the PROXY listener"
+    );
+    let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let mut behind = Wire::new(proxied(proxy, v1_header(client, proxy).as_bytes()));
+    assert!(
+        behind.line().starts_with("+OK"),
+        "a header, then the greeting"
+    );
+    assert!(behind.send("QUIT").starts_with("+OK"));
+    // A header on the plain listener is a bad command, not an address.
+    let header = v1_header(client, w.served.plain);
+    assert!(direct.send(header.trim_end()).starts_with("-ERR"));
+    assert!(direct.send("QUIT").starts_with("+OK"));
+    drop((direct, behind));
+    (w.served.wait_idle)();
+}
+
+/// A connection from a trusted proxy holds a place under the total cap
+/// from the moment it is accepted, while its header is still unread: with
+/// a cap of one, a source holding its header back keeps every other
+/// connection out (on its listener and on the others), until it is served
+/// and has ended.
+pub fn a_source_holding_its_proxy_header_back_counts_against_the_cap<S: Runtime>() {
+    use pop3_proto::proxy::v1_header;
+    let mut o = ServerOptions::default();
+    o.max_connections = 1;
+    let extras = Extras {
+        proxy_listener: Some(ProxyPolicy::new(vec!["127.0.0.1/32".parse().unwrap()])),
+        ..Extras::default()
+    };
+    let w = world_with::<S>(&messages(), o, extras);
+    let proxy = w.served.proxied.expect("the PROXY listener");
+    let client: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let other: SocketAddr = "192.0.2.8:40000".parse().unwrap();
+    // Connected, no header yet.
+    let mut holding = std::net::TcpStream::connect(proxy).unwrap();
+    // The next connection on the same listener is accepted after it: the
+    // cap is taken, whatever its header says.
+    let refused = all_of(proxied(proxy, v1_header(other, proxy).as_bytes()));
+    assert!(
+        refused.starts_with("-ERR [SYS/TEMP] Too many connections;"),
+        "{refused}"
+    );
+    let refused = all_of(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(
+        refused.starts_with("-ERR [SYS/TEMP] Too many connections;"),
+        "the other listener too: {refused}"
+    );
+    holding
+        .write_all(v1_header(client, proxy).as_bytes())
+        .unwrap();
+    let mut holding = Wire::new(holding);
+    assert!(
+        holding.line().starts_with("+OK"),
+        "served once the header is in"
+    );
+    assert!(holding.send("QUIT").starts_with("+OK"));
+    drop(holding);
+    (w.served.wait_idle)();
+    let mut next = Wire::new(proxied(proxy, v1_header(other, proxy).as_bytes()));
+    assert!(next.line().starts_with("+OK"), "the place is free again");
+    assert!(next.send("QUIT").starts_with("+OK"));
+    drop(next);
+    (w.served.wait_idle)();
+}
+
 /// The suite for client runtime `$c` against server runtime `$s`, as tests
 /// in a module named `$name`: over the memory store, or with `store = B`
 /// over backend `B`'s store.
@@ -1649,7 +1969,9 @@ pub fn proxy_protocol_names_the_client_and_refuses_the_rest<B: Backend, S: Runti
 /// - `a_slow_commit_runs_to_its_end_past_the_store_timeout`: its store is
 ///   the memory store with a gate in its commit, to hold the commit past
 ///   the timeout at a point of the test's choosing (the PostgreSQL store's
-///   commits cut short are in `postgres_faults.rs`).
+///   commits cut short are in `postgres_faults.rs`);
+/// - the metrics, the caps lowered while serving and the PROXY listeners:
+///   they are about the server in front of the store.
 #[macro_export]
 macro_rules! runtime_suite {
     ($name:ident, client = $c:ty, server = $s:ty) => {
@@ -1669,6 +1991,22 @@ macro_rules! runtime_suite {
             #[test]
             fn a_hung_store_is_abandoned_at_the_store_timeout() {
                 suite::a_hung_store_is_abandoned_at_the_store_timeout::<$s>();
+            }
+            #[test]
+            fn metrics_scraped_mid_session_see_the_login_and_the_octets() {
+                suite::metrics_scraped_mid_session_see_the_login_and_the_octets::<$s>();
+            }
+            #[test]
+            fn a_lowered_cap_refuses_new_connections_and_keeps_open_sessions() {
+                suite::a_lowered_cap_refuses_new_connections_and_keeps_open_sessions::<$s>();
+            }
+            #[test]
+            fn a_proxy_listener_beside_a_plain_one() {
+                suite::a_proxy_listener_beside_a_plain_one::<$s>();
+            }
+            #[test]
+            fn a_source_holding_its_proxy_header_back_counts_against_the_cap() {
+                suite::a_source_holding_its_proxy_header_back_counts_against_the_cap::<$s>();
             }
         });
     };
@@ -1734,6 +2072,7 @@ macro_rules! runtime_suite {
             fn proxy_protocol_names_the_client_and_refuses_the_rest() {
                 suite::proxy_protocol_names_the_client_and_refuses_the_rest::<$b, $s>();
             }
+
             #[test]
             fn hostile_input_gets_clear_errors_and_deletes_nothing() {
                 suite::hostile_input_gets_clear_errors_and_deletes_nothing::<$b, $s>();

@@ -19,7 +19,7 @@ use pop3_tokio::client::Pop3Client;
 use pop3_tokio::server::{Pop3Server, Security};
 use tokio::io::AsyncReadExt;
 
-use crate::suite::{Client, Runtime, Served};
+use crate::suite::{Client, Extras, Runtime, Served};
 
 fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -41,30 +41,47 @@ pub struct TokioClient(Pop3Client);
 impl Runtime for Tokio {
     type Client = TokioClient;
 
-    fn serve<S: Store + 'static>(
+    fn serve_with<S: Store + 'static>(
         store: Arc<S>,
         config: ServerConfig,
         tls: Arc<rustls::ServerConfig>,
         options: ServerOptions,
+        extras: Extras,
     ) -> Served
     where
         S::Maildrop: 'static,
     {
-        let server = Pop3Server::build(store, config, Some(tls), options);
-        let (plain, implicit) = rt().block_on(async {
-            let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let implicit = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            (plain, implicit)
-        });
+        let policy = options.proxy_protocol.clone();
+        let mut server = Pop3Server::build(store, config, Some(tls), options);
+        if let Some(metrics) = extras.metrics {
+            server = server.with_metrics(metrics);
+        }
+        if let Some(gate) = extras.gate {
+            server = server.with_gate(gate);
+        }
+        let bind =
+            || rt().block_on(async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() });
+        let (plain, implicit) = (bind(), bind());
         let addrs = (plain.local_addr().unwrap(), implicit.local_addr().unwrap());
-        for (listener, security) in [(plain, Security::Plain), (implicit, Security::ImplicitTls)] {
+        let mut listeners = vec![
+            (plain, Security::Plain, policy.clone()),
+            (implicit, Security::ImplicitTls, policy),
+        ];
+        let mut proxied = None;
+        if let Some(own) = extras.proxy_listener {
+            let listener = bind();
+            proxied = Some(listener.local_addr().unwrap());
+            listeners.push((listener, Security::Plain, Some(own)));
+        }
+        for (listener, security, proxy) in listeners {
             let server = server.clone();
-            rt().spawn(async move { server.serve(listener, security).await });
+            rt().spawn(async move { server.serve_proxied(listener, security, proxy).await });
         }
         let stop = server.clone();
         Served {
             plain: addrs.0,
             tls: addrs.1,
+            proxied,
             shutdown: Box::new(move || stop.shutdown()),
             wait_idle: Box::new(move || rt().block_on(server.wait_idle())),
         }

@@ -113,7 +113,7 @@
 //!     body.extend_from_slice(&chunk);
 //! }
 //! assert_eq!(body, b"Subject: hi\n\nHello\n");
-//! drop.commit(vec![0])?; // QUIT: delete message 1
+//! drop.commit(vec![0].into())?; // QUIT: delete message 1
 //! assert!(store.open("alice")?.messages().is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -127,7 +127,7 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 use pop3_proto::store::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, IoKind,
-    MessageInfo, StoreError, TokenValidator,
+    MessageInfo, StoreError, TokenValidator, Update,
 };
 use pop3_proto::types::{Secret, Uid};
 use sha2::{Digest, Sha256};
@@ -1111,8 +1111,9 @@ impl BlockingMaildrop for MaildirMaildrop {
         })
     }
 
-    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
-        let targets: HashSet<&[u8]> = deleted
+    fn commit(self, update: Update) -> Result<(), StoreError> {
+        let targets: HashSet<&[u8]> = update
+            .deleted
             .iter()
             .filter_map(|&i| self.files.get(i))
             .map(|f| f.base.as_slice())

@@ -76,7 +76,7 @@
 //! store.deliver("alice", &mut &b"Subject: hi\n\nHello\n"[..])?;
 //! let drop = store.open("alice")?;
 //! assert_eq!(drop.messages()[0].size, 22); // 19 octets, 3 bare LFs
-//! drop.commit(vec![0])?;
+//! drop.commit(vec![0].into())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -92,7 +92,7 @@ use bytes::Bytes;
 use pop3_proto::scram::{DeploymentSecret, MIN_ITERATIONS, ScramHash, ScramKeys};
 use pop3_proto::store::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, IoKind,
-    MessageInfo, StoreError, TokenValidator,
+    MessageInfo, StoreError, TokenValidator, Update,
 };
 use pop3_proto::types::{Secret, Uid};
 use postgres::NoTls;
@@ -1015,8 +1015,9 @@ impl BlockingMaildrop for PgMaildrop {
         Ok(reader)
     }
 
-    fn commit(mut self, deleted: Vec<usize>) -> Result<(), StoreError> {
-        let ids: Vec<i64> = deleted
+    fn commit(mut self, update: Update) -> Result<(), StoreError> {
+        let ids: Vec<i64> = update
+            .deleted
             .iter()
             .filter_map(|&i| self.stored.get(i).map(|s| s.0))
             .collect();

@@ -184,7 +184,7 @@ fn sizes_uids_and_bodies_as_delivered() {
         assert_eq!(drop.messages()[i].size, delivered[i].size);
         assert_eq!(read_all(&mut drop, i).unwrap(), *body);
     }
-    drop.commit(vec![1]).unwrap();
+    drop.commit(vec![1].into()).unwrap();
     let drop = store.open("alice").unwrap();
     assert_eq!(
         uids(&drop),
@@ -317,7 +317,7 @@ fn a_commit_after_the_lease_was_taken_over_deletes_nothing() {
         .unwrap();
     let owner = b.open("alice").unwrap();
     assert!(owner.token() > stale.token());
-    let err = stale.commit(vec![0, 1, 2]).unwrap_err();
+    let err = stale.commit(vec![0, 1, 2].into()).unwrap_err();
     assert_eq!(
         err,
         StoreError::Temporary(Cause::NotDeleted {
@@ -326,7 +326,7 @@ fn a_commit_after_the_lease_was_taken_over_deletes_nothing() {
         })
     );
     assert_eq!(owner.messages().len(), 3);
-    owner.commit(vec![]).unwrap();
+    owner.commit(vec![].into()).unwrap();
     assert_eq!(b.open("alice").unwrap().messages().len(), 3);
 }
 
@@ -345,7 +345,7 @@ fn a_message_delivered_during_a_session_appears_in_the_next() {
         .unwrap();
     assert_eq!(uids(&session), before);
     assert_eq!(read_all(&mut session, 0).unwrap(), b"Subject: 1\r\n\r\n");
-    session.commit(vec![0]).unwrap();
+    session.commit(vec![0].into()).unwrap();
     let next = store.open("alice").unwrap();
     assert_eq!(uids(&next), [late.uid.as_str()]);
 }
@@ -456,7 +456,7 @@ fn while_the_database_is_down_calls_fail_as_temporary_and_nothing_is_lost() {
     cluster.start_server();
     // The same session goes on, on new connections, and commits.
     assert_eq!(read_all(&mut session, 0).unwrap(), b"Subject: 0\r\n\r\n");
-    session.commit(vec![0]).unwrap();
+    session.commit(vec![0].into()).unwrap();
     let after = store.open("alice").unwrap();
     assert_eq!(after.messages().len(), 1);
 }
@@ -483,7 +483,7 @@ fn deliver_exits_0_when_durable_67_for_an_unknown_user_75_when_unreachable() {
         read_all(&mut drop, 0).unwrap(),
         b"Subject: via deliver\r\n\r\nhi\r\n"
     );
-    drop.commit(vec![]).unwrap();
+    drop.commit(vec![].into()).unwrap();
     let added = DeliverArgs::parse_from([
         "deliver",
         "--postgres",
@@ -670,8 +670,8 @@ fn behaves_like_the_memory_store_over_a_random_run() {
                 if let Some((p, m)) = session.take() {
                     let n = p.messages().len();
                     let marked: Vec<usize> = (0..n).filter(|_| rng.u8(..3) == 0).collect();
-                    p.commit(marked.clone()).unwrap();
-                    block_on(m.commit(marked)).unwrap();
+                    p.commit(marked.clone().into()).unwrap();
+                    block_on(m.commit(marked.into())).unwrap();
                 }
             }
             _ => drop(session.take()),

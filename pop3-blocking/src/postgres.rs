@@ -12,8 +12,8 @@
 //!
 //! | table | columns | what |
 //! | --- | --- | --- |
-//! | `accounts` | `id`, `name` (unique), `credential` | users; the credential in the passwd-file's `{SCHEME}secret` forms ([`passwd`](crate::passwd)) |
-//! | `messages` | `id`, `account`, `uidl`, `size`, `chunks`, `delivered_at` | one row per message: its unique-id (unique per account), its RFC 1939 size counted at delivery, its number of chunks |
+//! | `accounts` | `id`, `name` (unique), `credential`, `last_login` | users; the credential in the passwd-file's `{SCHEME}secret` forms ([`passwd`](crate::passwd)); the last login, kept while a [login delay](PgStore::with_login_delay) is enforced |
+//! | `messages` | `id`, `account`, `uidl`, `size`, `chunks`, `delivered_at`, `retrieved_at` | one row per message: its unique-id (unique per account), its RFC 1939 size counted at delivery, its number of chunks, when it was first retrieved (kept while [EXPIRE](PgStore::with_expire) is enforced) |
 //! | `chunks` | `message`, `seq`, `data` | the content, in rows of at most [`CHUNK_SIZE`] octets |
 //! | `leases` | `account`, `token`, `expires_at` | the maildrop lock: who holds it, until when |
 //!
@@ -54,6 +54,20 @@
 //! maildrop) deletes nothing: its QUIT gets `-ERR [SYS/TEMP]`
 //! ([`Cause::NotDeleted`]). Dropping a maildrop without a commit removes
 //! the lease and deletes nothing.
+//!
+//! # LOGIN-DELAY and EXPIRE
+//!
+//! Both are enforced on the database's clock (`now()`), so that frontends
+//! whose clocks differ agree. With [`PgStore::with_login_delay`], the open
+//! that wins the lease also sets the account's `last_login`, in the same
+//! transaction, unless the last login is more recent than the delay (or
+//! in the future): then nothing changes and the open is
+//! [`StoreError::LoginDelay`] (`-ERR [LOGIN-DELAY]`). With
+//! [`PgStore::with_expire`], the commit, in its transaction and after the
+//! token check, sets `retrieved_at` of the messages the session retrieved
+//! in full (where not already set) and deletes, besides the marked ones,
+//! the account's messages retrieved `n` days ago or more. A commit that
+//! does not happen records nothing and deletes nothing.
 //!
 //! # Failures
 //!
@@ -114,6 +128,10 @@ const WINDOW: i64 = 4;
 /// one-chunk message fetches with it.
 const READ_AHEAD: usize = CHUNK_SIZE;
 
+/// The longest EXPIRE counted, in days (a million days back stays within
+/// PostgreSQL's timestamps).
+const MAX_EXPIRE_DAYS: u32 = 1_000_000;
+
 /// The most messages fetched ahead by one read.
 const MAX_AHEAD: usize = 64;
 
@@ -153,6 +171,13 @@ CREATE SEQUENCE lease_tokens;
     // compressed, so compressing it costs CPU at delivery and at every read
     // for little space. Applies to rows written from now on.
     "ALTER TABLE chunks ALTER COLUMN data SET STORAGE EXTERNAL;",
+    // LOGIN-DELAY and EXPIRE n: each account's last login, and when each
+    // message was first retrieved with RETR (set only while EXPIRE is
+    // enforced).
+    "
+ALTER TABLE accounts ADD COLUMN last_login timestamptz;
+ALTER TABLE messages ADD COLUMN retrieved_at timestamptz;
+",
 ];
 
 /// The schema version this code writes: the number of its migrations.
@@ -313,6 +338,8 @@ type Held = Arc<Mutex<HashMap<i64, i64>>>;
 pub struct PgStore {
     pool: Pool,
     lease: Duration,
+    login_delay: Option<Duration>,
+    expire: Option<u32>,
     secret: DeploymentSecret,
     tokens: Option<TokenValidator>,
     forms: Mutex<CredentialForms>,
@@ -447,6 +474,8 @@ impl PgStore {
         let store = PgStore {
             pool,
             lease,
+            login_delay: None,
+            expire: None,
             secret: DeploymentSecret::ephemeral(),
             tokens: None,
             forms: Mutex::new(CredentialForms::new(true, false)),
@@ -464,6 +493,55 @@ impl PgStore {
     pub fn with_deployment_secret(mut self, secret: DeploymentSecret) -> Self {
         self.secret = secret;
         self
+    }
+
+    /// Enforces a minimum time between two logins of a user (RFC 2449
+    /// `LOGIN-DELAY`) on the database's clock: an open sooner than `delay`
+    /// after the account's last successful one is
+    /// [`StoreError::LoginDelay`] and does not count as a login. Advertise
+    /// the same delay with `ServerConfig::login_delay`. Off by default.
+    /// Whole seconds count.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use pop3_blocking::postgres::PgStore;
+    /// let store = PgStore::connect("host=127.0.0.1 user=mail dbname=mail")?
+    ///     .with_login_delay(Some(Duration::from_secs(900)));
+    /// assert_eq!(store.login_delay_enforced(), Some(Duration::from_secs(900)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_login_delay(mut self, delay: Option<Duration>) -> Self {
+        self.login_delay = delay.map(|d| Duration::from_secs(d.as_secs()));
+        self
+    }
+
+    /// The minimum time between two logins of a user, if enforced.
+    pub fn login_delay_enforced(&self) -> Option<Duration> {
+        self.login_delay
+    }
+
+    /// Enforces RFC 2449 `EXPIRE days` on the database's clock: a message
+    /// retrieved in full with RETR `days` days ago or more is deleted at
+    /// the next commit (QUIT) of its maildrop. Advertise the same value
+    /// with `ServerConfig::expire`. Off by default (and then no retrieval
+    /// is recorded). Values over a million days count as a million.
+    ///
+    /// ```no_run
+    /// use pop3_blocking::postgres::PgStore;
+    /// let store = PgStore::connect("host=127.0.0.1 user=mail dbname=mail")?.with_expire(Some(30));
+    /// assert_eq!(store.expire_enforced(), Some(30));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_expire(mut self, days: Option<u32>) -> Self {
+        self.expire = days;
+        self
+    }
+
+    /// The days after which retrieved messages are deleted, if enforced.
+    pub fn expire_enforced(&self) -> Option<u32> {
+        self.expire
     }
 
     /// Checks OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2) with
@@ -618,6 +696,7 @@ impl PgStore {
         // Run again on a connection found closed: a lease won by a
         // transaction whose commit was lost with the connection makes this
         // open `InUse` until it expires, and loses nothing.
+        let delay = self.login_delay.map(secs);
         let (account, won, rows) = with_conn(&self.pool, |conn| {
             let mut tx = conn.transaction()?;
             let Some(account) =
@@ -636,20 +715,32 @@ impl PgStore {
                 &[&account, &secs(self.lease)],
             )?;
             let Some(won) = won else {
-                return Ok(Some((account, None, Vec::new())));
+                return Ok(Some((account, Err(StoreError::InUse), Vec::new())));
             };
+            if let Some(delay) = delay {
+                // The lease is won; the login counts only if it is not too
+                // soon, and a refused one rolls the lease back.
+                let allowed = tx.query_opt(
+                    "UPDATE accounts SET last_login = now()
+                     WHERE id = $1 AND (last_login IS NULL
+                        OR last_login <= now() - make_interval(secs => $2))
+                     RETURNING 1",
+                    &[&account, &delay],
+                )?;
+                if allowed.is_none() {
+                    return Ok(Some((account, Err(StoreError::LoginDelay), Vec::new())));
+                }
+            }
             let rows = tx.query(
                 "SELECT id, uidl, size, chunks FROM messages
                  WHERE account = $1 ORDER BY id",
                 &[&account],
             )?;
             tx.commit()?;
-            Ok(Some((account, Some(won.get::<_, i64>(0)), rows)))
+            Ok(Some((account, Ok(won.get::<_, i64>(0)), rows)))
         })?
         .ok_or(StoreError::Permanent(Cause::NoSuchUser))?;
-        let Some(token) = won else {
-            return Err(StoreError::InUse);
-        };
+        let token = won?;
         let mut messages = Vec::with_capacity(rows.len());
         let mut stored = Vec::with_capacity(rows.len());
         for row in rows {
@@ -667,6 +758,7 @@ impl PgStore {
             held.insert(token, account);
         }
         Ok(PgMaildrop {
+            expire: self.expire.map(|d| d.min(MAX_EXPIRE_DAYS) as i32),
             pool: self.pool.clone(),
             held: self.held.clone(),
             account,
@@ -896,6 +988,8 @@ impl BlockingStore for PgStore {
 /// Dropping it removes the lease and deletes nothing;
 /// [`BlockingMaildrop::commit`] deletes, then removes it.
 pub struct PgMaildrop {
+    /// The EXPIRE days in force, if enforced.
+    expire: Option<i32>,
     pool: Pool,
     held: Held,
     account: i64,
@@ -1021,9 +1115,14 @@ impl BlockingMaildrop for PgMaildrop {
             .iter()
             .filter_map(|&i| self.stored.get(i).map(|s| s.0))
             .collect();
+        let retrieved: Vec<i64> = update
+            .retrieved
+            .iter()
+            .filter_map(|&i| self.stored.get(i).map(|s| s.0))
+            .collect();
         let failed = ids.len();
         let not_deleted = |kind| StoreError::Temporary(Cause::NotDeleted { failed, kind });
-        let (account, token) = (self.account, self.token);
+        let (account, token, expire) = (self.account, self.token, self.expire);
         let result = in_transaction(&self.pool, |tx| {
             let owner: Option<i64> = tx
                 .query_opt(
@@ -1034,10 +1133,28 @@ impl BlockingMaildrop for PgMaildrop {
             if owner != Some(token) {
                 return Ok(false);
             }
-            tx.execute(
-                "DELETE FROM messages WHERE account = $1 AND id = ANY($2)",
-                &[&account, &ids],
-            )?;
+            match expire {
+                None => {
+                    tx.execute(
+                        "DELETE FROM messages WHERE account = $1 AND id = ANY($2)",
+                        &[&account, &ids],
+                    )?;
+                }
+                Some(days) => {
+                    // The first retrieval counts; then whatever is due goes
+                    // with the marked ones (now() is the transaction's).
+                    tx.execute(
+                        "UPDATE messages SET retrieved_at = now()
+                         WHERE account = $1 AND id = ANY($2) AND retrieved_at IS NULL",
+                        &[&account, &retrieved],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM messages WHERE account = $1 AND (id = ANY($2)
+                            OR retrieved_at <= now() - make_interval(days => $3))",
+                        &[&account, &ids, &days],
+                    )?;
+                }
+            }
             tx.execute(
                 "DELETE FROM leases WHERE account = $1 AND token = $2",
                 &[&account, &token],

@@ -568,6 +568,22 @@ impl ServerConfig {
     pub fn get_limits(&self) -> &Limits {
         &self.limits
     }
+
+    /// The `LOGIN-DELAY` advertised, in seconds.
+    pub fn get_login_delay(&self) -> Option<u32> {
+        self.login_delay
+    }
+
+    /// The `EXPIRE` policy advertised.
+    ///
+    /// ```
+    /// use pop3_proto::response::Expire;
+    /// use pop3_proto::server::ServerConfig;
+    /// assert_eq!(ServerConfig::default().get_expire(), Some(Expire::Never));
+    /// ```
+    pub fn get_expire(&self) -> Option<Expire> {
+        self.expire
+    }
 }
 
 /// What the TLS layer established, handed to the machine by the adapter

@@ -73,6 +73,12 @@
 //!   meanwhile, or a copy left by a crash in the middle of a move); one
 //!   already gone is not an error. Indexes out of range are ignored. Then `cur/` and `new/` are fsynced and the lock released.
 //!   Dropping a maildrop without committing deletes nothing.
+//! - **EXPIRE and LOGIN-DELAY** are off by default. With
+//!   [`MaildirStore::expire`], a commit also removes the messages first
+//!   retrieved with RETR that many days ago or more, as recorded in
+//!   [`RETRIEVED_FILE`]; with [`MaildirStore::login_delay`], an open too
+//!   soon after the last one (in [`LAST_LOGIN_FILE`]) is refused. Both take
+//!   the time from a [`Clock`].
 //! - **Commits are not atomic**, each unlink is (the store contract's
 //!   [commits](pop3_proto::store#commits)). A commit that fails part way,
 //!   or a crash during it, leaves a subset of the marked messages removed
@@ -148,8 +154,8 @@ pub const LAST_LOGIN_FILE: &str = "pop3-rs.last-login";
 
 /// When messages were first retrieved with RETR, in the user's Maildir,
 /// kept when a [`MaildirStore::expire`] is set: a first line
-/// `pop3-rs retrieved 1`, then one line per message, `<Unix seconds>
-/// <base name>`.
+/// `pop3-rs retrieved 1`, then one line per message: the time in Unix
+/// seconds, a space, the base name.
 pub const RETRIEVED_FILE: &str = "pop3-rs.retrieved";
 
 /// The first line of the retrieval record; a file with another first line

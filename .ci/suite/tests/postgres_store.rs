@@ -945,3 +945,36 @@ fn expire_deletes_messages_retrieved_n_days_ago_at_the_next_commit_on_the_databa
         .unwrap();
     assert_eq!(uids(&zero.open("alice").unwrap()), [uid[2].clone()]);
 }
+
+#[test]
+fn pop3d_postgres_takes_expire_and_login_delay_and_advertises_them() {
+    use pop3_blocking::cli::{ServerArgs, ServerStore};
+    use pop3_proto::response::Expire;
+    let cluster = Cluster::start();
+    let conninfo = cluster.conninfo();
+    let args = [
+        "pop3d",
+        "--listen",
+        "127.0.0.1:0",
+        "--postgres",
+        &conninfo,
+        "--expire",
+        "5",
+        "--login-delay",
+        "60",
+    ];
+    let (setup, store) = ServerArgs::parse_from(args).setup("pop3d-test").unwrap();
+    let ServerStore::Postgres(store) = store else {
+        panic!("not the PostgreSQL store: {store:?}");
+    };
+    assert_eq!(store.expire_enforced(), Some(5));
+    assert_eq!(store.login_delay_enforced(), Some(Duration::from_secs(60)));
+    assert_eq!(setup.config.get_expire(), Some(Expire::Days(5)));
+    assert_eq!(setup.config.get_login_delay(), Some(60));
+    let (setup, _) =
+        ServerArgs::parse_from(["pop3d", "--listen", "127.0.0.1:0", "--postgres", &conninfo])
+            .setup("pop3d-test")
+            .unwrap();
+    assert_eq!(setup.config.get_expire(), Some(Expire::Never));
+    assert_eq!(setup.config.get_login_delay(), None);
+}

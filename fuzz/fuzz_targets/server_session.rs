@@ -192,10 +192,10 @@ impl Run<'_> {
                 Action::Event(req) => {
                     assert!(!self.o.closed, "a store request after Close");
                     self.o.requests.push(format!("{req:?}"));
-                    if let StoreRequest::Commit { deleted } = &req {
+                    if let StoreRequest::Commit(update) = &req {
                         self.o.commits.push((
                             self.server.state(),
-                            deleted.clone(),
+                            update.deleted.clone(),
                             self.server.user().map(|u| u.as_str().to_owned()),
                             self.o.out.len(),
                         ));
@@ -377,11 +377,11 @@ fn run_connection(s: &Script, cuts: &[u16]) -> Outcome {
                 Want::Flush => conn.flushed(now, Ok::<_, ()>(())),
                 Want::Store(req) => {
                     o.requests.push(format!("{req:?}"));
-                    if let StoreRequest::Commit { deleted } = &req {
+                    if let StoreRequest::Commit(update) = &req {
                         let m = conn.machine();
                         o.commits.push((
                             m.state(),
-                            deleted.clone(),
+                            update.deleted.clone(),
                             m.user().map(|u| u.as_str().to_owned()),
                             o.out.len(),
                         ));

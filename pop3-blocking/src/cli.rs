@@ -202,10 +202,18 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_address: Option<usize>,
     /// The least time between two logins of a user, enforced (the time of
-    /// the last login is kept in each Maildir) and advertised as
-    /// LOGIN-DELAY (Maildirs only).
+    /// the last login is kept in each Maildir, or in the database) and
+    /// advertised as LOGIN-DELAY.
     #[arg(long, value_name = "SECONDS")]
     pub login_delay: Option<u32>,
+    /// Remove messages retrieved (RETR) this many days ago or more, at the
+    /// next QUIT of their maildrop, and advertise EXPIRE DAYS (default:
+    /// nothing is removed but what clients delete; EXPIRE NEVER). When
+    /// each message was first retrieved is kept in each Maildir, or in the
+    /// database. 0 removes each message at the QUIT of the session that
+    /// retrieved it.
+    #[arg(long, value_name = "DAYS")]
+    pub expire: Option<u32>,
     /// The `pop3_uidl_format` a previous Dovecot served this Maildir root
     /// with: messages it listed in its `dovecot-uidlist` keep their UIDLs
     /// (Courier's `courierpop3dsizelist` is read too). `none`: serve only
@@ -399,6 +407,7 @@ struct Settings {
     allow_plaintext_auth: bool,
     advertise_channel_binding: bool,
     login_delay: Option<u32>,
+    expire: Option<u32>,
     previous_uidl_format: Sourced<String>,
     limits: server_file::LimitKeys,
     proxy_protocol: Option<ProxyProtocolSettings>,
@@ -650,6 +659,7 @@ impl Settings {
             advertise_channel_binding: args.advertise_channel_binding
                 || keys.advertise_channel_binding == Some(true),
             login_delay: args.login_delay.or(keys.login_delay),
+            expire: args.expire.or(keys.expire),
             previous_uidl_format,
             limits,
             proxy_protocol,
@@ -824,7 +834,7 @@ impl Reloader {
             v.as_ref().map(|s| s.value.clone())
         }
         let (l, o) = (&new.limits, &old.limits);
-        let restart_only: [(&str, bool); 21] = [
+        let restart_only: [(&str, bool); 22] = [
             ("listen", values(&new.listen) != values(&old.listen)),
             (
                 "tls_listen",
@@ -867,6 +877,7 @@ impl Reloader {
             ),
             ("limits.store_timeout", l.store_timeout != o.store_timeout),
             ("login_delay", new.login_delay != old.login_delay),
+            ("expire", new.expire != old.expire),
             ("proxy_protocol", new.proxy_protocol != old.proxy_protocol),
             (
                 "proxy_protocol.listen",
@@ -1059,7 +1070,6 @@ impl ServerArgs {
             .deployment_secret(Some(secret.clone()))
             .allow_plaintext_auth(settings.allow_plaintext_auth || demo)
             .advertise_channel_binding(settings.advertise_channel_binding)
-            .login_delay(settings.login_delay)
             .implementation(Some(format!(
                 "pop3-rs {program} {}",
                 env!("CARGO_PKG_VERSION")
@@ -1075,7 +1085,13 @@ impl ServerArgs {
             #[cfg(feature = "postgres")]
             {
                 let store = crate::postgres::PgStore::connect(&conninfo.value)?
-                    .with_deployment_secret(secret.clone());
+                    .with_deployment_secret(secret.clone())
+                    .with_login_delay(
+                        settings
+                            .login_delay
+                            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+                    )
+                    .with_expire(settings.expire);
                 ServerStore::Postgres(store)
             }
             #[cfg(not(feature = "postgres"))]
@@ -1091,7 +1107,8 @@ impl ServerArgs {
                     settings
                         .login_delay
                         .map(|s| std::time::Duration::from_secs(u64::from(s))),
-                );
+                )
+                .expire(settings.expire);
             shared_users = Some(store.shared_users());
             ServerStore::Maildir(store)
         } else {
@@ -1102,6 +1119,24 @@ impl ServerArgs {
             }
             ServerStore::Demo(store)
         };
+        // LOGIN-DELAY and EXPIRE are advertised as the store enforces them
+        // (EXPIRE 0 the machine enforces itself).
+        let (login_delay, expire) = match &store {
+            ServerStore::Maildir(m) => (m.login_delay_enforced(), m.expire_enforced()),
+            #[cfg(feature = "postgres")]
+            ServerStore::Postgres(p) => (p.login_delay_enforced(), p.expire_enforced()),
+            ServerStore::Demo(_) => (None, settings.expire.filter(|&d| d == 0)),
+        };
+        let login_delay = login_delay.map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        if login_delay != settings.login_delay || expire != settings.expire {
+            tracing::warn!(
+                "the demo store enforces neither a login delay nor EXPIRE over 0: not advertised"
+            );
+        }
+        config = config.login_delay(login_delay).expire(Some(match expire {
+            Some(days) => pop3_proto::response::Expire::Days(days),
+            None => pop3_proto::response::Expire::Never,
+        }));
         let serving_as = match &root {
             host::RootPolicy::Drop(user) => {
                 if let Some(ca) = &demo_ca {

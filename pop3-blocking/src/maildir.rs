@@ -73,6 +73,12 @@
 //!   meanwhile, or a copy left by a crash in the middle of a move); one
 //!   already gone is not an error. Indexes out of range are ignored. Then `cur/` and `new/` are fsynced and the lock released.
 //!   Dropping a maildrop without committing deletes nothing.
+//! - **EXPIRE and LOGIN-DELAY** are off by default. With
+//!   [`MaildirStore::expire`], a commit also removes the messages first
+//!   retrieved with RETR that many days ago or more, as recorded in
+//!   [`RETRIEVED_FILE`]; with [`MaildirStore::login_delay`], an open too
+//!   soon after the last one (in [`LAST_LOGIN_FILE`]) is refused. Both take
+//!   the time from a [`Clock`].
 //! - **Commits are not atomic**, each unlink is (the store contract's
 //!   [commits](pop3_proto::store#commits)). A commit that fails part way,
 //!   or a crash during it, leaves a subset of the marked messages removed
@@ -113,7 +119,7 @@
 //!     body.extend_from_slice(&chunk);
 //! }
 //! assert_eq!(body, b"Subject: hi\n\nHello\n");
-//! drop.commit(vec![0])?; // QUIT: delete message 1
+//! drop.commit(vec![0].into())?; // QUIT: delete message 1
 //! assert!(store.open("alice")?.messages().is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -127,7 +133,7 @@ use std::time::UNIX_EPOCH;
 use bytes::Bytes;
 use pop3_proto::store::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, IoKind,
-    MessageInfo, StoreError, TokenValidator,
+    MessageInfo, StoreError, TokenValidator, Update,
 };
 use pop3_proto::types::{Secret, Uid};
 use sha2::{Digest, Sha256};
@@ -145,6 +151,19 @@ pub const LOCK_FILE: &str = "pop3-rs.lock";
 /// The time of the user's last login (Unix seconds), in the user's
 /// Maildir, kept when a [`MaildirStore::login_delay`] is set.
 pub const LAST_LOGIN_FILE: &str = "pop3-rs.last-login";
+
+/// When messages were first retrieved with RETR, in the user's Maildir,
+/// kept when a [`MaildirStore::expire`] is set: a first line
+/// `pop3-rs retrieved 1`, then one line per message: the time in Unix
+/// seconds, a space, the base name.
+pub const RETRIEVED_FILE: &str = "pop3-rs.retrieved";
+
+/// The first line of the retrieval record; a file with another first line
+/// is ignored (its messages count as never retrieved).
+const RETRIEVED_HEADER: &[u8] = b"pop3-rs retrieved 1";
+
+/// Seconds in a day, as EXPIRE counts them.
+const DAY_SECS: u64 = 24 * 60 * 60;
 
 /// Where a [`MaildirStore`] takes the time from: the system clock unless
 /// a test sets another.
@@ -208,6 +227,7 @@ pub struct MaildirStore {
     tokens: Option<TokenValidator>,
     previous: Option<Box<DovecotUidlFormat>>,
     login_delay: Option<std::time::Duration>,
+    expire: Option<u32>,
     clock: Clock,
 }
 
@@ -240,6 +260,7 @@ impl MaildirStore {
             tokens: None,
             previous: Some(Box::default()),
             login_delay: None,
+            expire: None,
             clock: Clock::system(),
         }
     }
@@ -282,6 +303,64 @@ impl MaildirStore {
     /// The minimum time between two logins of a user, if enforced.
     pub fn login_delay_enforced(&self) -> Option<std::time::Duration> {
         self.login_delay
+    }
+
+    /// Enforces RFC 2449 `EXPIRE days`: a message retrieved in full with
+    /// RETR `days` days ago or more is removed at the next UPDATE (a QUIT)
+    /// of its maildrop, besides the messages the client deleted. Advertise
+    /// the same value with `ServerConfig::expire`. Off by default (and
+    /// then nothing is recorded); `Some(0)` removes every retrieved message
+    /// at the QUIT of the session that retrieved it, as the server's own
+    /// `EXPIRE 0` does.
+    ///
+    /// When each message was first retrieved is kept in
+    /// [`RETRIEVED_FILE`] in the user's Maildir, by base name, and written
+    /// at each commit (under the maildrop's lock, after the removals,
+    /// atomically: a new file, fsynced, renamed over the old one). TOP is
+    /// not retrieval, and a session that ends without QUIT records
+    /// nothing. What can go wrong only ever keeps mail longer, never
+    /// removes it early: a crash before the record is written loses that
+    /// session's retrievals (those messages count from their next
+    /// retrieval); a record with an unknown first line is ignored, with a
+    /// warning, and malformed lines are skipped; a record that cannot be
+    /// read expires nothing and is left as it is; a retrieval time in the
+    /// future (the clock was set back) counts as now.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::{Duration, SystemTime};
+    /// use pop3_blocking::maildir::{Clock, MaildirStore};
+    /// use pop3_blocking::passwd::PasswdFile;
+    /// use pop3_proto::store::{BlockingMaildrop, BlockingStore, Update};
+    ///
+    /// let root = tempfile::tempdir()?;
+    /// let now = Arc::new(Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+    /// let clock = { let now = now.clone(); Clock::new(move || *now.lock().unwrap()) };
+    /// let store = MaildirStore::new(root.path(), PasswdFile::parse("bob:{PLAIN}b\n")?)
+    ///     .expire(Some(7))
+    ///     .with_clock(clock);
+    /// drop(store.open("bob")?); // creates the Maildir
+    /// std::fs::write(root.path().join("bob/cur/1.a.host:2,"), "x\n")?;
+    /// // A session retrieves message 1 and quits: it is kept, its time noted.
+    /// store.open("bob")?.commit(Update::new(vec![]).with_retrieved(vec![0]))?;
+    /// *now.lock().unwrap() += Duration::from_secs(7 * 86_400 - 1);
+    /// store.open("bob")?.commit(Update::default())?;
+    /// assert_eq!(store.open("bob")?.messages().len(), 1);
+    /// // Seven days after the retrieval, the next UPDATE removes it.
+    /// *now.lock().unwrap() += Duration::from_secs(1);
+    /// store.open("bob")?.commit(Update::default())?;
+    /// assert!(store.open("bob")?.messages().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn expire(mut self, days: Option<u32>) -> Self {
+        self.expire = days;
+        self
+    }
+
+    /// The days after which retrieved messages are removed, if enforced.
+    pub fn expire_enforced(&self) -> Option<u32> {
+        self.expire
     }
 
     /// Takes the time from `clock` (the system clock by default).
@@ -540,6 +619,7 @@ impl MaildirStore {
                 })
                 .collect(),
             messages,
+            expire: self.expire.map(|days| (days, self.clock.clone())),
             _lock: lock,
         })
     }
@@ -623,6 +703,95 @@ fn check_login_delay(
         fs::rename(&tmp, &path)
     };
     write().map_err(|e| temporary("last login file", &e))
+}
+
+/// The retrieval times recorded in the Maildir `dir`, by base name; empty
+/// when there is no record or it is not one this code wrote (with a
+/// warning). `None` when the file cannot be read: nothing is expired then.
+fn read_retrieved(dir: &Path) -> Option<HashMap<Vec<u8>, u64>> {
+    let path = dir.join(RETRIEVED_FILE);
+    let mut map = HashMap::new();
+    let bytes = match no_follow(OpenOptions::new().read(true))
+        .open(&path)
+        .and_then(|mut f| {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map(|_| bytes)
+        }) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(map),
+        Err(e) => {
+            tracing::warn!(
+                file = %path.display(),
+                error = %e,
+                "the retrieval record cannot be read; nothing expires in this session"
+            );
+            return None;
+        }
+    };
+    let mut lines = bytes.split(|&b| b == b'\n');
+    if lines.next() != Some(RETRIEVED_HEADER) {
+        tracing::warn!(
+            file = %path.display(),
+            "not a retrieval record this server wrote; ignored (its messages count as never retrieved)"
+        );
+        return Some(map);
+    }
+    let mut bad = 0usize;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let mut parts = line.splitn(2, |&b| b == b' ');
+        let (Some(secs), Some(base)) = (parts.next(), parts.next()) else {
+            bad += 1;
+            continue;
+        };
+        let secs = std::str::from_utf8(secs)
+            .ok()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok());
+        match secs {
+            Some(secs) if !base.is_empty() => {
+                let at = map.entry(base.to_vec()).or_insert(secs);
+                *at = (*at).min(secs);
+            }
+            _ => bad += 1,
+        }
+    }
+    if bad > 0 {
+        tracing::warn!(
+            file = %path.display(),
+            lines = bad,
+            "malformed lines in the retrieval record skipped"
+        );
+    }
+    Some(map)
+}
+
+/// Replaces the retrieval record atomically (a new file, fsynced, renamed
+/// over the old one).
+fn write_retrieved(dir: &Path, times: &HashMap<&[u8], u64>) -> io::Result<()> {
+    let mut entries: Vec<_> = times.iter().filter(|(b, _)| !b.contains(&b'\n')).collect();
+    entries.sort();
+    let mut text = Vec::with_capacity(48 * (entries.len() + 1));
+    text.extend_from_slice(RETRIEVED_HEADER);
+    text.push(b'\n');
+    for (base, at) in entries {
+        write!(text, "{at} ")?;
+        text.extend_from_slice(base);
+        text.push(b'\n');
+    }
+    let tmp = dir.join(format!("{RETRIEVED_FILE}.tmp"));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
+    file.write_all(&text)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join(RETRIEVED_FILE))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Adds `O_NOFOLLOW` where there is one: a symbolic link planted in a
@@ -1043,6 +1212,8 @@ pub struct MaildirMaildrop {
     dir: PathBuf,
     files: Vec<MessageFile>,
     messages: Vec<MessageInfo>,
+    /// The EXPIRE days in force and the clock, if enforced.
+    expire: Option<(u32, Clock)>,
     /// Held for the lock; closing it releases the lock.
     _lock: File,
 }
@@ -1111,12 +1282,43 @@ impl BlockingMaildrop for MaildirMaildrop {
         })
     }
 
-    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
-        let targets: HashSet<&[u8]> = deleted
+    fn commit(self, update: Update) -> Result<(), StoreError> {
+        let mut targets: HashSet<&[u8]> = update
+            .deleted
             .iter()
             .filter_map(|&i| self.files.get(i))
             .map(|f| f.base.as_slice())
             .collect();
+        // EXPIRE n: the retrieval times, this session's included, and the
+        // messages they make due.
+        let expiring = self.expire.as_ref().and_then(|(days, clock)| {
+            let now = clock
+                .now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut times = read_retrieved(&self.dir)?;
+            for &i in &update.retrieved {
+                if let Some(f) = self.files.get(i) {
+                    times.entry(f.base.clone()).or_insert(now);
+                }
+            }
+            let retention = u64::from(*days).saturating_mul(DAY_SECS);
+            Some((times, now, retention))
+        });
+        let mut kept_times: HashMap<&[u8], u64> = HashMap::new();
+        if let Some((times, now, retention)) = &expiring {
+            for f in &self.files {
+                let Some(&at) = times.get(&f.base) else {
+                    continue;
+                };
+                // A time in the future (the clock was set back) is now.
+                if now.saturating_sub(at.min(*now)) >= *retention {
+                    targets.insert(f.base.as_slice());
+                } else if !targets.contains(f.base.as_slice()) {
+                    kept_times.insert(f.base.as_slice(), at);
+                }
+            }
+        }
         let mut failed = 0usize;
         let mut first_error = None;
         let mut note = |result: io::Result<()>| match result {
@@ -1156,6 +1358,20 @@ impl BlockingMaildrop for MaildirMaildrop {
                 }
             }
         }
+        if let Some((times, ..)) = &expiring {
+            // Written after the removals: a crash before it keeps the old
+            // record, which makes no message due early.
+            if times.len() != kept_times.len() || !update.retrieved.is_empty() {
+                if let Err(e) = write_retrieved(&self.dir, &kept_times) {
+                    tracing::warn!(
+                        maildir = %self.dir.display(),
+                        error = %e,
+                        "retrieval times not recorded; those messages are kept longer"
+                    );
+                }
+            }
+        }
+        drop(kept_times);
         drop(targets);
         drop(self);
         match first_error {

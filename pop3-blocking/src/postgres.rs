@@ -12,8 +12,8 @@
 //!
 //! | table | columns | what |
 //! | --- | --- | --- |
-//! | `accounts` | `id`, `name` (unique), `credential` | users; the credential in the passwd-file's `{SCHEME}secret` forms ([`passwd`](crate::passwd)) |
-//! | `messages` | `id`, `account`, `uidl`, `size`, `chunks`, `delivered_at` | one row per message: its unique-id (unique per account), its RFC 1939 size counted at delivery, its number of chunks |
+//! | `accounts` | `id`, `name` (unique), `credential`, `last_login` | users; the credential in the passwd-file's `{SCHEME}secret` forms ([`passwd`](crate::passwd)); the last login, kept while a [login delay](PgStore::with_login_delay) is enforced |
+//! | `messages` | `id`, `account`, `uidl`, `size`, `chunks`, `delivered_at`, `retrieved_at` | one row per message: its unique-id (unique per account), its RFC 1939 size counted at delivery, its number of chunks, when it was first retrieved (kept while [EXPIRE](PgStore::with_expire) is enforced) |
 //! | `chunks` | `message`, `seq`, `data` | the content, in rows of at most [`CHUNK_SIZE`] octets |
 //! | `leases` | `account`, `token`, `expires_at` | the maildrop lock: who holds it, until when |
 //!
@@ -57,6 +57,20 @@
 //! ([`Cause::NotDeleted`]). Dropping a maildrop without a commit removes
 //! the lease and deletes nothing.
 //!
+//! # LOGIN-DELAY and EXPIRE
+//!
+//! Both are enforced on the database's clock (`now()`), so that frontends
+//! whose clocks differ agree. With [`PgStore::with_login_delay`], the open
+//! that wins the lease also sets the account's `last_login`, in the same
+//! transaction, unless the last login is more recent than the delay (or
+//! in the future): then nothing changes and the open is
+//! [`StoreError::LoginDelay`] (`-ERR [LOGIN-DELAY]`). With
+//! [`PgStore::with_expire`], the commit, in its transaction and after the
+//! token check, sets `retrieved_at` of the messages the session retrieved
+//! in full (where not already set) and deletes, besides the marked ones,
+//! the account's messages retrieved `n` days ago or more. A commit that
+//! does not happen records nothing and deletes nothing.
+//!
 //! # Failures
 //!
 //! A database that cannot be reached, or fails a statement, is
@@ -78,7 +92,7 @@
 //! store.deliver("alice", &mut &b"Subject: hi\n\nHello\n"[..])?;
 //! let drop = store.open("alice")?;
 //! assert_eq!(drop.messages()[0].size, 22); // 19 octets, 3 bare LFs
-//! drop.commit(vec![0])?;
+//! drop.commit(vec![0].into())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -94,7 +108,7 @@ use bytes::Bytes;
 use pop3_proto::scram::{DeploymentSecret, MIN_ITERATIONS, ScramHash, ScramKeys};
 use pop3_proto::store::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, IoKind,
-    MessageInfo, StoreError, TokenValidator,
+    MessageInfo, StoreError, TokenValidator, Update,
 };
 use pop3_proto::types::{Secret, Uid};
 use postgres::NoTls;
@@ -115,6 +129,10 @@ const WINDOW: i64 = 4;
 /// The most octets of the messages after the one read that a read of a
 /// one-chunk message fetches with it.
 const READ_AHEAD: usize = CHUNK_SIZE;
+
+/// The longest EXPIRE counted, in days (a million days back stays within
+/// PostgreSQL's timestamps).
+const MAX_EXPIRE_DAYS: u32 = 1_000_000;
 
 /// The most messages fetched ahead by one read.
 const MAX_AHEAD: usize = 64;
@@ -155,6 +173,13 @@ CREATE SEQUENCE lease_tokens;
     // compressed, so compressing it costs CPU at delivery and at every read
     // for little space. Applies to rows written from now on.
     "ALTER TABLE chunks ALTER COLUMN data SET STORAGE EXTERNAL;",
+    // LOGIN-DELAY and EXPIRE n: each account's last login, and when each
+    // message was first retrieved with RETR (set only while EXPIRE is
+    // enforced).
+    "
+ALTER TABLE accounts ADD COLUMN last_login timestamptz;
+ALTER TABLE messages ADD COLUMN retrieved_at timestamptz;
+",
 ];
 
 /// The schema version this code writes: the number of its migrations.
@@ -315,6 +340,8 @@ type Held = Arc<Mutex<HashMap<i64, i64>>>;
 pub struct PgStore {
     pool: Pool,
     lease: Duration,
+    login_delay: Option<Duration>,
+    expire: Option<u32>,
     secret: DeploymentSecret,
     tokens: Option<TokenValidator>,
     forms: Mutex<CredentialForms>,
@@ -449,6 +476,8 @@ impl PgStore {
         let store = PgStore {
             pool,
             lease,
+            login_delay: None,
+            expire: None,
             secret: DeploymentSecret::ephemeral(),
             tokens: None,
             forms: Mutex::new(CredentialForms::new(true, false)),
@@ -466,6 +495,55 @@ impl PgStore {
     pub fn with_deployment_secret(mut self, secret: DeploymentSecret) -> Self {
         self.secret = secret;
         self
+    }
+
+    /// Enforces a minimum time between two logins of a user (RFC 2449
+    /// `LOGIN-DELAY`) on the database's clock: an open sooner than `delay`
+    /// after the account's last successful one is
+    /// [`StoreError::LoginDelay`] and does not count as a login. Advertise
+    /// the same delay with `ServerConfig::login_delay`. Off by default.
+    /// Whole seconds count.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use pop3_blocking::postgres::PgStore;
+    /// let store = PgStore::connect("host=127.0.0.1 user=mail dbname=mail")?
+    ///     .with_login_delay(Some(Duration::from_secs(900)));
+    /// assert_eq!(store.login_delay_enforced(), Some(Duration::from_secs(900)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_login_delay(mut self, delay: Option<Duration>) -> Self {
+        self.login_delay = delay.map(|d| Duration::from_secs(d.as_secs()));
+        self
+    }
+
+    /// The minimum time between two logins of a user, if enforced.
+    pub fn login_delay_enforced(&self) -> Option<Duration> {
+        self.login_delay
+    }
+
+    /// Enforces RFC 2449 `EXPIRE days` on the database's clock: a message
+    /// retrieved in full with RETR `days` days ago or more is deleted at
+    /// the next commit (QUIT) of its maildrop. Advertise the same value
+    /// with `ServerConfig::expire`. Off by default (and then no retrieval
+    /// is recorded). Values over a million days count as a million.
+    ///
+    /// ```no_run
+    /// use pop3_blocking::postgres::PgStore;
+    /// let store = PgStore::connect("host=127.0.0.1 user=mail dbname=mail")?.with_expire(Some(30));
+    /// assert_eq!(store.expire_enforced(), Some(30));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_expire(mut self, days: Option<u32>) -> Self {
+        self.expire = days;
+        self
+    }
+
+    /// The days after which retrieved messages are deleted, if enforced.
+    pub fn expire_enforced(&self) -> Option<u32> {
+        self.expire
     }
 
     /// Checks OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2) with
@@ -622,23 +700,41 @@ impl PgStore {
         // Run again on a connection found closed: a lease won by a
         // statement whose reply was lost with the connection makes this
         // open `InUse` until it expires, and loses nothing.
+        // With a login delay, a login too soon after the last one takes no
+        // lease, and a lease won records the login, in the same statement.
+        let delay = self.login_delay.map(secs);
         let won = with_conn(&self.pool, |conn| {
             conn.query_typed_opt(
-                "WITH account AS (SELECT id FROM accounts WHERE name = $1),
-                 won AS (
+                "WITH account AS (SELECT id, last_login FROM accounts WHERE name = $1),
+                 allowed AS (
+                    SELECT id FROM account
+                    WHERE $3::float8 IS NULL OR last_login IS NULL
+                       OR last_login <= now() - make_interval(secs => $3))
+                 , won AS (
                     INSERT INTO leases (account, token, expires_at)
                     SELECT id, nextval('lease_tokens'), now() + make_interval(secs => $2)
-                    FROM account
+                    FROM allowed
                     ON CONFLICT (account) DO UPDATE
                        SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
                        WHERE leases.expires_at <= now()
-                    RETURNING token)
-                 SELECT id, (SELECT token FROM won) FROM account",
-                &[(&user, Type::TEXT), (&secs(self.lease), Type::FLOAT8)],
+                    RETURNING account, token)
+                 , login AS (
+                    UPDATE accounts SET last_login = now()
+                    FROM won WHERE accounts.id = won.account AND $3::float8 IS NOT NULL)
+                 SELECT id, (SELECT token FROM won), EXISTS (SELECT 1 FROM allowed)
+                 FROM account",
+                &[
+                    (&user, Type::TEXT),
+                    (&secs(self.lease), Type::FLOAT8),
+                    (&delay, Type::FLOAT8),
+                ],
             )
         })?
         .ok_or(StoreError::Permanent(Cause::NoSuchUser))?;
         let account: i64 = won.get(0);
+        if !won.get::<_, bool>(2) {
+            return Err(StoreError::LoginDelay);
+        }
         let Some(token) = won.get::<_, Option<i64>>(1) else {
             return Err(StoreError::InUse);
         };
@@ -684,6 +780,7 @@ impl PgStore {
             held.insert(token, account);
         }
         Ok(PgMaildrop {
+            expire: self.expire.map(|d| d.min(MAX_EXPIRE_DAYS) as i32),
             pool: self.pool.clone(),
             held: self.held.clone(),
             account,
@@ -913,6 +1010,8 @@ impl BlockingStore for PgStore {
 /// Dropping it removes the lease and deletes nothing;
 /// [`BlockingMaildrop::commit`] deletes, then removes it.
 pub struct PgMaildrop {
+    /// The EXPIRE days in force, if enforced.
+    expire: Option<i32>,
     pool: Pool,
     held: Held,
     account: i64,
@@ -1032,14 +1131,20 @@ impl BlockingMaildrop for PgMaildrop {
         Ok(reader)
     }
 
-    fn commit(mut self, deleted: Vec<usize>) -> Result<(), StoreError> {
-        let ids: Vec<i64> = deleted
+    fn commit(mut self, update: Update) -> Result<(), StoreError> {
+        let ids: Vec<i64> = update
+            .deleted
+            .iter()
+            .filter_map(|&i| self.stored.get(i).map(|s| s.0))
+            .collect();
+        let retrieved: Vec<i64> = update
+            .retrieved
             .iter()
             .filter_map(|&i| self.stored.get(i).map(|s| s.0))
             .collect();
         let failed = ids.len();
         let not_deleted = |kind| StoreError::Temporary(Cause::NotDeleted { failed, kind });
-        let (account, token) = (self.account, self.token);
+        let (account, token, expire) = (self.account, self.token, self.expire);
         let result = in_transaction(&self.pool, |tx| {
             let owner: Option<i64> = tx
                 .query_opt(
@@ -1050,10 +1155,28 @@ impl BlockingMaildrop for PgMaildrop {
             if owner != Some(token) {
                 return Ok(false);
             }
-            tx.execute(
-                "DELETE FROM messages WHERE account = $1 AND id = ANY($2)",
-                &[&account, &ids],
-            )?;
+            match expire {
+                None => {
+                    tx.execute(
+                        "DELETE FROM messages WHERE account = $1 AND id = ANY($2)",
+                        &[&account, &ids],
+                    )?;
+                }
+                Some(days) => {
+                    // The first retrieval counts; then whatever is due goes
+                    // with the marked ones (now() is the transaction's).
+                    tx.execute(
+                        "UPDATE messages SET retrieved_at = now()
+                         WHERE account = $1 AND id = ANY($2) AND retrieved_at IS NULL",
+                        &[&account, &retrieved],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM messages WHERE account = $1 AND (id = ANY($2)
+                            OR retrieved_at <= now() - make_interval(days => $3))",
+                        &[&account, &ids, &days],
+                    )?;
+                }
+            }
             tx.execute(
                 "DELETE FROM leases WHERE account = $1 AND token = $2",
                 &[&account, &token],
@@ -1104,7 +1227,7 @@ impl Drop for PgMaildrop {
     }
 }
 
-/// A message being read: up to [`WINDOW`] chunks (rows) per query, handed
+/// A message being read: up to `WINDOW` chunks (rows) per query, handed
 /// out a chunk per call. It holds no connection between calls.
 #[derive(Debug)]
 pub struct PgReader {

@@ -154,7 +154,7 @@ fn empty_maildir_lists_nothing() {
     let drop = f.open();
     assert!(drop.messages().is_empty());
     assert_eq!(drop.dir(), f.maildir());
-    drop.commit(vec![]).unwrap();
+    drop.commit(vec![].into()).unwrap();
 }
 
 #[test]
@@ -286,7 +286,7 @@ fn same_base_in_new_and_cur_is_one_message() {
     assert_eq!(uids(&drop), ["1.dup.h"]);
     assert_eq!(read_all(&mut drop, 0).unwrap(), b"cur\n");
     // Deleting the message removes both copies.
-    drop.commit(vec![0]).unwrap();
+    drop.commit(vec![0].into()).unwrap();
     assert!(f.names("new").is_empty() && f.names("cur").is_empty());
 }
 
@@ -372,7 +372,7 @@ fn two_opens_conflict_in_one_process() {
     drop(first);
     let again = f.open();
     assert_eq!(f.store.open("alice").unwrap_err(), StoreError::InUse);
-    again.commit(vec![]).unwrap();
+    again.commit(vec![].into()).unwrap();
     f.open();
     drop(bob);
     assert!(f.maildir().join(LOCK_FILE).is_file());
@@ -435,7 +435,7 @@ fn commit_deletes_only_the_listed_messages() {
     }
     let drop = f.open();
     // Duplicates and out-of-range indexes are ignored.
-    drop.commit(vec![3, 1, 3, 99]).unwrap();
+    drop.commit(vec![3, 1, 3, 99].into()).unwrap();
     assert_eq!(
         f.uids(),
         [
@@ -444,7 +444,7 @@ fn commit_deletes_only_the_listed_messages() {
             "1700000005.M5P1.host"
         ]
     );
-    f.open().commit(vec![0, 1, 2]).unwrap();
+    f.open().commit(vec![0, 1, 2].into()).unwrap();
     assert!(f.uids().is_empty());
     assert!(f.names("cur").is_empty() && f.names("new").is_empty());
 }
@@ -472,7 +472,7 @@ fn message_removed_behind_our_back() {
     assert_eq!(read_all(&mut drop, 1).unwrap(), b"b\n");
     assert!(matches!(drop.read(2), Err(StoreError::Permanent(_))));
     // Deleting a message that is already gone is fine.
-    drop.commit(vec![0]).unwrap();
+    drop.commit(vec![0].into()).unwrap();
     assert_eq!(f.uids(), ["2.b.h"]);
 }
 
@@ -516,7 +516,7 @@ fn message_moved_or_reflagged_behind_our_back() {
     )
     .unwrap();
     assert_eq!(read_all(&mut drop, 0).unwrap(), b"a\n");
-    drop.commit(vec![0, 2]).unwrap();
+    drop.commit(vec![0, 2].into()).unwrap();
     assert_eq!(f.names("cur"), ["2.b.h:2,S"]);
 }
 
@@ -593,7 +593,7 @@ fn size_cache_is_used_and_invalidated() {
     assert!(cache(&f).contains("9 6 1000000000000000 2.b.h\n"));
 
     // Entries of deleted messages are dropped, and the cache survives moves.
-    f.open().commit(vec![0]).unwrap();
+    f.open().commit(vec![0].into()).unwrap();
     fs::rename(&b, f.maildir().join("cur/2.b.h:2,ST")).unwrap();
     assert_eq!(f.sizes(), [9, 4]);
     let text = cache(&f);
@@ -683,7 +683,7 @@ fn missing_maildir_is_created() {
     for sub in ["cur", "new", "tmp"] {
         assert!(root.path().join("carol").join(sub).is_dir(), "{sub}");
     }
-    drop.commit(vec![]).unwrap();
+    drop.commit(vec![].into()).unwrap();
 
     // Missing subdirectories of an existing Maildir are created too.
     fs::remove_dir(root.path().join("carol/tmp")).unwrap();
@@ -755,7 +755,7 @@ fn symbolic_links_are_not_followed() {
     fs::remove_file(&real).unwrap();
     symlink(&outside, &real).unwrap();
     assert!(matches!(drop.read(0), Err(StoreError::Temporary(_))));
-    drop.commit(vec![0]).unwrap();
+    drop.commit(vec![0].into()).unwrap();
     assert_eq!(fs::read(&outside).unwrap(), b"not yours\n");
     assert!(!real.exists() && fs::symlink_metadata(&real).is_err());
 }

@@ -568,3 +568,40 @@ fn as_root_without_a_user_maildirs_are_refused_unless_allowed_and_the_demo_serve
     let (setup, _) = setup_as_given(&["--listen", "127.0.0.1:0"]).expect("the demo serves as root");
     assert!(setup.demo);
 }
+
+#[test]
+fn expire_and_login_delay_are_advertised_as_the_store_enforces_them() {
+    use pop3_proto::response::Expire;
+    let d = Deployment::new();
+    let file = d.config(
+        "listen = [\"127.0.0.1:0\"]\nmaildir_root = \"@DIR@/mail\"\nusers = \"@DIR@/passwd\"\nexpire = 14\nlogin_delay = 60\n",
+    );
+    let (setup_, store) = setup(&["--config", &config_arg(&file)]).expect("the file is valid");
+    match &store {
+        ServerStore::Maildir(m) => {
+            assert_eq!(m.expire_enforced(), Some(14));
+            assert_eq!(m.login_delay_enforced(), Some(Duration::from_secs(60)));
+        }
+        other => panic!("expected the Maildir store, got {other:?}"),
+    }
+    assert_eq!(setup_.config.get_expire(), Some(Expire::Days(14)));
+    assert_eq!(setup_.config.get_login_delay(), Some(60));
+    // The flag wins over the file.
+    let (setup_, store) = setup(&["--config", &config_arg(&file), "--expire", "3"]).expect("valid");
+    assert!(matches!(&store, ServerStore::Maildir(m) if m.expire_enforced() == Some(3)));
+    assert_eq!(setup_.config.get_expire(), Some(Expire::Days(3)));
+    // Without the settings: EXPIRE NEVER, no LOGIN-DELAY, nothing enforced.
+    let file = d.config(
+        "listen = [\"127.0.0.1:0\"]\nmaildir_root = \"@DIR@/mail\"\nusers = \"@DIR@/passwd\"\n",
+    );
+    let (setup_, store) = setup(&["--config", &config_arg(&file)]).expect("valid");
+    assert!(matches!(&store, ServerStore::Maildir(m) if m.expire_enforced().is_none()));
+    assert_eq!(setup_.config.get_expire(), Some(Expire::Never));
+    assert_eq!(setup_.config.get_login_delay(), None);
+    // The demo store enforces neither: EXPIRE 7 is not advertised, EXPIRE 0
+    // is (the server enforces it itself).
+    let (setup_, _) = setup(&["--listen", "127.0.0.1:0", "--expire", "7"]).expect("valid");
+    assert_eq!(setup_.config.get_expire(), Some(Expire::Never));
+    let (setup_, _) = setup(&["--listen", "127.0.0.1:0", "--expire", "0"]).expect("valid");
+    assert_eq!(setup_.config.get_expire(), Some(Expire::Days(0)));
+}

@@ -185,7 +185,8 @@
 //! * `EXPIRE 0` (see [`ServerConfig::expire`]): messages retrieved whole with
 //!   RETR are removed at QUIT as if deleted (RSET does not bring them back).
 //!   Other EXPIRE values are only advertised: enforcing them is the store's
-//!   policy. `LOGIN-DELAY` is enforced by the store answering
+//!   policy, for which the commit tells it which messages the session
+//!   retrieved in full ([`Update::retrieved`]; TOP does not count). `LOGIN-DELAY` is enforced by the store answering
 //!   [`StoreRequest::Open`] with [`StoreError::LoginDelay`].
 //! * RETR first asks the store for the message and sends `+OK` only once the
 //!   store could open it; a store failure before the status line is an
@@ -236,7 +237,7 @@ use crate::response::Expire;
 use crate::scram::{DeploymentSecret, ScramHash, ScramKeys};
 use crate::session::{Action, Transmit};
 pub use crate::store::StoreDriver;
-use crate::store::{CredentialForms, MessageInfo, StoreError};
+use crate::store::{CredentialForms, MessageInfo, StoreError, Update};
 use crate::time::Instant;
 
 use crate::__tracing as tracing;
@@ -514,7 +515,10 @@ impl ServerConfig {
 
     /// The `EXPIRE` policy to advertise (default `EXPIRE NEVER`; `None`
     /// advertises nothing). With `Expire::Days(0)` the machine removes
-    /// messages retrieved with RETR at QUIT.
+    /// messages retrieved with RETR at QUIT. `Expire::Days(n)` with `n > 0`
+    /// is the store's to enforce (see
+    /// [retention policies](crate::store#retention-policies-expire-and-login-delay)):
+    /// advertise it only with a store that does.
     pub fn expire(mut self, policy: Option<Expire>) -> Self {
         self.expire = policy;
         self
@@ -563,6 +567,22 @@ impl ServerConfig {
     /// The line limits.
     pub fn get_limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The `LOGIN-DELAY` advertised, in seconds.
+    pub fn get_login_delay(&self) -> Option<u32> {
+        self.login_delay
+    }
+
+    /// The `EXPIRE` policy advertised.
+    ///
+    /// ```
+    /// use pop3_proto::response::Expire;
+    /// use pop3_proto::server::ServerConfig;
+    /// assert_eq!(ServerConfig::default().get_expire(), Some(Expire::Never));
+    /// ```
+    pub fn get_expire(&self) -> Option<Expire> {
+        self.expire
     }
 }
 
@@ -757,14 +777,13 @@ pub enum StoreRequest {
     },
     /// The next chunk of the message being read. Answer [`StoreReply::Chunk`].
     NextChunk,
-    /// UPDATE: remove these messages (zero-based indexes) and release the
+    /// UPDATE: remove the messages of [`Update::deleted`] (zero-based
+    /// indexes), take note of those of [`Update::retrieved`] (retrieved in
+    /// full with RETR, for a store enforcing `EXPIRE n`) and release the
     /// lock. Runs to its end, never cancelled, and removes no message that
-    /// is not listed ([commits](crate::store#commits)). Answer
-    /// [`StoreReply::Committed`].
-    Commit {
-        /// The messages to remove.
-        deleted: Vec<usize>,
-    },
+    /// is not listed, but those the store's own retention policy makes due
+    /// ([commits](crate::store#commits)). Answer [`StoreReply::Committed`].
+    Commit(Update),
     /// Release the maildrop without removing anything. Answer [`StoreReply::Released`].
     Release,
 }
@@ -2079,11 +2098,12 @@ impl Server {
                 let deleted: Vec<usize> = (0..self.messages.len())
                     .filter(|&i| self.deleted[i] || (expire_now && self.retrieved[i]))
                     .collect();
+                let retrieved: Vec<usize> = (0..self.messages.len())
+                    .filter(|&i| self.retrieved[i])
+                    .collect();
                 self.maildrop_open = false;
                 self.request(
-                    StoreRequest::Commit {
-                        deleted: deleted.clone(),
-                    },
+                    StoreRequest::Commit(Update::new(deleted.clone()).with_retrieved(retrieved)),
                     Pending::Commit { deleted },
                 );
             }

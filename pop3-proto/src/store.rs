@@ -29,6 +29,34 @@
 //! that keeps track of unique-ids (UIDL) deletes them again rather than
 //! fetching them twice. (RFC 1939 asks no more: a server that cannot
 //! remove every marked message answers `-ERR`.)
+//!
+//! # Retention policies: EXPIRE and LOGIN-DELAY
+//!
+//! A commit hands the store an [`Update`]: the messages to remove, and the
+//! messages the session retrieved in full with RETR (never TOP). That is
+//! what a store needs to enforce `EXPIRE n` (RFC 2449 §6.7) with `n > 0`:
+//! it records when each message was first retrieved, and at a later
+//! UPDATE removes those retrieved `n` days ago or more, besides the marked
+//! ones. The rules:
+//!
+//! - Only at UPDATE. A session that ends without QUIT (a dropped
+//!   connection, an autologout, a shutdown) commits nothing: nothing is
+//!   removed and no retrieval is recorded.
+//! - Nothing that is not due. A message never retrieved, or retrieved less
+//!   than `n` days ago, is kept; a crash, or a retrieval record the store
+//!   cannot read, may keep a due message longer, never remove one early.
+//! - Advertised only when enforced. The server advertises what its
+//!   [`ServerConfig::expire`](crate::server::ServerConfig::expire) says
+//!   (`EXPIRE NEVER` by default); whoever sets up a store that enforces
+//!   `EXPIRE n` sets the same `n` there. `EXPIRE 0` needs no store support:
+//!   the machine itself adds every message retrieved with RETR to the
+//!   deleted ones.
+//!
+//! `LOGIN-DELAY` (RFC 2449 §6.5) is the store's too: it records each
+//! user's last login at [`Store::open`] and answers an open that comes too
+//! soon with [`StoreError::LoginDelay`] (the client gets
+//! `-ERR [LOGIN-DELAY]`); the server advertises it with
+//! [`ServerConfig::login_delay`](crate::server::ServerConfig::login_delay).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -181,6 +209,72 @@ pub struct MessageInfo {
     pub size: u64,
     /// Its unique-id: stable across sessions, never reused.
     pub uid: Uid,
+}
+
+/// What a session leaves at UPDATE (its QUIT): the messages to remove and
+/// the messages it retrieved, handed to [`Maildrop::commit`].
+///
+/// Both lists hold zero-based indexes into the listing of
+/// [`Maildrop::messages`], in ascending order, without duplicates, when
+/// the server machine builds them; a store ignores an index out of range.
+/// A message may be in both (retrieved, then deleted).
+///
+/// * `deleted`: the messages marked with DELE and not brought back by RSET,
+///   and, under `EXPIRE 0` advertised by the machine
+///   ([`ServerConfig::expire`](crate::server::ServerConfig::expire)), every
+///   message retrieved with RETR. The store removes these, and only these
+///   unless it enforces a retention policy of its own.
+/// * `retrieved`: the messages this session sent in full with RETR (the
+///   whole body went out; RSET does not take a message off this list).
+///   TOP never counts, even of every line: it is how clients look at a
+///   message without downloading it. A store that enforces `EXPIRE n`
+///   (messages retrieved `n` days ago or more are removed) records when
+///   these were first retrieved, and at a later UPDATE also removes those
+///   whose time has come. A store without such a policy ignores the list.
+///
+/// A store may remove, beside `deleted`, only messages its own advertised
+/// policy makes due; a dropped connection or an autologout never reaches
+/// UPDATE, so nothing is committed (nor recorded as retrieved).
+///
+/// ```
+/// use pop3_proto::store::Update;
+/// let update = Update::new(vec![0, 3]).with_retrieved(vec![1, 3]);
+/// assert_eq!(update.deleted, [0, 3]);
+/// assert_eq!(update.retrieved, [1, 3]);
+/// assert_eq!(Update::from(vec![2]), Update::new(vec![2]));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Update {
+    /// The messages to remove (zero-based indexes).
+    pub deleted: Vec<usize>,
+    /// The messages this session retrieved in full with RETR (zero-based
+    /// indexes).
+    pub retrieved: Vec<usize>,
+}
+
+impl Update {
+    /// An update removing `deleted`, with nothing retrieved.
+    pub fn new(deleted: Vec<usize>) -> Self {
+        Update {
+            deleted,
+            retrieved: Vec::new(),
+        }
+    }
+
+    /// This update, with `retrieved` as the messages retrieved in full.
+    #[must_use]
+    pub fn with_retrieved(mut self, retrieved: Vec<usize>) -> Self {
+        self.retrieved = retrieved;
+        self
+    }
+}
+
+impl From<Vec<usize>> for Update {
+    /// An update removing these messages ([`Update::new`]).
+    fn from(deleted: Vec<usize>) -> Self {
+        Update::new(deleted)
+    }
 }
 
 /// Why a store could not do what was asked.
@@ -341,13 +435,15 @@ pub trait Maildrop: Send {
         index: usize,
     ) -> impl Future<Output = Result<Self::Reader, StoreError>> + Send;
 
-    /// Removes the messages at these zero-based indexes (UPDATE state), then
-    /// releases the lock. It runs to its end once started: the
-    /// [`StoreDriver`] never drops it (see [commits](crate::store#commits)). Each
-    /// message is removed atomically or not at all, and nothing else is
-    /// removed; `Err` says that some marked messages may still be there
-    /// (those removed stay removed).
-    fn commit(self, deleted: Vec<usize>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// UPDATE state: removes the messages of `update.deleted` (zero-based
+    /// indexes), records or acts on `update.retrieved` if the store has a
+    /// retention policy (see [`Update`]), then releases the lock. It runs
+    /// to its end once started: the [`StoreDriver`] never drops it (see
+    /// [commits](crate::store#commits)). Each message is removed atomically
+    /// or not at all, and nothing else is removed but what the store's own
+    /// advertised policy makes due; `Err` says that some marked messages
+    /// may still be there (those removed stay removed).
+    fn commit(self, update: Update) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A message's content, pulled as chunks of any size.
@@ -416,7 +512,7 @@ pub trait BlockingMaildrop: Send + 'static {
     fn read(&mut self, index: usize) -> Result<Self::Reader, StoreError>;
 
     /// As [`Maildrop::commit`].
-    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError>;
+    fn commit(self, update: Update) -> Result<(), StoreError>;
 }
 
 /// The blocking form of [`MessageReader`]. An [`OffloadStore`] drops it in

@@ -455,7 +455,7 @@ fn next(
             let name = format!("{request:?}");
             let reply = ready(driver.execute(request));
             conn.store_done(at(0), reply);
-            Did::Asked(name.split([' ', '{']).next().unwrap_or("").to_owned())
+            Did::Asked(name.split([' ', '{', '(']).next().unwrap_or("").to_owned())
         }
         server::Want::StartTls => {
             conn.tls_done(at(0), Ok::<(), ()>(()));

@@ -12,7 +12,7 @@ use pop3_proto::server::{Server, ServerConfig, StoreReply, StoreRequest};
 use pop3_proto::session::Action;
 use pop3_proto::store::{
     CredentialForms, Maildrop, MemoryStore, MessageInfo, MessageReader, Store, StoreDriver,
-    StoreError,
+    StoreError, Update,
 };
 use pop3_proto::time::Instant;
 use pop3_proto::types::{Secret, Uid};
@@ -118,19 +118,14 @@ fn driver_executes_every_request_against_memory_store() {
     );
 
     assert_eq!(
-        exec(
-            &mut d,
-            StoreRequest::Commit {
-                deleted: vec![0, 2]
-            }
-        ),
+        exec(&mut d, StoreRequest::Commit(Update::new(vec![0, 2]))),
         StoreReply::Committed(Ok(()))
     );
     assert!(!d.has_maildrop());
     assert!(!store.is_locked("alice"));
     assert_eq!(store.message_count("alice"), 1);
     assert!(matches!(
-        exec(&mut d, StoreRequest::Commit { deleted: vec![] }),
+        exec(&mut d, StoreRequest::Commit(Update::default())),
         StoreReply::Committed(Err(_))
     ));
 }
@@ -203,7 +198,7 @@ impl Maildrop for YieldingDrop {
         self.0.read(index).await
     }
 
-    async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+    async fn commit(self, update: Update) -> Result<(), StoreError> {
         let mut waited = false;
         core::future::poll_fn(|cx| {
             if waited {
@@ -215,7 +210,7 @@ impl Maildrop for YieldingDrop {
             }
         })
         .await;
-        self.0.commit(deleted).await
+        self.0.commit(update).await
     }
 }
 
@@ -229,7 +224,7 @@ fn a_commit_whose_call_is_dropped_stays_in_the_driver_and_finish_runs_it_to_its_
     assert!(matches!(opened, StoreReply::Opened(Ok(_))), "{opened:?}");
     {
         // The adapter stops waiting (the store timeout) after one poll.
-        let call = core::pin::pin!(d.execute(StoreRequest::Commit { deleted: vec![0] }));
+        let call = core::pin::pin!(d.execute(StoreRequest::Commit(Update::new(vec![0]))));
         let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
         assert!(call.poll(&mut cx).is_pending());
     }
@@ -365,7 +360,7 @@ impl Maildrop for LazyMaildrop {
             header: true,
         }))
     }
-    fn commit(self, _: Vec<usize>) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn commit(self, _: Update) -> impl Future<Output = Result<(), StoreError>> + Send {
         ready(Ok(()))
     }
 }

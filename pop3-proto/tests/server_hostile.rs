@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pop3_proto::server::{CloseReason, Server, State, StoreReply, StoreRequest};
 use pop3_proto::session::Action;
-use pop3_proto::store::{Cause, IoKind, MessageInfo, StoreError};
+use pop3_proto::store::{Cause, IoKind, MessageInfo, StoreError, Update};
 use pop3_proto::time::Instant;
 use pop3_proto::types::Uid;
 use server_support::*;
@@ -408,7 +408,7 @@ fn half_close_during_login_check_still_runs_dele_and_quit() {
     });
     assert!(eof_sent);
     assert!(
-        requests.contains(&StoreRequest::Commit { deleted: vec![0] }),
+        requests.contains(&StoreRequest::Commit(Update::new(vec![0]))),
         "the pipelined DELE and QUIT were processed: {requests:?}"
     );
     assert_eq!(s.summary().close_reason, Some(CloseReason::Quit));
@@ -456,7 +456,9 @@ fn half_close_while_a_body_streams_finishes_the_body_and_the_quit() {
         "the whole body went out: {out:?}"
     );
     assert!(out.ends_with("\r\n"), "{out:?}");
-    assert!(requests.contains(&StoreRequest::Commit { deleted: vec![1] }));
+    assert!(requests.contains(&StoreRequest::Commit(
+        Update::new(vec![1]).with_retrieved(vec![0])
+    )));
     assert_eq!(s.summary().close_reason, Some(CloseReason::Quit));
 }
 

@@ -206,7 +206,7 @@ fn dele_only_marks_and_quit_commits() {
     assert_eq!(h.store.message_count("alice"), 2);
     assert!(matches!(
         h.requests.last(),
-        Some(StoreRequest::Commit { deleted }) if deleted == &[0]
+        Some(StoreRequest::Commit(update)) if update.deleted == [0]
     ));
     assert_eq!(h.server.summary().deleted, 1);
     assert_eq!(h.server.summary().close_reason, Some(CloseReason::Quit));
@@ -274,8 +274,8 @@ fn commit_failure_answers_sys_temp() {
                     uid: Uid::new("a").unwrap(),
                 }])),
             ),
-            Some(Action::Event(StoreRequest::Commit { deleted })) => {
-                assert_eq!(deleted, vec![0]);
+            Some(Action::Event(StoreRequest::Commit(update))) => {
+                assert_eq!(update.deleted, vec![0]);
                 s.handle_store(
                     now,
                     StoreReply::Committed(Err(StoreError::Temporary(Cause::Io {

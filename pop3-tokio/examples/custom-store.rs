@@ -26,7 +26,7 @@ use bytes::Bytes;
 use pop3_proto::server::ServerConfig;
 use pop3_proto::store::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, IoKind,
-    MessageInfo, StoreError,
+    MessageInfo, StoreError, Update,
 };
 use pop3_proto::types::{Secret, Uid};
 use pop3_tokio::SpawnBlocking;
@@ -134,10 +134,11 @@ impl BlockingMaildrop for EmlMaildrop {
         }
     }
 
-    fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+    fn commit(self, update: Update) -> Result<(), StoreError> {
         // Each removal is atomic; a failure leaves the rest marked for the
-        // next session's client to delete again.
-        for index in deleted {
+        // next session's client to delete again. This store keeps no
+        // retention policy, so `update.retrieved` is not needed.
+        for index in update.deleted {
             match std::fs::remove_file(&self.files[index]) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -18,7 +18,7 @@ use pop3_blocking::passwd::PasswdFile;
 use pop3_blocking::postgres::{CHUNK_SIZE, PgError, PgOptions, PgStore, SCHEMA_VERSION};
 use pop3_proto::scram::ScramHash;
 use pop3_proto::store::{
-    BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, IoKind, StoreError,
+    BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, IoKind, StoreError, Update,
 };
 use pop3_proto::types::Secret;
 use sha2::{Digest, Sha256};
@@ -184,7 +184,7 @@ fn sizes_uids_and_bodies_as_delivered() {
         assert_eq!(drop.messages()[i].size, delivered[i].size);
         assert_eq!(read_all(&mut drop, i).unwrap(), *body);
     }
-    drop.commit(vec![1]).unwrap();
+    drop.commit(vec![1].into()).unwrap();
     let drop = store.open("alice").unwrap();
     assert_eq!(
         uids(&drop),
@@ -238,7 +238,7 @@ fn two_frontends_racing_for_one_maildrop_never_both_own_it() {
                     // Every login has been tried before the owner lets go.
                     barrier.wait();
                     if let Ok(drop) = login {
-                        if let Err(e) = drop.commit(vec![0]) {
+                        if let Err(e) = drop.commit(vec![0].into()) {
                             rounds.push(Err(format!("commit: {e}")));
                             barrier.wait();
                             continue;
@@ -381,7 +381,7 @@ fn a_commit_after_the_lease_was_taken_over_deletes_nothing() {
         .unwrap();
     let owner = b.open("alice").unwrap();
     assert!(owner.token() > stale.token());
-    let err = stale.commit(vec![0, 1, 2]).unwrap_err();
+    let err = stale.commit(vec![0, 1, 2].into()).unwrap_err();
     assert_eq!(
         err,
         StoreError::Temporary(Cause::NotDeleted {
@@ -390,7 +390,7 @@ fn a_commit_after_the_lease_was_taken_over_deletes_nothing() {
         })
     );
     assert_eq!(owner.messages().len(), 3);
-    owner.commit(vec![]).unwrap();
+    owner.commit(vec![].into()).unwrap();
     assert_eq!(b.open("alice").unwrap().messages().len(), 3);
 }
 
@@ -409,7 +409,7 @@ fn a_message_delivered_during_a_session_appears_in_the_next() {
         .unwrap();
     assert_eq!(uids(&session), before);
     assert_eq!(read_all(&mut session, 0).unwrap(), b"Subject: 1\r\n\r\n");
-    session.commit(vec![0]).unwrap();
+    session.commit(vec![0].into()).unwrap();
     let next = store.open("alice").unwrap();
     assert_eq!(uids(&next), [late.uid.as_str()]);
 }
@@ -520,7 +520,7 @@ fn while_the_database_is_down_calls_fail_as_temporary_and_nothing_is_lost() {
     cluster.start_server();
     // The same session goes on, on new connections, and commits.
     assert_eq!(read_all(&mut session, 0).unwrap(), b"Subject: 0\r\n\r\n");
-    session.commit(vec![0]).unwrap();
+    session.commit(vec![0].into()).unwrap();
     let after = store.open("alice").unwrap();
     assert_eq!(after.messages().len(), 1);
 }
@@ -547,7 +547,7 @@ fn deliver_exits_0_when_durable_67_for_an_unknown_user_75_when_unreachable() {
         read_all(&mut drop, 0).unwrap(),
         b"Subject: via deliver\r\n\r\nhi\r\n"
     );
-    drop.commit(vec![]).unwrap();
+    drop.commit(vec![].into()).unwrap();
     let added = DeliverArgs::parse_from([
         "deliver",
         "--postgres",
@@ -734,8 +734,8 @@ fn behaves_like_the_memory_store_over_a_random_run() {
                 if let Some((p, m)) = session.take() {
                     let n = p.messages().len();
                     let marked: Vec<usize> = (0..n).filter(|_| rng.u8(..3) == 0).collect();
-                    p.commit(marked.clone()).unwrap();
-                    block_on(m.commit(marked)).unwrap();
+                    p.commit(marked.clone().into()).unwrap();
+                    block_on(m.commit(marked.into())).unwrap();
                 }
             }
             _ => drop(session.take()),
@@ -754,10 +754,16 @@ fn behaves_like_the_memory_store_over_a_random_run() {
 fn pop3d_takes_postgres_instead_of_maildirs() {
     use pop3_blocking::cli::{ServerArgs, ServerStore};
     let cluster = Cluster::start();
-    let (_setup, store) =
-        ServerArgs::parse_from(["pop3d", "--postgres", &cluster.conninfo(), "--allow-root"])
-            .setup("pop3d-test")
-            .unwrap();
+    let (_setup, store) = ServerArgs::parse_from([
+        "pop3d",
+        "--listen",
+        "127.0.0.1:0",
+        "--postgres",
+        &cluster.conninfo(),
+        "--allow-root",
+    ])
+    .setup("pop3d-test")
+    .unwrap();
     let ServerStore::Postgres(store) = store else {
         panic!("not the PostgreSQL store: {store:?}");
     };
@@ -818,4 +824,236 @@ fn reading_in_order_fetches_ahead_and_still_sees_a_message_deleted_meanwhile() {
     assert_eq!(read_all(&mut drop, 3).unwrap(), bodies[3]);
     assert_eq!(read_all(&mut drop, 2), Err(StoreError::MessageGone));
     assert_eq!(read_all(&mut drop, 4), Err(StoreError::MessageGone));
+}
+
+fn retrieved_at_is_set(db: &mut postgres::Client, uid: &str) -> bool {
+    db.query_one(
+        "SELECT retrieved_at IS NOT NULL FROM messages WHERE uidl = $1",
+        &[&uid],
+    )
+    .unwrap()
+    .get(0)
+}
+
+#[test]
+fn login_delay_is_enforced_on_the_database_clock_across_frontends() {
+    let cluster = Cluster::start();
+    let delay = Some(Duration::from_secs(600));
+    let a = store(&cluster).with_login_delay(delay);
+    let b = store(&cluster).with_login_delay(delay);
+    alice(&a);
+    drop(a.open("alice").unwrap());
+    assert_eq!(a.open("alice").unwrap_err(), StoreError::LoginDelay);
+    assert_eq!(
+        b.open("alice").unwrap_err(),
+        StoreError::LoginDelay,
+        "another frontend sees the same last login"
+    );
+    let mut db = sql(&cluster);
+    let last = |db: &mut postgres::Client| -> f64 {
+        db.query_one(
+            "SELECT extract(epoch FROM now() - last_login)::float8 FROM accounts WHERE name = 'alice'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // A refused login neither counts as one nor leaves a lease behind.
+    db.execute(
+        "UPDATE accounts SET last_login = now() - interval '599 seconds'",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(b.open("alice").unwrap_err(), StoreError::LoginDelay);
+    assert!(last(&mut db) >= 599.0);
+    let leases: i64 = db
+        .query_one("SELECT count(*) FROM leases", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(leases, 0);
+    db.execute(
+        "UPDATE accounts SET last_login = now() - interval '601 seconds'",
+        &[],
+    )
+    .unwrap();
+    drop(b.open("alice").unwrap());
+    assert!(last(&mut db) < 60.0, "the login was recorded");
+    // A last login in the future (the clock set back) refuses too.
+    db.execute(
+        "UPDATE accounts SET last_login = now() + interval '1 day'",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(a.open("alice").unwrap_err(), StoreError::LoginDelay);
+    // Without a delay, nothing is checked or recorded.
+    let plain = store(&cluster);
+    drop(plain.open("alice").unwrap());
+    drop(plain.open("alice").unwrap());
+}
+
+#[test]
+fn login_delay_answers_err_login_delay_over_the_wire() {
+    use pop3_blocking::server::{Pop3Server, Security};
+    use pop3_proto::server::ServerConfig;
+    use pop3_proto::store::{Inline, OffloadStore};
+    use std::io::{BufRead, BufReader, Write};
+    let cluster = Cluster::start();
+    let pg = store(&cluster).with_login_delay(Some(Duration::from_secs(600)));
+    alice(&pg);
+    drop(pg.open("alice").unwrap());
+    let store: OffloadStore<_, Inline> = OffloadStore::new(pg);
+    let config = ServerConfig::default()
+        .allow_plaintext_auth(true)
+        .login_delay(Some(600));
+    let server = Pop3Server::new(store, config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let lines = std::thread::scope(|s| {
+        let stopper = server.clone();
+        let client = s.spawn(move || {
+            let outcome = std::panic::catch_unwind(|| {
+                let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                conn.write_all(b"CAPA\r\nUSER alice\r\nPASS wonderland\r\nQUIT\r\n")
+                    .unwrap();
+                let reader = BufReader::new(conn);
+                reader
+                    .lines()
+                    .map(|l| l.unwrap())
+                    .take_while(|l| !l.starts_with("+OK Logging out") && !l.contains("Bye"))
+                    .collect::<Vec<_>>()
+            });
+            stopper.shutdown();
+            outcome
+        });
+        server.serve(listener, Security::Plain).unwrap();
+        client.join().unwrap()
+    })
+    .unwrap();
+    assert!(lines.iter().any(|l| l == "LOGIN-DELAY 600"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("-ERR [LOGIN-DELAY] ")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn expire_deletes_messages_retrieved_n_days_ago_at_the_next_commit_on_the_database_clock() {
+    let cluster = Cluster::start();
+    let store = store(&cluster).with_expire(Some(3));
+    alice(&store);
+    let uid: Vec<String> = (0..4)
+        .map(|i| {
+            store
+                .deliver("alice", &mut format!("Subject: {i}\n\nbody\n").as_bytes())
+                .unwrap()
+                .uid
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    let mut db = sql(&cluster);
+    // A session retrieves messages 1 and 2 (message 3 only with TOP, which
+    // the server does not report) and quits.
+    store
+        .open("alice")
+        .unwrap()
+        .commit(Update::default().with_retrieved(vec![0, 1]))
+        .unwrap();
+    assert!(retrieved_at_is_set(&mut db, &uid[0]));
+    assert!(retrieved_at_is_set(&mut db, &uid[1]));
+    assert!(!retrieved_at_is_set(&mut db, &uid[2]));
+    // A session that retrieves message 4 and is dropped records nothing.
+    let mut session = store.open("alice").unwrap();
+    read_all(&mut session, 3).unwrap();
+    drop(session);
+    assert!(!retrieved_at_is_set(&mut db, &uid[3]));
+    // Message 1 was retrieved four days ago, message 2 two days ago.
+    db.execute(
+        "UPDATE messages SET retrieved_at = now() - interval '4 days' WHERE uidl = $1",
+        &[&uid[0]],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE messages SET retrieved_at = now() - interval '2 days' WHERE uidl = $1",
+        &[&uid[1]],
+    )
+    .unwrap();
+    let open = store.open("alice").unwrap();
+    assert_eq!(uids(&open).len(), 4, "nothing goes before UPDATE");
+    drop(open);
+    store
+        .open("alice")
+        .unwrap()
+        .commit(Update::default())
+        .unwrap();
+    assert_eq!(uids(&store.open("alice").unwrap()), uid[1..].to_vec());
+    // Retrieving again does not restart the count.
+    db.execute(
+        "UPDATE messages SET retrieved_at = now() - interval '3 days' WHERE uidl = $1",
+        &[&uid[1]],
+    )
+    .unwrap();
+    store
+        .open("alice")
+        .unwrap()
+        .commit(Update::default().with_retrieved(vec![0]))
+        .unwrap();
+    assert_eq!(uids(&store.open("alice").unwrap()), uid[2..].to_vec());
+    // A store without EXPIRE records no retrieval and deletes only what is
+    // marked.
+    let plain = self::store(&cluster);
+    plain
+        .open("alice")
+        .unwrap()
+        .commit(Update::default().with_retrieved(vec![0]))
+        .unwrap();
+    assert!(!retrieved_at_is_set(&mut db, &uid[2]));
+    // EXPIRE 0: what the session retrieved goes at its own commit.
+    let zero = self::store(&cluster).with_expire(Some(0));
+    zero.open("alice")
+        .unwrap()
+        .commit(Update::default().with_retrieved(vec![1]))
+        .unwrap();
+    assert_eq!(uids(&zero.open("alice").unwrap()), [uid[2].clone()]);
+}
+
+#[test]
+fn pop3d_postgres_takes_expire_and_login_delay_and_advertises_them() {
+    use pop3_blocking::cli::{ServerArgs, ServerStore};
+    use pop3_proto::response::Expire;
+    let cluster = Cluster::start();
+    let conninfo = cluster.conninfo();
+    let args = [
+        "pop3d",
+        "--listen",
+        "127.0.0.1:0",
+        "--postgres",
+        &conninfo,
+        "--expire",
+        "5",
+        "--login-delay",
+        "60",
+        // CI runs as root.
+        "--allow-root",
+    ];
+    let (setup, store) = ServerArgs::parse_from(args).setup("pop3d-test").unwrap();
+    let ServerStore::Postgres(store) = store else {
+        panic!("not the PostgreSQL store: {store:?}");
+    };
+    assert_eq!(store.expire_enforced(), Some(5));
+    assert_eq!(store.login_delay_enforced(), Some(Duration::from_secs(60)));
+    assert_eq!(setup.config.get_expire(), Some(Expire::Days(5)));
+    assert_eq!(setup.config.get_login_delay(), Some(60));
+    let (setup, _) = ServerArgs::parse_from([
+        "pop3d",
+        "--listen",
+        "127.0.0.1:0",
+        "--postgres",
+        &conninfo,
+        "--allow-root",
+    ])
+    .setup("pop3d-test")
+    .unwrap();
+    assert_eq!(setup.config.get_expire(), Some(Expire::Never));
+    assert_eq!(setup.config.get_login_delay(), None);
 }

@@ -25,6 +25,7 @@ pub(crate) struct FileKeys {
     pub allow_plaintext_auth: Option<bool>,
     pub advertise_channel_binding: Option<bool>,
     pub login_delay: Option<u32>,
+    pub expire: Option<u32>,
     pub previous_uidl_format: Option<Spanned<String>>,
     pub tls: Option<TlsKeys>,
     pub limits: Option<LimitKeys>,

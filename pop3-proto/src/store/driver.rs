@@ -220,11 +220,11 @@ where
                 }
                 None => StoreReply::Chunk(Err(StoreError::Permanent(Cause::NotReading))),
             },
-            StoreRequest::Commit { deleted } => {
+            StoreRequest::Commit(update) => {
                 self.reader = None;
                 match self.maildrop.take() {
                     Some(maildrop) => {
-                        self.committing = Some(Box::pin(maildrop.commit(deleted)));
+                        self.committing = Some(Box::pin(maildrop.commit(update)));
                         StoreReply::Committed(self.finish().await.unwrap_or(Err(no_maildrop())))
                     }
                     None => StoreReply::Committed(Err(no_maildrop())),

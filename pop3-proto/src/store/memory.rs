@@ -9,7 +9,9 @@ use bytes::Bytes;
 use core::future::{Future, ready};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Cause, CredentialForms, Maildrop, MessageInfo, MessageReader, Store, StoreError};
+use super::{
+    Cause, CredentialForms, Maildrop, MessageInfo, MessageReader, Store, StoreError, Update,
+};
 use crate::scram::{DeploymentSecret, MIN_ITERATIONS};
 use crate::types::{Secret, Uid};
 
@@ -31,6 +33,8 @@ struct UserData {
 struct Stored {
     info: MessageInfo,
     content: Bytes,
+    /// Whether a committed session retrieved it in full.
+    retrieved: bool,
 }
 
 /// Users with plaintext passwords and their maildrops, in memory.
@@ -147,7 +151,11 @@ impl MemoryStore {
             .entry(String::from(user))
             .or_default()
             .messages
-            .push(Stored { info, content });
+            .push(Stored {
+                info,
+                content,
+                retrieved: false,
+            });
         uid
     }
 
@@ -166,6 +174,40 @@ impl MemoryStore {
             .get(user)
             .map_or_else(Vec::new, |u| {
                 u.messages.iter().map(|m| m.content.clone()).collect()
+            })
+    }
+
+    /// The unique-ids of `user`'s messages that a session retrieved in full
+    /// with RETR and then committed (QUIT), in order. The store keeps no
+    /// retention policy; this is what a store enforcing `EXPIRE n` would
+    /// record ([`Update::retrieved`]).
+    ///
+    /// ```
+    /// use pop3_proto::store::{Maildrop, MemoryStore, Store, Update};
+    /// # fn ready<F: Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+    /// #         std::task::Poll::Ready(v) => v,
+    /// #         std::task::Poll::Pending => unreachable!("MemoryStore never waits"),
+    /// #     }
+    /// # }
+    /// let store = MemoryStore::new();
+    /// let first = store.add_message("bob", "a\r\n");
+    /// store.add_message("bob", "b\r\n");
+    /// let drop = ready(store.open("bob")).unwrap();
+    /// ready(drop.commit(Update::new(vec![]).with_retrieved(vec![0]))).unwrap();
+    /// assert_eq!(store.retrieved_uids("bob"), [first]);
+    /// ```
+    pub fn retrieved_uids(&self, user: &str) -> Vec<Uid> {
+        lock(&self.inner)
+            .users
+            .get(user)
+            .map_or_else(Vec::new, |u| {
+                u.messages
+                    .iter()
+                    .filter(|m| m.retrieved)
+                    .map(|m| m.info.uid.clone())
+                    .collect()
             })
     }
 
@@ -320,16 +362,24 @@ impl Maildrop for MemoryMaildrop {
         })
     }
 
-    fn commit(self, deleted: Vec<usize>) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn commit(self, update: Update) -> impl Future<Output = Result<(), StoreError>> + Send {
         {
             let mut inner = lock(&self.inner);
             if let Some(u) = inner.users.get_mut(&self.user) {
-                let gone: Vec<&Uid> = deleted
-                    .iter()
-                    .filter_map(|&i| self.list.get(i))
-                    .map(|m| &m.uid)
-                    .collect();
-                u.messages.retain(|m| !gone.contains(&&m.info.uid));
+                let uids = |indexes: &[usize]| -> Vec<Uid> {
+                    indexes
+                        .iter()
+                        .filter_map(|&i| self.list.get(i))
+                        .map(|m| m.uid.clone())
+                        .collect()
+                };
+                let (gone, seen) = (uids(&update.deleted), uids(&update.retrieved));
+                u.messages.retain(|m| !gone.contains(&m.info.uid));
+                for m in &mut u.messages {
+                    if seen.contains(&m.info.uid) {
+                        m.retrieved = true;
+                    }
+                }
             }
         }
         drop(self);

@@ -12,7 +12,7 @@ use core::future::Future;
 
 use super::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, Cause, CredentialForms, Maildrop,
-    MessageInfo, MessageReader, Store, StoreError,
+    MessageInfo, MessageReader, Store, StoreError, Update,
 };
 use crate::types::Secret;
 
@@ -301,13 +301,13 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
         Ok(OffloadReader::from(fetched))
     }
 
-    async fn commit(mut self, deleted: Vec<usize>) -> Result<(), StoreError> {
+    async fn commit(mut self, update: Update) -> Result<(), StoreError> {
         let inner = self.inner.take().ok_or_else(poisoned)?;
         let stale = core::mem::take(&mut self.ahead);
         run::<O, _, _>(move || {
             drop(stale);
             let maildrop = inner.lock().map_err(|_| poisoned())?.take();
-            maildrop.ok_or_else(poisoned)?.commit(deleted)
+            maildrop.ok_or_else(poisoned)?.commit(update)
         })
         .await
     }
@@ -537,7 +537,7 @@ mod tests {
             Ok(MemReader::open(body.clone()))
         }
 
-        fn commit(self, _deleted: Vec<usize>) -> Result<(), StoreError> {
+        fn commit(self, _update: Update) -> Result<(), StoreError> {
             Ok(())
         }
     }

@@ -274,7 +274,7 @@ fn large(plan: &Plan, world: &World, d: &Deployment) -> Result<Table, Error> {
     {
         use pop3_proto::store::{BlockingMaildrop, BlockingStore};
         let drop = store.open("big").map_err(|e| format!("open big: {e}"))?;
-        drop.commit(vec![0])
+        drop.commit(vec![0].into())
             .map_err(|e| format!("delete big: {e}"))?;
     }
     let gb = wire_octets as f64 / 1e9;

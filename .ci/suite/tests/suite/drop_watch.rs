@@ -11,7 +11,7 @@ use std::thread::{self, ThreadId};
 use bytes::Bytes;
 use pop3_proto::store::{
     BlockingMaildrop, BlockingMessageReader, BlockingStore, CredentialForms, MessageInfo,
-    StoreError,
+    StoreError, Update,
 };
 use pop3_proto::types::{Secret, Uid};
 
@@ -81,7 +81,7 @@ impl BlockingMaildrop for Watched {
         Ok(Once(Some(Bytes::from_static(b"x\r\n"))))
     }
 
-    fn commit(self, _deleted: Vec<usize>) -> Result<(), StoreError> {
+    fn commit(self, _update: Update) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -35,7 +35,7 @@ use pop3_proto::response::{Capability, ScanLine, StatReply, UidLine};
 use pop3_proto::server::{ServerConfig, ServerOptions};
 use pop3_proto::store::{
     BlockingStore, CredentialForms, Maildrop, MemoryStore, MessageInfo, MessageReader, Store,
-    StoreError,
+    StoreError, Update,
 };
 use pop3_proto::types::{MessageNumber, Secret, Uid};
 use pop3_proto::url::PopUrl;
@@ -533,7 +533,7 @@ impl Maildrop for GeneratedDrop {
         })
     }
 
-    async fn commit(self, _deleted: Vec<usize>) -> Result<(), StoreError> {
+    async fn commit(self, _update: Update) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -1261,10 +1261,10 @@ impl Maildrop for SlowCommitDrop {
         self.inner.read(index).await
     }
 
-    async fn commit(self, deleted: Vec<usize>) -> Result<(), StoreError> {
+    async fn commit(self, update: Update) -> Result<(), StoreError> {
         let _ = self.started.send(());
         self.gate.passed().await;
-        let result = self.inner.commit(deleted).await;
+        let result = self.inner.commit(update).await;
         let _ = self.done.send(result.clone());
         result
     }

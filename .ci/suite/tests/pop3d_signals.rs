@@ -246,7 +246,7 @@ fn sighup_lowers_the_connection_cap_keeping_open_sessions_and_a_bad_reload_keeps
     let config = dir.path().join("pop3d.toml");
     let with_limits = |limits: &str| {
         let text = format!(
-            "maildir_root = {root:?}\nusers = {users:?}\nallow_plaintext_auth = true\n\n[limits]\n{limits}\n"
+            "maildir_root = {root:?}\nusers = {users:?}\nallow_plaintext_auth = true\nallow_root = true\n\n[limits]\n{limits}\n"
         );
         std::fs::write(&config, text).expect("config");
     };

@@ -196,8 +196,12 @@ pub fn run_all(plan: &Plan) -> Result<Report, Error> {
     if plan.wants("client") {
         report.tables.extend(clients(plan, &world)?);
     }
+    // These tables are also printed as soon as they are done: their runs
+    // are long, and a peer failing later would lose them.
     if plan.wants("mixed") {
-        report.tables.push(crate::slowlink::mixed(plan, &world)?);
+        let t = crate::slowlink::mixed(plan, &world)?;
+        eprintln!("\n{}", t.markdown());
+        report.tables.push(t);
     }
     if plan.wants("slowlink") {
         report.tables.extend(crate::slowlink::run(plan, &world)?);

@@ -243,7 +243,30 @@ pub enum SinkRequest {
     Age(Uid),
     /// [`MessageSink::mark_seen`]; answer [`SinkReply::Done`].
     MarkSeen(Uid),
+    /// Several calls in one request: [`MessageSink::begin`] with `begin`
+    /// when it is `Some`, [`MessageSink::write`] with each of `chunks`,
+    /// then [`MessageSink::commit`] when `commit`; answer
+    /// [`SinkReply::Done`]. When `begin` or `write` fails the message is
+    /// aborted ([`MessageSink::abort`]) before the error is answered.
+    ///
+    /// The driver asks this for the pieces of a message that arrived
+    /// together (a small message is one request, not three), so that an
+    /// adapter that runs the sink on another thread hands over once per
+    /// message or per [`STORE_CHUNK`] octets, not per network read.
+    Store {
+        /// The UID of the message to begin, if not begun yet.
+        begin: Option<Uid>,
+        /// Octets of the message to append, in the pieces they came in.
+        chunks: Vec<Bytes>,
+        /// Whether this completes the message.
+        commit: bool,
+    },
 }
+
+/// The most octets of one message the driver gathers before it hands them
+/// to the sink ([`SinkRequest::Store`]): it holds no more than this of a
+/// message in memory.
+pub const STORE_CHUNK: usize = 256 * 1024;
 
 /// The sink's answer to a [`SinkRequest`].
 #[derive(Debug)]
@@ -272,6 +295,23 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
         SinkRequest::Ambiguous(now) => SinkReply::Ambiguous(sink.ambiguous(&now)),
         SinkRequest::Age(uid) => SinkReply::Age(sink.age(&uid)),
         SinkRequest::MarkSeen(uid) => SinkReply::Done(sink.mark_seen(&uid)),
+        SinkRequest::Store {
+            begin,
+            chunks,
+            commit,
+        } => {
+            let open = match &begin {
+                Some(uid) => sink.begin(uid),
+                None => Ok(()),
+            };
+            let written = open.and_then(|()| chunks.iter().try_for_each(|c| sink.write(c)));
+            if let Err(e) = written {
+                // Begun (or half begun): the message must not stay open.
+                sink.abort();
+                return SinkReply::Done(Err(e));
+            }
+            SinkReply::Done(if commit { sink.commit() } else { Ok(()) })
+        }
         SinkRequest::Abort => {
             sink.abort();
             SinkReply::Done(Ok(()))
@@ -764,8 +804,9 @@ enum Awaiting {
     Retain,
     Ambiguous,
     Contains,
-    Begin,
-    Write,
+    /// A [`SinkRequest::Store`] that does not complete the message.
+    Store,
+    /// A [`SinkRequest::Store`] that completes it.
     Commit,
     Abort,
     Sync,
@@ -808,6 +849,13 @@ pub struct Fetch {
     progress: Progress,
     /// Octets of the message being received.
     size: u64,
+    /// The UID of the message being received, until the sink began it.
+    unbegun: Option<Uid>,
+    /// Pieces of the message received and not yet given to the sink (at
+    /// most [`STORE_CHUNK`] octets and one piece).
+    gathered: Vec<Bytes>,
+    /// Their octets.
+    gathered_len: usize,
     /// A progress report is due.
     report_progress: bool,
 }
@@ -834,6 +882,9 @@ impl Fetch {
             report: FetchReport::default(),
             progress: Progress::default(),
             size: 0,
+            unbegun: None,
+            gathered: Vec::new(),
+            gathered_len: 0,
             report_progress: false,
         }
     }
@@ -916,6 +967,24 @@ impl Fetch {
     fn ask(&mut self, awaiting: Awaiting, request: SinkRequest) -> FetchStep {
         self.awaiting = Some(awaiting);
         FetchStep::Sink(request)
+    }
+
+    /// Hands the message's gathered octets to the sink, beginning it with
+    /// them if not begun yet, and completing it with `commit`: one request
+    /// for all the pieces that came while the sink was not asked.
+    fn store(&mut self, commit: bool) -> FetchStep {
+        self.gathered_len = 0;
+        let request = SinkRequest::Store {
+            begin: self.unbegun.take(),
+            chunks: core::mem::take(&mut self.gathered),
+            commit,
+        };
+        let awaiting = if commit {
+            Awaiting::Commit
+        } else {
+            Awaiting::Store
+        };
+        self.ask(awaiting, request)
     }
 
     /// The store failed or the session did while a message was open:
@@ -1001,13 +1070,8 @@ impl Fetch {
                     other => other,
                 };
             }
-            (Awaiting::Write, SinkReply::Done(Ok(()))) => self.report_progress = true,
+            (Awaiting::Store, SinkReply::Done(Ok(()))) => self.report_progress = true,
             (Awaiting::Sync, SinkReply::Done(Ok(()))) => self.phase = Phase::Synced,
-            (Awaiting::Begin | Awaiting::Write, SinkReply::Done(Err(e))) => {
-                // The message is open: abort it, then fail.
-                self.failure = failed(e);
-                self.awaiting = Some(Awaiting::Abort);
-            }
             (
                 _,
                 SinkReply::Done(Err(e))
@@ -1216,7 +1280,10 @@ impl Fetch {
                         self.phase = Phase::Body(batch, body, msg);
                         self.deletable = !self.ambiguous.contains(&uid);
                         self.size = 0;
-                        return self.ask(Awaiting::Begin, SinkRequest::Begin(uid));
+                        // Begun with its first octets (see `store`).
+                        self.unbegun = Some(uid);
+                        self.gathered.clear();
+                        self.gathered_len = 0;
                     }
                 },
                 Phase::Body(_, body, _) => match conn.poll_body(now, body) {
@@ -1224,10 +1291,22 @@ impl Fetch {
                     Some(Ok(Some(chunk))) => {
                         self.size += chunk.len() as u64;
                         self.progress.bytes_done += chunk.len() as u64;
-                        return self.ask(Awaiting::Write, SinkRequest::Write(chunk));
+                        self.gathered_len += chunk.len();
+                        self.gathered.push(chunk);
+                        if self.gathered_len >= STORE_CHUNK {
+                            return self.store(false);
+                        }
                     }
-                    Some(Ok(None)) => return self.ask(Awaiting::Commit, SinkRequest::Commit),
-                    Some(Err(e)) => return self.abort(e.into()),
+                    Some(Ok(None)) => return self.store(true),
+                    Some(Err(e)) => {
+                        self.gathered.clear();
+                        self.gathered_len = 0;
+                        // Nothing open in the sink yet: nothing to abort.
+                        if self.unbegun.take().is_some() {
+                            return self.fail(e.into());
+                        }
+                        return self.abort(e.into());
+                    }
                 },
                 Phase::Sync => {
                     self.sync_due = false;

@@ -227,6 +227,10 @@ pub enum SinkRequest {
     Retain(HashSet<Uid>),
     /// [`MessageSink::contains`]; answer [`SinkReply::Contains`].
     Contains(Uid),
+    /// [`MessageSink::contains`] for each UID, in order; answer
+    /// [`SinkReply::ContainsMany`] (the driver asks for every UID listed at
+    /// once).
+    ContainsMany(Vec<Uid>),
     /// [`MessageSink::begin`]; answer [`SinkReply::Done`].
     Begin(Uid),
     /// [`MessageSink::write`]; answer [`SinkReply::Done`].
@@ -274,6 +278,8 @@ pub const STORE_CHUNK: usize = 256 * 1024;
 pub enum SinkReply {
     /// To [`SinkRequest::Contains`].
     Contains(io::Result<bool>),
+    /// To [`SinkRequest::ContainsMany`]: one answer per UID, in order.
+    ContainsMany(io::Result<Vec<bool>>),
     /// To [`SinkRequest::Ambiguous`].
     Ambiguous(io::Result<HashSet<Uid>>),
     /// To [`SinkRequest::Age`].
@@ -288,6 +294,9 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
     match request {
         SinkRequest::Retain(listed) => SinkReply::Done(sink.retain(&listed)),
         SinkRequest::Contains(uid) => SinkReply::Contains(sink.contains(&uid)),
+        SinkRequest::ContainsMany(uids) => {
+            SinkReply::ContainsMany(uids.iter().map(|u| sink.contains(u)).collect())
+        }
         SinkRequest::Begin(uid) => SinkReply::Done(sink.begin(&uid)),
         SinkRequest::Write(chunk) => SinkReply::Done(sink.write(&chunk)),
         SinkRequest::Commit => SinkReply::Done(sink.commit()),
@@ -803,7 +812,7 @@ enum Phase {
 enum Awaiting {
     Retain,
     Ambiguous,
-    Contains,
+    ContainsMany,
     /// A [`SinkRequest::Store`] that does not complete the message.
     Store,
     /// A [`SinkRequest::Store`] that completes it.
@@ -830,6 +839,8 @@ pub struct Fetch {
     sizes: HashMap<MessageNumber, u64>,
     next: usize,
     seen: HashSet<Uid>,
+    /// Whether the sink holds each of `uids`, once asked.
+    found: Option<Vec<bool>>,
     /// UIDs listed for two messages, now or in a run the sink remembers.
     ambiguous: HashSet<Uid>,
     /// Messages to delete: stored (with an unambiguous UID) and old
@@ -883,6 +894,7 @@ impl Fetch {
             progress: Progress::default(),
             size: 0,
             unbegun: None,
+            found: None,
             gathered: Vec::new(),
             gathered_len: 0,
             report_progress: false,
@@ -969,6 +981,40 @@ impl Fetch {
         FetchStep::Sink(request)
     }
 
+    /// The sink's answer for `uids[next]`: whether it holds that message.
+    fn checked(&mut self, stored: bool) {
+        if stored {
+            let entry = &self.uids[self.next];
+            self.sync_due = true;
+            self.report.already_stored += 1;
+            if self.options.refetch && !self.options.mark_seen {
+                self.wanted.push((entry.msg, entry.uid.clone()));
+            } else if self.ambiguous.contains(&entry.uid) || self.options.mark_seen {
+            } else if self.deletes_stored() {
+                self.stored.push(entry.msg);
+            } else if self.options.delete_after.is_some() {
+                self.owed = Some((
+                    Awaiting::Age(entry.msg),
+                    SinkRequest::Age(entry.uid.clone()),
+                ));
+            } else {
+                self.report.kept += 1;
+            }
+            self.next += 1;
+        } else {
+            let entry = &self.uids[self.next];
+            if self.options.mark_seen {
+                if !self.ambiguous.contains(&entry.uid) {
+                    self.owed =
+                        Some((Awaiting::MarkSeen, SinkRequest::MarkSeen(entry.uid.clone())));
+                }
+            } else {
+                self.wanted.push((entry.msg, entry.uid.clone()));
+            }
+            self.next += 1;
+        }
+    }
+
     /// Hands the message's gathered octets to the sink, beginning it with
     /// them if not begun yet, and completing it with `commit`: one request
     /// for all the pieces that came while the sink was not asked.
@@ -1001,36 +1047,14 @@ impl Fetch {
         };
         let failed = |e: io::Error| Some(FetchError::Store(e));
         match (awaiting, reply) {
-            (Awaiting::Contains, SinkReply::Contains(Ok(true))) => {
-                let entry = &self.uids[self.next];
-                self.sync_due = true;
-                self.report.already_stored += 1;
-                if self.options.refetch && !self.options.mark_seen {
-                    self.wanted.push((entry.msg, entry.uid.clone()));
-                } else if self.ambiguous.contains(&entry.uid) || self.options.mark_seen {
-                } else if self.deletes_stored() {
-                    self.stored.push(entry.msg);
-                } else if self.options.delete_after.is_some() {
-                    self.owed = Some((
-                        Awaiting::Age(entry.msg),
-                        SinkRequest::Age(entry.uid.clone()),
+            (Awaiting::ContainsMany, SinkReply::ContainsMany(Ok(stored))) => {
+                if stored.len() == self.uids.len() {
+                    self.found = Some(stored);
+                } else {
+                    self.failure = failed(io::Error::other(
+                        "the sink answered for another number of UIDs than asked",
                     ));
-                } else {
-                    self.report.kept += 1;
                 }
-                self.next += 1;
-            }
-            (Awaiting::Contains, SinkReply::Contains(Ok(false))) => {
-                let entry = &self.uids[self.next];
-                if self.options.mark_seen {
-                    if !self.ambiguous.contains(&entry.uid) {
-                        self.owed =
-                            Some((Awaiting::MarkSeen, SinkRequest::MarkSeen(entry.uid.clone())));
-                    }
-                } else {
-                    self.wanted.push((entry.msg, entry.uid.clone()));
-                }
-                self.next += 1;
             }
             (Awaiting::Age(msg), SinkReply::Age(Ok(age))) => {
                 let after = self.options.delete_after.unwrap_or(Duration::MAX);
@@ -1044,7 +1068,6 @@ impl Fetch {
                 self.sync_due = true;
                 self.report.marked += 1;
             }
-            (Awaiting::Contains, SinkReply::Contains(Err(e))) => self.failure = failed(e),
             (Awaiting::Abort, _) => {}
             (Awaiting::Ambiguous, SinkReply::Ambiguous(Ok(remembered))) => {
                 self.ambiguous.extend(remembered);
@@ -1076,12 +1099,14 @@ impl Fetch {
                 _,
                 SinkReply::Done(Err(e))
                 | SinkReply::Contains(Err(e))
+                | SinkReply::ContainsMany(Err(e))
                 | SinkReply::Ambiguous(Err(e))
                 | SinkReply::Age(Err(e)),
             ) => self.failure = failed(e),
             (
                 _,
                 SinkReply::Contains(Ok(_))
+                | SinkReply::ContainsMany(Ok(_))
                 | SinkReply::Done(Ok(()))
                 | SinkReply::Ambiguous(Ok(_))
                 | SinkReply::Age(Ok(_)),
@@ -1209,6 +1234,14 @@ impl Fetch {
                     return self.ask(Awaiting::Ambiguous, SinkRequest::Ambiguous(twice));
                 }
                 Phase::Check => {
+                    // One request for every UID listed (not one per
+                    // message: a call of the blocking pool each in the
+                    // async clients), before the first is looked at.
+                    if self.found.is_none() && self.uidless.is_none() && self.next < self.uids.len()
+                    {
+                        let all = self.uids.iter().map(|u| u.uid.clone()).collect();
+                        return self.ask(Awaiting::ContainsMany, SinkRequest::ContainsMany(all));
+                    }
                     if let Some(entry) = self.uids.get(self.next) {
                         let first = self.seen.insert(entry.uid.clone());
                         if self.ambiguous.contains(&entry.uid) {
@@ -1234,7 +1267,9 @@ impl Fetch {
                             self.next += 1;
                             continue;
                         }
-                        return self.ask(Awaiting::Contains, SinkRequest::Contains(uid));
+                        let stored = self.found.as_ref().is_some_and(|f| f[self.next]);
+                        self.checked(stored);
+                        continue;
                     }
                     self.apply_limits();
                     self.progress = Progress {

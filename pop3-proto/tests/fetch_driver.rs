@@ -497,7 +497,8 @@ fn a_server_without_uidl_is_fetched_and_emptied_when_deleting_and_refused_when_k
     assert_eq!(sink.stored.len(), 3);
 }
 
-/// One `Store` request: (begun with it, octets, completes it).
+/// One `Store` request: (begun with it, octets, completes it); a
+/// `ContainsMany` is (false, UIDs asked, false).
 type StoreCall = (bool, usize, bool);
 
 /// Runs a keeping fetch of `drop` into `sink` the way [`fetch_with`] does,
@@ -529,6 +530,10 @@ fn fetch_recording_stores(
                     let octets = chunks.iter().map(|c| c.len()).sum();
                     stores.push((begin.is_some(), octets, *commit));
                 }
+                if let SinkRequest::ContainsMany(uids) = &request {
+                    // Recorded as a store of nothing: (false, UIDs, false).
+                    stores.push((false, uids.len(), false));
+                }
                 fetch.sink_done(execute(sink, request));
             }
             FetchStep::Done(result) => break result,
@@ -550,13 +555,16 @@ fn long_body(size: usize) -> Vec<u8> {
 }
 
 #[test]
-fn a_small_message_reaches_the_sink_in_one_request_and_a_large_one_in_bounded_pieces() {
+fn the_sink_is_asked_once_for_every_uid_then_a_small_message_is_one_request_and_a_large_one_bounded_pieces() {
     let large = long_body(3 * STORE_CHUNK + 1000);
     let mut drop = maildrop(&[("small", "hello")]);
     drop.messages.push(("large".into(), large.clone()));
     let mut sink = Memory::default();
     let (result, stores) = fetch_recording_stores(&mut drop, &mut sink, None);
     assert_eq!(result.unwrap().saved, 2);
+    // First, one question for both UIDs.
+    assert_eq!(stores[0], (false, 2, false));
+    let stores = &stores[1..];
     // The small one: begun, written and committed in one request.
     assert!(stores[0].0 && stores[0].2, "{stores:?}");
     // The large one: begun with its first piece, handed over in pieces of
@@ -587,6 +595,8 @@ fn a_cut_before_or_after_the_first_piece_leaves_no_message_open_and_the_rerun_fe
             .push(("large".into(), long_body(3 * STORE_CHUNK)));
         let mut sink = Memory::default();
         let (result, stores) = fetch_recording_stores(&mut drop, &mut sink, Some(cut));
+        assert_eq!(stores[0], (false, 2, false));
+        let stores = &stores[1..];
         assert!(matches!(result, Err(FetchError::Pop3(_))), "{result:?}");
         assert!(sink.current.is_none(), "a message was left open");
         assert_eq!(sink.stored.len(), cut - 1);

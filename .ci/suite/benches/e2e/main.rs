@@ -36,7 +36,9 @@ use clap::Parser;
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(about = "End-to-end POP3 benchmarks against Dovecot, mpop, curl and poplib")]
+#[command(
+    about = "End-to-end POP3 benchmarks against Dovecot, mpop, fetchmail, getmail6, curl and poplib"
+)]
 pub struct Args {
     /// Tiny sizes and one run of everything: checks that the harness and
     /// every contender work, measures nothing worth reading.

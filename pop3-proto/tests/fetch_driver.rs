@@ -555,7 +555,7 @@ fn long_body(size: usize) -> Vec<u8> {
 }
 
 #[test]
-fn the_sink_is_asked_once_for_every_uid_then_a_small_message_is_one_request_and_a_large_one_bounded_pieces() {
+fn one_lookup_for_all_uids_then_one_request_per_small_message_and_bounded_pieces() {
     let large = long_body(3 * STORE_CHUNK + 1000);
     let mut drop = maildrop(&[("small", "hello")]);
     drop.messages.push(("large".into(), large.clone()));

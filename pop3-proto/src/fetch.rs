@@ -789,8 +789,10 @@ pub enum FetchStep {
 #[derive(Debug)]
 enum Phase {
     Start,
-    Uidl(Running<task::Uidl>),
-    List(Running<task::List>),
+    /// UIDL and LIST, pipelined.
+    Listing(Running<task::UidlAndList>),
+    /// LIST's result, to check against UIDL's.
+    Listed(Option<Result<Vec<crate::response::ScanLine>, Error>>),
     /// Telling the sink which UIDs are listed twice, asking which it
     /// remembers as ambiguous.
     Ambiguous,
@@ -1134,37 +1136,34 @@ impl Fetch {
                 return self.ask(awaiting, request);
             }
             match &mut self.phase {
-                Phase::Start => match conn.start(task::Uidl::new()) {
-                    Ok(r) => self.phase = Phase::Uidl(r),
+                Phase::Start => match conn.start(task::UidlAndList::new()) {
+                    Ok(r) => self.phase = Phase::Listing(r),
                     Err(e) => return self.fail(e.into()),
                 },
-                Phase::Uidl(running) => match conn.poll_task(now, running) {
+                Phase::Listing(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
-                    Some(Err(Error::Server(e))) => {
-                        if !self.uidless_allowed() {
-                            return self.fail(FetchError::NoUidl(e));
-                        }
-                        // Every message is fetched and deleted once stored,
-                        // under a UID no other run uses.
-                        tracing::info!(target: "pop3_proto::fetch", "the server has no UIDL ({e}): fetching every message and deleting each once stored");
-                        self.uidless = Some(e);
-                        match conn.start(task::List::new()) {
-                            Ok(r) => self.phase = Phase::List(r),
-                            Err(e) => return self.fail(e.into()),
-                        }
-                    }
                     Some(Err(e)) => return self.fail(e.into()),
-                    Some(Ok(uids)) => {
-                        self.uids = uids;
-                        match conn.start(task::List::new()) {
-                            Ok(r) => self.phase = Phase::List(r),
+                    Some(Ok((uids, sizes))) => {
+                        match uids {
+                            Err(Error::Server(e)) => {
+                                if !self.uidless_allowed() {
+                                    return self.fail(FetchError::NoUidl(e));
+                                }
+                                // Every message is fetched and deleted once
+                                // stored, under a UID no other run uses.
+                                tracing::info!(target: "pop3_proto::fetch", "the server has no UIDL ({e}): fetching every message and deleting each once stored");
+                                self.uidless = Some(e);
+                            }
                             Err(e) => return self.fail(e.into()),
+                            Ok(uids) => self.uids = uids,
                         }
+                        self.phase = Phase::Listed(Some(sizes));
                     }
                 },
-                Phase::List(running) => {
-                    match conn.poll_task(now, running) {
-                        None => return FetchStep::Io,
+                Phase::Listed(sizes) => {
+                    match sizes.take() {
+                        // Taken already: not reached (the phase moves on).
+                        None => {}
                         Some(Ok(list)) => {
                             self.sizes = list.into_iter().map(|s| (s.msg, s.size)).collect()
                         }

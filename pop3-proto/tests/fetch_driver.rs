@@ -34,6 +34,8 @@ struct Server {
     output: Vec<u8>,
     closed: bool,
     cut: Option<usize>,
+    /// Every write the client made, as it came.
+    writes: Vec<Vec<u8>>,
 }
 
 impl Server {
@@ -45,10 +47,12 @@ impl Server {
             output: b"+OK ready\r\n".to_vec(),
             closed: false,
             cut,
+            writes: Vec::new(),
         }
     }
 
     fn receive(&mut self, bytes: &[u8]) {
+        self.writes.push(bytes.to_vec());
         self.input.extend_from_slice(bytes);
         while let Some(i) = self.input.windows(2).position(|w| w == b"\r\n") {
             let line = String::from_utf8(self.input.drain(..i + 2).collect()).unwrap();
@@ -64,6 +68,7 @@ impl Server {
         let out = &mut self.output;
         match verb {
             "USER" | "PASS" => out.extend_from_slice(b"+OK\r\n"),
+            "CAPA" => out.extend_from_slice(b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n"),
             "UIDL" if self.drop.no_uidl => out.extend_from_slice(b"-ERR no UIDL here\r\n"),
             "UIDL" => {
                 out.extend_from_slice(b"+OK\r\n");
@@ -609,4 +614,35 @@ fn a_cut_before_or_after_the_first_piece_leaves_no_message_open_and_the_rerun_fe
         let rerun = rerun.unwrap();
         assert_eq!((rerun.saved, rerun.already_stored), (3 - cut, cut - 1));
     }
+}
+
+#[test]
+fn uidl_and_list_go_in_one_write_to_a_server_that_pipelines() {
+    let drop = maildrop(&[("a", "one"), ("b", "two")]);
+    let mut config = ConnectionConfig::default();
+    config.session.insecure_cleartext_login = true;
+    let mut conn = Connection::new(config, Instant::ZERO, None);
+    let mut server = Server::new(drop, None);
+    run_task(&mut conn, &mut server, task::Connect::new(false));
+    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let mut fetch = Fetch::new(FetchOptions::default());
+    let mut sink = Memory::default();
+    let report = loop {
+        match fetch.poll(Instant::ZERO, &mut conn) {
+            FetchStep::Io => pump(&mut conn, &mut server),
+            FetchStep::Sink(request) => fetch.sink_done(execute(&mut sink, request)),
+            FetchStep::Done(result) => break result.unwrap(),
+            _ => {}
+        }
+    };
+    assert_eq!(report.saved, 2);
+    assert!(
+        server.writes.iter().any(|w| w == b"UIDL\r\nLIST\r\n"),
+        "{:?}",
+        server
+            .writes
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect::<Vec<_>>()
+    );
 }

@@ -72,11 +72,45 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 /// by `&mut` ([`Mutex::get_mut`]), and the mutex only makes a session
 /// `Sync` (a client shared by reference) without asking `Sync` of the
 /// caller's transport.
-pub(crate) struct Socket(Mutex<Box<dyn Transport>>);
+pub(crate) struct Socket(Mutex<Box<dyn Transport>>, Armed);
+
+/// The timeout last given to the transport: `None` before the first.
+type Armed = Option<Option<Duration>>;
 
 impl Socket {
     pub(crate) fn new(transport: impl Transport + 'static) -> Socket {
-        Socket(Mutex::new(Box::new(transport)))
+        Socket(Mutex::new(Box::new(transport)), None)
+    }
+
+    /// Bounds the next blocking calls by `wait` (`None`: no limit), with as
+    /// few calls into the transport as keep every call within `wait`.
+    ///
+    /// A socket timeout bounds each call, not a deadline, and the session
+    /// asks for the time left until its deadline before every read and
+    /// write: two `setsockopt` calls each time, several per message. So a
+    /// limit is armed a little shorter than asked (7/8 of it) and kept for
+    /// as long as it is no longer than the time then left and at least half
+    /// of it. A call therefore never blocks past the deadline; it may end
+    /// early (a timeout the session takes as "check the deadlines", and
+    /// then arms again), which only an idle connection ever sees.
+    fn arm(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        let keep = match (self.1, wait) {
+            (Some(None), None) => true,
+            (Some(Some(armed)), Some(wait)) => armed <= wait && armed >= wait / 2,
+            _ => false,
+        };
+        if keep {
+            return Ok(());
+        }
+        let limit = wait.map(|w| {
+            let shorter = w - w / 8;
+            if shorter.is_zero() { w } else { shorter }
+        });
+        // Unknown until the transport took it.
+        self.1 = None;
+        self.transport().set_timeout(limit)?;
+        self.1 = Some(limit);
+        Ok(())
     }
 
     fn transport(&mut self) -> &mut dyn Transport {
@@ -159,11 +193,11 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
-    fn tcp(&mut self) -> io::Result<&mut dyn Transport> {
+    fn tcp(&mut self) -> io::Result<&mut Socket> {
         match self {
-            Stream::Plain(s) => Ok(s.transport()),
-            Stream::Client(s) => Ok(s.sock.transport()),
-            Stream::Server(s) => Ok(s.sock.transport()),
+            Stream::Plain(s) => Ok(s),
+            Stream::Client(s) => Ok(&mut s.sock),
+            Stream::Server(s) => Ok(&mut s.sock),
             Stream::Upgrading => Err(not_connected()),
         }
     }
@@ -188,7 +222,7 @@ impl Stream {
         wait: Option<Duration>,
         f: impl FnOnce(&mut Stream) -> io::Result<T>,
     ) -> Option<io::Result<T>> {
-        let armed = self.tcp().and_then(|sock| sock.set_timeout(wait));
+        let armed = self.tcp().and_then(|sock| sock.arm(wait));
         settle(armed.and_then(|()| f(self)))
     }
 
@@ -294,7 +328,7 @@ impl Stream {
                 _ => {}
             }
             s.flush()?;
-            s.tcp()?.shutdown_write()
+            s.tcp()?.transport().shutdown_write()
         });
     }
 }
@@ -338,5 +372,70 @@ impl Clock {
     pub(crate) fn left(self, deadline: pop3_proto::time::Instant) -> Duration {
         let at = self.0 + Duration::from_millis(deadline.as_millis());
         at.saturating_duration_since(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport that records the timeouts it is given.
+    struct Recorder(Arc<Mutex<Vec<Option<Duration>>>>);
+
+    impl Read for Recorder {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Recorder {
+        fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+            self.0.lock().expect("recorder").push(timeout);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn timeouts_are_armed_once_per_band_and_never_past_the_time_left() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut socket = Socket::new(Recorder(log.clone()));
+        let secs = Duration::from_secs;
+        // The time left to one deadline, shrinking call after call.
+        let mut wanted = Vec::new();
+        let mut left = secs(120);
+        while left > secs(1) {
+            wanted.push(Some(left));
+            left -= Duration::from_millis(250);
+        }
+        // Then no limit, twice, and a longer deadline again.
+        wanted.extend([None, None, Some(secs(300))]);
+        let mut armed = None;
+        for &w in &wanted {
+            socket.arm(w).expect("arm");
+            armed = *log.lock().expect("recorder").last().expect("armed once");
+            match (armed, w) {
+                (Some(a), Some(w)) => assert!(a <= w && a >= w / 2, "{a:?} for {w:?}"),
+                (None, None) => {}
+                other => panic!("armed {other:?}"),
+            }
+        }
+        assert_eq!(armed, Some(secs(300) - secs(300) / 8));
+        let calls = log.lock().expect("recorder").len();
+        // 476 waits: a new limit only each time the time left fell past
+        // the last one, then once for None and once for 300 s.
+        assert!(
+            calls < 40,
+            "{calls} calls into the transport for {} waits",
+            wanted.len()
+        );
     }
 }

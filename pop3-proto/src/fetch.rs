@@ -227,6 +227,10 @@ pub enum SinkRequest {
     Retain(HashSet<Uid>),
     /// [`MessageSink::contains`]; answer [`SinkReply::Contains`].
     Contains(Uid),
+    /// [`MessageSink::contains`] for each UID, in order; answer
+    /// [`SinkReply::ContainsMany`] (the driver asks for every UID listed at
+    /// once).
+    ContainsMany(Vec<Uid>),
     /// [`MessageSink::begin`]; answer [`SinkReply::Done`].
     Begin(Uid),
     /// [`MessageSink::write`]; answer [`SinkReply::Done`].
@@ -243,7 +247,30 @@ pub enum SinkRequest {
     Age(Uid),
     /// [`MessageSink::mark_seen`]; answer [`SinkReply::Done`].
     MarkSeen(Uid),
+    /// Several calls in one request: [`MessageSink::begin`] with `begin`
+    /// when it is `Some`, [`MessageSink::write`] with each of `chunks`,
+    /// then [`MessageSink::commit`] when `commit`; answer
+    /// [`SinkReply::Done`]. When `begin` or `write` fails the message is
+    /// aborted ([`MessageSink::abort`]) before the error is answered.
+    ///
+    /// The driver asks this for the pieces of a message that arrived
+    /// together (a small message is one request, not three), so that an
+    /// adapter that runs the sink on another thread hands over once per
+    /// message or per [`STORE_CHUNK`] octets, not per network read.
+    Store {
+        /// The UID of the message to begin, if not begun yet.
+        begin: Option<Uid>,
+        /// Octets of the message to append, in the pieces they came in.
+        chunks: Vec<Bytes>,
+        /// Whether this completes the message.
+        commit: bool,
+    },
 }
+
+/// The most octets of one message the driver gathers before it hands them
+/// to the sink ([`SinkRequest::Store`]): it holds no more than this of a
+/// message in memory.
+pub const STORE_CHUNK: usize = 256 * 1024;
 
 /// The sink's answer to a [`SinkRequest`].
 #[derive(Debug)]
@@ -251,6 +278,8 @@ pub enum SinkRequest {
 pub enum SinkReply {
     /// To [`SinkRequest::Contains`].
     Contains(io::Result<bool>),
+    /// To [`SinkRequest::ContainsMany`]: one answer per UID, in order.
+    ContainsMany(io::Result<Vec<bool>>),
     /// To [`SinkRequest::Ambiguous`].
     Ambiguous(io::Result<HashSet<Uid>>),
     /// To [`SinkRequest::Age`].
@@ -265,6 +294,9 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
     match request {
         SinkRequest::Retain(listed) => SinkReply::Done(sink.retain(&listed)),
         SinkRequest::Contains(uid) => SinkReply::Contains(sink.contains(&uid)),
+        SinkRequest::ContainsMany(uids) => {
+            SinkReply::ContainsMany(uids.iter().map(|u| sink.contains(u)).collect())
+        }
         SinkRequest::Begin(uid) => SinkReply::Done(sink.begin(&uid)),
         SinkRequest::Write(chunk) => SinkReply::Done(sink.write(&chunk)),
         SinkRequest::Commit => SinkReply::Done(sink.commit()),
@@ -272,6 +304,23 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
         SinkRequest::Ambiguous(now) => SinkReply::Ambiguous(sink.ambiguous(&now)),
         SinkRequest::Age(uid) => SinkReply::Age(sink.age(&uid)),
         SinkRequest::MarkSeen(uid) => SinkReply::Done(sink.mark_seen(&uid)),
+        SinkRequest::Store {
+            begin,
+            chunks,
+            commit,
+        } => {
+            let open = match &begin {
+                Some(uid) => sink.begin(uid),
+                None => Ok(()),
+            };
+            let written = open.and_then(|()| chunks.iter().try_for_each(|c| sink.write(c)));
+            if let Err(e) = written {
+                // Begun (or half begun): the message must not stay open.
+                sink.abort();
+                return SinkReply::Done(Err(e));
+            }
+            SinkReply::Done(if commit { sink.commit() } else { Ok(()) })
+        }
         SinkRequest::Abort => {
             sink.abort();
             SinkReply::Done(Ok(()))
@@ -796,8 +845,10 @@ pub enum FetchStep {
 #[derive(Debug)]
 enum Phase {
     Start,
-    Uidl(Running<task::Uidl>),
-    List(Running<task::List>),
+    /// UIDL and LIST, pipelined.
+    Listing(Running<task::UidlAndList>),
+    /// LIST's result, to check against UIDL's.
+    Listed(Option<Result<Vec<crate::response::ScanLine>, Error>>),
     /// Telling the sink which UIDs are listed twice, asking which it
     /// remembers as ambiguous.
     Ambiguous,
@@ -819,9 +870,10 @@ enum Phase {
 enum Awaiting {
     Retain,
     Ambiguous,
-    Contains,
-    Begin,
-    Write,
+    ContainsMany,
+    /// A [`SinkRequest::Store`] that does not complete the message.
+    Store,
+    /// A [`SinkRequest::Store`] that completes it.
     Commit,
     Abort,
     Sync,
@@ -845,6 +897,8 @@ pub struct Fetch {
     sizes: HashMap<MessageNumber, u64>,
     next: usize,
     seen: HashSet<Uid>,
+    /// Whether the sink holds each of `uids`, once asked.
+    found: Option<Vec<bool>>,
     /// UIDs listed for two messages, now or in a run the sink remembers.
     ambiguous: HashSet<Uid>,
     /// Messages to delete: stored (with an unambiguous UID) and old
@@ -864,6 +918,13 @@ pub struct Fetch {
     progress: Progress,
     /// Octets of the message being received.
     size: u64,
+    /// The UID of the message being received, until the sink began it.
+    unbegun: Option<Uid>,
+    /// Pieces of the message received and not yet given to the sink (at
+    /// most [`STORE_CHUNK`] octets and one piece).
+    gathered: Vec<Bytes>,
+    /// Their octets.
+    gathered_len: usize,
     /// A progress report is due.
     report_progress: bool,
     /// Asked to stop with retrievals outstanding: the session ends after
@@ -893,6 +954,10 @@ impl Fetch {
             report: FetchReport::default(),
             progress: Progress::default(),
             size: 0,
+            unbegun: None,
+            found: None,
+            gathered: Vec::new(),
+            gathered_len: 0,
             report_progress: false,
             abandon: false,
         }
@@ -986,6 +1051,58 @@ impl Fetch {
         FetchStep::Sink(request)
     }
 
+    /// The sink's answer for `uids[next]`: whether it holds that message.
+    fn checked(&mut self, stored: bool) {
+        if stored {
+            let entry = &self.uids[self.next];
+            self.sync_due = true;
+            self.report.already_stored += 1;
+            if self.options.refetch && !self.options.mark_seen {
+                self.wanted.push((entry.msg, entry.uid.clone()));
+            } else if self.ambiguous.contains(&entry.uid) || self.options.mark_seen {
+            } else if self.deletes_stored() {
+                self.stored.push(entry.msg);
+            } else if self.options.delete_after.is_some() {
+                self.owed = Some((
+                    Awaiting::Age(entry.msg),
+                    SinkRequest::Age(entry.uid.clone()),
+                ));
+            } else {
+                self.report.kept += 1;
+            }
+            self.next += 1;
+        } else {
+            let entry = &self.uids[self.next];
+            if self.options.mark_seen {
+                if !self.ambiguous.contains(&entry.uid) {
+                    self.owed =
+                        Some((Awaiting::MarkSeen, SinkRequest::MarkSeen(entry.uid.clone())));
+                }
+            } else {
+                self.wanted.push((entry.msg, entry.uid.clone()));
+            }
+            self.next += 1;
+        }
+    }
+
+    /// Hands the message's gathered octets to the sink, beginning it with
+    /// them if not begun yet, and completing it with `commit`: one request
+    /// for all the pieces that came while the sink was not asked.
+    fn store(&mut self, commit: bool) -> FetchStep {
+        self.gathered_len = 0;
+        let request = SinkRequest::Store {
+            begin: self.unbegun.take(),
+            chunks: core::mem::take(&mut self.gathered),
+            commit,
+        };
+        let awaiting = if commit {
+            Awaiting::Commit
+        } else {
+            Awaiting::Store
+        };
+        self.ask(awaiting, request)
+    }
+
     /// The store failed or the session did while a message was open:
     /// abort it first, then fail.
     fn abort(&mut self, error: FetchError) -> FetchStep {
@@ -1000,36 +1117,14 @@ impl Fetch {
         };
         let failed = |e: io::Error| Some(FetchError::Store(e));
         match (awaiting, reply) {
-            (Awaiting::Contains, SinkReply::Contains(Ok(true))) => {
-                let entry = &self.uids[self.next];
-                self.sync_due = true;
-                self.report.already_stored += 1;
-                if self.options.refetch && !self.options.mark_seen {
-                    self.wanted.push((entry.msg, entry.uid.clone()));
-                } else if self.ambiguous.contains(&entry.uid) || self.options.mark_seen {
-                } else if self.deletes_stored() {
-                    self.stored.push(entry.msg);
-                } else if self.options.delete_after.is_some() {
-                    self.owed = Some((
-                        Awaiting::Age(entry.msg),
-                        SinkRequest::Age(entry.uid.clone()),
+            (Awaiting::ContainsMany, SinkReply::ContainsMany(Ok(stored))) => {
+                if stored.len() == self.uids.len() {
+                    self.found = Some(stored);
+                } else {
+                    self.failure = failed(io::Error::other(
+                        "the sink answered for another number of UIDs than asked",
                     ));
-                } else {
-                    self.report.kept += 1;
                 }
-                self.next += 1;
-            }
-            (Awaiting::Contains, SinkReply::Contains(Ok(false))) => {
-                let entry = &self.uids[self.next];
-                if self.options.mark_seen {
-                    if !self.ambiguous.contains(&entry.uid) {
-                        self.owed =
-                            Some((Awaiting::MarkSeen, SinkRequest::MarkSeen(entry.uid.clone())));
-                    }
-                } else {
-                    self.wanted.push((entry.msg, entry.uid.clone()));
-                }
-                self.next += 1;
             }
             (Awaiting::Age(msg), SinkReply::Age(Ok(age))) => {
                 let after = self.options.delete_after.unwrap_or(Duration::MAX);
@@ -1043,7 +1138,6 @@ impl Fetch {
                 self.sync_due = true;
                 self.report.marked += 1;
             }
-            (Awaiting::Contains, SinkReply::Contains(Err(e))) => self.failure = failed(e),
             (Awaiting::Abort, _) => {}
             (Awaiting::Ambiguous, SinkReply::Ambiguous(Ok(remembered))) => {
                 self.ambiguous.extend(remembered);
@@ -1069,23 +1163,20 @@ impl Fetch {
                     other => other,
                 };
             }
-            (Awaiting::Write, SinkReply::Done(Ok(()))) => self.report_progress = true,
+            (Awaiting::Store, SinkReply::Done(Ok(()))) => self.report_progress = true,
             (Awaiting::Sync, SinkReply::Done(Ok(()))) => self.phase = Phase::Synced,
-            (Awaiting::Begin | Awaiting::Write, SinkReply::Done(Err(e))) => {
-                // The message is open: abort it, then fail.
-                self.failure = failed(e);
-                self.awaiting = Some(Awaiting::Abort);
-            }
             (
                 _,
                 SinkReply::Done(Err(e))
                 | SinkReply::Contains(Err(e))
+                | SinkReply::ContainsMany(Err(e))
                 | SinkReply::Ambiguous(Err(e))
                 | SinkReply::Age(Err(e)),
             ) => self.failure = failed(e),
             (
                 _,
                 SinkReply::Contains(Ok(_))
+                | SinkReply::ContainsMany(Ok(_))
                 | SinkReply::Done(Ok(()))
                 | SinkReply::Ambiguous(Ok(_))
                 | SinkReply::Age(Ok(_)),
@@ -1126,38 +1217,35 @@ impl Fetch {
                         self.quit(conn);
                         continue;
                     }
-                    match conn.start(task::Uidl::new()) {
-                        Ok(r) => self.phase = Phase::Uidl(r),
+                    match conn.start(task::UidlAndList::new()) {
+                        Ok(r) => self.phase = Phase::Listing(r),
                         Err(e) => return self.fail(e.into()),
                     }
                 }
-                Phase::Uidl(running) => match conn.poll_task(now, running) {
+                Phase::Listing(running) => match conn.poll_task(now, running) {
                     None => return FetchStep::Io,
-                    Some(Err(Error::Server(e))) => {
-                        if !self.uidless_allowed() {
-                            return self.fail(FetchError::NoUidl(e));
-                        }
-                        // Every message is fetched and deleted once stored,
-                        // under a UID no other run uses.
-                        tracing::info!(target: "pop3_proto::fetch", "the server has no UIDL ({e}): fetching every message and deleting each once stored");
-                        self.uidless = Some(e);
-                        match conn.start(task::List::new()) {
-                            Ok(r) => self.phase = Phase::List(r),
-                            Err(e) => return self.fail(e.into()),
-                        }
-                    }
                     Some(Err(e)) => return self.fail(e.into()),
-                    Some(Ok(uids)) => {
-                        self.uids = uids;
-                        match conn.start(task::List::new()) {
-                            Ok(r) => self.phase = Phase::List(r),
+                    Some(Ok((uids, sizes))) => {
+                        match uids {
+                            Err(Error::Server(e)) => {
+                                if !self.uidless_allowed() {
+                                    return self.fail(FetchError::NoUidl(e));
+                                }
+                                // Every message is fetched and deleted once
+                                // stored, under a UID no other run uses.
+                                tracing::info!(target: "pop3_proto::fetch", "the server has no UIDL ({e}): fetching every message and deleting each once stored");
+                                self.uidless = Some(e);
+                            }
                             Err(e) => return self.fail(e.into()),
+                            Ok(uids) => self.uids = uids,
                         }
+                        self.phase = Phase::Listed(Some(sizes));
                     }
                 },
-                Phase::List(running) => {
-                    match conn.poll_task(now, running) {
-                        None => return FetchStep::Io,
+                Phase::Listed(sizes) => {
+                    match sizes.take() {
+                        // Taken already: not reached (the phase moves on).
+                        None => {}
                         Some(Ok(list)) => {
                             self.sizes = list.into_iter().map(|s| (s.msg, s.size)).collect()
                         }
@@ -1227,6 +1315,14 @@ impl Fetch {
                     return self.ask(Awaiting::Ambiguous, SinkRequest::Ambiguous(twice));
                 }
                 Phase::Check => {
+                    // One request for every UID listed (not one per
+                    // message: a call of the blocking pool each in the
+                    // async clients), before the first is looked at.
+                    if self.found.is_none() && self.uidless.is_none() && self.next < self.uids.len()
+                    {
+                        let all = self.uids.iter().map(|u| u.uid.clone()).collect();
+                        return self.ask(Awaiting::ContainsMany, SinkRequest::ContainsMany(all));
+                    }
                     if let Some(entry) = self.uids.get(self.next) {
                         let first = self.seen.insert(entry.uid.clone());
                         if self.ambiguous.contains(&entry.uid) {
@@ -1252,7 +1348,9 @@ impl Fetch {
                             self.next += 1;
                             continue;
                         }
-                        return self.ask(Awaiting::Contains, SinkRequest::Contains(uid));
+                        let stored = self.found.as_ref().is_some_and(|f| f[self.next]);
+                        self.checked(stored);
+                        continue;
                     }
                     self.apply_limits();
                     self.progress = Progress {
@@ -1308,7 +1406,10 @@ impl Fetch {
                         self.phase = Phase::Body(batch, body, msg);
                         self.deletable = !self.ambiguous.contains(&uid);
                         self.size = 0;
-                        return self.ask(Awaiting::Begin, SinkRequest::Begin(uid));
+                        // Begun with its first octets (see `store`).
+                        self.unbegun = Some(uid);
+                        self.gathered.clear();
+                        self.gathered_len = 0;
                     }
                 },
                 Phase::Body(_, body, _) => match conn.poll_body(now, body) {
@@ -1316,10 +1417,22 @@ impl Fetch {
                     Some(Ok(Some(chunk))) => {
                         self.size += chunk.len() as u64;
                         self.progress.bytes_done += chunk.len() as u64;
-                        return self.ask(Awaiting::Write, SinkRequest::Write(chunk));
+                        self.gathered_len += chunk.len();
+                        self.gathered.push(chunk);
+                        if self.gathered_len >= STORE_CHUNK {
+                            return self.store(false);
+                        }
                     }
-                    Some(Ok(None)) => return self.ask(Awaiting::Commit, SinkRequest::Commit),
-                    Some(Err(e)) => return self.abort(e.into()),
+                    Some(Ok(None)) => return self.store(true),
+                    Some(Err(e)) => {
+                        self.gathered.clear();
+                        self.gathered_len = 0;
+                        // Nothing open in the sink yet: nothing to abort.
+                        if self.unbegun.take().is_some() {
+                            return self.fail(e.into());
+                        }
+                        return self.abort(e.into());
+                    }
                 },
                 Phase::Sync => {
                     self.sync_due = false;

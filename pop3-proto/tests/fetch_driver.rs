@@ -11,8 +11,8 @@ use bytes::Bytes;
 use pop3_proto::client::task::{self, Task};
 use pop3_proto::client::{Connection, ConnectionConfig, Want};
 use pop3_proto::fetch::{
-    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, Oversize, StopSignal,
-    execute,
+    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, Oversize, STORE_CHUNK,
+    SinkRequest, StopSignal, execute,
 };
 use pop3_proto::time::Instant;
 use pop3_proto::types::{MessageNumber, Uid};
@@ -34,6 +34,8 @@ struct Server {
     output: Vec<u8>,
     closed: bool,
     cut: Option<usize>,
+    /// Every write the client made, as it came.
+    writes: Vec<Vec<u8>>,
 }
 
 impl Server {
@@ -45,10 +47,12 @@ impl Server {
             output: b"+OK ready\r\n".to_vec(),
             closed: false,
             cut,
+            writes: Vec::new(),
         }
     }
 
     fn receive(&mut self, bytes: &[u8]) {
+        self.writes.push(bytes.to_vec());
         self.input.extend_from_slice(bytes);
         while let Some(i) = self.input.windows(2).position(|w| w == b"\r\n") {
             let line = String::from_utf8(self.input.drain(..i + 2).collect()).unwrap();
@@ -64,6 +68,7 @@ impl Server {
         let out = &mut self.output;
         match verb {
             "USER" | "PASS" => out.extend_from_slice(b"+OK\r\n"),
+            "CAPA" => out.extend_from_slice(b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n"),
             "UIDL" if self.drop.no_uidl => out.extend_from_slice(b"-ERR no UIDL here\r\n"),
             "UIDL" => {
                 out.extend_from_slice(b"+OK\r\n");
@@ -568,4 +573,149 @@ fn a_run_stopped_before_it_began_fetches_nothing() {
     assert!(report.interrupted);
     assert_eq!((report.listed, report.saved, report.deleted), (0, 0, 0));
     assert_eq!(bodies(&drop), ["first"]);
+}
+
+/// One `Store` request: (begun with it, octets, completes it); a
+/// `ContainsMany` is (false, UIDs asked, false).
+type StoreCall = (bool, usize, bool);
+
+/// Runs a keeping fetch of `drop` into `sink` the way [`fetch_with`] does,
+/// recording every `Store` request.
+fn fetch_recording_stores(
+    drop: &mut Maildrop,
+    sink: &mut Memory,
+    cut: Option<usize>,
+) -> (Result<FetchReport, FetchError>, Vec<StoreCall>) {
+    let mut config = ConnectionConfig::default();
+    config.read_capabilities = false;
+    config.session.insecure_cleartext_login = true;
+    let mut conn = Connection::new(config, Instant::ZERO, None);
+    let mut server = Server::new(drop.clone(), cut);
+    run_task(&mut conn, &mut server, task::Connect::new(false));
+    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let mut fetch = Fetch::new(FetchOptions::default());
+    let mut stores = Vec::new();
+    let result = loop {
+        match fetch.poll(Instant::ZERO, &mut conn) {
+            FetchStep::Io => pump(&mut conn, &mut server),
+            FetchStep::Sink(request) => {
+                if let SinkRequest::Store {
+                    begin,
+                    chunks,
+                    commit,
+                } = &request
+                {
+                    let octets = chunks.iter().map(|c| c.len()).sum();
+                    stores.push((begin.is_some(), octets, *commit));
+                }
+                if let SinkRequest::ContainsMany(uids) = &request {
+                    // Recorded as a store of nothing: (false, UIDs, false).
+                    stores.push((false, uids.len(), false));
+                }
+                fetch.sink_done(execute(sink, request));
+            }
+            FetchStep::Done(result) => break result,
+            _ => {}
+        }
+    };
+    (result, stores)
+}
+
+/// A message of about `size` octets in 76-column lines (CRLF, as on the
+/// wire).
+fn long_body(size: usize) -> Vec<u8> {
+    let mut body = b"Subject: long\r\n\r\n".to_vec();
+    while body.len() < size {
+        body.extend_from_slice(&[b'x'; 76]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body
+}
+
+#[test]
+fn one_lookup_for_all_uids_then_one_request_per_small_message_and_bounded_pieces() {
+    let large = long_body(3 * STORE_CHUNK + 1000);
+    let mut drop = maildrop(&[("small", "hello")]);
+    drop.messages.push(("large".into(), large.clone()));
+    let mut sink = Memory::default();
+    let (result, stores) = fetch_recording_stores(&mut drop, &mut sink, None);
+    assert_eq!(result.unwrap().saved, 2);
+    // First, one question for both UIDs.
+    assert_eq!(stores[0], (false, 2, false));
+    let stores = &stores[1..];
+    // The small one: begun, written and committed in one request.
+    assert!(stores[0].0 && stores[0].2, "{stores:?}");
+    // The large one: begun with its first piece, handed over in pieces of
+    // at most STORE_CHUNK octets and the read that crossed it, committed
+    // with its last.
+    let pieces = &stores[1..];
+    assert!(
+        (3..=large.len() / STORE_CHUNK + 1).contains(&pieces.len()),
+        "{} pieces: {pieces:?}",
+        pieces.len()
+    );
+    assert!(pieces[0].0);
+    assert!(pieces[1..].iter().all(|p| !p.0));
+    assert!(pieces[..pieces.len() - 1].iter().all(|p| !p.2));
+    assert!(pieces[pieces.len() - 1].2);
+    assert!(pieces.iter().all(|p| p.1 <= 2 * STORE_CHUNK), "{pieces:?}");
+    assert_eq!(sink.stored[&uid("large")], large);
+}
+
+#[test]
+fn a_cut_before_or_after_the_first_piece_leaves_no_message_open_and_the_rerun_fetches_the_rest() {
+    for cut in [1, 2] {
+        // Message 2 is cut after half of it: more than STORE_CHUNK (a
+        // piece was handed over, the message is open) ; message 1 is cut
+        // inside its only piece (nothing reached the sink).
+        let mut drop = maildrop(&[("small", "hello")]);
+        drop.messages
+            .push(("large".into(), long_body(3 * STORE_CHUNK)));
+        let mut sink = Memory::default();
+        let (result, stores) = fetch_recording_stores(&mut drop, &mut sink, Some(cut));
+        assert_eq!(stores[0], (false, 2, false));
+        let stores = &stores[1..];
+        assert!(matches!(result, Err(FetchError::Pop3(_))), "{result:?}");
+        assert!(sink.current.is_none(), "a message was left open");
+        assert_eq!(sink.stored.len(), cut - 1);
+        if cut == 2 {
+            assert!(stores.iter().any(|s| s.0 && !s.2), "{stores:?}");
+        } else {
+            assert!(stores.is_empty(), "{stores:?}");
+        }
+        let (rerun, _) = fetch_recording_stores(&mut drop, &mut sink, None);
+        let rerun = rerun.unwrap();
+        assert_eq!((rerun.saved, rerun.already_stored), (3 - cut, cut - 1));
+    }
+}
+
+#[test]
+fn uidl_and_list_go_in_one_write_to_a_server_that_pipelines() {
+    let drop = maildrop(&[("a", "one"), ("b", "two")]);
+    let mut config = ConnectionConfig::default();
+    config.session.insecure_cleartext_login = true;
+    let mut conn = Connection::new(config, Instant::ZERO, None);
+    let mut server = Server::new(drop, None);
+    run_task(&mut conn, &mut server, task::Connect::new(false));
+    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let mut fetch = Fetch::new(FetchOptions::default());
+    let mut sink = Memory::default();
+    let report = loop {
+        match fetch.poll(Instant::ZERO, &mut conn) {
+            FetchStep::Io => pump(&mut conn, &mut server),
+            FetchStep::Sink(request) => fetch.sink_done(execute(&mut sink, request)),
+            FetchStep::Done(result) => break result.unwrap(),
+            _ => {}
+        }
+    };
+    assert_eq!(report.saved, 2);
+    assert!(
+        server.writes.iter().any(|w| w == b"UIDL\r\nLIST\r\n"),
+        "{:?}",
+        server
+            .writes
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect::<Vec<_>>()
+    );
 }

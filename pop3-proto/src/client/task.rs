@@ -957,6 +957,60 @@ listing_task!(
     LangLine
 );
 
+/// What [`UidlAndList`] gives: each listing's own result.
+pub type UidlAndListOutput = (Result<Vec<UidLine>, Error>, Result<Vec<ScanLine>, Error>);
+
+/// `UIDL` and `LIST` together, in one write when the server pipelines
+/// (one round trip instead of two): each listing with its own result, so
+/// that a server without UIDL (`-ERR`) still lists its messages.
+#[derive(Debug, Default)]
+pub struct UidlAndList {
+    uidl: Listing<UidLine>,
+    list: Listing<ScanLine>,
+    uids: Option<Result<Vec<UidLine>, Error>>,
+    sizes: Option<Result<Vec<ScanLine>, Error>>,
+}
+
+impl UidlAndList {
+    /// The task.
+    pub fn new() -> UidlAndList {
+        UidlAndList::default()
+    }
+}
+
+impl Task for UidlAndList {
+    type Output = UidlAndListOutput;
+
+    fn on_drop(&self) -> OnDrop {
+        OnDrop::Drain
+    }
+
+    fn start(&mut self, client: &mut Client) -> Result<(), ClientError> {
+        self.uidl.start(client)?;
+        self.list.start(client)
+    }
+
+    fn event(
+        &mut self,
+        event: ClientEvent,
+        cx: &mut TaskContext<'_>,
+    ) -> Option<Result<UidlAndListOutput, Error>> {
+        let id = event.request_id();
+        if self.uids.is_none() && id == self.uidl.id {
+            self.uids = self.uidl.event(event, cx);
+        } else if self.sizes.is_none() && id == self.list.id {
+            self.sizes = self.list.event(event, cx);
+        } else {
+            return None;
+        }
+        if self.uids.is_some() && self.sizes.is_some() {
+            let (uids, sizes) = (self.uids.take()?, self.sizes.take()?);
+            return Some(Ok((uids, sizes)));
+        }
+        None
+    }
+}
+
 /// `LIST n`: one message's size.
 #[derive(Debug)]
 pub struct ListOne {

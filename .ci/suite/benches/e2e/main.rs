@@ -1,7 +1,8 @@
 //! End-to-end benchmarks on loopback: this project's servers and clients
 //! (every runtime's `pop3d` and `fetch` example, built in release mode)
-//! side by side with Dovecot, mpop, curl and Python's poplib, and with the
-//! sendfile limit of the machine.
+//! side by side with Dovecot, mpop, fetchmail, getmail6, curl and Python's
+//! poplib, and with the sendfile limit of the machine; the clients also over
+//! a shaped link (delay, rate, a cut).
 //!
 //! ```text
 //! cargo bench -p pop3-suite --bench e2e                  # every scenario
@@ -23,6 +24,8 @@ mod pg;
 mod pg_cluster;
 mod report;
 mod scenarios;
+mod shaper;
+mod slowlink;
 mod sys;
 mod wire;
 
@@ -33,7 +36,9 @@ use clap::Parser;
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(about = "End-to-end POP3 benchmarks against Dovecot, mpop, curl and poplib")]
+#[command(
+    about = "End-to-end POP3 benchmarks against Dovecot, mpop, fetchmail, getmail6, curl and poplib"
+)]
 pub struct Args {
     /// Tiny sizes and one run of everything: checks that the harness and
     /// every contender work, measures nothing worth reading.
@@ -43,7 +48,7 @@ pub struct Args {
     #[arg(long)]
     pub runs: Option<usize>,
     /// Only these scenarios (repeatable): server, sessions, idle, large,
-    /// client, postgres.
+    /// client, mixed, slowlink, postgres.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
     /// The maildrop's size in MB for the server and client scenarios
@@ -60,6 +65,21 @@ pub struct Args {
     /// Seconds each session-rate run lasts (default 5; 0.3 with --smoke).
     #[arg(long, value_name = "S")]
     pub session_seconds: Option<f64>,
+    /// Messages of the log-normal maildrop of the mixed scenario (default
+    /// 1000; 30 with --smoke, without the MB-sized ones).
+    #[arg(long, value_name = "N")]
+    pub mixed: Option<usize>,
+    /// Messages of the log-normal maildrop of the slow-link scenario
+    /// (default 50; 8 with --smoke, without the MB-sized ones).
+    #[arg(long, value_name = "N")]
+    pub slow: Option<usize>,
+    /// Round-trip times of the slow link, in ms (repeatable; default 100
+    /// and 300; 20 with --smoke).
+    #[arg(long = "rtt-ms", value_name = "MS")]
+    pub rtt_ms: Vec<u64>,
+    /// The slow link's rate in Mbit/s (default 10).
+    #[arg(long, value_name = "MBIT")]
+    pub mbit: Option<f64>,
     /// Also write the tables (Markdown) to this file.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
@@ -78,6 +98,10 @@ pub struct Plan {
     pub idle: usize,
     pub session_seconds: f64,
     pub scenarios: Vec<String>,
+    pub mixed: usize,
+    pub slow: usize,
+    pub rtt_ms: Vec<u64>,
+    pub mbit: f64,
 }
 
 impl Plan {
@@ -93,6 +117,16 @@ impl Plan {
                 .session_seconds
                 .unwrap_or(if smoke { 0.3 } else { 5.0 }),
             scenarios: args.scenarios.clone(),
+            mixed: args.mixed.unwrap_or(if smoke { 30 } else { 1000 }),
+            slow: args.slow.unwrap_or(if smoke { 8 } else { 50 }),
+            rtt_ms: if !args.rtt_ms.is_empty() {
+                args.rtt_ms.clone()
+            } else if smoke {
+                vec![20]
+            } else {
+                vec![100, 300]
+            },
+            mbit: args.mbit.unwrap_or(10.0),
         }
     }
 

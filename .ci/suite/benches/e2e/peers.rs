@@ -137,6 +137,38 @@ pub fn maildrop_sizes(mb: u64) -> Vec<usize> {
     sizes
 }
 
+/// The median size of the log-normal maildrop's messages, in octets.
+pub const LOGNORMAL_MEDIAN: f64 = 4_000.0;
+/// The spread (σ of the size's natural logarithm) of the log-normal
+/// maildrop: two messages in three between 1.5 and 11 kB.
+pub const LOGNORMAL_SIGMA: f64 = 1.0;
+/// Every this many messages (the 18th, the 118th, ...) one of 1 to 5 MB
+/// (uniform), as attachments come.
+pub const LOGNORMAL_LARGE_EVERY: usize = 100;
+/// The generator's fixed seed.
+const LOGNORMAL_SEED: u64 = 0x4c6f_674e_6f72_6d31;
+
+/// `count` message sizes shaped like real mail: log-normal with a median of
+/// [`LOGNORMAL_MEDIAN`] and σ = [`LOGNORMAL_SIGMA`], bounded to 300 octets
+/// .. 1 MB, and (with `large`) one of 1 to 5 MB every
+/// [`LOGNORMAL_LARGE_EVERY`]. The same sizes every run (a fixed seed).
+pub fn lognormal_sizes(count: usize, large: bool) -> Vec<usize> {
+    let mut rng = fastrand::Rng::with_seed(LOGNORMAL_SEED);
+    (0..count)
+        .map(|i| {
+            // Box–Muller: one standard normal draw from two uniform ones.
+            let (u1, u2) = (1.0 - rng.f64(), rng.f64());
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            let mb = rng.usize(1_000_000..=5_000_000);
+            if large && i % LOGNORMAL_LARGE_EVERY == 17 {
+                mb
+            } else {
+                ((LOGNORMAL_MEDIAN * (LOGNORMAL_SIGMA * z).exp()) as usize).clamp(300, 1_000_000)
+            }
+        })
+        .collect()
+}
+
 /// A maildrop written into a Maildir: its files in order, and its octets
 /// on the wire.
 #[derive(Debug, Clone)]
@@ -451,6 +483,9 @@ pub enum Client {
     Mpop,
     Curl,
     Poplib,
+    Fetchmail,
+    /// getmail6: it has no STLS for POP3, so it takes implicit TLS.
+    Getmail,
 }
 
 impl Client {
@@ -460,6 +495,8 @@ impl Client {
             Client::Mpop => "mpop".into(),
             Client::Curl => "curl".into(),
             Client::Poplib => "poplib".into(),
+            Client::Fetchmail => "fetchmail".into(),
+            Client::Getmail => "getmail6".into(),
         }
     }
 
@@ -469,6 +506,8 @@ impl Client {
             Client::Mpop => sys::have("mpop"),
             Client::Curl => sys::have("curl"),
             Client::Poplib => sys::have("python3"),
+            Client::Fetchmail => sys::have("fetchmail"),
+            Client::Getmail => sys::have("getmail"),
         }
     }
 }
@@ -503,7 +542,10 @@ pop.quit()
 
 /// What one client run needs to know.
 pub struct Fetching<'a> {
+    /// The plain port (STLS upgrades it).
     pub server: SocketAddr,
+    /// The implicit-TLS port (for getmail6).
+    pub tls_server: SocketAddr,
     pub link: Link,
     pub ca: &'a Path,
     pub user: &'a str,
@@ -514,18 +556,46 @@ pub struct Fetching<'a> {
     pub log: &'a Path,
     /// Scratch space (configuration files).
     pub scratch: &'a Path,
+    /// Whether to start from no client state (mpop's UID file, getmail6's
+    /// and fetchmail's seen lists): false to rerun after a cut.
+    pub fresh: bool,
+}
+
+/// What one client run did.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub wall: f64,
+    pub cpu: f64,
+    /// Messages in the output after the run.
+    pub stored: usize,
+    /// Whether the client exited with success.
+    pub ok: bool,
 }
 
 /// Runs `client` once: wall seconds and CPU seconds (of every process it
 /// took, `sync` included for curl). Checks that every message was stored.
 pub fn fetch_once(client: Client, f: &Fetching<'_>) -> Result<(f64, f64), Error> {
+    let run = fetch_run(client, f, true)?;
+    Ok((run.wall, run.cpu))
+}
+
+/// Runs `client` once; with `check`, a failed run or a missing message is
+/// an error, else they are told in the result.
+pub fn fetch_run(client: Client, f: &Fetching<'_>, check: bool) -> Result<Run, Error> {
+    let run_measured = |c: Command, what: &str, log: &Path| {
+        if check {
+            sys::run_measured(c, what, log)
+        } else {
+            sys::run_unchecked(c, what, log)
+        }
+    };
     let port = f.server.port().to_string();
     // The certificate names localhost; the plain runs use the address.
     let host = match f.link {
         Link::Plain => "127.0.0.1",
         Link::Stls => "localhost",
     };
-    let (wall, cpu, stored_dir) = match client {
+    let (wall, usage, stored_dir) = match client {
         Client::Fetch(runtime) => {
             let mut c = Command::new(runtime.fetch()?);
             c.arg(format!("pop://{}@{host}:{port}", f.user))
@@ -540,8 +610,8 @@ pub fn fetch_once(client: Client, f: &Fetching<'_>) -> Result<(f64, f64), Error>
                     .arg(f.ca)
                     .args(["--auth", "USER"]),
             };
-            let (wall, usage) = sys::run_measured(c, &client.name(), f.log)?;
-            (wall, usage.cpu, f.out.join("new"))
+            let (wall, usage) = run_measured(c, &client.name(), f.log)?;
+            (wall, usage, f.out.join("new"))
         }
         Client::Mpop => {
             for sub in ["cur", "new", "tmp"] {
@@ -549,7 +619,9 @@ pub fn fetch_once(client: Client, f: &Fetching<'_>) -> Result<(f64, f64), Error>
             }
             let rc = f.scratch.join("mpoprc");
             let uidls = f.scratch.join("mpop.uidls");
-            let _ = std::fs::remove_file(&uidls);
+            if f.fresh {
+                let _ = std::fs::remove_file(&uidls);
+            }
             let mut text = format!("account bench\nhost {host}\nport {port}\n");
             match f.link {
                 Link::Plain => text.push_str("tls off\n"),
@@ -569,8 +641,8 @@ pub fn fetch_once(client: Client, f: &Fetching<'_>) -> Result<(f64, f64), Error>
             std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             let mut c = Command::new("mpop");
             c.arg("-q").arg("-C").arg(&rc).arg("bench");
-            let (wall, usage) = sys::run_measured(c, "mpop", f.log)?;
-            (wall, usage.cpu, f.out.join("new"))
+            let (wall, usage) = run_measured(c, "mpop", f.log)?;
+            (wall, usage, f.out.join("new"))
         }
         Client::Curl => {
             std::fs::create_dir_all(f.out)?;
@@ -589,16 +661,14 @@ pub fn fetch_once(client: Client, f: &Fetching<'_>) -> Result<(f64, f64), Error>
                     .arg(&file);
                 files.push(file);
             }
-            let (wall, usage) = sys::run_measured(c, "curl", f.log)?;
+            let (wall, usage) = run_measured(c, "curl", f.log)?;
             // The same durability as the others: every file synced.
             let mut sync = Command::new("sync");
             sync.args(&files);
             let (sync_wall, sync_usage) = sys::run_measured(sync, "sync", f.log)?;
-            (
-                wall + sync_wall,
-                usage.cpu + sync_usage.cpu,
-                f.out.to_owned(),
-            )
+            let mut usage = usage;
+            usage.cpu += sync_usage.cpu;
+            (wall + sync_wall, usage, f.out.to_owned())
         }
         Client::Poplib => {
             let script = f.scratch.join("poplib_fetch.py");
@@ -615,21 +685,120 @@ pub fn fetch_once(client: Client, f: &Fetching<'_>) -> Result<(f64, f64), Error>
                 })
                 .arg(f.ca)
                 .arg(f.out);
-            let (wall, usage) = sys::run_measured(c, "poplib", f.log)?;
-            (wall, usage.cpu, f.out.join("new"))
+            let (wall, usage) = run_measured(c, "poplib", f.log)?;
+            (wall, usage, f.out.join("new"))
+        }
+        Client::Fetchmail => {
+            // fetchmail has no Maildir delivery: one BSMTP file (not
+            // synced), the cheapest of its ways to store.
+            std::fs::create_dir_all(f.out)?;
+            let home = f.scratch.join("fetchmail");
+            if f.fresh {
+                let _ = std::fs::remove_dir_all(&home);
+            }
+            std::fs::create_dir_all(&home)?;
+            let rc = home.join("fetchmailrc");
+            let tls = match f.link {
+                Link::Plain => "sslproto ''".to_owned(),
+                Link::Stls => format!(
+                    "sslproto 'tls1.2+' sslcertck sslcertfile {} sslcommonname localhost",
+                    f.ca.display()
+                ),
+            };
+            std::fs::write(
+                &rc,
+                format!(
+                    "set no syslog\n\
+                     poll 127.0.0.1 port {port} protocol pop3 auth password uidl\n  \
+                     user \"{}\" there with password \"{PASSWORD}\" is \"root\" here \
+                     options keep {tls} bsmtp \"{}\"\n",
+                    f.user,
+                    f.out.join("mail.bsmtp").display()
+                ),
+            )?;
+            std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            let mut c = Command::new("fetchmail");
+            c.args(["-N", "--nosyslog", "-f"])
+                .arg(&rc)
+                .env("FETCHMAILHOME", &home);
+            let (wall, usage) = sys::run_unchecked(c, "fetchmail", f.log)?;
+            // 1: no mail; anything else but 0 is a failure.
+            if check && !usage.status.success() {
+                return Err(
+                    format!("fetchmail failed ({}): {}", usage.status, sys::tail(f.log)).into(),
+                );
+            }
+            (wall, usage, f.out.to_owned())
+        }
+        Client::Getmail => {
+            for sub in ["cur", "new", "tmp"] {
+                std::fs::create_dir_all(f.out.join(sub))?;
+            }
+            let dir = f.scratch.join("getmail");
+            if f.fresh {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            std::fs::create_dir_all(&dir)?;
+            // As root, getmail6 delivers as `nobody`: the output must let it.
+            let root = is_root();
+            if root {
+                for sub in ["", "cur", "new", "tmp"] {
+                    std::fs::set_permissions(
+                        f.out.join(sub),
+                        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                    )?;
+                }
+            }
+            let rc = dir.join("getmailrc");
+            std::fs::write(
+                &rc,
+                format!(
+                    "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = 127.0.0.1\n\
+                     port = {}\nusername = {}\npassword = {PASSWORD}\nca_certs = {}\n\
+                     ssl_cert_hostname = localhost\n\n\
+                     [destination]\ntype = Maildir\npath = {}/\n{}\n\
+                     [options]\nread_all = false\ndelete = false\nverbose = 0\n\
+                     delivered_to = false\nreceived = false\n",
+                    f.tls_server.port(),
+                    f.user,
+                    f.ca.display(),
+                    f.out.display(),
+                    if root { "user = nobody\n" } else { "" },
+                ),
+            )?;
+            let mut c = Command::new("getmail");
+            c.arg("--rcfile").arg(&rc).arg("--getmaildir").arg(&dir);
+            let (wall, usage) = run_measured(c, "getmail6", f.log)?;
+            (wall, usage, f.out.join("new"))
         }
     };
-    let stored = std::fs::read_dir(&stored_dir)
-        .map_err(|e| {
-            format!(
-                "{}: no output in {}: {e}",
-                client.name(),
-                stored_dir.display()
-            )
-        })?
-        .count();
-    if stored != f.count {
+    let stored = if client == Client::Fetchmail {
+        let text = std::fs::read(stored_dir.join("mail.bsmtp")).unwrap_or_default();
+        memchr::memmem::find_iter(&text, b"MAIL FROM:").count()
+    } else {
+        std::fs::read_dir(&stored_dir)
+            .map_err(|e| {
+                format!(
+                    "{}: no output in {}: {e}",
+                    client.name(),
+                    stored_dir.display()
+                )
+            })?
+            .count()
+    };
+    if check && stored != f.count {
         return Err(format!("{} stored {stored} of {} messages", client.name(), f.count).into());
     }
-    Ok((wall, cpu))
+    Ok(Run {
+        wall,
+        cpu: usage.cpu,
+        stored,
+        ok: usage.status.success(),
+    })
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }

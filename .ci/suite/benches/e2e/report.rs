@@ -78,7 +78,7 @@ impl Table {
         self.rows.push(cells);
     }
 
-    fn markdown(&self) -> String {
+    pub fn markdown(&self) -> String {
         let mut s = format!("### {}\n\n", self.title);
         if !self.note.is_empty() {
             s.push_str(&self.note);

@@ -13,7 +13,9 @@ use crate::wire::{self, SendfileServer};
 use crate::{Error, Plan, sys};
 
 /// The scenarios, in the order they run.
-pub const NAMES: [&str; 6] = ["server", "sessions", "idle", "large", "client", "postgres"];
+pub const NAMES: [&str; 8] = [
+    "server", "sessions", "idle", "large", "client", "mixed", "slowlink", "postgres",
+];
 
 /// Concurrent clients of the session-rate scenario.
 pub const SESSION_CLIENTS: usize = 64;
@@ -22,7 +24,7 @@ pub const SESSION_CLIENTS: usize = 64;
 /// maildrops and the clients' output "on tmpfs") and a directory on disk.
 pub struct Dirs {
     tmpfs: tempfile::TempDir,
-    disk: tempfile::TempDir,
+    pub disk: tempfile::TempDir,
 }
 
 impl Dirs {
@@ -61,6 +63,10 @@ pub struct World {
     pub dovecot: Dovecot,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The log-normal maildrop of user `mixed` (fast link), in Dovecot.
+    pub mixed: Option<peers::Maildrop>,
+    /// The log-normal maildrop of user `slow` (slow link), in Dovecot.
+    pub slow: Option<peers::Maildrop>,
 }
 
 pub fn session_users() -> Vec<String> {
@@ -87,6 +93,27 @@ impl World {
             }
             users.push(u);
         }
+        let mut shaped = |user: &str, count: usize, large: bool| -> Result<_, Error> {
+            let sizes = peers::lognormal_sizes(count, large);
+            let m = peers::write_maildrop(&dovecot_dir.join("mail").join(user), &sizes)?;
+            eprintln!(
+                "e2e: the log-normal maildrop of {user}: {} messages, {:.1} MB",
+                m.files.len(),
+                m.wire_octets as f64 / 1e6
+            );
+            users.push(user.to_owned());
+            Ok(m)
+        };
+        let mixed = if plan.wants("mixed") {
+            Some(shaped("mixed", plan.mixed, !plan.smoke)?)
+        } else {
+            None
+        };
+        let slow = if plan.wants("slowlink") {
+            Some(shaped("slow", plan.slow, !plan.smoke)?)
+        } else {
+            None
+        };
         std::fs::create_dir_all(ours_root.join("big"))?;
         let passwd = dirs.tmp().join("ours/users");
         peers::passwd_file(&passwd, &users)?;
@@ -107,6 +134,8 @@ impl World {
             cert: tls.join("server.pem"),
             key: tls.join("server.key"),
             dirs,
+            mixed,
+            slow,
         })
     }
 
@@ -166,6 +195,16 @@ pub fn run_all(plan: &Plan) -> Result<Report, Error> {
     }
     if plan.wants("client") {
         report.tables.extend(clients(plan, &world)?);
+    }
+    // These tables are also printed as soon as they are done: their runs
+    // are long, and a peer failing later would lose them.
+    if plan.wants("mixed") {
+        let t = crate::slowlink::mixed(plan, &world)?;
+        eprintln!("\n{}", t.markdown());
+        report.tables.push(t);
+    }
+    if plan.wants("slowlink") {
+        report.tables.extend(crate::slowlink::run(plan, &world)?);
     }
     if plan.wants("postgres") {
         report.tables.extend(crate::pg::run(plan, &world)?);
@@ -644,6 +683,7 @@ fn clients(plan: &Plan, world: &World) -> Result<Vec<Table>, Error> {
                     std::fs::create_dir_all(&scratch)?;
                     let f = Fetching {
                         server,
+                        tls_server: world.dovecot.tls,
                         link,
                         ca: &world.dovecot.ca,
                         user: "alice",
@@ -651,6 +691,7 @@ fn clients(plan: &Plan, world: &World) -> Result<Vec<Table>, Error> {
                         out: &out,
                         log: &scratch.join("client.log"),
                         scratch: &scratch,
+                        fresh: true,
                     };
                     let (w, u) = peers::fetch_once(c, &f)?;
                     if round > 0 {

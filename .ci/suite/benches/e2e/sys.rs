@@ -144,7 +144,28 @@ pub fn run_measured_from(
     log: &Path,
 ) -> Result<(f64, Usage), Error> {
     let out = std::fs::File::create(log)?;
-    command.stdin(stdin).stdout(out.try_clone()?).stderr(out);
+    command.stdout(out.try_clone()?).stderr(out);
+    let (wall, usage) = run(command, stdin, what)?;
+    if !usage.status.success() {
+        return Err(format!("{what} failed ({}): {}", usage.status, tail(log)).into());
+    }
+    Ok((wall, usage))
+}
+
+/// [`run_measured`] that takes a failed run as a result (a run cut on
+/// purpose): its status is in the usage.
+pub fn run_unchecked(mut command: Command, what: &str, log: &Path) -> Result<(f64, Usage), Error> {
+    let out = std::fs::File::create(log)?;
+    command.stdout(out.try_clone()?).stderr(out);
+    run(command, std::process::Stdio::null(), what)
+}
+
+fn run(
+    mut command: Command,
+    stdin: std::process::Stdio,
+    what: &str,
+) -> Result<(f64, Usage), Error> {
+    command.stdin(stdin);
     let start = std::time::Instant::now();
     let child = command
         .spawn()
@@ -169,9 +190,6 @@ pub fn run_measured_from(
     let peak = watcher.join().map_err(|_| "the memory watcher panicked")?;
     let mut usage = usage?;
     usage.max_rss_kib = peak;
-    if !usage.status.success() {
-        return Err(format!("{what} failed ({}): {}", usage.status, tail(log)).into());
-    }
     Ok((wall, usage))
 }
 

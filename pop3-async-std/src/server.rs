@@ -533,6 +533,10 @@ where
         let clock = Clock::new(Instant::now());
         let machine = Server::new(config, clock.now(), ctx);
         let life = self.inner.life.clone();
+        let (gate, own_grace) = (
+            self.gate.clone(),
+            self.inner.settings.built_options().shutdown_grace,
+        );
         let mut session = Session {
             conn: Connection::new(machine, options),
             io,
@@ -542,7 +546,11 @@ where
             handshake: None,
             handshake_timeout: options.tls_handshake_timeout,
             clock,
-            stop: Some(Box::pin(async move { life.stopped().await })),
+            stop: Some(Box::pin(async move {
+                life.stopped().await;
+                // The grace in force when the shutdown began.
+                gate.shutdown_grace(own_grace)
+            })),
         };
         let mut driver = StoreDriver::new(self.inner.store.clone());
         loop {
@@ -610,8 +618,9 @@ struct Session {
     handshake: Option<Handshake>,
     handshake_timeout: Duration,
     clock: Clock,
-    /// Resolves when the server shuts down; taken once it has.
-    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Resolves, to the shutdown grace in force then, when the server shuts
+    /// down; taken once it has.
+    stop: Option<Pin<Box<dyn Future<Output = Duration> + Send>>>,
 }
 
 impl Session {
@@ -621,13 +630,10 @@ impl Session {
         loop {
             self.meter.update(&self.conn);
             let now = self.clock.now();
-            if self
-                .stop
-                .as_mut()
-                .is_some_and(|stop| stop.as_mut().poll(cx).is_ready())
+            if let Some(Poll::Ready(grace)) = self.stop.as_mut().map(|stop| stop.as_mut().poll(cx))
             {
                 self.stop = None;
-                self.conn.shutdown(now);
+                self.conn.shutdown_within(now, grace);
             }
             let conn = &mut self.conn;
             let io = Pin::new(&mut self.io);

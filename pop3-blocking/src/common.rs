@@ -448,7 +448,8 @@ impl Gate {
     }
 
     /// Puts `limits` in force for the sessions that start from now on (a
-    /// reload): sessions in progress keep the limits they started with.
+    /// reload): sessions in progress keep the limits they started with,
+    /// but for the shutdown grace, which the next shutdown gives them all.
     ///
     /// ```
     /// use std::time::Duration;
@@ -467,6 +468,12 @@ impl Gate {
     /// The session limits in force.
     pub fn limits(&self) -> SessionLimits {
         *self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shutdown grace in force: that of the [`SessionLimits`], else
+    /// `own` (the server's).
+    pub fn shutdown_grace(&self, own: Duration) -> Duration {
+        self.limits().shutdown_grace.unwrap_or(own)
     }
 
     /// Counts a connection from `peer` until the [`Pass`] is dropped, or
@@ -556,7 +563,8 @@ pub struct SessionLimits {
     pub write_stall_timeout: Option<Duration>,
     /// [`ServerOptions::tls_handshake_timeout`].
     pub tls_handshake_timeout: Option<Duration>,
-    /// [`ServerOptions::shutdown_grace`].
+    /// [`ServerOptions::shutdown_grace`]: the one in force when a shutdown
+    /// begins applies to every session, whenever it started.
     pub shutdown_grace: Option<Duration>,
     /// [`ServerOptions::store_timeout`].
     pub store_timeout: Option<Duration>,
@@ -646,6 +654,12 @@ impl SessionSettings {
     /// protocol policy).
     pub fn built_options(&self) -> &ServerOptions {
         &self.options
+    }
+
+    /// The shutdown grace in force now: `gate`'s, else the server's own.
+    /// A shutdown gives every session this grace, whenever it started.
+    pub fn shutdown_grace(&self, gate: &Gate) -> Duration {
+        gate.shutdown_grace(self.options.shutdown_grace)
     }
 
     /// The protocol configuration and connection options a session

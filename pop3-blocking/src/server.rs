@@ -516,14 +516,17 @@ where
         loop {
             // Logins and octets sent are counted as they happen.
             meter.update(&conn);
+            // The grace in force now (a reload may have changed it since
+            // the session started).
+            let grace = inner.settings.shutdown_grace(&self.gate);
             if let Some(&at) = inner.stop.get().filter(|_| !told) {
-                conn.shutdown(clock.at(at));
+                conn.shutdown_within(clock.at(at), grace);
                 told = true;
             }
             let now = clock.now();
             // Never longer than the grace, so that a shutdown is seen in time.
             // A quarter of the grace: a session not logged in is told in time.
-            let mut wait = (options.shutdown_grace / 4).max(LEAST_WAKE);
+            let mut wait = (grace / 4).max(LEAST_WAKE);
             if let Some(deadline) = conn.poll_timeout() {
                 wait = wait.min(clock.left(deadline));
             }

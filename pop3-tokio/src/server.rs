@@ -428,6 +428,10 @@ where
         let epoch = TokioInstant::now();
         let machine = Server::new(config, pop3_proto::time::Instant::ZERO, ctx);
         let mut shutdown = self.inner.shutdown.subscribe();
+        let (gate, own_grace) = (
+            self.gate.clone(),
+            self.inner.settings.built_options().shutdown_grace,
+        );
         let mut session = Session {
             conn: Connection::new(machine, &options),
             io,
@@ -440,6 +444,8 @@ where
             timer: Box::pin(tokio::time::sleep_until(epoch)),
             stop: Some(Box::pin(async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
+                // The grace in force when the shutdown began.
+                gate.shutdown_grace(own_grace)
             })),
         };
         let mut driver = StoreDriver::new(self.inner.store.clone());
@@ -502,8 +508,9 @@ struct Session {
     handshake_timeout: Duration,
     epoch: TokioInstant,
     timer: Pin<Box<Sleep>>,
-    /// Resolves when the server shuts down; taken once it has.
-    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Resolves, to the shutdown grace in force then, when the server shuts
+    /// down; taken once it has.
+    stop: Option<Pin<Box<dyn Future<Output = Duration> + Send>>>,
 }
 
 impl Session {
@@ -518,13 +525,10 @@ impl Session {
         loop {
             self.meter.update(&self.conn);
             let now = self.now();
-            if self
-                .stop
-                .as_mut()
-                .is_some_and(|stop| stop.as_mut().poll(cx).is_ready())
+            if let Some(Poll::Ready(grace)) = self.stop.as_mut().map(|stop| stop.as_mut().poll(cx))
             {
                 self.stop = None;
-                self.conn.shutdown(now);
+                self.conn.shutdown_within(now, grace);
             }
             let conn = &mut self.conn;
             let io = Pin::new(&mut self.io);

@@ -1896,6 +1896,33 @@ pub fn changed_limits_apply_to_the_next_session_not_the_current_one<S: Runtime>(
     (w.served.wait_idle)();
 }
 
+/// A shutdown grace changed while serving (what a reload does) is the one
+/// the next shutdown gives every session, one that started before the
+/// change included: a logged-in session is cut after the new, short grace,
+/// not the long one it started with.
+pub fn a_changed_shutdown_grace_applies_to_the_next_shutdown<S: Runtime>() {
+    let mut options = ServerOptions::default();
+    options.shutdown_grace = Duration::from_secs(600);
+    let gate = Caps::new(&options);
+    let extras = Extras {
+        gate: Some(gate.clone()),
+        ..Extras::default()
+    };
+    let w = world_with::<S>(&messages(), options, extras);
+    let mut before = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(before.line().starts_with("+OK"));
+    let mut limits = SessionLimits::default();
+    limits.shutdown_grace = Some(Duration::from_secs(1));
+    gate.set_limits(limits);
+    assert!(before.send("USER alice").starts_with("+OK"));
+    assert!(before.send("PASS secret").starts_with("+OK"));
+    (w.served.shutdown)();
+    // Cut without a word at the end of the new grace (the Wire's read
+    // timeout, 30 s, is far below the grace the session started with).
+    assert_eq!(before.line(), "", "cut at the end of the new grace");
+    (w.served.wait_idle)();
+}
+
 /// One server, two kinds of listener: the plain one greets a client at
 /// once, the one that expects the PROXY protocol closes a connection
 /// without a header unanswered and serves one with a header.
@@ -2032,6 +2059,10 @@ macro_rules! runtime_suite {
             #[test]
             fn changed_limits_apply_to_the_next_session_not_the_current_one() {
                 suite::changed_limits_apply_to_the_next_session_not_the_current_one::<$s>();
+            }
+            #[test]
+            fn a_changed_shutdown_grace_applies_to_the_next_shutdown() {
+                suite::a_changed_shutdown_grace_applies_to_the_next_shutdown::<$s>();
             }
             #[test]
             fn a_proxy_listener_beside_a_plain_one() {

@@ -955,7 +955,7 @@ impl Reloader {
             .map(|(key, now, _)| format!("limits.{key} = {}s", now.unwrap_or_default().as_secs()))
             .collect::<Vec<_>>();
             tracing::info!(
-                "reload: {} for the sessions that start from now on; sessions in progress keep theirs",
+                "reload: {} from now on; sessions in progress keep their timeouts",
                 changed.join(", ")
             );
         }

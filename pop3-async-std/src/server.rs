@@ -40,8 +40,8 @@ use futures_lite::future::or;
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Admitted, Gate, Pass, ProxyPreface, admit_accepted, admit_proxied,
-    connection_context, is_transient_accept_error, send_refusal,
+    ACCEPT_BACKOFF, Admitted, Gate, Pass, ProxyPreface, SessionSettings, admit_accepted,
+    admit_proxied, connection_context, is_transient_accept_error, send_refusal,
 };
 use pop3_proto::proxy::ProxyPolicy;
 use pop3_proto::server::{Connection, Server, ServerConfig, StoreDriver, StoreRequest, Want};
@@ -122,11 +122,11 @@ impl Drop for Slot {
 
 struct Inner<S> {
     store: Arc<S>,
-    config: Arc<ServerConfig>,
+    /// The configuration and options, under the gate's limits per session.
+    settings: SessionSettings,
     tls: Option<TlsAcceptor>,
     /// The generator of the sessions' randomness: the TLS configuration's.
     random: &'static dyn SecureRandom,
-    options: ServerOptions,
     life: Arc<Lifecycle>,
 }
 
@@ -225,10 +225,9 @@ where
         Pop3Server {
             inner: Arc::new(Inner {
                 store,
-                config,
+                settings: SessionSettings::new(config, options),
                 random: secure_random(tls.as_deref().map(|c| &**c.crypto_provider())),
                 tls: tls.map(TlsAcceptor::from),
-                options,
                 life,
             }),
             gate,
@@ -237,9 +236,11 @@ where
     }
 
     /// Counts this server's connections under `gate`'s caps instead of
-    /// caps of its own (those of [`ServerOptions`]): caps that can be
-    /// changed while serving ([`Gate::set_caps`], what a reload does), or
-    /// shared with other servers. Clones made afterwards share it.
+    /// caps of its own (those of [`ServerOptions`]), and starts each
+    /// session with the time limits `gate` holds then
+    /// ([`Gate::set_limits`], over the server's own): caps and limits that
+    /// can be changed while serving (what a reload does), or shared with
+    /// other servers. Clones made afterwards share it.
     ///
     /// ```
     /// use pop3_blocking::common::{Gate, ServerOptions};
@@ -310,7 +311,7 @@ where
     /// [`ServerOptions::proxy_protocol`] is set
     /// ([`serve_proxied`](Self::serve_proxied) decides per listener).
     pub async fn serve(&self, listener: Async<TcpListener>, security: Security) -> io::Result<()> {
-        let policy = self.inner.options.proxy_protocol.clone();
+        let policy = self.inner.settings.built_options().proxy_protocol.clone();
         self.serve_proxied(listener, security, policy).await
     }
 
@@ -475,7 +476,7 @@ where
                 tracing::info!(%peer, "connection refused: {refusal}");
                 self.metrics.refused(refusal);
                 let mut stream = stream;
-                let stall = self.inner.options.write_stall_timeout;
+                let stall = self.inner.settings.start(&self.gate).1.write_stall_timeout;
                 let _ = timeout(stall, async {
                     futures_lite::AsyncWriteExt::write_all(&mut stream, refusal.reply()).await?;
                     futures_lite::AsyncWriteExt::close(&mut stream).await
@@ -492,7 +493,9 @@ where
     }
 
     async fn connection(&self, stream: Stream, peer: Option<SocketAddr>, security: Security) {
-        let options = &self.inner.options;
+        // The limits in force now, kept for the whole session.
+        let (config, options) = self.inner.settings.start(&self.gate);
+        let options = &*options;
         let mut tls_info = pop3_proto::server::TlsInfo::default();
         let io = if security == Security::ImplicitTls {
             let accepted = match self.inner.tls.clone() {
@@ -528,8 +531,12 @@ where
             }
         };
         let clock = Clock::new(Instant::now());
-        let machine = Server::new(self.inner.config.clone(), clock.now(), ctx);
+        let machine = Server::new(config, clock.now(), ctx);
         let life = self.inner.life.clone();
+        let (gate, own_grace) = (
+            self.gate.clone(),
+            self.inner.settings.built_options().shutdown_grace,
+        );
         let mut session = Session {
             conn: Connection::new(machine, options),
             io,
@@ -539,7 +546,11 @@ where
             handshake: None,
             handshake_timeout: options.tls_handshake_timeout,
             clock,
-            stop: Some(Box::pin(async move { life.stopped().await })),
+            stop: Some(Box::pin(async move {
+                life.stopped().await;
+                // The grace in force when the shutdown began.
+                gate.shutdown_grace(own_grace)
+            })),
         };
         let mut driver = StoreDriver::new(self.inner.store.clone());
         loop {
@@ -607,8 +618,9 @@ struct Session {
     handshake: Option<Handshake>,
     handshake_timeout: Duration,
     clock: Clock,
-    /// Resolves when the server shuts down; taken once it has.
-    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Resolves, to the shutdown grace in force then, when the server shuts
+    /// down; taken once it has.
+    stop: Option<Pin<Box<dyn Future<Output = Duration> + Send>>>,
 }
 
 impl Session {
@@ -618,13 +630,10 @@ impl Session {
         loop {
             self.meter.update(&self.conn);
             let now = self.clock.now();
-            if self
-                .stop
-                .as_mut()
-                .is_some_and(|stop| stop.as_mut().poll(cx).is_ready())
+            if let Some(Poll::Ready(grace)) = self.stop.as_mut().map(|stop| stop.as_mut().poll(cx))
             {
                 self.stop = None;
-                self.conn.shutdown(now);
+                self.conn.shutdown_within(now, grace);
             }
             let conn = &mut self.conn;
             let io = Pin::new(&mut self.io);

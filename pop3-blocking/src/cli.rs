@@ -313,8 +313,8 @@ pub struct ServerSetup {
     pub certificates: Vec<CertificatePair>,
     /// The connection settings (caps, timeouts).
     pub options: ServerOptions,
-    /// The connection caps, which a reload changes (hand it to the
-    /// server's `with_gate`).
+    /// The connection caps and the sessions' time limits, which a reload
+    /// changes (hand it to the server's `with_gate`).
     pub gate: crate::common::Gate,
     /// The PROXY protocol's trusted networks, when configured.
     pub proxy_protocol: Option<ProxyProtocolSettings>,
@@ -697,6 +697,29 @@ impl Settings {
         options
     }
 
+    /// The sessions' time limits, every one set (a reload puts them in
+    /// force as a whole).
+    fn session_limits(&self) -> crate::common::SessionLimits {
+        let options = self.options();
+        let secs = |s: Option<u64>, default: std::time::Duration| {
+            Some(s.map_or(default, std::time::Duration::from_secs))
+        };
+        let config = ServerConfig::default();
+        let mut limits = crate::common::SessionLimits::default();
+        limits.login_timeout = secs(
+            self.limits.login_timeout,
+            pop3_proto::server::DEFAULT_LOGIN_TIMEOUT,
+        );
+        // Clamped as the configuration clamps it.
+        limits.autologout = secs(self.limits.autologout, config.get_autologout())
+            .map(|t| t.max(pop3_proto::server::MIN_AUTOLOGOUT));
+        limits.write_stall_timeout = Some(options.write_stall_timeout);
+        limits.tls_handshake_timeout = Some(options.tls_handshake_timeout);
+        limits.shutdown_grace = Some(options.shutdown_grace);
+        limits.store_timeout = Some(options.store_timeout);
+        limits
+    }
+
     /// The passwd-file, checked: every entry usable (locked ones, warned
     /// about, excepted), at least one user.
     fn load_users(&self, secret: &DeploymentSecret) -> Result<Option<PasswdFile>, BoxError> {
@@ -793,7 +816,7 @@ struct Reloader {
     users: Option<SharedPasswd>,
     /// The service user root was dropped for.
     serving_as: Option<String>,
-    /// The connection caps in force.
+    /// The connection caps and session limits in force.
     gate: crate::common::Gate,
 }
 
@@ -834,7 +857,7 @@ impl Reloader {
             v.as_ref().map(|s| s.value.clone())
         }
         let (l, o) = (&new.limits, &old.limits);
-        let restart_only: [(&str, bool); 22] = [
+        let restart_only: [(&str, bool); 16] = [
             ("listen", values(&new.listen) != values(&old.listen)),
             (
                 "tls_listen",
@@ -861,21 +884,6 @@ impl Reloader {
                 "previous_uidl_format",
                 new.previous_uidl_format.value != old.previous_uidl_format.value,
             ),
-            ("limits.login_timeout", l.login_timeout != o.login_timeout),
-            ("limits.autologout", l.autologout != o.autologout),
-            (
-                "limits.write_stall_timeout",
-                l.write_stall_timeout != o.write_stall_timeout,
-            ),
-            (
-                "limits.tls_handshake_timeout",
-                l.tls_handshake_timeout != o.tls_handshake_timeout,
-            ),
-            (
-                "limits.shutdown_grace",
-                l.shutdown_grace != o.shutdown_grace,
-            ),
-            ("limits.store_timeout", l.store_timeout != o.store_timeout),
             ("login_delay", new.login_delay != old.login_delay),
             ("expire", new.expire != old.expire),
             ("proxy_protocol", new.proxy_protocol != old.proxy_protocol),
@@ -915,6 +923,40 @@ impl Reloader {
                 "reload: limits.max_connections = {}, limits.max_connections_per_address = {} from now on; open sessions go on",
                 options.max_connections,
                 options.max_connections_per_address
+            );
+        }
+        let limits = new.session_limits();
+        let before = old.session_limits();
+        if limits != before {
+            // Sessions in progress keep the limits they started with.
+            self.gate.set_limits(limits);
+            let changed = [
+                ("login_timeout", limits.login_timeout, before.login_timeout),
+                ("autologout", limits.autologout, before.autologout),
+                (
+                    "write_stall_timeout",
+                    limits.write_stall_timeout,
+                    before.write_stall_timeout,
+                ),
+                (
+                    "tls_handshake_timeout",
+                    limits.tls_handshake_timeout,
+                    before.tls_handshake_timeout,
+                ),
+                (
+                    "shutdown_grace",
+                    limits.shutdown_grace,
+                    before.shutdown_grace,
+                ),
+                ("store_timeout", limits.store_timeout, before.store_timeout),
+            ]
+            .into_iter()
+            .filter(|(_, now, was)| now != was)
+            .map(|(key, now, _)| format!("limits.{key} = {}s", now.unwrap_or_default().as_secs()))
+            .collect::<Vec<_>>();
+            tracing::info!(
+                "reload: {} from now on; sessions in progress keep their timeouts",
+                changed.join(", ")
             );
         }
         if let (Some(shared), Some(u)) = (&self.users, users) {

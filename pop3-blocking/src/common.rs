@@ -42,7 +42,7 @@ use pop3_proto::fetch::{
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use pop3_proto::server::ServerOptions;
 #[cfg(feature = "server")]
-use pop3_proto::server::{AddressKey, Admission, ConnectionContext, Refusal};
+use pop3_proto::server::{AddressKey, Admission, ConnectionContext, Refusal, ServerConfig};
 #[cfg(feature = "fetch")]
 use pop3_proto::url::{AuthMethod, PopUrl};
 #[cfg(feature = "client")]
@@ -426,14 +426,54 @@ pub fn connection_context(
 /// drop(pass); // the session ended
 /// assert!(gate.admit("127.0.0.2".parse().unwrap()).is_ok());
 /// ```
+///
+/// It also holds the [`SessionLimits`] the sessions to come start with
+/// ([`Gate::set_limits`]): a server given the gate (its `with_gate`) reads
+/// them as it starts each session.
 #[derive(Debug, Clone)]
-pub struct Gate(Arc<Mutex<Admission>>);
+pub struct Gate {
+    admission: Arc<Mutex<Admission>>,
+    limits: Arc<Mutex<SessionLimits>>,
+}
 
 #[cfg(feature = "server")]
 impl Gate {
-    /// The caps of `options`.
+    /// The caps of `options`; no [`SessionLimits`] (each server's own
+    /// options and configuration apply).
     pub fn new(options: &ServerOptions) -> Gate {
-        Gate(Arc::new(Mutex::new(Admission::new(options))))
+        Gate {
+            admission: Arc::new(Mutex::new(Admission::new(options))),
+            limits: Arc::default(),
+        }
+    }
+
+    /// Puts `limits` in force for the sessions that start from now on (a
+    /// reload): sessions in progress keep the limits they started with,
+    /// but for the shutdown grace, which the next shutdown gives them all.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pop3_blocking::common::{Gate, ServerOptions, SessionLimits};
+    ///
+    /// let gate = Gate::new(&ServerOptions::default());
+    /// let mut limits = SessionLimits::default();
+    /// limits.login_timeout = Some(Duration::from_secs(30));
+    /// gate.set_limits(limits);
+    /// assert_eq!(gate.limits(), limits);
+    /// ```
+    pub fn set_limits(&self, limits: SessionLimits) {
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+    }
+
+    /// The session limits in force.
+    pub fn limits(&self) -> SessionLimits {
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shutdown grace in force: that of the [`SessionLimits`], else
+    /// `own` (the server's).
+    pub fn shutdown_grace(&self, own: Duration) -> Duration {
+        self.limits().shutdown_grace.unwrap_or(own)
     }
 
     /// Counts a connection from `peer` until the [`Pass`] is dropped, or
@@ -441,7 +481,7 @@ impl Gate {
     pub fn admit(&self, peer: IpAddr) -> Result<Pass, Refusal> {
         let key = self.lock().admit(peer)?;
         Ok(Pass {
-            gate: self.0.clone(),
+            gate: self.admission.clone(),
             key,
         })
     }
@@ -481,12 +521,164 @@ impl Gate {
     pub fn reserve(&self) -> Result<Reservation, Refusal> {
         self.lock().admit_unaddressed()?;
         Ok(Reservation {
-            gate: Some(self.0.clone()),
+            gate: Some(self.admission.clone()),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.admission
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// The time limits a session starts with, as a reload changes them
+/// ([`Gate::set_limits`]): each one set replaces the server's own (from
+/// its [`ServerOptions`] or its protocol configuration) for the sessions
+/// that start afterwards; `None` leaves the server's own.
+///
+/// ```
+/// use std::time::Duration;
+/// use pop3_blocking::common::{ServerOptions, SessionLimits};
+///
+/// let mut limits = SessionLimits::default();
+/// limits.store_timeout = Some(Duration::from_secs(10));
+/// let options = limits.options(&ServerOptions::default());
+/// assert_eq!(options.store_timeout, Duration::from_secs(10));
+/// assert_eq!(options.write_stall_timeout, ServerOptions::default().write_stall_timeout);
+/// ```
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionLimits {
+    /// The protocol configuration's
+    /// [`login_timeout`](pop3_proto::server::ServerConfig::login_timeout).
+    pub login_timeout: Option<Duration>,
+    /// The protocol configuration's
+    /// [`autologout`](pop3_proto::server::ServerConfig::autologout)
+    /// (at least 10 minutes, as there).
+    pub autologout: Option<Duration>,
+    /// [`ServerOptions::write_stall_timeout`].
+    pub write_stall_timeout: Option<Duration>,
+    /// [`ServerOptions::tls_handshake_timeout`].
+    pub tls_handshake_timeout: Option<Duration>,
+    /// [`ServerOptions::shutdown_grace`]: the one in force when a shutdown
+    /// begins applies to every session, whenever it started.
+    pub shutdown_grace: Option<Duration>,
+    /// [`ServerOptions::store_timeout`].
+    pub store_timeout: Option<Duration>,
+}
+
+#[cfg(feature = "server")]
+impl SessionLimits {
+    /// `base` with the limits set here.
+    pub fn options(&self, base: &ServerOptions) -> ServerOptions {
+        let mut options = base.clone();
+        let set = |value: &mut Duration, limit: Option<Duration>| {
+            if let Some(limit) = limit {
+                *value = limit;
+            }
+        };
+        set(&mut options.write_stall_timeout, self.write_stall_timeout);
+        set(
+            &mut options.tls_handshake_timeout,
+            self.tls_handshake_timeout,
+        );
+        set(&mut options.shutdown_grace, self.shutdown_grace);
+        set(&mut options.store_timeout, self.store_timeout);
+        options
+    }
+
+    /// `base` with the limits set here.
+    pub fn config(&self, base: &ServerConfig) -> ServerConfig {
+        let mut config = base.clone();
+        if let Some(timeout) = self.login_timeout {
+            config = config.login_timeout(timeout);
+        }
+        if let Some(timeout) = self.autologout {
+            config = config.autologout(timeout);
+        }
+        config
+    }
+}
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+/// A server's protocol configuration and connection options as its
+/// sessions start with them: those it was built with, under the
+/// [`SessionLimits`] of its [`Gate`] in force when each session starts.
+/// Every adapter asks it for each new session ([`SessionSettings::start`]);
+/// the settings made for the last limits seen are kept, so sessions share
+/// them until the limits change again.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use pop3_blocking::common::{Gate, ServerOptions, SessionLimits, SessionSettings};
+/// use pop3_proto::server::ServerConfig;
+///
+/// let options = ServerOptions::default();
+/// let (gate, settings) = (Gate::new(&options), SessionSettings::new(Arc::new(ServerConfig::default()), options));
+/// let (_, before) = settings.start(&gate);
+/// let mut limits = SessionLimits::default();
+/// limits.write_stall_timeout = Some(Duration::from_secs(5));
+/// gate.set_limits(limits);
+/// let (_, after) = settings.start(&gate);
+/// assert_eq!(after.write_stall_timeout, Duration::from_secs(5));
+/// assert_eq!(before.write_stall_timeout, ServerOptions::default().write_stall_timeout);
+/// ```
+#[derive(Debug)]
+pub struct SessionSettings {
+    config: Arc<ServerConfig>,
+    options: ServerOptions,
+    /// The last limits seen and the settings made of them.
+    made: Mutex<Option<Made>>,
+}
+
+#[cfg(feature = "server")]
+type Made = (SessionLimits, Arc<ServerConfig>, Arc<ServerOptions>);
+
+#[cfg(feature = "server")]
+impl SessionSettings {
+    /// The settings a server was built with.
+    pub fn new(config: Arc<ServerConfig>, options: ServerOptions) -> SessionSettings {
+        SessionSettings {
+            config,
+            options,
+            made: Mutex::new(None),
+        }
+    }
+
+    /// The connection options the server was built with (its PROXY
+    /// protocol policy).
+    pub fn built_options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// The shutdown grace in force now: `gate`'s, else the server's own.
+    /// A shutdown gives every session this grace, whenever it started.
+    pub fn shutdown_grace(&self, gate: &Gate) -> Duration {
+        gate.shutdown_grace(self.options.shutdown_grace)
+    }
+
+    /// The protocol configuration and connection options a session
+    /// starting now runs with: the server's, under `gate`'s limits.
+    pub fn start(&self, gate: &Gate) -> (Arc<ServerConfig>, Arc<ServerOptions>) {
+        let limits = gate.limits();
+        let mut made = self.made.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*made {
+            Some((seen, config, options)) if *seen == limits => (config.clone(), options.clone()),
+            _ => {
+                let config = match (limits.login_timeout, limits.autologout) {
+                    (None, None) => self.config.clone(),
+                    _ => Arc::new(limits.config(&self.config)),
+                };
+                let options = Arc::new(limits.options(&self.options));
+                *made = Some((limits, config.clone(), options.clone()));
+                (config, options)
+            }
+        }
     }
 }
 

@@ -73,8 +73,8 @@ use pop3_proto::server::{Connection, Refusal, Server, ServerConfig, StoreDriver,
 use pop3_proto::store::Store;
 
 use crate::common::{
-    ACCEPT_BACKOFF, Admitted, Gate, Pass, admit_accepted, admit_proxied, connection_context,
-    is_transient_accept_error, read_proxy_header, send_refusal,
+    ACCEPT_BACKOFF, Admitted, Gate, Pass, SessionSettings, admit_accepted, admit_proxied,
+    connection_context, is_transient_accept_error, read_proxy_header, send_refusal,
 };
 use crate::io::{Clock, Socket, Stream, Transport};
 use crate::metrics::{Metrics, SessionMeter};
@@ -96,9 +96,9 @@ struct State {
 
 struct Inner<S> {
     store: Arc<S>,
-    config: Arc<ServerConfig>,
+    /// The configuration and options, under the gate's limits per session.
+    settings: SessionSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
-    options: ServerOptions,
     state: Mutex<State>,
     /// Signalled when a session ends and at shutdown.
     changed: Condvar,
@@ -213,9 +213,8 @@ where
         Pop3Server {
             inner: Arc::new(Inner {
                 store,
-                config,
+                settings: SessionSettings::new(config, options),
                 tls,
-                options,
                 state: Mutex::default(),
                 changed: Condvar::new(),
                 stop: OnceLock::new(),
@@ -226,9 +225,11 @@ where
     }
 
     /// Counts this server's connections under `gate`'s caps instead of
-    /// caps of its own (those of [`ServerOptions`]): caps that can be
-    /// changed while serving ([`Gate::set_caps`], what a reload does), or
-    /// shared with other servers. Clones made afterwards share it.
+    /// caps of its own (those of [`ServerOptions`]), and starts each
+    /// session with the time limits `gate` holds then
+    /// ([`Gate::set_limits`], over the server's own): caps and limits that
+    /// can be changed while serving (what a reload does), or shared with
+    /// other servers. Clones made afterwards share it.
     ///
     /// ```
     /// use pop3_blocking::common::{Gate, ServerOptions};
@@ -311,7 +312,7 @@ where
     /// [`ServerOptions::proxy_protocol`] is set
     /// ([`serve_proxied`](Self::serve_proxied) decides per listener).
     pub fn serve(&self, listener: TcpListener, security: Security) -> io::Result<()> {
-        let policy = self.inner.options.proxy_protocol.clone();
+        let policy = self.inner.settings.built_options().proxy_protocol.clone();
         self.serve_proxied(listener, security, policy)
     }
 
@@ -454,7 +455,8 @@ where
                 tracing::info!(%peer, "connection refused: {refusal}");
                 self.metrics.refused(refusal);
                 let mut stream = stream;
-                let _ = stream.set_timeout(Some(self.inner.options.write_stall_timeout));
+                let (_, options) = self.inner.settings.start(&self.gate);
+                let _ = stream.set_timeout(Some(options.write_stall_timeout));
                 let _ = stream.write_all(refusal.reply());
                 let _ = stream.shutdown_write();
             }
@@ -478,7 +480,9 @@ where
 
     fn session(&self, stream: Socket, peer: SocketAddr, security: Security) {
         let inner = &*self.inner;
-        let options = &inner.options;
+        // The limits in force now, kept for the whole session.
+        let (config, options) = inner.settings.start(&self.gate);
+        let options = &*options;
         let mut io = Stream::Plain(stream);
         if security == Security::ImplicitTls {
             let accepted = accept_tls(&mut io, inner.tls.as_ref(), options.tls_handshake_timeout);
@@ -502,7 +506,7 @@ where
             }
         };
         let clock = Clock::start();
-        let machine = Server::new(inner.config.clone(), clock.now(), ctx);
+        let machine = Server::new(config, clock.now(), ctx);
         let mut conn = Connection::new(machine, options);
         let mut meter = SessionMeter::start(self.metrics.clone());
         let mut driver = StoreDriver::new(inner.store.clone());
@@ -512,14 +516,17 @@ where
         loop {
             // Logins and octets sent are counted as they happen.
             meter.update(&conn);
+            // The grace in force now (a reload may have changed it since
+            // the session started).
+            let grace = inner.settings.shutdown_grace(&self.gate);
             if let Some(&at) = inner.stop.get().filter(|_| !told) {
-                conn.shutdown(clock.at(at));
+                conn.shutdown_within(clock.at(at), grace);
                 told = true;
             }
             let now = clock.now();
             // Never longer than the grace, so that a shutdown is seen in time.
             // A quarter of the grace: a session not logged in is told in time.
-            let mut wait = (options.shutdown_grace / 4).max(LEAST_WAKE);
+            let mut wait = (grace / 4).max(LEAST_WAKE);
             if let Some(deadline) = conn.poll_timeout() {
                 wait = wait.min(clock.left(deadline));
             }

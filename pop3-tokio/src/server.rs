@@ -14,8 +14,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pop3_blocking::common::{
-    ACCEPT_BACKOFF, Admitted, Gate, Pass, ProxyPreface, admit_accepted, admit_proxied,
-    connection_context, is_transient_accept_error, send_refusal,
+    ACCEPT_BACKOFF, Admitted, Gate, Pass, ProxyPreface, SessionSettings, admit_accepted,
+    admit_proxied, connection_context, is_transient_accept_error, send_refusal,
 };
 use pop3_blocking::metrics::{Metrics, SessionMeter};
 use pop3_blocking::tls::secure_random;
@@ -37,9 +37,9 @@ pub use pop3_blocking::common::{ServerOptions, ServerSecurity as Security};
 
 struct Inner<S> {
     store: Arc<S>,
-    config: Arc<ServerConfig>,
+    /// The configuration and options, under the gate's limits per session.
+    settings: SessionSettings,
     tls: Option<TlsAcceptor>,
-    options: ServerOptions,
     /// Counts open sessions for `wait_idle` (the caps are the gate's).
     permits: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
@@ -128,10 +128,9 @@ where
         Pop3Server {
             inner: Arc::new(Inner {
                 store,
-                config,
+                settings: SessionSettings::new(config, options),
                 tls: tls.map(TlsAcceptor::from),
                 permits: Arc::new(Semaphore::new(COUNTED_SESSIONS as usize)),
-                options,
                 shutdown,
             }),
             gate,
@@ -140,9 +139,11 @@ where
     }
 
     /// Counts this server's connections under `gate`'s caps instead of
-    /// caps of its own (those of [`ServerOptions`]): caps that can be
-    /// changed while serving ([`Gate::set_caps`], what a reload does), or
-    /// shared with other servers. Clones made afterwards share it.
+    /// caps of its own (those of [`ServerOptions`]), and starts each
+    /// session with the time limits `gate` holds then
+    /// ([`Gate::set_limits`], over the server's own): caps and limits that
+    /// can be changed while serving (what a reload does), or shared with
+    /// other servers. Clones made afterwards share it.
     ///
     /// ```
     /// use pop3_blocking::common::{Gate, ServerOptions};
@@ -207,7 +208,7 @@ where
     /// protocol header when [`ServerOptions::proxy_protocol`] is set
     /// ([`serve_proxied`](Self::serve_proxied) decides per listener).
     pub async fn serve(&self, listener: TcpListener, security: Security) -> io::Result<()> {
-        let policy = self.inner.options.proxy_protocol.clone();
+        let policy = self.inner.settings.built_options().proxy_protocol.clone();
         self.serve_proxied(listener, security, policy).await
     }
 
@@ -359,7 +360,7 @@ where
                 tracing::info!(%peer, "connection refused: {refusal}");
                 self.metrics.refused(refusal);
                 let mut stream = stream;
-                let stall = self.inner.options.write_stall_timeout;
+                let stall = self.inner.settings.start(&self.gate).1.write_stall_timeout;
                 let _ = tokio::time::timeout(stall, async {
                     stream.write_all(refusal.reply()).await?;
                     stream.shutdown().await
@@ -381,17 +382,20 @@ where
     }
 
     async fn connection(&self, stream: Stream, peer: SocketAddr, security: Security) {
+        // The limits in force now, kept for the whole session.
+        let (config, options) = self.inner.settings.start(&self.gate);
         let mut io = Conn::Plain(stream);
         let mut tls_info = pop3_proto::server::TlsInfo::default();
         if security == Security::ImplicitTls {
             let accepted = match (self.inner.tls.clone(), io.take_plain()) {
-                (Some(acceptor), Ok(tcp)) => tokio::time::timeout(
-                    self.inner.options.tls_handshake_timeout,
-                    acceptor.accept(tcp),
-                )
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
-                .and_then(|r| r),
+                (Some(acceptor), Ok(tcp)) => {
+                    tokio::time::timeout(options.tls_handshake_timeout, acceptor.accept(tcp))
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                        })
+                        .and_then(|r| r)
+                }
                 (None, _) => Err(io::Error::other("no TLS configuration")),
                 (_, Err(e)) => Err(e),
             };
@@ -422,24 +426,26 @@ where
             }
         };
         let epoch = TokioInstant::now();
-        let machine = Server::new(
-            self.inner.config.clone(),
-            pop3_proto::time::Instant::ZERO,
-            ctx,
-        );
+        let machine = Server::new(config, pop3_proto::time::Instant::ZERO, ctx);
         let mut shutdown = self.inner.shutdown.subscribe();
+        let (gate, own_grace) = (
+            self.gate.clone(),
+            self.inner.settings.built_options().shutdown_grace,
+        );
         let mut session = Session {
-            conn: Connection::new(machine, &self.inner.options),
+            conn: Connection::new(machine, &options),
             io,
             acceptor: self.inner.tls.clone(),
             metrics: self.metrics.clone(),
             meter: SessionMeter::start(self.metrics.clone()),
             handshake: None,
-            handshake_timeout: self.inner.options.tls_handshake_timeout,
+            handshake_timeout: options.tls_handshake_timeout,
             epoch,
             timer: Box::pin(tokio::time::sleep_until(epoch)),
             stop: Some(Box::pin(async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
+                // The grace in force when the shutdown began.
+                gate.shutdown_grace(own_grace)
             })),
         };
         let mut driver = StoreDriver::new(self.inner.store.clone());
@@ -463,7 +469,7 @@ where
                 }
                 Step::Close { graceful } => {
                     if graceful {
-                        let stall = self.inner.options.write_stall_timeout;
+                        let stall = options.write_stall_timeout;
                         let _ = tokio::time::timeout(stall, session.io.shutdown()).await;
                     }
                     break;
@@ -502,8 +508,9 @@ struct Session {
     handshake_timeout: Duration,
     epoch: TokioInstant,
     timer: Pin<Box<Sleep>>,
-    /// Resolves when the server shuts down; taken once it has.
-    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Resolves, to the shutdown grace in force then, when the server shuts
+    /// down; taken once it has.
+    stop: Option<Pin<Box<dyn Future<Output = Duration> + Send>>>,
 }
 
 impl Session {
@@ -518,13 +525,10 @@ impl Session {
         loop {
             self.meter.update(&self.conn);
             let now = self.now();
-            if self
-                .stop
-                .as_mut()
-                .is_some_and(|stop| stop.as_mut().poll(cx).is_ready())
+            if let Some(Poll::Ready(grace)) = self.stop.as_mut().map(|stop| stop.as_mut().poll(cx))
             {
                 self.stop = None;
-                self.conn.shutdown(now);
+                self.conn.shutdown_within(now, grace);
             }
             let conn = &mut self.conn;
             let io = Pin::new(&mut self.io);

@@ -3,8 +3,9 @@
 //! exits 0 and removes the demo CA file; SIGHUP reloads the users without
 //! dropping a session, and a reload that fails keeps the users in force;
 //! SIGHUP lowers the connection cap (new connections refused, open sessions
-//! go on) and a failed reload keeps it; a PROXY protocol listener beside a
-//! plain one in the same server.
+//! go on) and a failed reload keeps it; SIGHUP lowers the login timeout
+//! for the sessions that start afterwards, not for those already open; a
+//! PROXY protocol listener beside a plain one in the same server.
 #![cfg(unix)]
 
 mod peer_examples;
@@ -265,11 +266,8 @@ fn sighup_lowers_the_connection_cap_keeping_open_sessions_and_a_bad_reload_keeps
         // Two sessions open, the cap lowered to one.
         with_limits("max_connections = 1\nlogin_timeout = 40");
         signal(&server, "HUP");
-        log_line(
-            &mut server,
-            "the change to limits.login_timeout takes effect at the next start",
-        );
         log_line(&mut server, "limits.max_connections = 1,");
+        log_line(&mut server, "limits.login_timeout = 40s");
         log_line(&mut server, "reloaded the configuration");
         let refused = all_from(server.port);
         assert!(refused.starts_with(full), "{example}: {refused:?}");
@@ -296,6 +294,52 @@ fn sighup_lowers_the_connection_cap_keeping_open_sessions_and_a_bad_reload_keeps
         let mut admitted = Session::open(server.port);
         assert!(admitted.cmd("QUIT").starts_with("+OK"), "{example}");
         assert!(kept.cmd("QUIT").starts_with("+OK"), "{example}");
+        signal(&server, "TERM");
+        assert_eq!(wait_exit(&mut server), 0, "{example}");
+    }
+}
+
+#[test]
+fn sighup_lowers_the_login_timeout_for_new_sessions_and_open_ones_keep_theirs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("mail");
+    std::fs::create_dir(&root).expect("root");
+    let users = dir.path().join("passwd");
+    std::fs::write(&users, "alice:{PLAIN}one\n").expect("passwd");
+    let config = dir.path().join("pop3d.toml");
+    let with_limits = |limits: &str| {
+        let text = format!(
+            "maildir_root = {root:?}\nusers = {users:?}\nallow_plaintext_auth = true\nallow_root = true\n\n[limits]\n{limits}\n"
+        );
+        std::fs::write(&config, text).expect("config");
+    };
+    for (package, example) in EXAMPLES {
+        with_limits("login_timeout = 120");
+        let mut server = start(
+            package,
+            example,
+            &["--config", config.to_str().expect("utf-8")],
+        );
+        // Opened before the reload, never logged in.
+        let mut before = Session::open(server.port);
+        with_limits("login_timeout = 2");
+        signal(&server, "HUP");
+        let changed = log_line(&mut server, "limits.login_timeout = 2s");
+        assert!(
+            !changed.contains("write_stall_timeout"),
+            "{example}: only what changed is named: {changed}"
+        );
+        log_line(&mut server, "reloaded the configuration");
+        let mut after = Session::open(server.port);
+        let told = after.line();
+        assert_eq!(
+            told, "-ERR Disconnected: no login in time.\r\n",
+            "{example}"
+        );
+        assert!(after.at_end(), "{example}");
+        // Older than the new timeout by now, and still served.
+        assert!(before.login("alice", "one").starts_with("+OK"), "{example}");
+        assert!(before.cmd("QUIT").starts_with("+OK"), "{example}");
         signal(&server, "TERM");
         assert_eq!(wait_exit(&mut server), 0, "{example}");
     }

@@ -441,9 +441,16 @@ impl Connection {
     /// shutdown grace (its QUIT commits as usual), then is cut without
     /// UPDATE.
     pub fn shutdown(&mut self, now: Instant) {
+        self.shutdown_within(now, self.grace);
+    }
+
+    /// [`Connection::shutdown`] with this grace instead of the
+    /// [`ServerOptions::shutdown_grace`] the connection was made with (the
+    /// one in force when the shutdown began, a reload having changed it).
+    pub fn shutdown_within(&mut self, now: Instant, grace: Duration) {
         if !self.shutting_down {
             self.shutting_down = true;
-            self.shutdown_at = Some(now + self.grace);
+            self.shutdown_at = Some(now + grace);
             self.machine.handle_shutdown(now);
         }
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pop3_blocking::common::{ConnectOptions, FetchSettings, Gate as Caps};
+use pop3_blocking::common::{ConnectOptions, FetchSettings, Gate as Caps, SessionLimits};
 use pop3_blocking::metrics::Metrics;
 use pop3_blocking::sink::MaildirSink;
 use pop3_blocking::tls::TlsVerification;
@@ -1867,6 +1867,62 @@ pub fn a_lowered_cap_refuses_new_connections_and_keeps_open_sessions<S: Runtime>
     (w.served.wait_idle)();
 }
 
+/// Session limits changed while serving (what a reload does, through the
+/// gate the server was given): the next session starts with them, and the
+/// session already open keeps the limits it started with.
+pub fn changed_limits_apply_to_the_next_session_not_the_current_one<S: Runtime>() {
+    let options = ServerOptions::default();
+    let gate = Caps::new(&options);
+    let extras = Extras {
+        gate: Some(gate.clone()),
+        ..Extras::default()
+    };
+    // The configuration's login timeout: 3 minutes.
+    let w = world_with::<S>(&messages(), options, extras);
+    let mut before = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(before.line().starts_with("+OK"));
+    let mut limits = SessionLimits::default();
+    limits.login_timeout = Some(Duration::from_secs(1));
+    gate.set_limits(limits);
+    let mut after = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(after.line().starts_with("+OK"));
+    assert_eq!(after.line(), "-ERR Disconnected: no login in time.\r\n");
+    assert_eq!(after.line(), "", "closed at the new login timeout");
+    // Past the new timeout since it started, the first session goes on.
+    assert!(before.send("USER alice").starts_with("+OK"));
+    assert!(before.send("PASS secret").starts_with("+OK"));
+    assert!(before.send("QUIT").starts_with("+OK"));
+    drop((before, after));
+    (w.served.wait_idle)();
+}
+
+/// A shutdown grace changed while serving (what a reload does) is the one
+/// the next shutdown gives every session, one that started before the
+/// change included: a logged-in session is cut after the new, short grace,
+/// not the long one it started with.
+pub fn a_changed_shutdown_grace_applies_to_the_next_shutdown<S: Runtime>() {
+    let mut options = ServerOptions::default();
+    options.shutdown_grace = Duration::from_secs(600);
+    let gate = Caps::new(&options);
+    let extras = Extras {
+        gate: Some(gate.clone()),
+        ..Extras::default()
+    };
+    let w = world_with::<S>(&messages(), options, extras);
+    let mut before = Wire::new(std::net::TcpStream::connect(w.served.plain).unwrap());
+    assert!(before.line().starts_with("+OK"));
+    let mut limits = SessionLimits::default();
+    limits.shutdown_grace = Some(Duration::from_secs(1));
+    gate.set_limits(limits);
+    assert!(before.send("USER alice").starts_with("+OK"));
+    assert!(before.send("PASS secret").starts_with("+OK"));
+    (w.served.shutdown)();
+    // Cut without a word at the end of the new grace (the Wire's read
+    // timeout, 30 s, is far below the grace the session started with).
+    assert_eq!(before.line(), "", "cut at the end of the new grace");
+    (w.served.wait_idle)();
+}
+
 /// One server, two kinds of listener: the plain one greets a client at
 /// once, the one that expects the PROXY protocol closes a connection
 /// without a header unanswered and serves one with a header.
@@ -1999,6 +2055,14 @@ macro_rules! runtime_suite {
             #[test]
             fn a_lowered_cap_refuses_new_connections_and_keeps_open_sessions() {
                 suite::a_lowered_cap_refuses_new_connections_and_keeps_open_sessions::<$s>();
+            }
+            #[test]
+            fn changed_limits_apply_to_the_next_session_not_the_current_one() {
+                suite::changed_limits_apply_to_the_next_session_not_the_current_one::<$s>();
+            }
+            #[test]
+            fn a_changed_shutdown_grace_applies_to_the_next_shutdown() {
+                suite::a_changed_shutdown_grace_applies_to_the_next_shutdown::<$s>();
             }
             #[test]
             fn a_proxy_listener_beside_a_plain_one() {

@@ -10,7 +10,10 @@
 //! account's [`UidJournal`] (kept in a state directory, see
 //! [`default_state_dir`]) before the commit returns. The fetch driver
 //! deletes a message from the server only after that, so save-before-delete
-//! holds for every kind.
+//! holds for every kind. A process killed after the destination took a
+//! message and before the journal's fsync delivers that one message again
+//! on its next run; one killed in the middle of an mbox append leaves that
+//! message cut off at the end of the file (the next run appends it whole).
 //!
 //! A delivery that fails says whether trying again later may help with a
 //! [`DeliveryError`] inside the [`io::Error`]: the run stops, the message

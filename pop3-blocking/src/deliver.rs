@@ -10,7 +10,10 @@
 //! account's [`UidJournal`] (kept in a state directory, see
 //! [`default_state_dir`]) before the commit returns. The fetch driver
 //! deletes a message from the server only after that, so save-before-delete
-//! holds for every kind.
+//! holds for every kind. A process killed after the destination took a
+//! message and before the journal's fsync delivers that one message again
+//! on its next run; one killed in the middle of an mbox append leaves that
+//! message cut off at the end of the file (the next run appends it whole).
 //!
 //! A delivery that fails says whether trying again later may help with a
 //! [`DeliveryError`] inside the [`io::Error`]: the run stops, the message
@@ -295,7 +298,8 @@ fn each_line(
 /// `asctime` form), its lines end in LF, every line matching `>*From ` gets
 /// one more `>` (so a reader removes exactly one), and it is followed by an
 /// empty line. The file is locked with a dot-lock (`FILE.lock`, created
-/// exclusively; one older than five minutes is taken as stale) and a
+/// exclusively, holding `PID HOST`; one older than five minutes, or one of
+/// ours whose process on this host is gone, is taken as stale) and a
 /// POSIX record lock (`fcntl`) on the whole file; the message is written,
 /// the file fsynced, then both locks released. A lock not had within the
 /// lock timeout (default 60 s) is a temporary failure. A write that fails
@@ -340,20 +344,43 @@ impl Mbox {
     /// does not let us (then only the record lock guards the file).
     fn dot_lock(&self, deadline: Instant) -> io::Result<bool> {
         let lock = self.dot_lock_path();
+        // The lock appears with its owner written in it: written to a name
+        // of our own first, then linked (so a kill never leaves an empty
+        // lock whose owner cannot be told).
+        let mut own = lock.as_os_str().to_owned();
+        own.push(format!(".{}", std::process::id()));
+        let own = PathBuf::from(own);
+        let taken = (|| {
+            let mut f = private_file()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&own)?;
+            writeln!(f, "{}", lock_owner(std::process::id()))
+        })();
+        match taken {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let result = self.link_lock(&own, &lock, deadline);
+        let _ = fs::remove_file(&own);
+        result
+    }
+
+    fn link_lock(&self, own: &Path, lock: &Path, deadline: Instant) -> io::Result<bool> {
         loop {
-            match private_file().write(true).create_new(true).open(&lock) {
-                Ok(mut f) => {
-                    let _ = writeln!(f, "{}", std::process::id());
-                    return Ok(true);
-                }
+            match fs::hard_link(own, lock) {
+                Ok(()) => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(&lock)
+                    let stale = fs::metadata(lock)
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age > STALE_DOT_LOCK);
+                        .is_some_and(|age| age > STALE_DOT_LOCK)
+                        || owner_is_gone(lock);
                     if stale {
-                        let _ = fs::remove_file(&lock);
+                        let _ = fs::remove_file(lock);
                         continue;
                     }
                 }
@@ -450,6 +477,56 @@ fn record_lock(file: &File, path: &Path, deadline: Instant) -> io::Result<()> {
 #[cfg(not(unix))]
 fn record_lock(_file: &File, _path: &Path, _deadline: Instant) -> io::Result<()> {
     Ok(())
+}
+
+/// What a dot-lock of ours holds: the process ID and, where the system
+/// tells it, the host name (`PID HOST`).
+fn lock_owner(pid: u32) -> String {
+    match host_name() {
+        Some(host) => format!("{pid} {host}"),
+        None => pid.to_string(),
+    }
+}
+
+/// The host name, on Linux.
+fn host_name() -> Option<String> {
+    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Whether the dot-lock `lock` is one of ours (`PID HOST`) taken on this
+/// host by a process that no longer exists (killed before it could
+/// remove it). Another program's lock, or one from another host, is only
+/// taken as stale by its age.
+#[cfg(unix)]
+fn owner_is_gone(lock: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(lock) else {
+        return false;
+    };
+    let Some(host) = host_name() else {
+        return false;
+    };
+    let mut words = text.split_whitespace();
+    let (Some(pid), Some(their_host), None) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    if their_host != host {
+        return false;
+    }
+    let Some(pid) = pid
+        .parse::<i32>()
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+}
+
+#[cfg(not(unix))]
+fn owner_is_gone(_lock: &Path) -> bool {
+    false
 }
 
 /// Writes one message in mboxrd form (separator line, quoted `From `

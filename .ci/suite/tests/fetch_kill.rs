@@ -6,6 +6,14 @@
 //! The same for every runtime's `fetch --daemon`, killed at seeded
 //! instants across its polls.
 //!
+//! The same for `fetch` into an mbox, an MDA and an LMTP server on every
+//! runtime, with what holds there: every message delivered, nothing
+//! deleted on the server before it is delivered, and per kill at most one
+//! extra copy: the message delivered but not yet in the journal when the
+//! run died, delivered again, or, into an mbox or an MDA that takes the end
+//! of its input as the end of the message, the one being written then, cut
+//! off.
+//!
 //! And every runtime's `fetch` cut off by the network in the middle of a
 //! message, its messages then filed away from `new/` and `cur/` as a mail
 //! reader would, and rerun: every message exactly once.
@@ -88,7 +96,212 @@ fn delivered(maildir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// The invariants that must hold at any instant.
+/// Every file of `dir`, by content (none if it does not exist).
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        // The LMTP server's files being written.
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .map(|path| {
+            let content = std::fs::read(&path).unwrap();
+            (path, content)
+        })
+        .collect()
+}
+
+/// The messages of an mboxrd file: split at its `From ` lines, each
+/// without its separator line and the empty line after it (the test's
+/// messages hold no line starting with `From `, so none is quoted).
+fn mbox_messages(path: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let Ok(text) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"From ") {
+            out.extend(current.take());
+            current = Some(Vec::new());
+        } else {
+            current
+                .as_mut()
+                .expect("the mbox starts with a From line")
+                .extend_from_slice(line);
+        }
+    }
+    out.extend(current);
+    out.into_iter()
+        .enumerate()
+        .map(|(i, mut m)| {
+            // A message cut off by a kill in the middle of its append
+            // lacks the empty line: it stays as it is (and counts as cut).
+            if m.ends_with(b"\n\n") {
+                m.pop();
+            }
+            (path.join(format!("#{i}")), m)
+        })
+        .collect()
+}
+
+/// Where `fetch` delivers in a kill test.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Dest {
+    /// `--maildir`: exactly once.
+    Maildir,
+    /// `--mbox`.
+    Mbox,
+    /// `--mda` with a script that stores each message in a file of its own
+    /// (written to a temporary name, fsynced, renamed).
+    Mda,
+    /// `--lmtp` to [`lmtp_server`], which stores each message durably
+    /// before its 250.
+    Lmtp,
+}
+
+/// A destination of a kill test, set up in a directory of its own.
+struct Destination {
+    kind: Dest,
+    dir: PathBuf,
+    /// The LMTP server's socket path.
+    socket: Option<PathBuf>,
+}
+
+impl Destination {
+    fn new(kind: Dest, dir: &Path) -> Destination {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = (kind == Dest::Lmtp).then(|| {
+            let socket = dir.join("lmtp.sock");
+            std::fs::create_dir_all(dir.join("lmtp-store")).unwrap();
+            lmtp_server(&socket, dir.join("lmtp-store"));
+            socket
+        });
+        if kind == Dest::Mda {
+            std::fs::create_dir_all(dir.join("mda-tmp")).unwrap();
+            std::fs::create_dir_all(dir.join("mda-store")).unwrap();
+        }
+        Destination {
+            kind,
+            dir: dir.to_path_buf(),
+            socket,
+        }
+    }
+
+    /// The arguments that make `fetch` deliver here.
+    fn args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        match self.kind {
+            Dest::Maildir => {
+                args.push("--maildir".into());
+                args.push(self.dir.join("Maildir").into());
+                return args;
+            }
+            Dest::Mbox => {
+                args.push("--mbox".into());
+                args.push(self.dir.join("mbox").into());
+            }
+            Dest::Mda => {
+                let (tmp, store) = (self.dir.join("mda-tmp"), self.dir.join("mda-store"));
+                args.push("--mda".into());
+                args.push(
+                    format!(
+                        "f=$(mktemp '{}/m.XXXXXXXX') && cat > \"$f\" && sync \"$f\" \\
+                         && mv \"$f\" '{}/' && sync '{}'",
+                        tmp.display(),
+                        store.display(),
+                        store.display()
+                    )
+                    .into(),
+                );
+            }
+            Dest::Lmtp => {
+                args.push("--lmtp".into());
+                args.push(format!("unix:{}", self.socket.as_ref().unwrap().display()).into());
+            }
+        }
+        args.push("--state-dir".into());
+        args.push(self.dir.join("state").into());
+        args
+    }
+
+    /// Every message delivered here, by content.
+    fn delivered(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        match self.kind {
+            Dest::Maildir => delivered(&self.dir.join("Maildir")),
+            Dest::Mbox => mbox_messages(&self.dir.join("mbox")),
+            Dest::Mda => files(&self.dir.join("mda-store")),
+            Dest::Lmtp => files(&self.dir.join("lmtp-store")),
+        }
+    }
+}
+
+/// A small LMTP server on the Unix socket `path`, a thread per
+/// connection: each message, dots unstuffed and LF line ends, is written
+/// to a temporary file in `store`, fsynced and renamed (the directory
+/// fsynced too) before its 250. A connection that ends before the final
+/// dot stores nothing.
+fn lmtp_server(path: &Path, store: PathBuf) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for (prefix, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { return };
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                let mut input = BufReader::new(conn);
+                let mut n = 0u64;
+                let _ = (|| -> std::io::Result<()> {
+                    out.write_all(b"220 test LMTP\r\n")?;
+                    let mut line = Vec::new();
+                    loop {
+                        line.clear();
+                        if input.read_until(b'\n', &mut line)? == 0 {
+                            return Ok(());
+                        }
+                        let verb = String::from_utf8_lossy(&line).to_ascii_uppercase();
+                        if verb.starts_with("LHLO") {
+                            out.write_all(b"250-test\r\n250 PIPELINING\r\n")?;
+                        } else if verb.starts_with("DATA") {
+                            out.write_all(b"354 go on\r\n")?;
+                            let mut message = Vec::new();
+                            loop {
+                                line.clear();
+                                if input.read_until(b'\n', &mut line)? == 0 {
+                                    return Ok(()); // cut off: nothing stored
+                                }
+                                if line == b".\r\n" {
+                                    break;
+                                }
+                                let text = line.strip_prefix(b".").unwrap_or(&line);
+                                let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+                                message.extend_from_slice(text);
+                                message.push(b'\n');
+                            }
+                            n += 1;
+                            let name = format!("{prefix}.{n}");
+                            let tmp = store.join(format!(".tmp-{name}"));
+                            let mut f = std::fs::File::create(&tmp)?;
+                            f.write_all(&message)?;
+                            f.sync_all()?;
+                            std::fs::rename(&tmp, store.join(&name))?;
+                            std::fs::File::open(&store)?.sync_all()?;
+                            out.write_all(b"250 stored\r\n")?;
+                        } else if verb.starts_with("QUIT") {
+                            out.write_all(b"221 bye\r\n")?;
+                            return Ok(());
+                        } else {
+                            out.write_all(b"250 ok\r\n")?;
+                        }
+                    }
+                })();
+            });
+        }
+    });
+}
+
 /// The base names of the messages in the server's Maildir (`cur/` and `new/`).
 fn on_server(dovecot: &Dovecot) -> Vec<String> {
     let mut names = Vec::new();
@@ -101,31 +314,58 @@ fn on_server(dovecot: &Dovecot) -> Vec<String> {
     names
 }
 
-/// `messages`: (UID on the server, content). Returns how many are stored.
+/// `messages`: (UID on the server, content). Returns how many are stored;
+/// none may be in the Maildir twice, none cut off.
 fn check(label: &str, dovecot: &Dovecot, maildir: &Path, messages: &[(String, Vec<u8>)]) -> usize {
+    let (copies, cut) = copies_at(label, dovecot, &delivered(maildir), messages);
+    assert_eq!(cut, 0, "{label}: a message cut off in the Maildir");
+    for (i, n) in copies.iter().enumerate() {
+        assert!(*n <= 1, "{label}: message {i} delivered {n} times");
+    }
+    copies.iter().sum()
+}
+
+/// How many copies of each of `messages` (UID on the server, content)
+/// `found` holds, and how many messages cut off by a kill (the start of one
+/// of them): everything found is one or the other, and every message
+/// deleted on the server is there whole.
+fn copies_at(
+    label: &str,
+    dovecot: &Dovecot,
+    found: &[(PathBuf, Vec<u8>)],
+    messages: &[(String, Vec<u8>)],
+) -> (Vec<usize>, usize) {
     let index: HashMap<&[u8], usize> = messages
         .iter()
         .enumerate()
         .map(|(i, (_, m))| (m.as_slice(), i))
         .collect();
     let mut copies = vec![0usize; messages.len()];
-    for (path, content) in delivered(maildir) {
+    let mut cut = 0;
+    for (path, content) in found {
         match index.get(content.as_slice()) {
             Some(&i) => copies[i] += 1,
+            // Cut off in the middle of a line, ended by the next append.
+            None if messages.iter().any(|(_, m)| {
+                m.starts_with(content)
+                    || m.starts_with(content.strip_suffix(b"\n").unwrap_or(content))
+            }) =>
+            {
+                cut += 1
+            }
             None => panic!("{label}: {} is no message of the maildrop", path.display()),
         }
     }
     let on_server = on_server(dovecot);
     for (i, n) in copies.iter().enumerate() {
-        assert!(*n <= 1, "{label}: message {i} delivered {n} times");
         let uid = messages[i].0.as_str();
         let present = on_server.iter().any(|f| f == uid);
         assert!(
-            present || *n == 1,
-            "{label}: message {i} deleted from the server but not in the Maildir"
+            present || *n >= 1,
+            "{label}: message {i} deleted from the server but not delivered"
         );
     }
-    copies.iter().sum()
+    (copies, cut)
 }
 
 /// Puts messages into the running server's Maildir (`new/`), as a delivery
@@ -147,14 +387,29 @@ fn deliver(dovecot: &Dovecot, messages: &[(String, Vec<u8>)]) -> Vec<(String, Ve
 
 #[test]
 fn tokio_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
-    killed_and_rerun(example_binary("pop3-tokio", "fetch"));
+    killed_and_rerun(example_binary("pop3-tokio", "fetch"), Dest::Maildir, KILLS);
 }
 
 /// Runs killed in flight per fetch binary (timing decides how many others
 /// end by themselves first).
 const KILLS: u32 = 100;
 
-fn killed_and_rerun(bin: PathBuf) {
+/// Runs killed in flight per fetch binary and destination beyond Maildir.
+const DEST_KILLS: u32 = 40;
+
+/// `fetch` into `dest`, killed `kills` times at seeded instants and rerun,
+/// then run to the end with `--delete`. After every run: every message
+/// deleted on the server is at the destination. Into a Maildir: no message
+/// ever twice. Elsewhere a run killed between the destination's durable
+/// acceptance and the journal's fsync leaves one message delivered but not
+/// journaled, and a later run delivers it again; a run killed while it
+/// writes a message into an mbox, or feeds it to an MDA that takes the end
+/// of its input as the end of the message, leaves that message cut off
+/// there (a later run delivers it whole). After every run, duplicates and
+/// cut-off copies together number at most the kills so far; none is cut
+/// off at the LMTP server, which stores nothing before the final dot.
+fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
+    let started = Instant::now();
     let first = maildrop(0..40);
     let dovecot = Dovecot::start(&[(USER, PASSWORD, &first)]);
     let mut messages: Vec<(String, Vec<u8>)> = dovecot
@@ -163,13 +418,12 @@ fn killed_and_rerun(bin: PathBuf) {
         .zip(first.iter().map(|(_, m)| m.clone()))
         .collect();
     let work = tempfile::tempdir().unwrap();
-    let maildir = work.path().join("Maildir");
+    let target = Destination::new(dest, &work.path().join("dest"));
     let url = format!("pop://{USER}@127.0.0.1:{}", dovecot.pop3_addr().port());
-    let command = |maildir: &Path, delete: bool| {
+    let command = |to: &Destination, delete: bool| {
         let mut cmd = Command::new(&bin);
         cmd.arg(&url)
-            .arg("--maildir")
-            .arg(maildir)
+            .args(to.args())
             .args(["--auth", "USER", "--insecure-cleartext-login"])
             .env("POP3_PASSWORD", PASSWORD)
             .stdin(Stdio::null())
@@ -180,9 +434,9 @@ fn killed_and_rerun(bin: PathBuf) {
         }
         cmd
     };
-    let timed = |maildir: &Path| {
+    let timed = |to: &Destination| {
         let started = Instant::now();
-        let out = command(maildir, false).output().unwrap();
+        let out = command(to, false).output().unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -191,23 +445,41 @@ fn killed_and_rerun(bin: PathBuf) {
         started.elapsed().as_millis().max(5) as u64
     };
 
-    // How long runs take here, measured on a throw-away Maildir without
+    // How long runs take here, measured on a throw-away destination without
     // --delete: a complete fetch, and a run with nothing new.
-    let probe = tempfile::tempdir().unwrap();
-    let mut full = timed(probe.path());
-    assert_eq!(delivered(probe.path()).len(), messages.len());
-    let mut idle = timed(probe.path());
-    assert_eq!(delivered(probe.path()).len(), messages.len());
+    let probe_dir = tempfile::tempdir().unwrap();
+    let probe = Destination::new(dest, probe_dir.path());
+    let mut full = timed(&probe);
+    assert_eq!(probe.delivered().len(), messages.len());
+    let mut idle = timed(&probe);
+    assert_eq!(probe.delivered().len(), messages.len());
+
+    // The copies of each message at the destination after a run, and the
+    // messages cut off, after `kills` kills: one kill has one message in
+    // flight, which it may leave delivered but not journaled (delivered
+    // again by a later run) or cut off, not both.
+    let checked = |label: &str, messages: &[(String, Vec<u8>)], kills: u32| {
+        let (copies, cut) = copies_at(label, &dovecot, &target.delivered(), messages);
+        let twice: Vec<usize> = (0..messages.len()).filter(|&i| copies[i] > 1).collect();
+        let duplicates: usize = copies.iter().map(|&n| n.saturating_sub(1)).sum();
+        let allowed = if dest == Dest::Maildir { 0 } else { kills };
+        assert!(
+            (duplicates + cut) as u32 <= allowed,
+            "{label}: {duplicates} duplicates (of messages {twice:?}) and {cut} cut off, \
+             at most {allowed} in all"
+        );
+        (copies, cut)
+    };
 
     let mut rng = Rng(0x06b1_11ed_f00d);
     let mut kills = 0;
     let mut completed_deletes = 0;
-    let mut stored = 0;
     let mut round = 0;
-    while kills < KILLS {
+    let mut copies: Vec<usize> = Vec::new();
+    while kills < kill_target {
         round += 1;
         assert!(
-            round <= 4 * KILLS,
+            round <= 4 * kill_target,
             "only {kills} of {round} runs were killed in flight"
         );
         if round % 40 == 39 {
@@ -219,12 +491,14 @@ fn killed_and_rerun(bin: PathBuf) {
         // A run lasts about as long as the messages it still has to fetch
         // take, plus the fixed cost of a session: spread the kill over that
         // and a little beyond, so that some runs end (and QUIT) by themselves.
+        let stored = copies.iter().filter(|&&n| n > 0).count();
         let left = (messages.len() - stored) as u64;
         let span = full * left / messages.len() as u64 + idle + idle / 2;
         let delay = rng.below(span);
-        let mut child = command(&maildir, delete).spawn().expect("start fetch");
+        let mut child = command(&target, delete).spawn().expect("start fetch");
         std::thread::sleep(Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
+        let killed = child.try_wait().unwrap().is_none();
+        if killed {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
             // The estimate follows the machine's load both ways: a little
@@ -241,36 +515,116 @@ fn killed_and_rerun(bin: PathBuf) {
         }
         let status = child.wait().unwrap();
         let label = format!("round {round} (delete {delete}, {delay} ms, {status})");
-        stored = check(&label, &dovecot, &maildir, &messages);
+        // A killed run's MDA may still be running, the LMTP server still
+        // storing what it had: such a copy appears later.
+        copies = checked(&label, &messages, kills).0;
         eprintln!(
-            "{label}: {stored} stored, {} on the server",
+            "{label}: {} stored, {} on the server",
+            copies.iter().filter(|&&n| n > 0).count(),
             on_server(&dovecot).len()
         );
     }
 
     // A clean run with --delete finishes the job.
-    let out = command(&maildir, true).output().unwrap();
+    let out = command(&target, true).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let total = check("final", &dovecot, &maildir, &messages);
-    assert_eq!(total, messages.len(), "every message exactly once");
+    let (copies, cut) = checked("final", &messages, kills);
+    assert!(
+        copies.iter().all(|&n| n >= 1),
+        "every message delivered: {copies:?}"
+    );
+    let duplicates: usize = copies.iter().map(|&n| n.saturating_sub(1)).sum();
+    if dest == Dest::Lmtp {
+        // The server stores nothing before the final dot.
+        assert_eq!(cut, 0, "a message cut off at the LMTP server");
+    }
     assert!(on_server(&dovecot).is_empty(), "{:?}", on_server(&dovecot));
-    let leftovers: Vec<_> = std::fs::read_dir(maildir.join("tmp")).unwrap().collect();
-    assert!(leftovers.is_empty(), "tmp/ not cleaned: {leftovers:?}");
-    eprintln!("{kills} kills, {completed_deletes} complete runs with --delete");
+    if dest == Dest::Maildir {
+        let leftovers: Vec<_> = std::fs::read_dir(work.path().join("dest/Maildir/tmp"))
+            .unwrap()
+            .collect();
+        assert!(leftovers.is_empty(), "tmp/ not cleaned: {leftovers:?}");
+    }
+    eprintln!(
+        "{dest:?}: {kills} kills, {completed_deletes} complete runs with --delete, \
+         {duplicates} duplicates, {cut} cut off, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
 fn smol_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
-    killed_and_rerun(example_binary("pop3-async-std", "fetch-smol"));
+    killed_and_rerun(
+        example_binary("pop3-async-std", "fetch-smol"),
+        Dest::Maildir,
+        KILLS,
+    );
 }
 
 #[test]
 fn blocking_fetch_killed_at_random_points_then_rerun_stores_every_message_exactly_once() {
-    killed_and_rerun(example_binary("pop3-blocking", "fetch-blocking"));
+    killed_and_rerun(
+        example_binary("pop3-blocking", "fetch-blocking"),
+        Dest::Maildir,
+        KILLS,
+    );
+}
+
+#[test]
+fn blocking_fetch_into_mbox_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill()
+ {
+    killed_and_rerun(
+        example_binary("pop3-blocking", "fetch-blocking"),
+        Dest::Mbox,
+        DEST_KILLS,
+    );
+}
+
+#[test]
+fn tokio_fetch_into_mbox_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill()
+ {
+    killed_and_rerun(
+        example_binary("pop3-tokio", "fetch"),
+        Dest::Mbox,
+        DEST_KILLS,
+    );
+}
+
+#[test]
+fn blocking_fetch_to_mda_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill()
+ {
+    killed_and_rerun(
+        example_binary("pop3-blocking", "fetch-blocking"),
+        Dest::Mda,
+        DEST_KILLS,
+    );
+}
+
+#[test]
+fn tokio_fetch_to_mda_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill() {
+    killed_and_rerun(example_binary("pop3-tokio", "fetch"), Dest::Mda, DEST_KILLS);
+}
+
+#[test]
+fn blocking_fetch_to_lmtp_killed_then_rerun_delivers_all_with_at_most_one_duplicate_per_kill() {
+    killed_and_rerun(
+        example_binary("pop3-blocking", "fetch-blocking"),
+        Dest::Lmtp,
+        DEST_KILLS,
+    );
+}
+
+#[test]
+fn tokio_fetch_to_lmtp_killed_then_rerun_delivers_all_with_at_most_one_duplicate_per_kill() {
+    killed_and_rerun(
+        example_binary("pop3-tokio", "fetch"),
+        Dest::Lmtp,
+        DEST_KILLS,
+    );
 }
 
 /// Daemons killed in flight per fetch binary.
@@ -516,4 +870,32 @@ fn smol_fetch_cut_by_the_network_then_filed_away_and_rerun_stores_every_message_
 #[test]
 fn blocking_fetch_cut_by_the_network_then_filed_away_and_rerun_stores_every_message_once() {
     cut_by_the_network_filed_away_and_rerun(example_binary("pop3-blocking", "fetch-blocking"));
+}
+
+#[test]
+fn smol_fetch_into_mbox_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill()
+{
+    killed_and_rerun(
+        example_binary("pop3-async-std", "fetch-smol"),
+        Dest::Mbox,
+        DEST_KILLS,
+    );
+}
+
+#[test]
+fn smol_fetch_to_mda_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill() {
+    killed_and_rerun(
+        example_binary("pop3-async-std", "fetch-smol"),
+        Dest::Mda,
+        DEST_KILLS,
+    );
+}
+
+#[test]
+fn smol_fetch_to_lmtp_killed_then_rerun_delivers_all_with_at_most_one_duplicate_per_kill() {
+    killed_and_rerun(
+        example_binary("pop3-async-std", "fetch-smol"),
+        Dest::Lmtp,
+        DEST_KILLS,
+    );
 }

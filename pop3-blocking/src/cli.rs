@@ -1775,6 +1775,20 @@ impl FetchArgs {
         Ok((vec![options.into_account(url)?], DaemonOptions::default()))
     }
 
+    /// Installs the logs of this thread (`-v` on stderr, `--trace` into its
+    /// file); a trace file that cannot be opened is said and is a
+    /// configuration error.
+    fn install_logs(
+        &self,
+        program: &str,
+    ) -> Result<Option<::tracing::subscriber::DefaultGuard>, ExitKind> {
+        trace::install(self.verbose, self.trace.as_deref()).map_err(|e| {
+            let file = self.trace.as_deref().unwrap_or(std::path::Path::new(""));
+            eprintln!("{program}: --trace {}: {}", file.display(), chain(&e));
+            ExitKind::Config
+        })
+    }
+
     /// Fetches every account with `fetch` (the runtime's), printing each
     /// one's summary and failure on stderr; answers the worst outcome.
     /// With `--daemon`, polls them until stopped ([`crate::daemon`]).
@@ -1791,13 +1805,9 @@ impl FetchArgs {
         };
         // The logs of this thread, where the fetch runs: -v on stderr,
         // --trace into its file.
-        let _logs = match crate::cli::trace::install(self.verbose, self.trace.as_deref()) {
+        let _logs = match self.install_logs(program) {
             Ok(guard) => guard,
-            Err(e) => {
-                let file = self.trace.as_deref().unwrap_or(std::path::Path::new(""));
-                eprintln!("{program}: --trace {}: {}", file.display(), chain(&e));
-                return ExitKind::Config;
-            }
+            Err(kind) => return kind,
         };
         let many = accounts.len() > 1;
         let mut worst = ExitKind::Ok;

@@ -778,16 +778,7 @@ fn write_retrieved(dir: &Path, times: &HashMap<&[u8], u64>) -> io::Result<()> {
         text.extend_from_slice(base);
         text.push(b'\n');
     }
-    let tmp = dir.join(format!("{RETRIEVED_FILE}.tmp"));
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
-    file.write_all(&text)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, dir.join(RETRIEVED_FILE))?;
+    replace_file(dir, RETRIEVED_FILE, &text)?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
@@ -1038,18 +1029,23 @@ fn write_cache(dir: &Path, map: &HashMap<Vec<u8>, CacheEntry>) -> io::Result<()>
         text.extend_from_slice(base);
         text.push(b'\n');
     }
-    let tmp = dir.join(format!("{SIZE_CACHE_FILE}.tmp"));
-    // Never write through a planted link: remove whatever is there and
-    // create the file anew.
+    replace_file(dir, SIZE_CACHE_FILE, &text)
+}
+
+/// Replaces `dir/name` with `text` whole: written to `name.tmp`, synced,
+/// then renamed over it. Never writes through a planted link: whatever is
+/// at the temporary name is removed and the file created anew.
+fn replace_file(dir: &Path, name: &str, text: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     match fs::remove_file(&tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let mut file = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
-    file.write_all(&text)?;
+    file.write_all(text)?;
     file.sync_all()?;
     drop(file);
-    fs::rename(&tmp, dir.join(SIZE_CACHE_FILE))
+    fs::rename(&tmp, dir.join(name))
 }
 
 /// The RFC 1939 size of every file; files found gone are dropped from

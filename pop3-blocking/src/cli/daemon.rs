@@ -72,13 +72,9 @@ impl FetchArgs {
                 return ExitKind::Config;
             }
         };
-        let _logs = match crate::cli::trace::install(self.verbose, self.trace.as_deref()) {
+        let _logs = match self.install_logs(program) {
             Ok(guard) => guard,
-            Err(e) => {
-                let file = self.trace.as_deref().unwrap_or(std::path::Path::new(""));
-                eprintln!("{program}: --trace {}: {}", file.display(), chain(&e));
-                return ExitKind::Config;
-            }
+            Err(kind) => return kind,
         };
         let (events, inbox) = mpsc::channel();
         if let Err(e) = handle_signals(program, events.clone()) {

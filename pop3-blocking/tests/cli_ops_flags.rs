@@ -22,6 +22,8 @@ fn proxy_sources_certificates_and_tls_minimum_reach_the_setup() {
     let (b, b_key) = pem_pair(dir.path(), "pop.example.net");
     let args = ServerArgs::try_parse_from([
         "pop3d",
+        "--listen",
+        "127.0.0.1:0",
         "--proxy-protocol-trusted",
         "10.0.0.0/8",
         "--proxy-protocol-trusted",
@@ -52,7 +54,7 @@ fn proxy_sources_certificates_and_tls_minimum_reach_the_setup() {
 
 #[test]
 fn without_the_flags_no_header_is_expected() {
-    let (setup, _store) = ServerArgs::try_parse_from(["pop3d"])
+    let (setup, _store) = ServerArgs::try_parse_from(["pop3d", "--listen", "127.0.0.1:0"])
         .unwrap()
         .setup("pop3d")
         .unwrap();
@@ -75,11 +77,20 @@ fn bad_values_are_refused_with_their_reason() {
     let dir = tempfile::tempdir().unwrap();
     let (a, a_key) = pem_pair(dir.path(), "pop.example.org");
     let (b, _) = pem_pair(dir.path(), "pop.example.net");
-    let unpaired =
-        ServerArgs::try_parse_from(["pop3d", "--cert", &a, "--key", &a_key, "--cert", &b])
-            .unwrap()
-            .setup("pop3d")
-            .unwrap_err()
-            .to_string();
+    let unpaired = ServerArgs::try_parse_from([
+        "pop3d",
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        &a,
+        "--key",
+        &a_key,
+        "--cert",
+        &b,
+    ])
+    .unwrap()
+    .setup("pop3d")
+    .unwrap_err()
+    .to_string();
     assert!(unpaired.contains("--key"), "{unpaired}");
 }

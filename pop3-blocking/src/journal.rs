@@ -30,6 +30,10 @@ use bytes::Bytes;
 use pop3_proto::types::Uid;
 use sha2::{Digest, Sha256};
 
+/// How long a held journal lock is tried again before it counts as
+/// another fetch's.
+const LOCK_PATIENCE: Duration = Duration::from_secs(1);
+
 /// The journal's mark of an ambiguous UID (a UID has no space: older
 /// versions read such a line as a UID no server lists).
 const AMBIGUOUS: &[u8] = b"ambiguous ";
@@ -94,7 +98,7 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
 impl UidJournal {
     /// Opens (creating) the journal of `account` in `dir` (created if
     /// missing, mode 0700), taking its lock: `WouldBlock` when another
-    /// process has it open. A partly written last line (a kill in the
+    /// process still has it open after about a second. A partly written last line (a kill in the
     /// middle of an append) is dropped. The UIDs of the journals of the
     /// names in `former` (names the account had before) count as stored and
     /// are copied into this journal at the next flush.
@@ -106,17 +110,30 @@ impl UidJournal {
             .create(true)
             .truncate(false)
             .open(dir.join(format!(".pop3-uidl-{tag}.lock")))?;
-        // fs4's lock, named in full: from Rust 1.89 on, `File` has a
-        // `try_lock` of its own.
-        match fs4::FileExt::try_lock(&lock) {
-            Ok(()) => {}
-            Err(fs4::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("another fetch of {account} is running"),
-                ));
+        // A lock just let go of can look held for a moment: a process
+        // forked elsewhere in this program holds a copy of the descriptor
+        // until its exec closes it. So a held lock is tried again for a
+        // short while before it counts as another fetch's.
+        let mut pause = Duration::from_millis(1);
+        let mut waited = Duration::ZERO;
+        loop {
+            // fs4's lock, named in full: from Rust 1.89 on, `File` has a
+            // `try_lock` of its own.
+            match fs4::FileExt::try_lock(&lock) {
+                Ok(()) => break,
+                Err(fs4::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                    std::thread::sleep(pause);
+                    waited += pause;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(fs4::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("another fetch of {account} is running"),
+                    ));
+                }
+                Err(fs4::TryLockError::Error(e)) => return Err(e),
             }
-            Err(fs4::TryLockError::Error(e)) => return Err(e),
         }
         let path = dir.join(format!(".pop3-uidl-{tag}"));
         let mut file = private_file()
@@ -363,4 +380,36 @@ pub(crate) fn private_dir() -> fs::DirBuilder {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UidJournal;
+    use std::io;
+
+    #[test]
+    fn a_journal_held_by_another_open_is_refused_as_another_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = UidJournal::open(dir.path(), "alice@host", &[]).unwrap();
+        let e = UidJournal::open(dir.path(), "alice@host", &[]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(e.to_string().contains("another fetch of alice@host"), "{e}");
+    }
+
+    #[test]
+    fn a_journal_let_go_while_the_next_open_waits_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = UidJournal::open(dir.path(), "alice@host", &[]).unwrap();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            wait.recv().unwrap();
+            drop(held);
+        });
+        // The lock is let go of just after this open began: it waits for
+        // it, as it does for a forked process's copy of the descriptor.
+        go.send(()).unwrap();
+        let opened = UidJournal::open(dir.path(), "alice@host", &[]);
+        holder.join().unwrap();
+        assert!(opened.is_ok(), "{:?}", opened.err());
+    }
 }

@@ -29,6 +29,15 @@ struct Server {
 }
 
 impl Server {
+    /// [`run`], then waits until this server's sessions have ended: a run
+    /// that stopped without QUIT leaves its session closing on the server,
+    /// and the next run would find the maildrop still in use.
+    fn run(&self, args: &[&str]) -> ExitKind {
+        let kind = run(args);
+        self.server.wait_idle();
+        kind
+    }
+
     fn new() -> Server {
         let store = Arc::new(MemoryStore::new());
         store.add_user("alice", "secret-a");
@@ -208,7 +217,7 @@ fn every_account_runs_and_account_selects_with_command_and_netrc_passwords() {
     server
         .store
         .add_message("bob", &b"Subject: b1\r\n\r\ntwo\r\n"[..]);
-    assert_eq!(run(&["--config", config]), ExitKind::Ok);
+    assert_eq!(server.run(&["--config", config]), ExitKind::Ok);
     assert_eq!(maildir_files(&ma), [b"Subject: a1\n\none\n".to_vec()]);
     assert_eq!(maildir_files(&mb), [b"Subject: b1\n\ntwo\n".to_vec()]);
     assert_eq!(server.store.message_count("alice"), 0);
@@ -219,7 +228,10 @@ fn every_account_runs_and_account_selects_with_command_and_netrc_passwords() {
         .store
         .add_message("alice", &b"Subject: a2\r\n\r\n"[..]);
     server.store.add_message("bob", &b"Subject: b2\r\n\r\n"[..]);
-    assert_eq!(run(&["--config", config, "--account", "a"]), ExitKind::Ok);
+    assert_eq!(
+        server.run(&["--config", config, "--account", "a"]),
+        ExitKind::Ok
+    );
     assert_eq!(maildir_files(&ma).len(), 2);
     assert_eq!(maildir_files(&mb).len(), 1);
     assert_eq!(server.store.message_count("bob"), 1);
@@ -241,7 +253,7 @@ fn password_failures_exit_77_and_an_unreachable_server_75_the_worst_wins() {
                 m.display()
             ),
         );
-        run(&["--config", path.to_str().unwrap()])
+        server.run(&["--config", path.to_str().unwrap()])
     };
     // A refused login.
     assert_eq!(
@@ -278,7 +290,10 @@ fn password_failures_exit_77_and_an_unreachable_server_75_the_worst_wins() {
             server.url("alice"),
         ),
     );
-    assert_eq!(run(&["--config", path.to_str().unwrap()]), ExitKind::NoPerm);
+    assert_eq!(
+        server.run(&["--config", path.to_str().unwrap()]),
+        ExitKind::NoPerm
+    );
     assert_eq!(
         (ExitKind::TempFail.code(), ExitKind::NoPerm.code()),
         (75, 77)
@@ -316,7 +331,7 @@ fn mbox_gets_exact_mboxrd_and_a_rerun_fetches_nothing_twice() {
     server
         .store
         .add_message("alice", &b"Subject: two\r\n\r\nno end"[..]);
-    assert_eq!(run(&["--config", &config]), ExitKind::Ok);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::Ok);
     let text = String::from_utf8(std::fs::read(&mbox).unwrap()).unwrap();
     let lines: Vec<&str> = text.split('\n').collect();
     // The separator lines carry the delivery time: check their form.
@@ -340,7 +355,7 @@ fn mbox_gets_exact_mboxrd_and_a_rerun_fetches_nothing_twice() {
     server
         .store
         .add_message("alice", &b"Subject: three\r\n\r\n"[..]);
-    assert_eq!(run(&["--config", &config]), ExitKind::Ok);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::Ok);
     let again = std::fs::read_to_string(&mbox).unwrap();
     assert!(again.starts_with(&text));
     assert_eq!(again.matches("\nFrom ").count() + 1, 3);
@@ -361,13 +376,13 @@ fn a_held_dot_lock_fails_the_mbox_delivery_temporarily_and_keeps_the_mail() {
         .add_message("alice", &b"Subject: one\r\n\r\n"[..]);
     let lock = dir.path().join("mbox.lock");
     std::fs::write(&lock, b"4242\n").unwrap();
-    assert_eq!(run(&["--config", &config]), ExitKind::TempFail);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::TempFail);
     assert_eq!(server.store.message_count("alice"), 1);
     assert_eq!(std::fs::read(&mbox).unwrap_or_default(), b"");
     // The lock is the other process's: still there.
     assert!(lock.exists());
     std::fs::remove_file(&lock).unwrap();
-    assert_eq!(run(&["--config", &config]), ExitKind::Ok);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::Ok);
     assert_eq!(server.store.message_count("alice"), 0);
     assert!(!lock.exists());
 }
@@ -400,7 +415,7 @@ fn an_fcntl_lock_held_by_another_process_fails_the_mbox_delivery_temporarily() {
     server
         .store
         .add_message("alice", &b"Subject: one\r\n\r\n"[..]);
-    let locked = run(&["--config", &config]);
+    let locked = server.run(&["--config", &config]);
     drop(holder.stdin.take());
     let status = holder.wait().unwrap();
     assert!(status.success());
@@ -408,7 +423,7 @@ fn an_fcntl_lock_held_by_another_process_fails_the_mbox_delivery_temporarily() {
     assert_eq!(server.store.message_count("alice"), 1);
     // The dot-lock taken meanwhile is gone again.
     assert!(!dir.path().join("mbox.lock").exists());
-    assert_eq!(run(&["--config", &config]), ExitKind::Ok);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::Ok);
     assert_eq!(server.store.message_count("alice"), 0);
 }
 
@@ -426,22 +441,25 @@ fn mda_exit_0_delivers_75_retries_later_other_fails_and_a_hung_one_is_killed() {
         .add_message("alice", &b"Subject: one\r\n\r\nbody\r\n"[..]);
     // 75: the message stays, the run says try later.
     assert_eq!(
-        run(&["--config", &mda("cat >/dev/null; exit 75", "")]),
+        server.run(&["--config", &mda("cat >/dev/null; exit 75", "")]),
         ExitKind::TempFail
     );
     assert_eq!(server.store.message_count("alice"), 1);
     // Another status: refused for good.
-    assert_eq!(run(&["--config", &mda("exit 3", "")]), ExitKind::DataErr);
+    assert_eq!(
+        server.run(&["--config", &mda("exit 3", "")]),
+        ExitKind::DataErr
+    );
     assert_eq!(server.store.message_count("alice"), 1);
     // Hung: killed at the timeout, with what it started.
     assert_eq!(
-        run(&["--config", &mda("sleep 60 & sleep 60", "mda_timeout = 1")]),
+        server.run(&["--config", &mda("sleep 60 & sleep 60", "mda_timeout = 1")]),
         ExitKind::TempFail
     );
     assert_eq!(server.store.message_count("alice"), 1);
     // 0: delivered (LF line ends, the UID in the environment), deleted.
     let command = format!("cat > {}/\"$POP3_UID\"", out.display());
-    assert_eq!(run(&["--config", &mda(&command, "")]), ExitKind::Ok);
+    assert_eq!(server.run(&["--config", &mda(&command, "")]), ExitKind::Ok);
     assert_eq!(server.store.message_count("alice"), 0);
     let files: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
     assert_eq!(files.len(), 1);
@@ -522,11 +540,11 @@ fn lmtp_250_stores_452_retries_later_550_refuses_and_data_is_dot_stuffed() {
         "alice",
         &b"Subject: one\r\n\r\n.leading dot\r\n..two\r\nend\r\n"[..],
     );
-    assert_eq!(run(&["--config", &config]), ExitKind::TempFail);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::TempFail);
     assert_eq!(server.store.message_count("alice"), 1);
-    assert_eq!(run(&["--config", &config]), ExitKind::DataErr);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::DataErr);
     assert_eq!(server.store.message_count("alice"), 1);
-    assert_eq!(run(&["--config", &config]), ExitKind::Ok);
+    assert_eq!(server.run(&["--config", &config]), ExitKind::Ok);
     assert_eq!(server.store.message_count("alice"), 0);
     let got = lmtp.join().unwrap();
     let want = "Subject: one\r\n\r\n..leading dot\r\n...two\r\nend\r\n";
@@ -543,7 +561,7 @@ fn the_single_url_form_still_fetches_into_a_maildir() {
         .store
         .add_message("alice", &b"Subject: one\r\n\r\n"[..]);
     let url = server.url("alice");
-    let kind = run(&[
+    let kind = server.run(&[
         &url,
         "--maildir",
         m.to_str().unwrap(),
@@ -559,7 +577,7 @@ fn the_single_url_form_still_fetches_into_a_maildir() {
     assert_eq!(server.store.message_count("alice"), 0);
     // No destination: a configuration error.
     assert_eq!(
-        run(&[&url, "--password-command", "echo secret-a"]),
+        server.run(&[&url, "--password-command", "echo secret-a"]),
         ExitKind::Config
     );
 }

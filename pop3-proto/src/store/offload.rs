@@ -28,6 +28,17 @@ pub trait Offload: Send + Sync + 'static {
     /// sending a message holds beyond the store's own chunk.
     const READ_AHEAD: usize = 256 * 1024;
 
+    /// Whether a reader fetches its next batch while the session sends
+    /// the one it has: the next call is started through
+    /// [`Offload::detach`] as soon as a batch arrives, so the store's
+    /// latency (a database's round trip, a disk's seek) overlaps the
+    /// session's writing instead of adding to it. A session then holds up
+    /// to two batches, and up to two message readers, at a time.
+    ///
+    /// Worth it where [`Offload::detach`] runs its call beside the caller
+    /// (a thread pool); [`Inline`] says no.
+    const PREFETCH: bool = true;
+
     /// Runs `f` where blocking is allowed; `Err(())` if it panicked or was
     /// cancelled.
     fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
@@ -63,6 +74,10 @@ impl Offload for Inline {
     /// One chunk per call: a call costs nothing here.
     const READ_AHEAD: usize = 0;
 
+    /// A call fetched ahead would run at once on the session's own
+    /// thread: nothing would overlap.
+    const PREFETCH: bool = false;
+
     fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
     where
         T: Send + 'static,
@@ -91,6 +106,105 @@ where
 
 fn poisoned() -> StoreError {
     StoreError::Temporary(Cause::Poisoned)
+}
+
+/// A call started through [`Offload::detach`] and not awaited yet: a
+/// fetch ahead. Awaiting it gives the call's result, or
+/// [`Cause::TaskFailed`] if the call panicked or never ran. Dropped
+/// before it is awaited, it drops the result where blocking is allowed.
+struct Pending<T: Send + 'static, O: Offload> {
+    slot: Arc<Mutex<Slot<T>>>,
+    offload: PhantomData<fn() -> O>,
+}
+
+enum Slot<T> {
+    /// The call runs; the waker of whoever awaits it.
+    Running(Option<core::task::Waker>),
+    /// The call ended: its result, or `None` if it unwound.
+    Ended(Option<Result<T, StoreError>>),
+}
+
+/// The call's end of a [`Pending`]: it fills the slot, or, dropped
+/// without filling it (the call panicked, or the runtime dropped it
+/// unrun), marks it failed, so that nothing awaits forever.
+struct Filler<T>(Arc<Mutex<Slot<T>>>);
+
+impl<T> Filler<T> {
+    fn end(&self, result: Option<Result<T, StoreError>>) {
+        let Ok(mut slot) = self.0.lock() else { return };
+        if let Slot::Running(waker) = &mut *slot {
+            let waker = waker.take();
+            *slot = Slot::Ended(result);
+            drop(slot);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl<T> Drop for Filler<T> {
+    fn drop(&mut self) {
+        self.end(None);
+    }
+}
+
+impl<T: Send + 'static, O: Offload> Pending<T, O> {
+    /// Starts `f` through [`Offload::detach`].
+    fn start<F>(f: F) -> Self
+    where
+        F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    {
+        let slot = Arc::new(Mutex::new(Slot::Running(None)));
+        let filler = Filler(slot.clone());
+        O::detach(move || filler.end(Some(f())));
+        Pending {
+            slot,
+            offload: PhantomData,
+        }
+    }
+}
+
+impl<T: Send + 'static, O: Offload> Future for Pending<T, O> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<Self::Output> {
+        let Ok(mut slot) = self.slot.lock() else {
+            return core::task::Poll::Ready(Err(poisoned()));
+        };
+        match &mut *slot {
+            Slot::Running(waker) => {
+                *waker = Some(cx.waker().clone());
+                core::task::Poll::Pending
+            }
+            Slot::Ended(result) => core::task::Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or(Err(StoreError::Temporary(Cause::TaskFailed))),
+            ),
+        }
+    }
+}
+
+impl<T: Send + 'static, O: Offload> Drop for Pending<T, O> {
+    fn drop(&mut self) {
+        // A result not taken may hold readers (files, a lock): it is
+        // dropped where blocking is allowed. One still being made is
+        // dropped by the call's thread, with the slot.
+        let result = match self.slot.lock() {
+            Ok(mut slot) => match &mut *slot {
+                Slot::Ended(result) => result.take(),
+                Slot::Running(_) => None,
+            },
+            Err(_) => None,
+        };
+        if let Some(result) = result {
+            O::detach(move || drop(result));
+        }
+    }
 }
 
 /// A [`Store`] that runs each call of a [`BlockingStore`] through `O`, so
@@ -178,6 +292,7 @@ impl<S: BlockingStore, O: Offload> Store for OffloadStore<S, O> {
             messages: maildrop.messages().to_vec(),
             inner: Some(Arc::new(Mutex::new(Some(maildrop)))),
             ahead: VecDeque::new(),
+            prefetch: None,
             offload: PhantomData,
         })
     }
@@ -223,18 +338,25 @@ impl<R: BlockingMessageReader> Fetched<R> {
 /// A read opens the message and fetches its first
 /// [`Offload::READ_AHEAD`] octets in one call of the pool. When the store
 /// allows it ([`BlockingMaildrop::READ_AHEAD_MESSAGES`]) and the message
-/// ended within that budget, the same call goes on with the messages after
-/// it, while the budget lasts: a client retrieving messages in order (what
-/// fetchers do, pipelined or not) then costs a call per 256 KiB instead of
-/// one or more per message. A read of any other message drops what was
-/// fetched ahead.
+/// ended within that budget, the same call goes on with the whole messages
+/// after it whose listed sizes fit what is left of the budget: a client
+/// retrieving messages in order (what fetchers do, pipelined or not) then
+/// costs a call per 256 KiB instead of one or more per message. A read of
+/// any other message drops what was fetched ahead.
+///
+/// Where the offload runs calls beside the session
+/// ([`Offload::PREFETCH`]), a batch that ended on a message boundary
+/// starts the call for the next batch at once: the store's latency
+/// overlaps the session's sending, and a session reading in order waits
+/// for the store only at its first read.
 ///
 /// What it holds open is bounded: a message read to its end, whether asked
 /// for or fetched ahead, has its reader dropped in the call that found the
-/// end, so the messages fetched ahead hold at most one reader (the last
-/// one, when the budget ran out in its middle), and only when the message
-/// asked for ended. A session reading in order therefore holds at most one
-/// message reader at a time besides the maildrop.
+/// end, and a message is read ahead only whole (one longer than its listed
+/// size stops at the budget, its reader kept for its own read). A session
+/// reading in order therefore holds at most one message reader at a time
+/// besides the maildrop, and two batches: the one it sends and the one
+/// being fetched.
 ///
 /// Dropping it (the session released the maildrop, or ended) drops the
 /// blocking maildrop and what was fetched ahead through
@@ -245,7 +367,58 @@ pub struct OffloadMaildrop<M: BlockingMaildrop, O: Offload> {
     inner: Option<Arc<Mutex<Option<M>>>>,
     /// Messages fetched ahead, in order: (index, what was read).
     ahead: VecDeque<(usize, Fetched<M::Reader>)>,
+    /// The next batch, being fetched while the session sends this one
+    /// ([`Offload::PREFETCH`]): the index it starts at, and the call.
+    prefetch: Option<(usize, Pending<Batch<M::Reader>, O>)>,
     offload: PhantomData<fn() -> O>,
+}
+
+/// What one call of a maildrop read: the message asked for, and the
+/// messages after it fetched ahead.
+type Batch<R> = (Fetched<R>, VecDeque<(usize, Fetched<R>)>);
+
+/// Opens message `index` of `inner` and reads its first `O::READ_AHEAD`
+/// octets; when the maildrop allows it and the message ended within that
+/// budget, goes on with the messages after it while the budget lasts.
+fn fetch_batch<M: BlockingMaildrop, O: Offload>(
+    inner: &Mutex<Option<M>>,
+    index: usize,
+    count: usize,
+) -> Result<Batch<M::Reader>, StoreError> {
+    let mut guard = inner.lock().map_err(|_| poisoned())?;
+    let maildrop = guard.as_mut().ok_or_else(poisoned)?;
+    let budget = O::READ_AHEAD;
+    let first = Fetched::read(maildrop, index, budget)?;
+    let mut ahead = VecDeque::new();
+    if M::READ_AHEAD_MESSAGES && first.ended {
+        let mut used = first.octets();
+        let mut next = index + 1;
+        // Only whole messages are read ahead: those whose listed size
+        // fits what is left of the budget. A batch then ends on a message
+        // boundary, holds no reader, and the next batch starts with the
+        // message after it.
+        while next < count && ahead.len() < MAX_AHEAD {
+            let size = maildrop.messages().get(next).map_or(u64::MAX, |m| m.size);
+            let left = budget.saturating_sub(used);
+            if size >= left as u64 {
+                break;
+            }
+            // A message that cannot be read ahead is left to its own
+            // read, which reports why. One longer than its listed size
+            // stops at the budget, its reader kept: its own read goes on.
+            let Ok(f) = Fetched::read(maildrop, next, left) else {
+                break;
+            };
+            let ended = f.ended;
+            used += f.octets();
+            ahead.push_back((next, f));
+            next += 1;
+            if !ended {
+                break;
+            }
+        }
+    }
+    Ok((first, ahead))
 }
 
 impl<M: BlockingMaildrop, O: Offload> core::fmt::Debug for OffloadMaildrop<M, O> {
@@ -269,41 +442,48 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
             let (_, fetched) = self.ahead.pop_front().expect("a front entry");
             return Ok(OffloadReader::from(fetched));
         }
-        // Dropped in the call: a message fetched in part holds its reader.
-        let stale = core::mem::take(&mut self.ahead);
-        let inner = self.inner.clone().ok_or_else(poisoned)?;
         let count = self.messages.len();
-        let (fetched, ahead) = run::<O, _, _>(move || {
-            drop(stale);
-            let mut guard = inner.lock().map_err(|_| poisoned())?;
-            let maildrop = guard.as_mut().ok_or_else(poisoned)?;
-            let budget = O::READ_AHEAD;
-            let first = Fetched::read(maildrop, index, budget)?;
-            let mut ahead = VecDeque::new();
-            if M::READ_AHEAD_MESSAGES {
-                let (mut used, mut ended) = (first.octets(), first.ended);
-                let mut next = index + 1;
-                while ended && used < budget && next < count && ahead.len() < MAX_AHEAD {
-                    // A message that cannot be read ahead is left to its
-                    // own read, which reports why.
-                    let Ok(f) = Fetched::read(maildrop, next, budget - used) else {
-                        break;
-                    };
-                    (used, ended) = (used + f.octets(), f.ended);
-                    ahead.push_back((next, f));
-                    next += 1;
-                }
+        let batch = match self.prefetch.take() {
+            Some((start, pending)) if start == index => {
+                // What was fetched ahead is what the session asks for.
+                // An error of the call fetched ahead is this read's.
+                pending.await?
             }
-            Ok((first, ahead))
-        })
-        .await?;
+            other => {
+                // A read of another message: what was fetched ahead is
+                // dropped (a call still running holds the maildrop, and
+                // this read waits for it in the pool), and so is what
+                // waits in `ahead`, in the call: a message fetched in
+                // part holds its reader.
+                drop(other);
+                let stale = core::mem::take(&mut self.ahead);
+                let inner = self.inner.clone().ok_or_else(poisoned)?;
+                run::<O, _, _>(move || {
+                    drop(stale);
+                    fetch_batch::<M, O>(&inner, index, count)
+                })
+                .await?
+            }
+        };
+        let (fetched, ahead) = batch;
         self.ahead = ahead;
+        // The batch ended with a whole message: the next one starts where
+        // it stopped. (A message that ran past the budget fetches its own
+        // rest, ahead too: see `OffloadReader`.)
+        let last_ended = self.ahead.back().map_or(fetched.ended, |(_, f)| f.ended);
+        if last_ended {
+            let next = self.ahead.back().map_or(index, |(i, _)| *i) + 1;
+            self.start_prefetch(next);
+        }
         Ok(OffloadReader::from(fetched))
     }
 
     async fn commit(mut self, update: Update) -> Result<(), StoreError> {
         let inner = self.inner.take().ok_or_else(poisoned)?;
         let stale = core::mem::take(&mut self.ahead);
+        // A call fetching ahead holds the maildrop: the commit waits for
+        // it in the pool, then its result is dropped there.
+        drop(self.prefetch.take());
         run::<O, _, _>(move || {
             drop(stale);
             let maildrop = inner.lock().map_err(|_| poisoned())?.take();
@@ -313,8 +493,25 @@ impl<M: BlockingMaildrop, O: Offload> Maildrop for OffloadMaildrop<M, O> {
     }
 }
 
+impl<M: BlockingMaildrop, O: Offload> OffloadMaildrop<M, O> {
+    /// Starts fetching the batch from message `next` on, when the offload
+    /// and the maildrop allow it and there is such a message.
+    fn start_prefetch(&mut self, next: usize) {
+        if !(O::PREFETCH && M::READ_AHEAD_MESSAGES) || next >= self.messages.len() {
+            return;
+        }
+        let Some(inner) = self.inner.clone() else {
+            return;
+        };
+        let count = self.messages.len();
+        let pending = Pending::start(move || fetch_batch::<M, O>(&inner, next, count));
+        self.prefetch = Some((next, pending));
+    }
+}
+
 impl<M: BlockingMaildrop, O: Offload> Drop for OffloadMaildrop<M, O> {
     fn drop(&mut self) {
+        drop(self.prefetch.take());
         let inner = self.inner.take();
         let ahead = core::mem::take(&mut self.ahead);
         if inner.is_some() || ahead.iter().any(|(_, f)| f.reader.is_some()) {
@@ -347,21 +544,41 @@ fn fill<R: BlockingMessageReader>(
 
 impl<R: BlockingMessageReader, O: Offload> From<Fetched<R>> for OffloadReader<R, O> {
     fn from(f: Fetched<R>) -> Self {
-        OffloadReader {
+        let mut reader = OffloadReader {
             inner: f.reader.map(|r| Arc::new(Mutex::new(Some(r)))),
             ready: f.ready,
             ended: f.ended,
+            next: None,
             offload: PhantomData,
-        }
+        };
+        reader.start_prefetch();
+        reader
     }
+}
+
+/// Reads up to `O::READ_AHEAD` octets from the reader in `inner`, and
+/// drops the reader there when the message ended.
+fn fill_shared<R: BlockingMessageReader, O: Offload>(
+    inner: &Mutex<Option<R>>,
+) -> Result<(VecDeque<Bytes>, bool), StoreError> {
+    let mut guard = inner.lock().map_err(|_| poisoned())?;
+    let reader = guard.as_mut().ok_or_else(poisoned)?;
+    let (ready, ended) = fill(reader, O::READ_AHEAD)?;
+    if ended {
+        // Closed here, where blocking is allowed.
+        *guard = None;
+    }
+    Ok((ready, ended))
 }
 
 /// The [`MessageReader`] of an [`OffloadStore`]: it fetches
 /// [`Offload::READ_AHEAD`] octets per call and hands them out one chunk at
-/// a time. The blocking reader is dropped in the call that finds the end
-/// of the message, so a message read to its end holds nothing open; one
-/// dropped before (TOP, a read cut short) is dropped through
-/// [`Offload::detach`].
+/// a time; where the offload allows it ([`Offload::PREFETCH`]), the next
+/// batch is fetched while this one is handed out. The blocking reader is
+/// dropped in the call that finds the end of the message, so a message
+/// read to its end holds nothing open; one dropped before (TOP, a read cut
+/// short) is dropped through [`Offload::detach`], with any batch fetched
+/// ahead.
 pub struct OffloadReader<R: BlockingMessageReader, O: Offload> {
     /// The blocking reader, until the message ended (then `None`, and the
     /// reader inside is dropped by the call that found the end).
@@ -370,6 +587,9 @@ pub struct OffloadReader<R: BlockingMessageReader, O: Offload> {
     ready: VecDeque<Bytes>,
     /// The reader said the message ended.
     ended: bool,
+    /// The next batch, being fetched while the session sends this one
+    /// ([`Offload::PREFETCH`]).
+    next: Option<Pending<(VecDeque<Bytes>, bool), O>>,
     offload: PhantomData<fn() -> O>,
 }
 
@@ -387,28 +607,36 @@ impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O>
         let Some(inner) = self.inner.clone().filter(|_| !self.ended) else {
             return Ok(None);
         };
-        let (ready, ended) = run::<O, _, _>(move || {
-            let mut guard = inner.lock().map_err(|_| poisoned())?;
-            let reader = guard.as_mut().ok_or_else(poisoned)?;
-            let (ready, ended) = fill(reader, O::READ_AHEAD)?;
-            if ended {
-                // Closed here, where blocking is allowed.
-                *guard = None;
-            }
-            Ok((ready, ended))
-        })
-        .await?;
+        let (ready, ended) = match self.next.take() {
+            Some(pending) => pending.await?,
+            None => run::<O, _, _>(move || fill_shared::<R, O>(&inner)).await?,
+        };
         self.ready = ready;
         self.ended = ended;
         if ended {
             self.inner = None;
         }
+        self.start_prefetch();
         Ok(self.ready.pop_front())
+    }
+}
+
+impl<R: BlockingMessageReader, O: Offload> OffloadReader<R, O> {
+    /// Starts fetching the next batch of a message that has more, when
+    /// the offload allows it.
+    fn start_prefetch(&mut self) {
+        if !O::PREFETCH || self.ended || self.next.is_some() {
+            return;
+        }
+        if let Some(inner) = self.inner.clone() {
+            self.next = Some(Pending::start(move || fill_shared::<R, O>(&inner)));
+        }
     }
 }
 
 impl<R: BlockingMessageReader, O: Offload> Drop for OffloadReader<R, O> {
     fn drop(&mut self) {
+        drop(self.next.take());
         if let Some(inner) = self.inner.take() {
             O::detach(move || drop(inner));
         }
@@ -454,10 +682,13 @@ mod tests {
         })
     }
 
-    /// Runs calls inline and counts them, with the default read-ahead.
+    /// Runs calls inline and counts them, with the default read-ahead and
+    /// nothing fetched ahead in the background.
     struct Counting;
 
     impl Offload for Counting {
+        const PREFETCH: bool = false;
+
         fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
         where
             T: Send + 'static,
@@ -549,6 +780,13 @@ mod tests {
     fn maildrop<const AHEAD: bool>(
         sizes: &[usize],
     ) -> (OffloadMaildrop<Mem<AHEAD>, Counting>, Vec<Vec<u8>>, Reads) {
+        maildrop_in::<AHEAD, Counting>(sizes)
+    }
+
+    /// A maildrop of `sizes` whose calls run through `O`.
+    fn maildrop_in<const AHEAD: bool, O: Offload>(
+        sizes: &[usize],
+    ) -> (OffloadMaildrop<Mem<AHEAD>, O>, Vec<Vec<u8>>, Reads) {
         let bodies: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()
@@ -570,6 +808,7 @@ mod tests {
             messages: mem.info.clone(),
             inner: Some(Arc::new(Mutex::new(Some(mem)))),
             ahead: VecDeque::new(),
+            prefetch: None,
             offload: PhantomData,
         };
         (drop, bodies, reads)
@@ -666,27 +905,233 @@ mod tests {
     }
 
     #[test]
-    fn read_ahead_holds_only_the_reader_of_the_message_the_budget_ran_out_in() {
-        // 100 KB each: 0 and 1 whole, 2 in part (its reader stays open).
-        let (mut drop, bodies, _) = maildrop::<true>(&[100_000; 4]);
+    fn read_ahead_takes_only_whole_messages_and_holds_no_reader() {
+        // 100 KB each: 0 and 1 fit 256 KiB whole; 2 would not.
+        let (mut drop, bodies, reads) = maildrop::<true>(&[100_000; 4]);
         let reader = now(drop.read(0)).unwrap();
-        assert_eq!(open_readers(), 1, "message 3's, read in part");
+        assert_eq!(open_readers(), 0, "0 and 1 whole, 2 not begun");
+        assert_eq!(*reads.lock().unwrap(), vec![0, 1]);
         core::mem::drop(reader);
         assert_eq!(read_whole(&mut drop, 1), bodies[1]);
         assert_eq!(read_whole(&mut drop, 2), bodies[2]);
-        assert_eq!(open_readers(), 0, "message 3 was read to its end");
+        assert_eq!(open_readers(), 0);
     }
 
     #[test]
-    fn read_ahead_stops_at_the_budget_and_the_rest_is_read_on_demand() {
-        // 100 KB each: the first two fit 256 KiB, the third only in part.
+    fn read_ahead_stops_before_a_message_that_does_not_fit_the_budget() {
+        // 100 KB each: one call for 0 and 1, one for 2 and 3.
         let (mut drop, bodies, _) = maildrop::<true>(&[100_000; 4]);
         let before = calls();
         for (i, body) in bodies.iter().enumerate() {
             assert_eq!(&read_whole(&mut drop, i), body, "message {i}");
         }
-        // One call for 0, 1 and the start of 2; one for the rest of 2;
-        // one for 3.
-        assert_eq!(calls() - before, 3);
+        assert_eq!(calls() - before, 2);
+    }
+
+    #[test]
+    fn a_message_longer_than_its_listed_size_is_read_ahead_only_up_to_the_budget() {
+        // Message 1 is listed at 100 octets and holds 1 MiB.
+        let (mut drop, bodies, _) = maildrop::<true>(&[100, 1 << 20, 100]);
+        drop.messages[1].size = 100;
+        if let Some(inner) = &drop.inner {
+            let mut guard = inner.lock().unwrap();
+            guard.as_mut().unwrap().info[1].size = 100;
+        }
+        let reader = now(drop.read(0)).unwrap();
+        let held: usize = drop.ahead.iter().map(|(_, f)| f.octets()).sum();
+        assert!(
+            held <= Counting::READ_AHEAD,
+            "{held} octets held ahead, over the budget"
+        );
+        assert_eq!(open_readers(), 1, "message 1's reader, kept to go on");
+        core::mem::drop(reader);
+        assert_eq!(read_whole(&mut drop, 1), bodies[1]);
+        assert_eq!(read_whole(&mut drop, 2), bodies[2]);
+        assert_eq!(open_readers(), 0);
+    }
+
+    std::thread_local! {
+        /// Calls given to [`Queued::detach`], not run yet.
+        static DETACHED: core::cell::RefCell<VecDeque<std::boxed::Box<dyn FnOnce() + Send>>> =
+            core::cell::RefCell::new(VecDeque::new());
+    }
+
+    /// Runs calls inline and counts them, like [`Counting`], but keeps
+    /// detached calls (what is fetched ahead) in a queue until the test
+    /// runs them: a fetch ahead is "in flight" until then.
+    struct Queued;
+
+    impl Offload for Queued {
+        fn run<T, F>(f: F) -> impl Future<Output = Result<T, ()>> + Send
+        where
+            T: Send + 'static,
+            F: FnOnce() -> T + Send + 'static,
+        {
+            Counting::run(f)
+        }
+
+        fn detach<F>(f: F)
+        where
+            F: FnOnce() + Send + 'static,
+        {
+            DETACHED.with(|q| q.borrow_mut().push_back(std::boxed::Box::new(f)));
+        }
+    }
+
+    /// Runs the detached calls queued so far (and those they queue):
+    /// how many.
+    fn run_detached() -> usize {
+        let mut ran = 0;
+        while let Some(f) = DETACHED.with(|q| q.borrow_mut().pop_front()) {
+            f();
+            ran += 1;
+        }
+        ran
+    }
+
+    /// Drops the detached calls queued so far without running them, as a
+    /// runtime shutting down does.
+    fn drop_detached() {
+        let queued = DETACHED.with(|q| core::mem::take(&mut *q.borrow_mut()));
+        core::mem::drop(queued);
+    }
+
+    fn queued<const AHEAD: bool>(
+        sizes: &[usize],
+    ) -> (OffloadMaildrop<Mem<AHEAD>, Queued>, Vec<Vec<u8>>, Reads) {
+        maildrop_in::<AHEAD, Queued>(sizes)
+    }
+
+    #[test]
+    fn the_next_batch_is_fetched_while_the_session_sends_this_one() {
+        // 64,000 octets each: four to a 256 KiB batch, all whole.
+        let (mut drop, bodies, reads) = queued::<true>(&[64_000; 12]);
+        let before = calls();
+        for (i, body) in bodies.iter().enumerate() {
+            assert_eq!(&read_whole(&mut drop, i), body, "message {i}");
+            // What the session sends overlaps what the pool fetches.
+            run_detached();
+        }
+        assert_eq!(
+            calls() - before,
+            1,
+            "only the first batch was waited for: those after it came ahead"
+        );
+        assert_eq!(
+            *reads.lock().unwrap(),
+            (0..12).collect::<Vec<_>>(),
+            "each message read once, in order"
+        );
+        core::mem::drop(drop);
+        run_detached();
+        assert_eq!(open_readers(), 0);
+    }
+
+    #[test]
+    fn a_read_waits_for_the_batch_still_being_fetched_ahead_and_is_woken() {
+        struct Wake(core::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Wake {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let (mut drop, bodies, _) = queued::<true>(&[64_000; 10]);
+        for (i, body) in bodies.iter().enumerate().take(4) {
+            assert_eq!(&read_whole(&mut drop, i), body);
+        }
+        let before = calls();
+        let woken = Arc::new(Wake(core::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut read = core::pin::pin!(drop.read(4));
+        assert!(
+            read.as_mut().poll(&mut cx).is_pending(),
+            "message 4 comes with the batch being fetched ahead"
+        );
+        assert_eq!(run_detached(), 1);
+        assert_eq!(woken.0.load(core::sync::atomic::Ordering::SeqCst), 1);
+        let Poll::Ready(reader) = read.as_mut().poll(&mut cx) else {
+            panic!("the batch arrived, and the read did not end");
+        };
+        let mut reader = reader.unwrap();
+        let mut out = Vec::new();
+        while let Some(chunk) = now(reader.next_chunk()).unwrap() {
+            out.extend_from_slice(&chunk);
+        }
+        assert_eq!(out, bodies[4]);
+        assert_eq!(calls(), before, "no call of its own");
+    }
+
+    #[test]
+    fn a_batch_fetched_ahead_that_never_ran_fails_its_read_and_the_next_read_works() {
+        let (mut drop, bodies, _) = queued::<true>(&[64_000; 10]);
+        for (i, body) in bodies.iter().enumerate().take(4) {
+            assert_eq!(&read_whole(&mut drop, i), body);
+        }
+        // The runtime drops the call fetching 4..8 without running it.
+        drop_detached();
+        assert!(matches!(
+            now(drop.read(4)),
+            Err(StoreError::Temporary(Cause::TaskFailed))
+        ));
+        assert_eq!(read_whole(&mut drop, 4), bodies[4], "read again, in a call");
+    }
+
+    #[test]
+    fn a_large_message_fetches_its_next_batch_while_this_one_is_sent() {
+        let (mut drop, bodies, _) = queued::<true>(&[1 << 20]);
+        let before = calls();
+        let mut reader = now(drop.read(0)).unwrap();
+        let mut out = Vec::new();
+        let mut ahead = 0;
+        loop {
+            ahead += run_detached();
+            match now(reader.next_chunk()).unwrap() {
+                Some(chunk) => out.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        assert_eq!(out, bodies[0]);
+        assert_eq!(
+            calls() - before,
+            1,
+            "the open; every batch after it came ahead"
+        );
+        assert_eq!(
+            ahead, 4,
+            "three batches of 256 KiB and the one finding the end"
+        );
+        assert_eq!(open_readers(), 0, "closed in the call that found the end");
+    }
+
+    #[test]
+    fn dropping_a_reader_and_its_maildrop_with_batches_fetched_ahead_closes_every_reader() {
+        let (mut drop, _, _) = queued::<true>(&[1 << 20, 1 << 20]);
+        let mut reader = now(drop.read(0)).unwrap();
+        run_detached();
+        assert!(now(reader.next_chunk()).unwrap().is_some());
+        // A batch of message 0 ended ahead and waits, not taken.
+        run_detached();
+        assert_eq!(open_readers(), 1);
+        core::mem::drop(reader);
+        core::mem::drop(drop);
+        run_detached();
+        assert_eq!(open_readers(), 0);
+    }
+
+    #[test]
+    fn a_commit_with_a_batch_fetched_ahead_still_commits() {
+        let (mut drop, bodies, _) = queued::<true>(&[64_000; 10]);
+        assert_eq!(read_whole(&mut drop, 0), bodies[0]);
+        // The batch from 4 on is being fetched as the session commits.
+        let mut commit = core::pin::pin!(drop.commit(Update::default()));
+        assert!(matches!(
+            commit
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Ready(Ok(()))
+        ));
+        run_detached();
+        assert_eq!(open_readers(), 0);
     }
 }

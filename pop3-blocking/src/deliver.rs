@@ -1171,6 +1171,9 @@ impl<S: MessageSink> MessageSink for Traced<S> {
     fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
         self.inner.contains(uid)
     }
+    fn contains_many(&mut self, uids: &[Uid]) -> io::Result<Vec<bool>> {
+        self.inner.contains_many(uids)
+    }
     fn begin(&mut self, uid: &Uid) -> io::Result<()> {
         self.inner.begin(uid)?;
         let headers = self.headers(uid, SystemTime::now());
@@ -1205,6 +1208,9 @@ impl<S: MessageSink> MessageSink for Traced<S> {
 impl MessageSink for Delivery {
     fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
         each!(self, s => s.contains(uid))
+    }
+    fn contains_many(&mut self, uids: &[Uid]) -> io::Result<Vec<bool>> {
+        each!(self, s => s.contains_many(uids))
     }
     fn begin(&mut self, uid: &Uid) -> io::Result<()> {
         each!(self, s => s.begin(uid))

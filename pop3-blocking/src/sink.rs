@@ -230,10 +230,23 @@ impl MaildirSink {
     fn stored(&mut self, uid: &Uid) {
         self.journal.mark(uid);
     }
-}
 
-impl MessageSink for MaildirSink {
-    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+    /// The names in `new/` this sink could have written (`*.pop3`), read
+    /// in one listing.
+    fn list_new(&self) -> io::Result<HashSet<String>> {
+        let mut set = HashSet::new();
+        for entry in fs::read_dir(self.root.join("new"))? {
+            let name = entry?.file_name();
+            if let Some(name) = name.to_str().filter(|n| n.ends_with(".pop3")) {
+                set.insert(name.to_owned());
+            }
+        }
+        Ok(set)
+    }
+
+    /// [`MessageSink::contains`], with `new/`'s names from one listing when
+    /// given (else one lookup of the file).
+    fn contains_in(&mut self, uid: &Uid, new: Option<&HashSet<String>>) -> io::Result<bool> {
         if self.journal.contains(uid) {
             return Ok(true);
         }
@@ -244,7 +257,11 @@ impl MessageSink for MaildirSink {
         for account in &accounts {
             let name = file_name(account, uid);
             let in_new = self.root.join("new").join(&name);
-            if in_new.exists() {
+            let listed = match new {
+                Some(names) => names.contains(&name),
+                None => in_new.exists(),
+            };
+            if listed {
                 // Stored by a run that stopped before its journal entry,
                 // maybe before its data or its rename reached the disk: the
                 // data now, the directory at the sync, before any DELE.
@@ -262,6 +279,25 @@ impl MessageSink for MaildirSink {
             self.stored(uid);
         }
         Ok(found)
+    }
+}
+
+impl MessageSink for MaildirSink {
+    fn contains(&mut self, uid: &Uid) -> io::Result<bool> {
+        self.contains_in(uid, None)
+    }
+
+    fn contains_many(&mut self, uids: &[Uid]) -> io::Result<Vec<bool>> {
+        // A listing costs about as much as a few lookups: worth it from a
+        // few UIDs on (one lookup each is a path walk and a system call).
+        let new = if uids.len() > 8 {
+            Some(self.list_new()?)
+        } else {
+            None
+        };
+        uids.iter()
+            .map(|uid| self.contains_in(uid, new.as_ref()))
+            .collect()
     }
 
     fn begin(&mut self, uid: &Uid) -> io::Result<()> {
@@ -585,5 +621,52 @@ mod tests {
         let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
         assert!(sink.contains(&uid("journaled")).unwrap());
         assert!(sink.contains(&uid("renamed")).unwrap());
+    }
+
+    #[test]
+    fn contains_many_from_one_listing_answers_as_contains_does_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let former = ["a@h:8110".to_owned()];
+        let mut sink = MaildirSink::open(dir.path(), &former[0]).unwrap();
+        store(&mut sink, "journaled", &[b"1\r\n"]);
+        sink.sync().unwrap();
+        // Killed after the renames, before the sync: only the files tell.
+        store(&mut sink, "in-new", &[b"2\r\n"]);
+        store(&mut sink, "read", &[b"3\r\n"]);
+        drop(sink);
+        // A reader moved one into cur/ with its info.
+        let name = file_name(&former[0], &uid("read"));
+        fs::rename(
+            dir.path().join("new").join(&name),
+            dir.path().join("cur").join(format!("{name}:2,S")),
+        )
+        .unwrap();
+        fs::write(dir.path().join("new").join("1.other.host"), b"x").unwrap();
+        // More than a few UIDs: answered from one listing of new/.
+        let mut uids: Vec<Uid> = (0..20).map(|i| uid(&format!("absent-{i}"))).collect();
+        uids.insert(3, uid("journaled"));
+        uids.insert(7, uid("in-new"));
+        uids.insert(11, uid("read"));
+        let open = || MaildirSink::open_with_former(dir.path(), "a@h", &former).unwrap();
+        let one_by_one: Vec<bool> = {
+            let mut sink = open();
+            uids.iter().map(|u| sink.contains(u).unwrap()).collect()
+        };
+        let mut sink = open();
+        let many = sink.contains_many(&uids).unwrap();
+        assert_eq!(many, one_by_one);
+        let found: Vec<usize> = (0..uids.len()).filter(|&i| many[i]).collect();
+        assert_eq!(found, [3, 7, 11]);
+        // What was found is journaled at the sync, as with `contains`.
+        sink.sync().unwrap();
+        drop(sink);
+        fs::remove_file(
+            dir.path()
+                .join("new")
+                .join(file_name(&former[0], &uid("in-new"))),
+        )
+        .unwrap();
+        let mut sink = MaildirSink::open(dir.path(), "a@h").unwrap();
+        assert!(sink.contains(&uid("in-new")).unwrap());
     }
 }

@@ -147,6 +147,17 @@ pub trait MessageSink {
     /// Whether the message with this UID is already durably stored.
     fn contains(&mut self, uid: &Uid) -> io::Result<bool>;
 
+    /// Whether each of these UIDs is already durably stored, in their
+    /// order: what [`contains`](MessageSink::contains) answers for each
+    /// (the default asks it once per UID). The driver asks about every UID
+    /// listed in one call, before the first retrieval: a sink that can
+    /// answer them together more cheaply overrides it (the Maildir sink
+    /// reads its `new/` directory once instead of looking up one file per
+    /// UID).
+    fn contains_many(&mut self, uids: &[Uid]) -> io::Result<Vec<bool>> {
+        uids.iter().map(|u| self.contains(u)).collect()
+    }
+
     /// Starts storing a message (the previous one was committed or aborted).
     fn begin(&mut self, uid: &Uid) -> io::Result<()>;
 
@@ -294,9 +305,7 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
     match request {
         SinkRequest::Retain(listed) => SinkReply::Done(sink.retain(&listed)),
         SinkRequest::Contains(uid) => SinkReply::Contains(sink.contains(&uid)),
-        SinkRequest::ContainsMany(uids) => {
-            SinkReply::ContainsMany(uids.iter().map(|u| sink.contains(u)).collect())
-        }
+        SinkRequest::ContainsMany(uids) => SinkReply::ContainsMany(sink.contains_many(&uids)),
         SinkRequest::Begin(uid) => SinkReply::Done(sink.begin(&uid)),
         SinkRequest::Write(chunk) => SinkReply::Done(sink.write(&chunk)),
         SinkRequest::Commit => SinkReply::Done(sink.commit()),

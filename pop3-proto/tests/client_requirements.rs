@@ -1247,17 +1247,17 @@ fn auto_capa_rereads_capabilities_after_greeting_tls_and_login() {
     d.drain();
     assert_eq!(d.sent_lines()[2], "CAPA", "{:?}", d.sent_lines());
     d.feed(b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n");
-    // Pipelining again: USER, PASS and STAT in one go.
-    assert_eq!(d.sent_lines()[3..], ["USER u", "PASS p", "STAT"]);
-    d.feed(b"+OK\r\n+OK in\r\n+OK 1 10\r\n");
+    // Pipelining again: USER, PASS and STAT in one go, and the CAPA after
+    // login right behind the PASS, ahead of STAT.
+    assert_eq!(d.sent_lines()[3..], ["USER u", "PASS p", "CAPA", "STAT"]);
+    d.feed(b"+OK\r\n+OK in\r\n+OK\r\nPIPELINING\r\nTOP\r\n.\r\n+OK 1 10\r\n");
     assert!(
         d.events
             .iter()
             .any(|e| matches!(e, ClientEvent::Stat { id, .. } if *id == stat))
     );
-    // After login: CAPA once more, by itself.
-    assert_eq!(d.sent_lines().last().unwrap(), "CAPA");
-    d.feed(b"+OK\r\nPIPELINING\r\nTOP\r\n.\r\n");
+    // No second CAPA after the login's +OK.
+    assert_eq!(d.sent_lines().len(), 7, "{:?}", d.sent_lines());
     assert_eq!(
         d.client.capabilities(),
         Some(&[Capability::Pipelining, Capability::Top][..])
@@ -1268,6 +1268,55 @@ fn auto_capa_rereads_capabilities_after_greeting_tls_and_login() {
         .filter(|e| matches!(e, ClientEvent::Capabilities { .. }))
         .count();
     assert_eq!(capas, 3);
+}
+
+#[test]
+fn auto_capa_after_a_refused_pipelined_pass_rereads_the_capabilities_in_authorization() {
+    let mut config = plain_link();
+    config.auto_capa = true;
+    let mut d = Driver::new(config);
+    d.drain();
+    d.feed(b"+OK ready\r\n");
+    d.feed(b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n");
+    let (_, pass) = d.client.login("u", Secret::new("p")).unwrap();
+    let stat = d.client.stat().unwrap();
+    d.drain();
+    // Everything written before any reply is read.
+    assert_eq!(d.sent_lines(), ["CAPA", "USER u", "PASS p", "CAPA", "STAT"]);
+    d.take_events();
+    d.feed(
+        b"+OK\r\n-ERR [AUTH] no\r\n+OK\r\nPIPELINING\r\nUSER\r\nTOP\r\n.\r\n-ERR not logged in\r\n",
+    );
+    let events = d.take_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Err { id, .. } if *id == pass)),
+        "{events:?}"
+    );
+    // STAT was written already: it gets the server's own answer.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Err { id, .. } if *id == stat)),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Capabilities { .. })),
+        "{events:?}"
+    );
+    assert!(errors(&d).is_empty(), "{:?}", d.events);
+    assert_eq!(d.client.state(), ClientState::Authorization);
+    assert!(!d.client.capa_pending());
+    assert_eq!(
+        d.client.capabilities(),
+        Some(&[Capability::Pipelining, Capability::User, Capability::Top][..])
+    );
+    // Nothing more was written, and a new USER is allowed.
+    assert_eq!(d.sent_lines().len(), 5);
+    d.client.user("u").unwrap();
 }
 
 // ----- line ends come from the server, not the message -----

@@ -10,7 +10,10 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pop3_proto::client::task::{self, Task};
-use pop3_proto::client::{Connection, ConnectionConfig, Error, ProtocolError, TimeoutKind, Want};
+use pop3_proto::client::{
+    ClientState, Connection, ConnectionConfig, Error, ProtocolError, TimeoutKind, Want,
+};
+use pop3_proto::response::{Capability, CodeKind};
 use pop3_proto::server::{
     self, CloseReason, ConnectionContext, Server, ServerConfig, ServerOptions,
 };
@@ -265,7 +268,7 @@ fn login_sends_pass_only_once_the_server_accepted_the_user() {
     s.replies.push_back(b"+OK\r\n");
     s.step(at(0));
     until_read(&mut s, &mut login);
-    assert_eq!(s.sent, b"USER a\r\nPASS b\r\n");
+    assert_eq!(s.sent, b"USER a\r\nPASS b\r\nCAPA\r\n");
     s.replies.push_back(b"+OK in\r\n");
     s.replies.push_back(b"+OK\r\nPIPELINING\r\n.\r\n");
     loop {
@@ -275,6 +278,118 @@ fn login_sends_pass_only_once_the_server_accepted_the_user() {
         }
         assert!(s.step(at(0)), "the script ran out");
     }
+}
+
+#[test]
+fn pass_and_the_capa_after_login_go_out_in_one_write_before_any_reply() {
+    let mut s = Scripted::new(
+        &[
+            b"+OK hi\r\n",
+            b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n",
+            b"+OK\r\n",
+        ],
+        true,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    let mut login = s.conn.start(task::Login::new("a", "b")).unwrap();
+    until_read(&mut s, &mut login);
+    // USER's reply read: the next write holds PASS and CAPA together,
+    // before either is answered.
+    s.step(at(0));
+    assert!(s.conn.poll_task(at(0), &mut login).is_none());
+    let Want::Write(octets) = s.conn.want(at(0)) else {
+        panic!("PASS to write")
+    };
+    assert_eq!(octets, b"PASS b\r\nCAPA\r\n");
+    while !matches!(s.conn.want(at(0)), Want::Read(_)) {
+        s.step(at(0));
+    }
+    s.sent.clear();
+    // Both replies in one read: logged in, with the capabilities after
+    // the login (no PIPELINING now), and no second CAPA.
+    s.replies
+        .push_back(b"+OK in\r\n+OK\r\nTOP\r\nUIDL\r\n.\r\n");
+    loop {
+        if let Some(result) = s.conn.poll_task(at(0), &mut login) {
+            result.unwrap();
+            break;
+        }
+        assert!(s.step(at(0)), "the script ran out");
+    }
+    assert_eq!(s.sent, b"");
+    let machine = s.conn.machine();
+    assert_eq!(machine.state(), ClientState::Transaction);
+    assert!(!machine.pipelining_active());
+    assert_eq!(
+        machine.capabilities(),
+        Some(&[Capability::Top, Capability::Uidl][..])
+    );
+}
+
+#[test]
+fn a_refused_password_with_the_pipelined_capa_fails_the_login_and_stays_in_authorization() {
+    let mut s = Scripted::new(
+        &[
+            b"+OK hi\r\n",
+            b"+OK\r\nPIPELINING\r\nUSER\r\n.\r\n",
+            b"+OK\r\n",
+            // PASS refused; the CAPA written behind it is answered in
+            // AUTHORIZATION.
+            b"-ERR [AUTH] wrong\r\n+OK\r\nPIPELINING\r\nUSER\r\nSASL PLAIN\r\n.\r\n",
+        ],
+        true,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    s.sent.clear();
+    let err = s.run(task::Login::new("a", "b")).unwrap_err();
+    let Error::Server(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.kind(), Some(CodeKind::Auth));
+    assert_eq!(s.sent, b"USER a\r\nPASS b\r\nCAPA\r\n");
+    // The CAPA's reply is read, matched to the CAPA, not to anything else.
+    while s.step(at(0)) {}
+    let machine = s.conn.machine();
+    assert_eq!(machine.state(), ClientState::Authorization);
+    assert!(!machine.capa_pending());
+    assert!(
+        machine
+            .capabilities()
+            .is_some_and(|c| c.contains(&Capability::User) && c.len() == 3),
+        "{:?}",
+        machine.capabilities()
+    );
+    // The session can try again: USER is accepted in this state.
+    s.sent.clear();
+    s.replies.push_back(b"+OK\r\n");
+    s.replies.push_back(b"+OK in\r\n+OK\r\nUIDL\r\n.\r\n");
+    s.run(task::Login::new("a", "c")).unwrap();
+    assert_eq!(s.sent, b"USER a\r\nPASS c\r\nCAPA\r\n");
+    assert_eq!(s.conn.machine().state(), ClientState::Transaction);
+}
+
+#[test]
+fn without_pipelining_the_capa_after_login_waits_for_the_pass_reply() {
+    let mut s = Scripted::new(
+        &[
+            b"+OK hi\r\n",
+            b"+OK\r\nUSER\r\n.\r\n",
+            b"+OK\r\n",
+            b"+OK in\r\n",
+            b"+OK\r\nUIDL\r\n.\r\n",
+        ],
+        true,
+    );
+    s.run(task::Connect::new(false)).unwrap();
+    s.sent.clear();
+    let mut login = s.conn.start(task::Login::new("a", "b")).unwrap();
+    until_read(&mut s, &mut login);
+    s.step(at(0));
+    until_read(&mut s, &mut login);
+    assert_eq!(s.sent, b"USER a\r\nPASS b\r\n");
+    s.step(at(0));
+    until_read(&mut s, &mut login);
+    assert_eq!(s.sent, b"USER a\r\nPASS b\r\nCAPA\r\n");
 }
 
 #[test]

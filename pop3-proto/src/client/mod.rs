@@ -88,7 +88,10 @@
 //! machine requires an extension. The cached list is dropped after STLS
 //! (RFC 2595 §4) and after a successful login (servers advertise different
 //! sets before and after): call [`Client::capa`] again to re-read it (until
-//! then pipelining is off), or set [`ClientConfig::auto_capa`].
+//! then pipelining is off), or set [`ClientConfig::auto_capa`]. With
+//! `auto_capa` and a server that pipelines, the CAPA after a PASS or APOP
+//! is written together with it, so reading the new capabilities costs no
+//! round trip of its own.
 //!
 //! # Streaming and backpressure
 //!
@@ -272,7 +275,9 @@ pub struct ClientConfig {
     pub max_capabilities: usize,
     /// Read the capabilities without being asked: the machine queues CAPA
     /// itself after the greeting, after the TLS handshake and after a
-    /// successful login, ahead of any command not yet written (default
+    /// successful login, ahead of any command not yet written (when the
+    /// server pipelines, the one after a PASS or APOP goes out in the same
+    /// write as that command, without waiting for its `+OK`) (default
     /// `false`). Its reply comes as [`ClientEvent::Capabilities`] (or
     /// [`ClientEvent::Err`]) with a [`RequestId`] the application did not
     /// get from a call.
@@ -1523,6 +1528,30 @@ impl Client {
         id
     }
 
+    /// With [`ClientConfig::auto_capa`] and a server that pipelines: the
+    /// CAPA that re-reads the capabilities after the login goes in the same
+    /// write as the PASS or APOP being written, instead of one round trip
+    /// after its `+OK`. CAPA is valid in every state (RFC 2449 §5): when
+    /// the login succeeds, the server answers it in TRANSACTION with the
+    /// capabilities after login; when the login fails, in AUTHORIZATION
+    /// with those before it (and the cached list is then simply read
+    /// again). Replies are matched in order either way, and the login's
+    /// `+OK` queues no second CAPA while this one is outstanding. AUTH is a
+    /// barrier (its exchange may take several lines), so after AUTH the
+    /// CAPA still waits for the `+OK`.
+    fn capa_behind_login(&mut self) {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.pending.push_front(Queued {
+            id,
+            op: Op::Capa,
+            line: encode(&Command::Capa),
+            secret: false,
+            mechanism: None,
+            deferred_ir: None,
+        });
+    }
+
     /// With [`ClientConfig::auto_capa`]: CAPA ahead of everything not yet
     /// written.
     fn auto_capa(&mut self) {
@@ -1568,6 +1597,10 @@ impl Client {
             let Some(q) = self.pending.pop_front() else {
                 break;
             };
+            if matches!(q.op, Op::Pass | Op::Apop) && self.config.auto_capa && pipelining {
+                // Next in line, right behind the login command.
+                self.capa_behind_login();
+            }
             if self.in_flight.is_empty() {
                 self.timer_base = self.now;
             }
@@ -1860,7 +1893,11 @@ impl Client {
                 self.capabilities = None;
                 self.user_accepted = false;
                 self.emit(ClientEvent::Ok { id, line });
-                self.auto_capa();
+                // A CAPA written or queued behind the login (see
+                // `capa_behind_login`) reads the capabilities after it.
+                if !self.capa_pending() {
+                    self.auto_capa();
+                }
                 self.finish();
             }
             Op::User => {

@@ -318,6 +318,14 @@ impl LoginEnd {
 /// process after the login (Dovecot) does not hold its `+OK` behind a
 /// delayed acknowledgement of the USER reply. That hold is Nagle's algorithm
 /// meeting delayed ACKs, about 40 ms on Linux, against one round trip.
+/// Pipelining USER and PASS would save that round trip on a slow link, but
+/// a refused USER (an unknown name, `[IN-USE]`, `[LOGIN-DELAY]`) would
+/// then still carry the password to the server, answered by a second
+/// `-ERR` that says nothing more; the round trip is kept on purpose.
+///
+/// The CAPA after the login costs no round trip of its own when the server
+/// pipelines: it goes in the same write as PASS (see
+/// [`ClientConfig::auto_capa`](super::ClientConfig::auto_capa)).
 #[derive(Debug)]
 pub struct Login {
     user: String,

@@ -10,10 +10,13 @@
 //! account's [`UidJournal`] (kept in a state directory, see
 //! [`default_state_dir`]) before the commit returns. The fetch driver
 //! deletes a message from the server only after that, so save-before-delete
-//! holds for every kind. A process killed after the destination took a
-//! message and before the journal's fsync delivers that one message again
-//! on its next run; one killed in the middle of an mbox append leaves that
-//! message cut off at the end of the file (the next run appends it whole).
+//! holds for every kind. Into an mbox, a process killed at any instant
+//! leaves each message there exactly once, and no part of one, once the
+//! next run has opened the sink: each append is recorded before it begins,
+//! and the next run settles it (see [`Mbox`]). An MDA or an LMTP server
+//! gives no such hold: a process killed after it took a message and
+//! before the journal's fsync delivers that one message again on its next
+//! run (at least once; the other side cannot be asked whether it has it).
 //!
 //! A delivery that fails says whether trying again later may help with a
 //! [`DeliveryError`] inside the [`io::Error`]: the run stops, the message
@@ -43,7 +46,8 @@ use std::time::{Duration, Instant, SystemTime};
 use pop3_proto::fetch::MessageSink;
 use pop3_proto::types::Uid;
 
-use crate::journal::{UidJournal, private_file};
+use crate::journal::{UidJournal, hex, private_file};
+use pop3_proto::__tracing as tracing;
 
 /// Why a message could not be delivered, carried inside the
 /// [`io::Error`] a [`Deliver`] returns: temporary (try again later, the
@@ -110,6 +114,25 @@ pub trait Deliver {
         uid: &Uid,
         account: &str,
     ) -> io::Result<()>;
+
+    /// Takes `record`, a file of the state directory that belongs to the
+    /// journal's account, for a durable record of each delivery in flight,
+    /// and settles what a run killed in the middle of one left there.
+    /// Answers the UIDs that run delivered whole: the caller journals them,
+    /// then calls [`journaled`](Self::journaled). `journaled` tells whether
+    /// a UID is in the journal already. [`Journaled::open`] calls it; the
+    /// default keeps no record and finds nothing.
+    fn recover(&mut self, record: &Path, journaled: &dyn Fn(&Uid) -> bool) -> io::Result<Vec<Uid>> {
+        let _ = (record, journaled);
+        Ok(Vec::new())
+    }
+
+    /// Called once the journal durably holds the UIDs of what was
+    /// delivered (by [`deliver`](Self::deliver), or found by
+    /// [`recover`](Self::recover)): the record of it may go.
+    fn journaled(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The directory of the journals of the sinks that are not Maildirs:
@@ -141,18 +164,29 @@ impl<D: Deliver> Journaled<D> {
     /// [`UidJournal::open`]; `former` are names the account had before),
     /// and removes spool files a killed run of the account left there.
     pub fn open(
-        deliver: D,
+        mut deliver: D,
         state_dir: &Path,
         account: &str,
         former: &[String],
     ) -> io::Result<Journaled<D>> {
-        let journal = UidJournal::open(state_dir, account, former)?;
+        let mut journal = UidJournal::open(state_dir, account, former)?;
         let prefix = format!(".spool-{}-", journal.tag());
         for entry in fs::read_dir(state_dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
                 let _ = fs::remove_file(entry.path());
             }
+        }
+        // What a killed run was delivering: journaled now if it is
+        // delivered whole (the record goes only after that).
+        let record = state_dir.join(format!(".pop3-uidl-{}.delivering", journal.tag()));
+        let whole = deliver.recover(&record, &|uid| journal.contains(uid))?;
+        if !whole.is_empty() {
+            for uid in &whole {
+                journal.mark(uid);
+            }
+            journal.flush()?;
+            deliver.journaled()?;
         }
         Ok(Journaled {
             deliver,
@@ -222,7 +256,8 @@ impl<D: Deliver> MessageSink for Journaled<D> {
         let _ = fs::remove_file(&path);
         result?;
         self.journal.mark(&uid);
-        self.journal.flush()
+        self.journal.flush()?;
+        self.deliver.journaled()
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -304,14 +339,42 @@ fn each_line(
 /// the file fsynced, then both locks released. A lock not had within the
 /// lock timeout (default 60 s) is a temporary failure. A write that fails
 /// halfway is cut off again, so the file never keeps half a message.
+///
+/// In a [`Journaled`] sink each append is recorded first, in a file of the
+/// state directory next to the journal (see [`Deliver::recover`]): the
+/// message exactly as it will be appended, then (written and fsynced under
+/// the locks, before the append) the mbox's path, device and inode, its
+/// length before the append, and the message's UID. The record goes once
+/// the journal holds the UID. The next run of a process killed in between
+/// looks at the mbox under the same locks: the whole message there at that
+/// offset is journaled as delivered (not appended again); a beginning of
+/// it at the end of the file, nothing after it, is cut off again (the file
+/// gets its length before the append back) and the message delivered
+/// anew; an mbox that another program changed since (shorter than before,
+/// another file, other bytes there) is left as it is, with a warning, and
+/// the message delivered anew. Only bytes that are the recorded message's
+/// own are ever cut off: a kill leaves each message in the mbox exactly
+/// once, and never a part of one (unless another program rewrote the mbox
+/// in between, when one copy may be there twice).
 #[derive(Debug, Clone)]
 pub struct Mbox {
     path: PathBuf,
     lock_timeout: Duration,
+    /// The record of the append in flight, in a [`Journaled`] sink.
+    record: Option<PathBuf>,
+    /// A record that says a message may be in the mbox, not yet journaled.
+    unsettled: bool,
 }
 
 /// A dot-lock older than this is left over from a dead process.
 const STALE_DOT_LOCK: Duration = Duration::from_secs(300);
+
+/// The first word of the last line of an append's record.
+const RECORD_MAGIC: &str = "pop3-mbox-append-v1";
+
+/// How much of a record's end is read for its last line (it holds the
+/// mbox's path, hex-encoded).
+const RECORD_TAIL: u64 = 64 * 1024;
 
 impl Mbox {
     /// Delivers into the mbox at `path` (created, mode 0600, if missing).
@@ -319,6 +382,8 @@ impl Mbox {
         Mbox {
             path: path.into(),
             lock_timeout: Duration::from_secs(60),
+            record: None,
+            unsettled: false,
         }
     }
 
@@ -334,85 +399,15 @@ impl Mbox {
         &self.path
     }
 
-    fn dot_lock_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".lock");
-        PathBuf::from(name)
-    }
-
-    /// Takes the dot-lock: `Ok(true)` taken, `Ok(false)` the directory
-    /// does not let us (then only the record lock guards the file).
-    fn dot_lock(&self, deadline: Instant) -> io::Result<bool> {
-        let lock = self.dot_lock_path();
-        // The lock appears with its owner written in it: written to a name
-        // of our own first, then linked (so a kill never leaves an empty
-        // lock whose owner cannot be told).
-        let mut own = lock.as_os_str().to_owned();
-        own.push(format!(".{}", std::process::id()));
-        let own = PathBuf::from(own);
-        let taken = (|| {
-            let mut f = private_file()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&own)?;
-            writeln!(f, "{}", lock_owner(std::process::id()))
-        })();
-        match taken {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        let result = self.link_lock(&own, &lock, deadline);
-        let _ = fs::remove_file(&own);
-        result
-    }
-
-    fn link_lock(&self, own: &Path, lock: &Path, deadline: Instant) -> io::Result<bool> {
-        loop {
-            match fs::hard_link(own, lock) {
-                Ok(()) => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let stale = fs::metadata(lock)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok())
-                        .is_some_and(|age| age > STALE_DOT_LOCK)
-                        || owner_is_gone(lock);
-                    if stale {
-                        let _ = fs::remove_file(lock);
-                        continue;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
-                Err(e) => return Err(e),
-            }
-            if Instant::now() >= deadline {
-                return Err(DeliveryError::temporary(format!(
-                    "{} is locked ({} exists)",
-                    self.path.display(),
-                    lock.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
+    /// Appends without a record (an `Mbox` used on its own).
     fn append(&self, file: &mut File, message: &mut dyn BufRead) -> io::Result<()> {
         let start = file.seek(SeekFrom::End(0))?;
         let result = (|| {
             let mut out = BufWriter::with_capacity(256 * 1024, &mut *file);
-            if start > 0 {
+            if ends_without_newline(out.get_ref(), start)? {
                 // A file not ending in a newline (damaged by another
                 // writer) would glue our separator to its last line.
-                let mut last = [0u8];
-                let mut f: &File = out.get_ref();
-                f.seek(SeekFrom::Start(start - 1))?;
-                f.read_exact(&mut last)?;
-                f.seek(SeekFrom::End(0))?;
-                if last[0] != b'\n' {
-                    out.write_all(b"\n")?;
-                }
+                out.write_all(b"\n")?;
             }
             write_mboxrd(&mut out, message, SystemTime::now())?;
             out.flush()?;
@@ -426,32 +421,483 @@ impl Mbox {
         }
         result
     }
+
+    /// Appends with the record at `record` (see the type's docs).
+    fn append_recorded(
+        &mut self,
+        record: &Path,
+        message: &mut dyn BufRead,
+        uid: &Uid,
+    ) -> io::Result<()> {
+        if self.unsettled {
+            return Err(DeliveryError::temporary(format!(
+                "an earlier append to {} is not settled yet (the next run settles it)",
+                self.path.display()
+            )));
+        }
+        // The message as it will be appended, written before the locks are
+        // taken.
+        let mut rec = private_file()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(record)?;
+        let result = self.append_with(&mut rec, record, message, uid);
+        if result.is_err() && !self.unsettled {
+            let _ = fs::remove_file(record);
+        }
+        result
+    }
+
+    fn append_with(
+        &mut self,
+        rec: &mut File,
+        record: &Path,
+        message: &mut dyn BufRead,
+        uid: &Uid,
+    ) -> io::Result<()> {
+        let len = {
+            let mut out = BufWriter::with_capacity(256 * 1024, &mut *rec);
+            write_mboxrd(&mut out, message, SystemTime::now())?;
+            out.flush()?;
+            drop(out);
+            rec.stream_position()?
+        };
+        let lock = MboxLock::take(&self.path, self.lock_timeout, true)?;
+        let mut file = &lock.file;
+        let before = file.seek(SeekFrom::End(0))?;
+        let pad = ends_without_newline(file, before)?;
+        let (dev, ino) = identity(&file.metadata()?);
+        let entry = Record {
+            uid: uid.clone(),
+            mbox: self.path.clone(),
+            dev,
+            ino,
+            before,
+            pad,
+            len,
+        };
+        rec.write_all(entry.last_line().as_bytes())?;
+        rec.sync_data()?;
+        // From here on the record says where the message goes.
+        self.unsettled = true;
+        let written = (|| {
+            file.seek(SeekFrom::Start(before))?;
+            let mut out = BufWriter::with_capacity(256 * 1024, file);
+            if pad {
+                // A file not ending in a newline (damaged by another
+                // writer) would glue our separator to its last line.
+                out.write_all(b"\n")?;
+            }
+            rec.seek(SeekFrom::Start(0))?;
+            let copied = io::copy(&mut (&*rec).take(len), &mut out)?;
+            if copied != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the record {} is shorter than written", record.display()),
+                ));
+            }
+            out.flush()?;
+            drop(out);
+            file.sync_data()
+        })();
+        if let Err(e) = written {
+            // No half message stays behind: what follows `before` is ours
+            // (the locks are still held).
+            if file.set_len(before).and_then(|()| file.sync_data()).is_ok() {
+                self.unsettled = false;
+            }
+            return Err(e);
+        }
+        drop(lock);
+        Ok(())
+    }
+}
+
+/// Whether the file of length `len` does not end in a newline (an empty
+/// one does not need one).
+fn ends_without_newline(file: &File, len: u64) -> io::Result<bool> {
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8];
+    let mut f = file;
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    f.seek(SeekFrom::End(0))?;
+    Ok(last[0] != b'\n')
+}
+
+/// An mbox held under both locks; dropping it lets go of them.
+#[derive(Debug)]
+struct MboxLock {
+    file: File,
+    /// The dot-lock, when the directory let us take one.
+    dot: Option<PathBuf>,
+}
+
+impl MboxLock {
+    /// Takes the dot-lock, opens the mbox at `path` (created if `create`)
+    /// and takes the record lock, within `timeout`.
+    fn take(path: &Path, timeout: Duration, create: bool) -> io::Result<MboxLock> {
+        let deadline = Instant::now() + timeout;
+        let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
+        let opened = (|| {
+            let file = if create {
+                private_file()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)?
+            } else {
+                fs::OpenOptions::new().read(true).write(true).open(path)?
+            };
+            record_lock(&file, path, deadline)?;
+            Ok(file)
+        })();
+        match opened {
+            Ok(file) => Ok(MboxLock { file, dot }),
+            Err(e) => {
+                if let Some(dot) = dot {
+                    let _ = fs::remove_file(dot);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for MboxLock {
+    fn drop(&mut self) {
+        // The record lock goes with the file, closed after this.
+        if let Some(dot) = self.dot.take() {
+            let _ = fs::remove_file(dot);
+        }
+    }
+}
+
+fn dot_lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the dot-lock of the mbox at `path`: `Ok(true)` taken, `Ok(false)`
+/// the directory does not let us (then only the record lock guards the
+/// file).
+fn dot_lock(path: &Path, deadline: Instant) -> io::Result<bool> {
+    let lock = dot_lock_path(path);
+    // The lock appears with its owner written in it: written to a name
+    // of our own first, then linked (so a kill never leaves an empty
+    // lock whose owner cannot be told).
+    let mut own = lock.as_os_str().to_owned();
+    own.push(format!(".{}", std::process::id()));
+    let own = PathBuf::from(own);
+    let taken = (|| {
+        let mut f = private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&own)?;
+        writeln!(f, "{}", lock_owner(std::process::id()))
+    })();
+    match taken {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let result = link_lock(path, &own, &lock, deadline);
+    let _ = fs::remove_file(&own);
+    result
+}
+
+fn link_lock(path: &Path, own: &Path, lock: &Path, deadline: Instant) -> io::Result<bool> {
+    loop {
+        match fs::hard_link(own, lock) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let stale = fs::metadata(lock)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age > STALE_DOT_LOCK)
+                    || owner_is_gone(lock);
+                if stale {
+                    let _ = fs::remove_file(lock);
+                    continue;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if Instant::now() >= deadline {
+            return Err(DeliveryError::temporary(format!(
+                "{} is locked ({} exists)",
+                path.display(),
+                lock.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What an append's record says (its last line): which message goes where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    uid: Uid,
+    mbox: PathBuf,
+    /// The mbox's device and inode (0 and 0 where the system has none).
+    dev: u64,
+    ino: u64,
+    /// The mbox's length before the append.
+    before: u64,
+    /// Whether a newline goes before the message (the mbox did not end in
+    /// one).
+    pad: bool,
+    /// The message's length as appended (the newline not counted): the
+    /// record's bytes before its last line.
+    len: u64,
+}
+
+impl Record {
+    fn last_line(&self) -> String {
+        format!(
+            "{RECORD_MAGIC} {} {} {} {} {} {} {}\n",
+            self.before,
+            self.len,
+            u8::from(self.pad),
+            self.dev,
+            self.ino,
+            hex(self.uid.as_bytes()),
+            hex(self.mbox.as_os_str().as_encoded_bytes()),
+        )
+    }
+
+    /// The record at `path`: `None` if there is none, or its last line is
+    /// not whole (the run was killed before it wrote it: nothing was
+    /// appended).
+    fn read(path: &Path) -> io::Result<Option<Record>> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let size = file.metadata()?.len();
+        let tail_len = size.min(RECORD_TAIL);
+        file.seek(SeekFrom::Start(size - tail_len))?;
+        let mut tail = Vec::new();
+        file.take(tail_len).read_to_end(&mut tail)?;
+        Ok(Record::parse(&tail, size))
+    }
+
+    /// The record whose last `tail` bytes are these, of `size` in all.
+    fn parse(tail: &[u8], size: u64) -> Option<Record> {
+        let body = tail.strip_suffix(b"\n")?;
+        let start = body.iter().rposition(|&b| b == b'\n')? + 1;
+        let line = std::str::from_utf8(&body[start..]).ok()?;
+        let line_at = size - (tail.len() - start) as u64;
+        let mut words = line.split(' ');
+        if words.next()? != RECORD_MAGIC {
+            return None;
+        }
+        let before = words.next()?.parse().ok()?;
+        let len = words.next()?.parse().ok()?;
+        let pad = match words.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        let dev = words.next()?.parse().ok()?;
+        let ino = words.next()?.parse().ok()?;
+        let uid = Uid::new(bytes::Bytes::from(unhex(words.next()?)?)).ok()?;
+        let mbox = path_from_bytes(unhex(words.next()?)?)?;
+        if words.next().is_some() || len != line_at {
+            return None;
+        }
+        Some(Record {
+            uid,
+            mbox,
+            dev,
+            ino,
+            before,
+            pad,
+            len,
+        })
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: Vec<u8>) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: Vec<u8>) -> Option<PathBuf> {
+    String::from_utf8(bytes).ok().map(PathBuf::from)
+}
+
+/// A file's device and inode: which file it is.
+#[cfg(unix)]
+fn identity(meta: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn identity(_meta: &fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+/// What the mbox holds where a recorded append went.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// The whole message.
+    Whole,
+    /// Its first bytes (maybe none), nothing after them.
+    Part(u64),
+    /// Something else: another program changed the mbox (why).
+    Changed(String),
+}
+
+/// Looks at the mbox (locked) where `entry`, recorded at `record`, says
+/// the message went.
+fn examine(mbox: &File, entry: &Record, record: &Path) -> io::Result<Found> {
+    let meta = mbox.metadata()?;
+    if identity(&meta) != (entry.dev, entry.ino) {
+        return Ok(Found::Changed("it is another file now".into()));
+    }
+    let size = meta.len();
+    if size < entry.before {
+        return Ok(Found::Changed(format!(
+            "it is shorter than before the append ({size} bytes, {} before)",
+            entry.before
+        )));
+    }
+    let expected = entry.len + u64::from(entry.pad);
+    let there = (size - entry.before).min(expected);
+    let pad: &[u8] = if entry.pad { b"\n" } else { b"" };
+    let mut ours = pad.chain(File::open(record)?.take(entry.len)).take(there);
+    let mut theirs = mbox;
+    theirs.seek(SeekFrom::Start(entry.before))?;
+    let mut theirs = theirs.take(there);
+    let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    let mut left = there;
+    while left > 0 {
+        let n = left.min(a.len() as u64) as usize;
+        ours.read_exact(&mut a[..n])?;
+        theirs.read_exact(&mut b[..n])?;
+        if a[..n] != b[..n] {
+            return Ok(Found::Changed(format!(
+                "other bytes than the message's follow offset {}",
+                entry.before
+            )));
+        }
+        left -= n as u64;
+    }
+    Ok(if there == expected {
+        Found::Whole
+    } else {
+        Found::Part(there)
+    })
+}
+
+/// Settles the append `entry`, recorded at `record`, of a killed run:
+/// `true` if the message is in the mbox whole; else the mbox holds none of
+/// it (a part is cut off again), or was changed by another program and is
+/// left as it is (with a warning).
+fn settle(entry: &Record, record: &Path, timeout: Duration) -> io::Result<bool> {
+    let uid = String::from_utf8_lossy(entry.uid.as_bytes());
+    let changed = |why: &str| {
+        tracing::warn!(
+            mbox = %entry.mbox.display(),
+            uid = %uid,
+            "an interrupted append cannot be checked: {why}; the mbox is left as it is and the message is delivered again"
+        );
+    };
+    let lock = match MboxLock::take(&entry.mbox, timeout, false) {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            changed("the mbox is gone");
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    match examine(&lock.file, entry, record)? {
+        Found::Whole => Ok(true),
+        Found::Part(0) => Ok(false),
+        Found::Part(n) => {
+            lock.file.set_len(entry.before)?;
+            lock.file.sync_data()?;
+            tracing::info!(
+                mbox = %entry.mbox.display(),
+                uid = %uid,
+                "the {n} bytes of an interrupted append are cut off; the message is delivered again"
+            );
+            Ok(false)
+        }
+        Found::Changed(why) => {
+            changed(&why);
+            Ok(false)
+        }
+    }
+}
+
+fn remove_record(record: &Path) -> io::Result<()> {
+    match fs::remove_file(record) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 impl Deliver for Mbox {
     fn deliver(
         &mut self,
         message: &mut (dyn BufRead + Send),
-        _uid: &Uid,
+        uid: &Uid,
         _account: &str,
     ) -> io::Result<()> {
-        let deadline = Instant::now() + self.lock_timeout;
-        let dot = self.dot_lock(deadline)?;
-        let result = (|| {
-            let mut file = private_file()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&self.path)?;
-            record_lock(&file, &self.path, deadline)?;
-            // Closing the file releases the record lock.
-            self.append(&mut file, message)
-        })();
-        if dot {
-            let _ = fs::remove_file(self.dot_lock_path());
+        if let Some(record) = self.record.clone() {
+            return self.append_recorded(&record, message, uid);
         }
-        result
+        let mut lock = MboxLock::take(&self.path, self.lock_timeout, true)?;
+        self.append(&mut lock.file, message)
+    }
+
+    fn recover(&mut self, record: &Path, journaled: &dyn Fn(&Uid) -> bool) -> io::Result<Vec<Uid>> {
+        self.record = Some(record.to_path_buf());
+        self.unsettled = false;
+        let Some(entry) = Record::read(record)? else {
+            // None, or one whose append never began.
+            remove_record(record)?;
+            return Ok(Vec::new());
+        };
+        if !journaled(&entry.uid) && settle(&entry, record, self.lock_timeout)? {
+            self.unsettled = true;
+            return Ok(vec![entry.uid]);
+        }
+        remove_record(record)?;
+        Ok(Vec::new())
+    }
+
+    fn journaled(&mut self) -> io::Result<()> {
+        self.unsettled = false;
+        match &self.record {
+            Some(record) => remove_record(record),
+            None => Ok(()),
+        }
     }
 }
 
@@ -1266,5 +1712,240 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nSubject: s\n\n>From a\n>>From b\n>>>From c\nFrom\n From d\nlast\n\n"
         );
+    }
+
+    const ACCOUNT: &str = "alice@pop.example.com";
+
+    fn uid(s: &str) -> Uid {
+        Uid::new(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    /// A message of about 100 kB, its lines numbered.
+    fn message(n: usize) -> Vec<u8> {
+        let mut m = format!("Subject: message {n}\r\n\r\n").into_bytes();
+        for l in 0..3000 {
+            m.extend_from_slice(format!("message {n} line {l:05} of some text\r\n").as_bytes());
+        }
+        m
+    }
+
+    /// An mbox with message 1 delivered and journaled, in a state
+    /// directory of its own.
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let fixture = Fixture { dir };
+            let mut sink = fixture.open();
+            sink.begin(&uid("u1")).unwrap();
+            sink.write(&message(1)).unwrap();
+            sink.commit().unwrap();
+            fixture
+        }
+
+        fn mbox(&self) -> PathBuf {
+            self.dir.path().join("mbox")
+        }
+
+        fn state(&self) -> PathBuf {
+            self.dir.path().join("state")
+        }
+
+        fn record(&self) -> PathBuf {
+            self.state().join(format!(
+                ".pop3-uidl-{}.delivering",
+                crate::journal::account_tag(ACCOUNT)
+            ))
+        }
+
+        /// The sink, as a run opens it.
+        fn open(&self) -> Journaled<Mbox> {
+            Journaled::open(Mbox::new(self.mbox()), &self.state(), ACCOUNT, &[]).unwrap()
+        }
+
+        /// Message 2 appended and its record left, as by a run killed
+        /// after the append and before the journal's fsync; answers the
+        /// mbox's length before the append.
+        fn appended_not_journaled(&self) -> u64 {
+            let before = fs::metadata(self.mbox()).unwrap().len();
+            let mut mbox = Mbox::new(self.mbox());
+            assert!(mbox.recover(&self.record(), &|_| false).unwrap().is_empty());
+            let m = message(2);
+            mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
+            assert!(self.record().exists());
+            before
+        }
+
+        /// How many times each of messages 1 and 2 is in the mbox, whole.
+        fn copies(&self) -> [usize; 2] {
+            let text = fs::read(self.mbox()).unwrap();
+            [1, 2].map(|n| {
+                let mut want = Vec::new();
+                write_mboxrd(&mut want, &mut &message(n)[..], UNIX_EPOCH).unwrap();
+                // Without the separator line, whose date differs.
+                let body = &want[want.iter().position(|&b| b == b'\n').unwrap() + 1..];
+                text.windows(body.len()).filter(|w| w == &body).count()
+            })
+        }
+    }
+
+    #[test]
+    fn a_record_line_reads_back_as_written() {
+        let entry = Record {
+            uid: uid("whq~tsw"),
+            mbox: PathBuf::from("/var/mail/al ice"),
+            dev: 2049,
+            ino: 1_234_567,
+            before: 99,
+            pad: true,
+            len: 5,
+        };
+        let mut file = b"From \n".to_vec();
+        file.extend_from_slice(entry.last_line().as_bytes());
+        assert_eq!(Record::parse(&file, 100 + file.len() as u64 - 6), None);
+        let mut entry = entry;
+        entry.len = 6;
+        let mut file = b"From \n".to_vec();
+        file.extend_from_slice(entry.last_line().as_bytes());
+        assert_eq!(Record::parse(&file, file.len() as u64), Some(entry));
+        // Its last line cut off: no record.
+        file.pop();
+        assert_eq!(Record::parse(&file, file.len() as u64), None);
+    }
+
+    #[test]
+    fn a_complete_append_not_yet_journaled_is_journaled_at_the_next_open_not_appended_again() {
+        let f = Fixture::new();
+        f.appended_not_journaled();
+        let length = fs::metadata(f.mbox()).unwrap().len();
+        let mut sink = f.open();
+        assert!(sink.contains(&uid("u2")).unwrap(), "journaled");
+        assert!(!f.record().exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), length);
+        assert_eq!(f.copies(), [1, 1]);
+        drop(sink);
+        // And it stays journaled.
+        assert!(f.open().contains(&uid("u2")).unwrap());
+    }
+
+    #[test]
+    fn a_partial_append_is_cut_off_at_the_next_open_and_the_message_delivered_once_again() {
+        for keep in [0u64, 1, 40_000] {
+            let f = Fixture::new();
+            let before = f.appended_not_journaled();
+            // Killed in the middle of the append: only `keep` bytes of it
+            // reached the file.
+            let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+            file.set_len(before + keep).unwrap();
+            drop(file);
+            let mut sink = f.open();
+            assert!(!sink.contains(&uid("u2")).unwrap());
+            assert!(!f.record().exists());
+            assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before, "{keep}");
+            assert_eq!(f.copies(), [1, 0]);
+            sink.begin(&uid("u2")).unwrap();
+            sink.write(&message(2)).unwrap();
+            sink.commit().unwrap();
+            assert_eq!(f.copies(), [1, 1], "{keep}");
+            assert!(!f.record().exists());
+        }
+    }
+
+    #[test]
+    fn an_mbox_another_program_changed_after_a_partial_append_is_left_as_it_is() {
+        // Another writer appended its message after the cut-off one.
+        let f = Fixture::new();
+        let before = f.appended_not_journaled();
+        let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+        file.set_len(before + 1000).unwrap();
+        drop(file);
+        let mut file = fs::OpenOptions::new().append(true).open(f.mbox()).unwrap();
+        file.write_all(b"\nFrom other Thu Jan  1 00:00:00 1970\nSubject: theirs\n\nx\n\n")
+            .unwrap();
+        drop(file);
+        let text = fs::read(f.mbox()).unwrap();
+        let sink = f.open();
+        assert_eq!(fs::read(f.mbox()).unwrap(), text, "not cut off");
+        assert!(!f.record().exists());
+        drop(sink);
+
+        // A mail reader removed messages: the mbox is shorter than before.
+        let f = Fixture::new();
+        let before = f.appended_not_journaled();
+        let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+        file.set_len(before - 10).unwrap();
+        drop(file);
+        let text = fs::read(f.mbox()).unwrap();
+        let mut sink = f.open();
+        assert_eq!(fs::read(f.mbox()).unwrap(), text, "not cut off");
+        assert!(!sink.contains(&uid("u2")).unwrap(), "delivered again");
+
+        // A mail reader rewrote it into a new file (the same bytes, its
+        // message 2 half there).
+        let f = Fixture::new();
+        let before = f.appended_not_journaled();
+        let text = fs::read(f.mbox()).unwrap();
+        let half = &text[..before as usize + 500];
+        let tmp = f.dir.path().join("mbox.new");
+        fs::write(&tmp, half).unwrap();
+        fs::rename(&tmp, f.mbox()).unwrap();
+        let mut sink = f.open();
+        assert_eq!(fs::read(f.mbox()).unwrap(), half, "not cut off");
+        assert!(!sink.contains(&uid("u2")).unwrap(), "delivered again");
+    }
+
+    #[test]
+    fn a_record_whose_last_line_is_missing_or_whose_uid_is_journaled_changes_nothing() {
+        // Killed before the record said where the message goes: nothing
+        // was appended.
+        let f = Fixture::new();
+        let text = fs::read(f.mbox()).unwrap();
+        fs::write(
+            f.record(),
+            b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nx\n\n",
+        )
+        .unwrap();
+        let mut sink = f.open();
+        assert!(!f.record().exists());
+        assert!(!sink.contains(&uid("u2")).unwrap());
+        assert_eq!(fs::read(f.mbox()).unwrap(), text);
+        drop(sink);
+
+        // Killed after the journal's fsync, before the record went: the
+        // mbox is not looked at (its end may be another writer's now).
+        let f = Fixture::new();
+        let before = f.appended_not_journaled();
+        let mut journal = UidJournal::open(&f.state(), ACCOUNT, &[]).unwrap();
+        journal.mark(&uid("u2"));
+        journal.flush().unwrap();
+        drop(journal);
+        let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+        file.set_len(before + 1000).unwrap();
+        drop(file);
+        let sink = f.open();
+        assert!(!f.record().exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before + 1000);
+        drop(sink);
+    }
+
+    #[test]
+    fn a_second_append_waits_until_the_first_is_journaled() {
+        let f = Fixture::new();
+        let mut mbox = Mbox::new(f.mbox());
+        mbox.recover(&f.record(), &|_| false).unwrap();
+        let m = message(2);
+        mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
+        let e = mbox.deliver(&mut &m[..], &uid("u3"), ACCOUNT).unwrap_err();
+        assert!(DeliveryError::of(&e).unwrap().is_temporary(), "{e}");
+        assert!(
+            Record::read(&f.record())
+                .unwrap()
+                .is_some_and(|r| r.uid == uid("u2"))
+        );
+        mbox.journaled().unwrap();
+        mbox.deliver(&mut &m[..], &uid("u3"), ACCOUNT).unwrap();
     }
 }

@@ -6,13 +6,18 @@
 //! The same for every runtime's `fetch --daemon`, killed at seeded
 //! instants across its polls.
 //!
-//! The same for `fetch` into an mbox, an MDA and an LMTP server on every
-//! runtime, with what holds there: every message delivered, nothing
-//! deleted on the server before it is delivered, and per kill at most one
-//! extra copy: the message delivered but not yet in the journal when the
-//! run died, delivered again, or, into an mbox or an MDA that takes the end
-//! of its input as the end of the message, the one being written then, cut
-//! off.
+//! The same for `fetch` into an mbox on every runtime: every message
+//! there exactly once, byte for byte, never a part of one, except that a
+//! killed run may leave the one it was appending cut off at the end of the
+//! mbox until the next run (which cuts it off again and delivers it
+//! whole).
+//!
+//! The same for `fetch` into an MDA and an LMTP server on every runtime,
+//! with what holds there: every message delivered, nothing deleted on the
+//! server before it is delivered, and per kill at most one extra copy: the
+//! message delivered but not yet in the journal when the run died,
+//! delivered again, or, into an MDA that takes the end of its input as the
+//! end of the message, the one being written then, cut off.
 //!
 //! And every runtime's `fetch` cut off by the network in the middle of a
 //! message, its messages then filed away from `new/` and `cur/` as a mail
@@ -144,6 +149,26 @@ fn mbox_messages(path: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             (path.join(format!("#{i}")), m)
         })
         .collect()
+}
+
+/// The last line of the record of an mbox append in `state` (the state
+/// directory) and its file's modification time, if there is a record whose
+/// last line is whole (one of an append begun and not yet journaled).
+fn recorded_append(state: &Path) -> Option<(std::time::SystemTime, Vec<u8>)> {
+    for e in std::fs::read_dir(state).ok()? {
+        let path = e.ok()?.path();
+        if !path.to_string_lossy().ends_with(".delivering") {
+            continue;
+        }
+        let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+        let text = std::fs::read(&path).ok()?;
+        let body = text.strip_suffix(b"\n")?;
+        let line = &body[body.iter().rposition(|&b| b == b'\n')? + 1..];
+        return line
+            .starts_with(b"pop3-mbox-append-v1 ")
+            .then(|| (modified, line.to_vec()));
+    }
+    None
 }
 
 /// Where `fetch` delivers in a kill test.
@@ -400,12 +425,15 @@ const DEST_KILLS: u32 = 40;
 /// `fetch` into `dest`, killed `kills` times at seeded instants and rerun,
 /// then run to the end with `--delete`. After every run: every message
 /// deleted on the server is at the destination. Into a Maildir: no message
-/// ever twice. Elsewhere a run killed between the destination's durable
-/// acceptance and the journal's fsync leaves one message delivered but not
-/// journaled, and a later run delivers it again; a run killed while it
-/// writes a message into an mbox, or feeds it to an MDA that takes the end
-/// of its input as the end of the message, leaves that message cut off
-/// there (a later run delivers it whole). After every run, duplicates and
+/// ever twice. Into an mbox: no message ever twice either; a killed run may
+/// leave one message cut off, at the very end of the mbox, and the next
+/// run that opens the mbox cuts it off again (a run that ends by itself
+/// leaves none). Into an MDA or an LMTP server, a run killed between the
+/// destination's durable acceptance and the journal's fsync leaves one
+/// message delivered but not journaled, and a later run delivers it again;
+/// a run killed while it feeds a message to an MDA that takes the end of
+/// its input as the end of the message leaves that message cut off there
+/// (a later run delivers it whole). After every run, duplicates and
 /// cut-off copies together number at most the kills so far; none is cut
 /// off at the LMTP server, which stores nothing before the final dot.
 fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
@@ -455,14 +483,40 @@ fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
     assert_eq!(probe.delivered().len(), messages.len());
 
     // The copies of each message at the destination after a run, and the
-    // messages cut off, after `kills` kills: one kill has one message in
-    // flight, which it may leave delivered but not journaled (delivered
-    // again by a later run) or cut off, not both.
-    let checked = |label: &str, messages: &[(String, Vec<u8>)], kills: u32| {
-        let (copies, cut) = copies_at(label, &dovecot, &target.delivered(), messages);
+    // messages cut off, after `kills` kills (the last run `killed` or not):
+    // one kill has one message in flight, which it may leave delivered but
+    // not journaled (delivered again by a later run) or cut off, not both;
+    // into an mbox, neither stays past the next run.
+    let checked = |label: &str, messages: &[(String, Vec<u8>)], kills: u32, killed: bool| {
+        let found = target.delivered();
+        let (copies, cut) = copies_at(label, &dovecot, &found, messages);
         let twice: Vec<usize> = (0..messages.len()).filter(|&i| copies[i] > 1).collect();
         let duplicates: usize = copies.iter().map(|&n| n.saturating_sub(1)).sum();
-        let allowed = if dest == Dest::Maildir { 0 } else { kills };
+        if dest == Dest::Mbox {
+            assert_eq!(
+                duplicates, 0,
+                "{label}: messages {twice:?} twice in the mbox"
+            );
+            assert!(
+                cut == 0 || (cut == 1 && killed),
+                "{label}: {cut} messages cut off in the mbox"
+            );
+            // The one cut off is the last: every message before it whole.
+            let whole: Vec<&[u8]> = messages.iter().map(|(_, m)| m.as_slice()).collect();
+            let before_last = &found[..found.len().saturating_sub(cut)];
+            for (path, content) in before_last {
+                assert!(
+                    whole.contains(&content.as_slice()),
+                    "{label}: {} is no whole message",
+                    path.display()
+                );
+            }
+        }
+        let allowed = match dest {
+            Dest::Maildir => 0,
+            Dest::Mbox => 1,
+            Dest::Mda | Dest::Lmtp => kills,
+        };
         assert!(
             (duplicates + cut) as u32 <= allowed,
             "{label}: {duplicates} duplicates (of messages {twice:?}) and {cut} cut off, \
@@ -476,6 +530,11 @@ fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
     let mut completed_deletes = 0;
     let mut round = 0;
     let mut copies: Vec<usize> = Vec::new();
+    let state = work.path().join("dest/state");
+    // Kills that left an mbox append recorded and not settled, and those
+    // that left a message cut off at a destination.
+    // (Nothing of it in the mbox, a part, all of it.)
+    let (mut unsettled, mut cut_at_kill) = ([0u32; 3], 0);
     while kills < kill_target {
         round += 1;
         assert!(
@@ -486,6 +545,11 @@ fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
             // More mail arrives while runs keep being killed.
             let start = messages.len();
             messages.extend(deliver(&dovecot, &maildrop(start..start + 15)));
+        } else if dest == Dest::Mbox {
+            // Into an mbox, new mail every round: every run has appends
+            // to be killed in.
+            let start = messages.len();
+            messages.extend(deliver(&dovecot, &maildrop(start..start + 2)));
         }
         let delete = rng.below(3) != 0;
         // A run lasts about as long as the messages it still has to fetch
@@ -495,9 +559,32 @@ fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
         let left = (messages.len() - stored) as u64;
         let span = full * left / messages.len() as u64 + idle + idle / 2;
         let delay = rng.below(span);
+        // Every other run into an mbox dies the moment it has recorded an
+        // append: about to append, appending, or appended and not yet
+        // journaled. The others die at the seeded instant.
+        let at_append = dest == Dest::Mbox && round % 2 == 0;
+        let stale = recorded_append(&state);
         let mut child = command(&target, delete).spawn().expect("start fetch");
-        std::thread::sleep(Duration::from_millis(delay));
-        let killed = child.try_wait().unwrap().is_none();
+        let killed = if at_append {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                let now = recorded_append(&state);
+                if now.is_some() && now != stale {
+                    // A seeded moment later: before, during or after the
+                    // append's write and fsync.
+                    std::thread::sleep(Duration::from_micros(rng.below(1500)));
+                    break child.try_wait().unwrap().is_none();
+                }
+                assert!(Instant::now() < deadline, "round {round}: no append");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(delay));
+            child.try_wait().unwrap().is_none()
+        };
         if killed {
             child.kill().unwrap(); // SIGKILL
             kills += 1;
@@ -514,10 +601,38 @@ fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
             idle = (idle * 3 / 4).max(5);
         }
         let status = child.wait().unwrap();
-        let label = format!("round {round} (delete {delete}, {delay} ms, {status})");
+        if killed {
+            if let Some((_, line)) = recorded_append(&state) {
+                // What the mbox holds of that append: nothing, a part, all.
+                let words: Vec<u64> = String::from_utf8_lossy(&line)
+                    .split(' ')
+                    .skip(1)
+                    .take(3)
+                    .map(|w| w.parse().unwrap())
+                    .collect();
+                let (before, len, pad) = (words[0], words[1], words[2]);
+                let size = std::fs::metadata(work.path().join("dest/mbox"))
+                    .unwrap()
+                    .len();
+                let at = match size.saturating_sub(before) {
+                    0 => 0,
+                    n if n < len + pad => 1,
+                    _ => 2,
+                };
+                unsettled[at] += 1;
+            }
+        }
+        let when = if at_append {
+            "at an append".to_owned()
+        } else {
+            format!("{delay} ms")
+        };
+        let label = format!("round {round} (delete {delete}, {when}, {status})");
         // A killed run's MDA may still be running, the LMTP server still
         // storing what it had: such a copy appears later.
-        copies = checked(&label, &messages, kills).0;
+        let (now, cut) = checked(&label, &messages, kills, killed);
+        copies = now;
+        cut_at_kill += cut;
         eprintln!(
             "{label}: {} stored, {} on the server",
             copies.iter().filter(|&&n| n > 0).count(),
@@ -532,7 +647,7 @@ fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (copies, cut) = checked("final", &messages, kills);
+    let (copies, cut) = checked("final", &messages, kills, false);
     assert!(
         copies.iter().all(|&n| n >= 1),
         "every message delivered: {copies:?}"
@@ -541,6 +656,29 @@ fn killed_and_rerun(bin: PathBuf, dest: Dest, kill_target: u32) {
     if dest == Dest::Lmtp {
         // The server stores nothing before the final dot.
         assert_eq!(cut, 0, "a message cut off at the LMTP server");
+    }
+    if dest == Dest::Mbox {
+        assert_eq!(
+            copies,
+            vec![1; messages.len()],
+            "every message in the mbox exactly once"
+        );
+        // The record of the last append went once it was journaled.
+        let records: Vec<_> = std::fs::read_dir(work.path().join("dest/state"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".delivering"))
+            .collect();
+        assert!(records.is_empty(), "records left: {records:?}");
+        assert!(
+            unsettled.iter().sum::<u32>() > 0,
+            "no run was killed while an append was unsettled"
+        );
+        eprintln!(
+            "kills that left an append unsettled: {} before it, {} in it, {} after it; \
+             {cut_at_kill} times a message cut off (each settled by the next run)",
+            unsettled[0], unsettled[1], unsettled[2]
+        );
     }
     assert!(on_server(&dovecot).is_empty(), "{:?}", on_server(&dovecot));
     if dest == Dest::Maildir {
@@ -575,8 +713,7 @@ fn blocking_fetch_killed_at_random_points_then_rerun_stores_every_message_exactl
 }
 
 #[test]
-fn blocking_fetch_into_mbox_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill()
- {
+fn blocking_fetch_into_mbox_killed_then_rerun_delivers_every_message_exactly_once() {
     killed_and_rerun(
         example_binary("pop3-blocking", "fetch-blocking"),
         Dest::Mbox,
@@ -585,8 +722,7 @@ fn blocking_fetch_into_mbox_killed_then_rerun_delivers_all_with_at_most_one_extr
 }
 
 #[test]
-fn tokio_fetch_into_mbox_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill()
- {
+fn tokio_fetch_into_mbox_killed_then_rerun_delivers_every_message_exactly_once() {
     killed_and_rerun(
         example_binary("pop3-tokio", "fetch"),
         Dest::Mbox,
@@ -873,8 +1009,7 @@ fn blocking_fetch_cut_by_the_network_then_filed_away_and_rerun_stores_every_mess
 }
 
 #[test]
-fn smol_fetch_into_mbox_killed_then_rerun_delivers_all_with_at_most_one_extra_or_cut_copy_per_kill()
-{
+fn smol_fetch_into_mbox_killed_then_rerun_delivers_every_message_exactly_once() {
     killed_and_rerun(
         example_binary("pop3-async-std", "fetch-smol"),
         Dest::Mbox,

@@ -1035,6 +1035,9 @@ impl Fetch {
             keep = i + 1;
         }
         self.report.deferred = self.wanted.len() - keep;
+        for (msg, uid) in &self.wanted[keep..] {
+            tracing::info!(target: "pop3_proto::fetch", "message {msg} (UID {uid}): over the session's limits, left for a later run");
+        }
         self.wanted.truncate(keep);
     }
 
@@ -1064,6 +1067,7 @@ impl Fetch {
     fn checked(&mut self, stored: bool) {
         if stored {
             let entry = &self.uids[self.next];
+            tracing::info!(target: "pop3_proto::fetch", "message {} (UID {}): already stored", entry.msg, entry.uid);
             self.sync_due = true;
             self.report.already_stored += 1;
             if self.options.refetch && !self.options.mark_seen {
@@ -1084,6 +1088,7 @@ impl Fetch {
             let entry = &self.uids[self.next];
             if self.options.mark_seen {
                 if !self.ambiguous.contains(&entry.uid) {
+                    tracing::info!(target: "pop3_proto::fetch", "message {} (UID {}): marked as seen, not downloaded", entry.msg, entry.uid);
                     self.owed =
                         Some((Awaiting::MarkSeen, SinkRequest::MarkSeen(entry.uid.clone())));
                 }
@@ -1156,6 +1161,10 @@ impl Fetch {
             }
             (Awaiting::Commit, SinkReply::Done(Ok(()))) => {
                 self.sync_due = true;
+                if let Phase::Body(_, _, msg) = &self.phase {
+                    let size = self.size;
+                    tracing::info!(target: "pop3_proto::fetch", "message {msg} ({size} octets): stored");
+                }
                 if self.deletable && self.deletes_new() {
                     if let Phase::Body(_, _, msg) = &self.phase {
                         self.stored.push(*msg);
@@ -1462,7 +1471,10 @@ impl Fetch {
                     Some(Ok(results)) => {
                         for (msg, result) in results {
                             match result {
-                                Ok(()) => self.report.deleted += 1,
+                                Ok(()) => {
+                                    tracing::info!(target: "pop3_proto::fetch", "message {msg}: deleted");
+                                    self.report.deleted += 1;
+                                }
                                 Err(e) => self.report.refused.push((msg, e)),
                             }
                         }

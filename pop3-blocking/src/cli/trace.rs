@@ -4,7 +4,7 @@
 //! written as `***`.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -73,6 +73,9 @@ pub(crate) fn install(
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
         tracing_subscriber::fmt::layer()
             .with_target(false)
+            // Colours for a terminal only: a log file or a pipe gets
+            // plain text.
+            .with_ansi(io::stderr().is_terminal())
             .with_writer(io::stderr)
             .with_filter(filter)
     });

@@ -369,13 +369,16 @@ pub struct OffloadMaildrop<M: BlockingMaildrop, O: Offload> {
     ahead: VecDeque<(usize, Fetched<M::Reader>)>,
     /// The next batch, being fetched while the session sends this one
     /// ([`Offload::PREFETCH`]): the index it starts at, and the call.
-    prefetch: Option<(usize, Pending<Batch<M::Reader>, O>)>,
+    prefetch: Option<(usize, PendingBatch<M::Reader, O>)>,
     offload: PhantomData<fn() -> O>,
 }
 
 /// What one call of a maildrop read: the message asked for, and the
 /// messages after it fetched ahead.
 type Batch<R> = (Fetched<R>, VecDeque<(usize, Fetched<R>)>);
+
+/// A [`Batch`] being fetched ahead.
+type PendingBatch<R, O> = Pending<Batch<R>, O>;
 
 /// Opens message `index` of `inner` and reads its first `O::READ_AHEAD`
 /// octets; when the maildrop allows it and the message ended within that

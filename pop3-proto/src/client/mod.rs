@@ -1540,16 +1540,7 @@ impl Client {
     /// barrier (its exchange may take several lines), so after AUTH the
     /// CAPA still waits for the `+OK`.
     fn capa_behind_login(&mut self) {
-        let id = RequestId(self.next_id);
-        self.next_id += 1;
-        self.pending.push_front(Queued {
-            id,
-            op: Op::Capa,
-            line: encode(&Command::Capa),
-            secret: false,
-            mechanism: None,
-            deferred_ir: None,
-        });
+        self.capa_first();
     }
 
     /// With [`ClientConfig::auto_capa`]: CAPA ahead of everything not yet
@@ -1558,6 +1549,11 @@ impl Client {
         if !self.config.auto_capa || self.projection.phase == Phase::Closing {
             return;
         }
+        self.capa_first();
+    }
+
+    /// Queues a CAPA ahead of everything not yet written.
+    fn capa_first(&mut self) {
         let id = RequestId(self.next_id);
         self.next_id += 1;
         self.pending.push_front(Queued {

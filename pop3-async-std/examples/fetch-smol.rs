@@ -12,12 +12,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use pop3_async_std::fetch;
 use pop3_blocking::cli::FetchArgs;
 
 fn main() -> ExitCode {
-    let kind = FetchArgs::parse().run(
+    let kind = FetchArgs::parse_for("fetch-smol").run(
         "fetch-smol",
         &mut |url, password, settings, sink, progress| {
             smol::block_on(fetch::run(url, password, settings, sink, progress))

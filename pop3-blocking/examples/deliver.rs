@@ -11,10 +11,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use pop3_blocking::cli::DeliverArgs;
 
 fn main() -> ExitCode {
     pop3_blocking::cli::init_logging();
-    ExitCode::from(DeliverArgs::parse().run(&mut std::io::stdin().lock()))
+    ExitCode::from(DeliverArgs::parse_for("deliver").run(&mut std::io::stdin().lock()))
 }

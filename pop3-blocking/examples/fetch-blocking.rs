@@ -13,10 +13,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use pop3_blocking::cli::{FetchArgs, fetch_blocking};
 
 fn main() -> ExitCode {
-    let kind = FetchArgs::parse().run("fetch-blocking", &mut fetch_blocking);
+    let kind = FetchArgs::parse_for("fetch-blocking").run("fetch-blocking", &mut fetch_blocking);
     ExitCode::from(kind.code())
 }

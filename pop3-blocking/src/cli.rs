@@ -361,6 +361,26 @@ impl From<ConfigError> for StartupError {
     }
 }
 
+/// Parses the process's command line with `command` into `T`, as clap's
+/// `Parser::parse` does, but with the exit status sysexits gives a usage
+/// error (an unknown option, a bad value): 64 (`EX_USAGE`), where clap
+/// exits 2. `--help` and `--version` print and exit 0.
+fn parse_command_line<T: clap::FromArgMatches>(mut command: clap::Command) -> T {
+    let parsed = command
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|matches| T::from_arg_matches(&matches).map_err(|e| e.format(&mut command)));
+    parsed.unwrap_or_else(|e| {
+        // Nothing useful is left to do if the terminal is gone.
+        let _ = e.print();
+        let status = if e.use_stderr() {
+            ExitKind::Usage.code()
+        } else {
+            ExitKind::Ok.code()
+        };
+        std::process::exit(i32::from(status))
+    })
+}
+
 /// The exit status for an error from [`ServerArgs::setup`]: 78
 /// (`EX_CONFIG`) for a [`StartupError`], 1 otherwise.
 pub fn exit_status(e: &BoxError) -> std::process::ExitCode {
@@ -974,16 +994,17 @@ impl Reloader {
 
 impl ServerArgs {
     /// Parses the command line of `program` (named in `--help` and `-V`
-    /// with this version), exiting on a usage error as clap does.
+    /// with this version). A usage error is printed and the process exits
+    /// 64 (`EX_USAGE`); `--help` and `--version` print and exit 0.
     pub fn parse_for(program: &'static str) -> ServerArgs {
-        use clap::{CommandFactory, FromArgMatches};
-        let matches = ServerArgs::command()
-            .name(program)
-            .bin_name(program)
-            .version(env!("CARGO_PKG_VERSION"))
-            .about("A POP3 server for Maildirs (a demo maildrop without --maildir-root).")
-            .get_matches();
-        ServerArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        use clap::CommandFactory;
+        parse_command_line(
+            ServerArgs::command()
+                .name(program)
+                .bin_name(program)
+                .version(env!("CARGO_PKG_VERSION"))
+                .about("A POP3 server for Maildirs (a demo maildrop without --maildir-root)."),
+        )
     }
 
     /// Builds the server's pieces and its store, checking everything first
@@ -1465,7 +1486,7 @@ fn demo_tls() -> Result<(Arc<rustls::ServerConfig>, PathBuf), BoxError> {
 /// good by the destination; 69 the server is unusable (no UIDL, TLS
 /// failure); 74 local I/O; 75 temporary (network, `[IN-USE]`,
 /// `[SYS/TEMP]`, `[LOGIN-DELAY]`, a lock, an MDA's 75, an LMTP 4xx); 76 a
-/// protocol violation; 77 authentication; 78 configuration; 2 usage.
+/// protocol violation; 77 authentication; 78 configuration; 64 usage.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct FetchArgs {
@@ -1656,6 +1677,21 @@ pub fn fetch_blocking(
 }
 
 impl FetchArgs {
+    /// Parses the command line of `program` (named in `--help` and
+    /// usage errors). A usage error is printed and the process exits 64
+    /// (`EX_USAGE`, not clap's 2); `--help` and `--version` print and exit
+    /// 0.
+    ///
+    /// ```no_run
+    /// use pop3_blocking::cli::{FetchArgs, fetch_blocking};
+    /// let kind = FetchArgs::parse_for("fetch-blocking").run("fetch-blocking", &mut fetch_blocking);
+    /// std::process::exit(kind.code().into());
+    /// ```
+    pub fn parse_for(program: &'static str) -> FetchArgs {
+        use clap::CommandFactory;
+        parse_command_line(FetchArgs::command().name(program).bin_name(program))
+    }
+
     /// The accounts to fetch: the URL's, or the configuration file's
     /// (those `--account` names, or all).
     pub fn accounts(&self) -> Result<Vec<Account>, ConfigError> {

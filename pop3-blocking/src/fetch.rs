@@ -242,6 +242,9 @@ pub enum ExitKind {
     /// settings are wrong (also an authentication that cannot be used on
     /// the connection, or no password from any source).
     Config,
+    /// 64 (`EX_USAGE`): the command line could not be parsed (an unknown
+    /// option, a bad value); nothing was fetched.
+    Usage,
 }
 
 impl ExitKind {
@@ -256,6 +259,7 @@ impl ExitKind {
             ExitKind::IoErr => 74,
             ExitKind::NoPerm => 77,
             ExitKind::Config => 78,
+            ExitKind::Usage => 64,
         }
     }
 

@@ -15,7 +15,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use pop3_blocking::cli::FetchArgs;
 use pop3_tokio::fetch;
 
@@ -30,8 +29,11 @@ fn main() -> ExitCode {
             return ExitCode::from(71);
         }
     };
-    let kind = FetchArgs::parse().run("fetch", &mut |url, password, settings, sink, progress| {
-        runtime.block_on(fetch::run(url, password, settings, sink, progress))
-    });
+    let kind = FetchArgs::parse_for("fetch").run(
+        "fetch",
+        &mut |url, password, settings, sink, progress| {
+            runtime.block_on(fetch::run(url, password, settings, sink, progress))
+        },
+    );
     ExitCode::from(kind.code())
 }

@@ -73,7 +73,7 @@ fn the_service_starts_pop3d_with_options_it_accepts_and_reloads_it_with_sighup()
     assert!(args.config.is_some(), "the service names its configuration");
     assert_eq!(values(&service, "Type"), ["notify"]);
     assert_eq!(values(&service, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
-    assert_eq!(values(&service, "RestartPreventExitStatus"), ["78"]);
+    assert_eq!(values(&service, "RestartPreventExitStatus"), ["64 78"]);
     for (socket, name) in [("pop3d.socket", "pop3"), ("pop3d-tls.socket", "pop3s")] {
         let text = unit(socket);
         assert_eq!(values(&text, "FileDescriptorName"), [name], "{socket}");

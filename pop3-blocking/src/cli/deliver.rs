@@ -68,6 +68,21 @@ fn code(e: &PgError) -> u8 {
 }
 
 impl DeliverArgs {
+    /// Parses the command line of `program` (named in `--help` and
+    /// usage errors). A usage error is printed and the process exits
+    /// [`EX_USAGE`] (not clap's 2); `--help` and `--version` print and exit
+    /// 0.
+    ///
+    /// ```no_run
+    /// use pop3_blocking::cli::DeliverArgs;
+    /// let code = DeliverArgs::parse_for("deliver").run(&mut std::io::stdin().lock());
+    /// std::process::exit(code.into());
+    /// ```
+    pub fn parse_for(program: &'static str) -> DeliverArgs {
+        use clap::CommandFactory;
+        super::parse_command_line(DeliverArgs::command().name(program).bin_name(program))
+    }
+
     /// Does what the arguments say, reading a message from `input`, and
     /// returns the exit code; what happened is printed on standard error.
     ///

@@ -1538,6 +1538,14 @@ pub struct FetchArgs {
     /// Accept any certificate.
     #[arg(long)]
     pub insecure: bool,
+    /// A client certificate chain (PEM, leaf first), shown to a server that
+    /// asks for one.
+    #[arg(long, value_name = "PEM")]
+    pub client_cert: Option<String>,
+    /// The client certificate's private key (PEM; default: read from
+    /// `--client-cert`'s file).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<String>,
     /// USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS,
     /// XOAUTH2, OAUTHBEARER or `*`.
     #[arg(long, value_name = "MECH", value_parser = parse_auth)]
@@ -1714,6 +1722,8 @@ impl FetchArgs {
                 ("--starttls", self.starttls),
                 ("--ca-file", self.ca_file.is_some()),
                 ("--insecure", self.insecure),
+                ("--client-cert", self.client_cert.is_some()),
+                ("--client-key", self.client_key.is_some()),
                 ("--auth", self.auth.is_some()),
                 ("--no-pipelining", self.no_pipelining),
                 ("--insecure-cleartext-login", self.insecure_cleartext_login),
@@ -1793,6 +1803,8 @@ impl FetchArgs {
             auth: self.auth.clone(),
             ca_file: self.ca_file.clone(),
             insecure: self.insecure,
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
             pipelining: !self.no_pipelining,
             insecure_cleartext_login: self.insecure_cleartext_login,
             crlf: self.crlf,
@@ -1988,9 +2000,35 @@ pub fn certificate_hint(error: &(dyn std::error::Error + 'static)) -> Option<Str
                 .and_then(|io| io.get_ref())
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         });
-        if let Some(rustls::Error::InvalidCertificate(c)) = tls {
-            found = Some(c);
-            break;
+        match tls {
+            Some(rustls::Error::InvalidCertificate(c)) => {
+                found = Some(c);
+                break;
+            }
+            // Alerts about certificates the server sends are about the
+            // client's.
+            Some(rustls::Error::AlertReceived(alert)) => {
+                use rustls::AlertDescription as A;
+                return match alert {
+                    A::CertificateRequired => Some(
+                        "the server asks for a client certificate: give one with --client-cert FILE \
+                         (and --client-key FILE unless the key is in that file; client_cert and client_key \
+                         in the configuration file)."
+                            .to_owned(),
+                    ),
+                    A::BadCertificate
+                    | A::UnsupportedCertificate
+                    | A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::CertificateUnknown
+                    | A::UnknownCA => Some(format!(
+                        "the server refused the client certificate ({alert:?}): check that it is \
+                         valid and issued by a CA the server trusts for clients."
+                    )),
+                    _ => None,
+                };
+            }
+            _ => {}
         }
         cause = e.source();
     }

@@ -51,7 +51,7 @@ use rustls::pki_types::ServerName;
 #[cfg(feature = "server")]
 use crate::metrics::Metrics;
 #[cfg(feature = "client")]
-use crate::tls::TlsVerification;
+use crate::tls::{ClientIdentity, TlsVerification};
 #[cfg(feature = "server")]
 use pop3_proto::__tracing as tracing;
 
@@ -67,8 +67,12 @@ pub struct ConnectOptions {
     /// How the certificate is verified, when [`ConnectOptions::tls_config`]
     /// is not given.
     pub verification: TlsVerification,
+    /// A client certificate to show a server that asks for one, when
+    /// [`ConnectOptions::tls_config`] is not given (default none).
+    pub client_identity: Option<ClientIdentity>,
     /// A complete rustls configuration to use instead of one built from
-    /// [`ConnectOptions::verification`].
+    /// [`ConnectOptions::verification`] and
+    /// [`ConnectOptions::client_identity`].
     pub tls_config: Option<Arc<rustls::ClientConfig>>,
     /// The name to verify the certificate against (and to send as SNI when it
     /// is a DNS name), when it differs from the host connected to.
@@ -107,6 +111,7 @@ impl ConnectOptions {
         ConnectOptions {
             security,
             verification: TlsVerification::default(),
+            client_identity: None,
             tls_config: None,
             tls_name: None,
             connect_timeout: Duration::from_secs(30),
@@ -129,13 +134,14 @@ impl ConnectOptions {
     }
 
     /// The rustls configuration: [`ConnectOptions::tls_config`], or one
-    /// built from [`ConnectOptions::verification`].
+    /// built from [`ConnectOptions::verification`] and
+    /// [`ConnectOptions::client_identity`].
     pub fn tls_client_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
         match &self.tls_config {
             Some(c) => Ok(c.clone()),
             None => self
                 .verification
-                .client_config()
+                .client_config_with_identity(self.client_identity.as_ref())
                 .map_err(|e| Error::TlsConfig(Arc::new(e))),
         }
     }
@@ -1056,6 +1062,10 @@ pub struct FetchSettings {
     /// How the certificate is verified, when [`FetchSettings::tls_config`]
     /// is not given.
     pub verification: TlsVerification,
+    /// A client certificate to show a server that asks for one, when
+    /// [`FetchSettings::tls_config`] is not given. Becomes
+    /// [`ConnectOptions::client_identity`].
+    pub client_identity: Option<ClientIdentity>,
     /// A complete rustls configuration to use instead of one built from
     /// [`FetchSettings::verification`]: the application's own roots or
     /// verifier, a client certificate, its crypto provider (which then also
@@ -1099,6 +1109,7 @@ impl Default for FetchSettings {
         FetchSettings {
             starttls: false,
             verification: TlsVerification::default(),
+            client_identity: None,
             tls_config: None,
             auth: None,
             pipelining: true,
@@ -1136,6 +1147,7 @@ impl FetchSettings {
         };
         let mut options = ConnectOptions::new(security);
         options.verification = self.verification.clone();
+        options.client_identity = self.client_identity.clone();
         options.tls_config = self.tls_config.clone();
         options.session.pipelining = self.pipelining;
         options.session.insecure_cleartext_login = self.insecure_cleartext_login;

@@ -42,6 +42,7 @@
 //! | `auth` | USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-256, SCRAM-SHA-256-PLUS, XOAUTH2, OAUTHBEARER or `*` |
 //! | `ca_file` | trust this CA (PEM) instead of the bundled roots and the system's trust store |
 //! | `insecure` | accept any certificate |
+//! | `client_cert`, `client_key` | a client certificate chain (PEM, leaf first) and its private key, shown to a server that asks for one; without `client_key` the key is read from `client_cert`'s file |
 //! | `pipelining` | pipeline commands (default true) |
 //! | `insecure_cleartext_login` | allow USER/PASS, PLAIN, LOGIN without TLS |
 //! | `crlf` | keep CRLF line ends in a Maildir |
@@ -100,7 +101,7 @@ use crate::deliver::{Delivery, Journaled, Lmtp, LmtpAddress, Mbox, Mda, Traced};
 use crate::fetch::ExitKind;
 use crate::oauth2::{ClientSecret, OAuth2Error, OAuth2Settings};
 use crate::sink::{LineEnds, MaildirSink};
-use crate::tls::TlsVerification;
+use crate::tls::{ClientIdentity, TlsConfigError, TlsVerification};
 
 /// A configuration that cannot be used: the file, the line and the key
 /// where known. Its exit status is 78 ([`ExitKind::Config`]).
@@ -166,6 +167,8 @@ struct Table {
     auth: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
     insecure: Option<bool>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
     pipelining: Option<bool>,
     insecure_cleartext_login: Option<bool>,
     crlf: Option<bool>,
@@ -267,8 +270,8 @@ macro_rules! merge {
 impl Table {
     fn over(self, d: &Table) -> Table {
         merge!(self, d; url, maildir, mbox, mda, lmtp, lmtp_recipient, password_command,
-            password_env, token_command, oauth2, import_seen, netrc, delete, starttls, auth, ca_file, insecure, pipelining,
-            insecure_cleartext_login, crlf, journal_account, state_dir, mda_timeout, lock_timeout,
+            password_env, token_command, oauth2, import_seen, netrc, delete, starttls, auth, ca_file, insecure, client_cert, client_key,
+            pipelining, insecure_cleartext_login, crlf, journal_account, state_dir, mda_timeout, lock_timeout,
             delete_after_days, max_size, oversize, max_messages, max_octets, fetch_all,
             trace_headers)
     }
@@ -377,6 +380,11 @@ pub struct AccountOptions {
     pub ca_file: Option<String>,
     /// Accept any certificate.
     pub insecure: bool,
+    /// A client certificate chain (PEM).
+    pub client_cert: Option<String>,
+    /// The client certificate's private key (PEM; default: in
+    /// `client_cert`'s file).
+    pub client_key: Option<String>,
     /// Pipeline commands.
     pub pipelining: bool,
     /// Clear text logins without TLS.
@@ -550,6 +558,29 @@ impl AccountOptions {
             let path = expand_tilde(path);
             settings.verification = TlsVerification::ca_file(&path)
                 .map_err(|e| keyed("ca_file", format!("{}: {e}", path.display())))?;
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), key) => {
+                let cert = expand_tilde(cert);
+                let key = key.as_deref().map_or_else(|| cert.clone(), expand_tilde);
+                let identity = ClientIdentity::from_pem(&cert, &key).map_err(|e| {
+                    let (which, path) = match e {
+                        TlsConfigError::Pem {
+                            what: "client private key",
+                            ..
+                        } => ("client_key", &key),
+                        _ => ("client_cert", &cert),
+                    };
+                    let why = match std::error::Error::source(&e) {
+                        Some(cause) => format!("{}: {e}: {cause}", path.display()),
+                        None => format!("{}: {e}", path.display()),
+                    };
+                    keyed(which, why)
+                })?;
+                settings.client_identity = Some(identity);
+            }
+            (None, Some(_)) => return Err(keyed("client_key", "needs client_cert")),
+            (None, None) => {}
         }
         let given = [
             self.maildir.is_some(),
@@ -726,6 +757,8 @@ impl Config {
                 ("url", table.url.as_ref().map(Spanned::span)),
                 ("auth", table.auth.as_ref().map(Spanned::span)),
                 ("ca_file", table.ca_file.as_ref().map(Spanned::span)),
+                ("client_cert", table.client_cert.as_ref().map(Spanned::span)),
+                ("client_key", table.client_key.as_ref().map(Spanned::span)),
                 ("lmtp", table.lmtp.as_ref().map(Spanned::span)),
                 ("maildir", table.maildir.as_ref().map(Spanned::span)),
                 ("mbox", table.mbox.as_ref().map(Spanned::span)),
@@ -768,6 +801,8 @@ impl Config {
                 auth: table.auth.map(Spanned::into_inner),
                 ca_file: table.ca_file.map(Spanned::into_inner),
                 insecure: table.insecure.unwrap_or(false),
+                client_cert: table.client_cert.map(Spanned::into_inner),
+                client_key: table.client_key.map(Spanned::into_inner),
                 pipelining: table.pipelining.unwrap_or(true),
                 insecure_cleartext_login: table.insecure_cleartext_login.unwrap_or(false),
                 crlf: table.crlf.unwrap_or(false),

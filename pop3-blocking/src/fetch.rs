@@ -229,7 +229,8 @@ pub enum ExitKind {
     DataErr,
     /// 69 (`EX_UNAVAILABLE`): the server cannot be used: no UIDL,
     /// `[SYS/PERM]`, a TLS handshake that failed (an untrusted
-    /// certificate), a listing beyond the limit.
+    /// certificate, a client certificate missing or refused), a listing
+    /// beyond the limit.
     Unavailable,
     /// 76 (`EX_PROTOCOL`): the server broke the protocol.
     Protocol,
@@ -245,6 +246,34 @@ pub enum ExitKind {
     /// 64 (`EX_USAGE`): the command line could not be parsed (an unknown
     /// option, a bad value); nothing was fetched.
     Usage,
+}
+
+/// Whether `e` is a TLS alert the server sent about this client's
+/// certificate or parameters. TLS 1.3 delivers a refused or missing client
+/// certificate on the first read after the handshake, so it arrives as an
+/// I/O error; trying again later would fail the same way.
+fn refused_by_tls(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    let Some(rustls::Error::AlertReceived(alert)) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return false;
+    };
+    matches!(
+        alert,
+        A::CertificateRequired
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::HandshakeFailure
+            | A::InsufficientSecurity
+            | A::ProtocolVersion
+    )
 }
 
 impl ExitKind {
@@ -292,6 +321,7 @@ impl ExitKind {
         use pop3_proto::client::Error;
         use pop3_proto::response::CodeKind;
         match error {
+            FetchError::Pop3(Error::Io(e)) if refused_by_tls(e) => ExitKind::Unavailable,
             FetchError::Pop3(e) if e.is_transient() => ExitKind::TempFail,
             FetchError::Pop3(Error::Server(e)) => match e.kind() {
                 Some(CodeKind::SysPerm) => ExitKind::Unavailable,

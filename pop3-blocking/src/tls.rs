@@ -42,7 +42,7 @@ mod client;
 /// releases; see [the rustls version](self#the-rustls-version)).
 pub use rustls;
 
-pub use client::TlsVerification;
+pub use client::{ClientIdentity, TlsVerification};
 
 use std::io;
 use std::path::Path;

@@ -7,12 +7,78 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WantsClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::{TlsConfigError, certificates_from_pem, default_provider};
+
+/// A client certificate chain and its private key, shown to a server that
+/// asks the client to prove who it is (TLS client authentication).
+///
+/// ```
+/// use pop3_blocking::tls::ClientIdentity;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let cert = rcgen::generate_simple_self_signed(vec!["alice".to_string()]).unwrap();
+/// # std::fs::write(dir.path().join("alice.pem"), cert.cert.pem()).unwrap();
+/// # std::fs::write(dir.path().join("alice.key"), cert.key_pair.serialize_pem()).unwrap();
+/// # let (cert_pem, key_pem) = (dir.path().join("alice.pem"), dir.path().join("alice.key"));
+/// let identity = ClientIdentity::from_pem(cert_pem, key_pem)?; // "alice.pem", "alice.key"
+/// assert_eq!(identity.chain().len(), 1);
+/// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
+/// ```
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// A certificate chain (leaf first) and the leaf's private key. rustls
+    /// checks that they match when a configuration is built.
+    pub fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
+        ClientIdentity { chain, key }
+    }
+
+    /// Reads the chain (leaf first) and the private key (PKCS#8, PKCS#1 or
+    /// SEC1) from PEM files; one file may hold both.
+    pub fn from_pem(
+        cert_pem: impl AsRef<Path>,
+        key_pem: impl AsRef<Path>,
+    ) -> Result<ClientIdentity, TlsConfigError> {
+        let chain = certificates_from_pem(cert_pem, "client certificate")?;
+        let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|source| TlsConfigError::Pem {
+            what: "client private key",
+            source,
+        })?;
+        Ok(ClientIdentity { chain, key })
+    }
+
+    /// The certificate chain, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+}
+
+impl Clone for ClientIdentity {
+    fn clone(&self) -> Self {
+        ClientIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("ClientIdentity")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
 
 /// How the server's certificate is verified.
 ///
@@ -108,6 +174,34 @@ impl TlsVerification {
     /// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
     /// ```
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsConfigError> {
+        self.client_config_with_identity(None)
+    }
+
+    /// [`client_config`](Self::client_config), showing `identity` to a
+    /// server that asks for a client certificate.
+    ///
+    /// ```
+    /// # #[cfg(any(feature = "ring", feature = "aws-lc-rs"))] {
+    /// use pop3_blocking::tls::{ClientIdentity, TlsVerification};
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["alice".to_string()]).unwrap();
+    /// # let der = cert.cert.der().clone();
+    /// # let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    /// let identity = ClientIdentity::new(vec![der], key);
+    /// let config = TlsVerification::default().client_config_with_identity(Some(&identity))?;
+    /// assert!(config.client_auth_cert_resolver.has_certs());
+    /// # }
+    /// # Ok::<(), pop3_blocking::tls::TlsConfigError>(())
+    /// ```
+    pub fn client_config_with_identity(
+        &self,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Arc<ClientConfig>, TlsConfigError> {
+        let finish = |builder: ConfigBuilder<ClientConfig, WantsClientCert>| match identity {
+            None => Ok(builder.with_no_client_auth()),
+            Some(id) => builder
+                .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+                .map_err(TlsConfigError::Rustls),
+        };
         let provider = default_provider().ok_or(TlsConfigError::NoCryptoProvider)?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -117,7 +211,7 @@ impl TlsVerification {
             TlsVerification::WebPkiRoots => {
                 let mut roots = RootCertStore::empty();
                 roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                builder.with_root_certificates(roots).with_no_client_auth()
+                finish(builder.with_root_certificates(roots))?
             }
             #[cfg(feature = "native-roots")]
             TlsVerification::PlatformRoots => {
@@ -131,7 +225,7 @@ impl TlsVerification {
                     };
                     return Err(TlsConfigError::PlatformRoots(why));
                 }
-                builder.with_root_certificates(roots).with_no_client_auth()
+                finish(builder.with_root_certificates(roots))?
             }
             #[cfg(all(feature = "webpki-roots", feature = "native-roots"))]
             TlsVerification::BundledAndPlatformRoots => {
@@ -139,15 +233,14 @@ impl TlsVerification {
                 roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
                 let found = rustls_native_certs::load_native_certs();
                 roots.add_parsable_certificates(found.certs);
-                builder.with_root_certificates(roots).with_no_client_auth()
+                finish(builder.with_root_certificates(roots))?
             }
-            TlsVerification::Roots(roots) => builder
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth(),
-            TlsVerification::DangerouslyAcceptAnyCertificate => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-                .with_no_client_auth(),
+            TlsVerification::Roots(roots) => finish(builder.with_root_certificates(roots.clone()))?,
+            TlsVerification::DangerouslyAcceptAnyCertificate => finish(
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
+            )?,
         };
         Ok(Arc::new(config))
     }

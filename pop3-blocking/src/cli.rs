@@ -1964,6 +1964,14 @@ impl FetchArgs {
                     ),
                     _ => chain(&e),
                 };
+                if matches!(e, FetchError::Pop3(_) | FetchError::NoUidl(_)) {
+                    // What failed is the server, or the way to it.
+                    message = format!("{}:{}: {message}", account.url.host, account.url.port);
+                }
+                if let Some(so_far) = progress.so_far() {
+                    message.push('\n');
+                    message.push_str(&so_far);
+                }
                 if let Some(hint) = certificate_hint(&e) {
                     message.push_str("\nhint: ");
                     message.push_str(&hint);
@@ -2127,6 +2135,8 @@ impl Outcome {
 pub struct FetchProgress {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
+    /// The last progress reported.
+    last: Progress,
 }
 
 impl Default for FetchProgress {
@@ -2151,11 +2161,46 @@ impl FetchProgress {
         FetchProgress {
             bar,
             started: Instant::now(),
+            last: Progress::default(),
         }
+    }
+
+    /// What a run that failed had done, for the user: the messages stored
+    /// before the failure, the one being received, and whether anything
+    /// may have been deleted; `None` before the listing.
+    ///
+    /// ```
+    /// use pop3_blocking::cli::FetchProgress;
+    /// assert_eq!(FetchProgress::new().so_far(), None);
+    /// ```
+    pub fn so_far(&self) -> Option<String> {
+        let p = &self.last;
+        if p.messages_total == 0 && p.messages_done == 0 {
+            return None;
+        }
+        let mut text = format!(
+            "{} of {} messages stored before the failure (kept: the next run does not fetch them again)",
+            p.messages_done, p.messages_total
+        );
+        if let Some(msg) = p.receiving {
+            text.push_str(&format!(
+                "; message {msg} was being received (not stored: the next run fetches it again)"
+            ));
+        }
+        if p.deletes_accepted == 0 {
+            text.push_str("; nothing deleted from the server");
+        } else {
+            text.push_str(&format!(
+                "; the server accepted {} DELEs, and deletes those messages (each stored first) only if it got the QUIT",
+                p.deletes_accepted
+            ));
+        }
+        Some(text)
     }
 
     /// The fetch moved on.
     pub fn update(&mut self, p: &Progress) {
+        self.last = *p;
         if let Some(bar) = &self.bar {
             bar.set_length(p.bytes_total.max(p.bytes_done));
             bar.set_position(p.bytes_done);

@@ -469,6 +469,14 @@ pub struct Progress {
     pub bytes_total: u64,
     /// Octets received so far.
     pub bytes_done: u64,
+    /// The message whose octets are arriving (its number in the server's
+    /// listing), until it is stored.
+    pub receiving: Option<MessageNumber>,
+    /// DELE commands the server accepted. It removes those messages when
+    /// it answers the QUIT that follows (RFC 1939 §6): a run that fails
+    /// before that answer may have deleted them or not, and a run that
+    /// fails with none deleted nothing.
+    pub deletes_accepted: usize,
 }
 
 /// What a fetch did.
@@ -1175,6 +1183,7 @@ impl Fetch {
                 self.report.saved += 1;
                 self.report.bytes += self.size;
                 self.progress.messages_done += 1;
+                self.progress.receiving = None;
                 self.report_progress = true;
                 self.phase = match core::mem::replace(&mut self.phase, Phase::Over) {
                     Phase::Body(batch, _, _) => Phase::Retrieve(batch),
@@ -1422,6 +1431,8 @@ impl Fetch {
                             unreachable!("in the retrieve phase");
                         };
                         self.phase = Phase::Body(batch, body, msg);
+                        self.progress.receiving = Some(msg);
+                        self.report_progress = true;
                         self.deletable = !self.ambiguous.contains(&uid);
                         self.size = 0;
                         // Begun with its first octets (see `store`).
@@ -1478,6 +1489,8 @@ impl Fetch {
                                 Err(e) => self.report.refused.push((msg, e)),
                             }
                         }
+                        self.progress.deletes_accepted = self.report.deleted;
+                        self.report_progress = true;
                         self.quit(conn);
                     }
                 },

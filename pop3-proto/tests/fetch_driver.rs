@@ -11,8 +11,8 @@ use bytes::Bytes;
 use pop3_proto::client::task::{self, Task};
 use pop3_proto::client::{Connection, ConnectionConfig, Want};
 use pop3_proto::fetch::{
-    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, Oversize, STORE_CHUNK,
-    SinkRequest, StopSignal, execute,
+    Fetch, FetchError, FetchOptions, FetchReport, FetchStep, MessageSink, Oversize, Progress,
+    STORE_CHUNK, SinkRequest, StopSignal, execute,
 };
 use pop3_proto::time::Instant;
 use pop3_proto::types::{MessageNumber, Uid};
@@ -34,6 +34,9 @@ struct Server {
     output: Vec<u8>,
     closed: bool,
     cut: Option<usize>,
+    /// The connection drops when QUIT comes, unanswered and with nothing
+    /// deleted.
+    drop_at_quit: bool,
     /// Every write the client made, as it came.
     writes: Vec<Vec<u8>>,
 }
@@ -47,6 +50,7 @@ impl Server {
             output: b"+OK ready\r\n".to_vec(),
             closed: false,
             cut,
+            drop_at_quit: false,
             writes: Vec::new(),
         }
     }
@@ -100,6 +104,7 @@ impl Server {
                 self.deleted.insert(n.unwrap());
                 out.extend_from_slice(b"+OK\r\n");
             }
+            "QUIT" if self.drop_at_quit => self.closed = true,
             "QUIT" => {
                 out.extend_from_slice(b"+OK bye\r\n");
                 let mut i = 0;
@@ -265,6 +270,38 @@ fn fetch_with(
     result
 }
 
+/// A deleting run on `drop` that fails (cut inside RETR `cut`, or at QUIT
+/// when `cut` is `None`): the last progress it reported.
+fn failing_run_progress(drop: &mut Maildrop, cut: Option<usize>) -> Progress {
+    let mut config = ConnectionConfig::default();
+    config.read_capabilities = false;
+    config.session.insecure_cleartext_login = true;
+    let mut conn = Connection::new(config, Instant::ZERO, None);
+    let mut server = Server::new(drop.clone(), cut);
+    server.drop_at_quit = cut.is_none();
+    run_task(&mut conn, &mut server, task::Connect::new(false));
+    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let mut options = FetchOptions::default();
+    options.delete = true;
+    let mut fetch = Fetch::new(options);
+    let mut sink = Memory::default();
+    let mut last = Progress::default();
+    loop {
+        match fetch.poll(Instant::ZERO, &mut conn) {
+            FetchStep::Io => pump(&mut conn, &mut server),
+            FetchStep::Sink(request) => fetch.sink_done(execute(&mut sink, request)),
+            FetchStep::Progress(p) => last = p,
+            FetchStep::Done(result) => {
+                assert!(result.is_err(), "the run was to fail");
+                break;
+            }
+            _ => {}
+        }
+    }
+    *drop = server.drop;
+    last
+}
+
 fn maildrop(messages: &[(&str, &str)]) -> Maildrop {
     Maildrop {
         messages: messages
@@ -331,6 +368,26 @@ fn a_run_cut_inside_a_message_makes_what_it_stored_durable_before_failing() {
         (2, 2, 4)
     );
     assert!(drop.messages.is_empty());
+}
+
+#[test]
+fn the_progress_of_a_failed_run_names_the_message_being_received_and_the_deletes_accepted() {
+    // Cut inside the third message: two stored, the third arriving, no
+    // DELE sent.
+    let mut drop = maildrop(&[("a", "one"), ("b", "two"), ("c", "three"), ("d", "four")]);
+    let p = failing_run_progress(&mut drop, Some(3));
+    assert_eq!((p.messages_done, p.messages_total), (2, 4));
+    assert_eq!(p.receiving, Some(msg(3)));
+    assert_eq!(p.deletes_accepted, 0);
+    assert_eq!(drop.messages.len(), 4);
+
+    // Everything stored, the DELEs accepted, then the connection drops at
+    // QUIT: the server may or may not have removed them (this one did not).
+    let p = failing_run_progress(&mut drop, None);
+    assert_eq!((p.messages_done, p.messages_total), (4, 4));
+    assert_eq!(p.receiving, None);
+    assert_eq!(p.deletes_accepted, 4);
+    assert_eq!(drop.messages.len(), 4);
 }
 
 #[test]

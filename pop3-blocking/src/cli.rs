@@ -1903,7 +1903,7 @@ impl FetchArgs {
         let mut sink = match account.open_sink() {
             Ok(s) => s,
             Err(e) => {
-                let message = format!("cannot open the destination: {}", chain(&e));
+                let message = format!("cannot open the {}: {}", account.destination, chain(&e));
                 return failed(ExitKind::of_store(&e), message);
             }
         };
@@ -1964,9 +1964,13 @@ impl FetchArgs {
                     ),
                     _ => chain(&e),
                 };
-                if matches!(e, FetchError::Pop3(_) | FetchError::NoUidl(_)) {
+                match e {
                     // What failed is the server, or the way to it.
-                    message = format!("{}:{}: {message}", account.url.host, account.url.port);
+                    FetchError::Pop3(_) | FetchError::NoUidl(_) => {
+                        message = format!("{}:{}: {message}", account.url.host, account.url.port);
+                    }
+                    FetchError::Store(_) => message = format!("{}: {message}", account.destination),
+                    _ => {}
                 }
                 if let Some(so_far) = progress.so_far() {
                     message.push('\n');

@@ -291,6 +291,25 @@ pub enum Destination {
     Lmtp(LmtpAddress, String),
 }
 
+/// What an error message names: `Maildir PATH`, `mbox PATH`, `MDA `COMMAND``,
+/// `LMTP ADDRESS`.
+///
+/// ```
+/// use pop3_blocking::config::Destination;
+/// let d = Destination::Maildir("/home/alice/Mail".into());
+/// assert_eq!(d.to_string(), "Maildir /home/alice/Mail");
+/// ```
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Maildir(p) => write!(f, "Maildir {}", p.display()),
+            Destination::Mbox(p) => write!(f, "mbox {}", p.display()),
+            Destination::Mda(command) => write!(f, "MDA `{command}`"),
+            Destination::Lmtp(address, _) => write!(f, "LMTP {address}"),
+        }
+    }
+}
+
 /// Where one account's password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

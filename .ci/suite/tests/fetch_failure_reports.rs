@@ -1,7 +1,8 @@
 //! What every runtime's `fetch` says when a run fails, run as a program: a
 //! network failure names the server's host and port, and a run cut in the
 //! middle of the maildrop says how many messages it stored before, which
-//! one was arriving, and that nothing was deleted.
+//! one was arriving, and that nothing was deleted; a destination that
+//! cannot be opened is named.
 
 // The peer support of pop3-tokio's own peer tests.
 mod peer_examples;
@@ -145,6 +146,25 @@ fn a_run_cut_mid_maildrop_says_what_it_stored_which_message_was_arriving_and_tha
         assert!(
             !seen.iter().any(|c| c.starts_with("DELE")),
             "{name} sent {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn a_destination_that_cannot_be_opened_is_named_and_exits_74() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Maildir under a regular file.
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "x").unwrap();
+    let maildir = file.join("Mail");
+    for (name, bin) in binaries() {
+        // The destination is opened before any connection.
+        let out = fetch(&bin, 1, &maildir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(74), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot open the Maildir {}", maildir.display())),
+            "{name}: {stderr}"
         );
     }
 }

@@ -547,15 +547,14 @@ fn fill<R: BlockingMessageReader>(
 
 impl<R: BlockingMessageReader, O: Offload> From<Fetched<R>> for OffloadReader<R, O> {
     fn from(f: Fetched<R>) -> Self {
-        let mut reader = OffloadReader {
+        OffloadReader {
             inner: f.reader.map(|r| Arc::new(Mutex::new(Some(r)))),
             ready: f.ready,
             ended: f.ended,
             next: None,
+            handed_out: false,
             offload: PhantomData,
-        };
-        reader.start_prefetch();
-        reader
+        }
     }
 }
 
@@ -577,7 +576,9 @@ fn fill_shared<R: BlockingMessageReader, O: Offload>(
 /// The [`MessageReader`] of an [`OffloadStore`]: it fetches
 /// [`Offload::READ_AHEAD`] octets per call and hands them out one chunk at
 /// a time; where the offload allows it ([`Offload::PREFETCH`]), the next
-/// batch is fetched while this one is handed out. The blocking reader is
+/// batch is fetched while this one is handed out, from the second chunk on
+/// (a TOP whose lines are in the first chunk fetches nothing it would
+/// drop). The blocking reader is
 /// dropped in the call that finds the end of the message, so a message
 /// read to its end holds nothing open; one dropped before (TOP, a read cut
 /// short) is dropped through [`Offload::detach`], with any batch fetched
@@ -593,6 +594,8 @@ pub struct OffloadReader<R: BlockingMessageReader, O: Offload> {
     /// The next batch, being fetched while the session sends this one
     /// ([`Offload::PREFETCH`]).
     next: Option<Pending<(VecDeque<Bytes>, bool), O>>,
+    /// A chunk was handed out: the session reads on past the first.
+    handed_out: bool,
     offload: PhantomData<fn() -> O>,
 }
 
@@ -605,8 +608,13 @@ impl<R: BlockingMessageReader, O: Offload> core::fmt::Debug for OffloadReader<R,
 impl<R: BlockingMessageReader, O: Offload> MessageReader for OffloadReader<R, O> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, StoreError> {
         if let Some(chunk) = self.ready.pop_front() {
+            // Not at the first chunk: a TOP often needs no other.
+            if core::mem::replace(&mut self.handed_out, true) {
+                self.start_prefetch();
+            }
             return Ok(Some(chunk));
         }
+        self.handed_out = true;
         let Some(inner) = self.inner.clone().filter(|_| !self.ended) else {
             return Ok(None);
         };
@@ -1105,6 +1113,23 @@ mod tests {
             "three batches of 256 KiB and the one finding the end"
         );
         assert_eq!(open_readers(), 0, "closed in the call that found the end");
+    }
+
+    #[test]
+    fn a_read_that_stops_in_its_first_chunk_fetches_nothing_ahead() {
+        // A TOP: the header and a few lines are in the first chunk.
+        let (mut drop, bodies, _) = queued::<true>(&[1 << 20]);
+        let mut reader = now(drop.read(0)).unwrap();
+        let first = now(reader.next_chunk()).unwrap().unwrap();
+        assert_eq!(&first[..], &bodies[0][..first.len()]);
+        assert_eq!(run_detached(), 0, "nothing fetched ahead for one chunk");
+        // The second chunk shows the session reads on: the next batch is
+        // fetched while it sends.
+        assert!(now(reader.next_chunk()).unwrap().is_some());
+        assert_eq!(run_detached(), 1, "the next batch");
+        core::mem::drop(reader);
+        run_detached();
+        assert_eq!(open_readers(), 0);
     }
 
     #[test]

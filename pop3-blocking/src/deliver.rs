@@ -122,6 +122,10 @@ pub trait Deliver {
     /// then calls [`journaled`](Self::journaled). `journaled` tells whether
     /// a UID is in the journal already. [`Journaled::open`] calls it; the
     /// default keeps no record and finds nothing.
+    ///
+    /// It may be called more than once: first with the record of each
+    /// former name of the account that left one (settled the same way,
+    /// then gone), last with the account's own, the one to keep.
     fn recover(&mut self, record: &Path, journaled: &dyn Fn(&Uid) -> bool) -> io::Result<Vec<Uid>> {
         let _ = (record, journaled);
         Ok(Vec::new())
@@ -162,7 +166,12 @@ pub struct Journaled<D> {
 impl<D: Deliver> Journaled<D> {
     /// Opens the journal of `account` in `state_dir` (see
     /// [`UidJournal::open`]; `former` are names the account had before),
-    /// and removes spool files a killed run of the account left there.
+    /// removes spool files a killed run of the account left there, and
+    /// settles what a killed run was delivering (see [`Deliver::recover`]),
+    /// under the account's name or a former one.
+    ///
+    /// A former name's leftovers are handled under that name's journal
+    /// lock: `WouldBlock` when a fetch under the former name is running.
     pub fn open(
         mut deliver: D,
         state_dir: &Path,
@@ -170,24 +179,37 @@ impl<D: Deliver> Journaled<D> {
         former: &[String],
     ) -> io::Result<Journaled<D>> {
         let mut journal = UidJournal::open(state_dir, account, former)?;
-        let prefix = format!(".spool-{}-", journal.tag());
-        for entry in fs::read_dir(state_dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = fs::remove_file(entry.path());
+        let mut names: Vec<&str> = Vec::new();
+        for name in former.iter().map(String::as_str) {
+            if name != account && !names.contains(&name) {
+                names.push(name);
             }
+        }
+        for name in names {
+            // A run under a name the account had before: what it left is
+            // settled as the account's own would be (its record said where
+            // the message went; the journal now holds the former UIDs).
+            let tag = crate::journal::account_tag(name);
+            let record = record_path(state_dir, &tag);
+            let spools = spool_files(state_dir, &tag)?;
+            if spools.is_empty() && fs::symlink_metadata(&record).is_err() {
+                continue;
+            }
+            // No run under that name may be writing them meanwhile.
+            let _held = crate::journal::lock_account(state_dir, name)?;
+            for spool in spools {
+                let _ = fs::remove_file(spool);
+            }
+            settle_record(&mut deliver, &mut journal, &record)?;
+        }
+        for spool in spool_files(state_dir, journal.tag())? {
+            let _ = fs::remove_file(spool);
         }
         // What a killed run was delivering: journaled now if it is
-        // delivered whole (the record goes only after that).
-        let record = state_dir.join(format!(".pop3-uidl-{}.delivering", journal.tag()));
-        let whole = deliver.recover(&record, &|uid| journal.contains(uid))?;
-        if !whole.is_empty() {
-            for uid in &whole {
-                journal.mark(uid);
-            }
-            journal.flush()?;
-            deliver.journaled()?;
-        }
+        // delivered whole (the record goes only after that). Last: the
+        // deliverer keeps this record for the deliveries to come.
+        let record = record_path(state_dir, journal.tag());
+        settle_record(&mut deliver, &mut journal, &record)?;
         Ok(Journaled {
             deliver,
             journal,
@@ -206,6 +228,42 @@ impl<D: Deliver> Journaled<D> {
     pub fn journal_path(&self) -> &Path {
         self.journal.path()
     }
+}
+
+/// The record of the deliveries in flight of the account tagged `tag`.
+fn record_path(state_dir: &Path, tag: &str) -> PathBuf {
+    state_dir.join(format!(".pop3-uidl-{tag}.delivering"))
+}
+
+/// The spool files of the account tagged `tag` in `state_dir`.
+fn spool_files(state_dir: &Path, tag: &str) -> io::Result<Vec<PathBuf>> {
+    let prefix = format!(".spool-{tag}-");
+    let mut found = Vec::new();
+    for entry in fs::read_dir(state_dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Has `deliver` settle `record` and journals what it found delivered
+/// whole before the record may go.
+fn settle_record<D: Deliver>(
+    deliver: &mut D,
+    journal: &mut UidJournal,
+    record: &Path,
+) -> io::Result<()> {
+    let whole = deliver.recover(record, &|uid| journal.contains(uid))?;
+    if !whole.is_empty() {
+        for uid in &whole {
+            journal.mark(uid);
+        }
+        journal.flush()?;
+        deliver.journaled()?;
+    }
+    Ok(())
 }
 
 impl<D: Deliver> MessageSink for Journaled<D> {
@@ -480,6 +538,12 @@ impl Mbox {
         };
         rec.write_all(entry.last_line().as_bytes())?;
         rec.sync_data()?;
+        // The record's name must survive a power cut too, or a message
+        // appended and not journaled would be appended again. (Its data
+        // fsync has committed the new name already on most journaling
+        // file systems: this costs little there.)
+        sync_parent(record)?;
+        trace("record durable");
         // From here on the record says where the message goes.
         self.unsettled = true;
         let written = (|| {
@@ -500,7 +564,9 @@ impl Mbox {
             }
             out.flush()?;
             drop(out);
-            file.sync_data()
+            file.sync_data()?;
+            trace("appended");
+            Ok(())
         })();
         if let Err(e) = written {
             // No half message stays behind: what follows `before` is ours
@@ -514,6 +580,37 @@ impl Mbox {
         Ok(())
     }
 }
+
+/// Fsyncs the directory holding `path` (so that a name created there
+/// survives a power cut); nothing where the system cannot.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        crate::journal::sync_dir(dir)?;
+        trace("directory fsynced");
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+// The steps of a delivery, in order, for the tests to check.
+#[cfg(test)]
+thread_local! {
+    static TRACE: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+fn trace(step: &'static str) {
+    TRACE.with(|t| t.borrow_mut().push(step));
+}
+
+#[cfg(not(test))]
+fn trace(_step: &'static str) {}
 
 /// Whether the file of length `len` does not end in a newline (an empty
 /// one does not need one).
@@ -541,23 +638,52 @@ impl MboxLock {
     /// Takes the dot-lock, opens the mbox at `path` (created if `create`)
     /// and takes the record lock, within `timeout`.
     fn take(path: &Path, timeout: Duration, create: bool) -> io::Result<MboxLock> {
+        MboxLock::take_with(path, timeout, create, &mut || {})
+    }
+
+    /// [`take`](Self::take), calling `opened` between the opening and
+    /// the record lock (where another program may replace the file).
+    fn take_with(
+        path: &Path,
+        timeout: Duration,
+        create: bool,
+        opened: &mut dyn FnMut(),
+    ) -> io::Result<MboxLock> {
         let deadline = Instant::now() + timeout;
         let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
-        let opened = (|| {
-            let file = if create {
-                private_file()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)?
-            } else {
-                fs::OpenOptions::new().read(true).write(true).open(path)?
-            };
-            record_lock(&file, path, deadline)?;
-            Ok(file)
+        let locked = (|| {
+            loop {
+                let (file, created) = open_mbox(path, create)?;
+                if created {
+                    // The new file's name must survive a power cut before
+                    // any message is journaled as in it.
+                    trace("mbox created");
+                    sync_parent(path)?;
+                }
+                opened();
+                record_lock(&file, path, deadline)?;
+                // A program holding the record lock before us may have put
+                // another file in the mbox's place (renamed a rewritten
+                // mbox over it): a message appended to the old file would
+                // be lost with it. So the file locked must still be the
+                // one the path names.
+                match fs::metadata(path) {
+                    Ok(named) if identity(&named) == identity(&file.metadata()?) => {
+                        return Ok(file);
+                    }
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                trace("mbox replaced");
+                if Instant::now() >= deadline {
+                    return Err(DeliveryError::temporary(format!(
+                        "{} keeps being replaced by another program",
+                        path.display()
+                    )));
+                }
+            }
         })();
-        match opened {
+        match locked {
             Ok(file) => Ok(MboxLock { file, dot }),
             Err(e) => {
                 if let Some(dot) = dot {
@@ -567,6 +693,27 @@ impl MboxLock {
             }
         }
     }
+}
+
+/// Opens the mbox at `path` to read and write, created (mode 0600) if
+/// `create`; answers whether this created it.
+fn open_mbox(path: &Path, create: bool) -> io::Result<(File, bool)> {
+    if create {
+        match private_file()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut options = private_file();
+    // (A dangling symbolic link's target is created here.)
+    let file = options.read(true).write(true).create(create).open(path)?;
+    Ok((file, false))
 }
 
 impl Drop for MboxLock {
@@ -855,6 +1002,15 @@ fn settle(entry: &Record, record: &Path, timeout: Duration) -> io::Result<bool> 
     }
 }
 
+/// Removes a record. Its directory is not fsynced: a power cut may bring
+/// the record back, and that is harmless. A record goes only once nothing
+/// it says is needed: its UID is durably journaled (a record back then is
+/// found journaled and removed unread), or the mbox is durably cut back to
+/// its length before the append, or the append never began (a record back
+/// then finds none of its message at that offset, or other bytes there,
+/// and changes nothing). And the next record's creation, or a rewrite of
+/// the journal, fsyncs this same directory, making the removal durable
+/// with it: an fsync here would cost one more per message for nothing.
 fn remove_record(record: &Path) -> io::Result<()> {
     match fs::remove_file(record) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -1737,13 +1893,29 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
+            Fixture::new_as(ACCOUNT)
+        }
+
+        /// With message 1 delivered under the account name `name`.
+        fn new_as(name: &str) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let fixture = Fixture { dir };
-            let mut sink = fixture.open();
+            let mut sink = fixture.open_as(name, &[]);
             sink.begin(&uid("u1")).unwrap();
             sink.write(&message(1)).unwrap();
             sink.commit().unwrap();
             fixture
+        }
+
+        /// The sink, as a run under the account name `name` opens it.
+        fn open_as(&self, name: &str, former: &[&str]) -> Journaled<Mbox> {
+            let former: Vec<String> = former.iter().map(|f| (*f).to_owned()).collect();
+            Journaled::open(Mbox::new(self.mbox()), &self.state(), name, &former).unwrap()
+        }
+
+        /// The record of a run under the account name `name`.
+        fn record_of(&self, name: &str) -> PathBuf {
+            record_path(&self.state(), &crate::journal::account_tag(name))
         }
 
         fn mbox(&self) -> PathBuf {
@@ -1770,12 +1942,19 @@ mod tests {
         /// after the append and before the journal's fsync; answers the
         /// mbox's length before the append.
         fn appended_not_journaled(&self) -> u64 {
+            self.appended_not_journaled_as(ACCOUNT)
+        }
+
+        /// [`appended_not_journaled`](Self::appended_not_journaled), by a
+        /// run under the account name `name`.
+        fn appended_not_journaled_as(&self, name: &str) -> u64 {
             let before = fs::metadata(self.mbox()).unwrap().len();
             let mut mbox = Mbox::new(self.mbox());
-            assert!(mbox.recover(&self.record(), &|_| false).unwrap().is_empty());
+            let record = self.record_of(name);
+            assert!(mbox.recover(&record, &|_| false).unwrap().is_empty());
             let m = message(2);
-            mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
-            assert!(self.record().exists());
+            mbox.deliver(&mut &m[..], &uid("u2"), name).unwrap();
+            assert!(record.exists());
             before
         }
 
@@ -1947,5 +2126,128 @@ mod tests {
         );
         mbox.journaled().unwrap();
         mbox.deliver(&mut &m[..], &uid("u3"), ACCOUNT).unwrap();
+    }
+
+    /// The account's name before a rename.
+    const FORMER: &str = "alice@pop.example.com:110";
+
+    #[test]
+    fn a_complete_append_recorded_under_a_former_account_name_is_journaled_not_appended_again() {
+        let f = Fixture::new_as(FORMER);
+        f.appended_not_journaled_as(FORMER);
+        let length = fs::metadata(f.mbox()).unwrap().len();
+        let mut sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(sink.contains(&uid("u2")).unwrap(), "journaled");
+        assert!(!f.record_of(FORMER).exists());
+        assert!(!f.record_of(ACCOUNT).exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), length);
+        assert_eq!(f.copies(), [1, 1]);
+        drop(sink);
+        // Journaled under the new name, without the former one now.
+        assert!(f.open_as(ACCOUNT, &[]).contains(&uid("u2")).unwrap());
+    }
+
+    #[test]
+    fn a_partial_append_recorded_under_a_former_account_name_is_cut_off_and_delivered_once() {
+        let f = Fixture::new_as(FORMER);
+        let before = f.appended_not_journaled_as(FORMER);
+        let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+        file.set_len(before + 40_000).unwrap();
+        drop(file);
+        // A spool file the killed run left, too.
+        let spool = f.state().join(format!(
+            ".spool-{}-1-1",
+            crate::journal::account_tag(FORMER)
+        ));
+        fs::write(&spool, b"half a message").unwrap();
+        let mut sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(!sink.contains(&uid("u2")).unwrap());
+        assert!(!f.record_of(FORMER).exists());
+        assert!(!spool.exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before);
+        assert_eq!(f.copies(), [1, 0]);
+        sink.begin(&uid("u2")).unwrap();
+        sink.write(&message(2)).unwrap();
+        sink.commit().unwrap();
+        assert_eq!(f.copies(), [1, 1]);
+        assert!(!f.record_of(ACCOUNT).exists());
+    }
+
+    #[test]
+    fn a_former_account_names_record_is_left_alone_while_a_fetch_under_that_name_runs() {
+        let f = Fixture::new_as(FORMER);
+        let before = f.appended_not_journaled_as(FORMER);
+        let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+        file.set_len(before + 1000).unwrap();
+        drop(file);
+        let running = UidJournal::open(&f.state(), FORMER, &[]).unwrap();
+        let former = [FORMER.to_owned()];
+        let e = Journaled::open(Mbox::new(f.mbox()), &f.state(), ACCOUNT, &former).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert!(f.record_of(FORMER).exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before + 1000);
+        drop(running);
+        let sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(!f.record_of(FORMER).exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before);
+        drop(sink);
+    }
+
+    #[test]
+    fn an_appends_record_and_its_name_are_durable_before_the_append_begins() {
+        let f = Fixture::new();
+        let mut sink = f.open();
+        TRACE.with(|t| t.borrow_mut().clear());
+        sink.begin(&uid("u2")).unwrap();
+        sink.write(&message(2)).unwrap();
+        sink.commit().unwrap();
+        let steps = TRACE.with(|t| t.take());
+        assert_eq!(
+            steps,
+            ["directory fsynced", "record durable", "appended"],
+            "the record's directory is fsynced before the append"
+        );
+    }
+
+    #[test]
+    fn a_new_mbox_files_name_is_fsynced_before_a_message_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mbox = Mbox::new(dir.path().join("new-mbox"));
+        TRACE.with(|t| t.borrow_mut().clear());
+        let m = message(1);
+        mbox.deliver(&mut &m[..], &uid("u1"), ACCOUNT).unwrap();
+        let steps = TRACE.with(|t| t.take());
+        assert_eq!(steps, ["mbox created", "directory fsynced"]);
+        // An mbox there already: no directory fsync.
+        mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
+        assert!(TRACE.with(|t| t.take()).is_empty());
+    }
+
+    #[test]
+    fn an_mbox_replaced_before_its_record_lock_is_taken_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        fs::write(&path, b"From a Thu Jan  1 00:00:00 1970\nold\n\n").unwrap();
+        let mut replaced = false;
+        let mut replace = || {
+            if !replaced {
+                // Another program renames its rewrite over the mbox.
+                let tmp = dir.path().join("mbox.rewrite");
+                fs::write(&tmp, b"From a Thu Jan  1 00:00:00 1970\nnew\n\n").unwrap();
+                fs::rename(&tmp, &path).unwrap();
+                replaced = true;
+            }
+        };
+        TRACE.with(|t| t.borrow_mut().clear());
+        let lock = MboxLock::take_with(&path, Duration::from_secs(5), true, &mut replace).unwrap();
+        assert_eq!(TRACE.with(|t| t.take()), ["mbox replaced"]);
+        assert_eq!(
+            identity(&lock.file.metadata().unwrap()),
+            identity(&fs::metadata(&path).unwrap()),
+            "the file locked is the one the path names"
+        );
+        let mut text = String::new();
+        (&lock.file).read_to_string(&mut text).unwrap();
+        assert!(text.contains("new"), "{text}");
     }
 }

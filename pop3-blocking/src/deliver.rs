@@ -357,27 +357,71 @@ impl<D> Drop for Journaled<D> {
     }
 }
 
-/// Calls `f` with each line of `message`, its line end (CRLF or LF) cut
-/// off, and whether it had one.
-fn each_line(
+/// A piece of a message's line, as [`each_piece`] hands them on.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    /// Some of the line's text (never empty, never a line end).
+    Text(&'a [u8]),
+    /// The line ends: with a line end (CRLF or LF, cut off), or without
+    /// one at the message's end.
+    End {
+        /// Whether it had a line end.
+        newline: bool,
+    },
+}
+
+/// Calls `f` with the pieces of each line of `message`: its text, in as
+/// many pieces as the reader's buffer makes of it, then its end. Memory
+/// stays bounded however long a line is (a body line has no length limit).
+fn each_piece(
     message: &mut dyn BufRead,
-    mut f: impl FnMut(&[u8], bool) -> io::Result<()>,
+    mut f: impl FnMut(Piece<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut line = Vec::new();
+    // A CR at the end of a piece, held back: it may begin a CRLF.
+    let mut cr = false;
+    // A line has begun and not ended.
+    let mut open = false;
     loop {
-        line.clear();
-        if message.read_until(b'\n', &mut line)? == 0 {
+        let buf = message.fill_buf()?;
+        if buf.is_empty() {
+            if cr {
+                f(Piece::Text(b"\r"))?;
+            }
+            if open {
+                f(Piece::End { newline: false })?;
+            }
             return Ok(());
         }
-        let ended = line.last() == Some(&b'\n');
-        let mut text = &line[..];
-        if ended {
-            text = &text[..text.len() - 1];
-            if text.last() == Some(&b'\r') {
-                text = &text[..text.len() - 1];
+        let used = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                let text = &buf[..at];
+                if cr && !text.is_empty() {
+                    f(Piece::Text(b"\r"))?;
+                }
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                if !text.is_empty() {
+                    f(Piece::Text(text))?;
+                }
+                f(Piece::End { newline: true })?;
+                (cr, open) = (false, false);
+                at + 1
             }
-        }
-        f(text, ended)?;
+            None => {
+                if cr {
+                    f(Piece::Text(b"\r"))?;
+                }
+                let (text, held) = match buf.strip_suffix(b"\r") {
+                    Some(text) => (text, true),
+                    None => (buf, false),
+                };
+                if !text.is_empty() {
+                    f(Piece::Text(text))?;
+                }
+                (cr, open) = (held, true);
+                buf.len()
+            }
+        };
+        message.consume(used);
     }
 }
 
@@ -1134,6 +1178,10 @@ fn owner_is_gone(_lock: &Path) -> bool {
 /// Writes one message in mboxrd form (separator line, quoted `From `
 /// lines, LF line ends, a closing empty line).
 ///
+/// Memory stays bounded whatever the message: lines of any length are
+/// streamed, and the sender is looked for in the first 256 KiB of the
+/// header only.
+///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
 /// let mut out = Vec::new();
@@ -1150,29 +1198,98 @@ pub fn write_mboxrd(
     message: &mut dyn BufRead,
     when: SystemTime,
 ) -> io::Result<()> {
-    // The sender is in the headers: read them first, keep them.
+    // The sender is in the headers: read them first, keep them (up to
+    // HEAD_LIMIT: a message without an end of its header, or with one
+    // endless line, must not fill the memory; a `Return-Path:` past that
+    // is not looked for).
     let mut head = Vec::new();
-    loop {
-        let n = message.read_until(b'\n', &mut head)?;
-        let line_start = head.len() - n;
-        let line = &head[line_start..];
-        if n == 0 || line == b"\r\n" || line == b"\n" {
+    while head.len() < HEAD_LIMIT {
+        let room = (HEAD_LIMIT - head.len()) as u64;
+        let n = (&mut *message).take(room).read_until(b'\n', &mut head)?;
+        let line = &head[head.len() - n..];
+        if n == 0 || line == b"\r\n" || line == b"\n" || line.last() != Some(&b'\n') {
             break;
         }
     }
     let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_owned());
     writeln!(out, "From {sender} {}", asctime(when))?;
-    let mut put = |line: &[u8], _: bool| -> io::Result<()> {
-        let unquoted = line.iter().position(|&b| b != b'>').unwrap_or(line.len());
-        if line[unquoted..].starts_with(b"From ") {
-            out.write_all(b">")?;
+    let mut quote = FromQuote::Run;
+    each_piece(&mut (&head[..]).chain(message), |piece| match piece {
+        Piece::Text(text) => quote.text(out, text),
+        Piece::End { .. } => {
+            quote.end(out)?;
+            out.write_all(b"\n")
         }
-        out.write_all(line)?;
-        out.write_all(b"\n")
-    };
-    each_line(&mut &head[..], &mut put)?;
-    each_line(message, &mut put)?;
+    })?;
     out.write_all(b"\n")
+}
+
+/// How much of a message's header [`write_mboxrd`] keeps to find the
+/// sender in.
+const HEAD_LIMIT: usize = 256 * 1024;
+
+/// Where a line is in the mboxrd quoting of `>*From ` lines: one more `>`
+/// goes before a line of some `>` then `From `. Lines come in pieces of
+/// any size (see [`each_piece`]): the `>` at a line's start are written as
+/// they come (the one added is like them), the first bytes of `From `
+/// after them held until the rest of it comes or does not.
+#[derive(Debug, Clone, Copy)]
+enum FromQuote {
+    /// At the line's start, or only `>` so far.
+    Run,
+    /// After the `>`, this many bytes of `From ` (held back).
+    From(usize),
+    /// The line is quoted as it must be: the rest goes as it is.
+    Rest,
+}
+
+impl FromQuote {
+    const FROM: &'static [u8] = b"From ";
+
+    fn text(&mut self, out: &mut dyn Write, mut text: &[u8]) -> io::Result<()> {
+        while !text.is_empty() {
+            match *self {
+                FromQuote::Run => {
+                    let run = text.iter().position(|&b| b != b'>').unwrap_or(text.len());
+                    out.write_all(&text[..run])?;
+                    text = &text[run..];
+                    if !text.is_empty() {
+                        *self = FromQuote::From(0);
+                    }
+                }
+                FromQuote::From(had) => {
+                    let want = &Self::FROM[had..];
+                    let n = want.len().min(text.len());
+                    if text[..n] != want[..n] {
+                        out.write_all(&Self::FROM[..had])?;
+                        *self = FromQuote::Rest;
+                    } else if had + n == Self::FROM.len() {
+                        out.write_all(b">")?;
+                        out.write_all(Self::FROM)?;
+                        text = &text[n..];
+                        *self = FromQuote::Rest;
+                    } else {
+                        *self = FromQuote::From(had + n);
+                        text = &text[n..];
+                    }
+                }
+                FromQuote::Rest => {
+                    out.write_all(text)?;
+                    text = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The line ends: what is held goes as it is.
+    fn end(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if let FromQuote::From(had) = *self {
+            out.write_all(&Self::FROM[..had])?;
+        }
+        *self = FromQuote::Run;
+        Ok(())
+    }
 }
 
 /// The address of the first `Return-Path:` header (`MAILER-DAEMON` for
@@ -1312,12 +1429,10 @@ impl Deliver for Mda {
             let feeder = scope.spawn(move || -> io::Result<()> {
                 let Some(stdin) = stdin else { return Ok(()) };
                 let mut stdin = BufWriter::new(stdin);
-                each_line(message, |line, ended| {
-                    stdin.write_all(line)?;
-                    if ended {
-                        stdin.write_all(b"\n")?;
-                    }
-                    Ok(())
+                each_piece(message, |piece| match piece {
+                    Piece::Text(text) => stdin.write_all(text),
+                    Piece::End { newline: true } => stdin.write_all(b"\n"),
+                    Piece::End { newline: false } => Ok(()),
                 })?;
                 stdin.flush()
                 // Dropped: the MDA sees the end of its input.
@@ -1529,12 +1644,19 @@ impl Lmtp {
         }
         {
             let mut out = BufWriter::with_capacity(64 * 1024, &mut conn.writer);
-            each_line(message, |line, _| {
-                if line.first() == Some(&b'.') {
-                    out.write_all(b".")?;
+            let mut at_start = true;
+            each_piece(message, |piece| match piece {
+                Piece::Text(text) => {
+                    if at_start && text[0] == b'.' {
+                        out.write_all(b".")?;
+                    }
+                    at_start = false;
+                    out.write_all(text)
                 }
-                out.write_all(line)?;
-                out.write_all(b"\r\n")
+                Piece::End { .. } => {
+                    at_start = true;
+                    out.write_all(b"\r\n")
+                }
             })?;
             out.write_all(b".\r\n")?;
             out.flush()?;
@@ -2249,5 +2371,206 @@ mod tests {
         let mut text = String::new();
         (&lock.file).read_to_string(&mut text).unwrap();
         assert!(text.contains("new"), "{text}");
+    }
+
+    /// The lines of `m` as the line-at-a-time conversions took them: text
+    /// (line end cut off) and whether it had a line end.
+    fn lines_of(m: &[u8]) -> Vec<(&[u8], bool)> {
+        let mut lines = Vec::new();
+        let mut rest = m;
+        while !rest.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(at) => {
+                    let text = &rest[..at];
+                    lines.push((text.strip_suffix(b"\r").unwrap_or(text), true));
+                    rest = &rest[at + 1..];
+                }
+                None => {
+                    lines.push((rest, false));
+                    rest = &[];
+                }
+            }
+        }
+        lines
+    }
+
+    /// A message of `len` bytes of few kinds (`>`, `From `'s letters, CR,
+    /// LF, `.`), from a fixed-seed generator.
+    fn tricky_message(state: &mut u64, len: usize) -> Vec<u8> {
+        const ALPHABET: &[u8] = b">>>From \r\n\n.x";
+        (0..len)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                ALPHABET[(*state % ALPHABET.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_streamed_conversions_match_the_line_at_a_time_ones_however_the_input_is_split() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for case in 0..1500 {
+            let m = tricky_message(&mut state, case % 97);
+            let lines = lines_of(&m);
+            // mboxrd: the separator, each line with `>*From ` quoted, LF
+            // ends, an empty line.
+            let mut mboxrd = b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n".to_vec();
+            for (text, _) in &lines {
+                let run = text.iter().position(|&b| b != b'>').unwrap_or(text.len());
+                if text[run..].starts_with(b"From ") {
+                    mboxrd.push(b'>');
+                }
+                mboxrd.extend_from_slice(text);
+                mboxrd.push(b'\n');
+            }
+            mboxrd.push(b'\n');
+            // For an MDA: LF ends, none added.
+            let mut mda = Vec::new();
+            // For LMTP: dot-stuffed, CRLF ends.
+            let mut lmtp = Vec::new();
+            for (text, ended) in &lines {
+                mda.extend_from_slice(text);
+                if *ended {
+                    mda.push(b'\n');
+                }
+                if text.first() == Some(&b'.') {
+                    lmtp.push(b'.');
+                }
+                lmtp.extend_from_slice(text);
+                lmtp.extend_from_slice(b"\r\n");
+            }
+            for cap in [1, 2, 3, 5, 8, 64] {
+                let mut out = Vec::new();
+                let mut input = BufReader::with_capacity(cap, &m[..]);
+                write_mboxrd(&mut out, &mut input, UNIX_EPOCH).unwrap();
+                assert_eq!(out, mboxrd, "mboxrd of {m:?} read {cap} at a time");
+                let (mut got_mda, mut got_lmtp, mut at_start) = (Vec::new(), Vec::new(), true);
+                let mut input = BufReader::with_capacity(cap, &m[..]);
+                each_piece(&mut input, |piece| {
+                    match piece {
+                        Piece::Text(text) => {
+                            assert!(!text.is_empty() && !text.contains(&b'\n'));
+                            got_mda.extend_from_slice(text);
+                            if at_start && text[0] == b'.' {
+                                got_lmtp.push(b'.');
+                            }
+                            at_start = false;
+                            got_lmtp.extend_from_slice(text);
+                        }
+                        Piece::End { newline } => {
+                            if newline {
+                                got_mda.push(b'\n');
+                            }
+                            got_lmtp.extend_from_slice(b"\r\n");
+                            at_start = true;
+                        }
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(got_mda, mda, "MDA input of {m:?} read {cap} at a time");
+                assert_eq!(got_lmtp, lmtp, "LMTP data of {m:?} read {cap} at a time");
+            }
+        }
+    }
+
+    /// `len` bytes of `>` then `From x` and a line end, handed out 8 KiB at
+    /// a time; before each piece it checks that all but `slack` bytes of
+    /// what was taken so far has reached `written`.
+    struct LongLine {
+        len: u64,
+        taken: u64,
+        written: std::rc::Rc<std::cell::Cell<u64>>,
+        slack: u64,
+        chunk: Vec<u8>,
+    }
+
+    impl Read for LongLine {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = {
+                let piece = self.fill_buf()?;
+                let n = piece.len().min(buf.len());
+                buf[..n].copy_from_slice(&piece[..n]);
+                n
+            };
+            self.consume(n);
+            Ok(n)
+        }
+    }
+
+    impl BufRead for LongLine {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            assert!(
+                self.taken <= self.written.get() + self.slack,
+                "{} bytes read, {} written: the line is kept in memory",
+                self.taken,
+                self.written.get()
+            );
+            let tail = b"From x\n";
+            self.chunk.clear();
+            if self.taken < self.len {
+                let n = (self.len - self.taken).min(8192) as usize;
+                self.chunk.resize(n, b'>');
+            } else if self.taken < self.len + tail.len() as u64 {
+                self.chunk
+                    .extend_from_slice(&tail[(self.taken - self.len) as usize..]);
+            }
+            Ok(&self.chunk)
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.taken += n as u64;
+        }
+    }
+
+    struct Counting(std::rc::Rc<std::cell::Cell<u64>>, u64);
+
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.set(self.0.get() + buf.len() as u64);
+            self.1 += buf.iter().filter(|&&b| b == b'>').count() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_of_many_megabytes_is_converted_in_bounded_memory() {
+        let len = 16 << 20;
+        let written = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut input = LongLine {
+            len,
+            taken: 0,
+            written: written.clone(),
+            // The header kept to find the sender in, the separator line.
+            slack: HEAD_LIMIT as u64 + 64,
+            chunk: Vec::new(),
+        };
+        let mut out = Counting(written.clone(), 0);
+        write_mboxrd(&mut out, &mut input, UNIX_EPOCH).unwrap();
+        assert_eq!(out.1, len + 1, "the `>From ` line gets one more `>`");
+
+        let mut input = LongLine {
+            len,
+            taken: 0,
+            written: written.clone(),
+            slack: 1,
+            chunk: Vec::new(),
+        };
+        written.set(0);
+        each_piece(&mut input, |piece| {
+            if let Piece::Text(text) = piece {
+                written.set(written.get() + text.len() as u64);
+            } else {
+                written.set(written.get() + 1);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(written.get(), len + 7);
     }
 }

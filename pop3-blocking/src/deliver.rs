@@ -437,9 +437,12 @@ fn each_piece(
 /// empty line. The file is locked with a dot-lock (`FILE.lock`, created
 /// exclusively, holding `PID HOST`; one older than five minutes, or one of
 /// ours whose process on this host is gone, is taken as stale) and a
-/// POSIX record lock (`fcntl`) on the whole file; the message is written,
-/// the file fsynced, then both locks released. A lock not had within the
-/// lock timeout (default 60 s) is a temporary failure. A write that fails
+/// POSIX record lock (`fcntl`) on the whole file, neither held while
+/// waiting for the other (other programs take them in either order); a
+/// file another program put in the mbox's place meanwhile is opened and
+/// locked anew. The message is written, the file fsynced (and its
+/// directory, when the file is new), then both locks released. A lock not
+/// had within the lock timeout (default 60 s) is a temporary failure. A write that fails
 /// halfway is cut off again, so the file never keeps half a message.
 ///
 /// In a [`Journaled`] sink each append is recorded first, in a file of the
@@ -687,16 +690,29 @@ impl MboxLock {
 
     /// [`take`](Self::take), calling `opened` between the opening and
     /// the record lock (where another program may replace the file).
+    ///
+    /// Programs take the two locks in either order (procmail the dot-lock
+    /// first, mutt the record lock first), so neither is held while
+    /// waiting for the other: when the record lock is busy, the dot-lock
+    /// is let go of again, and both are tried anew a moment later. A
+    /// program waiting for the dot-lock while holding the record lock
+    /// thus gets it and finishes, instead of both waiting out their
+    /// timeouts.
     fn take_with(
         path: &Path,
         timeout: Duration,
         create: bool,
         opened: &mut dyn FnMut(),
     ) -> io::Result<MboxLock> {
+        /// Why an attempt did not end with both locks.
+        enum Missed {
+            Busy,
+            Replaced,
+        }
         let deadline = Instant::now() + timeout;
-        let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
-        let locked = (|| {
-            loop {
+        loop {
+            let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
+            let attempt = (|| {
                 let (file, created) = open_mbox(path, create)?;
                 if created {
                     // The new file's name must survive a power cut before
@@ -705,7 +721,9 @@ impl MboxLock {
                     sync_parent(path)?;
                 }
                 opened();
-                record_lock(&file, path, deadline)?;
+                if !try_record_lock(&file)? {
+                    return Ok(Err(Missed::Busy));
+                }
                 // A program holding the record lock before us may have put
                 // another file in the mbox's place (renamed a rewritten
                 // mbox over it): a message appended to the old file would
@@ -713,27 +731,40 @@ impl MboxLock {
                 // one the path names.
                 match fs::metadata(path) {
                     Ok(named) if identity(&named) == identity(&file.metadata()?) => {
-                        return Ok(file);
+                        return Ok(Ok(file));
                     }
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
-                trace("mbox replaced");
-                if Instant::now() >= deadline {
-                    return Err(DeliveryError::temporary(format!(
-                        "{} keeps being replaced by another program",
-                        path.display()
-                    )));
-                }
+                Ok(Err(Missed::Replaced))
+            })();
+            let missed = match attempt {
+                Ok(Ok(file)) => return Ok(MboxLock { file, dot }),
+                Ok(Err(missed)) => Ok(missed),
+                Err(e) => Err(e),
+            };
+            if let Some(dot) = dot {
+                let _ = fs::remove_file(dot);
             }
-        })();
-        match locked {
-            Ok(file) => Ok(MboxLock { file, dot }),
-            Err(e) => {
-                if let Some(dot) = dot {
-                    let _ = fs::remove_file(dot);
+            let missed = missed?;
+            let why = match missed {
+                Missed::Busy => {
+                    trace("record lock busy");
+                    "is locked by another process"
                 }
-                Err(e)
+                Missed::Replaced => {
+                    trace("mbox replaced");
+                    "keeps being replaced by another program"
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(DeliveryError::temporary(format!(
+                    "{} {why}",
+                    path.display()
+                )));
+            }
+            if let Missed::Busy = missed {
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
@@ -1101,28 +1132,21 @@ impl Deliver for Mbox {
     }
 }
 
+/// Tries to take a POSIX record lock (`fcntl`) on the whole file:
+/// `false` when another process holds one.
 #[cfg(unix)]
-fn record_lock(file: &File, path: &Path, deadline: Instant) -> io::Result<()> {
+fn try_record_lock(file: &File) -> io::Result<bool> {
     use rustix::fs::{FlockOperation, fcntl_lock};
-    loop {
-        match fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(()),
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {}
-            Err(e) => return Err(e.into()),
-        }
-        if Instant::now() >= deadline {
-            return Err(DeliveryError::temporary(format!(
-                "{} is locked by another process",
-                path.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    match fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
 #[cfg(not(unix))]
-fn record_lock(_file: &File, _path: &Path, _deadline: Instant) -> io::Result<()> {
-    Ok(())
+fn try_record_lock(_file: &File) -> io::Result<bool> {
+    Ok(true)
 }
 
 /// What a dot-lock of ours holds: the process ID and, where the system
@@ -2572,5 +2596,61 @@ mod tests {
         })
         .unwrap();
         assert_eq!(written.get(), len + 7);
+    }
+
+    #[test]
+    fn the_dot_lock_is_let_go_while_the_record_lock_is_busy_so_a_mutt_style_locker_finishes() {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        fs::write(&path, b"").unwrap();
+        // Like mutt: the record lock first, then (once told to go, while
+        // we hold the dot-lock) the dot-lock, waited for; then both let go.
+        let script = "import fcntl,os,sys,time\n\
+            f=open(sys.argv[1],'r+')\n\
+            fcntl.lockf(f,fcntl.LOCK_EX)\n\
+            print('locked',flush=True)\n\
+            sys.stdin.readline()\n\
+            lock=sys.argv[1]+'.lock'\n\
+            while True:\n\
+            \x20try:\n\
+            \x20\x20fd=os.open(lock,os.O_CREAT|os.O_EXCL|os.O_WRONLY,0o600)\n\
+            \x20\x20break\n\
+            \x20except FileExistsError:\n\
+            \x20\x20time.sleep(0.005)\n\
+            print('dot',flush=True)\n\
+            os.close(fd)\n\
+            os.unlink(lock)\n\
+            fcntl.lockf(f,fcntl.LOCK_UN)\n";
+        let mut other = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("this test needs python3 (apt-get install python3)");
+        let mut said = BufReader::new(other.stdout.take().unwrap());
+        let mut line = String::new();
+        said.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        let mut go = other.stdin.take();
+        let mut tell = || {
+            if let Some(mut stdin) = go.take() {
+                stdin.write_all(b"go\n").unwrap();
+            }
+        };
+        TRACE.with(|t| t.borrow_mut().clear());
+        let taken = MboxLock::take_with(&path, Duration::from_secs(30), false, &mut tell);
+        let status = other.wait().unwrap();
+        let mut rest = String::new();
+        said.read_to_string(&mut rest).unwrap();
+        assert!(status.success());
+        assert_eq!(rest.trim(), "dot", "the other program had the dot-lock");
+        let lock = taken.expect("both locks, once the other program let go of them");
+        assert!(TRACE.with(|t| t.take()).contains(&"record lock busy"));
+        assert!(dot_lock_path(&path).exists(), "ours now");
+        drop(lock);
+        assert!(!dot_lock_path(&path).exists());
     }
 }

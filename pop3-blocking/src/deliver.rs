@@ -576,7 +576,8 @@ impl Mbox {
         let (dev, ino) = identity(&file.metadata()?);
         let entry = Record {
             uid: uid.clone(),
-            mbox: self.path.clone(),
+            // Absolute: the next run may start in another directory.
+            mbox: std::path::absolute(&self.path)?,
             dev,
             ino,
             before,
@@ -2652,5 +2653,28 @@ mod tests {
         assert!(dot_lock_path(&path).exists(), "ours now");
         drop(lock);
         assert!(!dot_lock_path(&path).exists());
+    }
+
+    #[test]
+    fn a_record_names_the_mbox_by_its_absolute_path_when_given_a_relative_one() {
+        let f = Fixture::new();
+        // The fixture's mbox, named relative to the working directory.
+        let cwd = std::env::current_dir().unwrap();
+        let mut relative = PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            relative.push("..");
+        }
+        relative.push(f.mbox().strip_prefix("/").unwrap());
+        assert!(relative.is_relative());
+        let mut mbox = Mbox::new(&relative);
+        mbox.recover(&f.record(), &|_| false).unwrap();
+        let m = message(2);
+        mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
+        let entry = Record::read(&f.record()).unwrap().unwrap();
+        assert!(entry.mbox.is_absolute(), "{}", entry.mbox.display());
+        assert_eq!(
+            identity(&fs::metadata(&entry.mbox).unwrap()),
+            identity(&fs::metadata(f.mbox()).unwrap())
+        );
     }
 }

@@ -122,6 +122,10 @@ pub trait Deliver {
     /// then calls [`journaled`](Self::journaled). `journaled` tells whether
     /// a UID is in the journal already. [`Journaled::open`] calls it; the
     /// default keeps no record and finds nothing.
+    ///
+    /// It may be called more than once: first with the record of each
+    /// former name of the account that left one (settled the same way,
+    /// then gone), last with the account's own, the one to keep.
     fn recover(&mut self, record: &Path, journaled: &dyn Fn(&Uid) -> bool) -> io::Result<Vec<Uid>> {
         let _ = (record, journaled);
         Ok(Vec::new())
@@ -162,7 +166,12 @@ pub struct Journaled<D> {
 impl<D: Deliver> Journaled<D> {
     /// Opens the journal of `account` in `state_dir` (see
     /// [`UidJournal::open`]; `former` are names the account had before),
-    /// and removes spool files a killed run of the account left there.
+    /// removes spool files a killed run of the account left there, and
+    /// settles what a killed run was delivering (see [`Deliver::recover`]),
+    /// under the account's name or a former one.
+    ///
+    /// A former name's leftovers are handled under that name's journal
+    /// lock: `WouldBlock` when a fetch under the former name is running.
     pub fn open(
         mut deliver: D,
         state_dir: &Path,
@@ -170,24 +179,37 @@ impl<D: Deliver> Journaled<D> {
         former: &[String],
     ) -> io::Result<Journaled<D>> {
         let mut journal = UidJournal::open(state_dir, account, former)?;
-        let prefix = format!(".spool-{}-", journal.tag());
-        for entry in fs::read_dir(state_dir)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = fs::remove_file(entry.path());
+        let mut names: Vec<&str> = Vec::new();
+        for name in former.iter().map(String::as_str) {
+            if name != account && !names.contains(&name) {
+                names.push(name);
             }
+        }
+        for name in names {
+            // A run under a name the account had before: what it left is
+            // settled as the account's own would be (its record said where
+            // the message went; the journal now holds the former UIDs).
+            let tag = crate::journal::account_tag(name);
+            let record = record_path(state_dir, &tag);
+            let spools = spool_files(state_dir, &tag)?;
+            if spools.is_empty() && fs::symlink_metadata(&record).is_err() {
+                continue;
+            }
+            // No run under that name may be writing them meanwhile.
+            let _held = crate::journal::lock_account(state_dir, name)?;
+            for spool in spools {
+                let _ = fs::remove_file(spool);
+            }
+            settle_record(&mut deliver, &mut journal, &record)?;
+        }
+        for spool in spool_files(state_dir, journal.tag())? {
+            let _ = fs::remove_file(spool);
         }
         // What a killed run was delivering: journaled now if it is
-        // delivered whole (the record goes only after that).
-        let record = state_dir.join(format!(".pop3-uidl-{}.delivering", journal.tag()));
-        let whole = deliver.recover(&record, &|uid| journal.contains(uid))?;
-        if !whole.is_empty() {
-            for uid in &whole {
-                journal.mark(uid);
-            }
-            journal.flush()?;
-            deliver.journaled()?;
-        }
+        // delivered whole (the record goes only after that). Last: the
+        // deliverer keeps this record for the deliveries to come.
+        let record = record_path(state_dir, journal.tag());
+        settle_record(&mut deliver, &mut journal, &record)?;
         Ok(Journaled {
             deliver,
             journal,
@@ -206,6 +228,42 @@ impl<D: Deliver> Journaled<D> {
     pub fn journal_path(&self) -> &Path {
         self.journal.path()
     }
+}
+
+/// The record of the deliveries in flight of the account tagged `tag`.
+fn record_path(state_dir: &Path, tag: &str) -> PathBuf {
+    state_dir.join(format!(".pop3-uidl-{tag}.delivering"))
+}
+
+/// The spool files of the account tagged `tag` in `state_dir`.
+fn spool_files(state_dir: &Path, tag: &str) -> io::Result<Vec<PathBuf>> {
+    let prefix = format!(".spool-{tag}-");
+    let mut found = Vec::new();
+    for entry in fs::read_dir(state_dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
+/// Has `deliver` settle `record` and journals what it found delivered
+/// whole before the record may go.
+fn settle_record<D: Deliver>(
+    deliver: &mut D,
+    journal: &mut UidJournal,
+    record: &Path,
+) -> io::Result<()> {
+    let whole = deliver.recover(record, &|uid| journal.contains(uid))?;
+    if !whole.is_empty() {
+        for uid in &whole {
+            journal.mark(uid);
+        }
+        journal.flush()?;
+        deliver.journaled()?;
+    }
+    Ok(())
 }
 
 impl<D: Deliver> MessageSink for Journaled<D> {
@@ -299,27 +357,71 @@ impl<D> Drop for Journaled<D> {
     }
 }
 
-/// Calls `f` with each line of `message`, its line end (CRLF or LF) cut
-/// off, and whether it had one.
-fn each_line(
+/// A piece of a message's line, as [`each_piece`] hands them on.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    /// Some of the line's text (never empty, never a line end).
+    Text(&'a [u8]),
+    /// The line ends: with a line end (CRLF or LF, cut off), or without
+    /// one at the message's end.
+    End {
+        /// Whether it had a line end.
+        newline: bool,
+    },
+}
+
+/// Calls `f` with the pieces of each line of `message`: its text, in as
+/// many pieces as the reader's buffer makes of it, then its end. Memory
+/// stays bounded however long a line is (a body line has no length limit).
+fn each_piece(
     message: &mut dyn BufRead,
-    mut f: impl FnMut(&[u8], bool) -> io::Result<()>,
+    mut f: impl FnMut(Piece<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let mut line = Vec::new();
+    // A CR at the end of a piece, held back: it may begin a CRLF.
+    let mut cr = false;
+    // A line has begun and not ended.
+    let mut open = false;
     loop {
-        line.clear();
-        if message.read_until(b'\n', &mut line)? == 0 {
+        let buf = message.fill_buf()?;
+        if buf.is_empty() {
+            if cr {
+                f(Piece::Text(b"\r"))?;
+            }
+            if open {
+                f(Piece::End { newline: false })?;
+            }
             return Ok(());
         }
-        let ended = line.last() == Some(&b'\n');
-        let mut text = &line[..];
-        if ended {
-            text = &text[..text.len() - 1];
-            if text.last() == Some(&b'\r') {
-                text = &text[..text.len() - 1];
+        let used = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                let text = &buf[..at];
+                if cr && !text.is_empty() {
+                    f(Piece::Text(b"\r"))?;
+                }
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                if !text.is_empty() {
+                    f(Piece::Text(text))?;
+                }
+                f(Piece::End { newline: true })?;
+                (cr, open) = (false, false);
+                at + 1
             }
-        }
-        f(text, ended)?;
+            None => {
+                if cr {
+                    f(Piece::Text(b"\r"))?;
+                }
+                let (text, held) = match buf.strip_suffix(b"\r") {
+                    Some(text) => (text, true),
+                    None => (buf, false),
+                };
+                if !text.is_empty() {
+                    f(Piece::Text(text))?;
+                }
+                (cr, open) = (held, true);
+                buf.len()
+            }
+        };
+        message.consume(used);
     }
 }
 
@@ -335,9 +437,12 @@ fn each_line(
 /// empty line. The file is locked with a dot-lock (`FILE.lock`, created
 /// exclusively, holding `PID HOST`; one older than five minutes, or one of
 /// ours whose process on this host is gone, is taken as stale) and a
-/// POSIX record lock (`fcntl`) on the whole file; the message is written,
-/// the file fsynced, then both locks released. A lock not had within the
-/// lock timeout (default 60 s) is a temporary failure. A write that fails
+/// POSIX record lock (`fcntl`) on the whole file, neither held while
+/// waiting for the other (other programs take them in either order); a
+/// file another program put in the mbox's place meanwhile is opened and
+/// locked anew. The message is written, the file fsynced (and its
+/// directory, when the file is new), then both locks released. A lock not
+/// had within the lock timeout (default 60 s) is a temporary failure. A write that fails
 /// halfway is cut off again, so the file never keeps half a message.
 ///
 /// In a [`Journaled`] sink each append is recorded first, in a file of the
@@ -471,7 +576,8 @@ impl Mbox {
         let (dev, ino) = identity(&file.metadata()?);
         let entry = Record {
             uid: uid.clone(),
-            mbox: self.path.clone(),
+            // Absolute: the next run may start in another directory.
+            mbox: std::path::absolute(&self.path)?,
             dev,
             ino,
             before,
@@ -480,6 +586,12 @@ impl Mbox {
         };
         rec.write_all(entry.last_line().as_bytes())?;
         rec.sync_data()?;
+        // The record's name must survive a power cut too, or a message
+        // appended and not journaled would be appended again. (Its data
+        // fsync has committed the new name already on most journaling
+        // file systems: this costs little there.)
+        sync_parent(record)?;
+        trace("record durable");
         // From here on the record says where the message goes.
         self.unsettled = true;
         let written = (|| {
@@ -500,7 +612,9 @@ impl Mbox {
             }
             out.flush()?;
             drop(out);
-            file.sync_data()
+            file.sync_data()?;
+            trace("appended");
+            Ok(())
         })();
         if let Err(e) = written {
             // No half message stays behind: what follows `before` is ours
@@ -514,6 +628,37 @@ impl Mbox {
         Ok(())
     }
 }
+
+/// Fsyncs the directory holding `path` (so that a name created there
+/// survives a power cut); nothing where the system cannot.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        crate::journal::sync_dir(dir)?;
+        trace("directory fsynced");
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+// The steps of a delivery, in order, for the tests to check.
+#[cfg(test)]
+thread_local! {
+    static TRACE: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+fn trace(step: &'static str) {
+    TRACE.with(|t| t.borrow_mut().push(step));
+}
+
+#[cfg(not(test))]
+fn trace(_step: &'static str) {}
 
 /// Whether the file of length `len` does not end in a newline (an empty
 /// one does not need one).
@@ -541,32 +686,110 @@ impl MboxLock {
     /// Takes the dot-lock, opens the mbox at `path` (created if `create`)
     /// and takes the record lock, within `timeout`.
     fn take(path: &Path, timeout: Duration, create: bool) -> io::Result<MboxLock> {
+        MboxLock::take_with(path, timeout, create, &mut || {})
+    }
+
+    /// [`take`](Self::take), calling `opened` between the opening and
+    /// the record lock (where another program may replace the file).
+    ///
+    /// Programs take the two locks in either order (procmail the dot-lock
+    /// first, mutt the record lock first), so neither is held while
+    /// waiting for the other: when the record lock is busy, the dot-lock
+    /// is let go of again, and both are tried anew a moment later. A
+    /// program waiting for the dot-lock while holding the record lock
+    /// thus gets it and finishes, instead of both waiting out their
+    /// timeouts.
+    fn take_with(
+        path: &Path,
+        timeout: Duration,
+        create: bool,
+        opened: &mut dyn FnMut(),
+    ) -> io::Result<MboxLock> {
+        /// Why an attempt did not end with both locks.
+        enum Missed {
+            Busy,
+            Replaced,
+        }
         let deadline = Instant::now() + timeout;
-        let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
-        let opened = (|| {
-            let file = if create {
-                private_file()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)?
-            } else {
-                fs::OpenOptions::new().read(true).write(true).open(path)?
-            };
-            record_lock(&file, path, deadline)?;
-            Ok(file)
-        })();
-        match opened {
-            Ok(file) => Ok(MboxLock { file, dot }),
-            Err(e) => {
-                if let Some(dot) = dot {
-                    let _ = fs::remove_file(dot);
+        loop {
+            let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
+            let attempt = (|| {
+                let (file, created) = open_mbox(path, create)?;
+                if created {
+                    // The new file's name must survive a power cut before
+                    // any message is journaled as in it.
+                    trace("mbox created");
+                    sync_parent(path)?;
                 }
-                Err(e)
+                opened();
+                if !try_record_lock(&file)? {
+                    return Ok(Err(Missed::Busy));
+                }
+                // A program holding the record lock before us may have put
+                // another file in the mbox's place (renamed a rewritten
+                // mbox over it): a message appended to the old file would
+                // be lost with it. So the file locked must still be the
+                // one the path names.
+                match fs::metadata(path) {
+                    Ok(named) if identity(&named) == identity(&file.metadata()?) => {
+                        return Ok(Ok(file));
+                    }
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                Ok(Err(Missed::Replaced))
+            })();
+            let missed = match attempt {
+                Ok(Ok(file)) => return Ok(MboxLock { file, dot }),
+                Ok(Err(missed)) => Ok(missed),
+                Err(e) => Err(e),
+            };
+            if let Some(dot) = dot {
+                let _ = fs::remove_file(dot);
+            }
+            let missed = missed?;
+            let why = match missed {
+                Missed::Busy => {
+                    trace("record lock busy");
+                    "is locked by another process"
+                }
+                Missed::Replaced => {
+                    trace("mbox replaced");
+                    "keeps being replaced by another program"
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(DeliveryError::temporary(format!(
+                    "{} {why}",
+                    path.display()
+                )));
+            }
+            if let Missed::Busy = missed {
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
+}
+
+/// Opens the mbox at `path` to read and write, created (mode 0600) if
+/// `create`; answers whether this created it.
+fn open_mbox(path: &Path, create: bool) -> io::Result<(File, bool)> {
+    if create {
+        match private_file()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut options = private_file();
+    // (A dangling symbolic link's target is created here.)
+    let file = options.read(true).write(true).create(create).open(path)?;
+    Ok((file, false))
 }
 
 impl Drop for MboxLock {
@@ -855,6 +1078,15 @@ fn settle(entry: &Record, record: &Path, timeout: Duration) -> io::Result<bool> 
     }
 }
 
+/// Removes a record. Its directory is not fsynced: a power cut may bring
+/// the record back, and that is harmless. A record goes only once nothing
+/// it says is needed: its UID is durably journaled (a record back then is
+/// found journaled and removed unread), or the mbox is durably cut back to
+/// its length before the append, or the append never began (a record back
+/// then finds none of its message at that offset, or other bytes there,
+/// and changes nothing). And the next record's creation, or a rewrite of
+/// the journal, fsyncs this same directory, making the removal durable
+/// with it: an fsync here would cost one more per message for nothing.
 fn remove_record(record: &Path) -> io::Result<()> {
     match fs::remove_file(record) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -901,28 +1133,21 @@ impl Deliver for Mbox {
     }
 }
 
+/// Tries to take a POSIX record lock (`fcntl`) on the whole file:
+/// `false` when another process holds one.
 #[cfg(unix)]
-fn record_lock(file: &File, path: &Path, deadline: Instant) -> io::Result<()> {
+fn try_record_lock(file: &File) -> io::Result<bool> {
     use rustix::fs::{FlockOperation, fcntl_lock};
-    loop {
-        match fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(()),
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {}
-            Err(e) => return Err(e.into()),
-        }
-        if Instant::now() >= deadline {
-            return Err(DeliveryError::temporary(format!(
-                "{} is locked by another process",
-                path.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    match fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
 #[cfg(not(unix))]
-fn record_lock(_file: &File, _path: &Path, _deadline: Instant) -> io::Result<()> {
-    Ok(())
+fn try_record_lock(_file: &File) -> io::Result<bool> {
+    Ok(true)
 }
 
 /// What a dot-lock of ours holds: the process ID and, where the system
@@ -978,6 +1203,10 @@ fn owner_is_gone(_lock: &Path) -> bool {
 /// Writes one message in mboxrd form (separator line, quoted `From `
 /// lines, LF line ends, a closing empty line).
 ///
+/// Memory stays bounded whatever the message: lines of any length are
+/// streamed, and the sender is looked for in the first 256 KiB of the
+/// header only.
+///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
 /// let mut out = Vec::new();
@@ -994,29 +1223,98 @@ pub fn write_mboxrd(
     message: &mut dyn BufRead,
     when: SystemTime,
 ) -> io::Result<()> {
-    // The sender is in the headers: read them first, keep them.
+    // The sender is in the headers: read them first, keep them (up to
+    // HEAD_LIMIT: a message without an end of its header, or with one
+    // endless line, must not fill the memory; a `Return-Path:` past that
+    // is not looked for).
     let mut head = Vec::new();
-    loop {
-        let n = message.read_until(b'\n', &mut head)?;
-        let line_start = head.len() - n;
-        let line = &head[line_start..];
-        if n == 0 || line == b"\r\n" || line == b"\n" {
+    while head.len() < HEAD_LIMIT {
+        let room = (HEAD_LIMIT - head.len()) as u64;
+        let n = (&mut *message).take(room).read_until(b'\n', &mut head)?;
+        let line = &head[head.len() - n..];
+        if n == 0 || line == b"\r\n" || line == b"\n" || line.last() != Some(&b'\n') {
             break;
         }
     }
     let sender = return_path(&head).unwrap_or_else(|| "MAILER-DAEMON".to_owned());
     writeln!(out, "From {sender} {}", asctime(when))?;
-    let mut put = |line: &[u8], _: bool| -> io::Result<()> {
-        let unquoted = line.iter().position(|&b| b != b'>').unwrap_or(line.len());
-        if line[unquoted..].starts_with(b"From ") {
-            out.write_all(b">")?;
+    let mut quote = FromQuote::Run;
+    each_piece(&mut (&head[..]).chain(message), |piece| match piece {
+        Piece::Text(text) => quote.text(out, text),
+        Piece::End { .. } => {
+            quote.end(out)?;
+            out.write_all(b"\n")
         }
-        out.write_all(line)?;
-        out.write_all(b"\n")
-    };
-    each_line(&mut &head[..], &mut put)?;
-    each_line(message, &mut put)?;
+    })?;
     out.write_all(b"\n")
+}
+
+/// How much of a message's header [`write_mboxrd`] keeps to find the
+/// sender in.
+const HEAD_LIMIT: usize = 256 * 1024;
+
+/// Where a line is in the mboxrd quoting of `>*From ` lines: one more `>`
+/// goes before a line of some `>` then `From `. Lines come in pieces of
+/// any size (see [`each_piece`]): the `>` at a line's start are written as
+/// they come (the one added is like them), the first bytes of `From `
+/// after them held until the rest of it comes or does not.
+#[derive(Debug, Clone, Copy)]
+enum FromQuote {
+    /// At the line's start, or only `>` so far.
+    Run,
+    /// After the `>`, this many bytes of `From ` (held back).
+    From(usize),
+    /// The line is quoted as it must be: the rest goes as it is.
+    Rest,
+}
+
+impl FromQuote {
+    const FROM: &'static [u8] = b"From ";
+
+    fn text(&mut self, out: &mut dyn Write, mut text: &[u8]) -> io::Result<()> {
+        while !text.is_empty() {
+            match *self {
+                FromQuote::Run => {
+                    let run = text.iter().position(|&b| b != b'>').unwrap_or(text.len());
+                    out.write_all(&text[..run])?;
+                    text = &text[run..];
+                    if !text.is_empty() {
+                        *self = FromQuote::From(0);
+                    }
+                }
+                FromQuote::From(had) => {
+                    let want = &Self::FROM[had..];
+                    let n = want.len().min(text.len());
+                    if text[..n] != want[..n] {
+                        out.write_all(&Self::FROM[..had])?;
+                        *self = FromQuote::Rest;
+                    } else if had + n == Self::FROM.len() {
+                        out.write_all(b">")?;
+                        out.write_all(Self::FROM)?;
+                        text = &text[n..];
+                        *self = FromQuote::Rest;
+                    } else {
+                        *self = FromQuote::From(had + n);
+                        text = &text[n..];
+                    }
+                }
+                FromQuote::Rest => {
+                    out.write_all(text)?;
+                    text = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The line ends: what is held goes as it is.
+    fn end(&mut self, out: &mut dyn Write) -> io::Result<()> {
+        if let FromQuote::From(had) = *self {
+            out.write_all(&Self::FROM[..had])?;
+        }
+        *self = FromQuote::Run;
+        Ok(())
+    }
 }
 
 /// The address of the first `Return-Path:` header (`MAILER-DAEMON` for
@@ -1156,12 +1454,10 @@ impl Deliver for Mda {
             let feeder = scope.spawn(move || -> io::Result<()> {
                 let Some(stdin) = stdin else { return Ok(()) };
                 let mut stdin = BufWriter::new(stdin);
-                each_line(message, |line, ended| {
-                    stdin.write_all(line)?;
-                    if ended {
-                        stdin.write_all(b"\n")?;
-                    }
-                    Ok(())
+                each_piece(message, |piece| match piece {
+                    Piece::Text(text) => stdin.write_all(text),
+                    Piece::End { newline: true } => stdin.write_all(b"\n"),
+                    Piece::End { newline: false } => Ok(()),
                 })?;
                 stdin.flush()
                 // Dropped: the MDA sees the end of its input.
@@ -1373,12 +1669,19 @@ impl Lmtp {
         }
         {
             let mut out = BufWriter::with_capacity(64 * 1024, &mut conn.writer);
-            each_line(message, |line, _| {
-                if line.first() == Some(&b'.') {
-                    out.write_all(b".")?;
+            let mut at_start = true;
+            each_piece(message, |piece| match piece {
+                Piece::Text(text) => {
+                    if at_start && text[0] == b'.' {
+                        out.write_all(b".")?;
+                    }
+                    at_start = false;
+                    out.write_all(text)
                 }
-                out.write_all(line)?;
-                out.write_all(b"\r\n")
+                Piece::End { .. } => {
+                    at_start = true;
+                    out.write_all(b"\r\n")
+                }
             })?;
             out.write_all(b".\r\n")?;
             out.flush()?;
@@ -1737,13 +2040,29 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
+            Fixture::new_as(ACCOUNT)
+        }
+
+        /// With message 1 delivered under the account name `name`.
+        fn new_as(name: &str) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let fixture = Fixture { dir };
-            let mut sink = fixture.open();
+            let mut sink = fixture.open_as(name, &[]);
             sink.begin(&uid("u1")).unwrap();
             sink.write(&message(1)).unwrap();
             sink.commit().unwrap();
             fixture
+        }
+
+        /// The sink, as a run under the account name `name` opens it.
+        fn open_as(&self, name: &str, former: &[&str]) -> Journaled<Mbox> {
+            let former: Vec<String> = former.iter().map(|f| (*f).to_owned()).collect();
+            Journaled::open(Mbox::new(self.mbox()), &self.state(), name, &former).unwrap()
+        }
+
+        /// The record of a run under the account name `name`.
+        fn record_of(&self, name: &str) -> PathBuf {
+            record_path(&self.state(), &crate::journal::account_tag(name))
         }
 
         fn mbox(&self) -> PathBuf {
@@ -1770,12 +2089,19 @@ mod tests {
         /// after the append and before the journal's fsync; answers the
         /// mbox's length before the append.
         fn appended_not_journaled(&self) -> u64 {
+            self.appended_not_journaled_as(ACCOUNT)
+        }
+
+        /// [`appended_not_journaled`](Self::appended_not_journaled), by a
+        /// run under the account name `name`.
+        fn appended_not_journaled_as(&self, name: &str) -> u64 {
             let before = fs::metadata(self.mbox()).unwrap().len();
             let mut mbox = Mbox::new(self.mbox());
-            assert!(mbox.recover(&self.record(), &|_| false).unwrap().is_empty());
+            let record = self.record_of(name);
+            assert!(mbox.recover(&record, &|_| false).unwrap().is_empty());
             let m = message(2);
-            mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
-            assert!(self.record().exists());
+            mbox.deliver(&mut &m[..], &uid("u2"), name).unwrap();
+            assert!(record.exists());
             before
         }
 
@@ -1947,5 +2273,408 @@ mod tests {
         );
         mbox.journaled().unwrap();
         mbox.deliver(&mut &m[..], &uid("u3"), ACCOUNT).unwrap();
+    }
+
+    /// The account's name before a rename.
+    const FORMER: &str = "alice@pop.example.com:110";
+
+    #[test]
+    fn a_complete_append_recorded_under_a_former_account_name_is_journaled_not_appended_again() {
+        let f = Fixture::new_as(FORMER);
+        f.appended_not_journaled_as(FORMER);
+        let length = fs::metadata(f.mbox()).unwrap().len();
+        let mut sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(sink.contains(&uid("u2")).unwrap(), "journaled");
+        assert!(!f.record_of(FORMER).exists());
+        assert!(!f.record_of(ACCOUNT).exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), length);
+        assert_eq!(f.copies(), [1, 1]);
+        drop(sink);
+        // Journaled under the new name, without the former one now.
+        assert!(f.open_as(ACCOUNT, &[]).contains(&uid("u2")).unwrap());
+    }
+
+    #[test]
+    fn a_partial_append_recorded_under_a_former_account_name_is_cut_off_and_delivered_once() {
+        let f = Fixture::new_as(FORMER);
+        let before = f.appended_not_journaled_as(FORMER);
+        let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+        file.set_len(before + 40_000).unwrap();
+        drop(file);
+        // A spool file the killed run left, too.
+        let spool = f.state().join(format!(
+            ".spool-{}-1-1",
+            crate::journal::account_tag(FORMER)
+        ));
+        fs::write(&spool, b"half a message").unwrap();
+        let mut sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(!sink.contains(&uid("u2")).unwrap());
+        assert!(!f.record_of(FORMER).exists());
+        assert!(!spool.exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before);
+        assert_eq!(f.copies(), [1, 0]);
+        sink.begin(&uid("u2")).unwrap();
+        sink.write(&message(2)).unwrap();
+        sink.commit().unwrap();
+        assert_eq!(f.copies(), [1, 1]);
+        assert!(!f.record_of(ACCOUNT).exists());
+    }
+
+    #[test]
+    fn a_former_account_names_record_is_left_alone_while_a_fetch_under_that_name_runs() {
+        let f = Fixture::new_as(FORMER);
+        let before = f.appended_not_journaled_as(FORMER);
+        let file = fs::OpenOptions::new().write(true).open(f.mbox()).unwrap();
+        file.set_len(before + 1000).unwrap();
+        drop(file);
+        let running = UidJournal::open(&f.state(), FORMER, &[]).unwrap();
+        let former = [FORMER.to_owned()];
+        let e = Journaled::open(Mbox::new(f.mbox()), &f.state(), ACCOUNT, &former).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert!(f.record_of(FORMER).exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before + 1000);
+        drop(running);
+        let sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(!f.record_of(FORMER).exists());
+        assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before);
+        drop(sink);
+    }
+
+    #[test]
+    fn an_appends_record_and_its_name_are_durable_before_the_append_begins() {
+        let f = Fixture::new();
+        let mut sink = f.open();
+        TRACE.with(|t| t.borrow_mut().clear());
+        sink.begin(&uid("u2")).unwrap();
+        sink.write(&message(2)).unwrap();
+        sink.commit().unwrap();
+        let steps = TRACE.with(|t| t.take());
+        assert_eq!(
+            steps,
+            ["directory fsynced", "record durable", "appended"],
+            "the record's directory is fsynced before the append"
+        );
+    }
+
+    #[test]
+    fn a_new_mbox_files_name_is_fsynced_before_a_message_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mbox = Mbox::new(dir.path().join("new-mbox"));
+        TRACE.with(|t| t.borrow_mut().clear());
+        let m = message(1);
+        mbox.deliver(&mut &m[..], &uid("u1"), ACCOUNT).unwrap();
+        let steps = TRACE.with(|t| t.take());
+        assert_eq!(steps, ["mbox created", "directory fsynced"]);
+        // An mbox there already: no directory fsync.
+        mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
+        assert!(TRACE.with(|t| t.take()).is_empty());
+    }
+
+    #[test]
+    fn an_mbox_replaced_before_its_record_lock_is_taken_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        fs::write(&path, b"From a Thu Jan  1 00:00:00 1970\nold\n\n").unwrap();
+        let mut replaced = false;
+        let mut replace = || {
+            if !replaced {
+                // Another program renames its rewrite over the mbox.
+                let tmp = dir.path().join("mbox.rewrite");
+                fs::write(&tmp, b"From a Thu Jan  1 00:00:00 1970\nnew\n\n").unwrap();
+                fs::rename(&tmp, &path).unwrap();
+                replaced = true;
+            }
+        };
+        TRACE.with(|t| t.borrow_mut().clear());
+        let lock = MboxLock::take_with(&path, Duration::from_secs(5), true, &mut replace).unwrap();
+        assert_eq!(TRACE.with(|t| t.take()), ["mbox replaced"]);
+        assert_eq!(
+            identity(&lock.file.metadata().unwrap()),
+            identity(&fs::metadata(&path).unwrap()),
+            "the file locked is the one the path names"
+        );
+        let mut text = String::new();
+        (&lock.file).read_to_string(&mut text).unwrap();
+        assert!(text.contains("new"), "{text}");
+    }
+
+    /// The lines of `m` as the line-at-a-time conversions took them: text
+    /// (line end cut off) and whether it had a line end.
+    fn lines_of(m: &[u8]) -> Vec<(&[u8], bool)> {
+        let mut lines = Vec::new();
+        let mut rest = m;
+        while !rest.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(at) => {
+                    let text = &rest[..at];
+                    lines.push((text.strip_suffix(b"\r").unwrap_or(text), true));
+                    rest = &rest[at + 1..];
+                }
+                None => {
+                    lines.push((rest, false));
+                    rest = &[];
+                }
+            }
+        }
+        lines
+    }
+
+    /// A message of `len` bytes of few kinds (`>`, `From `'s letters, CR,
+    /// LF, `.`), from a fixed-seed generator.
+    fn tricky_message(state: &mut u64, len: usize) -> Vec<u8> {
+        const ALPHABET: &[u8] = b">>>From \r\n\n.x";
+        (0..len)
+            .map(|_| {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                ALPHABET[(*state % ALPHABET.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_streamed_conversions_match_the_line_at_a_time_ones_however_the_input_is_split() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for case in 0..1500 {
+            let m = tricky_message(&mut state, case % 97);
+            let lines = lines_of(&m);
+            // mboxrd: the separator, each line with `>*From ` quoted, LF
+            // ends, an empty line.
+            let mut mboxrd = b"From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n".to_vec();
+            for (text, _) in &lines {
+                let run = text.iter().position(|&b| b != b'>').unwrap_or(text.len());
+                if text[run..].starts_with(b"From ") {
+                    mboxrd.push(b'>');
+                }
+                mboxrd.extend_from_slice(text);
+                mboxrd.push(b'\n');
+            }
+            mboxrd.push(b'\n');
+            // For an MDA: LF ends, none added.
+            let mut mda = Vec::new();
+            // For LMTP: dot-stuffed, CRLF ends.
+            let mut lmtp = Vec::new();
+            for (text, ended) in &lines {
+                mda.extend_from_slice(text);
+                if *ended {
+                    mda.push(b'\n');
+                }
+                if text.first() == Some(&b'.') {
+                    lmtp.push(b'.');
+                }
+                lmtp.extend_from_slice(text);
+                lmtp.extend_from_slice(b"\r\n");
+            }
+            for cap in [1, 2, 3, 5, 8, 64] {
+                let mut out = Vec::new();
+                let mut input = BufReader::with_capacity(cap, &m[..]);
+                write_mboxrd(&mut out, &mut input, UNIX_EPOCH).unwrap();
+                assert_eq!(out, mboxrd, "mboxrd of {m:?} read {cap} at a time");
+                let (mut got_mda, mut got_lmtp, mut at_start) = (Vec::new(), Vec::new(), true);
+                let mut input = BufReader::with_capacity(cap, &m[..]);
+                each_piece(&mut input, |piece| {
+                    match piece {
+                        Piece::Text(text) => {
+                            assert!(!text.is_empty() && !text.contains(&b'\n'));
+                            got_mda.extend_from_slice(text);
+                            if at_start && text[0] == b'.' {
+                                got_lmtp.push(b'.');
+                            }
+                            at_start = false;
+                            got_lmtp.extend_from_slice(text);
+                        }
+                        Piece::End { newline } => {
+                            if newline {
+                                got_mda.push(b'\n');
+                            }
+                            got_lmtp.extend_from_slice(b"\r\n");
+                            at_start = true;
+                        }
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(got_mda, mda, "MDA input of {m:?} read {cap} at a time");
+                assert_eq!(got_lmtp, lmtp, "LMTP data of {m:?} read {cap} at a time");
+            }
+        }
+    }
+
+    /// `len` bytes of `>` then `From x` and a line end, handed out 8 KiB at
+    /// a time; before each piece it checks that all but `slack` bytes of
+    /// what was taken so far has reached `written`.
+    struct LongLine {
+        len: u64,
+        taken: u64,
+        written: std::rc::Rc<std::cell::Cell<u64>>,
+        slack: u64,
+        chunk: Vec<u8>,
+    }
+
+    impl Read for LongLine {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = {
+                let piece = self.fill_buf()?;
+                let n = piece.len().min(buf.len());
+                buf[..n].copy_from_slice(&piece[..n]);
+                n
+            };
+            self.consume(n);
+            Ok(n)
+        }
+    }
+
+    impl BufRead for LongLine {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            assert!(
+                self.taken <= self.written.get() + self.slack,
+                "{} bytes read, {} written: the line is kept in memory",
+                self.taken,
+                self.written.get()
+            );
+            let tail = b"From x\n";
+            self.chunk.clear();
+            if self.taken < self.len {
+                let n = (self.len - self.taken).min(8192) as usize;
+                self.chunk.resize(n, b'>');
+            } else if self.taken < self.len + tail.len() as u64 {
+                self.chunk
+                    .extend_from_slice(&tail[(self.taken - self.len) as usize..]);
+            }
+            Ok(&self.chunk)
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.taken += n as u64;
+        }
+    }
+
+    struct Counting(std::rc::Rc<std::cell::Cell<u64>>, u64);
+
+    impl Write for Counting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.set(self.0.get() + buf.len() as u64);
+            self.1 += buf.iter().filter(|&&b| b == b'>').count() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_of_many_megabytes_is_converted_in_bounded_memory() {
+        let len = 16 << 20;
+        let written = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut input = LongLine {
+            len,
+            taken: 0,
+            written: written.clone(),
+            // The header kept to find the sender in, the separator line.
+            slack: HEAD_LIMIT as u64 + 64,
+            chunk: Vec::new(),
+        };
+        let mut out = Counting(written.clone(), 0);
+        write_mboxrd(&mut out, &mut input, UNIX_EPOCH).unwrap();
+        assert_eq!(out.1, len + 1, "the `>From ` line gets one more `>`");
+
+        let mut input = LongLine {
+            len,
+            taken: 0,
+            written: written.clone(),
+            slack: 1,
+            chunk: Vec::new(),
+        };
+        written.set(0);
+        each_piece(&mut input, |piece| {
+            if let Piece::Text(text) = piece {
+                written.set(written.get() + text.len() as u64);
+            } else {
+                written.set(written.get() + 1);
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(written.get(), len + 7);
+    }
+
+    #[test]
+    fn the_dot_lock_is_let_go_while_the_record_lock_is_busy_so_a_mutt_style_locker_finishes() {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        fs::write(&path, b"").unwrap();
+        // Like mutt: the record lock first, then (once told to go, while
+        // we hold the dot-lock) the dot-lock, waited for; then both let go.
+        let script = "import fcntl,os,sys,time\n\
+            f=open(sys.argv[1],'r+')\n\
+            fcntl.lockf(f,fcntl.LOCK_EX)\n\
+            print('locked',flush=True)\n\
+            sys.stdin.readline()\n\
+            lock=sys.argv[1]+'.lock'\n\
+            while True:\n\
+            \x20try:\n\
+            \x20\x20fd=os.open(lock,os.O_CREAT|os.O_EXCL|os.O_WRONLY,0o600)\n\
+            \x20\x20break\n\
+            \x20except FileExistsError:\n\
+            \x20\x20time.sleep(0.005)\n\
+            print('dot',flush=True)\n\
+            os.close(fd)\n\
+            os.unlink(lock)\n\
+            fcntl.lockf(f,fcntl.LOCK_UN)\n";
+        let mut other = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("this test needs python3 (apt-get install python3)");
+        let mut said = BufReader::new(other.stdout.take().unwrap());
+        let mut line = String::new();
+        said.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        let mut go = other.stdin.take();
+        let mut tell = || {
+            if let Some(mut stdin) = go.take() {
+                stdin.write_all(b"go\n").unwrap();
+            }
+        };
+        TRACE.with(|t| t.borrow_mut().clear());
+        let taken = MboxLock::take_with(&path, Duration::from_secs(30), false, &mut tell);
+        let status = other.wait().unwrap();
+        let mut rest = String::new();
+        said.read_to_string(&mut rest).unwrap();
+        assert!(status.success());
+        assert_eq!(rest.trim(), "dot", "the other program had the dot-lock");
+        let lock = taken.expect("both locks, once the other program let go of them");
+        assert!(TRACE.with(|t| t.take()).contains(&"record lock busy"));
+        assert!(dot_lock_path(&path).exists(), "ours now");
+        drop(lock);
+        assert!(!dot_lock_path(&path).exists());
+    }
+
+    #[test]
+    fn a_record_names_the_mbox_by_its_absolute_path_when_given_a_relative_one() {
+        let f = Fixture::new();
+        // The fixture's mbox, named relative to the working directory.
+        let cwd = std::env::current_dir().unwrap();
+        let mut relative = PathBuf::new();
+        for _ in cwd.components().skip(1) {
+            relative.push("..");
+        }
+        relative.push(f.mbox().strip_prefix("/").unwrap());
+        assert!(relative.is_relative());
+        let mut mbox = Mbox::new(&relative);
+        mbox.recover(&f.record(), &|_| false).unwrap();
+        let m = message(2);
+        mbox.deliver(&mut &m[..], &uid("u2"), ACCOUNT).unwrap();
+        let entry = Record::read(&f.record()).unwrap().unwrap();
+        assert!(entry.mbox.is_absolute(), "{}", entry.mbox.display());
+        assert_eq!(
+            identity(&fs::metadata(&entry.mbox).unwrap()),
+            identity(&fs::metadata(f.mbox()).unwrap())
+        );
     }
 }

@@ -95,6 +95,44 @@ pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
+/// Takes the lock of the journal of `account` in `dir` (see
+/// [`UidJournal::open`]), held until the file answered is closed:
+/// `WouldBlock` when another process still holds it after about a second.
+pub(crate) fn lock_account(dir: &Path, account: &str) -> io::Result<File> {
+    let tag = account_tag(account);
+    let lock = private_file()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(format!(".pop3-uidl-{tag}.lock")))?;
+    // A lock just let go of can look held for a moment: a process
+    // forked elsewhere in this program holds a copy of the descriptor
+    // until its exec closes it. So a held lock is tried again for a
+    // short while before it counts as another fetch's.
+    let mut pause = Duration::from_millis(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        // fs4's lock, named in full: from Rust 1.89 on, `File` has a
+        // `try_lock` of its own.
+        match fs4::FileExt::try_lock(&lock) {
+            Ok(()) => break,
+            Err(fs4::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                std::thread::sleep(pause);
+                waited += pause;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(fs4::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("another fetch of {account} is running"),
+                ));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(lock)
+}
+
 impl UidJournal {
     /// Opens (creating) the journal of `account` in `dir` (created if
     /// missing, mode 0700), taking its lock: `WouldBlock` when another
@@ -105,36 +143,7 @@ impl UidJournal {
     pub fn open(dir: &Path, account: &str, former: &[String]) -> io::Result<UidJournal> {
         private_dir().create(dir)?;
         let tag = account_tag(account);
-        let lock = private_file()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(format!(".pop3-uidl-{tag}.lock")))?;
-        // A lock just let go of can look held for a moment: a process
-        // forked elsewhere in this program holds a copy of the descriptor
-        // until its exec closes it. So a held lock is tried again for a
-        // short while before it counts as another fetch's.
-        let mut pause = Duration::from_millis(1);
-        let mut waited = Duration::ZERO;
-        loop {
-            // fs4's lock, named in full: from Rust 1.89 on, `File` has a
-            // `try_lock` of its own.
-            match fs4::FileExt::try_lock(&lock) {
-                Ok(()) => break,
-                Err(fs4::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
-                    std::thread::sleep(pause);
-                    waited += pause;
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                Err(fs4::TryLockError::WouldBlock) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!("another fetch of {account} is running"),
-                    ));
-                }
-                Err(fs4::TryLockError::Error(e)) => return Err(e),
-            }
-        }
+        let lock = lock_account(dir, account)?;
         let path = dir.join(format!(".pop3-uidl-{tag}"));
         let mut file = private_file()
             .read(true)

@@ -1005,13 +1005,12 @@ fn connected(capa: &'static [u8]) -> Scripted {
 
 #[test]
 fn auto_login_falls_back_to_the_next_mechanism_when_the_server_refuses_one() {
-    // CRAM-MD5 is offered but the server cannot check it (Courier without
-    // the secret): the login goes on with the next way offered.
+    // CRAM-MD5 is offered but the server cannot carry it out and says so
+    // without a code: the login goes on with the next way offered.
     let mut s = connected(b"+OK\r\nUSER\r\nSASL CRAM-MD5 PLAIN\r\n.\r\n");
     s.replies.extend([
-        &b"+ PDEyMzQ1QGhvc3Q+\r\n"[..],
-        b"-ERR [AUTH] Authentication failed.\r\n",
-        b"-ERR [AUTH] Authentication failed.\r\n",
+        &b"-ERR Mechanism not available.\r\n"[..],
+        b"-ERR Authentication failed.\r\n",
         b"+OK Logged in.\r\n",
         b"+OK\r\nUSER\r\n.\r\n",
     ]);
@@ -1021,10 +1020,74 @@ fn auto_login_falls_back_to_the_next_mechanism_when_the_server_refuses_one() {
 }
 
 #[test]
+fn auto_login_after_an_auth_refusal_of_a_challenge_tries_only_a_way_handing_over_the_password() {
+    // CRAM-MD5 refused with [AUTH]: the store may hold only a hash (Courier
+    // without the secret, Dovecot with hashed passwords answer so). APOP
+    // would fail the same way: skipped; PLAIN lets the server check the
+    // password itself.
+    let mut s = connected(b"+OK\r\nUSER\r\nSASL CRAM-MD5 PLAIN\r\n.\r\n");
+    s.replies.extend([
+        &b"+ PDEyMzQ1QGhvc3Q+\r\n"[..],
+        b"-ERR [AUTH] Authentication failed.\r\n",
+        b"+OK Logged in.\r\n",
+        b"+OK\r\nUSER\r\n.\r\n",
+    ]);
+    s.run(task::AutoLogin::new("alice", "secret", "nonce"))
+        .unwrap();
+    assert_eq!(logins(&s), ["AUTH CRAM-MD5", "AUTH PLAIN"]);
+}
+
+#[test]
+fn auto_login_stops_at_an_auth_refusal_of_a_way_handing_over_the_password() {
+    // The server checked the password itself and said it is wrong
+    // (RFC 3206 [AUTH]): no other way can do better, and each try counts
+    // as a failure on the server (penalty delays, lockouts).
+    for (capa, first) in [
+        (
+            &b"+OK\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n"[..],
+            "AUTH PLAIN",
+        ),
+        (b"+OK\r\nUSER\r\nSASL LOGIN\r\n.\r\n", "AUTH LOGIN"),
+    ] {
+        let mut s = Scripted::new(&[b"+OK hi\r\n", capa], true);
+        s.run(task::Connect::new(false)).unwrap();
+        s.sent.clear();
+        if first == "AUTH LOGIN" {
+            s.replies
+                .extend([&b"+ VXNlcm5hbWU6\r\n"[..], b"+ UGFzc3dvcmQ6\r\n"]);
+        }
+        s.replies
+            .push_back(b"-ERR [AUTH] Authentication failed.\r\n");
+        let err = s
+            .run(task::AutoLogin::new("alice", "wrong", "nonce"))
+            .unwrap_err();
+        assert!(matches!(err, Error::Server(_)), "{err:?}");
+        assert_eq!(logins(&s), [first], "{first}");
+    }
+}
+
+#[test]
 fn auto_login_tries_each_way_once_and_three_at_most() {
-    // A wrong password: every way fails. Three attempts, each a different
-    // way (SCRAM-SHA-1 checks what SCRAM-SHA-256 did: skipped), then the
-    // last refusal is the result.
+    // Mechanisms the server cannot carry out (a plain -ERR each time):
+    // three attempts, each a different way (SCRAM-SHA-1 checks what
+    // SCRAM-SHA-256 did: skipped), then the last refusal is the result.
+    let mut s =
+        connected(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256 SCRAM-SHA-1 CRAM-MD5 PLAIN LOGIN\r\n.\r\n");
+    for _ in 0..3 {
+        s.replies.push_back(b"-ERR Not available.\r\n");
+    }
+    let err = s
+        .run(task::AutoLogin::new("alice", "wrong", "nonce"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    assert_eq!(logins(&s), ["AUTH SCRAM-SHA-256", "AUTH CRAM-MD5", "APOP"]);
+    assert_eq!(pop3_proto::client::task::MAX_LOGIN_ATTEMPTS, 3);
+}
+
+#[test]
+fn auto_login_with_a_wrong_password_costs_two_failures_at_most() {
+    // Every way answered [AUTH]: the first choice, then one way handing
+    // over the password, and the refusal is the result.
     let mut s =
         connected(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256 SCRAM-SHA-1 CRAM-MD5 PLAIN LOGIN\r\n.\r\n");
     for _ in 0..3 {
@@ -1035,8 +1098,7 @@ fn auto_login_tries_each_way_once_and_three_at_most() {
         .run(task::AutoLogin::new("alice", "wrong", "nonce"))
         .unwrap_err();
     assert!(matches!(err, Error::Server(_)), "{err:?}");
-    assert_eq!(logins(&s), ["AUTH SCRAM-SHA-256", "AUTH CRAM-MD5", "APOP"]);
-    assert_eq!(pop3_proto::client::task::MAX_LOGIN_ATTEMPTS, 3);
+    assert_eq!(logins(&s), ["AUTH SCRAM-SHA-256", "AUTH PLAIN"]);
 }
 
 #[test]
@@ -1063,8 +1125,17 @@ fn auto_login_never_falls_back_to_clear_text_without_tls() {
     s.replies.extend([
         &b"+ PDEyMzQ1QGhvc3Q+\r\n"[..],
         b"-ERR [AUTH] Authentication failed.\r\n",
-        b"-ERR [AUTH] Authentication failed.\r\n",
     ]);
+    let err = s
+        .run(task::AutoLogin::new("alice", "secret", "nonce").allow_cleartext(false))
+        .unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    // [AUTH] after CRAM-MD5: only a clear-text way could follow, and none
+    // is allowed; one failure on the server's count.
+    assert_eq!(logins(&s), ["AUTH CRAM-MD5"]);
+    let mut s = connected(b"+OK\r\nUSER\r\nSASL CRAM-MD5 PLAIN LOGIN\r\n.\r\n");
+    s.replies
+        .extend([&b"-ERR Not available.\r\n"[..], b"-ERR Not available.\r\n"]);
     let err = s
         .run(task::AutoLogin::new("alice", "secret", "nonce").allow_cleartext(false))
         .unwrap_err();
@@ -1077,8 +1148,7 @@ fn auto_login_stops_when_the_server_closes() {
     // The server refuses and closes: the next attempt meets the end of the
     // stream, and nothing more is tried.
     let mut s = connected(b"+OK\r\nUSER\r\nSASL SCRAM-SHA-256 CRAM-MD5\r\n.\r\n");
-    s.replies
-        .push_back(b"-ERR [AUTH] Too many bad commands.\r\n");
+    s.replies.push_back(b"-ERR Too many bad commands.\r\n");
     s.replies.push_back(b"");
     let err = s
         .run(task::AutoLogin::new("alice", "secret", "nonce"))
@@ -1104,9 +1174,13 @@ fn after_scram_plus_fails_the_unbound_scram_says_n_not_y() {
         .run(task::AutoLogin::new("alice", "secret", "nonce"))
         .unwrap_err();
     assert!(matches!(err, Error::Server(_)), "{err:?}");
+    // Unbound SCRAM after -PLUS ([AUTH] may be the binding's fault), then
+    // only a way handing over the password ([AUTH] to SCRAM may be a store
+    // that cannot serve it), which the server checks for itself: its
+    // [AUTH] ends the login.
     assert_eq!(
         logins(&s),
-        ["AUTH SCRAM-SHA-256-PLUS", "AUTH SCRAM-SHA-256", "APOP"]
+        ["AUTH SCRAM-SHA-256-PLUS", "AUTH SCRAM-SHA-256", "USER"]
     );
     let gs2 = |line: &str| {
         let b64 = line.split(' ').nth(2).expect("an initial response");

@@ -492,12 +492,25 @@ impl Task for Auth {
 /// server answers a login with `-ERR`, the task tries the next way in the
 /// list, on the same connection:
 ///
-/// * each way at most once, and at most [`MAX_LOGIN_ATTEMPTS`] in all: a
-///   wrong password costs a few failures on the server's count, not one
-///   per mechanism; SCRAM-SHA-1 is skipped once SCRAM-SHA-256 (unbound)
-///   was refused, as both check the same secret the same way (a server
-///   whose password store cannot serve SCRAM, e.g. Dovecot with hashed
-///   passwords, refuses both and takes CRAM-MD5 or PLAIN);
+/// * each way at most once, and at most [`MAX_LOGIN_ATTEMPTS`] in all;
+///   SCRAM-SHA-1 is skipped once SCRAM-SHA-256 (unbound) was refused, as
+///   both check the same secret the same way;
+/// * `-ERR [AUTH]` (RFC 3206: the credentials were wrong) after a way that
+///   hands the server the password itself (PLAIN, LOGIN, USER/PASS) ends
+///   the login: the server checked the password and refused it, and every
+///   further try only adds to the server's count of failures (penalty
+///   delays, lockouts);
+/// * `-ERR [AUTH]` after a challenge-response way (SCRAM, CRAM-MD5, APOP)
+///   may also mean that the server's password store cannot serve that way
+///   (Dovecot with hashed passwords answers exactly so), so one more try
+///   follows, but only with a way that hands over the password (if one is
+///   allowed on the connection), or with unbound SCRAM-SHA-256 after
+///   SCRAM-SHA-256-PLUS (the binding may be what failed); the other
+///   challenge-response ways fail the same way and are skipped. A wrong
+///   password thus costs at most two failures (three when SCRAM-SHA-256-PLUS
+///   came first), and one without TLS unless clear text is allowed;
+/// * after a plain `-ERR` (no code: a mechanism the server offers but
+///   cannot carry out), the next way in the list;
 /// * never a way the list does not hold, so never a clear-text one without
 ///   TLS unless allowed;
 /// * not after `-ERR [IN-USE]`, `[LOGIN-DELAY]` or `[SYS/TEMP]` (trying
@@ -683,6 +696,19 @@ impl Task for AutoLogin {
                     "login with {:?} failed ({e}); trying the next way",
                     self.current
                 );
+                if is_auth_rejection(&e) {
+                    let current = self.current.as_ref();
+                    if current.is_some_and(hands_over_password) {
+                        return Some(Err(e));
+                    }
+                    let after_bound = current.is_some_and(|c| is_sasl(c, "SCRAM-SHA-256-PLUS"));
+                    self.choices.retain(|c| {
+                        hands_over_password(c) || (after_bound && is_sasl(c, "SCRAM-SHA-256"))
+                    });
+                    if self.choices.is_empty() {
+                        return Some(Err(e));
+                    }
+                }
                 if let Some(super::sasl::LoginChoice::Sasl(m)) = &self.current {
                     if m.as_str().eq_ignore_ascii_case("SCRAM-SHA-256-PLUS") {
                         self.bound_failed = true;
@@ -708,6 +734,27 @@ impl Task for AutoLogin {
             AutoInner::Apop(t) => t.ready(cx),
             AutoInner::Sasl(t) => t.ready(cx),
         }
+    }
+}
+
+/// Whether `error` is `-ERR [AUTH]`: the server says the credentials were
+/// wrong (RFC 3206).
+fn is_auth_rejection(error: &Error) -> bool {
+    matches!(error, Error::Server(e) if e.kind() == Some(crate::response::CodeKind::Auth))
+}
+
+/// Whether `choice` is the SASL mechanism `name`.
+fn is_sasl(choice: &super::sasl::LoginChoice, name: &str) -> bool {
+    matches!(choice, super::sasl::LoginChoice::Sasl(m) if m.as_str().eq_ignore_ascii_case(name))
+}
+
+/// Whether `choice` sends the password itself, for the server to check
+/// against whatever form it stores (USER/PASS, PLAIN, LOGIN).
+fn hands_over_password(choice: &super::sasl::LoginChoice) -> bool {
+    match choice {
+        super::sasl::LoginChoice::User => true,
+        super::sasl::LoginChoice::Apop => false,
+        _ => is_sasl(choice, "PLAIN") || is_sasl(choice, "LOGIN"),
     }
 }
 

@@ -404,10 +404,14 @@ fn with_conn<T>(
     }
 }
 
-/// Whether `e` says the connection is gone: closed, or ended by the
+/// Whether `e` says the connection is gone: closed, broken under the
+/// client (an I/O error such as a reset: a cut connection reads as a clean
+/// close or as a reset depending on what was in flight), or ended by the
 /// server (a shutdown or restart: `57P01`–`57P03`).
 fn connection_lost(e: &postgres::Error) -> bool {
+    use std::error::Error as _;
     e.is_closed()
+        || e.source().is_some_and(|s| s.is::<std::io::Error>())
         || e.code().is_some_and(|c| {
             matches!(c.code(), "57P01" | "57P02" | "57P03") || c.code().starts_with("08")
         })

@@ -363,7 +363,7 @@ impl Proxy {
     /// `host=... port=...` of the proxy.
     fn conninfo(&self) -> String {
         format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=2",
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=10",
             self.addr.port()
         )
     }
@@ -412,12 +412,19 @@ fn code(e: &Error) -> Option<CodeKind> {
     e.server_error().and_then(|s| s.code()).map(|c| c.kind())
 }
 
+/// How long the store waits for a database connection where the test
+/// expects one to be made again: generous, as a loaded machine (the whole
+/// suite runs at once) may take over a second to start a backend.
+const RECONNECT_WAIT: Duration = Duration::from_secs(15);
+
 /// alice with the suite's messages; a store reaching the cluster through
-/// `proxy` with `lease`, served by the blocking server.
+/// `proxy` with `lease`, waiting `connect_wait` for a connection, served by
+/// the blocking server.
 fn behind_proxy(
     cluster: &Cluster,
     proxy: &Proxy,
     lease: Duration,
+    connect_wait: Duration,
 ) -> (PgStore, Vec<Vec<u8>>, suite::Pki, suite::Served) {
     let direct = PgStore::connect(&cluster.conninfo()).unwrap();
     direct.add_user("alice", "{PLAIN}secret").unwrap();
@@ -427,7 +434,7 @@ fn behind_proxy(
     }
     let mut options = PgOptions::default();
     options.lease = lease;
-    options.connect_timeout = Duration::from_secs(1);
+    options.connect_timeout = connect_wait;
     let store =
         OffloadStore::<_, Inline>::new(PgStore::connect_with(&proxy.conninfo(), options).unwrap());
     let pki = suite::pki();
@@ -445,7 +452,8 @@ fn behind_proxy(
 fn a_cut_database_connection_is_made_again_and_the_session_commits() {
     let cluster = Cluster::start();
     let proxy = Proxy::start(cluster.port());
-    let (direct, msgs, pki, served) = behind_proxy(&cluster, &proxy, FRONTEND_LEASE);
+    let (direct, msgs, pki, served) =
+        behind_proxy(&cluster, &proxy, FRONTEND_LEASE, RECONNECT_WAIT);
     let mut client =
         Blocking::connect(served.plain, suite::options(Security::Plain, &pki.roots)).unwrap();
     client.login("alice", "secret").unwrap();
@@ -476,7 +484,9 @@ fn a_database_cut_off_gives_sys_temp_loses_nothing_and_frees_the_maildrop() {
     let lease = Duration::from_secs(10);
     let cluster = Cluster::start();
     let proxy = Proxy::start(cluster.port());
-    let (direct, msgs, pki, served) = behind_proxy(&cluster, &proxy, lease);
+    // The proxy refuses at once while closed: a short wait keeps the
+    // test short.
+    let (direct, msgs, pki, served) = behind_proxy(&cluster, &proxy, lease, Duration::from_secs(1));
     let mut client =
         Blocking::connect(served.plain, suite::options(Security::Plain, &pki.roots)).unwrap();
     client.login("alice", "secret").unwrap();
@@ -507,7 +517,8 @@ fn a_database_cut_off_gives_sys_temp_loses_nothing_and_frees_the_maildrop() {
 fn a_database_connection_cut_during_quit_deletes_nothing_and_frees_the_maildrop() {
     let cluster = Cluster::start();
     let proxy = Proxy::start(cluster.port());
-    let (direct, msgs, pki, served) = behind_proxy(&cluster, &proxy, FRONTEND_LEASE);
+    let (direct, msgs, pki, served) =
+        behind_proxy(&cluster, &proxy, FRONTEND_LEASE, RECONNECT_WAIT);
     let mut client =
         Blocking::connect(served.plain, suite::options(Security::Plain, &pki.roots)).unwrap();
     client.login("alice", "secret").unwrap();

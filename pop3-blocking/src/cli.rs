@@ -2019,26 +2019,20 @@ pub fn certificate_hint(error: &(dyn std::error::Error + 'static)) -> Option<Str
             }
             // Alerts about certificates the server sends are about the
             // client's.
-            Some(rustls::Error::AlertReceived(alert)) => {
-                use rustls::AlertDescription as A;
-                return match alert {
-                    A::CertificateRequired => Some(
-                        "the server asks for a client certificate: give one with --client-cert FILE \
-                         (and --client-key FILE unless the key is in that file; client_cert and client_key \
-                         in the configuration file)."
-                            .to_owned(),
-                    ),
-                    A::BadCertificate
-                    | A::UnsupportedCertificate
-                    | A::CertificateRevoked
-                    | A::CertificateExpired
-                    | A::CertificateUnknown
-                    | A::UnknownCA => Some(format!(
+            Some(rustls::Error::AlertReceived(alert))
+                if crate::tls::is_client_certificate_alert(*alert) =>
+            {
+                return Some(if *alert == rustls::AlertDescription::CertificateRequired {
+                    "the server asks for a client certificate: give one with --client-cert FILE \
+                     (and --client-key FILE unless the key is in that file; client_cert and client_key \
+                     in the configuration file)."
+                        .to_owned()
+                } else {
+                    format!(
                         "the server refused the client certificate ({alert:?}): check that it is \
                          valid and issued by a CA the server trusts for clients."
-                    )),
-                    _ => None,
-                };
+                    )
+                });
             }
             _ => {}
         }

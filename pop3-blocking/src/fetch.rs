@@ -260,20 +260,11 @@ fn refused_by_tls(e: &std::io::Error) -> bool {
     else {
         return false;
     };
-    matches!(
-        alert,
-        A::CertificateRequired
-            | A::BadCertificate
-            | A::UnsupportedCertificate
-            | A::CertificateRevoked
-            | A::CertificateExpired
-            | A::CertificateUnknown
-            | A::UnknownCA
-            | A::AccessDenied
-            | A::HandshakeFailure
-            | A::InsufficientSecurity
-            | A::ProtocolVersion
-    )
+    crate::tls::is_client_certificate_alert(*alert)
+        || matches!(
+            alert,
+            A::AccessDenied | A::HandshakeFailure | A::InsufficientSecurity | A::ProtocolVersion
+        )
 }
 
 impl ExitKind {

@@ -42,6 +42,8 @@ mod client;
 /// releases; see [the rustls version](self#the-rustls-version)).
 pub use rustls;
 
+#[cfg(feature = "fetch")]
+pub(crate) use client::is_client_certificate_alert;
 pub use client::{ClientIdentity, TlsVerification};
 
 use std::io;

@@ -16,6 +16,25 @@ use rustls::{ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, 
 
 use super::{TlsConfigError, certificates_from_pem, default_provider};
 
+/// Whether a server's `alert` is about the certificate this client showed
+/// or did not show: one it requires (TLS 1.3's `certificate_required`), or
+/// one it refused. Under TLS 1.3 such an alert arrives on the first read
+/// after the handshake.
+#[cfg(feature = "fetch")]
+pub(crate) fn is_client_certificate_alert(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::CertificateRequired
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+    )
+}
+
 /// A client certificate chain and its private key, shown to a server that
 /// asks the client to prove who it is (TLS client authentication).
 ///

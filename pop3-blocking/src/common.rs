@@ -1151,8 +1151,9 @@ impl FetchSettings {
         options.tls_config = self.tls_config.clone();
         options.session.pipelining = self.pipelining;
         options.session.insecure_cleartext_login = self.insecure_cleartext_login;
-        // A big window: many RETRs in flight keep the link busy between messages.
-        options.session.max_in_flight = 64;
+        // A big window: many RETRs in flight keep the link busy between
+        // messages (refilled once half is answered: 64 to 128).
+        options.session.max_in_flight = 128;
         Ok(options)
     }
 

@@ -223,9 +223,38 @@ fn pipelining_window_is_bounded() {
     }
     d.drain();
     assert_eq!(d.sent_lines().len(), 3);
-    d.feed(b"+OK\r\n");
+    assert_eq!(d.client.outstanding(), 10);
+}
+
+#[test]
+fn a_full_window_is_refilled_in_one_batch_once_half_is_answered() {
+    let mut config = plain_link();
+    config.max_in_flight = 4;
+    let mut d = logged_in(config, &["PIPELINING"]);
+    for i in 1..=10 {
+        d.client.retr(n(i)).unwrap();
+    }
+    d.drain();
     assert_eq!(d.sent_lines().len(), 4);
-    assert_eq!(d.client.outstanding(), 9);
+    // One reply of four: three in flight is more than half the window.
+    d.feed(b"+OK\r\nbody\r\n.\r\n");
+    assert_eq!(d.sent_lines().len(), 4);
+    // The second reply leaves two: the window fills again at once.
+    d.feed(b"+OK\r\nbody\r\n.\r\n");
+    assert_eq!(d.sent_lines().len(), 6);
+    assert_eq!(
+        d.sent_lines()[4..],
+        ["RETR 5", "RETR 6"],
+        "the next commands in order"
+    );
+    // Every command is written in the end, in order.
+    for _ in 0..8 {
+        d.feed(b"+OK\r\nbody\r\n.\r\n");
+    }
+    let sent = d.sent_lines();
+    let expected: Vec<String> = (1..=10).map(|i| format!("RETR {i}")).collect();
+    assert_eq!(sent, expected);
+    assert_eq!(d.client.outstanding(), 0);
 }
 
 #[test]

@@ -76,7 +76,9 @@
 //! [`ClientConfig::pipelining`] allows it, up to
 //! [`ClientConfig::max_in_flight`] commands (and at most
 //! [`ClientConfig::max_in_flight_bytes`] octets of them) are written without
-//! waiting; replies are matched to commands in order (RFC 2449 §6.6).
+//! waiting; replies are matched to commands in order (RFC 2449 §6.6). A
+//! full window is refilled once half of it is answered, so a long run of
+//! commands goes out in batches rather than one command per reply.
 //! STLS, AUTH and QUIT are barriers: nothing is written after them until they
 //! are answered. Otherwise one command is written at a time and the rest wait
 //! in the queue.
@@ -239,7 +241,8 @@ pub struct ClientConfig {
     /// `true`). Turn off for servers that advertise it and mishandle it.
     pub pipelining: bool,
     /// The most commands written and not yet answered, when pipelining
-    /// (default 32).
+    /// (default 64). Once the window is full, the next commands wait until
+    /// half of it is answered, and then go out together.
     pub max_in_flight: usize,
     /// The most octets of commands written and not yet answered, when
     /// pipelining (default 4096): stays far below any transport window, so
@@ -294,7 +297,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             pipelining: true,
-            max_in_flight: 32,
+            max_in_flight: 64,
             max_in_flight_bytes: 4096,
             reply_timeout: Some(Duration::from_secs(120)),
             limits: Limits::lenient(),
@@ -930,6 +933,9 @@ pub struct Client {
     pending: VecDeque<Queued>,
     in_flight: VecDeque<InFlight>,
     in_flight_bytes: usize,
+    /// The window filled up: no command is written until half of it is
+    /// answered.
+    window_full: bool,
     projection: Projection,
     rx: BytesMut,
     rx_state: Rx,
@@ -978,6 +984,7 @@ impl Client {
             pending: VecDeque::new(),
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
+            window_full: false,
             eof: false,
             projection: Projection {
                 phase: Phase::Authorization,
@@ -1582,13 +1589,30 @@ impl Client {
         } else {
             1
         };
+        if self.window_full {
+            // A full window is refilled once half of it is answered, not
+            // one command per reply: a stream of RETRs then goes out a
+            // batch per write (one system call and one wake-up of the
+            // server each), while the server still has half a window of
+            // commands to work on.
+            if self.in_flight.len() > window / 2
+                || self.in_flight_bytes > self.config.max_in_flight_bytes / 2
+            {
+                return;
+            }
+            self.window_full = false;
+        }
         while let Some(next) = self.pending.front() {
-            if self.in_flight.back().is_some_and(|last| {
-                last.op.is_barrier()
-                    || self.in_flight.len() >= window
+            if let Some(last) = self.in_flight.back() {
+                if last.op.is_barrier() {
+                    break;
+                }
+                if self.in_flight.len() >= window
                     || self.in_flight_bytes + next.line.len() > self.config.max_in_flight_bytes
-            }) {
-                break;
+                {
+                    self.window_full = true;
+                    break;
+                }
             }
             let Some(q) = self.pending.pop_front() else {
                 break;
@@ -1677,6 +1701,7 @@ impl Client {
             });
         }
         self.in_flight_bytes = 0;
+        self.window_full = false;
         self.sasl_work = None;
         self.state = ClientState::Closed;
         self.projection.phase = Phase::Closing;

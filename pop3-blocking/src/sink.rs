@@ -58,7 +58,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -108,7 +108,15 @@ pub struct MaildirSink {
     line_ends: LineEnds,
     /// The message being written.
     current: Option<Current>,
+    /// What was written of it and not yet handed to its file: one buffer
+    /// for every message (a fetch stores thousands of a few kB each).
+    buf: Vec<u8>,
+    /// This process's id, for the names of files in `tmp/`.
+    pid: u32,
 }
+
+/// The most octets a [`MaildirSink`] holds before writing them to the file.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -161,6 +169,8 @@ impl MaildirSink {
             cur: None,
             line_ends: LineEnds::default(),
             current: None,
+            buf: Vec::new(),
+            pid: std::process::id(),
         };
         sink.clean_tmp()?;
         // Read now, not at the first unknown UID: during a fetch the sink's
@@ -307,14 +317,15 @@ impl MessageSink for MaildirSink {
         let tmp = self.root.join("tmp").join(format!(
             "{name}.{}.{}.{seq}{PART}",
             self.journal.tag(),
-            std::process::id()
+            self.pid
         ));
         let file = private_file().write(true).create_new(true).open(&tmp)?;
+        self.buf.clear();
         self.current = Some(Current {
             uid: uid.clone(),
             name,
             tmp,
-            out: BufWriter::with_capacity(256 * 1024, file),
+            file,
             pending_cr: false,
         });
         Ok(())
@@ -323,17 +334,17 @@ impl MessageSink for MaildirSink {
     fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         let line_ends = self.line_ends;
         let current = self.current.as_mut().ok_or_else(not_begun)?;
-        current.put(line_ends, chunk)
+        current.put(line_ends, chunk, &mut self.buf)
     }
 
     fn commit(&mut self) -> io::Result<()> {
         let mut current = self.current.take().ok_or_else(not_begun)?;
-        if current.pending_cr {
-            current.out.write_all(b"\r")?;
+        let written = current.finish(&mut self.buf);
+        if let Err(e) = written {
+            let _ = fs::remove_file(&current.tmp);
+            return Err(e);
         }
-        let file = current.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
+        drop(current.file);
         fs::rename(&current.tmp, self.root.join("new").join(&current.name))?;
         self.sync_new = true;
         self.stored(&current.uid);
@@ -355,8 +366,9 @@ impl MessageSink for MaildirSink {
     }
 
     fn abort(&mut self) {
+        self.buf.clear();
         if let Some(current) = self.current.take() {
-            drop(current.out);
+            drop(current.file);
             let _ = fs::remove_file(&current.tmp);
         }
     }
@@ -408,14 +420,56 @@ struct Current {
     uid: Uid,
     name: String,
     tmp: PathBuf,
-    out: BufWriter<File>,
+    file: File,
     /// A CR ended the last chunk: whether it is dropped depends on the next.
     pending_cr: bool,
 }
 
+/// The file of the message being written, behind the sink's buffer.
+struct Out<'a> {
+    file: &'a mut File,
+    buf: &'a mut Vec<u8>,
+}
+
+impl Out<'_> {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.buf.len() + bytes.len() > WRITE_BUFFER {
+            self.flush()?;
+            if bytes.len() >= WRITE_BUFFER {
+                return self.file.write_all(bytes);
+            }
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let written = self.file.write_all(self.buf);
+        self.buf.clear();
+        written
+    }
+}
+
 impl Current {
-    fn put(&mut self, line_ends: LineEnds, chunk: &[u8]) -> io::Result<()> {
-        let out = &mut self.out;
+    /// Writes what is buffered (and a CR held back at the end) and syncs
+    /// the file.
+    fn finish(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let mut out = Out {
+            file: &mut self.file,
+            buf,
+        };
+        if self.pending_cr {
+            out.write_all(b"\r")?;
+        }
+        out.flush()?;
+        self.file.sync_all()
+    }
+
+    fn put(&mut self, line_ends: LineEnds, chunk: &[u8], buf: &mut Vec<u8>) -> io::Result<()> {
+        let out = &mut Out {
+            file: &mut self.file,
+            buf,
+        };
         if line_ends == LineEnds::AsSent {
             return out.write_all(chunk);
         }

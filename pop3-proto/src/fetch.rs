@@ -276,7 +276,24 @@ pub enum SinkRequest {
         /// Whether this completes the message.
         commit: bool,
     },
+    /// Whole messages, each stored as [`MessageSink::begin`] with its UID,
+    /// [`MessageSink::write`] with each of its pieces and
+    /// [`MessageSink::commit`], in order; answer [`SinkReply::Stored`].
+    /// The first that fails ends the request: a message whose `begin` or
+    /// `write` failed is aborted, and the ones after it are not begun.
+    ///
+    /// The driver gathers messages received whole (at most [`STORE_CHUNK`]
+    /// octets of them) into one request, so that an adapter that runs the
+    /// sink on another thread hands over once per batch of small messages.
+    /// It asks before it would wait for the network once the oldest has
+    /// waited [`STORE_WAIT`], and before it syncs, begins a larger message
+    /// or fails.
+    StoreMessages(Vec<(Uid, Vec<Bytes>)>),
 }
+
+/// How long a message received whole may wait in the driver for others to
+/// join its [`SinkRequest::StoreMessages`], when the network is waited for.
+pub const STORE_WAIT: Duration = Duration::from_millis(50);
 
 /// The most octets of one message the driver gathers before it hands them
 /// to the sink ([`SinkRequest::Store`]): it holds no more than this of a
@@ -297,6 +314,14 @@ pub enum SinkReply {
     Age(io::Result<Option<Duration>>),
     /// To every other request.
     Done(io::Result<()>),
+    /// To [`SinkRequest::StoreMessages`]: how many of its messages were
+    /// committed (the first ones), and the error that stopped the rest.
+    Stored {
+        /// Messages committed, from the first.
+        committed: usize,
+        /// `Err` when a message failed; the ones after it were not begun.
+        result: io::Result<()>,
+    },
 }
 
 /// Performs one request on a sink (what every adapter does with a
@@ -333,6 +358,30 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
         SinkRequest::Abort => {
             sink.abort();
             SinkReply::Done(Ok(()))
+        }
+        SinkRequest::StoreMessages(messages) => {
+            for (committed, (uid, chunks)) in messages.iter().enumerate() {
+                let written = sink
+                    .begin(uid)
+                    .and_then(|()| chunks.iter().try_for_each(|c| sink.write(c)));
+                let result = match written {
+                    Ok(()) => sink.commit(),
+                    Err(e) => {
+                        sink.abort();
+                        Err(e)
+                    }
+                };
+                if let Err(e) = result {
+                    return SinkReply::Stored {
+                        committed,
+                        result: Err(e),
+                    };
+                }
+            }
+            SinkReply::Stored {
+                committed: messages.len(),
+                result: Ok(()),
+            }
         }
     }
 }
@@ -892,6 +941,8 @@ enum Awaiting {
     Store,
     /// A [`SinkRequest::Store`] that completes it.
     Commit,
+    /// A [`SinkRequest::StoreMessages`] of `handed`.
+    StoreMessages,
     Abort,
     Sync,
     /// The sync of a failing run, before its error is returned.
@@ -899,6 +950,18 @@ enum Awaiting {
     /// The age of a stored message (`FetchOptions::delete_after`).
     Age(MessageNumber),
     MarkSeen,
+}
+
+/// A message received whole, waiting for (or in) a
+/// [`SinkRequest::StoreMessages`].
+#[derive(Debug)]
+struct Received {
+    msg: MessageNumber,
+    uid: Uid,
+    chunks: Vec<Bytes>,
+    size: u64,
+    /// Whether it may be deleted once stored.
+    deletable: bool,
 }
 
 /// The save-before-delete driver, on a logged-in session. See the
@@ -942,6 +1005,14 @@ pub struct Fetch {
     gathered: Vec<Bytes>,
     /// Their octets.
     gathered_len: usize,
+    /// Messages received whole and not yet given to the sink.
+    ready: Vec<Received>,
+    /// Their octets (at most [`STORE_CHUNK`]).
+    ready_len: usize,
+    /// When the first of them was received.
+    ready_since: Option<Instant>,
+    /// The messages of the [`SinkRequest::StoreMessages`] asked for.
+    handed: Vec<Received>,
     /// A progress report is due.
     report_progress: bool,
     /// Asked to stop with retrievals outstanding: the session ends after
@@ -975,6 +1046,10 @@ impl Fetch {
             found: None,
             gathered: Vec::new(),
             gathered_len: 0,
+            ready: Vec::new(),
+            ready_len: 0,
+            ready_since: None,
+            handed: Vec::new(),
             report_progress: false,
             abandon: false,
         }
@@ -1059,6 +1134,11 @@ impl Fetch {
     /// failing run's messages are journaled like a successful run's; then
     /// the error is returned.
     fn fail(&mut self, error: FetchError) -> FetchStep {
+        if !self.ready.is_empty() {
+            // Received whole before the failure: stored like the others.
+            self.failure = Some(error);
+            return self.store_ready();
+        }
         if core::mem::take(&mut self.sync_due) {
             self.failure = Some(error);
             return self.ask(Awaiting::FinalSync, SinkRequest::Sync);
@@ -1125,6 +1205,49 @@ impl Fetch {
         self.ask(awaiting, request)
     }
 
+    /// Hands the messages received whole to the sink, in one request.
+    fn store_ready(&mut self) -> FetchStep {
+        self.ready_len = 0;
+        self.ready_since = None;
+        self.handed = core::mem::take(&mut self.ready);
+        let messages = self
+            .handed
+            .iter_mut()
+            .map(|r| (r.uid.clone(), core::mem::take(&mut r.chunks)))
+            .collect();
+        self.ask(
+            Awaiting::StoreMessages,
+            SinkRequest::StoreMessages(messages),
+        )
+    }
+
+    /// The network is to be waited for: the messages received whole go to
+    /// the sink first once the oldest has waited [`STORE_WAIT`].
+    fn wait(&mut self, now: Instant) -> FetchStep {
+        let due = self
+            .ready_since
+            .is_some_and(|since| now.saturating_since(since) >= STORE_WAIT);
+        if due && !self.ready.is_empty() {
+            return self.store_ready();
+        }
+        FetchStep::Io
+    }
+
+    /// The sink committed message `msg` of `size` octets.
+    fn committed(&mut self, msg: MessageNumber, size: u64, deletable: bool) {
+        self.sync_due = true;
+        tracing::info!(target: "pop3_proto::fetch", "message {msg} ({size} octets): stored");
+        if deletable && self.deletes_new() {
+            self.stored.push(msg);
+        } else {
+            self.report.kept += 1;
+        }
+        self.report.saved += 1;
+        self.report.bytes += size;
+        self.progress.messages_done += 1;
+        self.report_progress = true;
+    }
+
     /// The store failed or the session did while a message was open:
     /// abort it first, then fail.
     fn abort(&mut self, error: FetchError) -> FetchStep {
@@ -1168,27 +1291,27 @@ impl Fetch {
                 tracing::warn!(target: "pop3_proto::fetch", "cannot make the messages stored so far durable: {e}");
             }
             (Awaiting::Commit, SinkReply::Done(Ok(()))) => {
-                self.sync_due = true;
-                if let Phase::Body(_, _, msg) = &self.phase {
-                    let size = self.size;
-                    tracing::info!(target: "pop3_proto::fetch", "message {msg} ({size} octets): stored");
-                }
-                if self.deletable && self.deletes_new() {
-                    if let Phase::Body(_, _, msg) = &self.phase {
-                        self.stored.push(*msg);
-                    }
-                } else {
-                    self.report.kept += 1;
-                }
-                self.report.saved += 1;
-                self.report.bytes += self.size;
-                self.progress.messages_done += 1;
-                self.progress.receiving = None;
-                self.report_progress = true;
                 self.phase = match core::mem::replace(&mut self.phase, Phase::Over) {
-                    Phase::Body(batch, _, _) => Phase::Retrieve(batch),
+                    Phase::Body(batch, _, msg) => {
+                        self.committed(msg, self.size, self.deletable);
+                        Phase::Retrieve(batch)
+                    }
                     other => other,
                 };
+                self.progress.receiving = None;
+            }
+            (Awaiting::StoreMessages, SinkReply::Stored { committed, result }) => {
+                let handed = core::mem::take(&mut self.handed);
+                for r in handed.iter().take(committed) {
+                    self.committed(r.msg, r.size, r.deletable);
+                }
+                if let Err(e) = result {
+                    if self.failure.is_none() {
+                        self.failure = failed(e);
+                    } else {
+                        tracing::warn!(target: "pop3_proto::fetch", "cannot store the messages received before the failure: {e}");
+                    }
+                }
             }
             (Awaiting::Store, SinkReply::Done(Ok(()))) => self.report_progress = true,
             (Awaiting::Sync, SinkReply::Done(Ok(()))) => self.phase = Phase::Synced,
@@ -1206,7 +1329,8 @@ impl Fetch {
                 | SinkReply::ContainsMany(Ok(_))
                 | SinkReply::Done(Ok(()))
                 | SinkReply::Ambiguous(Ok(_))
-                | SinkReply::Age(Ok(_)),
+                | SinkReply::Age(Ok(_))
+                | SinkReply::Stored { .. },
             ) => {}
         }
     }
@@ -1221,11 +1345,12 @@ impl Fetch {
                 // The answer to the last request is not in yet.
                 return FetchStep::Io;
             }
-            if let Some(e) = self.failure.take() {
-                return self.fail(e);
-            }
+            // What was stored before a failure is reported before it.
             if core::mem::take(&mut self.report_progress) {
                 return FetchStep::Progress(self.progress);
+            }
+            if let Some(e) = self.failure.take() {
+                return self.fail(e);
             }
             if let Some((awaiting, request)) = self.owed.take() {
                 return self.ask(awaiting, request);
@@ -1408,7 +1533,7 @@ impl Fetch {
                     self.phase = Phase::Sync;
                 }
                 Phase::Retrieve(batch) => match conn.poll_batch(now, batch) {
-                    None => return FetchStep::Io,
+                    None => return self.wait(now),
                     Some(None) => self.phase = Phase::Sync,
                     Some(Some((msg, Err(Error::Server(e))))) => {
                         // This one is not sent (e.g. deleted by another
@@ -1441,15 +1566,46 @@ impl Fetch {
                         self.gathered_len = 0;
                     }
                 },
+                Phase::Body(..) if self.gathered_len >= STORE_CHUNK => {
+                    // Too large to hold whole: the messages received before
+                    // it go to the sink first, then it is begun.
+                    if !self.ready.is_empty() {
+                        return self.store_ready();
+                    }
+                    return self.store(false);
+                }
                 Phase::Body(_, body, _) => match conn.poll_body(now, body) {
-                    None => return FetchStep::Io,
+                    None => return self.wait(now),
                     Some(Ok(Some(chunk))) => {
                         self.size += chunk.len() as u64;
                         self.progress.bytes_done += chunk.len() as u64;
                         self.gathered_len += chunk.len();
                         self.gathered.push(chunk);
-                        if self.gathered_len >= STORE_CHUNK {
-                            return self.store(false);
+                    }
+                    Some(Ok(None)) if self.unbegun.is_some() => {
+                        // Received whole: it waits for others to join it
+                        // in one request to the sink.
+                        let Phase::Body(batch, _, msg) =
+                            core::mem::replace(&mut self.phase, Phase::Over)
+                        else {
+                            unreachable!("in the body phase");
+                        };
+                        self.phase = Phase::Retrieve(batch);
+                        self.progress.receiving = None;
+                        let Some(uid) = self.unbegun.take() else {
+                            unreachable!("checked by the guard");
+                        };
+                        self.ready_len += core::mem::take(&mut self.gathered_len);
+                        self.ready.push(Received {
+                            msg,
+                            uid,
+                            chunks: core::mem::take(&mut self.gathered),
+                            size: self.size,
+                            deletable: self.deletable,
+                        });
+                        self.ready_since.get_or_insert(now);
+                        if self.ready_len >= STORE_CHUNK {
+                            return self.store_ready();
                         }
                     }
                     Some(Ok(None)) => return self.store(true),
@@ -1463,6 +1619,7 @@ impl Fetch {
                         return self.abort(e.into());
                     }
                 },
+                Phase::Sync if !self.ready.is_empty() => return self.store_ready(),
                 Phase::Sync => {
                     self.sync_due = false;
                     return self.ask(Awaiting::Sync, SinkRequest::Sync);

@@ -317,6 +317,26 @@ fn maildrop(messages: &[(&str, &str)]) -> Maildrop {
     }
 }
 
+/// [`maildrop`] with each body over [`STORE_CHUNK`] octets (lines of
+/// `x` before its word): each message is handed to the sink in pieces as
+/// it comes, not held whole.
+fn large_maildrop(messages: &[(&str, &str)]) -> Maildrop {
+    let filler = "x".repeat(76) + "\r\n";
+    let filler = filler.repeat(STORE_CHUNK / 78 + 1);
+    Maildrop {
+        messages: messages
+            .iter()
+            .map(|(u, b)| {
+                (
+                    u.to_string(),
+                    format!("Subject: {b}\r\n\r\n{filler}{b}\r\n").into_bytes(),
+                )
+            })
+            .collect(),
+        no_uidl: false,
+    }
+}
+
 fn bodies(drop: &Maildrop) -> Vec<String> {
     drop.messages
         .iter()
@@ -572,7 +592,7 @@ fn a_server_without_uidl_is_fetched_and_emptied_when_deleting_and_refused_when_k
 /// next run deletes what was stored and fetches the rest.
 #[test]
 fn a_stopped_run_stores_the_message_in_flight_and_deletes_nothing_unsynced() {
-    let mut drop = maildrop(&[("a", "first"), ("b", "second"), ("c", "third")]);
+    let mut drop = large_maildrop(&[("a", "first"), ("b", "second"), ("c", "third")]);
     let signal = StopSignal::new();
     let mut sink = Memory {
         stop_after: Some((1, signal.clone())),
@@ -601,7 +621,7 @@ fn a_stopped_run_stores_the_message_in_flight_and_deletes_nothing_unsynced() {
 /// run deletes what it stored and synced, and QUITs.
 #[test]
 fn a_run_stopped_in_its_last_message_deletes_what_it_synced_and_quits() {
-    let mut drop = maildrop(&[("a", "first"), ("b", "second")]);
+    let mut drop = large_maildrop(&[("a", "first"), ("b", "second")]);
     let signal = StopSignal::new();
     let mut sink = Memory {
         stop_after: Some((2, signal.clone())),
@@ -633,7 +653,9 @@ fn a_run_stopped_before_it_began_fetches_nothing() {
 }
 
 /// One `Store` request: (begun with it, octets, completes it); a
-/// `ContainsMany` is (false, UIDs asked, false).
+/// `ContainsMany` is (false, UIDs asked, false); a `StoreMessages` is
+/// (true, octets, true) for each of its messages, then (false, messages,
+/// false).
 type StoreCall = (bool, usize, bool);
 
 /// Runs a keeping fetch of `drop` into `sink` the way [`fetch_with`] does,
@@ -642,6 +664,16 @@ fn fetch_recording_stores(
     drop: &mut Maildrop,
     sink: &mut Memory,
     cut: Option<usize>,
+) -> (Result<FetchReport, FetchError>, Vec<StoreCall>) {
+    fetch_recording_stores_at(drop, sink, cut, Duration::ZERO)
+}
+
+/// [`fetch_recording_stores`] with `tick` passing at every I/O.
+fn fetch_recording_stores_at(
+    drop: &mut Maildrop,
+    sink: &mut Memory,
+    cut: Option<usize>,
+    tick: Duration,
 ) -> (Result<FetchReport, FetchError>, Vec<StoreCall>) {
     let mut config = ConnectionConfig::default();
     config.read_capabilities = false;
@@ -652,9 +684,13 @@ fn fetch_recording_stores(
     run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
     let mut fetch = Fetch::new(FetchOptions::default());
     let mut stores = Vec::new();
+    let mut now = Instant::ZERO;
     let result = loop {
-        match fetch.poll(Instant::ZERO, &mut conn) {
-            FetchStep::Io => pump(&mut conn, &mut server),
+        match fetch.poll(now, &mut conn) {
+            FetchStep::Io => {
+                pump(&mut conn, &mut server);
+                now = now + tick;
+            }
             FetchStep::Sink(request) => {
                 if let SinkRequest::Store {
                     begin,
@@ -668,6 +704,12 @@ fn fetch_recording_stores(
                 if let SinkRequest::ContainsMany(uids) = &request {
                     // Recorded as a store of nothing: (false, UIDs, false).
                     stores.push((false, uids.len(), false));
+                }
+                if let SinkRequest::StoreMessages(messages) = &request {
+                    for (_, chunks) in messages {
+                        stores.push((true, chunks.iter().map(|c| c.len()).sum(), true));
+                    }
+                    stores.push((false, messages.len(), false));
                 }
                 fetch.sink_done(execute(sink, request));
             }
@@ -700,12 +742,14 @@ fn one_lookup_for_all_uids_then_one_request_per_small_message_and_bounded_pieces
     // First, one question for both UIDs.
     assert_eq!(stores[0], (false, 2, false));
     let stores = &stores[1..];
-    // The small one: begun, written and committed in one request.
+    // The small one: begun, written and committed in one request, before
+    // the large one is begun.
     assert!(stores[0].0 && stores[0].2, "{stores:?}");
+    assert_eq!(stores[1], (false, 1, false), "{stores:?}");
     // The large one: begun with its first piece, handed over in pieces of
     // at most STORE_CHUNK octets and the read that crossed it, committed
     // with its last.
-    let pieces = &stores[1..];
+    let pieces = &stores[2..];
     assert!(
         (3..=large.len() / STORE_CHUNK + 1).contains(&pieces.len()),
         "{} pieces: {pieces:?}",
@@ -775,4 +819,45 @@ fn uidl_and_list_go_in_one_write_to_a_server_that_pipelines() {
             .map(|w| String::from_utf8_lossy(w).into_owned())
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn small_messages_received_together_go_to_the_sink_in_one_request() {
+    let names: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("u{i}"), format!("body{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(|(u, b)| (&**u, &**b)).collect();
+    let mut drop = maildrop(&pairs);
+    let mut sink = Memory::default();
+    let (result, stores) = fetch_recording_stores(&mut drop, &mut sink, None);
+    assert_eq!(result.unwrap().saved, 100);
+    // The lookup, then one request with all hundred messages.
+    let requests: Vec<_> = stores.iter().filter(|s| !s.0).collect();
+    assert_eq!(requests, [&(false, 100, false), &(false, 100, false)]);
+    for (u, b) in &names {
+        assert_eq!(
+            sink.stored[&uid(u)],
+            format!("Subject: {b}\r\n\r\n{b}\r\n").into_bytes()
+        );
+    }
+}
+
+#[test]
+fn a_message_received_whole_waits_for_others_at_most_store_wait() {
+    // Each I/O takes as long as a message may wait: every message received
+    // whole is handed over before the driver waits for the network again,
+    // so the sink is asked many times, each message once.
+    let names: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("u{i}"), format!("body{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(|(u, b)| (&**u, &**b)).collect();
+    let mut drop = maildrop(&pairs);
+    let mut sink = Memory::default();
+    let (result, stores) =
+        fetch_recording_stores_at(&mut drop, &mut sink, None, pop3_proto::fetch::STORE_WAIT);
+    assert_eq!(result.unwrap().saved, 100);
+    let batches: Vec<usize> = stores[1..].iter().filter(|s| !s.0).map(|s| s.1).collect();
+    assert!(batches.len() > 1, "one request for all: {batches:?}");
+    assert_eq!(batches.iter().sum::<usize>(), 100);
+    assert_eq!(sink.commits, 100);
 }

@@ -6,23 +6,22 @@
 //! naming it.
 #![cfg(feature = "cli")]
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
 use clap::Parser;
-use pop3_blocking::cli::{FetchArgs, certificate_hint, chain, fetch_blocking};
+use pop3_blocking::cli::{FetchArgs, fetch_blocking};
 use pop3_blocking::fetch::ExitKind;
-use pop3_blocking::server::{Pop3Server, Security, ServerOptions};
 use pop3_blocking::tls::crypto_provider;
 use pop3_blocking::tls::rustls;
-use pop3_proto::server::ServerConfig;
 use pop3_proto::store::MemoryStore;
 use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::{Server, hint, pops_args, stored_count};
 
 /// The PEM files of a test: the CA both sides trust, and the client's
 /// certificate and key.
@@ -32,16 +31,10 @@ struct Files {
     client_key: PathBuf,
 }
 
-/// A POP3S server on loopback that asks for a client certificate and
-/// accepts only those its private CA signed; one message for alice.
-struct Server {
-    store: Arc<MemoryStore>,
-    server: Pop3Server<MemoryStore>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
-}
-
 impl Server {
+    /// A POP3S server that asks for a client certificate and accepts only
+    /// those its private CA signed; one message for alice (password
+    /// `secret`). The CA's and the client's PEM files are written in `dir`.
     fn new(dir: &Path) -> (Server, Files) {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -90,58 +83,17 @@ impl Server {
         let store = Arc::new(MemoryStore::new());
         store.add_user("alice", "secret");
         store.add_message("alice", "Subject: for a certified client\r\n\r\nx\r\n");
-        let server = Pop3Server::build(
-            store.clone(),
-            ServerConfig::default(),
-            Some(Arc::new(tls)),
-            ServerOptions::default(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let s = server.clone();
-        let thread = thread::spawn(move || s.serve(listener, Security::ImplicitTls).unwrap());
-        let server = Server {
-            store,
-            server,
-            port,
-            thread: Some(thread),
-        };
-        (server, files)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.server.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
+        (Server::start(store, Some(Arc::new(tls))), files)
     }
 }
 
 /// The command line for `server` into `maildir`, trusting `files.ca`,
 /// with `extra` options.
 fn args(server: &Server, files: &Files, maildir: &Path, extra: &[&str]) -> FetchArgs {
-    let url = format!("pops://alice@127.0.0.1:{}", server.port);
-    let maildir = maildir.display().to_string();
     let ca = files.ca.display().to_string();
-    let base = [
-        "fetch",
-        url.as_str(),
-        "--maildir",
-        &maildir,
-        "--password-command",
-        "echo secret",
-        "--ca-file",
-        &ca,
-        "--delete",
-    ];
-    FetchArgs::try_parse_from(base.iter().chain(extra)).unwrap()
-}
-
-/// The messages in the Maildir's new/.
-fn stored(maildir: &Path) -> usize {
-    std::fs::read_dir(maildir.join("new")).map_or(0, Iterator::count)
+    let mut all = vec!["--ca-file", ca.as_str()];
+    all.extend_from_slice(extra);
+    pops_args(server, maildir, &all)
 }
 
 #[test]
@@ -155,14 +107,10 @@ fn the_client_certificate_given_by_flags_gets_the_mail_and_without_it_nothing_is
         without.run("fetch", &mut fetch_blocking),
         ExitKind::Unavailable
     );
-    let account = without.accounts().unwrap().remove(0);
-    let sink = account.open_sink().unwrap();
-    let (_, result) = fetch_blocking(&account.url, "secret", &account.settings, sink, &mut |_| {});
-    let e = result.unwrap_err();
-    let hint = certificate_hint(&e).unwrap_or_else(|| panic!("no hint for {}", chain(&e)));
+    let hint = hint(&without);
     assert!(hint.contains("--client-cert FILE"), "{hint}");
     assert_eq!(server.store.message_count("alice"), 1);
-    assert_eq!(stored(&md), 0);
+    assert_eq!(stored_count(&md), 0);
 
     let cert = files.client_cert.display().to_string();
     let key = files.client_key.display().to_string();
@@ -174,7 +122,7 @@ fn the_client_certificate_given_by_flags_gets_the_mail_and_without_it_nothing_is
     );
     assert_eq!(with.run("fetch", &mut fetch_blocking), ExitKind::Ok);
     assert_eq!(server.store.message_count("alice"), 0);
-    assert_eq!(stored(&md), 1);
+    assert_eq!(stored_count(&md), 1);
 }
 
 #[test]
@@ -204,7 +152,7 @@ fn a_configuration_file_client_cert_holding_the_key_too_gets_the_mail() {
         FetchArgs::try_parse_from(["fetch", "--config", &config.display().to_string()]).unwrap();
     assert_eq!(args.run("fetch", &mut fetch_blocking), ExitKind::Ok);
     assert_eq!(server.store.message_count("alice"), 0);
-    assert_eq!(stored(&md), 1);
+    assert_eq!(stored_count(&md), 1);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! MDA, LMTP) and the sysexits status of each outcome.
 #![cfg(feature = "cli")]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,24 +13,21 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use clap::Parser;
-use pop3_blocking::cli::{FetchArgs, fetch_blocking};
 use pop3_blocking::config::Config;
 use pop3_blocking::fetch::ExitKind;
-use pop3_blocking::server::{Pop3Server, Security, ServerOptions};
-use pop3_proto::server::ServerConfig;
 use pop3_proto::store::MemoryStore;
-
-/// The blocking server over a memory store, on a loopback port; stopped
-/// and joined on drop.
-struct Server {
-    store: Arc<MemoryStore>,
-    server: Pop3Server<MemoryStore>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
-}
+use support::{Server, run, stored};
 
 impl Server {
+    /// Alice (password `secret-a`) and bob (`secret-b`), their maildrops
+    /// empty, on plain TCP.
+    fn new() -> Server {
+        let store = Arc::new(MemoryStore::new());
+        store.add_user("alice", "secret-a");
+        store.add_user("bob", "secret-b");
+        Server::start(store, None)
+    }
+
     /// [`run`], then waits until this server's sessions have ended: a run
     /// that stopped without QUIT leaves its session closing on the server,
     /// and the next run would find the maildrop still in use.
@@ -38,66 +37,15 @@ impl Server {
         kind
     }
 
-    fn new() -> Server {
-        let store = Arc::new(MemoryStore::new());
-        store.add_user("alice", "secret-a");
-        store.add_user("bob", "secret-b");
-        let config = ServerConfig::default().allow_plaintext_auth(true);
-        let server = Pop3Server::build(store.clone(), config, None, ServerOptions::default());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let s = server.clone();
-        let thread = thread::spawn(move || s.serve(listener, Security::Plain).unwrap());
-        Server {
-            store,
-            server,
-            port,
-            thread: Some(thread),
-        }
-    }
-
     fn url(&self, user: &str) -> String {
         format!("pop://{user}@127.0.0.1:{}", self.port)
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.server.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-fn run(args: &[&str]) -> ExitKind {
-    let args = std::iter::once("fetch").chain(args.iter().copied());
-    FetchArgs::try_parse_from(args)
-        .unwrap()
-        .run("fetch", &mut fetch_blocking)
-}
-
 /// Writes a configuration whose accounts keep their journals in the temp
 /// dir, log in with USER on the plain loopback connection, and delete.
 fn config(dir: &Path, accounts: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    let text = format!(
-        "[defaults]\nauth = \"USER\"\ninsecure_cleartext_login = true\ndelete = true\nstate_dir = \"{}\"\n\n{accounts}",
-        dir.join("state").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn maildir_files(dir: &Path) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir.join("new"))
-        .map(|d| {
-            d.map(|e| std::fs::read(e.unwrap().path()).unwrap())
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    support::config(dir, "auth = \"USER\"\n", accounts)
 }
 
 #[test]
@@ -218,8 +166,8 @@ fn every_account_runs_and_account_selects_with_command_and_netrc_passwords() {
         .store
         .add_message("bob", &b"Subject: b1\r\n\r\ntwo\r\n"[..]);
     assert_eq!(server.run(&["--config", config]), ExitKind::Ok);
-    assert_eq!(maildir_files(&ma), [b"Subject: a1\n\none\n".to_vec()]);
-    assert_eq!(maildir_files(&mb), [b"Subject: b1\n\ntwo\n".to_vec()]);
+    assert_eq!(stored(&ma), ["Subject: a1\n\none\n"]);
+    assert_eq!(stored(&mb), ["Subject: b1\n\ntwo\n"]);
     assert_eq!(server.store.message_count("alice"), 0);
     assert_eq!(server.store.message_count("bob"), 0);
 
@@ -232,8 +180,8 @@ fn every_account_runs_and_account_selects_with_command_and_netrc_passwords() {
         server.run(&["--config", config, "--account", "a"]),
         ExitKind::Ok
     );
-    assert_eq!(maildir_files(&ma).len(), 2);
-    assert_eq!(maildir_files(&mb).len(), 1);
+    assert_eq!(stored(&ma).len(), 2);
+    assert_eq!(stored(&mb).len(), 1);
     assert_eq!(server.store.message_count("bob"), 1);
 }
 
@@ -573,7 +521,7 @@ fn the_single_url_form_still_fetches_into_a_maildir() {
         "--delete",
     ]);
     assert_eq!(kind, ExitKind::Ok);
-    assert_eq!(maildir_files(&m), [b"Subject: one\n\n".to_vec()]);
+    assert_eq!(stored(&m), ["Subject: one\n\n"]);
     assert_eq!(server.store.message_count("alice"), 0);
     // No destination: a configuration error.
     assert_eq!(

@@ -6,19 +6,19 @@
 //! their sysexits status; the configuration's `import_seen` key is here too.
 #![cfg(feature = "cli")]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use clap::Parser;
-use pop3_blocking::cli::{FetchArgs, chain, fetch_blocking};
+use pop3_blocking::cli::chain;
 use pop3_blocking::config::Config;
 use pop3_blocking::fetch::ExitKind;
-use pop3_blocking::server::{Pop3Server, Security, ServerOptions};
-use pop3_proto::server::ServerConfig;
 use pop3_proto::store::{MemoryStore, TokenValidator};
+use support::{Server, run, stored, stored_count};
 
 /// The access tokens the server takes, and whose they are.
 const TOKENS: [(&str, &str); 3] = [
@@ -27,16 +27,9 @@ const TOKENS: [(&str, &str); 3] = [
     ("alice", "from-command"),
 ];
 
-/// The blocking server over a memory store (alice and bob, one message
-/// each) checking [`TOKENS`]; stopped and joined on drop.
-struct Server {
-    store: Arc<MemoryStore>,
-    server: Pop3Server<MemoryStore>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
-}
-
 impl Server {
+    /// Alice and bob, one message each, on plain TCP (bearer tokens
+    /// without TLS are allowed on both sides); the store checks [`TOKENS`].
     fn new() -> Server {
         let validator = TokenValidator::new(|user, token| {
             TOKENS
@@ -54,28 +47,7 @@ impl Server {
         store.add_user("bob", "unused-b");
         store.add_message("alice", "Subject: for alice\r\n\r\na\r\n");
         store.add_message("bob", "Subject: for bob\r\n\r\nb\r\n");
-        // Plain loopback: bearer tokens without TLS, allowed on both sides.
-        let config = ServerConfig::default().allow_plaintext_auth(true);
-        let server = Pop3Server::build(store.clone(), config, None, ServerOptions::default());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let s = server.clone();
-        let thread = thread::spawn(move || s.serve(listener, Security::Plain).unwrap());
-        Server {
-            store,
-            server,
-            port,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.server.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
+        Server::start(store, None)
     }
 }
 
@@ -228,27 +200,10 @@ fn rotating(request: &Request) -> (u16, String) {
     }
 }
 
-fn run(args: &[&str]) -> ExitKind {
-    let args = std::iter::once("fetch").chain(args.iter().copied());
-    FetchArgs::try_parse_from(args)
-        .unwrap()
-        .run("fetch", &mut fetch_blocking)
-}
-
 /// A configuration whose accounts keep state in `dir`, allow bearer
 /// tokens on the plain loopback connection, and delete.
 fn config(dir: &Path, accounts: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    let text = format!(
-        "[defaults]\ninsecure_cleartext_login = true\ndelete = true\nstate_dir = \"{}\"\n\n{accounts}",
-        dir.join("state").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn maildir_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("new")).map_or(0, |d| d.count())
+    support::config(dir, "", accounts)
 }
 
 #[cfg(unix)]
@@ -281,7 +236,7 @@ fn refreshed_tokens_log_in_with_xoauth2_and_oauthbearer_and_rotated_refresh_toke
     let path = path.display().to_string();
     assert_eq!(run(&["--config", &path]), ExitKind::Ok);
     assert_eq!(
-        (maildir_count(&d.join("a")), maildir_count(&d.join("b"))),
+        (stored_count(&d.join("a")), stored_count(&d.join("b"))),
         (1, 1)
     );
     assert_eq!(server.store.message_count("alice"), 0);
@@ -475,7 +430,7 @@ fn a_token_commands_output_is_the_token_and_a_failing_one_exits_77_naming_it() {
         run(&["--config", &path_text, "--account", "good"]),
         ExitKind::Ok
     );
-    assert_eq!(maildir_count(&d.join("m")), 1);
+    assert_eq!(stored_count(&d.join("m")), 1);
     assert_eq!(server.store.message_count("alice"), 0);
 
     // The command line's --token-command, for one URL.
@@ -495,7 +450,7 @@ fn a_token_commands_output_is_the_token_and_a_failing_one_exits_77_naming_it() {
         ]),
         ExitKind::Ok
     );
-    assert_eq!(maildir_count(&d.join("m")), 2);
+    assert_eq!(stored_count(&d.join("m")), 2);
 }
 
 #[test]
@@ -605,10 +560,6 @@ fn the_import_seen_key_takes_another_tools_list_before_each_fetch() {
         ExitKind::Ok
     );
     // Only the message mpop had not fetched came down.
-    let stored: Vec<String> = std::fs::read_dir(d.join("m/new"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
-    assert_eq!(stored, ["Subject: for alice\n\na\n"]);
+    assert_eq!(stored(&d.join("m")), ["Subject: for alice\n\na\n"]);
     assert_eq!(server.store.message_count("alice"), 2);
 }

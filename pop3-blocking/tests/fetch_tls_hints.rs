@@ -3,30 +3,22 @@
 //! failure exits 69 and says how to get past it; `--ca-file` then works.
 #![cfg(feature = "cli")]
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
-use clap::Parser;
-use pop3_blocking::cli::{FetchArgs, certificate_hint, chain, fetch_blocking};
+use pop3_blocking::cli::fetch_blocking;
 use pop3_blocking::fetch::ExitKind;
-use pop3_blocking::server::{Pop3Server, Security, ServerOptions};
-use pop3_proto::server::ServerConfig;
 use pop3_proto::store::MemoryStore;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-/// A POP3S server on loopback whose certificate (for `names`, expired when
-/// `expired`) comes from a fresh private CA, written to `ca_file`.
-struct Server {
-    store: Arc<MemoryStore>,
-    server: Pop3Server<MemoryStore>,
-    port: u16,
-    thread: Option<JoinHandle<()>>,
-}
+use support::{Server, hint, pops_args};
 
 impl Server {
+    /// A POP3S server whose certificate (for `names`, expired when
+    /// `expired`) comes from a fresh private CA, written to `ca_file`; one
+    /// message for alice (password `secret`).
     fn new(names: &[&str], expired: bool, ca_file: &Path) -> Server {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -49,57 +41,8 @@ impl Server {
         let store = Arc::new(MemoryStore::new());
         store.add_user("alice", "secret");
         store.add_message("alice", "Subject: over TLS\r\n\r\nx\r\n");
-        let server = Pop3Server::build(
-            store.clone(),
-            ServerConfig::default(),
-            Some(tls),
-            ServerOptions::default(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let s = server.clone();
-        let thread = thread::spawn(move || s.serve(listener, Security::ImplicitTls).unwrap());
-        Server {
-            store,
-            server,
-            port,
-            thread: Some(thread),
-        }
+        Server::start(store, Some(tls))
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.server.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-/// The command line for `server` into `maildir`, with `extra` options.
-fn args(server: &Server, maildir: &Path, extra: &[&str]) -> FetchArgs {
-    let url = format!("pops://alice@127.0.0.1:{}", server.port);
-    let maildir = maildir.display().to_string();
-    let base = [
-        "fetch",
-        url.as_str(),
-        "--maildir",
-        &maildir,
-        "--password-command",
-        "echo secret",
-        "--delete",
-    ];
-    FetchArgs::try_parse_from(base.iter().chain(extra)).unwrap()
-}
-
-/// The hint the failed fetch of `args` prints.
-fn hint(args: &FetchArgs) -> String {
-    let account = args.accounts().unwrap().remove(0);
-    let sink = account.open_sink().unwrap();
-    let (_, result) = fetch_blocking(&account.url, "secret", &account.settings, sink, &mut |_| {});
-    let e = result.unwrap_err();
-    certificate_hint(&e).unwrap_or_else(|| panic!("no hint for {}", chain(&e)))
 }
 
 #[test]
@@ -108,7 +51,7 @@ fn a_private_ca_fails_with_a_hint_naming_ca_file_and_then_works_with_it() {
     let ca = dir.path().join("ca.pem");
     let server = Server::new(&["127.0.0.1"], false, &ca);
     let md = dir.path().join("m");
-    let without = args(&server, &md, &[]);
+    let without = pops_args(&server, &md, &[]);
     assert_eq!(
         without.run("fetch", &mut fetch_blocking),
         ExitKind::Unavailable
@@ -121,42 +64,40 @@ fn a_private_ca_fails_with_a_hint_naming_ca_file_and_then_works_with_it() {
     assert_eq!(server.store.message_count("alice"), 1);
 
     let ca = ca.display().to_string();
-    let with = args(&server, &md, &["--ca-file", &ca]);
+    let with = pops_args(&server, &md, &["--ca-file", &ca]);
     assert_eq!(with.run("fetch", &mut fetch_blocking), ExitKind::Ok);
     assert_eq!(server.store.message_count("alice"), 0);
 }
 
-#[test]
-fn a_certificate_for_another_name_fails_with_a_hint_naming_the_names_it_holds() {
+/// Fetches with `--ca-file` from a server whose certificate is for `names`
+/// (expired when `expired`): that fails with 69 and leaves the mail on the
+/// server. The hint it prints.
+fn hint_trusting_the_ca(names: &[&str], expired: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    let server = Server::new(&["pop.example.test"], false, &ca);
+    let server = Server::new(names, expired, &ca);
     let ca = ca.display().to_string();
-    let args = args(&server, &dir.path().join("m"), &["--ca-file", &ca]);
+    let args = pops_args(&server, &dir.path().join("m"), &["--ca-file", &ca]);
     assert_eq!(
         args.run("fetch", &mut fetch_blocking),
         ExitKind::Unavailable
     );
     let hint = hint(&args);
+    assert_eq!(server.store.message_count("alice"), 1);
+    hint
+}
+
+#[test]
+fn a_certificate_for_another_name_fails_with_a_hint_naming_the_names_it_holds() {
+    let hint = hint_trusting_the_ca(&["pop.example.test"], false);
     assert!(
         hint.contains("holds pop.example.test but not 127.0.0.1"),
         "{hint}"
     );
-    assert_eq!(server.store.message_count("alice"), 1);
 }
 
 #[test]
 fn an_expired_certificate_fails_with_a_hint_about_the_clock_and_renewal() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    let server = Server::new(&["127.0.0.1"], true, &ca);
-    let ca = ca.display().to_string();
-    let args = args(&server, &dir.path().join("m"), &["--ca-file", &ca]);
-    assert_eq!(
-        args.run("fetch", &mut fetch_blocking),
-        ExitKind::Unavailable
-    );
-    let hint = hint(&args);
+    let hint = hint_trusting_the_ca(&["127.0.0.1"], true);
     assert!(hint.contains("clock") && hint.contains("renew"), "{hint}");
-    assert_eq!(server.store.message_count("alice"), 1);
 }

@@ -436,7 +436,9 @@ fn each_piece(
 /// one more `>` (so a reader removes exactly one), and it is followed by an
 /// empty line. The file is locked with a dot-lock (`FILE.lock`, created
 /// exclusively, holding `PID HOST`; one older than five minutes, or one of
-/// ours whose process on this host is gone, is taken as stale) and a
+/// ours whose process on this host is gone, is taken as stale and
+/// removed if it is still that same file right before; one that is not
+/// ours any more when we let go is left to its owner) and a
 /// POSIX record lock (`fcntl`) on the whole file, neither held while
 /// waiting for the other (other programs take them in either order); a
 /// file another program put in the mbox's place meanwhile is opened and
@@ -679,7 +681,7 @@ fn ends_without_newline(file: &File, len: u64) -> io::Result<bool> {
 struct MboxLock {
     file: File,
     /// The dot-lock, when the directory let us take one.
-    dot: Option<PathBuf>,
+    dot: Option<DotLock>,
 }
 
 impl MboxLock {
@@ -712,7 +714,7 @@ impl MboxLock {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
+            let dot = dot_lock(path, deadline)?;
             let attempt = (|| {
                 let (file, created) = open_mbox(path, create)?;
                 if created {
@@ -745,7 +747,7 @@ impl MboxLock {
                 Err(e) => Err(e),
             };
             if let Some(dot) = dot {
-                let _ = fs::remove_file(dot);
+                dot.release();
             }
             let missed = missed?;
             let why = match missed {
@@ -796,7 +798,28 @@ impl Drop for MboxLock {
     fn drop(&mut self) {
         // The record lock goes with the file, closed after this.
         if let Some(dot) = self.dot.take() {
-            let _ = fs::remove_file(dot);
+            dot.release();
+        }
+    }
+}
+
+/// A dot-lock we took: its path, and which file it is.
+#[derive(Debug)]
+struct DotLock {
+    path: PathBuf,
+    /// The device and inode of the file we linked there.
+    id: (u64, u64),
+}
+
+impl DotLock {
+    /// Lets go of the dot-lock: removes it if it is still the file we
+    /// linked. Held long enough to look stale to another program, it may
+    /// have been broken and taken by that program meanwhile: its lock is
+    /// not ours to remove.
+    fn release(self) {
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| identity(&m) == self.id);
+        if ours {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -807,10 +830,19 @@ fn dot_lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Takes the dot-lock of the mbox at `path`: `Ok(true)` taken, `Ok(false)`
-/// the directory does not let us (then only the record lock guards the
-/// file).
-fn dot_lock(path: &Path, deadline: Instant) -> io::Result<bool> {
+/// Takes the dot-lock of the mbox at `path`: `Some` taken, `None` the
+/// directory does not let us (then only the record lock guards the file).
+fn dot_lock(path: &Path, deadline: Instant) -> io::Result<Option<DotLock>> {
+    dot_lock_with(path, deadline, &mut || {})
+}
+
+/// [`dot_lock`], calling `judged` after a lock was judged stale and before
+/// it is broken (where another process may break it first).
+fn dot_lock_with(
+    path: &Path,
+    deadline: Instant,
+    judged: &mut dyn FnMut(),
+) -> io::Result<Option<DotLock>> {
     let lock = dot_lock_path(path);
     // The lock appears with its owner written in it: written to a name
     // of our own first, then linked (so a kill never leaves an empty
@@ -824,31 +856,34 @@ fn dot_lock(path: &Path, deadline: Instant) -> io::Result<bool> {
             .create(true)
             .truncate(true)
             .open(&own)?;
-        writeln!(f, "{}", lock_owner(std::process::id()))
+        writeln!(f, "{}", lock_owner(std::process::id()))?;
+        // The file the lock will be: only this one is ours to remove.
+        Ok::<_, io::Error>(identity(&f.metadata()?))
     })();
-    match taken {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+    let id = match taken {
+        Ok(id) => id,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(e),
-    }
-    let result = link_lock(path, &own, &lock, deadline);
+    };
+    let result = link_lock(path, &own, &lock, deadline, judged);
     let _ = fs::remove_file(&own);
-    result
+    Ok(result?.then_some(DotLock { path: lock, id }))
 }
 
-fn link_lock(path: &Path, own: &Path, lock: &Path, deadline: Instant) -> io::Result<bool> {
+fn link_lock(
+    path: &Path,
+    own: &Path,
+    lock: &Path,
+    deadline: Instant,
+    judged: &mut dyn FnMut(),
+) -> io::Result<bool> {
     loop {
         match fs::hard_link(own, lock) {
             Ok(()) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let stale = fs::metadata(lock)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .is_some_and(|age| age > STALE_DOT_LOCK)
-                    || owner_is_gone(lock);
-                if stale {
-                    let _ = fs::remove_file(lock);
+                if let Some(stale) = stale_lock(lock) {
+                    judged();
+                    break_stale_lock(lock, &stale);
                     continue;
                 }
             }
@@ -863,6 +898,51 @@ fn link_lock(path: &Path, own: &Path, lock: &Path, deadline: Instant) -> io::Res
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Which file a dot-lock is, and the state it was judged in: its device,
+/// inode, length and modification time.
+type LockState = ((u64, u64), u64, Option<SystemTime>);
+
+fn lock_state(meta: &fs::Metadata) -> LockState {
+    (identity(meta), meta.len(), meta.modified().ok())
+}
+
+/// The state of the dot-lock `lock` if it is stale: older than
+/// [`STALE_DOT_LOCK`], or one of ours whose process is gone. Its age and
+/// its owner are read from one opened file, so both are of the file whose
+/// state is answered.
+fn stale_lock(lock: &Path) -> Option<LockState> {
+    let mut file = File::open(lock).ok()?;
+    let meta = file.metadata().ok()?;
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > STALE_DOT_LOCK);
+    let stale = old || {
+        let mut text = String::new();
+        // A lock holds one short line.
+        (&mut file).take(4096).read_to_string(&mut text).is_ok() && owner_is_gone(&text)
+    };
+    stale.then(|| lock_state(&meta))
+}
+
+/// Removes the stale dot-lock `lock` if it is still the file judged stale,
+/// in the state it was judged in. Another process may have broken it since
+/// and taken the lock with a file of its own: removing that one would let
+/// two processes hold the lock. So it is looked at again right before the
+/// removal. What remains is the window between that look and the removal
+/// (two system calls), open only to another process that broke the same
+/// stale lock and took a new one in just that moment: breaking a lock by
+/// its name cannot be made atomic, and every program that breaks stale
+/// dot-locks has the same window. (Two fetches into the same mbox are
+/// kept apart by the record lock even then.)
+fn break_stale_lock(lock: &Path, stale: &LockState) {
+    let same = fs::symlink_metadata(lock).is_ok_and(|m| lock_state(&m) == *stale);
+    if same {
+        let _ = fs::remove_file(lock);
     }
 }
 
@@ -1166,15 +1246,12 @@ fn host_name() -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
-/// Whether the dot-lock `lock` is one of ours (`PID HOST`) taken on this
+/// Whether the dot-lock holding `text` is one of ours (`PID HOST`) taken on this
 /// host by a process that no longer exists (killed before it could
 /// remove it). Another program's lock, or one from another host, is only
 /// taken as stale by its age.
 #[cfg(unix)]
-fn owner_is_gone(lock: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(lock) else {
-        return false;
-    };
+fn owner_is_gone(text: &str) -> bool {
     let Some(host) = host_name() else {
         return false;
     };
@@ -1196,7 +1273,7 @@ fn owner_is_gone(lock: &Path) -> bool {
 }
 
 #[cfg(not(unix))]
-fn owner_is_gone(_lock: &Path) -> bool {
+fn owner_is_gone(_text: &str) -> bool {
     false
 }
 
@@ -2653,6 +2730,65 @@ mod tests {
         assert!(dot_lock_path(&path).exists(), "ours now");
         drop(lock);
         assert!(!dot_lock_path(&path).exists());
+    }
+
+    /// A dot-lock another program holds, written as `text`, last changed
+    /// `age` ago.
+    fn foreign_dot_lock(lock: &Path, text: &str, age: Duration) {
+        // Written aside and renamed into place: always a new file.
+        let aside = lock.with_extension("aside");
+        fs::write(&aside, text).unwrap();
+        let file = File::options().write(true).open(&aside).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+        drop(file);
+        fs::rename(&aside, lock).unwrap();
+    }
+
+    #[test]
+    fn a_stale_dot_lock_broken_and_taken_anew_by_another_process_meanwhile_is_left_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        let lock = dot_lock_path(&path);
+        foreign_dot_lock(&lock, "dead\n", STALE_DOT_LOCK * 2);
+        // Once we judged it stale, another process breaks it first and
+        // takes the lock with a file of its own.
+        let mut other = || foreign_dot_lock(&lock, "alive\n", Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let e = dot_lock_with(&path, deadline, &mut other).unwrap_err();
+        assert!(DeliveryError::of(&e).unwrap().is_temporary(), "{e}");
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            "alive\n",
+            "the other process's fresh lock is still there"
+        );
+    }
+
+    #[test]
+    fn a_stale_dot_lock_still_as_judged_is_broken_and_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        let lock = dot_lock_path(&path);
+        foreign_dot_lock(&lock, "dead\n", STALE_DOT_LOCK * 2);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let taken = dot_lock(&path, deadline).unwrap().expect("taken");
+        let text = fs::read_to_string(&lock).unwrap();
+        assert_eq!(text.trim(), lock_owner(std::process::id()));
+        taken.release();
+        assert!(!lock.exists());
+    }
+
+    #[test]
+    fn a_dot_lock_broken_and_taken_by_another_program_while_held_is_not_removed_when_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        fs::write(&path, b"").unwrap();
+        let held = MboxLock::take(&path, Duration::from_secs(5), false).unwrap();
+        // Held so long that another program judged it stale, broke it and
+        // took the lock itself.
+        let lock = dot_lock_path(&path);
+        foreign_dot_lock(&lock, "theirs\n", Duration::ZERO);
+        drop(held);
+        assert_eq!(fs::read_to_string(&lock).unwrap(), "theirs\n");
     }
 
     #[test]

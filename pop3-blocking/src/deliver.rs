@@ -195,8 +195,9 @@ impl<D: Deliver> Journaled<D> {
             if spools.is_empty() && fs::symlink_metadata(&record).is_err() {
                 continue;
             }
-            // No run under that name may be writing them meanwhile.
-            let _held = crate::journal::lock_account(state_dir, name)?;
+            // No run under that name may be writing them meanwhile (the
+            // journal holds the lock from here on).
+            journal.lock_former(name)?;
             for spool in spools {
                 let _ = fs::remove_file(spool);
             }
@@ -2415,6 +2416,21 @@ mod tests {
         assert!(!f.record_of(FORMER).exists());
         assert_eq!(fs::metadata(f.mbox()).unwrap().len(), before);
         drop(sink);
+    }
+
+    #[test]
+    fn a_former_account_names_journal_held_by_a_running_fetch_fails_the_open_with_exit_75() {
+        // Nothing left to settle under the former name: only its journal,
+        // which a fetch under that name is writing.
+        let f = Fixture::new_as(FORMER);
+        let running = UidJournal::open(&f.state(), FORMER, &[]).unwrap();
+        let former = [FORMER.to_owned()];
+        let e = Journaled::open(Mbox::new(f.mbox()), &f.state(), ACCOUNT, &former).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert_eq!(crate::fetch::ExitKind::of_store(&e).code(), 75);
+        drop(running);
+        let mut sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(sink.contains(&uid("u1")).unwrap());
     }
 
     #[test]

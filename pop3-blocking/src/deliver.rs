@@ -331,6 +331,10 @@ impl<D: Deliver> MessageSink for Journaled<D> {
     }
 
     fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        // No mbox lock is held here, nor at any journal flush: a
+        // deliverer's locks last only for its `deliver` or `recover` call,
+        // and the journal is written after it returned. So the rewrite's
+        // fsyncs keep no other program from the mbox.
         self.journal.flush()?;
         self.journal.retain(listed)
     }
@@ -450,7 +454,8 @@ fn each_piece(
 ///
 /// In a [`Journaled`] sink each append is recorded first, in a file of the
 /// state directory next to the journal (see [`Deliver::recover`]): the
-/// message exactly as it will be appended, then (written and fsynced under
+/// message exactly as it will be appended (a large one fsynced before the
+/// locks are taken), then (written and fsynced under
 /// the locks, before the append) the mbox's path, device and inode, its
 /// length before the append, and the message's UID. The record goes once
 /// the journal holds the UID. The next run of a process killed in between
@@ -476,6 +481,10 @@ pub struct Mbox {
 
 /// A dot-lock older than this is left over from a dead process.
 const STALE_DOT_LOCK: Duration = Duration::from_secs(300);
+
+/// A record holding a message longer than this is fsynced before the
+/// mbox's locks are taken (see [`Mbox::append_with`]).
+const SYNC_AHEAD: u64 = 64 * 1024;
 
 /// The first word of the last line of an append's record.
 const RECORD_MAGIC: &str = "pop3-mbox-append-v1";
@@ -572,28 +581,39 @@ impl Mbox {
             drop(out);
             rec.stream_position()?
         };
+        // Absolute: the next run may start in another directory.
+        let mbox = std::path::absolute(&self.path)?;
+        // What can be made durable before the locks is, so that other
+        // programs wait for them as briefly as may be. A large message is
+        // fsynced now: under the locks only the last line is left to write
+        // out. (A small one is not: its fsync under the locks costs about
+        // what a second one would.) A record without its last line says
+        // nothing was appended, so neither step is needed in any order.
+        if len > SYNC_AHEAD {
+            rec.sync_data()?;
+            trace("record body durable");
+        }
+        // The record's name must survive a power cut too, or a message
+        // appended and not journaled would be appended again.
+        sync_parent(record)?;
         let lock = MboxLock::take(&self.path, self.lock_timeout, true)?;
+        trace("locked");
         let mut file = &lock.file;
         let before = file.seek(SeekFrom::End(0))?;
         let pad = ends_without_newline(file, before)?;
         let (dev, ino) = identity(&file.metadata()?);
         let entry = Record {
             uid: uid.clone(),
-            // Absolute: the next run may start in another directory.
-            mbox: std::path::absolute(&self.path)?,
+            mbox,
             dev,
             ino,
             before,
             pad,
             len,
         };
+        // Where the message goes is known only now, under the locks.
         rec.write_all(entry.last_line().as_bytes())?;
         rec.sync_data()?;
-        // The record's name must survive a power cut too, or a message
-        // appended and not journaled would be appended again. (Its data
-        // fsync has committed the new name already on most journaling
-        // file systems: this costs little there.)
-        sync_parent(record)?;
         trace("record durable");
         // From here on the record says where the message goes.
         self.unsettled = true;
@@ -615,6 +635,9 @@ impl Mbox {
             }
             out.flush()?;
             drop(out);
+            // Under the locks: if this fails the append is cut off again,
+            // which only the locks make safe (after them another program
+            // may append behind ours).
             file.sync_data()?;
             trace("appended");
             Ok(())
@@ -2444,8 +2467,30 @@ mod tests {
         let steps = TRACE.with(|t| t.take());
         assert_eq!(
             steps,
-            ["directory fsynced", "record durable", "appended"],
-            "the record's directory is fsynced before the append"
+            [
+                "record body durable",
+                "directory fsynced",
+                "locked",
+                "record durable",
+                "appended"
+            ],
+            "the record and its directory are fsynced before the append, \
+             the large message in it before the locks are taken"
+        );
+    }
+
+    #[test]
+    fn a_small_messages_record_is_fsynced_once_under_the_locks_before_the_append() {
+        let f = Fixture::new();
+        let mut sink = f.open();
+        TRACE.with(|t| t.borrow_mut().clear());
+        sink.begin(&uid("u2")).unwrap();
+        sink.write(b"Subject: small\r\n\r\nbody\r\n").unwrap();
+        sink.commit().unwrap();
+        let steps = TRACE.with(|t| t.take());
+        assert_eq!(
+            steps,
+            ["directory fsynced", "locked", "record durable", "appended"]
         );
     }
 

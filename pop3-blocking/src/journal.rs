@@ -73,7 +73,7 @@ pub struct UidJournal {
     _lock: File,
     /// The locks of the former names' journals read (see
     /// [`UidJournal::open`]), held while this one is open.
-    former_locks: Vec<(String, File)>,
+    _former_locks: Vec<(String, File)>,
     tag: String,
     saved: HashSet<Vec<u8>>,
     ambiguous: HashSet<Vec<u8>>,
@@ -210,7 +210,7 @@ impl UidJournal {
             path,
             file,
             _lock: lock,
-            former_locks,
+            _former_locks: former_locks,
             tag,
             saved,
             ambiguous,
@@ -229,10 +229,11 @@ impl UidJournal {
     /// account, if this journal does not hold it yet, and holds it as long
     /// as this one is open: `WouldBlock` when a fetch under that name
     /// holds it.
+    #[cfg(feature = "deliver")]
     pub(crate) fn lock_former(&mut self, name: &str) -> io::Result<()> {
-        if !self.former_locks.iter().any(|(n, _)| n == name) {
+        if !self._former_locks.iter().any(|(n, _)| n == name) {
             let lock = lock_account(&self.dir, name).map_err(|e| former_held(e, "it", name))?;
-            self.former_locks.push((name.to_owned(), lock));
+            self._former_locks.push((name.to_owned(), lock));
         }
         Ok(())
     }

@@ -1478,7 +1478,9 @@ fn demo_tls() -> Result<(Arc<rustls::ServerConfig>, PathBuf), BoxError> {
 /// and its host in lower case without a trailing dot), whatever the
 /// scheme, STLS and port; on a loopback host the port is part of it.
 /// `--journal-account` names it instead: give the old name when the server
-/// moves, so its journal carries over.
+/// moves, so its journal carries over. The journal stays under that name
+/// (what such a run fetches is journaled there too): give it on every run,
+/// or set `journal_account` in the configuration file.
 ///
 /// Exit status (sysexits, the worst over all accounts): 0 every message
 /// dealt with; 65 messages left on the server that cannot be fetched

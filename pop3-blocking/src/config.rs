@@ -46,7 +46,7 @@
 //! | `pipelining` | pipeline commands (default true) |
 //! | `insecure_cleartext_login` | allow USER/PASS, PLAIN, LOGIN without TLS |
 //! | `crlf` | keep CRLF line ends in a Maildir |
-//! | `journal_account` | the name the UID journal knows the account by (default `user@host`) |
+//! | `journal_account` | the name the UID journal knows the account by (default `user@host`); what is fetched is journaled under it, so keep it |
 //! | `state_dir` | where the journals of mbox, MDA and LMTP delivery live (default `$XDG_STATE_HOME/pop3-fetch`) |
 //! | `mda_timeout`, `lock_timeout` | seconds an MDA may run (300), to wait for an mbox's locks (60) |
 //! | `import_seen` | before each fetch, take what another tool fetched as seen: `mpop:FILE`, `getmail:FILE` or `fetchmail:FILE` (as `--import-seen`, which wins) |
@@ -1196,6 +1196,55 @@ mod tests {
         assert_eq!(daemon.max_backoff, Some(Duration::from_secs(7200)));
         let (_, none) = Config::parse_all(ACCOUNT).unwrap();
         assert_eq!(none, DaemonOptions::default());
+    }
+
+    #[test]
+    fn what_a_run_with_a_journal_account_stores_is_journaled_under_that_name_and_found_by_the_next()
+    {
+        use pop3_proto::fetch::MessageSink;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let maildir = dir.path().join("Maildir");
+        let uid = pop3_proto::types::Uid::new(bytes::Bytes::from_static(b"u1")).unwrap();
+        let journal_of = |top: &Path, name: &str| {
+            top.join(format!(".pop3-uidl-{}", crate::journal::account_tag(name)))
+        };
+        for (destination, top) in [
+            (format!("mbox = {:?}", dir.path().join("mbox")), &state),
+            (format!("maildir = {maildir:?}"), &maildir),
+        ] {
+            let text = format!(
+                "[account.a]\nurl = \"pop://alice@pop.new.example\"\n{destination}\n\
+                 state_dir = {state:?}\njournal_account = \"alice@pop.old.example\"\n\
+                 password_env = \"P\"\n"
+            );
+            let account = Config::parse(&text).unwrap().remove(0);
+            let mut sink = account.open_sink().unwrap();
+            assert!(!sink.contains(&uid).unwrap());
+            sink.begin(&uid).unwrap();
+            sink.write(b"Subject: s\r\n\r\nbody\r\n").unwrap();
+            sink.commit().unwrap();
+            sink.sync().unwrap();
+            drop(sink);
+            let old = std::fs::read_to_string(journal_of(top, "alice@pop.old.example")).unwrap();
+            assert!(old.lines().any(|l| l == "u1"), "{destination}: {old:?}");
+            assert!(
+                !journal_of(top, "alice@pop.new.example").exists(),
+                "{destination}: nothing under the URL's name"
+            );
+            let mut next = account.open_sink().unwrap();
+            assert!(next.contains(&uid).unwrap(), "{destination}");
+            drop(next);
+            // As documented: the journal stays under that name, so a run
+            // without it (the URL's name) does not know the message.
+            let unnamed = text.replace("journal_account = \"alice@pop.old.example\"\n", "");
+            let mut other = Config::parse(&unnamed)
+                .unwrap()
+                .remove(0)
+                .open_sink()
+                .unwrap();
+            assert!(!other.contains(&uid).unwrap(), "{destination}");
+        }
     }
 
     #[test]

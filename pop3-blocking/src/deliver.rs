@@ -195,8 +195,9 @@ impl<D: Deliver> Journaled<D> {
             if spools.is_empty() && fs::symlink_metadata(&record).is_err() {
                 continue;
             }
-            // No run under that name may be writing them meanwhile.
-            let _held = crate::journal::lock_account(state_dir, name)?;
+            // No run under that name may be writing them meanwhile (the
+            // journal holds the lock from here on).
+            journal.lock_former(name)?;
             for spool in spools {
                 let _ = fs::remove_file(spool);
             }
@@ -330,6 +331,10 @@ impl<D: Deliver> MessageSink for Journaled<D> {
     }
 
     fn retain(&mut self, listed: &HashSet<Uid>) -> io::Result<()> {
+        // No mbox lock is held here, nor at any journal flush: a
+        // deliverer's locks last only for its `deliver` or `recover` call,
+        // and the journal is written after it returned. So the rewrite's
+        // fsyncs keep no other program from the mbox.
         self.journal.flush()?;
         self.journal.retain(listed)
     }
@@ -436,7 +441,9 @@ fn each_piece(
 /// one more `>` (so a reader removes exactly one), and it is followed by an
 /// empty line. The file is locked with a dot-lock (`FILE.lock`, created
 /// exclusively, holding `PID HOST`; one older than five minutes, or one of
-/// ours whose process on this host is gone, is taken as stale) and a
+/// ours whose process on this host is gone, is taken as stale and
+/// removed if it is still that same file right before; one that is not
+/// ours any more when we let go is left to its owner) and a
 /// POSIX record lock (`fcntl`) on the whole file, neither held while
 /// waiting for the other (other programs take them in either order); a
 /// file another program put in the mbox's place meanwhile is opened and
@@ -447,7 +454,8 @@ fn each_piece(
 ///
 /// In a [`Journaled`] sink each append is recorded first, in a file of the
 /// state directory next to the journal (see [`Deliver::recover`]): the
-/// message exactly as it will be appended, then (written and fsynced under
+/// message exactly as it will be appended (a large one fsynced before the
+/// locks are taken), then (written and fsynced under
 /// the locks, before the append) the mbox's path, device and inode, its
 /// length before the append, and the message's UID. The record goes once
 /// the journal holds the UID. The next run of a process killed in between
@@ -473,6 +481,10 @@ pub struct Mbox {
 
 /// A dot-lock older than this is left over from a dead process.
 const STALE_DOT_LOCK: Duration = Duration::from_secs(300);
+
+/// A record holding a message longer than this is fsynced before the
+/// mbox's locks are taken (see [`Mbox::append_with`]).
+const SYNC_AHEAD: u64 = 64 * 1024;
 
 /// The first word of the last line of an append's record.
 const RECORD_MAGIC: &str = "pop3-mbox-append-v1";
@@ -569,28 +581,39 @@ impl Mbox {
             drop(out);
             rec.stream_position()?
         };
+        // Absolute: the next run may start in another directory.
+        let mbox = std::path::absolute(&self.path)?;
+        // What can be made durable before the locks is, so that other
+        // programs wait for them as briefly as may be. A large message is
+        // fsynced now: under the locks only the last line is left to write
+        // out. (A small one is not: its fsync under the locks costs about
+        // what a second one would.) A record without its last line says
+        // nothing was appended, so neither step is needed in any order.
+        if len > SYNC_AHEAD {
+            rec.sync_data()?;
+            trace("record body durable");
+        }
+        // The record's name must survive a power cut too, or a message
+        // appended and not journaled would be appended again.
+        sync_parent(record)?;
         let lock = MboxLock::take(&self.path, self.lock_timeout, true)?;
+        trace("locked");
         let mut file = &lock.file;
         let before = file.seek(SeekFrom::End(0))?;
         let pad = ends_without_newline(file, before)?;
         let (dev, ino) = identity(&file.metadata()?);
         let entry = Record {
             uid: uid.clone(),
-            // Absolute: the next run may start in another directory.
-            mbox: std::path::absolute(&self.path)?,
+            mbox,
             dev,
             ino,
             before,
             pad,
             len,
         };
+        // Where the message goes is known only now, under the locks.
         rec.write_all(entry.last_line().as_bytes())?;
         rec.sync_data()?;
-        // The record's name must survive a power cut too, or a message
-        // appended and not journaled would be appended again. (Its data
-        // fsync has committed the new name already on most journaling
-        // file systems: this costs little there.)
-        sync_parent(record)?;
         trace("record durable");
         // From here on the record says where the message goes.
         self.unsettled = true;
@@ -612,6 +635,9 @@ impl Mbox {
             }
             out.flush()?;
             drop(out);
+            // Under the locks: if this fails the append is cut off again,
+            // which only the locks make safe (after them another program
+            // may append behind ours).
             file.sync_data()?;
             trace("appended");
             Ok(())
@@ -679,7 +705,7 @@ fn ends_without_newline(file: &File, len: u64) -> io::Result<bool> {
 struct MboxLock {
     file: File,
     /// The dot-lock, when the directory let us take one.
-    dot: Option<PathBuf>,
+    dot: Option<DotLock>,
 }
 
 impl MboxLock {
@@ -712,7 +738,7 @@ impl MboxLock {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let dot = dot_lock(path, deadline)?.then(|| dot_lock_path(path));
+            let dot = dot_lock(path, deadline)?;
             let attempt = (|| {
                 let (file, created) = open_mbox(path, create)?;
                 if created {
@@ -745,7 +771,7 @@ impl MboxLock {
                 Err(e) => Err(e),
             };
             if let Some(dot) = dot {
-                let _ = fs::remove_file(dot);
+                dot.release();
             }
             let missed = missed?;
             let why = match missed {
@@ -796,7 +822,28 @@ impl Drop for MboxLock {
     fn drop(&mut self) {
         // The record lock goes with the file, closed after this.
         if let Some(dot) = self.dot.take() {
-            let _ = fs::remove_file(dot);
+            dot.release();
+        }
+    }
+}
+
+/// A dot-lock we took: its path, and which file it is.
+#[derive(Debug)]
+struct DotLock {
+    path: PathBuf,
+    /// The device and inode of the file we linked there.
+    id: (u64, u64),
+}
+
+impl DotLock {
+    /// Lets go of the dot-lock: removes it if it is still the file we
+    /// linked. Held long enough to look stale to another program, it may
+    /// have been broken and taken by that program meanwhile: its lock is
+    /// not ours to remove.
+    fn release(self) {
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|m| identity(&m) == self.id);
+        if ours {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -807,10 +854,19 @@ fn dot_lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Takes the dot-lock of the mbox at `path`: `Ok(true)` taken, `Ok(false)`
-/// the directory does not let us (then only the record lock guards the
-/// file).
-fn dot_lock(path: &Path, deadline: Instant) -> io::Result<bool> {
+/// Takes the dot-lock of the mbox at `path`: `Some` taken, `None` the
+/// directory does not let us (then only the record lock guards the file).
+fn dot_lock(path: &Path, deadline: Instant) -> io::Result<Option<DotLock>> {
+    dot_lock_with(path, deadline, &mut || {})
+}
+
+/// [`dot_lock`], calling `judged` after a lock was judged stale and before
+/// it is broken (where another process may break it first).
+fn dot_lock_with(
+    path: &Path,
+    deadline: Instant,
+    judged: &mut dyn FnMut(),
+) -> io::Result<Option<DotLock>> {
     let lock = dot_lock_path(path);
     // The lock appears with its owner written in it: written to a name
     // of our own first, then linked (so a kill never leaves an empty
@@ -824,31 +880,34 @@ fn dot_lock(path: &Path, deadline: Instant) -> io::Result<bool> {
             .create(true)
             .truncate(true)
             .open(&own)?;
-        writeln!(f, "{}", lock_owner(std::process::id()))
+        writeln!(f, "{}", lock_owner(std::process::id()))?;
+        // The file the lock will be: only this one is ours to remove.
+        Ok::<_, io::Error>(identity(&f.metadata()?))
     })();
-    match taken {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+    let id = match taken {
+        Ok(id) => id,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(e),
-    }
-    let result = link_lock(path, &own, &lock, deadline);
+    };
+    let result = link_lock(path, &own, &lock, deadline, judged);
     let _ = fs::remove_file(&own);
-    result
+    Ok(result?.then_some(DotLock { path: lock, id }))
 }
 
-fn link_lock(path: &Path, own: &Path, lock: &Path, deadline: Instant) -> io::Result<bool> {
+fn link_lock(
+    path: &Path,
+    own: &Path,
+    lock: &Path,
+    deadline: Instant,
+    judged: &mut dyn FnMut(),
+) -> io::Result<bool> {
     loop {
         match fs::hard_link(own, lock) {
             Ok(()) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let stale = fs::metadata(lock)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .is_some_and(|age| age > STALE_DOT_LOCK)
-                    || owner_is_gone(lock);
-                if stale {
-                    let _ = fs::remove_file(lock);
+                if let Some(stale) = stale_lock(lock) {
+                    judged();
+                    break_stale_lock(lock, &stale);
                     continue;
                 }
             }
@@ -863,6 +922,51 @@ fn link_lock(path: &Path, own: &Path, lock: &Path, deadline: Instant) -> io::Res
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Which file a dot-lock is, and the state it was judged in: its device,
+/// inode, length and modification time.
+type LockState = ((u64, u64), u64, Option<SystemTime>);
+
+fn lock_state(meta: &fs::Metadata) -> LockState {
+    (identity(meta), meta.len(), meta.modified().ok())
+}
+
+/// The state of the dot-lock `lock` if it is stale: older than
+/// [`STALE_DOT_LOCK`], or one of ours whose process is gone. Its age and
+/// its owner are read from one opened file, so both are of the file whose
+/// state is answered.
+fn stale_lock(lock: &Path) -> Option<LockState> {
+    let mut file = File::open(lock).ok()?;
+    let meta = file.metadata().ok()?;
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > STALE_DOT_LOCK);
+    let stale = old || {
+        let mut text = String::new();
+        // A lock holds one short line.
+        (&mut file).take(4096).read_to_string(&mut text).is_ok() && owner_is_gone(&text)
+    };
+    stale.then(|| lock_state(&meta))
+}
+
+/// Removes the stale dot-lock `lock` if it is still the file judged stale,
+/// in the state it was judged in. Another process may have broken it since
+/// and taken the lock with a file of its own: removing that one would let
+/// two processes hold the lock. So it is looked at again right before the
+/// removal. What remains is the window between that look and the removal
+/// (two system calls), open only to another process that broke the same
+/// stale lock and took a new one in just that moment: breaking a lock by
+/// its name cannot be made atomic, and every program that breaks stale
+/// dot-locks has the same window. (Two fetches into the same mbox are
+/// kept apart by the record lock even then.)
+fn break_stale_lock(lock: &Path, stale: &LockState) {
+    let same = fs::symlink_metadata(lock).is_ok_and(|m| lock_state(&m) == *stale);
+    if same {
+        let _ = fs::remove_file(lock);
     }
 }
 
@@ -1166,15 +1270,12 @@ fn host_name() -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
-/// Whether the dot-lock `lock` is one of ours (`PID HOST`) taken on this
+/// Whether the dot-lock holding `text` is one of ours (`PID HOST`) taken on this
 /// host by a process that no longer exists (killed before it could
 /// remove it). Another program's lock, or one from another host, is only
 /// taken as stale by its age.
 #[cfg(unix)]
-fn owner_is_gone(lock: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(lock) else {
-        return false;
-    };
+fn owner_is_gone(text: &str) -> bool {
     let Some(host) = host_name() else {
         return false;
     };
@@ -1196,7 +1297,7 @@ fn owner_is_gone(lock: &Path) -> bool {
 }
 
 #[cfg(not(unix))]
-fn owner_is_gone(_lock: &Path) -> bool {
+fn owner_is_gone(_text: &str) -> bool {
     false
 }
 
@@ -2341,6 +2442,21 @@ mod tests {
     }
 
     #[test]
+    fn a_former_account_names_journal_held_by_a_running_fetch_fails_the_open_with_exit_75() {
+        // Nothing left to settle under the former name: only its journal,
+        // which a fetch under that name is writing.
+        let f = Fixture::new_as(FORMER);
+        let running = UidJournal::open(&f.state(), FORMER, &[]).unwrap();
+        let former = [FORMER.to_owned()];
+        let e = Journaled::open(Mbox::new(f.mbox()), &f.state(), ACCOUNT, &former).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert_eq!(crate::fetch::ExitKind::of_store(&e).code(), 75);
+        drop(running);
+        let mut sink = f.open_as(ACCOUNT, &[FORMER]);
+        assert!(sink.contains(&uid("u1")).unwrap());
+    }
+
+    #[test]
     fn an_appends_record_and_its_name_are_durable_before_the_append_begins() {
         let f = Fixture::new();
         let mut sink = f.open();
@@ -2351,8 +2467,30 @@ mod tests {
         let steps = TRACE.with(|t| t.take());
         assert_eq!(
             steps,
-            ["directory fsynced", "record durable", "appended"],
-            "the record's directory is fsynced before the append"
+            [
+                "record body durable",
+                "directory fsynced",
+                "locked",
+                "record durable",
+                "appended"
+            ],
+            "the record and its directory are fsynced before the append, \
+             the large message in it before the locks are taken"
+        );
+    }
+
+    #[test]
+    fn a_small_messages_record_is_fsynced_once_under_the_locks_before_the_append() {
+        let f = Fixture::new();
+        let mut sink = f.open();
+        TRACE.with(|t| t.borrow_mut().clear());
+        sink.begin(&uid("u2")).unwrap();
+        sink.write(b"Subject: small\r\n\r\nbody\r\n").unwrap();
+        sink.commit().unwrap();
+        let steps = TRACE.with(|t| t.take());
+        assert_eq!(
+            steps,
+            ["directory fsynced", "locked", "record durable", "appended"]
         );
     }
 
@@ -2653,6 +2791,65 @@ mod tests {
         assert!(dot_lock_path(&path).exists(), "ours now");
         drop(lock);
         assert!(!dot_lock_path(&path).exists());
+    }
+
+    /// A dot-lock another program holds, written as `text`, last changed
+    /// `age` ago.
+    fn foreign_dot_lock(lock: &Path, text: &str, age: Duration) {
+        // Written aside and renamed into place: always a new file.
+        let aside = lock.with_extension("aside");
+        fs::write(&aside, text).unwrap();
+        let file = File::options().write(true).open(&aside).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+        drop(file);
+        fs::rename(&aside, lock).unwrap();
+    }
+
+    #[test]
+    fn a_stale_dot_lock_broken_and_taken_anew_by_another_process_meanwhile_is_left_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        let lock = dot_lock_path(&path);
+        foreign_dot_lock(&lock, "dead\n", STALE_DOT_LOCK * 2);
+        // Once we judged it stale, another process breaks it first and
+        // takes the lock with a file of its own.
+        let mut other = || foreign_dot_lock(&lock, "alive\n", Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let e = dot_lock_with(&path, deadline, &mut other).unwrap_err();
+        assert!(DeliveryError::of(&e).unwrap().is_temporary(), "{e}");
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            "alive\n",
+            "the other process's fresh lock is still there"
+        );
+    }
+
+    #[test]
+    fn a_stale_dot_lock_still_as_judged_is_broken_and_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        let lock = dot_lock_path(&path);
+        foreign_dot_lock(&lock, "dead\n", STALE_DOT_LOCK * 2);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let taken = dot_lock(&path, deadline).unwrap().expect("taken");
+        let text = fs::read_to_string(&lock).unwrap();
+        assert_eq!(text.trim(), lock_owner(std::process::id()));
+        taken.release();
+        assert!(!lock.exists());
+    }
+
+    #[test]
+    fn a_dot_lock_broken_and_taken_by_another_program_while_held_is_not_removed_when_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mbox");
+        fs::write(&path, b"").unwrap();
+        let held = MboxLock::take(&path, Duration::from_secs(5), false).unwrap();
+        // Held so long that another program judged it stale, broke it and
+        // took the lock itself.
+        let lock = dot_lock_path(&path);
+        foreign_dot_lock(&lock, "theirs\n", Duration::ZERO);
+        drop(held);
+        assert_eq!(fs::read_to_string(&lock).unwrap(), "theirs\n");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   such a version) gets one the first time its age is asked;
 //! - `.pop3-uidl-<same>.lock`: an exclusive lock held while the journal is
 //!   open (released by the OS if the process dies), so two fetches of one
-//!   account never race.
+//!   account never race. A journal opened with former names of its
+//!   account holds their locks too, and reads their journals under them.
 //!
 //! A UID is [marked](UidJournal::mark) stored in memory first and written
 //! by the next [`UidJournal::flush`], which appends and fsyncs: a sink
@@ -70,6 +71,9 @@ pub struct UidJournal {
     file: File,
     /// Held while the journal is open.
     _lock: File,
+    /// The locks of the former names' journals read (see
+    /// [`UidJournal::open`]), held while this one is open.
+    _former_locks: Vec<(String, File)>,
     tag: String,
     saved: HashSet<Vec<u8>>,
     ambiguous: HashSet<Vec<u8>>,
@@ -140,6 +144,11 @@ impl UidJournal {
     /// middle of an append) is dropped. The UIDs of the journals of the
     /// names in `former` (names the account had before) count as stored and
     /// are copied into this journal at the next flush.
+    ///
+    /// A former name's journal is read under its own lock, held as long as
+    /// this journal is open: a fetch still running under that name could
+    /// be writing it, and would fetch the same maildrop. `WouldBlock` when
+    /// one holds it (the former name's journal is left as it is).
     pub fn open(dir: &Path, account: &str, former: &[String]) -> io::Result<UidJournal> {
         private_dir().create(dir)?;
         let tag = account_tag(account);
@@ -163,8 +172,22 @@ impl UidJournal {
         let (mut saved, ambiguous, mut seen) = parse(&text[..complete]);
         let mut pending = Vec::new();
         let mut pending_seen = Vec::new();
+        let mut former_locks: Vec<(String, File)> = Vec::new();
         for name in former.iter().filter(|f| *f != account) {
-            let text = match fs::read(dir.join(format!(".pop3-uidl-{}", account_tag(name)))) {
+            if former_locks.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let former_tag = account_tag(name);
+            let journal = dir.join(format!(".pop3-uidl-{former_tag}"));
+            let lock = dir.join(format!(".pop3-uidl-{former_tag}.lock"));
+            if fs::symlink_metadata(&journal).is_err() && fs::symlink_metadata(&lock).is_err() {
+                // No fetch under that name ever opened its journal here
+                // (one running has made its lock file first).
+                continue;
+            }
+            let held = lock_account(dir, name).map_err(|e| former_held(e, account, name))?;
+            former_locks.push((name.clone(), held));
+            let text = match fs::read(&journal) {
                 Ok(text) => text,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
@@ -187,6 +210,7 @@ impl UidJournal {
             path,
             file,
             _lock: lock,
+            _former_locks: former_locks,
             tag,
             saved,
             ambiguous,
@@ -199,6 +223,19 @@ impl UidJournal {
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the lock of the journal of `name`, a former name of the
+    /// account, if this journal does not hold it yet, and holds it as long
+    /// as this one is open: `WouldBlock` when a fetch under that name
+    /// holds it.
+    #[cfg(feature = "deliver")]
+    pub(crate) fn lock_former(&mut self, name: &str) -> io::Result<()> {
+        if !self._former_locks.iter().any(|(n, _)| n == name) {
+            let lock = lock_account(&self.dir, name).map_err(|e| former_held(e, "it", name))?;
+            self._former_locks.push((name.to_owned(), lock));
+        }
+        Ok(())
     }
 
     /// The account's tag (see [`account_tag`]).
@@ -336,6 +373,19 @@ impl UidJournal {
     }
 }
 
+/// The error of a former name's journal lock: `WouldBlock` says which
+/// name a fetch is running under.
+fn former_held(e: io::Error, account: &str, name: &str) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("another fetch of {account} is running, under its former name {name}"),
+        )
+    } else {
+        e
+    }
+}
+
 fn complete_lines(text: &[u8]) -> usize {
     text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
@@ -403,6 +453,56 @@ mod tests {
         let e = UidJournal::open(dir.path(), "alice@host", &[]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         assert!(e.to_string().contains("another fetch of alice@host"), "{e}");
+    }
+
+    fn uid(s: &str) -> pop3_proto::types::Uid {
+        pop3_proto::types::Uid::new(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn a_former_names_journal_held_by_a_running_fetch_is_not_read_and_the_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut running = UidJournal::open(dir.path(), "alice@old", &[]).unwrap();
+        running.mark(&uid("u1"));
+        running.flush().unwrap();
+        let former = ["alice@old".to_owned()];
+        let e = UidJournal::open(dir.path(), "alice@new", &former).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            e.to_string()
+                .contains("another fetch of alice@new is running, under its former name alice@old"),
+            "{e}"
+        );
+        drop(running);
+        let journal = UidJournal::open(dir.path(), "alice@new", &former).unwrap();
+        assert!(journal.contains(&uid("u1")));
+    }
+
+    #[test]
+    fn a_former_names_journal_stays_locked_while_the_journal_that_read_it_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = UidJournal::open(dir.path(), "alice@old", &[]).unwrap();
+        old.mark(&uid("u1"));
+        old.flush().unwrap();
+        drop(old);
+        let former = ["alice@old".to_owned()];
+        let journal = UidJournal::open(dir.path(), "alice@new", &former).unwrap();
+        let e = UidJournal::open(dir.path(), "alice@old", &[]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(journal);
+        assert!(UidJournal::open(dir.path(), "alice@old", &[]).is_ok());
+    }
+
+    #[test]
+    fn a_former_name_that_never_had_a_journal_here_gets_no_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let former = ["alice@old".to_owned()];
+        let _journal = UidJournal::open(dir.path(), "alice@new", &former).unwrap();
+        let lock = dir.path().join(format!(
+            ".pop3-uidl-{}.lock",
+            super::account_tag("alice@old")
+        ));
+        assert!(!lock.exists());
     }
 
     #[test]

@@ -1718,6 +1718,10 @@ fn a_wrong_password_against_dovecot_exits_77_and_the_login_ends_at_the_refused_p
             after.is_empty(),
             "{rt}: {after:?} after the refusal:\n{text}"
         );
+        assert!(
+            !text[last_refusal..].contains("trying the next way"),
+            "{rt}: the log says the login goes on:\n{text}"
+        );
         let log = dovecot.log();
         assert!(
             log.contains("auth failed, 2 attempts")

@@ -1193,3 +1193,27 @@ fn after_scram_plus_fails_the_unbound_scram_says_n_not_y() {
     assert!(gs2(&lines[0]).starts_with("p=tls-exporter,"), "{lines:?}");
     assert!(gs2(&lines[1]).starts_with("n,"), "{lines:?}");
 }
+
+#[test]
+fn a_malformed_reply_to_the_capa_after_the_greeting_is_told_to_the_next_operation_once() {
+    // The CAPA the machine queues after the greeting has no operation
+    // waiting for it: the login started next learns why the session ended
+    // (a protocol violation, not a closed session), later ones that it is
+    // closed.
+    let mut s = Scripted::new(&[b"+OK hi\r\n", b"HELLO THERE\r\n"], true);
+    let err = match s.run(task::Connect::new(false)) {
+        Err(e) => e,
+        Ok(_) => s.run(task::Login::new("a", "b")).unwrap_err(),
+    };
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::BadResponse { .. })),
+        "{err:?}"
+    );
+    let again = s.run(task::Login::new("a", "b")).unwrap_err();
+    assert!(matches!(again, Error::Closed), "{again:?}");
+    assert!(
+        !String::from_utf8_lossy(&s.sent).contains("USER"),
+        "{:?}",
+        s.sent
+    );
+}

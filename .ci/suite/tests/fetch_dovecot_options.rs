@@ -6,14 +6,22 @@
 //! `--mark-seen`, `--trace-headers`, the mbox, MDA and LMTP destinations,
 //! the password sources (`password_command`, `password_env`, `.netrc`,
 //! `POP3_PASSWORD`), `--account` in a configuration with several accounts,
+//! `--no-pipelining` (checked on the `--trace` transcript), `--crlf`,
+//! `--journal-account`, the configuration's `mda_timeout` and
+//! `lock_timeout` (a dot-lock and a record lock held by another program),
 //! the exit statuses (0, 65, 74, 75, 77, 78, and the worst of several
-//! accounts), `--trace FILE`, `--json`, `-q` and `-v`.
+//! accounts), `--trace FILE`, `--json`, `-q` and `-v`. Against Dovecot
+//! only (our server here speaks no TLS): `--insecure` over POP3S and STLS,
+//! and exit 69 with a hint naming `--ca-file` without it. Exit 76 comes
+//! from a fake server that answers CAPA with no status, as no real server
+//! breaks the protocol on purpose.
 //!
 //! One Dovecot and one server of ours serve the whole file; every test
 //! seeds the maildrops of users of its own (one per runtime and server) and
 //! checks what arrived, byte for byte, against what the server still holds
 //! afterwards. A wrong password gets a Dovecot of its own, as Dovecot delays
-//! every later login from the same address after a failed one.
+//! every later login from the same address after a failed one; the
+//! transcript and Dovecot's log count the logins it cost.
 
 // The peer support of pop3-tokio's own peer tests.
 mod peer_examples;
@@ -50,9 +58,10 @@ const RUNTIMES: [(&str, &str, &str); 3] = [
 
 /// The scenarios; each has a user per runtime on each server
 /// (`SCENARIO-RUNTIME`).
-const SCENARIOS: [&str; 17] = [
+const SCENARIOS: [&str; 23] = [
     "keep", "age", "size", "limits", "new", "seen", "headers", "mbox", "mda", "lmtp", "pass",
-    "acct1", "acct2", "codes", "trace", "json", "output",
+    "acct1", "acct2", "codes", "trace", "json", "output", "tls", "pipe", "crlf", "jacct",
+    "mdatime", "locktime",
 ];
 
 fn user(scenario: &str, runtime: &str) -> String {
@@ -988,7 +997,8 @@ fn exit_statuses_75_refused_74_local_io_78_configuration_and_the_worst_account_w
 fn a_wrong_password_exits_77_and_is_the_worst_next_to_a_refused_connection() {
     // Against our server only: against Dovecot, whose penalty after a
     // failed login grows with each failure from an address, these runs
-    // take over three minutes.
+    // take over three minutes. A single wrong login against Dovecot:
+    // `a_wrong_password_against_dovecot_exits_77_and_the_login_ends_at_the_refused_password`.
     let m = message("w1", "wrong", 1);
     let messages = vec![("w1".to_owned(), m.clone())];
     for (name, _) in [("Ours", ())] {
@@ -1261,4 +1271,511 @@ fn quiet_prints_nothing_on_success_and_verbose_a_line_per_message() {
         expect(&t, &err, 75);
         assert!(!err.stderr.is_empty(), "{t}: -q prints the error");
     });
+}
+
+// ------------------------------------------------------- TLS, the wire
+
+#[test]
+fn insecure_fetches_over_pop3s_and_stls_from_a_private_ca_and_without_it_or_ca_file_exits_69() {
+    // Dovecot only: our server of this file speaks no TLS. Dovecot's
+    // certificate is issued by a CA of its own, which no trust store holds.
+    for (rt, bin) in BINARIES.iter() {
+        let u = user("tls", rt);
+        let home = temp();
+        let m = [message("i1", &u, 1), message("i2", &u, 2)];
+        let uids = Peer::Dovecot.deliver(&u, &[&m[0], &m[1]]);
+        let pops = format!("pops://{u}@127.0.0.1:{}", DOVECOT.pop3s_addr().port());
+        let stls = Peer::Dovecot.url(&u);
+        for (how, url, extra) in [
+            ("POP3S", pops, &[][..]),
+            ("STLS", stls, &["--starttls"][..]),
+        ] {
+            let t = format!("Dovecot / {rt} / {how}");
+            let refused = home.path().join(format!("md-{how}-refused"));
+            let mut cmd = command(bin, home.path());
+            cmd.arg(&url).args(extra).arg("--maildir").arg(&refused);
+            let r = run(cmd);
+            expect(&format!("{t}: an untrusted certificate"), &r, 69);
+            let hint = r
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("hint: "))
+                .unwrap_or_else(|| panic!("{t}: no hint: {r:#?}"));
+            assert!(hint.contains("--ca-file"), "{t}: {r:#?}");
+            assert!(maildir(&refused).is_empty(), "{t}: nothing fetched");
+
+            let md = home.path().join(format!("md-{how}"));
+            let mut cmd = command(bin, home.path());
+            cmd.arg(&url)
+                .args(extra)
+                .arg("--insecure")
+                .arg("--maildir")
+                .arg(&md)
+                .arg("-q");
+            expect(&format!("{t}: --insecure"), &run(cmd), 0);
+            assert_eq!(maildir(&md), sorted(&[&m[0], &m[1]]), "{t}: --insecure");
+            assert_eq!(Peer::Dovecot.held(&u), uids, "{t}: nothing deleted");
+        }
+    }
+}
+
+/// The client's commands of a transcript, each with whether a complete
+/// reply (its last event) came between it and the command before.
+fn commands_after_replies(transcript: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    // The greeting is the first reply.
+    let mut replied = false;
+    for line in transcript.lines() {
+        if let Some(command) = line.strip_prefix("C: ") {
+            out.push((command.to_owned(), replied));
+            replied = false;
+        } else if let Some(event) = line.strip_prefix("S: ") {
+            // A reply ends with the greeting, a status line, a listing's
+            // or a body's end, a capability list or a SASL challenge.
+            let ends = [
+                "Greeting",
+                "Ok",
+                "Err",
+                "Stat",
+                "ListingEnd",
+                "BodyEnd",
+                "Capabilities",
+                "SaslWork",
+            ]
+            .iter()
+            .any(|e| event.starts_with(e));
+            replied |= ends;
+        }
+    }
+    out
+}
+
+#[test]
+fn no_pipelining_stores_every_message_and_writes_no_command_before_the_last_reply() {
+    each("pipe", |peer, rt, bin, user| {
+        let t = tag(peer, rt);
+        let home = temp();
+        let m: Vec<Vec<u8>> = (1..=3)
+            .map(|i| message(&format!("w{i}"), user, i * 7))
+            .collect();
+        let all: Vec<&[u8]> = m.iter().map(|v| v.as_slice()).collect();
+        // Pipelined (the default) first: the check below sees it.
+        peer.deliver(user, &all);
+        let trace = home.path().join("trace-pipelined");
+        let md = home.path().join("md-pipelined");
+        let args = [
+            "--maildir",
+            md.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            // USER and PASS: every exchange of the login is in the
+            // transcript (SCRAM's last one is not).
+            "--auth",
+            "USER",
+            "--insecure-cleartext-login",
+            "-q",
+        ];
+        expect(&t, &fetch(peer, bin, home.path(), user, &args), 0);
+        assert_eq!(maildir(&md), sorted(&all), "{t}: pipelined");
+        let text = std::fs::read_to_string(&trace).unwrap();
+        assert!(
+            commands_after_replies(&text).iter().any(|(_, r)| !r),
+            "{t}: by default some command goes before the last reply:\n{text}"
+        );
+
+        let trace = home.path().join("trace");
+        let md = home.path().join("md");
+        let args = [
+            "--maildir",
+            md.to_str().unwrap(),
+            "--no-pipelining",
+            "--delete",
+            "--trace",
+            trace.to_str().unwrap(),
+            // USER and PASS: every exchange of the login is in the
+            // transcript (SCRAM's last one is not).
+            "--auth",
+            "USER",
+            "--insecure-cleartext-login",
+            "-q",
+        ];
+        expect(&t, &fetch(peer, bin, home.path(), user, &args), 0);
+        assert_eq!(maildir(&md), sorted(&all), "{t}: every message");
+        assert!(peer.held(user).is_empty(), "{t}: and deleted");
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let commands = commands_after_replies(&text);
+        for (command, replied) in &commands {
+            assert!(
+                replied,
+                "{t}: {command:?} written before the reply before it:\n{text}"
+            );
+        }
+        for verb in ["RETR", "DELE"] {
+            let n = commands.iter().filter(|(c, _)| c.starts_with(verb)).count();
+            assert_eq!(n, 3, "{t}: {verb}:\n{text}");
+        }
+    });
+}
+
+#[test]
+fn crlf_keeps_the_wires_line_ends_in_the_maildir_and_the_default_is_lf() {
+    each("crlf", |peer, rt, bin, user| {
+        let t = tag(peer, rt);
+        let home = temp();
+        let m = [message("f1", user, 1), message("f2", user, 30)];
+        peer.deliver(user, &[&m[0], &m[1]]);
+        let crlf = home.path().join("md-crlf");
+        let lf = home.path().join("md-lf");
+        expect(
+            &t,
+            &fetch(
+                peer,
+                bin,
+                home.path(),
+                user,
+                &["--maildir", crlf.to_str().unwrap(), "--crlf", "-q"],
+            ),
+            0,
+        );
+        let want: Vec<Vec<u8>> = m.iter().map(|x| crlf_lines(x)).collect();
+        assert_eq!(
+            maildir(&crlf),
+            sorted(&[&want[0], &want[1]]),
+            "{t}: --crlf stores them as sent"
+        );
+        expect(
+            &t,
+            &fetch(
+                peer,
+                bin,
+                home.path(),
+                user,
+                &["--maildir", lf.to_str().unwrap(), "-q"],
+            ),
+            0,
+        );
+        assert_eq!(maildir(&lf), sorted(&[&m[0], &m[1]]), "{t}: LF by default");
+    });
+}
+
+/// The one JSON report of a run.
+fn report(t: &str, r: &Run) -> serde_json::Value {
+    serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{t}: {e}: {r:#?}"))
+}
+
+#[test]
+fn journal_account_carries_the_journal_over_to_another_url_so_nothing_comes_twice() {
+    each("jacct", |peer, rt, bin, user| {
+        let t = tag(peer, rt);
+        let home = temp();
+        let md = home.path().join("md");
+        let md_arg = md.to_str().unwrap();
+        let port = peer.addr().port();
+        let old = [message("j1", user, 1), message("j2", user, 2)];
+        peer.deliver(user, &[&old[0], &old[1]]);
+        let r = fetch(
+            peer,
+            bin,
+            home.path(),
+            user,
+            &["--maildir", md_arg, "--json"],
+        );
+        expect(&t, &r, 0);
+        assert_eq!(report(&t, &r)["saved"], 2, "{t}: {r:#?}");
+        let new = message("j3", user, 3);
+        peer.deliver(user, &[&new]);
+        // The same maildrop by another name: another account to the
+        // journal, but for --journal-account naming the first.
+        let moved = format!("pop://{user}@localhost:{port}");
+        let first = format!("{user}@127.0.0.1:{port}");
+        let mut cmd = command(bin, home.path());
+        cmd.arg(&moved)
+            .args(["--maildir", md_arg, "--journal-account", &first, "--json"]);
+        let r = run(cmd);
+        expect(&t, &r, 0);
+        let got = report(&t, &r);
+        assert_eq!(got["saved"], 1, "{t}: only the new one: {got}");
+        assert_eq!(got["listed"], 3, "{t}: {got}");
+        assert_eq!(
+            maildir(&md),
+            sorted(&[&old[0], &old[1], &new]),
+            "{t}: each once"
+        );
+        // Without it the new name has a journal of its own, empty.
+        let mut cmd = command(bin, home.path());
+        cmd.arg(&moved).args(["--maildir", md_arg, "--json"]);
+        let r = run(cmd);
+        expect(&t, &r, 0);
+        let got = report(&t, &r);
+        assert_eq!(got["saved"], 3, "{t}: the control fetches all: {got}");
+    });
+}
+
+// ------------------------------------------------------ timeouts, locks
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn mda_timeout_kills_a_hanging_mda_with_its_children_and_exits_75_deleting_nothing() {
+    each("mdatime", |peer, rt, bin, user| {
+        let t = tag(peer, rt);
+        let home = temp();
+        let m = message("z1", user, 1);
+        let uids = peer.deliver(user, &[&m]);
+        let pids = home.path().join("pids");
+        // The MDA and a child of its own, both waiting far longer than the
+        // timeout; their PIDs written before they wait.
+        let mda = format!(
+            "echo $$ > '{p}.tmp'; sleep 600 & echo $! >> '{p}.tmp'; mv '{p}.tmp' '{p}'; wait",
+            p = pids.display()
+        );
+        let config = home.path().join("fetch.toml");
+        private_file(
+            &config,
+            &format!(
+                "[account.a]\nurl = \"{}\"\nmda = \"{}\"\nmda_timeout = 1\nstate_dir = \"{}\"\n\
+                 delete = true\npassword_env = \"POP3_PASSWORD\"\n",
+                peer.url(user),
+                mda.replace('\\', "\\\\").replace('"', "\\\""),
+                home.path().join("state").display()
+            ),
+        );
+        let mut cmd = command(bin, home.path());
+        cmd.arg("--config").arg(&config);
+        let r = run(cmd);
+        expect(&t, &r, 75);
+        assert!(
+            r.stderr.contains("did not finish within 1 s"),
+            "{t}: {r:#?}"
+        );
+        assert_eq!(peer.held(user), uids, "{t}: nothing deleted");
+        let pids: Vec<u32> = std::fs::read_to_string(&pids)
+            .unwrap_or_else(|e| panic!("{t}: the MDA never ran: {e}: {r:#?}"))
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 2, "{t}");
+        // SIGKILL is sent before `fetch` exits; the processes end a moment
+        // later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !pids.iter().all(|&p| gone(p)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{t}: the MDA lingers: {pids:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+}
+
+/// A process holding a POSIX record lock (`fcntl`, as mutt takes it) on
+/// `path` until dropped; returned once the lock is held.
+struct RecordLockHolder(support::ChildGuard);
+
+impl RecordLockHolder {
+    fn hold(path: &Path) -> RecordLockHolder {
+        support::require_program("python3", "python3");
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(
+                "import fcntl, sys\n\
+                 f = open(sys.argv[1], 'a')\n\
+                 fcntl.lockf(f, fcntl.LOCK_EX)\n\
+                 print('locked', flush=True)\n\
+                 sys.stdin.read()\n",
+            )
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut guard = support::spawn_grouped(cmd).unwrap();
+        let stdout = guard.child().stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(line, "locked\n", "the lock holder failed");
+        RecordLockHolder(guard)
+    }
+
+    /// Lets go of the lock: the holder reads the end of its input and
+    /// exits.
+    fn release(mut self) {
+        drop(self.0.child().stdin.take());
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "the lock holder failed: {status}");
+    }
+}
+
+#[test]
+fn lock_timeout_gives_up_on_a_held_mbox_with_75_deleting_nothing_then_delivers_once_free() {
+    each("locktime", |peer, rt, bin, user| {
+        let t = tag(peer, rt);
+        let home = temp();
+        let m = message("y1", user, 2);
+        let uids = peer.deliver(user, &[&m]);
+        let mbox = home.path().join("inbox.mbox");
+        let config = home.path().join("fetch.toml");
+        private_file(
+            &config,
+            &format!(
+                "[account.a]\nurl = \"{}\"\nmbox = \"{}\"\nlock_timeout = 1\nstate_dir = \"{}\"\n\
+                 delete = true\npassword_env = \"POP3_PASSWORD\"\n",
+                peer.url(user),
+                mbox.display(),
+                home.path().join("state").display()
+            ),
+        );
+        let fetch_config = || {
+            let mut cmd = command(bin, home.path());
+            cmd.arg("--config").arg(&config);
+            run(cmd)
+        };
+        // Another program's dot-lock, fresh.
+        let dot = home.path().join("inbox.mbox.lock");
+        std::fs::write(&dot, b"another program\n").unwrap();
+        let r = fetch_config();
+        expect(&format!("{t}: dot-lock"), &r, 75);
+        assert!(r.stderr.contains("is locked"), "{t}: {r:#?}");
+        assert_eq!(peer.held(user), uids, "{t}: nothing deleted");
+        assert!(!mbox.exists(), "{t}: nothing written");
+        assert!(dot.exists(), "{t}: the other program's lock stays");
+        std::fs::remove_file(&dot).unwrap();
+
+        // Another program's record lock.
+        let holder = RecordLockHolder::hold(&mbox);
+        let r = fetch_config();
+        expect(&format!("{t}: record lock"), &r, 75);
+        assert!(r.stderr.contains("is locked"), "{t}: {r:#?}");
+        assert_eq!(peer.held(user), uids, "{t}: nothing deleted");
+        assert_eq!(std::fs::read(&mbox).unwrap(), b"", "{t}: nothing written");
+        holder.release();
+
+        expect(&format!("{t}: free"), &fetch_config(), 0);
+        let text = std::fs::read(&mbox).unwrap();
+        let eol = text.iter().position(|&b| b == b'\n').unwrap();
+        assert!(text.starts_with(b"From "), "{t}");
+        assert_eq!(text[eol + 1..], mboxrd(&m)[..], "{t}: delivered once");
+        assert!(peer.held(user).is_empty(), "{t}: then deleted");
+    });
+}
+
+// ------------------------------------------------ failures of the server
+
+#[test]
+fn a_wrong_password_against_dovecot_exits_77_and_the_login_ends_at_the_refused_password() {
+    // A Dovecot per runtime: it delays every login from an address after a
+    // failed one. Every way is allowed: the automatic login tries
+    // SCRAM-SHA-256 first; its [AUTH] refusal may mean a store that cannot
+    // serve SCRAM, so PLAIN follows, whose [AUTH] refusal ends the login.
+    for (rt, bin) in BINARIES.iter() {
+        let u = format!("wrong-{rt}");
+        let m = message("w1", &u, 1);
+        let messages = vec![("w1".to_owned(), m)];
+        let dovecot = Dovecot::start(&[(u.as_str(), PASSWORD, messages.as_slice())]);
+        let home = temp();
+        let md = home.path().join("md");
+        let trace = home.path().join("trace");
+        let mut cmd = command(bin, home.path());
+        cmd.env("POP3_PASSWORD", "not-the-password")
+            .arg(format!(
+                "pop://{u}@127.0.0.1:{}",
+                dovecot.pop3_addr().port()
+            ))
+            .arg("--maildir")
+            .arg(&md)
+            .arg("--insecure-cleartext-login")
+            .arg("--trace")
+            .arg(&trace);
+        let r = run(cmd);
+        expect(&format!("{rt}: wrong password"), &r, 77);
+        assert!(r.stderr.contains("[AUTH]"), "{rt}: {r:#?}");
+        assert!(maildir(&md).is_empty(), "{rt}");
+        assert_eq!(dovecot.stored(&u).len(), 1, "{rt}: nothing deleted");
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let logins: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                ["C: AUTH ", "C: PASS ", "C: APOP ", "C: USER "]
+                    .iter()
+                    .any(|c| l.starts_with(c))
+            })
+            .collect();
+        assert_eq!(logins, ["C: AUTH ***", "C: AUTH ***"], "{rt}:\n{text}");
+        // Nothing but QUIT after the second refusal.
+        let last_refusal = text.rfind("[AUTH]").unwrap();
+        let after: Vec<&str> = text[last_refusal..]
+            .lines()
+            .filter(|l| l.starts_with("C: ") && *l != "C: QUIT")
+            .collect();
+        assert!(
+            after.is_empty(),
+            "{rt}: {after:?} after the refusal:\n{text}"
+        );
+        assert!(
+            !text[last_refusal..].contains("trying the next way"),
+            "{rt}: the log says the login goes on:\n{text}"
+        );
+        let log = dovecot.log();
+        assert!(
+            log.contains("auth failed, 2 attempts")
+                && log.contains(&format!("user=<{u}>, method=PLAIN")),
+            "{rt}: Dovecot counted other attempts:\n{log}"
+        );
+        assert!(!log.contains("3 attempts"), "{rt}:\n{log}");
+    }
+}
+
+/// A server that greets, then answers every line with `reply` until the
+/// client hangs up; gives back the lines it read.
+fn broken_server(reply: &'static [u8]) -> (u16, thread::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut w = stream.try_clone().unwrap();
+        let mut r = BufReader::new(stream);
+        let mut lines = Vec::new();
+        w.write_all(b"+OK ready\r\n").unwrap();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            lines.push(line.trim_end().to_owned());
+            if w.write_all(reply).is_err() {
+                break;
+            }
+        }
+        lines
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_server_answering_capa_with_no_status_exits_76_before_any_login() {
+    // Dovecot never breaks the protocol: a fake server answers every
+    // command with a line that is neither +OK nor -ERR.
+    for (rt, bin) in BINARIES.iter() {
+        let home = temp();
+        let (port, server) = broken_server(b"HELLO THERE\r\n");
+        let md = home.path().join("md");
+        let mut cmd = command(bin, home.path());
+        cmd.arg(format!("pop://someone@127.0.0.1:{port}"))
+            .arg("--insecure-cleartext-login")
+            .arg("--maildir")
+            .arg(&md);
+        let r = run(cmd);
+        let lines = server.join().unwrap();
+        expect(&format!("{rt}: protocol"), &r, 76);
+        assert!(r.stderr.contains("malformed reply"), "{rt}: {r:#?}");
+        assert_eq!(lines, ["CAPA"], "{rt}: no login after the broken reply");
+        assert!(maildir(&md).is_empty(), "{rt}");
+    }
 }

@@ -102,6 +102,9 @@ pub enum Want<'a> {
 ///   connection without QUIT and the next operation fails with
 ///   [`Error::Cancelled`] (never a refused retry, a wrong answer or
 ///   [`Error::Closed`] on a live connection);
+/// - a session that failed between operations (a malformed reply to a
+///   CAPA the machine queued itself) gives the failure to the next
+///   operation started, and [`Error::Closed`] to those after it;
 /// - a failed body keeps failing on every later read;
 /// - octets that came in clear text after `+OK` to STLS fail the session
 ///   ([`ProtocolError::StlsInjection`]);
@@ -188,6 +191,8 @@ pub struct Connection {
     unfinished: Option<OnDrop>,
     /// The first failure of the transport or the protocol.
     fault: Option<Error>,
+    /// An operation's result told of the session's end (the fault, if any).
+    fault_told: bool,
     /// The transport is finished (closed, failed, or the machine closed it).
     dead: bool,
     /// The machine was told of the end of the stream.
@@ -284,6 +289,7 @@ impl Connection {
             floor: 0,
             unfinished: None,
             fault: None,
+            fault_told: false,
             dead: false,
             eof_given: false,
             closed: false,
@@ -321,9 +327,12 @@ impl Connection {
     /// fails with [`Error::Cancelled`].
     pub fn start<T: Task>(&mut self, mut task: T) -> Result<Running<T>, Error> {
         self.settle_dropped()?;
-        // The session is over: why was told to the operation it ended.
+        // The session is over: why was told to the operation it ended,
+        // or, when it ended between operations (a malformed reply to the
+        // CAPA queued after the greeting, which nothing awaits), to this
+        // one, once.
         if self.is_done() {
-            return Err(Error::Closed);
+            return Err(self.session_over());
         }
         self.floor = self.machine.next_request_id().get();
         let on_drop = task.on_drop();
@@ -338,6 +347,27 @@ impl Connection {
         self.unfinished.is_some()
     }
 
+    /// What an operation started on a finished session gets: the failure
+    /// that ended it when no operation was told of it yet, else
+    /// [`Error::Closed`].
+    fn session_over(&mut self) -> Error {
+        match self.fault.clone() {
+            Some(fault) if !self.fault_told => {
+                self.fault_told = true;
+                fault
+            }
+            _ => Error::Closed,
+        }
+    }
+
+    /// Notes an operation's result: a failure on a finished session told
+    /// it why the session ended.
+    fn told(&mut self, failed: bool) {
+        if failed && self.is_done() {
+            self.fault_told = true;
+        }
+    }
+
     /// Settles an operation dropped before it finished: a query's replies
     /// are left to the floor (read and discarded); anything else closes the
     /// connection with [`Error::Cancelled`].
@@ -348,6 +378,7 @@ impl Connection {
                 tracing::debug!(target: LOG, "an operation was dropped midway: closing");
                 let now = self.last_progress;
                 self.fail(now, Error::Cancelled);
+                self.fault_told = true;
                 Err(Error::Cancelled)
             }
         }
@@ -392,6 +423,7 @@ impl Connection {
         running.done = true;
         self.unfinished = None;
         self.waiting_since = None;
+        self.told(result.is_err());
         if let Err(e @ Error::ListingTooLong { .. }) = &result {
             self.fail(now, e.clone());
         }
@@ -424,6 +456,7 @@ impl Connection {
             Next::Over(e) => Err(e),
         };
         self.waiting_since = None;
+        self.told(result.is_err());
         if let Err(e) = &result {
             body.done = true;
             body.failure = Some(e.clone());
@@ -437,9 +470,9 @@ impl Connection {
         msgs: impl IntoIterator<Item = MessageNumber>,
     ) -> Result<RetrBatchState, Error> {
         self.settle_dropped()?;
-        // The session is over: why was told to the operation it ended.
+        // The session is over (see `start`).
         if self.is_done() {
-            return Err(Error::Closed);
+            return Err(self.session_over());
         }
         let mut batch = RetrBatchState::default();
         for msg in msgs {
@@ -473,6 +506,7 @@ impl Connection {
             Next::Over(e) => Err(e),
         };
         self.waiting_since = None;
+        self.told(result.is_err());
         batch.queued.pop_front();
         if result.as_ref().is_err_and(|e| !e.keeps_session()) {
             batch.queued.clear();

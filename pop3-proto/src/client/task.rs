@@ -691,14 +691,14 @@ impl Task for AutoLogin {
         };
         match result {
             Some(Err(e)) if self.may_fall_back(&e, cx.client()) => {
-                tracing::debug!(
-                    target: super::connection::LOG,
-                    "login with {:?} failed ({e}); trying the next way",
-                    self.current
-                );
                 if is_auth_rejection(&e) {
                     let current = self.current.as_ref();
                     if current.is_some_and(hands_over_password) {
+                        tracing::debug!(
+                            target: super::connection::LOG,
+                            "login with {:?} failed ({e}): the password is wrong, no other way is tried",
+                            self.current
+                        );
                         return Some(Err(e));
                     }
                     let after_bound = current.is_some_and(|c| is_sasl(c, "SCRAM-SHA-256-PLUS"));
@@ -719,6 +719,11 @@ impl Task for AutoLogin {
                         });
                     }
                 }
+                tracing::debug!(
+                    target: super::connection::LOG,
+                    "login with {:?} failed ({e}); trying the next way",
+                    self.current
+                );
                 match self.start_next(cx.client()) {
                     Ok(()) => None,
                     Err(_) => Some(Err(e)),

@@ -296,8 +296,9 @@ pub enum SinkRequest {
 pub const STORE_WAIT: Duration = Duration::from_millis(50);
 
 /// The most octets of one message the driver gathers before it hands them
-/// to the sink ([`SinkRequest::Store`]): it holds no more than this of a
-/// message in memory.
+/// to the sink ([`SinkRequest::Store`]), and the most octets of messages
+/// received whole it holds for one [`SinkRequest::StoreMessages`]: it keeps
+/// no more than about twice this in memory.
 pub const STORE_CHUNK: usize = 256 * 1024;
 
 /// The sink's answer to a [`SinkRequest`].

@@ -16,6 +16,7 @@ use pop3_proto::fetch::{
 };
 use pop3_proto::time::Instant;
 use pop3_proto::types::{MessageNumber, Uid};
+use proptest::prelude::*;
 
 /// A maildrop: each message's UIDL text (as the server sends it) and body.
 #[derive(Clone, Default)]
@@ -250,6 +251,17 @@ fn fetch_with(
     options: FetchOptions,
     cut: Option<usize>,
 ) -> Result<FetchReport, FetchError> {
+    fetch_paced(drop, sink, options, cut, Duration::ZERO)
+}
+
+/// [`fetch_with`] with `tick` passing at every I/O.
+fn fetch_paced(
+    drop: &mut Maildrop,
+    sink: &mut Memory,
+    options: FetchOptions,
+    cut: Option<usize>,
+    tick: Duration,
+) -> Result<FetchReport, FetchError> {
     let mut config = ConnectionConfig::default();
     config.read_capabilities = false;
     config.session.insecure_cleartext_login = true;
@@ -258,9 +270,13 @@ fn fetch_with(
     run_task(&mut conn, &mut server, task::Connect::new(false));
     run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
     let mut fetch = Fetch::new(options);
+    let mut now = Instant::ZERO;
     let result = loop {
-        match fetch.poll(Instant::ZERO, &mut conn) {
-            FetchStep::Io => pump(&mut conn, &mut server),
+        match fetch.poll(now, &mut conn) {
+            FetchStep::Io => {
+                pump(&mut conn, &mut server);
+                now = now + tick;
+            }
             FetchStep::Sink(request) => fetch.sink_done(execute(sink, request)),
             FetchStep::Done(result) => break result,
             _ => {}
@@ -860,4 +876,66 @@ fn a_message_received_whole_waits_for_others_at_most_store_wait() {
     assert!(batches.len() > 1, "one request for all: {batches:?}");
     assert_eq!(batches.iter().sum::<usize>(), 100);
     assert_eq!(sink.commits, 100);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever the sizes (small ones held whole and handed over together,
+    /// large ones in pieces), the pace of the network, a cut inside any
+    /// RETR and a sink that fails after any message: the first run deletes
+    /// only what the sink made durable, and a rerun stores each message
+    /// exactly once.
+    #[test]
+    fn any_cut_failure_or_pace_then_a_rerun_stores_each_message_once_and_deletes_only_the_durable(
+        sizes in prop::collection::vec(
+            prop_oneof![9 => 20usize..3000, 1 => Just(STORE_CHUNK + 100)],
+            1..24,
+        ),
+        cut in prop::option::of(1usize..30),
+        fail_after in prop::option::of(0usize..30),
+        paced in any::<bool>(),
+    ) {
+        let line = format!("{}\r\n", "x".repeat(76));
+        let messages: Vec<(String, Vec<u8>)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                let mut body = format!("Subject: m{i}\r\n\r\n").into_bytes();
+                while body.len() < size {
+                    body.extend_from_slice(line.as_bytes());
+                }
+                (format!("u{i}"), body)
+            })
+            .collect();
+        let mut drop = Maildrop { messages: messages.clone(), no_uidl: false };
+        let mut sink = Memory { fail_after, ..Memory::default() };
+        let mut options = FetchOptions::default();
+        options.delete = true;
+        let tick = if paced { pop3_proto::fetch::STORE_WAIT } else { Duration::ZERO };
+        let first = fetch_paced(&mut drop, &mut sink, options.clone(), cut, tick);
+        let faulty = cut.is_some_and(|c| c <= messages.len())
+            || fail_after.is_some_and(|f| f < messages.len());
+        prop_assert_eq!(first.is_err(), faulty, "{:?}", first);
+        if !faulty {
+            // A run without faults stores and deletes everything.
+            prop_assert!(drop.messages.is_empty(), "left on the server: {}", drop.messages.len());
+        }
+        let left: HashSet<&str> = drop.messages.iter().map(|(u, _)| &**u).collect();
+        for (u, body) in &messages {
+            if !left.contains(&**u) {
+                prop_assert!(sink.durable.contains(&uid(u)), "{} deleted, not durable", u);
+                prop_assert_eq!(&sink.stored[&uid(u)], body);
+            }
+        }
+
+        sink.fail_after = None;
+        let report = fetch_paced(&mut drop, &mut sink, options, None, tick).unwrap();
+        prop_assert!(report.is_complete());
+        prop_assert!(drop.messages.is_empty());
+        prop_assert_eq!(sink.commits, messages.len(), "a message stored twice or never");
+        for (u, body) in &messages {
+            prop_assert_eq!(&sink.stored[&uid(u)], body);
+        }
+    }
 }

@@ -319,18 +319,7 @@ fn failing_run_progress(drop: &mut Maildrop, cut: Option<usize>) -> Progress {
 }
 
 fn maildrop(messages: &[(&str, &str)]) -> Maildrop {
-    Maildrop {
-        messages: messages
-            .iter()
-            .map(|(u, b)| {
-                (
-                    u.to_string(),
-                    format!("Subject: {b}\r\n\r\n{b}\r\n").into_bytes(),
-                )
-            })
-            .collect(),
-        no_uidl: false,
-    }
+    padded_maildrop(messages, "")
 }
 
 /// [`maildrop`] with each body over [`STORE_CHUNK`] octets (lines of
@@ -338,7 +327,12 @@ fn maildrop(messages: &[(&str, &str)]) -> Maildrop {
 /// it comes, not held whole.
 fn large_maildrop(messages: &[(&str, &str)]) -> Maildrop {
     let filler = "x".repeat(76) + "\r\n";
-    let filler = filler.repeat(STORE_CHUNK / 78 + 1);
+    padded_maildrop(messages, &filler.repeat(STORE_CHUNK / 78 + 1))
+}
+
+/// Messages of `(UID, word)`: the word as subject and last line, `filler`
+/// before it.
+fn padded_maildrop(messages: &[(&str, &str)], filler: &str) -> Maildrop {
     Maildrop {
         messages: messages
             .iter()

@@ -710,10 +710,10 @@ impl Pop3Client {
         &self.conn
     }
 
-    /// The current time, for the core.
+    /// The session's clock, for drivers that take the time at each step.
     #[cfg(feature = "fetch")]
-    pub(crate) fn now(&self) -> pop3_proto::time::Instant {
-        self.clock.now()
+    pub(crate) fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Performs the I/O the connection wants once, within the time left

@@ -113,8 +113,9 @@ pub fn fetch_new<S: MessageSink>(
 ) -> Result<FetchReport, FetchError> {
     let mut fetch = Fetch::new(options.clone());
     loop {
-        let (now, conn) = (client.now(), client.connection());
-        if let Some(result) = fetch.drive(now, conn, sink, progress) {
+        let clock = client.clock();
+        let conn = client.connection();
+        if let Some(result) = fetch.drive(&mut || clock.now(), conn, sink, progress) {
             return result;
         }
         client.step();

@@ -21,7 +21,7 @@
 //! ```
 //!
 //! or, with the sink's calls on the calling thread, [`Fetch::drive`]:
-//! `loop { if let Some(r) = fetch.drive(now, &mut conn, &mut sink, progress) { return r } pump I/O }`.
+//! `loop { if let Some(r) = fetch.drive(&mut clock, &mut conn, &mut sink, progress) { return r } pump I/O }`.
 //!
 //! # Why every message ends up stored exactly once, and none is lost
 //!
@@ -166,7 +166,8 @@ pub trait MessageSink {
 
     /// Completes the message begun last: from `Ok` on, `contains` is
     /// `true` for it. It must be durable once the next [`sync`] returns
-    /// `Ok` (a sink may make it durable here already).
+    /// `Ok` (a sink may make it durable here already). After an `Err` the
+    /// message is not stored; [`abort`](MessageSink::abort) follows.
     ///
     /// [`sync`]: MessageSink::sync
     fn commit(&mut self) -> io::Result<()>;
@@ -279,8 +280,9 @@ pub enum SinkRequest {
     /// Whole messages, each stored as [`MessageSink::begin`] with its UID,
     /// [`MessageSink::write`] with each of its pieces and
     /// [`MessageSink::commit`], in order; answer [`SinkReply::Stored`].
-    /// The first that fails ends the request: a message whose `begin` or
-    /// `write` failed is aborted, and the ones after it are not begun.
+    /// The first that fails ends the request: a message whose `begin`,
+    /// `write` or `commit` failed is aborted, and the ones after it are not
+    /// begun.
     ///
     /// The driver gathers messages received whole (at most [`STORE_CHUNK`]
     /// octets of them) into one request, so that an adapter that runs the
@@ -292,8 +294,14 @@ pub enum SinkRequest {
 }
 
 /// How long a message received whole may wait in the driver for others to
-/// join its [`SinkRequest::StoreMessages`], when the network is waited for.
+/// join its [`SinkRequest::StoreMessages`]: the driver asks the connection
+/// to wake it then ([`Connection::wake_at`]) while it waits for the
+/// network.
 pub const STORE_WAIT: Duration = Duration::from_millis(50);
+
+/// The most messages received whole that one
+/// [`SinkRequest::StoreMessages`] carries.
+pub const STORE_MESSAGES: usize = 64;
 
 /// The most octets of one message the driver gathers before it hands them
 /// to the sink ([`SinkRequest::Store`]), and the most octets of messages
@@ -354,7 +362,14 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
                 sink.abort();
                 return SinkReply::Done(Err(e));
             }
-            SinkReply::Done(if commit { sink.commit() } else { Ok(()) })
+            if !commit {
+                return SinkReply::Done(Ok(()));
+            }
+            let committed = sink.commit();
+            if committed.is_err() {
+                sink.abort();
+            }
+            SinkReply::Done(committed)
         }
         SinkRequest::Abort => {
             sink.abort();
@@ -365,13 +380,10 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
                 let written = sink
                     .begin(uid)
                     .and_then(|()| chunks.iter().try_for_each(|c| sink.write(c)));
-                let result = match written {
-                    Ok(()) => sink.commit(),
-                    Err(e) => {
-                        sink.abort();
-                        Err(e)
-                    }
-                };
+                let result = written.and_then(|()| sink.commit());
+                if result.is_err() {
+                    sink.abort();
+                }
                 if let Err(e) = result {
                     return SinkReply::Stored {
                         committed,
@@ -520,7 +532,7 @@ pub struct Progress {
     /// Octets received so far.
     pub bytes_done: u64,
     /// The message whose octets are arriving (its number in the server's
-    /// listing), until it is stored.
+    /// listing), until it is received whole.
     pub receiving: Option<MessageNumber>,
     /// DELE commands the server accepted. It removes those messages when
     /// it answers the QUIT that follows (RFC 1939 §6): a run that fails
@@ -903,7 +915,8 @@ pub enum FetchStep {
     Io,
     /// Perform this on the sink ([`execute`]), then [`Fetch::sink_done`].
     Sink(SinkRequest),
-    /// How far the fetch is (after the listing, each chunk and each message).
+    /// How far the fetch is (after the listing, each message that begins
+    /// to arrive, and each request that stored a piece or messages).
     Progress(Progress),
     /// The fetch is over; the session ended with QUIT if it succeeded.
     Done(Result<FetchReport, FetchError>),
@@ -1008,12 +1021,15 @@ pub struct Fetch {
     gathered_len: usize,
     /// Messages received whole and not yet given to the sink.
     ready: Vec<Received>,
-    /// Their octets (at most [`STORE_CHUNK`]).
+    /// Their octets (handed over once they reach [`STORE_CHUNK`]).
     ready_len: usize,
     /// When the first of them was received.
     ready_since: Option<Instant>,
     /// The messages of the [`SinkRequest::StoreMessages`] asked for.
     handed: Vec<Received>,
+    /// The sink answered since the last poll: the time it took is not the
+    /// server's.
+    sink_returned: bool,
     /// A progress report is due.
     report_progress: bool,
     /// Asked to stop with retrievals outstanding: the session ends after
@@ -1051,6 +1067,7 @@ impl Fetch {
             ready_len: 0,
             ready_since: None,
             handed: Vec::new(),
+            sink_returned: false,
             report_progress: false,
             abandon: false,
         }
@@ -1223,13 +1240,19 @@ impl Fetch {
     }
 
     /// The network is to be waited for: the messages received whole go to
-    /// the sink first once the oldest has waited [`STORE_WAIT`].
-    fn wait(&mut self, now: Instant) -> FetchStep {
-        let due = self
-            .ready_since
-            .is_some_and(|since| now.saturating_since(since) >= STORE_WAIT);
-        if due && !self.ready.is_empty() {
-            return self.store_ready();
+    /// the sink first once the oldest has waited [`STORE_WAIT`], and until
+    /// then the connection wakes the caller when it has.
+    fn wait(&mut self, now: Instant, conn: &mut Connection) -> FetchStep {
+        match self.ready_since {
+            Some(since) if !self.ready.is_empty() => {
+                let due = since + STORE_WAIT;
+                if now >= due {
+                    conn.wake_at(None);
+                    return self.store_ready();
+                }
+                conn.wake_at(Some(due));
+            }
+            _ => conn.wake_at(None),
         }
         FetchStep::Io
     }
@@ -1261,6 +1284,7 @@ impl Fetch {
         let Some(awaiting) = self.awaiting.take() else {
             return;
         };
+        self.sink_returned = true;
         let failed = |e: io::Error| Some(FetchError::Store(e));
         match (awaiting, reply) {
             (Awaiting::ContainsMany, SinkReply::ContainsMany(Ok(stored))) => {
@@ -1301,7 +1325,9 @@ impl Fetch {
                 };
                 self.progress.receiving = None;
             }
-            (Awaiting::StoreMessages, SinkReply::Stored { committed, result }) => {
+            (Awaiting::StoreMessages, SinkReply::Stored { committed, result })
+                if committed <= self.handed.len() =>
+            {
                 let handed = core::mem::take(&mut self.handed);
                 for r in handed.iter().take(committed) {
                     self.committed(r.msg, r.size, r.deletable);
@@ -1313,6 +1339,14 @@ impl Fetch {
                         tracing::warn!(target: "pop3_proto::fetch", "cannot store the messages received before the failure: {e}");
                     }
                 }
+            }
+            (Awaiting::StoreMessages, _) => {
+                // Not an answer to this request: what the sink did is
+                // unknown, so none of them counts as stored.
+                self.handed.clear();
+                self.failure = failed(io::Error::other(
+                    "the sink did not answer the StoreMessages request with Stored",
+                ));
             }
             (Awaiting::Store, SinkReply::Done(Ok(()))) => self.report_progress = true,
             (Awaiting::Sync, SinkReply::Done(Ok(()))) => self.phase = Phase::Synced,
@@ -1338,6 +1372,9 @@ impl Fetch {
 
     /// Drives the fetch as far as it can go without I/O or the sink.
     pub fn poll(&mut self, now: Instant, conn: &mut Connection) -> FetchStep {
+        if core::mem::take(&mut self.sink_returned) {
+            conn.local_work_done(now);
+        }
         loop {
             if self.awaiting == Some(Awaiting::Abort) {
                 return FetchStep::Sink(SinkRequest::Abort);
@@ -1534,7 +1571,7 @@ impl Fetch {
                     self.phase = Phase::Sync;
                 }
                 Phase::Retrieve(batch) => match conn.poll_batch(now, batch) {
-                    None => return self.wait(now),
+                    None => return self.wait(now, conn),
                     Some(None) => self.phase = Phase::Sync,
                     Some(Some((msg, Err(Error::Server(e))))) => {
                         // This one is not sent (e.g. deleted by another
@@ -1576,7 +1613,7 @@ impl Fetch {
                     return self.store(false);
                 }
                 Phase::Body(_, body, _) => match conn.poll_body(now, body) {
-                    None => return self.wait(now),
+                    None => return self.wait(now, conn),
                     Some(Ok(Some(chunk))) => {
                         self.size += chunk.len() as u64;
                         self.progress.bytes_done += chunk.len() as u64;
@@ -1605,7 +1642,7 @@ impl Fetch {
                             deletable: self.deletable,
                         });
                         self.ready_since.get_or_insert(now);
-                        if self.ready_len >= STORE_CHUNK {
+                        if self.ready_len >= STORE_CHUNK || self.ready.len() >= STORE_MESSAGES {
                             return self.store_ready();
                         }
                     }
@@ -1669,15 +1706,16 @@ impl Fetch {
     /// requests on `sink` on the calling thread and reporting progress:
     /// `Some` with the result, or `None` when it needs the connection's I/O.
     /// An adapter's whole fetch is a loop over this and its I/O step.
+    /// `clock` gives the time at each step (a sink call may take long).
     pub fn drive<S: MessageSink + ?Sized>(
         &mut self,
-        now: Instant,
+        clock: &mut dyn FnMut() -> Instant,
         conn: &mut Connection,
         sink: &mut S,
         progress: &mut dyn FnMut(&Progress),
     ) -> Option<Result<FetchReport, FetchError>> {
         loop {
-            match self.poll(now, conn) {
+            match self.poll(clock(), conn) {
                 FetchStep::Io => return None,
                 FetchStep::Sink(request) => self.sink_done(execute(sink, request)),
                 FetchStep::Progress(p) => progress(&p),

@@ -1217,3 +1217,54 @@ fn a_malformed_reply_to_the_capa_after_the_greeting_is_told_to_the_next_operatio
         s.sent
     );
 }
+
+#[test]
+fn a_listing_over_the_limit_is_told_once_and_the_next_operation_gets_closed() {
+    let mut s = Scripted::new(
+        &[
+            b"+OK hi\r\n",
+            b"+OK\r\n",
+            b"+OK\r\n",
+            b"+OK\r\n1 a\r\n2 b\r\n3 c\r\n4 d\r\n.\r\n",
+        ],
+        false,
+    );
+    let mut config = ConnectionConfig::default();
+    config.session.insecure_cleartext_login = true;
+    config.read_capabilities = false;
+    config.idle_timeout = None;
+    config.max_listing_entries = 2;
+    s.conn = Connection::new(config, at(0), None);
+    s.run(task::Connect::new(false)).unwrap();
+    s.run(task::Login::new("a", "b")).unwrap();
+    let err = s.run(task::Uidl::new()).unwrap_err();
+    assert!(matches!(err, Error::ListingTooLong { limit: 2 }), "{err:?}");
+    let again = s.run(task::Uidl::new()).unwrap_err();
+    assert!(matches!(again, Error::Closed), "{again:?}");
+}
+
+#[test]
+fn a_wake_time_is_the_nearest_deadline_and_passes_without_failing_the_session() {
+    let mut s = Scripted::new(&[b"+OK hi\r\n"], false);
+    s.run(task::Connect::new(false)).unwrap();
+    // Nothing in flight: no deadline but the one asked for.
+    assert_eq!(s.conn.poll_timeout(at(0)), None);
+    s.conn.wake_at(Some(at(50)));
+    assert_eq!(s.conn.poll_timeout(at(0)), Some(at(50)));
+    s.conn.handle_timeout(at(50));
+    assert_eq!(s.conn.poll_timeout(at(50)), None, "forgotten once passed");
+    assert!(!s.conn.is_done(), "the session goes on");
+}
+
+#[test]
+fn local_work_restarts_the_reply_timer_of_the_commands_in_flight() {
+    let mut s = Scripted::new(&[b"+OK hi\r\n"], false);
+    s.run(task::Connect::new(false)).unwrap();
+    let mut capa = s.conn.start(task::Capa::new()).unwrap();
+    assert!(s.conn.poll_task(at(0), &mut capa).is_none());
+    assert!(s.step(at(0)), "CAPA written");
+    let first = s.conn.poll_timeout(at(0)).expect("a reply timer");
+    s.conn.local_work_done(at(100_000));
+    let after = s.conn.poll_timeout(at(100_000)).expect("a reply timer");
+    assert_eq!(after.as_millis() - first.as_millis(), 100_000);
+}

@@ -40,6 +40,9 @@ struct Server {
     drop_at_quit: bool,
     /// Every write the client made, as it came.
     writes: Vec<Vec<u8>>,
+    /// RETRs of this message number and later go unanswered (a server
+    /// that stalls).
+    hold_from: Option<usize>,
 }
 
 impl Server {
@@ -53,6 +56,7 @@ impl Server {
             cut,
             drop_at_quit: false,
             writes: Vec::new(),
+            hold_from: None,
         }
     }
 
@@ -91,6 +95,9 @@ impl Server {
             }
             "RETR" => {
                 let n = n.unwrap();
+                if self.hold_from.is_some_and(|h| n >= h) {
+                    return;
+                }
                 let body = &self.drop.messages[n - 1].1;
                 out.extend_from_slice(b"+OK\r\n");
                 if self.cut == Some(n) {
@@ -196,7 +203,11 @@ fn msg(n: u32) -> MessageNumber {
 
 /// Performs the connection's I/O once against `server`.
 fn pump(conn: &mut Connection, server: &mut Server) {
-    let now = Instant::ZERO;
+    pump_at(conn, server, Instant::ZERO);
+}
+
+/// [`pump`] at `now`.
+fn pump_at(conn: &mut Connection, server: &mut Server, now: Instant) {
     match conn.want(now) {
         Want::Write(bytes) => {
             let n = bytes.len();
@@ -832,7 +843,7 @@ fn uidl_and_list_go_in_one_write_to_a_server_that_pipelines() {
 }
 
 #[test]
-fn small_messages_received_together_go_to_the_sink_in_one_request() {
+fn small_messages_received_together_go_to_the_sink_in_batches_of_store_messages() {
     let names: Vec<(String, String)> = (0..100)
         .map(|i| (format!("u{i}"), format!("body{i}")))
         .collect();
@@ -841,9 +852,17 @@ fn small_messages_received_together_go_to_the_sink_in_one_request() {
     let mut sink = Memory::default();
     let (result, stores) = fetch_recording_stores(&mut drop, &mut sink, None);
     assert_eq!(result.unwrap().saved, 100);
-    // The lookup, then one request with all hundred messages.
+    // The lookup, then the hundred messages in two requests.
     let requests: Vec<_> = stores.iter().filter(|s| !s.0).collect();
-    assert_eq!(requests, [&(false, 100, false), &(false, 100, false)]);
+    let cap = pop3_proto::fetch::STORE_MESSAGES;
+    assert_eq!(
+        requests,
+        [
+            &(false, 100, false),
+            &(false, cap, false),
+            &(false, 100 - cap, false)
+        ]
+    );
     for (u, b) in &names {
         assert_eq!(
             sink.stored[&uid(u)],
@@ -932,4 +951,106 @@ proptest! {
             prop_assert_eq!(&sink.stored[&uid(u)], body);
         }
     }
+}
+
+/// A deleting fetch driven as the adapters drive it, on a clock: a sink
+/// request takes `sink_time`; a deadline of the connection that has passed
+/// is handled before any I/O; when the server has nothing to send, the
+/// clock moves to the connection's next deadline. Returns the result and,
+/// for each `StoreMessages` request, when it was asked and how many
+/// messages it carried.
+fn fetch_clocked(
+    drop: &mut Maildrop,
+    sink: &mut Memory,
+    sink_time: Duration,
+    hold_from: Option<usize>,
+) -> (Result<FetchReport, FetchError>, Vec<(Instant, usize)>) {
+    let mut config = ConnectionConfig::default();
+    config.read_capabilities = false;
+    config.session.insecure_cleartext_login = true;
+    let mut conn = Connection::new(config, Instant::ZERO, None);
+    let mut server = Server::new(drop.clone(), None);
+    run_task(&mut conn, &mut server, task::Connect::new(false));
+    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    server.hold_from = hold_from;
+    let mut options = FetchOptions::default();
+    options.delete = true;
+    let mut fetch = Fetch::new(options);
+    let mut now = Instant::ZERO;
+    let mut batches = Vec::new();
+    let result = loop {
+        match fetch.poll(now, &mut conn) {
+            FetchStep::Io => {
+                if conn.poll_timeout(now).is_some_and(|d| d <= now) {
+                    conn.handle_timeout(now);
+                    continue;
+                }
+                let starved = matches!(conn.want(now), Want::Read(_)) && server.output.is_empty();
+                if starved {
+                    let deadline = conn.poll_timeout(now).expect("a deadline while stalled");
+                    now = deadline;
+                    conn.handle_timeout(now);
+                } else {
+                    pump_at(&mut conn, &mut server, now);
+                }
+            }
+            FetchStep::Sink(request) => {
+                if let SinkRequest::StoreMessages(messages) = &request {
+                    batches.push((now, messages.len()));
+                }
+                fetch.sink_done(execute(sink, request));
+                now = now + sink_time;
+            }
+            FetchStep::Done(result) => break result,
+            _ => {}
+        }
+    };
+    *drop = server.drop;
+    (result, batches)
+}
+
+/// `count` small messages `u0`, `u1`, ...
+fn small_maildrop(count: usize) -> Maildrop {
+    let names: Vec<(String, String)> = (0..count)
+        .map(|i| (format!("u{i}"), format!("body{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(|(u, b)| (&**u, &**b)).collect();
+    maildrop(&pairs)
+}
+
+#[test]
+fn time_spent_in_the_sink_does_not_count_against_the_reply_timeout() {
+    // A batch of STORE_MESSAGES takes longer than the reply timeout (120
+    // s) while the RETRs after it are in flight: their replies are not
+    // late, the sink was.
+    let mut drop = small_maildrop(2 * pop3_proto::fetch::STORE_MESSAGES + 10);
+    let mut sink = Memory::default();
+    let (result, batches) = fetch_clocked(&mut drop, &mut sink, Duration::from_secs(200), None);
+    let report = result.unwrap();
+    assert_eq!((report.saved, report.deleted), (138, 138));
+    assert!(batches.len() >= 2, "{batches:?}");
+    assert!(drop.messages.is_empty());
+}
+
+#[test]
+fn messages_held_for_the_sink_are_stored_store_wait_after_the_server_stalls() {
+    // The server answers the first three RETRs, then nothing: the three
+    // go to the sink STORE_WAIT after they came, not at the reply timeout.
+    let mut drop = small_maildrop(10);
+    let mut sink = Memory::default();
+    let (result, batches) = fetch_clocked(&mut drop, &mut sink, Duration::ZERO, Some(4));
+    assert!(
+        matches!(
+            result,
+            Err(FetchError::Pop3(pop3_proto::client::Error::Timeout(_)))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    let (at, count) = batches[0];
+    assert_eq!(count, 3);
+    assert_eq!(at, Instant::ZERO + pop3_proto::fetch::STORE_WAIT);
+    let durable: HashSet<Uid> = [uid("u0"), uid("u1"), uid("u2")].into_iter().collect();
+    assert_eq!(sink.durable, durable);
+    assert_eq!(drop.messages.len(), 10, "nothing deleted");
 }

@@ -210,6 +210,8 @@ pub struct Connection {
     /// When the current wait began: time the application spends elsewhere
     /// is not idleness of the transport.
     waiting_since: Option<Instant>,
+    /// When the application asked to be woken ([`Connection::wake_at`]).
+    wake: Option<Instant>,
 }
 
 /// What the next machine event is, or why there is none.
@@ -299,6 +301,7 @@ impl Connection {
             connect_deadline,
             last_progress: now,
             waiting_since: None,
+            wake: None,
         }
     }
 
@@ -360,8 +363,8 @@ impl Connection {
         }
     }
 
-    /// Notes an operation's result: a failure on a finished session told
-    /// it why the session ended.
+    /// Notes an operation's result: a failure that ends the session, on a
+    /// finished session, told it why the session ended.
     fn told(&mut self, failed: bool) {
         if failed && self.is_done() {
             self.fault_told = true;
@@ -423,9 +426,11 @@ impl Connection {
         running.done = true;
         self.unfinished = None;
         self.waiting_since = None;
-        self.told(result.is_err());
+        self.told(result.as_ref().is_err_and(|e| !e.keeps_session()));
         if let Err(e @ Error::ListingTooLong { .. }) = &result {
             self.fail(now, e.clone());
+            // This operation is told: the next gets `Closed`.
+            self.fault_told = true;
         }
         Some(result)
     }
@@ -456,7 +461,7 @@ impl Connection {
             Next::Over(e) => Err(e),
         };
         self.waiting_since = None;
-        self.told(result.is_err());
+        self.told(result.as_ref().is_err_and(|e| !e.keeps_session()));
         if let Err(e) = &result {
             body.done = true;
             body.failure = Some(e.clone());
@@ -506,7 +511,7 @@ impl Connection {
             Next::Over(e) => Err(e),
         };
         self.waiting_since = None;
-        self.told(result.is_err());
+        self.told(result.as_ref().is_err_and(|e| !e.keeps_session()));
         batch.queued.pop_front();
         if result.as_ref().is_err_and(|e| !e.keeps_session()) {
             batch.queued.clear();
@@ -742,9 +747,10 @@ impl Connection {
 
     /// When [`Connection::handle_timeout`] is due while the wanted I/O is
     /// pending: the nearest of the connect deadline, the machine's reply
-    /// timeout and the idle timeout (counted from the later of the last
-    /// progress and the start of this wait, `now` if it starts now). None
-    /// while [`Want::Compute`] runs: the work is local.
+    /// timeout, the idle timeout (counted from the later of the last
+    /// progress and the start of this wait, `now` if it starts now) and the
+    /// time given to [`Connection::wake_at`]. None while [`Want::Compute`]
+    /// runs: the work is local.
     pub fn poll_timeout(&mut self, now: Instant) -> Option<Instant> {
         if self.compute.is_some() {
             return None;
@@ -754,10 +760,34 @@ impl Connection {
             .config
             .idle_timeout
             .map(|d| self.last_progress.max(since) + d);
-        [self.connect_deadline(), self.machine.poll_timeout(), idle]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.connect_deadline(),
+            self.machine.poll_timeout(),
+            idle,
+            self.wake,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Asks to be woken at `at` (`None`: not at all) while the I/O waits:
+    /// [`Connection::poll_timeout`] returns it when it is the nearest
+    /// deadline, and [`Connection::handle_timeout`] at or after it only
+    /// forgets it, so that the caller's loop runs its operation again. A
+    /// driver on the connection uses it for a deadline of its own (the
+    /// fetch driver: messages held for the sink).
+    pub fn wake_at(&mut self, at: Option<Instant>) {
+        self.wake = at;
+    }
+
+    /// The application did local work (stored what arrived, say) since
+    /// the last reply: the time it took is not the server's. The reply
+    /// timeout and the idle timeout count from `now`.
+    pub fn local_work_done(&mut self, now: Instant) {
+        self.machine.restart_reply_timer(now);
+        self.waiting_since = None;
+        self.last_progress = self.last_progress.max(now);
     }
 
     /// The connect deadline, until the greeting arrives.
@@ -770,6 +800,9 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.compute.is_some() {
             return;
+        }
+        if self.wake.is_some_and(|at| now >= at) {
+            self.wake = None;
         }
         if self.connect_deadline().is_some_and(|d| now >= d) {
             self.fail(now, Error::Timeout(TimeoutKind::Connect));

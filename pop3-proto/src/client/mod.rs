@@ -1176,6 +1176,16 @@ impl Client {
         action
     }
 
+    /// The application spent the time since the last reply on work of its
+    /// own: the reply timeout of the commands in flight counts from `now`
+    /// (an octet the server sent meanwhile may be waiting unread).
+    pub fn restart_reply_timer(&mut self, now: Instant) {
+        self.clock(now);
+        if !self.in_flight.is_empty() {
+            self.timer_base = now;
+        }
+    }
+
     /// When [`Client::handle_timeout`] must be called next, if a reply (or
     /// the greeting, or the TLS handshake) is awaited. None while SASL work
     /// is out: the server waits for us then.

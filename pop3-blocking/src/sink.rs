@@ -321,6 +321,8 @@ impl MessageSink for MaildirSink {
         ));
         let file = private_file().write(true).create_new(true).open(&tmp)?;
         self.buf.clear();
+        // Its whole size at once: it never holds more.
+        self.buf.reserve_exact(WRITE_BUFFER);
         self.current = Some(Current {
             uid: uid.clone(),
             name,

@@ -844,11 +844,7 @@ fn uidl_and_list_go_in_one_write_to_a_server_that_pipelines() {
 
 #[test]
 fn small_messages_received_together_go_to_the_sink_in_batches_of_store_messages() {
-    let names: Vec<(String, String)> = (0..100)
-        .map(|i| (format!("u{i}"), format!("body{i}")))
-        .collect();
-    let pairs: Vec<(&str, &str)> = names.iter().map(|(u, b)| (&**u, &**b)).collect();
-    let mut drop = maildrop(&pairs);
+    let mut drop = small_maildrop(100);
     let mut sink = Memory::default();
     let (result, stores) = fetch_recording_stores(&mut drop, &mut sink, None);
     assert_eq!(result.unwrap().saved, 100);
@@ -863,10 +859,10 @@ fn small_messages_received_together_go_to_the_sink_in_batches_of_store_messages(
             &(false, 100 - cap, false)
         ]
     );
-    for (u, b) in &names {
+    for i in 0..100 {
         assert_eq!(
-            sink.stored[&uid(u)],
-            format!("Subject: {b}\r\n\r\n{b}\r\n").into_bytes()
+            sink.stored[&uid(&format!("u{i}"))],
+            format!("Subject: body{i}\r\n\r\nbody{i}\r\n").into_bytes()
         );
     }
 }
@@ -876,11 +872,7 @@ fn a_message_received_whole_waits_for_others_at_most_store_wait() {
     // Each I/O takes as long as a message may wait: every message received
     // whole is handed over before the driver waits for the network again,
     // so the sink is asked many times, each message once.
-    let names: Vec<(String, String)> = (0..100)
-        .map(|i| (format!("u{i}"), format!("body{i}")))
-        .collect();
-    let pairs: Vec<(&str, &str)> = names.iter().map(|(u, b)| (&**u, &**b)).collect();
-    let mut drop = maildrop(&pairs);
+    let mut drop = small_maildrop(100);
     let mut sink = Memory::default();
     let (result, stores) =
         fetch_recording_stores_at(&mut drop, &mut sink, None, pop3_proto::fetch::STORE_WAIT);

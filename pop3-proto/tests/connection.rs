@@ -1268,3 +1268,18 @@ fn local_work_restarts_the_reply_timer_of_the_commands_in_flight() {
     let after = s.conn.poll_timeout(at(100_000)).expect("a reply timer");
     assert_eq!(after.as_millis() - first.as_millis(), 100_000);
 }
+
+#[test]
+fn a_stray_line_behind_a_completed_reply_is_told_to_the_next_operation() {
+    // The session ends behind the reply that completed the login (a line
+    // nothing asked for, in the same read): the login succeeded, the next
+    // operation learns the protocol violation, the one after that the
+    // session is closed.
+    let mut s = Scripted::new(&[b"+OK hi\r\n", b"+OK\r\n", b"+OK\r\nGARBAGE\r\n"], false);
+    s.run(task::Connect::new(false)).unwrap();
+    s.run(task::Login::new("a", "b")).unwrap();
+    let err = s.run(task::Stat::new()).unwrap_err();
+    assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    let again = s.run(task::Stat::new()).unwrap_err();
+    assert!(matches!(again, Error::Closed), "{again:?}");
+}

@@ -245,6 +245,14 @@ impl RetrBatchState {
     }
 }
 
+/// The error a protocol failure of the machine ends the session with.
+fn session_error(p: &ProtocolError) -> Error {
+    match p {
+        ProtocolError::Timeout => Error::Timeout(TimeoutKind::Reply),
+        other => Error::Protocol(other.clone()),
+    }
+}
+
 fn log_send(t: &Transmit) {
     if !tracing::enabled!(target: LOG, tracing::Level::TRACE) {
         return;
@@ -354,12 +362,32 @@ impl Connection {
     /// that ended it when no operation was told of it yet, else
     /// [`Error::Closed`].
     fn session_over(&mut self) -> Error {
+        self.settle_closed();
         match self.fault.clone() {
             Some(fault) if !self.fault_told => {
                 self.fault_told = true;
                 fault
             }
             _ => Error::Closed,
+        }
+    }
+
+    /// Takes the actions a closed machine still holds: the session can end
+    /// behind the reply that completed the last operation (a stray line in
+    /// the same read), and the error that ended it is then still queued.
+    fn settle_closed(&mut self) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Event(ClientEvent::Error(p)) => {
+                    self.fault.get_or_insert(session_error(&p));
+                }
+                Action::Event(ClientEvent::Closed) => self.closed = true,
+                Action::Close => {
+                    self.dead = true;
+                    self.wbuf.clear();
+                }
+                _ => {}
+            }
         }
     }
 
@@ -536,11 +564,7 @@ impl Connection {
                         log_event(&e);
                         match (&e, e.request_id()) {
                             (ClientEvent::Error(p), _) => {
-                                let err = match p {
-                                    ProtocolError::Timeout => Error::Timeout(TimeoutKind::Reply),
-                                    other => Error::Protocol(other.clone()),
-                                };
-                                self.fault.get_or_insert(err);
+                                self.fault.get_or_insert(session_error(p));
                             }
                             (ClientEvent::Closed, _) => self.closed = true,
                             (ClientEvent::SaslWork { work, .. }, _) => {

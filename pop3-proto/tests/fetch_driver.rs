@@ -242,6 +242,19 @@ fn run_task<T: Task>(conn: &mut Connection, server: &mut Server, task: T) -> T::
     }
 }
 
+/// A session logged in to a server of `drop` (which closes the connection
+/// in the middle of `RETR cut` if asked to).
+fn logged_in(drop: &Maildrop, cut: Option<usize>) -> (Connection, Server) {
+    let mut config = ConnectionConfig::default();
+    config.read_capabilities = false;
+    config.session.insecure_cleartext_login = true;
+    let mut conn = Connection::new(config, Instant::ZERO, None);
+    let mut server = Server::new(drop.clone(), cut);
+    run_task(&mut conn, &mut server, task::Connect::new(false));
+    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    (conn, server)
+}
+
 /// One fetch run: a session on `drop` (which keeps what the run's QUIT
 /// left), the driver, `sink`.
 fn fetch(
@@ -273,13 +286,7 @@ fn fetch_paced(
     cut: Option<usize>,
     tick: Duration,
 ) -> Result<FetchReport, FetchError> {
-    let mut config = ConnectionConfig::default();
-    config.read_capabilities = false;
-    config.session.insecure_cleartext_login = true;
-    let mut conn = Connection::new(config, Instant::ZERO, None);
-    let mut server = Server::new(drop.clone(), cut);
-    run_task(&mut conn, &mut server, task::Connect::new(false));
-    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let (mut conn, mut server) = logged_in(drop, cut);
     let mut fetch = Fetch::new(options);
     let mut now = Instant::ZERO;
     let result = loop {
@@ -300,14 +307,8 @@ fn fetch_paced(
 /// A deleting run on `drop` that fails (cut inside RETR `cut`, or at QUIT
 /// when `cut` is `None`): the last progress it reported.
 fn failing_run_progress(drop: &mut Maildrop, cut: Option<usize>) -> Progress {
-    let mut config = ConnectionConfig::default();
-    config.read_capabilities = false;
-    config.session.insecure_cleartext_login = true;
-    let mut conn = Connection::new(config, Instant::ZERO, None);
-    let mut server = Server::new(drop.clone(), cut);
+    let (mut conn, mut server) = logged_in(drop, cut);
     server.drop_at_quit = cut.is_none();
-    run_task(&mut conn, &mut server, task::Connect::new(false));
-    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
     let mut options = FetchOptions::default();
     options.delete = true;
     let mut fetch = Fetch::new(options);
@@ -696,13 +697,7 @@ fn fetch_recording_stores_at(
     cut: Option<usize>,
     tick: Duration,
 ) -> (Result<FetchReport, FetchError>, Vec<StoreCall>) {
-    let mut config = ConnectionConfig::default();
-    config.read_capabilities = false;
-    config.session.insecure_cleartext_login = true;
-    let mut conn = Connection::new(config, Instant::ZERO, None);
-    let mut server = Server::new(drop.clone(), cut);
-    run_task(&mut conn, &mut server, task::Connect::new(false));
-    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let (mut conn, mut server) = logged_in(drop, cut);
     let mut fetch = Fetch::new(FetchOptions::default());
     let mut stores = Vec::new();
     let mut now = Instant::ZERO;
@@ -957,13 +952,7 @@ fn fetch_clocked(
     sink_time: Duration,
     hold_from: Option<usize>,
 ) -> (Result<FetchReport, FetchError>, Vec<(Instant, usize)>) {
-    let mut config = ConnectionConfig::default();
-    config.read_capabilities = false;
-    config.session.insecure_cleartext_login = true;
-    let mut conn = Connection::new(config, Instant::ZERO, None);
-    let mut server = Server::new(drop.clone(), None);
-    run_task(&mut conn, &mut server, task::Connect::new(false));
-    run_task(&mut conn, &mut server, task::Login::new("alice", "secret"));
+    let (mut conn, mut server) = logged_in(drop, None);
     server.hold_from = hold_from;
     let mut options = FetchOptions::default();
     options.delete = true;

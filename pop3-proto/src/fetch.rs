@@ -351,40 +351,14 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
             begin,
             chunks,
             commit,
-        } => {
-            let open = match &begin {
-                Some(uid) => sink.begin(uid),
-                None => Ok(()),
-            };
-            let written = open.and_then(|()| chunks.iter().try_for_each(|c| sink.write(c)));
-            if let Err(e) = written {
-                // Begun (or half begun): the message must not stay open.
-                sink.abort();
-                return SinkReply::Done(Err(e));
-            }
-            if !commit {
-                return SinkReply::Done(Ok(()));
-            }
-            let committed = sink.commit();
-            if committed.is_err() {
-                sink.abort();
-            }
-            SinkReply::Done(committed)
-        }
+        } => SinkReply::Done(store_message(sink, begin.as_ref(), &chunks, commit)),
         SinkRequest::Abort => {
             sink.abort();
             SinkReply::Done(Ok(()))
         }
         SinkRequest::StoreMessages(messages) => {
             for (committed, (uid, chunks)) in messages.iter().enumerate() {
-                let written = sink
-                    .begin(uid)
-                    .and_then(|()| chunks.iter().try_for_each(|c| sink.write(c)));
-                let result = written.and_then(|()| sink.commit());
-                if result.is_err() {
-                    sink.abort();
-                }
-                if let Err(e) = result {
+                if let Err(e) = store_message(sink, Some(uid), chunks, true) {
                     return SinkReply::Stored {
                         committed,
                         result: Err(e),
@@ -397,6 +371,25 @@ pub fn execute<S: MessageSink + ?Sized>(sink: &mut S, request: SinkRequest) -> S
             }
         }
     }
+}
+
+/// Begins a message with `begin` (when it is not begun yet), writes
+/// `chunks` and commits it when `commit`; a message left half done by a
+/// failure is aborted, so that none stays open.
+fn store_message<S: MessageSink + ?Sized>(
+    sink: &mut S,
+    begin: Option<&Uid>,
+    chunks: &[Bytes],
+    commit: bool,
+) -> io::Result<()> {
+    let open = begin.map_or(Ok(()), |uid| sink.begin(uid));
+    let done = open
+        .and_then(|()| chunks.iter().try_for_each(|c| sink.write(c)))
+        .and_then(|()| if commit { sink.commit() } else { Ok(()) });
+    if done.is_err() {
+        sink.abort();
+    }
+    done
 }
 
 /// What a fetch does.

@@ -66,7 +66,7 @@ use pop3_proto::fetch::MessageSink;
 use pop3_proto::types::Uid;
 use sha2::{Digest, Sha256};
 
-use crate::journal::{UidJournal, hex, private_dir, private_file, sync_dir};
+use crate::journal::{UidJournal, private_dir, private_file, push_hex, sync_dir};
 
 const PART: &str = ".part";
 
@@ -94,6 +94,9 @@ pub enum LineEnds {
 #[derive(Debug)]
 pub struct MaildirSink {
     root: PathBuf,
+    /// `root`'s `new/` and `tmp/`, joined once.
+    new_dir: PathBuf,
+    tmp_dir: PathBuf,
     account: String,
     /// The account's journal (and lock), at the Maildir's top.
     journal: UidJournal,
@@ -160,6 +163,8 @@ impl MaildirSink {
         })?;
         let former: Vec<String> = former.iter().filter(|f| *f != account).cloned().collect();
         let mut sink = MaildirSink {
+            new_dir: root.join("new"),
+            tmp_dir: root.join("tmp"),
             root,
             account: account.to_owned(),
             journal,
@@ -202,7 +207,7 @@ impl MaildirSink {
     }
 
     fn clean_tmp(&self) -> io::Result<()> {
-        for entry in fs::read_dir(self.root.join("tmp"))? {
+        for entry in fs::read_dir(&self.tmp_dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -245,7 +250,7 @@ impl MaildirSink {
     /// in one listing.
     fn list_new(&self) -> io::Result<HashSet<String>> {
         let mut set = HashSet::new();
-        for entry in fs::read_dir(self.root.join("new"))? {
+        for entry in fs::read_dir(&self.new_dir)? {
             let name = entry?.file_name();
             if let Some(name) = name.to_str().filter(|n| n.ends_with(".pop3")) {
                 set.insert(name.to_owned());
@@ -261,12 +266,11 @@ impl MaildirSink {
             return Ok(true);
         }
         let mut found = false;
-        let accounts: Vec<String> = std::iter::once(self.account.clone())
-            .chain(self.former.iter().cloned())
-            .collect();
-        for account in &accounts {
+        // The account's own name first, then the former ones.
+        for i in 0..=self.former.len() {
+            let account = i.checked_sub(1).map_or(&self.account, |f| &self.former[f]);
             let name = file_name(account, uid);
-            let in_new = self.root.join("new").join(&name);
+            let in_new = self.new_dir.join(&name);
             let listed = match new {
                 Some(names) => names.contains(&name),
                 None => in_new.exists(),
@@ -314,7 +318,7 @@ impl MessageSink for MaildirSink {
         self.abort();
         let name = self.file_name(uid);
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.root.join("tmp").join(format!(
+        let tmp = self.tmp_dir.join(format!(
             "{name}.{}.{}.{seq}{PART}",
             self.journal.tag(),
             self.pid
@@ -347,7 +351,7 @@ impl MessageSink for MaildirSink {
             return Err(e);
         }
         drop(current.file);
-        fs::rename(&current.tmp, self.root.join("new").join(&current.name))?;
+        fs::rename(&current.tmp, self.new_dir.join(&current.name))?;
         self.sync_new = true;
         self.stored(&current.uid);
         Ok(())
@@ -357,7 +361,7 @@ impl MessageSink for MaildirSink {
         // The directories first: a journal entry must never name a file
         // whose rename could still be lost.
         if self.sync_new {
-            sync_dir(&self.root.join("new"))?;
+            sync_dir(&self.new_dir)?;
             self.sync_new = false;
         }
         if self.sync_cur {
@@ -403,7 +407,11 @@ fn file_name(account: &str, uid: &Uid) -> String {
     h.update(account.as_bytes());
     h.update([0]);
     h.update(uid.as_bytes());
-    format!("{}.pop3", &hex(&h.finalize())[..32])
+    // 32 hex digits (the first 16 octets of the digest), then ".pop3".
+    let mut name = String::with_capacity(37);
+    push_hex(&mut name, &h.finalize()[..16]);
+    name.push_str(".pop3");
+    name
 }
 
 impl Drop for MaildirSink {
@@ -501,6 +509,7 @@ impl Current {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::hex;
     use bytes::Bytes;
     use std::fs::OpenOptions;
 
@@ -524,6 +533,20 @@ mod tests {
             sink.write(c).unwrap();
         }
         sink.commit().unwrap();
+    }
+
+    #[test]
+    fn file_names_and_journal_tag_stay_those_earlier_versions_wrote() {
+        // A rerun finds the files of an earlier run by these names: they
+        // must never change (SHA-256 of account NUL UID, first 16 octets
+        // in lower-case hex; the tag: SHA-256 of the account, 8 octets).
+        let dir = tempfile::tempdir().unwrap();
+        let sink = MaildirSink::open(dir.path(), "alice@pop.example.com").unwrap();
+        assert_eq!(
+            sink.file_name(&uid("UID-0001")),
+            "8bde2f16a5880c9faa63aa30934668c3.pop3"
+        );
+        assert_eq!(sink.journal.tag(), "2b79d7ee5a1fb9fd");
     }
 
     #[test]

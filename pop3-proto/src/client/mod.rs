@@ -915,6 +915,11 @@ enum Rx {
     Body(Box<BodyDecoder>),
 }
 
+/// The octets the input buffer grows by when it is full (at most
+/// [`ClientConfig::read_buffer`]): a body is handed out in parts of these
+/// blocks, so each read must not need a fresh allocation.
+const RX_BLOCK: usize = 32 * 1024;
+
 /// The sans-IO POP3 client session. See the [module docs](self).
 #[derive(Debug)]
 pub struct Client {
@@ -937,6 +942,8 @@ pub struct Client {
     /// answered.
     window_full: bool,
     projection: Projection,
+    /// Input not parsed yet. Multi-line bodies are split off it without a
+    /// copy, so the events hold parts of its blocks.
     rx: BytesMut,
     rx_state: Rx,
     actions: VecDeque<Action<ClientEvent>>,
@@ -1042,6 +1049,12 @@ impl Client {
         let take = room.min(input.len());
         if take == 0 {
             return 0;
+        }
+        if self.rx.capacity() - self.rx.len() < take {
+            // Body chunks handed out still share the old block: a fresh one
+            // of RX_BLOCK octets takes many reads, not one allocation each.
+            self.rx
+                .reserve(take.max(RX_BLOCK.min(self.config.read_buffer)));
         }
         self.rx.extend_from_slice(&input[..take]);
         self.timer_base = now;

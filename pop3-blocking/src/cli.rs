@@ -1405,11 +1405,10 @@ pub fn load_or_create_secret(path: &std::path::Path) -> Result<DeploymentSecret,
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let bytes: [u8; 32] = crate::tls::random_bytes()?;
-            let mut text: Vec<u8> = bytes
-                .iter()
-                .flat_map(|b| format!("{b:02x}").into_bytes())
-                .collect();
-            text.push(b'\n');
+            let mut hex = String::with_capacity(2 * bytes.len() + 1);
+            crate::hex::push_hex(&mut hex, &bytes);
+            hex.push('\n');
+            let text = hex.into_bytes();
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]

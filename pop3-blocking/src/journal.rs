@@ -93,17 +93,8 @@ pub fn account_tag(account: &str) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(2 * bytes.len());
-    push_hex(&mut s, bytes);
+    crate::hex::push_hex(&mut s, bytes);
     s
-}
-
-/// Appends `bytes` to `s` in lower-case hexadecimal.
-pub(crate) fn push_hex(s: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
 }
 
 pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {

@@ -1184,14 +1184,10 @@ fn uid_for(base: &[u8]) -> Uid {
             return uid;
         }
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = Vec::with_capacity(65);
-    id.push(DIGEST_MARK);
-    for b in Sha256::digest(base) {
-        id.push(HEX[usize::from(b >> 4)]);
-        id.push(HEX[usize::from(b & 15)]);
-    }
-    Uid::new(id).expect("a 65-octet printable digest is a valid unique-id")
+    let mut id = String::with_capacity(65);
+    id.push(char::from(DIGEST_MARK));
+    crate::hex::push_hex(&mut id, &Sha256::digest(base));
+    Uid::new(id.into_bytes()).expect("a 65-octet printable digest is a valid unique-id")
 }
 
 /// A message of an open maildrop: its base name and where it was last seen.

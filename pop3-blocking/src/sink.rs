@@ -66,7 +66,8 @@ use pop3_proto::fetch::MessageSink;
 use pop3_proto::types::Uid;
 use sha2::{Digest, Sha256};
 
-use crate::journal::{UidJournal, private_dir, private_file, push_hex, sync_dir};
+use crate::hex::push_hex;
+use crate::journal::{UidJournal, private_dir, private_file, sync_dir};
 
 const PART: &str = ".part";
 
@@ -268,18 +269,21 @@ impl MaildirSink {
         let mut found = false;
         // The account's own name first, then the former ones.
         for i in 0..=self.former.len() {
-            let account = i.checked_sub(1).map_or(&self.account, |f| &self.former[f]);
+            let account = if i == 0 {
+                &self.account
+            } else {
+                &self.former[i - 1]
+            };
             let name = file_name(account, uid);
-            let in_new = self.new_dir.join(&name);
             let listed = match new {
                 Some(names) => names.contains(&name),
-                None => in_new.exists(),
+                None => self.new_dir.join(&name).exists(),
             };
             if listed {
                 // Stored by a run that stopped before its journal entry,
                 // maybe before its data or its rename reached the disk: the
                 // data now, the directory at the sync, before any DELE.
-                File::open(&in_new)?.sync_all()?;
+                File::open(self.new_dir.join(&name))?.sync_all()?;
                 self.sync_new = true;
                 found = true;
                 break;

@@ -199,9 +199,7 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], rustls::Error> {
 pub fn random_token_from(random: &dyn SecureRandom, len: usize) -> Result<String, rustls::Error> {
     let mut out = String::with_capacity(len + 32);
     while out.len() < len {
-        for b in random_bytes_from::<16>(random)? {
-            out.push_str(&format!("{b:02x}"));
-        }
+        crate::hex::push_hex(&mut out, &random_bytes_from::<16>(random)?);
     }
     out.truncate(len);
     Ok(out)
